@@ -1,0 +1,300 @@
+#include "dataplane/frame_handler.h"
+
+#include <algorithm>
+
+#include <rte_ether.h>
+#include <rte_ip.h>
+#include <rte_udp.h>
+
+#include "dataplane/worker.h"
+#include "protocol/crc32c.h"
+
+namespace sluice::dataplane {
+namespace p = protocol;
+
+namespace {
+
+Endpoint EndpointOf(const Peer& peer) { return Endpoint{peer.Word0(), peer.Word1()}; }
+
+std::span<const std::byte> PayloadOf(rte_mbuf* m) {
+  return {reinterpret_cast<const std::byte*>(DatagramPayload(m)), DatagramPayloadLength(m)};
+}
+
+// The sender of a frame still in its received mbuf (an owner re-derives it after a hand-off).
+Peer PeerOf(rte_mbuf* m) {
+  auto* eth = rte_pktmbuf_mtod(m, rte_ether_hdr*);
+  auto* ip = rte_pktmbuf_mtod_offset(m, rte_ipv4_hdr*, m->l2_len);
+  auto* udp = rte_pktmbuf_mtod_offset(m, rte_udp_hdr*, m->l2_len + m->l3_len);
+  Peer peer;
+  peer.mac = eth->src_addr;
+  peer.ipv4 = ip->src_addr;
+  peer.udp_port = udp->src_port;
+  peer.port_id = m->port;
+  return peer;
+}
+
+uint64_t Bit(uint16_t worker) { return uint64_t{1} << worker; }
+
+}  // namespace
+
+FrameHandler::FrameHandler(Worker& worker, const SharedRuntime& shared)
+    : worker_(worker), shared_(shared) {
+  const hwconf::Lcore& conf = shared.layout->lcores[worker.index()];
+  frontend_ = std::make_unique<Frontend>(*shared.queues, worker.index(), conf.shards, *this);
+}
+
+FrameHandler::~FrameHandler() {
+  if (reply_ != nullptr) rte_pktmbuf_free(reply_);
+}
+
+const PortRuntime* FrameHandler::PortById(uint16_t port_id) const {
+  for (const PortRuntime& p : shared_.ports)
+    if (p.addr.port_id == port_id) return &p;
+  return nullptr;
+}
+
+bool FrameHandler::NeedsVerifiedSource(p::FrameType t) const {
+  // Requests whose replies can be larger than the request itself.
+  return t == p::FrameType::kReceive || t == p::FrameType::kFetch ||
+         t == p::FrameType::kSubscribe || t == p::FrameType::kCredit ||
+         t == p::FrameType::kNak;
+}
+
+void FrameHandler::OnDatagram(rte_mbuf* m, const Peer& from, const PortRuntime& port) {
+  (void)port;
+  LcoreCounters& c = worker_.mutable_counters();
+  const Endpoint ep = EndpointOf(from);
+  std::span<const std::byte> datagram = PayloadOf(m);
+
+  auto frame = p::DecodeFrame(datagram);
+  p::DecodeError err = frame ? p::ValidateFrame(*frame) : frame.error();
+  if (err != p::DecodeError::kOk) {
+    c.Drop(DropReason::kMalformedFrame);
+    AnswerMalformed(datagram, err, ep);
+    rte_pktmbuf_free(m);
+    return;
+  }
+  ++c.frames;
+  const p::FrameType type = frame->header.type;
+  if (type == p::FrameType::kHeartbeat) {
+    AnswerHeartbeat(*frame, ep);
+    rte_pktmbuf_free(m);
+    return;
+  }
+  if (type == p::FrameType::kLookup) {
+    AnswerLookup(*frame, ep);
+    rte_pktmbuf_free(m);
+    return;
+  }
+  if (NeedsVerifiedSource(type) && !address_check_.IsVerified(ep.w0, frame->header.client_id)) {
+    AnswerError(frame->header, static_cast<uint8_t>(type), Errc::kUnauthorized,
+                "source address not verified: send HEARTBEAT and echo the server's cookie first",
+                ep, datagram.size());
+    rte_pktmbuf_free(m);
+    return;
+  }
+
+  RouteContext route;
+  route.receiver = true;
+  const uint64_t owners = OwnersOf(*frame, DatagramPayload(m), &route);
+  m->hash.usr = route.any_partition;  // owners of a RECEIVE(any) need the partition chosen here
+  for (uint16_t w = 0; w < shared_.worker_count; ++w) {
+    if (w == worker_.index() || (owners & Bit(w)) == 0) continue;
+    rte_mbuf_refcnt_update(m, 1);
+    if (!worker_.HandOff(w, m)) {
+      rte_mbuf_refcnt_update(m, -1);
+      c.Drop(DropReason::kRingFull);
+      route.throttled_workers |= Bit(w);
+    }
+  }
+  // The receiver always looks at the frame: it owns some items, or must answer for items nobody
+  // could take (unknown queue or partition, full rings).
+  frontend_->OnFrame(*frame, ep, route, worker_.NowNs());
+  rte_pktmbuf_free(m);
+}
+
+void FrameHandler::OnHandoff(rte_mbuf* m) {
+  std::span<const std::byte> datagram = PayloadOf(m);
+  auto frame = p::DecodeFrame(datagram);
+  SLUICE_ASSERT(frame.has_value());  // validated by the receiving worker
+  RouteContext route;
+  route.any_partition = static_cast<uint16_t>(m->hash.usr);
+  frontend_->OnFrame(*frame, EndpointOf(PeerOf(m)), route, worker_.NowNs());
+  rte_pktmbuf_free(m);
+}
+
+uint64_t FrameHandler::OwnersOf(const p::FrameView& f, uint8_t* payload, RouteContext* route) {
+  const QueueTable& table = *shared_.queues;
+  const uint16_t self = worker_.index();
+  uint64_t owners = 0;
+  auto all_workers = [&] { return shared_.worker_count >= 64 ? ~0ull : Bit(shared_.worker_count) - 1; };
+
+  switch (f.header.type) {
+    case p::FrameType::kProduce: {
+      auto produce = p::DecodeProduce(f);
+      const QueueInfo* q = table.Find(produce->queue_id);
+      if (q == nullptr) return 0;
+      const uint16_t parts = static_cast<uint16_t>(q->partition_worker.size());
+      for (const p::MessageView& msg : produce->messages) {
+        uint16_t part = msg.partition;
+        if (part == p::kAnyPartition) {
+          part = !msg.key.empty() ? p::PartitionForKey(msg.key, parts)
+                                  : static_cast<uint16_t>(produce_rr_++ % parts);
+          // Resolve in place: owners (and the stored record) see the partition chosen here.
+          const size_t at = static_cast<size_t>(msg.record.data() - f.bytes.data());
+          p::le::Store<uint16_t>(reinterpret_cast<std::byte*>(payload) + at + 4, part);
+        }
+        owners |= Bit(OwnerOf(*q, part, self));
+      }
+      return owners;
+    }
+    case p::FrameType::kReceive: {
+      auto r = p::DecodeReceive(f);
+      const QueueInfo* q = table.Find(r->queue_id);
+      if (q == nullptr) return 0;
+      uint16_t part = r->partition;
+      if (part == p::kAnyPartition) {
+        // Prefer a partition this worker owns (no hand-off); rotate among them.
+        const uint32_t n = static_cast<uint32_t>(q->partition_worker.size());
+        part = static_cast<uint16_t>(receive_rr_++ % n);
+        for (uint32_t i = 0; i < n; ++i) {
+          const uint16_t cand = static_cast<uint16_t>((part + i) % n);
+          if (q->partition_worker[cand] == self) {
+            part = cand;
+            break;
+          }
+        }
+        route->any_partition = part;
+      }
+      return Bit(OwnerOf(*q, part, self));
+    }
+    case p::FrameType::kFetch: {
+      auto r = p::DecodeFetch(f);
+      const QueueInfo* q = table.Find(r->queue_id);
+      return q == nullptr ? 0 : Bit(OwnerOf(*q, r->partition, self));
+    }
+    case p::FrameType::kSubscribe: {
+      auto r = p::DecodeSubscribe(f);
+      const QueueInfo* q = table.Find(r->queue_id);
+      if (q == nullptr) return 0;
+      if (r->partition != p::kAnyPartition) return Bit(OwnerOf(*q, r->partition, self));
+      for (uint16_t w : q->partition_worker) owners |= Bit(w);
+      return owners;
+    }
+    case p::FrameType::kDelete:
+    case p::FrameType::kNack:
+    case p::FrameType::kExtend: {
+      auto ops = p::DecodeReceiptOps(f);
+      for (const p::ReceiptOp& op : ops->ops) {
+        const QueueInfo* q = table.Find(op.queue_id);
+        if (q != nullptr) owners |= Bit(OwnerOf(*q, op.partition, self));
+      }
+      return owners;
+    }
+    case p::FrameType::kCredit:
+    case p::FrameType::kNak:
+    case p::FrameType::kUnsubscribe:
+      // These name a subscription, not a queue: every worker checks whether it holds it.
+      return all_workers();
+    default:
+      return 0;  // server-to-client types: the frontend answers UNKNOWN_TYPE
+  }
+}
+
+void FrameHandler::AnswerHeartbeat(const p::FrameView& f, const Endpoint& from) {
+  auto hb = p::DecodeHeartbeat(f);
+  const uint64_t now = worker_.NowNs();
+  if (hb->cookie != 0) address_check_.Verify(from.w0, f.header.client_id, hb->cookie, now);
+  p::Heartbeat reply;
+  reply.cookie = address_check_.Cookie(from.w0, f.header.client_id, now);
+  reply.timestamp_ns = now;
+  reply.interval_ms = 1000;
+  std::span<std::byte> buf = Acquire(from, f.bytes.size());
+  if (buf.empty()) return;
+  auto n = p::EncodeHeartbeat(buf, {f.header.client_id, f.header.request_id, 0}, reply);
+  if (n) Send(from, *n); else Abandon();
+}
+
+void FrameHandler::AnswerLookup(const p::FrameView& f, const Endpoint& from) {
+  auto req = p::DecodeLookup(f);
+  const QueueInfo* q = shared_.queues->FindByName(req->name);
+  if (q == nullptr) {
+    AnswerError(f.header, static_cast<uint8_t>(f.header.type), Errc::kUnknownQueue,
+                std::string("no queue named '").append(req->name).append("'"), from,
+                f.bytes.size());
+    return;
+  }
+  p::LookupReply reply;
+  reply.queue_id = q->id;
+  reply.partitions = static_cast<uint16_t>(q->partition_worker.size());
+  reply.queue_type = q->decl.type == hwconf::QueueType::kStream ? p::QueueType::kStream
+                                                               : p::QueueType::kWorkQueue;
+  reply.max_message_bytes = q->decl.max_message_bytes;
+  std::span<std::byte> buf = Acquire(from, f.bytes.size());
+  if (buf.empty()) return;
+  auto n = p::EncodeLookupReply(buf, {f.header.client_id, f.header.request_id, 0}, reply);
+  if (n) Send(from, *n); else Abandon();
+}
+
+void FrameHandler::AnswerError(const p::FrameHeader& h, uint8_t raw_type, Errc errc,
+                               std::string_view detail, const Endpoint& to,
+                               size_t request_bytes) {
+  p::ErrorReply e;
+  e.errc = errc;
+  e.request_type = raw_type;
+  e.detail = detail;
+  if (errc == Errc::kThrottled) e.retry_after_ms = 1;
+  // Amplification rule: never more bytes than the request carried.
+  std::span<std::byte> buf = Acquire(to, request_bytes);
+  if (buf.empty()) return;
+  auto n = p::EncodeErrorFrame(buf, {h.client_id, h.request_id, 0}, e);
+  if (n) {
+    ++worker_.mutable_counters().error_replies;
+    Send(to, *n);
+  } else {
+    Abandon();
+  }
+}
+
+void FrameHandler::AnswerMalformed(std::span<const std::byte> datagram, p::DecodeError e,
+                                   const Endpoint& to) {
+  // Garbage without our magic is not a sluice client: say nothing.
+  if (datagram.size() < p::kHeaderBytes || p::le::U32(datagram.data()) != p::kMagic) return;
+  p::FrameHeader h;
+  h.client_id = p::le::U64(datagram.data() + 16);
+  h.request_id = p::le::U64(datagram.data() + 24);
+  AnswerError(h, p::le::U8(datagram.data() + 5), p::ToErrc(e), p::DecodeErrorName(e), to,
+              datagram.size());
+}
+
+std::span<std::byte> FrameHandler::Acquire(const Endpoint& to, size_t max_bytes) {
+  SLUICE_ASSERT(reply_ == nullptr);
+  const Peer peer = Peer::FromWords(to.w0, to.w1);
+  reply_port_ = PortById(peer.port_id);
+  SLUICE_ASSERT(reply_port_ != nullptr);
+  rte_mbuf* m = rte_pktmbuf_alloc(shared_.pool);
+  if (m == nullptr) {
+    worker_.mutable_counters().Drop(DropReason::kNoMbuf);
+    return {};
+  }
+  const size_t room = std::min<size_t>(
+      rte_pktmbuf_tailroom(m), size_t{reply_port_->conf->mtu} + RTE_ETHER_HDR_LEN);
+  const size_t cap = std::min(max_bytes, room - kDatagramHeaderBytes);
+  reply_ = m;
+  return {rte_pktmbuf_mtod_offset(m, std::byte*, kDatagramHeaderBytes), cap};
+}
+
+void FrameHandler::Send(const Endpoint& to, size_t bytes) {
+  SLUICE_ASSERT(reply_ != nullptr);
+  const Peer peer = Peer::FromWords(to.w0, to.w1);
+  WriteDatagramHeaders(reply_, reply_port_->addr, peer, static_cast<uint16_t>(bytes));
+  worker_.Transmit(reply_port_->addr.port_id, reply_);
+  reply_ = nullptr;
+}
+
+void FrameHandler::Abandon() {
+  if (reply_ != nullptr) rte_pktmbuf_free(reply_);
+  reply_ = nullptr;
+}
+
+}  // namespace sluice::dataplane

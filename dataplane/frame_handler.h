@@ -1,0 +1,67 @@
+// The sluice-protocol shell of one worker lcore: validates each datagram, answers what needs no
+// shard (HEARTBEAT, LOOKUP, malformed frames), routes everything else to the owner workers of the
+// partitions it names — inline when that is this worker, otherwise through the owner's SP/SC ring
+// with the mbuf's reference count raised (no copy) — and gives the frontend an mbuf-backed
+// ReplyChannel.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <span>
+#include <string>
+
+#include <rte_mbuf.h>
+
+#include "dataplane/address_check.h"
+#include "dataplane/frontend.h"
+#include "dataplane/net.h"
+#include "dataplane/port.h"
+
+namespace sluice::dataplane {
+
+class Worker;
+struct SharedRuntime;
+
+class FrameHandler final : public ReplyChannel {
+ public:
+  FrameHandler(Worker& worker, const SharedRuntime& shared);
+  ~FrameHandler();
+
+  // A UDP datagram for the sluice port, received by this worker. Consumes the mbuf.
+  void OnDatagram(rte_mbuf* m, const Peer& from, const PortRuntime& port);
+  // A frame another worker received and handed to this one (an owner). Consumes the mbuf.
+  void OnHandoff(rte_mbuf* m);
+  // Periodic work of the owned shards; returns work done.
+  uint32_t Service(uint64_t now_ns) { return frontend_->Service(now_ns); }
+
+  std::string ShardStatsJson() const { return frontend_->StatsJson(); }
+  const FrontendCounters& frontend_counters() const { return frontend_->counters(); }
+
+  // ReplyChannel
+  std::span<std::byte> Acquire(const Endpoint& to, size_t max_bytes) override;
+  void Send(const Endpoint& to, size_t bytes) override;
+  void Abandon() override;
+
+ private:
+  // Bit per worker that must see the frame; 0 when the receiver answers it alone.
+  uint64_t OwnersOf(const protocol::FrameView& f, uint8_t* payload, RouteContext* route);
+  void AnswerHeartbeat(const protocol::FrameView& f, const Endpoint& from);
+  void AnswerLookup(const protocol::FrameView& f, const Endpoint& from);
+  void AnswerError(const protocol::FrameHeader& h, uint8_t raw_type, protocol::Errc errc,
+                   std::string_view detail, const Endpoint& to, size_t request_bytes);
+  void AnswerMalformed(std::span<const std::byte> datagram, protocol::DecodeError e,
+                       const Endpoint& to);
+  bool NeedsVerifiedSource(protocol::FrameType t) const;
+  const PortRuntime* PortById(uint16_t port_id) const;
+
+  Worker& worker_;
+  const SharedRuntime& shared_;
+  std::unique_ptr<Frontend> frontend_;
+  AddressCheck address_check_;
+  uint32_t produce_rr_ = 0;  // round-robin cursor for keyless messages without a partition
+  uint32_t receive_rr_ = 0;  // and for RECEIVE from any partition
+  rte_mbuf* reply_ = nullptr;
+  const PortRuntime* reply_port_ = nullptr;
+};
+
+}  // namespace sluice::dataplane

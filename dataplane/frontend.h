@@ -1,0 +1,90 @@
+// The request layer of one worker: turns validated request frames into calls on the shard
+// engines this worker owns, and engine outputs (acks, deliveries, receive replies) into reply
+// frames. Pure C++ (no DPDK): the shell gives it frames and a ReplyChannel to write replies into,
+// so the same code runs behind the DPDK worker and in tests.
+//
+// A frame may address partitions owned by several workers. The receiving worker hands the frame
+// to every owner; each owner's Frontend handles only the items of the partitions it owns (and the
+// receiving worker answers for items no worker can take: bad partitions, full hand-off rings).
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <span>
+#include <string>
+#include <vector>
+
+#include "dataplane/queue_table.h"
+#include "protocol/codec.h"
+
+namespace sluice::dataplane {
+
+// Where a reply goes, packed by the shell (for DPDK: Peer words); opaque here.
+struct Endpoint {
+  uint64_t w0 = 0;
+  uint64_t w1 = 0;
+  bool operator==(const Endpoint&) const = default;
+};
+
+class ReplyChannel {
+ public:
+  // A buffer for one reply datagram to `to` of at most `max_bytes`; empty when none is available
+  // (the shell counts it). Only one buffer is outstanding at a time.
+  virtual std::span<std::byte> Acquire(const Endpoint& to, size_t max_bytes) = 0;
+  // The acquired buffer holds a finished frame of `bytes`: send it.
+  virtual void Send(const Endpoint& to, size_t bytes) = 0;
+  // The acquired buffer is not used after all.
+  virtual void Abandon() = 0;
+
+ protected:
+  ~ReplyChannel() = default;
+};
+
+// How the receiving worker routed a frame, for the owners that handle it.
+struct RouteContext {
+  bool receiver = false;           // this worker received the frame from the wire
+  uint64_t throttled_workers = 0;  // receiver only: owners whose ring was full (bit per worker)
+  uint16_t any_partition = 0;      // RECEIVE with kAnyPartition: the partition chosen
+};
+
+struct FrontendCounters {
+  uint64_t produced = 0;        // messages appended
+  uint64_t acked = 0;           // messages acknowledged
+  uint64_t duplicates = 0;      // idempotent retransmits answered with the original offset
+  uint64_t throttled = 0;       // items answered THROTTLED
+  uint64_t rejected = 0;        // items answered with another error
+  uint64_t delivered = 0;       // messages sent in MESSAGES/DELIVER
+  uint64_t reply_no_buffer = 0; // replies lost for want of a buffer
+};
+
+class Frontend {
+ public:
+  // `shards`: the shard ids this worker owns; `worker`: its index.
+  Frontend(const QueueTable& table, uint16_t worker, std::span<const uint32_t> shards,
+           ReplyChannel& replies);
+  ~Frontend();
+  Frontend(const Frontend&) = delete;
+  Frontend& operator=(const Frontend&) = delete;
+
+  // A validated frame (protocol::ValidateFrame passed) from `from`.
+  void OnFrame(const protocol::FrameView& frame, const Endpoint& from, const RouteContext& route,
+               uint64_t now_ns);
+
+  // Closes batches, advances durability (in memory: at once), timers, deliveries. Returns work done.
+  uint32_t Service(uint64_t now_ns);
+
+  const FrontendCounters& counters() const { return counters_; }
+  std::string StatsJson() const;
+
+ private:
+  class Impl;
+  std::unique_ptr<Impl> impl_;
+  FrontendCounters counters_;
+};
+
+// Owner of an item: the worker of (queue, partition), or `receiver` when the partition is invalid.
+inline uint16_t OwnerOf(const QueueInfo& q, uint32_t partition, uint16_t receiver) {
+  return partition < q.partition_worker.size() ? q.partition_worker[partition] : receiver;
+}
+
+}  // namespace sluice::dataplane

@@ -1,0 +1,312 @@
+// sluiced: the sluice appliance daemon. Reads like l3fwd: parse arguments, load the layout,
+// initialise the EAL, create the mempool, set up ports and hand-off rings, build the queue table,
+// launch one loop per worker lcore, wait for a signal, stop and clean up.
+//
+// Exit codes (scripts rely on them):
+//   0 clean shutdown after SIGINT/SIGTERM      1 invalid layout or arguments
+//   2 usage error                               3 EAL initialisation failed
+//   4 port, mempool or ring setup failed        5 a worker lcore failed at run time
+#include <signal.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <cstdio>
+#include <cstring>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include <rte_cycles.h>
+#include <rte_eal.h>
+#include <rte_errno.h>
+#include <rte_ethdev.h>
+#include <rte_launch.h>
+#include <rte_lcore.h>
+#include <rte_mbuf.h>
+#include <rte_ring.h>
+
+#include "absl/strings/str_format.h"
+#include "dataplane/frame_handler.h"
+#include "dataplane/kernel_side.h"
+#include "dataplane/port.h"
+#include "dataplane/queue_table.h"
+#include "dataplane/stats.h"
+#include "dataplane/worker.h"
+#include "hwconf/loader.h"
+
+namespace sluice::dataplane {
+namespace {
+
+enum ExitCode { kExitOk = 0, kExitBadLayout = 1, kExitUsage = 2, kExitEal = 3, kExitSetup = 4,
+                kExitWorker = 5 };
+
+std::atomic<bool> g_stop{false};
+volatile sig_atomic_t g_signal = 0;
+
+void OnSignal(int sig) {
+  g_signal = sig;
+  g_stop.store(true, std::memory_order_relaxed);
+}
+
+struct Args {
+  std::string hwconf;
+  std::string stats_file;   // written on exit (JSON counters), for tests and operators
+  bool check_only = false;
+};
+
+void PrintUsage(FILE* out) {
+  std::fputs(
+      "usage: sluiced --hwconf FILE [--check] [--stats-file PATH]\n"
+      "\n"
+      "Runs the sluice appliance on the machine layout FILE (see hwconf/README.md).\n"
+      "\n"
+      "  --hwconf FILE       layout to run (e.g. hwconf/tap.toml)\n"
+      "  --check             validate and print the layout, then exit (no DPDK started)\n"
+      "  --stats-file PATH   write the per-lcore counters as JSON to PATH on exit, and every\n"
+      "                      second while running (for tests and scripts)\n"
+      "  -h, --help          this text\n"
+      "\n"
+      "Stops cleanly on SIGINT or SIGTERM. Exit codes: 0 clean stop, 1 invalid layout,\n"
+      "2 usage, 3 EAL init failed, 4 port/mempool/ring setup failed, 5 worker failure.\n",
+      out);
+}
+
+int ParseArgs(int argc, char** argv, Args* args) {
+  for (int i = 1; i < argc; ++i) {
+    std::string a = argv[i];
+    auto value = [&](const char* flag) -> const char* {
+      if (i + 1 >= argc) {
+        std::fprintf(stderr, "sluiced: %s needs a value\n", flag);
+        return nullptr;
+      }
+      return argv[++i];
+    };
+    if (a == "-h" || a == "--help") {
+      PrintUsage(stdout);
+      std::exit(kExitOk);
+    } else if (a == "--hwconf") {
+      const char* v = value("--hwconf");
+      if (!v) return kExitUsage;
+      args->hwconf = v;
+    } else if (a.rfind("--hwconf=", 0) == 0) {
+      args->hwconf = a.substr(9);
+    } else if (a == "--stats-file") {
+      const char* v = value("--stats-file");
+      if (!v) return kExitUsage;
+      args->stats_file = v;
+    } else if (a == "--check") {
+      args->check_only = true;
+    } else {
+      std::fprintf(stderr, "sluiced: unknown argument '%s'\n\n", a.c_str());
+      PrintUsage(stderr);
+      return kExitUsage;
+    }
+  }
+  if (args->hwconf.empty()) {
+    std::fputs("sluiced: --hwconf FILE is required\n\n", stderr);
+    PrintUsage(stderr);
+    return kExitUsage;
+  }
+  return kExitOk;
+}
+
+int InitEal(const hwconf::Layout& layout, const char* argv0) {
+  std::vector<std::string> eal_args = hwconf::EalArgs(layout, argv0);
+  std::vector<char*> eal_argv;
+  for (std::string& s : eal_args) eal_argv.push_back(s.data());
+  std::string line;
+  for (const std::string& s : eal_args) line += " " + s;
+  std::printf("sluiced: EAL args:%s\n", line.c_str());
+  if (rte_eal_init(static_cast<int>(eal_argv.size()), eal_argv.data()) < 0) {
+    std::fprintf(stderr, "sluiced: EAL init failed: %s\n", rte_strerror(rte_errno));
+    return kExitEal;
+  }
+  return kExitOk;
+}
+
+void InstallSignals() {
+  struct sigaction sa {};
+  sa.sa_handler = OnSignal;
+  sigemptyset(&sa.sa_mask);
+  sigaction(SIGINT, &sa, nullptr);
+  sigaction(SIGTERM, &sa, nullptr);
+}
+
+// Enough mbufs for every RX/TX descriptor, every ring slot, and every lcore's cache and bursts,
+// rounded to 2^n - 1 (the mempool's best size).
+rte_mempool* CreateMempool(const hwconf::Layout& layout, uint16_t workers) {
+  uint64_t n = 0;
+  uint16_t max_mtu = 1500;
+  for (const hwconf::Port& p : layout.ports) {
+    n += uint64_t{p.rx_queues} * p.rx_descriptors + uint64_t{workers} * p.tx_descriptors;
+    max_mtu = std::max(max_mtu, p.mtu);
+  }
+  n += uint64_t{workers} * workers * layout.ring_size;
+  n += uint64_t{workers + 1u} * (256 + 4 * Worker::kRxBurst + TxBuffer::kCapacity * 4);
+  uint64_t size = 1;
+  while (size - 1 < n) size <<= 1;
+  const uint16_t data_room = static_cast<uint16_t>(
+      std::max<uint32_t>(RTE_MBUF_DEFAULT_DATAROOM, max_mtu + RTE_ETHER_HDR_LEN + RTE_ETHER_CRC_LEN)
+      + RTE_PKTMBUF_HEADROOM);
+  rte_mempool* pool = rte_pktmbuf_pool_create("sluice_mbufs", static_cast<unsigned>(size - 1), 256,
+                                              0, data_room, static_cast<int>(rte_socket_id()));
+  if (pool == nullptr) {
+    std::fprintf(stderr, "sluiced: mempool of %lu mbufs x %u bytes: %s (raise eal.memory_mb)\n",
+                 static_cast<unsigned long>(size - 1), data_room, rte_strerror(rte_errno));
+  }
+  return pool;
+}
+
+int SetupPorts(const hwconf::Layout& layout, SharedRuntime* rt) {
+  const uint16_t tx_queues = rt->worker_count;
+  for (const hwconf::Port& p : layout.ports) {
+    if (p.role != hwconf::PortRole::kClient) continue;  // replication links: later issue
+    auto port = SetupPort(p, rt->pool, tx_queues);
+    if (!port.ok()) {
+      std::fprintf(stderr, "sluiced: %s\n", std::string(port.status().message()).c_str());
+      return kExitSetup;
+    }
+    const auto& m = port->addr.mac.addr_bytes;
+    std::printf("sluiced: port %s (%s, ethdev %u): %s udp %u, mac %02x:%02x:%02x:%02x:%02x:%02x, "
+                "%u rx / %u tx queues, rss %s\n",
+                p.name.c_str(), port->driver.c_str(), port->addr.port_id, p.ipv4.c_str(),
+                p.udp_port, m[0], m[1], m[2], m[3], m[4], m[5], port->rx_queues,
+                port->tx_queues, port->rss ? "on" : "off");
+    rt->ports.push_back(*port);
+    if (auto st = ConfigureKernelSide(p); !st.ok()) {
+      std::fprintf(stderr, "sluiced: %s\n", std::string(st.message()).c_str());
+      return kExitSetup;
+    }
+  }
+  return kExitOk;
+}
+
+// One SP/SC ring per ordered pair of distinct workers.
+int CreateRings(const hwconf::Layout& layout, SharedRuntime* rt) {
+  for (uint16_t from = 0; from < rt->worker_count; ++from) {
+    for (uint16_t to = 0; to < rt->worker_count; ++to) {
+      if (from == to) continue;
+      std::string name = absl::StrFormat("handoff_%u_%u", from, to);
+      rte_ring* r = rte_ring_create(name.c_str(), layout.ring_size, static_cast<int>(rte_socket_id()),
+                                    RING_F_SP_ENQ | RING_F_SC_DEQ);
+      if (r == nullptr) {
+        std::fprintf(stderr, "sluiced: ring %s (%u entries): %s\n", name.c_str(), layout.ring_size,
+                     rte_strerror(rte_errno));
+        return kExitSetup;
+      }
+      rt->rings[from][to] = r;
+    }
+  }
+  return kExitOk;
+}
+
+struct LaunchArg {
+  Worker* worker;
+};
+
+int WorkerMain(void* arg) {
+  auto* w = static_cast<LaunchArg*>(arg)->worker;
+  return w->Run(g_stop);
+}
+
+int RunMainLoop(const std::vector<std::unique_ptr<Worker>>& workers, const Args& args) {
+  // The main lcore is housekeeping: it waits for a signal and publishes counters once a second.
+  uint64_t next_stats = 0;
+  while (!g_stop.load(std::memory_order_relaxed)) {
+    const uint64_t now = rte_get_timer_cycles();
+    if (!args.stats_file.empty() && now >= next_stats) {
+      WriteStatsFile(args.stats_file, workers);
+      next_stats = now + rte_get_timer_hz();
+    }
+    usleep(20'000);
+  }
+  return kExitOk;
+}
+
+void Cleanup(SharedRuntime& rt) {
+  for (const PortRuntime& p : rt.ports) ClosePort(p);
+  for (auto& row : rt.rings)
+    for (rte_ring*& r : row)
+      if (r != nullptr) rte_ring_free(std::exchange(r, nullptr));
+  if (rt.pool != nullptr) rte_mempool_free(rt.pool);
+}
+
+int Main(int argc, char** argv) {
+  Args args;
+  if (int rc = ParseArgs(argc, argv, &args); rc != kExitOk) return rc;
+
+  auto layout = hwconf::LoadLayout(args.hwconf);
+  if (!layout.ok()) {
+    std::fprintf(stderr, "sluiced: %s\n", std::string(layout.status().message()).c_str());
+    return kExitBadLayout;
+  }
+  if (args.check_only) {
+    std::printf("%s\nsluiced: layout %s is valid\n", hwconf::FormatLayout(*layout).c_str(),
+                args.hwconf.c_str());
+    return kExitOk;
+  }
+  auto table = QueueTable::Build(*layout);
+  if (!table.ok()) {
+    std::fprintf(stderr, "sluiced: %s\n", std::string(table.status().message()).c_str());
+    return kExitBadLayout;
+  }
+
+  if (int rc = InitEal(*layout, argv[0]); rc != kExitOk) return rc;
+  InstallSignals();
+
+  SharedRuntime rt;
+  rt.layout = &*layout;
+  rt.queues = table->get();
+  rt.tsc_hz = rte_get_tsc_hz();
+  rt.worker_count = static_cast<uint16_t>(layout->lcores.size());
+  rt.ports.reserve(layout->ports.size());  // workers keep pointers into it
+  int rc = kExitOk;
+  rt.pool = CreateMempool(*layout, rt.worker_count);
+  if (rt.pool == nullptr) rc = kExitSetup;
+  if (rc == kExitOk) rc = SetupPorts(*layout, &rt);
+  if (rc == kExitOk) rc = CreateRings(*layout, &rt);
+
+  std::vector<std::unique_ptr<Worker>> workers;
+  std::vector<LaunchArg> launch(rt.worker_count);
+  if (rc == kExitOk) {
+    for (uint16_t w = 0; w < rt.worker_count; ++w) {
+      workers.push_back(std::make_unique<Worker>(w, layout->lcores[w], rt));
+    }
+    for (uint16_t w = 0; w < rt.worker_count; ++w) {
+      launch[w].worker = workers[w].get();
+      const unsigned lcore = static_cast<unsigned>(layout->lcores[w].id);
+      if (int lrc = rte_eal_remote_launch(WorkerMain, &launch[w], lcore); lrc != 0) {
+        std::fprintf(stderr, "sluiced: launch on lcore %u failed: %s\n", lcore, rte_strerror(-lrc));
+        g_stop = true;
+        rc = kExitSetup;
+        break;
+      }
+    }
+  }
+  if (rc == kExitOk) {
+    std::printf("sluiced: running: %u worker lcore(s), %u shard(s), %zu queue(s); "
+                "SIGINT/SIGTERM to stop\n", rt.worker_count, layout->shards,
+                rt.queues->queues().size());
+    std::fflush(stdout);
+    rc = RunMainLoop(workers, args);
+  }
+  g_stop = true;
+  // rte_eal_wait_lcore returns the lcore function's result (0 for one never launched).
+  for (const auto& w : workers) {
+    if (rte_eal_wait_lcore(static_cast<unsigned>(w->lcore_id())) != 0 && rc == kExitOk) {
+      rc = kExitWorker;
+    }
+  }
+  if (!args.stats_file.empty() && !workers.empty()) WriteStatsFile(args.stats_file, workers);
+  PrintStats(stdout, workers);
+  workers.clear();
+  Cleanup(rt);
+  rte_eal_cleanup();
+  if (g_signal != 0) std::printf("sluiced: stopped on signal %d\n", static_cast<int>(g_signal));
+  return rc;
+}
+
+}  // namespace
+}  // namespace sluice::dataplane
+
+int main(int argc, char** argv) { return sluice::dataplane::Main(argc, argv); }

@@ -1,0 +1,77 @@
+// Ethernet / ARP / IPv4 / ICMP / UDP for the dataplane: classify a received frame, answer ARP and
+// ICMP echo in place, and write the headers of outgoing sluice datagrams. Everything here works on
+// one single-segment mbuf at a time, allocates nothing and never blocks.
+#pragma once
+
+#include <cstdint>
+
+#include <rte_ether.h>
+#include <rte_mbuf.h>
+
+#include "dataplane/counters.h"
+
+namespace sluice::dataplane {
+
+// The addresses one port answers for. Network byte order where the wire uses it.
+struct PortAddress {
+  uint16_t port_id = 0;
+  rte_ether_addr mac{};
+  rte_be32_t ipv4 = 0;
+  rte_be16_t udp_port = 0;
+};
+
+// Where a reply goes: the source of the request. Packs into two words so that the shard engine can
+// carry it as an opaque reply target without knowing about Ethernet.
+struct Peer {
+  rte_ether_addr mac{};
+  rte_be32_t ipv4 = 0;
+  rte_be16_t udp_port = 0;
+  uint16_t port_id = 0;
+
+  uint64_t Word0() const {
+    return (uint64_t{ipv4} << 32) | (uint64_t{udp_port} << 16) | port_id;
+  }
+  uint64_t Word1() const {
+    uint64_t w = 0;
+    for (int i = 0; i < 6; ++i) w |= uint64_t{mac.addr_bytes[i]} << (8 * i);
+    return w;
+  }
+  static Peer FromWords(uint64_t w0, uint64_t w1) {
+    Peer p;
+    p.ipv4 = static_cast<rte_be32_t>(w0 >> 32);
+    p.udp_port = static_cast<rte_be16_t>(w0 >> 16);
+    p.port_id = static_cast<uint16_t>(w0);
+    for (int i = 0; i < 6; ++i) p.mac.addr_bytes[i] = static_cast<uint8_t>(w1 >> (8 * i));
+    return p;
+  }
+};
+
+enum class RxVerdict {
+  kDrop,     // counted; caller frees the mbuf
+  kReply,    // the mbuf was rewritten in place into an ARP or ICMP reply; caller transmits it
+  kDatagram, // a UDP datagram for the sluice port: mbuf l2_len/l3_len/l4_len are set, `peer` filled
+};
+
+// Headers of a sluice datagram that the dataplane writes: Ethernet + IPv4 (no options) + UDP.
+inline constexpr uint16_t kDatagramHeaderBytes =
+    sizeof(rte_ether_hdr) + sizeof(rte_ipv4_hdr) + sizeof(rte_udp_hdr);
+
+// Classifies one received frame. Trusts the port's checksum offload flags when it set them and
+// verifies in software otherwise.
+RxVerdict ClassifyFrame(rte_mbuf* m, const PortAddress& self, LcoreCounters& counters, Peer* peer);
+
+// The sluice payload of a datagram classified as kDatagram.
+inline uint8_t* DatagramPayload(rte_mbuf* m) {
+  return rte_pktmbuf_mtod_offset(m, uint8_t*, m->l2_len + m->l3_len + m->l4_len);
+}
+inline uint16_t DatagramPayloadLength(const rte_mbuf* m) {
+  return static_cast<uint16_t>(m->data_len - m->l2_len - m->l3_len - m->l4_len);
+}
+
+// Writes Ethernet/IPv4/UDP headers in front of `payload_len` bytes that start at
+// rte_pktmbuf_mtod(m) + kDatagramHeaderBytes, and sets the mbuf lengths. The IPv4 checksum is
+// computed; the UDP checksum is left 0 (optional over IPv4, and the sluice frame carries its own
+// integrity where it matters: batches have CRC32C).
+void WriteDatagramHeaders(rte_mbuf* m, const PortAddress& self, const Peer& to, uint16_t payload_len);
+
+}  // namespace sluice::dataplane

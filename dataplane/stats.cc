@@ -1,0 +1,59 @@
+#include "dataplane/stats.h"
+
+#include <cstdio>
+
+#include "absl/strings/str_format.h"
+#include "dataplane/frame_handler.h"
+#include "dataplane/worker.h"
+
+namespace sluice::dataplane {
+namespace {
+
+std::string CountersJson(const Worker& w) {
+  const LcoreCounters& c = w.counters();
+  std::string s = absl::StrFormat(
+      "{\"worker\": %u, \"lcore\": %d, \"rx_packets\": %u, \"rx_bytes\": %u, \"tx_packets\": %u, "
+      "\"tx_bytes\": %u, \"arp_replies\": %u, \"icmp_echo_replies\": %u, \"frames\": %u, "
+      "\"messages_in\": %u, \"handoffs_out\": %u, \"handoffs_in\": %u, \"throttled\": %u, "
+      "\"error_replies\": %u, \"idle_sleeps\": %u, \"loops\": %u, \"drops\": {",
+      w.index(), w.lcore_id(), c.rx_packets, c.rx_bytes, c.tx_packets, c.tx_bytes, c.arp_replies,
+      c.icmp_echo_replies, c.frames, c.messages_in, c.handoffs_out, c.handoffs_in, c.throttled,
+      c.error_replies, c.idle_sleeps, c.loops);
+  for (size_t r = 0; r < c.drops.size(); ++r) {
+    absl::StrAppendFormat(&s, "%s\"%s\": %u", r ? ", " : "",
+                          DropReasonName(static_cast<DropReason>(r)), c.drops[r]);
+  }
+  absl::StrAppend(&s, "}, \"shards\": ", w.handler().ShardStatsJson(), "}");
+  return s;
+}
+
+}  // namespace
+
+void PrintStats(FILE* out, const std::vector<std::unique_ptr<Worker>>& workers) {
+  for (const auto& w : workers) {
+    const LcoreCounters& c = w->counters();
+    uint64_t drops = 0;
+    for (uint64_t d : c.drops) drops += d;
+    std::fprintf(out,
+                 "sluiced: worker %u (lcore %d): rx %lu pkts, tx %lu pkts, frames %lu, "
+                 "messages %lu, handoffs %lu out / %lu in, throttled %lu, drops %lu\n",
+                 w->index(), w->lcore_id(), c.rx_packets, c.tx_packets, c.frames, c.messages_in,
+                 c.handoffs_out, c.handoffs_in, c.throttled, drops);
+  }
+}
+
+void WriteStatsFile(const std::string& path, const std::vector<std::unique_ptr<Worker>>& workers) {
+  std::string json = "{\"workers\": [";
+  for (size_t i = 0; i < workers.size(); ++i) {
+    absl::StrAppend(&json, i ? ", " : "", CountersJson(*workers[i]));
+  }
+  json += "]}\n";
+  const std::string tmp = path + ".tmp";
+  FILE* f = std::fopen(tmp.c_str(), "w");
+  if (f == nullptr) return;
+  std::fwrite(json.data(), 1, json.size(), f);
+  std::fclose(f);
+  std::rename(tmp.c_str(), path.c_str());
+}
+
+}  // namespace sluice::dataplane

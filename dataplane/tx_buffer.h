@@ -1,0 +1,49 @@
+// Replies an lcore has built during one loop pass, per port, sent in bursts at the end of the pass
+// (or earlier when a buffer fills). What the TX queue does not take is freed and counted, never
+// retried in a loop: the packet path does not block (l3fwd's send_burst does the same).
+#pragma once
+
+#include <array>
+#include <cstdint>
+
+#include <rte_ethdev.h>
+#include <rte_mbuf.h>
+
+#include "dataplane/counters.h"
+
+namespace sluice::dataplane {
+
+class TxBuffer {
+ public:
+  static constexpr uint16_t kCapacity = 64;
+
+  TxBuffer() = default;
+  TxBuffer(uint16_t port_id, uint16_t queue_id) : port_id_(port_id), queue_id_(queue_id) {}
+
+  void Add(rte_mbuf* m, LcoreCounters& c) {
+    pending_[count_++] = m;
+    if (count_ == kCapacity) Flush(c);
+  }
+
+  uint16_t Flush(LcoreCounters& c) {
+    if (count_ == 0) return 0;
+    const uint16_t sent = rte_eth_tx_burst(port_id_, queue_id_, pending_.data(), count_);
+    for (uint16_t i = 0; i < sent; ++i) c.tx_bytes += pending_[i]->pkt_len;
+    c.tx_packets += sent;
+    for (uint16_t i = sent; i < count_; ++i) {
+      c.Drop(DropReason::kTxFull);
+      rte_pktmbuf_free(pending_[i]);
+    }
+    const uint16_t n = count_;
+    count_ = 0;
+    return n;
+  }
+
+ private:
+  uint16_t port_id_ = 0;
+  uint16_t queue_id_ = 0;
+  uint16_t count_ = 0;
+  std::array<rte_mbuf*, kCapacity> pending_{};
+};
+
+}  // namespace sluice::dataplane

@@ -1,0 +1,83 @@
+// One worker lcore: an agent whose pass polls its RX queues, drains its inbound hand-off rings,
+// services the shards it owns (batches, durability, timers, deliveries) and transmits the replies
+// of the pass in bursts. Nothing here is shared with another lcore except through the rings;
+// the counters are read (never written) by the main lcore.
+#pragma once
+
+#include <array>
+#include <atomic>
+#include <cstdint>
+#include <memory>
+#include <vector>
+
+#include <rte_mbuf.h>
+#include <rte_ring.h>
+
+#include "dataplane/counters.h"
+#include "dataplane/port.h"
+#include "dataplane/queue_table.h"
+#include "dataplane/tx_buffer.h"
+#include "hwconf/layout.h"
+
+namespace sluice::dataplane {
+
+class FrameHandler;
+
+struct RxQueue {
+  const PortRuntime* port = nullptr;
+  uint16_t queue = 0;
+};
+
+// State every worker reads and nobody writes after start-up.
+struct SharedRuntime {
+  const hwconf::Layout* layout = nullptr;
+  const QueueTable* queues = nullptr;
+  std::vector<PortRuntime> ports;
+  rte_mempool* pool = nullptr;
+  uint64_t tsc_hz = 0;
+  // rings[from][to]: single-producer/single-consumer hand-off from worker `from` to `to`.
+  std::array<std::array<rte_ring*, kMaxWorkers>, kMaxWorkers> rings{};
+  uint16_t worker_count = 0;
+};
+
+class Worker {
+ public:
+  static constexpr uint16_t kRxBurst = 32;
+
+  Worker(uint16_t index, const hwconf::Lcore& conf, const SharedRuntime& shared);
+  ~Worker();
+  Worker(const Worker&) = delete;
+  Worker& operator=(const Worker&) = delete;
+
+  // The lcore body: loops until `stop`, then drains what it holds and returns 0.
+  int Run(const std::atomic<bool>& stop);
+
+  uint16_t index() const { return index_; }
+  int lcore_id() const { return conf_.id; }
+  const LcoreCounters& counters() const { return counters_; }
+  const FrameHandler& handler() const { return *handler_; }
+
+  // Used by the frame handler: queue a reply for transmission on `port_id`.
+  void Transmit(uint16_t port_id, rte_mbuf* m) { tx_[port_id].Add(m, counters_); }
+  // Hand a frame to worker `to`; false when its ring is full (caller answers THROTTLED).
+  bool HandOff(uint16_t to, rte_mbuf* m);
+  LcoreCounters& mutable_counters() { return counters_; }
+  uint64_t NowNs() const;
+
+ private:
+  uint32_t PollRx();
+  uint32_t PollRings();
+  void FlushTx();
+
+  const uint16_t index_;
+  const hwconf::Lcore& conf_;
+  const SharedRuntime& shared_;
+  std::vector<RxQueue> rx_;
+  std::vector<rte_ring*> inbound_;
+  std::vector<TxBuffer> tx_;  // indexed by port id
+  std::unique_ptr<FrameHandler> handler_;
+  uint64_t tsc_start_ = 0;
+  alignas(64) LcoreCounters counters_;
+};
+
+}  // namespace sluice::dataplane

@@ -1,0 +1,224 @@
+"""Integration-test harness: a real sluiced on DPDK's TAP PMD inside a network namespace that the
+test creates, with clients run in the same namespace.
+
+Every name is unique per run (namespace, TAP interface, DPDK file prefix, temp dir), so parallel or
+leftover runs never collide. Processes are ended by the PID of the process group the harness
+started, never by name. Addresses come from 198.18.0.0/15 (RFC 2544 benchmarking range) and never
+leave the namespace.
+"""
+
+import ctypes
+import json
+import os
+import secrets
+import shutil
+import signal
+import socket
+import subprocess
+import tempfile
+import time
+import unittest
+
+CLONE_NEWNET = 0x40000000
+SERVER_IP = "198.18.0.1"
+KERNEL_CIDR = "198.18.0.2/24"
+SERVER_PORT = 7411
+
+BUILD_DIR = os.environ.get("SLUICE_BUILD_DIR", "")
+SOURCE_DIR = os.environ.get("SLUICE_SOURCE_DIR", "")
+
+
+def binary(rel):
+    path = os.path.join(BUILD_DIR, rel)
+    if not os.path.exists(path):
+        raise unittest.SkipTest(f"{path} not built")
+    return path
+
+
+def require_root():
+    if os.geteuid() != 0:
+        raise unittest.SkipTest("integration tests need root (network namespaces, TAP, DPDK)")
+
+
+def wait_for(cond, timeout_s, what, interval_s=0.01):
+    """Polls cond() until it is truthy; fails the test with `what` after timeout_s."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        value = cond()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout_s}s waiting for {what}")
+        time.sleep(interval_s)
+
+
+class Namespace:
+    """A network namespace the test process itself enters (so sockets it opens live there)."""
+
+    def __init__(self):
+        self.name = f"sluice-it-{os.getpid()}-{secrets.token_hex(3)}"
+        self._libc = ctypes.CDLL(None, use_errno=True)
+        self._home_fd = None
+
+    def __enter__(self):
+        subprocess.run(["ip", "netns", "add", self.name], check=True)
+        self._home_fd = os.open("/proc/self/ns/net", os.O_RDONLY)
+        fd = os.open(f"/run/netns/{self.name}", os.O_RDONLY)
+        try:
+            if self._libc.setns(fd, CLONE_NEWNET) != 0:
+                raise OSError(ctypes.get_errno(), "setns")
+        finally:
+            os.close(fd)
+        subprocess.run(["ip", "link", "set", "lo", "up"], check=True)
+        return self
+
+    def __exit__(self, *exc):
+        if self._home_fd is not None:
+            self._libc.setns(self._home_fd, CLONE_NEWNET)
+            os.close(self._home_fd)
+        subprocess.run(["ip", "netns", "del", self.name], check=False)
+
+
+class Sluiced:
+    """sluiced on a TAP layout, started in the current network namespace."""
+
+    def __init__(self, workers=1, queues=None, extra_toml=""):
+        self.tag = secrets.token_hex(3)
+        self.workers = workers
+        self.queues = queues if queues is not None else DEFAULT_QUEUES
+        self.extra_toml = extra_toml
+        self.dir = tempfile.mkdtemp(prefix=f"sluice-it-{self.tag}-")
+        self.iface = f"slc{self.tag}"  # <= 15 characters
+        self.layout = os.path.join(self.dir, "layout.toml")
+        self.stats_path = os.path.join(self.dir, "stats.json")
+        self.log_path = os.path.join(self.dir, "sluiced.log")
+        self.proc = None
+
+    def write_layout(self):
+        lcores = list(range(self.workers + 1))
+        # Two CPUs for everything: the main lcore and the workers share them (adaptive idle).
+        cpus = ",".join(f"{l}@{l % 2 if self.workers > 1 else l}" for l in lcores)
+        rx = self.workers
+        worker_tables = []
+        shards = 2 * self.workers
+        for w in range(self.workers):
+            worker_tables.append(
+                f'[[lcore]]\nid = {w + 1}\nrx = ["client0:{w}"]\n'
+                f"shards = [{2 * w}, {2 * w + 1}]\nidle = \"adaptive\"\n")
+        text = f"""
+[eal]
+lcores = {lcores}
+main_lcore = 0
+memory_mb = 256
+hugepages = false
+file_prefix = "sluice-it-{self.tag}"
+lcore_cpus = "{cpus}"
+
+[[port]]
+name = "client0"
+vdev = "net_tap_{self.tag},iface={self.iface}"
+rx_queues = {rx}
+ipv4 = "{SERVER_IP}"
+udp_port = {SERVER_PORT}
+kernel_ipv4 = "{KERNEL_CIDR}"
+
+{"".join(worker_tables)}
+[dataplane]
+shards = {shards}
+
+[control]
+metadata_dir = "{self.dir}/meta"
+
+{self.queues}
+{self.extra_toml}
+"""
+        with open(self.layout, "w") as f:
+            f.write(text)
+
+    def __enter__(self):
+        self.write_layout()
+        log = open(self.log_path, "w")
+        self.proc = subprocess.Popen(
+            [binary("dataplane/sluiced"), "--hwconf", self.layout, "--stats-file", self.stats_path],
+            stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+        try:
+            wait_for(lambda: self.proc.poll() is not None or "sluiced: running" in self.log(), 60,
+                     "sluiced to start")
+            if self.proc.poll() is not None:
+                raise AssertionError(f"sluiced exited with {self.proc.returncode}:\n{self.log()}")
+        except BaseException:
+            self.stop()
+            raise
+        return self
+
+    def log(self):
+        try:
+            with open(self.log_path) as f:
+                return f.read()
+        except FileNotFoundError:
+            return ""
+
+    def stats(self):
+        """The counters sluiced last wrote (it rewrites the file every second and on exit)."""
+        with open(self.stats_path) as f:
+            return json.load(f)
+
+    def total(self, key):
+        return sum(w[key] for w in self.stats()["workers"])
+
+    def drops(self, reason):
+        return sum(w["drops"][reason] for w in self.stats()["workers"])
+
+    def alive(self):
+        return self.proc is not None and self.proc.poll() is None
+
+    def stop(self, timeout_s=20):
+        """SIGTERM to the process group started here; returns sluiced's exit code."""
+        if self.proc is None:
+            return None
+        if self.proc.poll() is None:
+            os.killpg(self.proc.pid, signal.SIGTERM)
+            try:
+                self.proc.wait(timeout_s)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.proc.pid, signal.SIGKILL)
+                self.proc.wait()
+        return self.proc.returncode
+
+    def __exit__(self, *exc):
+        self.stop()
+        if exc[0] is not None:
+            print(f"--- sluiced log ({self.log_path}) ---\n{self.log()}")
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+
+DEFAULT_QUEUES = """
+[[queue]]
+name = "events"
+type = "stream"
+partitions = 2
+
+[[queue]]
+name = "jobs"
+type = "work"
+partitions = 2
+visibility_timeout_ms = 30000
+"""
+
+
+def sluice(*args, input=None, timeout=60, check=True):
+    """Runs the sluice CLI against the namespace's server; returns CompletedProcess (text)."""
+    env = dict(os.environ, SLUICE_SERVER=f"{SERVER_IP}:{SERVER_PORT}")
+    cp = subprocess.run([binary("client/sluice"), *args], input=input, capture_output=True,
+                        text=True, timeout=timeout, env=env)
+    if check and cp.returncode != 0:
+        raise AssertionError(f"sluice {' '.join(args)} exited {cp.returncode}:\n"
+                             f"stdout: {cp.stdout[-2000:]}\nstderr: {cp.stderr[-2000:]}")
+    return cp
+
+
+def udp_socket(timeout_s=2.0):
+    s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    s.settimeout(timeout_s)
+    s.bind(("0.0.0.0", 0))
+    return s
