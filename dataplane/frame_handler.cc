@@ -44,7 +44,8 @@ FrameHandler::FrameHandler(Worker& worker, const SharedRuntime& shared)
 }
 
 FrameHandler::~FrameHandler() {
-  if (reply_ != nullptr) rte_pktmbuf_free(reply_);
+  for (PendingReply& r : replies_)
+    if (r.m != nullptr) rte_pktmbuf_free(r.m);
 }
 
 const PortRuntime* FrameHandler::PortById(uint16_t port_id) const {
@@ -209,10 +210,10 @@ void FrameHandler::AnswerHeartbeat(const p::FrameView& f, const Endpoint& from) 
   reply.cookie = address_check_.Cookie(from.w0, f.header.client_id, now);
   reply.timestamp_ns = now;
   reply.interval_ms = 1000;
-  std::span<std::byte> buf = Acquire(from, f.bytes.size());
-  if (buf.empty()) return;
-  auto n = p::EncodeHeartbeat(buf, {f.header.client_id, f.header.request_id, 0}, reply);
-  if (n) Send(from, *n); else Abandon();
+  ReplyBuffer buf = Acquire(from, f.bytes.size());
+  if (!buf.ok()) return;
+  auto n = p::EncodeHeartbeat(buf.bytes, {f.header.client_id, f.header.request_id, 0}, reply);
+  if (n) Send(buf, *n); else Abandon(buf);
 }
 
 void FrameHandler::AnswerLookup(const p::FrameView& f, const Endpoint& from) {
@@ -230,10 +231,10 @@ void FrameHandler::AnswerLookup(const p::FrameView& f, const Endpoint& from) {
   reply.queue_type = q->decl.type == hwconf::QueueType::kStream ? p::QueueType::kStream
                                                                : p::QueueType::kWorkQueue;
   reply.max_message_bytes = q->decl.max_message_bytes;
-  std::span<std::byte> buf = Acquire(from, f.bytes.size());
-  if (buf.empty()) return;
-  auto n = p::EncodeLookupReply(buf, {f.header.client_id, f.header.request_id, 0}, reply);
-  if (n) Send(from, *n); else Abandon();
+  ReplyBuffer buf = Acquire(from, f.bytes.size());
+  if (!buf.ok()) return;
+  auto n = p::EncodeLookupReply(buf.bytes, {f.header.client_id, f.header.request_id, 0}, reply);
+  if (n) Send(buf, *n); else Abandon(buf);
 }
 
 void FrameHandler::AnswerError(const p::FrameHeader& h, uint8_t raw_type, Errc errc,
@@ -245,14 +246,14 @@ void FrameHandler::AnswerError(const p::FrameHeader& h, uint8_t raw_type, Errc e
   e.detail = detail;
   if (errc == Errc::kThrottled) e.retry_after_ms = 1;
   // Amplification rule: never more bytes than the request carried.
-  std::span<std::byte> buf = Acquire(to, request_bytes);
-  if (buf.empty()) return;
-  auto n = p::EncodeErrorFrame(buf, {h.client_id, h.request_id, 0}, e);
+  ReplyBuffer buf = Acquire(to, request_bytes);
+  if (!buf.ok()) return;
+  auto n = p::EncodeErrorFrame(buf.bytes, {h.client_id, h.request_id, 0}, e);
   if (n) {
     ++worker_.mutable_counters().error_replies;
-    Send(to, *n);
+    Send(buf, *n);
   } else {
-    Abandon();
+    Abandon(buf);
   }
 }
 
@@ -267,34 +268,38 @@ void FrameHandler::AnswerMalformed(std::span<const std::byte> datagram, p::Decod
               datagram.size());
 }
 
-std::span<std::byte> FrameHandler::Acquire(const Endpoint& to, size_t max_bytes) {
-  SLUICE_ASSERT(reply_ == nullptr);
-  const Peer peer = Peer::FromWords(to.w0, to.w1);
-  reply_port_ = PortById(peer.port_id);
-  SLUICE_ASSERT(reply_port_ != nullptr);
-  rte_mbuf* m = rte_pktmbuf_alloc(shared_.pool);
-  if (m == nullptr) {
+ReplyBuffer FrameHandler::Acquire(const Endpoint& to, size_t max_bytes) {
+  uint32_t h = 0;
+  while (h < replies_.size() && replies_[h].m != nullptr) ++h;
+  SLUICE_ASSERT(h < replies_.size());  // the frontend holds at most kMaxOutstanding
+  PendingReply& r = replies_[h];
+  r.to = Peer::FromWords(to.w0, to.w1);
+  r.port = PortById(r.to.port_id);
+  SLUICE_ASSERT(r.port != nullptr);
+  r.m = rte_pktmbuf_alloc(shared_.pool);
+  if (r.m == nullptr) {
     worker_.mutable_counters().Drop(DropReason::kNoMbuf);
     return {};
   }
-  const size_t room = std::min<size_t>(
-      rte_pktmbuf_tailroom(m), size_t{reply_port_->conf->mtu} + RTE_ETHER_HDR_LEN);
+  // One datagram, no IP fragments: the reply must fit the port's MTU.
+  const size_t room = std::min<size_t>(rte_pktmbuf_tailroom(r.m),
+                                       size_t{r.port->conf->mtu} + RTE_ETHER_HDR_LEN);
   const size_t cap = std::min(max_bytes, room - kDatagramHeaderBytes);
-  reply_ = m;
-  return {rte_pktmbuf_mtod_offset(m, std::byte*, kDatagramHeaderBytes), cap};
+  return {{rte_pktmbuf_mtod_offset(r.m, std::byte*, kDatagramHeaderBytes), cap}, h};
 }
 
-void FrameHandler::Send(const Endpoint& to, size_t bytes) {
-  SLUICE_ASSERT(reply_ != nullptr);
-  const Peer peer = Peer::FromWords(to.w0, to.w1);
-  WriteDatagramHeaders(reply_, reply_port_->addr, peer, static_cast<uint16_t>(bytes));
-  worker_.Transmit(reply_port_->addr.port_id, reply_);
-  reply_ = nullptr;
+void FrameHandler::Send(const ReplyBuffer& buffer, size_t bytes) {
+  PendingReply& r = replies_[buffer.handle];
+  SLUICE_ASSERT(r.m != nullptr && bytes <= buffer.bytes.size());
+  WriteDatagramHeaders(r.m, r.port->addr, r.to, static_cast<uint16_t>(bytes));
+  worker_.Transmit(r.port->addr.port_id, r.m);
+  r.m = nullptr;
 }
 
-void FrameHandler::Abandon() {
-  if (reply_ != nullptr) rte_pktmbuf_free(reply_);
-  reply_ = nullptr;
+void FrameHandler::Abandon(const ReplyBuffer& buffer) {
+  PendingReply& r = replies_[buffer.handle];
+  if (r.m != nullptr) rte_pktmbuf_free(r.m);
+  r.m = nullptr;
 }
 
 }  // namespace sluice::dataplane

@@ -5,6 +5,7 @@
 // ReplyChannel.
 #pragma once
 
+#include <array>
 #include <cstdint>
 #include <memory>
 #include <span>
@@ -38,16 +39,16 @@ class FrameHandler final : public ReplyChannel {
   const FrontendCounters& frontend_counters() const { return frontend_->counters(); }
 
   // ReplyChannel
-  std::span<std::byte> Acquire(const Endpoint& to, size_t max_bytes) override;
-  void Send(const Endpoint& to, size_t bytes) override;
-  void Abandon() override;
+  ReplyBuffer Acquire(const Endpoint& to, size_t max_bytes) override;
+  void Send(const ReplyBuffer& buffer, size_t bytes) override;
+  void Abandon(const ReplyBuffer& buffer) override;
 
  private:
   // Bit per worker that must see the frame; 0 when the receiver answers it alone.
   uint64_t OwnersOf(const protocol::FrameView& f, uint8_t* payload, RouteContext* route);
   void AnswerHeartbeat(const protocol::FrameView& f, const Endpoint& from);
   void AnswerLookup(const protocol::FrameView& f, const Endpoint& from);
-  void AnswerError(const protocol::FrameHeader& h, uint8_t raw_type, protocol::Errc errc,
+  void AnswerError(const protocol::FrameHeader& h, uint8_t raw_type, Errc errc,
                    std::string_view detail, const Endpoint& to, size_t request_bytes);
   void AnswerMalformed(std::span<const std::byte> datagram, protocol::DecodeError e,
                        const Endpoint& to);
@@ -60,8 +61,12 @@ class FrameHandler final : public ReplyChannel {
   AddressCheck address_check_;
   uint32_t produce_rr_ = 0;  // round-robin cursor for keyless messages without a partition
   uint32_t receive_rr_ = 0;  // and for RECEIVE from any partition
-  rte_mbuf* reply_ = nullptr;
-  const PortRuntime* reply_port_ = nullptr;
+  struct PendingReply {
+    rte_mbuf* m = nullptr;
+    const PortRuntime* port = nullptr;
+    Peer to;
+  };
+  std::array<PendingReply, kMaxOutstanding> replies_{};
 };
 
 }  // namespace sluice::dataplane

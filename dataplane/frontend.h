@@ -26,15 +26,25 @@ struct Endpoint {
   bool operator==(const Endpoint&) const = default;
 };
 
+// A buffer for one reply datagram, held until sent or abandoned.
+struct ReplyBuffer {
+  std::span<std::byte> bytes;  // empty: no buffer was available (the shell counted it)
+  uint32_t handle = 0;
+  bool ok() const { return !bytes.empty(); }
+};
+
 class ReplyChannel {
  public:
-  // A buffer for one reply datagram to `to` of at most `max_bytes`; empty when none is available
-  // (the shell counts it). Only one buffer is outstanding at a time.
-  virtual std::span<std::byte> Acquire(const Endpoint& to, size_t max_bytes) = 0;
-  // The acquired buffer holds a finished frame of `bytes`: send it.
-  virtual void Send(const Endpoint& to, size_t bytes) = 0;
-  // The acquired buffer is not used after all.
-  virtual void Abandon() = 0;
+  // Up to kMaxOutstanding buffers may be held at once (one per open reply frame).
+  static constexpr uint32_t kMaxOutstanding = 32;
+
+  // A buffer for one reply datagram to `to`, at most `max_bytes` and at most what the port's MTU
+  // allows.
+  virtual ReplyBuffer Acquire(const Endpoint& to, size_t max_bytes) = 0;
+  // The buffer holds a finished frame of `bytes`: send it.
+  virtual void Send(const ReplyBuffer& buffer, size_t bytes) = 0;
+  // The buffer is not used after all.
+  virtual void Abandon(const ReplyBuffer& buffer) = 0;
 
  protected:
   ~ReplyChannel() = default;

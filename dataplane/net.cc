@@ -104,7 +104,8 @@ RxVerdict ClassifyFrame(rte_mbuf* m, const PortAddress& self, LcoreCounters& c, 
     c.Drop(DropReason::kBadIpChecksum);
     return RxVerdict::kDrop;
   }
-  if (rte_ipv4_frag_pkt_is_fragmented(ip)) {
+  if ((rte_be_to_cpu_16(ip->fragment_offset) &
+       (RTE_IPV4_HDR_MF_FLAG | RTE_IPV4_HDR_OFFSET_MASK)) != 0) {
     c.Drop(DropReason::kFragment);
     return RxVerdict::kDrop;
   }

@@ -6,6 +6,8 @@
 #include <cstdint>
 
 #include <rte_ether.h>
+#include <rte_ip.h>
+#include <rte_udp.h>
 #include <rte_mbuf.h>
 
 #include "dataplane/counters.h"

@@ -37,7 +37,8 @@ class QueueTable {
     return id >= 1 && id <= queues_.size() ? &queues_[id - 1] : nullptr;
   }
   const QueueInfo* FindByName(std::string_view name) const {
-    auto it = by_name_.find(name);
+    // Debian's Abseil is built as C++14: absl::string_view is its own type there.
+    auto it = by_name_.find(absl::string_view(name.data(), name.size()));
     return it == by_name_.end() ? nullptr : Find(it->second);
   }
   const std::vector<QueueInfo>& queues() const { return queues_; }

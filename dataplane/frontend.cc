@@ -1,0 +1,826 @@
+#include "dataplane/frontend.h"
+
+#include <algorithm>
+#include <array>
+#include <cstdio>
+
+#include "absl/container/flat_hash_map.h"
+#include "absl/strings/str_format.h"
+#include "dataplane/shard/shard.h"
+#include "protocol/assert.h"
+
+namespace sluice::dataplane {
+namespace p = protocol;
+
+namespace {
+
+shard::QueueConfig ConfigOf(const hwconf::QueueDecl& d) {
+  shard::QueueConfig c;
+  c.type = d.type == hwconf::QueueType::kStream ? shard::QueueType::kStream
+                                                : shard::QueueType::kWork;
+  c.max_message_bytes = d.max_message_bytes;
+  c.durability = shard::Durability::kNone;  // no storage yet: sealed == durable
+  c.visibility_timeout_ms = d.visibility_timeout_ms;
+  c.max_receive_count = d.max_receive_count;
+  c.memory_budget_chunks = 64;
+  return c;
+}
+
+// Frame ids of a reply: the request's client and request ids.
+p::FrameIds IdsOf(const shard::ReplyTarget& t, uint16_t flags = 0) {
+  return p::FrameIds{t.client_id, t.request_id, flags};
+}
+
+}  // namespace
+
+// ---------------------------------------------------------------------------------------------
+// Impl: the shards of this worker, the reply frames being filled, and the engine's sink.
+class Frontend::Impl final : public shard::ShardSink {
+ public:
+  Impl(const QueueTable& table, uint16_t worker, std::span<const uint32_t> shards,
+       ReplyChannel& replies, FrontendCounters& counters);
+
+  void OnFrame(const p::FrameView& f, const Endpoint& from, const RouteContext& route,
+               uint64_t now_ns);
+  uint32_t Service(uint64_t now_ns);
+  std::string StatsJson() const;
+
+  // shard::ShardSink
+  void OnAck(const shard::AckRange& ack) override;
+  void OnDeliver(const shard::Delivery& d) override;
+  void OnSubscriptionGap(const shard::SubscriptionGap& gap) override;
+  void OnLeased(const shard::Leased& l) override;
+  void OnReceiveDone(const shard::ReceiveDone& d) override;
+  void OnDeadLetter(const shard::DeadLetter& d) override;
+
+ private:
+  // A reply frame being filled; sent at the end of the request or pass that opened it.
+  struct OpenFrame {
+    bool used = false;
+    p::FrameType type = p::FrameType::kAck;
+    uint64_t endpoint = 0;
+    uint64_t client_id = 0;
+    uint64_t key = 0;   // ACK: producer id; MESSAGES: request id; DELIVER: subscription
+    uint32_t queue = 0;
+    uint32_t partition = 0;
+    ReplyBuffer buffer;
+    p::FrameWriter writer{{}};
+  };
+  static constexpr size_t kMaxOpenFrames = 16;
+
+  struct Subscription {
+    uint64_t client_id = 0;
+    uint64_t client_sub = 0;  // the client's subscription id
+    uint64_t endpoint = 0;
+    uint32_t queue = 0;
+    uint32_t partition = 0;
+    uint64_t next_offset = 0;  // next offset the engine will push
+    uint32_t credits = 0;      // engine's remaining credit
+  };
+
+  shard::Shard* ShardOf(uint32_t queue, uint32_t partition);
+  bool Owns(const QueueInfo& q, uint32_t partition) const;
+  bool Mine(const QueueInfo& q, uint32_t partition, const RouteContext& route, Errc* answer) const;
+  Endpoint EndpointOf(uint64_t w0) const;
+  void Learn(const Endpoint& from);
+
+  OpenFrame* Find(p::FrameType type, uint64_t endpoint, uint64_t client, uint64_t key,
+                  uint32_t queue, uint32_t partition);
+  OpenFrame* Open(p::FrameType type, const shard::ReplyTarget& t, uint64_t key, uint32_t queue,
+                  uint32_t partition);
+  void Close(OpenFrame* f, bool more = false);
+  void CloseAll();
+
+  void Error(const p::FrameView& f, const Endpoint& to, Errc errc, std::string_view detail);
+  void OnProduce(const p::FrameView& f, const Endpoint& from, const RouteContext& route,
+                 uint64_t now_ns);
+  void OnReceive(const p::FrameView& f, const Endpoint& from, const RouteContext& route,
+                 uint64_t now_ns);
+  void OnReceiptOps(const p::FrameView& f, const Endpoint& from, const RouteContext& route,
+                    uint64_t now_ns);
+  void OnFetch(const p::FrameView& f, const Endpoint& from, const RouteContext& route);
+  void OnSubscribe(const p::FrameView& f, const Endpoint& from, const RouteContext& route);
+  void OnCredit(const p::FrameView& f);
+  void OnNak(const p::FrameView& f, const Endpoint& from);
+  void OnUnsubscribe(const p::FrameView& f, const Endpoint& from);
+  // Sends [start, start+max) of a stream partition as MESSAGES (fetch) or DELIVER (nak re-send).
+  void SendRange(p::FrameType type, const shard::ReplyTarget& t, uint64_t sub_id,
+                 uint32_t queue, uint32_t partition, shard::StartPosition start,
+                 uint32_t max_messages, size_t frame_cap);
+  static uint64_t SubKey(uint64_t client, uint64_t sub, uint32_t partition) {
+    return (client * 0x9E3779B97F4A7C15ull) ^ (sub << 16) ^ partition;
+  }
+
+  const QueueTable& table_;
+  const uint16_t worker_;
+  ReplyChannel& replies_;
+  FrontendCounters& counters_;
+  std::vector<std::unique_ptr<shard::Shard>> shards_;  // indexed by shard id (null: not ours)
+  std::array<OpenFrame, kMaxOpenFrames> open_{};
+  absl::flat_hash_map<uint64_t, uint64_t> peer_mac_;          // endpoint word 0 -> MAC word
+  absl::flat_hash_map<uint64_t, Subscription> subs_;          // engine id -> subscription
+  absl::flat_hash_map<uint64_t, uint64_t> sub_ids_;           // SubKey -> engine id
+  uint64_t next_sub_id_ = 1;
+  uint64_t dead_letters_dropped_ = 0;
+};
+
+Frontend::Impl::Impl(const QueueTable& table, uint16_t worker, std::span<const uint32_t> shards,
+                     ReplyChannel& replies, FrontendCounters& counters)
+    : table_(table), worker_(worker), replies_(replies), counters_(counters) {
+  shards_.resize(table.shard_count());
+  // Chunks hold whole records: at least twice the largest message (plus its metadata) per chunk.
+  uint32_t largest = 0;
+  for (const QueueInfo& q : table.queues()) largest = std::max(largest, q.decl.max_message_bytes);
+  shard::ShardConfig sc;
+  sc.chunk_bytes = 256 * 1024;
+  while (sc.chunk_bytes < 2 * largest + 16 * 1024) sc.chunk_bytes *= 2;
+  sc.pool_chunks = std::max<uint32_t>(16, (64u << 20) / sc.chunk_bytes);  // 64 MiB per shard
+  for (uint32_t s : shards) {
+    SLUICE_ASSERT(s < shards_.size() && table.WorkerOfShard(s) == worker);
+    shards_[s] = std::make_unique<shard::Shard>(sc, this);
+  }
+  for (const QueueInfo& q : table.queues()) {
+    for (uint32_t part = 0; part < q.partition_shard.size(); ++part) {
+      shard::Shard* s = shards_[q.partition_shard[part]].get();
+      if (s == nullptr) continue;
+      const Errc e = s->AddPartition(shard::QueueId{q.id}, part, ConfigOf(q.decl));
+      if (e != Errc::kOk) {
+        std::fprintf(stderr, "sluiced: queue '%s' partition %u: engine refused it: %s\n",
+                     q.name.c_str(), part, std::string(ErrcName(e)).c_str());
+      }
+      SLUICE_ASSERT(e == Errc::kOk);  // the layout loader validated every setting
+    }
+  }
+  peer_mac_.reserve(4096);
+  subs_.reserve(1024);
+  sub_ids_.reserve(1024);
+}
+
+shard::Shard* Frontend::Impl::ShardOf(uint32_t queue, uint32_t partition) {
+  const QueueInfo* q = table_.Find(queue);
+  if (q == nullptr || partition >= q->partition_shard.size()) return nullptr;
+  return shards_[q->partition_shard[partition]].get();
+}
+
+bool Frontend::Impl::Owns(const QueueInfo& q, uint32_t partition) const {
+  return partition < q.partition_worker.size() && q.partition_worker[partition] == worker_;
+}
+
+// Whether this worker handles an item of (q, partition): it owns the partition, or it received
+// the frame and must answer for an item no owner can take (`answer` says with what).
+bool Frontend::Impl::Mine(const QueueInfo& q, uint32_t partition, const RouteContext& route,
+                          Errc* answer) const {
+  *answer = Errc::kOk;
+  if (Owns(q, partition)) return true;
+  if (!route.receiver) return false;
+  if (partition >= q.partition_worker.size()) {
+    *answer = Errc::kUnknownPartition;
+    return true;
+  }
+  if (route.throttled_workers & (uint64_t{1} << q.partition_worker[partition])) {
+    *answer = Errc::kThrottled;
+    return true;
+  }
+  return false;
+}
+
+void Frontend::Impl::Learn(const Endpoint& from) {
+  auto [it, inserted] = peer_mac_.try_emplace(from.w0, from.w1);
+  if (!inserted) it->second = from.w1;
+}
+
+Endpoint Frontend::Impl::EndpointOf(uint64_t w0) const {
+  auto it = peer_mac_.find(w0);
+  return Endpoint{w0, it == peer_mac_.end() ? 0 : it->second};
+}
+
+// ---- reply frames -----------------------------------------------------------------------------
+
+Frontend::Impl::OpenFrame* Frontend::Impl::Find(p::FrameType type, uint64_t endpoint,
+                                                 uint64_t client, uint64_t key, uint32_t queue,
+                                                 uint32_t partition) {
+  for (OpenFrame& f : open_) {
+    if (f.used && f.type == type && f.endpoint == endpoint && f.client_id == client &&
+        f.key == key && f.queue == queue && f.partition == partition) {
+      return &f;
+    }
+  }
+  return nullptr;
+}
+
+Frontend::Impl::OpenFrame* Frontend::Impl::Open(p::FrameType type, const shard::ReplyTarget& t,
+                                                 uint64_t key, uint32_t queue,
+                                                 uint32_t partition) {
+  OpenFrame* slot = nullptr;
+  for (OpenFrame& f : open_) {
+    if (!f.used) {
+      slot = &f;
+      break;
+    }
+  }
+  if (slot == nullptr) {  // all in use: send the first one early
+    slot = &open_[0];
+    Close(slot);
+  }
+  slot->buffer = replies_.Acquire(EndpointOf(t.endpoint), p::kMaxFrameBytes);
+  if (!slot->buffer.ok()) {
+    ++counters_.reply_no_buffer;
+    return nullptr;
+  }
+  slot->used = true;
+  slot->type = type;
+  slot->endpoint = t.endpoint;
+  slot->client_id = t.client_id;
+  slot->key = key;
+  slot->queue = queue;
+  slot->partition = partition;
+  slot->writer = p::FrameWriter(slot->buffer.bytes);
+  return slot;
+}
+
+void Frontend::Impl::Close(OpenFrame* f, bool more) {
+  SLUICE_ASSERT(f->used);
+  f->used = false;
+  auto n = f->writer.Finish();
+  if (!n) {
+    replies_.Abandon(f->buffer);
+    return;
+  }
+  if (more) {  // more frames follow for this request (MESSAGES / FETCH split over datagrams)
+    const uint16_t flags = p::le::U16(f->buffer.bytes.data() + 6) | p::kFlagMore;
+    p::le::Store<uint16_t>(f->buffer.bytes.data() + 6, flags);
+  }
+  replies_.Send(f->buffer, *n);
+}
+
+void Frontend::Impl::CloseAll() {
+  for (auto& s : shards_)
+    if (s) s->Flush();
+  for (OpenFrame& f : open_)
+    if (f.used) Close(&f);
+}
+
+void Frontend::Impl::Error(const p::FrameView& f, const Endpoint& to, Errc errc,
+                           std::string_view detail) {
+  ++counters_.rejected;
+  if (errc == Errc::kThrottled) ++counters_.throttled;
+  p::ErrorReply e;
+  e.errc = errc;
+  e.request_type = static_cast<uint8_t>(f.header.type);
+  e.detail = detail;
+  if (errc == Errc::kThrottled) e.retry_after_ms = 1;
+  // No bigger than the request: this may answer a source that has not proved its address.
+  ReplyBuffer buf = replies_.Acquire(to, f.bytes.size());
+  if (!buf.ok()) {
+    ++counters_.reply_no_buffer;
+    return;
+  }
+  auto n = p::EncodeErrorFrame(buf.bytes, {f.header.client_id, f.header.request_id, 0}, e);
+  if (n) replies_.Send(buf, *n); else replies_.Abandon(buf);
+}
+
+// ---- requests ---------------------------------------------------------------------------------
+
+void Frontend::Impl::OnFrame(const p::FrameView& f, const Endpoint& from,
+                             const RouteContext& route, uint64_t now_ns) {
+  Learn(from);
+  switch (f.header.type) {
+    case p::FrameType::kProduce: OnProduce(f, from, route, now_ns); break;
+    case p::FrameType::kReceive: OnReceive(f, from, route, now_ns); break;
+    case p::FrameType::kDelete:
+    case p::FrameType::kNack:
+    case p::FrameType::kExtend: OnReceiptOps(f, from, route, now_ns); break;
+    case p::FrameType::kFetch: OnFetch(f, from, route); break;
+    case p::FrameType::kSubscribe: OnSubscribe(f, from, route); break;
+    case p::FrameType::kCredit: OnCredit(f); break;
+    case p::FrameType::kNak: OnNak(f, from); break;
+    case p::FrameType::kUnsubscribe: OnUnsubscribe(f, from); break;
+    default:
+      // Server-to-client types sent to the server.
+      if (route.receiver) Error(f, from, Errc::kUnknownType, "not a request type");
+      break;
+  }
+  CloseAll();
+}
+
+void Frontend::Impl::OnProduce(const p::FrameView& f, const Endpoint& from,
+                               const RouteContext& route, uint64_t now_ns) {
+  auto produce = p::DecodeProduce(f);
+  const QueueInfo* q = table_.Find(produce->queue_id);
+  if (q == nullptr) {
+    if (route.receiver) Error(f, from, Errc::kUnknownQueue, "unknown queue id");
+    return;
+  }
+  const shard::ReplyTarget target{from.w0, f.header.client_id, f.header.request_id};
+  for (const p::MessageView& m : produce->messages) {
+    Errc answer;
+    if (!Mine(*q, m.partition, route, &answer)) continue;
+    if (answer == Errc::kOk && m.is_fragment()) answer = Errc::kMessageTooLarge;
+    if (answer != Errc::kOk) {
+      shard::AckRange a;
+      a.target = target;
+      a.queue = shard::QueueId{q->id};
+      a.partition = m.partition;
+      a.producer_id = produce->producer_id;
+      a.first_sequence = m.sequence;
+      a.count = 1;
+      a.errc = answer;
+      OnAck(a);
+      continue;
+    }
+    shard::MessageIn in;
+    in.record = m.record;
+    in.partition = m.partition;
+    in.priority = m.priority;
+    in.delay_ms = m.delay_ms;
+    in.ttl_ms = m.ttl_ms;
+    in.dedup_id = m.dedup_id;
+    in.group = m.group_id;
+    in.producer_id = produce->producer_id;
+    in.sequence = m.sequence;
+    in.timestamp_ns = m.timestamp_ns;
+    const shard::AppendResult r =
+        shards_[q->partition_shard[m.partition]]->Append(target, shard::QueueId{q->id}, in, now_ns);
+    if (r.errc == Errc::kOk) ++counters_.produced;
+  }
+}
+
+void Frontend::Impl::OnReceive(const p::FrameView& f, const Endpoint& from,
+                               const RouteContext& route, uint64_t now_ns) {
+  auto r = p::DecodeReceive(f);
+  const QueueInfo* q = table_.Find(r->queue_id);
+  if (q == nullptr) {
+    if (route.receiver) Error(f, from, Errc::kUnknownQueue, "unknown queue id");
+    return;
+  }
+  if (q->decl.type != hwconf::QueueType::kWork) {
+    if (route.receiver) Error(f, from, Errc::kWrongQueueType, "RECEIVE needs a work queue");
+    return;
+  }
+  const uint32_t partition = r->partition == p::kAnyPartition ? route.any_partition : r->partition;
+  Errc answer;
+  if (!Mine(*q, partition, route, &answer)) return;
+  if (answer != Errc::kOk) {
+    Error(f, from, answer, answer == Errc::kThrottled ? "owner busy" : "no such partition");
+    return;
+  }
+  shard::ReceiveArgs args;
+  args.max_messages = r->max_messages;
+  args.visibility_ms = r->visibility_ms == p::kQueueDefaultVisibility ? 0 : r->visibility_ms;
+  args.wait_ms = r->wait_ms;
+  const shard::ReplyTarget target{from.w0, f.header.client_id, f.header.request_id};
+  ShardOf(q->id, partition)->Receive(target, shard::QueueId{q->id}, partition, args, now_ns);
+}
+
+void Frontend::Impl::OnReceiptOps(const p::FrameView& f, const Endpoint& from,
+                                  const RouteContext& route, uint64_t now_ns) {
+  auto ops = p::DecodeReceiptOps(f);
+  const shard::ReplyTarget target{from.w0, f.header.client_id, f.header.request_id};
+  OpenFrame* out = nullptr;
+  for (uint32_t i = 0; i < ops->ops.size(); ++i) {
+    const p::ReceiptOp op = ops->ops[i];
+    const QueueInfo* q = table_.Find(op.queue_id);
+    Errc errc;
+    if (q == nullptr) {
+      if (!route.receiver) continue;
+      errc = Errc::kUnknownQueue;
+    } else if (!Mine(*q, op.partition, route, &errc)) {
+      continue;
+    } else if (errc == Errc::kOk) {
+      shard::Shard* s = ShardOf(q->id, op.partition);
+      const shard::QueueId qid{q->id};
+      const shard::Receipt receipt{op.receipt};
+      switch (f.header.type) {
+        case p::FrameType::kDelete: errc = s->Delete(qid, op.partition, receipt, now_ns); break;
+        case p::FrameType::kNack: errc = s->Nack(qid, op.partition, receipt, op.ms, now_ns); break;
+        default: errc = s->Extend(qid, op.partition, receipt, op.ms, now_ns); break;
+      }
+    }
+    if (errc != Errc::kOk) ++counters_.rejected;
+    if (out == nullptr) {
+      out = Open(p::FrameType::kResult, target, f.header.request_id, 0, 0);
+      if (out == nullptr) return;
+      out->writer.BeginResult(IdsOf(target), f.header.type);
+    }
+    const p::ResultItem item{errc, i, f.header.type == p::FrameType::kExtend ? op.ms : 0u};
+    if (out->writer.AddResult(item) == p::EncodeError::kNoSpace) {
+      Close(out, true);
+      out = Open(p::FrameType::kResult, target, f.header.request_id, 0, 0);
+      if (out == nullptr) return;
+      out->writer.BeginResult(IdsOf(target), f.header.type);
+      out->writer.AddResult(item);
+    }
+  }
+}
+
+void Frontend::Impl::SendRange(p::FrameType type, const shard::ReplyTarget& t, uint64_t sub_id,
+                               uint32_t queue, uint32_t partition, shard::StartPosition start,
+                               uint32_t max_messages, size_t frame_cap) {
+  shard::Shard* s = ShardOf(queue, partition);
+  OpenFrame* out = Open(type, t, type == p::FrameType::kDeliver ? sub_id : t.request_id, queue,
+                        partition);
+  if (out == nullptr) return;
+  const size_t fixed = p::kHeaderBytes + (type == p::FrameType::kDeliver ? p::kDeliverPrefixBytes
+                                                                          : p::kMessagesPrefixBytes);
+  const size_t cap = std::min(frame_cap, out->buffer.bytes.size());
+  const uint32_t per_msg = p::kDeliveredMetaBytes;
+  // Ask the engine for no more record bytes than fit, so every visited message is sent.
+  const uint32_t room = cap > fixed + per_msg ? static_cast<uint32_t>(cap - fixed) : 0;
+  const uint32_t max_bytes_guess = room > per_msg * max_messages ? room - per_msg * max_messages
+                                                                 : room / 2;
+  uint32_t count = 0;
+  uint64_t last = 0;
+  p::FrameWriter& w = out->writer;
+  // The prefix carries next_offset and the watermark, known only after the visit: write a
+  // placeholder prefix, fill it in at the end.
+  if (type == p::FrameType::kDeliver) {
+    w.BeginDeliver(IdsOf(t), p::DeliverPrefix{sub_id, queue, static_cast<uint16_t>(partition), 0});
+  } else {
+    w.BeginMessages(IdsOf(t), p::MessagesPrefix{queue, static_cast<uint16_t>(partition), 0, 0});
+  }
+  const shard::FetchResult r = s->Fetch(
+      shard::QueueId{queue}, partition, start, std::max<uint32_t>(1, max_messages),
+      std::max<uint32_t>(1, max_bytes_guess), [&](const shard::StoredMessage& m) {
+        p::DeliveredMeta meta;
+        meta.offset = m.offset;
+        meta.server_timestamp_ns = m.timestamp_ns;
+        meta.partition = static_cast<uint16_t>(partition);
+        if (w.size() + per_msg + m.record.size() > cap ||
+            w.AddDeliveredRaw(meta, m.record) != p::EncodeError::kOk) {
+          return;  // did not fit: the consumer re-fetches from next_offset
+        }
+        ++count;
+        last = m.offset;
+      });
+  if (r.errc != Errc::kOk) {
+    out->used = false;
+    replies_.Abandon(out->buffer);
+    const Endpoint to = EndpointOf(t.endpoint);
+    ReplyBuffer buf = replies_.Acquire(to, p::kHeaderBytes + p::kErrorFixedBytes + 64);
+    if (!buf.ok()) return;
+    p::ErrorReply e;
+    e.errc = r.errc;
+    e.request_type = static_cast<uint8_t>(type == p::FrameType::kDeliver ? p::FrameType::kNak
+                                                                         : p::FrameType::kFetch);
+    e.detail = ErrcName(r.errc);
+    auto n = p::EncodeErrorFrame(buf.bytes, IdsOf(t), e);
+    if (n) replies_.Send(buf, *n); else replies_.Abandon(buf);
+    return;
+  }
+  counters_.delivered += count;
+  const uint64_t next = count > 0 ? last + 1 : r.next_offset;
+  std::byte* prefix = out->buffer.bytes.data() + p::kHeaderBytes;
+  if (type == p::FrameType::kMessages) {
+    p::le::Store<uint64_t>(prefix + 8, next);
+    p::le::Store<uint64_t>(prefix + 16, s->Find(shard::QueueId{queue}, partition)
+                                            ->log().durable_end().value);
+  }
+  Close(out);
+}
+
+void Frontend::Impl::OnFetch(const p::FrameView& f, const Endpoint& from,
+                             const RouteContext& route) {
+  auto r = p::DecodeFetch(f);
+  const QueueInfo* q = table_.Find(r->queue_id);
+  if (q == nullptr) {
+    if (route.receiver) Error(f, from, Errc::kUnknownQueue, "unknown queue id");
+    return;
+  }
+  if (q->decl.type != hwconf::QueueType::kStream) {
+    if (route.receiver) Error(f, from, Errc::kWrongQueueType, "FETCH needs a stream");
+    return;
+  }
+  Errc answer;
+  if (!Mine(*q, r->partition, route, &answer)) return;
+  if (answer != Errc::kOk) {
+    Error(f, from, answer, "partition not available");
+    return;
+  }
+  shard::StartPosition start;
+  switch (r->start_kind) {
+    case p::StartKind::kEarliest: start = shard::StartPosition::Earliest(); break;
+    case p::StartKind::kLatest: start = shard::StartPosition::Latest(); break;
+    case p::StartKind::kTimestamp: start = shard::StartPosition::Timestamp(r->start_value); break;
+    default: start = shard::StartPosition::Offset(r->start_value); break;
+  }
+  const size_t cap = r->max_frame_bytes == 0 ? p::kDefaultFrameBytes : r->max_frame_bytes;
+  const shard::ReplyTarget target{from.w0, f.header.client_id, f.header.request_id};
+  SendRange(p::FrameType::kMessages, target, 0, q->id, r->partition, start, r->max_messages, cap);
+}
+
+void Frontend::Impl::OnSubscribe(const p::FrameView& f, const Endpoint& from,
+                                 const RouteContext& route) {
+  auto r = p::DecodeSubscribe(f);
+  const QueueInfo* q = table_.Find(r->queue_id);
+  if (q == nullptr || q->decl.type != hwconf::QueueType::kStream) {
+    if (route.receiver) {
+      Error(f, from, q == nullptr ? Errc::kUnknownQueue : Errc::kWrongQueueType,
+            q == nullptr ? "unknown queue id" : "SUBSCRIBE needs a stream");
+    }
+    return;
+  }
+  const shard::ReplyTarget target{from.w0, f.header.client_id, f.header.request_id};
+  const uint32_t first = r->partition == p::kAnyPartition ? 0 : r->partition;
+  const uint32_t last = r->partition == p::kAnyPartition
+                            ? static_cast<uint32_t>(q->partition_worker.size())
+                            : r->partition + 1;
+  OpenFrame* out = nullptr;
+  for (uint32_t part = first; part < last; ++part) {
+    Errc errc;
+    if (!Mine(*q, part, route, &errc)) continue;
+    uint64_t start_offset = 0;
+    if (errc == Errc::kOk) {
+      shard::StartPosition start;
+      switch (r->start_kind) {
+        case p::StartKind::kEarliest: start = shard::StartPosition::Earliest(); break;
+        case p::StartKind::kLatest: start = shard::StartPosition::Latest(); break;
+        case p::StartKind::kTimestamp: start = shard::StartPosition::Timestamp(r->start_value); break;
+        case p::StartKind::kCommitted: {
+          auto c = ShardOf(q->id, part)->CommittedOffset(shard::QueueId{q->id}, part,
+                                                         std::string_view(r->group));
+          start = c ? shard::StartPosition::Offset(*c) : shard::StartPosition::Earliest();
+          break;
+        }
+        default: start = shard::StartPosition::Offset(r->start_value); break;
+      }
+      const uint64_t key = SubKey(f.header.client_id, r->subscription_id, part);
+      if (auto old = sub_ids_.find(key); old != sub_ids_.end()) {  // re-subscribe replaces
+        ShardOf(q->id, part)->Unsubscribe(shard::SubscriptionId{old->second});
+        subs_.erase(old->second);
+        sub_ids_.erase(old);
+      }
+      const uint64_t id = next_sub_id_++;
+      Subscription& sub = subs_[id];
+      sub = Subscription{f.header.client_id, r->subscription_id, from.w0, q->id, part, 0,
+                         r->initial_credits};
+      // Resolve first so that the result carries the start offset even if pushes follow at once.
+      auto fetch = ShardOf(q->id, part)->Fetch(shard::QueueId{q->id}, part, start, 0, 0,
+                                               [](const shard::StoredMessage&) {});
+      start_offset = fetch.next_offset;
+      sub.next_offset = start_offset;
+      errc = fetch.errc;
+      if (errc == Errc::kOk) {
+        errc = ShardOf(q->id, part)->Subscribe(shard::SubscriptionId{id}, target,
+                                               shard::QueueId{q->id}, part,
+                                               shard::StartPosition::Offset(start_offset),
+                                               r->initial_credits);
+      }
+      if (errc == Errc::kOk) {
+        sub_ids_[key] = id;
+      } else {
+        subs_.erase(id);
+      }
+    }
+    if (errc != Errc::kOk) ++counters_.rejected;
+    if (out == nullptr) {
+      out = Open(p::FrameType::kResult, target, f.header.request_id, 0, 0);
+      if (out == nullptr) return;
+      out->writer.BeginResult(IdsOf(target), p::FrameType::kSubscribe);
+    }
+    out->writer.AddResult(p::ResultItem{errc, part, start_offset});
+  }
+  // The RESULT must reach the client before the first DELIVER of this subscription.
+  if (out != nullptr) Close(out);
+}
+
+void Frontend::Impl::OnCredit(const p::FrameView& f) {
+  auto c = p::DecodeCredit(f);
+  auto it = sub_ids_.find(SubKey(f.header.client_id, c->subscription_id, c->partition));
+  if (it == sub_ids_.end()) return;  // another worker's (credits go to every worker)
+  Subscription& sub = subs_[it->second];
+  // The grant is absolute (deliver offsets < next_offset + credits); the engine counts credits
+  // relative to what it has pushed.
+  const uint64_t limit = c->next_offset + c->credits;
+  const uint64_t have = sub.next_offset + sub.credits;
+  if (limit <= have) return;
+  const uint32_t add = static_cast<uint32_t>(std::min<uint64_t>(limit - have, UINT32_MAX));
+  sub.credits += add;
+  ShardOf(sub.queue, sub.partition)->Credit(shard::SubscriptionId{it->second}, add);
+}
+
+void Frontend::Impl::OnNak(const p::FrameView& f, const Endpoint& from) {
+  auto n = p::DecodeNak(f);
+  auto it = sub_ids_.find(SubKey(f.header.client_id, n->subscription_id, n->partition));
+  if (it == sub_ids_.end()) return;
+  const Subscription& sub = subs_[it->second];
+  const shard::ReplyTarget target{from.w0, f.header.client_id, f.header.request_id};
+  SendRange(p::FrameType::kDeliver, target, sub.client_sub, sub.queue, sub.partition,
+            shard::StartPosition::Offset(n->from_offset), std::max<uint32_t>(1, n->count),
+            p::kDefaultFrameBytes);
+}
+
+void Frontend::Impl::OnUnsubscribe(const p::FrameView& f, const Endpoint& from) {
+  auto u = p::DecodeUnsubscribe(f);
+  const shard::ReplyTarget target{from.w0, f.header.client_id, f.header.request_id};
+  OpenFrame* out = nullptr;
+  for (auto it = subs_.begin(); it != subs_.end();) {
+    const Subscription& s = it->second;
+    const bool match = s.client_id == f.header.client_id && s.client_sub == u->subscription_id &&
+                       (u->partition == p::kAnyPartition || u->partition == s.partition);
+    if (!match) {
+      ++it;
+      continue;
+    }
+    ShardOf(s.queue, s.partition)->Unsubscribe(shard::SubscriptionId{it->first});
+    if (out == nullptr) {
+      out = Open(p::FrameType::kResult, target, f.header.request_id, 0, 0);
+      if (out != nullptr) out->writer.BeginResult(IdsOf(target), p::FrameType::kUnsubscribe);
+    }
+    if (out != nullptr) out->writer.AddResult(p::ResultItem{Errc::kOk, s.partition, 0});
+    sub_ids_.erase(SubKey(s.client_id, s.client_sub, s.partition));
+    subs_.erase(it++);
+  }
+}
+
+// ---- engine outputs ---------------------------------------------------------------------------
+
+void Frontend::Impl::OnAck(const shard::AckRange& a) {
+  if (a.errc == Errc::kOk || a.errc == Errc::kDuplicate) {
+    counters_.acked += a.count;
+    if (a.errc == Errc::kDuplicate) counters_.duplicates += a.count;
+  } else {
+    counters_.rejected += a.count;
+    if (a.errc == Errc::kThrottled) counters_.throttled += a.count;
+  }
+  const p::AckRange range{static_cast<uint16_t>(a.partition), a.errc, a.count, a.first_sequence,
+                          a.first_offset == shard::kNoOffset ? 0 : a.first_offset};
+  OpenFrame* f = Find(p::FrameType::kAck, a.target.endpoint, a.target.client_id, a.producer_id,
+                      a.queue.value, 0);
+  for (int attempt = 0; attempt < 2; ++attempt) {
+    if (f == nullptr) {
+      f = Open(p::FrameType::kAck, a.target, a.producer_id, a.queue.value, 0);
+      if (f == nullptr) return;
+      f->writer.BeginAck(IdsOf(a.target), a.queue.value, a.producer_id);
+    }
+    if (f->writer.AddAckRange(range) == p::EncodeError::kOk) return;
+    Close(f);
+    f = nullptr;
+  }
+}
+
+void Frontend::Impl::OnLeased(const shard::Leased& l) {
+  ++counters_.delivered;
+  p::DeliveredMeta meta;
+  meta.offset = l.message.offset;
+  meta.server_timestamp_ns = l.message.timestamp_ns;
+  meta.receipt = l.receipt.value;
+  meta.partition = static_cast<uint16_t>(l.partition);
+  meta.receive_count = static_cast<uint16_t>(std::min<uint32_t>(l.receive_count, UINT16_MAX));
+  OpenFrame* f = Find(p::FrameType::kMessages, l.target.endpoint, l.target.client_id,
+                      l.target.request_id, l.queue.value, l.partition);
+  for (int attempt = 0; attempt < 2; ++attempt) {
+    if (f == nullptr) {
+      f = Open(p::FrameType::kMessages, l.target, l.target.request_id, l.queue.value, l.partition);
+      if (f == nullptr) return;  // the lease times out and the message is received again
+      f->writer.BeginMessages(IdsOf(l.target),
+                              p::MessagesPrefix{l.queue.value, p::kAnyPartition, 0, 0});
+    }
+    if (f->writer.size() + p::kDeliveredMetaBytes + l.message.record.size() <=
+            p::kDefaultFrameBytes &&
+        f->writer.AddDeliveredRaw(meta, l.message.record) == p::EncodeError::kOk) {
+      return;
+    }
+    if (f->writer.count() == 0) {
+      // A record larger than the default frame: send it alone in a bigger datagram.
+      if (f->writer.AddDeliveredRaw(meta, l.message.record) == p::EncodeError::kOk) return;
+      return;
+    }
+    Close(f, /*more=*/true);
+    f = nullptr;
+  }
+}
+
+void Frontend::Impl::OnReceiveDone(const shard::ReceiveDone& d) {
+  OpenFrame* f = Find(p::FrameType::kMessages, d.target.endpoint, d.target.client_id,
+                      d.target.request_id, d.queue.value, d.partition);
+  if (d.errc != Errc::kOk) {
+    if (f != nullptr) Close(f);
+    ReplyBuffer buf = replies_.Acquire(EndpointOf(d.target.endpoint),
+                                       p::kHeaderBytes + p::kErrorFixedBytes + 64);
+    if (!buf.ok()) return;
+    p::ErrorReply e;
+    e.errc = d.errc;
+    e.request_type = static_cast<uint8_t>(p::FrameType::kReceive);
+    e.detail = ErrcName(d.errc);
+    auto n = p::EncodeErrorFrame(buf.bytes, IdsOf(d.target), e);
+    if (n) replies_.Send(buf, *n); else replies_.Abandon(buf);
+    return;
+  }
+  if (f == nullptr) {  // nothing leased (or the long poll timed out): an empty MESSAGES
+    f = Open(p::FrameType::kMessages, d.target, d.target.request_id, d.queue.value, d.partition);
+    if (f == nullptr) return;
+    f->writer.BeginMessages(IdsOf(d.target),
+                            p::MessagesPrefix{d.queue.value, p::kAnyPartition, 0, 0});
+  }
+  Close(f);
+}
+
+void Frontend::Impl::OnDeliver(const shard::Delivery& d) {
+  auto it = subs_.find(d.subscription.value);
+  SLUICE_ASSERT(it != subs_.end());
+  Subscription& sub = it->second;
+  sub.next_offset = d.message.offset + 1;
+  sub.credits = d.credits_left;
+  ++counters_.delivered;
+  p::DeliveredMeta meta;
+  meta.offset = d.message.offset;
+  meta.server_timestamp_ns = d.message.timestamp_ns;
+  meta.partition = static_cast<uint16_t>(d.partition);
+  OpenFrame* f = Find(p::FrameType::kDeliver, d.target.endpoint, d.target.client_id,
+                      sub.client_sub, d.queue.value, d.partition);
+  for (int attempt = 0; attempt < 2; ++attempt) {
+    if (f == nullptr) {
+      f = Open(p::FrameType::kDeliver, d.target, sub.client_sub, d.queue.value, d.partition);
+      if (f == nullptr) return;  // the consumer sees the gap and NAKs it
+      f->writer.BeginDeliver(IdsOf(d.target),
+                             p::DeliverPrefix{sub.client_sub, d.queue.value,
+                                              static_cast<uint16_t>(d.partition), 0});
+    }
+    if ((f->writer.size() + p::kDeliveredMetaBytes + d.message.record.size() <=
+             p::kDefaultFrameBytes || f->writer.count() == 0) &&
+        f->writer.AddDeliveredRaw(meta, d.message.record) == p::EncodeError::kOk) {
+      return;
+    }
+    Close(f);
+    f = nullptr;
+  }
+}
+
+void Frontend::Impl::OnSubscriptionGap(const shard::SubscriptionGap& gap) {
+  // Retention dropped messages before this subscriber read them. The consumer sees the offsets
+  // jump and its NAK for the gap is answered OFFSET_OUT_OF_RANGE.
+  auto it = subs_.find(gap.subscription.value);
+  if (it != subs_.end()) it->second.next_offset = gap.next_offset;
+}
+
+void Frontend::Impl::OnDeadLetter(const shard::DeadLetter& d) {
+  // Dead-letter queues are completed in the queue-engine issue; until then a message past its
+  // max receive count is counted and dropped here.
+  (void)d;
+  ++dead_letters_dropped_;
+}
+
+uint32_t Frontend::Impl::Service(uint64_t now_ns) {
+  uint64_t work = 0;
+  for (auto& s : shards_) {
+    if (!s) continue;
+    work += s->SealAll();
+    // No storage yet: a sealed batch is durable at once. The storage shell replaces this with
+    // io_uring completions.
+    for (const QueueInfo& q : table_.queues()) {
+      for (uint32_t part = 0; part < q.partition_shard.size(); ++part) {
+        if (shards_[q.partition_shard[part]].get() != s.get()) continue;
+        const shard::Partition* pt = s->Find(shard::QueueId{q.id}, part);
+        const uint64_t written = pt->log().written_end().value;
+        if (pt->log().durable_end().value < written) {
+          s->MarkDurable(shard::QueueId{q.id}, part, shard::DurableOffset{written});
+          ++work;
+        }
+      }
+    }
+    work += s->Tick(now_ns);
+  }
+  CloseAll();
+  return static_cast<uint32_t>(std::min<uint64_t>(work, UINT32_MAX));
+}
+
+std::string Frontend::Impl::StatsJson() const {
+  std::string out = "[";
+  bool first = true;
+  for (size_t id = 0; id < shards_.size(); ++id) {
+    if (!shards_[id]) continue;
+    const shard::ShardCounters& c = shards_[id]->counters();
+    absl::StrAppendFormat(
+        &out,
+        "%s{\"shard\": %u, \"appended\": %u, \"acked\": %u, \"throttled\": %u, "
+        "\"duplicates\": %u, \"out_of_order\": %u, \"rejected\": %u, \"delivered\": %u, "
+        "\"leases\": %u, \"redeliveries\": %u, \"deleted\": %u, \"nacked\": %u, "
+        "\"lease_expired\": %u, \"stale_receipts\": %u, \"unknown_receipts\": %u}",
+        first ? "" : ", ", id, c.appended, c.acked, c.throttled, c.duplicates, c.out_of_order,
+        c.rejected, c.delivered, c.leases, c.redeliveries, c.deleted, c.nacked, c.lease_expired,
+        c.stale_receipts, c.unknown_receipts);
+    first = false;
+  }
+  absl::StrAppendFormat(&out, "]");
+  (void)dead_letters_dropped_;
+  return out;
+}
+
+// ---------------------------------------------------------------------------------------------
+
+Frontend::Frontend(const QueueTable& table, uint16_t worker, std::span<const uint32_t> shards,
+                   ReplyChannel& replies)
+    : impl_(std::make_unique<Impl>(table, worker, shards, replies, counters_)) {}
+
+Frontend::~Frontend() = default;
+
+void Frontend::OnFrame(const p::FrameView& frame, const Endpoint& from, const RouteContext& route,
+                       uint64_t now_ns) {
+  impl_->OnFrame(frame, from, route, now_ns);
+}
+
+uint32_t Frontend::Service(uint64_t now_ns) { return impl_->Service(now_ns); }
+
+std::string Frontend::StatsJson() const { return impl_->StatsJson(); }
+
+}  // namespace sluice::dataplane
