@@ -11,12 +11,17 @@ namespace sluice::dataplane {
 
 Worker::Worker(uint16_t index, const hwconf::Lcore& conf, const SharedRuntime& shared)
     : index_(index), conf_(conf), shared_(shared) {
+  // Only client ports are set up so far; replication links (a later issue) are not polled yet.
   for (const hwconf::RxQueueRef& ref : conf.rx) {
-    for (const PortRuntime& p : shared.ports) {
-      if (p.conf->name == ref.port) rx_.push_back({&p, ref.queue});
-    }
+    const hwconf::Port* port = shared.layout->FindPort(ref.port);
+    SLUICE_ASSERT(port != nullptr);  // hwconf validated the reference
+    if (port->role != hwconf::PortRole::kClient) continue;
+    const PortRuntime* rt = nullptr;
+    for (const PortRuntime& p : shared.ports)
+      if (p.conf == port) rt = &p;
+    SLUICE_ASSERT(rt != nullptr);
+    rx_.push_back({rt, ref.queue});
   }
-  SLUICE_ASSERT(rx_.size() == conf.rx.size());
   for (uint16_t from = 0; from < shared.worker_count; ++from) {
     if (from != index && shared.rings[from][index] != nullptr) {
       inbound_.push_back(shared.rings[from][index]);

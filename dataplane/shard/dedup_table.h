@@ -1,0 +1,69 @@
+// Dedup by the producer's dedup id within a time window (one partition). Ids are kept as 64-bit
+// hashes: no string storage, no allocation. Two different ids colliding would make the second
+// look like a duplicate; at 2^-64 per pair that is far below the other ways to lose a message.
+// Capacity is fixed; when full, the oldest id is forgotten early (and counted) rather than
+// growing the table.
+#pragma once
+
+#include <cstdint>
+#include <optional>
+#include <string_view>
+
+#include "absl/container/flat_hash_map.h"
+#include "absl/hash/hash.h"
+#include "dataplane/shard/ring.h"
+
+namespace sluice::shard {
+
+class DedupTable {
+ public:
+  DedupTable(uint32_t capacity, uint64_t window_ns)
+      : window_ns_(window_ns), order_(capacity == 0 ? 1 : capacity) {
+    if (window_ns_ != 0) map_.reserve(order_.capacity() * 2);
+  }
+
+  bool enabled() const { return window_ns_ != 0; }
+  static uint64_t Hash(std::string_view id) { return absl::Hash<std::string_view>{}(id); }
+
+  // Offset of the message that carried this id within the window, if any.
+  std::optional<uint64_t> Find(uint64_t hash, uint64_t now_ns) {
+    ExpireUntil(now_ns);
+    auto it = map_.find(hash);
+    if (it == map_.end()) return std::nullopt;
+    return it->second;
+  }
+
+  // Remembers a new id. Returns true if an older id had to be forgotten before its window ended.
+  bool Insert(uint64_t hash, uint64_t offset, uint64_t now_ns) {
+    bool evicted = false;
+    if (order_.full()) {
+      map_.erase(order_.front().hash);
+      order_.pop_front();
+      evicted = true;
+    }
+    order_.push_back({hash, now_ns + window_ns_});
+    map_.emplace(hash, offset);
+    return evicted;
+  }
+
+  uint64_t size() const { return map_.size(); }
+
+ private:
+  struct Entry {
+    uint64_t hash;
+    uint64_t expire_at_ns;
+  };
+  // The window is the same for every id, so insertion order is expiry order.
+  void ExpireUntil(uint64_t now_ns) {
+    while (!order_.empty() && order_.front().expire_at_ns <= now_ns) {
+      map_.erase(order_.front().hash);
+      order_.pop_front();
+    }
+  }
+
+  uint64_t window_ns_;
+  Ring<Entry> order_;
+  absl::flat_hash_map<uint64_t, uint64_t> map_;  // hash -> offset
+};
+
+}  // namespace sluice::shard

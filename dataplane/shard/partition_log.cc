@@ -1,0 +1,215 @@
+#include "dataplane/shard/partition_log.h"
+
+#include <algorithm>
+#include <cstring>
+
+#include "protocol/assert.h"
+
+namespace sluice::shard {
+
+PartitionLog::PartitionLog(ChunkPool& pool, const LogConfig& config)
+    : pool_(pool), config_(config), align_(config.batch_align_bytes) {
+  SLUICE_ASSERT(align_ > 0 && (align_ & (align_ - 1)) == 0);
+  SLUICE_ASSERT(pool_.chunk_bytes() % align_ == 0);
+  SLUICE_ASSERT(config_.batch_header_bytes < pool_.chunk_bytes());
+  // Worst case every batch holds one record and takes a whole alignment unit.
+  batches_.Reset(uint64_t{config_.max_chunks} * (pool_.chunk_bytes() / align_) + 1);
+  if (config_.indexed) {
+    index_.Reset(config_.max_index_entries);
+    chunks_.Reset(config_.max_chunks + 1);
+  }
+}
+
+PartitionLog::~PartitionLog() {
+  if (config_.indexed) {
+    while (!chunks_.empty()) {
+      pool_.Release(chunks_.front().chunk);
+      chunks_.pop_front();
+    }
+    return;
+  }
+  // Unindexed: the owner released every live record already; only the current chunk can remain,
+  // plus chunks whose records the owner dropped wholesale (partition removal), which it frees.
+  if (current_ != ChunkPool::kNone && pool_.live(current_) == 0) pool_.Release(current_);
+}
+
+bool PartitionLog::Fits(uint32_t need) const {
+  if (current_ == ChunkPool::kNone) return false;
+  const uint64_t start = batch_open_ ? pos_ : uint64_t{AlignUp(pos_)} + config_.batch_header_bytes;
+  return start + need <= pool_.chunk_bytes();
+}
+
+PartitionLog::Appended PartitionLog::Append(std::span<const std::byte> record, uint64_t now_ns) {
+  const uint32_t need = static_cast<uint32_t>(sizeof(RecordHeader) + record.size());
+  SLUICE_ASSERT(config_.batch_header_bytes + uint64_t{need} <= pool_.chunk_bytes());
+  Appended out;
+  if (config_.indexed && index_.full() && !EvictOldest()) {
+    out.errc = Errc::kThrottled;
+    return out;
+  }
+  if (!Fits(need)) {
+    Seal();  // a batch never spans chunks
+    if (!NewChunk()) {
+      out.errc = Errc::kThrottled;
+      return out;
+    }
+  }
+  const uint64_t ts = std::max(now_ns, last_timestamp_ns_);  // monotonic: timestamp search works
+  if (!batch_open_) {
+    open_start_ = AlignUp(pos_);
+    std::memset(pool_.data(current_) + open_start_, 0, config_.batch_header_bytes);
+    pos_ = open_start_ + config_.batch_header_bytes;
+    batch_open_ = true;
+    open_ = SealedBatch{};
+    open_.header_bytes = config_.batch_header_bytes;
+    open_.first_offset = next_;
+    open_.first_timestamp_ns = ts;
+  }
+  const RecordHeader header{static_cast<uint32_t>(record.size()), 0, ts};
+  std::byte* dst = pool_.data(current_) + pos_;
+  std::memcpy(dst, &header, sizeof header);
+  if (!record.empty()) std::memcpy(dst + sizeof header, record.data(), record.size());
+
+  out.offset = next_++;
+  out.timestamp_ns = ts;
+  out.location = {current_, pos_ + static_cast<uint32_t>(sizeof header),
+                  static_cast<uint32_t>(record.size())};
+  pos_ += need;
+  ++open_.count;
+  open_.last_timestamp_ns = ts;
+  last_timestamp_ns_ = ts;
+  if (config_.indexed) {
+    index_.push_back({out.location.chunk, out.location.pos, out.location.length, ts});
+    chunks_.back().end_offset = next_;
+    chunks_.back().last_timestamp_ns = ts;
+    SLUICE_ASSERT(start_ + index_.size() == next_);  // the index is dense
+  } else {
+    ++pool_.live(current_);
+  }
+  return out;
+}
+
+bool PartitionLog::NewChunk() {
+  // Unindexed: the chunk being closed may already be empty of live messages; free it first so a
+  // partition at its budget whose messages were all deleted can go on.
+  if (!config_.indexed && current_ != ChunkPool::kNone && pool_.live(current_) == 0) {
+    pool_.Release(current_);
+    --chunks_held_;
+    current_ = ChunkPool::kNone;
+  }
+  if (config_.indexed) {
+    while (chunks_held_ >= config_.max_chunks) {
+      if (!EvictOldest()) return false;
+    }
+  } else if (chunks_held_ >= config_.max_chunks) {
+    return false;
+  }
+  uint32_t id = pool_.Acquire();
+  if (id == ChunkPool::kNone && config_.indexed && EvictOldest()) id = pool_.Acquire();
+  if (id == ChunkPool::kNone) return false;
+  current_ = id;
+  pos_ = 0;
+  ++chunks_held_;
+  if (config_.indexed) {
+    chunks_.push_back({id, next_, next_, last_timestamp_ns_});
+    EnforceRetention(0);  // retention_bytes counts whole chunks
+  }
+  return true;
+}
+
+bool PartitionLog::Seal() {
+  if (!batch_open_) return false;
+  const uint32_t end = pos_;
+  const uint32_t padded = AlignUp(end);
+  std::byte* base = pool_.data(current_);
+  std::memset(base + end, 0, padded - end);  // deterministic bytes for CRC and O_DIRECT
+  open_.bytes = {base + open_start_, padded - open_start_};
+  open_.used_bytes = end - open_start_;
+  SLUICE_ASSERT(open_.count > 0 && open_.end_offset() == next_);
+  batches_.push_back(open_);
+  pos_ = padded;
+  sealed_ = next_;
+  batch_open_ = false;
+  return true;
+}
+
+void PartitionLog::MarkDurable(DurableOffset durable) {
+  SLUICE_ASSERT(durable.value <= sealed_);  // only sealed bytes can have reached storage
+  if (durable.value <= durable_) return;     // late or repeated completions are harmless
+  durable_ = durable.value;
+  while (!batches_.empty() && batches_.front().end_offset() <= durable_) batches_.pop_front();
+}
+
+void PartitionLog::ForEachUndurableBatch(absl::FunctionRef<void(const SealedBatch&)> fn) const {
+  for (uint64_t i = 0; i < batches_.size(); ++i) fn(batches_[i]);
+}
+
+std::span<const std::byte> PartitionLog::Record(RecordLocation loc) const {
+  SLUICE_ASSERT(loc.chunk < pool_.capacity());
+  return {pool_.data(loc.chunk) + loc.pos, loc.length};
+}
+
+void PartitionLog::Release(RecordLocation loc) {
+  SLUICE_ASSERT(!config_.indexed);
+  uint32_t& live = pool_.live(loc.chunk);
+  SLUICE_ASSERT(live > 0);
+  // A record is released only after it was durable (work messages are handed out only then), so
+  // a closed chunk with no live record has nothing storage still needs.
+  if (--live == 0 && loc.chunk != current_) {
+    pool_.Release(loc.chunk);
+    --chunks_held_;
+  }
+}
+
+bool PartitionLog::Read(uint64_t offset, StoredMessage* out) const {
+  SLUICE_ASSERT(config_.indexed);
+  if (offset < start_ || offset >= next_) return false;
+  const IndexEntry& e = index_[offset - start_];
+  out->offset = offset;
+  out->timestamp_ns = e.timestamp_ns;
+  out->record = {pool_.data(e.chunk) + e.pos, e.length};
+  return true;
+}
+
+uint64_t PartitionLog::OffsetForTimestamp(uint64_t ts_ns) const {
+  SLUICE_ASSERT(config_.indexed);
+  uint64_t lo = 0, hi = index_.size();  // first i with timestamp >= ts_ns
+  while (lo < hi) {
+    const uint64_t mid = lo + (hi - lo) / 2;
+    if (index_[mid].timestamp_ns < ts_ns) lo = mid + 1; else hi = mid;
+  }
+  return start_ + lo;
+}
+
+bool PartitionLog::EvictOldest() {
+  // Only a closed (not current) chunk whose every message is durable may go: storage and the
+  // producers' acks still need the others.
+  if (!config_.indexed || chunks_.size() < 2) return false;
+  const ChunkSpan oldest = chunks_.front();
+  if (oldest.end_offset > durable_) return false;
+  SLUICE_ASSERT(oldest.first_offset == start_);
+  for (uint64_t o = start_; o < oldest.end_offset; ++o) index_.pop_front();
+  start_ = oldest.end_offset;
+  chunks_.pop_front();
+  pool_.Release(oldest.chunk);
+  --chunks_held_;
+  if (config_.chunks_evicted != nullptr) ++*config_.chunks_evicted;
+  return true;
+}
+
+uint32_t PartitionLog::EnforceRetention(uint64_t now_ns) {
+  uint32_t evicted = 0;
+  const uint64_t chunk_bytes = pool_.chunk_bytes();
+  while (config_.retention_bytes != 0 && chunks_.size() >= 2 &&
+         (chunks_held_ - 1) * chunk_bytes >= config_.retention_bytes && EvictOldest()) {
+    ++evicted;  // keeps at least retention_bytes of whole chunks besides the current one
+  }
+  const uint64_t age_ns = config_.retention_ms * 1'000'000;
+  while (config_.retention_ms != 0 && now_ns != 0 && !chunks_.empty() &&
+         chunks_.front().last_timestamp_ns + age_ns < now_ns && EvictOldest()) {
+    ++evicted;
+  }
+  return evicted;
+}
+
+}  // namespace sluice::shard

@@ -1,0 +1,125 @@
+// Producer idempotence for one partition: per producer id, the next expected sequence and the
+// offsets of its last kWindow messages, so a retransmit is answered with the original offset
+// instead of being appended twice.
+//
+// Rules (the client library follows them):
+// - producer_id 0 means "not idempotent": never tracked, every message is appended.
+// - A producer id's sequences start at 0 and go up by one per message in this partition.
+// - seq == next: new, append.  seq < next: retransmit, answer with the original offset (or
+//   kNoOffset if it is older than the window).  seq > next: kOutOfOrderSequence (a gap: an
+//   earlier message was lost; the client resends from the gap).
+// - An unknown producer id whose first sequence is not 0 gets kOutOfOrderSequence: the table
+//   forgot it (LRU eviction past `capacity`, or a restart), and the client must start over with a
+//   fresh producer id. Accepting any first sequence would ack a lost earlier message as duplicate.
+//
+// Fixed capacity: the states live in a slab sized at construction, with an LRU list through it;
+// the id -> slot map is reserved up front, so nothing allocates per message.
+#pragma once
+
+#include <cstdint>
+#include <vector>
+
+#include "absl/container/flat_hash_map.h"
+#include "protocol/assert.h"
+
+namespace sluice::shard {
+
+class ProducerTable {
+ public:
+  static constexpr uint32_t kWindow = 16;
+  static constexpr uint32_t kNil = UINT32_MAX;
+
+  explicit ProducerTable(uint32_t capacity) : states_(capacity < 1 ? 1 : capacity) {
+    map_.reserve(states_.size() * 2);  // headroom: erase tombstones never force a rehash
+    for (uint32_t i = 0; i < states_.size(); ++i) states_[i].lru_next = i + 1 < states_.size() ? i + 1 : kNil;
+    free_ = 0;
+  }
+
+  enum class Verdict { kNotIdempotent, kNew, kDuplicate, kOutOfOrder };
+  struct Check {
+    Verdict verdict;
+    uint64_t offset = UINT64_MAX;  // kDuplicate: original offset, or UINT64_MAX if too old
+    uint32_t slot = kNil;          // pass to Record
+  };
+
+  Check Classify(uint64_t producer_id, uint64_t sequence) const {
+    if (producer_id == 0) return {Verdict::kNotIdempotent};
+    auto it = map_.find(producer_id);
+    if (it == map_.end()) {
+      return {sequence == 0 ? Verdict::kNew : Verdict::kOutOfOrder};
+    }
+    const State& s = states_[it->second];
+    if (sequence == s.next) return {Verdict::kNew, UINT64_MAX, it->second};
+    if (sequence > s.next) return {Verdict::kOutOfOrder, UINT64_MAX, it->second};
+    const Entry& e = s.window[sequence % kWindow];
+    const bool remembered = s.next - sequence <= kWindow && e.sequence == sequence;
+    return {Verdict::kDuplicate, remembered ? e.offset : UINT64_MAX, it->second};
+  }
+
+  // After a kNew message was appended at `offset`. Returns true if another producer was evicted.
+  bool Record(const Check& check, uint64_t producer_id, uint64_t sequence, uint64_t offset) {
+    SLUICE_ASSERT(check.verdict == Verdict::kNew);
+    bool evicted = false;
+    uint32_t slot = check.slot;
+    if (slot == kNil) {
+      if (free_ == kNil) {  // full: forget the least recently used producer
+        slot = lru_tail_;
+        Unlink(slot);
+        map_.erase(states_[slot].producer_id);
+        evicted = true;
+      } else {
+        slot = free_;
+        free_ = states_[slot].lru_next;
+      }
+      states_[slot] = State{};
+      states_[slot].producer_id = producer_id;
+      map_.emplace(producer_id, slot);
+      PushFront(slot);
+    } else if (lru_head_ != slot) {
+      Unlink(slot);
+      PushFront(slot);
+    }
+    State& s = states_[slot];
+    SLUICE_ASSERT(sequence == s.next);
+    s.window[sequence % kWindow] = {sequence, offset};
+    ++s.next;
+    return evicted;
+  }
+
+  uint64_t size() const { return map_.size(); }
+
+ private:
+  struct Entry {
+    uint64_t sequence = UINT64_MAX;
+    uint64_t offset = UINT64_MAX;
+  };
+  struct State {
+    uint64_t producer_id = 0;
+    uint64_t next = 0;
+    Entry window[kWindow];
+    uint32_t lru_prev = kNil;
+    uint32_t lru_next = kNil;  // doubles as the free-list link
+  };
+
+  void Unlink(uint32_t i) {
+    State& s = states_[i];
+    if (s.lru_prev != kNil) states_[s.lru_prev].lru_next = s.lru_next; else lru_head_ = s.lru_next;
+    if (s.lru_next != kNil) states_[s.lru_next].lru_prev = s.lru_prev; else lru_tail_ = s.lru_prev;
+    s.lru_prev = s.lru_next = kNil;
+  }
+  void PushFront(uint32_t i) {
+    State& s = states_[i];
+    s.lru_prev = kNil;
+    s.lru_next = lru_head_;
+    if (lru_head_ != kNil) states_[lru_head_].lru_prev = i; else lru_tail_ = i;
+    lru_head_ = i;
+  }
+
+  std::vector<State> states_;
+  absl::flat_hash_map<uint64_t, uint32_t> map_;
+  uint32_t free_ = kNil;
+  uint32_t lru_head_ = kNil;
+  uint32_t lru_tail_ = kNil;
+};
+
+}  // namespace sluice::shard

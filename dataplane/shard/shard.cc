@@ -1,0 +1,387 @@
+#include "dataplane/shard/shard.h"
+
+#include <algorithm>
+
+#include "protocol/assert.h"
+
+namespace sluice::shard {
+namespace {
+
+LogConfig MakeLogConfig(const QueueConfig& q, const ShardConfig& s, uint64_t* evicted) {
+  LogConfig c;
+  c.indexed = q.type == QueueType::kStream;
+  c.max_chunks = q.memory_budget_chunks;
+  c.max_index_entries = q.max_messages;
+  c.retention_bytes = q.retention_bytes;
+  c.retention_ms = q.retention_ms;
+  c.batch_align_bytes = s.batch_align_bytes;
+  c.batch_header_bytes = s.batch_header_bytes;
+  c.chunks_evicted = evicted;
+  return c;
+}
+
+}  // namespace
+
+Partition::Partition(QueueId queue, uint32_t index, const QueueConfig& config,
+                     const ShardConfig& shard, ChunkPool& pool, uint64_t* chunks_evicted)
+    : queue_(queue),
+      index_(index),
+      config_(config),
+      log_(pool, MakeLogConfig(config, shard, chunks_evicted)),
+      producers_(config.max_producers),
+      dedup_(config.dedup_window_ms == 0 ? 1 : config.max_dedup_entries,
+             uint64_t{config.dedup_window_ms} * 1'000'000),
+      // Bounds how far storage may lag behind appends before producers see kThrottled.
+      acks_(config.max_pending_acks) {}
+
+Shard::Shard(const ShardConfig& config, ShardSink* sink)
+    : config_(config),
+      sink_(sink),
+      pool_(config.chunk_bytes, config.pool_chunks, config.batch_align_bytes, config.arena) {
+  SLUICE_ASSERT(sink_ != nullptr && config_.timer_tick_ns > 0);
+  partitions_.reserve(config_.max_partitions);
+  streams_.reserve(config_.max_partitions);
+  subscriptions_.reserve(config_.max_subscriptions * 2);
+}
+
+// Partitions go before the pool and the wheel (member order would do it too; this says so).
+Shard::~Shard() {
+  streams_.clear();
+  partitions_.clear();
+}
+
+// ---- control -------------------------------------------------------------------------------------
+
+void Shard::SeeTime(uint64_t now_ns) {
+  if (now_ns <= now_ns_) return;
+  now_ns_ = now_ns;
+  // An empty wheel follows the clock at no cost, so the first timer after a quiet spell (or the
+  // first ever, with now_ns far from 0) is placed relative to the present.
+  if (wheel_.size() == 0) wheel_.Advance(now_ns_ / config_.timer_tick_ns, [](TimerNode*) {});
+}
+
+Errc Shard::AddPartition(QueueId queue, uint32_t partition, const QueueConfig& config) {
+  const uint64_t room = uint64_t{config_.chunk_bytes} - config_.batch_header_bytes -
+                        sizeof(RecordHeader);
+  if (partitions_.contains(Key(queue, partition)) ||
+      partitions_.size() >= config_.max_partitions || config.max_message_bytes > room ||
+      config.priority_levels == 0 || config.priority_levels > 8 || config.max_messages == 0 ||
+      config.memory_budget_chunks == 0 || config.max_pending_acks == 0 ||
+      (config.fifo && config.max_groups == 0)) {
+    return Errc::kInvalidArgument;
+  }
+  std::unique_ptr<Partition> p(
+      new Partition(queue, partition, config, config_, pool_, &counters_.chunks_evicted));
+  if (config.type == QueueType::kStream) {
+    p->stream_ = std::make_unique<Stream>(
+        StreamEnv{queue, partition, &p->config_, &p->log_, &counters_, sink_});
+    streams_.push_back(p.get());
+  } else {
+    p->work_ = std::make_unique<WorkQueue>(WorkQueueEnv{queue, partition, &p->config_, &p->log_,
+                                                        &wheel_, config_.timer_tick_ns,
+                                                        &counters_, sink_, &now_ns_});
+  }
+  partitions_.emplace(Key(queue, partition), std::move(p));
+  return Errc::kOk;
+}
+
+Errc Shard::RemovePartition(QueueId queue, uint32_t partition) {
+  auto it = partitions_.find(Key(queue, partition));
+  if (it == partitions_.end()) return Errc::kUnknownPartition;
+  Partition* p = it->second.get();
+  for (auto s = subscriptions_.begin(); s != subscriptions_.end();) {
+    if (s->second.partition == p) subscriptions_.erase(s++); else ++s;
+  }
+  streams_.erase(std::remove(streams_.begin(), streams_.end(), p), streams_.end());
+  // Keep the promises: every Append gets an ack, every Receive a ReceiveDone. What was not
+  // durable is gone with the partition.
+  while (!p->acks_.empty()) {
+    const Partition::PendingAck& pa = p->acks_.front();
+    MessageIn m;
+    m.partition = static_cast<uint16_t>(partition);
+    m.producer_id = pa.producer_id;
+    m.sequence = pa.sequence;
+    Reject(pa.target, queue, m, Errc::kUnknownPartition);
+    p->acks_.pop_front();
+  }
+  if (p->work_ != nullptr) p->work_->CancelWaiters(Errc::kUnknownPartition);
+  Flush();
+  partitions_.erase(it);
+  return Errc::kOk;
+}
+
+const Partition* Shard::Find(QueueId queue, uint32_t partition) const { return Get(queue, partition); }
+
+Partition* Shard::Get(QueueId q, uint32_t p) {
+  auto it = partitions_.find(Key(q, p));
+  return it == partitions_.end() ? nullptr : it->second.get();
+}
+
+const Partition* Shard::Get(QueueId q, uint32_t p) const {
+  auto it = partitions_.find(Key(q, p));
+  return it == partitions_.end() ? nullptr : it->second.get();
+}
+
+// ---- produce -------------------------------------------------------------------------------------
+
+void Shard::Ack(Partition& p, const ReplyTarget& target, const MessageIn& m, uint64_t offset,
+                Errc errc) {
+  AckRange a;
+  a.target = target;
+  a.queue = p.queue_;
+  a.partition = p.index_;
+  a.producer_id = m.producer_id;
+  a.first_sequence = m.sequence;
+  a.count = 1;
+  a.first_offset = offset;
+  a.errc = errc;
+  acks_out_.Add(a, *sink_);
+}
+
+AppendResult Shard::Reject(const ReplyTarget& target, QueueId queue, const MessageIn& m,
+                           Errc errc) {
+  switch (errc) {
+    case Errc::kThrottled: ++counters_.throttled; break;
+    case Errc::kOutOfOrderSequence: ++counters_.out_of_order; break;
+    default: ++counters_.rejected; break;
+  }
+  AckRange a;
+  a.target = target;
+  a.queue = queue;
+  a.partition = m.partition;
+  a.producer_id = m.producer_id;
+  a.first_sequence = m.sequence;
+  a.count = 1;
+  a.errc = errc;
+  acks_out_.Add(a, *sink_);
+  return {errc, kNoOffset};
+}
+
+// A retransmit or a dedup-id hit: acked with the original offset once that is durable.
+AppendResult Shard::Duplicate(Partition& p, const ReplyTarget& target, const MessageIn& m,
+                              uint64_t offset) {
+  if (offset != kNoOffset && offset >= p.log_.durable_end().value) {
+    if (p.acks_.full()) return Reject(target, p.queue_, m, Errc::kThrottled);
+    p.acks_.push_back({target, m.producer_id, m.sequence, offset, Errc::kDuplicate});
+  } else {
+    ++counters_.acked;
+    Ack(p, target, m, offset, Errc::kDuplicate);
+  }
+  ++counters_.duplicates;
+  return {Errc::kDuplicate, offset};
+}
+
+AppendResult Shard::Append(const ReplyTarget& target, QueueId queue, const MessageIn& m,
+                           uint64_t now_ns) {
+  SeeTime(now_ns);
+  Partition* p = Get(queue, m.partition);
+  if (p == nullptr) return Reject(target, queue, m, Errc::kUnknownPartition);
+  if (m.record.size() > p->config_.max_message_bytes) {
+    return Reject(target, queue, m, Errc::kMessageTooLarge);
+  }
+
+  const ProducerTable::Check check = p->producers_.Classify(m.producer_id, m.sequence);
+  if (check.verdict == ProducerTable::Verdict::kOutOfOrder) {
+    return Reject(target, queue, m, Errc::kOutOfOrderSequence);
+  }
+  if (check.verdict == ProducerTable::Verdict::kDuplicate) {
+    return Duplicate(*p, target, m, check.offset);
+  }
+  const bool dedup = p->dedup_.enabled() && !m.dedup_id.empty();
+  const uint64_t dedup_hash = dedup ? DedupTable::Hash(m.dedup_id) : 0;
+  if (dedup) {
+    if (const std::optional<uint64_t> original = p->dedup_.Find(dedup_hash, now_ns_)) {
+      // The producer's sequence still advances: this sequence is answered, by the original.
+      if (check.verdict == ProducerTable::Verdict::kNew &&
+          p->producers_.Record(check, m.producer_id, m.sequence, *original)) {
+        ++counters_.producer_evictions;
+      }
+      return Duplicate(*p, target, m, *original);
+    }
+  }
+
+  // Capacity checks before any side effect, so a throttled message leaves no trace.
+  if (p->acks_.full()) return Reject(target, queue, m, Errc::kThrottled);
+  if (p->work_ != nullptr && p->work_->Admit(m.group) != Errc::kOk) {
+    return Reject(target, queue, m, Errc::kThrottled);
+  }
+  const PartitionLog::Appended a = p->log_.Append(m.record, now_ns_);
+  if (a.errc != Errc::kOk) return Reject(target, queue, m, a.errc);
+
+  if (p->work_ != nullptr) p->work_->Add(a, m);
+  if (check.verdict == ProducerTable::Verdict::kNew &&
+      p->producers_.Record(check, m.producer_id, m.sequence, a.offset)) {
+    ++counters_.producer_evictions;
+  }
+  if (dedup && p->dedup_.Insert(dedup_hash, a.offset, now_ns_)) ++counters_.dedup_evictions;
+  p->acks_.push_back({target, m.producer_id, m.sequence, a.offset, Errc::kOk});
+  ++counters_.appended;
+  counters_.appended_bytes += m.record.size();
+  return {Errc::kOk, a.offset};
+}
+
+bool Shard::SealBatch(QueueId queue, uint32_t partition) {
+  Partition* p = Get(queue, partition);
+  if (p == nullptr || !p->log_.Seal()) return false;
+  ++counters_.batches_sealed;
+  return true;
+}
+
+uint32_t Shard::SealAll() {
+  uint32_t n = 0;
+  for (auto& [key, p] : partitions_) n += p->log_.Seal() ? 1 : 0;
+  counters_.batches_sealed += n;
+  return n;
+}
+
+Errc Shard::MarkDurable(QueueId queue, uint32_t partition, DurableOffset durable) {
+  Partition* p = Get(queue, partition);
+  if (p == nullptr) return Errc::kUnknownPartition;
+  p->log_.MarkDurable(durable);
+  const uint64_t end = p->log_.durable_end().value;
+  while (!p->acks_.empty() && p->acks_.front().offset < end) {
+    const Partition::PendingAck& pa = p->acks_.front();
+    AckRange a;
+    a.target = pa.target;
+    a.queue = p->queue_;
+    a.partition = p->index_;
+    a.producer_id = pa.producer_id;
+    a.first_sequence = pa.sequence;
+    a.count = 1;
+    a.first_offset = pa.offset;
+    a.errc = pa.errc;
+    acks_out_.Add(a, *sink_);
+    ++counters_.acked;
+    p->acks_.pop_front();
+  }
+  if (p->work_ != nullptr) p->work_->OnDurable(p->log_.durable_end());
+  if (p->stream_ != nullptr) p->stream_->Pump(kPushBudget);
+  return Errc::kOk;
+}
+
+Errc Shard::ForEachUndurableBatch(QueueId queue, uint32_t partition,
+                                  absl::FunctionRef<void(const SealedBatch&)> fn) const {
+  const Partition* p = Get(queue, partition);
+  if (p == nullptr) return Errc::kUnknownPartition;
+  p->log_.ForEachUndurableBatch(fn);
+  return Errc::kOk;
+}
+
+// ---- streams -------------------------------------------------------------------------------------
+
+FetchResult Shard::Fetch(QueueId queue, uint32_t partition, StartPosition start,
+                         uint32_t max_messages, uint32_t max_bytes,
+                         absl::FunctionRef<void(const StoredMessage&)> visit) const {
+  const Partition* p = Get(queue, partition);
+  if (p == nullptr) return {Errc::kUnknownPartition};
+  if (p->stream_ == nullptr) return {Errc::kWrongQueueType};
+  return p->stream_->Fetch(start, max_messages, max_bytes, visit);
+}
+
+Errc Shard::Subscribe(SubscriptionId id, const ReplyTarget& target, QueueId queue,
+                      uint32_t partition, StartPosition start, uint32_t credits) {
+  Partition* p = Get(queue, partition);
+  if (p == nullptr) return Errc::kUnknownPartition;
+  if (p->stream_ == nullptr) return Errc::kWrongQueueType;
+  if (subscriptions_.contains(id.value)) return Errc::kInvalidArgument;
+  uint32_t index = 0;
+  const Errc e = p->stream_->Subscribe(id, target, start, credits, &index);
+  if (e != Errc::kOk) return e;
+  subscriptions_.emplace(id.value, SubRef{p, index});
+  p->stream_->Pump(kPushBudget);
+  return Errc::kOk;
+}
+
+Errc Shard::Credit(SubscriptionId id, uint32_t credits) {
+  auto it = subscriptions_.find(id.value);
+  if (it == subscriptions_.end()) return Errc::kUnknownSubscription;
+  Stream& s = *it->second.partition->stream_;
+  s.Credit(it->second.index, credits);
+  s.Pump(kPushBudget);
+  return Errc::kOk;
+}
+
+Errc Shard::Unsubscribe(SubscriptionId id) {
+  auto it = subscriptions_.find(id.value);
+  if (it == subscriptions_.end()) return Errc::kUnknownSubscription;
+  it->second.partition->stream_->Unsubscribe(it->second.index);
+  subscriptions_.erase(it);
+  return Errc::kOk;
+}
+
+Errc Shard::CommitOffset(QueueId queue, uint32_t partition, std::string_view group,
+                         uint64_t offset) {
+  Partition* p = Get(queue, partition);
+  if (p == nullptr) return Errc::kUnknownPartition;
+  if (p->stream_ == nullptr) return Errc::kWrongQueueType;
+  if (offset > p->log_.written_end().value) return Errc::kOffsetOutOfRange;
+  return p->stream_->Commit(group, offset);
+}
+
+std::optional<uint64_t> Shard::CommittedOffset(QueueId queue, uint32_t partition,
+                                               std::string_view group) const {
+  const Partition* p = Get(queue, partition);
+  if (p == nullptr || p->stream_ == nullptr) return std::nullopt;
+  return p->stream_->Committed(group);
+}
+
+// ---- work queues ---------------------------------------------------------------------------------
+
+Errc Shard::WorkPartition(QueueId queue, uint32_t partition, WorkQueue** out) {
+  Partition* p = Get(queue, partition);
+  if (p == nullptr) return Errc::kUnknownPartition;
+  if (p->work_ == nullptr) return Errc::kWrongQueueType;
+  *out = p->work_.get();
+  return Errc::kOk;
+}
+
+Errc Shard::Receive(const ReplyTarget& target, QueueId queue, uint32_t partition,
+                    const ReceiveArgs& args, uint64_t now_ns) {
+  SeeTime(now_ns);
+  WorkQueue* w = nullptr;
+  const Errc e = WorkPartition(queue, partition, &w);
+  if (e != Errc::kOk) {
+    sink_->OnReceiveDone({target, queue, partition, 0, e});
+    return e;
+  }
+  w->Receive(target, args, now_ns_);
+  return Errc::kOk;
+}
+
+Errc Shard::Delete(QueueId queue, uint32_t partition, Receipt receipt, uint64_t now_ns) {
+  SeeTime(now_ns);
+  WorkQueue* w = nullptr;
+  const Errc e = WorkPartition(queue, partition, &w);
+  return e != Errc::kOk ? e : w->Delete(receipt);
+}
+
+Errc Shard::Nack(QueueId queue, uint32_t partition, Receipt receipt, uint32_t delay_ms,
+                 uint64_t now_ns) {
+  SeeTime(now_ns);
+  WorkQueue* w = nullptr;
+  const Errc e = WorkPartition(queue, partition, &w);
+  return e != Errc::kOk ? e : w->Nack(receipt, delay_ms, now_ns_);
+}
+
+Errc Shard::Extend(QueueId queue, uint32_t partition, Receipt receipt, uint32_t visibility_ms,
+                   uint64_t now_ns) {
+  SeeTime(now_ns);
+  WorkQueue* w = nullptr;
+  const Errc e = WorkPartition(queue, partition, &w);
+  return e != Errc::kOk ? e : w->Extend(receipt, visibility_ms, now_ns_);
+}
+
+// ---- time ----------------------------------------------------------------------------------------
+
+uint64_t Shard::Tick(uint64_t now_ns) {
+  SeeTime(now_ns);
+  uint64_t work = wheel_.Advance(now_ns_ / config_.timer_tick_ns,
+                                 [](TimerNode* n) { n->client->OnTimer(n); });
+  for (Partition* p : streams_) {
+    work += p->log_.EnforceRetention(now_ns_);
+    if (p->stream_->Backlogged()) work += p->stream_->Pump(kPushBudget);
+  }
+  return work;
+}
+
+}  // namespace sluice::shard

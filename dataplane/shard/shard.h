@@ -1,0 +1,171 @@
+// The queue engine of one shard: the partitions it owns and the calls the shell makes. One shard
+// is driven by exactly one lcore; nothing here locks, reads a clock or allocates per message
+// (time comes in as now_ns; tables are sized at AddPartition).
+//
+// Contract with the shell (DPDK lcore loop or the kernel-UDP test server):
+// - Append every decoded message. Every Append is acknowledged exactly once through
+//   ShardSink::OnAck: errors (throttled, too large, out of order...) at once, successes and
+//   duplicates when the message is durable. Acks are coalesced into ranges; call Flush() once per
+//   loop pass to emit the last open range.
+// - SealBatch at batch_bytes / batch_time or every loop pass; hand ForEachUndurableBatch's bytes
+//   to storage; call MarkDurable(end offset) when storage (and replication, if the queue asks)
+//   completes. Durability `none`: MarkDurable right after SealBatch. Nothing is acked, fetched,
+//   pushed or received before it is durable.
+// - Every Receive gets exactly one ReceiveDone (after its Leased events), now or after a long poll.
+// - Call Tick(now_ns) every loop pass: it fires leases, delays, TTLs and long-poll timeouts,
+//   pushes to subscribers that still have credit, and applies stream retention by time.
+// Record bytes in events are valid only during the callback.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <optional>
+#include <string_view>
+#include <vector>
+
+#include "absl/container/flat_hash_map.h"
+#include "absl/functional/function_ref.h"
+#include "dataplane/shard/ack_coalescer.h"
+#include "dataplane/shard/chunk_pool.h"
+#include "dataplane/shard/dedup_table.h"
+#include "dataplane/shard/partition_log.h"
+#include "dataplane/shard/producer_table.h"
+#include "dataplane/shard/ring.h"
+#include "dataplane/shard/stream.h"
+#include "dataplane/shard/timer_wheel.h"
+#include "dataplane/shard/types.h"
+#include "dataplane/shard/work_queue.h"
+
+namespace sluice::shard {
+
+// One partition of one queue, owned by this shard.
+class Partition {
+ public:
+  QueueId queue() const { return queue_; }
+  uint32_t index() const { return index_; }
+  const QueueConfig& config() const { return config_; }
+  const PartitionLog& log() const { return log_; }
+  // Work queues only (nullptr for streams) and the reverse.
+  const WorkQueue* work() const { return work_.get(); }
+  const Stream* stream() const { return stream_.get(); }
+  uint64_t pending_acks() const { return acks_.size(); }
+
+ private:
+  friend class Shard;
+  struct PendingAck {
+    ReplyTarget target;
+    uint64_t producer_id;
+    uint64_t sequence;
+    uint64_t offset;
+    Errc errc;
+  };
+  Partition(QueueId queue, uint32_t index, const QueueConfig& config, const ShardConfig& shard,
+            ChunkPool& pool, uint64_t* chunks_evicted);
+
+  QueueId queue_;
+  uint32_t index_;
+  QueueConfig config_;
+  PartitionLog log_;  // declared before work_: the work queue releases its records first
+  ProducerTable producers_;
+  DedupTable dedup_;
+  Ring<PendingAck> acks_;  // waiting for durability, in offset order of first append
+  std::unique_ptr<Stream> stream_;
+  std::unique_ptr<WorkQueue> work_;
+};
+
+struct AppendResult {
+  Errc errc = Errc::kOk;       // kOk, kDuplicate, or the error also sent in the ack
+  uint64_t offset = kNoOffset;  // assigned (or original, for a duplicate)
+};
+
+class Shard {
+ public:
+  // Deliveries per subscriber per call (every drain is bounded; Tick continues the rest).
+  static constexpr uint32_t kPushBudget = 256;
+
+  Shard(const ShardConfig& config, ShardSink* sink);
+  ~Shard();
+  Shard(const Shard&) = delete;
+  Shard& operator=(const Shard&) = delete;
+
+  // ---- control (may allocate) ----
+  // kInvalidArgument: already present, too many partitions, or a setting out of range.
+  Errc AddPartition(QueueId queue, uint32_t partition, const QueueConfig& config);
+  // Drops the partition and everything in it (its subscriptions end, leases vanish).
+  Errc RemovePartition(QueueId queue, uint32_t partition);
+  const Partition* Find(QueueId queue, uint32_t partition) const;
+
+  // ---- produce ----
+  // Stream append or work-queue send. The partition is message.partition.
+  AppendResult Append(const ReplyTarget& target, QueueId queue, const MessageIn& message,
+                      uint64_t now_ns);
+  bool SealBatch(QueueId queue, uint32_t partition);  // true if a batch was sealed
+  uint32_t SealAll();                                  // batches sealed
+  // Offsets below `durable` met the queue's durability mode: release their acks, make them
+  // receivable / push them. kUnknownPartition if not here.
+  Errc MarkDurable(QueueId queue, uint32_t partition, DurableOffset durable);
+  Errc ForEachUndurableBatch(QueueId queue, uint32_t partition,
+                             absl::FunctionRef<void(const SealedBatch&)> fn) const;
+
+  // ---- streams ----
+  FetchResult Fetch(QueueId queue, uint32_t partition, StartPosition start, uint32_t max_messages,
+                    uint32_t max_bytes, absl::FunctionRef<void(const StoredMessage&)> visit) const;
+  // Pushes what is available at once (up to credits). kInvalidArgument if the id is in use.
+  Errc Subscribe(SubscriptionId id, const ReplyTarget& target, QueueId queue, uint32_t partition,
+                 StartPosition start, uint32_t credits);
+  Errc Credit(SubscriptionId id, uint32_t credits);
+  Errc Unsubscribe(SubscriptionId id);
+  Errc CommitOffset(QueueId queue, uint32_t partition, std::string_view group, uint64_t offset);
+  std::optional<uint64_t> CommittedOffset(QueueId queue, uint32_t partition,
+                                          std::string_view group) const;
+
+  // ---- work queues ----
+  // Always answered by exactly one ReceiveDone (with errc on error).
+  Errc Receive(const ReplyTarget& target, QueueId queue, uint32_t partition,
+               const ReceiveArgs& args, uint64_t now_ns);
+  // kOk, kStaleReceipt (re-leased since), kUnknownReceipt (deleted / never), kUnknownPartition,
+  // kWrongQueueType.
+  Errc Delete(QueueId queue, uint32_t partition, Receipt receipt, uint64_t now_ns);
+  Errc Nack(QueueId queue, uint32_t partition, Receipt receipt, uint32_t delay_ms, uint64_t now_ns);
+  Errc Extend(QueueId queue, uint32_t partition, Receipt receipt, uint32_t visibility_ms,
+              uint64_t now_ns);
+
+  // ---- time and output ----
+  // Advances timers to now_ns and does what became due. Returns units of work done.
+  uint64_t Tick(uint64_t now_ns);
+  // Emits the open coalesced ack range.
+  void Flush() { acks_out_.Flush(*sink_); }
+
+  const ShardCounters& counters() const { return counters_; }
+  const ShardConfig& config() const { return config_; }
+  ChunkPool& pool() { return pool_; }  // region() for io_uring buffer registration
+  uint64_t now_ns() const { return now_ns_; }
+
+ private:
+  static uint64_t Key(QueueId q, uint32_t p) { return (uint64_t{q.value} << 32) | p; }
+  Partition* Get(QueueId q, uint32_t p);
+  const Partition* Get(QueueId q, uint32_t p) const;
+  void SeeTime(uint64_t now_ns);
+  void Ack(Partition& p, const ReplyTarget& target, const MessageIn& m, uint64_t offset, Errc errc);
+  AppendResult Reject(const ReplyTarget& target, QueueId queue, const MessageIn& m, Errc errc);
+  AppendResult Duplicate(Partition& p, const ReplyTarget& target, const MessageIn& m,
+                         uint64_t offset);
+  Errc WorkPartition(QueueId queue, uint32_t partition, WorkQueue** out);
+
+  ShardConfig config_;
+  ShardSink* sink_;
+  ChunkPool pool_;
+  TimerWheel wheel_;
+  ShardCounters counters_;
+  AckCoalescer acks_out_;
+  uint64_t now_ns_ = 0;
+  absl::flat_hash_map<uint64_t, std::unique_ptr<Partition>> partitions_;
+  std::vector<Partition*> streams_;  // partitions Tick visits for push and retention
+  struct SubRef {
+    Partition* partition;
+    uint32_t index;
+  };
+  absl::flat_hash_map<uint64_t, SubRef> subscriptions_;
+};
+
+}  // namespace sluice::shard
