@@ -138,7 +138,7 @@ uint64_t FrameHandler::OwnersOf(const p::FrameView& f, uint8_t* payload, RouteCo
       const uint16_t parts = static_cast<uint16_t>(q->partition_worker.size());
       for (const p::MessageView& msg : produce->messages) {
         uint16_t part = msg.partition;
-        if (part == p::kAnyPartition) {
+        if (part == p::kAnyPartition && !msg.is_fragment()) {
           part = !msg.key.empty() ? p::PartitionForKey(msg.key, parts)
                                   : static_cast<uint16_t>(produce_rr_++ % parts);
           // Resolve in place: owners (and the stored record) see the partition chosen here.

@@ -6,6 +6,7 @@
 
 #include "absl/container/flat_hash_map.h"
 #include "absl/strings/str_format.h"
+#include "dataplane/reassembly.h"
 #include "dataplane/shard/shard.h"
 #include "protocol/assert.h"
 
@@ -107,6 +108,15 @@ class Frontend::Impl final : public shard::ShardSink {
   void SendRange(p::FrameType type, const shard::ReplyTarget& t, uint64_t sub_id,
                  uint32_t queue, uint32_t partition, shard::StartPosition start,
                  uint32_t max_messages, size_t frame_cap);
+  // A stored record too large for one reply datagram, sent as fragments, one frame each.
+  void SendFragments(p::FrameType type, const shard::ReplyTarget& t, uint64_t key,
+                     uint32_t queue, uint32_t partition, const p::DeliveredMeta& meta,
+                     std::span<const std::byte> record, uint64_t sub_id);
+  void AckOne(const shard::ReplyTarget& t, uint32_t queue, uint32_t partition, uint64_t producer,
+              uint64_t sequence, Errc errc);
+  static bool FitsOneFrame(size_t prefix, size_t record) {
+    return p::kHeaderBytes + prefix + p::kDeliveredMetaBytes + record <= p::kDefaultFrameBytes;
+  }
   static uint64_t SubKey(uint64_t client, uint64_t sub, uint32_t partition) {
     return (client * 0x9E3779B97F4A7C15ull) ^ (sub << 16) ^ partition;
   }
@@ -117,10 +127,12 @@ class Frontend::Impl final : public shard::ShardSink {
   FrontendCounters& counters_;
   std::vector<std::unique_ptr<shard::Shard>> shards_;  // indexed by shard id (null: not ours)
   std::array<OpenFrame, kMaxOpenFrames> open_{};
+  OpenFrame* pinned_ = nullptr;  // SendRange's frame, filled across a fetch visit
   absl::flat_hash_map<uint64_t, uint64_t> peer_mac_;          // endpoint word 0 -> MAC word
   absl::flat_hash_map<uint64_t, Subscription> subs_;          // engine id -> subscription
   absl::flat_hash_map<uint64_t, uint64_t> sub_ids_;           // SubKey -> engine id
   uint64_t next_sub_id_ = 1;
+  std::unique_ptr<Reassembly> reassembly_;
   uint64_t dead_letters_dropped_ = 0;
 };
 
@@ -151,6 +163,7 @@ Frontend::Impl::Impl(const QueueTable& table, uint16_t worker, std::span<const u
       SLUICE_ASSERT(e == Errc::kOk);  // the layout loader validated every setting
     }
   }
+  reassembly_ = std::make_unique<Reassembly>(largest);
   peer_mac_.reserve(4096);
   subs_.reserve(1024);
   sub_ids_.reserve(1024);
@@ -218,8 +231,8 @@ Frontend::Impl::OpenFrame* Frontend::Impl::Open(p::FrameType type, const shard::
       break;
     }
   }
-  if (slot == nullptr) {  // all in use: send the first one early
-    slot = &open_[0];
+  if (slot == nullptr) {  // all in use: send one early (never the frame a fetch is filling)
+    slot = &open_[0] == pinned_ ? &open_[1] : &open_[0];
     Close(slot);
   }
   slot->buffer = replies_.Acquire(EndpointOf(t.endpoint), p::kMaxFrameBytes);
@@ -312,21 +325,31 @@ void Frontend::Impl::OnProduce(const p::FrameView& f, const Endpoint& from,
     return;
   }
   const shard::ReplyTarget target{from.w0, f.header.client_id, f.header.request_id};
-  for (const p::MessageView& m : produce->messages) {
+  for (const p::MessageView& frag : produce->messages) {
     Errc answer;
-    if (!Mine(*q, m.partition, route, &answer)) continue;
-    if (answer == Errc::kOk && m.is_fragment()) answer = Errc::kMessageTooLarge;
+    if (!Mine(*q, frag.partition, route, &answer)) continue;
+    // Later fragments have no key to hash: a fragmented message must name its partition.
+    if (frag.is_fragment() && frag.partition == p::kAnyPartition) answer = Errc::kInvalidArgument;
     if (answer != Errc::kOk) {
-      shard::AckRange a;
-      a.target = target;
-      a.queue = shard::QueueId{q->id};
-      a.partition = m.partition;
-      a.producer_id = produce->producer_id;
-      a.first_sequence = m.sequence;
-      a.count = 1;
-      a.errc = answer;
-      OnAck(a);
+      AckOne(target, q->id, frag.partition, produce->producer_id, frag.sequence, answer);
       continue;
+    }
+    p::MessageView m = frag;
+    bool reassembled = false;
+    if (frag.is_fragment()) {
+      const FragmentKey key{f.header.client_id, produce->producer_id, q->id, frag.partition,
+                            frag.sequence};
+      const Reassembly::Outcome o =
+          reassembly_->Add(key, frag, q->decl.max_message_bytes, now_ns);
+      if (o.errc != Errc::kOk) {
+        AckOne(target, q->id, frag.partition, produce->producer_id, frag.sequence, o.errc);
+        continue;
+      }
+      if (!o.complete) continue;  // acknowledged once the whole message is appended
+      auto whole = p::DecodeMessageRecord(o.record);
+      SLUICE_ASSERT(whole.has_value());  // rebuilt from validated fragments
+      m = *whole;
+      reassembled = true;
     }
     shard::MessageIn in;
     in.record = m.record;
@@ -342,6 +365,7 @@ void Frontend::Impl::OnProduce(const p::FrameView& f, const Endpoint& from,
     const shard::AppendResult r =
         shards_[q->partition_shard[m.partition]]->Append(target, shard::QueueId{q->id}, in, now_ns);
     if (r.errc == Errc::kOk) ++counters_.produced;
+    if (reassembled) reassembly_->Release();
   }
 }
 
@@ -430,6 +454,7 @@ void Frontend::Impl::SendRange(p::FrameType type, const shard::ReplyTarget& t, u
                                                                  : room / 2;
   uint32_t count = 0;
   uint64_t last = 0;
+  bool stopped = false;
   p::FrameWriter& w = out->writer;
   // The prefix carries next_offset and the watermark, known only after the visit: write a
   // placeholder prefix, fill it in at the end.
@@ -438,20 +463,33 @@ void Frontend::Impl::SendRange(p::FrameType type, const shard::ReplyTarget& t, u
   } else {
     w.BeginMessages(IdsOf(t), p::MessagesPrefix{queue, static_cast<uint16_t>(partition), 0, 0});
   }
+  pinned_ = out;
   const shard::FetchResult r = s->Fetch(
       shard::QueueId{queue}, partition, start, std::max<uint32_t>(1, max_messages),
       std::max<uint32_t>(1, max_bytes_guess), [&](const shard::StoredMessage& m) {
+        if (stopped) return;
         p::DeliveredMeta meta;
         meta.offset = m.offset;
         meta.server_timestamp_ns = m.timestamp_ns;
         meta.partition = static_cast<uint16_t>(partition);
+        if (count == 0 && !FitsOneFrame(fixed - p::kHeaderBytes, m.record.size())) {
+          // Larger than a datagram: its fragments go first, this frame closes the reply.
+          SendFragments(type, t, type == p::FrameType::kDeliver ? sub_id : t.request_id, queue,
+                        partition, meta, m.record, sub_id);
+          ++count;
+          last = m.offset;
+          stopped = true;
+          return;
+        }
         if (w.size() + per_msg + m.record.size() > cap ||
             w.AddDeliveredRaw(meta, m.record) != p::EncodeError::kOk) {
-          return;  // did not fit: the consumer re-fetches from next_offset
+          stopped = true;  // did not fit: the consumer continues from next_offset
+          return;
         }
         ++count;
         last = m.offset;
       });
+  pinned_ = nullptr;
   if (r.errc != Errc::kOk) {
     out->used = false;
     replies_.Abandon(out->buffer);
@@ -632,6 +670,63 @@ void Frontend::Impl::OnUnsubscribe(const p::FrameView& f, const Endpoint& from) 
   }
 }
 
+void Frontend::Impl::AckOne(const shard::ReplyTarget& t, uint32_t queue, uint32_t partition,
+                            uint64_t producer, uint64_t sequence, Errc errc) {
+  shard::AckRange a;
+  a.target = t;
+  a.queue = shard::QueueId{queue};
+  a.partition = partition;
+  a.producer_id = producer;
+  a.first_sequence = sequence;
+  a.count = 1;
+  a.errc = errc;
+  OnAck(a);
+}
+
+void Frontend::Impl::SendFragments(p::FrameType type, const shard::ReplyTarget& t, uint64_t key,
+                                   uint32_t queue, uint32_t partition,
+                                   const p::DeliveredMeta& meta,
+                                   std::span<const std::byte> record, uint64_t sub_id) {
+  auto whole = p::DecodeMessageRecord(record);
+  SLUICE_ASSERT(whole.has_value());  // stored records were validated on the way in
+  std::array<p::Header, p::kMaxHeaders> headers;
+  size_t nh = 0;
+  for (const p::Header& h : whole->headers) headers[nh++] = h;
+  p::MessageSpec spec;
+  spec.partition = whole->partition;
+  spec.priority = whole->priority;
+  spec.sequence = whole->sequence;
+  spec.timestamp_ns = whole->timestamp_ns;
+  spec.delay_ms = whole->delay_ms;
+  spec.ttl_ms = whole->ttl_ms;
+  spec.key = whole->key;
+  spec.headers = std::span<const p::Header>(headers.data(), nh);
+  spec.dedup_id = whole->dedup_id;
+  spec.reply_to = whole->reply_to;
+  spec.correlation_id = whole->correlation_id;
+  spec.group_id = whole->group_id;
+  spec.payload = whole->payload;
+  const size_t prefix = type == p::FrameType::kDeliver ? p::kDeliverPrefixBytes
+                                                       : p::kMessagesPrefixBytes;
+  p::Fragmenter fragmenter(spec, p::kDefaultFrameBytes - p::kHeaderBytes - prefix -
+                                     p::kDeliveredMetaBytes);
+  SLUICE_ASSERT(fragmenter.error() == p::EncodeError::kOk);
+  uint32_t sent = 0;
+  for (p::MessageSpec frag; fragmenter.Next(&frag);) {
+    OpenFrame* f = Open(type, t, key, queue, partition);
+    if (f == nullptr) return;  // the consumer re-fetches / the lease expires
+    if (type == p::FrameType::kDeliver) {
+      f->writer.BeginDeliver(IdsOf(t), p::DeliverPrefix{sub_id, queue,
+                                                        static_cast<uint16_t>(partition), 0});
+    } else {
+      f->writer.BeginMessages(IdsOf(t), p::MessagesPrefix{queue, p::kAnyPartition, 0, 0});
+    }
+    const p::EncodeError e = f->writer.AddDelivered(meta, frag);
+    SLUICE_ASSERT(e == p::EncodeError::kOk);
+    Close(f, /*more=*/++sent < fragmenter.fragments());
+  }
+}
+
 // ---- engine outputs ---------------------------------------------------------------------------
 
 void Frontend::Impl::OnAck(const shard::AckRange& a) {
@@ -668,6 +763,12 @@ void Frontend::Impl::OnLeased(const shard::Leased& l) {
   meta.receive_count = static_cast<uint16_t>(std::min<uint32_t>(l.receive_count, UINT16_MAX));
   OpenFrame* f = Find(p::FrameType::kMessages, l.target.endpoint, l.target.client_id,
                       l.target.request_id, l.queue.value, l.partition);
+  if (!FitsOneFrame(p::kMessagesPrefixBytes, l.message.record.size())) {
+    if (f != nullptr) Close(f, /*more=*/true);
+    SendFragments(p::FrameType::kMessages, l.target, l.target.request_id, l.queue.value,
+                  l.partition, meta, l.message.record, 0);
+    return;
+  }
   for (int attempt = 0; attempt < 2; ++attempt) {
     if (f == nullptr) {
       f = Open(p::FrameType::kMessages, l.target, l.target.request_id, l.queue.value, l.partition);
@@ -678,11 +779,6 @@ void Frontend::Impl::OnLeased(const shard::Leased& l) {
     if (f->writer.size() + p::kDeliveredMetaBytes + l.message.record.size() <=
             p::kDefaultFrameBytes &&
         f->writer.AddDeliveredRaw(meta, l.message.record) == p::EncodeError::kOk) {
-      return;
-    }
-    if (f->writer.count() == 0) {
-      // A record larger than the default frame: send it alone in a bigger datagram.
-      if (f->writer.AddDeliveredRaw(meta, l.message.record) == p::EncodeError::kOk) return;
       return;
     }
     Close(f, /*more=*/true);
@@ -728,6 +824,12 @@ void Frontend::Impl::OnDeliver(const shard::Delivery& d) {
   meta.partition = static_cast<uint16_t>(d.partition);
   OpenFrame* f = Find(p::FrameType::kDeliver, d.target.endpoint, d.target.client_id,
                       sub.client_sub, d.queue.value, d.partition);
+  if (!FitsOneFrame(p::kDeliverPrefixBytes, d.message.record.size())) {
+    if (f != nullptr) Close(f);
+    SendFragments(p::FrameType::kDeliver, d.target, sub.client_sub, d.queue.value, d.partition,
+                  meta, d.message.record, sub.client_sub);
+    return;
+  }
   for (int attempt = 0; attempt < 2; ++attempt) {
     if (f == nullptr) {
       f = Open(p::FrameType::kDeliver, d.target, sub.client_sub, d.queue.value, d.partition);
@@ -736,8 +838,8 @@ void Frontend::Impl::OnDeliver(const shard::Delivery& d) {
                              p::DeliverPrefix{sub.client_sub, d.queue.value,
                                               static_cast<uint16_t>(d.partition), 0});
     }
-    if ((f->writer.size() + p::kDeliveredMetaBytes + d.message.record.size() <=
-             p::kDefaultFrameBytes || f->writer.count() == 0) &&
+    if (f->writer.size() + p::kDeliveredMetaBytes + d.message.record.size() <=
+            p::kDefaultFrameBytes &&
         f->writer.AddDeliveredRaw(meta, d.message.record) == p::EncodeError::kOk) {
       return;
     }
