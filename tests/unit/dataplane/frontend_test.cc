@@ -1,0 +1,311 @@
+// The request frontend without DPDK: frames in, reply frames out through a fake ReplyChannel.
+#include "dataplane/frontend.h"
+
+#include <gtest/gtest.h>
+
+#include <array>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "hwconf/layout.h"
+#include "protocol/codec.h"
+
+namespace sluice::dataplane {
+namespace {
+namespace p = protocol;
+
+class FakeChannel final : public ReplyChannel {
+ public:
+  ReplyBuffer Acquire(const Endpoint&, size_t max_bytes) override {
+    for (uint32_t h = 0; h < kMaxOutstanding; ++h) {
+      if (!busy_[h]) {
+        busy_[h] = true;
+        buffers_[h].assign(std::min<size_t>(max_bytes, 1472), std::byte{0});
+        return {buffers_[h], h};
+      }
+    }
+    ADD_FAILURE() << "more than kMaxOutstanding buffers held";
+    return {};
+  }
+  void Send(const ReplyBuffer& b, size_t bytes) override {
+    ASSERT_TRUE(busy_[b.handle]);
+    sent.emplace_back(b.bytes.begin(), b.bytes.begin() + static_cast<ptrdiff_t>(bytes));
+    busy_[b.handle] = false;
+  }
+  void Abandon(const ReplyBuffer& b) override { busy_[b.handle] = false; }
+
+  std::vector<std::vector<std::byte>> sent;
+
+ private:
+  std::array<bool, kMaxOutstanding> busy_{};
+  std::array<std::vector<std::byte>, kMaxOutstanding> buffers_;
+};
+
+class FrontendTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    layout_.shards = 1;
+    hwconf::Lcore lc;
+    lc.id = 1;
+    lc.shards = {0};
+    layout_.lcores = {lc};
+    hwconf::QueueDecl stream;
+    stream.name = "events";
+    stream.type = hwconf::QueueType::kStream;
+    stream.partitions = 2;
+    hwconf::QueueDecl work;
+    work.name = "jobs";
+    work.type = hwconf::QueueType::kWork;
+    work.partitions = 1;
+    work.visibility_timeout_ms = 1000;
+    layout_.queues = {stream, work};
+    table_ = std::move(*QueueTable::Build(layout_));
+    const std::array<uint32_t, 1> shards{0};
+    frontend_ = std::make_unique<Frontend>(*table_, 0, shards, channel_);
+  }
+
+  // Feeds one encoded frame as if received from the wire by this worker.
+  void Feed(std::span<const std::byte> bytes, uint64_t now_ns = 1'000'000) {
+    auto f = p::DecodeFrame(bytes);
+    ASSERT_TRUE(f.has_value());
+    ASSERT_EQ(p::ValidateFrame(*f), p::DecodeError::kOk);
+    RouteContext route;
+    route.receiver = true;
+    frontend_->OnFrame(*f, Endpoint{42, 7}, route, now_ns);
+  }
+
+  std::vector<std::byte> Produce(uint32_t queue, uint64_t producer,
+                                 const std::vector<p::MessageSpec>& msgs) {
+    std::vector<std::byte> buf(65536);
+    p::FrameWriter w(buf);
+    EXPECT_EQ(w.BeginProduce({1, 100, 0}, queue, producer), p::EncodeError::kOk);
+    for (const auto& m : msgs) EXPECT_EQ(w.AddMessage(m), p::EncodeError::kOk);
+    auto n = w.Finish();
+    buf.resize(*n);
+    return buf;
+  }
+
+  std::vector<p::AckRange> Acks() {
+    std::vector<p::AckRange> out;
+    for (auto& s : channel_.sent) {
+      auto f = p::DecodeFrame(s);
+      if (!f || f->header.type != p::FrameType::kAck) continue;
+      auto a = p::DecodeAck(*f);
+      for (p::AckRange r : a->ranges) out.push_back(r);
+    }
+    return out;
+  }
+
+  hwconf::Layout layout_;
+  std::unique_ptr<const QueueTable> table_;
+  FakeChannel channel_;
+  std::unique_ptr<Frontend> frontend_;
+};
+
+std::span<const std::byte> Bytes(const std::string& s) {
+  return {reinterpret_cast<const std::byte*>(s.data()), s.size()};
+}
+
+TEST_F(FrontendTest, ProduceIsAckedOnlyAfterServiceAndRetransmitIsDuplicate) {
+  std::string a = "alpha", b = "beta";
+  p::MessageSpec m1, m2;
+  m1.partition = m2.partition = 1;
+  m1.sequence = 0;
+  m2.sequence = 1;
+  m1.payload = Bytes(a);
+  m2.payload = Bytes(b);
+  auto frame = Produce(1, 9, {m1, m2});
+  Feed(frame);
+  EXPECT_TRUE(Acks().empty()) << "acked before the batch was durable";
+  frontend_->Service(2'000'000);
+  auto acks = Acks();
+  ASSERT_EQ(acks.size(), 1u);
+  EXPECT_EQ(acks[0].errc, Errc::kOk);
+  EXPECT_EQ(acks[0].count, 2u);
+  EXPECT_EQ(acks[0].first_offset, 0u);
+  channel_.sent.clear();
+  Feed(frame);  // retransmission
+  frontend_->Service(3'000'000);
+  acks = Acks();
+  ASSERT_EQ(acks.size(), 1u);
+  EXPECT_EQ(acks[0].errc, Errc::kDuplicate);
+  EXPECT_EQ(acks[0].first_offset, 0u);
+  EXPECT_EQ(frontend_->counters().produced, 2u);
+}
+
+TEST_F(FrontendTest, UnknownPartitionIsAnsweredByTheReceiver) {
+  std::string a = "x";
+  p::MessageSpec m;
+  m.partition = 5;
+  m.payload = Bytes(a);
+  Feed(Produce(1, 0, {m}));
+  auto acks = Acks();
+  ASSERT_EQ(acks.size(), 1u);
+  EXPECT_EQ(acks[0].errc, Errc::kUnknownPartition);
+}
+
+TEST_F(FrontendTest, FragmentedMessageIsReassembledAndDeliveredInFragments) {
+  std::string big(5000, 'q');
+  for (size_t i = 0; i < big.size(); ++i) big[i] = static_cast<char>('a' + i % 26);
+  p::MessageSpec whole;
+  whole.partition = 0;
+  whole.sequence = 0;
+  whole.key = "k";
+  whole.payload = Bytes(big);
+  p::Fragmenter fr(whole, p::RecordBudget(1472, false));
+  ASSERT_TRUE(fr.needed());
+  std::vector<std::vector<std::byte>> frames;
+  for (p::MessageSpec frag; fr.Next(&frag);) frames.push_back(Produce(1, 3, {frag}));
+  // Out of order, with one fragment repeated.
+  std::swap(frames.front(), frames.back());
+  frames.push_back(frames[1]);
+  for (auto& f : frames) Feed(f);
+  frontend_->Service(2'000'000);
+  auto acks = Acks();
+  ASSERT_EQ(acks.size(), 1u);
+  EXPECT_EQ(acks[0].errc, Errc::kOk);
+  EXPECT_EQ(acks[0].count, 1u);
+
+  // Fetch it back: it comes as fragments whose payloads rebuild the original.
+  channel_.sent.clear();
+  std::vector<std::byte> buf(256);
+  p::FetchRequest req;
+  req.queue_id = 1;
+  req.partition = 0;
+  req.start_kind = p::StartKind::kEarliest;
+  req.max_messages = 10;
+  auto n = p::EncodeFetch(buf, {1, 5, 0}, req);
+  buf.resize(*n);
+  Feed(buf);
+  std::string rebuilt(big.size(), '\0');
+  size_t got = 0;
+  for (auto& s : channel_.sent) {
+    auto f = p::DecodeFrame(s);
+    ASSERT_TRUE(f.has_value());
+    ASSERT_EQ(f->header.type, p::FrameType::kMessages);
+    auto mv = p::DecodeMessages(*f);
+    ASSERT_TRUE(mv.has_value());
+    for (const auto& d : mv->messages) {
+      ASSERT_TRUE(d.message.is_fragment());
+      EXPECT_EQ(d.meta.offset, 0u);
+      std::memcpy(rebuilt.data() + d.message.fragment_offset, d.message.payload.data(),
+                  d.message.payload.size());
+      got += d.message.payload.size();
+    }
+  }
+  EXPECT_EQ(got, big.size());
+  EXPECT_EQ(rebuilt, big);
+}
+
+TEST_F(FrontendTest, ReceiveDeleteAndStaleReceipt) {
+  std::string a = "job";
+  p::MessageSpec m;
+  m.partition = 0;
+  m.payload = Bytes(a);
+  Feed(Produce(2, 0, {m}));
+  frontend_->Service(2'000'000);
+  channel_.sent.clear();
+
+  std::vector<std::byte> buf(256);
+  p::ReceiveRequest rr;
+  rr.queue_id = 2;
+  rr.max_messages = 1;
+  rr.visibility_ms = 10;
+  auto n = p::EncodeReceive(buf, {1, 6, 0}, rr);
+  buf.resize(*n);
+  RouteContext route;
+  route.receiver = true;
+  route.any_partition = 0;
+  auto f = p::DecodeFrame(buf);
+  frontend_->OnFrame(*f, Endpoint{42, 7}, route, 3'000'000);
+  ASSERT_EQ(channel_.sent.size(), 1u);
+  auto reply = p::DecodeFrame(channel_.sent[0]);
+  auto msgs = p::DecodeMessages(*reply);
+  ASSERT_EQ(msgs->messages.size(), 1u);
+  const uint64_t receipt = (*msgs->messages.begin()).meta.receipt;
+
+  // Let the lease expire and re-lease: the first receipt is now stale.
+  frontend_->Service(3'000'000 + 50'000'000);
+  channel_.sent.clear();
+  frontend_->OnFrame(*f, Endpoint{42, 7}, route, 60'000'000);
+  ASSERT_EQ(channel_.sent.size(), 1u);
+  auto reply2 = p::DecodeFrame(channel_.sent[0]);
+  auto msgs2 = p::DecodeMessages(*reply2);
+  ASSERT_EQ(msgs2->messages.size(), 1u);
+  EXPECT_EQ((*msgs2->messages.begin()).meta.receive_count, 2);
+  const uint64_t receipt2 = (*msgs2->messages.begin()).meta.receipt;
+
+  channel_.sent.clear();
+  std::vector<std::byte> del(256);
+  p::FrameWriter w(del);
+  w.BeginReceiptOps(p::FrameType::kDelete, {1, 7, 0});
+  w.AddReceiptOp({2, 0, receipt, 0});
+  w.AddReceiptOp({2, 0, receipt2, 0});
+  auto dn = w.Finish();
+  del.resize(*dn);
+  Feed(del, 61'000'000);
+  ASSERT_EQ(channel_.sent.size(), 1u);
+  auto res = p::DecodeFrame(channel_.sent[0]);
+  auto items = p::DecodeResultFrame(*res);
+  ASSERT_EQ(items->items.size(), 2u);
+  EXPECT_EQ(items->items[0].errc, Errc::kStaleReceipt);
+  EXPECT_EQ(items->items[1].errc, Errc::kOk);
+}
+
+TEST_F(FrontendTest, SubscribeGetsResultThenPushesWithinCredits) {
+  std::vector<std::byte> buf(256);
+  p::SubscribeRequest sr;
+  sr.subscription_id = 77;
+  sr.queue_id = 1;
+  sr.partition = 1;
+  sr.start_kind = p::StartKind::kEarliest;
+  sr.initial_credits = 2;
+  auto n = p::EncodeSubscribe(buf, {1, 8, 0}, sr);
+  buf.resize(*n);
+  Feed(buf);
+  ASSERT_EQ(channel_.sent.size(), 1u);
+  auto res = p::DecodeFrame(channel_.sent[0]);
+  ASSERT_EQ(res->header.type, p::FrameType::kResult);
+  channel_.sent.clear();
+
+  std::string payload = "m";
+  std::vector<p::MessageSpec> msgs(5);
+  for (int i = 0; i < 5; ++i) {
+    msgs[i].partition = 1;
+    msgs[i].payload = Bytes(payload);
+  }
+  Feed(Produce(1, 0, msgs));
+  frontend_->Service(2'000'000);
+  uint32_t delivered = 0;
+  for (auto& s : channel_.sent) {
+    auto f = p::DecodeFrame(s);
+    if (f->header.type != p::FrameType::kDeliver) continue;
+    auto dv = p::DecodeDeliver(*f);
+    delivered += dv->messages.size();
+  }
+  EXPECT_EQ(delivered, 2u) << "pushed beyond the credit window";
+
+  channel_.sent.clear();
+  std::vector<std::byte> cb(256);
+  auto cn = p::EncodeCredit(cb, {1, 9, 0}, p::CreditGrant{77, 1, 10, 2});
+  cb.resize(*cn);
+  Feed(cb);
+  frontend_->Service(3'000'000);
+  delivered = 0;
+  uint64_t first = UINT64_MAX;
+  for (auto& s : channel_.sent) {
+    auto f = p::DecodeFrame(s);
+    if (f->header.type != p::FrameType::kDeliver) continue;
+    auto dv = p::DecodeDeliver(*f);
+    for (const auto& d : dv->messages) {
+      first = std::min(first, d.meta.offset);
+      ++delivered;
+    }
+  }
+  EXPECT_EQ(delivered, 3u);
+  EXPECT_EQ(first, 2u);
+}
+
+}  // namespace
+}  // namespace sluice::dataplane
