@@ -1,12 +1,17 @@
 // The machine layout that sluiced runs on: which cores do what, which NIC ports and queues,
 // storage, replication and control settings. Loaded from TOML by hwconf/loader.h; every field's
-// meaning, unit and default is documented in hwconf/README.md (and in the settings table of
-// hwconf/loader.cc, from which `sluiced --help-hwconf` prints).
+// meaning, unit and default is documented in hwconf/README.md, generated from the settings table
+// of hwconf/settings.cc (hwconf::PrintSettings, `sluice-hwconf settings`).
+//
+// A Layout returned by LoadLayout has passed every rule of hwconf/README.md §Validation, and
+// eal.main_lcore is resolved (never -1).
 #pragma once
 
 #include <cstdint>
 #include <optional>
 #include <string>
+#include <string_view>
+#include <utility>
 #include <vector>
 
 namespace sluice::hwconf {
@@ -20,11 +25,24 @@ enum class PortRole { kClient, kReplication };
 
 struct Eal {
   std::vector<int> lcores;            // DPDK lcore ids; each maps to the CPU of the same number
+                                      // unless lcore_cpus says otherwise
   int main_lcore = -1;                // control/housekeeping lcore; -1 = first of `lcores`
-  uint32_t memory_mb = 512;           // -m when hugepages are off, --socket-mem share otherwise
+  uint32_t memory_mb = 512;           // -m (used unless hugepages and socket_mem_mb are both set)
   bool hugepages = false;             // false => --no-huge
   std::string file_prefix = "sluice"; // --file-prefix; distinct per process on one host
   std::vector<std::string> extra_args;// appended verbatim to the EAL argv
+  // (lcore, cpu) pairs from [eal] lcore_cpus, sorted by lcore. Non-empty => EAL gets --lcores,
+  // so that several lcores can share a CPU (a 2-CPU machine running main + 2 workers); lcores not
+  // listed run on the CPU of their own number.
+  std::vector<std::pair<int, int>> lcore_cpus;
+  // With hugepages: MiB per NUMA socket, index = socket id (--socket-mem). Empty => -m memory_mb.
+  std::vector<uint32_t> socket_mem_mb;
+
+  // The CPU that `lcore` runs on.
+  int CpuOf(int lcore) const {
+    for (const auto& [l, cpu] : lcore_cpus) if (l == lcore) return cpu;
+    return lcore;
+  }
 };
 
 struct Port {
@@ -33,12 +51,16 @@ struct Port {
   std::string vdev;              // DPDK vdev string (e.g. "net_tap0,iface=sluice0"), or empty
   PortRole role = PortRole::kClient;
   uint16_t rx_queues = 1;
-  uint16_t tx_queues = 1;        // 0 = one per worker lcore
+  uint16_t tx_queues = 0;        // 0 = one per worker lcore (what sluiced needs: each worker
+                                 // transmits on its own queue, without locks)
   uint16_t rx_descriptors = 1024;
   uint16_t tx_descriptors = 1024;
   uint16_t mtu = 1500;
   std::string ipv4;              // dotted quad this port answers ARP/ICMP/UDP for
   uint16_t udp_port = 7411;      // sluice protocol port
+  // TAP ports only: address (CIDR) sluiced gives the kernel side of the TAP interface at start,
+  // so that kernel clients on this host reach the dataplane at once. Empty = leave it alone.
+  std::string kernel_ipv4;
 };
 
 struct RxQueueRef {
@@ -54,7 +76,8 @@ struct Lcore {
 };
 
 struct Storage {
-  std::vector<std::string> data_dirs;  // one per device; partitions spread over them
+  std::vector<std::string> data_dirs = {"/var/lib/sluice/data"};  // one per device; partitions
+                                                                 // spread over them
   uint32_t uring_depth = 256;
   bool sqpoll = false;
   int sqpoll_cpu = -1;                 // -1 = kernel chooses
