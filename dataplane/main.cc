@@ -7,6 +7,7 @@
 //   2 usage error                               3 EAL initialisation failed
 //   4 port, mempool or ring setup failed        5 a worker lcore failed at run time
 #include <signal.h>
+#include <sys/eventfd.h>
 #include <unistd.h>
 
 #include <atomic>
@@ -168,10 +169,10 @@ int SetupPorts(const hwconf::Layout& layout, SharedRuntime* rt) {
     }
     const auto& m = port->addr.mac.addr_bytes;
     std::printf("sluiced: port %s (%s, ethdev %u): %s udp %u, mac %02x:%02x:%02x:%02x:%02x:%02x, "
-                "%u rx / %u tx queues, rss %s\n",
+                "%u rx / %u tx queues, rss %s, rx interrupts %s\n",
                 p.name.c_str(), port->driver.c_str(), port->addr.port_id, p.ipv4.c_str(),
                 p.udp_port, m[0], m[1], m[2], m[3], m[4], m[5], port->rx_queues,
-                port->tx_queues, port->rss ? "on" : "off");
+                port->tx_queues, port->rss ? "on" : "off", port->rx_interrupts ? "on" : "off");
     rt->ports.push_back(*port);
     if (auto st = ConfigureKernelSide(p); !st.ok()) {
       std::fprintf(stderr, "sluiced: %s\n", std::string(st.message()).c_str());
@@ -266,6 +267,10 @@ int Main(int argc, char** argv) {
   if (rc == kExitOk) rc = SetupPorts(*layout, &rt);
   if (rc == kExitOk) rc = CreateRings(*layout, &rt);
 
+  std::vector<WakeSignal> wake(rt.worker_count);
+  for (WakeSignal& w : wake) w.fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+  rt.wake = wake.data();
+
   std::vector<std::unique_ptr<Worker>> workers;
   std::vector<LaunchArg> launch(rt.worker_count);
   if (rc == kExitOk) {
@@ -300,6 +305,7 @@ int Main(int argc, char** argv) {
   if (!args.stats_file.empty() && !workers.empty()) WriteStatsFile(args.stats_file, workers);
   PrintStats(stdout, workers);
   workers.clear();
+  for (WakeSignal& w : wake) close(w.fd);
   Cleanup(rt);
   rte_eal_cleanup();
   if (g_signal != 0) std::printf("sluiced: stopped on signal %d\n", static_cast<int>(g_signal));

@@ -66,8 +66,15 @@ absl::StatusOr<PortRuntime> SetupPort(const hwconf::Port& port, rte_mempool* poo
         port.name, rt.driver, port.rx_queues, tx_queues, info.max_rx_queues, info.max_tx_queues));
   }
   rte_eth_conf conf = MakeConf(port, info, &rt);
-  if (int rc = rte_eth_dev_configure(*id, port.rx_queues, tx_queues, &conf); rc != 0) {
-    return PortError(port, "dev_configure", rc);
+  // RX interrupts let an idle adaptive worker sleep until the next packet; not every PMD has
+  // them, so try with and fall back to sleeping on a timer.
+  conf.intr_conf.rxq = 1;
+  rt.rx_interrupts = rte_eth_dev_configure(*id, port.rx_queues, tx_queues, &conf) == 0;
+  if (!rt.rx_interrupts) {
+    conf.intr_conf.rxq = 0;
+    if (int rc = rte_eth_dev_configure(*id, port.rx_queues, tx_queues, &conf); rc != 0) {
+      return PortError(port, "dev_configure", rc);
+    }
   }
   uint16_t rx_desc = port.rx_descriptors, tx_desc = port.tx_descriptors;
   if (int rc = rte_eth_dev_adjust_nb_rx_tx_desc(*id, &rx_desc, &tx_desc); rc != 0) {

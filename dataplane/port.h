@@ -20,6 +20,7 @@ struct PortRuntime {
   uint16_t tx_queues = 0;
   bool rss = false;            // false when the PMD cannot hash UDP (e.g. TAP without rte_flow)
   bool rx_cksum_offload = false;
+  bool rx_interrupts = false;  // RX queue interrupts armed: an idle worker sleeps until a packet
   std::string driver;
 };
 

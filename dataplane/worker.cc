@@ -1,5 +1,9 @@
 #include "dataplane/worker.h"
 
+#include <sys/epoll.h>
+#include <sys/eventfd.h>
+#include <unistd.h>
+
 #include <rte_cycles.h>
 #include <rte_ethdev.h>
 
@@ -34,9 +38,57 @@ Worker::Worker(uint16_t index, const hwconf::Lcore& conf, const SharedRuntime& s
   for (const PortRuntime& p : shared.ports) tx_[p.addr.port_id] = TxBuffer(p.addr.port_id, index);
   handler_ = std::make_unique<FrameHandler>(*this, shared);
   tsc_start_ = rte_rdtsc();
+  SetUpWakeups();
 }
 
-Worker::~Worker() = default;
+Worker::~Worker() {
+  if (epoll_fd_ >= 0) close(epoll_fd_);
+}
+
+void Worker::SetUpWakeups() {
+  epoll_fd_ = epoll_create1(EPOLL_CLOEXEC);
+  SLUICE_ASSERT(epoll_fd_ >= 0);
+  epoll_event ev{};
+  ev.events = EPOLLIN;
+  SLUICE_ASSERT(shared_.wake[index_].fd >= 0);
+  SLUICE_ASSERT(epoll_ctl(epoll_fd_, EPOLL_CTL_ADD, shared_.wake[index_].fd, &ev) == 0);
+  rx_wakeups_ = true;
+  for (const RxQueue& q : rx_) {
+    const int fd = q.port->rx_interrupts
+                       ? rte_eth_dev_rx_intr_ctl_q_get_fd(q.port->addr.port_id, q.queue) : -1;
+    if (fd < 0 || epoll_ctl(epoll_fd_, EPOLL_CTL_ADD, fd, &ev) != 0) {
+      rx_wakeups_ = false;
+    }
+  }
+}
+
+bool Worker::RingsEmpty() const {
+  for (rte_ring* r : inbound_)
+    if (rte_ring_count(r) != 0) return false;
+  return true;
+}
+
+void Worker::Sleep(uint64_t ns) {
+  ++counters_.idle_sleeps;
+  if (!rx_wakeups_) {
+    timespec ts{0, static_cast<long>(ns)};
+    nanosleep(&ts, nullptr);
+    return;
+  }
+  for (const RxQueue& q : rx_) rte_eth_dev_rx_intr_enable(q.port->addr.port_id, q.queue);
+  WakeSignal& me = shared_.wake[index_];
+  me.sleeping.store(true, std::memory_order_seq_cst);
+  if (RingsEmpty()) {
+    epoll_event events[8];
+    const timespec ts{0, static_cast<long>(ns)};
+    epoll_pwait2(epoll_fd_, events, 8, &ts, nullptr);
+  }
+  me.sleeping.store(false, std::memory_order_relaxed);
+  uint64_t drained;
+  while (read(me.fd, &drained, sizeof drained) > 0) {
+  }
+  for (const RxQueue& q : rx_) rte_eth_dev_rx_intr_disable(q.port->addr.port_id, q.queue);
+}
 
 uint64_t Worker::NowNs() const {
   const uint64_t cycles = rte_rdtsc() - tsc_start_;
@@ -50,6 +102,11 @@ bool Worker::HandOff(uint16_t to, rte_mbuf* m) {
   SLUICE_ASSERT(ring != nullptr);
   if (rte_ring_sp_enqueue(ring, m) != 0) return false;
   ++counters_.handoffs_out;
+  WakeSignal& peer = shared_.wake[to];
+  if (peer.sleeping.load(std::memory_order_seq_cst)) {
+    const uint64_t one = 1;
+    [[maybe_unused]] ssize_t n = write(peer.fd, &one, sizeof one);  // only when the peer is idle
+  }
   return true;
 }
 
@@ -93,14 +150,14 @@ void Worker::FlushTx() {
 }
 
 int Worker::Run(const std::atomic<bool>& stop) {
-  IdlePolicy idle(conf_.idle);
+  IdlePolicy idle(conf_.idle, rx_wakeups_);
   while (!stop.load(std::memory_order_relaxed)) {
     ++counters_.loops;
     uint32_t work = PollRx();
     work += PollRings();
     work += handler_->Service(NowNs());
     FlushTx();
-    if (idle.Idle(work)) ++counters_.idle_sleeps;
+    if (const uint64_t ns = idle.Next(work); ns != 0) Sleep(ns);
   }
   // Drain: what other lcores already handed us is still answered before the ports close.
   PollRings();

@@ -28,7 +28,15 @@ struct RxQueue {
   uint16_t queue = 0;
 };
 
-// State every worker reads and nobody writes after start-up.
+// How a worker that sleeps is woken by the others: they check `sleeping` after a hand-off and
+// write the eventfd. Sender and sleeper order their accesses with seq_cst, so a hand-off that
+// lands while the worker decides to sleep is either seen by its last ring check or wakes it.
+struct alignas(64) WakeSignal {
+  std::atomic<bool> sleeping{false};
+  int fd = -1;  // eventfd
+};
+
+// State every worker reads and nobody writes after start-up (but the wake signals).
 struct SharedRuntime {
   const hwconf::Layout* layout = nullptr;
   const QueueTable* queues = nullptr;
@@ -38,6 +46,7 @@ struct SharedRuntime {
   // rings[from][to]: single-producer/single-consumer hand-off from worker `from` to `to`.
   std::array<std::array<rte_ring*, kMaxWorkers>, kMaxWorkers> rings{};
   uint16_t worker_count = 0;
+  WakeSignal* wake = nullptr;  // [worker_count]
 };
 
 class Worker {
@@ -68,6 +77,10 @@ class Worker {
   uint32_t PollRx();
   uint32_t PollRings();
   void FlushTx();
+  // Sleeps up to `ns`, or until a packet or a hand-off arrives (when the ports can tell).
+  void Sleep(uint64_t ns);
+  bool RingsEmpty() const;
+  void SetUpWakeups();
 
   const uint16_t index_;
   const hwconf::Lcore& conf_;
@@ -77,6 +90,8 @@ class Worker {
   std::vector<TxBuffer> tx_;  // indexed by port id
   std::unique_ptr<FrameHandler> handler_;
   uint64_t tsc_start_ = 0;
+  int epoll_fd_ = -1;
+  bool rx_wakeups_ = false;  // every RX queue can interrupt
   alignas(64) LcoreCounters counters_;
 };
 

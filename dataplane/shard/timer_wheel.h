@@ -1,7 +1,7 @@
 // Hierarchical timing wheel (Varghese & Lauck; the Linux/Kafka layout): kLevels levels of 64
 // slots, level L covering deadlines that differ from "now" first in bits [6L, 6L+6) of the tick
-// count. Insert and Cancel are O(1); Advance fires due timers in deadline order per tick and
-// cascades higher levels down as their slot comes around.
+// count. Insert and Cancel are O(1); Advance fires due timers in deadline order (ties in no set
+// order), cascades higher levels down as their slot comes around, and skips empty stretches.
 //
 // Nodes are intrusive (embedded in the owner's own record, e.g. a work-queue message slot), so a
 // timer never allocates. Deadlines are in ticks (ShardConfig::timer_tick_ns); callers round up so
