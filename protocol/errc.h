@@ -29,6 +29,8 @@ enum class Errc : uint16_t {
   kInvalidArgument = 18,   // a field is well-formed but its value is not allowed
   kDuplicate = 19,         // informational: a dedup id or idempotent retransmit matched
   kInternal = 20,          // a server bug; never sent for bad input
+  kUnverifiedSource = 21,  // reply would exceed the request and the source address is not yet
+                           // verified: complete the HEARTBEAT cookie exchange first
 };
 
 constexpr std::string_view ErrcName(Errc e) {
@@ -54,6 +56,7 @@ constexpr std::string_view ErrcName(Errc e) {
     case Errc::kInvalidArgument: return "INVALID_ARGUMENT";
     case Errc::kDuplicate: return "DUPLICATE";
     case Errc::kInternal: return "INTERNAL";
+    case Errc::kUnverifiedSource: return "UNVERIFIED_SOURCE";
   }
   return "UNKNOWN_ERROR";
 }
@@ -67,6 +70,7 @@ constexpr std::string_view ErrcAdvice(Errc e) {
     case Errc::kStaleReceipt: return "the lease expired and the message was handed to another receiver";
     case Errc::kNotPrimary: return "this server is a standby; talk to the primary";
     case Errc::kStorageFailed: return "the partition's storage failed; it takes no writes until repaired";
+    case Errc::kUnverifiedSource: return "send a HEARTBEAT and echo the server's cookie before large requests";
     default: return "";
   }
 }
