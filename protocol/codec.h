@@ -1,0 +1,688 @@
+// Encoder and zero-copy decoder for every sluice frame type (docs/protocol.md).
+//
+// Decoding: DecodeFrame(datagram) checks the 32-byte header; then the DecodeX(frame) for the
+// frame's type checks the whole body — every length, count, reserved field and record — before it
+// returns a view. Views (std::string_view / std::span) point into the datagram: nothing is copied
+// or allocated, and the datagram must outlive them. Iterating a decoded view cannot fail.
+//
+// Encoding: FrameWriter writes into a caller-provided buffer; Begin*() writes the header and the
+// frame's fixed prefix, Add*() appends one record or reports kNoSpace (leaving the frame as it
+// was, so the caller can send it and start another), Finish() patches length and count. One-shot
+// EncodeX() functions write the fixed-body frame types.
+//
+// No exceptions, no virtual calls, no allocation. Programmer errors (Add of the wrong record kind,
+// reading the value of a failed result) are SLUICE_ASSERTs; bad input is a DecodeError.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <iterator>
+#include <span>
+#include <string_view>
+#include <utility>
+
+#include "protocol/assert.h"
+#include "protocol/errc.h"
+#include "protocol/wire.h"
+
+namespace sluice::protocol {
+
+// ---- results ------------------------------------------------------------------------------------
+
+// Why a frame or record was rejected. Numbers are for logs and counters only (not on the wire);
+// ToErrc() gives the code a server sends back.
+enum class DecodeError : uint8_t {
+  kOk = 0,
+  kTruncatedHeader,       // fewer than 32 bytes
+  kBadMagic,              // magic != kMagic (server: drop silently)
+  kBadVersion,            // version != 1                       -> UNSUPPORTED_VERSION
+  kUnknownType,           // type byte not a FrameType          -> UNKNOWN_TYPE
+  kBadFlags,              // unknown frame or message flag bit
+  kLengthMismatch,        // header length != datagram size, or too small for header (+ tag)
+  kFrameTooLarge,         // length > kMaxFrameBytes
+  kWrongFrameType,        // DecodeX() called on a frame of another type
+  kTruncatedBody,         // body shorter than the type's fixed part
+  kReservedNonZero,       // a reserved field is not zero
+  kUnexpectedCount,       // count != 0 on a fixed-body frame type; 0 on DELETE/NACK/EXTEND
+  kCountOverflow,         // count promises more records than the body holds
+  kTrailingBytes,         // bytes left after the last record / fixed body
+  kRecordTooShort,        // record_len smaller than the record's fixed part
+  kRecordOverrun,         // record_len runs past the end of the body
+  kFieldOverrun,          // the record's field lengths add up to more than record_len
+  kRecordLengthMismatch,  // ... or to less (unaccounted bytes in the record)
+  kFieldTooLong,          // a field is longer than its limit (key, headers, detail, name)
+  kBadHeaders,            // headers block inconsistent (count, entry lengths)
+  kBadFragment,           // fragment fields inconsistent
+  kMessageTooLarge,       // fragment total_len > kMaxMessageBytes  -> MESSAGE_TOO_LARGE
+  kBadValue,              // a field holds a value the protocol does not allow
+};
+inline constexpr uint8_t kMaxDecodeError = static_cast<uint8_t>(DecodeError::kBadValue);
+
+std::string_view DecodeErrorName(DecodeError e);
+// The Errc a server answers with (kMalformed unless the error says otherwise).
+Errc ToErrc(DecodeError e);
+
+enum class EncodeError : uint8_t {
+  kOk = 0,
+  kNoSpace,          // the buffer (or the frame's maximum size) cannot hold it
+  kFieldTooLong,     // a field exceeds its wire limit (key > 1024 bytes, name > 255, ...)
+  kBadValue,         // a value the protocol does not allow (priority > 15, partition 0xFFFF ...)
+  kMessageTooLarge,  // payload > kMaxMessageBytes
+};
+std::string_view EncodeErrorName(EncodeError e);
+
+// A value or an error. E{} (kOk) means "has a value".
+template <class T, class E>
+class Expected {
+ public:
+  Expected(T value) : value_(std::move(value)) {}  // NOLINT: implicit on purpose
+  Expected(E error) : error_(error) { SLUICE_ASSERT(error != E{}); }  // NOLINT
+  bool has_value() const { return error_ == E{}; }
+  explicit operator bool() const { return has_value(); }
+  E error() const { return error_; }
+  const T& value() const& {
+    SLUICE_ASSERT(has_value());
+    return value_;
+  }
+  T& value() & {
+    SLUICE_ASSERT(has_value());
+    return value_;
+  }
+  const T& operator*() const& { return value(); }
+  T& operator*() & { return value(); }
+  const T* operator->() const { return &value(); }
+  T* operator->() { return &value(); }
+
+ private:
+  T value_{};
+  E error_{};
+};
+template <class T>
+using DecodeResult = Expected<T, DecodeError>;
+using EncodeResult = Expected<size_t, EncodeError>;  // bytes written
+
+// ---- fixed records and fixed bodies (same struct for encode and decode) --------------------------
+
+// ACK record: `count` consecutive sequences from first_sequence got consecutive offsets from
+// first_offset (errc OK or DUPLICATE), or all failed with errc (first_offset 0).
+struct AckRange {
+  uint16_t partition = 0;
+  Errc errc = Errc::kOk;
+  uint32_t count = 0;
+  uint64_t first_sequence = 0;
+  uint64_t first_offset = 0;
+  friend bool operator==(const AckRange&, const AckRange&) = default;
+};
+
+// DELETE / NACK / EXTEND record. `ms`: DELETE 0; NACK re-delivery delay; EXTEND new visibility
+// timeout from now.
+struct ReceiptOp {
+  uint32_t queue_id = 0;
+  uint16_t partition = 0;
+  uint64_t receipt = 0;
+  uint32_t ms = 0;
+  friend bool operator==(const ReceiptOp&, const ReceiptOp&) = default;
+};
+
+// RESULT record: outcome of record `index` of the request. `value`: SUBSCRIBE start offset
+// resolved; EXTEND the granted visibility in ms; otherwise 0.
+struct ResultItem {
+  Errc errc = Errc::kOk;
+  uint32_t index = 0;
+  uint64_t value = 0;
+  friend bool operator==(const ResultItem&, const ResultItem&) = default;
+};
+
+// ---- inline record readers (wire layout in wire.h / docs/protocol.md) ----------------------------
+
+inline void ReadRecord(const std::byte* p, AckRange* r) {
+  r->partition = le::U16(p);
+  r->errc = static_cast<Errc>(le::U16(p + 2));
+  r->count = le::U32(p + 4);
+  r->first_sequence = le::U64(p + 8);
+  r->first_offset = le::U64(p + 16);
+}
+inline void ReadRecord(const std::byte* p, ReceiptOp* r) {
+  r->queue_id = le::U32(p);
+  r->partition = le::U16(p + 4);
+  r->receipt = le::U64(p + 8);
+  r->ms = le::U32(p + 16);
+}
+inline void ReadRecord(const std::byte* p, ResultItem* r) {
+  r->errc = static_cast<Errc>(le::U16(p));
+  r->index = le::U32(p + 4);
+  r->value = le::U64(p + 8);
+}
+template <class T>
+inline constexpr size_t kRecordBytes = 0;
+template <>
+inline constexpr size_t kRecordBytes<AckRange> = kAckRangeBytes;
+template <>
+inline constexpr size_t kRecordBytes<ReceiptOp> = kReceiptOpBytes;
+template <>
+inline constexpr size_t kRecordBytes<ResultItem> = kResultItemBytes;
+
+struct ReceiveRequest {
+  uint32_t queue_id = 0;
+  uint16_t partition = kAnyPartition;
+  uint16_t max_messages = 1;                       // 1..kMaxReceiveMessages
+  uint32_t visibility_ms = kQueueDefaultVisibility;
+  uint32_t wait_ms = 0;                            // long poll; 0 = answer at once
+  uint16_t max_frame_bytes = 0;                    // reply datagram cap; 0 = 1472
+  friend bool operator==(const ReceiveRequest&, const ReceiveRequest&) = default;
+};
+
+struct MessagesPrefix {  // MESSAGES (reply to RECEIVE / FETCH)
+  uint32_t queue_id = 0;
+  uint16_t partition = kAnyPartition;  // FETCH: the partition; RECEIVE: kAnyPartition
+  uint64_t next_offset = 0;            // FETCH: offset to fetch next; RECEIVE: 0
+  uint64_t high_watermark = 0;         // FETCH: partition end offset; RECEIVE: visible backlog
+  friend bool operator==(const MessagesPrefix&, const MessagesPrefix&) = default;
+};
+
+struct DeliverPrefix {  // DELIVER (push for a subscription)
+  uint64_t subscription_id = 0;
+  uint32_t queue_id = 0;
+  uint16_t partition = 0;
+  uint64_t high_watermark = 0;  // partition end offset when sent
+  friend bool operator==(const DeliverPrefix&, const DeliverPrefix&) = default;
+};
+
+struct DeliveredMeta {
+  uint64_t offset = 0;
+  uint64_t server_timestamp_ns = 0;
+  uint64_t receipt = 0;      // work-queue lease handle; 0 for streams
+  uint64_t producer_id = 0;  // with message.sequence: consumer-side dedup
+  uint16_t partition = 0;
+  uint16_t receive_count = 0;
+  friend bool operator==(const DeliveredMeta&, const DeliveredMeta&) = default;
+};
+
+struct SubscribeRequest {
+  uint64_t subscription_id = 0;  // client-chosen, unique per client_id
+  uint32_t queue_id = 0;
+  uint16_t partition = 0;        // kAnyPartition = every partition
+  StartKind start_kind = StartKind::kLatest;
+  uint64_t start_value = 0;      // offset or timestamp_ns; 0 for earliest/latest/committed
+  uint32_t initial_credits = 0;  // window: deliver offsets < start + initial_credits
+  std::string_view group;        // consumer group (<= 255 bytes), empty = none
+  friend bool operator==(const SubscribeRequest&, const SubscribeRequest&) = default;
+};
+
+// CREDIT: the server may deliver offsets < next_offset + credits on this subscription partition.
+// Absolute, so a lost or repeated CREDIT does no harm.
+struct CreditGrant {
+  uint64_t subscription_id = 0;
+  uint16_t partition = 0;       // never kAnyPartition
+  uint32_t credits = 0;
+  uint64_t next_offset = 0;     // lowest offset not yet consumed (group: the committed offset)
+  friend bool operator==(const CreditGrant&, const CreditGrant&) = default;
+};
+
+struct NakRequest {  // re-send [from_offset, from_offset + count)
+  uint64_t subscription_id = 0;
+  uint16_t partition = 0;
+  uint32_t count = 0;
+  uint64_t from_offset = 0;
+  friend bool operator==(const NakRequest&, const NakRequest&) = default;
+};
+
+struct FetchRequest {
+  uint32_t queue_id = 0;
+  uint16_t partition = 0;
+  StartKind start_kind = StartKind::kOffset;  // not kCommitted
+  uint64_t start_value = 0;
+  uint16_t max_messages = 1;    // 1..kMaxReceiveMessages
+  uint16_t max_frame_bytes = 0; // reply datagram cap; 0 = 1472
+  uint32_t max_bytes = 0;       // cap on payload bytes over all reply frames; 0 = no cap
+  friend bool operator==(const FetchRequest&, const FetchRequest&) = default;
+};
+
+struct Heartbeat {
+  uint64_t cookie = 0;        // server's address-verification cookie (0 on first contact)
+  uint64_t timestamp_ns = 0;  // sender's clock
+  uint32_t interval_ms = 0;   // sender's heartbeat period
+  friend bool operator==(const Heartbeat&, const Heartbeat&) = default;
+};
+
+struct ErrorReply {
+  Errc errc = Errc::kInternal;
+  uint8_t request_type = 0;      // the FrameType answered (raw: may be unknown), 0 if none
+  uint32_t primary_ipv4 = 0;     // NOT_PRIMARY: a.b.c.d as (a<<24)|(b<<16)|(c<<8)|d
+  uint16_t primary_port = 0;     // NOT_PRIMARY: UDP port
+  uint32_t retry_after_ms = 0;   // THROTTLED: suggested back-off
+  std::string_view detail;       // UTF-8, <= kMaxErrorDetailBytes
+  friend bool operator==(const ErrorReply&, const ErrorReply&) = default;
+};
+
+struct LookupRequest {
+  std::string_view name;  // 1..255 bytes
+  friend bool operator==(const LookupRequest&, const LookupRequest&) = default;
+};
+
+struct LookupReply {
+  uint32_t queue_id = 0;
+  uint16_t partitions = 0;  // 1..kMaxPartitions
+  QueueType queue_type = QueueType::kWorkQueue;
+  uint32_t max_message_bytes = 0;
+  friend bool operator==(const LookupReply&, const LookupReply&) = default;
+};
+
+struct UnsubscribeRequest {
+  uint64_t subscription_id = 0;
+  uint16_t partition = kAnyPartition;  // kAnyPartition = all partitions of the subscription
+  friend bool operator==(const UnsubscribeRequest&, const UnsubscribeRequest&) = default;
+};
+
+// ---- message record -----------------------------------------------------------------------------
+
+struct Header {
+  std::string_view key;    // <= 255 bytes
+  std::string_view value;  // <= 65535 bytes
+  friend bool operator==(const Header&, const Header&) = default;
+};
+
+// The headers block of a decoded message (already validated): iterate to get Header values.
+class HeadersView {
+ public:
+  HeadersView() = default;
+  // `block` is the whole block including its u16 count, already validated; empty = no headers.
+  explicit HeadersView(std::span<const std::byte> block) : block_(block) {}
+  size_t size() const { return block_.empty() ? 0 : le::U16(block_.data()); }
+  bool empty() const { return size() == 0; }
+  std::span<const std::byte> bytes() const { return block_; }
+
+  class iterator {
+   public:
+    using value_type = Header;
+    using difference_type = std::ptrdiff_t;
+    iterator() = default;
+    iterator(const std::byte* p, size_t left) : p_(p), left_(left) { Load(); }
+    const Header& operator*() const { return cur_; }
+    const Header* operator->() const { return &cur_; }
+    iterator& operator++() {
+      p_ += kHeaderEntryFixedBytes + cur_.key.size() + cur_.value.size();
+      --left_;
+      Load();
+      return *this;
+    }
+    void operator++(int) { ++*this; }
+    friend bool operator==(const iterator& it, std::default_sentinel_t) { return it.left_ == 0; }
+
+   private:
+    void Load() {
+      if (left_ == 0) return;
+      size_t k = le::U8(p_), v = le::U16(p_ + 1);
+      const char* s = reinterpret_cast<const char*>(p_ + kHeaderEntryFixedBytes);
+      cur_ = Header{std::string_view(s, k), std::string_view(s + k, v)};
+    }
+    const std::byte* p_ = nullptr;
+    size_t left_ = 0;
+    Header cur_;
+  };
+  iterator begin() const { return block_.empty() ? iterator() : iterator(block_.data() + 2, size()); }
+  std::default_sentinel_t end() const { return {}; }
+
+ private:
+  std::span<const std::byte> block_;
+};
+
+// One decoded message record; every view points into the frame.
+struct MessageView {
+  uint16_t partition = kAnyPartition;
+  uint8_t priority = 0;
+  uint8_t flags = 0;
+  uint64_t sequence = 0;
+  uint64_t timestamp_ns = 0;  // producer's; 0 = server stamps
+  uint32_t delay_ms = 0;
+  uint32_t ttl_ms = 0;        // 0 = queue default
+  uint32_t total_len = 0;       // whole payload length (== payload.size() unless a fragment)
+  uint32_t fragment_offset = 0; // where `payload` sits in the whole payload
+  std::string_view key;
+  HeadersView headers;
+  std::string_view dedup_id;
+  std::string_view reply_to;        // queue name
+  std::string_view correlation_id;
+  std::string_view group_id;        // FIFO message group
+  std::span<const std::byte> payload;
+  std::span<const std::byte> record;  // the whole encoded record, to store or forward verbatim
+
+  bool is_fragment() const { return (flags & kMsgFlagFragment) != 0; }
+};
+
+// What to encode as one message record.
+struct MessageSpec {
+  uint16_t partition = kAnyPartition;
+  uint8_t priority = 0;  // 0..kMaxPriority
+  uint64_t sequence = 0;
+  uint64_t timestamp_ns = 0;
+  uint32_t delay_ms = 0;
+  uint32_t ttl_ms = 0;
+  std::string_view key;              // <= kMaxKeyBytes
+  std::span<const Header> headers;   // <= kMaxHeaders, block <= kMaxHeadersBytes
+  std::string_view dedup_id;         // <= 255
+  std::string_view reply_to;         // <= 255
+  std::string_view correlation_id;   // <= 255
+  std::string_view group_id;         // <= 255
+  std::span<const std::byte> payload;
+  // Fragments only (Fragmenter fills these): payload is bytes [fragment_offset, +size) of total_len.
+  bool fragment = false;
+  uint32_t total_len = 0;
+  uint32_t fragment_offset = 0;
+};
+
+// Size of the encoded record (record_len), and whether the spec is encodable.
+size_t EncodedSize(const MessageSpec& m);
+EncodeError CheckMessage(const MessageSpec& m);
+// Writes one message record at the start of `out` (as stored by a shard).
+EncodeResult EncodeMessageRecord(std::span<std::byte> out, const MessageSpec& m);
+// Decodes and validates the message record at the start of `bytes` (which may hold more after it;
+// view.record.size() is how much it used).
+DecodeResult<MessageView> DecodeMessageRecord(std::span<const std::byte> bytes);
+
+// Splits a message too large for one record of `max_record_bytes` into fragment specs: fragment 0
+// carries all metadata, the others only sequence/partition/priority and a payload slice.
+//   Fragmenter f(spec, RecordBudget(1472, false));
+//   for (MessageSpec frag; f.Next(&frag);) { writer.AddMessage(frag) ... }
+class Fragmenter {
+ public:
+  Fragmenter(const MessageSpec& whole, size_t max_record_bytes);
+  EncodeError error() const { return error_; }   // kFieldTooLong: metadata alone does not fit
+  bool needed() const { return needed_; }        // false: the message fits unfragmented
+  uint32_t fragments() const { return fragments_; }
+  bool Next(MessageSpec* out);                   // the whole message once when !needed()
+
+ private:
+  MessageSpec whole_;
+  size_t first_chunk_ = 0;
+  size_t chunk_ = 0;
+  size_t offset_ = 0;
+  uint32_t fragments_ = 0;
+  uint32_t emitted_ = 0;
+  bool needed_ = false;
+  EncodeError error_ = EncodeError::kOk;
+};
+
+// Largest message record that fits in an otherwise empty PRODUCE frame of `frame_bytes`.
+constexpr size_t RecordBudget(size_t frame_bytes, bool auth) {
+  size_t over = kHeaderBytes + kProducePrefixBytes + (auth ? kAuthTagBytes : 0);
+  return frame_bytes > over ? frame_bytes - over : 0;
+}
+
+// ---- decoded frames -----------------------------------------------------------------------------
+
+struct FrameView {
+  FrameHeader header;
+  std::span<const std::byte> body;           // between header and tag
+  std::span<const std::byte> auth_tag;       // 16 bytes when kFlagAuth, else empty
+  std::span<const std::byte> authenticated;  // bytes the tag covers: [0, length - 16)
+  std::span<const std::byte> bytes;          // the whole frame
+};
+
+// Header checks only (magic, version, type, flags, length == datagram.size()).
+DecodeResult<FrameHeader> DecodeHeader(std::span<const std::byte> datagram);
+// Header checks, and splits body / tag.
+DecodeResult<FrameView> DecodeFrame(std::span<const std::byte> datagram);
+
+// Records of one fixed size, validated; random access.
+template <class T>
+class FixedRange {
+ public:
+  FixedRange() = default;
+  FixedRange(std::span<const std::byte> bytes, uint32_t count) : bytes_(bytes), count_(count) {}
+  uint32_t size() const { return count_; }
+  bool empty() const { return count_ == 0; }
+  T operator[](size_t i) const;  // i < size()
+  std::span<const std::byte> bytes() const { return bytes_; }
+
+  class iterator {
+   public:
+    using value_type = T;
+    using difference_type = std::ptrdiff_t;
+    iterator() = default;
+    explicit iterator(const std::byte* p) : p_(p) {}
+    T operator*() const {
+      T v;
+      ReadRecord(p_, &v);
+      return v;
+    }
+    iterator& operator++() {
+      p_ += kRecordBytes<T>;
+      return *this;
+    }
+    void operator++(int) { ++*this; }
+    friend bool operator==(const iterator& a, const iterator& b) { return a.p_ == b.p_; }
+
+   private:
+    const std::byte* p_ = nullptr;
+  };
+  iterator begin() const { return iterator(bytes_.data()); }
+  iterator end() const { return iterator(bytes_.data() + size_t{count_} * kRecordBytes<T>); }
+
+ private:
+  std::span<const std::byte> bytes_;
+  uint32_t count_ = 0;
+};
+
+// Message records (PRODUCE body), validated.
+class MessageRange {
+ public:
+  MessageRange() = default;
+  MessageRange(std::span<const std::byte> bytes, uint32_t count) : bytes_(bytes), count_(count) {}
+  uint32_t size() const { return count_; }
+  bool empty() const { return count_ == 0; }
+  std::span<const std::byte> bytes() const { return bytes_; }
+
+  class iterator {
+   public:
+    using value_type = MessageView;
+    using difference_type = std::ptrdiff_t;
+    iterator() = default;
+    iterator(const std::byte* p, uint32_t left);
+    const MessageView& operator*() const { return cur_; }
+    const MessageView* operator->() const { return &cur_; }
+    iterator& operator++();
+    void operator++(int) { ++*this; }
+    friend bool operator==(const iterator& it, std::default_sentinel_t) { return it.left_ == 0; }
+
+   private:
+    const std::byte* p_ = nullptr;
+    uint32_t left_ = 0;
+    MessageView cur_;
+  };
+  // The iterator owns the view it yields: copy it (or use front()) to keep it past the iterator.
+  iterator begin() const { return iterator(bytes_.data(), count_); }
+  std::default_sentinel_t end() const { return {}; }
+  MessageView front() const {
+    SLUICE_ASSERT(count_ != 0);
+    return *begin();
+  }
+
+ private:
+  std::span<const std::byte> bytes_;
+  uint32_t count_ = 0;
+};
+
+struct DeliveredView {
+  DeliveredMeta meta;
+  MessageView message;
+};
+
+// Delivered records (MESSAGES / DELIVER body), validated.
+class DeliveredRange {
+ public:
+  DeliveredRange() = default;
+  DeliveredRange(std::span<const std::byte> bytes, uint32_t count) : bytes_(bytes), count_(count) {}
+  uint32_t size() const { return count_; }
+  bool empty() const { return count_ == 0; }
+  std::span<const std::byte> bytes() const { return bytes_; }
+
+  class iterator {
+   public:
+    using value_type = DeliveredView;
+    using difference_type = std::ptrdiff_t;
+    iterator() = default;
+    iterator(const std::byte* p, uint32_t left);
+    const DeliveredView& operator*() const { return cur_; }
+    const DeliveredView* operator->() const { return &cur_; }
+    iterator& operator++();
+    void operator++(int) { ++*this; }
+    friend bool operator==(const iterator& it, std::default_sentinel_t) { return it.left_ == 0; }
+
+   private:
+    const std::byte* p_ = nullptr;
+    uint32_t left_ = 0;
+    DeliveredView cur_;
+  };
+  iterator begin() const { return iterator(bytes_.data(), count_); }
+  std::default_sentinel_t end() const { return {}; }
+  DeliveredView front() const {
+    SLUICE_ASSERT(count_ != 0);
+    return *begin();
+  }
+
+ private:
+  std::span<const std::byte> bytes_;
+  uint32_t count_ = 0;
+};
+
+struct ProduceView {
+  uint32_t queue_id = 0;
+  uint64_t producer_id = 0;
+  MessageRange messages;
+};
+struct AckView {
+  uint32_t queue_id = 0;
+  uint64_t producer_id = 0;
+  FixedRange<AckRange> ranges;
+};
+struct MessagesView {
+  MessagesPrefix prefix;
+  DeliveredRange messages;
+};
+struct DeliverView {
+  DeliverPrefix prefix;
+  DeliveredRange messages;
+};
+struct ReceiptOpsView {
+  FrameType type = FrameType::kDelete;  // kDelete, kNack or kExtend
+  FixedRange<ReceiptOp> ops;
+};
+struct ResultView {
+  FrameType request_type = FrameType::kDelete;
+  FixedRange<ResultItem> items;
+};
+
+// One decoder per frame type. Each checks that frame.header.type matches (else kWrongFrameType).
+DecodeResult<ProduceView> DecodeProduce(const FrameView& f);
+DecodeResult<AckView> DecodeAck(const FrameView& f);
+DecodeResult<ReceiveRequest> DecodeReceive(const FrameView& f);
+DecodeResult<MessagesView> DecodeMessages(const FrameView& f);
+DecodeResult<ReceiptOpsView> DecodeReceiptOps(const FrameView& f);  // DELETE, NACK, EXTEND
+DecodeResult<ResultView> DecodeResultFrame(const FrameView& f);
+DecodeResult<SubscribeRequest> DecodeSubscribe(const FrameView& f);
+DecodeResult<DeliverView> DecodeDeliver(const FrameView& f);
+DecodeResult<CreditGrant> DecodeCredit(const FrameView& f);
+DecodeResult<NakRequest> DecodeNak(const FrameView& f);
+DecodeResult<FetchRequest> DecodeFetch(const FrameView& f);
+DecodeResult<Heartbeat> DecodeHeartbeat(const FrameView& f);
+DecodeResult<ErrorReply> DecodeErrorFrame(const FrameView& f);
+DecodeResult<LookupRequest> DecodeLookup(const FrameView& f);
+DecodeResult<LookupReply> DecodeLookupReply(const FrameView& f);
+DecodeResult<UnsubscribeRequest> DecodeUnsubscribe(const FrameView& f);
+
+// Runs the decoder of the frame's type; kOk when the whole frame is valid.
+DecodeError ValidateFrame(const FrameView& f);
+
+// ---- encoding -----------------------------------------------------------------------------------
+
+struct FrameIds {
+  uint64_t client_id = 0;
+  uint64_t request_id = 0;
+  uint16_t flags = 0;  // kFlagAuth reserves a 16-byte tag (zeroed; the caller fills it); kFlagMore
+};
+
+// Builds one frame with records in `buf`. Reusable: Begin*() after Finish() starts a new frame.
+class FrameWriter {
+ public:
+  explicit FrameWriter(std::span<std::byte> buf) : buf_(buf) {}
+
+  EncodeError BeginProduce(const FrameIds& ids, uint32_t queue_id, uint64_t producer_id);
+  EncodeError AddMessage(const MessageSpec& m);
+
+  EncodeError BeginAck(const FrameIds& ids, uint32_t queue_id, uint64_t producer_id);
+  EncodeError AddAckRange(const AckRange& r);
+
+  EncodeError BeginMessages(const FrameIds& ids, const MessagesPrefix& p);
+  EncodeError BeginDeliver(const FrameIds& ids, const DeliverPrefix& p);
+  EncodeError AddDelivered(const DeliveredMeta& meta, const MessageSpec& m);
+  // `record` is a message record exactly as produced (MessageView::record), copied verbatim.
+  EncodeError AddDeliveredRaw(const DeliveredMeta& meta, std::span<const std::byte> record);
+
+  EncodeError BeginReceiptOps(FrameType type, const FrameIds& ids);  // kDelete, kNack, kExtend
+  EncodeError AddReceiptOp(const ReceiptOp& op);
+
+  EncodeError BeginResult(const FrameIds& ids, FrameType request_type);
+  EncodeError AddResult(const ResultItem& item);
+
+  // Patches length and count, zeroes the auth tag; returns the frame size (frame = buf[0, n)).
+  // kBadValue for a DELETE/NACK/EXTEND frame with no record.
+  EncodeResult Finish();
+
+  bool in_frame() const { return in_frame_; }
+  FrameType type() const { return type_; }
+  uint32_t count() const { return count_; }
+  size_t size() const { return pos_; }  // bytes written so far, without the tag
+  // Bytes still free for records (the tag is already set aside).
+  size_t remaining() const { return limit_ - pos_; }
+  std::span<std::byte> buffer() const { return buf_; }
+
+ private:
+  EncodeError Begin(FrameType type, const FrameIds& ids, size_t prefix_bytes);
+  std::byte* Claim(size_t n);  // nullptr when it does not fit
+
+  std::span<std::byte> buf_;
+  size_t pos_ = 0;
+  size_t limit_ = 0;  // buf_.size() - tag, capped at kMaxFrameBytes - tag
+  uint32_t count_ = 0;
+  FrameType type_ = FrameType::kHeartbeat;
+  bool auth_ = false;
+  bool in_frame_ = false;
+};
+
+// Fixed-body frames.
+EncodeResult EncodeReceive(std::span<std::byte> out, const FrameIds& ids, const ReceiveRequest& r);
+EncodeResult EncodeSubscribe(std::span<std::byte> out, const FrameIds& ids,
+                             const SubscribeRequest& r);
+EncodeResult EncodeCredit(std::span<std::byte> out, const FrameIds& ids, const CreditGrant& r);
+EncodeResult EncodeNak(std::span<std::byte> out, const FrameIds& ids, const NakRequest& r);
+EncodeResult EncodeFetch(std::span<std::byte> out, const FrameIds& ids, const FetchRequest& r);
+EncodeResult EncodeHeartbeat(std::span<std::byte> out, const FrameIds& ids, const Heartbeat& r);
+// The detail is cut to fit `out` (setting kFlagTruncated) rather than failing: a server answering
+// an unverified source passes `out` no larger than the request. kNoSpace only when even an empty
+// detail does not fit.
+EncodeResult EncodeErrorFrame(std::span<std::byte> out, const FrameIds& ids, const ErrorReply& r);
+EncodeResult EncodeLookup(std::span<std::byte> out, const FrameIds& ids, const LookupRequest& r);
+EncodeResult EncodeLookupReply(std::span<std::byte> out, const FrameIds& ids, const LookupReply& r);
+EncodeResult EncodeUnsubscribe(std::span<std::byte> out, const FrameIds& ids,
+                               const UnsubscribeRequest& r);
+
+// The tag of a finished frame with kFlagAuth (last 16 bytes), and the bytes it covers.
+inline std::span<std::byte> AuthTagOf(std::span<std::byte> frame) {
+  SLUICE_ASSERT(frame.size() >= kHeaderBytes + kAuthTagBytes);
+  return frame.last(kAuthTagBytes);
+}
+inline std::span<const std::byte> AuthenticatedBytesOf(std::span<const std::byte> frame) {
+  SLUICE_ASSERT(frame.size() >= kHeaderBytes + kAuthTagBytes);
+  return frame.first(frame.size() - kAuthTagBytes);
+}
+
+template <class T>
+T FixedRange<T>::operator[](size_t i) const {
+  SLUICE_ASSERT(i < count_);
+  T v;
+  ReadRecord(bytes_.data() + i * kRecordBytes<T>, &v);
+  return v;
+}
+
+}  // namespace sluice::protocol
