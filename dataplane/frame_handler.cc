@@ -1,6 +1,7 @@
 #include "dataplane/frame_handler.h"
 
 #include <algorithm>
+#include <bit>
 
 #include <rte_ether.h>
 #include <rte_ip.h>
@@ -87,8 +88,9 @@ void FrameHandler::OnDatagram(rte_mbuf* m, const Peer& from, const PortRuntime& 
     rte_pktmbuf_free(m);
     return;
   }
-  if (NeedsVerifiedSource(type) && !address_check_.IsVerified(ep.w0, frame->header.client_id)) {
-    AnswerError(frame->header, static_cast<uint8_t>(type), Errc::kUnauthorized,
+  const bool verified = address_check_.IsVerified(ep.w0, frame->header.client_id);
+  if (NeedsVerifiedSource(type) && !verified) {
+    AnswerError(frame->header, static_cast<uint8_t>(type), Errc::kUnverifiedSource,
                 "source address not verified: send HEARTBEAT and echo the server's cookie first",
                 ep, datagram.size());
     rte_pktmbuf_free(m);
@@ -98,6 +100,17 @@ void FrameHandler::OnDatagram(rte_mbuf* m, const Peer& from, const PortRuntime& 
   RouteContext route;
   route.receiver = true;
   const uint64_t owners = OwnersOf(*frame, DatagramPayload(m), &route);
+  // Each owner answers a PRODUCE with its own ACK frame: from an unverified source, the sum must
+  // not exceed the request (docs/protocol.md, amplification rule).
+  if (type == p::FrameType::kProduce && !verified && std::popcount(owners) > 1 &&
+      std::popcount(owners) * (p::kHeaderBytes + p::kAckPrefixBytes) +
+              frame->header.count * p::kAckRangeBytes > datagram.size()) {
+    AnswerError(frame->header, static_cast<uint8_t>(type), Errc::kUnverifiedSource,
+                "PRODUCE spans several shards: verify the source address first", ep,
+                datagram.size());
+    rte_pktmbuf_free(m);
+    return;
+  }
   m->hash.usr = route.any_partition;  // owners of a RECEIVE(any) need the partition chosen here
   for (uint16_t w = 0; w < shared_.worker_count; ++w) {
     if (w == worker_.index() || (owners & Bit(w)) == 0) continue;

@@ -77,7 +77,14 @@ class Frontend::Impl final : public shard::ShardSink {
     uint32_t partition = 0;
     uint64_t next_offset = 0;  // next offset the engine will push
     uint32_t credits = 0;      // engine's remaining credit
+    uint64_t last_credit_ns = 0;  // the consumer's last CREDIT (or the SUBSCRIBE)
+    uint64_t last_push_ns = 0;    // our last DELIVER, empty or not
   };
+  // docs/protocol.md §11: idle subscriptions get an empty DELIVER each heartbeat interval (so the
+  // consumer notices loss at the tail); one without CREDIT for three intervals is dropped.
+  static constexpr uint64_t kHeartbeatNs = 1'000'000'000;
+  static constexpr uint64_t kSubscriptionScanNs = 100'000'000;
+  void ScanSubscriptions(uint64_t now_ns);
 
   shard::Shard* ShardOf(uint32_t queue, uint32_t partition);
   bool Owns(const QueueInfo& q, uint32_t partition) const;
@@ -132,6 +139,9 @@ class Frontend::Impl final : public shard::ShardSink {
   absl::flat_hash_map<uint64_t, Subscription> subs_;          // engine id -> subscription
   absl::flat_hash_map<uint64_t, uint64_t> sub_ids_;           // SubKey -> engine id
   uint64_t next_sub_id_ = 1;
+  uint64_t now_ns_ = 0;             // latest time seen (events carry none)
+  uint64_t next_sub_scan_ns_ = 0;
+  uint64_t subscriptions_dropped_ = 0;
   std::unique_ptr<Reassembly> reassembly_;
   uint64_t dead_letters_dropped_ = 0;
 };
@@ -296,6 +306,7 @@ void Frontend::Impl::Error(const p::FrameView& f, const Endpoint& to, Errc errc,
 
 void Frontend::Impl::OnFrame(const p::FrameView& f, const Endpoint& from,
                              const RouteContext& route, uint64_t now_ns) {
+  now_ns_ = std::max(now_ns_, now_ns);
   Learn(from);
   switch (f.header.type) {
     case p::FrameType::kProduce: OnProduce(f, from, route, now_ns); break;
@@ -590,7 +601,7 @@ void Frontend::Impl::OnSubscribe(const p::FrameView& f, const Endpoint& from,
       const uint64_t id = next_sub_id_++;
       Subscription& sub = subs_[id];
       sub = Subscription{f.header.client_id, r->subscription_id, from.w0, q->id, part, 0,
-                         r->initial_credits};
+                         r->initial_credits, now_ns_, now_ns_};
       // Resolve first so that the result carries the start offset even if pushes follow at once.
       auto fetch = ShardOf(q->id, part)->Fetch(shard::QueueId{q->id}, part, start, 0, 0,
                                                [](const shard::StoredMessage&) {});
@@ -626,6 +637,7 @@ void Frontend::Impl::OnCredit(const p::FrameView& f) {
   auto it = sub_ids_.find(SubKey(f.header.client_id, c->subscription_id, c->partition));
   if (it == sub_ids_.end()) return;  // another worker's (credits go to every worker)
   Subscription& sub = subs_[it->second];
+  sub.last_credit_ns = now_ns_;
   // The grant is absolute (deliver offsets < next_offset + credits); the engine counts credits
   // relative to what it has pushed.
   const uint64_t limit = c->next_offset + c->credits;
@@ -817,6 +829,7 @@ void Frontend::Impl::OnDeliver(const shard::Delivery& d) {
   Subscription& sub = it->second;
   sub.next_offset = d.message.offset + 1;
   sub.credits = d.credits_left;
+  sub.last_push_ns = now_ns_;
   ++counters_.delivered;
   p::DeliveredMeta meta;
   meta.offset = d.message.offset;
@@ -834,9 +847,11 @@ void Frontend::Impl::OnDeliver(const shard::Delivery& d) {
     if (f == nullptr) {
       f = Open(p::FrameType::kDeliver, d.target, sub.client_sub, d.queue.value, d.partition);
       if (f == nullptr) return;  // the consumer sees the gap and NAKs it
+      const uint64_t hw = ShardOf(d.queue.value, d.partition)
+                              ->Find(d.queue, d.partition)->log().durable_end().value;
       f->writer.BeginDeliver(IdsOf(d.target),
                              p::DeliverPrefix{sub.client_sub, d.queue.value,
-                                              static_cast<uint16_t>(d.partition), 0});
+                                              static_cast<uint16_t>(d.partition), hw});
     }
     if (f->writer.size() + p::kDeliveredMetaBytes + d.message.record.size() <=
             p::kDefaultFrameBytes &&
@@ -862,8 +877,39 @@ void Frontend::Impl::OnDeadLetter(const shard::DeadLetter& d) {
   ++dead_letters_dropped_;
 }
 
+void Frontend::Impl::ScanSubscriptions(uint64_t now_ns) {
+  for (auto it = subs_.begin(); it != subs_.end();) {
+    Subscription& s = it->second;
+    shard::Shard* shard = ShardOf(s.queue, s.partition);
+    if (now_ns - s.last_credit_ns > 3 * kHeartbeatNs) {  // the consumer is gone
+      shard->Unsubscribe(shard::SubscriptionId{it->first});
+      sub_ids_.erase(SubKey(s.client_id, s.client_sub, s.partition));
+      subs_.erase(it++);
+      ++subscriptions_dropped_;
+      continue;
+    }
+    if (now_ns - s.last_push_ns >= kHeartbeatNs) {
+      const shard::ReplyTarget t{s.endpoint, s.client_id, 0};
+      if (OpenFrame* f = Open(p::FrameType::kDeliver, t, s.client_sub, s.queue, s.partition)) {
+        const uint64_t hw =
+            shard->Find(shard::QueueId{s.queue}, s.partition)->log().durable_end().value;
+        f->writer.BeginDeliver(IdsOf(t), p::DeliverPrefix{s.client_sub, s.queue,
+                                                          static_cast<uint16_t>(s.partition), hw});
+        Close(f);
+      }
+      s.last_push_ns = now_ns;
+    }
+    ++it;
+  }
+}
+
 uint32_t Frontend::Impl::Service(uint64_t now_ns) {
+  now_ns_ = std::max(now_ns_, now_ns);
   uint64_t work = 0;
+  if (now_ns >= next_sub_scan_ns_) {
+    next_sub_scan_ns_ = now_ns + kSubscriptionScanNs;
+    ScanSubscriptions(now_ns);
+  }
   for (auto& s : shards_) {
     if (!s) continue;
     work += s->SealAll();

@@ -108,7 +108,7 @@ class BadInputTest(unittest.TestCase):
         receive = wire.frame(wire.RECEIVE, struct.pack("<IHHIIHHI", qid, 0xFFFF, 10, 0xFFFFFFFF,
                                                         0, 0, 0, 0))
         reply = self.request(receive)
-        self.assertEqual(wire.parse_error(reply), "UNAUTHORIZED")
+        self.assertEqual(wire.parse_error(reply), "UNVERIFIED_SOURCE")
         self.assertLessEqual(len(reply), len(receive))
 
     def test_malformed_flood_while_valid_traffic_flows(self):
