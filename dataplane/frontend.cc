@@ -157,6 +157,11 @@ Frontend::Impl::Impl(const QueueTable& table, uint16_t worker, std::span<const u
   sc.chunk_bytes = 256 * 1024;
   while (sc.chunk_bytes < 2 * largest + 16 * 1024) sc.chunk_bytes *= 2;
   sc.pool_chunks = std::max<uint32_t>(16, (64u << 20) / sc.chunk_bytes);  // 64 MiB per shard
+  // Every queue lives in memory until storage is wired in: batches need no O_DIRECT alignment,
+  // so a batch sealed with one small message costs a cache line of padding, not 4 KiB. The
+  // storage shell sets 4096 (and seals by batch bytes / batch time) for durable queues.
+  sc.batch_align_bytes = 64;
+  sc.batch_header_bytes = 64;
   for (uint32_t s : shards) {
     SLUICE_ASSERT(s < shards_.size() && table.WorkerOfShard(s) == worker);
     shards_[s] = std::make_unique<shard::Shard>(sc, this);
