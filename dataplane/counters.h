@@ -22,7 +22,6 @@ enum class DropReason : uint8_t {
   kWrongUdpPort,
   kMultiSegment,      // chained mbufs; the port is configured to avoid them
   kMalformedFrame,    // sluice frame failed decoding (see frame_errors)
-  kRingFull,          // hand-off ring to the owner lcore full (answered THROTTLED when allowed)
   kTxFull,            // TX queue did not take a reply
   kNoMbuf,            // mempool exhausted while building a reply
   kCount
@@ -32,7 +31,7 @@ constexpr std::string_view DropReasonName(DropReason r) {
   constexpr std::array<std::string_view, static_cast<size_t>(DropReason::kCount)> kNames = {
       "not_ipv4",   "bad_arp",          "bad_ip_header", "bad_ip_checksum", "fragment",
       "not_for_us", "unsupported_l4",   "bad_udp",       "bad_udp_checksum", "wrong_udp_port",
-      "multi_segment", "malformed_frame", "ring_full",   "tx_full",          "no_mbuf"};
+      "multi_segment", "malformed_frame", "tx_full",          "no_mbuf"};
   return kNames[static_cast<size_t>(r)];
 }
 
@@ -44,10 +43,9 @@ struct alignas(64) LcoreCounters {
   uint64_t arp_replies = 0;
   uint64_t icmp_echo_replies = 0;
   uint64_t frames = 0;            // sluice frames accepted for processing
-  uint64_t messages_in = 0;       // records appended (PRODUCE) by shards on this lcore
   uint64_t handoffs_out = 0;      // frames handed to another lcore's ring
   uint64_t handoffs_in = 0;       // frames taken from inbound rings
-  uint64_t throttled = 0;         // THROTTLED answers sent
+  uint64_t throttled = 0;         // frames whose hand-off found the owner's ring full
   uint64_t error_replies = 0;     // ERROR frames sent
   uint64_t idle_sleeps = 0;       // adaptive idle policy: times the loop slept
   uint64_t loops = 0;

@@ -39,7 +39,7 @@ uint64_t Bit(uint16_t worker) { return uint64_t{1} << worker; }
 }  // namespace
 
 FrameHandler::FrameHandler(Worker& worker, const SharedRuntime& shared)
-    : worker_(worker), shared_(shared) {
+    : worker_(worker), shared_(shared), address_check_(*shared.address_check) {
   const hwconf::Lcore& conf = shared.layout->lcores[worker.index()];
   frontend_ = std::make_unique<Frontend>(*shared.queues, worker.index(), conf.shards, *this);
 }
@@ -88,7 +88,8 @@ void FrameHandler::OnDatagram(rte_mbuf* m, const Peer& from, const PortRuntime& 
     rte_pktmbuf_free(m);
     return;
   }
-  const bool verified = address_check_.IsVerified(ep.w0, frame->header.client_id);
+  const bool verified =
+      address_check_.IsVerified(ep.w0, frame->header.client_id, worker_.NowNs());
   if (NeedsVerifiedSource(type) && !verified) {
     AnswerError(frame->header, static_cast<uint8_t>(type), Errc::kUnverifiedSource,
                 "source address not verified: send HEARTBEAT and echo the server's cookie first",
@@ -117,7 +118,7 @@ void FrameHandler::OnDatagram(rte_mbuf* m, const Peer& from, const PortRuntime& 
     rte_mbuf_refcnt_update(m, 1);
     if (!worker_.HandOff(w, m)) {
       rte_mbuf_refcnt_update(m, -1);
-      c.Drop(DropReason::kRingFull);
+      ++c.throttled;
       route.throttled_workers |= Bit(w);
     }
   }

@@ -58,7 +58,7 @@ class FrameHandler final : public ReplyChannel {
   Worker& worker_;
   const SharedRuntime& shared_;
   std::unique_ptr<Frontend> frontend_;
-  AddressCheck address_check_;
+  AddressCheck& address_check_;  // shared by all workers
   uint32_t produce_rr_ = 0;  // round-robin cursor for keyless messages without a partition
   uint32_t receive_rr_ = 0;  // and for RECEIVE from any partition
   struct PendingReply {

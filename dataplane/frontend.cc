@@ -143,6 +143,7 @@ class Frontend::Impl final : public shard::ShardSink {
   uint64_t next_sub_scan_ns_ = 0;
   uint64_t subscriptions_dropped_ = 0;
   std::unique_ptr<Reassembly> reassembly_;
+  std::vector<const shard::Partition*> sealed_;  // Service: partitions sealed this pass
   uint64_t dead_letters_dropped_ = 0;
 };
 
@@ -179,6 +180,7 @@ Frontend::Impl::Impl(const QueueTable& table, uint16_t worker, std::span<const u
     }
   }
   reassembly_ = std::make_unique<Reassembly>(largest);
+  sealed_.reserve(1024);
   peer_mac_.reserve(4096);
   subs_.reserve(1024);
   sub_ids_.reserve(1024);
@@ -340,7 +342,9 @@ void Frontend::Impl::OnProduce(const p::FrameView& f, const Endpoint& from,
     if (route.receiver) Error(f, from, Errc::kUnknownQueue, "unknown queue id");
     return;
   }
-  const shard::ReplyTarget target{from.w0, f.header.client_id, f.header.request_id};
+  // ACK ranges are matched by (partition, sequence), not by frame (docs/protocol.md §8): without
+  // the request id in the target, acks of consecutive frames coalesce into one range.
+  const shard::ReplyTarget target{from.w0, f.header.client_id, 0};
   for (const p::MessageView& frag : produce->messages) {
     Errc answer;
     if (!Mine(*q, frag.partition, route, &answer)) continue;
@@ -917,19 +921,12 @@ uint32_t Frontend::Impl::Service(uint64_t now_ns) {
   }
   for (auto& s : shards_) {
     if (!s) continue;
-    work += s->SealAll();
+    sealed_.clear();
+    work += s->SealAll([this](const shard::Partition& pt) { sealed_.push_back(&pt); });
     // No storage yet: a sealed batch is durable at once. The storage shell replaces this with
     // io_uring completions.
-    for (const QueueInfo& q : table_.queues()) {
-      for (uint32_t part = 0; part < q.partition_shard.size(); ++part) {
-        if (shards_[q.partition_shard[part]].get() != s.get()) continue;
-        const shard::Partition* pt = s->Find(shard::QueueId{q.id}, part);
-        const uint64_t written = pt->log().written_end().value;
-        if (pt->log().durable_end().value < written) {
-          s->MarkDurable(shard::QueueId{q.id}, part, shard::DurableOffset{written});
-          ++work;
-        }
-      }
+    for (const shard::Partition* pt : sealed_) {
+      s->MarkDurable(pt->queue(), pt->index(), shard::DurableOffset{pt->log().written_end().value});
     }
     work += s->Tick(now_ns);
   }

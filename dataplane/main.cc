@@ -27,6 +27,7 @@
 #include <rte_ring.h>
 
 #include "absl/strings/str_format.h"
+#include "dataplane/address_check.h"
 #include "dataplane/frame_handler.h"
 #include "dataplane/kernel_side.h"
 #include "dataplane/port.h"
@@ -259,6 +260,7 @@ int Main(int argc, char** argv) {
   rt.layout = &*layout;
   rt.queues = table->get();
   rt.tsc_hz = rte_get_tsc_hz();
+  rt.tsc_start = rte_rdtsc();
   rt.worker_count = static_cast<uint16_t>(layout->lcores.size());
   rt.ports.reserve(layout->ports.size());  // workers keep pointers into it
   int rc = kExitOk;
@@ -267,6 +269,17 @@ int Main(int argc, char** argv) {
   if (rc == kExitOk) rc = SetupPorts(*layout, &rt);
   if (rc == kExitOk) rc = CreateRings(*layout, &rt);
 
+  std::unique_ptr<AddressCheck> address_check;
+  if (rc == kExitOk) {
+    auto ac = AddressCheck::Create(static_cast<int>(rte_socket_id()));
+    if (ac.ok()) {
+      address_check.reset(*ac);
+      rt.address_check = address_check.get();
+    } else {
+      std::fprintf(stderr, "sluiced: %s\n", std::string(ac.status().message()).c_str());
+      rc = kExitSetup;
+    }
+  }
   std::vector<WakeSignal> wake(rt.worker_count);
   for (WakeSignal& w : wake) w.fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
   rt.wake = wake.data();
@@ -306,6 +319,7 @@ int Main(int argc, char** argv) {
   PrintStats(stdout, workers);
   workers.clear();
   for (WakeSignal& w : wake) close(w.fd);
+  address_check.reset();
   Cleanup(rt);
   rte_eal_cleanup();
   if (g_signal != 0) std::printf("sluiced: stopped on signal %d\n", static_cast<int>(g_signal));

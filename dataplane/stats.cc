@@ -14,16 +14,23 @@ std::string CountersJson(const Worker& w) {
   std::string s = absl::StrFormat(
       "{\"worker\": %u, \"lcore\": %d, \"rx_packets\": %u, \"rx_bytes\": %u, \"tx_packets\": %u, "
       "\"tx_bytes\": %u, \"arp_replies\": %u, \"icmp_echo_replies\": %u, \"frames\": %u, "
-      "\"messages_in\": %u, \"handoffs_out\": %u, \"handoffs_in\": %u, \"throttled\": %u, "
+      "\"handoffs_out\": %u, \"handoffs_in\": %u, \"throttled\": %u, "
       "\"error_replies\": %u, \"idle_sleeps\": %u, \"loops\": %u, \"drops\": {",
       w.index(), w.lcore_id(), c.rx_packets, c.rx_bytes, c.tx_packets, c.tx_bytes, c.arp_replies,
-      c.icmp_echo_replies, c.frames, c.messages_in, c.handoffs_out, c.handoffs_in, c.throttled,
+      c.icmp_echo_replies, c.frames, c.handoffs_out, c.handoffs_in, c.throttled,
       c.error_replies, c.idle_sleeps, c.loops);
   for (size_t r = 0; r < c.drops.size(); ++r) {
     absl::StrAppendFormat(&s, "%s\"%s\": %u", r ? ", " : "",
                           DropReasonName(static_cast<DropReason>(r)), c.drops[r]);
   }
-  absl::StrAppend(&s, "}, \"shards\": ", w.handler().ShardStatsJson(), "}");
+  const FrontendCounters& f = w.handler().frontend_counters();
+  absl::StrAppendFormat(&s,
+                        "}, \"produced\": %u, \"acked\": %u, \"duplicates\": %u, "
+                        "\"items_throttled\": %u, \"rejected\": %u, \"delivered\": %u, "
+                        "\"reply_no_buffer\": %u",
+                        f.produced, f.acked, f.duplicates, f.throttled, f.rejected, f.delivered,
+                        f.reply_no_buffer);
+  absl::StrAppend(&s, ", \"shards\": ", w.handler().ShardStatsJson(), "}");
   return s;
 }
 
@@ -37,7 +44,8 @@ void PrintStats(FILE* out, const std::vector<std::unique_ptr<Worker>>& workers) 
     std::fprintf(out,
                  "sluiced: worker %u (lcore %d): rx %lu pkts, tx %lu pkts, frames %lu, "
                  "messages %lu, handoffs %lu out / %lu in, throttled %lu, drops %lu\n",
-                 w->index(), w->lcore_id(), c.rx_packets, c.tx_packets, c.frames, c.messages_in,
+                 w->index(), w->lcore_id(), c.rx_packets, c.tx_packets, c.frames,
+                 w->handler().frontend_counters().produced,
                  c.handoffs_out, c.handoffs_in, c.throttled, drops);
   }
 }

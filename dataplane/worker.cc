@@ -37,7 +37,9 @@ Worker::Worker(uint16_t index, const hwconf::Lcore& conf, const SharedRuntime& s
   // Worker i transmits on TX queue i of every port: no TX queue is shared between lcores.
   for (const PortRuntime& p : shared.ports) tx_[p.addr.port_id] = TxBuffer(p.addr.port_id, index);
   handler_ = std::make_unique<FrameHandler>(*this, shared);
-  tsc_start_ = rte_rdtsc();
+  tsc_start_ = shared.tsc_start;
+  ns_per_cycle_q32_ = (1'000'000'000ull << 32) / shared.tsc_hz;
+  UpdateClock();
   SetUpWakeups();
 }
 
@@ -90,11 +92,9 @@ void Worker::Sleep(uint64_t ns) {
   for (const RxQueue& q : rx_) rte_eth_dev_rx_intr_disable(q.port->addr.port_id, q.queue);
 }
 
-uint64_t Worker::NowNs() const {
+void Worker::UpdateClock() {
   const uint64_t cycles = rte_rdtsc() - tsc_start_;
-  // Split to avoid overflowing cycles * 1e9 after a few seconds.
-  return (cycles / shared_.tsc_hz) * 1'000'000'000ull +
-         (cycles % shared_.tsc_hz) * 1'000'000'000ull / shared_.tsc_hz;
+  now_ns_ = static_cast<uint64_t>((static_cast<unsigned __int128>(cycles) * ns_per_cycle_q32_) >> 32);
 }
 
 bool Worker::HandOff(uint16_t to, rte_mbuf* m) {
@@ -153,6 +153,7 @@ int Worker::Run(const std::atomic<bool>& stop) {
   IdlePolicy idle(conf_.idle, rx_wakeups_);
   while (!stop.load(std::memory_order_relaxed)) {
     ++counters_.loops;
+    UpdateClock();
     uint32_t work = PollRx();
     work += PollRings();
     work += handler_->Service(NowNs());
@@ -160,6 +161,7 @@ int Worker::Run(const std::atomic<bool>& stop) {
     if (const uint64_t ns = idle.Next(work); ns != 0) Sleep(ns);
   }
   // Drain: what other lcores already handed us is still answered before the ports close.
+  UpdateClock();
   PollRings();
   handler_->Service(NowNs());
   FlushTx();

@@ -21,6 +21,7 @@
 
 namespace sluice::dataplane {
 
+class AddressCheck;
 class FrameHandler;
 
 struct RxQueue {
@@ -43,10 +44,12 @@ struct SharedRuntime {
   std::vector<PortRuntime> ports;
   rte_mempool* pool = nullptr;
   uint64_t tsc_hz = 0;
+  uint64_t tsc_start = 0;  // one time base for every worker (cookies, verification times)
   // rings[from][to]: single-producer/single-consumer hand-off from worker `from` to `to`.
   std::array<std::array<rte_ring*, kMaxWorkers>, kMaxWorkers> rings{};
   uint16_t worker_count = 0;
   WakeSignal* wake = nullptr;  // [worker_count]
+  AddressCheck* address_check = nullptr;
 };
 
 class Worker {
@@ -71,7 +74,8 @@ class Worker {
   // Hand a frame to worker `to`; false when its ring is full (caller answers THROTTLED).
   bool HandOff(uint16_t to, rte_mbuf* m);
   LcoreCounters& mutable_counters() { return counters_; }
-  uint64_t NowNs() const;
+  // Time of the current loop pass (read once per pass: frames of a pass share it).
+  uint64_t NowNs() const { return now_ns_; }
 
  private:
   uint32_t PollRx();
@@ -89,7 +93,10 @@ class Worker {
   std::vector<rte_ring*> inbound_;
   std::vector<TxBuffer> tx_;  // indexed by port id
   std::unique_ptr<FrameHandler> handler_;
+  void UpdateClock();
   uint64_t tsc_start_ = 0;
+  uint64_t ns_per_cycle_q32_ = 0;  // nanoseconds per TSC cycle, 32.32 fixed point
+  uint64_t now_ns_ = 0;
   int epoll_fd_ = -1;
   bool rx_wakeups_ = false;  // every RX queue can interrupt
   alignas(64) LcoreCounters counters_;

@@ -41,6 +41,7 @@ Shard::Shard(const ShardConfig& config, ShardSink* sink)
   SLUICE_ASSERT(sink_ != nullptr && config_.timer_tick_ns > 0);
   partitions_.reserve(config_.max_partitions);
   streams_.reserve(config_.max_partitions);
+  open_batches_.reserve(config_.max_partitions);
   subscriptions_.reserve(config_.max_subscriptions * 2);
 }
 
@@ -93,6 +94,8 @@ Errc Shard::RemovePartition(QueueId queue, uint32_t partition) {
     if (s->second.partition == p) subscriptions_.erase(s++); else ++s;
   }
   streams_.erase(std::remove(streams_.begin(), streams_.end(), p), streams_.end());
+  open_batches_.erase(std::remove(open_batches_.begin(), open_batches_.end(), p),
+                      open_batches_.end());
   // Keep the promises: every Append gets an ack, every Receive a ReceiveDone. What was not
   // durable is gone with the partition.
   while (!p->acks_.empty()) {
@@ -207,6 +210,10 @@ AppendResult Shard::Append(const ReplyTarget& target, QueueId queue, const Messa
   }
   const PartitionLog::Appended a = p->log_.Append(m.record, now_ns_);
   if (a.errc != Errc::kOk) return Reject(target, queue, m, a.errc);
+  if (!p->open_listed_) {  // SealAll visits only partitions with an open batch
+    p->open_listed_ = true;
+    open_batches_.push_back(p);
+  }
 
   if (p->work_ != nullptr) p->work_->Add(a, m);
   if (check.verdict == ProducerTable::Verdict::kNew &&
@@ -227,9 +234,16 @@ bool Shard::SealBatch(QueueId queue, uint32_t partition) {
   return true;
 }
 
-uint32_t Shard::SealAll() {
+uint32_t Shard::SealAll(absl::FunctionRef<void(const Partition&)> sealed) {
   uint32_t n = 0;
-  for (auto& [key, p] : partitions_) n += p->log_.Seal() ? 1 : 0;
+  for (Partition* p : open_batches_) {
+    p->open_listed_ = false;
+    if (p->log_.Seal()) {
+      ++n;
+      sealed(*p);
+    }
+  }
+  open_batches_.clear();
   counters_.batches_sealed += n;
   return n;
 }

@@ -64,6 +64,7 @@ class Partition {
 
   QueueId queue_;
   uint32_t index_;
+  bool open_listed_ = false;  // in Shard::open_batches_
   QueueConfig config_;
   PartitionLog log_;  // declared before work_: the work queue releases its records first
   ProducerTable producers_;
@@ -100,7 +101,12 @@ class Shard {
   AppendResult Append(const ReplyTarget& target, QueueId queue, const MessageIn& message,
                       uint64_t now_ns);
   bool SealBatch(QueueId queue, uint32_t partition);  // true if a batch was sealed
-  uint32_t SealAll();                                  // batches sealed
+  // Seals every open batch (visiting only partitions appended to since the last call) and calls
+  // `sealed` for each partition that had one. Returns batches sealed.
+  uint32_t SealAll(absl::FunctionRef<void(const Partition&)> sealed);
+  uint32_t SealAll() {
+    return SealAll([](const Partition&) {});
+  }
   // Offsets below `durable` met the queue's durability mode: release their acks, make them
   // receivable / push them. kUnknownPartition if not here.
   Errc MarkDurable(QueueId queue, uint32_t partition, DurableOffset durable);
@@ -161,6 +167,7 @@ class Shard {
   uint64_t now_ns_ = 0;
   absl::flat_hash_map<uint64_t, std::unique_ptr<Partition>> partitions_;
   std::vector<Partition*> streams_;  // partitions Tick visits for push and retention
+  std::vector<Partition*> open_batches_;  // partitions with an open batch (SealAll visits these)
   struct SubRef {
     Partition* partition;
     uint32_t index;

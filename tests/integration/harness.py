@@ -93,6 +93,7 @@ class Sluiced:
         self.stats_path = os.path.join(self.dir, "stats.json")
         self.log_path = os.path.join(self.dir, "sluiced.log")
         self.proc = None
+        self._log_file = None
 
     def write_layout(self):
         lcores = list(range(self.workers + 1))
@@ -137,7 +138,8 @@ metadata_dir = "{self.dir}/meta"
 
     def __enter__(self):
         self.write_layout()
-        log = open(self.log_path, "w")
+        self._log_file = open(self.log_path, "w")
+        log = self._log_file
         self.proc = subprocess.Popen(
             [binary("dataplane/sluiced"), "--hwconf", self.layout, "--stats-file", self.stats_path],
             stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
@@ -187,6 +189,7 @@ metadata_dir = "{self.dir}/meta"
 
     def __exit__(self, *exc):
         self.stop()
+        self._log_file.close()
         if exc[0] is not None:
             print(f"--- sluiced log ({self.log_path}) ---\n{self.log()}")
         shutil.rmtree(self.dir, ignore_errors=True)

@@ -83,3 +83,86 @@ def parse_acks(data):
         out.append((part, ERRC.get(errc, str(errc)), count, seq, off))
         at += 24
     return out
+
+
+def fetch(queue_id, partition, offset, max_messages=100, client=1, request=1, max_frame=1472):
+    body = struct.pack("<IHBBQHHI", queue_id, partition, 0, 0, offset, max_messages, max_frame, 0)
+    return frame(FETCH, body, client=client, request=request)
+
+
+def parse_messages(data):
+    """MESSAGES/DELIVER frame -> (prefix dict, [(offset, partition, receipt, receive_count,
+    payload bytes)])."""
+    h = parse_header(data)
+    at = HEADER.size
+    if h["type"] == MESSAGES:
+        queue, part, _, next_offset, hw = struct.unpack_from("<IHHQQ", data, at)
+        prefix = dict(queue=queue, partition=part, next_offset=next_offset, high_watermark=hw)
+    elif h["type"] == DELIVER:
+        sub, queue, part, _, hw = struct.unpack_from("<QIHHQ", data, at)
+        prefix = dict(subscription=sub, queue=queue, partition=part, high_watermark=hw)
+    else:
+        raise AssertionError(f"not MESSAGES/DELIVER: {h}")
+    at += 24
+    out = []
+    fixed = struct.Struct("<IHBBQQIIHHBBBBI")
+    for _ in range(h["count"]):
+        offset, ts, receipt, producer, part, rc, _ = struct.unpack_from("<QQQQHHI", data, at)
+        at += 40
+        (length, _, _, flags, seq, _, _, _, key_len, headers_len, dedup_len, reply_len,
+         corr_len, group_len, payload_len) = fixed.unpack_from(data, at)
+        skip = fixed.size + (8 if flags & 1 else 0) + key_len + headers_len + dedup_len + \
+            reply_len + corr_len + group_len
+        payload = data[at + skip:at + skip + payload_len]
+        out.append((offset, part, receipt, rc, payload))
+        at += length
+    return prefix, out
+
+
+class Client:
+    """A tiny blocking client for tests: handshake, lookup, produce with retransmission, fetch."""
+
+    def __init__(self, sock, server, client_id=1):
+        self.sock, self.server, self.client_id = sock, server, client_id
+        self.request_id = 0
+
+    def call(self, data_fn, want_types, attempts=20):
+        for _ in range(attempts):
+            self.request_id += 1
+            self.sock.sendto(data_fn(self.request_id), self.server)
+            try:
+                while True:
+                    data, _ = self.sock.recvfrom(65536)
+                    h = parse_header(data)
+                    if h["request"] == self.request_id and h["type"] in want_types:
+                        return data
+            except TimeoutError:
+                continue
+        raise AssertionError("no reply")
+
+    def handshake(self):
+        reply = self.call(lambda r: heartbeat(0, self.client_id, r), (HEARTBEAT,))
+        cookie = parse_heartbeat(reply)
+        self.call(lambda r: heartbeat(cookie, self.client_id, r), (HEARTBEAT,))
+
+    def lookup(self, name):
+        return parse_lookup_reply(self.call(lambda r: lookup(name, self.client_id, r),
+                                            (LOOKUP_REPLY,)))
+
+    def fetch_all(self, queue_id, partition, count):
+        """Fetches offsets [0, count) of a partition; returns [(offset, payload)]."""
+        got = []
+        offset = 0
+        while offset < count:
+            reply = self.call(lambda r: fetch(queue_id, partition, offset, 200, self.client_id, r),
+                              (MESSAGES, ERROR))
+            if parse_header(reply)["type"] == ERROR:
+                raise AssertionError(f"fetch error {parse_error(reply)} at offset {offset}")
+            prefix, msgs = parse_messages(reply)
+            for m in msgs:
+                got.append((m[0], m[4]))
+            if not msgs:
+                raise AssertionError(f"fetch at {offset} returned nothing (hw "
+                                     f"{prefix['high_watermark']})")
+            offset = prefix["next_offset"]
+        return got
