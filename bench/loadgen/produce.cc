@@ -1,0 +1,467 @@
+// --produce: the produce -> ack benchmark against sluiced.
+//
+// Streams: every (producer id, partition) pair is a stream with its own idempotent sequence
+// (from 0), and a ring of the TSC at which each in-flight sequence was sent (closed loop) or was
+// due to be sent by the schedule (open loop: latency from the *scheduled* time, so a stalled
+// sender does not hide the stall — no coordinated omission). A frame carries `batch` messages of
+// one stream; streams take turns.
+//
+// Acks are coalesced ranges {partition, errc, count, first_sequence}: each OK (or DUPLICATE)
+// sequence's latency is ack TSC - ring[seq]. A THROTTLED or OUT_OF_ORDER range stalls its stream:
+// nothing new is sent on it until all its in-flight messages are answered, then it resends from
+// the first sequence not acknowledged (go-back-N; the server's idempotence answers the resends of
+// anything it did append as DUPLICATE). A stream whose first unacknowledged sequence makes no
+// progress for --ack-timeout-ms counts its in-flight as lost and resends the same way.
+//
+// Frames are built from a template made once with protocol::FrameWriter; per frame only the
+// request id, producer id and each record's partition and sequence are patched. The patching is
+// checked against protocol::DecodeProduce before the run starts.
+#include <unistd.h>
+
+#include <algorithm>
+#include <cstring>
+#include <vector>
+
+#include <rte_cycles.h>
+#include <rte_ethdev.h>
+#include <rte_memcpy.h>
+
+#include "absl/strings/str_format.h"
+#include "bench/loadgen/drivers.h"
+#include "protocol/codec.h"
+
+namespace sluice::bench {
+namespace p = protocol;
+namespace {
+
+constexpr uint16_t kBurst = 32;
+constexpr uint16_t kRxBurst = 64;
+
+// Byte offsets inside the UDP payload (wire.h: frame header, PRODUCE prefix, message record).
+constexpr size_t kRequestIdAt = 24;
+constexpr size_t kProducerIdAt = p::kHeaderBytes + 8;
+constexpr size_t kRecordsAt = p::kHeaderBytes + p::kProducePrefixBytes;
+constexpr size_t kRecPartitionAt = 4;
+constexpr size_t kRecSequenceAt = 8;
+
+struct QueueRef {
+  uint32_t id = 0;
+  uint16_t partitions = 0;
+  uint32_t max_message_bytes = 0;
+};
+
+absl::StatusOr<QueueRef> Lookup(Link& link, const Options& o, uint64_t client_id) {
+  std::vector<std::byte> buf(p::kHeaderBytes + p::kLookupFixedBytes + 256);
+  const uint64_t request_id = 1;
+  auto n = p::EncodeLookup(buf, {client_id, request_id, 0}, p::LookupRequest{o.queue});
+  if (!n) return absl::InvalidArgumentError(absl::StrFormat("queue name '%s' not encodable", o.queue));
+  QueueRef q;
+  std::string error;
+  auto st = link.Exchange(std::span(buf.data(), *n), [&](std::span<const std::byte> d) {
+    auto f = p::DecodeFrame(d);
+    if (!f || f->header.request_id != request_id) return false;
+    if (f->header.type == p::FrameType::kError) {
+      auto e = p::DecodeErrorFrame(*f);
+      error = e ? absl::StrFormat("%s: %s", ErrcName(e->errc), e->detail) : "malformed ERROR";
+      return true;
+    }
+    auto r = p::DecodeLookupReply(*f);
+    if (!r) return false;
+    q.id = r->queue_id;
+    q.partitions = r->partitions;
+    q.max_message_bytes = r->max_message_bytes;
+    return true;
+  });
+  if (!st.ok()) {
+    return absl::DeadlineExceededError(
+        absl::StrFormat("LOOKUP '%s': no reply within %.1f s", o.queue, o.connect_timeout_s));
+  }
+  if (!error.empty()) return absl::NotFoundError(absl::StrFormat("LOOKUP '%s': %s", o.queue, error));
+  return q;
+}
+
+struct Stream {
+  uint64_t producer_id = 0;
+  uint16_t partition = 0;
+  uint64_t next_seq = 0;      // next sequence to send
+  uint64_t base = 0;          // every sequence below is acknowledged OK
+  uint32_t inflight = 0;      // sent, not yet answered
+  bool stalled = false;       // after an error: resend from `base` once inflight == 0
+  uint64_t resume_tsc = 0;    // THROTTLED back-off: not before
+  uint64_t progress_tsc = 0;  // when `base` last moved (or the stream started a burst)
+  uint64_t* stamp = nullptr;  // [seq & mask]: send or scheduled TSC; 0 = none pending
+};
+
+struct Pending {
+  rte_mbuf* m = nullptr;
+  uint64_t stamp = 0;         // open loop: scheduled TSC; closed loop: set at transmit
+  uint32_t stream = 0;
+  uint64_t first_seq = 0;
+  bool refused = false;       // the TX queue refused it once already (counted once)
+};
+
+class Producer {
+ public:
+  Producer(Link& link, const Options& o, const QueueRef& q, uint64_t client_id,
+           uint64_t producer_base);
+  absl::Status Prepare();
+  Result Run();
+
+ private:
+  void Build(uint64_t now);
+  void Transmit();
+  void Receive(uint64_t now);
+  void OnAck(const p::AckView& ack, uint64_t now);
+  void OnRange(Stream& s, const p::AckRange& r, uint64_t now);
+  void OnErrorFrame(const p::FrameView& f);
+  void CheckTimeouts(uint64_t now);
+  int PickStream(uint64_t now);
+  void Abort(std::string reason) {
+    if (!result_.aborted) result_.abort_reason = std::move(reason);
+    result_.aborted = true;
+  }
+  bool Measured(uint64_t tsc) const { return tsc >= t_measure_ && tsc < t_end_; }
+
+  Link& link_;
+  const Options& o_;
+  const QueueRef q_;
+  const uint64_t client_id_;
+  const uint64_t producer_base_;
+  std::vector<uint8_t> template_;  // UDP headers + PRODUCE frame
+  size_t record_bytes_ = 0;
+  std::vector<Stream> streams_;
+  std::vector<uint64_t> stamps_;   // all streams' rings
+  uint64_t ring_mask_ = 0;
+  uint64_t window_msgs_ = 0;
+  uint64_t inflight_ = 0;
+  uint32_t rr_ = 0;
+  uint64_t request_id_ = 1;
+  uint64_t built_msgs_ = 0;
+  Pending pending_[kBurst];
+  uint16_t npending_ = 0;
+  bool closed_loop_ = true;
+  double next_sched_ = 0;          // open loop: TSC of the next frame's slot
+  double period_ = 0;              // open loop: TSC cycles between frames
+  uint64_t timeout_cycles_ = 0;
+  uint64_t t_measure_ = 0, t_end_ = 0;
+  Result result_;
+};
+
+Producer::Producer(Link& link, const Options& o, const QueueRef& q, uint64_t client_id,
+                   uint64_t producer_base)
+    : link_(link), o_(o), q_(q), client_id_(client_id), producer_base_(producer_base) {}
+
+absl::Status Producer::Prepare() {
+  // The template: one PRODUCE frame of `batch` records of `size` payload bytes.
+  std::vector<std::byte> payload(o_.size, std::byte{0x5a});
+  p::MessageSpec spec;
+  spec.partition = 0;
+  spec.payload = payload;
+  record_bytes_ = p::EncodedSize(spec);
+  if (record_bytes_ > q_.max_message_bytes) {
+    return absl::InvalidArgumentError(absl::StrFormat(
+        "a %u-byte message record exceeds the queue's max_message_bytes %u", record_bytes_,
+        q_.max_message_bytes));
+  }
+  std::vector<std::byte> frame(p::kHeaderBytes + p::kProducePrefixBytes + o_.batch * record_bytes_);
+  p::FrameWriter w(frame);
+  SLUICE_ASSERT(w.BeginProduce({client_id_, 0, 0}, q_.id, producer_base_) == p::EncodeError::kOk);
+  for (uint32_t i = 0; i < o_.batch; ++i) SLUICE_ASSERT(w.AddMessage(spec) == p::EncodeError::kOk);
+  auto n = w.Finish();
+  SLUICE_ASSERT(n.has_value() && *n == frame.size());
+  if (frame.size() > link_.max_udp_payload()) {
+    return absl::InvalidArgumentError(absl::StrFormat(
+        "a PRODUCE frame of %u x %u-byte messages is %u bytes: more than the %u a %u-byte MTU "
+        "carries (lower --batch or raise --mtu and the server's port mtu)",
+        o_.batch, o_.size, frame.size(), link_.max_udp_payload(), link_.mtu()));
+  }
+  template_.resize(kUdpHeaderBytes + frame.size());
+  link_.WriteUdpHeaders(template_.data(), static_cast<uint16_t>(frame.size()));
+  memcpy(template_.data() + kUdpHeaderBytes, frame.data(), frame.size());
+
+  // Check the patch offsets: patch a copy and decode it with the protocol's own decoder.
+  std::vector<uint8_t> probe = template_;
+  uint8_t* f = probe.data() + kUdpHeaderBytes;
+  p::le::Store<uint64_t>(reinterpret_cast<std::byte*>(f + kRequestIdAt), 77);
+  p::le::Store<uint64_t>(reinterpret_cast<std::byte*>(f + kProducerIdAt), producer_base_ + 5);
+  for (uint32_t i = 0; i < o_.batch; ++i) {
+    std::byte* rec = reinterpret_cast<std::byte*>(f + kRecordsAt + i * record_bytes_);
+    p::le::Store<uint16_t>(rec + kRecPartitionAt, 3);
+    p::le::Store<uint64_t>(rec + kRecSequenceAt, 1000 + i);
+  }
+  auto fv = p::DecodeFrame({reinterpret_cast<const std::byte*>(f), frame.size()});
+  SLUICE_ASSERT(fv.has_value() && fv->header.request_id == 77);
+  auto pv = p::DecodeProduce(*fv);
+  SLUICE_ASSERT(pv.has_value() && pv->producer_id == producer_base_ + 5 && pv->queue_id == q_.id);
+  uint32_t i = 0;
+  for (const p::MessageView& m : pv->messages) {
+    SLUICE_ASSERT(m.partition == 3 && m.sequence == 1000 + i && m.payload.size() == o_.size);
+    ++i;
+  }
+  SLUICE_ASSERT(i == o_.batch);
+
+  // Streams and their stamp rings: a stream never has more than the window in flight.
+  window_msgs_ = uint64_t{o_.window} * o_.batch;
+  uint64_t ring = 1;
+  while (ring < window_msgs_) ring <<= 1;
+  ring_mask_ = ring - 1;
+  const uint32_t nstreams = o_.producers * q_.partitions;
+  stamps_.assign(ring * nstreams, 0);
+  streams_.resize(nstreams);
+  for (uint32_t s = 0; s < nstreams; ++s) {
+    streams_[s].producer_id = producer_base_ + s / q_.partitions;
+    streams_[s].partition = static_cast<uint16_t>(s % q_.partitions);
+    streams_[s].stamp = stamps_.data() + s * ring;
+  }
+  closed_loop_ = o_.rate <= 0;
+  period_ = closed_loop_ ? 0 : static_cast<double>(link_.tsc_hz()) * o_.batch / o_.rate;
+  timeout_cycles_ = static_cast<uint64_t>(o_.ack_timeout_ms * 1e-3 * link_.tsc_hz());
+  result_.tsc_hz = link_.tsc_hz();
+  return absl::OkStatus();
+}
+
+// The next stream that may send a frame, or -1.
+int Producer::PickStream(uint64_t now) {
+  const uint32_t n = static_cast<uint32_t>(streams_.size());
+  for (uint32_t k = 0; k < n; ++k) {
+    const uint32_t i = (rr_ + k) % n;
+    Stream& s = streams_[i];
+    if (s.stalled) {
+      if (s.inflight != 0 || now < s.resume_tsc) continue;
+      s.stalled = false;      // everything answered: go back to the first unacknowledged
+      s.next_seq = s.base;
+    }
+    if (s.next_seq + o_.batch - s.base > ring_mask_ + 1) continue;  // ring (window) full
+    rr_ = i + 1;
+    return static_cast<int>(i);
+  }
+  return -1;
+}
+
+void Producer::Build(uint64_t now) {
+  while (npending_ < kBurst) {
+    if (inflight_ + o_.batch > window_msgs_) return;
+    if (o_.count != 0 && built_msgs_ >= o_.count) return;
+    if (!closed_loop_ && static_cast<double>(now) < next_sched_) return;
+    const int si = PickStream(now);
+    if (si < 0) return;
+    rte_mbuf* m = rte_pktmbuf_alloc(link_.pool());
+    if (m == nullptr) {
+      ++result_.no_mbuf;
+      return;
+    }
+    Stream& s = streams_[si];
+    uint8_t* d = rte_pktmbuf_mtod(m, uint8_t*);
+    rte_memcpy(d, template_.data(), template_.size());
+    m->data_len = m->pkt_len = static_cast<uint32_t>(template_.size());
+    std::byte* f = reinterpret_cast<std::byte*>(d + kUdpHeaderBytes);
+    p::le::Store<uint64_t>(f + kRequestIdAt, request_id_++);
+    p::le::Store<uint64_t>(f + kProducerIdAt, s.producer_id);
+    std::byte* rec = f + kRecordsAt;
+    for (uint32_t i = 0; i < o_.batch; ++i, rec += record_bytes_) {
+      p::le::Store<uint16_t>(rec + kRecPartitionAt, s.partition);
+      p::le::Store<uint64_t>(rec + kRecSequenceAt, s.next_seq + i);
+    }
+    Pending& pf = pending_[npending_++];
+    pf.m = m;
+    pf.stream = static_cast<uint32_t>(si);
+    pf.first_seq = s.next_seq;
+    pf.refused = false;
+    pf.stamp = closed_loop_ ? 0 : static_cast<uint64_t>(next_sched_);
+    if (!closed_loop_) next_sched_ += period_;
+    if (s.next_seq == s.base) s.progress_tsc = now;
+    s.next_seq += o_.batch;
+    s.inflight += o_.batch;
+    inflight_ += o_.batch;
+    built_msgs_ += o_.batch;
+  }
+}
+
+void Producer::Transmit() {
+  rte_mbuf* pkts[kBurst];
+  for (uint16_t i = 0; i < npending_; ++i) pkts[i] = pending_[i].m;
+  const uint64_t now = rte_rdtsc();
+  const uint16_t sent = link_.Tx(pkts, npending_);
+  for (uint16_t i = 0; i < sent; ++i) {
+    const Pending& pf = pending_[i];
+    const uint64_t stamp = closed_loop_ ? now : pf.stamp;
+    if (!closed_loop_ && now - pf.stamp > link_.tsc_hz() / 10'000) ++result_.late_sends;
+    Stream& s = streams_[pf.stream];
+    for (uint32_t k = 0; k < o_.batch; ++k) {
+      uint64_t& slot = s.stamp[(pf.first_seq + k) & ring_mask_];
+      if (slot == 0) slot = stamp;  // a resend keeps the original time
+    }
+    if (Measured(now)) ++result_.measured_frames_sent;
+  }
+  result_.frames_sent += sent;
+  result_.messages_sent += uint64_t{sent} * o_.batch;
+  for (uint16_t i = sent; i < npending_; ++i) {
+    if (!pending_[i].refused) ++result_.tx_refused;
+    pending_[i].refused = true;
+    pending_[i - sent] = pending_[i];
+  }
+  npending_ = static_cast<uint16_t>(npending_ - sent);
+}
+
+void Producer::Receive(uint64_t now) {
+  rte_mbuf* pkts[kRxBurst];
+  const uint16_t n = link_.Rx(pkts, kRxBurst);
+  for (uint16_t i = 0; i < n; ++i) {
+    rte_mbuf* m = pkts[i];
+    if (link_.HandleArp(m)) continue;
+    ++result_.frames_received;
+    if (Measured(now)) ++result_.measured_frames_received;
+    std::span<const std::byte> d = link_.UdpPayloadFor(m);
+    auto f = d.empty() ? p::DecodeResult<p::FrameView>(p::DecodeError::kTruncatedHeader)
+                       : p::DecodeFrame(d);
+    if (f && f->header.type == p::FrameType::kAck) {
+      auto ack = p::DecodeAck(*f);
+      if (ack && ack->queue_id == q_.id) {
+        ++result_.ack_frames;
+        OnAck(*ack, now);
+      } else {
+        ++result_.unmatched;
+      }
+    } else if (f && f->header.type == p::FrameType::kError) {
+      OnErrorFrame(*f);
+    } else {
+      ++result_.unmatched;
+    }
+    rte_pktmbuf_free(m);
+  }
+}
+
+void Producer::OnAck(const p::AckView& ack, uint64_t now) {
+  const uint64_t pi = ack.producer_id - producer_base_;
+  if (ack.producer_id < producer_base_ || pi >= o_.producers) {
+    ++result_.unmatched;
+    return;
+  }
+  for (const p::AckRange& r : ack.ranges) {
+    ++result_.ack_ranges;
+    if (r.partition >= q_.partitions) {
+      ++result_.unmatched;
+      continue;
+    }
+    OnRange(streams_[pi * q_.partitions + r.partition], r, now);
+  }
+}
+
+void Producer::OnRange(Stream& s, const p::AckRange& r, uint64_t now) {
+  const uint32_t answered = std::min<uint32_t>(r.count, s.inflight);
+  s.inflight -= answered;
+  inflight_ -= answered;
+  if (r.errc == Errc::kOk || r.errc == Errc::kDuplicate) {
+    const bool measured_ack = Measured(now);
+    // Bounded by the ring: a range longer than the window cannot be ours.
+    const uint64_t last = r.first_sequence + std::min<uint64_t>(r.count, ring_mask_ + 1);
+    for (uint64_t seq = r.first_sequence; seq < last; ++seq) {
+      uint64_t& slot = s.stamp[seq & ring_mask_];
+      if (slot == 0) continue;  // answered before (a resend's DUPLICATE)
+      if (Measured(slot)) result_.latency.Record(now > slot ? now - slot : 0);
+      slot = 0;
+      ++result_.messages_ok;
+      if (measured_ack) ++result_.measured_messages_ok;
+    }
+    if (r.first_sequence <= s.base && r.first_sequence + r.count > s.base) {
+      s.base = r.first_sequence + r.count;
+      s.progress_tsc = now;
+    }
+    return;
+  }
+  result_.last_error = static_cast<uint16_t>(r.errc);
+  if (r.errc == Errc::kThrottled || r.errc == Errc::kOutOfOrderSequence) {
+    if (r.errc == Errc::kThrottled) {
+      result_.throttled += r.count;
+      s.resume_tsc = now + link_.tsc_hz() / 50'000;  // back off 20 us
+    } else {
+      result_.out_of_order += r.count;
+    }
+    s.stalled = true;
+    return;
+  }
+  result_.other_errors += r.count;
+  Abort(absl::StrFormat("ack range with %s (partition %u, sequence %u)", ErrcName(r.errc),
+                        r.partition, r.first_sequence));
+}
+
+void Producer::OnErrorFrame(const p::FrameView& f) {
+  ++result_.error_frames;
+  auto e = p::DecodeErrorFrame(f);
+  if (!e) return;
+  result_.last_error = static_cast<uint16_t>(e->errc);
+  if (e->errc != Errc::kThrottled) {
+    Abort(absl::StrFormat("ERROR frame %s: %s", ErrcName(e->errc), e->detail));
+  }
+}
+
+void Producer::CheckTimeouts(uint64_t now) {
+  for (Stream& s : streams_) {
+    if (s.next_seq == s.base || now - s.progress_tsc < timeout_cycles_) continue;
+    ++result_.timeouts;
+    result_.lost += s.inflight;
+    inflight_ -= s.inflight;
+    s.inflight = 0;
+    s.stalled = false;
+    s.next_seq = s.base;
+    s.progress_tsc = now;
+  }
+}
+
+Result Producer::Run() {
+  const uint64_t hz = link_.tsc_hz();
+  const uint64_t t0 = rte_rdtsc();
+  t_measure_ = t0 + static_cast<uint64_t>(o_.warmup_s * hz);
+  t_end_ = t_measure_ + static_cast<uint64_t>(o_.duration_s * hz);
+  const uint64_t drain = static_cast<uint64_t>(o_.drain_s * hz);
+  next_sched_ = static_cast<double>(t0);
+  uint64_t stop_tsc = 0;
+  CpuShare cpu;
+  for (uint64_t pass = 0;; ++pass) {
+    const uint64_t now = rte_rdtsc();
+    const bool sending =
+        !result_.aborted && now < t_end_ && (o_.count == 0 || built_msgs_ < o_.count);
+    if (!cpu.started() && now >= t_measure_) cpu.Start();
+    if (!sending) {
+      if (stop_tsc == 0) {
+        stop_tsc = now;
+        result_.cpu_share = cpu.Stop();
+      }
+      if ((inflight_ == 0 && npending_ == 0) || now - stop_tsc >= drain) break;
+    }
+    Receive(now);
+    if (sending) Build(now);
+    if (npending_ != 0) Transmit();
+    if ((pass & 1023) == 0) CheckTimeouts(now);
+  }
+  for (uint16_t i = 0; i < npending_; ++i) rte_pktmbuf_free(pending_[i].m);
+  result_.lost += inflight_;
+  const uint64_t end = std::min(t_end_, stop_tsc);
+  result_.measured_s = end > t_measure_ ? static_cast<double>(end - t_measure_) / hz : 0.0;
+  return result_;
+}
+
+}  // namespace
+
+absl::StatusOr<Result> RunProduce(Link& link, const Options& o) {
+  // Ids unique per run, so that several runs against one sluiced never share producer state.
+  const uint64_t salt = (rte_rdtsc() ^ (uint64_t{static_cast<uint32_t>(getpid())} << 20)) &
+                        0x0000FFFFFFFFFF00ull;
+  const uint64_t client_id = salt | 0x1;
+  const uint64_t producer_base = (salt << 8) | 0x100;
+  if (auto st = link.ResolveServer(); !st.ok()) return st;
+  auto q = Lookup(link, o, client_id);
+  if (!q.ok()) return q.status();
+  std::printf("sluice-loadgen: queue '%s' is id %u, %u partition(s); server mac "
+              "%02x:%02x:%02x:%02x:%02x:%02x\n",
+              o.queue.c_str(), q->id, q->partitions, link.server_mac().addr_bytes[0],
+              link.server_mac().addr_bytes[1], link.server_mac().addr_bytes[2],
+              link.server_mac().addr_bytes[3], link.server_mac().addr_bytes[4],
+              link.server_mac().addr_bytes[5]);
+  std::fflush(stdout);
+  Producer producer(link, o, *q, client_id, producer_base);
+  if (auto st = producer.Prepare(); !st.ok()) return st;
+  return producer.Run();
+}
+
+}  // namespace sluice::bench
