@@ -401,7 +401,22 @@ void Frontend::Impl::OnReceive(const p::FrameView& f, const Endpoint& from,
     if (route.receiver) Error(f, from, Errc::kWrongQueueType, "RECEIVE needs a work queue");
     return;
   }
-  const uint32_t partition = r->partition == p::kAnyPartition ? route.any_partition : r->partition;
+  uint32_t partition = r->partition == p::kAnyPartition ? route.any_partition : r->partition;
+  if (r->partition == p::kAnyPartition && Owns(*q, partition)) {
+    // "Any partition": rather than an empty answer from the partition routed to, take the first
+    // partition this worker owns that has a message ready (a long poll still parks on the
+    // routed one when none has).
+    const uint32_t n = static_cast<uint32_t>(q->partition_worker.size());
+    for (uint32_t i = 0; i < n; ++i) {
+      const uint32_t cand = (route.any_partition + i) % n;
+      if (!Owns(*q, cand)) continue;
+      const shard::Partition* pt = ShardOf(q->id, cand)->Find(shard::QueueId{q->id}, cand);
+      if (pt->work()->HasReady()) {
+        partition = cand;
+        break;
+      }
+    }
+  }
   Errc answer;
   if (!Mine(*q, partition, route, &answer)) return;
   if (answer != Errc::kOk) {

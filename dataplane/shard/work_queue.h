@@ -77,7 +77,8 @@ class WorkQueue final : private TimerClient {
   void CancelWaiters(Errc errc);
 
   // Counts by state; walks the slot table (tests, metrics scrape; not for the message path).
-  WorkQueueStats Stats() const;
+  WorkQueueStats Stats() const;  // walks every slot: for control, not per request
+  bool HasReady() const { return ready_mask_ != 0; }  // O(1)
 
  private:
   enum class State : uint8_t { kFree, kPending, kDelayed, kReady, kBacklog, kLeased };
