@@ -1,0 +1,93 @@
+// Recovery at start: per partition, make the log consistent and say what it holds.
+//
+// For each segment, oldest first: load its index (rebuild it from the log if missing or bad),
+// then verify batches — every batch (verify_all), or from the last index checkpoint on (a sealed
+// segment's index vouches for the batches before its seal). Stop at the first torn or corrupt
+// batch, or at a batch whose offset does not continue the previous one; cut the log there (the
+// rest of that segment becomes zeros again, later segments are removed) and report what was cut.
+// The records from `feed_from_offset` on are returned, so the shell can rebuild the engine; for
+// work queues those deleted in the ack log are left out. Partitions run in parallel (TBB).
+#pragma once
+
+#include <cstdint>
+#include <span>
+#include <string>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "storage/ack_log.h"
+#include "storage/batch_format.h"
+#include "storage/log_state.h"
+
+namespace sluice::storage {
+
+struct RecoveryOptions {
+  uint32_t align_bytes = 4096;
+  uint32_t index_interval_bytes = 1 << 20;  // for indexes it rebuilds (as the writer's)
+  uint64_t segment_bytes = 256ull << 20;    // a cut segment is preallocated back to this
+  bool verify_all = true;  // false: trust sealed indexes, scan only from the last checkpoint
+  bool repair = true;      // false: report only, change nothing on disk
+};
+
+struct PartitionToRecover {
+  std::string data_dir;
+  PartitionId id;
+  uint64_t feed_from_offset = 0;  // records at or after it are returned; UINT64_MAX = none
+  bool skip_deleted = false;      // work queues: leave out offsets the ack log deleted
+};
+
+struct RecoveryReport {
+  PartitionId id;
+  uint64_t start_offset = 0;    // oldest offset on disk
+  uint64_t next_offset = 0;     // the engine continues here
+  uint32_t segments = 0;
+  uint64_t batches_scanned = 0;
+  uint64_t bytes_scanned = 0;
+  uint32_t indexes_rebuilt = 0;
+  // The cut, if any.
+  bool cut = false;
+  uint64_t cut_segment = 0;     // base offset of the segment cut
+  uint64_t cut_position = 0;
+  BatchCheck cut_reason = BatchCheck::kOk;
+  uint64_t bytes_cut = 0;       // non-zero bytes discarded (to the last non-zero 4 KiB block)
+  uint64_t batches_cut = 0;     // batch headers seen (magic) in what was discarded
+  uint32_t segments_removed = 0;
+  uint64_t ack_bytes_cut = 0;
+  double seconds = 0;
+};
+
+struct RecoveredRecord {
+  uint64_t offset;
+  uint64_t timestamp_ns;
+  uint32_t pos;     // in RecoveredPartition::data
+  uint32_t length;
+};
+
+struct RecoveredPartition {
+  absl::Status status;  // not ok: the partition could not be recovered (I/O error): do not open it
+  RecoveryReport report;
+  LogState log;         // hand to UringWriter::OpenPartition
+  AckState acks;        // deletes and group commits
+  std::vector<RecoveredRecord> records;  // in offset order
+  std::vector<std::byte> data;
+  std::span<const std::byte> record(const RecoveredRecord& r) const { return {data.data() + r.pos, r.length}; }
+};
+
+RecoveredPartition RecoverPartition(const PartitionToRecover& what, const RecoveryOptions& options);
+
+struct RecoveryRun {
+  std::vector<RecoveredPartition> partitions;  // same order as the input
+  double seconds = 0;
+  uint64_t bytes_scanned = 0;
+  double gb_per_s() const { return seconds > 0 ? bytes_scanned / seconds / 1e9 : 0; }
+};
+// All partitions, in parallel (tbb::parallel_for, one task per partition).
+RecoveryRun RecoverAll(std::span<const PartitionToRecover> what, const RecoveryOptions& options);
+
+// The partitions present in a data directory ("<queue>-<partition>" subdirectories).
+absl::StatusOr<std::vector<PartitionId>> ListPartitions(const std::string& data_dir);
+
+// One line for the log: what was recovered and, if anything, what was cut.
+std::string FormatReport(const RecoveryReport& r);
+
+}  // namespace sluice::storage

@@ -1,0 +1,293 @@
+#include "storage/uring_reader.h"
+
+#include <fcntl.h>
+#include <sys/uio.h>
+
+#include <algorithm>
+#include <vector>
+
+#include "protocol/assert.h"
+#include "storage/io.h"
+#include "storage/uring_setup.h"
+
+namespace sluice::storage {
+
+void FetchResult::ForEach(absl::FunctionRef<void(const RecordView&)> fn) const {
+  uint64_t pos = 0;
+  uint32_t left = count;
+  while (left > 0 && pos + kBatchHeaderBytes <= bytes_.size()) {
+    const BatchHeader h = ReadHeader(bytes_.subspan(pos));
+    ForEachRecord(bytes_.subspan(pos, h.stride_bytes), h, [&](const RecordView& r) {
+      if (left == 0 || r.offset < first_offset) return;
+      fn(r);
+      --left;
+    });
+    pos += h.stride_bytes;
+  }
+}
+
+namespace {
+
+struct Slot {
+  bool busy = false;
+  bool in_ring = false;
+  FetchRequest req;
+  size_t segment = 0;          // index into the partition's LogState::segments at issue time
+  uint64_t segment_base = 0;
+  uint64_t position = 0;       // file position of buf[0]
+  uint64_t limit = 0;          // durable end of the segment when issued
+  std::shared_ptr<Fd> fd;
+  AlignedBuffer buf;
+  FetchResult result;          // filled when done (or at once, for answers without I/O)
+};
+
+}  // namespace
+
+struct UringReader::Impl {
+  ReaderConfig cfg;
+  UringWriter* writer = nullptr;
+  io_uring ring{};
+  bool ring_ok = false;
+  RingFeatures features;
+  std::vector<Slot> slots;
+  std::vector<uint32_t> done;  // slots whose result is ready without (more) I/O
+  uint32_t pending_sqes = 0;
+  uint32_t in_ring = 0;
+  Stats stats;
+
+  ~Impl() {
+    if (ring_ok) io_uring_queue_exit(&ring);
+  }
+
+  void Finish(uint32_t i, Errc errc) {
+    slots[i].result.errc = errc;
+    done.push_back(i);
+  }
+  // Starts (or continues) a fetch at `position` of segment `seg`.
+  void Issue(uint32_t i, size_t seg, uint64_t position);
+  void OnRead(uint32_t i, int res);
+};
+
+void UringReader::Impl::Issue(uint32_t i, size_t seg_index, uint64_t position) {
+  Slot& s = slots[i];
+  const LogState& log = writer->log(s.req.partition);
+  if (seg_index >= log.segments.size()) {  // past the end: nothing more to give
+    s.result.next_offset = writer->durable(s.req.partition).value;
+    Finish(i, s.req.by == FetchBy::kOffset ? Errc::kOffsetOutOfRange : Errc::kOk);
+    return;
+  }
+  const SegmentState& seg = log.segments[seg_index];
+  if (position >= seg.end_position) {
+    Issue(i, seg_index + 1, 0);
+    return;
+  }
+  SegmentState& mseg = const_cast<SegmentState&>(seg);  // read_fd is the reader's cache
+  if (!mseg.read_fd) {
+    absl::StatusOr<PartitionDir> dir = PartitionDir::Open(writer->spec(s.req.partition).data_dir,
+                                                          writer->spec(s.req.partition).id, false);
+    if (!dir.ok()) {
+      Finish(i, Errc::kStorageFailed);
+      return;
+    }
+    bool direct = false;
+    absl::StatusOr<Fd> fd = OpenMaybeDirect(dir->LogPath(seg.base_offset), O_RDONLY, &direct);
+    if (!fd.ok()) {
+      Finish(i, Errc::kStorageFailed);
+      return;
+    }
+    mseg.read_fd = std::make_shared<Fd>(std::move(*fd));
+  }
+  s.fd = mseg.read_fd;
+  s.segment = seg_index;
+  s.segment_base = seg.base_offset;
+  s.position = position;
+  s.limit = seg.end_position;
+  const uint64_t len = AlignUp(std::min<uint64_t>(cfg.read_bytes, s.limit - position), cfg.align_bytes);
+  io_uring_sqe* sqe = io_uring_get_sqe(&ring);
+  SLUICE_ASSERT(sqe != nullptr);
+  if (features.registered_buffers) {
+    io_uring_prep_read_fixed(sqe, s.fd->get(), s.buf.data(), static_cast<unsigned>(len), position,
+                             static_cast<int>(i));
+  } else {
+    io_uring_prep_read(sqe, s.fd->get(), s.buf.data(), static_cast<unsigned>(len), position);
+  }
+  io_uring_sqe_set_data64(sqe, i);
+  s.in_ring = true;
+  ++in_ring;
+  ++pending_sqes;
+  ++stats.reads;
+}
+
+void UringReader::Impl::OnRead(uint32_t i, int res) {
+  Slot& s = slots[i];
+  s.in_ring = false;
+  --in_ring;
+  if (res < 0) {
+    Finish(i, Errc::kStorageFailed);
+    return;
+  }
+  stats.bytes += static_cast<uint64_t>(res);
+  const std::span<const std::byte> got{s.buf.data(),
+                                       std::min<uint64_t>(static_cast<uint64_t>(res), s.limit - s.position)};
+  uint64_t pos = 0;
+  int64_t first = -1;  // buffer position of the first batch to deliver
+  uint32_t count = 0;
+  while (pos < got.size()) {
+    BatchHeader h;
+    const BatchCheck c = VerifyBatch(got.subspan(pos), cfg.align_bytes, &h);
+    if (c == BatchCheck::kTruncated) break;  // continues past the read: read on from here
+    if (c != BatchCheck::kOk) {
+      Finish(i, Errc::kStorageFailed);
+      return;
+    }
+    if (first < 0) {
+      uint64_t from = UINT64_MAX;
+      if (s.req.by == FetchBy::kOffset && h.end_offset() > s.req.value) {
+        from = std::max(s.req.value, h.base_offset);
+      } else if (s.req.by == FetchBy::kTimestamp && h.last_timestamp_ns >= s.req.value) {
+        ForEachRecord(got.subspan(pos, h.stride_bytes), h, [&](const RecordView& r) {
+          if (from == UINT64_MAX && r.timestamp_ns >= s.req.value) from = r.offset;
+        });
+      }
+      if (from != UINT64_MAX) {
+        first = static_cast<int64_t>(pos);
+        s.result.first_offset = from;
+      }
+    }
+    if (first >= 0) {
+      const uint64_t skip = s.result.first_offset > h.base_offset ? s.result.first_offset - h.base_offset : 0;
+      count += static_cast<uint32_t>(std::min<uint64_t>(h.count - skip, s.req.max_records - count));
+      if (count == s.req.max_records) {
+        pos += h.stride_bytes;
+        break;
+      }
+    }
+    pos += h.stride_bytes;
+  }
+  if (first < 0) {  // the answer lies further on: one more read
+    if (pos == 0) {   // a batch larger than read_bytes: a configuration error
+      Finish(i, Errc::kStorageFailed);
+      return;
+    }
+    Issue(i, s.segment, s.position + pos);
+    return;
+  }
+  s.result.bytes_ = got.subspan(static_cast<size_t>(first), pos - static_cast<uint64_t>(first));
+  s.result.count = count;
+  s.result.next_offset = s.result.first_offset + count;
+  Finish(i, Errc::kOk);
+}
+
+absl::StatusOr<std::unique_ptr<UringReader>> UringReader::Create(const ReaderConfig& config,
+                                                                 UringWriter* writer) {
+  auto impl = std::make_unique<Impl>();
+  impl->cfg = config;
+  impl->writer = writer;
+  RingOptions o;
+  o.entries = std::max<uint32_t>(8, config.max_reads);
+  if (absl::Status s = InitRing(&impl->ring, o, &impl->features); !s.ok()) return s;
+  impl->ring_ok = true;
+  impl->slots.resize(config.max_reads);
+  std::vector<iovec> iov;
+  for (Slot& s : impl->slots) {
+    s.buf = AlignedBuffer(AlignUp(config.read_bytes, config.align_bytes));
+    iov.push_back({s.buf.data(), s.buf.size()});
+  }
+  impl->done.reserve(config.max_reads);
+  if (config.register_buffers) {
+    impl->features.registered_buffers =
+        io_uring_register_buffers(&impl->ring, iov.data(), static_cast<unsigned>(iov.size())) == 0;
+  }
+  return std::unique_ptr<UringReader>(new UringReader(std::move(impl)));
+}
+
+UringReader::UringReader(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
+UringReader::~UringReader() {
+  if (!impl_->features.disabled) Drain([](const FetchResult&) {});
+}
+
+Errc UringReader::Fetch(const FetchRequest& req) {
+  Impl& m = *impl_;
+  EnableRing(&m.ring, &m.features);
+  uint32_t i = 0;
+  while (i < m.slots.size() && m.slots[i].busy) ++i;
+  if (i == m.slots.size()) return Errc::kThrottled;
+  Slot& s = m.slots[i];
+  s.busy = true;
+  s.req = req;
+  s.result = FetchResult{};
+  s.result.cookie = req.cookie;
+  s.result.align_ = m.cfg.align_bytes;
+  ++m.stats.fetches;
+  if (m.writer->failed(req.partition)) {
+    m.Finish(i, Errc::kStorageFailed);
+    return Errc::kStorageFailed;
+  }
+  const LogState& log = m.writer->log(req.partition);
+  const uint64_t durable = m.writer->durable(req.partition).value;
+  s.result.next_offset = req.by == FetchBy::kOffset ? req.value : durable;
+  // One lookup: the segment, then the index entry at or before the target.
+  size_t seg = 0;
+  const IndexEntry* e = nullptr;
+  if (req.by == FetchBy::kOffset) {
+    if (req.value < log.start_offset() || req.value >= durable) {
+      m.Finish(i, Errc::kOffsetOutOfRange);
+      return Errc::kOffsetOutOfRange;
+    }
+    auto it = std::upper_bound(log.segments.begin(), log.segments.end(), req.value,
+                               [](uint64_t o, const SegmentState& st) { return o < st.base_offset; });
+    seg = static_cast<size_t>(it - log.segments.begin()) - 1;
+    e = log.segments[seg].index.FloorOffset(req.value);
+  } else {
+    while (seg < log.segments.size() &&
+           (log.segments[seg].end_position == 0 || log.segments[seg].last_timestamp_ns < req.value)) {
+      ++seg;
+    }
+    if (seg < log.segments.size()) e = log.segments[seg].index.FloorTimestamp(req.value);
+  }
+  m.Issue(i, seg, e != nullptr ? e->position : 0);
+  return Errc::kOk;
+}
+
+uint32_t UringReader::Poll(absl::FunctionRef<void(const FetchResult&)> fn) {
+  Impl& m = *impl_;
+  EnableRing(&m.ring, &m.features);
+  SubmitRing(&m.ring, m.features, m.pending_sqes > 0, m.in_ring > 0, false);
+  m.pending_sqes = 0;
+  io_uring_cqe* cqes[32];
+  unsigned n;
+  while ((n = io_uring_peek_batch_cqe(&m.ring, cqes, 32)) > 0) {
+    for (unsigned k = 0; k < n; ++k) {
+      m.OnRead(static_cast<uint32_t>(io_uring_cqe_get_data64(cqes[k])), cqes[k]->res);
+    }
+    io_uring_cq_advance(&m.ring, n);
+  }
+  const uint32_t out = static_cast<uint32_t>(m.done.size());
+  for (uint32_t i : m.done) {
+    fn(m.slots[i].result);
+    m.slots[i].busy = false;
+    m.slots[i].fd.reset();
+  }
+  m.done.clear();
+  if (m.pending_sqes > 0) {  // continuations issued while reaping
+    SubmitRing(&m.ring, m.features, true, true, false);
+    m.pending_sqes = 0;
+  }
+  return out;
+}
+
+void UringReader::Drain(absl::FunctionRef<void(const FetchResult&)> fn) {
+  Impl& m = *impl_;
+  EnableRing(&m.ring, &m.features);
+  while (m.in_ring > 0 || m.pending_sqes > 0 || !m.done.empty()) {
+    if (m.in_ring > 0 || m.pending_sqes > 0) {
+      if (SubmitRing(&m.ring, m.features, m.pending_sqes > 0, true, true) < 0) break;
+      m.pending_sqes = 0;
+    }
+    Poll(fn);
+  }
+}
+
+const UringReader::Stats& UringReader::stats() const { return impl_->stats; }
+
+}  // namespace sluice::storage

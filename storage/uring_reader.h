@@ -1,0 +1,89 @@
+// Reads of data no longer in memory, through the lcore's own io_uring (a second ring beside the
+// writer's, on the same thread): a fetch from an offset or a timestamp is one index lookup in
+// memory, then one read of the index interval that holds the answer. The lcore never blocks:
+// Fetch prepares the read, Poll reaps finished ones and hands their records to the caller.
+//
+//   reader.Fetch(FetchRequest{handle, FetchBy::kOffset, offset, max_records, cookie});
+//   ...each loop pass...
+//   reader.Poll([&](const FetchResult& r) { r.ForEach([&](const RecordView& m) {...}); });
+//
+// Only durable bytes are read (below the writer's durable end of each segment). Every batch read
+// is CRC-checked; a bad one ends the fetch with kStorageFailed.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+
+#include "absl/functional/function_ref.h"
+#include "absl/status/statusor.h"
+#include "protocol/errc.h"
+#include "storage/batch_format.h"
+#include "storage/uring_writer.h"
+
+namespace sluice::storage {
+
+struct ReaderConfig {
+  uint32_t max_reads = 32;            // reads in flight; each has its own buffer
+  // Bytes per read: must hold an index interval plus the largest batch (index_interval_bytes +
+  // the shard's chunk_bytes); a read that cannot reach its target continues with another.
+  uint32_t read_bytes = (1 << 20) + (256 << 10);
+  uint32_t align_bytes = 4096;
+  bool register_buffers = true;
+};
+
+enum class FetchBy : uint8_t { kOffset, kTimestamp };
+
+struct FetchRequest {
+  PartitionHandle partition = 0;
+  FetchBy by = FetchBy::kOffset;
+  uint64_t value = 0;        // offset, or timestamp in ns (first record at or after it)
+  uint32_t max_records = 1024;
+  uint64_t cookie = 0;       // echoed in the result
+};
+
+class FetchResult {
+ public:
+  uint64_t cookie = 0;
+  Errc errc = Errc::kOk;     // kOk, kOffsetOutOfRange, kStorageFailed (I/O error or bad batch)
+  uint64_t first_offset = 0;  // first record delivered
+  uint64_t next_offset = 0;   // where a following fetch continues
+  uint32_t count = 0;
+
+  // The delivered records, valid during the Poll callback only.
+  void ForEach(absl::FunctionRef<void(const RecordView&)> fn) const;
+
+ private:
+  friend class UringReader;
+  std::span<const std::byte> bytes_;  // whole batches, the first one holding first_offset
+  uint32_t align_ = 4096;
+};
+
+class UringReader {
+ public:
+  // `writer` gives the partitions' segments and indexes; both run on the same thread.
+  static absl::StatusOr<std::unique_ptr<UringReader>> Create(const ReaderConfig& config,
+                                                             UringWriter* writer);
+  ~UringReader();
+  UringReader(const UringReader&) = delete;
+  UringReader& operator=(const UringReader&) = delete;
+
+  // kOk (result comes from Poll), kThrottled (all reads busy: ask again later), or an answer
+  // that needs no I/O (kOffsetOutOfRange, kStorageFailed), also delivered through Poll.
+  Errc Fetch(const FetchRequest& request);
+  uint32_t Poll(absl::FunctionRef<void(const FetchResult&)> fn);
+  void Drain(absl::FunctionRef<void(const FetchResult&)> fn);  // blocks until none in flight
+
+  struct Stats {
+    uint64_t fetches = 0;
+    uint64_t reads = 0;      // > fetches only when a fetch needed a second read
+    uint64_t bytes = 0;
+  };
+  const Stats& stats() const;
+
+ private:
+  struct Impl;
+  explicit UringReader(std::unique_ptr<Impl> impl);
+  std::unique_ptr<Impl> impl_;
+};
+
+}  // namespace sluice::storage

@@ -1,0 +1,62 @@
+#include "storage/uring_setup.h"
+
+#include <sys/syscall.h>
+#include <unistd.h>
+
+#include <cstdio>
+#include <cstring>
+
+#include "protocol/assert.h"
+#include "storage/io.h"
+
+namespace sluice::storage {
+
+absl::Status InitRing(io_uring* ring, const RingOptions& o, RingFeatures* features) {
+  int err = -EINVAL;
+  if (o.sqpoll) {
+    io_uring_params p{};
+    p.flags = IORING_SETUP_SQPOLL | (o.sqpoll_cpu >= 0 ? IORING_SETUP_SQ_AFF : 0);
+    p.sq_thread_cpu = o.sqpoll_cpu >= 0 ? static_cast<uint32_t>(o.sqpoll_cpu) : 0;
+    p.sq_thread_idle = o.sqpoll_idle_ms;
+    err = io_uring_queue_init_params(o.entries, ring, &p);
+    if (err == 0) {
+      features->sqpoll = true;
+      return absl::OkStatus();
+    }
+    std::fprintf(stderr, "sluice storage: warning: SQPOLL ring refused (%s); using a plain ring\n",
+                 std::strerror(-err));
+  }
+  const uint32_t tries[] = {
+      IORING_SETUP_SINGLE_ISSUER | IORING_SETUP_DEFER_TASKRUN | IORING_SETUP_R_DISABLED,
+      IORING_SETUP_SINGLE_ISSUER | IORING_SETUP_R_DISABLED, 0};
+  for (uint32_t flags : tries) {
+    io_uring_params p{};
+    p.flags = flags;
+    err = io_uring_queue_init_params(o.entries, ring, &p);
+    if (err == 0) {
+      features->single_issuer = (flags & IORING_SETUP_SINGLE_ISSUER) != 0;
+      features->defer_taskrun = (flags & IORING_SETUP_DEFER_TASKRUN) != 0;
+      features->disabled = (flags & IORING_SETUP_R_DISABLED) != 0;
+      return absl::OkStatus();
+    }
+  }
+  return ErrnoStatus(-err, "io_uring_queue_init", "storage ring");
+}
+
+void EnableRing(io_uring* ring, RingFeatures* features) {
+  if (!features->disabled) return;
+  // liburing 2.3 declares io_uring_enable_rings but does not export it: the raw register call.
+  const long err = ::syscall(__NR_io_uring_register, ring->ring_fd, IORING_REGISTER_ENABLE_RINGS,
+                             nullptr, 0);
+  SLUICE_ASSERT(err == 0);
+  features->disabled = false;
+}
+
+int SubmitRing(io_uring* ring, const RingFeatures& f, bool have_sqes, bool in_flight, bool wait) {
+  if (wait && (in_flight || have_sqes)) return io_uring_submit_and_wait(ring, 1);
+  if (have_sqes) return f.defer_taskrun ? io_uring_submit_and_get_events(ring) : io_uring_submit(ring);
+  if (f.defer_taskrun && in_flight) return io_uring_get_events(ring);
+  return 0;
+}
+
+}  // namespace sluice::storage

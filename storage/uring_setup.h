@@ -1,0 +1,39 @@
+// Ring creation shared by the writer and the reader: the best setup the kernel offers, falling
+// back step by step (SQPOLL if asked; else SINGLE_ISSUER + DEFER_TASKRUN; else SINGLE_ISSUER;
+// else a plain ring). SINGLE_ISSUER rings start disabled (R_DISABLED) so that the thread that
+// will own them enables them on first use (EnableRing), whichever thread created them.
+#pragma once
+
+#include <liburing.h>
+
+#include <cstdint>
+
+#include "absl/status/status.h"
+
+namespace sluice::storage {
+
+struct RingFeatures {
+  bool single_issuer = false;
+  bool defer_taskrun = false;
+  bool sqpoll = false;
+  bool registered_buffers = false;
+  bool registered_files = false;
+  bool disabled = false;  // created R_DISABLED: EnableRing before the first submit
+};
+
+struct RingOptions {
+  uint32_t entries = 256;
+  bool sqpoll = false;
+  int sqpoll_cpu = -1;
+  uint32_t sqpoll_idle_ms = 1000;
+};
+
+absl::Status InitRing(io_uring* ring, const RingOptions& options, RingFeatures* features);
+// Enables a disabled ring for the calling thread (no-op otherwise).
+void EnableRing(io_uring* ring, RingFeatures* features);
+// Submits what was prepared; with DEFER_TASKRUN also runs completion task work. wait: block for
+// at least one completion. Returns io_uring_submit*'s result.
+int SubmitRing(io_uring* ring, const RingFeatures& features, bool have_sqes, bool in_flight,
+               bool wait);
+
+}  // namespace sluice::storage

@@ -1,0 +1,661 @@
+#include "storage/uring_writer.h"
+
+#include <fcntl.h>
+#include <liburing.h>
+#include <linux/fs.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <cstdio>
+#include <cstring>
+#include <optional>
+
+#include "absl/strings/str_cat.h"
+#include "dataplane/shard/ring.h"
+#include "protocol/assert.h"
+
+namespace sluice::storage {
+namespace {
+
+constexpr uint32_t kFilesPerPartition = 4;  // the active segment + segments still completing
+constexpr uint64_t kNoSeq = UINT64_MAX;
+
+enum class Op : uint8_t { kFree, kWrite, kSync };
+
+struct Request {
+  Op op = Op::kFree;
+  uint32_t part = 0;
+  uint64_t seq = kNoSeq;  // the flight (batch) it belongs to
+  uint32_t gen = 0;       // kSync: the write attempt it follows
+  int inject_res = 0;     // fault injection: the result to report instead of the real one
+};
+
+// A batch on its way to disk.
+struct Flight {
+  uint64_t seq = 0;
+  uint64_t first_offset = 0;
+  uint64_t end_offset = 0;
+  uint64_t first_ts = 0;
+  uint64_t last_ts = 0;
+  std::byte* buf = nullptr;
+  uint32_t stride = 0;
+  uint32_t written = 0;   // bytes the device took so far
+  uint64_t position = 0;  // in the segment
+  uint64_t segment = 0;   // base offset of its segment
+  uint8_t file = 0;       // Part::files slot
+  uint32_t gen = 0;       // write attempts (a re-queue bumps it)
+  uint32_t ops = 0;       // requests in flight
+  bool synced = false;    // buffered mode: the fdatasync after the last write attempt succeeded
+  bool fixed = false;     // buf lies in the registered region
+};
+
+struct SegmentFile {
+  Fd fd;
+  Fd index_fd;
+  int slot = -1;          // registered file index, -1 = use fd
+  uint64_t base = 0;
+  uint64_t capacity = 0;  // file size: appends stop before it
+  uint32_t ops = 0;       // requests in flight on it
+  bool open = false;
+  bool active = false;
+};
+
+struct Part {
+  bool open = false;
+  PartitionSpec spec;
+  std::optional<PartitionDir> dir;
+  LogState log;
+  SegmentFile files[kFilesPerPartition];
+  uint8_t active = 0;
+  bool direct = true;
+  uint64_t tail = 0;           // next write position in the active segment
+  uint64_t submitted_end = 0;  // end offset of the last batch submitted
+  uint64_t durable_end = 0;
+  uint64_t reported_end = 0;
+  shard::Ring<Flight> flights;
+  uint64_t next_seq = 0;
+  bool failed = false;
+  bool failure_reported = false;
+  std::string failure;
+  bool dirty = false;
+  bool warned = false;  // the buffered-fallback warning, once per partition
+};
+
+}  // namespace
+
+struct UringWriter::Impl {
+  WriterConfig cfg;
+  io_uring ring{};
+  bool ring_ok = false;
+  bool enabled = false;  // R_DISABLED rings are enabled by the owning thread's first call
+  RingFeatures features;
+  WriterStats stats;
+  FaultInjection faults;
+  std::vector<Request> requests;
+  std::vector<uint32_t> free_requests;
+  std::vector<int> free_slots;  // registered file slots
+  std::vector<Part> parts;
+  std::vector<uint32_t> dirty;
+  uint32_t pending_sqes = 0;
+
+  ~Impl() {
+    if (ring_ok) io_uring_queue_exit(&ring);
+  }
+
+  absl::Status Setup();
+  void Adopt();
+  Part& P(PartitionHandle h) {
+    SLUICE_ASSERT(h < parts.size() && parts[h].open);
+    return parts[h];
+  }
+  Flight& FlightOf(Part& p, uint64_t seq) {
+    SLUICE_ASSERT(!p.flights.empty() && seq >= p.flights.front().seq);
+    Flight& f = p.flights[seq - p.flights.front().seq];
+    SLUICE_ASSERT(f.seq == seq);
+    return f;
+  }
+  uint32_t AllocRequest(Op op, uint32_t part, uint64_t seq) {
+    SLUICE_ASSERT(!free_requests.empty());
+    const uint32_t id = free_requests.back();
+    free_requests.pop_back();
+    requests[id] = Request{op, part, seq, 0, 0};
+    return id;
+  }
+  void FreeRequest(uint32_t id) {
+    requests[id].op = Op::kFree;
+    free_requests.push_back(id);
+  }
+  io_uring_sqe* Sqe() {
+    io_uring_sqe* sqe = io_uring_get_sqe(&ring);
+    SLUICE_ASSERT(sqe != nullptr);  // SQ entries >= requests, and a request holds one SQE at most
+    ++pending_sqes;
+    return sqe;
+  }
+
+  absl::Status OpenActive(Part& p, PartitionHandle h);
+  absl::Status Roll(Part& p, PartitionHandle h, uint64_t base);
+  void CloseFile(Part& p, uint8_t i);
+  void SealSegment(Part& p, SegmentFile& f);
+  void PrepWrite(PartitionHandle h, Part& p, Flight& f);
+  void Fail(PartitionHandle h, Part& p, int err, std::string_view what);
+  void MarkDirty(PartitionHandle h, Part& p) {
+    if (!p.dirty) {
+      p.dirty = true;
+      dirty.push_back(h);
+    }
+  }
+  void OnCompletion(uint32_t id, int res);
+  void Retire(PartitionHandle h, Part& p);
+  uint32_t Reap();
+  int SubmitPending(bool wait);
+  uint32_t Report(absl::FunctionRef<void(const Completion&)> fn);
+};
+
+// ---- setup ---------------------------------------------------------------------------------
+
+absl::Status UringWriter::Impl::Setup() {
+  const uint32_t depth = std::max<uint32_t>(cfg.queue_depth, 8);
+  RingOptions o{depth, cfg.sqpoll, cfg.sqpoll_cpu, cfg.sqpoll_idle_ms};
+  if (absl::Status s = InitRing(&ring, o, &features); !s.ok()) return s;
+  ring_ok = true;
+  int err = 0;
+  if (cfg.register_resources && !cfg.buffers.empty()) {
+    iovec v{cfg.buffers.data(), cfg.buffers.size()};
+    err = io_uring_register_buffers(&ring, &v, 1);
+    features.registered_buffers = err == 0;
+    if (err != 0) {
+      std::fprintf(stderr, "sluice storage: warning: cannot register %zu bytes of buffers (%s); "
+                   "writes pin pages per I/O\n", cfg.buffers.size(), std::strerror(-err));
+    }
+  }
+  const uint32_t slots = cfg.max_partitions * kFilesPerPartition;
+  if (cfg.register_resources && io_uring_register_files_sparse(&ring, slots) == 0) {
+    features.registered_files = true;
+    for (int i = static_cast<int>(slots) - 1; i >= 0; --i) free_slots.push_back(i);
+  }
+  requests.resize(depth);
+  for (uint32_t i = depth; i-- > 0;) free_requests.push_back(i);
+  parts.reserve(cfg.max_partitions);
+  dirty.reserve(cfg.max_partitions);
+  return absl::OkStatus();
+}
+
+void UringWriter::Impl::Adopt() {
+  EnableRing(&ring, &features);
+  enabled = true;
+}
+
+absl::StatusOr<std::unique_ptr<UringWriter>> UringWriter::Create(const WriterConfig& config) {
+  SLUICE_ASSERT(config.align_bytes > 0 && (config.align_bytes & (config.align_bytes - 1)) == 0);
+  SLUICE_ASSERT(config.segment_bytes % config.align_bytes == 0);
+  auto impl = std::make_unique<Impl>();
+  impl->cfg = config;
+  if (absl::Status s = impl->Setup(); !s.ok()) return s;
+  return std::unique_ptr<UringWriter>(new UringWriter(std::move(impl)));
+}
+
+UringWriter::UringWriter(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
+
+UringWriter::~UringWriter() {
+  if (impl_->enabled) Drain([](const Completion&) {});
+}
+
+// ---- partitions ----------------------------------------------------------------------------
+
+absl::Status UringWriter::Impl::OpenActive(Part& p, PartitionHandle h) {
+  SegmentState& seg = p.log.segments.back();
+  const std::string path = p.dir->LogPath(seg.base_offset);
+  absl::StatusOr<Fd> fd = cfg.direct_io ? OpenMaybeDirect(path, O_RDWR, &p.direct)
+                                        : OpenBuffered(path, O_RDWR, &p.direct);
+  if (!fd.ok()) return fd.status();
+  absl::StatusOr<uint64_t> size = FileSize(fd->get(), path);
+  if (!size.ok()) return size.status();
+  if (*size < cfg.segment_bytes) {
+    if (int e = ::posix_fallocate(fd->get(), 0, static_cast<off_t>(cfg.segment_bytes)); e != 0) {
+      return ErrnoStatus(e, "fallocate", path);
+    }
+    if (::fsync(fd->get()) != 0) return ErrnoStatus(errno, "fsync", path);
+  }
+  // The index file is rewritten to exactly what recovery kept, then appended to.
+  if (absl::Status s = p.dir->WriteIndex(seg.base_offset, seg.index); !s.ok()) return s;
+  Fd index(::open(p.dir->IndexPath(seg.base_offset).c_str(), O_WRONLY | O_CLOEXEC));
+  if (!index.valid()) return ErrnoStatus(errno, "open", p.dir->IndexPath(seg.base_offset));
+
+  uint8_t i = 0;
+  while (i < kFilesPerPartition && p.files[i].open) ++i;
+  SLUICE_ASSERT(i < kFilesPerPartition);  // Roll checks for a free slot first
+  SegmentFile& f = p.files[i];
+  f = SegmentFile{};
+  f.fd = std::move(*fd);
+  f.index_fd = std::move(index);
+  f.base = seg.base_offset;
+  f.capacity = std::max(*size, cfg.segment_bytes);
+  f.open = true;
+  f.active = true;
+  if (!free_slots.empty()) {
+    const int slot = free_slots.back();
+    int fdv = f.fd.get();
+    if (io_uring_register_files_update(&ring, static_cast<unsigned>(slot), &fdv, 1) == 1) {
+      f.slot = slot;
+      free_slots.pop_back();
+    }
+  }
+  p.active = i;
+  p.tail = seg.end_position;
+  if (!p.direct && !p.warned) {
+    p.warned = true;
+    std::fprintf(stderr, "sluice storage: warning: %s: %s; partition %u-%u uses buffered writes + "
+                 "fdatasync\n", path.c_str(),
+                 cfg.direct_io ? "no O_DIRECT on this filesystem" : "O_DIRECT disabled by config",
+                 p.spec.id.queue, p.spec.id.partition);
+  }
+  (void)h;
+  return absl::OkStatus();
+}
+
+absl::StatusOr<PartitionHandle> UringWriter::OpenPartition(const PartitionSpec& spec,
+                                                           LogState state) {
+  Impl& m = *impl_;
+  if (m.parts.size() >= m.cfg.max_partitions) {
+    return absl::ResourceExhaustedError("storage writer: max_partitions reached");
+  }
+  const PartitionHandle h = static_cast<PartitionHandle>(m.parts.size());
+  m.parts.emplace_back();
+  Part& p = m.parts.back();
+  p.open = true;
+  p.spec = spec;
+  p.log = std::move(state);
+  p.submitted_end = p.durable_end = p.reported_end = p.log.next_offset;
+  p.flights.Reset(m.cfg.max_batches_in_flight);
+  if (spec.durability == shard::Durability::kNone) return h;  // memory only: no files
+
+  absl::StatusOr<PartitionDir> dir = PartitionDir::Open(spec.data_dir, spec.id, true);
+  if (!dir.ok()) {
+    m.parts.pop_back();
+    return dir.status();
+  }
+  p.dir = std::move(*dir);
+  absl::Status s;
+  if (p.log.segments.empty()) {
+    s = m.Roll(p, h, p.log.next_offset);
+  } else {
+    SLUICE_ASSERT(p.log.segments.back().end_offset == p.log.next_offset);
+    s = m.OpenActive(p, h);
+  }
+  if (!s.ok()) {
+    m.parts.pop_back();
+    return s;
+  }
+  return h;
+}
+
+void UringWriter::ClosePartition(PartitionHandle h) {
+  Impl& m = *impl_;
+  Part& p = m.P(h);
+  m.Adopt();
+  while (true) {
+    bool busy = false;
+    for (const SegmentFile& f : p.files) busy |= f.open && f.ops > 0;
+    if (!busy || m.SubmitPending(true) != 0) break;
+    m.Reap();
+  }
+  for (uint8_t i = 0; i < kFilesPerPartition; ++i) {
+    if (p.files[i].open) m.CloseFile(p, i);
+  }
+  p.open = false;
+}
+
+absl::Status UringWriter::Impl::Roll(Part& p, PartitionHandle h, uint64_t base) {
+  uint8_t free_slot = kFilesPerPartition;
+  for (uint8_t i = 0; i < kFilesPerPartition; ++i) {
+    if (!p.files[i].open) free_slot = i;
+  }
+  if (free_slot == kFilesPerPartition) return absl::UnavailableError("segments still completing");
+  bool direct = true;
+  absl::StatusOr<Fd> fd = p.dir->CreateSegment(base, cfg.segment_bytes, &direct);
+  if (!fd.ok()) return fd.status();
+  fd->Reset();  // OpenActive reopens it the same way
+  if (!p.log.segments.empty()) {
+    SegmentFile& old = p.files[p.active];
+    old.active = false;
+    p.log.segments.back().closed = true;
+    if (old.ops == 0) CloseFile(p, p.active);
+  }
+  SegmentState seg;
+  seg.base_offset = seg.end_offset = base;
+  p.log.segments.push_back(std::move(seg));
+  ++stats.rolls;
+  return OpenActive(p, h);
+}
+
+void UringWriter::Impl::SealSegment(Part& p, SegmentFile& f) {
+  // Find its state (usually the one before the active segment).
+  for (auto it = p.log.segments.rbegin(); it != p.log.segments.rend(); ++it) {
+    if (it->base_offset != f.base) continue;
+    if (!it->index.empty() && !it->index.seal()) {
+      it->index.Seal(it->end_offset, it->end_position, it->last_timestamp_ns);
+      const IndexEntry e = *it->index.seal();
+      const uint64_t at = it->index.entries().size() * sizeof(IndexEntry);
+      // Best effort: the index is a cache that recovery rebuilds if this is lost.
+      (void)PwriteFull(f.index_fd.get(), {reinterpret_cast<const std::byte*>(&e), sizeof e}, at,
+                       p.dir->IndexPath(f.base));
+    }
+    return;
+  }
+}
+
+void UringWriter::Impl::CloseFile(Part& p, uint8_t i) {
+  SegmentFile& f = p.files[i];
+  SLUICE_ASSERT(f.open && f.ops == 0);
+  if (!f.active && !p.failed) SealSegment(p, f);
+  if (f.slot >= 0) {
+    int none = -1;
+    io_uring_register_files_update(&ring, static_cast<unsigned>(f.slot), &none, 1);
+    free_slots.push_back(f.slot);
+  }
+  f = SegmentFile{};
+}
+
+// ---- submit --------------------------------------------------------------------------------
+
+void UringWriter::Impl::PrepWrite(PartitionHandle h, Part& p, Flight& f) {
+  SegmentFile& file = p.files[f.file];
+  const uint32_t id = AllocRequest(Op::kWrite, h, f.seq);
+  ++f.gen;
+  io_uring_sqe* sqe = Sqe();
+  std::byte* buf = f.buf + f.written;
+  uint32_t len = f.stride - f.written;
+  const uint64_t pos = f.position + f.written;
+  const int fd = file.slot >= 0 ? file.slot : file.fd.get();
+  if (faults.count > 0) {
+    --faults.count;
+    if (faults.short_write) {
+      len = std::max<uint32_t>(512, (len / 2) & ~511u);
+    } else {
+      requests[id].inject_res = -faults.error;
+    }
+  }
+  if (requests[id].inject_res != 0) {
+    io_uring_prep_nop(sqe);
+  } else if (f.fixed) {
+    io_uring_prep_write_fixed(sqe, fd, buf, len, pos, 0);
+  } else {
+    io_uring_prep_write(sqe, fd, buf, len, pos);
+  }
+  if (file.slot >= 0 && requests[id].inject_res == 0) sqe->flags |= IOSQE_FIXED_FILE;
+  if (p.direct && p.spec.durability == shard::Durability::kDsync) sqe->rw_flags = RWF_DSYNC;
+  io_uring_sqe_set_data64(sqe, id);
+  ++f.ops;
+  ++file.ops;
+  if (p.direct) return;
+  // No O_DIRECT: the write lands in the page cache; an fdatasync linked behind it makes it
+  // reach the device (the link breaks, and the sync is cancelled, if the write falls short).
+  sqe->flags |= IOSQE_IO_LINK;
+  const uint32_t sync_id = AllocRequest(Op::kSync, h, f.seq);
+  requests[sync_id].gen = f.gen;
+  io_uring_sqe* sync = Sqe();
+  io_uring_prep_fsync(sync, fd, IORING_FSYNC_DATASYNC);
+  if (file.slot >= 0) sync->flags |= IOSQE_FIXED_FILE;
+  io_uring_sqe_set_data64(sync, sync_id);
+  f.synced = false;
+  ++f.ops;
+  ++file.ops;
+}
+
+Errc UringWriter::Submit(PartitionHandle h, const shard::SealedBatch& batch) {
+  Impl& m = *impl_;
+  m.Adopt();
+  Part& p = m.P(h);
+  if (p.failed) return Errc::kStorageFailed;
+  if (batch.end_offset() <= p.submitted_end) return Errc::kOk;  // submitted in an earlier pass
+  // An earlier batch was refused (kThrottled) in this pass: this one waits for it.
+  if (batch.first_offset > p.submitted_end) return Errc::kThrottled;
+  SLUICE_ASSERT(batch.first_offset == p.submitted_end);  // batches never overlap
+  if (p.flights.full()) return Errc::kThrottled;
+  if (p.spec.durability == shard::Durability::kNone) {
+    p.submitted_end = p.durable_end = batch.end_offset();
+    m.MarkDirty(h, p);
+    return Errc::kOk;
+  }
+  const uint32_t need = p.direct ? 1 : 2;
+  if (m.free_requests.size() < need) return Errc::kThrottled;
+  const uint32_t stride = static_cast<uint32_t>(batch.bytes.size());
+  SLUICE_ASSERT(stride % m.cfg.align_bytes == 0 &&
+                reinterpret_cast<uintptr_t>(batch.bytes.data()) % m.cfg.align_bytes == 0);
+  SLUICE_ASSERT(stride <= m.cfg.segment_bytes);
+  if (p.tail + stride > p.files[p.active].capacity) {
+    if (absl::Status s = m.Roll(p, h, batch.first_offset); !s.ok()) {
+      if (absl::IsUnavailable(s)) return Errc::kThrottled;
+      m.Fail(h, p, 0, s.ToString());
+      return Errc::kStorageFailed;
+    }
+  }
+  EncodeBatch(batch, p.spec.id, p.spec.epoch);
+
+  Flight f;
+  f.seq = p.next_seq++;
+  f.first_offset = batch.first_offset;
+  f.end_offset = batch.end_offset();
+  f.first_ts = batch.first_timestamp_ns;
+  f.last_ts = batch.last_timestamp_ns;
+  f.buf = batch.bytes.data();
+  f.stride = stride;
+  f.position = p.tail;
+  f.segment = p.files[p.active].base;
+  f.file = p.active;
+  const std::span<std::byte> region = m.cfg.buffers;
+  f.fixed = m.features.registered_buffers && f.buf >= region.data() &&
+            f.buf + stride <= region.data() + region.size();
+  p.flights.push_back(f);
+  m.PrepWrite(h, p, p.flights.back());
+  p.tail += stride;
+  p.submitted_end = batch.end_offset();
+  ++m.stats.batches;
+  m.stats.bytes += stride;
+  return Errc::kOk;
+}
+
+// ---- completions ---------------------------------------------------------------------------
+
+void UringWriter::Impl::Fail(PartitionHandle h, Part& p, int err, std::string_view what) {
+  if (p.failed) return;
+  p.failed = true;
+  p.failure = std::string(what);
+  if (err != 0) p.failure += std::string(": ") + std::strerror(err);
+  ++stats.failures;
+  std::fprintf(stderr, "sluice storage: partition %u-%u FAILED, no more writes: %s\n",
+               p.spec.id.queue, p.spec.id.partition, p.failure.c_str());
+  MarkDirty(h, p);
+}
+
+void UringWriter::Impl::OnCompletion(uint32_t id, int res) {
+  const Request r = requests[id];
+  FreeRequest(id);
+  Part& p = parts[r.part];
+  Flight& f = FlightOf(p, r.seq);
+  --f.ops;
+  --p.files[f.file].ops;
+  MarkDirty(r.part, p);
+  if (r.inject_res != 0) res = r.inject_res;
+  if (p.failed) return;  // a failed partition only drains
+  if (r.op == Op::kSync) {
+    if (r.gen != f.gen || res == -ECANCELED) return;  // a re-queued write brings its own sync
+    if (res < 0) {
+      Fail(r.part, p, -res, absl::StrCat("fdatasync ", p.dir->LogPath(f.segment)));
+    } else {
+      f.synced = true;
+    }
+    return;
+  }
+  if (res == -EAGAIN || (res >= 0 && f.written + static_cast<uint32_t>(res) < f.stride)) {
+    if (res > 0) f.written += static_cast<uint32_t>(res);
+    ++stats.requeued;
+    if (res == 0) {
+      Fail(r.part, p, 0, absl::StrCat("write ", p.dir->LogPath(f.segment), ": wrote nothing"));
+      return;
+    }
+    PrepWrite(r.part, p, f);
+    return;
+  }
+  if (res < 0) {
+    Fail(r.part, p, -res, absl::StrCat("write ", p.dir->LogPath(f.segment), " at ",
+                                       f.position + f.written));
+    return;
+  }
+  f.written += static_cast<uint32_t>(res);
+}
+
+// Retires the completed batches at the front, in order: the durable offset only ever covers a
+// prefix with no hole, whatever order the device completed them in.
+void UringWriter::Impl::Retire(PartitionHandle h, Part& p) {
+  (void)h;
+  while (!p.failed && !p.flights.empty()) {
+    Flight& f = p.flights.front();
+    const bool done = f.ops == 0 && f.written == f.stride && (p.direct || f.synced);
+    if (!done) break;
+    SegmentState* seg = nullptr;
+    for (auto it = p.log.segments.rbegin(); it != p.log.segments.rend(); ++it) {
+      if (it->base_offset == f.segment) { seg = &*it; break; }
+    }
+    SLUICE_ASSERT(seg != nullptr && seg->end_position == f.position);
+    const bool want_entry = seg->index.empty() ||
+        f.position >= seg->index.entries().back().position + cfg.index_interval_bytes;
+    if (want_entry) {
+      const IndexEntry e = MakeIndexEntry(IndexKind::kBatch, f.first_offset, f.position, f.first_ts);
+      const uint64_t at = seg->index.entries().size() * sizeof(IndexEntry);
+      seg->index.Add(e);
+      // Best effort, buffered: a lost entry only makes recovery scan a little more.
+      (void)PwriteFull(p.files[f.file].index_fd.get(), {reinterpret_cast<const std::byte*>(&e),
+                       sizeof e}, at, p.dir->IndexPath(f.segment));
+    }
+    if (seg->end_offset == seg->base_offset) seg->first_timestamp_ns = f.first_ts;
+    seg->end_offset = f.end_offset;
+    seg->end_position = f.position + f.stride;
+    seg->last_timestamp_ns = f.last_ts;
+    p.durable_end = f.end_offset;
+    p.log.next_offset = f.end_offset;
+    const uint8_t file = f.file;
+    p.flights.pop_front();
+    SegmentFile& sf = p.files[file];
+    if (!sf.active && sf.ops == 0) {
+      bool more = false;  // later flights of this same closing segment?
+      for (uint64_t i = 0; i < p.flights.size(); ++i) more |= p.flights[i].file == file;
+      if (!more) CloseFile(p, file);
+    }
+  }
+}
+
+uint32_t UringWriter::Impl::Reap() {
+  uint32_t total = 0;
+  io_uring_cqe* cqes[64];
+  while (true) {
+    const unsigned n = io_uring_peek_batch_cqe(&ring, cqes, 64);
+    if (n == 0) break;
+    for (unsigned i = 0; i < n; ++i) {
+      OnCompletion(static_cast<uint32_t>(io_uring_cqe_get_data64(cqes[i])), cqes[i]->res);
+    }
+    io_uring_cq_advance(&ring, n);
+    total += n;
+  }
+  return total;
+}
+
+int UringWriter::Impl::SubmitPending(bool wait) {
+  const bool in_flight = free_requests.size() < requests.size();
+  const int n = SubmitRing(&ring, features, pending_sqes > 0, in_flight, wait);
+  if (pending_sqes > 0 && n > 0) ++stats.submits;
+  if (n >= 0 || n == -EINTR || n == -EAGAIN || n == -EBUSY) {
+    if (n >= 0) pending_sqes = 0;
+    return 0;
+  }
+  return n;  // e.g. -EEXIST: called from a thread that does not own the ring
+}
+
+uint32_t UringWriter::Impl::Report(absl::FunctionRef<void(const Completion&)> fn) {
+  uint32_t reported = 0;
+  for (uint32_t h : dirty) {
+    Part& p = parts[h];
+    p.dirty = false;
+    if (!p.open) continue;
+    Retire(h, p);
+    if (p.durable_end > p.reported_end) {
+      p.reported_end = p.durable_end;
+      fn(Completion{h, p.spec.id, shard::DurableOffset{p.durable_end}, Errc::kOk});
+      ++reported;
+    }
+    if (p.failed && !p.failure_reported) {
+      p.failure_reported = true;
+      fn(Completion{h, p.spec.id, shard::DurableOffset{p.durable_end}, Errc::kStorageFailed});
+      ++reported;
+    }
+  }
+  dirty.clear();
+  return reported;
+}
+
+uint32_t UringWriter::Poll(absl::FunctionRef<void(const Completion&)> fn) {
+  Impl& m = *impl_;
+  m.Adopt();
+  m.SubmitPending(false);
+  m.Reap();
+  const uint32_t n = m.Report(fn);
+  m.SubmitPending(false);  // re-queued writes leave in this pass, not the next
+  return n;
+}
+
+void UringWriter::Drain(absl::FunctionRef<void(const Completion&)> fn) {
+  Impl& m = *impl_;
+  m.Adopt();
+  while (m.free_requests.size() < m.requests.size()) {
+    if (m.SubmitPending(true) != 0) break;  // not the owning thread: nothing we can wait for
+    m.Reap();
+    m.Report(fn);
+  }
+  m.Report(fn);
+}
+
+// ---- retention -----------------------------------------------------------------------------
+
+absl::StatusOr<uint32_t> UringWriter::EnforceRetention(PartitionHandle h, const Retention& r) {
+  Impl& m = *impl_;
+  Part& p = m.P(h);
+  if (!p.dir) return 0u;
+  uint32_t removed = 0;
+  while (p.log.segments.size() >= 2) {
+    const SegmentState& oldest = p.log.segments.front();
+    if (!oldest.closed) break;
+    bool open = false;
+    for (const SegmentFile& f : p.files) open |= f.open && f.base == oldest.base_offset;
+    if (open) break;  // still completing
+    const uint64_t bytes = p.log.bytes();
+    const bool unneeded = oldest.end_offset <= r.keep_from_offset;
+    const bool too_big = r.max_bytes != 0 && bytes - oldest.end_position >= r.max_bytes;
+    const bool too_old = r.max_age_ns != 0 && oldest.last_timestamp_ns + r.max_age_ns < r.now_ns;
+    const bool go = r.keep_from_offset != UINT64_MAX ? unneeded : (too_big || too_old);
+    if (!go) break;
+    if (absl::Status s = p.dir->RemoveSegment(oldest.base_offset); !s.ok()) return s;
+    p.log.segments.erase(p.log.segments.begin());
+    ++removed;
+  }
+  return removed;
+}
+
+// ---- accessors -----------------------------------------------------------------------------
+
+bool UringWriter::failed(PartitionHandle h) const { return impl_->P(h).failed; }
+const std::string& UringWriter::failure(PartitionHandle h) const { return impl_->P(h).failure; }
+const LogState& UringWriter::log(PartitionHandle h) const { return impl_->P(h).log; }
+const PartitionSpec& UringWriter::spec(PartitionHandle h) const { return impl_->P(h).spec; }
+bool UringWriter::direct_io(PartitionHandle h) const { return impl_->P(h).direct; }
+shard::DurableOffset UringWriter::durable(PartitionHandle h) const {
+  return shard::DurableOffset{impl_->P(h).durable_end};
+}
+uint32_t UringWriter::in_flight() const {
+  return static_cast<uint32_t>(impl_->requests.size() - impl_->free_requests.size());
+}
+const RingFeatures& UringWriter::features() const { return impl_->features; }
+const WriterStats& UringWriter::stats() const { return impl_->stats; }
+void UringWriter::InjectFaults(const FaultInjection& f) { impl_->faults = f; }
+
+}  // namespace sluice::storage

@@ -1,0 +1,151 @@
+// The write path of one lcore: its own io_uring, the partitions it owns, their active segments.
+// Owned and called by exactly one thread (SINGLE_ISSUER); nothing here locks.
+//
+// Per loop pass the shell calls, for each partition with undurable batches:
+//     shard.ForEachUndurableBatch(q, p, [&](const SealedBatch& b) { writer.Submit(h, b); });
+// then once:
+//     writer.Poll([&](const Completion& c) { c.errc == kOk ? shard.MarkDurable(q, p, c.durable)
+//                                                           : /* answer STORAGE_FAILED */; });
+// Submit is idempotent per batch (a batch already submitted is skipped), so the shell can offer
+// every undurable batch every pass, oldest first; kThrottled means "no room now, offer it again
+// next pass" (and every later batch of the partition answers kThrottled too in that pass).
+// Submit only prepares submission entries; Poll submits them all with one system call (none under
+// SQPOLL) and reaps completions without blocking.
+//
+// A batch's bytes must stay untouched until Poll reported it durable (the shard guarantees that:
+// they stay valid until MarkDurable covers them). Submit writes the batch header into them first
+// (EncodeBatch), so after Submit the bytes are the exact on-disk form, ready for replication.
+//
+// Durability (per partition): kNone writes nothing (Poll reports the batch at once); kWrite
+// completes when the device has the data (its volatile cache may still lose it); kDsync writes
+// with RWF_DSYNC (FUA on NVMe). Without O_DIRECT (tmpfs) both kWrite and kDsync become a
+// buffered write linked to an fdatasync.
+//
+// Failures: -EAGAIN and short writes are re-queued. Any other error (EIO, ENOSPC, a failed
+// fdatasync, ...) fails the partition for good: it reports kStorageFailed once through Poll,
+// every later Submit answers kStorageFailed, and its durable offset never moves again.
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <span>
+#include <string>
+#include <vector>
+
+#include "absl/functional/function_ref.h"
+#include "absl/status/statusor.h"
+#include "dataplane/shard/partition_log.h"
+#include "dataplane/shard/types.h"
+#include "protocol/errc.h"
+#include "storage/batch_format.h"
+#include "storage/log_state.h"
+#include "storage/uring_setup.h"
+
+namespace sluice::storage {
+
+struct WriterConfig {
+  uint32_t queue_depth = 256;          // ring entries = the most I/O requests in flight
+  bool sqpoll = false;                 // kernel thread polls the ring: no submit syscall
+  int sqpoll_cpu = -1;                 // -1 = the kernel chooses
+  uint32_t sqpoll_idle_ms = 1000;      // SQPOLL thread sleeps after this long idle
+  uint64_t segment_bytes = 256ull << 20;  // preallocated size of each segment file
+  uint32_t align_bytes = 4096;         // batch alignment (the shard's batch_align_bytes)
+  uint32_t index_interval_bytes = 1 << 20;  // one index entry per this many bytes of log
+  uint32_t max_partitions = 1024;
+  uint32_t max_batches_in_flight = 64;  // per partition
+  // Memory every batch lives in (the shard's ChunkPool::region()): registered with the ring so
+  // writes skip the per-I/O page pinning. Empty: no registration.
+  std::span<std::byte> buffers;
+  // Opt-outs for tests and benchmarks of the fallback paths: never register buffers or files;
+  // never use O_DIRECT (buffered writes + fdatasync, as on a filesystem without O_DIRECT).
+  bool register_resources = true;
+  bool direct_io = true;
+};
+
+struct PartitionSpec {
+  std::string data_dir;
+  PartitionId id;
+  shard::Durability durability = shard::Durability::kWrite;
+  uint64_t epoch = 0;
+};
+
+using PartitionHandle = uint32_t;
+
+// One partition's news from Poll: its durable offset advanced, or it failed.
+struct Completion {
+  PartitionHandle handle = 0;
+  PartitionId id;
+  shard::DurableOffset durable;
+  Errc errc = Errc::kOk;  // kOk or kStorageFailed (then `durable` is the last good offset)
+};
+
+// Test seam: the next `count` write submissions fail with `error` (as a completion with -error,
+// through the ring), or, with short_write, are cut in half.
+struct FaultInjection {
+  uint32_t count = 0;
+  int error = 0;          // e.g. EIO, ENOSPC, EAGAIN
+  bool short_write = false;
+};
+
+struct WriterStats {
+  uint64_t batches = 0;
+  uint64_t bytes = 0;
+  uint64_t submits = 0;      // io_uring_submit calls that submitted something
+  uint64_t requeued = 0;     // short writes and EAGAIN
+  uint64_t rolls = 0;        // segments created
+  uint64_t failures = 0;     // partitions failed
+};
+
+// Threads: Create and OpenPartition may run on any thread before the first Submit/Poll/Drain;
+// the ring is created disabled and the first of those calls adopts it for the calling thread
+// (SINGLE_ISSUER). From then on every call, OpenPartition included, comes from that thread.
+class UringWriter {
+ public:
+  static absl::StatusOr<std::unique_ptr<UringWriter>> Create(const WriterConfig& config);
+  ~UringWriter();
+  UringWriter(const UringWriter&) = delete;
+  UringWriter& operator=(const UringWriter&) = delete;
+
+  // Control path (blocking): takes over a partition's files as recovery left them (`state`;
+  // an empty LogState for a new partition) and opens or creates its active segment.
+  absl::StatusOr<PartitionHandle> OpenPartition(const PartitionSpec& spec, LogState state);
+  // Waits for the partition's writes in flight, seals nothing, closes its files.
+  void ClosePartition(PartitionHandle h);
+
+  // Data path.
+  Errc Submit(PartitionHandle h, const shard::SealedBatch& batch);
+  uint32_t Poll(absl::FunctionRef<void(const Completion&)> fn);  // returns completions reported
+  // Blocks until nothing is in flight (shutdown, tests).
+  void Drain(absl::FunctionRef<void(const Completion&)> fn);
+
+  // Retention (blocking: unlink + directory fsync per segment). Removes closed segments that end
+  // at or before `keep_from_offset` and, for streams, those past max_bytes / older than
+  // max_age_ns (0 = no bound). The active segment always stays. Returns segments removed.
+  struct Retention {
+    uint64_t keep_from_offset = UINT64_MAX;  // work queues: lowest offset still needed
+    uint64_t max_bytes = 0;
+    uint64_t max_age_ns = 0;
+    uint64_t now_ns = 0;
+  };
+  absl::StatusOr<uint32_t> EnforceRetention(PartitionHandle h, const Retention& r);
+
+  bool failed(PartitionHandle h) const;
+  const std::string& failure(PartitionHandle h) const;  // what failed, for logs and stats
+  const LogState& log(PartitionHandle h) const;         // for the reader and stats
+  const PartitionSpec& spec(PartitionHandle h) const;
+  bool direct_io(PartitionHandle h) const;
+  shard::DurableOffset durable(PartitionHandle h) const;
+  uint32_t in_flight() const;
+
+  const RingFeatures& features() const;
+  const WriterStats& stats() const;
+  void InjectFaults(const FaultInjection& f);
+
+ private:
+  struct Impl;
+  explicit UringWriter(std::unique_ptr<Impl> impl);
+  std::unique_ptr<Impl> impl_;
+};
+
+}  // namespace sluice::storage
