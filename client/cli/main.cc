@@ -1,0 +1,518 @@
+// sluice: the command-line client. One subcommand per operation; every error is printed as
+// "sluice: <what was attempted>: <ERROR_NAME>: <advice>" and mapped to an exit code:
+//   0 ok, 1 a request failed, 2 usage, 3 cannot reach the server / timeout.
+#include <csignal>
+#include <cstdio>
+#include <cstdlib>
+#include <fstream>
+#include <iostream>
+#include <map>
+#include <optional>
+#include <set>
+#include <string>
+#include <vector>
+
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
+#include "client/connection.h"
+#include "client/errors.h"
+#include "client/producer.h"
+#include "client/stream_consumer.h"
+#include "client/work_consumer.h"
+
+namespace sluice::client::cli {
+namespace {
+
+namespace p = protocol;
+
+constexpr int kExitOk = 0;
+constexpr int kExitFailed = 1;
+constexpr int kExitUsage = 2;
+constexpr int kExitUnreachable = 3;
+
+volatile std::sig_atomic_t g_stop = 0;
+void OnSignal(int) { g_stop = 1; }
+
+constexpr const char* kExitCodes =
+    "Exit codes: 0 ok, 1 a request failed, 2 usage error, 3 cannot reach the server or timed out.\n";
+
+constexpr const char* kMainHelp =
+    "usage: sluice [--server HOST:PORT] <command> [options]\n"
+    "\n"
+    "Talks to a sluice server over UDP. The server defaults to $SLUICE_SERVER, else "
+    "198.18.0.1:7411.\n"
+    "\n"
+    "commands:\n"
+    "  produce QUEUE             send messages (stdin lines, --file, or synthetic --count)\n"
+    "  consume QUEUE             read a stream (push, in offset order per partition)\n"
+    "  receive QUEUE             lease messages from a work queue\n"
+    "  delete QUEUE RECEIPT...   delete leased messages\n"
+    "  nack QUEUE RECEIPT...     give leased messages back\n"
+    "  lookup QUEUE              show a queue's id, type, partitions, max message size\n"
+    "  ping                      heartbeat round trip\n"
+    "\n"
+    "global options (anywhere on the line):\n"
+    "  --server HOST:PORT        server address\n"
+    "  --frame-bytes N           largest datagram (default 1472)\n"
+    "  -h, --help                this help; `sluice <command> --help` for a command's\n"
+    "\n";
+
+struct Command {
+  const char* name;
+  const char* help;
+  std::set<std::string> flags;   // flags that take a value
+  std::set<std::string> bools;   // flags without a value
+  size_t min_positional;
+  size_t max_positional;
+};
+
+const std::vector<Command>& Commands() {
+  static const std::vector<Command> commands = {
+      {"produce",
+       "usage: sluice produce QUEUE [options]\n"
+       "\n"
+       "Sends messages: one per line of stdin (default) or of --file, or --count synthetic ones.\n"
+       "Prints a summary: sent, acked, errors, msgs/s. Exits 1 if any message failed.\n"
+       "\n"
+       "  --file F          read lines from F instead of stdin\n"
+       "  --count N         send N synthetic messages instead of reading lines\n"
+       "  --size B          synthetic payload size in bytes (default 100)\n"
+       "  --rate R          at most R messages per second (default: as fast as acks allow)\n"
+       "  --key K           message key (picks the partition: CRC32C(key) % partitions)\n"
+       "  --partition P     explicit partition\n"
+       "  --priority P      0..15 (default 0)\n"
+       "  --delay-ms D      work queues: invisible for D ms\n"
+       "  --ttl-ms T        time to live (0 = the queue's default)\n"
+       "  --linger-ms L     batching delay (default 1)\n"
+       "  --timeout-ms T    wait at most T ms for the last acknowledgements (default 30000)\n",
+       {"file", "count", "size", "rate", "key", "partition", "priority", "delay-ms", "ttl-ms",
+        "linger-ms", "timeout-ms"},
+       {},
+       1,
+       1},
+      {"consume",
+       "usage: sluice consume QUEUE [options]\n"
+       "\n"
+       "Subscribes to a stream and prints each message's payload on a line, in offset order per\n"
+       "partition, until --count messages, --timeout-ms without a message, or Ctrl-C.\n"
+       "\n"
+       "  --from F          offset, earliest, latest (default), committed, or @<timestamp ns>\n"
+       "  --partition P     one partition (default: all)\n"
+       "  --count N         stop after N messages (exit 3 if the timeout comes first)\n"
+       "  --timeout-ms T    stop after T ms without a message\n"
+       "  --group G         consumer group (with --from committed)\n"
+       "  --window N        credits per partition (default 256)\n"
+       "  --format F        payload (default) or offsets: 'partition offset payload'\n",
+       {"from", "partition", "count", "timeout-ms", "group", "window", "format"},
+       {},
+       1,
+       1},
+      {"receive",
+       "usage: sluice receive QUEUE [options]\n"
+       "\n"
+       "Leases messages from a work queue and prints 'RECEIPT<TAB>payload' per message. The\n"
+       "receipt is what `sluice delete` and `sluice nack` take.\n"
+       "\n"
+       "  --max N           at most N messages (default 1, up to 1024)\n"
+       "  --visibility-ms V lease length (default: the queue's)\n"
+       "  --wait-ms W       long poll: wait up to W ms for a message (default 0, up to 60000)\n"
+       "  --partition P     one partition (default: any)\n"
+       "  --delete          delete the messages after printing them\n",
+       {"max", "visibility-ms", "wait-ms", "partition"},
+       {"delete"},
+       1,
+       1},
+      {"delete",
+       "usage: sluice delete QUEUE RECEIPT...\n"
+       "\n"
+       "Deletes leased messages. Prints 'ok RECEIPT' per receipt; failures (STALE_RECEIPT,\n"
+       "UNKNOWN_RECEIPT) go to stderr and make the exit status 1.\n",
+       {},
+       {},
+       2,
+       SIZE_MAX},
+      {"nack",
+       "usage: sluice nack QUEUE RECEIPT... [--delay-ms D]\n"
+       "\n"
+       "Gives leased messages back, visible again after D ms (default 0).\n",
+       {"delay-ms"},
+       {},
+       2,
+       SIZE_MAX},
+      {"lookup",
+       "usage: sluice lookup QUEUE\n"
+       "\n"
+       "Prints the queue's id, type, partition count and maximum message size.\n",
+       {},
+       {},
+       1,
+       1},
+      {"ping",
+       "usage: sluice ping [--count N]\n"
+       "\n"
+       "Completes the heartbeat handshake and measures heartbeat round trips.\n"
+       "\n"
+       "  --count N         round trips (default 1)\n",
+       {"count"},
+       {},
+       0,
+       0},
+  };
+  return commands;
+}
+
+struct Args {
+  const Command* command = nullptr;
+  std::map<std::string, std::string> flags;
+  std::vector<std::string> positional;
+  std::string server = DefaultServer();
+  size_t frame_bytes = p::kDefaultFrameBytes;
+  bool help = false;
+};
+
+int Usage(const std::string& msg, const Command* c) {
+  std::fprintf(stderr, "sluice: %s\n", msg.c_str());
+  std::fprintf(stderr, "%s", c != nullptr ? c->help : kMainHelp);
+  return kExitUsage;
+}
+
+// Parses argv; returns an exit code when the program should stop (help, usage error).
+std::optional<int> Parse(int argc, char** argv, Args* a) {
+  std::vector<std::string> rest;
+  for (int i = 1; i < argc; ++i) rest.emplace_back(argv[i]);
+  std::vector<std::string> pending;  // flags of the command, before we know it
+  for (size_t i = 0; i < rest.size(); ++i) {
+    std::string arg = rest[i];
+    if (arg == "-h" || arg == "--help") {
+      a->help = true;
+      continue;
+    }
+    if (arg.rfind("--", 0) == 0) {
+      std::string name = arg.substr(2), value;
+      bool has_value = false;
+      if (size_t eq = name.find('='); eq != std::string::npos) {
+        value = name.substr(eq + 1);
+        name = name.substr(0, eq);
+        has_value = true;
+      }
+      const bool global = name == "server" || name == "frame-bytes";
+      const bool is_bool = a->command != nullptr && a->command->bools.count(name) != 0;
+      if (!has_value && !is_bool) {
+        if (i + 1 >= rest.size()) return Usage("option --" + name + " needs a value", a->command);
+        value = rest[++i];
+      }
+      if (global) {
+        if (name == "server") a->server = value;
+        if (name == "frame-bytes" && (!absl::SimpleAtoi(value, &a->frame_bytes) ||
+                                      a->frame_bytes < 512 || a->frame_bytes > p::kMaxFrameBytes)) {
+          return Usage("--frame-bytes must be 512..65507", a->command);
+        }
+        continue;
+      }
+      if (a->command == nullptr) return Usage("unknown option --" + name, nullptr);
+      if (a->command->flags.count(name) == 0 && !is_bool) {
+        return Usage("unknown option --" + name + " for " + a->command->name, a->command);
+      }
+      a->flags[name] = value;
+      continue;
+    }
+    if (a->command == nullptr) {
+      for (const Command& c : Commands()) {
+        if (arg == c.name) a->command = &c;
+      }
+      if (a->command == nullptr) return Usage("unknown command '" + arg + "'", nullptr);
+      continue;
+    }
+    a->positional.push_back(arg);
+  }
+  if (a->help) {
+    std::printf("%s%s", a->command != nullptr ? a->command->help : kMainHelp, kExitCodes);
+    return kExitOk;
+  }
+  if (a->command == nullptr) return Usage("no command given", nullptr);
+  if (a->positional.size() < a->command->min_positional) {
+    return Usage("missing arguments", a->command);
+  }
+  if (a->positional.size() > a->command->max_positional) {
+    return Usage("too many arguments", a->command);
+  }
+  return std::nullopt;
+}
+
+// Integer option with bounds; sets *exit on a bad value.
+template <class T>
+T Flag(const Args& a, const std::string& name, T def, T lo, T hi, std::optional<int>* exit) {
+  auto it = a.flags.find(name);
+  if (it == a.flags.end()) return def;
+  int64_t v = 0;
+  if (!absl::SimpleAtoi(it->second, &v) || v < static_cast<int64_t>(lo) ||
+      v > static_cast<int64_t>(hi)) {
+    *exit = Usage(absl::StrFormat("--%s must be a number in %d..%d", name, static_cast<int64_t>(lo),
+                                  static_cast<int64_t>(hi)),
+                  a.command);
+    return def;
+  }
+  return static_cast<T>(v);
+}
+
+int ExitFor(const absl::Status& s) {
+  if (s.ok()) return kExitOk;
+  if (absl::IsUnavailable(s) || absl::IsDeadlineExceeded(s)) return kExitUnreachable;
+  return kExitFailed;
+}
+
+int Fail(const absl::Status& s) {
+  std::fprintf(stderr, "sluice: %s\n", std::string(s.message()).c_str());
+  return ExitFor(s);
+}
+
+absl::StatusOr<std::unique_ptr<Connection>> Connect(const Args& a) {
+  ConnectionOptions o;
+  o.server = a.server;
+  o.max_frame_bytes = a.frame_bytes;
+  return Connection::Connect(o);
+}
+
+// ---- produce ------------------------------------------------------------------------------------
+
+int Produce(const Args& a, Connection& conn) {
+  std::optional<int> exit;
+  const std::string& queue = a.positional[0];
+  const uint64_t count = Flag<uint64_t>(a, "count", 0, 0, UINT64_MAX / 2, &exit);
+  const size_t size = Flag<size_t>(a, "size", 100, 0, p::kMaxMessageBytes, &exit);
+  const uint64_t rate = Flag<uint64_t>(a, "rate", 0, 0, 100'000'000, &exit);
+  const int partition = Flag<int>(a, "partition", -1, 0, p::kMaxPartitions - 1, &exit);
+  const uint8_t priority = Flag<uint8_t>(a, "priority", 0, 0, p::kMaxPriority, &exit);
+  const uint32_t delay = Flag<uint32_t>(a, "delay-ms", 0, 0, p::kMaxDelayMs, &exit);
+  const uint32_t ttl = Flag<uint32_t>(a, "ttl-ms", 0, 0, UINT32_MAX, &exit);
+  const int linger = Flag<int>(a, "linger-ms", 1, 0, 10'000, &exit);
+  const int timeout = Flag<int>(a, "timeout-ms", 30'000, 1, 3'600'000, &exit);
+  if (exit) return *exit;
+  const std::string key = a.flags.count("key") ? a.flags.at("key") : "";
+
+  std::ifstream file;
+  std::istream* in = &std::cin;
+  if (a.flags.count("file")) {
+    file.open(a.flags.at("file"));
+    if (!file) return Usage("cannot open --file " + a.flags.at("file"), a.command);
+    in = &file;
+  }
+  ProducerOptions po;
+  po.linger = absl::Milliseconds(linger);
+  auto prod = Producer::Create(conn, queue, po);
+  if (!prod.ok()) return Fail(prod.status());
+
+  uint64_t attempted = 0, sent = 0, acked = 0, errors = 0, printed = 0;
+  auto on_done = [&](const absl::Status& s, uint16_t, uint64_t) {
+    if (s.ok()) {
+      ++acked;
+      return;
+    }
+    ++errors;
+    if (printed++ < 10) std::fprintf(stderr, "sluice: %s\n", std::string(s.message()).c_str());
+  };
+  const std::string synthetic(size, 'x');
+  const MonoNs start = NowNs();
+  std::string line;
+  while (g_stop == 0) {
+    std::string_view payload;
+    if (count > 0 || a.flags.count("count")) {
+      if (attempted >= count) break;
+      payload = synthetic;
+    } else {
+      if (!std::getline(*in, line)) break;
+      payload = line;
+    }
+    if (rate > 0) {  // pace: message n leaves at start + n / rate
+      const MonoNs due = start + static_cast<MonoNs>(sent * 1'000'000'000.0 / rate);
+      while (NowNs() < due) (void)conn.Poll(absl::Nanoseconds(due - NowNs()));
+    }
+    ++attempted;
+    OutgoingMessage m;
+    m.payload = AsBytes(payload);
+    m.key = key;
+    if (partition >= 0) m.partition = static_cast<uint16_t>(partition);
+    m.priority = priority;
+    m.delay_ms = delay;
+    m.ttl_ms = ttl;
+    absl::Status s;
+    while (absl::IsResourceExhausted(s = (*prod)->Send(m, on_done))) {
+      (void)conn.Poll(absl::Milliseconds(10));  // window full: let acknowledgements in
+    }
+    if (!s.ok()) {
+      ++errors;
+      if (printed++ < 10) std::fprintf(stderr, "sluice: %s\n", std::string(s.message()).c_str());
+      continue;
+    }
+    ++sent;
+    (void)conn.Poll(absl::ZeroDuration());
+  }
+  absl::Status flushed = (*prod)->Flush(absl::Milliseconds(timeout));
+  const double secs = static_cast<double>(NowNs() - start) / 1e9;
+  if (printed > 10) std::fprintf(stderr, "sluice: ... %lu more errors\n", printed - 10);
+  std::printf("sent %lu, acked %lu, errors %lu, %.0f msgs/s (%.3f s)\n", sent, acked,
+              errors + (*prod)->pending(), secs > 0 ? static_cast<double>(acked) / secs : 0.0, secs);
+  if (!flushed.ok()) {
+    std::fprintf(stderr, "sluice: %s\n", std::string(flushed.message()).c_str());
+    return acked == 0 ? kExitUnreachable : kExitFailed;
+  }
+  return errors > 0 ? kExitFailed : kExitOk;
+}
+
+// ---- consume ------------------------------------------------------------------------------------
+
+int Consume(const Args& a, Connection& conn) {
+  std::optional<int> exit;
+  const std::string& queue = a.positional[0];
+  const int partition = Flag<int>(a, "partition", -1, 0, p::kMaxPartitions - 1, &exit);
+  const uint64_t count = Flag<uint64_t>(a, "count", 0, 0, UINT64_MAX / 2, &exit);
+  const int64_t timeout = Flag<int64_t>(a, "timeout-ms", 0, 0, INT64_MAX / 1'000'000, &exit);
+  const uint32_t window = Flag<uint32_t>(a, "window", 256, 1, 1 << 20, &exit);
+  if (exit) return *exit;
+  StreamConsumerOptions o;
+  if (partition >= 0) o.partition = static_cast<uint16_t>(partition);
+  if (a.flags.count("from")) {
+    auto start = ParseStartPosition(a.flags.at("from"));
+    if (!start.ok()) return Usage(std::string(start.status().message()), a.command);
+    o.start = *start;
+  }
+  if (a.flags.count("group")) o.group = a.flags.at("group");
+  o.window = window;
+  const std::string format = a.flags.count("format") ? a.flags.at("format") : "payload";
+  if (format != "payload" && format != "offsets") {
+    return Usage("--format is payload or offsets", a.command);
+  }
+  uint64_t got = 0;
+  MonoNs last = NowNs();
+  auto c = StreamConsumer::Create(conn, queue, o, [&](const ReceivedMessage& m) {
+    if (count > 0 && got >= count) return;
+    ++got;
+    last = NowNs();
+    if (format == "offsets") std::printf("%u %lu ", m.partition, m.offset);
+    std::fwrite(m.payload.data(), 1, m.payload.size(), stdout);
+    std::fputc('\n', stdout);
+  });
+  if (!c.ok()) return Fail(c.status());
+  while (g_stop == 0 && (count == 0 || got < count)) {
+    if (timeout > 0 && NowNs() - last >= timeout * 1'000'000) break;
+    if (absl::Status s = conn.Poll(absl::Milliseconds(100)); !s.ok()) return Fail(s);
+    std::fflush(stdout);
+  }
+  std::fflush(stdout);
+  if (count > 0 && got < count && g_stop == 0) {
+    std::fprintf(stderr, "sluice: consume from '%s': %lu of %lu messages before the timeout\n",
+                 queue.c_str(), got, count);
+    return kExitUnreachable;
+  }
+  return kExitOk;
+}
+
+// ---- work queues --------------------------------------------------------------------------------
+
+int Receive(const Args& a, Connection& conn) {
+  std::optional<int> exit;
+  const uint16_t max = Flag<uint16_t>(a, "max", 1, 1, p::kMaxReceiveMessages, &exit);
+  const int64_t vis = Flag<int64_t>(a, "visibility-ms", -1, 0, p::kMaxVisibilityMs, &exit);
+  const int64_t wait = Flag<int64_t>(a, "wait-ms", 0, 0, p::kMaxWaitMs, &exit);
+  const int partition = Flag<int>(a, "partition", -1, 0, p::kMaxPartitions - 1, &exit);
+  if (exit) return *exit;
+  auto wc = WorkConsumer::Create(conn, a.positional[0]);
+  if (!wc.ok()) return Fail(wc.status());
+  ReceiveOptions o;
+  o.max_messages = max;
+  if (vis >= 0) o.visibility = absl::Milliseconds(vis);
+  o.wait = absl::Milliseconds(wait);
+  if (partition >= 0) o.partition = static_cast<uint16_t>(partition);
+  auto got = (*wc)->ReceiveSync(o);
+  if (!got.ok()) return Fail(got.status());
+  std::vector<Receipt> receipts;
+  for (const OwnedMessage& m : *got) {
+    const std::string r = FormatReceipt(ReceiptOf(*m));
+    std::printf("%s\t", r.c_str());
+    std::fwrite(m->payload.data(), 1, m->payload.size(), stdout);
+    std::fputc('\n', stdout);
+    receipts.push_back(ReceiptOf(*m));
+  }
+  std::fflush(stdout);
+  if (!a.flags.count("delete") || receipts.empty()) return kExitOk;
+  auto results = (*wc)->DeleteSync(receipts);
+  if (!results.ok()) return Fail(results.status());
+  int rc = kExitOk;
+  for (const absl::Status& s : *results) {
+    if (!s.ok()) rc = std::max(rc, Fail(s));
+  }
+  return rc;
+}
+
+int ReceiptCommand(const Args& a, Connection& conn, bool nack) {
+  std::optional<int> exit;
+  const uint32_t delay = Flag<uint32_t>(a, "delay-ms", 0, 0, p::kMaxDelayMs, &exit);
+  if (exit) return *exit;
+  std::vector<Receipt> receipts;
+  for (size_t i = 1; i < a.positional.size(); ++i) {
+    auto r = ParseReceipt(a.positional[i]);
+    if (!r.ok()) return Usage(std::string(r.status().message()), a.command);
+    receipts.push_back(*r);
+  }
+  auto wc = WorkConsumer::Create(conn, a.positional[0]);
+  if (!wc.ok()) return Fail(wc.status());
+  auto results = nack ? (*wc)->NackSync(receipts, absl::Milliseconds(delay))
+                      : (*wc)->DeleteSync(receipts);
+  if (!results.ok()) return Fail(results.status());
+  int rc = kExitOk;
+  for (size_t i = 0; i < results->size(); ++i) {
+    if ((*results)[i].ok()) {
+      std::printf("ok %s\n", FormatReceipt(receipts[i]).c_str());
+    } else {
+      rc = std::max(rc, Fail((*results)[i]));
+    }
+  }
+  return rc;
+}
+
+int Lookup(const Args& a, Connection& conn) {
+  auto q = conn.Lookup(a.positional[0]);
+  if (!q.ok()) return Fail(q.status());
+  std::printf("queue '%s': id %u, %s, %u partition%s, max message %u bytes\n", q->name.c_str(),
+              q->queue_id, q->type == p::QueueType::kStream ? "stream" : "work queue",
+              q->partitions, q->partitions == 1 ? "" : "s", q->max_message_bytes);
+  return kExitOk;
+}
+
+int Ping(const Args& a, Connection& conn) {
+  std::optional<int> exit;
+  const int count = Flag<int>(a, "count", 1, 1, 1'000'000, &exit);
+  if (exit) return *exit;
+  for (int i = 0; i < count && g_stop == 0; ++i) {
+    auto rtt = conn.Ping();
+    if (!rtt.ok()) return Fail(rtt.status());
+    std::printf("heartbeat reply from %s: time=%.3f ms\n", conn.server().c_str(),
+                absl::ToDoubleMilliseconds(*rtt));
+    std::fflush(stdout);
+    if (i + 1 < count) (void)conn.PollUntil([] { return g_stop != 0; }, absl::Seconds(1));
+  }
+  return kExitOk;
+}
+
+int Main(int argc, char** argv) {
+  Args a;
+  if (std::optional<int> rc = Parse(argc, argv, &a)) return *rc;
+  std::signal(SIGINT, OnSignal);
+  std::signal(SIGTERM, OnSignal);
+  auto conn = Connect(a);
+  if (!conn.ok()) return Fail(conn.status());
+  const std::string cmd = a.command->name;
+  if (cmd == "produce") return Produce(a, **conn);
+  if (cmd == "consume") return Consume(a, **conn);
+  if (cmd == "receive") return Receive(a, **conn);
+  if (cmd == "delete") return ReceiptCommand(a, **conn, false);
+  if (cmd == "nack") return ReceiptCommand(a, **conn, true);
+  if (cmd == "lookup") return Lookup(a, **conn);
+  return Ping(a, **conn);
+}
+
+}  // namespace
+}  // namespace sluice::client::cli
+
+int main(int argc, char** argv) { return sluice::client::cli::Main(argc, argv); }

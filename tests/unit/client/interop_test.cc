@@ -1,0 +1,342 @@
+// libsluice against the server's real request layer (dataplane::Frontend over the shard engine,
+// no DPDK): a thin UDP shell stands in for the DPDK frame handler (heartbeat cookies, LOOKUP,
+// the verified-source check) and hands every other frame to the Frontend, whose reply frames go
+// back over the socket. Catches disagreements between client and server about the protocol.
+#include <arpa/inet.h>
+#include <poll.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <array>
+#include <atomic>
+#include <chrono>
+#include <map>
+#include <mutex>
+#include <set>
+#include <thread>
+
+#include "absl/strings/str_cat.h"
+#include "client/connection.h"
+#include "client/errors.h"
+#include "client/producer.h"
+#include "client/stream_consumer.h"
+#include "client/work_consumer.h"
+#include "dataplane/frontend.h"
+#include "dataplane/queue_table.h"
+#include "gtest/gtest.h"
+#include "hwconf/layout.h"
+#include "protocol/assert.h"
+
+namespace sluice::client::testing {
+namespace {
+
+namespace p = protocol;
+namespace dp = dataplane;
+
+int64_t Now() {
+  return std::chrono::duration_cast<std::chrono::nanoseconds>(
+             std::chrono::steady_clock::now().time_since_epoch())
+      .count();
+}
+
+class RealServer final : public dp::ReplyChannel {
+ public:
+  RealServer() {
+    layout_.shards = 1;
+    hwconf::Lcore lc;
+    lc.id = 1;
+    lc.shards = {0};
+    layout_.lcores = {lc};
+    hwconf::QueueDecl stream;
+    stream.name = "events";
+    stream.type = hwconf::QueueType::kStream;
+    stream.partitions = 2;
+    hwconf::QueueDecl work;
+    work.name = "jobs";
+    work.type = hwconf::QueueType::kWork;
+    work.partitions = 1;
+    work.visibility_timeout_ms = 1000;
+    layout_.queues = {stream, work};
+    auto table = dp::QueueTable::Build(layout_);
+    SLUICE_ASSERT(table.ok());
+    table_ = std::move(*table);
+    const std::array<uint32_t, 1> shards{0};
+    frontend_ = std::make_unique<dp::Frontend>(*table_, 0, shards, *this);
+
+    fd_ = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+    sockaddr_in a{};
+    a.sin_family = AF_INET;
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    SLUICE_ASSERT(bind(fd_, reinterpret_cast<sockaddr*>(&a), sizeof a) == 0);
+    socklen_t len = sizeof a;
+    getsockname(fd_, reinterpret_cast<sockaddr*>(&a), &len);
+    port_ = ntohs(a.sin_port);
+    thread_ = std::thread([this] { Loop(); });
+  }
+  ~RealServer() {
+    stop_ = true;
+    thread_.join();
+    close(fd_);
+  }
+  std::string address() const { return absl::StrCat("127.0.0.1:", port_); }
+  dp::FrontendCounters counters() {
+    std::lock_guard<std::mutex> l(mu_);
+    return frontend_->counters();
+  }
+
+  // ReplyChannel
+  dp::ReplyBuffer Acquire(const dp::Endpoint& to, size_t max_bytes) override {
+    for (uint32_t h = 0; h < kMaxOutstanding; ++h) {
+      if (!busy_[h]) {
+        busy_[h] = true;
+        to_[h] = to;
+        buffers_[h].assign(std::min<size_t>(max_bytes, p::kMaxFrameBytes), std::byte{0});
+        return {buffers_[h], h};
+      }
+    }
+    return {};
+  }
+  void Send(const dp::ReplyBuffer& b, size_t bytes) override {
+    const sockaddr_in& peer = peers_[to_[b.handle].w0];
+    sendto(fd_, b.bytes.data(), bytes, 0, reinterpret_cast<const sockaddr*>(&peer), sizeof peer);
+    busy_[b.handle] = false;
+  }
+  void Abandon(const dp::ReplyBuffer& b) override { busy_[b.handle] = false; }
+
+ private:
+  void Loop() {
+    std::vector<std::byte> buf(65536);
+    while (!stop_) {
+      pollfd pfd{fd_, POLLIN, 0};
+      poll(&pfd, 1, 1);
+      std::lock_guard<std::mutex> l(mu_);
+      for (int i = 0; i < 64; ++i) {
+        sockaddr_in from{};
+        socklen_t len = sizeof from;
+        const ssize_t n = recvfrom(fd_, buf.data(), buf.size(), MSG_DONTWAIT,
+                                   reinterpret_cast<sockaddr*>(&from), &len);
+        if (n < 0) break;
+        const uint64_t key = (uint64_t{ntohl(from.sin_addr.s_addr)} << 16) | ntohs(from.sin_port);
+        peers_[key] = from;
+        OnDatagram(key, std::span<const std::byte>(buf.data(), static_cast<size_t>(n)));
+      }
+      frontend_->Service(static_cast<uint64_t>(Now()));
+    }
+  }
+
+  void Reply(uint64_t key, std::span<const std::byte> bytes) {
+    const sockaddr_in& peer = peers_[key];
+    sendto(fd_, bytes.data(), bytes.size(), 0, reinterpret_cast<const sockaddr*>(&peer), sizeof peer);
+  }
+
+  // What the DPDK FrameHandler does before the Frontend: heartbeats, LOOKUP, verification.
+  void OnDatagram(uint64_t key, std::span<const std::byte> d) {
+    auto f = p::DecodeFrame(d);
+    if (!f || p::ValidateFrame(*f) != p::DecodeError::kOk) return;
+    std::byte out[256];
+    const p::FrameIds ids{f->header.client_id, f->header.request_id, 0};
+    const uint64_t cookie = (key * 0x9E3779B97F4A7C15ull) ^ f->header.client_id ^ 0xC00C1E;
+    switch (f->header.type) {
+      case p::FrameType::kHeartbeat: {
+        auto hb = p::DecodeHeartbeat(*f);
+        if (hb->cookie == cookie) verified_.insert({key, f->header.client_id});
+        auto n = p::EncodeHeartbeat(out, ids, p::Heartbeat{cookie, 1, 1000});
+        Reply(key, std::span<const std::byte>(out, *n));
+        return;
+      }
+      case p::FrameType::kLookup: {
+        auto r = p::DecodeLookup(*f);
+        const dp::QueueInfo* q = table_->FindByName(r->name);
+        p::EncodeResult n = p::EncodeError::kNoSpace;
+        if (q == nullptr) {
+          n = p::EncodeErrorFrame(std::span<std::byte>(out, d.size()), ids,
+                                  p::ErrorReply{Errc::kUnknownQueue, 16, 0, 0, 0, "no such queue"});
+        } else {
+          n = p::EncodeLookupReply(
+              out, ids,
+              p::LookupReply{q->id, static_cast<uint16_t>(q->partition_worker.size()),
+                             q->decl.type == hwconf::QueueType::kStream ? p::QueueType::kStream
+                                                                        : p::QueueType::kWorkQueue,
+                             q->decl.max_message_bytes});
+        }
+        if (n) Reply(key, std::span<const std::byte>(out, *n));
+        return;
+      }
+      case p::FrameType::kReceive:
+      case p::FrameType::kFetch:
+      case p::FrameType::kSubscribe:
+      case p::FrameType::kCredit:
+      case p::FrameType::kNak:
+        if (verified_.count({key, f->header.client_id}) == 0) {
+          auto n = p::EncodeErrorFrame(std::span<std::byte>(out, d.size()), ids,
+                                       p::ErrorReply{Errc::kUnverifiedSource,
+                                                     static_cast<uint8_t>(f->header.type), 0, 0, 0,
+                                                     "not verified"});
+          if (n) Reply(key, std::span<const std::byte>(out, *n));
+          return;
+        }
+        break;
+      default:
+        break;
+    }
+    dp::RouteContext route;
+    route.receiver = true;
+    route.any_partition = 0;
+    frontend_->OnFrame(*f, dp::Endpoint{key, 0}, route, static_cast<uint64_t>(Now()));
+  }
+
+  std::mutex mu_;
+  hwconf::Layout layout_;
+  std::unique_ptr<const dp::QueueTable> table_;
+  std::unique_ptr<dp::Frontend> frontend_;
+  int fd_ = -1;
+  uint16_t port_ = 0;
+  std::atomic<bool> stop_{false};
+  std::thread thread_;
+  std::map<uint64_t, sockaddr_in> peers_;
+  std::set<std::pair<uint64_t, uint64_t>> verified_;
+  std::array<bool, kMaxOutstanding> busy_{};
+  std::array<dp::Endpoint, kMaxOutstanding> to_{};
+  std::array<std::vector<std::byte>, kMaxOutstanding> buffers_;
+};
+
+class InteropTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    ConnectionOptions o;
+    o.server = server_.address();
+    o.retransmit_interval = absl::Milliseconds(50);
+    auto c = Connection::Connect(o);
+    ASSERT_TRUE(c.ok()) << c.status();
+    conn_ = std::move(*c);
+  }
+  RealServer server_;
+  std::unique_ptr<Connection> conn_;
+};
+
+TEST_F(InteropTest, ProduceThenSubscribeAndFetch) {
+  auto prod = Producer::Create(*conn_, "events", {.linger = absl::Milliseconds(2)});
+  ASSERT_TRUE(prod.ok()) << prod.status();
+  std::map<uint16_t, std::vector<uint64_t>> acked;
+  int failures = 0;
+  for (int i = 0; i < 200; ++i) {
+    const std::string payload = absl::StrCat("e", i);
+    ASSERT_TRUE((*prod)->Send({.payload = AsBytes(payload), .key = absl::StrCat("k", i % 7)},
+                              [&](const absl::Status& s, uint16_t part, uint64_t off) {
+                                if (!s.ok()) {
+                                  ADD_FAILURE() << s;
+                                  ++failures;
+                                }
+                                acked[part].push_back(off);
+                              })
+                    .ok());
+  }
+  ASSERT_TRUE((*prod)->Flush(absl::Seconds(5)).ok());
+  EXPECT_EQ(failures, 0);
+  EXPECT_EQ(server_.counters().produced, 200u);
+  for (auto& [part, offs] : acked) {
+    std::sort(offs.begin(), offs.end());
+    for (size_t i = 0; i < offs.size(); ++i) EXPECT_EQ(offs[i], i) << "partition " << part;
+  }
+
+  std::map<uint16_t, std::vector<uint64_t>> seen;
+  size_t total = 0;
+  auto sub = StreamConsumer::Create(*conn_, "events", {.start = StartPosition::Earliest(), .window = 16},
+                                    [&](const ReceivedMessage& m) {
+                                      seen[m.partition].push_back(m.offset);
+                                      ++total;
+                                    });
+  ASSERT_TRUE(sub.ok()) << sub.status();
+  ASSERT_TRUE(conn_->PollUntil([&] { return total == 200; }, absl::Seconds(10)).ok())
+      << "got " << total;
+  for (auto& [part, offs] : seen) {
+    ASSERT_EQ(offs.size(), acked[part].size());
+    for (size_t i = 0; i < offs.size(); ++i) EXPECT_EQ(offs[i], i);
+  }
+  auto q = conn_->Lookup("events");
+  auto r = Fetch(*conn_, *q, 1, StartPosition::Offset(0), 5);
+  ASSERT_TRUE(r.ok()) << r.status();
+  EXPECT_EQ(r->messages.size(), std::min<size_t>(5, acked[1].size()));
+  EXPECT_EQ(r->high_watermark, acked[1].size());
+}
+
+TEST_F(InteropTest, RepeatedSequenceIsAckedDuplicateWithTheOriginalOffset) {
+  // Two producers with one producer id send sequence 0 of partition 0: the second is a
+  // retransmit as far as the server can tell, and is not appended again.
+  uint64_t first_offset = 1, second_offset = 2;
+  Producer first(*conn_, *conn_->Lookup("events"), {.linger = absl::ZeroDuration(), .producer_id = 77});
+  ASSERT_TRUE(first.Send({.payload = AsBytes("x"), .partition = 0},
+                         [&](const absl::Status& s, uint16_t, uint64_t off) {
+                           EXPECT_TRUE(s.ok()) << s;
+                           first_offset = off;
+                         })
+                  .ok());
+  ASSERT_TRUE(first.Flush(absl::Seconds(5)).ok());
+  Producer again(*conn_, *conn_->Lookup("events"), {.linger = absl::ZeroDuration(), .producer_id = 77});
+  ASSERT_TRUE(again.Send({.payload = AsBytes("x"), .partition = 0},
+                         [&](const absl::Status& s, uint16_t, uint64_t off) {
+                           EXPECT_TRUE(s.ok()) << s;
+                           second_offset = off;
+                         })
+                  .ok());
+  ASSERT_TRUE(again.Flush(absl::Seconds(5)).ok());
+  EXPECT_EQ(server_.counters().produced, 1u);
+  EXPECT_EQ(server_.counters().duplicates, 1u);
+  EXPECT_EQ(again.stats().duplicates, 1u);
+  EXPECT_EQ(second_offset, first_offset);
+}
+
+TEST_F(InteropTest, LargeMessageRoundTrip) {
+  std::string big(5000, '\0');
+  for (size_t i = 0; i < big.size(); ++i) big[i] = static_cast<char>('a' + i % 26);
+  auto prod = Producer::Create(*conn_, "events", {.linger = absl::Milliseconds(1)});
+  ASSERT_TRUE(prod.ok());
+  absl::Status result = absl::UnknownError("pending");
+  ASSERT_TRUE((*prod)->Send({.payload = AsBytes(big), .partition = 1},
+                            [&](const absl::Status& s, uint16_t, uint64_t) { result = s; })
+                  .ok());
+  ASSERT_TRUE((*prod)->Flush(absl::Seconds(5)).ok());
+  ASSERT_TRUE(result.ok()) << result;
+  EXPECT_EQ((*prod)->stats().fragmented, 1u);
+  auto q = conn_->Lookup("events");
+  auto r = Fetch(*conn_, *q, 1, StartPosition::Earliest(), 1);
+  ASSERT_TRUE(r.ok()) << r.status();
+  ASSERT_EQ(r->messages.size(), 1u);
+  EXPECT_EQ(r->messages[0]->payload_view(), big);
+}
+
+TEST_F(InteropTest, WorkQueueReceiveDeleteAndStaleReceipt) {
+  auto prod = Producer::Create(*conn_, "jobs", {.linger = absl::Milliseconds(1)});
+  ASSERT_TRUE(prod.ok());
+  for (int i = 0; i < 3; ++i) {
+    const std::string s = absl::StrCat("job", i);
+    ASSERT_TRUE((*prod)->Send({.payload = AsBytes(s)}).ok());
+  }
+  ASSERT_TRUE((*prod)->Flush(absl::Seconds(5)).ok());
+  auto wc = WorkConsumer::Create(*conn_, "jobs");
+  ASSERT_TRUE(wc.ok()) << wc.status();
+  auto got = (*wc)->ReceiveSync({.max_messages = 10, .visibility = absl::Milliseconds(200)});
+  ASSERT_TRUE(got.ok()) << got.status();
+  ASSERT_EQ(got->size(), 3u);
+  EXPECT_EQ((*got)[0]->payload_view(), "job0");
+  std::vector<Receipt> receipts;
+  for (const OwnedMessage& m : *got) receipts.push_back(ReceiptOf(*m));
+  auto del = (*wc)->DeleteSync(std::span<const Receipt>(receipts).first(2));
+  ASSERT_TRUE(del.ok()) << del.status();
+  EXPECT_TRUE((*del)[0].ok()) << (*del)[0];
+  EXPECT_TRUE((*del)[1].ok()) << (*del)[1];
+  // The third lease expires; it is received again; the old receipt is stale.
+  auto again = (*wc)->ReceiveSync({.max_messages = 1, .wait = absl::Seconds(3)});
+  ASSERT_TRUE(again.ok()) << again.status();
+  ASSERT_EQ(again->size(), 1u);
+  EXPECT_EQ((*again)[0]->receive_count, 2);
+  auto stale = (*wc)->DeleteSync(std::span<const Receipt>(receipts).last(1));
+  ASSERT_TRUE(stale.ok());
+  EXPECT_EQ(ErrcOf((*stale)[0]), Errc::kStaleReceipt) << (*stale)[0];
+  auto twice = (*wc)->DeleteSync(std::span<const Receipt>(receipts).first(1));
+  ASSERT_TRUE(twice.ok());
+  EXPECT_FALSE((*twice)[0].ok());
+}
+
+}  // namespace
+}  // namespace sluice::client::testing
