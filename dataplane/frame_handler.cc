@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <bit>
+#include <cstring>
 
 #include <rte_ether.h>
 #include <rte_ip.h>
@@ -134,7 +135,9 @@ void FrameHandler::OnHandoff(rte_mbuf* m) {
   SLUICE_ASSERT(frame.has_value());  // validated by the receiving worker
   RouteContext route;
   route.any_partition = static_cast<uint16_t>(m->hash.usr);
-  frontend_->OnFrame(*frame, EndpointOf(PeerOf(m)), route, worker_.NowNs());
+  const Peer from = PeerOf(m);
+  const Endpoint ep = from.ipv4 == 0 ? kInternalEndpoint : EndpointOf(from);
+  frontend_->OnFrame(*frame, ep, route, worker_.NowNs());
   rte_pktmbuf_free(m);
 }
 
@@ -308,6 +311,49 @@ void FrameHandler::Send(const ReplyBuffer& buffer, size_t bytes) {
   WriteDatagramHeaders(r.m, r.port->addr, r.to, static_cast<uint16_t>(bytes));
   worker_.Transmit(r.port->addr.port_id, r.m);
   r.m = nullptr;
+}
+
+bool FrameHandler::HandOffRecord(uint16_t worker, uint32_t queue,
+                                 std::span<const std::byte> record) {
+  rte_mbuf* m = rte_pktmbuf_alloc(shared_.pool);
+  if (m == nullptr) {
+    worker_.mutable_counters().Drop(DropReason::kNoMbuf);
+    return false;
+  }
+  const size_t frame_len = p::kHeaderBytes + p::kProducePrefixBytes + record.size();
+  if (kDatagramHeaderBytes + frame_len > rte_pktmbuf_tailroom(m)) {
+    rte_pktmbuf_free(m);  // larger than one mbuf: cannot travel this way
+    return false;
+  }
+  // A PRODUCE frame behind zeroed Ethernet/IP/UDP headers: the owner sees the internal endpoint
+  // (address 0, port 0 on port 0) and sends no reply.
+  auto* base = rte_pktmbuf_mtod(m, std::byte*);
+  std::memset(base, 0, kDatagramHeaderBytes);
+  std::byte* f = base + kDatagramHeaderBytes;
+  p::le::Store<uint32_t>(f, p::kMagic);
+  p::le::Store<uint8_t>(f + 4, p::kVersion);
+  p::le::Store<uint8_t>(f + 5, static_cast<uint8_t>(p::FrameType::kProduce));
+  p::le::Store<uint16_t>(f + 6, 0);
+  p::le::Store<uint32_t>(f + 8, static_cast<uint32_t>(frame_len));
+  p::le::Store<uint32_t>(f + 12, 1);
+  p::le::Store<uint64_t>(f + 16, 0);
+  p::le::Store<uint64_t>(f + 24, 0);
+  p::le::Store<uint32_t>(f + 32, queue);
+  p::le::Store<uint32_t>(f + 36, 0);
+  p::le::Store<uint64_t>(f + 40, 0);  // producer 0: not idempotent
+  std::memcpy(f + p::kHeaderBytes + p::kProducePrefixBytes, record.data(), record.size());
+  m->data_len = m->pkt_len = static_cast<uint32_t>(kDatagramHeaderBytes + frame_len);
+  m->l2_len = sizeof(rte_ether_hdr);
+  m->l3_len = sizeof(rte_ipv4_hdr);
+  m->l4_len = sizeof(rte_udp_hdr);
+  m->port = 0;
+  m->hash.usr = 0;
+  SLUICE_ASSERT(p::DecodeFrame({f, frame_len}).has_value());
+  if (!worker_.HandOff(worker, m)) {
+    rte_pktmbuf_free(m);
+    return false;
+  }
+  return true;
 }
 
 void FrameHandler::Abandon(const ReplyBuffer& buffer) {

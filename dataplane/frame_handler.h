@@ -42,6 +42,7 @@ class FrameHandler final : public ReplyChannel {
   ReplyBuffer Acquire(const Endpoint& to, size_t max_bytes) override;
   void Send(const ReplyBuffer& buffer, size_t bytes) override;
   void Abandon(const ReplyBuffer& buffer) override;
+  bool HandOffRecord(uint16_t worker, uint32_t queue, std::span<const std::byte> record) override;
 
  private:
   // Bit per worker that must see the frame; 0 when the receiver answers it alone.

@@ -144,7 +144,15 @@ class Frontend::Impl final : public shard::ShardSink {
   uint64_t subscriptions_dropped_ = 0;
   std::unique_ptr<Reassembly> reassembly_;
   std::vector<const shard::Partition*> sealed_;  // Service: partitions sealed this pass
-  uint64_t dead_letters_dropped_ = 0;
+  struct PendingDeadLetter {
+    uint32_t queue;
+    uint32_t partition;
+    size_t at;
+    size_t len;
+  };
+  std::vector<PendingDeadLetter> dl_pending_;  // fixed capacity
+  std::vector<std::byte> dl_arena_;            // their records, fixed capacity
+  void FlushDeadLetters(uint64_t now_ns);
 };
 
 Frontend::Impl::Impl(const QueueTable& table, uint16_t worker, std::span<const uint32_t> shards,
@@ -171,7 +179,11 @@ Frontend::Impl::Impl(const QueueTable& table, uint16_t worker, std::span<const u
     for (uint32_t part = 0; part < q.partition_shard.size(); ++part) {
       shard::Shard* s = shards_[q.partition_shard[part]].get();
       if (s == nullptr) continue;
-      const Errc e = s->AddPartition(shard::QueueId{q.id}, part, ConfigOf(q.decl));
+      shard::QueueConfig config = ConfigOf(q.decl);
+      if (const QueueInfo* dlq = table.FindByName(q.decl.dead_letter_queue)) {
+        config.dead_letter_queue = shard::QueueId{dlq->id};
+      }
+      const Errc e = s->AddPartition(shard::QueueId{q.id}, part, config);
       if (e != Errc::kOk) {
         std::fprintf(stderr, "sluiced: queue '%s' partition %u: engine refused it: %s\n",
                      q.name.c_str(), part, std::string(ErrcName(e)).c_str());
@@ -181,6 +193,8 @@ Frontend::Impl::Impl(const QueueTable& table, uint16_t worker, std::span<const u
   }
   reassembly_ = std::make_unique<Reassembly>(largest);
   sealed_.reserve(1024);
+  dl_pending_.reserve(1024);
+  dl_arena_.reserve(std::max<size_t>(4u << 20, 2 * size_t{largest} + 65536));
   peer_mac_.reserve(4096);
   subs_.reserve(1024);
   sub_ids_.reserve(1024);
@@ -331,6 +345,7 @@ void Frontend::Impl::OnFrame(const p::FrameView& f, const Endpoint& from,
       if (route.receiver) Error(f, from, Errc::kUnknownType, "not a request type");
       break;
   }
+  if (!dl_pending_.empty()) FlushDeadLetters(now_ns);
   CloseAll();
 }
 
@@ -766,6 +781,7 @@ void Frontend::Impl::SendFragments(p::FrameType type, const shard::ReplyTarget& 
 // ---- engine outputs ---------------------------------------------------------------------------
 
 void Frontend::Impl::OnAck(const shard::AckRange& a) {
+  if (a.target.endpoint == kInternalEndpoint.w0) return;  // an internal hand-off: no reply
   if (a.errc == Errc::kOk || a.errc == Errc::kDuplicate) {
     counters_.acked += a.count;
     if (a.errc == Errc::kDuplicate) counters_.duplicates += a.count;
@@ -895,10 +911,47 @@ void Frontend::Impl::OnSubscriptionGap(const shard::SubscriptionGap& gap) {
 }
 
 void Frontend::Impl::OnDeadLetter(const shard::DeadLetter& d) {
-  // Dead-letter queues are completed in the queue-engine issue; until then a message past its
-  // max receive count is counted and dropped here.
-  (void)d;
-  ++dead_letters_dropped_;
+  // Called from inside the engine, which must not be re-entered: copy the record aside and move
+  // it after the engine call returns (FlushDeadLetters).
+  const size_t len = d.message.record.size();
+  if (!d.dead_letter_queue || dl_pending_.size() == dl_pending_.capacity() ||
+      dl_arena_.size() + len > dl_arena_.capacity()) {
+    ++counters_.dead_letters_dropped;
+    return;
+  }
+  const QueueInfo* dlq = table_.Find(d.dead_letter_queue->value);
+  SLUICE_ASSERT(dlq != nullptr);  // the layout loader checked the reference
+  const uint32_t part = d.source_partition % static_cast<uint32_t>(dlq->partition_shard.size());
+  const size_t at = dl_arena_.size();
+  dl_arena_.insert(dl_arena_.end(), d.message.record.begin(), d.message.record.end());
+  p::le::Store<uint16_t>(dl_arena_.data() + at + 4, static_cast<uint16_t>(part));
+  dl_pending_.push_back({dlq->id, part, at, len});
+}
+
+void Frontend::Impl::FlushDeadLetters(uint64_t now_ns) {
+  for (const PendingDeadLetter& dl : dl_pending_) {
+    const std::span<const std::byte> record(dl_arena_.data() + dl.at, dl.len);
+    const QueueInfo& q = *table_.Find(dl.queue);
+    bool moved;
+    if (Owns(q, dl.partition)) {
+      auto m = p::DecodeMessageRecord(record);
+      SLUICE_ASSERT(m.has_value());
+      shard::MessageIn in;
+      in.record = record;
+      in.partition = static_cast<uint16_t>(dl.partition);
+      in.priority = m->priority;
+      in.ttl_ms = m->ttl_ms;
+      in.group = m->group_id;
+      const shard::ReplyTarget internal{0, 0, 0};
+      moved = ShardOf(dl.queue, dl.partition)
+                  ->Append(internal, shard::QueueId{dl.queue}, in, now_ns).errc == Errc::kOk;
+    } else {
+      moved = replies_.HandOffRecord(q.partition_worker[dl.partition], dl.queue, record);
+    }
+    ++(moved ? counters_.dead_lettered : counters_.dead_letters_dropped);
+  }
+  dl_pending_.clear();
+  dl_arena_.clear();
 }
 
 void Frontend::Impl::ScanSubscriptions(uint64_t now_ns) {
@@ -945,6 +998,7 @@ uint32_t Frontend::Impl::Service(uint64_t now_ns) {
     }
     work += s->Tick(now_ns);
   }
+  if (!dl_pending_.empty()) FlushDeadLetters(now_ns);
   CloseAll();
   return static_cast<uint32_t>(std::min<uint64_t>(work, UINT32_MAX));
 }
@@ -967,7 +1021,6 @@ std::string Frontend::Impl::StatsJson() const {
     first = false;
   }
   absl::StrAppendFormat(&out, "]");
-  (void)dead_letters_dropped_;
   return out;
 }
 

@@ -45,6 +45,9 @@ class ReplyChannel {
   virtual void Send(const ReplyBuffer& buffer, size_t bytes) = 0;
   // The buffer is not used after all.
   virtual void Abandon(const ReplyBuffer& buffer) = 0;
+  // Appends `record` to (queue, partition) on another worker, as an internal PRODUCE that gets
+  // no reply (dead letters). False when it cannot be handed over now (ring full, no buffer).
+  virtual bool HandOffRecord(uint16_t worker, uint32_t queue, std::span<const std::byte> record) = 0;
 
  protected:
   ~ReplyChannel() = default;
@@ -65,7 +68,12 @@ struct FrontendCounters {
   uint64_t rejected = 0;        // items answered with another error
   uint64_t delivered = 0;       // messages sent in MESSAGES/DELIVER
   uint64_t reply_no_buffer = 0; // replies lost for want of a buffer
+  uint64_t dead_lettered = 0;   // messages moved to their dead-letter queue
+  uint64_t dead_letters_dropped = 0;  // could not be moved (no DLQ, or no room / ring full)
 };
+
+// Replies to this endpoint are suppressed: internal PRODUCEs between workers (dead letters).
+inline constexpr Endpoint kInternalEndpoint{0, 0};
 
 class Frontend {
  public:

@@ -109,7 +109,8 @@ RxVerdict ClassifyFrame(rte_mbuf* m, const PortAddress& self, LcoreCounters& c, 
     c.Drop(DropReason::kFragment);
     return RxVerdict::kDrop;
   }
-  if (ip->dst_addr != self.ipv4) {
+  // 0.0.0.0 never sends sluice requests; the address marks internal hand-offs between workers.
+  if (ip->dst_addr != self.ipv4 || ip->src_addr == 0) {
     c.Drop(DropReason::kNotForUs);
     return RxVerdict::kDrop;
   }

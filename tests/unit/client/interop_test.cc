@@ -102,6 +102,9 @@ class RealServer final : public dp::ReplyChannel {
     busy_[b.handle] = false;
   }
   void Abandon(const dp::ReplyBuffer& b) override { busy_[b.handle] = false; }
+  bool HandOffRecord(uint16_t, uint32_t, std::span<const std::byte>) override {
+    return false;  // one worker: every partition is local
+  }
 
  private:
   void Loop() {

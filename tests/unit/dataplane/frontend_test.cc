@@ -34,6 +34,16 @@ class FakeChannel final : public ReplyChannel {
     busy_[b.handle] = false;
   }
   void Abandon(const ReplyBuffer& b) override { busy_[b.handle] = false; }
+  bool HandOffRecord(uint16_t worker, uint32_t queue, std::span<const std::byte> record) override {
+    handed_off.push_back({worker, queue, record.size()});
+    return true;
+  }
+  struct HandOff {
+    uint16_t worker;
+    uint32_t queue;
+    size_t bytes;
+  };
+  std::vector<HandOff> handed_off;
 
   std::vector<std::vector<std::byte>> sent;
 
@@ -59,7 +69,13 @@ class FrontendTest : public ::testing::Test {
     work.type = hwconf::QueueType::kWork;
     work.partitions = 1;
     work.visibility_timeout_ms = 1000;
-    layout_.queues = {stream, work};
+    work.max_receive_count = 2;
+    work.dead_letter_queue = "dlq";
+    hwconf::QueueDecl dlq;
+    dlq.name = "dlq";
+    dlq.type = hwconf::QueueType::kWork;
+    dlq.partitions = 1;
+    layout_.queues = {stream, work, dlq};
     table_ = std::move(*QueueTable::Build(layout_));
     const std::array<uint32_t, 1> shards{0};
     frontend_ = std::make_unique<Frontend>(*table_, 0, shards, channel_);
@@ -305,6 +321,39 @@ TEST_F(FrontendTest, SubscribeGetsResultThenPushesWithinCredits) {
   }
   EXPECT_EQ(delivered, 3u);
   EXPECT_EQ(first, 2u);
+}
+
+TEST_F(FrontendTest, MessagePastMaxReceiveCountMovesToTheDeadLetterQueue) {
+  std::string a = "poison";
+  p::MessageSpec m;
+  m.partition = 0;
+  m.payload = Bytes(a);
+  Feed(Produce(2, 0, {m}));
+  frontend_->Service(1'000'000);
+  auto receive = [&](uint32_t queue, uint64_t now_ns) {
+    frontend_->Service(now_ns);  // timers first: lease expiries due by now
+    channel_.sent.clear();
+    std::vector<std::byte> buf(256);
+    p::ReceiveRequest rr;
+    rr.queue_id = queue;
+    rr.partition = 0;
+    rr.max_messages = 1;
+    rr.visibility_ms = 10;
+    auto n = p::EncodeReceive(buf, {1, 6, 0}, rr);
+    buf.resize(*n);
+    Feed(buf, now_ns);
+    frontend_->Service(now_ns);
+    auto reply = p::DecodeFrame(channel_.sent.at(0));
+    auto msgs = p::DecodeMessages(*reply);
+    return msgs->messages.size();
+  };
+  EXPECT_EQ(receive(2, 2'000'000), 1u);
+  EXPECT_EQ(receive(2, 100'000'000), 1u);   // lease expired: second receive
+  EXPECT_EQ(receive(2, 200'000'000), 0u);   // past max_receive_count: gone from "jobs"
+  frontend_->Service(210'000'000);          // seal + durable in the dead-letter queue
+  EXPECT_EQ(frontend_->counters().dead_lettered, 1u);
+  EXPECT_EQ(receive(3, 220'000'000), 1u);   // ... and waiting in "dlq"
+  EXPECT_TRUE(channel_.handed_off.empty()) << "one worker: the DLQ is local";
 }
 
 }  // namespace
