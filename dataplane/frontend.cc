@@ -27,6 +27,16 @@ shard::QueueConfig ConfigOf(const hwconf::QueueDecl& d) {
   return c;
 }
 
+// Where a FETCH or SUBSCRIBE starts (kCommitted is resolved by the caller).
+shard::StartPosition StartOf(p::StartKind kind, uint64_t value) {
+  switch (kind) {
+    case p::StartKind::kEarliest: return shard::StartPosition::Earliest();
+    case p::StartKind::kLatest: return shard::StartPosition::Latest();
+    case p::StartKind::kTimestamp: return shard::StartPosition::Timestamp(value);
+    default: return shard::StartPosition::Offset(value);
+  }
+}
+
 // Frame ids of a reply: the request's client and request ids.
 p::FrameIds IdsOf(const shard::ReplyTarget& t, uint16_t flags = 0) {
   return p::FrameIds{t.client_id, t.request_id, flags};
@@ -584,13 +594,7 @@ void Frontend::Impl::OnFetch(const p::FrameView& f, const Endpoint& from,
     Error(f, from, answer, "partition not available");
     return;
   }
-  shard::StartPosition start;
-  switch (r->start_kind) {
-    case p::StartKind::kEarliest: start = shard::StartPosition::Earliest(); break;
-    case p::StartKind::kLatest: start = shard::StartPosition::Latest(); break;
-    case p::StartKind::kTimestamp: start = shard::StartPosition::Timestamp(r->start_value); break;
-    default: start = shard::StartPosition::Offset(r->start_value); break;
-  }
+  const shard::StartPosition start = StartOf(r->start_kind, r->start_value);
   const size_t cap = r->max_frame_bytes == 0 ? p::kDefaultFrameBytes : r->max_frame_bytes;
   const shard::ReplyTarget target{from.w0, f.header.client_id, f.header.request_id};
   SendRange(p::FrameType::kMessages, target, 0, q->id, r->partition, start, r->max_messages, cap);
@@ -618,18 +622,11 @@ void Frontend::Impl::OnSubscribe(const p::FrameView& f, const Endpoint& from,
     if (!Mine(*q, part, route, &errc)) continue;
     uint64_t start_offset = 0;
     if (errc == Errc::kOk) {
-      shard::StartPosition start;
-      switch (r->start_kind) {
-        case p::StartKind::kEarliest: start = shard::StartPosition::Earliest(); break;
-        case p::StartKind::kLatest: start = shard::StartPosition::Latest(); break;
-        case p::StartKind::kTimestamp: start = shard::StartPosition::Timestamp(r->start_value); break;
-        case p::StartKind::kCommitted: {
-          auto c = ShardOf(q->id, part)->CommittedOffset(shard::QueueId{q->id}, part,
-                                                         std::string_view(r->group));
-          start = c ? shard::StartPosition::Offset(*c) : shard::StartPosition::Earliest();
-          break;
-        }
-        default: start = shard::StartPosition::Offset(r->start_value); break;
+      shard::StartPosition start = StartOf(r->start_kind, r->start_value);
+      if (r->start_kind == p::StartKind::kCommitted) {
+        auto c = ShardOf(q->id, part)->CommittedOffset(shard::QueueId{q->id}, part,
+                                                       std::string_view(r->group));
+        start = c ? shard::StartPosition::Offset(*c) : shard::StartPosition::Earliest();
       }
       const uint64_t key = SubKey(f.header.client_id, r->subscription_id, part);
       if (auto old = sub_ids_.find(key); old != sub_ids_.end()) {  // re-subscribe replaces
