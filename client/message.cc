@@ -1,5 +1,6 @@
 #include "client/message.h"
 
+#include <array>
 #include <algorithm>
 #include <cstring>
 
@@ -86,22 +87,9 @@ std::optional<OwnedMessage> DeliveryAssembler::Add(const p::DeliveredView& d) {
   if (pa.have < pa.payload.size() || pa.first_record.empty()) return std::nullopt;
   auto first = p::DecodeMessageRecord(pa.first_record);
   SLUICE_ASSERT(first.has_value());
-  std::vector<p::Header> headers;
-  for (const p::Header& h : first->headers) headers.push_back(h);
-  p::MessageSpec spec;
-  spec.partition = first->partition;
-  spec.priority = first->priority;
-  spec.sequence = first->sequence;
-  spec.timestamp_ns = first->timestamp_ns;
-  spec.delay_ms = first->delay_ms;
-  spec.ttl_ms = first->ttl_ms;
-  spec.key = first->key;
-  spec.headers = headers;
-  spec.dedup_id = first->dedup_id;
-  spec.reply_to = first->reply_to;
-  spec.correlation_id = first->correlation_id;
-  spec.group_id = first->group_id;
-  spec.payload = pa.payload;
+  std::array<p::Header, p::kMaxHeaders> headers;
+  p::MessageSpec spec = p::SpecOf(*first, headers);
+  spec.payload = pa.payload;  // fragment 0's metadata, the whole payload
   std::vector<std::byte> record(p::EncodedSize(spec));
   auto n = p::EncodeMessageRecord(record, spec);
   const p::DeliveredMeta meta = pa.meta;

@@ -738,22 +738,7 @@ void Frontend::Impl::SendFragments(p::FrameType type, const shard::ReplyTarget& 
   auto whole = p::DecodeMessageRecord(record);
   SLUICE_ASSERT(whole.has_value());  // stored records were validated on the way in
   std::array<p::Header, p::kMaxHeaders> headers;
-  size_t nh = 0;
-  for (const p::Header& h : whole->headers) headers[nh++] = h;
-  p::MessageSpec spec;
-  spec.partition = whole->partition;
-  spec.priority = whole->priority;
-  spec.sequence = whole->sequence;
-  spec.timestamp_ns = whole->timestamp_ns;
-  spec.delay_ms = whole->delay_ms;
-  spec.ttl_ms = whole->ttl_ms;
-  spec.key = whole->key;
-  spec.headers = std::span<const p::Header>(headers.data(), nh);
-  spec.dedup_id = whole->dedup_id;
-  spec.reply_to = whole->reply_to;
-  spec.correlation_id = whole->correlation_id;
-  spec.group_id = whole->group_id;
-  spec.payload = whole->payload;
+  const p::MessageSpec spec = p::SpecOf(*whole, headers);
   const size_t prefix = type == p::FrameType::kDeliver ? p::kDeliverPrefixBytes
                                                        : p::kMessagesPrefixBytes;
   p::Fragmenter fragmenter(spec, p::kDefaultFrameBytes - p::kHeaderBytes - prefix -

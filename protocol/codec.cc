@@ -401,6 +401,27 @@ EncodeError CheckMessage(const MessageSpec& m) {
   return EncodeError::kOk;
 }
 
+MessageSpec SpecOf(const MessageView& m, std::span<Header> headers) {
+  SLUICE_ASSERT(headers.size() >= m.headers.size());
+  size_t n = 0;
+  for (const Header& h : m.headers) headers[n++] = h;
+  MessageSpec spec;
+  spec.partition = m.partition;
+  spec.priority = m.priority;
+  spec.sequence = m.sequence;
+  spec.timestamp_ns = m.timestamp_ns;
+  spec.delay_ms = m.delay_ms;
+  spec.ttl_ms = m.ttl_ms;
+  spec.key = m.key;
+  spec.headers = headers.first(n);
+  spec.dedup_id = m.dedup_id;
+  spec.reply_to = m.reply_to;
+  spec.correlation_id = m.correlation_id;
+  spec.group_id = m.group_id;
+  spec.payload = m.payload;
+  return spec;
+}
+
 EncodeResult EncodeMessageRecord(std::span<std::byte> out, const MessageSpec& m) {
   EncodeError e = CheckMessage(m);
   if (e != EncodeError::kOk) return e;

@@ -371,6 +371,11 @@ struct MessageSpec {
   uint32_t fragment_offset = 0;
 };
 
+// The spec that re-encodes a decoded, unfragmented message: every metadata field and the payload,
+// with the headers copied into `headers` (at least kMaxHeaders entries; the views still point into
+// the record). Used to fragment a stored record for delivery, or to rebuild one.
+MessageSpec SpecOf(const MessageView& m, std::span<Header> headers);
+
 // Size of the encoded record (record_len), and whether the spec is encodable.
 size_t EncodedSize(const MessageSpec& m);
 EncodeError CheckMessage(const MessageSpec& m);

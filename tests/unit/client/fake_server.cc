@@ -1,5 +1,6 @@
 #include "tests/unit/client/fake_server.h"
 
+#include <array>
 #include <arpa/inet.h>
 #include <poll.h>
 #include <sys/socket.h>
@@ -719,22 +720,8 @@ void FakeServer::AddDelivered(p::FrameWriter& w, size_t cap, const p::DeliveredM
   }
   // Too large for an empty frame: fragments, each with the message's metadata.
   auto m = p::DecodeMessageRecord(record);
-  std::vector<p::Header> headers;
-  for (const p::Header& h : m->headers) headers.push_back(h);
-  p::MessageSpec spec;
-  spec.partition = m->partition;
-  spec.priority = m->priority;
-  spec.sequence = m->sequence;
-  spec.timestamp_ns = m->timestamp_ns;
-  spec.delay_ms = m->delay_ms;
-  spec.ttl_ms = m->ttl_ms;
-  spec.key = m->key;
-  spec.headers = headers;
-  spec.dedup_id = m->dedup_id;
-  spec.reply_to = m->reply_to;
-  spec.correlation_id = m->correlation_id;
-  spec.group_id = m->group_id;
-  spec.payload = m->payload;
+  std::array<p::Header, p::kMaxHeaders> headers;
+  const p::MessageSpec spec = p::SpecOf(*m, headers);
   const size_t budget = cap - p::kHeaderBytes - p::kDeliverPrefixBytes - p::kDeliveredMetaBytes;
   p::Fragmenter fragmenter(spec, budget);
   SLUICE_ASSERT(fragmenter.error() == p::EncodeError::kOk);
