@@ -89,6 +89,9 @@ class Frontend::Impl final : public shard::ShardSink {
   uint32_t SubmitBatches();
   void OnStorage(uint32_t queue, uint32_t partition, shard::DurableOffset durable, Errc errc,
                  std::string_view failure);
+  // Removes log segments nothing needs any more (every kRetentionScanNs, on this lcore).
+  void EnforceLogRetention(uint64_t now_ns);
+  static constexpr uint64_t kRetentionScanNs = 1'000'000'000;
 
   // A reply frame being filled; sent at the end of the request or pass that opened it.
   struct OpenFrame {
@@ -181,6 +184,8 @@ class Frontend::Impl final : public shard::ShardSink {
   std::vector<const shard::Partition*> sealed_;  // Service: partitions sealed this pass
   Persistence* persistence_ = nullptr;  // null: every partition lives in memory only
   std::vector<const shard::Partition*> to_submit_;  // sealed batches not all handed to storage
+  std::vector<std::pair<uint32_t, uint32_t>> persisted_;  // (queue, partition) with a log here
+  uint64_t next_retention_ns_ = 0;
   struct PendingDeadLetter {
     uint32_t queue;
     uint32_t partition;
@@ -288,6 +293,7 @@ absl::Status Frontend::Impl::RestoreLog(shard::Shard& s, const QueueInfo& q, uin
       [&](std::string_view group, uint64_t offset) { s.CommitOffset(id, part, group, offset); });
   if (!log.ok()) return log.status();
   SLUICE_ASSERT(s.EndRestore(id, part, log->next_offset) == Errc::kOk);
+  persisted_.emplace_back(q.id, part);
   return absl::OkStatus();
 }
 
@@ -297,6 +303,7 @@ void Frontend::Impl::RemovePartition(uint32_t queue, uint32_t part, bool remove_
   if (const shard::Partition* pt = s->Find(shard::QueueId{queue}, part)) {
     std::erase(to_submit_, pt);
   }
+  std::erase(persisted_, std::make_pair(queue, part));
   if (persistence_ != nullptr) persistence_->Close(queue, part, remove_files);
   s->RemovePartition(shard::QueueId{queue}, part);
 }
@@ -350,6 +357,25 @@ void Frontend::Impl::OnStorage(uint32_t queue, uint32_t partition, shard::Durabl
   s->MarkDurable(shard::QueueId{queue}, partition, durable);
   s->FailPartition(shard::QueueId{queue}, partition);
   ++counters_.storage_failures;
+}
+
+void Frontend::Impl::EnforceLogRetention(uint64_t now_ns) {
+  for (const auto& [queue, part] : persisted_) {
+    if (!persistence_->HasClosedSegments(queue, part)) continue;  // the active one always stays
+    shard::Shard* s = ShardOf(queue, part);
+    const shard::Partition* pt = s != nullptr ? s->Find(shard::QueueId{queue}, part) : nullptr;
+    if (pt == nullptr) continue;
+    const shard::QueueConfig& c = pt->config();
+    if (pt->work() != nullptr) {
+      // Walks the partition's slots: fine once a second for partitions with closed segments.
+      const uint64_t lowest = pt->work()->Stats().lowest_offset;
+      persistence_->EnforceRetention(queue, part, std::min(lowest, pt->log().durable_end().value),
+                                     0, 0, now_ns);
+    } else if (c.retention_bytes != 0 || c.retention_ms != 0) {
+      persistence_->EnforceRetention(queue, part, UINT64_MAX, c.retention_bytes,
+                                     c.retention_ms * 1'000'000, now_ns);
+    }
+  }
 }
 
 void Frontend::Impl::OnRemoved(shard::QueueId queue, uint32_t partition, uint64_t offset) {
@@ -1133,6 +1159,10 @@ uint32_t Frontend::Impl::Service(uint64_t now_ns) {
     work += persistence_->Poll([this](uint32_t q, uint32_t part, shard::DurableOffset d, Errc e,
                                       std::string_view why) { OnStorage(q, part, d, e, why); });
     persistence_->FlushAcks();
+    if (now_ns >= next_retention_ns_) {
+      next_retention_ns_ = now_ns + kRetentionScanNs;
+      EnforceLogRetention(now_ns);
+    }
   }
   for (auto& s : shards_) {
     if (s) work += s->Tick(now_ns);

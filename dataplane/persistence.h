@@ -68,6 +68,13 @@ class Persistence {
   virtual void Removed(uint32_t queue, uint32_t partition, uint64_t offset) = 0;
   virtual void Committed(uint32_t queue, uint32_t partition, std::string_view group,
                          uint64_t offset) = 0;
+  // Retention (blocking: unlink + directory fsync per segment removed; call rarely). Only
+  // closed segments go: those wholly below `keep_from_offset` (work queues: the oldest message
+  // still in the queue), or, for streams (keep_from_offset UINT64_MAX), past max_bytes / older
+  // than max_age_ns. Returns segments removed.
+  virtual bool HasClosedSegments(uint32_t queue, uint32_t partition) const = 0;
+  virtual uint32_t EnforceRetention(uint32_t queue, uint32_t partition, uint64_t keep_from_offset,
+                                    uint64_t max_bytes, uint64_t max_age_ns, uint64_t now_ns) = 0;
   // Writes what the ack logs buffered (once per pass; cheap when nothing is buffered).
   virtual void FlushAcks() = 0;
   // Blocks until nothing is in flight (shutdown), reporting as Poll does.

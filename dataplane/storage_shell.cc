@@ -268,6 +268,32 @@ void StorageShell::Committed(uint32_t queue, uint32_t partition, std::string_vie
   ++stats_.ack_entries;
 }
 
+bool StorageShell::HasClosedSegments(uint32_t queue, uint32_t partition) const {
+  const Part* p = Find(queue, partition);
+  return p != nullptr && !p->failed && writer_->log(p->handle).segments.size() > 1;
+}
+
+uint32_t StorageShell::EnforceRetention(uint32_t queue, uint32_t partition,
+                                        uint64_t keep_from_offset, uint64_t max_bytes,
+                                        uint64_t max_age_ns, uint64_t now_ns) {
+  Part* p = Find(queue, partition);
+  if (p == nullptr || p->failed) return 0;
+  storage::UringWriter::Retention r;
+  r.keep_from_offset = keep_from_offset;
+  r.max_bytes = max_bytes;
+  r.max_age_ns = max_age_ns;
+  r.now_ns = now_ns;
+  absl::StatusOr<uint32_t> removed = writer_->EnforceRetention(p->handle, r);
+  if (!removed.ok()) {
+    ++stats_.retention_errors;
+    std::fprintf(stderr, "sluiced: queue %u partition %u: retention: %s\n", queue, partition,
+                 std::string(removed.status().message()).c_str());
+    return 0;
+  }
+  stats_.segments_removed += *removed;
+  return *removed;
+}
+
 void StorageShell::MarkDirty(Part* p) {
   if (p->ack_dirty) return;
   p->ack_dirty = true;

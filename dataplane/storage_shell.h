@@ -75,6 +75,8 @@ struct StorageShellStats {
   uint64_t throttled = 0;     // Submit answered kThrottled (writer full)
   uint64_t ack_entries = 0;   // deletes and commits logged
   uint64_t ack_flush_errors = 0;
+  uint64_t segments_removed = 0;  // retention
+  uint64_t retention_errors = 0;
 };
 
 class StorageShell final : public Persistence {
@@ -96,6 +98,9 @@ class StorageShell final : public Persistence {
   void Committed(uint32_t queue, uint32_t partition, std::string_view group,
                  uint64_t offset) override;
   void FlushAcks() override;
+  bool HasClosedSegments(uint32_t queue, uint32_t partition) const override;
+  uint32_t EnforceRetention(uint32_t queue, uint32_t partition, uint64_t keep_from_offset,
+                            uint64_t max_bytes, uint64_t max_age_ns, uint64_t now_ns) override;
   void Drain(absl::FunctionRef<void(uint32_t, uint32_t, shard::DurableOffset, Errc,
                                     std::string_view)> fn) override;
   const BatchPolicy& batch_policy() const override { return policy_; }

@@ -467,6 +467,7 @@ void WorkQueue::ReadyUnlink(uint32_t i) {
 WorkQueueStats WorkQueue::Stats() const {
   WorkQueueStats st;
   for (const Slot& s : slots_) {
+    if (s.state != State::kFree) st.lowest_offset = std::min(st.lowest_offset, s.offset);
     switch (s.state) {
       case State::kPending: ++st.pending; break;
       case State::kDelayed: ++st.delayed; break;

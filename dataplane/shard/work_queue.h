@@ -50,6 +50,7 @@ struct WorkQueueStats {
   uint32_t leased = 0;
   uint32_t waiters = 0;
   uint32_t groups = 0;
+  uint64_t lowest_offset = UINT64_MAX;  // oldest message still in the queue (none: UINT64_MAX)
 };
 
 class WorkQueue final : private TimerClient {

@@ -82,12 +82,14 @@ class Namespace:
 class Sluiced:
     """sluiced on a TAP layout, started in the current network namespace."""
 
-    def __init__(self, workers=1, queues=None, extra_toml="", durability="write", args=()):
+    def __init__(self, workers=1, queues=None, extra_toml="", durability="write", args=(),
+                 segment_bytes=8 << 20):
         self.tag = secrets.token_hex(3)
         self.workers = workers
         self.queues = queues if queues is not None else DEFAULT_QUEUES
         self.extra_toml = extra_toml
         self.durability = durability
+        self.segment_bytes = segment_bytes
         self.args = list(args)
         self.dir = tempfile.mkdtemp(prefix=f"sluice-it-{self.tag}-")
         self.data_dir = os.path.join(self.dir, "data")  # kept across restart()
@@ -133,7 +135,7 @@ shards = {shards}
 [storage]
 data_dirs = ["{self.data_dir}"]
 durability = "{self.durability}"
-segment_bytes = 8388608
+segment_bytes = {self.segment_bytes}
 
 [control]
 metadata_dir = "{self.dir}/meta"

@@ -214,6 +214,30 @@ class StorageTest(unittest.TestCase):
                                                   if f"job-{i}" not in deleted))
             self.assertEqual(len(seen), n - 25)
 
+    def test_segments_of_deleted_work_messages_are_removed(self):
+        with Namespace(), Sluiced(queues=WORK, durability="write", segment_bytes=1 << 20) as s:
+            n = 3000  # ~1 KB each: about three 1 MiB segments
+            body = "x" * 1000
+            sluice("produce", "jobs", input="".join(f"{i:04d}{body}\n" for i in range(n)))
+            part_dir = os.path.join(s.data_dir, "1-0")
+            segments = lambda: sorted(f for f in os.listdir(part_dir)  # noqa: E731
+                                      if f.endswith(".log") and f[:-4].isdigit())
+            self.assertGreaterEqual(len(segments()), 3, segments())
+            drained = 0
+            while drained < n:
+                got = sluice("receive", "jobs", "--max", "50", "--delete", "--wait-ms", "500")
+                lines = [l for l in got.stdout.splitlines() if l]
+                self.assertTrue(lines, f"queue ran dry after {drained} of {n}")
+                drained += len(lines)
+            # Once a second the worker drops closed segments nothing needs; the active one stays.
+            harness.wait_for(lambda: len(segments()) == 1, 10, "retention to remove segments")
+            s.kill()
+            s.start()  # and the queue is still empty and writable after a restart
+            self.assertEqual(sluice("receive", "jobs", "--max", "10", "--wait-ms", "200").stdout, "")
+            sluice("produce", "jobs", input="after\n")
+            got = sluice("receive", "jobs", "--max", "10", "--wait-ms", "2000").stdout
+            self.assertTrue(got.rstrip("\n").endswith("after"), got)
+
     def test_write_error_fails_one_partition_while_the_other_keeps_serving(self):
         # Queue id 1 ("ledger"), partition 0: its writes fail with EIO after 3 went through.
         with Namespace(), Sluiced(queues=STREAM, durability="write",
