@@ -153,6 +153,19 @@ class Frontend::Impl final : public shard::ShardSink {
   void SendRange(p::FrameType type, const shard::ReplyTarget& t, uint64_t sub_id,
                  uint32_t queue, uint32_t partition, shard::StartPosition start,
                  uint32_t max_messages, size_t frame_cap);
+  // The same from any source of stored messages: the engine (memory) or a read of the log.
+  using Visit = absl::FunctionRef<void(const shard::StoredMessage&)>;
+  using Source =
+      absl::FunctionRef<shard::FetchResult(uint32_t max_messages, uint32_t max_bytes, Visit)>;
+  void SendRecords(p::FrameType type, const shard::ReplyTarget& t, uint64_t sub_id,
+                   uint32_t queue, uint32_t partition, Source source, uint32_t max_messages,
+                   size_t frame_cap);
+  void ErrorTo(const shard::ReplyTarget& t, p::FrameType request, Errc errc);
+  // FETCH of stream data older than memory: answered from the log once the read completes.
+  bool StartColdFetch(const shard::ReplyTarget& t, uint32_t queue, uint32_t partition,
+                      p::StartKind kind, uint64_t value, uint32_t max_messages, size_t cap);
+  void OnColdRead(uint64_t cookie, Errc errc, uint64_t next_offset,
+                  std::span<const shard::StoredMessage> records);
   // A stored record too large for one reply datagram, sent as fragments, one frame each.
   void SendFragments(p::FrameType type, const shard::ReplyTarget& t, uint64_t key,
                      uint32_t queue, uint32_t partition, const p::DeliveredMeta& meta,
@@ -185,6 +198,15 @@ class Frontend::Impl final : public shard::ShardSink {
   Persistence* persistence_ = nullptr;  // null: every partition lives in memory only
   std::vector<const shard::Partition*> to_submit_;  // sealed batches not all handed to storage
   std::vector<std::pair<uint32_t, uint32_t>> persisted_;  // (queue, partition) with a log here
+  struct ColdFetch {
+    bool used = false;
+    shard::ReplyTarget target;
+    uint32_t queue = 0;
+    uint32_t partition = 0;
+    uint32_t max_messages = 0;
+    size_t cap = 0;
+  };
+  std::array<ColdFetch, 16> cold_{};  // reads in flight; the cookie is the index
   uint64_t next_retention_ns_ = 0;
   struct PendingDeadLetter {
     uint32_t queue;
@@ -673,6 +695,102 @@ void Frontend::Impl::SendRange(p::FrameType type, const shard::ReplyTarget& t, u
                                uint32_t queue, uint32_t partition, shard::StartPosition start,
                                uint32_t max_messages, size_t frame_cap) {
   shard::Shard* s = ShardOf(queue, partition);
+  SendRecords(type, t, sub_id, queue, partition,
+              [&](uint32_t n, uint32_t max_bytes, Visit visit) {
+                return s->Fetch(shard::QueueId{queue}, partition, start, n, max_bytes, visit);
+              },
+              max_messages, frame_cap);
+}
+
+void Frontend::Impl::ErrorTo(const shard::ReplyTarget& t, p::FrameType request, Errc errc) {
+  ++counters_.rejected;
+  if (errc == Errc::kThrottled) ++counters_.throttled;
+  ReplyBuffer buf = replies_.Acquire(EndpointOf(t.endpoint), p::kHeaderBytes + p::kErrorFixedBytes + 64);
+  if (!buf.ok()) {
+    ++counters_.reply_no_buffer;
+    return;
+  }
+  p::ErrorReply e;
+  e.errc = errc;
+  e.request_type = static_cast<uint8_t>(request);
+  e.detail = ErrcName(errc);
+  if (errc == Errc::kThrottled) e.retry_after_ms = 1;
+  auto n = p::EncodeErrorFrame(buf.bytes, IdsOf(t), e);
+  if (n) replies_.Send(buf, *n); else replies_.Abandon(buf);
+}
+
+bool Frontend::Impl::StartColdFetch(const shard::ReplyTarget& t, uint32_t queue,
+                                    uint32_t partition, p::StartKind kind, uint64_t value,
+                                    uint32_t max_messages, size_t cap) {
+  if (persistence_ == nullptr) return false;
+  shard::Shard* s = ShardOf(queue, partition);
+  const shard::Partition* pt = s != nullptr ? s->Find(shard::QueueId{queue}, partition) : nullptr;
+  if (pt == nullptr || !Persisted(*pt) || pt->stream() == nullptr) return false;
+  const shard::PartitionLog& log = pt->log();
+  const uint64_t in_memory = log.start_offset();
+  const uint64_t on_disk = persistence_->LogStart(queue, partition);
+  if (on_disk == shard::kNoOffset || on_disk >= in_memory) return false;  // memory has it all
+  bool by_timestamp = false;
+  switch (kind) {
+    case p::StartKind::kOffset:
+      if (value >= in_memory || value < on_disk) return false;  // memory answers (or out of range)
+      break;
+    case p::StartKind::kEarliest:
+      value = on_disk;
+      break;
+    case p::StartKind::kTimestamp: {
+      shard::StoredMessage first;
+      if (log.Read(in_memory, &first) && first.timestamp_ns < value) return false;
+      by_timestamp = true;
+      break;
+    }
+    default: return false;  // latest and committed positions are never older than memory
+  }
+  size_t slot = 0;
+  while (slot < cold_.size() && cold_[slot].used) ++slot;
+  const Errc e = slot == cold_.size() ? Errc::kThrottled
+                                      : persistence_->Fetch(queue, partition, by_timestamp, value,
+                                                            max_messages, slot);
+  if (e == Errc::kThrottled || e == Errc::kUnknownPartition) {
+    ErrorTo(t, p::FrameType::kFetch, e);
+    return true;
+  }
+  cold_[slot] = ColdFetch{true, t, queue, partition, max_messages, cap};  // answered via Poll
+  return true;
+}
+
+void Frontend::Impl::OnColdRead(uint64_t cookie, Errc errc, uint64_t next_offset,
+                                std::span<const shard::StoredMessage> records) {
+  SLUICE_ASSERT(cookie < cold_.size() && cold_[cookie].used);
+  const ColdFetch c = cold_[cookie];
+  cold_[cookie].used = false;
+  if (ShardOf(c.queue, c.partition) == nullptr) return;  // removed since
+  if (errc != Errc::kOk) {
+    ErrorTo(c.target, p::FrameType::kFetch, errc);
+    return;
+  }
+  SendRecords(p::FrameType::kMessages, c.target, 0, c.queue, c.partition,
+              [&](uint32_t n, uint32_t max_bytes, Visit visit) {
+                shard::FetchResult r{Errc::kOk, next_offset, 0};
+                uint64_t bytes = 0;
+                for (const shard::StoredMessage& m : records) {
+                  if (r.count == n || (r.count > 0 && bytes + m.record.size() > max_bytes)) {
+                    r.next_offset = m.offset;
+                    break;
+                  }
+                  visit(m);
+                  ++r.count;
+                  bytes += m.record.size();
+                }
+                return r;
+              },
+              c.max_messages, c.cap);
+}
+
+void Frontend::Impl::SendRecords(p::FrameType type, const shard::ReplyTarget& t, uint64_t sub_id,
+                                 uint32_t queue, uint32_t partition, Source source,
+                                 uint32_t max_messages, size_t frame_cap) {
+  shard::Shard* s = ShardOf(queue, partition);
   OpenFrame* out = Open(type, t, type == p::FrameType::kDeliver ? sub_id : t.request_id, queue,
                         partition);
   if (out == nullptr) return;
@@ -696,9 +814,9 @@ void Frontend::Impl::SendRange(p::FrameType type, const shard::ReplyTarget& t, u
     w.BeginMessages(IdsOf(t), p::MessagesPrefix{queue, static_cast<uint16_t>(partition), 0, 0});
   }
   pinned_ = out;
-  const shard::FetchResult r = s->Fetch(
-      shard::QueueId{queue}, partition, start, std::max<uint32_t>(1, max_messages),
-      std::max<uint32_t>(1, max_bytes_guess), [&](const shard::StoredMessage& m) {
+  const shard::FetchResult r = source(
+      std::max<uint32_t>(1, max_messages), std::max<uint32_t>(1, max_bytes_guess),
+      [&](const shard::StoredMessage& m) {
         if (stopped) return;
         p::DeliveredMeta meta;
         meta.offset = m.offset;
@@ -769,6 +887,10 @@ void Frontend::Impl::OnFetch(const p::FrameView& f, const Endpoint& from,
   const shard::StartPosition start = StartOf(r->start_kind, r->start_value);
   const size_t cap = r->max_frame_bytes == 0 ? p::kDefaultFrameBytes : r->max_frame_bytes;
   const shard::ReplyTarget target{from.w0, f.header.client_id, f.header.request_id};
+  if (StartColdFetch(target, q->id, r->partition, r->start_kind, r->start_value, r->max_messages,
+                     cap)) {
+    return;  // older than memory: answered from the log when the read completes
+  }
   SendRange(p::FrameType::kMessages, target, 0, q->id, r->partition, start, r->max_messages, cap);
 }
 
@@ -1158,6 +1280,10 @@ uint32_t Frontend::Impl::Service(uint64_t now_ns) {
     if (!to_submit_.empty()) work += SubmitBatches();
     work += persistence_->Poll([this](uint32_t q, uint32_t part, shard::DurableOffset d, Errc e,
                                       std::string_view why) { OnStorage(q, part, d, e, why); });
+    work += persistence_->PollReads(
+        [this](uint64_t cookie, Errc e, uint64_t next, std::span<const shard::StoredMessage> recs) {
+          OnColdRead(cookie, e, next, recs);
+        });
     persistence_->FlushAcks();
     if (now_ns >= next_retention_ns_) {
       next_retention_ns_ = now_ns + kRetentionScanNs;

@@ -75,6 +75,17 @@ class Persistence {
   virtual bool HasClosedSegments(uint32_t queue, uint32_t partition) const = 0;
   virtual uint32_t EnforceRetention(uint32_t queue, uint32_t partition, uint64_t keep_from_offset,
                                     uint64_t max_bytes, uint64_t max_age_ns, uint64_t now_ns) = 0;
+  // Reads of stream data older than what the engine holds in memory, from the log through the
+  // worker's io_uring; the lcore never blocks. `by_timestamp`: `value` is a time (first record at
+  // or after it), else an offset. kOk: the result comes through PollReads with `cookie`;
+  // kThrottled: all reads busy.
+  virtual Errc Fetch(uint32_t queue, uint32_t partition, bool by_timestamp, uint64_t value,
+                     uint32_t max_records, uint64_t cookie) = 0;
+  virtual uint32_t PollReads(absl::FunctionRef<void(uint64_t cookie, Errc errc, uint64_t next_offset,
+                                                    std::span<const shard::StoredMessage> records)>
+                                 fn) = 0;
+  // Oldest offset in the partition's log (kNoOffset if it has none here).
+  virtual uint64_t LogStart(uint32_t queue, uint32_t partition) const = 0;
   // Writes what the ack logs buffered (once per pass; cheap when nothing is buffered).
   virtual void FlushAcks() = 0;
   // Blocks until nothing is in flight (shutdown), reporting as Poll does.

@@ -4,6 +4,7 @@
 
 #include "absl/strings/str_format.h"
 #include "dataplane/frame_handler.h"
+#include "dataplane/storage_shell.h"
 #include "dataplane/worker.h"
 
 namespace sluice::dataplane {
@@ -30,6 +31,18 @@ std::string CountersJson(const Worker& w) {
                         "\"reply_no_buffer\": %u",
                         f.produced, f.acked, f.duplicates, f.throttled, f.rejected, f.delivered,
                         f.reply_no_buffer);
+  absl::StrAppendFormat(&s, ", \"storage_failures\": %u", f.storage_failures);
+  if (const StorageShell* st = w.storage()) {
+    const StorageShellStats& ss = st->stats();
+    const storage::WriterStats& ws = st->writer_stats();
+    absl::StrAppendFormat(
+        &s,
+        ", \"storage\": {\"partitions\": %u, \"failed\": %u, \"batches\": %u, \"bytes\": %u, "
+        "\"submits\": %u, \"throttled\": %u, \"rolls\": %u, \"ack_entries\": %u, "
+        "\"cold_fetches\": %u, \"segments_removed\": %u}",
+        ss.partitions, ss.failed, ws.batches, ws.bytes, ws.submits, ss.throttled, ws.rolls,
+        ss.ack_entries, ss.cold_fetches, ss.segments_removed);
+  }
   absl::StrAppend(&s, ", \"shards\": ", w.handler().ShardStatsJson(), "}");
   return s;
 }

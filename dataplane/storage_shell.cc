@@ -79,12 +79,20 @@ absl::StatusOr<std::unique_ptr<StorageShell>> StorageShell::Create(const Storage
     f.skip = config.fault->skip;
     (*writer)->InjectFaults(f);
   }
-  return std::unique_ptr<StorageShell>(new StorageShell(config, startup, std::move(*writer)));
+  storage::ReaderConfig rc;
+  rc.max_reads = 8;  // each holds a read buffer of ~1.25 MiB: cold reads are the rare case
+  absl::StatusOr<std::unique_ptr<storage::UringReader>> reader =
+      storage::UringReader::Create(rc, writer->get());
+  if (!reader.ok()) return reader.status();
+  return std::unique_ptr<StorageShell>(
+      new StorageShell(config, startup, std::move(*writer), std::move(*reader)));
 }
 
 StorageShell::StorageShell(const StorageShellConfig& config, StartupRecovery* startup,
-                           std::unique_ptr<storage::UringWriter> writer)
-    : config_(config), startup_(startup), writer_(std::move(writer)) {
+                           std::unique_ptr<storage::UringWriter> writer,
+                           std::unique_ptr<storage::UringReader> reader)
+    : config_(config), startup_(startup), writer_(std::move(writer)), reader_(std::move(reader)) {
+  read_records_.reserve(4096);
   policy_.batch_bytes = config.storage.batch_bytes;
   policy_.batch_time_ns = uint64_t{config.storage.batch_time_us} * 1000;
   parts_.reserve(1024);
@@ -266,6 +274,37 @@ void StorageShell::Committed(uint32_t queue, uint32_t partition, std::string_vie
   }
   MarkDirty(p);
   ++stats_.ack_entries;
+}
+
+Errc StorageShell::Fetch(uint32_t queue, uint32_t partition, bool by_timestamp, uint64_t value,
+                         uint32_t max_records, uint64_t cookie) {
+  const Part* p = Find(queue, partition);
+  if (p == nullptr) return Errc::kUnknownPartition;
+  storage::FetchRequest r;
+  r.partition = p->handle;
+  r.by = by_timestamp ? storage::FetchBy::kTimestamp : storage::FetchBy::kOffset;
+  r.value = value;
+  r.max_records = std::max<uint32_t>(1, max_records);
+  r.cookie = cookie;
+  const Errc e = reader_->Fetch(r);
+  if (e != Errc::kThrottled) ++stats_.cold_fetches;
+  return e;
+}
+
+uint32_t StorageShell::PollReads(
+    absl::FunctionRef<void(uint64_t, Errc, uint64_t, std::span<const shard::StoredMessage>)> fn) {
+  return reader_->Poll([&](const storage::FetchResult& r) {
+    read_records_.clear();
+    r.ForEach([&](const storage::RecordView& v) {
+      read_records_.push_back(shard::StoredMessage{v.offset, v.timestamp_ns, v.record});
+    });
+    fn(r.cookie, r.errc, r.next_offset, read_records_);
+  });
+}
+
+uint64_t StorageShell::LogStart(uint32_t queue, uint32_t partition) const {
+  const Part* p = Find(queue, partition);
+  return p == nullptr ? shard::kNoOffset : writer_->log(p->handle).start_offset();
 }
 
 bool StorageShell::HasClosedSegments(uint32_t queue, uint32_t partition) const {

@@ -22,6 +22,7 @@
 #include "hwconf/layout.h"
 #include "storage/ack_log.h"
 #include "storage/recovery.h"
+#include "storage/uring_reader.h"
 #include "storage/uring_writer.h"
 
 namespace sluice::dataplane {
@@ -75,6 +76,7 @@ struct StorageShellStats {
   uint64_t throttled = 0;     // Submit answered kThrottled (writer full)
   uint64_t ack_entries = 0;   // deletes and commits logged
   uint64_t ack_flush_errors = 0;
+  uint64_t cold_fetches = 0;      // fetches served from the log (older than memory)
   uint64_t segments_removed = 0;  // retention
   uint64_t retention_errors = 0;
 };
@@ -98,6 +100,11 @@ class StorageShell final : public Persistence {
   void Committed(uint32_t queue, uint32_t partition, std::string_view group,
                  uint64_t offset) override;
   void FlushAcks() override;
+  Errc Fetch(uint32_t queue, uint32_t partition, bool by_timestamp, uint64_t value,
+             uint32_t max_records, uint64_t cookie) override;
+  uint32_t PollReads(absl::FunctionRef<void(uint64_t, Errc, uint64_t,
+                                            std::span<const shard::StoredMessage>)> fn) override;
+  uint64_t LogStart(uint32_t queue, uint32_t partition) const override;
   bool HasClosedSegments(uint32_t queue, uint32_t partition) const override;
   uint32_t EnforceRetention(uint32_t queue, uint32_t partition, uint64_t keep_from_offset,
                             uint64_t max_bytes, uint64_t max_age_ns, uint64_t now_ns) override;
@@ -121,7 +128,8 @@ class StorageShell final : public Persistence {
     std::string dir;
   };
   StorageShell(const StorageShellConfig& config, StartupRecovery* startup,
-               std::unique_ptr<storage::UringWriter> writer);
+               std::unique_ptr<storage::UringWriter> writer,
+               std::unique_ptr<storage::UringReader> reader);
   static uint64_t Key(uint32_t q, uint32_t p) { return (uint64_t{q} << 32) | p; }
   Part* Find(uint32_t q, uint32_t p);
   const Part* Find(uint32_t q, uint32_t p) const;
@@ -133,6 +141,8 @@ class StorageShell final : public Persistence {
   StorageShellConfig config_;
   StartupRecovery* startup_;
   std::unique_ptr<storage::UringWriter> writer_;
+  std::unique_ptr<storage::UringReader> reader_;  // on the writer's thread, its own ring
+  std::vector<shard::StoredMessage> read_records_;  // PollReads scratch (reserved)
   BatchPolicy policy_;
   absl::flat_hash_map<uint64_t, std::unique_ptr<Part>> parts_;
   absl::flat_hash_map<storage::PartitionHandle, Part*> by_handle_;

@@ -80,6 +80,7 @@ class Worker {
   const LcoreCounters& counters() const { return counters_; }
   const FrameHandler& handler() const { return *handler_; }
   StorageShell* storage() { return storage_.get(); }  // null: in memory
+  const StorageShell* storage() const { return storage_.get(); }
 
   // Used by the frame handler: queue a reply for transmission on `port_id`.
   void Transmit(uint16_t port_id, rte_mbuf* m) { tx_[port_id].Add(m, counters_); }

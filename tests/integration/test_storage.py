@@ -238,6 +238,47 @@ class StorageTest(unittest.TestCase):
             got = sluice("receive", "jobs", "--max", "10", "--wait-ms", "2000").stdout
             self.assertTrue(got.rstrip("\n").endswith("after"), got)
 
+    def test_fetch_older_than_memory_is_served_from_the_log(self):
+        queues = ("[[queue]]\nname = \"archive\"\ntype = \"stream\"\npartitions = 1\n"
+                  "max_message_bytes = 4096\n")  # 256 KiB chunks: 16 MiB in memory
+        with Namespace(), Sluiced(queues=queues, durability="write") as s:
+            # ~24 MB: more than the 16 MiB a partition keeps in memory, so the oldest chunks are
+            # evicted and offsets from 0 can only come from the log.
+            n, body = 24_000, "y" * 1000
+            lines = [f"{i:05d}{body}" for i in range(n)]
+            sluice("produce", "archive", input="\n".join(lines) + "\n", timeout=180)
+            c = new_client(50)
+            queue_id, _ = c.lookup("archive")
+
+            def fetch(kind, value, count):
+                got, first = [], True
+                while len(got) < count:
+                    k, v = (kind, value) if first else (0, got[-1][0] + 1)
+                    first = False
+                    body = struct.pack("<IHBBQHHI", queue_id, 0, k, 0, v, 50, 1472, 0)
+                    reply = c.call(lambda r: wire.frame(wire.FETCH, body, client=c.client_id, request=r),
+                                   (wire.MESSAGES, wire.ERROR))
+                    if wire.parse_header(reply)["type"] == wire.ERROR:
+                        raise AssertionError(f"fetch error {wire.parse_error(reply)}")
+                    _, msgs = wire.parse_messages(reply)
+                    self.assertTrue(msgs, "empty fetch")
+                    got.extend((m[0], m[4].decode()) for m in msgs)
+                return got[:count]
+
+            for kind, value in ((0, 0), (1, 0), (0, 1234)):  # offset 0, earliest, offset 1234
+                got = fetch(kind, value, 40)
+                start = 1234 if value == 1234 else 0
+                self.assertEqual([o for o, _ in got], list(range(start, start + 40)))
+                self.assertEqual([p for _, p in got], lines[start:start + 40])
+            # The tail still comes from memory, and from the log again after a restart.
+            self.assertEqual(fetch(0, n - 5, 5), list(enumerate(lines))[n - 5:])
+            harness.wait_for(lambda: s.stats()["workers"][0]["storage"]["cold_fetches"] >= 3, 5,
+                             "the stats file to show the fetches served from the log")
+            s.kill()
+            s.start()
+            c = new_client(51)
+            self.assertEqual(fetch(0, 7, 3), list(enumerate(lines))[7:10])
+
     def test_write_error_fails_one_partition_while_the_other_keeps_serving(self):
         # Queue id 1 ("ledger"), partition 0: its writes fail with EIO after 3 went through.
         with Namespace(), Sluiced(queues=STREAM, durability="write",
