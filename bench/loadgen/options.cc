@@ -26,6 +26,11 @@ constexpr const char* kUsage =
     "                       (dpdk-testpmd macswap/io bounces them; sluiced answers them)\n"
     "  --flood              count only: UDP frames as fast as the port takes them; counts returns\n"
     "\n"
+    "kernel UDP (no DPDK on the client; --produce only):\n"
+    "  --udp                a plain UDP socket to --server-ip:--server-port (sendmmsg/recvmmsg,\n"
+    "                       polled), bound to --local-port; --cpu pins the thread. The path the\n"
+    "                       peers' clients take too (bench/run runs it against sluiced's TAP port)\n"
+    "\n"
     "port and EAL:\n"
     "  --socket PATH        server's memif socket (default /run/sluice/bench.sock)\n"
     "  --vdev STR           full vdev string instead (net_memif...,role=client,...)\n"
@@ -129,6 +134,7 @@ int ParseOptions(int argc, char** argv, Options* o) {
       {"--produce", mode(Mode::kProduce), false},
       {"--echo", mode(Mode::kEcho), false},
       {"--flood", mode(Mode::kFlood), false},
+      {"--udp", [o](const char*) { o->udp = true; return true; }, false},
       {"--socket", str(&o->socket)},
       {"--vdev", str(&o->vdev)},
       {"--cpu", [o](const char* v) {
@@ -203,6 +209,7 @@ int ParseOptions(int argc, char** argv, Options* o) {
   else if (o->frame_bytes < 60) problem = "--frame-bytes must be >= 60";
   else if (o->mtu < 576) problem = "--mtu must be >= 576";
   else if (uint64_t{o->window} * o->batch > (1u << 20)) problem = "--window * --batch <= 2^20";
+  else if (o->udp && o->mode != Mode::kProduce) problem = "--udp goes with --produce only";
   if (problem != nullptr) {
     std::fprintf(stderr, "sluice-loadgen: %s\n", problem);
     return 2;

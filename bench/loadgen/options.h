@@ -18,6 +18,7 @@ struct Options {
   Mode mode = Mode::kProduce;
 
   // ---- port and EAL ----
+  bool udp = false;            // --udp: kernel UDP socket (sendmmsg/recvmmsg), no DPDK (produce)
   std::string socket = "/run/sluice/bench.sock";  // memif socket of the server (role=server side)
   std::string vdev;            // full vdev string; overrides `socket` when set
   int cpu = 0;                 // CPU the load loop (the EAL main lcore) is pinned to

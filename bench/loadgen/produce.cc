@@ -28,6 +28,7 @@
 
 #include "absl/strings/str_format.h"
 #include "bench/loadgen/drivers.h"
+#include "bench/loadgen/port.h"
 #include "protocol/codec.h"
 
 namespace sluice::bench {
@@ -50,7 +51,8 @@ struct QueueRef {
   uint32_t max_message_bytes = 0;
 };
 
-absl::StatusOr<QueueRef> Lookup(Link& link, const Options& o, uint64_t client_id) {
+template <class Port>
+absl::StatusOr<QueueRef> Lookup(Port& link, const Options& o, uint64_t client_id) {
   std::vector<std::byte> buf(p::kHeaderBytes + p::kLookupFixedBytes + 256);
   const uint64_t request_id = 1;
   auto n = p::EncodeLookup(buf, {client_id, request_id, 0}, p::LookupRequest{o.queue});
@@ -92,17 +94,20 @@ struct Stream {
   uint64_t* stamp = nullptr;  // [seq & mask]: send or scheduled TSC; 0 = none pending
 };
 
+template <class Buf>
 struct Pending {
-  rte_mbuf* m = nullptr;
+  Buf* m = nullptr;
   uint64_t stamp = 0;         // open loop: scheduled TSC; closed loop: set at transmit
   uint32_t stream = 0;
   uint64_t first_seq = 0;
   bool refused = false;       // the TX queue refused it once already (counted once)
 };
 
+template <class Port>
 class Producer {
  public:
-  Producer(Link& link, const Options& o, const QueueRef& q, uint64_t client_id,
+  using Buf = typename Port::Buf;
+  Producer(Port& link, const Options& o, const QueueRef& q, uint64_t client_id,
            uint64_t producer_base);
   absl::Status Prepare();
   Result Run();
@@ -122,7 +127,7 @@ class Producer {
   }
   bool Measured(uint64_t tsc) const { return tsc >= t_measure_ && tsc < t_end_; }
 
-  Link& link_;
+  Port& link_;
   const Options& o_;
   const QueueRef q_;
   const uint64_t client_id_;
@@ -137,7 +142,7 @@ class Producer {
   uint32_t rr_ = 0;
   uint64_t request_id_ = 1;
   uint64_t built_msgs_ = 0;
-  Pending pending_[kBurst];
+  Pending<Buf> pending_[kBurst];
   uint16_t npending_ = 0;
   bool closed_loop_ = true;
   double next_sched_ = 0;          // open loop: TSC of the next frame's slot
@@ -147,11 +152,13 @@ class Producer {
   Result result_;
 };
 
-Producer::Producer(Link& link, const Options& o, const QueueRef& q, uint64_t client_id,
+template <class Port>
+Producer<Port>::Producer(Port& link, const Options& o, const QueueRef& q, uint64_t client_id,
                    uint64_t producer_base)
     : link_(link), o_(o), q_(q), client_id_(client_id), producer_base_(producer_base) {}
 
-absl::Status Producer::Prepare() {
+template <class Port>
+absl::Status Producer<Port>::Prepare() {
   // The template: one PRODUCE frame of `batch` records of `size` payload bytes.
   std::vector<std::byte> payload(o_.size, std::byte{0x5a});
   p::MessageSpec spec;
@@ -175,13 +182,13 @@ absl::Status Producer::Prepare() {
         "carries (lower --batch or raise --mtu and the server's port mtu)",
         o_.batch, o_.size, frame.size(), link_.max_udp_payload(), link_.mtu()));
   }
-  template_.resize(kUdpHeaderBytes + frame.size());
-  link_.WriteUdpHeaders(template_.data(), static_cast<uint16_t>(frame.size()));
-  memcpy(template_.data() + kUdpHeaderBytes, frame.data(), frame.size());
+  template_.resize(Port::header_bytes() + frame.size());
+  link_.WriteHeaders(template_.data(), static_cast<uint16_t>(frame.size()));
+  memcpy(template_.data() + Port::header_bytes(), frame.data(), frame.size());
 
   // Check the patch offsets: patch a copy and decode it with the protocol's own decoder.
   std::vector<uint8_t> probe = template_;
-  uint8_t* f = probe.data() + kUdpHeaderBytes;
+  uint8_t* f = probe.data() + Port::header_bytes();
   p::le::Store<uint64_t>(reinterpret_cast<std::byte*>(f + kRequestIdAt), 77);
   p::le::Store<uint64_t>(reinterpret_cast<std::byte*>(f + kProducerIdAt), producer_base_ + 5);
   for (uint32_t i = 0; i < o_.batch; ++i) {
@@ -221,7 +228,8 @@ absl::Status Producer::Prepare() {
 }
 
 // The next stream that may send a frame, or -1.
-int Producer::PickStream(uint64_t now) {
+template <class Port>
+int Producer<Port>::PickStream(uint64_t now) {
   const uint32_t n = static_cast<uint32_t>(streams_.size());
   for (uint32_t k = 0; k < n; ++k) {
     const uint32_t i = (rr_ + k) % n;
@@ -238,23 +246,24 @@ int Producer::PickStream(uint64_t now) {
   return -1;
 }
 
-void Producer::Build(uint64_t now) {
+template <class Port>
+void Producer<Port>::Build(uint64_t now) {
   while (npending_ < kBurst) {
     if (inflight_ + o_.batch > window_msgs_) return;
     if (o_.count != 0 && built_msgs_ >= o_.count) return;
     if (!closed_loop_ && static_cast<double>(now) < next_sched_) return;
     const int si = PickStream(now);
     if (si < 0) return;
-    rte_mbuf* m = rte_pktmbuf_alloc(link_.pool());
+    Buf* m = link_.Alloc();
     if (m == nullptr) {
       ++result_.no_mbuf;
       return;
     }
     Stream& s = streams_[si];
-    uint8_t* d = rte_pktmbuf_mtod(m, uint8_t*);
+    uint8_t* d = Port::Data(m);
     rte_memcpy(d, template_.data(), template_.size());
-    m->data_len = m->pkt_len = static_cast<uint32_t>(template_.size());
-    std::byte* f = reinterpret_cast<std::byte*>(d + kUdpHeaderBytes);
+    Port::SetLen(m, static_cast<uint32_t>(template_.size()));
+    std::byte* f = reinterpret_cast<std::byte*>(d + Port::header_bytes());
     p::le::Store<uint64_t>(f + kRequestIdAt, request_id_++);
     p::le::Store<uint64_t>(f + kProducerIdAt, s.producer_id);
     std::byte* rec = f + kRecordsAt;
@@ -262,7 +271,7 @@ void Producer::Build(uint64_t now) {
       p::le::Store<uint16_t>(rec + kRecPartitionAt, s.partition);
       p::le::Store<uint64_t>(rec + kRecSequenceAt, s.next_seq + i);
     }
-    Pending& pf = pending_[npending_++];
+    Pending<Buf>& pf = pending_[npending_++];
     pf.m = m;
     pf.stream = static_cast<uint32_t>(si);
     pf.first_seq = s.next_seq;
@@ -277,13 +286,14 @@ void Producer::Build(uint64_t now) {
   }
 }
 
-void Producer::Transmit() {
-  rte_mbuf* pkts[kBurst];
+template <class Port>
+void Producer<Port>::Transmit() {
+  Buf* pkts[kBurst];
   for (uint16_t i = 0; i < npending_; ++i) pkts[i] = pending_[i].m;
   const uint64_t now = rte_rdtsc();
   const uint16_t sent = link_.Tx(pkts, npending_);
   for (uint16_t i = 0; i < sent; ++i) {
-    const Pending& pf = pending_[i];
+    const Pending<Buf>& pf = pending_[i];
     const uint64_t stamp = closed_loop_ ? now : pf.stamp;
     if (!closed_loop_ && now - pf.stamp > link_.tsc_hz() / 10'000) ++result_.late_sends;
     Stream& s = streams_[pf.stream];
@@ -303,15 +313,16 @@ void Producer::Transmit() {
   npending_ = static_cast<uint16_t>(npending_ - sent);
 }
 
-void Producer::Receive(uint64_t now) {
-  rte_mbuf* pkts[kRxBurst];
+template <class Port>
+void Producer<Port>::Receive(uint64_t now) {
+  Buf* pkts[kRxBurst];
   const uint16_t n = link_.Rx(pkts, kRxBurst);
   for (uint16_t i = 0; i < n; ++i) {
-    rte_mbuf* m = pkts[i];
-    if (link_.HandleArp(m)) continue;
+    Buf* m = pkts[i];
+    if (link_.HandleControl(m)) continue;
     ++result_.frames_received;
     if (Measured(now)) ++result_.measured_frames_received;
-    std::span<const std::byte> d = link_.UdpPayloadFor(m);
+    std::span<const std::byte> d = link_.Payload(m);
     auto f = d.empty() ? p::DecodeResult<p::FrameView>(p::DecodeError::kTruncatedHeader)
                        : p::DecodeFrame(d);
     if (f && f->header.type == p::FrameType::kAck) {
@@ -327,11 +338,12 @@ void Producer::Receive(uint64_t now) {
     } else {
       ++result_.unmatched;
     }
-    rte_pktmbuf_free(m);
+    link_.Free(m);
   }
 }
 
-void Producer::OnAck(const p::AckView& ack, uint64_t now) {
+template <class Port>
+void Producer<Port>::OnAck(const p::AckView& ack, uint64_t now) {
   const uint64_t pi = ack.producer_id - producer_base_;
   if (ack.producer_id < producer_base_ || pi >= o_.producers) {
     ++result_.unmatched;
@@ -347,7 +359,8 @@ void Producer::OnAck(const p::AckView& ack, uint64_t now) {
   }
 }
 
-void Producer::OnRange(Stream& s, const p::AckRange& r, uint64_t now) {
+template <class Port>
+void Producer<Port>::OnRange(Stream& s, const p::AckRange& r, uint64_t now) {
   const uint32_t answered = std::min<uint32_t>(r.count, s.inflight);
   s.inflight -= answered;
   inflight_ -= answered;
@@ -385,7 +398,8 @@ void Producer::OnRange(Stream& s, const p::AckRange& r, uint64_t now) {
                         r.partition, r.first_sequence));
 }
 
-void Producer::OnErrorFrame(const p::FrameView& f) {
+template <class Port>
+void Producer<Port>::OnErrorFrame(const p::FrameView& f) {
   ++result_.error_frames;
   auto e = p::DecodeErrorFrame(f);
   if (!e) return;
@@ -395,7 +409,8 @@ void Producer::OnErrorFrame(const p::FrameView& f) {
   }
 }
 
-void Producer::CheckTimeouts(uint64_t now) {
+template <class Port>
+void Producer<Port>::CheckTimeouts(uint64_t now) {
   for (Stream& s : streams_) {
     if (s.next_seq == s.base || now - s.progress_tsc < timeout_cycles_) continue;
     ++result_.timeouts;
@@ -408,7 +423,8 @@ void Producer::CheckTimeouts(uint64_t now) {
   }
 }
 
-Result Producer::Run() {
+template <class Port>
+Result Producer<Port>::Run() {
   const uint64_t hz = link_.tsc_hz();
   const uint64_t t0 = rte_rdtsc();
   t_measure_ = t0 + static_cast<uint64_t>(o_.warmup_s * hz);
@@ -434,34 +450,43 @@ Result Producer::Run() {
     if (npending_ != 0) Transmit();
     if ((pass & 1023) == 0) CheckTimeouts(now);
   }
-  for (uint16_t i = 0; i < npending_; ++i) rte_pktmbuf_free(pending_[i].m);
+  for (uint16_t i = 0; i < npending_; ++i) link_.Free(pending_[i].m);
   result_.lost += inflight_;
   const uint64_t end = std::min(t_end_, stop_tsc);
   result_.measured_s = end > t_measure_ ? static_cast<double>(end - t_measure_) / hz : 0.0;
   return result_;
 }
 
-}  // namespace
-
-absl::StatusOr<Result> RunProduce(Link& link, const Options& o) {
+template <class Port>
+absl::StatusOr<Result> RunProduceOn(Port& port, const Options& o) {
   // Ids unique per run, so that several runs against one sluiced never share producer state.
   const uint64_t salt = (rte_rdtsc() ^ (uint64_t{static_cast<uint32_t>(getpid())} << 20)) &
                         0x0000FFFFFFFFFF00ull;
   const uint64_t client_id = salt | 0x1;
   const uint64_t producer_base = (salt << 8) | 0x100;
-  if (auto st = link.ResolveServer(); !st.ok()) return st;
-  auto q = Lookup(link, o, client_id);
+  if (auto st = port.Prepare(); !st.ok()) return st;
+  auto q = Lookup(port, o, client_id);
   if (!q.ok()) return q.status();
-  std::printf("sluice-loadgen: queue '%s' is id %u, %u partition(s); server mac "
-              "%02x:%02x:%02x:%02x:%02x:%02x\n",
-              o.queue.c_str(), q->id, q->partitions, link.server_mac().addr_bytes[0],
-              link.server_mac().addr_bytes[1], link.server_mac().addr_bytes[2],
-              link.server_mac().addr_bytes[3], link.server_mac().addr_bytes[4],
-              link.server_mac().addr_bytes[5]);
+  std::printf("sluice-loadgen: queue '%s' is id %u, %u partition(s)\n", o.queue.c_str(), q->id,
+              q->partitions);
   std::fflush(stdout);
-  Producer producer(link, o, *q, client_id, producer_base);
+  Producer<Port> producer(port, o, *q, client_id, producer_base);
   if (auto st = producer.Prepare(); !st.ok()) return st;
   return producer.Run();
+}
+
+}  // namespace
+
+absl::StatusOr<Result> RunProduce(Link& link, const Options& o) {
+  DpdkPort port(link);
+  return RunProduceOn(port, o);
+}
+
+absl::StatusOr<Result> RunProduceUdp(const Options& o) {
+  // Buffers: every frame of the window may wait in the pending burst, plus a receive burst.
+  auto port = KernelPort::Open(o, 512);
+  if (!port.ok()) return port.status();
+  return RunProduceOn(**port, o);
 }
 
 }  // namespace sluice::bench

@@ -1,6 +1,7 @@
 #include "bench/loadgen/report.h"
 
 #include <cstdio>
+#include <iterator>
 
 #include "absl/strings/str_format.h"
 
@@ -98,6 +99,14 @@ bool WriteJson(const Options& o, const Result& r) {
   }
   absl::StrAppendFormat(&j, "\"max\": %.0f, \"mean\": %.0f},\n", Ns(r, r.latency.max()),
                         r.tsc_hz ? r.latency.mean() * 1e9 / static_cast<double>(r.tsc_hz) : 0.0);
+  // The CDF at fixed percentiles, for the plots of bench/run: [[percentile, ns], ...].
+  j += "  \"cdf_ns\": [";
+  for (size_t i = 0; i < std::size(kCdfPercentiles); ++i) {
+    const double p = kCdfPercentiles[i];
+    absl::StrAppendFormat(&j, "%s[%g, %.0f]", i ? ", " : "", p,
+                          r.latency.count() ? Ns(r, r.latency.Percentile(p)) : 0.0);
+  }
+  j += "],\n";
   absl::StrAppendFormat(
       &j,
       "  \"counts\": {\"measured_s\": %.4f, \"frames_sent\": %u, \"messages_sent\": %u, "
