@@ -32,7 +32,7 @@ struct Options {
   double connect_timeout_s = 10;         // memif link up, ARP and LOOKUP, each at most this long
 
   // ---- produce ----
-  std::string queue = "bench";  // queue name (LOOKUP)
+  std::string queue = "bench";  // queue name(s), comma-separated (LOOKUP each)
   uint32_t size = 64;           // payload bytes per message
   uint32_t batch = 1;           // messages per PRODUCE frame
   double rate = 0;              // messages/s, open loop from a schedule; 0 = closed loop at max

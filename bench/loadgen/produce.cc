@@ -27,6 +27,7 @@
 #include <rte_memcpy.h>
 
 #include "absl/strings/str_format.h"
+#include "absl/strings/str_split.h"
 #include "bench/loadgen/drivers.h"
 #include "bench/loadgen/port.h"
 #include "protocol/codec.h"
@@ -40,6 +41,7 @@ constexpr uint16_t kRxBurst = 64;
 
 // Byte offsets inside the UDP payload (wire.h: frame header, PRODUCE prefix, message record).
 constexpr size_t kRequestIdAt = 24;
+constexpr size_t kQueueIdAt = p::kHeaderBytes;
 constexpr size_t kProducerIdAt = p::kHeaderBytes + 8;
 constexpr size_t kRecordsAt = p::kHeaderBytes + p::kProducePrefixBytes;
 constexpr size_t kRecPartitionAt = 4;
@@ -52,11 +54,12 @@ struct QueueRef {
 };
 
 template <class Port>
-absl::StatusOr<QueueRef> Lookup(Port& link, const Options& o, uint64_t client_id) {
+absl::StatusOr<QueueRef> Lookup(Port& link, const Options& o, const std::string& queue,
+                                uint64_t client_id) {
   std::vector<std::byte> buf(p::kHeaderBytes + p::kLookupFixedBytes + 256);
   const uint64_t request_id = 1;
-  auto n = p::EncodeLookup(buf, {client_id, request_id, 0}, p::LookupRequest{o.queue});
-  if (!n) return absl::InvalidArgumentError(absl::StrFormat("queue name '%s' not encodable", o.queue));
+  auto n = p::EncodeLookup(buf, {client_id, request_id, 0}, p::LookupRequest{queue});
+  if (!n) return absl::InvalidArgumentError(absl::StrFormat("queue name '%s' not encodable", queue));
   QueueRef q;
   std::string error;
   auto st = link.Exchange(std::span(buf.data(), *n), [&](std::span<const std::byte> d) {
@@ -76,13 +79,14 @@ absl::StatusOr<QueueRef> Lookup(Port& link, const Options& o, uint64_t client_id
   });
   if (!st.ok()) {
     return absl::DeadlineExceededError(
-        absl::StrFormat("LOOKUP '%s': no reply within %.1f s", o.queue, o.connect_timeout_s));
+        absl::StrFormat("LOOKUP '%s': no reply within %.1f s", queue, o.connect_timeout_s));
   }
-  if (!error.empty()) return absl::NotFoundError(absl::StrFormat("LOOKUP '%s': %s", o.queue, error));
+  if (!error.empty()) return absl::NotFoundError(absl::StrFormat("LOOKUP '%s': %s", queue, error));
   return q;
 }
 
 struct Stream {
+  uint32_t queue_id = 0;
   uint64_t producer_id = 0;
   uint16_t partition = 0;
   uint64_t next_seq = 0;      // next sequence to send
@@ -107,7 +111,7 @@ template <class Port>
 class Producer {
  public:
   using Buf = typename Port::Buf;
-  Producer(Port& link, const Options& o, const QueueRef& q, uint64_t client_id,
+  Producer(Port& link, const Options& o, std::vector<QueueRef> qs, uint64_t client_id,
            uint64_t producer_base);
   absl::Status Prepare();
   Result Run();
@@ -116,7 +120,7 @@ class Producer {
   void Build(uint64_t now);
   void Transmit();
   void Receive(uint64_t now);
-  void OnAck(const p::AckView& ack, uint64_t now);
+  void OnAck(const p::AckView& ack, uint32_t qi, uint64_t now);
   void OnRange(Stream& s, const p::AckRange& r, uint64_t now);
   void OnErrorFrame(const p::FrameView& f);
   void CheckTimeouts(uint64_t now);
@@ -129,7 +133,8 @@ class Producer {
 
   Port& link_;
   const Options& o_;
-  const QueueRef q_;
+  const std::vector<QueueRef> qs_;   // --queue a,b,...: streams over every queue
+  std::vector<uint32_t> stream_base_;  // [queue index]: its first stream
   const uint64_t client_id_;
   const uint64_t producer_base_;
   std::vector<uint8_t> template_;  // UDP headers + PRODUCE frame
@@ -153,9 +158,10 @@ class Producer {
 };
 
 template <class Port>
-Producer<Port>::Producer(Port& link, const Options& o, const QueueRef& q, uint64_t client_id,
+Producer<Port>::Producer(Port& link, const Options& o, std::vector<QueueRef> qs, uint64_t client_id,
                    uint64_t producer_base)
-    : link_(link), o_(o), q_(q), client_id_(client_id), producer_base_(producer_base) {}
+    : link_(link), o_(o), qs_(std::move(qs)), client_id_(client_id),
+      producer_base_(producer_base) {}
 
 template <class Port>
 absl::Status Producer<Port>::Prepare() {
@@ -165,14 +171,16 @@ absl::Status Producer<Port>::Prepare() {
   spec.partition = 0;
   spec.payload = payload;
   record_bytes_ = p::EncodedSize(spec);
-  if (record_bytes_ > q_.max_message_bytes) {
-    return absl::InvalidArgumentError(absl::StrFormat(
-        "a %u-byte message record exceeds the queue's max_message_bytes %u", record_bytes_,
-        q_.max_message_bytes));
+  for (const QueueRef& q : qs_) {
+    if (record_bytes_ > q.max_message_bytes) {
+      return absl::InvalidArgumentError(absl::StrFormat(
+          "a %u-byte message record exceeds queue %u's max_message_bytes %u", record_bytes_, q.id,
+          q.max_message_bytes));
+    }
   }
   std::vector<std::byte> frame(p::kHeaderBytes + p::kProducePrefixBytes + o_.batch * record_bytes_);
   p::FrameWriter w(frame);
-  SLUICE_ASSERT(w.BeginProduce({client_id_, 0, 0}, q_.id, producer_base_) == p::EncodeError::kOk);
+  SLUICE_ASSERT(w.BeginProduce({client_id_, 0, 0}, qs_[0].id, producer_base_) == p::EncodeError::kOk);
   for (uint32_t i = 0; i < o_.batch; ++i) SLUICE_ASSERT(w.AddMessage(spec) == p::EncodeError::kOk);
   auto n = w.Finish();
   SLUICE_ASSERT(n.has_value() && *n == frame.size());
@@ -191,6 +199,7 @@ absl::Status Producer<Port>::Prepare() {
   uint8_t* f = probe.data() + Port::header_bytes();
   p::le::Store<uint64_t>(reinterpret_cast<std::byte*>(f + kRequestIdAt), 77);
   p::le::Store<uint64_t>(reinterpret_cast<std::byte*>(f + kProducerIdAt), producer_base_ + 5);
+  p::le::Store<uint32_t>(reinterpret_cast<std::byte*>(f + kQueueIdAt), 4242);
   for (uint32_t i = 0; i < o_.batch; ++i) {
     std::byte* rec = reinterpret_cast<std::byte*>(f + kRecordsAt + i * record_bytes_);
     p::le::Store<uint16_t>(rec + kRecPartitionAt, 3);
@@ -199,7 +208,7 @@ absl::Status Producer<Port>::Prepare() {
   auto fv = p::DecodeFrame({reinterpret_cast<const std::byte*>(f), frame.size()});
   SLUICE_ASSERT(fv.has_value() && fv->header.request_id == 77);
   auto pv = p::DecodeProduce(*fv);
-  SLUICE_ASSERT(pv.has_value() && pv->producer_id == producer_base_ + 5 && pv->queue_id == q_.id);
+  SLUICE_ASSERT(pv.has_value() && pv->producer_id == producer_base_ + 5 && pv->queue_id == 4242);
   uint32_t i = 0;
   for (const p::MessageView& m : pv->messages) {
     SLUICE_ASSERT(m.partition == 3 && m.sequence == 1000 + i && m.payload.size() == o_.size);
@@ -212,13 +221,23 @@ absl::Status Producer<Port>::Prepare() {
   uint64_t ring = 1;
   while (ring < window_msgs_) ring <<= 1;
   ring_mask_ = ring - 1;
-  const uint32_t nstreams = o_.producers * q_.partitions;
+  // Streams: queue-major, then producer, then partition. Producer ids are distinct per queue.
+  uint32_t nstreams = 0;
+  for (const QueueRef& q : qs_) {
+    stream_base_.push_back(nstreams);
+    nstreams += o_.producers * q.partitions;
+  }
   stamps_.assign(ring * nstreams, 0);
   streams_.resize(nstreams);
-  for (uint32_t s = 0; s < nstreams; ++s) {
-    streams_[s].producer_id = producer_base_ + s / q_.partitions;
-    streams_[s].partition = static_cast<uint16_t>(s % q_.partitions);
-    streams_[s].stamp = stamps_.data() + s * ring;
+  for (uint32_t qi = 0; qi < qs_.size(); ++qi) {
+    const uint32_t parts = qs_[qi].partitions;
+    for (uint32_t k = 0; k < o_.producers * parts; ++k) {
+      Stream& st = streams_[stream_base_[qi] + k];
+      st.queue_id = qs_[qi].id;
+      st.producer_id = producer_base_ + uint64_t{qi} * o_.producers + k / parts;
+      st.partition = static_cast<uint16_t>(k % parts);
+      st.stamp = stamps_.data() + (stream_base_[qi] + k) * ring;
+    }
   }
   closed_loop_ = o_.rate <= 0;
   period_ = closed_loop_ ? 0 : static_cast<double>(link_.tsc_hz()) * o_.batch / o_.rate;
@@ -266,6 +285,7 @@ void Producer<Port>::Build(uint64_t now) {
     std::byte* f = reinterpret_cast<std::byte*>(d + Port::header_bytes());
     p::le::Store<uint64_t>(f + kRequestIdAt, request_id_++);
     p::le::Store<uint64_t>(f + kProducerIdAt, s.producer_id);
+    p::le::Store<uint32_t>(f + kQueueIdAt, s.queue_id);
     std::byte* rec = f + kRecordsAt;
     for (uint32_t i = 0; i < o_.batch; ++i, rec += record_bytes_) {
       p::le::Store<uint16_t>(rec + kRecPartitionAt, s.partition);
@@ -327,9 +347,11 @@ void Producer<Port>::Receive(uint64_t now) {
                        : p::DecodeFrame(d);
     if (f && f->header.type == p::FrameType::kAck) {
       auto ack = p::DecodeAck(*f);
-      if (ack && ack->queue_id == q_.id) {
+      uint32_t qi = 0;
+      while (ack && qi < qs_.size() && qs_[qi].id != ack->queue_id) ++qi;
+      if (ack && qi < qs_.size()) {
         ++result_.ack_frames;
-        OnAck(*ack, now);
+        OnAck(*ack, qi, now);
       } else {
         ++result_.unmatched;
       }
@@ -343,19 +365,21 @@ void Producer<Port>::Receive(uint64_t now) {
 }
 
 template <class Port>
-void Producer<Port>::OnAck(const p::AckView& ack, uint64_t now) {
-  const uint64_t pi = ack.producer_id - producer_base_;
-  if (ack.producer_id < producer_base_ || pi >= o_.producers) {
+void Producer<Port>::OnAck(const p::AckView& ack, uint32_t qi, uint64_t now) {
+  const uint64_t pg = ack.producer_id - producer_base_;
+  if (ack.producer_id < producer_base_ || pg / o_.producers != qi) {
     ++result_.unmatched;
     return;
   }
+  const uint64_t pi = pg % o_.producers;
+  const uint32_t parts = qs_[qi].partitions;
   for (const p::AckRange& r : ack.ranges) {
     ++result_.ack_ranges;
-    if (r.partition >= q_.partitions) {
+    if (r.partition >= parts) {
       ++result_.unmatched;
       continue;
     }
-    OnRange(streams_[pi * q_.partitions + r.partition], r, now);
+    OnRange(streams_[stream_base_[qi] + pi * parts + r.partition], r, now);
   }
 }
 
@@ -465,12 +489,18 @@ absl::StatusOr<Result> RunProduceOn(Port& port, const Options& o) {
   const uint64_t client_id = salt | 0x1;
   const uint64_t producer_base = (salt << 8) | 0x100;
   if (auto st = port.Prepare(); !st.ok()) return st;
-  auto q = Lookup(port, o, client_id);
-  if (!q.ok()) return q.status();
-  std::printf("sluice-loadgen: queue '%s' is id %u, %u partition(s)\n", o.queue.c_str(), q->id,
-              q->partitions);
+  std::vector<QueueRef> qs;
+  for (absl::string_view name : absl::StrSplit(o.queue, ',', absl::SkipEmpty())) {
+    const std::string queue(name.data(), name.size());
+    auto q = Lookup(port, o, queue, client_id);
+    if (!q.ok()) return q.status();
+    std::printf("sluice-loadgen: queue '%s' is id %u, %u partition(s)\n", queue.c_str(), q->id,
+                q->partitions);
+    qs.push_back(*q);
+  }
+  if (qs.empty()) return absl::InvalidArgumentError("--queue names no queue");
   std::fflush(stdout);
-  Producer<Port> producer(port, o, *q, client_id, producer_base);
+  Producer<Port> producer(port, o, std::move(qs), client_id, producer_base);
   if (auto st = producer.Prepare(); !st.ok()) return st;
   return producer.Run();
 }
