@@ -8,6 +8,7 @@
 #include <rte_ip.h>
 #include <rte_udp.h>
 
+#include "dataplane/storage_shell.h"
 #include "dataplane/worker.h"
 #include "protocol/crc32c.h"
 
@@ -42,7 +43,8 @@ uint64_t Bit(uint16_t worker) { return uint64_t{1} << worker; }
 FrameHandler::FrameHandler(Worker& worker, const SharedRuntime& shared)
     : worker_(worker), shared_(shared), address_check_(*shared.address_check) {
   const hwconf::Lcore& conf = shared.layout->lcores[worker.index()];
-  frontend_ = std::make_unique<Frontend>(*shared.queues, worker.index(), conf.shards, *this);
+  frontend_ = std::make_unique<Frontend>(*shared.queues, worker.index(), conf.shards, *this,
+                                         worker.storage());
 }
 
 FrameHandler::~FrameHandler() {

@@ -34,6 +34,7 @@ class FrameHandler final : public ReplyChannel {
   void OnHandoff(rte_mbuf* m);
   // Periodic work of the owned shards; returns work done.
   uint32_t Service(uint64_t now_ns) { return frontend_->Service(now_ns); }
+  void Drain(uint64_t now_ns) { frontend_->Drain(now_ns); }
 
   std::string ShardStatsJson() const { return frontend_->StatsJson(); }
   const FrontendCounters& frontend_counters() const { return frontend_->counters(); }

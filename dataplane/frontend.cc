@@ -15,12 +15,21 @@ namespace p = protocol;
 
 namespace {
 
-shard::QueueConfig ConfigOf(const hwconf::QueueDecl& d) {
+shard::Durability DurabilityOf(hwconf::Durability d) {
+  switch (d) {
+    case hwconf::Durability::kNone: return shard::Durability::kNone;
+    case hwconf::Durability::kDsync: return shard::Durability::kDsync;
+    default: return shard::Durability::kWrite;
+  }
+}
+
+shard::QueueConfig ConfigOf(const QueueInfo& q) {
+  const hwconf::QueueDecl& d = q.decl;
   shard::QueueConfig c;
   c.type = d.type == hwconf::QueueType::kStream ? shard::QueueType::kStream
                                                 : shard::QueueType::kWork;
   c.max_message_bytes = d.max_message_bytes;
-  c.durability = shard::Durability::kNone;  // no storage yet: sealed == durable
+  c.durability = DurabilityOf(q.durability);
   c.visibility_timeout_ms = d.visibility_timeout_ms;
   c.max_receive_count = d.max_receive_count;
   c.memory_budget_chunks = 64;
@@ -49,11 +58,12 @@ p::FrameIds IdsOf(const shard::ReplyTarget& t, uint16_t flags = 0) {
 class Frontend::Impl final : public shard::ShardSink {
  public:
   Impl(const QueueTable& table, uint16_t worker, std::span<const uint32_t> shards,
-       ReplyChannel& replies, FrontendCounters& counters);
+       ReplyChannel& replies, FrontendCounters& counters, Persistence* persistence);
 
   void OnFrame(const p::FrameView& f, const Endpoint& from, const RouteContext& route,
                uint64_t now_ns);
   uint32_t Service(uint64_t now_ns);
+  void Drain(uint64_t now_ns);
   std::string StatsJson() const;
 
   // shard::ShardSink
@@ -63,8 +73,23 @@ class Frontend::Impl final : public shard::ShardSink {
   void OnLeased(const shard::Leased& l) override;
   void OnReceiveDone(const shard::ReceiveDone& d) override;
   void OnDeadLetter(const shard::DeadLetter& d) override;
+  void OnRemoved(shard::QueueId queue, uint32_t partition, uint64_t offset) override;
 
  private:
+  // Partition life: set up on its shard (recovering its log when it has one), and taken down.
+  void AddPartition(const QueueInfo& q, uint32_t partition);
+  void RemovePartition(uint32_t queue, uint32_t partition, bool remove_files);
+  absl::Status RestoreLog(shard::Shard& s, const QueueInfo& q, uint32_t partition,
+                          shard::Durability durability);
+  bool Persisted(const shard::Partition& pt) const {
+    return persistence_ != nullptr && pt.config().durability != shard::Durability::kNone;
+  }
+  // Storage, per pass: seal what is due, hand sealed batches over, apply completions.
+  bool SealNow(const shard::Partition& pt, uint64_t now_ns) const;
+  uint32_t SubmitBatches();
+  void OnStorage(uint32_t queue, uint32_t partition, shard::DurableOffset durable, Errc errc,
+                 std::string_view failure);
+
   // A reply frame being filled; sent at the end of the request or pass that opened it.
   struct OpenFrame {
     bool used = false;
@@ -154,6 +179,8 @@ class Frontend::Impl final : public shard::ShardSink {
   uint64_t subscriptions_dropped_ = 0;
   std::unique_ptr<Reassembly> reassembly_;
   std::vector<const shard::Partition*> sealed_;  // Service: partitions sealed this pass
+  Persistence* persistence_ = nullptr;  // null: every partition lives in memory only
+  std::vector<const shard::Partition*> to_submit_;  // sealed batches not all handed to storage
   struct PendingDeadLetter {
     uint32_t queue;
     uint32_t partition;
@@ -166,8 +193,9 @@ class Frontend::Impl final : public shard::ShardSink {
 };
 
 Frontend::Impl::Impl(const QueueTable& table, uint16_t worker, std::span<const uint32_t> shards,
-                     ReplyChannel& replies, FrontendCounters& counters)
-    : table_(table), worker_(worker), replies_(replies), counters_(counters) {
+                     ReplyChannel& replies, FrontendCounters& counters, Persistence* persistence)
+    : table_(table), worker_(worker), replies_(replies), counters_(counters),
+      persistence_(persistence) {
   shards_.resize(table.shard_count());
   // Chunks hold whole records: at least twice the largest message (plus its metadata) per chunk.
   uint32_t largest = 0;
@@ -176,29 +204,19 @@ Frontend::Impl::Impl(const QueueTable& table, uint16_t worker, std::span<const u
   sc.chunk_bytes = 256 * 1024;
   while (sc.chunk_bytes < 2 * largest + 16 * 1024) sc.chunk_bytes *= 2;
   sc.pool_chunks = std::max<uint32_t>(16, (64u << 20) / sc.chunk_bytes);  // 64 MiB per shard
-  // Every queue lives in memory until storage is wired in: batches need no O_DIRECT alignment,
-  // so a batch sealed with one small message costs a cache line of padding, not 4 KiB. The
-  // storage shell sets 4096 (and seals by batch bytes / batch time) for durable queues.
-  sc.batch_align_bytes = 64;
+  // Durable queues' batches are written with O_DIRECT: 4 KiB-aligned. Queues with durability
+  // `none` never reach a disk: their batches need only a cache line of alignment.
+  sc.batch_align_bytes = 4096;
+  sc.memory_batch_align_bytes = 64;
   sc.batch_header_bytes = 64;
   for (uint32_t s : shards) {
     SLUICE_ASSERT(s < shards_.size() && table.WorkerOfShard(s) == worker);
     shards_[s] = std::make_unique<shard::Shard>(sc, this);
   }
+  to_submit_.reserve(1024);
   for (const QueueInfo& q : table.queues()) {
     for (uint32_t part = 0; part < q.partition_shard.size(); ++part) {
-      shard::Shard* s = shards_[q.partition_shard[part]].get();
-      if (s == nullptr) continue;
-      shard::QueueConfig config = ConfigOf(q.decl);
-      if (const QueueInfo* dlq = table.FindByName(q.decl.dead_letter_queue)) {
-        config.dead_letter_queue = shard::QueueId{dlq->id};
-      }
-      const Errc e = s->AddPartition(shard::QueueId{q.id}, part, config);
-      if (e != Errc::kOk) {
-        std::fprintf(stderr, "sluiced: queue '%s' partition %u: engine refused it: %s\n",
-                     q.name.c_str(), part, std::string(ErrcName(e)).c_str());
-      }
-      SLUICE_ASSERT(e == Errc::kOk);  // the layout loader validated every setting
+      if (shards_[q.partition_shard[part]] != nullptr) AddPartition(q, part);
     }
   }
   reassembly_ = std::make_unique<Reassembly>(largest);
@@ -208,6 +226,134 @@ Frontend::Impl::Impl(const QueueTable& table, uint16_t worker, std::span<const u
   peer_mac_.reserve(4096);
   subs_.reserve(1024);
   sub_ids_.reserve(1024);
+}
+
+void Frontend::Impl::AddPartition(const QueueInfo& q, uint32_t part) {
+  shard::Shard* s = shards_[q.partition_shard[part]].get();
+  SLUICE_ASSERT(s != nullptr);
+  shard::QueueConfig config = ConfigOf(q);
+  if (persistence_ == nullptr) config.durability = shard::Durability::kNone;  // memory only
+  if (const QueueInfo* dlq = table_.FindByName(q.decl.dead_letter_queue)) {
+    config.dead_letter_queue = shard::QueueId{dlq->id};
+  }
+  const shard::QueueId id{q.id};
+  const Errc e = s->AddPartition(id, part, config);
+  if (e != Errc::kOk) {
+    std::fprintf(stderr, "sluiced: queue '%s' partition %u: engine refused it: %s\n",
+                 q.name.c_str(), part, std::string(ErrcName(e)).c_str());
+  }
+  SLUICE_ASSERT(e == Errc::kOk);  // the layout loader validated every setting
+  if (persistence_ == nullptr || config.durability == shard::Durability::kNone) return;
+  if (absl::Status st = RestoreLog(*s, q, part, config.durability); !st.ok()) {
+    // Serve the queue's other partitions; this one answers STORAGE_FAILED until an operator
+    // repairs its log (sluice-log verify) and restarts.
+    std::fprintf(stderr, "sluiced: queue '%s' partition %u: %s; it takes no writes\n",
+                 q.name.c_str(), part, std::string(st.message()).c_str());
+    s->RemovePartition(id, part);  // drop whatever was restored before the error
+    SLUICE_ASSERT(s->AddPartition(id, part, config) == Errc::kOk);
+    s->FailPartition(id, part);
+    ++counters_.storage_failures;
+  }
+}
+
+absl::Status Frontend::Impl::RestoreLog(shard::Shard& s, const QueueInfo& q, uint32_t part,
+                                        shard::Durability durability) {
+  const shard::QueueId id{q.id};
+  absl::StatusOr<RecoveredLog> log = persistence_->Open(
+      q.id, part, durability,
+      [&](const RecoveredMessage& r) -> absl::Status {
+        auto m = p::DecodeMessageRecord(r.record);
+        if (!m.has_value()) {
+          return absl::DataLossError("a recovered record does not decode (CRC passed: a bug?)");
+        }
+        shard::MessageIn in;
+        in.record = r.record;
+        in.partition = static_cast<uint16_t>(part);
+        in.priority = m->priority;
+        in.delay_ms = m->delay_ms;
+        in.ttl_ms = m->ttl_ms;
+        in.dedup_id = m->dedup_id;
+        in.group = m->group_id;
+        in.producer_id = r.producer_id;
+        in.sequence = m->sequence;
+        in.timestamp_ns = m->timestamp_ns;
+        const Errc e = s.Restore(id, in, r.offset, r.timestamp_ns, r.deleted);
+        if (e == Errc::kThrottled) {
+          return absl::ResourceExhaustedError(
+              "the messages on disk exceed the partition's memory budget");
+        }
+        if (e != Errc::kOk) return absl::InternalError(std::string(ErrcName(e)));
+        return absl::OkStatus();
+      },
+      [&](std::string_view group, uint64_t offset) { s.CommitOffset(id, part, group, offset); });
+  if (!log.ok()) return log.status();
+  SLUICE_ASSERT(s.EndRestore(id, part, log->next_offset) == Errc::kOk);
+  return absl::OkStatus();
+}
+
+void Frontend::Impl::RemovePartition(uint32_t queue, uint32_t part, bool remove_files) {
+  shard::Shard* s = ShardOf(queue, part);
+  if (s == nullptr) return;
+  if (const shard::Partition* pt = s->Find(shard::QueueId{queue}, part)) {
+    std::erase(to_submit_, pt);
+  }
+  if (persistence_ != nullptr) persistence_->Close(queue, part, remove_files);
+  s->RemovePartition(shard::QueueId{queue}, part);
+}
+
+bool Frontend::Impl::SealNow(const shard::Partition& pt, uint64_t now_ns) const {
+  if (!Persisted(pt) || pt.failed()) return true;
+  const BatchPolicy& policy = persistence_->batch_policy();
+  const shard::PartitionLog& log = pt.log();
+  return log.open_batch_bytes() >= policy.batch_bytes ||
+         now_ns >= log.open_batch_since_ns() + policy.batch_time_ns ||
+         persistence_->Idle(pt.queue().value, pt.index());
+}
+
+uint32_t Frontend::Impl::SubmitBatches() {
+  uint32_t work = 0;
+  size_t kept = 0;
+  for (size_t i = 0; i < to_submit_.size(); ++i) {
+    const shard::Partition* pt = to_submit_[i];
+    if (std::find(to_submit_.begin(), to_submit_.begin() + kept, pt) != to_submit_.begin() + kept) {
+      continue;  // listed twice (sealed again while throttled)
+    }
+    Errc last = Errc::kOk;
+    pt->log().ForEachUndurableBatch([&](const shard::SealedBatch& b) {
+      if (last != Errc::kOk) return;  // keep order: nothing after a batch that did not go
+      last = persistence_->Submit(pt->queue().value, pt->index(), b);
+      if (last == Errc::kOk) ++work;
+    });
+    if (last == Errc::kThrottled) to_submit_[kept++] = pt;
+    // kStorageFailed: the completion that failed the partition (already or soon) reports it.
+  }
+  to_submit_.resize(kept);
+  return work;
+}
+
+void Frontend::Impl::OnStorage(uint32_t queue, uint32_t partition, shard::DurableOffset durable,
+                               Errc errc, std::string_view failure) {
+  shard::Shard* s = ShardOf(queue, partition);
+  if (s == nullptr) return;  // removed since
+  if (errc == Errc::kOk) {
+    s->MarkDurable(shard::QueueId{queue}, partition, durable);
+    return;
+  }
+  const shard::Partition* pt = s->Find(shard::QueueId{queue}, partition);
+  if (pt == nullptr || pt->failed()) return;
+  // Never retried and forgotten: the partition stops taking writes and says so, once.
+  const QueueInfo* q = table_.Find(queue);
+  std::fprintf(stderr, "sluiced: queue '%s' partition %u: storage failed: %.*s; durable up to "
+               "offset %llu; answering STORAGE_FAILED from now on\n",
+               q != nullptr ? q->name.c_str() : "?", partition, static_cast<int>(failure.size()),
+               failure.data(), static_cast<unsigned long long>(durable.value));
+  s->MarkDurable(shard::QueueId{queue}, partition, durable);
+  s->FailPartition(shard::QueueId{queue}, partition);
+  ++counters_.storage_failures;
+}
+
+void Frontend::Impl::OnRemoved(shard::QueueId queue, uint32_t partition, uint64_t offset) {
+  if (persistence_ != nullptr) persistence_->Removed(queue.value, partition, offset);
 }
 
 shard::Shard* Frontend::Impl::ShardOf(uint32_t queue, uint32_t partition) {
@@ -972,17 +1118,56 @@ uint32_t Frontend::Impl::Service(uint64_t now_ns) {
   for (auto& s : shards_) {
     if (!s) continue;
     sealed_.clear();
-    work += s->SealAll([this](const shard::Partition& pt) { sealed_.push_back(&pt); });
-    // No storage yet: a sealed batch is durable at once. The storage shell replaces this with
-    // io_uring completions.
+    work += s->SealDue([&](const shard::Partition& pt) { return SealNow(pt, now_ns); },
+                       [this](const shard::Partition& pt) { sealed_.push_back(&pt); });
     for (const shard::Partition* pt : sealed_) {
-      s->MarkDurable(pt->queue(), pt->index(), shard::DurableOffset{pt->log().written_end().value});
+      if (Persisted(*pt)) {
+        to_submit_.push_back(pt);
+      } else {  // durability none: sealed is durable
+        s->MarkDurable(pt->queue(), pt->index(), shard::DurableOffset{pt->log().sealed_end().value});
+      }
     }
-    work += s->Tick(now_ns);
+  }
+  if (persistence_ != nullptr) {
+    if (!to_submit_.empty()) work += SubmitBatches();
+    work += persistence_->Poll([this](uint32_t q, uint32_t part, shard::DurableOffset d, Errc e,
+                                      std::string_view why) { OnStorage(q, part, d, e, why); });
+    persistence_->FlushAcks();
+  }
+  for (auto& s : shards_) {
+    if (s) work += s->Tick(now_ns);
   }
   if (!dl_pending_.empty()) FlushDeadLetters(now_ns);
   CloseAll();
   return static_cast<uint32_t>(std::min<uint64_t>(work, UINT32_MAX));
+}
+
+void Frontend::Impl::Drain(uint64_t now_ns) {
+  // Seal everything, write it, wait for it: what producers sent before the stop is acked.
+  for (auto& s : shards_) {
+    if (!s) continue;
+    sealed_.clear();
+    s->SealAll([this](const shard::Partition& pt) { sealed_.push_back(&pt); });
+    for (const shard::Partition* pt : sealed_) {
+      if (Persisted(*pt)) {
+        to_submit_.push_back(pt);
+      } else {
+        s->MarkDurable(pt->queue(), pt->index(), shard::DurableOffset{pt->log().sealed_end().value});
+      }
+    }
+  }
+  if (persistence_ != nullptr) {
+    for (int round = 0; round < 64 && !to_submit_.empty(); ++round) {
+      SubmitBatches();
+      persistence_->Drain([this](uint32_t q, uint32_t part, shard::DurableOffset d, Errc e,
+                                 std::string_view why) { OnStorage(q, part, d, e, why); });
+    }
+  }
+  for (auto& s : shards_) {
+    if (s) s->Flush();
+  }
+  CloseAll();
+  (void)now_ns;
 }
 
 std::string Frontend::Impl::StatsJson() const {
@@ -1009,8 +1194,8 @@ std::string Frontend::Impl::StatsJson() const {
 // ---------------------------------------------------------------------------------------------
 
 Frontend::Frontend(const QueueTable& table, uint16_t worker, std::span<const uint32_t> shards,
-                   ReplyChannel& replies)
-    : impl_(std::make_unique<Impl>(table, worker, shards, replies, counters_)) {}
+                   ReplyChannel& replies, Persistence* persistence)
+    : impl_(std::make_unique<Impl>(table, worker, shards, replies, counters_, persistence)) {}
 
 Frontend::~Frontend() = default;
 
@@ -1020,6 +1205,8 @@ void Frontend::OnFrame(const p::FrameView& frame, const Endpoint& from, const Ro
 }
 
 uint32_t Frontend::Service(uint64_t now_ns) { return impl_->Service(now_ns); }
+
+void Frontend::Drain(uint64_t now_ns) { impl_->Drain(now_ns); }
 
 std::string Frontend::StatsJson() const { return impl_->StatsJson(); }
 

@@ -14,6 +14,7 @@
 #include <string>
 #include <vector>
 
+#include "dataplane/persistence.h"
 #include "dataplane/queue_table.h"
 #include "protocol/codec.h"
 
@@ -70,6 +71,7 @@ struct FrontendCounters {
   uint64_t reply_no_buffer = 0; // replies lost for want of a buffer
   uint64_t dead_lettered = 0;   // messages moved to their dead-letter queue
   uint64_t dead_letters_dropped = 0;  // could not be moved (no DLQ, or no room / ring full)
+  uint64_t storage_failures = 0;  // partitions whose log failed (they answer STORAGE_FAILED)
 };
 
 // Replies to this endpoint are suppressed: internal PRODUCEs between workers (dead letters).
@@ -77,9 +79,10 @@ inline constexpr Endpoint kInternalEndpoint{0, 0};
 
 class Frontend {
  public:
-  // `shards`: the shard ids this worker owns; `worker`: its index.
+  // `shards`: the shard ids this worker owns; `worker`: its index; `persistence`: the worker's
+  // storage (null: every queue in memory, whatever its durability says).
   Frontend(const QueueTable& table, uint16_t worker, std::span<const uint32_t> shards,
-           ReplyChannel& replies);
+           ReplyChannel& replies, Persistence* persistence = nullptr);
   ~Frontend();
   Frontend(const Frontend&) = delete;
   Frontend& operator=(const Frontend&) = delete;
@@ -88,8 +91,11 @@ class Frontend {
   void OnFrame(const protocol::FrameView& frame, const Endpoint& from, const RouteContext& route,
                uint64_t now_ns);
 
-  // Closes batches, advances durability (in memory: at once), timers, deliveries. Returns work done.
+  // Closes batches that are due, hands them to storage (durability none: durable at once),
+  // applies storage completions, timers, deliveries. Returns work done.
   uint32_t Service(uint64_t now_ns);
+  // Shutdown: seals and persists everything still open, waits for it, sends the last acks.
+  void Drain(uint64_t now_ns);
 
   const FrontendCounters& counters() const { return counters_; }
   std::string StatsJson() const;

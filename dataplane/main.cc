@@ -6,13 +6,17 @@
 //   0 clean shutdown after SIGINT/SIGTERM      1 invalid layout or arguments
 //   2 usage error                               3 EAL initialisation failed
 //   4 port, mempool or ring setup failed        5 a worker lcore failed at run time
+//   6 storage setup failed (data directory, io_uring)
 #include <signal.h>
 #include <sys/eventfd.h>
 #include <unistd.h>
 
 #include <atomic>
+#include <filesystem>
+#include <optional>
 #include <cstdio>
 #include <cstring>
+#include <ctime>
 #include <memory>
 #include <string>
 #include <vector>
@@ -33,6 +37,7 @@
 #include "dataplane/port.h"
 #include "dataplane/queue_table.h"
 #include "dataplane/stats.h"
+#include "dataplane/storage_shell.h"
 #include "dataplane/worker.h"
 #include "hwconf/loader.h"
 
@@ -40,7 +45,7 @@ namespace sluice::dataplane {
 namespace {
 
 enum ExitCode { kExitOk = 0, kExitBadLayout = 1, kExitUsage = 2, kExitEal = 3, kExitSetup = 4,
-                kExitWorker = 5 };
+                kExitWorker = 5, kExitStorage = 6 };
 
 std::atomic<bool> g_stop{false};
 volatile sig_atomic_t g_signal = 0;
@@ -54,6 +59,7 @@ struct Args {
   std::string hwconf;
   std::string stats_file;   // written on exit (JSON counters), for tests and operators
   bool check_only = false;
+  std::optional<StorageFault> fault;  // test seam: --inject-storage-fault
 };
 
 void PrintUsage(FILE* out) {
@@ -66,10 +72,18 @@ void PrintUsage(FILE* out) {
       "  --check             validate and print the layout, then exit (no DPDK started)\n"
       "  --stats-file PATH   write the per-lcore counters as JSON to PATH on exit, and every\n"
       "                      second while running (for tests and scripts)\n"
+      "  --inject-storage-fault QUEUE_ID:PARTITION:SKIP:ERRNO\n"
+      "                      test seam: writes of that partition fail with ERRNO (e.g. 5 = EIO)\n"
+      "                      after SKIP of them succeeded; the partition must then answer\n"
+      "                      STORAGE_FAILED while the others keep serving\n"
       "  -h, --help          this text\n"
       "\n"
-      "Stops cleanly on SIGINT or SIGTERM. Exit codes: 0 clean stop, 1 invalid layout,\n"
-      "2 usage, 3 EAL init failed, 4 port/mempool/ring setup failed, 5 worker failure.\n",
+      "Durable queues (durability write or dsync) are logged under the layout's\n"
+      "[storage] data_dirs and recovered at start; every acknowledged message survives a crash.\n"
+      "\n"
+      "Stops cleanly on SIGINT or SIGTERM (open batches are written and acked first). Exit codes:\n"
+      "0 clean stop, 1 invalid layout, 2 usage, 3 EAL init failed, 4 port/mempool/ring setup\n"
+      "failed, 5 worker failure, 6 storage setup failed.\n",
       out);
 }
 
@@ -98,6 +112,17 @@ int ParseArgs(int argc, char** argv, Args* args) {
       args->stats_file = v;
     } else if (a == "--check") {
       args->check_only = true;
+    } else if (a == "--inject-storage-fault") {
+      const char* v = value("--inject-storage-fault");
+      if (!v) return kExitUsage;
+      StorageFault f;
+      if (std::sscanf(v, "%u:%u:%u:%d", &f.queue, &f.partition, &f.skip, &f.error) != 4 ||
+          f.error <= 0) {
+        std::fprintf(stderr, "sluiced: --inject-storage-fault wants QUEUE_ID:PARTITION:SKIP:ERRNO, "
+                     "got '%s'\n", v);
+        return kExitUsage;
+      }
+      args->fault = f;
     } else {
       std::fprintf(stderr, "sluiced: unknown argument '%s'\n\n", a.c_str());
       PrintUsage(stderr);
@@ -202,6 +227,49 @@ int CreateRings(const hwconf::Layout& layout, SharedRuntime* rt) {
   return kExitOk;
 }
 
+// Storage: the data directories exist and are writable, and every durable partition's log is
+// recovered (all of them in parallel) before the workers take them over.
+int RecoverStorage(const hwconf::Layout& layout, const QueueTable& table,
+                   std::unique_ptr<StartupRecovery>* out) {
+  for (const std::string& dir : layout.storage.data_dirs) {
+    std::error_code ec;
+    std::filesystem::create_directories(dir, ec);
+    if (ec || access(dir.c_str(), W_OK | X_OK) != 0) {
+      std::fprintf(stderr, "sluiced: storage: data directory %s: %s\n", dir.c_str(),
+                   ec ? ec.message().c_str() : std::strerror(errno));
+      return kExitStorage;
+    }
+  }
+  std::vector<storage::PartitionToRecover> what;
+  for (const QueueInfo& q : table.queues()) {
+    if (q.durability == hwconf::Durability::kNone) continue;
+    for (uint32_t p = 0; p < q.partition_shard.size(); ++p) {
+      what.push_back({DataDirOf(layout.storage, q.id, p), storage::PartitionId{q.id, p}, 0, false});
+    }
+  }
+  *out = StartupRecovery::Run(layout.storage, what, RecoveryOptionsOf(layout.storage));
+  return kExitOk;
+}
+
+int CreateStorageShells(const hwconf::Layout& layout, const SharedRuntime& rt,
+                        const std::optional<StorageFault>& fault,
+                        std::vector<std::unique_ptr<StorageShell>>* shells) {
+  for (uint16_t w = 0; w < rt.worker_count; ++w) {
+    StorageShellConfig c;
+    c.storage = layout.storage;
+    c.completion_eventfd = rt.wake[w].fd;
+    c.fault = fault;
+    auto shell = StorageShell::Create(c, rt.recovery);
+    if (!shell.ok()) {
+      std::fprintf(stderr, "sluiced: storage: worker %u: %s\n", w,
+                   std::string(shell.status().message()).c_str());
+      return kExitStorage;
+    }
+    shells->push_back(std::move(*shell));
+  }
+  return kExitOk;
+}
+
 struct LaunchArg {
   Worker* worker;
 };
@@ -261,6 +329,10 @@ int Main(int argc, char** argv) {
   rt.queues = table->get();
   rt.tsc_hz = rte_get_tsc_hz();
   rt.tsc_start = rte_rdtsc();
+  timespec unix_now{};
+  clock_gettime(CLOCK_REALTIME, &unix_now);
+  rt.unix_ns_at_start = static_cast<uint64_t>(unix_now.tv_sec) * 1'000'000'000ull +
+                        static_cast<uint64_t>(unix_now.tv_nsec);
   rt.worker_count = static_cast<uint16_t>(layout->lcores.size());
   rt.ports.reserve(layout->ports.size());  // workers keep pointers into it
   int rc = kExitOk;
@@ -284,11 +356,18 @@ int Main(int argc, char** argv) {
   for (WakeSignal& w : wake) w.fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
   rt.wake = wake.data();
 
+  std::unique_ptr<StartupRecovery> recovery;
+  std::vector<std::unique_ptr<StorageShell>> shells;
+  if (rc == kExitOk) rc = RecoverStorage(*layout, **table, &recovery);
+  rt.recovery = recovery.get();
+  if (rc == kExitOk) rc = CreateStorageShells(*layout, rt, args.fault, &shells);
+
   std::vector<std::unique_ptr<Worker>> workers;
   std::vector<LaunchArg> launch(rt.worker_count);
   if (rc == kExitOk) {
     for (uint16_t w = 0; w < rt.worker_count; ++w) {
-      workers.push_back(std::make_unique<Worker>(w, layout->lcores[w], rt));
+      // Opens (and restores) the worker's durable partitions, on this thread, before launch.
+      workers.push_back(std::make_unique<Worker>(w, layout->lcores[w], rt, std::move(shells[w])));
     }
     for (uint16_t w = 0; w < rt.worker_count; ++w) {
       launch[w].worker = workers[w].get();

@@ -19,6 +19,7 @@ absl::StatusOr<std::unique_ptr<const QueueTable>> QueueTable::Build(const hwconf
 
   for (const hwconf::QueueDecl& decl : layout.queues) {
     QueueInfo q;
+    q.durability = layout.storage.durability;
     q.id = static_cast<uint32_t>(table->queues_.size() + 1);
     q.name = decl.name;
     q.decl = decl;

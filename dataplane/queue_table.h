@@ -22,6 +22,7 @@ struct QueueInfo {
   uint32_t id = 0;
   std::string name;
   hwconf::QueueDecl decl;
+  hwconf::Durability durability = hwconf::Durability::kWrite;  // the layout's [storage] default
   std::vector<uint32_t> partition_shard;   // partition -> shard id
   std::vector<uint16_t> partition_worker;  // partition -> worker index (cached from the shard map)
 };

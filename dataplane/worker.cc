@@ -9,12 +9,14 @@
 
 #include "dataplane/frame_handler.h"
 #include "dataplane/idle.h"
+#include "dataplane/storage_shell.h"
 #include "protocol/assert.h"
 
 namespace sluice::dataplane {
 
-Worker::Worker(uint16_t index, const hwconf::Lcore& conf, const SharedRuntime& shared)
-    : index_(index), conf_(conf), shared_(shared) {
+Worker::Worker(uint16_t index, const hwconf::Lcore& conf, const SharedRuntime& shared,
+               std::unique_ptr<StorageShell> storage)
+    : index_(index), conf_(conf), shared_(shared), storage_(std::move(storage)) {
   // Only client ports are set up so far; replication links (a later issue) are not polled yet.
   for (const hwconf::RxQueueRef& ref : conf.rx) {
     const hwconf::Port* port = shared.layout->FindPort(ref.port);
@@ -94,7 +96,8 @@ void Worker::Sleep(uint64_t ns) {
 
 void Worker::UpdateClock() {
   const uint64_t cycles = rte_rdtsc() - tsc_start_;
-  now_ns_ = static_cast<uint64_t>((static_cast<unsigned __int128>(cycles) * ns_per_cycle_q32_) >> 32);
+  now_ns_ = shared_.unix_ns_at_start +
+            static_cast<uint64_t>((static_cast<unsigned __int128>(cycles) * ns_per_cycle_q32_) >> 32);
 }
 
 bool Worker::HandOff(uint16_t to, rte_mbuf* m) {
@@ -160,10 +163,12 @@ int Worker::Run(const std::atomic<bool>& stop) {
     FlushTx();
     if (const uint64_t ns = idle.Next(work); ns != 0) Sleep(ns);
   }
-  // Drain: what other lcores already handed us is still answered before the ports close.
+  // Drain: what other lcores already handed us is still answered, and what was appended is
+  // written and acked, before the ports close.
   UpdateClock();
   PollRings();
   handler_->Service(NowNs());
+  handler_->Drain(NowNs());
   FlushTx();
   return 0;
 }

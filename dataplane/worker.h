@@ -23,6 +23,9 @@ namespace sluice::dataplane {
 
 class AddressCheck;
 class FrameHandler;
+class StartupRecovery;
+class StorageShell;
+struct StorageFault;
 
 struct RxQueue {
   const PortRuntime* port = nullptr;
@@ -45,6 +48,12 @@ struct SharedRuntime {
   rte_mempool* pool = nullptr;
   uint64_t tsc_hz = 0;
   uint64_t tsc_start = 0;  // one time base for every worker (cookies, verification times)
+  // Wall-clock time at tsc_start: the clock every worker passes to its shards reads Unix time,
+  // so that timestamps in logs survive restarts (timestamp fetches, TTLs, dedup windows).
+  uint64_t unix_ns_at_start = 0;
+  // Storage: null when every queue is in memory (no durable queue in the layout).
+  StartupRecovery* recovery = nullptr;
+  const StorageFault* storage_fault = nullptr;  // test seam, see storage_shell.h
   // rings[from][to]: single-producer/single-consumer hand-off from worker `from` to `to`.
   std::array<std::array<rte_ring*, kMaxWorkers>, kMaxWorkers> rings{};
   uint16_t worker_count = 0;
@@ -56,7 +65,9 @@ class Worker {
  public:
   static constexpr uint16_t kRxBurst = 32;
 
-  Worker(uint16_t index, const hwconf::Lcore& conf, const SharedRuntime& shared);
+  // `storage`: this worker's storage shell (null: every queue in memory).
+  Worker(uint16_t index, const hwconf::Lcore& conf, const SharedRuntime& shared,
+         std::unique_ptr<StorageShell> storage);
   ~Worker();
   Worker(const Worker&) = delete;
   Worker& operator=(const Worker&) = delete;
@@ -68,6 +79,7 @@ class Worker {
   int lcore_id() const { return conf_.id; }
   const LcoreCounters& counters() const { return counters_; }
   const FrameHandler& handler() const { return *handler_; }
+  StorageShell* storage() { return storage_.get(); }  // null: in memory
 
   // Used by the frame handler: queue a reply for transmission on `port_id`.
   void Transmit(uint16_t port_id, rte_mbuf* m) { tx_[port_id].Add(m, counters_); }
@@ -92,6 +104,7 @@ class Worker {
   std::vector<RxQueue> rx_;
   std::vector<rte_ring*> inbound_;
   std::vector<TxBuffer> tx_;  // indexed by port id
+  std::unique_ptr<StorageShell> storage_;  // before handler_: the frontend uses it
   std::unique_ptr<FrameHandler> handler_;
   void UpdateClock();
   uint64_t tsc_start_ = 0;

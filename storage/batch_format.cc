@@ -112,7 +112,7 @@ void ForEachRecord(std::span<const std::byte> batch, const BatchHeader& header,
     std::memcpy(&r, batch.data() + pos, sizeof r);
     pos += kRecordHeaderBytes;
     SLUICE_ASSERT(pos + r.length <= batch.size());
-    fn(RecordView{header.base_offset + i, r.timestamp_ns, batch.subspan(pos, r.length)});
+    fn(RecordView{header.base_offset + i, r.timestamp_ns, r.producer_id, batch.subspan(pos, r.length)});
     pos += r.length;
   }
 }

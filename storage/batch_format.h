@@ -21,7 +21,7 @@
 namespace sluice::storage {
 
 inline constexpr uint32_t kBatchMagic = 0x54424C53;  // "SLBT" in file byte order
-inline constexpr uint16_t kBatchVersion = 1;
+inline constexpr uint16_t kBatchVersion = 2;  // 2: RecordHeader carries the producer id
 inline constexpr uint32_t kBatchHeaderBytes = 64;
 inline constexpr uint32_t kRecordHeaderBytes = sizeof(shard::RecordHeader);
 
@@ -79,6 +79,7 @@ BatchHeader ReadHeader(std::span<const std::byte> bytes);
 struct RecordView {
   uint64_t offset;
   uint64_t timestamp_ns;
+  uint64_t producer_id;
   std::span<const std::byte> record;
 };
 // Calls fn for each record of a batch that VerifyBatch accepted.

@@ -61,7 +61,8 @@ struct Recoverer {
       if (what.skip_deleted && out.acks.IsDeleted(r.offset)) return;
       const uint32_t pos = static_cast<uint32_t>(out.data.size());
       out.data.insert(out.data.end(), r.record.begin(), r.record.end());
-      out.records.push_back({r.offset, r.timestamp_ns, pos, static_cast<uint32_t>(r.record.size())});
+      out.records.push_back(
+          {r.offset, r.timestamp_ns, r.producer_id, pos, static_cast<uint32_t>(r.record.size())});
     });
   }
 

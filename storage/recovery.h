@@ -59,6 +59,7 @@ struct RecoveryReport {
 struct RecoveredRecord {
   uint64_t offset;
   uint64_t timestamp_ns;
+  uint64_t producer_id;
   uint32_t pos;     // in RecoveredPartition::data
   uint32_t length;
 };

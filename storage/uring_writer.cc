@@ -183,6 +183,11 @@ absl::Status UringWriter::Impl::Setup() {
 
 void UringWriter::Impl::Adopt() {
   EnableRing(&ring, &features);
+  // Registered by the owning thread: a SINGLE_ISSUER ring takes registrations only from it.
+  if (!enabled && cfg.completion_eventfd >= 0) {
+    const int rc = io_uring_register_eventfd(&ring, cfg.completion_eventfd);
+    SLUICE_ASSERT(rc == 0);  // a valid eventfd on our own ring: failing means a bug
+  }
   enabled = true;
 }
 
@@ -368,7 +373,10 @@ void UringWriter::Impl::PrepWrite(PartitionHandle h, Part& p, Flight& f) {
   uint32_t len = f.stride - f.written;
   const uint64_t pos = f.position + f.written;
   const int fd = file.slot >= 0 ? file.slot : file.fd.get();
-  if (faults.count > 0) {
+  const bool targeted = !faults.only.has_value() || *faults.only == p.spec.id;
+  if (faults.count > 0 && targeted && faults.skip > 0) {
+    --faults.skip;
+  } else if (faults.count > 0 && targeted) {
     --faults.count;
     if (faults.short_write) {
       len = std::max<uint32_t>(512, (len / 2) & ~511u);

@@ -29,6 +29,7 @@
 #include <cstdint>
 #include <functional>
 #include <memory>
+#include <optional>
 #include <span>
 #include <string>
 #include <vector>
@@ -61,6 +62,8 @@ struct WriterConfig {
   // never use O_DIRECT (buffered writes + fdatasync, as on a filesystem without O_DIRECT).
   bool register_resources = true;
   bool direct_io = true;
+  // Signalled (eventfd write) on each completion, so a thread sleeping in epoll wakes for it.
+  int completion_eventfd = -1;
 };
 
 struct PartitionSpec {
@@ -86,6 +89,9 @@ struct FaultInjection {
   uint32_t count = 0;
   int error = 0;          // e.g. EIO, ENOSPC, EAGAIN
   bool short_write = false;
+  // Only writes of this partition (default: any), and only after `skip` of them went through.
+  std::optional<PartitionId> only;
+  uint32_t skip = 0;
 };
 
 struct WriterStats {

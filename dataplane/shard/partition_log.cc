@@ -39,7 +39,8 @@ bool PartitionLog::Fits(uint32_t need) const {
   return start + need <= pool_.chunk_bytes();
 }
 
-PartitionLog::Appended PartitionLog::Append(std::span<const std::byte> record, uint64_t now_ns) {
+PartitionLog::Appended PartitionLog::Append(std::span<const std::byte> record, uint64_t now_ns,
+                                            uint64_t producer_id) {
   const uint32_t need = static_cast<uint32_t>(sizeof(RecordHeader) + record.size());
   SLUICE_ASSERT(config_.batch_header_bytes + uint64_t{need} <= pool_.chunk_bytes());
   Appended out;
@@ -65,7 +66,7 @@ PartitionLog::Appended PartitionLog::Append(std::span<const std::byte> record, u
     open_.first_offset = next_;
     open_.first_timestamp_ns = ts;
   }
-  const RecordHeader header{static_cast<uint32_t>(record.size()), 0, ts};
+  const RecordHeader header{static_cast<uint32_t>(record.size()), 0, ts, producer_id};
   std::byte* dst = pool_.data(current_) + pos_;
   std::memcpy(dst, &header, sizeof header);
   if (!record.empty()) std::memcpy(dst + sizeof header, record.data(), record.size());
@@ -87,6 +88,44 @@ PartitionLog::Appended PartitionLog::Append(std::span<const std::byte> record, u
     ++pool_.live(current_);
   }
   return out;
+}
+
+PartitionLog::Appended PartitionLog::Restore(std::span<const std::byte> record, uint64_t offset,
+                                             uint64_t timestamp_ns, uint64_t producer_id) {
+  SLUICE_ASSERT(offset >= next_);
+  // Restored batches are on disk already: durable as soon as sealed, so that a stream longer
+  // than its memory budget keeps only its tail in memory (retention evicts durable chunks only).
+  MarkDurable(DurableOffset{sealed_});
+  if (config_.indexed) {
+    // A stream's index is dense: the first restored record sets where the log starts; from then
+    // on offsets must follow each other.
+    if (next_ == start_ && index_.empty() && chunks_.empty()) {
+      start_ = next_ = sealed_ = durable_ = offset;
+    }
+    SLUICE_ASSERT(offset == next_);
+  } else if (offset != next_) {
+    // A work queue's batches in memory are never written again (they are on disk), so their
+    // offsets are bookkeeping only: keep the open batch's range ending at next_.
+    if (batch_open_) open_.first_offset += offset - next_;
+    next_ = offset;
+  }
+  last_timestamp_ns_ = std::max(last_timestamp_ns_, timestamp_ns);
+  return Append(record, timestamp_ns, producer_id);
+}
+
+void PartitionLog::EndRestore(uint64_t next_offset) {
+  SLUICE_ASSERT(next_offset >= next_);
+  Seal();
+  if (config_.indexed && index_.empty() && chunks_.empty()) start_ = next_offset;
+  if (!config_.indexed || index_.empty()) {
+    // Nothing restored past next_: jump (an indexed log only when it holds no record).
+    if (batch_open_) open_.first_offset += next_offset - next_;
+    next_ = next_offset;
+  }
+  SLUICE_ASSERT(next_ == next_offset);
+  sealed_ = next_;
+  MarkDurable(DurableOffset{next_});
+  SLUICE_ASSERT(batches_.empty());
 }
 
 bool PartitionLog::NewChunk() {

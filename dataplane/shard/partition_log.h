@@ -28,12 +28,16 @@
 namespace sluice::shard {
 
 // In front of every record in the log, so storage recovery can walk a batch without the codec.
+// The producer id travels with the record (the record itself carries only the sequence), so that
+// recovery can rebuild each producer's idempotence state and a retransmit after a restart is
+// still answered as a duplicate.
 struct RecordHeader {
   uint32_t length;        // record bytes that follow
   uint32_t reserved;      // zero
   uint64_t timestamp_ns;  // server time at append
+  uint64_t producer_id;   // 0 = not idempotent
 };
-static_assert(sizeof(RecordHeader) == 16);
+static_assert(sizeof(RecordHeader) == 24);
 
 struct RecordLocation {
   uint32_t chunk = ChunkPool::kNone;
@@ -78,7 +82,21 @@ class PartitionLog {
     RecordLocation location;
   };
   // Copies `record` into the open batch (opening one, or a chunk, if needed).
-  Appended Append(std::span<const std::byte> record, uint64_t now_ns);
+  Appended Append(std::span<const std::byte> record, uint64_t now_ns, uint64_t producer_id = 0);
+
+  // Recovery (before any Append). Takes back a record storage already holds, at its original
+  // offset and timestamp. Offsets only go up; an unindexed log (work queue) may skip offsets
+  // (deleted messages are not restored), an indexed one (stream) may not after its first record.
+  Appended Restore(std::span<const std::byte> record, uint64_t offset, uint64_t timestamp_ns,
+                   uint64_t producer_id);
+  // Ends recovery: what was restored is sealed and durable (it is on disk already), and the log
+  // continues at `next_offset` (>= every restored offset + 1).
+  void EndRestore(uint64_t next_offset);
+
+  // The open batch: records and bytes so far, and its first record's time (batch sealing policy).
+  bool batch_open() const { return batch_open_; }
+  uint32_t open_batch_bytes() const { return batch_open_ ? pos_ - open_start_ : 0; }
+  uint64_t open_batch_since_ns() const { return batch_open_ ? open_.first_timestamp_ns : 0; }
 
   // Closes the open batch; returns false if none was open.
   bool Seal();

@@ -86,6 +86,26 @@ class ProducerTable {
     return evicted;
   }
 
+  // Recovery: `sequence` of `producer_id` is stored at `offset` (records come in offset order).
+  // Unlike Record, a first sequence above 0 or a gap is accepted: the log is the truth, and
+  // records before it may have left by retention or deletion.
+  void Restore(uint64_t producer_id, uint64_t sequence, uint64_t offset) {
+    if (producer_id == 0) return;
+    Check check = Classify(producer_id, sequence);
+    if (check.verdict == Verdict::kDuplicate) return;  // never written twice; nothing to learn
+    if (check.verdict == Verdict::kOutOfOrder) {
+      if (check.slot == kNil) {
+        check = Check{Verdict::kNew};
+        Record(check, producer_id, 0, offset);  // takes a slot, next = 1
+        check.slot = map_.find(producer_id)->second;
+        states_[check.slot].window[0] = Entry{};  // sequence 0 was not seen
+      }
+      states_[check.slot].next = sequence;
+      check.verdict = Verdict::kNew;
+    }
+    Record(check, producer_id, sequence, offset);
+  }
+
   uint64_t size() const { return map_.size(); }
 
  private:

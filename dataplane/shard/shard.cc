@@ -14,7 +14,9 @@ LogConfig MakeLogConfig(const QueueConfig& q, const ShardConfig& s, uint64_t* ev
   c.max_index_entries = q.max_messages;
   c.retention_bytes = q.retention_bytes;
   c.retention_ms = q.retention_ms;
-  c.batch_align_bytes = s.batch_align_bytes;
+  c.batch_align_bytes = q.durability == Durability::kNone && s.memory_batch_align_bytes != 0
+                            ? s.memory_batch_align_bytes
+                            : s.batch_align_bytes;
   c.batch_header_bytes = s.batch_header_bytes;
   c.chunks_evicted = evicted;
   return c;
@@ -182,6 +184,7 @@ AppendResult Shard::Append(const ReplyTarget& target, QueueId queue, const Messa
   if (m.record.size() > p->config_.max_message_bytes) {
     return Reject(target, queue, m, Errc::kMessageTooLarge);
   }
+  if (p->failed_) return Reject(target, queue, m, Errc::kStorageFailed);
 
   const ProducerTable::Check check = p->producers_.Classify(m.producer_id, m.sequence);
   if (check.verdict == ProducerTable::Verdict::kOutOfOrder) {
@@ -208,7 +211,7 @@ AppendResult Shard::Append(const ReplyTarget& target, QueueId queue, const Messa
   if (p->work_ != nullptr && p->work_->Admit(m.group) != Errc::kOk) {
     return Reject(target, queue, m, Errc::kThrottled);
   }
-  const PartitionLog::Appended a = p->log_.Append(m.record, now_ns_);
+  const PartitionLog::Appended a = p->log_.Append(m.record, now_ns_, m.producer_id);
   if (a.errc != Errc::kOk) return Reject(target, queue, m, a.errc);
   if (!p->open_listed_) {  // SealAll visits only partitions with an open batch
     p->open_listed_ = true;
@@ -246,6 +249,70 @@ uint32_t Shard::SealAll(absl::FunctionRef<void(const Partition&)> sealed) {
   open_batches_.clear();
   counters_.batches_sealed += n;
   return n;
+}
+
+uint32_t Shard::SealDue(absl::FunctionRef<bool(const Partition&)> due,
+                        absl::FunctionRef<void(const Partition&)> sealed) {
+  uint32_t n = 0;
+  size_t kept = 0;
+  for (Partition* p : open_batches_) {
+    if (p->log_.batch_open() && !due(*p)) {
+      open_batches_[kept++] = p;
+      continue;
+    }
+    p->open_listed_ = false;
+    if (p->log_.Seal()) {
+      ++n;
+      sealed(*p);
+    }
+  }
+  open_batches_.resize(kept);
+  counters_.batches_sealed += n;
+  return n;
+}
+
+Errc Shard::FailPartition(QueueId queue, uint32_t partition) {
+  Partition* p = Get(queue, partition);
+  if (p == nullptr) return Errc::kUnknownPartition;
+  p->failed_ = true;
+  while (!p->acks_.empty()) {
+    const Partition::PendingAck& pa = p->acks_.front();
+    MessageIn m;
+    m.partition = static_cast<uint16_t>(partition);
+    m.producer_id = pa.producer_id;
+    m.sequence = pa.sequence;
+    Reject(pa.target, queue, m, Errc::kStorageFailed);
+    p->acks_.pop_front();
+  }
+  Flush();
+  return Errc::kOk;
+}
+
+Errc Shard::Restore(QueueId queue, const MessageIn& m, uint64_t offset, uint64_t timestamp_ns,
+                    bool deleted) {
+  Partition* p = Get(queue, m.partition);
+  if (p == nullptr) return Errc::kUnknownPartition;
+  SLUICE_ASSERT(p->acks_.empty());  // nothing appended yet
+  SeeTime(timestamp_ns);  // it was stored in the past: now is at least that late
+  p->producers_.Restore(m.producer_id, m.sequence, offset);
+  if (p->dedup_.enabled() && !m.dedup_id.empty()) {
+    // Expiry counts from the original append time, as it would have without the restart.
+    p->dedup_.Insert(DedupTable::Hash(m.dedup_id), offset, timestamp_ns);
+  }
+  if (deleted) return Errc::kOk;
+  if (p->work_ != nullptr && p->work_->Admit(m.group) != Errc::kOk) return Errc::kThrottled;
+  const PartitionLog::Appended a = p->log_.Restore(m.record, offset, timestamp_ns, m.producer_id);
+  if (a.errc != Errc::kOk) return a.errc;
+  if (p->work_ != nullptr) p->work_->Add(a, m);
+  return Errc::kOk;
+}
+
+Errc Shard::EndRestore(QueueId queue, uint32_t partition, uint64_t next_offset) {
+  Partition* p = Get(queue, partition);
+  if (p == nullptr) return Errc::kUnknownPartition;
+  p->log_.EndRestore(next_offset);
+  if (p->work_ != nullptr) p->work_->OnDurable(p->log_.durable_end());
+  return Errc::kOk;
 }
 
 Errc Shard::MarkDurable(QueueId queue, uint32_t partition, DurableOffset durable) {

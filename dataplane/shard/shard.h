@@ -49,6 +49,7 @@ class Partition {
   const WorkQueue* work() const { return work_.get(); }
   const Stream* stream() const { return stream_.get(); }
   uint64_t pending_acks() const { return acks_.size(); }
+  bool failed() const { return failed_; }
 
  private:
   friend class Shard;
@@ -65,6 +66,7 @@ class Partition {
   QueueId queue_;
   uint32_t index_;
   bool open_listed_ = false;  // in Shard::open_batches_
+  bool failed_ = false;       // storage failed: no more appends
   QueueConfig config_;
   PartitionLog log_;  // declared before work_: the work queue releases its records first
   ProducerTable producers_;
@@ -107,11 +109,27 @@ class Shard {
   uint32_t SealAll() {
     return SealAll([](const Partition&) {});
   }
+  // Seals the open batches that `due` says are ready (batch bytes, age, or storage idle); the
+  // others stay open and are offered again next call.
+  uint32_t SealDue(absl::FunctionRef<bool(const Partition&)> due,
+                   absl::FunctionRef<void(const Partition&)> sealed);
   // Offsets below `durable` met the queue's durability mode: release their acks, make them
   // receivable / push them. kUnknownPartition if not here.
   Errc MarkDurable(QueueId queue, uint32_t partition, DurableOffset durable);
   Errc ForEachUndurableBatch(QueueId queue, uint32_t partition,
                              absl::FunctionRef<void(const SealedBatch&)> fn) const;
+  // Storage failed for good (EIO, ENOSPC, failed fsync): appends waiting for durability and every
+  // later append are answered kStorageFailed; what is durable stays readable.
+  Errc FailPartition(QueueId queue, uint32_t partition);
+
+  // ---- recovery (after AddPartition, before any other call for the partition) ----
+  // Takes back one record storage recovered: idempotence and dedup state always; the message
+  // itself unless `deleted` (a work-queue message whose delete was logged). kThrottled: the
+  // partition's memory budget cannot hold what is on disk.
+  Errc Restore(QueueId queue, const MessageIn& message, uint64_t offset, uint64_t timestamp_ns,
+               bool deleted);
+  // The partition continues at `next_offset`; restored work messages become receivable.
+  Errc EndRestore(QueueId queue, uint32_t partition, uint64_t next_offset);
 
   // ---- streams ----
   FetchResult Fetch(QueueId queue, uint32_t partition, StartPosition start, uint32_t max_messages,

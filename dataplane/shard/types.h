@@ -92,6 +92,10 @@ struct ShardConfig {
   uint32_t pool_chunks = 256;         // chunks allocated at start-up, shared by all partitions
   uint32_t batch_align_bytes = 4096;  // every batch starts on this boundary (O_DIRECT)
   uint32_t batch_header_bytes = 64;   // zeroed room before a batch's records, for storage's header
+  // Batches of partitions with durability kNone never reach a disk, so they need no O_DIRECT
+  // alignment: a batch of one small message then costs a cache line of padding, not 4 KiB.
+  // 0 = batch_align_bytes for every partition.
+  uint32_t memory_batch_align_bytes = 0;
   uint64_t timer_tick_ns = 1'000'000; // timer resolution; deadlines round up, never fire early
   uint32_t max_partitions = 1024;
   uint32_t max_subscriptions = 4096;
@@ -202,6 +206,9 @@ class ShardSink {
   virtual void OnLeased(const Leased& leased) = 0;
   virtual void OnReceiveDone(const ReceiveDone& done) = 0;
   virtual void OnDeadLetter(const DeadLetter& dead) = 0;
+  // A work-queue message left its queue for good (deleted, expired or dead-lettered): storage
+  // logs it so that a restart does not bring it back.
+  virtual void OnRemoved(QueueId /*queue*/, uint32_t /*partition*/, uint64_t /*offset*/) {}
 };
 
 // Counters of one shard (the metrics probe reads them; single writer, the owner lcore).

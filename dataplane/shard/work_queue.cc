@@ -322,6 +322,7 @@ void WorkQueue::SendToDeadLetter(uint32_t i) {
 void WorkQueue::Remove(uint32_t i) {
   Slot& s = slots_[i];
   SLUICE_ASSERT(s.state != State::kFree && s.state != State::kPending);
+  env_.sink->OnRemoved(env_.queue, env_.partition, s.offset);
   env_.wheel->Cancel(&s.timer);
   if (s.state == State::kReady) ReadyUnlink(i);
   if (s.group != kNil) {

@@ -82,12 +82,15 @@ class Namespace:
 class Sluiced:
     """sluiced on a TAP layout, started in the current network namespace."""
 
-    def __init__(self, workers=1, queues=None, extra_toml=""):
+    def __init__(self, workers=1, queues=None, extra_toml="", durability="write", args=()):
         self.tag = secrets.token_hex(3)
         self.workers = workers
         self.queues = queues if queues is not None else DEFAULT_QUEUES
         self.extra_toml = extra_toml
+        self.durability = durability
+        self.args = list(args)
         self.dir = tempfile.mkdtemp(prefix=f"sluice-it-{self.tag}-")
+        self.data_dir = os.path.join(self.dir, "data")  # kept across restart()
         self.iface = f"slc{self.tag}"  # <= 15 characters
         self.layout = os.path.join(self.dir, "layout.toml")
         self.stats_path = os.path.join(self.dir, "stats.json")
@@ -127,6 +130,11 @@ kernel_ipv4 = "{KERNEL_CIDR}"
 [dataplane]
 shards = {shards}
 
+[storage]
+data_dirs = ["{self.data_dir}"]
+durability = "{self.durability}"
+segment_bytes = 8388608
+
 [control]
 metadata_dir = "{self.dir}/meta"
 
@@ -139,19 +147,35 @@ metadata_dir = "{self.dir}/meta"
     def __enter__(self):
         self.write_layout()
         self._log_file = open(self.log_path, "w")
+        self.start()
+        return self
+
+    def start(self):
+        """Starts sluiced (again, after stop() or kill(): same layout, same data directory)."""
         log = self._log_file
+        self._log_offset = os.path.getsize(self.log_path)
         self.proc = subprocess.Popen(
-            [binary("dataplane/sluiced"), "--hwconf", self.layout, "--stats-file", self.stats_path],
+            [binary("dataplane/sluiced"), "--hwconf", self.layout, "--stats-file", self.stats_path,
+             *self.args],
             stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
         try:
-            wait_for(lambda: self.proc.poll() is not None or "sluiced: running" in self.log(), 60,
-                     "sluiced to start")
+            wait_for(lambda: self.proc.poll() is not None or "sluiced: running" in self.run_log(),
+                     60, "sluiced to start")
             if self.proc.poll() is not None:
                 raise AssertionError(f"sluiced exited with {self.proc.returncode}:\n{self.log()}")
         except BaseException:
             self.stop()
             raise
-        return self
+
+    def run_log(self):
+        """The log of the current run only (since the last start())."""
+        return self.log()[self._log_offset:]
+
+    def kill(self):
+        """SIGKILL to the process group: a crash, no clean shutdown."""
+        if self.proc is not None and self.proc.poll() is None:
+            os.killpg(self.proc.pid, signal.SIGKILL)
+            self.proc.wait()
 
     def log(self):
         try:

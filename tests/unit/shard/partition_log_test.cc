@@ -85,7 +85,8 @@ TEST(PartitionLog, SealedBatchesAreAlignedZeroPaddedAndLeaveWhenDurable) {
   }
   EXPECT_EQ(batches[0].first_offset, 0u);
   EXPECT_EQ(batches[0].count, 2u);
-  EXPECT_EQ(batches[0].used_bytes, 64u + 16 + 4 + 16 + 8);
+  constexpr uint32_t kRec = sizeof(RecordHeader);
+  EXPECT_EQ(batches[0].used_bytes, 64u + kRec + 4 + kRec + 8);
   EXPECT_EQ(batches[0].first_timestamp_ns, 1u);
   EXPECT_EQ(batches[0].last_timestamp_ns, 2u);
   // The record framing storage will walk: RecordHeader then bytes.
@@ -122,7 +123,7 @@ TEST(PartitionLog, RecordsNeverStraddleAChunkEnd) {
     EXPECT_EQ(Str(m.record), payloads[i]);
   }
   EXPECT_NE(out[1].location.chunk, out[2].location.chunk);
-  EXPECT_EQ(out[2].location.pos, 64u + 16);  // starts the new chunk's first batch
+  EXPECT_EQ(out[2].location.pos, 64u + sizeof(RecordHeader));  // starts the new chunk's first batch
   // Moving to a new chunk sealed the batch left behind.
   EXPECT_EQ(log.sealed_end().value, 8u);
   EXPECT_EQ(log.chunks_held(), 5u);

@@ -66,7 +66,7 @@ TEST_F(BatchFormat, EncodeThenVerifyRoundTrips) {
   EXPECT_EQ(h.epoch, 7u);
   EXPECT_EQ(h.base_offset, 0u);
   EXPECT_EQ(h.count, 5u);
-  EXPECT_EQ(h.payload_bytes, 5 * (16 + 300u));
+  EXPECT_EQ(h.payload_bytes, 5 * (kRecordHeaderBytes + 300u));
   EXPECT_EQ(h.stride_bytes, 4096u);
   EXPECT_EQ(h.first_timestamp_ns, 1'000'000u);
   EXPECT_EQ(h.last_timestamp_ns, 1'004'000u);

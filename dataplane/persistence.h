@@ -1,0 +1,84 @@
+// What a worker's Frontend needs from storage, as an interface so that the Frontend stays pure
+// C++ (its tests run it with no storage: every partition in memory). The DPDK worker gives it a
+// StorageShell (storage_shell.h): the worker's io_uring writer and the partitions' ack logs.
+//
+// Every call comes from the worker's own lcore thread, except that partitions may be opened on
+// the main thread before the worker is launched (start-up recovery).
+#pragma once
+
+#include <cstdint>
+#include <span>
+#include <string>
+#include <string_view>
+
+#include "absl/functional/function_ref.h"
+#include "absl/status/statusor.h"
+#include "dataplane/shard/partition_log.h"
+#include "dataplane/shard/types.h"
+#include "protocol/errc.h"
+
+namespace sluice::dataplane {
+
+// One record as recovery found it on disk.
+struct RecoveredMessage {
+  uint64_t offset = 0;
+  uint64_t timestamp_ns = 0;
+  uint64_t producer_id = 0;
+  bool deleted = false;  // work queues: its delete is in the ack log
+  std::span<const std::byte> record;
+};
+
+// What the log of a partition held at start.
+struct RecoveredLog {
+  uint64_t next_offset = 0;
+  std::string summary;  // one line for the daemon's log
+};
+
+// When an open batch is sealed and handed to storage.
+struct BatchPolicy {
+  uint32_t batch_bytes = 256 * 1024;  // seal at this many bytes...
+  uint64_t batch_time_ns = 200'000;   // ...or this age...
+  // ...or at once when the partition has no write in flight: an idle partition pays no batching
+  // delay, a busy one accumulates while its previous write completes (group commit).
+};
+
+class Persistence {
+ public:
+  // Control path. Opens (recovering) the log of a partition whose durability is not kNone and
+  // calls `restore` for every record it holds, in offset order, deleted ones included (they carry
+  // idempotence state). A non-ok `restore` result stops the recovery and fails the open.
+  virtual absl::StatusOr<RecoveredLog> Open(
+      uint32_t queue, uint32_t partition, shard::Durability durability,
+      absl::FunctionRef<absl::Status(const RecoveredMessage&)> restore,
+      absl::FunctionRef<void(std::string_view group, uint64_t offset)> committed) = 0;
+  // Closes the partition's log; `remove` deletes its files (queue deleted).
+  virtual void Close(uint32_t queue, uint32_t partition, bool remove) = 0;
+
+  // Data path, per loop pass.
+  // No write of this partition in flight (the seal policy).
+  virtual bool Idle(uint32_t queue, uint32_t partition) const = 0;
+  // kOk (queued, or already submitted), kThrottled (offer it again next pass), kStorageFailed.
+  virtual Errc Submit(uint32_t queue, uint32_t partition, const shard::SealedBatch& batch) = 0;
+  // Submits what was queued and reports each partition whose durable offset advanced or failed
+  // (errc kStorageFailed, with `failure` saying why).
+  virtual uint32_t Poll(absl::FunctionRef<void(uint32_t queue, uint32_t partition,
+                                               shard::DurableOffset durable, Errc errc,
+                                               std::string_view failure)> fn) = 0;
+  // A work-queue message left for good / a consumer group committed: logged so a restart keeps it.
+  virtual void Removed(uint32_t queue, uint32_t partition, uint64_t offset) = 0;
+  virtual void Committed(uint32_t queue, uint32_t partition, std::string_view group,
+                         uint64_t offset) = 0;
+  // Writes what the ack logs buffered (once per pass; cheap when nothing is buffered).
+  virtual void FlushAcks() = 0;
+  // Blocks until nothing is in flight (shutdown), reporting as Poll does.
+  virtual void Drain(absl::FunctionRef<void(uint32_t queue, uint32_t partition,
+                                            shard::DurableOffset durable, Errc errc,
+                                            std::string_view failure)> fn) = 0;
+
+  virtual const BatchPolicy& batch_policy() const = 0;
+
+ protected:
+  ~Persistence() = default;
+};
+
+}  // namespace sluice::dataplane

@@ -1,0 +1,287 @@
+#include "dataplane/storage_shell.h"
+
+#include <cstdio>
+#include <filesystem>
+
+#include "absl/strings/str_format.h"
+#include "protocol/assert.h"
+#include "storage/segment.h"
+
+namespace sluice::dataplane {
+
+std::string DataDirOf(const hwconf::Storage& storage, uint32_t queue, uint32_t partition) {
+  SLUICE_ASSERT(!storage.data_dirs.empty());
+  const uint64_t h = (uint64_t{queue} * 0x9E3779B97F4A7C15ull) ^ partition;
+  return storage.data_dirs[h % storage.data_dirs.size()];
+}
+
+storage::RecoveryOptions RecoveryOptionsOf(const hwconf::Storage& s) {
+  storage::RecoveryOptions o;
+  o.segment_bytes = s.segment_bytes;
+  o.verify_all = true;  // a restart after a crash checks every batch's CRC
+  o.repair = true;
+  return o;
+}
+
+// ---- start-up recovery ---------------------------------------------------------------------------
+
+std::unique_ptr<StartupRecovery> StartupRecovery::Run(
+    const hwconf::Storage& storage, const std::vector<storage::PartitionToRecover>& what,
+    const storage::RecoveryOptions& options) {
+  auto out = std::make_unique<StartupRecovery>();
+  storage::RecoveryRun run = storage::RecoverAll(what, options);
+  out->seconds_ = run.seconds;
+  out->bytes_scanned_ = run.bytes_scanned;
+  for (size_t i = 0; i < what.size(); ++i) {
+    storage::RecoveredPartition& r = run.partitions[i];
+    if (!r.status.ok() || r.report.segments > 0 || r.report.cut) {
+      std::printf("sluiced: recovery %s: %s\n", DataDirOf(storage, what[i].id.queue, what[i].id.partition).c_str(),
+                  r.status.ok() ? storage::FormatReport(r.report).c_str()
+                                : std::string(r.status.message()).c_str());
+    }
+    out->results_.emplace(std::make_pair(what[i].id.queue, what[i].id.partition), std::move(r));
+  }
+  std::printf("sluiced: recovered %zu partition(s) in %.3f s, %llu bytes scanned (%.2f GB/s)\n",
+              what.size(), run.seconds, static_cast<unsigned long long>(run.bytes_scanned),
+              run.gb_per_s());
+  std::fflush(stdout);
+  return out;
+}
+
+std::optional<storage::RecoveredPartition> StartupRecovery::Take(uint32_t queue,
+                                                                 uint32_t partition) {
+  std::lock_guard<std::mutex> lock(mu_);
+  auto it = results_.find({queue, partition});
+  if (it == results_.end()) return std::nullopt;
+  std::optional<storage::RecoveredPartition> r(std::move(it->second));
+  results_.erase(it);
+  return r;
+}
+
+// ---- the shell -----------------------------------------------------------------------------------
+
+absl::StatusOr<std::unique_ptr<StorageShell>> StorageShell::Create(const StorageShellConfig& config,
+                                                                   StartupRecovery* startup) {
+  storage::WriterConfig wc;
+  wc.queue_depth = config.storage.uring_depth;
+  wc.sqpoll = config.storage.sqpoll;
+  wc.sqpoll_cpu = config.storage.sqpoll_cpu;
+  wc.segment_bytes = config.storage.segment_bytes;
+  wc.completion_eventfd = config.completion_eventfd;
+  // Batches live in several shards' chunk pools: no single region to register as buffers.
+  absl::StatusOr<std::unique_ptr<storage::UringWriter>> writer = storage::UringWriter::Create(wc);
+  if (!writer.ok()) return writer.status();
+  if (config.fault.has_value()) {
+    storage::FaultInjection f;
+    f.count = UINT32_MAX;  // every write from `skip` on: the partition is broken for good
+    f.error = config.fault->error;
+    f.only = storage::PartitionId{config.fault->queue, config.fault->partition};
+    f.skip = config.fault->skip;
+    (*writer)->InjectFaults(f);
+  }
+  return std::unique_ptr<StorageShell>(new StorageShell(config, startup, std::move(*writer)));
+}
+
+StorageShell::StorageShell(const StorageShellConfig& config, StartupRecovery* startup,
+                           std::unique_ptr<storage::UringWriter> writer)
+    : config_(config), startup_(startup), writer_(std::move(writer)) {
+  policy_.batch_bytes = config.storage.batch_bytes;
+  policy_.batch_time_ns = uint64_t{config.storage.batch_time_us} * 1000;
+  parts_.reserve(1024);
+  by_handle_.reserve(1024);
+  ack_dirty_.reserve(1024);
+}
+
+StorageShell::~StorageShell() = default;
+
+StorageShell::Part* StorageShell::Find(uint32_t q, uint32_t p) {
+  auto it = parts_.find(Key(q, p));
+  return it == parts_.end() ? nullptr : it->second.get();
+}
+
+const StorageShell::Part* StorageShell::Find(uint32_t q, uint32_t p) const {
+  auto it = parts_.find(Key(q, p));
+  return it == parts_.end() ? nullptr : it->second.get();
+}
+
+absl::StatusOr<RecoveredLog> StorageShell::Open(
+    uint32_t queue, uint32_t partition, shard::Durability durability,
+    absl::FunctionRef<absl::Status(const RecoveredMessage&)> restore,
+    absl::FunctionRef<void(std::string_view group, uint64_t offset)> committed) {
+  SLUICE_ASSERT(durability != shard::Durability::kNone && Find(queue, partition) == nullptr);
+  const std::string data_dir = DataDirOf(config_.storage, queue, partition);
+  const storage::PartitionId id{queue, partition};
+  std::optional<storage::RecoveredPartition> rec;
+  if (startup_ != nullptr) rec = startup_->Take(queue, partition);
+  if (!rec.has_value()) {
+    storage::PartitionToRecover what{data_dir, id, 0, false};
+    rec = storage::RecoverPartition(what, RecoveryOptionsOf(config_.storage));
+  }
+  const std::string where = absl::StrFormat("queue %u partition %u (%s)", queue, partition,
+                                            data_dir);
+  if (!rec->status.ok()) {
+    return absl::Status(rec->status.code(),
+                        absl::StrFormat("%s: recovery: %s", where, rec->status.message()));
+  }
+
+  for (const storage::RecoveredRecord& r : rec->records) {
+    RecoveredMessage m;
+    m.offset = r.offset;
+    m.timestamp_ns = r.timestamp_ns;
+    m.producer_id = r.producer_id;
+    m.deleted = rec->acks.IsDeleted(r.offset);
+    m.record = rec->record(r);
+    if (absl::Status s = restore(m); !s.ok()) {
+      return absl::Status(s.code(), absl::StrFormat("%s: offset %u: %s", where, r.offset,
+                                                    s.message()));
+    }
+  }
+  for (const auto& [group, offset] : rec->acks.commits) committed(group, offset);
+
+  absl::StatusOr<storage::PartitionDir> dir = storage::PartitionDir::Open(data_dir, id, true);
+  if (!dir.ok()) return dir.status();
+  rec->acks.Compact(rec->log.start_offset());
+  absl::StatusOr<storage::AckLog> acks =
+      storage::AckLog::Open(dir->path(), dir->AckLogPath(), rec->acks);
+  if (!acks.ok()) return acks.status();
+
+  RecoveredLog out;
+  out.next_offset = rec->log.next_offset;
+  out.summary = absl::StrFormat("%s: %u record(s) on disk, next offset %u", where,
+                                rec->records.size(), out.next_offset);
+  storage::PartitionSpec spec;
+  spec.data_dir = data_dir;
+  spec.id = id;
+  spec.durability = durability;
+  spec.epoch = config_.epoch;
+  absl::StatusOr<storage::PartitionHandle> h =
+      writer_->OpenPartition(spec, std::move(rec->log));
+  if (!h.ok()) {
+    return absl::Status(h.status().code(),
+                        absl::StrFormat("%s: open: %s", where, h.status().message()));
+  }
+  auto part = std::make_unique<Part>();
+  part->queue = queue;
+  part->partition = partition;
+  part->handle = *h;
+  part->acks.emplace(std::move(*acks));
+  part->submitted_end = part->durable_end = out.next_offset;
+  part->dir = dir->path();
+  by_handle_[*h] = part.get();
+  parts_[Key(queue, partition)] = std::move(part);
+  ++stats_.partitions;
+  return out;
+}
+
+void StorageShell::Close(uint32_t queue, uint32_t partition, bool remove) {
+  auto it = parts_.find(Key(queue, partition));
+  if (it == parts_.end()) return;
+  Part& p = *it->second;
+  if (p.acks.has_value()) (void)p.acks->Flush();
+  writer_->ClosePartition(p.handle);
+  if (p.ack_dirty) std::erase(ack_dirty_, &p);
+  by_handle_.erase(p.handle);
+  if (remove) {
+    std::error_code ec;
+    std::filesystem::remove_all(p.dir, ec);
+    if (ec) std::fprintf(stderr, "sluiced: removing %s: %s\n", p.dir.c_str(), ec.message().c_str());
+  }
+  parts_.erase(it);
+  --stats_.partitions;
+}
+
+bool StorageShell::Idle(uint32_t queue, uint32_t partition) const {
+  const Part* p = Find(queue, partition);
+  return p == nullptr || p->durable_end >= p->submitted_end;
+}
+
+Errc StorageShell::Submit(uint32_t queue, uint32_t partition, const shard::SealedBatch& batch) {
+  Part* p = Find(queue, partition);
+  SLUICE_ASSERT(p != nullptr);  // the frontend submits only partitions it opened here
+  if (p->failed) return Errc::kStorageFailed;
+  if (batch.end_offset() <= p->submitted_end) return Errc::kOk;  // taken in an earlier pass
+  const Errc e = writer_->Submit(p->handle, batch);
+  if (e == Errc::kOk) {
+    p->submitted_end = batch.end_offset();
+    ++stats_.submitted;
+  } else if (e == Errc::kThrottled) {
+    ++stats_.throttled;
+  }
+  return e;
+}
+
+void StorageShell::Report(const storage::Completion& c,
+                          absl::FunctionRef<void(uint32_t, uint32_t, shard::DurableOffset, Errc,
+                                                 std::string_view)> fn) {
+  auto it = by_handle_.find(c.handle);
+  if (it == by_handle_.end()) return;  // closed since
+  Part& p = *it->second;
+  if (c.errc != Errc::kOk) {
+    if (!p.failed) ++stats_.failed;
+    p.failed = true;
+    fn(p.queue, p.partition, c.durable, c.errc, writer_->failure(c.handle));
+    return;
+  }
+  p.durable_end = std::max(p.durable_end, c.durable.value);
+  fn(p.queue, p.partition, c.durable, Errc::kOk, {});
+}
+
+uint32_t StorageShell::Poll(absl::FunctionRef<void(uint32_t, uint32_t, shard::DurableOffset, Errc,
+                                                   std::string_view)> fn) {
+  return writer_->Poll([&](const storage::Completion& c) { Report(c, fn); });
+}
+
+void StorageShell::Drain(absl::FunctionRef<void(uint32_t, uint32_t, shard::DurableOffset, Errc,
+                                                std::string_view)> fn) {
+  writer_->Drain([&](const storage::Completion& c) { Report(c, fn); });
+  FlushAcks();
+}
+
+void StorageShell::Removed(uint32_t queue, uint32_t partition, uint64_t offset) {
+  Part* p = Find(queue, partition);
+  if (p == nullptr || !p->acks.has_value()) return;
+  if (!p->acks->Delete(offset)) {  // buffer full: write it out now, then log
+    FlushAcks();
+    if (!p->acks->Delete(offset)) {
+      ++stats_.ack_flush_errors;  // the file cannot take writes: a redelivery after a restart
+      return;
+    }
+  }
+  MarkDirty(p);
+  ++stats_.ack_entries;
+}
+
+void StorageShell::Committed(uint32_t queue, uint32_t partition, std::string_view group,
+                             uint64_t offset) {
+  Part* p = Find(queue, partition);
+  if (p == nullptr || !p->acks.has_value() || group.size() > storage::AckLog::kMaxGroupBytes) {
+    return;
+  }
+  if (!p->acks->Commit(group, offset)) {
+    FlushAcks();
+    if (!p->acks->Commit(group, offset)) {
+      ++stats_.ack_flush_errors;
+      return;
+    }
+  }
+  MarkDirty(p);
+  ++stats_.ack_entries;
+}
+
+void StorageShell::MarkDirty(Part* p) {
+  if (p->ack_dirty) return;
+  p->ack_dirty = true;
+  ack_dirty_.push_back(p);
+}
+
+void StorageShell::FlushAcks() {
+  for (Part* p : ack_dirty_) {
+    p->ack_dirty = false;
+    // Not fsynced (docs/storage.md §6): a lost delete means a redelivery, which at-least-once
+    // allows. A failed write is counted and the entries dropped: same consequence.
+    if (!p->acks->Flush().ok()) ++stats_.ack_flush_errors;
+  }
+  ack_dirty_.clear();
+}
+
+}  // namespace sluice::dataplane

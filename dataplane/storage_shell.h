@@ -1,0 +1,138 @@
+// The storage of one worker lcore: its own io_uring writer (storage/uring_writer.h), and for each
+// durable partition it owns, the log's handle and its ack log. Implements the Frontend's
+// Persistence interface. Only the worker's thread calls it once the worker runs (the ring is
+// SINGLE_ISSUER); partitions opened before that are opened on the main thread at start-up.
+//
+// Start-up recovery of every partition runs before the workers are created, in parallel with TBB
+// (StartupRecovery); each shell takes its partitions' results from there. A partition created
+// later (control plane) is recovered on the spot: its directory is new or empty.
+#pragma once
+
+#include <cstdint>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "absl/container/flat_hash_map.h"
+#include "absl/status/statusor.h"
+#include "dataplane/persistence.h"
+#include "hwconf/layout.h"
+#include "storage/ack_log.h"
+#include "storage/recovery.h"
+#include "storage/uring_writer.h"
+
+namespace sluice::dataplane {
+
+// Where a partition's log lives: one of the layout's data directories, chosen by a stable hash so
+// that a restart with the same list finds it again.
+std::string DataDirOf(const hwconf::Storage& storage, uint32_t queue, uint32_t partition);
+
+// A test seam (sluiced --inject-storage-fault): the writes of one partition fail after `skip`
+// of them went through, so tests can see STORAGE_FAILED on it while the others keep serving.
+struct StorageFault {
+  uint32_t queue = 0;
+  uint32_t partition = 0;
+  uint32_t skip = 0;
+  int error = 0;  // errno, e.g. EIO
+};
+
+// Recovery of the partitions present at start, shared by the workers' shells (main thread and
+// each shell's Open at start-up; not on the data path).
+class StartupRecovery {
+ public:
+  // Recovers every listed partition in parallel. Prints one line per partition that had data.
+  static std::unique_ptr<StartupRecovery> Run(const hwconf::Storage& storage,
+                                              const std::vector<storage::PartitionToRecover>& what,
+                                              const storage::RecoveryOptions& options);
+  // The result for (queue, partition), moved out; nullopt if it was not recovered at start.
+  std::optional<storage::RecoveredPartition> Take(uint32_t queue, uint32_t partition);
+  double seconds() const { return seconds_; }
+  uint64_t bytes_scanned() const { return bytes_scanned_; }
+
+ private:
+  std::mutex mu_;
+  std::map<std::pair<uint32_t, uint32_t>, storage::RecoveredPartition> results_;
+  double seconds_ = 0;
+  uint64_t bytes_scanned_ = 0;
+};
+
+struct StorageShellConfig {
+  hwconf::Storage storage;  // data_dirs, uring_depth, sqpoll, segment_bytes, batch bytes/time
+  uint64_t epoch = 0;
+  int completion_eventfd = -1;  // signalled on each completion (wakes a sleeping worker)
+  std::optional<StorageFault> fault;
+};
+
+storage::RecoveryOptions RecoveryOptionsOf(const hwconf::Storage& storage);
+
+struct StorageShellStats {
+  uint64_t partitions = 0;
+  uint64_t failed = 0;
+  uint64_t submitted = 0;     // batches offered and taken
+  uint64_t throttled = 0;     // Submit answered kThrottled (writer full)
+  uint64_t ack_entries = 0;   // deletes and commits logged
+  uint64_t ack_flush_errors = 0;
+};
+
+class StorageShell final : public Persistence {
+ public:
+  static absl::StatusOr<std::unique_ptr<StorageShell>> Create(const StorageShellConfig& config,
+                                                              StartupRecovery* startup);
+  ~StorageShell();
+
+  absl::StatusOr<RecoveredLog> Open(
+      uint32_t queue, uint32_t partition, shard::Durability durability,
+      absl::FunctionRef<absl::Status(const RecoveredMessage&)> restore,
+      absl::FunctionRef<void(std::string_view group, uint64_t offset)> committed) override;
+  void Close(uint32_t queue, uint32_t partition, bool remove) override;
+  bool Idle(uint32_t queue, uint32_t partition) const override;
+  Errc Submit(uint32_t queue, uint32_t partition, const shard::SealedBatch& batch) override;
+  uint32_t Poll(absl::FunctionRef<void(uint32_t, uint32_t, shard::DurableOffset, Errc,
+                                       std::string_view)> fn) override;
+  void Removed(uint32_t queue, uint32_t partition, uint64_t offset) override;
+  void Committed(uint32_t queue, uint32_t partition, std::string_view group,
+                 uint64_t offset) override;
+  void FlushAcks() override;
+  void Drain(absl::FunctionRef<void(uint32_t, uint32_t, shard::DurableOffset, Errc,
+                                    std::string_view)> fn) override;
+  const BatchPolicy& batch_policy() const override { return policy_; }
+
+  const StorageShellStats& stats() const { return stats_; }
+  const storage::WriterStats& writer_stats() const { return writer_->stats(); }
+
+ private:
+  struct Part {
+    uint32_t queue = 0;
+    uint32_t partition = 0;
+    storage::PartitionHandle handle = 0;
+    std::optional<storage::AckLog> acks;
+    uint64_t submitted_end = 0;  // end offset of the last batch handed to the writer
+    uint64_t durable_end = 0;
+    bool failed = false;
+    bool ack_dirty = false;  // in ack_dirty_
+    std::string dir;
+  };
+  StorageShell(const StorageShellConfig& config, StartupRecovery* startup,
+               std::unique_ptr<storage::UringWriter> writer);
+  static uint64_t Key(uint32_t q, uint32_t p) { return (uint64_t{q} << 32) | p; }
+  Part* Find(uint32_t q, uint32_t p);
+  const Part* Find(uint32_t q, uint32_t p) const;
+  void MarkDirty(Part* p);
+  void Report(const storage::Completion& c,
+              absl::FunctionRef<void(uint32_t, uint32_t, shard::DurableOffset, Errc,
+                                     std::string_view)> fn);
+
+  StorageShellConfig config_;
+  StartupRecovery* startup_;
+  std::unique_ptr<storage::UringWriter> writer_;
+  BatchPolicy policy_;
+  absl::flat_hash_map<uint64_t, std::unique_ptr<Part>> parts_;
+  absl::flat_hash_map<storage::PartitionHandle, Part*> by_handle_;
+  std::vector<Part*> ack_dirty_;  // partitions with buffered ack-log entries
+  StorageShellStats stats_;
+};
+
+}  // namespace sluice::dataplane
