@@ -385,27 +385,36 @@ void Producer<Port>::OnAck(const p::AckView& ack, uint32_t qi, uint64_t now) {
 
 template <class Port>
 void Producer<Port>::OnRange(Stream& s, const p::AckRange& r, uint64_t now) {
-  const uint32_t answered = std::min<uint32_t>(r.count, s.inflight);
-  s.inflight -= answered;
-  inflight_ -= answered;
   if (r.errc == Errc::kOk || r.errc == Errc::kDuplicate) {
     const bool measured_ack = Measured(now);
-    // Bounded by the ring: a range longer than the window cannot be ours.
-    const uint64_t last = r.first_sequence + std::min<uint64_t>(r.count, ring_mask_ + 1);
-    for (uint64_t seq = r.first_sequence; seq < last; ++seq) {
+    // Only sequences still outstanding are ours: [base, next_seq). A sequence below `base` was
+    // answered already, and its ring slot may hold a newer sequence's stamp (the ring is as small
+    // as the window), so an ack repeated for it must not be read as the newer one's.
+    const uint64_t first = std::max(r.first_sequence, s.base);
+    const uint64_t last = std::min(r.first_sequence + r.count, s.next_seq);
+    uint32_t answered = 0;
+    for (uint64_t seq = first; seq < last; ++seq) {
       uint64_t& slot = s.stamp[seq & ring_mask_];
       if (slot == 0) continue;  // answered before (a resend's DUPLICATE)
       if (Measured(slot)) result_.latency.Record(now > slot ? now - slot : 0);
       slot = 0;
+      ++answered;
       ++result_.messages_ok;
       if (measured_ack) ++result_.measured_messages_ok;
     }
-    if (r.first_sequence <= s.base && r.first_sequence + r.count > s.base) {
-      s.base = r.first_sequence + r.count;
+    if (answered < r.count) result_.stale_acks += r.count - answered;
+    answered = std::min(answered, s.inflight);
+    s.inflight -= answered;
+    inflight_ -= answered;
+    if (r.first_sequence <= s.base && last > s.base) {
+      s.base = last;
       s.progress_tsc = now;
     }
     return;
   }
+  const uint32_t answered = std::min<uint32_t>(r.count, s.inflight);
+  s.inflight -= answered;
+  inflight_ -= answered;
   result_.last_error = static_cast<uint16_t>(r.errc);
   if (r.errc == Errc::kThrottled || r.errc == Errc::kOutOfOrderSequence) {
     if (r.errc == Errc::kThrottled) {

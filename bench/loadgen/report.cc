@@ -65,9 +65,10 @@ void PrintResult(const Options& o, const Result& r) {
   std::printf("  sent %lu frames / %lu messages, received %lu frames (%lu ack frames, %lu ranges)\n",
               r.frames_sent, r.messages_sent, r.frames_received, r.ack_frames, r.ack_ranges);
   std::printf("  trouble: throttled %lu, out_of_order %lu, other_errors %lu, error_frames %lu, "
-              "timeouts %lu, lost %lu, unmatched %lu, tx_refused %lu, late_sends %lu, no_mbuf %lu\n",
+              "timeouts %lu, lost %lu, unmatched %lu, stale_acks %lu, tx_refused %lu, late_sends %lu, "
+              "no_mbuf %lu\n",
               r.throttled, r.out_of_order, r.other_errors, r.error_frames, r.timeouts, r.lost,
-              r.unmatched, r.tx_refused, r.late_sends, r.no_mbuf);
+              r.unmatched, r.stale_acks, r.tx_refused, r.late_sends, r.no_mbuf);
   std::printf("  load loop CPU share during the measured interval: %.0f%%\n", 100 * r.cpu_share);
   if (r.aborted) std::printf("  ABORTED: %s\n", r.abort_reason.c_str());
   std::fflush(stdout);
@@ -113,11 +114,12 @@ bool WriteJson(const Options& o, const Result& r) {
       "\"frames_received\": %u, \"messages_ok\": %u, \"measured_messages_ok\": %u, "
       "\"ack_frames\": %u, \"ack_ranges\": %u, \"throttled\": %u, \"out_of_order\": %u, "
       "\"other_errors\": %u, \"error_frames\": %u, \"last_error\": %u, \"timeouts\": %u, "
-      "\"lost\": %u, \"unmatched\": %u, \"tx_refused\": %u, \"late_sends\": %u, \"no_mbuf\": %u},\n",
+      "\"lost\": %u, \"unmatched\": %u, \"stale_acks\": %u, \"tx_refused\": %u, \"late_sends\": %u, "
+      "\"no_mbuf\": %u},\n",
       r.measured_s, r.frames_sent, r.messages_sent, r.frames_received, r.messages_ok,
       r.measured_messages_ok, r.ack_frames, r.ack_ranges, r.throttled, r.out_of_order,
-      r.other_errors, r.error_frames, r.last_error, r.timeouts, r.lost, r.unmatched, r.tx_refused,
-      r.late_sends, r.no_mbuf);
+      r.other_errors, r.error_frames, r.last_error, r.timeouts, r.lost, r.unmatched, r.stale_acks,
+      r.tx_refused, r.late_sends, r.no_mbuf);
   absl::StrAppendFormat(&j, "  \"cpu_share\": %.3f,\n", r.cpu_share);
   absl::StrAppendFormat(&j, "  \"tsc_hz\": %u,\n  \"aborted\": %s,\n  \"abort_reason\": \"%s\"\n}\n",
                         r.tsc_hz, r.aborted ? "true" : "false", JsonEscape(r.abort_reason));
