@@ -52,6 +52,8 @@ constexpr const char* kUsage =
     "  --window N           frames outstanding at most (default 256)\n"
     "  --producers N        idempotent producer ids (default 1)\n"
     "  --count N            stop sending after N messages (default 0: duration only)\n"
+    "  --deliver            also SUBSCRIBE (from LATEST, every partition) and time produce ->\n"
+    "                       deliver from a TSC stamp in each payload (--size >= 8)\n"
     "  --ack-timeout-ms T   a stream with no ack progress for T ms: in-flight counted lost and\n"
     "                       resent from the first unacknowledged sequence (default 500)\n"
     "\n"
@@ -136,6 +138,7 @@ int ParseOptions(int argc, char** argv, Options* o) {
       {"--echo", mode(Mode::kEcho), false},
       {"--flood", mode(Mode::kFlood), false},
       {"--udp", [o](const char*) { o->udp = true; return true; }, false},
+      {"--deliver", [o](const char*) { o->deliver = true; return true; }, false},
       {"--socket", str(&o->socket)},
       {"--vdev", str(&o->vdev)},
       {"--cpu", [o](const char* v) {
@@ -211,6 +214,7 @@ int ParseOptions(int argc, char** argv, Options* o) {
   else if (o->mtu < 576) problem = "--mtu must be >= 576";
   else if (uint64_t{o->window} * o->batch > (1u << 20)) problem = "--window * --batch <= 2^20";
   else if (o->udp && o->mode != Mode::kProduce) problem = "--udp goes with --produce only";
+  else if (o->deliver && o->size < 8) problem = "--deliver needs --size >= 8 (the payload carries a TSC)";
   if (problem != nullptr) {
     std::fprintf(stderr, "sluice-loadgen: %s\n", problem);
     return 2;

@@ -39,6 +39,7 @@ struct Options {
   uint32_t window = 256;        // frames outstanding at most (messages: window * batch)
   uint32_t producers = 1;       // producer ids (idempotent; sequences from 0 per partition)
   uint64_t count = 0;           // stop sending after this many messages (0: only the duration)
+  bool deliver = false;         // also subscribe and time produce -> deliver (payload >= 8 bytes)
   double ack_timeout_ms = 500;  // no ack progress on a stream this long: its in-flight are lost
 
   // ---- echo / flood ----

@@ -114,6 +114,7 @@ class Producer {
   Producer(Port& link, const Options& o, std::vector<QueueRef> qs, uint64_t client_id,
            uint64_t producer_base);
   absl::Status Prepare();
+  absl::Status Subscribe();  // --deliver: verify this source, SUBSCRIBE every queue
   Result Run();
 
  private:
@@ -125,6 +126,12 @@ class Producer {
   void OnErrorFrame(const p::FrameView& f);
   void CheckTimeouts(uint64_t now);
   int PickStream(uint64_t now);
+  // --deliver: this client also subscribes to every partition of the queues (from LATEST) and
+  // times produce -> deliver from the TSC each message carries in its first 8 payload bytes.
+  void OnDeliver(const p::DeliverView& d, uint64_t now);
+  void Keepalive(uint64_t now);     // HEARTBEAT (keeps the source verified) and CREDIT per partition
+  void SendCredit(uint32_t sub_index);
+  void SendControl(std::span<const std::byte> frame);
   void Abort(std::string reason) {
     if (!result_.aborted) result_.abort_reason = std::move(reason);
     result_.aborted = true;
@@ -155,6 +162,19 @@ class Producer {
   uint64_t timeout_cycles_ = 0;
   uint64_t t_measure_ = 0, t_end_ = 0;
   Result result_;
+  struct Sub {
+    uint64_t subscription_id = 0;
+    uint16_t partition = 0;
+    uint64_t next_offset = 0;   // lowest offset not yet delivered to us
+    uint64_t credited_at = 0;   // next_offset of the last CREDIT sent
+    bool started = false;       // next_offset known (from RESULT or the first DELIVER)
+  };
+  static constexpr uint32_t kCredits = 1 << 16;  // per partition, absolute window
+  std::vector<Sub> subs_;
+  std::vector<uint32_t> sub_base_;  // [queue index]: its first Sub
+  uint64_t cookie_ = 0;
+  uint64_t next_keepalive_ = 0;
+  std::vector<std::byte> control_;  // scratch for HEARTBEAT / CREDIT frames
 };
 
 template <class Port>
@@ -287,9 +307,12 @@ void Producer<Port>::Build(uint64_t now) {
     p::le::Store<uint64_t>(f + kProducerIdAt, s.producer_id);
     p::le::Store<uint32_t>(f + kQueueIdAt, s.queue_id);
     std::byte* rec = f + kRecordsAt;
+    // --deliver: the time this message counts from (the schedule's in open loop), in its payload.
+    const uint64_t birth = closed_loop_ ? now : static_cast<uint64_t>(next_sched_);
     for (uint32_t i = 0; i < o_.batch; ++i, rec += record_bytes_) {
       p::le::Store<uint16_t>(rec + kRecPartitionAt, s.partition);
       p::le::Store<uint64_t>(rec + kRecSequenceAt, s.next_seq + i);
+      if (o_.deliver) p::le::Store<uint64_t>(rec + record_bytes_ - o_.size, birth);
     }
     Pending<Buf>& pf = pending_[npending_++];
     pf.m = m;
@@ -357,6 +380,13 @@ void Producer<Port>::Receive(uint64_t now) {
       }
     } else if (f && f->header.type == p::FrameType::kError) {
       OnErrorFrame(*f);
+    } else if (f && o_.deliver && f->header.type == p::FrameType::kDeliver) {
+      if (auto dv = p::DecodeDeliver(*f)) OnDeliver(*dv, now);
+      else ++result_.unmatched;
+    } else if (f && o_.deliver && f->header.type == p::FrameType::kHeartbeat) {
+      if (auto hb = p::DecodeHeartbeat(*f); hb && hb->cookie != 0) cookie_ = hb->cookie;
+    } else if (f && o_.deliver && f->header.type == p::FrameType::kResult) {
+      // a repeated SUBSCRIBE's answer: nothing to do
     } else {
       ++result_.unmatched;
     }
@@ -481,13 +511,144 @@ Result Producer<Port>::Run() {
     Receive(now);
     if (sending) Build(now);
     if (npending_ != 0) Transmit();
-    if ((pass & 1023) == 0) CheckTimeouts(now);
+    if ((pass & 1023) == 0) {
+      CheckTimeouts(now);
+      if (o_.deliver && now >= next_keepalive_) Keepalive(now);
+    }
   }
   for (uint16_t i = 0; i < npending_; ++i) link_.Free(pending_[i].m);
   result_.lost += inflight_;
   const uint64_t end = std::min(t_end_, stop_tsc);
   result_.measured_s = end > t_measure_ ? static_cast<double>(end - t_measure_) / hz : 0.0;
   return result_;
+}
+
+template <class Port>
+void Producer<Port>::SendControl(std::span<const std::byte> frame) {
+  Buf* m = link_.Alloc();
+  if (m == nullptr) {
+    ++result_.no_mbuf;
+    return;
+  }
+  uint8_t* d = Port::Data(m);
+  link_.WriteHeaders(d, static_cast<uint16_t>(frame.size()));
+  memcpy(d + Port::header_bytes(), frame.data(), frame.size());
+  Port::SetLen(m, static_cast<uint32_t>(Port::header_bytes() + frame.size()));
+  for (int tries = 0; tries < 1000; ++tries) {
+    if (link_.Tx(&m, 1) == 1) return;
+  }
+  link_.Free(m);
+  ++result_.tx_refused;
+}
+
+template <class Port>
+void Producer<Port>::SendCredit(uint32_t i) {
+  Sub& sub = subs_[i];
+  auto n = p::EncodeCredit(control_, {client_id_, request_id_++, 0},
+                           p::CreditGrant{sub.subscription_id, sub.partition, kCredits,
+                                          sub.next_offset});
+  SLUICE_ASSERT(n.has_value());
+  SendControl(std::span(control_.data(), *n));
+  sub.credited_at = sub.next_offset;
+}
+
+template <class Port>
+void Producer<Port>::Keepalive(uint64_t now) {
+  next_keepalive_ = now + link_.tsc_hz() / 4;  // 250 ms: well inside the 3-interval limit
+  auto n = p::EncodeHeartbeat(control_, {client_id_, request_id_++, 0},
+                              p::Heartbeat{cookie_, 0, 250});
+  SLUICE_ASSERT(n.has_value());
+  SendControl(std::span(control_.data(), *n));
+  for (uint32_t i = 0; i < subs_.size(); ++i) {
+    if (subs_[i].started) SendCredit(i);
+  }
+}
+
+template <class Port>
+void Producer<Port>::OnDeliver(const p::DeliverView& d, uint64_t now) {
+  // Subscription ids are this run's client id + queue index: a DELIVER for an earlier run's
+  // subscription (same address, not yet dropped by the server) is not ours.
+  const uint64_t qi = d.prefix.subscription_id - client_id_;
+  if (qi >= qs_.size() || d.prefix.partition >= qs_[qi].partitions) {
+    ++result_.unmatched;
+    return;
+  }
+  const uint32_t si = sub_base_[qi] + d.prefix.partition;
+  Sub& sub = subs_[si];
+  const bool measured = Measured(now);
+  for (const p::DeliveredView& m : d.messages) {
+    if (sub.started && m.meta.offset != sub.next_offset) ++result_.deliver_gaps;
+    if (m.meta.offset + 1 > sub.next_offset || !sub.started) sub.next_offset = m.meta.offset + 1;
+    sub.started = true;
+    ++result_.delivered;
+    if (measured) ++result_.measured_delivered;
+    if (m.message.payload.size() < 8) continue;
+    const uint64_t birth = p::le::Load<uint64_t>(m.message.payload.data());
+    if (Measured(birth)) result_.deliver_latency.Record(now > birth ? now - birth : 0);
+  }
+  if (sub.next_offset - sub.credited_at >= kCredits / 2) SendCredit(si);
+}
+
+template <class Port>
+absl::Status Producer<Port>::Subscribe() {
+  control_.resize(512);
+  // Verify this source (docs/protocol.md §12): HEARTBEAT with cookie 0, then echo the cookie.
+  for (int round = 0; round < 2; ++round) {
+    const uint64_t rid = request_id_++;
+    auto n = p::EncodeHeartbeat(control_, {client_id_, rid, 0}, p::Heartbeat{cookie_, 0, 250});
+    SLUICE_ASSERT(n.has_value());
+    auto st = link_.Exchange(std::span(control_.data(), *n), [&](std::span<const std::byte> b) {
+      auto f = p::DecodeFrame(b);
+      if (!f || f->header.type != p::FrameType::kHeartbeat || f->header.request_id != rid) {
+        return false;
+      }
+      auto hb = p::DecodeHeartbeat(*f);
+      if (hb && hb->cookie != 0) cookie_ = hb->cookie;
+      return hb.has_value();
+    });
+    if (!st.ok()) return absl::DeadlineExceededError("HEARTBEAT: no answer (source verification)");
+  }
+  if (cookie_ == 0) return absl::FailedPreconditionError("HEARTBEAT: the server sent no cookie");
+  for (uint32_t qi = 0; qi < qs_.size(); ++qi) {
+    sub_base_.push_back(static_cast<uint32_t>(subs_.size()));
+    for (uint16_t part = 0; part < qs_[qi].partitions; ++part) {
+      subs_.push_back(Sub{client_id_ + qi, part, 0, 0, false});
+    }
+    const uint64_t rid = request_id_++;
+    p::SubscribeRequest req;
+    req.subscription_id = client_id_ + qi;
+    req.queue_id = qs_[qi].id;
+    req.partition = p::kAnyPartition;
+    req.start_kind = p::StartKind::kLatest;
+    req.initial_credits = kCredits;
+    auto n = p::EncodeSubscribe(control_, {client_id_, rid, 0}, req);
+    SLUICE_ASSERT(n.has_value());
+    std::string error;
+    auto st = link_.Exchange(std::span(control_.data(), *n), [&](std::span<const std::byte> b) {
+      auto f = p::DecodeFrame(b);
+      if (!f || f->header.request_id != rid) return false;
+      if (f->header.type == p::FrameType::kError) {
+        auto e = p::DecodeErrorFrame(*f);
+        error = e ? absl::StrFormat("%s: %s", ErrcName(e->errc), e->detail) : "malformed ERROR";
+        return true;
+      }
+      auto r = p::DecodeResultFrame(*f);
+      if (!r) return false;
+      for (const p::ResultItem& it : r->items) {
+        if (it.errc != Errc::kOk) {
+          error = absl::StrFormat("partition %u: %s", it.index, ErrcName(it.errc));
+        } else if (it.index < qs_[qi].partitions) {
+          Sub& sub = subs_[sub_base_[qi] + it.index];
+          sub.next_offset = sub.credited_at = it.value;
+          sub.started = true;
+        }
+      }
+      return true;
+    });
+    if (!st.ok()) return absl::DeadlineExceededError("SUBSCRIBE: no answer");
+    if (!error.empty()) return absl::FailedPreconditionError("SUBSCRIBE: " + error);
+  }
+  return absl::OkStatus();
 }
 
 template <class Port>
@@ -511,6 +672,9 @@ absl::StatusOr<Result> RunProduceOn(Port& port, const Options& o) {
   std::fflush(stdout);
   Producer<Port> producer(port, o, std::move(qs), client_id, producer_base);
   if (auto st = producer.Prepare(); !st.ok()) return st;
+  if (o.deliver) {
+    if (auto st = producer.Subscribe(); !st.ok()) return st;
+  }
   return producer.Run();
 }
 

@@ -62,6 +62,14 @@ void PrintResult(const Options& o, const Result& r) {
     std::printf(" max %.2f mean %.2f\n", Ns(r, r.latency.max()) / 1e3,
                 r.tsc_hz ? r.latency.mean() * 1e6 / static_cast<double>(r.tsc_hz) : 0.0);
   }
+  if (o.deliver) {
+    const LogLinearHistogram& h = r.deliver_latency;
+    std::printf("  produce->deliver (us, %lu samples, %lu delivered, %lu gaps):", h.count(),
+                r.delivered, r.deliver_gaps);
+    for (const Pct& p : kPercentiles) std::printf(" %s %.2f", p.name, Ns(r, h.Percentile(p.p)) / 1e3);
+    std::printf(" max %.2f; %.0f msg/s delivered\n", Ns(r, h.max()) / 1e3,
+                PerSecond(r, r.measured_delivered));
+  }
   std::printf("  sent %lu frames / %lu messages, received %lu frames (%lu ack frames, %lu ranges)\n",
               r.frames_sent, r.messages_sent, r.frames_received, r.ack_frames, r.ack_ranges);
   std::printf("  trouble: throttled %lu, out_of_order %lu, other_errors %lu, error_frames %lu, "
@@ -120,6 +128,17 @@ bool WriteJson(const Options& o, const Result& r) {
       r.measured_messages_ok, r.ack_frames, r.ack_ranges, r.throttled, r.out_of_order,
       r.other_errors, r.error_frames, r.last_error, r.timeouts, r.lost, r.unmatched, r.stale_acks,
       r.tx_refused, r.late_sends, r.no_mbuf);
+  if (o.deliver) {
+    const LogLinearHistogram& h = r.deliver_latency;
+    absl::StrAppendFormat(&j, "  \"deliver\": {\"delivered\": %u, \"measured_delivered\": %u, "
+                          "\"messages_per_s\": %.1f, \"gaps\": %u, \"latency_ns\": {\"samples\": %u",
+                          r.delivered, r.measured_delivered, PerSecond(r, r.measured_delivered),
+                          r.deliver_gaps, h.count());
+    for (const Pct& p : kPercentiles) {
+      absl::StrAppendFormat(&j, ", \"%s\": %.0f", p.name, Ns(r, h.Percentile(p.p)));
+    }
+    absl::StrAppendFormat(&j, ", \"max\": %.0f}},\n", Ns(r, h.max()));
+  }
   absl::StrAppendFormat(&j, "  \"cpu_share\": %.3f,\n", r.cpu_share);
   absl::StrAppendFormat(&j, "  \"tsc_hz\": %u,\n  \"aborted\": %s,\n  \"abort_reason\": \"%s\"\n}\n",
                         r.tsc_hz, r.aborted ? "true" : "false", JsonEscape(r.abort_reason));

@@ -47,6 +47,11 @@ struct Result {
   double cpu_share = 0;
 
   LogLinearHistogram latency;      // TSC cycles, messages sent inside the measured interval
+  // --deliver: produce -> deliver, from the TSC in each message's payload to its DELIVER.
+  LogLinearHistogram deliver_latency;
+  uint64_t delivered = 0;
+  uint64_t measured_delivered = 0;
+  uint64_t deliver_gaps = 0;       // an offset not following the previous one (loss or reorder)
   uint64_t tsc_hz = 0;
   bool aborted = false;            // stopped early (fatal error from the server)
   std::string abort_reason;
