@@ -39,6 +39,9 @@ class CpuShare {
 // --produce: ARP for the server, LOOKUP the queue, then PRODUCE (closed or open loop).
 absl::StatusOr<Result> RunProduce(Link& link, const Options& o);
 
+// --produce --udp: the same loop over a kernel UDP socket (no DPDK, no EAL).
+absl::StatusOr<Result> RunProduceUdp(const Options& o);
+
 // --echo (ICMP echo frames, TSC-stamped, window or rate limited) and --flood (count only).
 absl::StatusOr<Result> RunRaw(Link& link, const Options& o);
 

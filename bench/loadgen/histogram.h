@@ -18,6 +18,11 @@
 
 namespace sluice::bench {
 
+// Percentiles at which the reports sample a histogram for a latency CDF plot (bench/run).
+inline constexpr double kCdfPercentiles[] = {0,  1,  5,  10, 20, 30, 40,   50,    60,     70,
+                                             80, 90, 95, 97, 98, 99, 99.5, 99.9, 99.95, 99.99,
+                                             99.999, 100};
+
 class LogLinearHistogram {
  public:
   static constexpr uint32_t kSubBits = 7;

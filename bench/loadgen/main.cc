@@ -4,6 +4,7 @@
 //
 // Exit codes: 0 measured (the JSON says whether the run was clean), 1 setup failed (EAL, port,
 // link, ARP, LOOKUP), 2 usage, 3 the run was aborted by a server error.
+#include <sched.h>
 #include <signal.h>
 
 #include <cstdio>
@@ -18,6 +19,20 @@ int main(int argc, char** argv) {
   using namespace sluice::bench;
   Options o;
   if (int rc = ParseOptions(argc, argv, &o); rc != 0) return rc;
+  if (o.udp) {
+    cpu_set_t set;
+    CPU_ZERO(&set);
+    CPU_SET(o.cpu, &set);
+    if (sched_setaffinity(0, sizeof set, &set) != 0) std::perror("sched_setaffinity");
+    absl::StatusOr<Result> r = RunProduceUdp(o);
+    if (!r.ok()) {
+      std::fprintf(stderr, "sluice-loadgen: %s\n", std::string(r.status().message()).c_str());
+      return 1;
+    }
+    PrintResult(o, *r);
+    if (!WriteJson(o, *r)) return 1;
+    return r->aborted ? 3 : 0;
+  }
   // The run is bounded in time; a signal simply ends the process (the EAL state is per-prefix and
   // memif is torn down by the kernel with the socket).
   auto link = Link::Open(o, argv[0]);

@@ -26,6 +26,11 @@ constexpr const char* kUsage =
     "                       (dpdk-testpmd macswap/io bounces them; sluiced answers them)\n"
     "  --flood              count only: UDP frames as fast as the port takes them; counts returns\n"
     "\n"
+    "kernel UDP (no DPDK on the client; --produce only):\n"
+    "  --udp                a plain UDP socket to --server-ip:--server-port (sendmmsg/recvmmsg,\n"
+    "                       polled), bound to --local-port; --cpu pins the thread. The path the\n"
+    "                       peers' clients take too (bench/run runs it against sluiced's TAP port)\n"
+    "\n"
     "port and EAL:\n"
     "  --socket PATH        server's memif socket (default /run/sluice/bench.sock)\n"
     "  --vdev STR           full vdev string instead (net_memif...,role=client,...)\n"
@@ -38,7 +43,8 @@ constexpr const char* kUsage =
     "  --connect-timeout-s S           link, ARP, LOOKUP: each at most S (default 10)\n"
     "\n"
     "produce:\n"
-    "  --queue NAME         queue to produce to (default bench)\n"
+    "  --queue NAME[,NAME]  queue(s) to produce to (default bench); streams take turns over\n"
+    "                       every queue x producer id x partition\n"
     "  --size B             payload bytes per message (default 64)\n"
     "  --batch N            messages per frame (default 1)\n"
     "  --rate R             messages/s, open loop from a schedule (latency from the scheduled\n"
@@ -46,6 +52,8 @@ constexpr const char* kUsage =
     "  --window N           frames outstanding at most (default 256)\n"
     "  --producers N        idempotent producer ids (default 1)\n"
     "  --count N            stop sending after N messages (default 0: duration only)\n"
+    "  --deliver            also SUBSCRIBE (from LATEST, every partition) and time produce ->\n"
+    "                       deliver from a TSC stamp in each payload (--size >= 8)\n"
     "  --ack-timeout-ms T   a stream with no ack progress for T ms: in-flight counted lost and\n"
     "                       resent from the first unacknowledged sequence (default 500)\n"
     "\n"
@@ -129,6 +137,8 @@ int ParseOptions(int argc, char** argv, Options* o) {
       {"--produce", mode(Mode::kProduce), false},
       {"--echo", mode(Mode::kEcho), false},
       {"--flood", mode(Mode::kFlood), false},
+      {"--udp", [o](const char*) { o->udp = true; return true; }, false},
+      {"--deliver", [o](const char*) { o->deliver = true; return true; }, false},
       {"--socket", str(&o->socket)},
       {"--vdev", str(&o->vdev)},
       {"--cpu", [o](const char* v) {
@@ -203,6 +213,8 @@ int ParseOptions(int argc, char** argv, Options* o) {
   else if (o->frame_bytes < 60) problem = "--frame-bytes must be >= 60";
   else if (o->mtu < 576) problem = "--mtu must be >= 576";
   else if (uint64_t{o->window} * o->batch > (1u << 20)) problem = "--window * --batch <= 2^20";
+  else if (o->udp && o->mode != Mode::kProduce) problem = "--udp goes with --produce only";
+  else if (o->deliver && o->size < 8) problem = "--deliver needs --size >= 8 (the payload carries a TSC)";
   if (problem != nullptr) {
     std::fprintf(stderr, "sluice-loadgen: %s\n", problem);
     return 2;

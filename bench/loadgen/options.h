@@ -18,6 +18,7 @@ struct Options {
   Mode mode = Mode::kProduce;
 
   // ---- port and EAL ----
+  bool udp = false;            // --udp: kernel UDP socket (sendmmsg/recvmmsg), no DPDK (produce)
   std::string socket = "/run/sluice/bench.sock";  // memif socket of the server (role=server side)
   std::string vdev;            // full vdev string; overrides `socket` when set
   int cpu = 0;                 // CPU the load loop (the EAL main lcore) is pinned to
@@ -31,13 +32,14 @@ struct Options {
   double connect_timeout_s = 10;         // memif link up, ARP and LOOKUP, each at most this long
 
   // ---- produce ----
-  std::string queue = "bench";  // queue name (LOOKUP)
+  std::string queue = "bench";  // queue name(s), comma-separated (LOOKUP each)
   uint32_t size = 64;           // payload bytes per message
   uint32_t batch = 1;           // messages per PRODUCE frame
   double rate = 0;              // messages/s, open loop from a schedule; 0 = closed loop at max
   uint32_t window = 256;        // frames outstanding at most (messages: window * batch)
   uint32_t producers = 1;       // producer ids (idempotent; sequences from 0 per partition)
   uint64_t count = 0;           // stop sending after this many messages (0: only the duration)
+  bool deliver = false;         // also subscribe and time produce -> deliver (payload >= 8 bytes)
   double ack_timeout_ms = 500;  // no ack progress on a stream this long: its in-flight are lost
 
   // ---- echo / flood ----

@@ -1,6 +1,7 @@
 #include "bench/loadgen/report.h"
 
 #include <cstdio>
+#include <iterator>
 
 #include "absl/strings/str_format.h"
 
@@ -61,12 +62,21 @@ void PrintResult(const Options& o, const Result& r) {
     std::printf(" max %.2f mean %.2f\n", Ns(r, r.latency.max()) / 1e3,
                 r.tsc_hz ? r.latency.mean() * 1e6 / static_cast<double>(r.tsc_hz) : 0.0);
   }
+  if (o.deliver) {
+    const LogLinearHistogram& h = r.deliver_latency;
+    std::printf("  produce->deliver (us, %lu samples, %lu delivered, %lu gaps):", h.count(),
+                r.delivered, r.deliver_gaps);
+    for (const Pct& p : kPercentiles) std::printf(" %s %.2f", p.name, Ns(r, h.Percentile(p.p)) / 1e3);
+    std::printf(" max %.2f; %.0f msg/s delivered\n", Ns(r, h.max()) / 1e3,
+                PerSecond(r, r.measured_delivered));
+  }
   std::printf("  sent %lu frames / %lu messages, received %lu frames (%lu ack frames, %lu ranges)\n",
               r.frames_sent, r.messages_sent, r.frames_received, r.ack_frames, r.ack_ranges);
   std::printf("  trouble: throttled %lu, out_of_order %lu, other_errors %lu, error_frames %lu, "
-              "timeouts %lu, lost %lu, unmatched %lu, tx_refused %lu, late_sends %lu, no_mbuf %lu\n",
+              "timeouts %lu, lost %lu, unmatched %lu, stale_acks %lu, tx_refused %lu, late_sends %lu, "
+              "no_mbuf %lu\n",
               r.throttled, r.out_of_order, r.other_errors, r.error_frames, r.timeouts, r.lost,
-              r.unmatched, r.tx_refused, r.late_sends, r.no_mbuf);
+              r.unmatched, r.stale_acks, r.tx_refused, r.late_sends, r.no_mbuf);
   std::printf("  load loop CPU share during the measured interval: %.0f%%\n", 100 * r.cpu_share);
   if (r.aborted) std::printf("  ABORTED: %s\n", r.abort_reason.c_str());
   std::fflush(stdout);
@@ -98,17 +108,37 @@ bool WriteJson(const Options& o, const Result& r) {
   }
   absl::StrAppendFormat(&j, "\"max\": %.0f, \"mean\": %.0f},\n", Ns(r, r.latency.max()),
                         r.tsc_hz ? r.latency.mean() * 1e9 / static_cast<double>(r.tsc_hz) : 0.0);
+  // The CDF at fixed percentiles, for the plots of bench/run: [[percentile, ns], ...].
+  j += "  \"cdf_ns\": [";
+  for (size_t i = 0; i < std::size(kCdfPercentiles); ++i) {
+    const double p = kCdfPercentiles[i];
+    absl::StrAppendFormat(&j, "%s[%g, %.0f]", i ? ", " : "", p,
+                          r.latency.count() ? Ns(r, r.latency.Percentile(p)) : 0.0);
+  }
+  j += "],\n";
   absl::StrAppendFormat(
       &j,
       "  \"counts\": {\"measured_s\": %.4f, \"frames_sent\": %u, \"messages_sent\": %u, "
       "\"frames_received\": %u, \"messages_ok\": %u, \"measured_messages_ok\": %u, "
       "\"ack_frames\": %u, \"ack_ranges\": %u, \"throttled\": %u, \"out_of_order\": %u, "
       "\"other_errors\": %u, \"error_frames\": %u, \"last_error\": %u, \"timeouts\": %u, "
-      "\"lost\": %u, \"unmatched\": %u, \"tx_refused\": %u, \"late_sends\": %u, \"no_mbuf\": %u},\n",
+      "\"lost\": %u, \"unmatched\": %u, \"stale_acks\": %u, \"tx_refused\": %u, \"late_sends\": %u, "
+      "\"no_mbuf\": %u},\n",
       r.measured_s, r.frames_sent, r.messages_sent, r.frames_received, r.messages_ok,
       r.measured_messages_ok, r.ack_frames, r.ack_ranges, r.throttled, r.out_of_order,
-      r.other_errors, r.error_frames, r.last_error, r.timeouts, r.lost, r.unmatched, r.tx_refused,
-      r.late_sends, r.no_mbuf);
+      r.other_errors, r.error_frames, r.last_error, r.timeouts, r.lost, r.unmatched, r.stale_acks,
+      r.tx_refused, r.late_sends, r.no_mbuf);
+  if (o.deliver) {
+    const LogLinearHistogram& h = r.deliver_latency;
+    absl::StrAppendFormat(&j, "  \"deliver\": {\"delivered\": %u, \"measured_delivered\": %u, "
+                          "\"messages_per_s\": %.1f, \"gaps\": %u, \"latency_ns\": {\"samples\": %u",
+                          r.delivered, r.measured_delivered, PerSecond(r, r.measured_delivered),
+                          r.deliver_gaps, h.count());
+    for (const Pct& p : kPercentiles) {
+      absl::StrAppendFormat(&j, ", \"%s\": %.0f", p.name, Ns(r, h.Percentile(p.p)));
+    }
+    absl::StrAppendFormat(&j, ", \"max\": %.0f}},\n", Ns(r, h.max()));
+  }
   absl::StrAppendFormat(&j, "  \"cpu_share\": %.3f,\n", r.cpu_share);
   absl::StrAppendFormat(&j, "  \"tsc_hz\": %u,\n  \"aborted\": %s,\n  \"abort_reason\": \"%s\"\n}\n",
                         r.tsc_hz, r.aborted ? "true" : "false", JsonEscape(r.abort_reason));

@@ -35,6 +35,8 @@ struct Result {
   uint64_t timeouts = 0;           // streams that saw no ack progress for --ack-timeout-ms
   uint64_t lost = 0;               // messages/echoes given up on at a timeout or at the end
   uint64_t unmatched = 0;          // replies that matched nothing we sent
+  uint64_t stale_acks = 0;         // acked sequences not outstanding (acked before, or a
+                                   // DUPLICATE of a resend answered already): not timed
   uint64_t tx_refused = 0;         // frames the TX queue did not take at once (produce: retried
                                    // until taken; echo/flood: dropped)
   uint64_t late_sends = 0;         // open loop: frames sent > 100 us after their scheduled time
@@ -45,6 +47,11 @@ struct Result {
   double cpu_share = 0;
 
   LogLinearHistogram latency;      // TSC cycles, messages sent inside the measured interval
+  // --deliver: produce -> deliver, from the TSC in each message's payload to its DELIVER.
+  LogLinearHistogram deliver_latency;
+  uint64_t delivered = 0;
+  uint64_t measured_delivered = 0;
+  uint64_t deliver_gaps = 0;       // an offset not following the previous one (loss or reorder)
   uint64_t tsc_hz = 0;
   bool aborted = false;            // stopped early (fatal error from the server)
   std::string abort_reason;
