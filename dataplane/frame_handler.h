@@ -35,6 +35,11 @@ class FrameHandler final : public ReplyChannel {
   // Periodic work of the owned shards; returns work done.
   uint32_t Service(uint64_t now_ns) { return frontend_->Service(now_ns); }
 
+  // A new queue table (start of a pass) and the partition figures for the control plane.
+  void SetTable(const QueueTable& next) { frontend_->SetTable(next); }
+  void CollectPartitionStats(std::vector<PartitionFigures>* out) const {
+    frontend_->CollectPartitionStats(out);
+  }
   std::string ShardStatsJson() const { return frontend_->StatsJson(); }
   const FrontendCounters& frontend_counters() const { return frontend_->counters(); }
 

@@ -1,11 +1,13 @@
 // sluiced: the sluice appliance daemon. Reads like l3fwd: parse arguments, load the layout,
-// initialise the EAL, create the mempool, set up ports and hand-off rings, build the queue table,
-// launch one loop per worker lcore, wait for a signal, stop and clean up.
+// initialise the EAL, create the mempool, set up ports and hand-off rings, open the queue
+// catalog and publish it as the first queue table, launch one loop per worker lcore, serve the
+// REST API, wait for a signal, stop and clean up.
 //
 // Exit codes (scripts rely on them):
 //   0 clean shutdown after SIGINT/SIGTERM      1 invalid layout or arguments
 //   2 usage error                               3 EAL initialisation failed
 //   4 port, mempool or ring setup failed        5 a worker lcore failed at run time
+//   6 control plane: metadata store, catalog, bootstrap, publication or REST listen failed
 #include <signal.h>
 #include <sys/eventfd.h>
 #include <unistd.h>
@@ -27,12 +29,18 @@
 #include <rte_ring.h>
 
 #include "absl/strings/str_format.h"
+#include "control/catalog.h"
+#include "control/control_service.h"
+#include "control/file_store.h"
+#include "control/rest_server.h"
 #include "dataplane/address_check.h"
+#include "dataplane/control_backend.h"
 #include "dataplane/frame_handler.h"
 #include "dataplane/kernel_side.h"
 #include "dataplane/port.h"
 #include "dataplane/queue_table.h"
 #include "dataplane/stats.h"
+#include "dataplane/table_publisher.h"
 #include "dataplane/worker.h"
 #include "hwconf/loader.h"
 
@@ -40,7 +48,7 @@ namespace sluice::dataplane {
 namespace {
 
 enum ExitCode { kExitOk = 0, kExitBadLayout = 1, kExitUsage = 2, kExitEal = 3, kExitSetup = 4,
-                kExitWorker = 5 };
+                kExitWorker = 5, kExitControl = 6 };
 
 std::atomic<bool> g_stop{false};
 volatile sig_atomic_t g_signal = 0;
@@ -68,8 +76,12 @@ void PrintUsage(FILE* out) {
       "                      second while running (for tests and scripts)\n"
       "  -h, --help          this text\n"
       "\n"
+      "Queues live in the catalog under [control] metadata_dir (the layout's [[queue]] entries\n"
+      "are created there when missing); the REST API and /metrics listen on [control] listen.\n"
+      "\n"
       "Stops cleanly on SIGINT or SIGTERM. Exit codes: 0 clean stop, 1 invalid layout,\n"
-      "2 usage, 3 EAL init failed, 4 port/mempool/ring setup failed, 5 worker failure.\n",
+      "2 usage, 3 EAL init failed, 4 port/mempool/ring setup failed, 5 worker failure,\n"
+      "6 control plane (metadata, catalog, publication, REST listen) failed.\n",
       out);
 }
 
@@ -202,6 +214,80 @@ int CreateRings(const hwconf::Layout& layout, SharedRuntime* rt) {
   return kExitOk;
 }
 
+// The control plane: metadata store -> catalog -> service over the dataplane backend.
+struct ControlPlane {
+  std::unique_ptr<control::FileStore> store;
+  std::unique_ptr<control::Catalog> catalog;
+  std::unique_ptr<SluicedBackend> backend;
+  std::unique_ptr<control::ControlService> service;
+  std::unique_ptr<control::RestServer> rest;
+};
+
+int Fail(const char* what, const absl::Status& st) {
+  std::fprintf(stderr, "sluiced: %s: %s\n", what, std::string(st.message()).c_str());
+  return kExitControl;
+}
+
+// RCU publisher of the queue table and the workers' stats mailboxes.
+int CreateTablePublisher(SharedRuntime* rt, std::unique_ptr<TablePublisher>* tables,
+                         std::unique_ptr<StatsMailbox[]>* mailboxes) {
+  auto t = TablePublisher::Create(rt->worker_count);
+  if (!t.ok()) return Fail("queue table publisher", t.status());
+  *tables = std::move(*t);
+  *mailboxes = std::make_unique<StatsMailbox[]>(rt->worker_count);
+  rt->tables = tables->get();
+  rt->stats = mailboxes->get();
+  return kExitOk;
+}
+
+int OpenCatalog(const hwconf::Layout& layout, SharedRuntime* rt, ControlPlane* cp) {
+  auto store = control::FileStore::Open(layout.control.metadata_dir);
+  if (!store.ok()) return Fail("metadata store", store.status());
+  cp->store = std::move(*store);
+  const control::MetaOptions options = control::MetaOptionsFromLayout(layout);
+  auto catalog = control::Catalog::Open(*cp->store, options);
+  if (!catalog.ok()) return Fail("catalog", catalog.status());
+  cp->catalog = std::move(*catalog);
+  // Queues created at run time with the default message size must fit the shards.
+  rt->min_message_bytes = options.defaults.max_message_bytes;
+  cp->backend = std::make_unique<SluicedBackend>(layout, *rt);
+  cp->service = std::make_unique<control::ControlService>(*cp->catalog, *cp->backend);
+  std::printf("sluiced: catalog %s: %zu queue(s)\n", cp->catalog->StoreDescription().c_str(),
+              cp->catalog->List().size());
+  return kExitOk;
+}
+
+// The layout's [[queue]] declarations through the catalog, then the first table (before the
+// workers exist: their shards are sized by it).
+int BootstrapAndPublish(const hwconf::Layout& layout, ControlPlane* cp) {
+  auto report = cp->service->Bootstrap(layout.queues);
+  if (!report.ok()) return Fail("bootstrap of the layout's queues", report.status());
+  for (const std::string& name : report->created) {
+    std::printf("sluiced: queue %s created from the layout\n", name.c_str());
+  }
+  for (const std::string& w : report->warnings) std::printf("sluiced: warning: %s\n", w.c_str());
+  if (absl::Status st = cp->service->PublishCurrent(); !st.ok()) return Fail("publication", st);
+  return kExitOk;
+}
+
+int StartRest(const hwconf::Layout& layout, ControlPlane* cp) {
+  cp->rest = std::make_unique<control::RestServer>(
+      *cp->service, control::RestServerOptions{.listen = layout.control.listen});
+  if (absl::Status st = cp->rest->Start(); !st.ok()) return Fail("REST API", st);
+  std::printf("sluiced: REST API and /metrics on http://%s (DPDK telemetry: /sluice/...)\n",
+              layout.control.listen.c_str());
+  return kExitOk;
+}
+
+// Reverse order of construction: each part refers to the ones before it.
+void StopControlPlane(ControlPlane* cp) {
+  cp->rest.reset();
+  cp->service.reset();
+  cp->backend.reset();
+  cp->catalog.reset();
+  cp->store.reset();
+}
+
 struct LaunchArg {
   Worker* worker;
 };
@@ -247,18 +333,11 @@ int Main(int argc, char** argv) {
                 args.hwconf.c_str());
     return kExitOk;
   }
-  auto table = QueueTable::Build(*layout);
-  if (!table.ok()) {
-    std::fprintf(stderr, "sluiced: %s\n", std::string(table.status().message()).c_str());
-    return kExitBadLayout;
-  }
-
   if (int rc = InitEal(*layout, argv[0]); rc != kExitOk) return rc;
   InstallSignals();
 
   SharedRuntime rt;
   rt.layout = &*layout;
-  rt.queues = table->get();
   rt.tsc_hz = rte_get_tsc_hz();
   rt.tsc_start = rte_rdtsc();
   rt.worker_count = static_cast<uint16_t>(layout->lcores.size());
@@ -280,6 +359,13 @@ int Main(int argc, char** argv) {
       rc = kExitSetup;
     }
   }
+  std::unique_ptr<TablePublisher> tables;
+  std::unique_ptr<StatsMailbox[]> mailboxes;
+  ControlPlane cp;
+  if (rc == kExitOk) rc = CreateTablePublisher(&rt, &tables, &mailboxes);
+  if (rc == kExitOk) rc = OpenCatalog(*layout, &rt, &cp);
+  if (rc == kExitOk) rc = BootstrapAndPublish(*layout, &cp);
+
   std::vector<WakeSignal> wake(rt.worker_count);
   for (WakeSignal& w : wake) w.fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
   rt.wake = wake.data();
@@ -302,12 +388,21 @@ int Main(int argc, char** argv) {
     }
   }
   if (rc == kExitOk) {
+    cp.backend->AttachWorkers(&workers);
+    cp.backend->RegisterTelemetry();
+    rc = StartRest(*layout, &cp);
+  }
+  if (rc == kExitOk) {
     std::printf("sluiced: running: %u worker lcore(s), %u shard(s), %zu queue(s); "
                 "SIGINT/SIGTERM to stop\n", rt.worker_count, layout->shards,
-                rt.queues->queues().size());
+                tables->Load()->queues().size());
     std::fflush(stdout);
     rc = RunMainLoop(workers, args);
   }
+  // No publication after this point: the REST server finishes its requests and stops before the
+  // workers (a publication waits for them to pass a quiescent state).
+  if (cp.rest) cp.rest->Stop();
+  if (cp.backend) cp.backend->AttachWorkers(nullptr);
   g_stop = true;
   // rte_eal_wait_lcore returns the lcore function's result (0 for one never launched).
   for (const auto& w : workers) {
@@ -318,6 +413,8 @@ int Main(int argc, char** argv) {
   if (!args.stats_file.empty() && !workers.empty()) WriteStatsFile(args.stats_file, workers);
   PrintStats(stdout, workers);
   workers.clear();
+  StopControlPlane(&cp);
+  tables.reset();  // frees the last table
   for (WakeSignal& w : wake) close(w.fd);
   address_check.reset();
   Cleanup(rt);
