@@ -1,6 +1,8 @@
 #include "dataplane/table_publisher.h"
 
+#include <chrono>
 #include <cstdlib>
+#include <thread>
 
 #include <rte_common.h>
 #include <rte_errno.h>
@@ -43,6 +45,16 @@ void TablePublisher::Unregister(uint32_t reader) {
   SLUICE_ASSERT(rte_rcu_qsbr_thread_unregister(qsbr_, reader) == 0);
 }
 
+void TablePublisher::WaitGracePeriod() {
+  // rte_rcu_qsbr_synchronize spins; on a machine where the control thread shares a CPU with the
+  // lcores (2-core CI, adaptive idle) a spinning waiter delays the very passes it waits for.
+  // Check without blocking and sleep between checks instead: publication is not latency-bound.
+  const uint64_t token = rte_rcu_qsbr_start(qsbr_);
+  while (rte_rcu_qsbr_check(qsbr_, token, false) == 0) {
+    std::this_thread::sleep_for(std::chrono::microseconds(50));
+  }
+}
+
 void TablePublisher::Publish(std::unique_ptr<const QueueTable> next) {
   SLUICE_ASSERT(next != nullptr);
   const QueueTable* old = current_.exchange(next.release(), std::memory_order_acq_rel);
@@ -50,8 +62,8 @@ void TablePublisher::Publish(std::unique_ptr<const QueueTable> next) {
   // First grace period: every reader that might have loaded `old` reported quiescent since, so
   // none holds it. Second: every online reader finished a pass that began after the first, i.e.
   // a pass that loaded the new table (and reconciled its partitions) at its start.
-  rte_rcu_qsbr_synchronize(qsbr_, RTE_QSBR_THRID_INVALID);
-  rte_rcu_qsbr_synchronize(qsbr_, RTE_QSBR_THRID_INVALID);
+  WaitGracePeriod();
+  WaitGracePeriod();
   if (old != nullptr) {
     delete old;
     freed_.fetch_add(1, std::memory_order_relaxed);

@@ -46,7 +46,8 @@ class TablePublisher {
   uint64_t freed() const { return freed_.load(std::memory_order_relaxed); }
 
  private:
-  TablePublisher(rte_rcu_qsbr* qsbr) : qsbr_(qsbr) {}
+  explicit TablePublisher(rte_rcu_qsbr* qsbr) : qsbr_(qsbr) {}
+  void WaitGracePeriod();
 
   rte_rcu_qsbr* qsbr_;
   std::atomic<const QueueTable*> current_{nullptr};

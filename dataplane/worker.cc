@@ -15,7 +15,11 @@
 namespace sluice::dataplane {
 
 Worker::Worker(uint16_t index, const hwconf::Lcore& conf, const SharedRuntime& shared)
-    : index_(index), conf_(conf), shared_(shared), table_(shared.tables->Load()) {
+    : index_(index), conf_(conf), shared_(shared) {
+  // A reader of the queue table from here on (before the first load: a table this worker holds
+  // is never freed under it); the lcore reports quiescent states once it runs.
+  shared.tables->Register(index);
+  table_ = shared.tables->Load();
   SLUICE_ASSERT(table_ != nullptr);  // the control plane published before workers start
   // Only client ports are set up so far; replication links (a later issue) are not polled yet.
   for (const hwconf::RxQueueRef& ref : conf.rx) {
@@ -177,7 +181,6 @@ void Worker::FlushTx() {
 int Worker::Run(const std::atomic<bool>& stop) {
   IdlePolicy idle(conf_.idle, rx_wakeups_);
   TablePublisher& tables = *shared_.tables;
-  tables.Register(index_);
   while (!stop.load(std::memory_order_relaxed)) {
     ++counters_.loops;
     UpdateClock();

@@ -73,6 +73,7 @@ class Worker {
  public:
   static constexpr uint16_t kRxBurst = 32;
 
+  // Registers as reader `index` of the table publisher (Run unregisters when it returns).
   Worker(uint16_t index, const hwconf::Lcore& conf, const SharedRuntime& shared);
   ~Worker();
   Worker(const Worker&) = delete;
