@@ -23,6 +23,9 @@ CLONE_NEWNET = 0x40000000
 SERVER_IP = "198.18.0.1"
 KERNEL_CIDR = "198.18.0.2/24"
 SERVER_PORT = 7411
+# The REST API / metrics address: loopback of the namespace sluiced runs in (the test process is
+# in that namespace too), so the default port never collides between runs.
+REST_ADDRESS = "127.0.0.1:7480"
 
 BUILD_DIR = os.environ.get("SLUICE_BUILD_DIR", "")
 SOURCE_DIR = os.environ.get("SLUICE_SOURCE_DIR", "")
@@ -82,7 +85,7 @@ class Namespace:
 class Sluiced:
     """sluiced on a TAP layout, started in the current network namespace."""
 
-    def __init__(self, workers=1, queues=None, extra_toml=""):
+    def __init__(self, workers=1, queues=None, extra_toml="", metadata_dir=None):
         self.tag = secrets.token_hex(3)
         self.workers = workers
         self.queues = queues if queues is not None else DEFAULT_QUEUES
@@ -92,6 +95,8 @@ class Sluiced:
         self.layout = os.path.join(self.dir, "layout.toml")
         self.stats_path = os.path.join(self.dir, "stats.json")
         self.log_path = os.path.join(self.dir, "sluiced.log")
+        # The queue catalog; a test that restarts sluiced passes the same directory again.
+        self.metadata_dir = metadata_dir or os.path.join(self.dir, "meta")
         self.proc = None
         self._log_file = None
 
@@ -128,7 +133,8 @@ kernel_ipv4 = "{KERNEL_CIDR}"
 shards = {shards}
 
 [control]
-metadata_dir = "{self.dir}/meta"
+metadata_dir = "{self.metadata_dir}"
+listen = "{REST_ADDRESS}"
 
 {self.queues}
 {self.extra_toml}
@@ -152,6 +158,10 @@ metadata_dir = "{self.dir}/meta"
             self.stop()
             raise
         return self
+
+    @property
+    def file_prefix(self):
+        return f"sluice-it-{self.tag}"
 
     def log(self):
         try:
