@@ -41,6 +41,9 @@ SluicedBackend::~SluicedBackend() {
 }
 
 void SluicedBackend::AttachWorkers(const std::vector<std::unique_ptr<Worker>>* workers) {
+  // Telemetry callbacks run under g_telemetry_mu: once this returns, none still reads the
+  // previous workers (the REST server, the other reader, is stopped before workers go away).
+  std::lock_guard lock(g_telemetry_mu);
   workers_.store(workers, std::memory_order_release);
 }
 
@@ -51,7 +54,7 @@ absl::StatusOr<std::vector<QueueInfo>> SluicedBackend::QueuesOf(
   std::vector<uint32_t> per_shard(shards, 0);
   const uint32_t max_per_shard = EngineShardConfig(0).max_partitions;
   shard::QueueConfig base;
-  base.memory_budget_chunks = 64;  // as for layout-declared queues: a partition's share of its shard
+  base.memory_budget_chunks = 64;  // as layout-declared queues had: a partition's share
   for (const c::QueueMeta& meta : snapshot.queues()) {
     QueueInfo q;
     q.id = meta.id;
@@ -148,7 +151,9 @@ c::BackendStats SluicedBackend::Stats() {
       ps.partition = p;
       ps.shard = static_cast<uint32_t>((uint64_t{meta.id} - 1 + p) % layout_.shards);
       for (const hwconf::Lcore& l : layout_.lcores) {
-        if (std::find(l.shards.begin(), l.shards.end(), ps.shard) != l.shards.end()) ps.lcore = l.id;
+        if (std::find(l.shards.begin(), l.shards.end(), ps.shard) != l.shards.end()) {
+          ps.lcore = l.id;
+        }
       }
       if (auto it = figures.find({meta.id, p}); it != figures.end()) {
         const PartitionFigures& f = it->second;

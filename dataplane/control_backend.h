@@ -27,7 +27,8 @@ class SluicedBackend final : public control::ControlBackend {
   SluicedBackend(const hwconf::Layout& layout, SharedRuntime& rt);
   ~SluicedBackend() override;
 
-  // The workers run (after launch): stats and liveness read them from now on. Null: stopped.
+  // The workers run (after launch): stats and liveness read them from now on. Null: they are
+  // about to stop (call it after the REST server stopped, before the workers are destroyed).
   void AttachWorkers(const std::vector<std::unique_ptr<Worker>>* workers);
   // Registers /sluice/health, /sluice/lcores, /sluice/queues with DPDK telemetry (once per
   // process; the commands answer "not running" after this backend is gone).

@@ -185,7 +185,8 @@ shard::ShardConfig EngineShardConfig(uint32_t largest_message_bytes) {
 
 uint32_t EngineMessageCap(uint32_t largest_message_bytes) {
   const shard::ShardConfig sc = EngineShardConfig(largest_message_bytes);
-  return sc.chunk_bytes - sc.batch_header_bytes - static_cast<uint32_t>(sizeof(shard::RecordHeader));
+  return sc.chunk_bytes - sc.batch_header_bytes -
+         static_cast<uint32_t>(sizeof(shard::RecordHeader));
 }
 
 Frontend::Impl::Impl(const QueueTable& table, uint16_t worker, std::span<const uint32_t> shards,

@@ -38,10 +38,11 @@ shard::QueueConfig ConfigOf(const hwconf::QueueDecl& decl);
 
 class QueueTable {
  public:
-  // Queues with their id, name, config, receive_wait_ms and purge_generation set and
-  // partition_shard sized to the partition count; Build places the partitions. Ids are >= 1 and unique, sparse (deleted ids are never reused). Partitions
-  // go round-robin over the shards starting at shard (id - 1) % shards, so that small queues do
-  // not all land on shard 0 and a queue lands where it did before a restart.
+  // Queues with their id, name, config, receive_wait_ms and purge_generation set, and
+  // partition_shard sized to the partition count; Build places the partitions. Ids are >= 1,
+  // unique and sparse (deleted ids are never reused). Partitions go round-robin over the shards
+  // starting at shard (id - 1) % shards, so that small queues do not all land on shard 0 and a
+  // queue lands where it did before a restart.
   static absl::StatusOr<std::unique_ptr<const QueueTable>> Build(const hwconf::Layout& layout,
                                                                  std::vector<QueueInfo> queues,
                                                                  uint64_t version = 0);

@@ -16,9 +16,10 @@ std::string CountersJson(const Worker& w) {
       "\"tx_bytes\": %u, \"arp_replies\": %u, \"icmp_echo_replies\": %u, \"frames\": %u, "
       "\"handoffs_out\": %u, \"handoffs_in\": %u, \"throttled\": %u, "
       "\"error_replies\": %u, \"idle_sleeps\": %u, \"loops\": %u, \"drops\": {",
-      w.index(), w.lcore_id(), c.rx_packets.load(), c.rx_bytes.load(), c.tx_packets.load(), c.tx_bytes.load(), c.arp_replies.load(),
-      c.icmp_echo_replies.load(), c.frames.load(), c.handoffs_out.load(), c.handoffs_in.load(), c.throttled.load(),
-      c.error_replies.load(), c.idle_sleeps.load(), c.loops.load());
+      w.index(), w.lcore_id(), c.rx_packets.load(), c.rx_bytes.load(), c.tx_packets.load(),
+      c.tx_bytes.load(), c.arp_replies.load(), c.icmp_echo_replies.load(), c.frames.load(),
+      c.handoffs_out.load(), c.handoffs_in.load(), c.throttled.load(), c.error_replies.load(),
+      c.idle_sleeps.load(), c.loops.load());
   for (size_t r = 0; r < c.drops.size(); ++r) {
     absl::StrAppendFormat(&s, "%s\"%s\": %u", r ? ", " : "",
                           DropReasonName(static_cast<DropReason>(r)), c.drops[r].load());
@@ -28,7 +29,8 @@ std::string CountersJson(const Worker& w) {
                         "}, \"produced\": %u, \"acked\": %u, \"duplicates\": %u, "
                         "\"items_throttled\": %u, \"rejected\": %u, \"delivered\": %u, "
                         "\"reply_no_buffer\": %u",
-                        f.produced.load(), f.acked.load(), f.duplicates.load(), f.throttled.load(), f.rejected.load(), f.delivered.load(),
+                        f.produced.load(), f.acked.load(), f.duplicates.load(),
+                        f.throttled.load(), f.rejected.load(), f.delivered.load(),
                         f.reply_no_buffer.load());
   absl::StrAppend(&s, ", \"shards\": ", w.handler().ShardStatsJson(), "}");
   return s;
@@ -44,8 +46,8 @@ void PrintStats(FILE* out, const std::vector<std::unique_ptr<Worker>>& workers) 
     std::fprintf(out,
                  "sluiced: worker %u (lcore %d): rx %lu pkts, tx %lu pkts, frames %lu, "
                  "messages %lu, handoffs %lu out / %lu in, throttled %lu, drops %lu\n",
-                 w->index(), w->lcore_id(), c.rx_packets.load(), c.tx_packets.load(), c.frames.load(),
-                 w->handler().frontend_counters().produced.load(),
+                 w->index(), w->lcore_id(), c.rx_packets.load(), c.tx_packets.load(),
+                 c.frames.load(), w->handler().frontend_counters().produced.load(),
                  c.handoffs_out.load(), c.handoffs_in.load(), c.throttled.load(), drops);
   }
 }

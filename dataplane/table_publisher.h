@@ -3,8 +3,8 @@
 // only after every worker passed a quiescent state (DPDK's rte_rcu_qsbr).
 //
 // Reader protocol, per worker lcore (thread id = worker index):
-//   Register (which goes online) once; each loop pass: Load() at the start, Quiescent() at the end (the
-//   pointer loaded is never dereferenced after that); Offline() before an idle sleep and Online()
+//   Register (which goes online) once, before the first Load; each loop pass: Load() at the
+//   start, Quiescent() at the end (the pointer loaded is never dereferenced after that); Offline() before an idle sleep and Online()
 //   after it (a sleeping worker does not hold up publication); Unregister (offline too) at exit.
 // Writer: Publish, one at a time (ControlService serialises publications).
 #pragma once
