@@ -9,6 +9,9 @@ namespace sluice::control {
 namespace {
 
 absl::Status PublishError(const absl::Status& st) {
+  // The dataplane says which attribute it cannot hold (shard capacity, message size): a limit the
+  // client can act on (409 limit_exceeded with that field), not an outage.
+  if (st.code() == absl::StatusCode::kResourceExhausted && !ErrorFieldOf(st).empty()) return st;
   return MakeError(absl::StatusCode::kUnavailable, errc::kUnavailable, "",
                    absl::StrCat("the dataplane did not take the new queue table: ", st.message()));
 }

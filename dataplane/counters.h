@@ -1,13 +1,39 @@
 // Per-lcore dataplane counters. The packet path never logs: every drop, throttle and reply is a
 // counter here, read by the control thread (stats dump on exit, /metrics and telemetry later).
-// Each lcore writes only its own LcoreCounters; readers tolerate torn-free 64-bit loads.
+// Each lcore writes only its own counters; the control thread (REST /metrics, DPDK telemetry)
+// reads them concurrently. Counter makes that a defined race: relaxed atomic loads and stores,
+// with no read-modify-write (one writer), so an increment compiles to the plain add it was.
 #pragma once
 
 #include <array>
+#include <atomic>
 #include <cstdint>
 #include <string_view>
 
 namespace sluice::dataplane {
+
+// A monotonic counter written by one thread and read by any.
+class Counter {
+ public:
+  Counter() = default;
+  Counter(const Counter& o) : v_(o.load()) {}
+  Counter& operator=(const Counter& o) {
+    v_.store(o.load(), std::memory_order_relaxed);
+    return *this;
+  }
+  Counter& operator+=(uint64_t n) {
+    v_.store(v_.load(std::memory_order_relaxed) + n, std::memory_order_relaxed);
+    return *this;
+  }
+  Counter& operator++() { return *this += 1; }
+  void operator++(int) { *this += 1; }
+  uint64_t load() const { return v_.load(std::memory_order_relaxed); }
+  operator uint64_t() const { return load(); }  // NOLINT: reads like the plain integer it was
+
+ private:
+  std::atomic<uint64_t> v_{0};
+};
+static_assert(sizeof(Counter) == sizeof(uint64_t));
 
 enum class DropReason : uint8_t {
   kNotIpv4,           // ethertype neither IPv4 nor ARP
@@ -36,20 +62,20 @@ constexpr std::string_view DropReasonName(DropReason r) {
 }
 
 struct alignas(64) LcoreCounters {
-  uint64_t rx_packets = 0;
-  uint64_t rx_bytes = 0;
-  uint64_t tx_packets = 0;
-  uint64_t tx_bytes = 0;
-  uint64_t arp_replies = 0;
-  uint64_t icmp_echo_replies = 0;
-  uint64_t frames = 0;            // sluice frames accepted for processing
-  uint64_t handoffs_out = 0;      // frames handed to another lcore's ring
-  uint64_t handoffs_in = 0;       // frames taken from inbound rings
-  uint64_t throttled = 0;         // frames whose hand-off found the owner's ring full
-  uint64_t error_replies = 0;     // ERROR frames sent
-  uint64_t idle_sleeps = 0;       // adaptive idle policy: times the loop slept
-  uint64_t loops = 0;
-  std::array<uint64_t, static_cast<size_t>(DropReason::kCount)> drops{};
+  Counter rx_packets;
+  Counter rx_bytes;
+  Counter tx_packets;
+  Counter tx_bytes;
+  Counter arp_replies;
+  Counter icmp_echo_replies;
+  Counter frames;            // sluice frames accepted for processing
+  Counter handoffs_out;      // frames handed to another lcore's ring
+  Counter handoffs_in;       // frames taken from inbound rings
+  Counter throttled;         // frames whose hand-off found the owner's ring full
+  Counter error_replies;     // ERROR frames sent
+  Counter idle_sleeps;       // adaptive idle policy: times the loop slept
+  Counter loops;
+  std::array<Counter, static_cast<size_t>(DropReason::kCount)> drops{};
 
   void Drop(DropReason r) { ++drops[static_cast<size_t>(r)]; }
 };

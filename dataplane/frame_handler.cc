@@ -43,8 +43,8 @@ uint64_t Bit(uint16_t worker) { return uint64_t{1} << worker; }
 FrameHandler::FrameHandler(Worker& worker, const SharedRuntime& shared)
     : worker_(worker), shared_(shared), address_check_(*shared.address_check) {
   const hwconf::Lcore& conf = shared.layout->lcores[worker.index()];
-  frontend_ = std::make_unique<Frontend>(*shared.queues, worker.index(), conf.shards, *this,
-                                         worker.storage());
+  frontend_ = std::make_unique<Frontend>(worker.table(), worker.index(), conf.shards, *this,
+                                         shared.min_message_bytes, worker.storage());
 }
 
 FrameHandler::~FrameHandler() {
@@ -144,7 +144,7 @@ void FrameHandler::OnHandoff(rte_mbuf* m) {
 }
 
 uint64_t FrameHandler::OwnersOf(const p::FrameView& f, uint8_t* payload, RouteContext* route) {
-  const QueueTable& table = *shared_.queues;
+  const QueueTable& table = worker_.table();
   const uint16_t self = worker_.index();
   uint64_t owners = 0;
   auto all_workers = [&] { return shared_.worker_count >= 64 ? ~0ull : Bit(shared_.worker_count) - 1; };
@@ -237,7 +237,7 @@ void FrameHandler::AnswerHeartbeat(const p::FrameView& f, const Endpoint& from) 
 
 void FrameHandler::AnswerLookup(const p::FrameView& f, const Endpoint& from) {
   auto req = p::DecodeLookup(f);
-  const QueueInfo* q = shared_.queues->FindByName(req->name);
+  const QueueInfo* q = worker_.table().FindByName(req->name);
   if (q == nullptr) {
     AnswerError(f.header, static_cast<uint8_t>(f.header.type), Errc::kUnknownQueue,
                 std::string("no queue named '").append(req->name).append("'"), from,
@@ -247,9 +247,8 @@ void FrameHandler::AnswerLookup(const p::FrameView& f, const Endpoint& from) {
   p::LookupReply reply;
   reply.queue_id = q->id;
   reply.partitions = static_cast<uint16_t>(q->partition_worker.size());
-  reply.queue_type = q->decl.type == hwconf::QueueType::kStream ? p::QueueType::kStream
-                                                               : p::QueueType::kWorkQueue;
-  reply.max_message_bytes = q->decl.max_message_bytes;
+  reply.queue_type = q->is_stream() ? p::QueueType::kStream : p::QueueType::kWorkQueue;
+  reply.max_message_bytes = q->config.max_message_bytes;
   ReplyBuffer buf = Acquire(from, f.bytes.size());
   if (!buf.ok()) return;
   auto n = p::EncodeLookupReply(buf.bytes, {f.header.client_id, f.header.request_id, 0}, reply);

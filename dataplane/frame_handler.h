@@ -36,6 +36,11 @@ class FrameHandler final : public ReplyChannel {
   uint32_t Service(uint64_t now_ns) { return frontend_->Service(now_ns); }
   void Drain(uint64_t now_ns) { frontend_->Drain(now_ns); }
 
+  // A new queue table (start of a pass) and the partition figures for the control plane.
+  void SetTable(const QueueTable& next) { frontend_->SetTable(next); }
+  void CollectPartitionStats(std::vector<PartitionFigures>* out) const {
+    frontend_->CollectPartitionStats(out);
+  }
   std::string ShardStatsJson() const { return frontend_->StatsJson(); }
   const FrontendCounters& frontend_counters() const { return frontend_->counters(); }
 

@@ -15,27 +15,6 @@ namespace p = protocol;
 
 namespace {
 
-shard::Durability DurabilityOf(hwconf::Durability d) {
-  switch (d) {
-    case hwconf::Durability::kNone: return shard::Durability::kNone;
-    case hwconf::Durability::kDsync: return shard::Durability::kDsync;
-    default: return shard::Durability::kWrite;
-  }
-}
-
-shard::QueueConfig ConfigOf(const QueueInfo& q) {
-  const hwconf::QueueDecl& d = q.decl;
-  shard::QueueConfig c;
-  c.type = d.type == hwconf::QueueType::kStream ? shard::QueueType::kStream
-                                                : shard::QueueType::kWork;
-  c.max_message_bytes = d.max_message_bytes;
-  c.durability = DurabilityOf(q.durability);
-  c.visibility_timeout_ms = d.visibility_timeout_ms;
-  c.max_receive_count = d.max_receive_count;
-  c.memory_budget_chunks = 64;
-  return c;
-}
-
 // Where a FETCH or SUBSCRIBE starts (kCommitted is resolved by the caller).
 shard::StartPosition StartOf(p::StartKind kind, uint64_t value) {
   switch (kind) {
@@ -58,7 +37,11 @@ p::FrameIds IdsOf(const shard::ReplyTarget& t, uint16_t flags = 0) {
 class Frontend::Impl final : public shard::ShardSink {
  public:
   Impl(const QueueTable& table, uint16_t worker, std::span<const uint32_t> shards,
-       ReplyChannel& replies, FrontendCounters& counters, Persistence* persistence);
+       ReplyChannel& replies, FrontendCounters& counters, uint32_t min_message_bytes,
+       Persistence* persistence);
+
+  void SetTable(const QueueTable& next);
+  void CollectPartitionStats(std::vector<PartitionFigures>* out) const;
 
   void OnFrame(const p::FrameView& f, const Endpoint& from, const RouteContext& route,
                uint64_t now_ns);
@@ -76,9 +59,7 @@ class Frontend::Impl final : public shard::ShardSink {
   void OnRemoved(shard::QueueId queue, uint32_t partition, uint64_t offset) override;
 
  private:
-  // Partition life: set up on its shard (recovering its log when it has one), and taken down.
-  void AddPartition(const QueueInfo& q, uint32_t partition);
-  void RemovePartition(uint32_t queue, uint32_t partition, bool remove_files);
+  // A durable partition's recovered records back into its shard (from AddPartition).
   absl::Status RestoreLog(shard::Shard& s, const QueueInfo& q, uint32_t partition,
                           shard::Durability durability);
   bool Persisted(const shard::Partition& pt) const {
@@ -123,6 +104,11 @@ class Frontend::Impl final : public shard::ShardSink {
   static constexpr uint64_t kHeartbeatNs = 1'000'000'000;
   static constexpr uint64_t kSubscriptionScanNs = 100'000'000;
   void ScanSubscriptions(uint64_t now_ns);
+
+  // Every partition this worker creates or drops goes through these two (storage hooks in here:
+  // open/recover a partition's log, close/remove it).
+  void AddPartition(const QueueInfo& q, uint32_t partition);
+  void RemovePartition(uint32_t queue_id, uint32_t partition);
 
   shard::Shard* ShardOf(uint32_t queue, uint32_t partition);
   bool Owns(const QueueInfo& q, uint32_t partition) const;
@@ -179,8 +165,16 @@ class Frontend::Impl final : public shard::ShardSink {
     return (client * 0x9E3779B97F4A7C15ull) ^ (sub << 16) ^ partition;
   }
 
-  const QueueTable& table_;
+  const QueueTable* table_;  // the current table; the previous one is never read again
   const uint16_t worker_;
+  // The partitions this worker holds, by queue id: what SetTable reconciles against (it must not
+  // read the previous table, which RCU may have freed).
+  struct Held {
+    uint64_t purge_generation = 0;
+    std::vector<uint32_t> partitions;
+  };
+  absl::flat_hash_map<uint32_t, Held> held_;
+  std::vector<uint32_t> scratch_;
   ReplyChannel& replies_;
   FrontendCounters& counters_;
   std::vector<std::unique_ptr<shard::Shard>> shards_;  // indexed by shard id (null: not ours)
@@ -219,32 +213,41 @@ class Frontend::Impl final : public shard::ShardSink {
   void FlushDeadLetters(uint64_t now_ns);
 };
 
-Frontend::Impl::Impl(const QueueTable& table, uint16_t worker, std::span<const uint32_t> shards,
-                     ReplyChannel& replies, FrontendCounters& counters, Persistence* persistence)
-    : table_(table), worker_(worker), replies_(replies), counters_(counters),
-      persistence_(persistence) {
-  shards_.resize(table.shard_count());
+shard::ShardConfig EngineShardConfig(uint32_t largest_message_bytes) {
   // Chunks hold whole records: at least twice the largest message (plus its metadata) per chunk.
-  uint32_t largest = 0;
-  for (const QueueInfo& q : table.queues()) largest = std::max(largest, q.decl.max_message_bytes);
   shard::ShardConfig sc;
   sc.chunk_bytes = 256 * 1024;
-  while (sc.chunk_bytes < 2 * largest + 16 * 1024) sc.chunk_bytes *= 2;
+  while (sc.chunk_bytes < 2 * largest_message_bytes + 16 * 1024) sc.chunk_bytes *= 2;
   sc.pool_chunks = std::max<uint32_t>(16, (64u << 20) / sc.chunk_bytes);  // 64 MiB per shard
   // Durable queues' batches are written with O_DIRECT: 4 KiB-aligned. Queues with durability
   // `none` never reach a disk: their batches need only a cache line of alignment.
   sc.batch_align_bytes = 4096;
   sc.memory_batch_align_bytes = 64;
   sc.batch_header_bytes = 64;
+  return sc;
+}
+
+uint32_t EngineMessageCap(uint32_t largest_message_bytes) {
+  const shard::ShardConfig sc = EngineShardConfig(largest_message_bytes);
+  return sc.chunk_bytes - sc.batch_header_bytes -
+         static_cast<uint32_t>(sizeof(shard::RecordHeader));
+}
+
+Frontend::Impl::Impl(const QueueTable& table, uint16_t worker, std::span<const uint32_t> shards,
+                     ReplyChannel& replies, FrontendCounters& counters, uint32_t min_message_bytes,
+                     Persistence* persistence)
+    : table_(&table), worker_(worker), replies_(replies), counters_(counters),
+      persistence_(persistence) {
+  shards_.resize(table.shard_count());
+  const uint32_t largest = std::max(table.largest_message_bytes(), min_message_bytes);
+  const shard::ShardConfig sc = EngineShardConfig(largest);
   for (uint32_t s : shards) {
     SLUICE_ASSERT(s < shards_.size() && table.WorkerOfShard(s) == worker);
     shards_[s] = std::make_unique<shard::Shard>(sc, this);
   }
   to_submit_.reserve(1024);
   for (const QueueInfo& q : table.queues()) {
-    for (uint32_t part = 0; part < q.partition_shard.size(); ++part) {
-      if (shards_[q.partition_shard[part]] != nullptr) AddPartition(q, part);
-    }
+    for (uint32_t part = 0; part < q.partition_shard.size(); ++part) AddPartition(q, part);
   }
   reassembly_ = std::make_unique<Reassembly>(largest);
   sealed_.reserve(1024);
@@ -255,30 +258,32 @@ Frontend::Impl::Impl(const QueueTable& table, uint16_t worker, std::span<const u
   sub_ids_.reserve(1024);
 }
 
-void Frontend::Impl::AddPartition(const QueueInfo& q, uint32_t part) {
-  shard::Shard* s = shards_[q.partition_shard[part]].get();
-  SLUICE_ASSERT(s != nullptr);
-  shard::QueueConfig config = ConfigOf(q);
+void Frontend::Impl::AddPartition(const QueueInfo& q, uint32_t partition) {
+  shard::Shard* s = shards_[q.partition_shard[partition]].get();
+  if (s == nullptr) return;  // another worker's
+  shard::QueueConfig config = q.config;
   if (persistence_ == nullptr) config.durability = shard::Durability::kNone;  // memory only
-  if (const QueueInfo* dlq = table_.FindByName(q.decl.dead_letter_queue)) {
-    config.dead_letter_queue = shard::QueueId{dlq->id};
-  }
   const shard::QueueId id{q.id};
-  const Errc e = s->AddPartition(id, part, config);
+  const Errc e = s->AddPartition(id, partition, config);
   if (e != Errc::kOk) {
+    // The control plane checks what the engine takes before it publishes (chunk size, partitions
+    // per shard), so this is a bug, not bad input.
     std::fprintf(stderr, "sluiced: queue '%s' partition %u: engine refused it: %s\n",
-                 q.name.c_str(), part, std::string(ErrcName(e)).c_str());
+                 q.name.c_str(), partition, std::string(ErrcName(e)).c_str());
   }
-  SLUICE_ASSERT(e == Errc::kOk);  // the layout loader validated every setting
+  SLUICE_ASSERT(e == Errc::kOk);
+  Held& h = held_[q.id];
+  h.purge_generation = q.purge_generation;
+  h.partitions.push_back(partition);
   if (persistence_ == nullptr || config.durability == shard::Durability::kNone) return;
-  if (absl::Status st = RestoreLog(*s, q, part, config.durability); !st.ok()) {
+  if (absl::Status st = RestoreLog(*s, q, partition, config.durability); !st.ok()) {
     // Serve the queue's other partitions; this one answers STORAGE_FAILED until an operator
     // repairs its log (sluice-log verify) and restarts.
     std::fprintf(stderr, "sluiced: queue '%s' partition %u: %s; it takes no writes\n",
-                 q.name.c_str(), part, std::string(st.message()).c_str());
-    s->RemovePartition(id, part);  // drop whatever was restored before the error
-    SLUICE_ASSERT(s->AddPartition(id, part, config) == Errc::kOk);
-    s->FailPartition(id, part);
+                 q.name.c_str(), partition, std::string(st.message()).c_str());
+    s->RemovePartition(id, partition);  // drop whatever was restored before the error
+    SLUICE_ASSERT(s->AddPartition(id, partition, config) == Errc::kOk);
+    s->FailPartition(id, partition);
     ++counters_.storage_failures;
   }
 }
@@ -319,15 +324,29 @@ absl::Status Frontend::Impl::RestoreLog(shard::Shard& s, const QueueInfo& q, uin
   return absl::OkStatus();
 }
 
-void Frontend::Impl::RemovePartition(uint32_t queue, uint32_t part, bool remove_files) {
-  shard::Shard* s = ShardOf(queue, part);
-  if (s == nullptr) return;
-  if (const shard::Partition* pt = s->Find(shard::QueueId{queue}, part)) {
-    std::erase(to_submit_, pt);
+void Frontend::Impl::RemovePartition(uint32_t queue_id, uint32_t partition) {
+  // The engine ends the partition's subscriptions; forget ours, so nothing refers to it.
+  for (auto it = subs_.begin(); it != subs_.end();) {
+    const Subscription& sub = it->second;
+    if (sub.queue == queue_id && sub.partition == partition) {
+      sub_ids_.erase(SubKey(sub.client_id, sub.client_sub, sub.partition));
+      subs_.erase(it++);
+    } else {
+      ++it;
+    }
   }
-  std::erase(persisted_, std::make_pair(queue, part));
-  if (persistence_ != nullptr) persistence_->Close(queue, part, remove_files);
-  s->RemovePartition(shard::QueueId{queue}, part);
+  for (auto& s : shards_) {
+    // Pending appends are answered UNKNOWN_PARTITION and parked receives end, by the engine.
+    const shard::Partition* pt = s ? s->Find(shard::QueueId{queue_id}, partition) : nullptr;
+    if (pt == nullptr) continue;
+    std::erase(to_submit_, pt);
+    // A deleted or purged queue's log goes with it (purge: the queue starts a new, empty log).
+    if (std::erase(persisted_, std::make_pair(queue_id, partition)) > 0) {
+      persistence_->Close(queue_id, partition, /*remove=*/true);
+    }
+    s->RemovePartition(shard::QueueId{queue_id}, partition);
+    return;
+  }
 }
 
 bool Frontend::Impl::SealNow(const shard::Partition& pt, uint64_t now_ns) const {
@@ -371,7 +390,7 @@ void Frontend::Impl::OnStorage(uint32_t queue, uint32_t partition, shard::Durabl
   const shard::Partition* pt = s->Find(shard::QueueId{queue}, partition);
   if (pt == nullptr || pt->failed()) return;
   // Never retried and forgotten: the partition stops taking writes and says so, once.
-  const QueueInfo* q = table_.Find(queue);
+  const QueueInfo* q = table_->Find(queue);
   std::fprintf(stderr, "sluiced: queue '%s' partition %u: storage failed: %.*s; durable up to "
                "offset %llu; answering STORAGE_FAILED from now on\n",
                q != nullptr ? q->name.c_str() : "?", partition, static_cast<int>(failure.size()),
@@ -404,8 +423,56 @@ void Frontend::Impl::OnRemoved(shard::QueueId queue, uint32_t partition, uint64_
   if (persistence_ != nullptr) persistence_->Removed(queue.value, partition, offset);
 }
 
+void Frontend::Impl::SetTable(const QueueTable& next) {
+  // Removed queues and purged ones (a purge drops every message: remove, then add afresh).
+  scratch_.clear();
+  for (const auto& [id, held] : held_) {
+    const QueueInfo* q = next.Find(id);
+    if (q == nullptr || q->purge_generation != held.purge_generation) scratch_.push_back(id);
+  }
+  for (uint32_t id : scratch_) {
+    for (uint32_t part : held_[id].partitions) RemovePartition(id, part);
+    held_.erase(id);
+  }
+  table_ = &next;
+  for (const QueueInfo& q : next.queues()) {
+    if (held_.contains(q.id)) continue;
+    for (uint32_t part = 0; part < q.partition_shard.size(); ++part) AddPartition(q, part);
+  }
+  CloseAll();  // acks and receive answers of removed partitions
+}
+
+void Frontend::Impl::CollectPartitionStats(std::vector<PartitionFigures>* out) const {
+  for (const auto& [id, held] : held_) {
+    const QueueInfo* q = table_->Find(id);
+    for (uint32_t part : held.partitions) {
+      const uint32_t shard_id = q != nullptr ? q->partition_shard[part] : 0;
+      const shard::Shard* s = shards_[shard_id].get();
+      const shard::Partition* pt = s != nullptr ? s->Find(shard::QueueId{id}, part) : nullptr;
+      if (pt == nullptr) continue;
+      PartitionFigures f;
+      f.queue = id;
+      f.partition = part;
+      f.shard = shard_id;
+      f.next_offset = pt->log().written_end().value;
+      f.durable_offset = pt->log().durable_end().value;
+      f.low_offset = pt->log().start_offset();
+      f.bytes_stored = uint64_t{pt->log().chunks_held()} * s->config().chunk_bytes;
+      if (const shard::WorkQueue* w = pt->work()) {
+        const shard::WorkQueueStats ws = w->Stats();
+        f.depth = uint64_t{ws.pending} + ws.delayed + ws.ready + ws.backlog;
+        f.in_flight = ws.leased;
+        f.delayed = ws.delayed;
+      } else {
+        f.depth = f.next_offset - f.low_offset;
+      }
+      out->push_back(f);
+    }
+  }
+}
+
 shard::Shard* Frontend::Impl::ShardOf(uint32_t queue, uint32_t partition) {
-  const QueueInfo* q = table_.Find(queue);
+  const QueueInfo* q = table_->Find(queue);
   if (q == nullptr || partition >= q->partition_shard.size()) return nullptr;
   return shards_[q->partition_shard[partition]].get();
 }
@@ -556,7 +623,7 @@ void Frontend::Impl::OnFrame(const p::FrameView& f, const Endpoint& from,
 void Frontend::Impl::OnProduce(const p::FrameView& f, const Endpoint& from,
                                const RouteContext& route, uint64_t now_ns) {
   auto produce = p::DecodeProduce(f);
-  const QueueInfo* q = table_.Find(produce->queue_id);
+  const QueueInfo* q = table_->Find(produce->queue_id);
   if (q == nullptr) {
     if (route.receiver) Error(f, from, Errc::kUnknownQueue, "unknown queue id");
     return;
@@ -579,7 +646,7 @@ void Frontend::Impl::OnProduce(const p::FrameView& f, const Endpoint& from,
       const FragmentKey key{f.header.client_id, produce->producer_id, q->id, frag.partition,
                             frag.sequence};
       const Reassembly::Outcome o =
-          reassembly_->Add(key, frag, q->decl.max_message_bytes, now_ns);
+          reassembly_->Add(key, frag, q->config.max_message_bytes, now_ns);
       if (o.errc != Errc::kOk) {
         AckOne(target, q->id, frag.partition, produce->producer_id, frag.sequence, o.errc);
         continue;
@@ -611,12 +678,12 @@ void Frontend::Impl::OnProduce(const p::FrameView& f, const Endpoint& from,
 void Frontend::Impl::OnReceive(const p::FrameView& f, const Endpoint& from,
                                const RouteContext& route, uint64_t now_ns) {
   auto r = p::DecodeReceive(f);
-  const QueueInfo* q = table_.Find(r->queue_id);
+  const QueueInfo* q = table_->Find(r->queue_id);
   if (q == nullptr) {
     if (route.receiver) Error(f, from, Errc::kUnknownQueue, "unknown queue id");
     return;
   }
-  if (q->decl.type != hwconf::QueueType::kWork) {
+  if (q->is_stream()) {
     if (route.receiver) Error(f, from, Errc::kWrongQueueType, "RECEIVE needs a work queue");
     return;
   }
@@ -630,7 +697,7 @@ void Frontend::Impl::OnReceive(const p::FrameView& f, const Endpoint& from,
       const uint32_t cand = (route.any_partition + i) % n;
       if (!Owns(*q, cand)) continue;
       const shard::Partition* pt = ShardOf(q->id, cand)->Find(shard::QueueId{q->id}, cand);
-      if (pt->work()->HasReady()) {
+      if (pt != nullptr && pt->work()->HasReady()) {
         partition = cand;
         break;
       }
@@ -657,7 +724,7 @@ void Frontend::Impl::OnReceiptOps(const p::FrameView& f, const Endpoint& from,
   OpenFrame* out = nullptr;
   for (uint32_t i = 0; i < ops->ops.size(); ++i) {
     const p::ReceiptOp op = ops->ops[i];
-    const QueueInfo* q = table_.Find(op.queue_id);
+    const QueueInfo* q = table_->Find(op.queue_id);
     Errc errc;
     if (q == nullptr) {
       if (!route.receiver) continue;
@@ -869,12 +936,12 @@ void Frontend::Impl::SendRecords(p::FrameType type, const shard::ReplyTarget& t,
 void Frontend::Impl::OnFetch(const p::FrameView& f, const Endpoint& from,
                              const RouteContext& route) {
   auto r = p::DecodeFetch(f);
-  const QueueInfo* q = table_.Find(r->queue_id);
+  const QueueInfo* q = table_->Find(r->queue_id);
   if (q == nullptr) {
     if (route.receiver) Error(f, from, Errc::kUnknownQueue, "unknown queue id");
     return;
   }
-  if (q->decl.type != hwconf::QueueType::kStream) {
+  if (!q->is_stream()) {
     if (route.receiver) Error(f, from, Errc::kWrongQueueType, "FETCH needs a stream");
     return;
   }
@@ -897,8 +964,8 @@ void Frontend::Impl::OnFetch(const p::FrameView& f, const Endpoint& from,
 void Frontend::Impl::OnSubscribe(const p::FrameView& f, const Endpoint& from,
                                  const RouteContext& route) {
   auto r = p::DecodeSubscribe(f);
-  const QueueInfo* q = table_.Find(r->queue_id);
-  if (q == nullptr || q->decl.type != hwconf::QueueType::kStream) {
+  const QueueInfo* q = table_->Find(r->queue_id);
+  if (q == nullptr || !q->is_stream()) {
     if (route.receiver) {
       Error(f, from, q == nullptr ? Errc::kUnknownQueue : Errc::kWrongQueueType,
             q == nullptr ? "unknown queue id" : "SUBSCRIBE needs a stream");
@@ -1195,8 +1262,11 @@ void Frontend::Impl::OnDeadLetter(const shard::DeadLetter& d) {
     ++counters_.dead_letters_dropped;
     return;
   }
-  const QueueInfo* dlq = table_.Find(d.dead_letter_queue->value);
-  SLUICE_ASSERT(dlq != nullptr);  // the layout loader checked the reference
+  const QueueInfo* dlq = table_->Find(d.dead_letter_queue->value);
+  if (dlq == nullptr) {  // deleted since this partition was configured (no live config updates)
+    ++counters_.dead_letters_dropped;
+    return;
+  }
   const uint32_t part = d.source_partition % static_cast<uint32_t>(dlq->partition_shard.size());
   const size_t at = dl_arena_.size();
   dl_arena_.insert(dl_arena_.end(), d.message.record.begin(), d.message.record.end());
@@ -1207,7 +1277,7 @@ void Frontend::Impl::OnDeadLetter(const shard::DeadLetter& d) {
 void Frontend::Impl::FlushDeadLetters(uint64_t now_ns) {
   for (const PendingDeadLetter& dl : dl_pending_) {
     const std::span<const std::byte> record(dl_arena_.data() + dl.at, dl.len);
-    const QueueInfo& q = *table_.Find(dl.queue);
+    const QueueInfo& q = *table_->Find(dl.queue);
     bool moved;
     if (Owns(q, dl.partition)) {
       auto m = p::DecodeMessageRecord(record);
@@ -1350,8 +1420,15 @@ std::string Frontend::Impl::StatsJson() const {
 // ---------------------------------------------------------------------------------------------
 
 Frontend::Frontend(const QueueTable& table, uint16_t worker, std::span<const uint32_t> shards,
-                   ReplyChannel& replies, Persistence* persistence)
-    : impl_(std::make_unique<Impl>(table, worker, shards, replies, counters_, persistence)) {}
+                   ReplyChannel& replies, uint32_t min_message_bytes, Persistence* persistence)
+    : impl_(std::make_unique<Impl>(table, worker, shards, replies, counters_, min_message_bytes,
+                                   persistence)) {}
+
+void Frontend::SetTable(const QueueTable& next) { impl_->SetTable(next); }
+
+void Frontend::CollectPartitionStats(std::vector<PartitionFigures>* out) const {
+  impl_->CollectPartitionStats(out);
+}
 
 Frontend::~Frontend() = default;
 

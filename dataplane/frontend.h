@@ -15,7 +15,9 @@
 #include <vector>
 
 #include "dataplane/persistence.h"
+#include "dataplane/counters.h"
 #include "dataplane/queue_table.h"
+#include "dataplane/shard/types.h"
 #include "protocol/codec.h"
 
 namespace sluice::dataplane {
@@ -62,27 +64,49 @@ struct RouteContext {
 };
 
 struct FrontendCounters {
-  uint64_t produced = 0;        // messages appended
-  uint64_t acked = 0;           // messages acknowledged
-  uint64_t duplicates = 0;      // idempotent retransmits answered with the original offset
-  uint64_t throttled = 0;       // items answered THROTTLED
-  uint64_t rejected = 0;        // items answered with another error
-  uint64_t delivered = 0;       // messages sent in MESSAGES/DELIVER
-  uint64_t reply_no_buffer = 0; // replies lost for want of a buffer
-  uint64_t dead_lettered = 0;   // messages moved to their dead-letter queue
-  uint64_t dead_letters_dropped = 0;  // could not be moved (no DLQ, or no room / ring full)
-  uint64_t storage_failures = 0;  // partitions whose log failed (they answer STORAGE_FAILED)
+  Counter produced;          // messages appended
+  Counter acked;             // messages acknowledged
+  Counter duplicates;        // idempotent retransmits answered with the original offset
+  Counter throttled;         // items answered THROTTLED
+  Counter rejected;          // items answered with another error
+  Counter delivered;         // messages sent in MESSAGES/DELIVER
+  Counter reply_no_buffer;   // replies lost for want of a buffer
+  Counter dead_lettered;     // messages moved to their dead-letter queue
+  Counter dead_letters_dropped;  // could not be moved (no DLQ, or no room / ring full)
+  Counter storage_failures;  // partitions whose log failed (they answer STORAGE_FAILED)
 };
+
+// Figures of one partition this worker holds (for the control plane's stats; a walk over the
+// partition's state, so taken on request, not per message).
+struct PartitionFigures {
+  uint32_t queue = 0;
+  uint32_t partition = 0;
+  uint32_t shard = 0;
+  uint64_t depth = 0;       // stream: offsets retained; work: pending + delayed + ready + backlog
+  uint64_t in_flight = 0;   // work: leased
+  uint64_t delayed = 0;
+  uint64_t low_offset = 0;
+  uint64_t next_offset = 0;
+  uint64_t durable_offset = 0;
+  uint64_t bytes_stored = 0;  // chunks held x chunk size
+};
+
+// The engine's shard settings for a worker whose largest queue message is `largest` bytes, and
+// the largest message such shards take (chunks are sized once, at start).
+shard::ShardConfig EngineShardConfig(uint32_t largest_message_bytes);
+uint32_t EngineMessageCap(uint32_t largest_message_bytes);
 
 // Replies to this endpoint are suppressed: internal PRODUCEs between workers (dead letters).
 inline constexpr Endpoint kInternalEndpoint{0, 0};
 
 class Frontend {
  public:
-  // `shards`: the shard ids this worker owns; `worker`: its index; `persistence`: the worker's
-  // storage (null: every queue in memory, whatever its durability says).
+  // `shards`: the shard ids this worker owns; `worker`: its index. Shards are sized for messages
+  // of max(min_message_bytes, the table's largest) bytes (queues added later must fit).
+  // `persistence`: the worker's storage (null: every queue in memory, whatever its durability).
   Frontend(const QueueTable& table, uint16_t worker, std::span<const uint32_t> shards,
-           ReplyChannel& replies, Persistence* persistence = nullptr);
+           ReplyChannel& replies, uint32_t min_message_bytes = 0,
+           Persistence* persistence = nullptr);
   ~Frontend();
   Frontend(const Frontend&) = delete;
   Frontend& operator=(const Frontend&) = delete;
@@ -96,6 +120,13 @@ class Frontend {
   uint32_t Service(uint64_t now_ns);
   // Shutdown: seals and persists everything still open, waits for it, sends the last acks.
   void Drain(uint64_t now_ns);
+
+  // Routes by `next` from now on (the shell loads a new table at the start of a pass, on the
+  // lcore): creates the partitions of added queues it owns, drops those of deleted queues, and
+  // empties purged ones. Never reads the previous table (RCU may free it after this pass).
+  void SetTable(const QueueTable& next);
+  // Appends the figures of every partition this worker holds.
+  void CollectPartitionStats(std::vector<PartitionFigures>* out) const;
 
   const FrontendCounters& counters() const { return counters_; }
   std::string StatsJson() const;

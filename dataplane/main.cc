@@ -1,12 +1,14 @@
 // sluiced: the sluice appliance daemon. Reads like l3fwd: parse arguments, load the layout,
-// initialise the EAL, create the mempool, set up ports and hand-off rings, build the queue table,
-// launch one loop per worker lcore, wait for a signal, stop and clean up.
+// initialise the EAL, create the mempool, set up ports and hand-off rings, open the queue
+// catalog and publish it as the first queue table, launch one loop per worker lcore, serve the
+// REST API, wait for a signal, stop and clean up.
 //
 // Exit codes (scripts rely on them):
 //   0 clean shutdown after SIGINT/SIGTERM      1 invalid layout or arguments
 //   2 usage error                               3 EAL initialisation failed
 //   4 port, mempool or ring setup failed        5 a worker lcore failed at run time
-//   6 storage setup failed (data directory, io_uring)
+//   6 control plane: metadata store, catalog, bootstrap, publication or REST listen failed
+//   7 storage setup failed (data directory, io_uring)
 #include <signal.h>
 #include <sys/eventfd.h>
 #include <unistd.h>
@@ -31,13 +33,19 @@
 #include <rte_ring.h>
 
 #include "absl/strings/str_format.h"
+#include "control/catalog.h"
+#include "control/control_service.h"
+#include "control/file_store.h"
+#include "control/rest_server.h"
 #include "dataplane/address_check.h"
+#include "dataplane/control_backend.h"
 #include "dataplane/frame_handler.h"
 #include "dataplane/kernel_side.h"
 #include "dataplane/port.h"
 #include "dataplane/queue_table.h"
 #include "dataplane/stats.h"
 #include "dataplane/storage_shell.h"
+#include "dataplane/table_publisher.h"
 #include "dataplane/worker.h"
 #include "hwconf/loader.h"
 
@@ -45,7 +53,7 @@ namespace sluice::dataplane {
 namespace {
 
 enum ExitCode { kExitOk = 0, kExitBadLayout = 1, kExitUsage = 2, kExitEal = 3, kExitSetup = 4,
-                kExitWorker = 5, kExitStorage = 6 };
+                kExitWorker = 5, kExitControl = 6, kExitStorage = 7 };
 
 std::atomic<bool> g_stop{false};
 volatile sig_atomic_t g_signal = 0;
@@ -78,12 +86,15 @@ void PrintUsage(FILE* out) {
       "                      STORAGE_FAILED while the others keep serving\n"
       "  -h, --help          this text\n"
       "\n"
-      "Durable queues (durability write or dsync) are logged under the layout's\n"
-      "[storage] data_dirs and recovered at start; every acknowledged message survives a crash.\n"
+      "Queues live in the catalog under [control] metadata_dir (the layout's [[queue]] entries\n"
+      "are created there when missing); the REST API and /metrics listen on [control] listen.\n"
+      "Durable queues (durability write or dsync) are logged under [storage] data_dirs and\n"
+      "recovered at start: every acknowledged message survives a crash.\n"
       "\n"
       "Stops cleanly on SIGINT or SIGTERM (open batches are written and acked first). Exit codes:\n"
       "0 clean stop, 1 invalid layout, 2 usage, 3 EAL init failed, 4 port/mempool/ring setup\n"
-      "failed, 5 worker failure, 6 storage setup failed.\n",
+      "failed, 5 worker failure, 6 control plane (metadata, catalog, publication, REST listen)\n"
+      "failed, 7 storage setup failed.\n",
       out);
 }
 
@@ -242,7 +253,7 @@ int RecoverStorage(const hwconf::Layout& layout, const QueueTable& table,
   }
   std::vector<storage::PartitionToRecover> what;
   for (const QueueInfo& q : table.queues()) {
-    if (q.durability == hwconf::Durability::kNone) continue;
+    if (q.config.durability == shard::Durability::kNone) continue;
     for (uint32_t p = 0; p < q.partition_shard.size(); ++p) {
       what.push_back({DataDirOf(layout.storage, q.id, p), storage::PartitionId{q.id, p}, 0, false});
     }
@@ -268,6 +279,80 @@ int CreateStorageShells(const hwconf::Layout& layout, const SharedRuntime& rt,
     shells->push_back(std::move(*shell));
   }
   return kExitOk;
+}
+
+// The control plane: metadata store -> catalog -> service over the dataplane backend.
+struct ControlPlane {
+  std::unique_ptr<control::FileStore> store;
+  std::unique_ptr<control::Catalog> catalog;
+  std::unique_ptr<SluicedBackend> backend;
+  std::unique_ptr<control::ControlService> service;
+  std::unique_ptr<control::RestServer> rest;
+};
+
+int Fail(const char* what, const absl::Status& st) {
+  std::fprintf(stderr, "sluiced: %s: %s\n", what, std::string(st.message()).c_str());
+  return kExitControl;
+}
+
+// RCU publisher of the queue table and the workers' stats mailboxes.
+int CreateTablePublisher(SharedRuntime* rt, std::unique_ptr<TablePublisher>* tables,
+                         std::unique_ptr<StatsMailbox[]>* mailboxes) {
+  auto t = TablePublisher::Create(rt->worker_count);
+  if (!t.ok()) return Fail("queue table publisher", t.status());
+  *tables = std::move(*t);
+  *mailboxes = std::make_unique<StatsMailbox[]>(rt->worker_count);
+  rt->tables = tables->get();
+  rt->stats = mailboxes->get();
+  return kExitOk;
+}
+
+int OpenCatalog(const hwconf::Layout& layout, SharedRuntime* rt, ControlPlane* cp) {
+  auto store = control::FileStore::Open(layout.control.metadata_dir);
+  if (!store.ok()) return Fail("metadata store", store.status());
+  cp->store = std::move(*store);
+  const control::MetaOptions options = control::MetaOptionsFromLayout(layout);
+  auto catalog = control::Catalog::Open(*cp->store, options);
+  if (!catalog.ok()) return Fail("catalog", catalog.status());
+  cp->catalog = std::move(*catalog);
+  // Queues created at run time with the default message size must fit the shards.
+  rt->min_message_bytes = options.defaults.max_message_bytes;
+  cp->backend = std::make_unique<SluicedBackend>(layout, *rt);
+  cp->service = std::make_unique<control::ControlService>(*cp->catalog, *cp->backend);
+  std::printf("sluiced: catalog %s: %zu queue(s)\n", cp->catalog->StoreDescription().c_str(),
+              cp->catalog->List().size());
+  return kExitOk;
+}
+
+// The layout's [[queue]] declarations through the catalog, then the first table (before the
+// workers exist: their shards are sized by it).
+int BootstrapAndPublish(const hwconf::Layout& layout, ControlPlane* cp) {
+  auto report = cp->service->Bootstrap(layout.queues);
+  if (!report.ok()) return Fail("bootstrap of the layout's queues", report.status());
+  for (const std::string& name : report->created) {
+    std::printf("sluiced: queue %s created from the layout\n", name.c_str());
+  }
+  for (const std::string& w : report->warnings) std::printf("sluiced: warning: %s\n", w.c_str());
+  if (absl::Status st = cp->service->PublishCurrent(); !st.ok()) return Fail("publication", st);
+  return kExitOk;
+}
+
+int StartRest(const hwconf::Layout& layout, ControlPlane* cp) {
+  cp->rest = std::make_unique<control::RestServer>(
+      *cp->service, control::RestServerOptions{.listen = layout.control.listen});
+  if (absl::Status st = cp->rest->Start(); !st.ok()) return Fail("REST API", st);
+  std::printf("sluiced: REST API and /metrics on http://%s (DPDK telemetry: /sluice/...)\n",
+              layout.control.listen.c_str());
+  return kExitOk;
+}
+
+// Reverse order of construction: each part refers to the ones before it.
+void StopControlPlane(ControlPlane* cp) {
+  cp->rest.reset();
+  cp->service.reset();
+  cp->backend.reset();
+  cp->catalog.reset();
+  cp->store.reset();
 }
 
 struct LaunchArg {
@@ -315,18 +400,11 @@ int Main(int argc, char** argv) {
                 args.hwconf.c_str());
     return kExitOk;
   }
-  auto table = QueueTable::Build(*layout);
-  if (!table.ok()) {
-    std::fprintf(stderr, "sluiced: %s\n", std::string(table.status().message()).c_str());
-    return kExitBadLayout;
-  }
-
   if (int rc = InitEal(*layout, argv[0]); rc != kExitOk) return rc;
   InstallSignals();
 
   SharedRuntime rt;
   rt.layout = &*layout;
-  rt.queues = table->get();
   rt.tsc_hz = rte_get_tsc_hz();
   rt.tsc_start = rte_rdtsc();
   timespec unix_now{};
@@ -352,13 +430,20 @@ int Main(int argc, char** argv) {
       rc = kExitSetup;
     }
   }
+  std::unique_ptr<TablePublisher> tables;
+  std::unique_ptr<StatsMailbox[]> mailboxes;
+  ControlPlane cp;
+  if (rc == kExitOk) rc = CreateTablePublisher(&rt, &tables, &mailboxes);
+  if (rc == kExitOk) rc = OpenCatalog(*layout, &rt, &cp);
+  if (rc == kExitOk) rc = BootstrapAndPublish(*layout, &cp);
+
   std::vector<WakeSignal> wake(rt.worker_count);
   for (WakeSignal& w : wake) w.fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
   rt.wake = wake.data();
 
   std::unique_ptr<StartupRecovery> recovery;
   std::vector<std::unique_ptr<StorageShell>> shells;
-  if (rc == kExitOk) rc = RecoverStorage(*layout, **table, &recovery);
+  if (rc == kExitOk) rc = RecoverStorage(*layout, *tables->Load(), &recovery);
   rt.recovery = recovery.get();
   if (rc == kExitOk) rc = CreateStorageShells(*layout, rt, args.fault, &shells);
 
@@ -381,12 +466,21 @@ int Main(int argc, char** argv) {
     }
   }
   if (rc == kExitOk) {
+    cp.backend->AttachWorkers(&workers);
+    cp.backend->RegisterTelemetry();
+    rc = StartRest(*layout, &cp);
+  }
+  if (rc == kExitOk) {
     std::printf("sluiced: running: %u worker lcore(s), %u shard(s), %zu queue(s); "
                 "SIGINT/SIGTERM to stop\n", rt.worker_count, layout->shards,
-                rt.queues->queues().size());
+                tables->Load()->queues().size());
     std::fflush(stdout);
     rc = RunMainLoop(workers, args);
   }
+  // No publication after this point: the REST server finishes its requests and stops before the
+  // workers (a publication waits for them to pass a quiescent state).
+  if (cp.rest) cp.rest->Stop();
+  if (cp.backend) cp.backend->AttachWorkers(nullptr);
   g_stop = true;
   // rte_eal_wait_lcore returns the lcore function's result (0 for one never launched).
   for (const auto& w : workers) {
@@ -397,6 +491,8 @@ int Main(int argc, char** argv) {
   if (!args.stats_file.empty() && !workers.empty()) WriteStatsFile(args.stats_file, workers);
   PrintStats(stdout, workers);
   workers.clear();
+  StopControlPlane(&cp);
+  tables.reset();  // frees the last table
   for (WakeSignal& w : wake) close(w.fd);
   address_check.reset();
   Cleanup(rt);

@@ -17,21 +17,23 @@ std::string CountersJson(const Worker& w) {
       "\"tx_bytes\": %u, \"arp_replies\": %u, \"icmp_echo_replies\": %u, \"frames\": %u, "
       "\"handoffs_out\": %u, \"handoffs_in\": %u, \"throttled\": %u, "
       "\"error_replies\": %u, \"idle_sleeps\": %u, \"loops\": %u, \"drops\": {",
-      w.index(), w.lcore_id(), c.rx_packets, c.rx_bytes, c.tx_packets, c.tx_bytes, c.arp_replies,
-      c.icmp_echo_replies, c.frames, c.handoffs_out, c.handoffs_in, c.throttled,
-      c.error_replies, c.idle_sleeps, c.loops);
+      w.index(), w.lcore_id(), c.rx_packets.load(), c.rx_bytes.load(), c.tx_packets.load(),
+      c.tx_bytes.load(), c.arp_replies.load(), c.icmp_echo_replies.load(), c.frames.load(),
+      c.handoffs_out.load(), c.handoffs_in.load(), c.throttled.load(), c.error_replies.load(),
+      c.idle_sleeps.load(), c.loops.load());
   for (size_t r = 0; r < c.drops.size(); ++r) {
     absl::StrAppendFormat(&s, "%s\"%s\": %u", r ? ", " : "",
-                          DropReasonName(static_cast<DropReason>(r)), c.drops[r]);
+                          DropReasonName(static_cast<DropReason>(r)), c.drops[r].load());
   }
   const FrontendCounters& f = w.handler().frontend_counters();
   absl::StrAppendFormat(&s,
                         "}, \"produced\": %u, \"acked\": %u, \"duplicates\": %u, "
                         "\"items_throttled\": %u, \"rejected\": %u, \"delivered\": %u, "
                         "\"reply_no_buffer\": %u",
-                        f.produced, f.acked, f.duplicates, f.throttled, f.rejected, f.delivered,
-                        f.reply_no_buffer);
-  absl::StrAppendFormat(&s, ", \"storage_failures\": %u", f.storage_failures);
+                        f.produced.load(), f.acked.load(), f.duplicates.load(),
+                        f.throttled.load(), f.rejected.load(), f.delivered.load(),
+                        f.reply_no_buffer.load());
+  absl::StrAppendFormat(&s, ", \"storage_failures\": %u", f.storage_failures.load());
   if (const StorageShell* st = w.storage()) {
     const StorageShellStats& ss = st->stats();
     const storage::WriterStats& ws = st->writer_stats();
@@ -57,9 +59,9 @@ void PrintStats(FILE* out, const std::vector<std::unique_ptr<Worker>>& workers) 
     std::fprintf(out,
                  "sluiced: worker %u (lcore %d): rx %lu pkts, tx %lu pkts, frames %lu, "
                  "messages %lu, handoffs %lu out / %lu in, throttled %lu, drops %lu\n",
-                 w->index(), w->lcore_id(), c.rx_packets, c.tx_packets, c.frames,
-                 w->handler().frontend_counters().produced,
-                 c.handoffs_out, c.handoffs_in, c.throttled, drops);
+                 w->index(), w->lcore_id(), c.rx_packets.load(), c.tx_packets.load(),
+                 c.frames.load(), w->handler().frontend_counters().produced.load(),
+                 c.handoffs_out.load(), c.handoffs_in.load(), c.throttled.load(), drops);
   }
 }
 

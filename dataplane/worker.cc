@@ -10,6 +10,7 @@
 #include "dataplane/frame_handler.h"
 #include "dataplane/idle.h"
 #include "dataplane/storage_shell.h"
+#include "dataplane/table_publisher.h"
 #include "protocol/assert.h"
 
 namespace sluice::dataplane {
@@ -17,6 +18,11 @@ namespace sluice::dataplane {
 Worker::Worker(uint16_t index, const hwconf::Lcore& conf, const SharedRuntime& shared,
                std::unique_ptr<StorageShell> storage)
     : index_(index), conf_(conf), shared_(shared), storage_(std::move(storage)) {
+  // A reader of the queue table from here on (before the first load: a table this worker holds
+  // is never freed under it); the lcore reports quiescent states once it runs.
+  shared.tables->Register(index);
+  table_ = shared.tables->Load();
+  SLUICE_ASSERT(table_ != nullptr);  // the control plane published before workers start
   // Only client ports are set up so far; replication links (a later issue) are not polled yet.
   for (const hwconf::RxQueueRef& ref : conf.rx) {
     const hwconf::Port* port = shared.layout->FindPort(ref.port);
@@ -64,6 +70,29 @@ void Worker::SetUpWakeups() {
       rx_wakeups_ = false;
     }
   }
+}
+
+uint64_t Worker::RingOccupancy() const {
+  uint64_t n = 0;
+  for (rte_ring* r : inbound_) n += rte_ring_count(r);
+  return n;
+}
+
+void Worker::LoadTable() {
+  const QueueTable* t = shared_.tables->Load();
+  if (t == table_) return;
+  table_ = t;
+  handler_->SetTable(*t);
+}
+
+void Worker::AnswerStatsRequest() {
+  StatsMailbox& box = shared_.stats[index_];
+  const uint64_t requested = box.requested.load(std::memory_order_acquire);
+  if (requested == box.published.load(std::memory_order_relaxed)) return;
+  figures_.clear();
+  handler_->CollectPartitionStats(&figures_);
+  box.figures.swap(figures_);
+  box.published.store(requested, std::memory_order_release);
 }
 
 bool Worker::RingsEmpty() const {
@@ -154,22 +183,32 @@ void Worker::FlushTx() {
 
 int Worker::Run(const std::atomic<bool>& stop) {
   IdlePolicy idle(conf_.idle, rx_wakeups_);
+  TablePublisher& tables = *shared_.tables;
   while (!stop.load(std::memory_order_relaxed)) {
     ++counters_.loops;
     UpdateClock();
+    LoadTable();
     uint32_t work = PollRx();
     work += PollRings();
     work += handler_->Service(NowNs());
     FlushTx();
-    if (const uint64_t ns = idle.Next(work); ns != 0) Sleep(ns);
+    AnswerStatsRequest();
+    tables.Quiescent(index_);  // the table loaded above is not read again before the next load
+    if (const uint64_t ns = idle.Next(work); ns != 0) {
+      tables.Offline(index_);  // a sleeping worker does not hold up a publication
+      Sleep(ns);
+      tables.Online(index_);
+    }
   }
   // Drain: what other lcores already handed us is still answered, and what was appended is
   // written and acked, before the ports close.
   UpdateClock();
+  LoadTable();
   PollRings();
   handler_->Service(NowNs());
   handler_->Drain(NowNs());
   FlushTx();
+  tables.Unregister(index_);
   return 0;
 }
 

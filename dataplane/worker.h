@@ -8,12 +8,14 @@
 #include <atomic>
 #include <cstdint>
 #include <memory>
+#include <mutex>
 #include <vector>
 
 #include <rte_mbuf.h>
 #include <rte_ring.h>
 
 #include "dataplane/counters.h"
+#include "dataplane/frontend.h"
 #include "dataplane/port.h"
 #include "dataplane/queue_table.h"
 #include "dataplane/tx_buffer.h"
@@ -26,6 +28,7 @@ class FrameHandler;
 class StartupRecovery;
 class StorageShell;
 struct StorageFault;
+class TablePublisher;
 
 struct RxQueue {
   const PortRuntime* port = nullptr;
@@ -40,10 +43,23 @@ struct alignas(64) WakeSignal {
   int fd = -1;  // eventfd
 };
 
-// State every worker reads and nobody writes after start-up (but the wake signals).
+// Partition figures a worker publishes when the control thread asks (ControlBackend::Stats):
+// the reader bumps `requested` and waits for `published` to reach it; the worker fills `figures`
+// at the end of a pass in between. Readers take `reader_mu` for the whole exchange, so the worker
+// never waits and never writes while a reader copies.
+struct alignas(64) StatsMailbox {
+  std::atomic<uint64_t> requested{0};
+  std::atomic<uint64_t> published{0};
+  std::mutex reader_mu;
+  std::vector<PartitionFigures> figures;
+};
+
+// State every worker reads and nobody writes after start-up (but the wake signals, the table
+// publisher and the stats mailboxes).
 struct SharedRuntime {
   const hwconf::Layout* layout = nullptr;
-  const QueueTable* queues = nullptr;
+  TablePublisher* tables = nullptr;  // the current QueueTable, published with RCU
+  uint32_t min_message_bytes = 0;    // shards are sized for at least this (runtime queues)
   std::vector<PortRuntime> ports;
   rte_mempool* pool = nullptr;
   uint64_t tsc_hz = 0;
@@ -58,6 +74,7 @@ struct SharedRuntime {
   std::array<std::array<rte_ring*, kMaxWorkers>, kMaxWorkers> rings{};
   uint16_t worker_count = 0;
   WakeSignal* wake = nullptr;  // [worker_count]
+  StatsMailbox* stats = nullptr;  // [worker_count]
   AddressCheck* address_check = nullptr;
 };
 
@@ -65,6 +82,7 @@ class Worker {
  public:
   static constexpr uint16_t kRxBurst = 32;
 
+  // Registers as reader `index` of the table publisher (Run unregisters when it returns).
   // `storage`: this worker's storage shell (null: every queue in memory).
   Worker(uint16_t index, const hwconf::Lcore& conf, const SharedRuntime& shared,
          std::unique_ptr<StorageShell> storage);
@@ -89,6 +107,10 @@ class Worker {
   LcoreCounters& mutable_counters() { return counters_; }
   // Time of the current loop pass (read once per pass: frames of a pass share it).
   uint64_t NowNs() const { return now_ns_; }
+  // The table of the current pass (loaded from the publisher at its start).
+  const QueueTable& table() const { return *table_; }
+  // Entries waiting in this worker's inbound hand-off rings (any thread may ask).
+  uint64_t RingOccupancy() const;
 
  private:
   uint32_t PollRx();
@@ -98,6 +120,8 @@ class Worker {
   void Sleep(uint64_t ns);
   bool RingsEmpty() const;
   void SetUpWakeups();
+  void LoadTable();         // start of a pass: a newer table? reconcile partitions
+  void AnswerStatsRequest();  // end of a pass: figures asked for by the control thread
 
   const uint16_t index_;
   const hwconf::Lcore& conf_;
@@ -107,6 +131,8 @@ class Worker {
   std::vector<TxBuffer> tx_;  // indexed by port id
   std::unique_ptr<StorageShell> storage_;  // before handler_: the frontend uses it
   std::unique_ptr<FrameHandler> handler_;
+  const QueueTable* table_ = nullptr;
+  std::vector<PartitionFigures> figures_;  // built here, swapped into the mailbox
   void UpdateClock();
   uint64_t tsc_start_ = 0;
   uint64_t ns_per_cycle_q32_ = 0;  // nanoseconds per TSC cycle, 32.32 fixed point

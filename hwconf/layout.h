@@ -99,7 +99,7 @@ struct Control {
   std::string metadata_dir = "/var/lib/sluice/meta";
 };
 
-// Queues declared in the layout: the bootstrap set until the control plane owns metadata.
+// Queues declared in the layout: created in the control plane's catalog at start when missing.
 struct QueueDecl {
   std::string name;
   QueueType type = QueueType::kStream;

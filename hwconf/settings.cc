@@ -625,7 +625,8 @@ const std::vector<Section>& Sections() {
       MakeSection("control", false, false, "Management address and metadata store.",
                   ControlFields, [](Layout& l) -> Control& { return l.control; }),
       MakeSection("queue", true, false,
-                  "Queues created at start-up, until the control plane owns metadata.",
+                  "Queues created in the catalog at start-up when missing (the stored metadata "
+                  "wins for existing ones; more through the REST API or sluicectl).",
                   QueueFields, [](Layout& l) -> std::vector<QueueDecl>& { return l.queues; }),
   };
   return kSections;

@@ -12,8 +12,13 @@ PartitionLog::PartitionLog(ChunkPool& pool, const LogConfig& config)
   SLUICE_ASSERT(align_ > 0 && (align_ & (align_ - 1)) == 0);
   SLUICE_ASSERT(pool_.chunk_bytes() % align_ == 0);
   SLUICE_ASSERT(config_.batch_header_bytes < pool_.chunk_bytes());
-  // Worst case every batch holds one record and takes a whole alignment unit.
-  batches_.Reset(uint64_t{config_.max_chunks} * (pool_.chunk_bytes() / align_) + 1);
+  // Worst case every batch holds one record and takes a whole alignment unit; and a batch holds at
+  // least one record, of which a partition keeps at most max_index_entries (the index, or the
+  // work queue's message table, which MakeLogConfig passes here). Without the second bound, 64 B
+  // alignment and 1 MiB chunks make this ring 2^21 entries (> 100 MiB written per partition):
+  // seconds of an lcore's time for a queue created at run time.
+  batches_.Reset(std::min<uint64_t>(uint64_t{config_.max_chunks} * (pool_.chunk_bytes() / align_),
+                                    config_.max_index_entries) + 1);
   if (config_.indexed) {
     index_.Reset(config_.max_index_entries);
     chunks_.Reset(config_.max_chunks + 1);

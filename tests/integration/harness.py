@@ -23,6 +23,9 @@ CLONE_NEWNET = 0x40000000
 SERVER_IP = "198.18.0.1"
 KERNEL_CIDR = "198.18.0.2/24"
 SERVER_PORT = 7411
+# The REST API / metrics address: loopback of the namespace sluiced runs in (the test process is
+# in that namespace too), so the default port never collides between runs.
+REST_ADDRESS = "127.0.0.1:7480"
 
 BUILD_DIR = os.environ.get("SLUICE_BUILD_DIR", "")
 SOURCE_DIR = os.environ.get("SLUICE_SOURCE_DIR", "")
@@ -82,8 +85,8 @@ class Namespace:
 class Sluiced:
     """sluiced on a TAP layout, started in the current network namespace."""
 
-    def __init__(self, workers=1, queues=None, extra_toml="", durability="write", args=(),
-                 segment_bytes=8 << 20):
+    def __init__(self, workers=1, queues=None, extra_toml="", metadata_dir=None,
+                 durability="write", args=(), segment_bytes=8 << 20):
         self.tag = secrets.token_hex(3)
         self.workers = workers
         self.queues = queues if queues is not None else DEFAULT_QUEUES
@@ -97,6 +100,8 @@ class Sluiced:
         self.layout = os.path.join(self.dir, "layout.toml")
         self.stats_path = os.path.join(self.dir, "stats.json")
         self.log_path = os.path.join(self.dir, "sluiced.log")
+        # The queue catalog; a test that restarts sluiced passes the same directory again.
+        self.metadata_dir = metadata_dir or os.path.join(self.dir, "meta")
         self.proc = None
         self._log_file = None
 
@@ -138,7 +143,8 @@ durability = "{self.durability}"
 segment_bytes = {self.segment_bytes}
 
 [control]
-metadata_dir = "{self.dir}/meta"
+metadata_dir = "{self.metadata_dir}"
+listen = "{REST_ADDRESS}"
 
 {self.queues}
 {self.extra_toml}
@@ -178,6 +184,10 @@ metadata_dir = "{self.dir}/meta"
         if self.proc is not None and self.proc.poll() is None:
             os.killpg(self.proc.pid, signal.SIGKILL)
             self.proc.wait()
+
+    @property
+    def file_prefix(self):
+        return f"sluice-it-{self.tag}"
 
     def log(self):
         try:

@@ -239,12 +239,11 @@ class StorageTest(unittest.TestCase):
             self.assertTrue(got.rstrip("\n").endswith("after"), got)
 
     def test_fetch_older_than_memory_is_served_from_the_log(self):
-        queues = ("[[queue]]\nname = \"archive\"\ntype = \"stream\"\npartitions = 1\n"
-                  "max_message_bytes = 4096\n")  # 256 KiB chunks: 16 MiB in memory
+        queues = '[[queue]]\nname = "archive"\ntype = "stream"\npartitions = 1\n'
         with Namespace(), Sluiced(queues=queues, durability="write") as s:
-            # ~24 MB: more than the 16 MiB a partition keeps in memory, so the oldest chunks are
-            # evicted and offsets from 0 can only come from the log.
-            n, body = 24_000, "y" * 1000
+            # More records than a stream partition indexes in memory (65 536): the oldest chunks
+            # are evicted, so offsets from 0 can only come from the log.
+            n, body = 80_000, "y" * 100
             lines = [f"{i:05d}{body}" for i in range(n)]
             sluice("produce", "archive", input="\n".join(lines) + "\n", timeout=180)
             c = new_client(50)

@@ -158,9 +158,8 @@ class RealServer final : public dp::ReplyChannel {
           n = p::EncodeLookupReply(
               out, ids,
               p::LookupReply{q->id, static_cast<uint16_t>(q->partition_worker.size()),
-                             q->decl.type == hwconf::QueueType::kStream ? p::QueueType::kStream
-                                                                        : p::QueueType::kWorkQueue,
-                             q->decl.max_message_bytes});
+                             q->is_stream() ? p::QueueType::kStream : p::QueueType::kWorkQueue,
+                             q->config.max_message_bytes});
         }
         if (n) Reply(key, std::span<const std::byte>(out, *n));
         return;

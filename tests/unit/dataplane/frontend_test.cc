@@ -358,3 +358,66 @@ TEST_F(FrontendTest, MessagePastMaxReceiveCountMovesToTheDeadLetterQueue) {
 
 }  // namespace
 }  // namespace sluice::dataplane
+
+namespace sluice::dataplane {
+namespace {
+
+// A new table (a queue added, one purged) changes nothing for the subscriptions, acks and
+// credits of the queues that stay.
+TEST_F(FrontendTest, SetTableKeepsOtherQueuesRunning) {
+  std::vector<std::byte> buf(256);
+  p::SubscribeRequest sr;
+  sr.subscription_id = 77;
+  sr.queue_id = 1;
+  sr.partition = 1;
+  sr.start_kind = p::StartKind::kEarliest;
+  sr.initial_credits = 2;
+  buf.resize(*p::EncodeSubscribe(buf, {1, 8, 0}, sr));
+  Feed(buf);
+  std::string payload = "m";
+  std::vector<p::MessageSpec> msgs(5);
+  for (int i = 0; i < 5; ++i) {
+    msgs[i].partition = 1;
+    msgs[i].sequence = static_cast<uint64_t>(i);
+    msgs[i].payload = Bytes(payload);
+  }
+  Feed(Produce(1, 5, msgs));
+  frontend_->Service(2'000'000);
+  channel_.sent.clear();
+
+  std::vector<QueueInfo> queues = table_->queues();
+  QueueInfo extra;
+  extra.id = 9;
+  extra.name = "extra";
+  extra.config.type = shard::QueueType::kWork;
+  extra.partition_shard.resize(2);
+  queues.push_back(extra);
+  queues[2].purge_generation = 1;  // dlq
+  auto next = QueueTable::Build(layout_, queues, 2);
+  ASSERT_TRUE(next.ok()) << next.status();
+  frontend_->SetTable(**next);
+  table_.reset();  // the previous table is gone, as RCU frees it: the frontend must not read it
+
+  std::vector<std::byte> cb(256);
+  cb.resize(*p::EncodeCredit(cb, {1, 9, 0}, p::CreditGrant{77, 1, 10, 2}));
+  Feed(cb);
+  for (int i = 0; i < 5; ++i) msgs[i].sequence = 5 + static_cast<uint64_t>(i);
+  Feed(Produce(1, 5, msgs));
+  frontend_->Service(3'000'000);
+  uint32_t delivered = 0;
+  for (auto& s : channel_.sent) {
+    auto f = p::DecodeFrame(s);
+    if (f->header.type != p::FrameType::kDeliver) continue;
+    delivered += p::DecodeDeliver(*f)->messages.size();
+  }
+  EXPECT_EQ(delivered, 8u) << "the subscription stalled after SetTable";
+  uint32_t acked = 0;
+  for (const p::AckRange& a : Acks()) {
+    if (a.errc == Errc::kOk) acked += a.count;
+  }
+  EXPECT_EQ(acked, 5u);
+  table_ = std::move(*next);
+}
+
+}  // namespace
+}  // namespace sluice::dataplane

@@ -1,0 +1,375 @@
+#include "dataplane/control_backend.h"
+
+#include <algorithm>
+#include <map>
+#include <thread>
+
+#include <rte_ethdev.h>
+#include <rte_telemetry.h>
+#include <rte_version.h>
+
+#include "absl/strings/str_format.h"
+#include "control/engine_config.h"
+#include "control/errors.h"
+#include "dataplane/frame_handler.h"
+
+namespace sluice::dataplane {
+namespace {
+
+namespace c = control;
+
+// How long Stats waits for a worker to answer (a pass takes microseconds; an idle worker sleeps
+// at most 1 ms). A worker that does not answer keeps its partitions out of this reading.
+constexpr auto kFiguresWait = std::chrono::milliseconds(300);
+// A worker whose loop counter did not move for this long is reported not live.
+constexpr auto kStallAfter = std::chrono::seconds(2);
+
+// The backend the telemetry callbacks read (they take no user pointer in DPDK 22.11).
+std::mutex g_telemetry_mu;
+SluicedBackend* g_telemetry_backend = nullptr;
+
+}  // namespace
+
+SluicedBackend::SluicedBackend(const hwconf::Layout& layout, SharedRuntime& rt)
+    : layout_(layout), rt_(rt) {
+  loop_samples_.resize(layout.lcores.size());
+}
+
+SluicedBackend::~SluicedBackend() {
+  std::lock_guard lock(g_telemetry_mu);
+  if (g_telemetry_backend == this) g_telemetry_backend = nullptr;
+}
+
+void SluicedBackend::AttachWorkers(const std::vector<std::unique_ptr<Worker>>* workers) {
+  // Telemetry callbacks run under g_telemetry_mu: once this returns, none still reads the
+  // previous workers (the REST server, the other reader, is stopped before workers go away).
+  std::lock_guard lock(g_telemetry_mu);
+  workers_.store(workers, std::memory_order_release);
+}
+
+absl::StatusOr<std::vector<QueueInfo>> SluicedBackend::QueuesOf(
+    const c::CatalogSnapshot& snapshot, uint32_t message_cap, uint32_t shards) {
+  std::vector<QueueInfo> queues;
+  queues.reserve(snapshot.queues().size());
+  std::vector<uint32_t> per_shard(shards, 0);
+  const uint32_t max_per_shard = EngineShardConfig(0).max_partitions;
+  shard::QueueConfig base;
+  base.memory_budget_chunks = 64;  // as layout-declared queues had: a partition's share
+  for (const c::QueueMeta& meta : snapshot.queues()) {
+    QueueInfo q;
+    q.id = meta.id;
+    q.name = meta.name();
+    q.config = c::ToShardQueueConfig(meta, snapshot, base);
+    q.receive_wait_ms = meta.spec.attributes.receive_wait_ms;
+    q.purge_generation = meta.purge_generation;
+    q.partition_shard.resize(meta.spec.partitions);
+    if (message_cap != 0 && q.config.max_message_bytes > message_cap) {
+      return c::MakeError(
+          absl::StatusCode::kResourceExhausted, c::errc::kLimit, "attributes.max_message_bytes",
+          absl::StrFormat("queue '%s': max_message_bytes %u is more than this sluiced's shards "
+                          "were sized for at start (%u bytes); restart sluiced to resize them",
+                          q.name, q.config.max_message_bytes, message_cap));
+    }
+    for (uint32_t p = 0; p < meta.spec.partitions; ++p) {
+      const uint32_t shard = static_cast<uint32_t>((uint64_t{meta.id} - 1 + p) % shards);
+      if (++per_shard[shard] > max_per_shard) {
+        return c::MakeError(absl::StatusCode::kResourceExhausted, c::errc::kLimit, "partitions",
+                            absl::StrFormat("queue '%s': shard %u would hold more than %u "
+                                            "partitions", q.name, shard, max_per_shard));
+      }
+    }
+    queues.push_back(std::move(q));
+  }
+  return queues;
+}
+
+absl::Status SluicedBackend::Publish(std::shared_ptr<const c::CatalogSnapshot> snapshot) {
+  // Publications come one at a time (ControlService); mu_ guards against Stats readers only.
+  uint32_t cap = message_cap_;
+  if (cap == 0) {
+    // The first publication happens before the workers exist: their shards are sized for the
+    // largest message of this table (and at least rt_.min_message_bytes).
+    uint32_t largest = rt_.min_message_bytes;
+    for (const c::QueueMeta& m : snapshot->queues()) {
+      largest = std::max(largest, m.spec.attributes.max_message_bytes);
+    }
+    cap = EngineMessageCap(largest);
+  }
+  auto queues = QueuesOf(*snapshot, cap, layout_.shards);
+  if (!queues.ok()) return queues.status();
+  auto table = QueueTable::Build(layout_, std::move(*queues), snapshot->version());
+  if (!table.ok()) return table.status();
+  rt_.tables->Publish(std::move(*table));
+  std::lock_guard lock(mu_);
+  message_cap_ = cap;
+  snapshot_ = std::move(snapshot);
+  return absl::OkStatus();
+}
+
+absl::Status SluicedBackend::Purge(const c::QueueMeta&) {
+  // The purge generation travels in the table just published: each owner drops the partition's
+  // messages when it loads that table (Frontend::SetTable). Nothing more to do here.
+  return absl::OkStatus();
+}
+
+std::vector<PartitionFigures> SluicedBackend::CollectFigures() {
+  std::vector<PartitionFigures> all;
+  const auto* workers = workers_.load(std::memory_order_acquire);
+  if (workers == nullptr) return all;
+  for (size_t w = 0; w < workers->size(); ++w) {
+    StatsMailbox& box = rt_.stats[w];
+    std::lock_guard lock(box.reader_mu);
+    const uint64_t want = box.requested.fetch_add(1, std::memory_order_acq_rel) + 1;
+    const auto deadline = std::chrono::steady_clock::now() + kFiguresWait;
+    bool answered = false;
+    while (!(answered = box.published.load(std::memory_order_acquire) >= want) &&
+           std::chrono::steady_clock::now() < deadline) {
+      std::this_thread::sleep_for(std::chrono::microseconds(200));
+    }
+    if (answered) all.insert(all.end(), box.figures.begin(), box.figures.end());
+  }
+  return all;
+}
+
+c::BackendStats SluicedBackend::Stats() {
+  c::BackendStats out;
+  std::shared_ptr<const c::CatalogSnapshot> snapshot;
+  {
+    std::lock_guard lock(mu_);
+    snapshot = snapshot_;
+  }
+  if (snapshot == nullptr) return out;
+  out.published_version = snapshot->version();
+
+  std::map<std::pair<uint32_t, uint32_t>, PartitionFigures> figures;
+  for (const PartitionFigures& f : CollectFigures()) figures[{f.queue, f.partition}] = f;
+  for (const c::QueueMeta& meta : snapshot->queues()) {
+    c::QueueStats qs;
+    qs.id = meta.id;
+    for (uint32_t p = 0; p < meta.spec.partitions; ++p) {
+      c::PartitionStats ps;
+      ps.partition = p;
+      ps.shard = static_cast<uint32_t>((uint64_t{meta.id} - 1 + p) % layout_.shards);
+      for (const hwconf::Lcore& l : layout_.lcores) {
+        if (std::find(l.shards.begin(), l.shards.end(), ps.shard) != l.shards.end()) {
+          ps.lcore = l.id;
+        }
+      }
+      if (auto it = figures.find({meta.id, p}); it != figures.end()) {
+        const PartitionFigures& f = it->second;
+        ps.depth = f.depth;
+        ps.in_flight = f.in_flight;
+        ps.delayed = f.delayed;
+        ps.low_offset = f.low_offset;
+        ps.next_offset = f.next_offset;
+        ps.durable_offset = f.durable_offset;
+        ps.bytes_stored = f.bytes_stored;
+        // The engine counts per shard, not per partition: the log's offsets are the messages
+        // appended to this partition since start (or since its last purge).
+        ps.messages_in = f.next_offset;
+      }
+      qs.partitions.push_back(ps);
+    }
+    out.queues.push_back(std::move(qs));
+  }
+
+  const auto* workers = workers_.load(std::memory_order_acquire);
+  if (workers == nullptr) return out;
+  for (const auto& w : *workers) {
+    const LcoreCounters& lc = w->counters();
+    const FrontendCounters& fc = w->handler().frontend_counters();
+    c::LcoreStats ls;
+    ls.lcore = w->lcore_id();
+    ls.worker = w->index();
+    ls.rx_packets = lc.rx_packets;
+    ls.rx_bytes = lc.rx_bytes;
+    ls.tx_packets = lc.tx_packets;
+    ls.tx_bytes = lc.tx_bytes;
+    ls.arp_replies = lc.arp_replies;
+    ls.icmp_echo_replies = lc.icmp_echo_replies;
+    ls.frames = lc.frames;
+    ls.messages_in = fc.produced;
+    ls.handoffs_out = lc.handoffs_out;
+    ls.handoffs_in = lc.handoffs_in;
+    ls.throttled = lc.throttled;
+    ls.error_replies = lc.error_replies;
+    ls.idle_sleeps = lc.idle_sleeps;
+    ls.loops = lc.loops;
+    for (size_t r = 0; r < lc.drops.size(); ++r) {
+      ls.drops.emplace_back(std::string(DropReasonName(static_cast<DropReason>(r))), lc.drops[r]);
+    }
+    ls.produced = fc.produced;
+    ls.acked = fc.acked;
+    ls.duplicates = fc.duplicates;
+    ls.rejected = fc.rejected;
+    ls.delivered = fc.delivered;
+    ls.reply_no_buffer = fc.reply_no_buffer;
+    ls.ring_occupancy = w->RingOccupancy();
+    out.lcores.push_back(std::move(ls));
+  }
+  return out;
+}
+
+c::HealthReport SluicedBackend::Liveness() {
+  c::HealthReport r;
+  const auto* workers = workers_.load(std::memory_order_acquire);
+  if (workers == nullptr) {
+    return c::HealthReport{false, {{"lcores", false, "workers not running"}}};
+  }
+  std::lock_guard lock(mu_);
+  const auto now = std::chrono::steady_clock::now();
+  std::string stalled;
+  for (size_t i = 0; i < workers->size(); ++i) {
+    const uint64_t loops = (*workers)[i]->counters().loops;
+    LoopSample& s = loop_samples_[i];
+    if (loops != s.loops || s.changed == std::chrono::steady_clock::time_point{}) {
+      s.loops = loops;
+      s.changed = now;
+    } else if (now - s.changed > kStallAfter) {
+      absl::StrAppendFormat(&stalled, "%sworker %u (lcore %d)", stalled.empty() ? "" : ", ", i,
+                            (*workers)[i]->lcore_id());
+    }
+  }
+  const bool ok = stalled.empty();
+  r.ok = ok;
+  r.checks.push_back({"lcores", ok,
+                      ok ? absl::StrFormat("%u workers looping", workers->size())
+                         : absl::StrCat("no loop progress for 2 s: ", stalled)});
+  return r;
+}
+
+c::HealthReport SluicedBackend::Readiness() {
+  c::HealthReport r;
+  std::string down;
+  for (const PortRuntime& p : rt_.ports) {
+    rte_eth_link link{};
+    if (rte_eth_link_get_nowait(p.addr.port_id, &link) != 0 || link.link_status == 0) {
+      absl::StrAppend(&down, down.empty() ? "" : ", ", p.conf->name);
+    }
+  }
+  r.checks.push_back({"ports", down.empty(),
+                      down.empty() ? absl::StrFormat("%u ports up", rt_.ports.size())
+                                   : absl::StrCat("link down: ", down)});
+  uint64_t version = 0;
+  bool published = false;
+  {
+    std::lock_guard lock(mu_);
+    published = snapshot_ != nullptr;
+    if (published) version = snapshot_->version();
+  }
+  r.checks.push_back({"catalog", published,
+                      published ? absl::StrFormat("version %u published", version)
+                                : std::string("not published yet")});
+  const bool running = workers_.load(std::memory_order_acquire) != nullptr;
+  r.checks.push_back({"lcores", running, running ? "workers launched" : "workers not running"});
+  r.checks.push_back({"storage", true, "not wired yet: queues live in memory"});
+  for (const c::HealthCheck& ch : r.checks) r.ok = r.ok && ch.ok;
+  return r;
+}
+
+c::RoleInfo SluicedBackend::Role() { return c::RoleInfo{}; }  // replication: a later issue
+
+c::VersionInfo SluicedBackend::Version() {
+  return c::VersionInfo{{{"dpdk", rte_version()}}};
+}
+
+// ---- DPDK telemetry ----------------------------------------------------------------------------
+
+namespace {
+
+// Runs `fn(backend)` under the registration lock, or answers that sluiced is not running.
+template <typename Fn>
+int WithBackend(rte_tel_data* d, Fn fn) {
+  std::lock_guard lock(g_telemetry_mu);
+  rte_tel_data_start_dict(d);
+  if (g_telemetry_backend == nullptr) {
+    rte_tel_data_add_dict_string(d, "error", "sluiced control plane not running");
+    return 0;
+  }
+  fn(*g_telemetry_backend, d);
+  return 0;
+}
+
+int TelemetryHealth(const char*, const char*, rte_tel_data* d) {
+  return WithBackend(d, [](SluicedBackend& b, rte_tel_data* out) {
+    const c::HealthReport live = b.Liveness();
+    const c::HealthReport ready = b.Readiness();
+    rte_tel_data_add_dict_int(out, "live", live.ok);
+    rte_tel_data_add_dict_int(out, "ready", ready.ok);
+    for (const c::HealthCheck& ch : ready.checks) {
+      rte_tel_data_add_dict_string(out, ch.name.c_str(), ch.detail.c_str());
+    }
+  });
+}
+
+int TelemetryLcores(const char*, const char*, rte_tel_data* d) {
+  return WithBackend(d, [](SluicedBackend& b, rte_tel_data* out) {
+    for (const c::LcoreStats& l : b.Stats().lcores) {
+      rte_tel_data* e = rte_tel_data_alloc();
+      if (e == nullptr) return;
+      rte_tel_data_start_dict(e);
+      rte_tel_data_add_dict_u64(e, "worker", l.worker);
+      rte_tel_data_add_dict_u64(e, "rx_packets", l.rx_packets);
+      rte_tel_data_add_dict_u64(e, "rx_bytes", l.rx_bytes);
+      rte_tel_data_add_dict_u64(e, "tx_packets", l.tx_packets);
+      rte_tel_data_add_dict_u64(e, "tx_bytes", l.tx_bytes);
+      rte_tel_data_add_dict_u64(e, "frames", l.frames);
+      rte_tel_data_add_dict_u64(e, "produced", l.produced);
+      rte_tel_data_add_dict_u64(e, "acked", l.acked);
+      rte_tel_data_add_dict_u64(e, "delivered", l.delivered);
+      rte_tel_data_add_dict_u64(e, "rejected", l.rejected);
+      rte_tel_data_add_dict_u64(e, "throttled", l.throttled);
+      rte_tel_data_add_dict_u64(e, "handoffs_out", l.handoffs_out);
+      rte_tel_data_add_dict_u64(e, "handoffs_in", l.handoffs_in);
+      rte_tel_data_add_dict_u64(e, "ring_occupancy", l.ring_occupancy);
+      rte_tel_data_add_dict_u64(e, "loops", l.loops);
+      rte_tel_data_add_dict_u64(e, "idle_sleeps", l.idle_sleeps);
+      uint64_t drops = 0;
+      for (const auto& [reason, n] : l.drops) drops += n;
+      rte_tel_data_add_dict_u64(e, "drops", drops);
+      rte_tel_data_add_dict_container(out, absl::StrFormat("lcore%d", l.lcore).c_str(), e, 0);
+    }
+  });
+}
+
+int TelemetryQueues(const char*, const char*, rte_tel_data* d) {
+  return WithBackend(d, [](SluicedBackend& b, rte_tel_data* out) {
+    const c::BackendStats s = b.Stats();
+    rte_tel_data_add_dict_u64(out, "published_version", s.published_version);
+    for (const c::QueueStats& q : s.queues) {
+      rte_tel_data* e = rte_tel_data_alloc();
+      if (e == nullptr) return;
+      uint64_t depth = 0, in_flight = 0, next = 0;
+      for (const c::PartitionStats& p : q.partitions) {
+        depth += p.depth;
+        in_flight += p.in_flight;
+        next += p.next_offset;
+      }
+      rte_tel_data_start_dict(e);
+      rte_tel_data_add_dict_u64(e, "partitions", q.partitions.size());
+      rte_tel_data_add_dict_u64(e, "depth", depth);
+      rte_tel_data_add_dict_u64(e, "in_flight", in_flight);
+      rte_tel_data_add_dict_u64(e, "messages_in", next);
+      rte_tel_data_add_dict_container(out, absl::StrFormat("queue%u", q.id).c_str(), e, 0);
+    }
+  });
+}
+
+}  // namespace
+
+void SluicedBackend::RegisterTelemetry() {
+  std::lock_guard lock(g_telemetry_mu);
+  static bool registered = false;
+  g_telemetry_backend = this;
+  if (registered) return;
+  registered = true;
+  rte_telemetry_register_cmd("/sluice/health", TelemetryHealth,
+                             "Liveness and readiness of sluiced. Takes no parameters");
+  rte_telemetry_register_cmd("/sluice/lcores", TelemetryLcores,
+                             "Counters of every worker lcore. Takes no parameters");
+  rte_telemetry_register_cmd("/sluice/queues", TelemetryQueues,
+                             "Depth, in flight and messages in of every queue (keys queue<ID>). "
+                             "Takes no parameters");
+}
+
+}  // namespace sluice::dataplane
