@@ -70,6 +70,11 @@ struct QueueConfig {
   bool fifo = false;                        // per-group order: one leased message per group
   uint32_t dedup_window_ms = 0;             // 0 = no dedup by dedup id (any queue type)
 
+  // Streams: partitions of the whole queue. The shard holding partition 0 is the queue's
+  // consumer-group coordinator and assigns partitions [0, partitions) to group members.
+  uint32_t partitions = 1;
+  uint32_t max_group_members = 64;  // members per consumer group (coordinator only)
+
   // Streams. Retention also happens when the memory budget is full (oldest durable chunk goes).
   uint64_t retention_bytes = 0;  // 0 = bounded by memory_budget_chunks only
   uint64_t retention_ms = 0;     // 0 = no time bound

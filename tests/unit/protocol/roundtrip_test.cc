@@ -16,7 +16,7 @@ namespace {
 using testing::OwnedMessage;
 using testing::Rng;
 
-constexpr int kCasesPerType = 250;  // x 18 types = 4500 cases
+constexpr int kCasesPerType = 250;  // x 21 types = 5250 cases
 
 uint64_t BaseSeed() {
   const char* s = std::getenv("SLUICE_TEST_SEED");
@@ -257,11 +257,12 @@ class RoundTrip : public ::testing::Test {
 
   void Result(Rng& r) {
     static constexpr FrameType kReq[] = {FrameType::kDelete, FrameType::kNack, FrameType::kExtend,
-                                         FrameType::kSubscribe, FrameType::kUnsubscribe};
+                                         FrameType::kSubscribe, FrameType::kUnsubscribe,
+                                         FrameType::kCommit};
     auto out = RandomBuffer(r);
     FrameWriter w(out);
     FrameIds ids = testing::RandomIds(r);
-    FrameType req = kReq[r.Below(5)];
+    FrameType req = kReq[r.Below(6)];
     ASSERT_EQ(w.BeginResult(ids, req), EncodeError::kOk);
     std::vector<ResultItem> items;
     for (size_t n = r.Between(0, 60); n > 0; --n) {
@@ -279,6 +280,60 @@ class RoundTrip : public ::testing::Test {
     size_t i = 0;
     for (ResultItem it : v->items) EXPECT_EQ(it, items[i++]);
     records_checked_ += i;
+  }
+
+  void GroupState(Rng& r) {
+    auto out = RandomBuffer(r);
+    FrameWriter w(out);
+    FrameIds ids = testing::RandomIds(r);
+    const GroupStatePrefix prefix{r.U32(), r.U32(), r.U16(), r.U32()};
+    ASSERT_EQ(w.BeginGroupState(ids, prefix), EncodeError::kOk);
+    std::vector<GroupPartition> parts;
+    for (size_t n = r.Between(0, 100); n > 0; --n) {
+      GroupPartition gp{testing::RandomPartition(r, false), r.OneIn(2), 0};
+      if (gp.committed) gp.offset = r.U64();
+      if (w.AddGroupPartition(gp) != EncodeError::kOk) break;
+      parts.push_back(gp);
+    }
+    auto len = w.Finish();
+    ASSERT_TRUE(len.has_value());
+    FrameView f = CheckHeader(out.first(*len), FrameType::kGroupState, ids,
+                              static_cast<uint32_t>(parts.size()));
+    auto v = DecodeGroupState(f);
+    ASSERT_TRUE(v.has_value()) << DecodeErrorName(v.error());
+    EXPECT_EQ(v->prefix, prefix);
+    ASSERT_EQ(v->partitions.size(), parts.size());
+    size_t i = 0;
+    for (GroupPartition gp : v->partitions) EXPECT_EQ(gp, parts[i++]);
+    records_checked_ += i + 1;
+  }
+
+  void Commit(Rng& r) {
+    auto out = RandomBuffer(r);
+    FrameWriter w(out);
+    FrameIds ids = testing::RandomIds(r);
+    std::string group = r.Bytes(255);
+    if (group.empty()) group = "g";
+    CommitPrefix prefix{r.U32(), r.U32(), r.Between(1, UINT64_MAX), group};
+    if (r.OneIn(8)) prefix.member_id = prefix.generation = 0;  // administrative commit
+    ASSERT_EQ(w.BeginCommit(ids, prefix), EncodeError::kOk);
+    std::vector<CommitItem> items;
+    for (size_t n = r.Between(1, 60); n > 0; --n) {
+      CommitItem it{testing::RandomPartition(r, false), r.U64()};
+      if (w.AddCommit(it) != EncodeError::kOk) break;
+      items.push_back(it);
+    }
+    ASSERT_FALSE(items.empty());
+    auto len = w.Finish();
+    ASSERT_TRUE(len.has_value());
+    FrameView f = CheckHeader(out.first(*len), FrameType::kCommit, ids,
+                              static_cast<uint32_t>(items.size()));
+    auto v = DecodeCommit(f);
+    ASSERT_TRUE(v.has_value()) << DecodeErrorName(v.error());
+    EXPECT_EQ(v->prefix, prefix);
+    ASSERT_EQ(v->items.size(), items.size());
+    for (size_t i = 0; i < items.size(); ++i) EXPECT_EQ(v->items[i], items[i]);
+    records_checked_ += items.size();
   }
 
   // Fixed-body types: encode `value`, decode with `decode`, compare with ==.
@@ -328,7 +383,7 @@ class RoundTrip : public ::testing::Test {
         return Fixed(r, t, testing::RandomHeartbeat(r), EncodeHeartbeat, DecodeHeartbeat);
       case FrameType::kError: {
         ErrorReply e;
-        e.errc = static_cast<Errc>(r.Between(1, 21));
+        e.errc = static_cast<Errc>(r.Between(1, 22));
         e.request_type = r.U8();
         e.primary_ipv4 = r.U32();
         e.primary_port = r.U16();
@@ -346,6 +401,22 @@ class RoundTrip : public ::testing::Test {
         return Fixed(r, t, testing::RandomLookupReply(r), EncodeLookupReply, DecodeLookupReply);
       case FrameType::kUnsubscribe:
         return Fixed(r, t, testing::RandomUnsubscribe(r), EncodeUnsubscribe, DecodeUnsubscribe);
+      case FrameType::kJoinGroup: {
+        JoinGroupRequest j;
+        j.queue_id = r.U32();
+        j.op = static_cast<GroupOp>(r.Below(3));
+        if (j.op != GroupOp::kDescribe) j.member_id = r.Between(1, UINT64_MAX);
+        if (j.op == GroupOp::kJoin && !r.OneIn(4)) {
+          j.session_timeout_ms = static_cast<uint32_t>(
+              r.Between(kMinSessionTimeoutMs, kMaxSessionTimeoutMs));
+        }
+        text = r.Bytes(255);
+        if (text.empty()) text = "g";
+        j.group = text;
+        return Fixed(r, t, j, EncodeJoinGroup, DecodeJoinGroup);
+      }
+      case FrameType::kGroupState: return GroupState(r);
+      case FrameType::kCommit: return Commit(r);
     }
     FAIL() << "type not covered";
   }
