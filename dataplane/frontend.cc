@@ -24,6 +24,7 @@ shard::QueueConfig ConfigOf(const hwconf::QueueDecl& d) {
   c.visibility_timeout_ms = d.visibility_timeout_ms;
   c.max_receive_count = d.max_receive_count;
   c.memory_budget_chunks = 64;
+  c.partitions = d.partitions;  // partition 0's shard coordinates the queue's consumer groups
   return c;
 }
 
@@ -121,6 +122,10 @@ class Frontend::Impl final : public shard::ShardSink {
   void OnCredit(const p::FrameView& f);
   void OnNak(const p::FrameView& f, const Endpoint& from);
   void OnUnsubscribe(const p::FrameView& f, const Endpoint& from);
+  // Consumer groups: answered by the owner of the queue's partition 0 (its coordinator).
+  void OnJoinGroup(const p::FrameView& f, const Endpoint& from, const RouteContext& route,
+                   uint64_t now_ns);
+  void OnCommit(const p::FrameView& f, const Endpoint& from, const RouteContext& route);
   // Sends [start, start+max) of a stream partition as MESSAGES (fetch) or DELIVER (nak re-send).
   void SendRange(p::FrameType type, const shard::ReplyTarget& t, uint64_t sub_id,
                  uint32_t queue, uint32_t partition, shard::StartPosition start,
@@ -350,6 +355,8 @@ void Frontend::Impl::OnFrame(const p::FrameView& f, const Endpoint& from,
     case p::FrameType::kCredit: OnCredit(f); break;
     case p::FrameType::kNak: OnNak(f, from); break;
     case p::FrameType::kUnsubscribe: OnUnsubscribe(f, from); break;
+    case p::FrameType::kJoinGroup: OnJoinGroup(f, from, route, now_ns); break;
+    case p::FrameType::kCommit: OnCommit(f, from, route); break;
     default:
       // Server-to-client types sent to the server.
       if (route.receiver) Error(f, from, Errc::kUnknownType, "not a request type");
@@ -621,13 +628,23 @@ void Frontend::Impl::OnSubscribe(const p::FrameView& f, const Endpoint& from,
     Errc errc;
     if (!Mine(*q, part, route, &errc)) continue;
     uint64_t start_offset = 0;
+    shard::StartPosition start = StartOf(r->start_kind, r->start_value);
     if (errc == Errc::kOk) {
-      shard::StartPosition start = StartOf(r->start_kind, r->start_value);
       if (r->start_kind == p::StartKind::kCommitted) {
-        auto c = ShardOf(q->id, part)->CommittedOffset(shard::QueueId{q->id}, part,
-                                                       std::string_view(r->group));
+        // The group's offsets live with its coordinator (partition 0's owner). Another worker
+        // cannot read them: clients resolve COMMITTED through JOIN_GROUP and subscribe at an
+        // offset (docs/protocol.md §11.1); here only the coordinator's worker answers it.
+        std::optional<uint64_t> c;
+        if (Owns(*q, 0)) {
+          c = ShardOf(q->id, 0)->GroupCommitted(shard::QueueId{q->id}, std::string_view(r->group),
+                                                part);
+        } else {
+          errc = Errc::kInvalidArgument;
+        }
         start = c ? shard::StartPosition::Offset(*c) : shard::StartPosition::Earliest();
       }
+    }
+    if (errc == Errc::kOk) {
       const uint64_t key = SubKey(f.header.client_id, r->subscription_id, part);
       if (auto old = sub_ids_.find(key); old != sub_ids_.end()) {  // re-subscribe replaces
         ShardOf(q->id, part)->Unsubscribe(shard::SubscriptionId{old->second});
@@ -716,6 +733,114 @@ void Frontend::Impl::OnUnsubscribe(const p::FrameView& f, const Endpoint& from) 
     sub_ids_.erase(SubKey(s.client_id, s.client_sub, s.partition));
     subs_.erase(it++);
   }
+}
+
+void Frontend::Impl::OnJoinGroup(const p::FrameView& f, const Endpoint& from,
+                                 const RouteContext& route, uint64_t now_ns) {
+  auto j = p::DecodeJoinGroup(f);
+  const QueueInfo* q = table_.Find(j->queue_id);
+  if (q == nullptr || q->decl.type != hwconf::QueueType::kStream) {
+    if (route.receiver) {
+      Error(f, from, q == nullptr ? Errc::kUnknownQueue : Errc::kWrongQueueType,
+            q == nullptr ? "unknown queue id" : "consumer groups need a stream");
+    }
+    return;
+  }
+  Errc answer;
+  if (!Mine(*q, 0, route, &answer)) return;
+  if (answer != Errc::kOk) {
+    Error(f, from, answer, "the group's coordinator is busy");
+    return;
+  }
+  shard::Shard* s = ShardOf(q->id, 0);
+  const shard::QueueId qid{q->id};
+  const std::string_view group(j->group);
+  shard::GroupAssignment a;
+  Errc e = Errc::kOk;
+  switch (j->op) {
+    case p::GroupOp::kJoin:
+      e = s->JoinGroup(qid, group, j->member_id, j->session_timeout_ms, now_ns, &a);
+      break;
+    case p::GroupOp::kLeave: e = s->LeaveGroup(qid, group, j->member_id, &a); break;
+    case p::GroupOp::kDescribe:
+      e = s->DescribeGroup(qid, group, &a);
+      a.first_partition = 0;
+      a.partition_count = static_cast<uint32_t>(q->partition_worker.size());
+      a.session_ms = 0;
+      break;
+  }
+  if (e != Errc::kOk) {
+    Error(f, from, e, e == Errc::kThrottled ? "too many consumer groups or members"
+                                            : "consumer group request refused");
+    return;
+  }
+  // GROUP_STATE: the member's partitions (every partition for DESCRIBE) with the group's
+  // committed offsets; split over frames flagged MORE when it does not fit one datagram.
+  const shard::ReplyTarget target{from.w0, f.header.client_id, f.header.request_id};
+  const p::GroupStatePrefix prefix{q->id, a.generation, static_cast<uint16_t>(a.members),
+                                   a.session_ms};
+  auto open = [&]() -> OpenFrame* {
+    OpenFrame* out = Open(p::FrameType::kGroupState, target, f.header.request_id, q->id, 0);
+    if (out == nullptr) return nullptr;
+    // Replies to one request stay within a reply datagram of the default size.
+    out->writer = p::FrameWriter(out->buffer.bytes.first(
+        std::min(out->buffer.bytes.size(), p::kDefaultFrameBytes)));
+    out->writer.BeginGroupState(IdsOf(target), prefix);
+    return out;
+  };
+  OpenFrame* out = open();
+  if (out == nullptr) return;
+  for (uint32_t i = 0; i < a.partition_count; ++i) {
+    const uint32_t part = a.first_partition + i;
+    const std::optional<uint64_t> c = s->GroupCommitted(qid, group, part);
+    const p::GroupPartition gp{static_cast<uint16_t>(part), c.has_value(), c.value_or(0)};
+    if (out->writer.AddGroupPartition(gp) == p::EncodeError::kNoSpace) {
+      Close(out, /*more=*/true);
+      if ((out = open()) == nullptr) return;
+      out->writer.AddGroupPartition(gp);
+    }
+  }
+  Close(out);
+}
+
+void Frontend::Impl::OnCommit(const p::FrameView& f, const Endpoint& from,
+                              const RouteContext& route) {
+  auto c = p::DecodeCommit(f);
+  const QueueInfo* q = table_.Find(c->prefix.queue_id);
+  if (q == nullptr || q->decl.type != hwconf::QueueType::kStream) {
+    if (route.receiver) {
+      Error(f, from, q == nullptr ? Errc::kUnknownQueue : Errc::kWrongQueueType,
+            q == nullptr ? "unknown queue id" : "consumer groups need a stream");
+    }
+    return;
+  }
+  Errc answer;
+  if (!Mine(*q, 0, route, &answer)) return;
+  if (answer != Errc::kOk) {
+    Error(f, from, answer, "the group's coordinator is busy");
+    return;
+  }
+  shard::Shard* s = ShardOf(q->id, 0);
+  const shard::ReplyTarget target{from.w0, f.header.client_id, f.header.request_id};
+  OpenFrame* out = Open(p::FrameType::kResult, target, f.header.request_id, 0, 0);
+  if (out == nullptr) return;
+  out->writer.BeginResult(IdsOf(target), p::FrameType::kCommit);
+  uint32_t index = 0;
+  for (const p::CommitItem item : c->items) {
+    const Errc e = s->CommitGroup(shard::QueueId{q->id}, std::string_view(c->prefix.group),
+                                  c->prefix.member_id, c->prefix.generation, item.partition,
+                                  item.offset);
+    if (e != Errc::kOk) ++counters_.rejected;
+    const p::ResultItem result{e, index++, item.offset};
+    if (out->writer.AddResult(result) == p::EncodeError::kNoSpace) {
+      Close(out, true);
+      out = Open(p::FrameType::kResult, target, f.header.request_id, 0, 0);
+      if (out == nullptr) return;
+      out->writer.BeginResult(IdsOf(target), p::FrameType::kCommit);
+      out->writer.AddResult(result);
+    }
+  }
+  Close(out);
 }
 
 void Frontend::Impl::AckOne(const shard::ReplyTarget& t, uint32_t queue, uint32_t partition,

@@ -17,6 +17,7 @@
 #include "absl/strings/str_format.h"
 #include "client/connection.h"
 #include "client/errors.h"
+#include "client/group_consumer.h"
 #include "client/producer.h"
 #include "client/stream_consumer.h"
 #include "client/work_consumer.h"
@@ -45,7 +46,9 @@ constexpr const char* kMainHelp =
     "\n"
     "commands:\n"
     "  produce QUEUE             send messages (stdin lines, --file, or synthetic --count)\n"
-    "  consume QUEUE             read a stream (push, in offset order per partition)\n"
+    "  consume QUEUE             read a stream (push, in offset order per partition);\n"
+    "                            --group G: as a member of a consumer group\n"
+    "  group QUEUE GROUP         show a consumer group: generation, members, committed offsets\n"
     "  receive QUEUE             lease messages from a work queue\n"
     "  delete QUEUE RECEIPT...   delete leased messages\n"
     "  nack QUEUE RECEIPT...     give leased messages back\n"
@@ -97,14 +100,21 @@ const std::vector<Command>& Commands() {
        "Subscribes to a stream and prints each message's payload on a line, in offset order per\n"
        "partition, until --count messages, --timeout-ms without a message, or Ctrl-C.\n"
        "\n"
-       "  --from F          offset, earliest, latest (default), committed, or @<timestamp ns>\n"
-       "  --partition P     one partition (default: all)\n"
+       "With --group G the consumer joins consumer group G: the group's members share the\n"
+       "partitions (rebalanced as members come, go or stop heartbeating), each member resumes\n"
+       "from the group's committed offsets, and what was printed is committed on the way out.\n"
+       "\n"
+       "  --from F          offset, earliest, latest (default), or @<timestamp ns>; with --group:\n"
+       "                    where partitions the group never committed start\n"
+       "  --partition P     one partition (default: all; not with --group)\n"
        "  --count N         stop after N messages (exit 3 if the timeout comes first)\n"
        "  --timeout-ms T    stop after T ms without a message\n"
-       "  --group G         consumer group (with --from committed)\n"
+       "  --group G         consume as a member of consumer group G\n"
+       "  --session-ms S    with --group: the server drops a silent member after S ms\n"
+       "                    (default 10000, 100..300000)\n"
        "  --window N        credits per partition (default 256)\n"
        "  --format F        payload (default) or offsets: 'partition offset payload'\n",
-       {"from", "partition", "count", "timeout-ms", "group", "window", "format"},
+       {"from", "partition", "count", "timeout-ms", "group", "window", "format", "session-ms"},
        {},
        1,
        1},
@@ -140,6 +150,15 @@ const std::vector<Command>& Commands() {
        {},
        2,
        SIZE_MAX},
+      {"group",
+       "usage: sluice group QUEUE GROUP\n"
+       "\n"
+       "Shows consumer group GROUP of stream QUEUE: its generation (one per membership change),\n"
+       "its live members, and the committed offset of each partition ('-' where none).\n",
+       {},
+       {},
+       2,
+       2},
       {"lookup",
        "usage: sluice lookup QUEUE\n"
        "\n"
@@ -362,6 +381,89 @@ int Produce(const Args& a, Connection& conn) {
 
 // ---- consume ------------------------------------------------------------------------------------
 
+// consume --group: a member of a consumer group (client/group_consumer.h).
+int ConsumeGroup(const Args& a, Connection& conn, const StreamConsumerOptions& so, uint64_t count,
+                 int64_t timeout_ms, const std::string& format) {
+  std::optional<int> exit;
+  const int64_t session = Flag<int64_t>(a, "session-ms", 10'000, p::kMinSessionTimeoutMs,
+                                        p::kMaxSessionTimeoutMs, &exit);
+  if (exit) return *exit;
+  if (so.partition) return Usage("--partition and --group: the group assigns partitions", a.command);
+  if (so.start.kind == p::StartKind::kCommitted) {
+    return Usage("with --group, --from says where partitions the group never committed start "
+                 "(earliest, latest, an offset or @timestamp); committed offsets are always used",
+                 a.command);
+  }
+  const std::string& queue = a.positional[0];
+  GroupConsumerOptions o;
+  o.group = a.flags.at("group");
+  o.start = so.start;
+  o.window = so.window;
+  o.session_timeout = absl::Milliseconds(session);
+  uint64_t got = 0;
+  MonoNs last = NowNs();
+  // Past --count, messages handed over are not printed: the first of them per partition is
+  // where the group resumes (offset order per partition), so that is what Close commits.
+  std::map<uint16_t, uint64_t> unprinted;
+  auto gc = GroupConsumer::Create(conn, queue, o, [&](const ReceivedMessage& m) {
+    if (count > 0 && got >= count) {
+      unprinted.try_emplace(m.partition, m.offset);
+      return;
+    }
+    ++got;
+    last = NowNs();
+    if (format == "offsets") std::printf("%u %lu ", m.partition, m.offset);
+    std::fwrite(m.payload.data(), 1, m.payload.size(), stdout);
+    std::fputc('\n', stdout);
+  });
+  if (!gc.ok()) return Fail(gc.status());
+  std::fprintf(stderr, "sluice: joined group '%s' of '%s' as member %016lx: generation %u\n",
+               o.group.c_str(), queue.c_str(), (*gc)->member_id(), (*gc)->generation());
+  uint32_t generation = (*gc)->generation();
+  while (g_stop == 0 && (count == 0 || got < count)) {
+    if (timeout_ms > 0 && NowNs() - last >= timeout_ms * 1'000'000) break;
+    if (absl::Status s = (*gc)->Poll(absl::Milliseconds(100)); !s.ok()) return Fail(s);
+    if ((*gc)->generation() != generation) {
+      generation = (*gc)->generation();
+      std::string parts;
+      for (uint16_t part : (*gc)->assignment()) absl::StrAppend(&parts, parts.empty() ? "" : ",", part);
+      std::fprintf(stderr, "sluice: group '%s' rebalanced: generation %u, %u members, "
+                           "partitions [%s]\n",
+                   o.group.c_str(), generation, (*gc)->members(), parts.c_str());
+    }
+    std::fflush(stdout);
+  }
+  std::fflush(stdout);
+  // Commit exactly what was printed, then leave (the group rebalances at once).
+  if (absl::Status s = (*gc)->Close(&unprinted); !s.ok()) {
+    std::fprintf(stderr, "sluice: %s\n", std::string(s.message()).c_str());
+  }
+  if (count > 0 && got < count && g_stop == 0) {
+    std::fprintf(stderr, "sluice: consume from '%s': %lu of %lu messages before the timeout\n",
+                 queue.c_str(), got, count);
+    return kExitUnreachable;
+  }
+  return kExitOk;
+}
+
+int Group(const Args& a, Connection& conn) {
+  auto d = DescribeGroup(conn, a.positional[0], a.positional[1]);
+  if (!d.ok()) return Fail(d.status());
+  auto q = conn.Lookup(a.positional[0]);
+  if (!q.ok()) return Fail(q.status());
+  std::printf("group '%s' of '%s': generation %u, %u member%s\n", a.positional[1].c_str(),
+              a.positional[0].c_str(), d->generation, d->members, d->members == 1 ? "" : "s");
+  for (uint16_t part = 0; part < q->partitions; ++part) {
+    auto it = d->committed.find(part);
+    if (it == d->committed.end()) {
+      std::printf("partition %u: -\n", part);
+    } else {
+      std::printf("partition %u: %lu\n", part, it->second);
+    }
+  }
+  return kExitOk;
+}
+
 int Consume(const Args& a, Connection& conn) {
   std::optional<int> exit;
   const std::string& queue = a.positional[0];
@@ -377,11 +479,16 @@ int Consume(const Args& a, Connection& conn) {
     if (!start.ok()) return Usage(std::string(start.status().message()), a.command);
     o.start = *start;
   }
-  if (a.flags.count("group")) o.group = a.flags.at("group");
   o.window = window;
   const std::string format = a.flags.count("format") ? a.flags.at("format") : "payload";
   if (format != "payload" && format != "offsets") {
     return Usage("--format is payload or offsets", a.command);
+  }
+  if (a.flags.count("group")) return ConsumeGroup(a, conn, o, count, timeout, format);
+  if (o.start.kind == p::StartKind::kCommitted) {
+    return Usage("--from committed needs --group (a group member resumes from its group's "
+                 "committed offsets)",
+                 a.command);
   }
   uint64_t got = 0;
   MonoNs last = NowNs();
@@ -509,6 +616,7 @@ int Main(int argc, char** argv) {
   if (cmd == "delete") return ReceiptCommand(a, **conn, false);
   if (cmd == "nack") return ReceiptCommand(a, **conn, true);
   if (cmd == "lookup") return Lookup(a, **conn);
+  if (cmd == "group") return Group(a, **conn);
   return Ping(a, **conn);
 }
 

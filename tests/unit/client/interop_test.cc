@@ -18,6 +18,7 @@
 #include "absl/strings/str_cat.h"
 #include "client/connection.h"
 #include "client/errors.h"
+#include "client/group_consumer.h"
 #include "client/producer.h"
 #include "client/stream_consumer.h"
 #include "client/work_consumer.h"
@@ -56,7 +57,11 @@ class RealServer final : public dp::ReplyChannel {
     work.type = hwconf::QueueType::kWork;
     work.partitions = 1;
     work.visibility_timeout_ms = 1000;
-    layout_.queues = {stream, work};
+    hwconf::QueueDecl ticks;  // consumer groups
+    ticks.name = "ticks";
+    ticks.type = hwconf::QueueType::kStream;
+    ticks.partitions = 4;
+    layout_.queues = {stream, work, ticks};
     auto table = dp::QueueTable::Build(layout_);
     SLUICE_ASSERT(table.ok());
     table_ = std::move(*table);
@@ -170,6 +175,7 @@ class RealServer final : public dp::ReplyChannel {
       case p::FrameType::kSubscribe:
       case p::FrameType::kCredit:
       case p::FrameType::kNak:
+      case p::FrameType::kJoinGroup:
         if (verified_.count({key, f->header.client_id}) == 0) {
           auto n = p::EncodeErrorFrame(std::span<std::byte>(out, d.size()), ids,
                                        p::ErrorReply{Errc::kUnverifiedSource,
@@ -339,6 +345,182 @@ TEST_F(InteropTest, WorkQueueReceiveDeleteAndStaleReceipt) {
   auto twice = (*wc)->DeleteSync(std::span<const Receipt>(receipts).first(1));
   ASSERT_TRUE(twice.ok());
   EXPECT_FALSE((*twice)[0].ok());
+}
+
+// ---- consumer groups ---------------------------------------------------------------------------
+
+std::unique_ptr<Connection> Connect(const std::string& server) {
+  ConnectionOptions o;
+  o.server = server;
+  o.retransmit_interval = absl::Milliseconds(50);
+  auto c = Connection::Connect(o);
+  SLUICE_ASSERT(c.ok());
+  return *std::move(c);
+}
+
+void ProduceTicks(Connection& conn, int first, int n) {
+  auto prod = Producer::Create(conn, "ticks", {.linger = absl::Milliseconds(1)});
+  ASSERT_TRUE(prod.ok()) << prod.status();
+  for (int i = first; i < first + n; ++i) {
+    const std::string payload = absl::StrCat("t", i);
+    ASSERT_TRUE((*prod)->Send({.payload = AsBytes(payload), .partition = static_cast<uint16_t>(i % 4)})
+                    .ok());
+  }
+  ASSERT_TRUE((*prod)->Flush(absl::Seconds(5)).ok());
+}
+
+// A raw COMMIT, as a member that did not hear of a rebalance would send it.
+Errc RawCommit(Connection& conn, uint32_t queue_id, uint32_t generation, uint64_t member,
+               uint16_t partition, uint64_t offset) {
+  const uint64_t rid = conn.NextRequestId();
+  p::FrameWriter w(conn.scratch());
+  w.BeginCommit(conn.Ids(rid), {queue_id, generation, member, "g"});
+  w.AddCommit({partition, offset});
+  auto n = w.Finish();
+  SLUICE_ASSERT(n.has_value());
+  std::optional<Errc> got;
+  conn.Call(std::span<const std::byte>(conn.scratch().data(), *n), {},
+            [&](const p::FrameView* f, const absl::Status&) {
+              got = Errc::kInternal;
+              if (f != nullptr) {
+                if (auto r = p::DecodeResultFrame(*f); r && r->items.size() == 1) {
+                  EXPECT_EQ(r->request_type, p::FrameType::kCommit);
+                  got = r->items[0].errc;
+                }
+              }
+              return true;
+            });
+  (void)conn.PollUntil([&] { return got.has_value(); }, absl::Seconds(3));
+  return got.value_or(Errc::kInternal);
+}
+
+TEST_F(InteropTest, ConsumerGroupSharesRebalancesFencesAndResumes) {
+  ProduceTicks(*conn_, 0, 40);
+  const std::string server = server_.address();
+  auto conn_a = Connect(server);
+  auto conn_b = Connect(server);
+  std::map<std::pair<uint16_t, uint64_t>, int> seen_a, seen_b;
+  GroupConsumerOptions o;
+  o.group = "g";
+  o.start = StartPosition::Earliest();
+  o.session_timeout = absl::Milliseconds(600);
+  o.heartbeat_interval = absl::Milliseconds(100);
+  o.member_id = 100;
+  auto a = GroupConsumer::Create(*conn_a, "ticks", o, [&](const ReceivedMessage& m) {
+    ++seen_a[{m.partition, m.offset}];
+  });
+  ASSERT_TRUE(a.ok()) << a.status();
+  EXPECT_EQ((*a)->generation(), 1u);
+  EXPECT_EQ((*a)->assignment(), (std::vector<uint16_t>{0, 1, 2, 3}));
+  auto poll = [&](auto&&... consumers) {
+    (void)std::initializer_list<int>{((void)consumers->Poll(absl::Milliseconds(2)), 0)...};
+  };
+  for (int i = 0; i < 2000 && seen_a.size() < 40; ++i) poll(*a);
+  ASSERT_EQ(seen_a.size(), 40u);
+  ASSERT_TRUE((*a)->Commit().ok());
+  auto d = DescribeGroup(*conn_, "ticks", "g");
+  ASSERT_TRUE(d.ok()) << d.status();
+  EXPECT_EQ(d->generation, 1u);
+  EXPECT_EQ(d->members, 1u);
+  EXPECT_EQ(d->committed, (std::map<uint16_t, uint64_t>{{0, 10}, {1, 10}, {2, 10}, {3, 10}}));
+
+  // B joins: generation 2; A hears of it on its next heartbeat and gives up half.
+  o.member_id = 200;
+  auto b = GroupConsumer::Create(*conn_b, "ticks", o, [&](const ReceivedMessage& m) {
+    ++seen_b[{m.partition, m.offset}];
+  });
+  ASSERT_TRUE(b.ok()) << b.status();
+  EXPECT_EQ((*b)->generation(), 2u);
+  EXPECT_EQ((*b)->assignment(), (std::vector<uint16_t>{2, 3}));
+  for (int i = 0; i < 2000 && (*a)->generation() != 2; ++i) poll(*a, *b);
+  EXPECT_EQ((*a)->generation(), 2u);
+  EXPECT_EQ((*a)->assignment(), (std::vector<uint16_t>{0, 1}));
+  EXPECT_TRUE(seen_b.empty()) << "B resumed from the committed offsets: nothing old";
+
+  // A's generation-1 view is fenced: it cannot move partition 3 any more.
+  const uint32_t ticks_id = (*a)->queue().queue_id;
+  EXPECT_EQ(RawCommit(*conn_, ticks_id, 1, 100, 3, 99), Errc::kStaleGeneration);
+  EXPECT_EQ(RawCommit(*conn_, ticks_id, 2, 100, 3, 99), Errc::kStaleGeneration);
+  EXPECT_EQ(RawCommit(*conn_, ticks_id, 2, 200, 3, 10), Errc::kOk);
+
+  // New messages go to whoever holds their partition, each exactly once.
+  ProduceTicks(*conn_, 40, 40);
+  auto news = [&] {
+    size_t n = 0;
+    for (auto& [k, c] : seen_a) n += k.second >= 10 ? c : 0;
+    for (auto& [k, c] : seen_b) n += k.second >= 10 ? c : 0;
+    return n;
+  };
+  for (int i = 0; i < 4000 && news() < 40; ++i) poll(*a, *b);
+  EXPECT_EQ(news(), 40u);
+  for (auto& [k, c] : seen_b) {
+    EXPECT_TRUE(k.first == 2 || k.first == 3) << "B read partition " << k.first;
+    EXPECT_EQ(c, 1);
+  }
+  for (auto& [k, c] : seen_a) {
+    if (k.second >= 10) {
+      EXPECT_TRUE(k.first == 0 || k.first == 1) << "A read partition " << k.first;
+    }
+    EXPECT_EQ(c, 1);
+  }
+
+  // B goes silent (no more polls: no heartbeats). After its session the server drops it and A,
+  // at its next heartbeat, takes every partition back, resuming B's at B's last commit.
+  const MonoNs silent_from = NowNs();
+  for (int i = 0; i < 4000 && (*a)->assignment().size() != 4; ++i) poll(*a);
+  EXPECT_EQ((*a)->assignment().size(), 4u);
+  EXPECT_GE(NowNs() - silent_from, 500'000'000) << "B expired before its 600 ms session";
+  EXPECT_EQ((*a)->generation(), 3u);
+  ProduceTicks(*conn_, 80, 8);
+  auto at_least = [&] {
+    std::set<std::pair<uint16_t, uint64_t>> all;
+    for (auto& [k, c] : seen_a) all.insert(k);
+    for (auto& [k, c] : seen_b) all.insert(k);
+    return all.size();
+  };
+  for (int i = 0; i < 4000 && at_least() < 88; ++i) poll(*a);
+  EXPECT_EQ(at_least(), 88u) << "every message reached the group at least once";
+  for (uint16_t part = 0; part < 4; ++part) EXPECT_EQ((*a)->position(part), 22u) << part;
+
+  // A leaves; the group keeps its offsets, and a new member resumes there: nothing is replayed.
+  ASSERT_TRUE((*a)->Close().ok());
+  d = DescribeGroup(*conn_, "ticks", "g");
+  ASSERT_TRUE(d.ok());
+  EXPECT_EQ(d->members, 0u);
+  EXPECT_EQ(d->committed, (std::map<uint16_t, uint64_t>{{0, 22}, {1, 22}, {2, 22}, {3, 22}}));
+  b->reset();  // B's late LEAVE changes nothing (it was dropped already)
+  std::vector<std::string> late;
+  o.member_id = 300;
+  auto c = GroupConsumer::Create(*conn_b, "ticks", o, [&](const ReceivedMessage& m) {
+    late.emplace_back(m.payload_view());
+  });
+  ASSERT_TRUE(c.ok()) << c.status();
+  for (int i = 0; i < 50; ++i) poll(*c);
+  EXPECT_TRUE(late.empty());
+  ProduceTicks(*conn_, 88, 4);
+  for (int i = 0; i < 2000 && late.size() < 4; ++i) poll(*c);
+  std::sort(late.begin(), late.end());
+  EXPECT_EQ(late, (std::vector<std::string>{"t88", "t89", "t90", "t91"}));
+}
+
+TEST_F(InteropTest, ConsumerGroupErrors) {
+  GroupConsumerOptions o;
+  o.group = "g";
+  auto w = GroupConsumer::Create(*conn_, "jobs", o, [](const ReceivedMessage&) {});
+  EXPECT_EQ(ErrcOf(w.status()), Errc::kWrongQueueType) << w.status();
+  o.group = "";
+  auto e = GroupConsumer::Create(*conn_, "ticks", o, [](const ReceivedMessage&) {});
+  EXPECT_TRUE(absl::IsInvalidArgument(e.status())) << e.status();
+  o.group = "g";
+  o.session_timeout = absl::Milliseconds(50);
+  auto s = GroupConsumer::Create(*conn_, "ticks", o, [](const ReceivedMessage&) {});
+  EXPECT_TRUE(absl::IsInvalidArgument(s.status())) << s.status();
+  auto d = DescribeGroup(*conn_, "ticks", "never-used");
+  ASSERT_TRUE(d.ok()) << d.status();
+  EXPECT_EQ(d->generation, 0u);
+  EXPECT_TRUE(d->committed.empty());
+  auto u = DescribeGroup(*conn_, "nope", "g");
+  EXPECT_EQ(ErrcOf(u.status()), Errc::kUnknownQueue) << u.status();
 }
 
 }  // namespace
