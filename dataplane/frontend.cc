@@ -166,6 +166,8 @@ class Frontend::Impl final : public shard::ShardSink {
     size_t len;
   };
   std::vector<PendingDeadLetter> dl_pending_;  // fixed capacity
+  size_t AnnotateDeadLetter(const shard::DeadLetter& d, std::span<std::byte> out,
+                            size_t room) const;
   std::vector<std::byte> dl_arena_;            // their records, fixed capacity
   void FlushDeadLetters(uint64_t now_ns);
 };
@@ -1030,9 +1032,56 @@ void Frontend::Impl::OnDeadLetter(const shard::DeadLetter& d) {
   SLUICE_ASSERT(dlq != nullptr);  // the layout loader checked the reference
   const uint32_t part = d.source_partition % static_cast<uint32_t>(dlq->partition_shard.size());
   const size_t at = dl_arena_.size();
-  dl_arena_.insert(dl_arena_.end(), d.message.record.begin(), d.message.record.end());
+  // The dead letter keeps every attribute of the original (key, headers, group, dedup id,
+  // reply-to, correlation id, priority, TTL, payload) and gains headers saying where it came from
+  // and why (docs/protocol.md §10.1); `sluice redrive` reads them. A record with no room for them
+  // (64 headers, 8 KiB of headers) moves verbatim.
+  const size_t room = dl_arena_.capacity() - at;
+  size_t n = AnnotateDeadLetter(d, std::span<std::byte>(dl_arena_.data() + at, 0), room);
+  if (n != 0) {
+    dl_arena_.resize(at + n);
+    n = AnnotateDeadLetter(d, std::span<std::byte>(dl_arena_.data() + at, n), room);
+    SLUICE_ASSERT(n == dl_arena_.size() - at);
+  } else {
+    dl_arena_.insert(dl_arena_.end(), d.message.record.begin(), d.message.record.end());
+    n = len;
+  }
   p::le::Store<uint16_t>(dl_arena_.data() + at + 4, static_cast<uint16_t>(part));
-  dl_pending_.push_back({dlq->id, part, at, len});
+  dl_pending_.push_back({dlq->id, part, at, n});
+}
+
+// Re-encodes a dead letter with the sluice-dlq-* headers into `out`; with an empty `out` only
+// measures. Returns the record size, or 0 when it cannot be annotated (too many headers, or the
+// result would not fit `room`).
+size_t Frontend::Impl::AnnotateDeadLetter(const shard::DeadLetter& d, std::span<std::byte> out,
+                                          size_t room) const {
+  auto m = p::DecodeMessageRecord(d.message.record);
+  SLUICE_ASSERT(m.has_value());  // stored records were validated on the way in
+  constexpr size_t kAdded = 6;
+  if (m->headers.size() + kAdded > p::kMaxHeaders) return 0;
+  std::array<p::Header, p::kMaxHeaders> headers;
+  p::MessageSpec spec = p::SpecOf(*m, headers);
+  const size_t have = spec.headers.size();
+  const QueueInfo* source = table_.Find(d.source_queue.value);
+  char partition[12], offset[24], count[12];
+  std::snprintf(partition, sizeof partition, "%u", d.source_partition);
+  std::snprintf(offset, sizeof offset, "%lu", static_cast<unsigned long>(d.message.offset));
+  std::snprintf(count, sizeof count, "%u", d.receive_count);
+  headers[have + 0] = {"sluice-dlq-reason", "max_receive_count"};
+  headers[have + 1] = {"sluice-dlq-last-lease",
+                       d.last_lease == shard::LeaseEnd::kNacked ? "nacked" : "expired"};
+  headers[have + 2] = {"sluice-dlq-source-queue",
+                       source != nullptr ? std::string_view(source->name) : std::string_view()};
+  headers[have + 3] = {"sluice-dlq-source-partition", partition};
+  headers[have + 4] = {"sluice-dlq-source-offset", offset};
+  headers[have + 5] = {"sluice-dlq-receive-count", count};
+  spec.headers = std::span<const p::Header>(headers.data(), have + kAdded);
+  if (p::CheckMessage(spec) != p::EncodeError::kOk) return 0;
+  const size_t size = p::EncodedSize(spec);
+  if (size > room) return 0;
+  if (out.empty()) return size;
+  auto n = p::EncodeMessageRecord(out, spec);
+  return n ? *n : 0;
 }
 
 void Frontend::Impl::FlushDeadLetters(uint64_t now_ns) {

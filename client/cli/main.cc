@@ -15,10 +15,12 @@
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
+#include "absl/strings/str_split.h"
 #include "client/connection.h"
 #include "client/errors.h"
 #include "client/group_consumer.h"
 #include "client/producer.h"
+#include "client/redrive.h"
 #include "client/stream_consumer.h"
 #include "client/work_consumer.h"
 
@@ -51,7 +53,9 @@ constexpr const char* kMainHelp =
     "  group QUEUE GROUP         show a consumer group: generation, members, committed offsets\n"
     "  receive QUEUE             lease messages from a work queue\n"
     "  delete QUEUE RECEIPT...   delete leased messages\n"
-    "  nack QUEUE RECEIPT...     give leased messages back\n"
+    "  nack QUEUE RECEIPT...     give leased messages back (--delay-ms: visible again later)\n"
+    "  extend QUEUE RECEIPT...   lengthen leases (--visibility-ms)\n"
+    "  redrive DLQ               move dead letters back to their source queue (or --to)\n"
     "  lookup QUEUE              show a queue's id, type, partitions, max message size\n"
     "  ping                      heartbeat round trip\n"
     "\n"
@@ -84,13 +88,20 @@ const std::vector<Command>& Commands() {
        "  --rate R          at most R messages per second (default: as fast as acks allow)\n"
        "  --key K           message key (picks the partition: CRC32C(key) % partitions)\n"
        "  --partition P     explicit partition\n"
-       "  --priority P      0..15 (default 0)\n"
-       "  --delay-ms D      work queues: invisible for D ms\n"
-       "  --ttl-ms T        time to live (0 = the queue's default)\n"
+       "  --priority P      0..15 (default 0); work queues hand out higher priorities first\n"
+       "  --delay-ms D      work queues: invisible for D ms (up to 900000)\n"
+       "  --ttl-ms T        time to live (0 = the queue's default); expired = never delivered\n"
+       "  --group-id G      FIFO message group: one message of G leased at a time, in order\n"
+       "  --dedup-id D      deduplication id (a repeat within the queue's window is not\n"
+       "                    appended again); with several messages, D-<n> for the n-th\n"
+       "  --header K=V[,K=V...]  application headers\n"
+       "  --reply-to Q      reply-to queue name (request/reply)\n"
+       "  --correlation-id C  correlation id (request/reply)\n"
        "  --linger-ms L     batching delay (default 1)\n"
        "  --timeout-ms T    wait at most T ms for the last acknowledgements (default 30000)\n",
        {"file", "count", "size", "rate", "key", "partition", "priority", "delay-ms", "ttl-ms",
-        "linger-ms", "timeout-ms"},
+        "linger-ms", "timeout-ms", "group-id", "dedup-id", "header", "reply-to",
+        "correlation-id"},
        {},
        1,
        1},
@@ -128,9 +139,11 @@ const std::vector<Command>& Commands() {
        "  --visibility-ms V lease length (default: the queue's)\n"
        "  --wait-ms W       long poll: wait up to W ms for a message (default 0, up to 60000)\n"
        "  --partition P     one partition (default: any)\n"
-       "  --delete          delete the messages after printing them\n",
+       "  --delete          delete the messages after printing them\n"
+       "  --headers         after each message, its attributes and headers, one per line,\n"
+       "                    indented: receive_count, priority, key, group, ... and K: V\n",
        {"max", "visibility-ms", "wait-ms", "partition"},
-       {"delete"},
+       {"delete", "headers"},
        1,
        1},
       {"delete",
@@ -159,6 +172,29 @@ const std::vector<Command>& Commands() {
        {},
        2,
        2},
+      {"extend",
+       "usage: sluice extend QUEUE RECEIPT... --visibility-ms V\n"
+       "\n"
+       "Lengthens leases: each message stays invisible for V ms from now (up to 43200000).\n"
+       "A lease that already ran out answers STALE_RECEIPT.\n",
+       {"visibility-ms"},
+       {},
+       2,
+       SIZE_MAX},
+      {"redrive",
+       "usage: sluice redrive DLQ [--to QUEUE] [--max N]\n"
+       "\n"
+       "Moves dead letters back: each message of work queue DLQ is produced again to the queue\n"
+       "it was dead-lettered from (its sluice-dlq-source-queue header) or to --to, with its\n"
+       "original key, headers, group, priority and payload, and deleted from DLQ once the target\n"
+       "acknowledged it. Prints 'moved N, no target N, failed N'; exits 1 if any failed.\n"
+       "\n"
+       "  --to QUEUE        target queue for every message\n"
+       "  --max N           at most N messages (default: all that are visible)\n",
+       {"to", "max"},
+       {},
+       1,
+       1},
       {"lookup",
        "usage: sluice lookup QUEUE\n"
        "\n"
@@ -309,6 +345,24 @@ int Produce(const Args& a, Connection& conn) {
   const int timeout = Flag<int>(a, "timeout-ms", 30'000, 1, 3'600'000, &exit);
   if (exit) return *exit;
   const std::string key = a.flags.count("key") ? a.flags.at("key") : "";
+  auto text = [&](const char* name) { return a.flags.count(name) ? a.flags.at(name) : ""; };
+  const std::string group_id = text("group-id"), dedup_id = text("dedup-id");
+  const std::string reply_to = text("reply-to"), correlation_id = text("correlation-id");
+  std::vector<std::pair<std::string, std::string>> header_text;
+  if (a.flags.count("header")) {
+    for (absl::string_view kv : absl::StrSplit(a.flags.at("header"), ',')) {
+      const size_t eq = kv.find('=');
+      if (eq == absl::string_view::npos || eq == 0) {
+        return Usage("--header takes KEY=VALUE[,KEY=VALUE...]", a.command);
+      }
+      header_text.emplace_back(std::string(kv.substr(0, eq)), std::string(kv.substr(eq + 1)));
+    }
+  }
+  std::vector<p::Header> headers;
+  for (const auto& [k, v] : header_text) headers.push_back({k, v});
+  for (const auto* field : {&group_id, &dedup_id, &reply_to, &correlation_id}) {
+    if (field->size() > 255) return Usage("ids and names are at most 255 bytes", a.command);
+  }
 
   std::ifstream file;
   std::istream* in = &std::cin;
@@ -355,6 +409,16 @@ int Produce(const Args& a, Connection& conn) {
     m.priority = priority;
     m.delay_ms = delay;
     m.ttl_ms = ttl;
+    m.group_id = group_id;
+    m.reply_to = reply_to;
+    m.correlation_id = correlation_id;
+    m.headers = headers;
+    std::string dedup;
+    if (!dedup_id.empty()) {
+      // One id per message: the first message gets D itself, later ones D-<n>.
+      dedup = attempted == 1 ? dedup_id : absl::StrCat(dedup_id, "-", attempted - 1);
+      m.dedup_id = dedup;
+    }
     absl::Status s;
     while (absl::IsResourceExhausted(s = (*prod)->Send(m, on_done))) {
       (void)conn.Poll(absl::Milliseconds(10));  // window full: let acknowledgements in
@@ -534,11 +598,28 @@ int Receive(const Args& a, Connection& conn) {
   auto got = (*wc)->ReceiveSync(o);
   if (!got.ok()) return Fail(got.status());
   std::vector<Receipt> receipts;
+  const bool show = a.flags.count("headers") != 0;
+  auto attr = [](const char* name, std::string_view v) {
+    if (!v.empty()) std::printf("  %s: %.*s\n", name, static_cast<int>(v.size()), v.data());
+  };
   for (const OwnedMessage& m : *got) {
     const std::string r = FormatReceipt(ReceiptOf(*m));
     std::printf("%s\t", r.c_str());
     std::fwrite(m->payload.data(), 1, m->payload.size(), stdout);
     std::fputc('\n', stdout);
+    if (show) {
+      std::printf("  receive_count: %u\n  priority: %u\n  partition: %u\n  offset: %lu\n",
+                  m->receive_count, m->priority, m->partition, m->offset);
+      attr("key", m->key);
+      attr("group_id", m->group_id);
+      attr("dedup_id", m->dedup_id);
+      attr("reply_to", m->reply_to);
+      attr("correlation_id", m->correlation_id);
+      for (const p::Header& h : m->headers) {
+        std::printf("  header %.*s: %.*s\n", static_cast<int>(h.key.size()), h.key.data(),
+                    static_cast<int>(h.value.size()), h.value.data());
+      }
+    }
     receipts.push_back(ReceiptOf(*m));
   }
   std::fflush(stdout);
@@ -552,10 +633,16 @@ int Receive(const Args& a, Connection& conn) {
   return rc;
 }
 
-int ReceiptCommand(const Args& a, Connection& conn, bool nack) {
+enum class ReceiptVerb { kDelete, kNack, kExtend };
+
+int ReceiptCommand(const Args& a, Connection& conn, ReceiptVerb verb) {
   std::optional<int> exit;
   const uint32_t delay = Flag<uint32_t>(a, "delay-ms", 0, 0, p::kMaxDelayMs, &exit);
+  const int64_t vis = Flag<int64_t>(a, "visibility-ms", -1, 0, p::kMaxVisibilityMs, &exit);
   if (exit) return *exit;
+  if (verb == ReceiptVerb::kExtend && vis < 0) {
+    return Usage("extend needs --visibility-ms", a.command);
+  }
   std::vector<Receipt> receipts;
   for (size_t i = 1; i < a.positional.size(); ++i) {
     auto r = ParseReceipt(a.positional[i]);
@@ -564,8 +651,11 @@ int ReceiptCommand(const Args& a, Connection& conn, bool nack) {
   }
   auto wc = WorkConsumer::Create(conn, a.positional[0]);
   if (!wc.ok()) return Fail(wc.status());
-  auto results = nack ? (*wc)->NackSync(receipts, absl::Milliseconds(delay))
-                      : (*wc)->DeleteSync(receipts);
+  auto results = verb == ReceiptVerb::kNack
+                     ? (*wc)->NackSync(receipts, absl::Milliseconds(delay))
+                 : verb == ReceiptVerb::kExtend
+                     ? (*wc)->ExtendSync(receipts, absl::Milliseconds(vis))
+                     : (*wc)->DeleteSync(receipts);
   if (!results.ok()) return Fail(results.status());
   int rc = kExitOk;
   for (size_t i = 0; i < results->size(); ++i) {
@@ -576,6 +666,21 @@ int ReceiptCommand(const Args& a, Connection& conn, bool nack) {
     }
   }
   return rc;
+}
+
+int RedriveCommand(const Args& a, Connection& conn) {
+  std::optional<int> exit;
+  const uint64_t max = Flag<uint64_t>(a, "max", 0, 0, UINT64_MAX / 2, &exit);
+  if (exit) return *exit;
+  RedriveOptions o;
+  o.to = a.flags.count("to") ? a.flags.at("to") : "";
+  o.max = max;
+  absl::Status first;
+  auto r = Redrive(conn, a.positional[0], o, &first);
+  if (!r.ok()) return Fail(r.status());
+  std::printf("moved %lu, no target %lu, failed %lu\n", r->moved, r->no_target, r->failed);
+  if (!first.ok()) std::fprintf(stderr, "sluice: %s\n", std::string(first.message()).c_str());
+  return r->failed > 0 ? kExitFailed : kExitOk;
 }
 
 int Lookup(const Args& a, Connection& conn) {
@@ -613,8 +718,10 @@ int Main(int argc, char** argv) {
   if (cmd == "produce") return Produce(a, **conn);
   if (cmd == "consume") return Consume(a, **conn);
   if (cmd == "receive") return Receive(a, **conn);
-  if (cmd == "delete") return ReceiptCommand(a, **conn, false);
-  if (cmd == "nack") return ReceiptCommand(a, **conn, true);
+  if (cmd == "delete") return ReceiptCommand(a, **conn, ReceiptVerb::kDelete);
+  if (cmd == "nack") return ReceiptCommand(a, **conn, ReceiptVerb::kNack);
+  if (cmd == "extend") return ReceiptCommand(a, **conn, ReceiptVerb::kExtend);
+  if (cmd == "redrive") return RedriveCommand(a, **conn);
   if (cmd == "lookup") return Lookup(a, **conn);
   if (cmd == "group") return Group(a, **conn);
   return Ping(a, **conn);

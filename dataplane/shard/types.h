@@ -185,6 +185,9 @@ struct ReceiveDone {
 
 enum class DeadLetterReason : uint8_t { kMaxReceiveCount };
 
+// How the last lease of a dead-lettered message ended.
+enum class LeaseEnd : uint8_t { kExpired, kNacked };
+
 // A message leaves this queue for its dead-letter queue, which may live on another shard: the
 // shell appends `message.record` there. It is already removed here.
 struct DeadLetter {
@@ -194,6 +197,7 @@ struct DeadLetter {
   StoredMessage message;
   uint32_t receive_count = 0;
   DeadLetterReason reason = DeadLetterReason::kMaxReceiveCount;
+  LeaseEnd last_lease = LeaseEnd::kExpired;
 };
 
 // Where the engine's outputs go. Implemented by the shell (reply frames) and by tests. Called

@@ -130,12 +130,12 @@ class WorkQueue final : private TimerClient {
   uint32_t LeaseReady(const ReplyTarget& target, uint32_t max, uint32_t visibility_ms,
                       uint64_t now_ns);
   void Lease(uint32_t i, const ReplyTarget& target, uint32_t visibility_ms, uint64_t now_ns);
-  void EndLease(uint32_t i, uint64_t delay_ns, uint64_t now_ns);
+  void EndLease(uint32_t i, uint64_t delay_ns, uint64_t now_ns, LeaseEnd how);
   void MakeVisible(uint32_t i, bool front);
   void Delay(uint32_t i);
   void Remove(uint32_t i);
   void Expire(uint32_t i);
-  void SendToDeadLetter(uint32_t i);
+  void SendToDeadLetter(uint32_t i, LeaseEnd how);
   void ServeWaiters(uint64_t now_ns);
   void ArmAt(TimerNode* node, uint64_t deadline_ns);
   void ArmExpiry(uint32_t i);
