@@ -77,6 +77,8 @@ class Member:
             rc = self.proc.wait()
         for t in self._threads:
             t.join(5)
+        self.proc.stdout.close()
+        self.proc.stderr.close()
         return rc
 
 
@@ -85,6 +87,16 @@ def produce(first, per_partition):
         lines = "".join(f"p{part}-{i}\n" for i in range(first, first + per_partition))
         out = sluice("produce", "ticks", "--partition", str(part), input=lines)
         assert f"acked {per_partition}" in out.stdout, out.stdout
+
+
+def committed(group):
+    """partition -> committed offset, from `sluice group`."""
+    out = {}
+    for line in sluice("group", "ticks", group).stdout.splitlines()[1:]:
+        part, value = line.removeprefix("partition ").split(": ")
+        if value != "-":
+            out[int(part)] = int(value)
+    return out
 
 
 class ConsumerGroupsTest(unittest.TestCase):
@@ -101,6 +113,9 @@ class ConsumerGroupsTest(unittest.TestCase):
                 wait_for(lambda: len(a.got()) >= 100, 30, "member a to read the backlog")
                 self.assertEqual(sorted((p, o) for p, o, _ in a.got()),
                                  [(p, o) for p in range(PARTITIONS) for o in range(25)])
+                # a commits before each heartbeat (every third of its 1 s session).
+                wait_for(lambda: committed("g") == {p: 25 for p in range(PARTITIONS)}, 10,
+                         "a's commit of the backlog")
 
                 # b joins: generation 2, each member gets two partitions.
                 b = Member("b")
@@ -161,9 +176,7 @@ class ConsumerGroupsTest(unittest.TestCase):
             cp = sluice("consume", "ticks", "--group", "c", "--from", "earliest", "--count", "3",
                         "--timeout-ms", "5000")
             self.assertEqual(len(cp.stdout.splitlines()), 3)
-            desc = sluice("group", "ticks", "c").stdout.splitlines()
-            committed = sum(int(line.split(": ")[1]) for line in desc[1:] if not line.endswith("-"))
-            self.assertEqual(committed, 3, desc)
+            self.assertEqual(sum(committed("c").values()), 3, committed("c"))
             cp = sluice("consume", "ticks", "--group", "c", "--from", "earliest", "--count", "17",
                         "--timeout-ms", "5000")
             self.assertEqual(len(cp.stdout.splitlines()), 17)
