@@ -25,6 +25,13 @@ shard::QueueConfig ConfigOf(const hwconf::QueueDecl& d) {
   c.max_receive_count = d.max_receive_count;
   c.memory_budget_chunks = 64;
   c.partitions = d.partitions;  // partition 0's shard coordinates the queue's consumer groups
+  // Work-queue features the layout cannot set yet (the control plane's queue model will): every
+  // wire priority is its own level; a message with a group id is ordered within its group; a
+  // dedup id is remembered for 5 minutes. Each costs nothing to messages that do not use it.
+  c.priority_levels = 16;
+  c.fifo = true;
+  c.dedup_window_ms = 5 * 60 * 1000;
+  c.max_dedup_entries = 8192;  // per partition (~0.5 MiB); beyond it the oldest ids go early
   return c;
 }
 

@@ -66,7 +66,7 @@ Errc Shard::AddPartition(QueueId queue, uint32_t partition, const QueueConfig& c
                         sizeof(RecordHeader);
   if (partitions_.contains(Key(queue, partition)) ||
       partitions_.size() >= config_.max_partitions || config.max_message_bytes > room ||
-      config.priority_levels == 0 || config.priority_levels > 8 || config.max_messages == 0 ||
+      config.priority_levels == 0 || config.priority_levels > 16 || config.max_messages == 0 ||
       config.memory_budget_chunks == 0 || config.max_pending_acks == 0 ||
       (config.fifo && config.max_groups == 0)) {
     return Errc::kInvalidArgument;

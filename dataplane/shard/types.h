@@ -66,7 +66,7 @@ struct QueueConfig {
   std::optional<QueueId> dead_letter_queue;  // target of messages past max_receive_count
   uint32_t delay_ms = 0;                    // default delay when a message gives 0
   uint32_t ttl_ms = 0;                      // default time to live when a message gives 0; 0 = none
-  uint8_t priority_levels = 1;              // 1..8; higher priority is handed out first
+  uint8_t priority_levels = 1;              // 1..16 (the wire's 0..15); higher is handed out first
   bool fifo = false;                        // per-group order: one leased message per group
   uint32_t dedup_window_ms = 0;             // 0 = no dedup by dedup id (any queue type)
 

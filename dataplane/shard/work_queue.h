@@ -85,7 +85,7 @@ class WorkQueue final : private TimerClient {
   static constexpr uint32_t kNil = UINT32_MAX;
   static constexpr uint8_t kSlotTimer = 0;
   static constexpr uint8_t kWaiterTimer = 1;
-  static constexpr uint32_t kMaxLevels = 8;
+  static constexpr uint32_t kMaxLevels = 16;  // the wire's priorities 0..15
 
   struct Slot {
     TimerNode timer;
