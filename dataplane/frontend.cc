@@ -133,6 +133,12 @@ class Frontend::Impl final : public shard::ShardSink {
   void OnJoinGroup(const p::FrameView& f, const Endpoint& from, const RouteContext& route,
                    uint64_t now_ns);
   void OnCommit(const p::FrameView& f, const Endpoint& from, const RouteContext& route);
+  // Request/reply inboxes (docs/protocol.md §11.2): owned by the worker of shard
+  // inbox_id % shards; a reply is pushed to the inbox's endpoint as a DELIVER.
+  bool OwnsInbox(uint64_t inbox_id, const RouteContext& route, bool* throttled) const;
+  void OnOpenInbox(const p::FrameView& f, const Endpoint& from, const RouteContext& route);
+  void OnReply(const p::FrameView& f, const Endpoint& from, const RouteContext& route);
+  void AnswerOne(const p::FrameView& f, const Endpoint& from, Errc errc, uint64_t value);
   // Sends [start, start+max) of a stream partition as MESSAGES (fetch) or DELIVER (nak re-send).
   void SendRange(p::FrameType type, const shard::ReplyTarget& t, uint64_t sub_id,
                  uint32_t queue, uint32_t partition, shard::StartPosition start,
@@ -164,6 +170,14 @@ class Frontend::Impl final : public shard::ShardSink {
   uint64_t now_ns_ = 0;             // latest time seen (events carry none)
   uint64_t next_sub_scan_ns_ = 0;
   uint64_t subscriptions_dropped_ = 0;
+  struct Inbox {
+    uint64_t endpoint = 0;
+    uint64_t client_id = 0;
+    uint64_t last_seen_ns = 0;  // OPEN_INBOX refreshes it; 3 heartbeat intervals without: gone
+    uint64_t next_offset = 0;   // numbers the replies pushed (the requester can spot loss)
+  };
+  static constexpr size_t kMaxInboxes = 65536;  // per worker
+  absl::flat_hash_map<uint64_t, Inbox> inboxes_;
   std::unique_ptr<Reassembly> reassembly_;
   std::vector<const shard::Partition*> sealed_;  // Service: partitions sealed this pass
   struct PendingDeadLetter {
@@ -221,6 +235,7 @@ Frontend::Impl::Impl(const QueueTable& table, uint16_t worker, std::span<const u
   dl_arena_.reserve(std::max<size_t>(4u << 20, 2 * size_t{largest} + 65536));
   peer_mac_.reserve(4096);
   subs_.reserve(1024);
+  inboxes_.reserve(4096);
   sub_ids_.reserve(1024);
 }
 
@@ -366,6 +381,8 @@ void Frontend::Impl::OnFrame(const p::FrameView& f, const Endpoint& from,
     case p::FrameType::kUnsubscribe: OnUnsubscribe(f, from); break;
     case p::FrameType::kJoinGroup: OnJoinGroup(f, from, route, now_ns); break;
     case p::FrameType::kCommit: OnCommit(f, from, route); break;
+    case p::FrameType::kOpenInbox: OnOpenInbox(f, from, route); break;
+    case p::FrameType::kReply: OnReply(f, from, route); break;
     default:
       // Server-to-client types sent to the server.
       if (route.receiver) Error(f, from, Errc::kUnknownType, "not a request type");
@@ -852,6 +869,89 @@ void Frontend::Impl::OnCommit(const p::FrameView& f, const Endpoint& from,
   Close(out);
 }
 
+bool Frontend::Impl::OwnsInbox(uint64_t inbox_id, const RouteContext& route,
+                               bool* throttled) const {
+  const uint16_t owner = table_.WorkerOfShard(static_cast<uint32_t>(inbox_id % table_.shard_count()));
+  *throttled = owner != worker_ && route.receiver &&
+               (route.throttled_workers & (uint64_t{1} << owner)) != 0;
+  return owner == worker_;
+}
+
+// One RESULT item answering `f` (OPEN_INBOX, REPLY).
+void Frontend::Impl::AnswerOne(const p::FrameView& f, const Endpoint& from, Errc errc,
+                               uint64_t value) {
+  if (errc != Errc::kOk) ++counters_.rejected;
+  const shard::ReplyTarget target{from.w0, f.header.client_id, f.header.request_id};
+  OpenFrame* out = Open(p::FrameType::kResult, target, f.header.request_id, 0, 0);
+  if (out == nullptr) return;
+  out->writer.BeginResult(IdsOf(target), f.header.type);
+  out->writer.AddResult(p::ResultItem{errc, 0, value});
+  Close(out);
+}
+
+void Frontend::Impl::OnOpenInbox(const p::FrameView& f, const Endpoint& from,
+                                 const RouteContext& route) {
+  auto r = p::DecodeOpenInbox(f);
+  bool throttled = false;
+  if (!OwnsInbox(r->inbox_id, route, &throttled)) {
+    if (throttled) Error(f, from, Errc::kThrottled, "inbox owner busy");
+    return;
+  }
+  auto it = inboxes_.find(r->inbox_id);
+  if (it != inboxes_.end() && it->second.client_id != f.header.client_id) {
+    // Another client's inbox: ids are random 64-bit numbers, so this is a clash or a probe.
+    AnswerOne(f, from, Errc::kInvalidArgument, 0);
+    return;
+  }
+  if (r->op == p::InboxOp::kClose) {
+    if (it != inboxes_.end()) inboxes_.erase(it);
+    AnswerOne(f, from, Errc::kOk, 0);
+    return;
+  }
+  if (it == inboxes_.end()) {
+    if (inboxes_.size() >= kMaxInboxes) {
+      AnswerOne(f, from, Errc::kThrottled, 0);
+      return;
+    }
+    it = inboxes_.emplace(r->inbox_id, Inbox{}).first;
+  }
+  it->second.endpoint = from.w0;  // follows the client if its address changed (verified source)
+  it->second.client_id = f.header.client_id;
+  it->second.last_seen_ns = now_ns_;
+  AnswerOne(f, from, Errc::kOk, 3 * kHeartbeatNs / 1'000'000);  // lifetime without a refresh
+}
+
+void Frontend::Impl::OnReply(const p::FrameView& f, const Endpoint& from,
+                             const RouteContext& route) {
+  auto r = p::DecodeReply(f);
+  bool throttled = false;
+  if (!OwnsInbox(r->inbox_id, route, &throttled)) {
+    if (throttled) Error(f, from, Errc::kThrottled, "inbox owner busy");
+    return;
+  }
+  auto it = inboxes_.find(r->inbox_id);
+  if (it == inboxes_.end()) {  // the requester went away (or never opened it)
+    AnswerOne(f, from, Errc::kUnknownQueue, 0);
+    return;
+  }
+  Inbox& inbox = it->second;
+  const shard::ReplyTarget to{inbox.endpoint, inbox.client_id, 0};
+  p::DeliveredMeta meta;
+  meta.offset = inbox.next_offset++;
+  meta.server_timestamp_ns = now_ns_;
+  meta.partition = 0;
+  const std::span<const std::byte> record = r->message.record;
+  if (!FitsOneFrame(p::kDeliverPrefixBytes, record.size())) {
+    SendFragments(p::FrameType::kDeliver, to, r->inbox_id, 0, 0, meta, record, r->inbox_id);
+  } else if (OpenFrame* out = Open(p::FrameType::kDeliver, to, r->inbox_id, 0, 0)) {
+    out->writer.BeginDeliver(IdsOf(to), p::DeliverPrefix{r->inbox_id, 0, 0, 0});
+    out->writer.AddDeliveredRaw(meta, record);
+    Close(out);
+  }
+  ++counters_.delivered;
+  AnswerOne(f, from, Errc::kOk, meta.offset);
+}
+
 void Frontend::Impl::AckOne(const shard::ReplyTarget& t, uint32_t queue, uint32_t partition,
                             uint64_t producer, uint64_t sequence, Errc errc) {
   shard::AckRange a;
@@ -1118,6 +1218,13 @@ void Frontend::Impl::FlushDeadLetters(uint64_t now_ns) {
 }
 
 void Frontend::Impl::ScanSubscriptions(uint64_t now_ns) {
+  for (auto it = inboxes_.begin(); it != inboxes_.end();) {  // requesters that went away
+    if (now_ns - it->second.last_seen_ns > 3 * kHeartbeatNs) {
+      inboxes_.erase(it++);
+    } else {
+      ++it;
+    }
+  }
   for (auto it = subs_.begin(); it != subs_.end();) {
     Subscription& s = it->second;
     shard::Shard* shard = ShardOf(s.queue, s.partition);

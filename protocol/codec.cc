@@ -49,7 +49,9 @@ bool ValidResultRequestType(uint8_t t) {
     case FrameType::kExtend:
     case FrameType::kSubscribe:
     case FrameType::kUnsubscribe:
-    case FrameType::kCommit: return true;
+    case FrameType::kCommit:
+    case FrameType::kOpenInbox:
+    case FrameType::kReply: return true;
     default: return false;
   }
 }
@@ -957,6 +959,38 @@ DecodeResult<CommitView> DecodeCommit(const FrameView& f) {
   return v;
 }
 
+DecodeResult<OpenInboxRequest> DecodeOpenInbox(const FrameView& f) {
+  if (DecodeError e = CheckFixedBody(f, FrameType::kOpenInbox, kOpenInboxBytes);
+      e != DecodeError::kOk) {
+    return e;
+  }
+  const std::byte* p = f.body.data();
+  if (U8(p + 9) != 0 || U16(p + 10) != 0 || U32(p + 12) != 0 || U64(p + 16) != 0) {
+    return DecodeError::kReservedNonZero;
+  }
+  OpenInboxRequest r;
+  r.inbox_id = U64(p);
+  const uint8_t op = U8(p + 8);
+  if (r.inbox_id == 0 || op > kMaxInboxOp) return DecodeError::kBadValue;
+  r.op = static_cast<InboxOp>(op);
+  return r;
+}
+
+DecodeResult<ReplyView> DecodeReply(const FrameView& f) {
+  if (DecodeError e = CheckType(f, FrameType::kReply); e != DecodeError::kOk) return e;
+  if (f.header.count != 1) return DecodeError::kUnexpectedCount;
+  if (f.body.size() < kReplyPrefixBytes) return DecodeError::kTruncatedBody;
+  const std::byte* p = f.body.data();
+  if (U64(p + 8) != 0) return DecodeError::kReservedNonZero;
+  auto recs = f.body.subspan(kReplyPrefixBytes);
+  if (DecodeError e = CheckVariableRecords(recs, 1, false); e != DecodeError::kOk) return e;
+  ReplyView v;
+  v.inbox_id = U64(p);
+  v.message = MessageRange(recs, 1).front();
+  if (v.inbox_id == 0 || v.message.is_fragment()) return DecodeError::kBadValue;
+  return v;
+}
+
 DecodeError ValidateFrame(const FrameView& f) {
   switch (f.header.type) {
     case FrameType::kProduce: return DecodeProduce(f).error();
@@ -980,6 +1014,8 @@ DecodeError ValidateFrame(const FrameView& f) {
     case FrameType::kJoinGroup: return DecodeJoinGroup(f).error();
     case FrameType::kGroupState: return DecodeGroupState(f).error();
     case FrameType::kCommit: return DecodeCommit(f).error();
+    case FrameType::kOpenInbox: return DecodeOpenInbox(f).error();
+    case FrameType::kReply: return DecodeReply(f).error();
   }
   return DecodeError::kUnknownType;
 }
@@ -1453,6 +1489,60 @@ EncodeResult EncodeJoinGroup(std::span<std::byte> out, const FrameIds& ids,
   o.U32(0);
   o.Str(r.group);
   return s.total;
+}
+
+EncodeResult EncodeOpenInbox(std::span<std::byte> out, const FrameIds& ids,
+                             const OpenInboxRequest& r) {
+  if (r.inbox_id == 0 || static_cast<uint8_t>(r.op) > kMaxInboxOp) return EncodeError::kBadValue;
+  OneShot s = BeginOneShot(out, FrameType::kOpenInbox, ids, kOpenInboxBytes);
+  if (s.error != EncodeError::kOk) return s.error;
+  Out o{s.body};
+  o.U64(r.inbox_id);
+  o.U8(static_cast<uint8_t>(r.op));
+  o.U8(0);
+  o.U16(0);
+  o.U32(0);
+  o.U64(0);
+  return s.total;
+}
+
+EncodeResult EncodeReply(std::span<std::byte> out, const FrameIds& ids, uint64_t inbox_id,
+                         const MessageSpec& m) {
+  if (inbox_id == 0 || m.fragment) return EncodeError::kBadValue;
+  if (EncodeError e = CheckMessage(m); e != EncodeError::kOk) return e;
+  const size_t n = EncodedSize(m);
+  OneShot s = BeginOneShot(out, FrameType::kReply, ids, kReplyPrefixBytes + n);
+  if (s.error != EncodeError::kOk) return s.error;
+  le::Store<uint32_t>(out.data() + 12, 1);  // count
+  Out o{s.body};
+  o.U64(inbox_id);
+  o.U64(0);
+  WriteMessage(o.p, m, n);
+  return s.total;
+}
+
+std::string_view FormatInbox(uint64_t inbox_id, std::span<char, 22> buf) {
+  static constexpr char kHex[] = "0123456789abcdef";
+  std::memcpy(buf.data(), kInboxPrefix.data(), kInboxPrefix.size());
+  for (int i = 0; i < 16; ++i) {
+    buf[kInboxPrefix.size() + i] = kHex[(inbox_id >> (60 - 4 * i)) & 0xF];
+  }
+  return std::string_view(buf.data(), kInboxPrefix.size() + 16);
+}
+
+std::optional<uint64_t> ParseInbox(std::string_view reply_to) {
+  if (reply_to.size() != kInboxPrefix.size() + 16 || reply_to.substr(0, kInboxPrefix.size()) != kInboxPrefix) {
+    return std::nullopt;
+  }
+  uint64_t v = 0;
+  for (char c : reply_to.substr(kInboxPrefix.size())) {
+    v <<= 4;
+    if (c >= '0' && c <= '9') v |= static_cast<uint64_t>(c - '0');
+    else if (c >= 'a' && c <= 'f') v |= static_cast<uint64_t>(c - 'a' + 10);
+    else return std::nullopt;
+  }
+  if (v == 0) return std::nullopt;
+  return v;
 }
 
 }  // namespace sluice::protocol

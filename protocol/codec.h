@@ -17,6 +17,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <iterator>
+#include <optional>
 #include <span>
 #include <string_view>
 #include <utility>
@@ -313,6 +314,14 @@ struct CommitItem {
   uint16_t partition = 0;  // never kAnyPartition
   uint64_t offset = 0;     // next offset to consume
   friend bool operator==(const CommitItem&, const CommitItem&) = default;
+};
+
+// OPEN_INBOX: a temporary destination for replies, pushed to the opener as DELIVER frames with
+// subscription_id = inbox_id and queue_id 0 (docs/protocol.md §11.2).
+struct OpenInboxRequest {
+  uint64_t inbox_id = 0;  // non-zero, chosen by the client
+  InboxOp op = InboxOp::kOpen;
+  friend bool operator==(const OpenInboxRequest&, const OpenInboxRequest&) = default;
 };
 
 inline void ReadRecord(const std::byte* p, GroupPartition* r) {
@@ -641,6 +650,10 @@ struct CommitView {
   CommitPrefix prefix;
   FixedRange<CommitItem> items;
 };
+struct ReplyView {
+  uint64_t inbox_id = 0;
+  MessageView message;  // exactly one, unfragmented
+};
 
 // One decoder per frame type. Each checks that frame.header.type matches (else kWrongFrameType).
 DecodeResult<ProduceView> DecodeProduce(const FrameView& f);
@@ -662,6 +675,8 @@ DecodeResult<UnsubscribeRequest> DecodeUnsubscribe(const FrameView& f);
 DecodeResult<JoinGroupRequest> DecodeJoinGroup(const FrameView& f);
 DecodeResult<GroupStateView> DecodeGroupState(const FrameView& f);
 DecodeResult<CommitView> DecodeCommit(const FrameView& f);
+DecodeResult<OpenInboxRequest> DecodeOpenInbox(const FrameView& f);
+DecodeResult<ReplyView> DecodeReply(const FrameView& f);
 
 // Runs the decoder of the frame's type; kOk when the whole frame is valid.
 DecodeError ValidateFrame(const FrameView& f);
@@ -747,6 +762,14 @@ EncodeResult EncodeUnsubscribe(std::span<std::byte> out, const FrameIds& ids,
                                const UnsubscribeRequest& r);
 EncodeResult EncodeJoinGroup(std::span<std::byte> out, const FrameIds& ids,
                              const JoinGroupRequest& r);
+EncodeResult EncodeOpenInbox(std::span<std::byte> out, const FrameIds& ids,
+                             const OpenInboxRequest& r);
+// REPLY with one message record (not a fragment: kBadValue; too big for `out`: kNoSpace).
+EncodeResult EncodeReply(std::span<std::byte> out, const FrameIds& ids, uint64_t inbox_id,
+                         const MessageSpec& m);
+// "inbox:<16 hex digits>" for an inbox id, and back (nullopt if `reply_to` names no inbox).
+std::string_view FormatInbox(uint64_t inbox_id, std::span<char, 22> buf);
+std::optional<uint64_t> ParseInbox(std::string_view reply_to);
 
 // The tag of a finished frame with kFlagAuth (last 16 bytes), and the bytes it covers.
 inline std::span<std::byte> AuthTagOf(std::span<std::byte> frame) {

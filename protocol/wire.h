@@ -43,8 +43,10 @@ enum class FrameType : uint8_t {
   kJoinGroup = 19,   // client -> server: join (heartbeat), leave or describe a consumer group
   kGroupState = 20,  // server -> client: generation, assignment and committed offsets
   kCommit = 21,      // client -> server: commit a group's offsets (fenced by generation)
+  kOpenInbox = 22,   // client -> server: open / refresh / close a temporary reply inbox
+  kReply = 23,       // client -> server: one reply message for an inbox (request/reply)
 };
-inline constexpr uint8_t kMaxFrameType = 21;
+inline constexpr uint8_t kMaxFrameType = 23;
 
 constexpr bool IsKnownFrameType(uint8_t t) { return t >= 1 && t <= kMaxFrameType; }
 
@@ -71,6 +73,8 @@ constexpr std::string_view FrameTypeName(FrameType t) {
     case FrameType::kJoinGroup: return "JOIN_GROUP";
     case FrameType::kGroupState: return "GROUP_STATE";
     case FrameType::kCommit: return "COMMIT";
+    case FrameType::kOpenInbox: return "OPEN_INBOX";
+    case FrameType::kReply: return "REPLY";
   }
   return "UNKNOWN_TYPE";
 }
@@ -125,6 +129,12 @@ inline constexpr uint32_t kMinSessionTimeoutMs = 100;
 inline constexpr uint32_t kMaxSessionTimeoutMs = 300'000;
 inline constexpr uint32_t kDefaultSessionTimeoutMs = 10'000;
 
+// OPEN_INBOX operations (request/reply, docs/protocol.md §11.2).
+enum class InboxOp : uint8_t { kOpen = 0, kClose = 1 };  // kOpen also refreshes
+inline constexpr uint8_t kMaxInboxOp = 1;
+// A message's reply_to naming an inbox: "inbox:" + the inbox id as 16 lower-case hex digits.
+inline constexpr std::string_view kInboxPrefix = "inbox:";
+
 // ---- message record -----------------------------------------------------------------------------
 // Fixed part (byte offsets within the record):
 //   0 u32 record_len | 4 u16 partition | 6 u8 priority | 7 u8 flags | 8 u64 sequence
@@ -175,6 +185,8 @@ inline constexpr size_t kGroupStatePrefixBytes = 16;
 inline constexpr size_t kGroupPartitionBytes = 16;
 inline constexpr size_t kCommitPrefixBytes = 24;      // + group name, then commit items
 inline constexpr size_t kCommitItemBytes = 16;
+inline constexpr size_t kOpenInboxBytes = 24;         // padded: its RESULT is no larger
+inline constexpr size_t kReplyPrefixBytes = 16;       // u64 inbox_id, u64 reserved; + 1 record
 
 inline constexpr size_t kMaxErrorDetailBytes = 1024;
 inline constexpr uint16_t kMaxReceiveMessages = 1024;  // RECEIVE / FETCH max_messages

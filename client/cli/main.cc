@@ -1,6 +1,9 @@
 // sluice: the command-line client. One subcommand per operation; every error is printed as
 // "sluice: <what was attempted>: <ERROR_NAME>: <advice>" and mapped to an exit code:
 //   0 ok, 1 a request failed, 2 usage, 3 cannot reach the server / timeout.
+#include <sys/wait.h>
+#include <unistd.h>
+
 #include <csignal>
 #include <cstdio>
 #include <cstdlib>
@@ -21,6 +24,7 @@
 #include "client/group_consumer.h"
 #include "client/producer.h"
 #include "client/redrive.h"
+#include "client/request_reply.h"
 #include "client/stream_consumer.h"
 #include "client/work_consumer.h"
 
@@ -56,6 +60,8 @@ constexpr const char* kMainHelp =
     "  nack QUEUE RECEIPT...     give leased messages back (--delay-ms: visible again later)\n"
     "  extend QUEUE RECEIPT...   lengthen leases (--visibility-ms)\n"
     "  redrive DLQ               move dead letters back to their source queue (or --to)\n"
+    "  request QUEUE [PAYLOAD]   send a request to a work queue and print the reply\n"
+    "  respond QUEUE             answer requests from a work queue (echo, or --exec CMD)\n"
     "  lookup QUEUE              show a queue's id, type, partitions, max message size\n"
     "  ping                      heartbeat round trip\n"
     "\n"
@@ -192,6 +198,28 @@ const std::vector<Command>& Commands() {
        "  --to QUEUE        target queue for every message\n"
        "  --max N           at most N messages (default: all that are visible)\n",
        {"to", "max"},
+       {},
+       1,
+       1},
+      {"request",
+       "usage: sluice request QUEUE [PAYLOAD] [--timeout-ms T]\n"
+       "\n"
+       "Sends PAYLOAD (or each line of stdin) as a request to work queue QUEUE, with a temporary\n"
+       "reply inbox that the server removes when this client goes away, and prints each reply.\n"
+       "A request without a reply within T ms (default 5000) fails with exit code 3.\n",
+       {"timeout-ms"},
+       {},
+       1,
+       2},
+      {"respond",
+       "usage: sluice respond QUEUE [--exec CMD] [--count N] [--timeout-ms T]\n"
+       "\n"
+       "Serves requests from work queue QUEUE: each reply is the request's payload (echo), or\n"
+       "the standard output of `sh -c CMD` run with the payload on its standard input (a\n"
+       "non-zero exit hands the request back for a retry). Stops after N requests, after T ms\n"
+       "without one, or on Ctrl-C. Prints one line per request: 'replied', 'orphaned' (the\n"
+       "requester is gone) or 'failed'.\n",
+       {"exec", "count", "timeout-ms"},
        {},
        1,
        1},
@@ -683,6 +711,101 @@ int RedriveCommand(const Args& a, Connection& conn) {
   return r->failed > 0 ? kExitFailed : kExitOk;
 }
 
+int RequestCommand(const Args& a, Connection& conn) {
+  std::optional<int> exit;
+  const int64_t timeout = Flag<int64_t>(a, "timeout-ms", 5000, 1, 3'600'000, &exit);
+  if (exit) return *exit;
+  auto rq = Requester::Create(conn);
+  if (!rq.ok()) return Fail(rq.status());
+  auto one = [&](std::string_view payload) -> int {
+    auto reply = (*rq)->Request(a.positional[0], AsBytes(payload), absl::Milliseconds(timeout));
+    if (!reply.ok()) {
+      return Fail(absl::Status(reply.status().code(),
+                               absl::StrCat(Context("request to", a.positional[0]), ": ",
+                                            reply.status().message())));
+    }
+    std::fwrite((*reply)->payload.data(), 1, (*reply)->payload.size(), stdout);
+    std::fputc('\n', stdout);
+    std::fflush(stdout);
+    return kExitOk;
+  };
+  if (a.positional.size() == 2) return one(a.positional[1]);
+  int rc = kExitOk;
+  for (std::string line; g_stop == 0 && std::getline(std::cin, line);) rc = std::max(rc, one(line));
+  return rc;
+}
+
+// Runs `sh -c cmd` with `input` on its stdin; its stdout (one trailing newline removed).
+absl::StatusOr<std::string> RunFilter(const std::string& cmd, std::string_view input) {
+  int in[2], out[2];
+  if (pipe(in) != 0 || pipe(out) != 0) return absl::InternalError("pipe failed");
+  const pid_t pid = fork();
+  if (pid < 0) return absl::InternalError("fork failed");
+  if (pid == 0) {
+    dup2(in[0], 0);
+    dup2(out[1], 1);
+    close(in[0]), close(in[1]), close(out[0]), close(out[1]);
+    execl("/bin/sh", "sh", "-c", cmd.c_str(), static_cast<char*>(nullptr));
+    _exit(127);
+  }
+  close(in[0]);
+  close(out[1]);
+  // Requests are small (one datagram): the pipe holds the whole input before the child reads.
+  for (size_t done = 0; done < input.size();) {
+    const ssize_t n = write(in[1], input.data() + done, input.size() - done);
+    if (n <= 0) break;
+    done += static_cast<size_t>(n);
+  }
+  close(in[1]);
+  std::string result;
+  char buf[4096];
+  for (ssize_t n; (n = read(out[0], buf, sizeof buf)) > 0;) result.append(buf, static_cast<size_t>(n));
+  close(out[0]);
+  int status = 0;
+  waitpid(pid, &status, 0);
+  if (!WIFEXITED(status) || WEXITSTATUS(status) != 0) {
+    return absl::AbortedError(absl::StrCat("--exec '", cmd, "' failed"));
+  }
+  if (!result.empty() && result.back() == '\n') result.pop_back();
+  return result;
+}
+
+int RespondCommand(const Args& a, Connection& conn) {
+  std::optional<int> exit;
+  const uint64_t count = Flag<uint64_t>(a, "count", 0, 0, UINT64_MAX / 2, &exit);
+  const int64_t timeout = Flag<int64_t>(a, "timeout-ms", 0, 0, INT64_MAX / 1'000'000, &exit);
+  if (exit) return *exit;
+  const std::string cmd = a.flags.count("exec") ? a.flags.at("exec") : "";
+  std::signal(SIGPIPE, SIG_IGN);  // a --exec command may exit without reading its input
+  auto rs = Responder::Create(
+      conn, a.positional[0],
+      [&](const ReceivedMessage& m) -> absl::StatusOr<std::string> {
+        if (cmd.empty()) return std::string(m.payload_view());
+        return RunFilter(cmd, m.payload_view());
+      },
+      {.batch = 1});
+  if (!rs.ok()) return Fail(rs.status());
+  uint64_t handled = 0;
+  MonoNs last = NowNs();
+  ResponderStats before = (*rs)->stats();
+  while (g_stop == 0 && (count == 0 || handled < count)) {
+    if (timeout > 0 && NowNs() - last >= timeout * 1'000'000) break;
+    auto n = (*rs)->Serve(absl::Milliseconds(200));
+    if (!n.ok()) return Fail(n.status());
+    if (*n == 0) continue;
+    handled += *n;
+    last = NowNs();
+    const ResponderStats& now = (*rs)->stats();
+    const char* what = now.replied > before.replied     ? "replied"
+                       : now.orphaned > before.orphaned ? "orphaned"
+                                                        : "failed";
+    std::printf("%s\n", what);
+    std::fflush(stdout);
+    before = now;
+  }
+  return kExitOk;
+}
+
 int Lookup(const Args& a, Connection& conn) {
   auto q = conn.Lookup(a.positional[0]);
   if (!q.ok()) return Fail(q.status());
@@ -722,6 +845,8 @@ int Main(int argc, char** argv) {
   if (cmd == "nack") return ReceiptCommand(a, **conn, ReceiptVerb::kNack);
   if (cmd == "extend") return ReceiptCommand(a, **conn, ReceiptVerb::kExtend);
   if (cmd == "redrive") return RedriveCommand(a, **conn);
+  if (cmd == "request") return RequestCommand(a, **conn);
+  if (cmd == "respond") return RespondCommand(a, **conn);
   if (cmd == "lookup") return Lookup(a, **conn);
   if (cmd == "group") return Group(a, **conn);
   return Ping(a, **conn);

@@ -96,6 +96,13 @@ sp::EncodeResult Frame(Rng& r, sp::FrameType t, std::span<std::byte> out) {
       return sp::EncodeLookupReply(out, ids, sp::testing::RandomLookupReply(r));
     case sp::FrameType::kUnsubscribe:
       return sp::EncodeUnsubscribe(out, ids, sp::testing::RandomUnsubscribe(r));
+    case sp::FrameType::kOpenInbox:
+      return sp::EncodeOpenInbox(out, ids, {r.Between(1, 1000), static_cast<sp::InboxOp>(r.Below(2))});
+    case sp::FrameType::kReply: {
+      OwnedMessage m;
+      sp::testing::RandomMessage(r, 120, &m);
+      return sp::EncodeReply(out, ids, r.Between(1, 1000), m.spec);
+    }
     case sp::FrameType::kJoinGroup:
       return sp::EncodeJoinGroup(out, ids, {r.U32(), static_cast<sp::GroupOp>(r.Below(2)),
                                             r.Between(1, 1000), 0, text.empty() ? "g" : text});

@@ -241,6 +241,21 @@ void CheckFrame(const sp::FrameView& f) {
       }
       break;
     }
+    case FrameType::kOpenInbox: {
+      auto v = sp::DecodeOpenInbox(f);
+      mine = v.error();
+      CheckFixed(f, v, sp::EncodeOpenInbox);
+      break;
+    }
+    case FrameType::kReply: {
+      auto v = sp::DecodeReply(f);
+      mine = v.error();
+      if (v) {
+        FUZZ_CHECK(v->inbox_id != 0 && !v->message.is_fragment());
+        CheckMessage(v->message);
+      }
+      break;
+    }
     case FrameType::kCommit: {
       auto v = sp::DecodeCommit(f);
       mine = v.error();

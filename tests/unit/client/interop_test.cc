@@ -19,6 +19,7 @@
 #include "client/connection.h"
 #include "client/errors.h"
 #include "client/group_consumer.h"
+#include "client/request_reply.h"
 #include "client/producer.h"
 #include "client/stream_consumer.h"
 #include "client/work_consumer.h"
@@ -176,6 +177,7 @@ class RealServer final : public dp::ReplyChannel {
       case p::FrameType::kCredit:
       case p::FrameType::kNak:
       case p::FrameType::kJoinGroup:
+      case p::FrameType::kOpenInbox:
         if (verified_.count({key, f->header.client_id}) == 0) {
           auto n = p::EncodeErrorFrame(std::span<std::byte>(out, d.size()), ids,
                                        p::ErrorReply{Errc::kUnverifiedSource,
@@ -521,6 +523,93 @@ TEST_F(InteropTest, ConsumerGroupErrors) {
   EXPECT_TRUE(d->committed.empty());
   auto u = DescribeGroup(*conn_, "nope", "g");
   EXPECT_EQ(ErrcOf(u.status()), Errc::kUnknownQueue) << u.status();
+}
+
+// ---- request/reply -------------------------------------------------------------------------------
+
+TEST_F(InteropTest, RequestReplyThroughATemporaryInbox) {
+  auto requester_conn = Connect(server_.address());
+  auto rq = Requester::Create(*requester_conn);
+  ASSERT_TRUE(rq.ok()) << rq.status();
+  EXPECT_EQ((*rq)->reply_to().substr(0, 6), "inbox:");
+  auto rs = Responder::Create(*conn_, "jobs", [](const ReceivedMessage& m) -> absl::StatusOr<std::string> {
+    if (m.payload_view() == "fail") return absl::InternalError("handler failed");
+    return absl::StrCat("re:", m.payload_view());
+  }, {.retry_delay = absl::Milliseconds(50)});
+  ASSERT_TRUE(rs.ok()) << rs.status();
+
+  // Three requests in flight at once; the responder answers them in one batch.
+  std::map<std::string, std::string> replies;
+  for (std::string q : {"a", "b", "c"}) {
+    ASSERT_TRUE((*rq)->RequestAsync("jobs", AsBytes(q), absl::Seconds(5),
+                                    [&replies, q](absl::StatusOr<const ReceivedMessage*> r) {
+                                      ASSERT_TRUE(r.ok()) << r.status();
+                                      replies[q] = std::string((*r)->payload_view());
+                                    })
+                    .ok());
+  }
+  for (int i = 0; i < 200 && replies.size() < 3; ++i) {
+    (void)requester_conn->Poll(absl::Milliseconds(1));
+    auto n = (*rs)->Serve(absl::Milliseconds(10));
+    ASSERT_TRUE(n.ok()) << n.status();
+  }
+  EXPECT_EQ(replies, (std::map<std::string, std::string>{{"a", "re:a"}, {"b", "re:b"}, {"c", "re:c"}}));
+  EXPECT_EQ((*rs)->stats().replied, 3u);
+  EXPECT_EQ((*rq)->stats().replies, 3u);
+  EXPECT_EQ((*rq)->pending(), 0u);
+
+  // A handler failure hands the request back; with nobody answering, the requester times out.
+  bool timed_out = false;
+  ASSERT_TRUE((*rq)->RequestAsync("jobs", AsBytes("fail"), absl::Milliseconds(300),
+                                  [&](absl::StatusOr<const ReceivedMessage*> r) {
+                                    timed_out = absl::IsDeadlineExceeded(r.status());
+                                  })
+                  .ok());
+  for (int i = 0; i < 100 && !timed_out; ++i) {
+    (void)requester_conn->Poll(absl::Milliseconds(5));
+    (void)(*rs)->Serve(absl::ZeroDuration());
+  }
+  EXPECT_TRUE(timed_out);
+  EXPECT_GE((*rs)->stats().failed, 1u);
+  EXPECT_EQ((*rq)->stats().timeouts, 1u);
+
+  // The requester goes away: its inbox is closed, and a request still queued for it is deleted
+  // by the responder without an answer ("orphaned").
+  const uint64_t orphaned_before = (*rs)->stats().orphaned;
+  {
+    auto gone = Requester::Create(*requester_conn);
+    ASSERT_TRUE(gone.ok());
+    ASSERT_TRUE((*gone)->RequestAsync("jobs", AsBytes("late"), absl::Seconds(5),
+                                      [](absl::StatusOr<const ReceivedMessage*>) {})
+                    .ok());
+    (void)requester_conn->PollUntil([&] { return false; }, absl::Milliseconds(50));  // sent
+  }  // ~Requester: CLOSE
+  (void)requester_conn->PollUntil([&] { return false; }, absl::Milliseconds(50));
+  for (int i = 0; i < 100 && (*rs)->stats().orphaned == orphaned_before; ++i) {
+    (void)(*rs)->Serve(absl::Milliseconds(20));  // "fail" comes back too; it fails again
+  }
+  EXPECT_EQ((*rs)->stats().orphaned, orphaned_before + 1);
+}
+
+TEST_F(InteropTest, ReplyToAnUnknownInboxIsRefused) {
+  p::MessageSpec m;
+  const std::string payload = "x";
+  m.payload = AsBytes(payload);
+  const uint64_t rid = conn_->NextRequestId();
+  auto n = p::EncodeReply(conn_->scratch(), conn_->Ids(rid), 0x1234, m);
+  ASSERT_TRUE(n.has_value());
+  std::optional<Errc> got;
+  conn_->Call(std::span<const std::byte>(conn_->scratch().data(), *n), {},
+              [&](const p::FrameView* f, const absl::Status&) {
+                if (f != nullptr) {
+                  if (auto r = p::DecodeResultFrame(*f); r && r->items.size() == 1) {
+                    got = r->items[0].errc;
+                  }
+                }
+                return true;
+              });
+  ASSERT_TRUE(conn_->PollUntil([&] { return got.has_value(); }, absl::Seconds(3)).ok());
+  EXPECT_EQ(got, Errc::kUnknownQueue);
 }
 
 }  // namespace

@@ -203,6 +203,16 @@ Bytes Commit1() {
     return w.Finish();
   });
 }
+Bytes Inbox1() {
+  return Encode([](std::span<std::byte> out) {
+    return EncodeOpenInbox(out, {1, 2, 0}, OpenInboxRequest{0xABC, InboxOp::kOpen});
+  });
+}
+Bytes Reply1() {
+  return Encode([](std::span<std::byte> out) {
+    return EncodeReply(out, {1, 2, 0}, 0xABC, BaseMessage());
+  });
+}
 Bytes Deliver1() {
   return Encode([](std::span<std::byte> out) -> EncodeResult {
     FrameWriter w(out);
@@ -217,7 +227,7 @@ std::vector<Bytes> AllSamples() {
   return {Produce1(), Ack2(), Receive1(), Messages1(), Receipts(FrameType::kDelete, 0),
           Receipts(FrameType::kNack, 5), Receipts(FrameType::kExtend, 5), Result1(),
           Subscribe1(), Deliver1(), Credit1(), Nak1(), Fetch1(), Heartbeat1(), Error1(),
-          Lookup1(), LookupReply1(), Unsub1(), Join1(), GroupState2(), Commit1()};
+          Lookup1(), LookupReply1(), Unsub1(), Join1(), GroupState2(), Commit1(), Inbox1(), Reply1()};
 }
 
 // ---- the table --------------------------------------------------------------------------------
@@ -243,7 +253,7 @@ const std::vector<Case>& Table() {
       {"version 0", [] { return With(Produce1(), [](Bytes& x) { x.P8(4, 0); }); }, D::kBadVersion},
       {"version 2", [] { return With(Produce1(), [](Bytes& x) { x.P8(4, 2); }); }, D::kBadVersion},
       {"type 0", [] { return With(Produce1(), [](Bytes& x) { x.P8(5, 0); }); }, D::kUnknownType},
-      {"type 22", [] { return With(Produce1(), [](Bytes& x) { x.P8(5, 22); }); }, D::kUnknownType},
+      {"type 24", [] { return With(Produce1(), [](Bytes& x) { x.P8(5, 24); }); }, D::kUnknownType},
       {"type 255", [] { return With(Produce1(), [](Bytes& x) { x.P8(5, 255); }); }, D::kUnknownType},
       {"unknown frame flag", [] { return With(Produce1(), [](Bytes& x) { x.P16(6, 0x0008); }); }, D::kBadFlags},
       {"high frame flag", [] { return With(Produce1(), [](Bytes& x) { x.P16(6, 0x8000); }); }, D::kBadFlags},
@@ -388,6 +398,15 @@ const std::vector<Case>& Table() {
       {"commit item reserved", [] { return With(Commit1(), [](Bytes& x) { x.P32(32 + 26 + 4, 1); }); }, D::kReservedNonZero},
       {"commit prefix reserved", [] { return With(Commit1(), [](Bytes& x) { x.P8(32 + 17, 1); }); }, D::kReservedNonZero},
       {"commit group past body", [] { return With(Commit1(), [](Bytes& x) { x.P8(32 + 16, 200); }); }, D::kFieldOverrun},
+      {"inbox id 0", [] { return With(Inbox1(), [](Bytes& x) { x.P64(32, 0); }); }, D::kBadValue},
+      {"inbox op 2", [] { return With(Inbox1(), [](Bytes& x) { x.P8(32 + 8, 2); }); }, D::kBadValue},
+      {"inbox padding", [] { return With(Inbox1(), [](Bytes& x) { x.P64(32 + 16, 1); }); }, D::kReservedNonZero},
+      {"inbox count", [] { return With(Inbox1(), [](Bytes& x) { x.P32(12, 1); }); }, D::kUnexpectedCount},
+      {"reply count 2", [] { return With(Reply1(), [](Bytes& x) { x.P32(12, 2); }); }, D::kUnexpectedCount},
+      {"reply count 0", [] { return With(Reply1(), [](Bytes& x) { x.P32(12, 0); }); }, D::kUnexpectedCount},
+      {"reply inbox 0", [] { return With(Reply1(), [](Bytes& x) { x.P64(32, 0); }); }, D::kBadValue},
+      {"reply reserved", [] { return With(Reply1(), [](Bytes& x) { x.P64(32 + 8, 1); }); }, D::kReservedNonZero},
+      {"reply record cut", [] { return With(Reply1(), [](Bytes& x) { x.Resize(x.b.size() - 1); }); }, D::kRecordOverrun},
       {"commit generation without member", [] { return With(Commit1(), [](Bytes& x) { x.P64(32 + 8, 0); }); }, D::kBadValue},
   };
   return t;

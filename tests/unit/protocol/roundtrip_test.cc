@@ -16,7 +16,7 @@ namespace {
 using testing::OwnedMessage;
 using testing::Rng;
 
-constexpr int kCasesPerType = 250;  // x 21 types = 5250 cases
+constexpr int kCasesPerType = 250;  // x 23 types = 5750 cases
 
 uint64_t BaseSeed() {
   const char* s = std::getenv("SLUICE_TEST_SEED");
@@ -258,11 +258,12 @@ class RoundTrip : public ::testing::Test {
   void Result(Rng& r) {
     static constexpr FrameType kReq[] = {FrameType::kDelete, FrameType::kNack, FrameType::kExtend,
                                          FrameType::kSubscribe, FrameType::kUnsubscribe,
-                                         FrameType::kCommit};
+                                         FrameType::kCommit, FrameType::kOpenInbox,
+                                         FrameType::kReply};
     auto out = RandomBuffer(r);
     FrameWriter w(out);
     FrameIds ids = testing::RandomIds(r);
-    FrameType req = kReq[r.Below(6)];
+    FrameType req = kReq[r.Below(8)];
     ASSERT_EQ(w.BeginResult(ids, req), EncodeError::kOk);
     std::vector<ResultItem> items;
     for (size_t n = r.Between(0, 60); n > 0; --n) {
@@ -417,6 +418,35 @@ class RoundTrip : public ::testing::Test {
       }
       case FrameType::kGroupState: return GroupState(r);
       case FrameType::kCommit: return Commit(r);
+      case FrameType::kOpenInbox:
+        return Fixed(r, t,
+                     OpenInboxRequest{r.Between(1, UINT64_MAX), static_cast<InboxOp>(r.Below(2))},
+                     EncodeOpenInbox, DecodeOpenInbox);
+      case FrameType::kReply: {
+        auto out = std::span<std::byte>(buf_).first(kDefaultFrameBytes);
+        testing::OwnedMessage m;
+        testing::RandomMessage(r, 200, &m);
+        char inbox[22];
+        m.spec.reply_to = {};
+        m.spec.correlation_id = FormatInbox(r.Between(1, UINT64_MAX), inbox);
+        const uint64_t id = r.Between(1, UINT64_MAX);
+        FrameIds ids = testing::RandomIds(r);
+        auto len = EncodeReply(out, ids, id, m.spec);
+        if (!len) {
+          ASSERT_EQ(len.error(), EncodeError::kNoSpace);  // a big random message
+          return;
+        }
+        FrameView f = CheckHeader(out.first(*len), t, ids, 1);
+        auto v = DecodeReply(f);
+        ASSERT_TRUE(v.has_value()) << DecodeErrorName(v.error());
+        EXPECT_EQ(v->inbox_id, id);
+        EXPECT_EQ(v->message.correlation_id, m.spec.correlation_id);
+        EXPECT_EQ(v->message.payload.size(), m.spec.payload.size());
+        char again[22];
+        EXPECT_EQ(ParseInbox(FormatInbox(id, again)), id);
+        ++records_checked_;
+        return;
+      }
     }
     FAIL() << "type not covered";
   }
@@ -492,4 +522,16 @@ TEST(Fragmenter, SplitsAndReassembles) {
 }
 
 }  // namespace
+
+TEST(Inbox, NamesRoundTripAndRejectOthers) {
+  char buf[22];
+  EXPECT_EQ(FormatInbox(0x0123456789abcdefull, buf), "inbox:0123456789abcdef");
+  EXPECT_EQ(ParseInbox("inbox:0123456789abcdef"), 0x0123456789abcdefull);
+  EXPECT_EQ(ParseInbox("inbox:0000000000000000"), std::nullopt);  // inbox ids are non-zero
+  EXPECT_EQ(ParseInbox("inbox:0123456789ABCDEF"), std::nullopt);  // canonical: lower case
+  EXPECT_EQ(ParseInbox("inbox:0123"), std::nullopt);
+  EXPECT_EQ(ParseInbox("orders"), std::nullopt);
+  EXPECT_EQ(ParseInbox(""), std::nullopt);
+}
+
 }  // namespace sluice::protocol
