@@ -534,7 +534,7 @@ TEST_F(InteropTest, RequestReplyThroughATemporaryInbox) {
   EXPECT_EQ((*rq)->reply_to().substr(0, 6), "inbox:");
   auto rs = Responder::Create(*conn_, "jobs", [](const ReceivedMessage& m) -> absl::StatusOr<std::string> {
     if (m.payload_view() == "fail") return absl::InternalError("handler failed");
-    return absl::StrCat("re:", m.payload_view());
+    return "re:" + std::string(m.payload_view());
   }, {.retry_delay = absl::Milliseconds(50)});
   ASSERT_TRUE(rs.ok()) << rs.status();
 
