@@ -38,11 +38,14 @@ Requester::Requester(Connection& conn, RequesterOptions options)
       inbox_id_(options.inbox_id != 0 ? options.inbox_id : RandomId()) {
   char buf[22];
   reply_to_ = std::string(p::FormatInbox(inbox_id_, buf));
+  refresh_request_id_ = conn_.NextRequestId();
+  conn_.Route(refresh_request_id_, this);
   conn_.RouteDeliveries(inbox_id_, this);
   conn_.AddEndpoint(this);
 }
 
 Requester::~Requester() {
+  conn_.Unroute(refresh_request_id_);
   conn_.UnrouteDeliveries(inbox_id_);
   conn_.RemoveEndpoint(this);
   SendOpen(p::InboxOp::kClose);  // the server would forget it after three intervals anyway
@@ -79,7 +82,7 @@ absl::Status Requester::Open() {
 
 void Requester::SendOpen(p::InboxOp op) {
   std::byte buf[p::kHeaderBytes + p::kOpenInboxBytes];
-  auto n = p::EncodeOpenInbox(buf, conn_.Ids(conn_.NextRequestId()), {inbox_id_, op});
+  auto n = p::EncodeOpenInbox(buf, conn_.Ids(refresh_request_id_), {inbox_id_, op});
   SLUICE_ASSERT(n.has_value());
   conn_.Send(std::span<const std::byte>(buf, *n));
 }
@@ -157,6 +160,10 @@ absl::StatusOr<OwnedMessage> Requester::Request(std::string_view queue,
 }
 
 void Requester::OnFrame(const p::FrameView& f) {
+  if (f.header.type == p::FrameType::kError) {  // a refresh refused: e.g. redo the handshake
+    if (auto e = p::DecodeErrorFrame(f)) conn_.OnServerError(*e);
+    return;
+  }
   if (f.header.type != p::FrameType::kDeliver) return;  // RESULTs of refreshes: nothing to do
   auto d = p::DecodeDeliver(f);
   if (!d || d->prefix.subscription_id != inbox_id_) return;

@@ -106,6 +106,7 @@ class Requester final : public Endpoint {
   std::map<std::string, std::unique_ptr<Producer>, std::less<>> producers_;
   DeliveryAssembler assembler_;
   MonoNs next_refresh_ = 0;
+  uint64_t refresh_request_id_ = 0;  // every refresh reuses it: its RESULTs route here
   RequesterStats stats_;
 };
 
