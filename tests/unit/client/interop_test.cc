@@ -505,6 +505,40 @@ TEST_F(InteropTest, ConsumerGroupSharesRebalancesFencesAndResumes) {
   EXPECT_EQ(late, (std::vector<std::string>{"t88", "t89", "t90", "t91"}));
 }
 
+TEST_F(InteropTest, StreamConsumerStartsAtTheGroupsCommittedOffsets) {
+  ProduceTicks(*conn_, 0, 8);  // two per partition
+  const uint32_t ticks_id = conn_->Lookup("ticks")->queue_id;
+  // An administrative commit (member 0, generation 0: the group has no members).
+  const uint64_t rid = conn_->NextRequestId();
+  p::FrameWriter w(conn_->scratch());
+  w.BeginCommit(conn_->Ids(rid), {ticks_id, 0, 0, "adm"});
+  w.AddCommit({0, 1});
+  w.AddCommit({3, 2});
+  auto n = w.Finish();
+  ASSERT_TRUE(n.has_value());
+  int ok = 0;
+  bool done = false;
+  conn_->Call(std::span<const std::byte>(conn_->scratch().data(), *n), {},
+              [&](const p::FrameView* f, const absl::Status&) {
+                if (f != nullptr) {
+                  if (auto r = p::DecodeResultFrame(*f)) {
+                    for (const p::ResultItem it : r->items) ok += it.errc == Errc::kOk;
+                  }
+                }
+                return done = true;
+              });
+  ASSERT_TRUE(conn_->PollUntil([&] { return done; }, absl::Seconds(3)).ok());
+  EXPECT_EQ(ok, 2);
+  std::set<std::pair<uint16_t, uint64_t>> seen;
+  auto sc = StreamConsumer::Create(*conn_, "ticks",
+                                   {.start = StartPosition::Committed(), .group = "adm"},
+                                   [&](const ReceivedMessage& m) { seen.insert({m.partition, m.offset}); });
+  ASSERT_TRUE(sc.ok()) << sc.status();
+  (void)conn_->PollUntil([&] { return seen.size() >= 5; }, absl::Seconds(3));
+  (void)conn_->PollUntil([&] { return false; }, absl::Milliseconds(100));  // nothing more comes
+  EXPECT_EQ(seen, (std::set<std::pair<uint16_t, uint64_t>>{{0, 1}, {1, 0}, {1, 1}, {2, 0}, {2, 1}}));
+}
+
 TEST_F(InteropTest, ConsumerGroupErrors) {
   GroupConsumerOptions o;
   o.group = "g";
