@@ -58,7 +58,8 @@ absl::StatusCode StatusCodeFor(Errc e) {
     case Errc::kThrottled: return C::kResourceExhausted;
     case Errc::kNotPrimary:
     case Errc::kNotReplicated: return C::kUnavailable;
-    case Errc::kOutOfOrderSequence: return C::kAborted;
+    case Errc::kOutOfOrderSequence:
+    case Errc::kStaleGeneration: return C::kAborted;
     case Errc::kOffsetOutOfRange: return C::kOutOfRange;
     case Errc::kDuplicate: return C::kAlreadyExists;
     case Errc::kInternal: return C::kInternal;

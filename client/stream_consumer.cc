@@ -5,6 +5,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "client/errors.h"
+#include "client/group_consumer.h"
 #include "protocol/assert.h"
 
 namespace sluice::client {
@@ -107,8 +108,17 @@ absl::StatusOr<std::unique_ptr<StreamConsumer>> StreamConsumer::Create(
     return ErrcStatus(Errc::kUnknownPartition, Context("subscribe to", queue, *options.partition),
                       absl::StrCat("the queue has ", info->partitions, " partitions"));
   }
+  std::map<uint16_t, uint64_t> committed;
+  if (options.start.kind == p::StartKind::kCommitted) {
+    // The group's offsets live with its coordinator, which may not serve every partition:
+    // read them once and subscribe at explicit offsets.
+    auto d = DescribeGroup(conn, info->name, options.group, options.subscribe_timeout);
+    if (!d.ok()) return d.status();
+    committed = std::move(d->committed);
+  }
   std::unique_ptr<StreamConsumer> c(
       new StreamConsumer(conn, *std::move(info), std::move(options), std::move(handler)));
+  c->committed_ = std::move(committed);
   if (absl::Status s = c->Subscribe(); !s.ok()) return s;
   return c;
 }
@@ -161,11 +171,15 @@ absl::Status StreamConsumer::Subscribe() {
     r.subscription_id = subscription_id_;
     r.queue_id = queue_.queue_id;
     r.partition = part.partition;
-    r.start_kind = options_.start.kind;
-    r.start_value = options_.start.kind == p::StartKind::kOffset ||
-                            options_.start.kind == p::StartKind::kTimestamp
-                        ? options_.start.value
-                        : 0;
+    StartPosition start = options_.start;
+    if (start.kind == p::StartKind::kCommitted) {
+      auto it = committed_.find(part.partition);
+      start = it != committed_.end() ? StartPosition::Offset(it->second) : StartPosition::Earliest();
+    }
+    r.start_kind = start.kind;
+    r.start_value =
+        start.kind == p::StartKind::kOffset || start.kind == p::StartKind::kTimestamp ? start.value
+                                                                                       : 0;
     r.initial_credits = options_.window;
     r.group = options_.group;
     const uint64_t rid = conn_.NextRequestId();

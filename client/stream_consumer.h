@@ -42,7 +42,10 @@ namespace sluice::client {
 struct StreamConsumerOptions {
   std::optional<uint16_t> partition;  // none = every partition of the queue
   StartPosition start = StartPosition::Latest();
-  std::string group;                  // consumer group; needed by StartPosition::Committed()
+  // Consumer group whose committed offsets StartPosition::Committed() starts from (read once with
+  // DescribeGroup; EARLIEST where the group has none). This does not join the group: for
+  // membership, assignment and commits use GroupConsumer (group_consumer.h).
+  std::string group;
   // Credits per partition: messages the server may push past what the application consumed.
   // Default 256.
   uint32_t window = 256;
@@ -161,6 +164,7 @@ class StreamConsumer final : public Endpoint {
   MessageHandler handler_;
   uint64_t subscription_id_ = 0;
   std::vector<Part> parts_;  // indexed by partition
+  std::map<uint16_t, uint64_t> committed_;  // StartPosition::Committed(): the group's offsets
   std::deque<OwnedMessage> ready_;
   DeliveryAssembler assembler_;
   std::vector<uint64_t> outstanding_;  // request ids of pending calls

@@ -19,7 +19,8 @@ shard::QueueConfig ToShardQueueConfig(const QueueMeta& queue, const CatalogSnaps
   }
   c.delay_ms = a.delay_ms;
   c.ttl_ms = a.ttl_ms;
-  c.priority_levels = static_cast<uint8_t>(a.priority_levels);  // validated 1..8
+  c.partitions = queue.spec.partitions;  // partition 0's shard coordinates consumer groups
+  c.priority_levels = static_cast<uint8_t>(a.priority_levels);  // validated 1..16
   c.fifo = a.fifo;
   c.dedup_window_ms = a.dedup_window_ms;
   c.retention_bytes = a.retention_bytes;

@@ -160,7 +160,7 @@ constexpr std::array kInfo = {
                   "Work queues: default time to live; 0 = none (at most 14 days)."},
     AttributeInfo{"priority_levels", AttrKind::kUint, AppliesTo::kWork, false, "", 1,
                   kMaxPriorityLevels, "",
-                  "Work queues: priority levels, higher first (1..8, the engine's limit)."},
+                  "Work queues: priority levels, higher first (1..16, the engine's limit)."},
     AttributeInfo{"fifo", AttrKind::kBool, AppliesTo::kWork, false, "", 0, 0, "",
                   "Work queues: one leased message per message group at a time, in order."},
     AttributeInfo{"dedup_window_ms", AttrKind::kUint, AppliesTo::kBoth, true, "ms", 0,

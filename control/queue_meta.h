@@ -35,7 +35,7 @@ inline constexpr uint32_t kMiB = 1u << 20;
 inline constexpr uint32_t kMaxNameBytes = 64;
 inline constexpr uint32_t kMaxPartitions = 4096;       // hwconf [[queue]] partitions bound
 inline constexpr uint32_t kMaxMessageBytesCap = kMiB;  // DESIGN §3: up to 1 MiB
-inline constexpr uint32_t kMaxPriorityLevels = 8;      // the shard engine's limit
+inline constexpr uint32_t kMaxPriorityLevels = 16;     // the shard engine's limit (wire 0..15)
 inline constexpr uint64_t kMaxVisibilityTimeoutMs = 12ull * 3600 * 1000;  // 12 h
 inline constexpr uint64_t kMaxReceiveWaitMs = 20'000;                     // 20 s long poll
 inline constexpr uint32_t kMaxReceiveCountCap = 1000;
@@ -56,7 +56,7 @@ struct QueueAttributes {
   std::string dead_letter_queue;                 // work: an existing other work queue, or ""
   uint32_t delay_ms = 0;                         // work: default delay; 0 .. max_delay_ms
   uint32_t ttl_ms = 0;                           // work: default time to live; 0 = none; .. 14 d
-  uint32_t priority_levels = 1;                  // work: 1 .. 8
+  uint32_t priority_levels = 1;                  // work: 1 .. 16
   bool fifo = false;                             // work: per-group order
   uint32_t dedup_window_ms = 300'000;            // both: dedup ids remembered; 0 = off; .. 1 h
   ReplicationMode replication = ReplicationMode::kAsync;  // both: async | sync

@@ -62,7 +62,8 @@ bool FrameHandler::NeedsVerifiedSource(p::FrameType t) const {
   // Requests whose replies can be larger than the request itself.
   return t == p::FrameType::kReceive || t == p::FrameType::kFetch ||
          t == p::FrameType::kSubscribe || t == p::FrameType::kCredit ||
-         t == p::FrameType::kNak;
+         t == p::FrameType::kNak || t == p::FrameType::kJoinGroup ||
+         t == p::FrameType::kOpenInbox;  // replies are pushed to the inbox's address
 }
 
 void FrameHandler::OnDatagram(rte_mbuf* m, const Peer& from, const PortRuntime& port) {
@@ -210,6 +211,23 @@ uint64_t FrameHandler::OwnersOf(const p::FrameView& f, uint8_t* payload, RouteCo
         if (q != nullptr) owners |= Bit(OwnerOf(*q, op.partition, self));
       }
       return owners;
+    }
+    case p::FrameType::kJoinGroup: {  // consumer groups: the coordinator, partition 0's owner
+      auto r = p::DecodeJoinGroup(f);
+      const QueueInfo* q = table.Find(r->queue_id);
+      return q == nullptr ? 0 : Bit(OwnerOf(*q, 0, self));
+    }
+    case p::FrameType::kCommit: {
+      auto r = p::DecodeCommit(f);
+      const QueueInfo* q = table.Find(r->prefix.queue_id);
+      return q == nullptr ? 0 : Bit(OwnerOf(*q, 0, self));
+    }
+    case p::FrameType::kOpenInbox:  // request/reply inboxes: the worker of shard id % shards
+    case p::FrameType::kReply: {
+      const uint64_t id = f.header.type == p::FrameType::kOpenInbox
+                              ? p::DecodeOpenInbox(f)->inbox_id
+                              : p::DecodeReply(f)->inbox_id;
+      return Bit(table.WorkerOfShard(static_cast<uint32_t>(id % table.shard_count())));
     }
     case p::FrameType::kCredit:
     case p::FrameType::kNak:

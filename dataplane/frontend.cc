@@ -135,6 +135,16 @@ class Frontend::Impl final : public shard::ShardSink {
   void OnCredit(const p::FrameView& f);
   void OnNak(const p::FrameView& f, const Endpoint& from);
   void OnUnsubscribe(const p::FrameView& f, const Endpoint& from);
+  // Consumer groups: answered by the owner of the queue's partition 0 (its coordinator).
+  void OnJoinGroup(const p::FrameView& f, const Endpoint& from, const RouteContext& route,
+                   uint64_t now_ns);
+  void OnCommit(const p::FrameView& f, const Endpoint& from, const RouteContext& route);
+  // Request/reply inboxes (docs/protocol.md §11.2): owned by the worker of shard
+  // inbox_id % shards; a reply is pushed to the inbox's endpoint as a DELIVER.
+  bool OwnsInbox(uint64_t inbox_id, const RouteContext& route, bool* throttled) const;
+  void OnOpenInbox(const p::FrameView& f, const Endpoint& from, const RouteContext& route);
+  void OnReply(const p::FrameView& f, const Endpoint& from, const RouteContext& route);
+  void AnswerOne(const p::FrameView& f, const Endpoint& from, Errc errc, uint64_t value);
   // Sends [start, start+max) of a stream partition as MESSAGES (fetch) or DELIVER (nak re-send).
   void SendRange(p::FrameType type, const shard::ReplyTarget& t, uint64_t sub_id,
                  uint32_t queue, uint32_t partition, shard::StartPosition start,
@@ -187,6 +197,14 @@ class Frontend::Impl final : public shard::ShardSink {
   uint64_t now_ns_ = 0;             // latest time seen (events carry none)
   uint64_t next_sub_scan_ns_ = 0;
   uint64_t subscriptions_dropped_ = 0;
+  struct Inbox {
+    uint64_t endpoint = 0;
+    uint64_t client_id = 0;
+    uint64_t last_seen_ns = 0;  // OPEN_INBOX refreshes it; 3 heartbeat intervals without: gone
+    uint64_t next_offset = 0;   // numbers the replies pushed (the requester can spot loss)
+  };
+  static constexpr size_t kMaxInboxes = 65536;  // per worker
+  absl::flat_hash_map<uint64_t, Inbox> inboxes_;
   std::unique_ptr<Reassembly> reassembly_;
   std::vector<const shard::Partition*> sealed_;  // Service: partitions sealed this pass
   Persistence* persistence_ = nullptr;  // null: every partition lives in memory only
@@ -209,6 +227,8 @@ class Frontend::Impl final : public shard::ShardSink {
     size_t len;
   };
   std::vector<PendingDeadLetter> dl_pending_;  // fixed capacity
+  size_t AnnotateDeadLetter(const shard::DeadLetter& d, std::span<std::byte> out,
+                            size_t room) const;
   std::vector<std::byte> dl_arena_;            // their records, fixed capacity
   void FlushDeadLetters(uint64_t now_ns);
 };
@@ -255,6 +275,7 @@ Frontend::Impl::Impl(const QueueTable& table, uint16_t worker, std::span<const u
   dl_arena_.reserve(std::max<size_t>(4u << 20, 2 * size_t{largest} + 65536));
   peer_mac_.reserve(4096);
   subs_.reserve(1024);
+  inboxes_.reserve(4096);
   sub_ids_.reserve(1024);
 }
 
@@ -611,6 +632,10 @@ void Frontend::Impl::OnFrame(const p::FrameView& f, const Endpoint& from,
     case p::FrameType::kCredit: OnCredit(f); break;
     case p::FrameType::kNak: OnNak(f, from); break;
     case p::FrameType::kUnsubscribe: OnUnsubscribe(f, from); break;
+    case p::FrameType::kJoinGroup: OnJoinGroup(f, from, route, now_ns); break;
+    case p::FrameType::kCommit: OnCommit(f, from, route); break;
+    case p::FrameType::kOpenInbox: OnOpenInbox(f, from, route); break;
+    case p::FrameType::kReply: OnReply(f, from, route); break;
     default:
       // Server-to-client types sent to the server.
       if (route.receiver) Error(f, from, Errc::kUnknownType, "not a request type");
@@ -982,13 +1007,23 @@ void Frontend::Impl::OnSubscribe(const p::FrameView& f, const Endpoint& from,
     Errc errc;
     if (!Mine(*q, part, route, &errc)) continue;
     uint64_t start_offset = 0;
+    shard::StartPosition start = StartOf(r->start_kind, r->start_value);
     if (errc == Errc::kOk) {
-      shard::StartPosition start = StartOf(r->start_kind, r->start_value);
       if (r->start_kind == p::StartKind::kCommitted) {
-        auto c = ShardOf(q->id, part)->CommittedOffset(shard::QueueId{q->id}, part,
-                                                       std::string_view(r->group));
+        // The group's offsets live with its coordinator (partition 0's owner). Another worker
+        // cannot read them: clients resolve COMMITTED through JOIN_GROUP and subscribe at an
+        // offset (docs/protocol.md §11.1); here only the coordinator's worker answers it.
+        std::optional<uint64_t> c;
+        if (Owns(*q, 0)) {
+          c = ShardOf(q->id, 0)->GroupCommitted(shard::QueueId{q->id}, std::string_view(r->group),
+                                                part);
+        } else {
+          errc = Errc::kInvalidArgument;
+        }
         start = c ? shard::StartPosition::Offset(*c) : shard::StartPosition::Earliest();
       }
+    }
+    if (errc == Errc::kOk) {
       const uint64_t key = SubKey(f.header.client_id, r->subscription_id, part);
       if (auto old = sub_ids_.find(key); old != sub_ids_.end()) {  // re-subscribe replaces
         ShardOf(q->id, part)->Unsubscribe(shard::SubscriptionId{old->second});
@@ -1077,6 +1112,197 @@ void Frontend::Impl::OnUnsubscribe(const p::FrameView& f, const Endpoint& from) 
     sub_ids_.erase(SubKey(s.client_id, s.client_sub, s.partition));
     subs_.erase(it++);
   }
+}
+
+void Frontend::Impl::OnJoinGroup(const p::FrameView& f, const Endpoint& from,
+                                 const RouteContext& route, uint64_t now_ns) {
+  auto j = p::DecodeJoinGroup(f);
+  const QueueInfo* q = table_->Find(j->queue_id);
+  if (q == nullptr || !q->is_stream()) {
+    if (route.receiver) {
+      Error(f, from, q == nullptr ? Errc::kUnknownQueue : Errc::kWrongQueueType,
+            q == nullptr ? "unknown queue id" : "consumer groups need a stream");
+    }
+    return;
+  }
+  Errc answer;
+  if (!Mine(*q, 0, route, &answer)) return;
+  if (answer != Errc::kOk) {
+    Error(f, from, answer, "the group's coordinator is busy");
+    return;
+  }
+  shard::Shard* s = ShardOf(q->id, 0);
+  const shard::QueueId qid{q->id};
+  const std::string_view group(j->group);
+  shard::GroupAssignment a;
+  Errc e = Errc::kOk;
+  switch (j->op) {
+    case p::GroupOp::kJoin:
+      e = s->JoinGroup(qid, group, j->member_id, j->session_timeout_ms, now_ns, &a);
+      break;
+    case p::GroupOp::kLeave: e = s->LeaveGroup(qid, group, j->member_id, &a); break;
+    case p::GroupOp::kDescribe:
+      e = s->DescribeGroup(qid, group, &a);
+      a.first_partition = 0;
+      a.partition_count = static_cast<uint32_t>(q->partition_worker.size());
+      a.session_ms = 0;
+      break;
+  }
+  if (e != Errc::kOk) {
+    Error(f, from, e, e == Errc::kThrottled ? "too many consumer groups or members"
+                                            : "consumer group request refused");
+    return;
+  }
+  // GROUP_STATE: the member's partitions (every partition for DESCRIBE) with the group's
+  // committed offsets; split over frames flagged MORE when it does not fit one datagram.
+  const shard::ReplyTarget target{from.w0, f.header.client_id, f.header.request_id};
+  const p::GroupStatePrefix prefix{q->id, a.generation, static_cast<uint16_t>(a.members),
+                                   a.session_ms};
+  auto open = [&]() -> OpenFrame* {
+    OpenFrame* out = Open(p::FrameType::kGroupState, target, f.header.request_id, q->id, 0);
+    if (out == nullptr) return nullptr;
+    // Replies to one request stay within a reply datagram of the default size.
+    out->writer = p::FrameWriter(out->buffer.bytes.first(
+        std::min(out->buffer.bytes.size(), p::kDefaultFrameBytes)));
+    out->writer.BeginGroupState(IdsOf(target), prefix);
+    return out;
+  };
+  OpenFrame* out = open();
+  if (out == nullptr) return;
+  for (uint32_t i = 0; i < a.partition_count; ++i) {
+    const uint32_t part = a.first_partition + i;
+    const std::optional<uint64_t> c = s->GroupCommitted(qid, group, part);
+    const p::GroupPartition gp{static_cast<uint16_t>(part), c.has_value(), c.value_or(0)};
+    if (out->writer.AddGroupPartition(gp) == p::EncodeError::kNoSpace) {
+      Close(out, /*more=*/true);
+      if ((out = open()) == nullptr) return;
+      out->writer.AddGroupPartition(gp);
+    }
+  }
+  Close(out);
+}
+
+void Frontend::Impl::OnCommit(const p::FrameView& f, const Endpoint& from,
+                              const RouteContext& route) {
+  auto c = p::DecodeCommit(f);
+  const QueueInfo* q = table_->Find(c->prefix.queue_id);
+  if (q == nullptr || !q->is_stream()) {
+    if (route.receiver) {
+      Error(f, from, q == nullptr ? Errc::kUnknownQueue : Errc::kWrongQueueType,
+            q == nullptr ? "unknown queue id" : "consumer groups need a stream");
+    }
+    return;
+  }
+  Errc answer;
+  if (!Mine(*q, 0, route, &answer)) return;
+  if (answer != Errc::kOk) {
+    Error(f, from, answer, "the group's coordinator is busy");
+    return;
+  }
+  shard::Shard* s = ShardOf(q->id, 0);
+  const shard::ReplyTarget target{from.w0, f.header.client_id, f.header.request_id};
+  OpenFrame* out = Open(p::FrameType::kResult, target, f.header.request_id, 0, 0);
+  if (out == nullptr) return;
+  out->writer.BeginResult(IdsOf(target), p::FrameType::kCommit);
+  uint32_t index = 0;
+  for (const p::CommitItem item : c->items) {
+    const Errc e = s->CommitGroup(shard::QueueId{q->id}, std::string_view(c->prefix.group),
+                                  c->prefix.member_id, c->prefix.generation, item.partition,
+                                  item.offset);
+    if (e != Errc::kOk) ++counters_.rejected;
+    const p::ResultItem result{e, index++, item.offset};
+    if (out->writer.AddResult(result) == p::EncodeError::kNoSpace) {
+      Close(out, true);
+      out = Open(p::FrameType::kResult, target, f.header.request_id, 0, 0);
+      if (out == nullptr) return;
+      out->writer.BeginResult(IdsOf(target), p::FrameType::kCommit);
+      out->writer.AddResult(result);
+    }
+  }
+  Close(out);
+}
+
+bool Frontend::Impl::OwnsInbox(uint64_t inbox_id, const RouteContext& route,
+                               bool* throttled) const {
+  const uint16_t owner = table_.WorkerOfShard(static_cast<uint32_t>(inbox_id % table_.shard_count()));
+  *throttled = owner != worker_ && route.receiver &&
+               (route.throttled_workers & (uint64_t{1} << owner)) != 0;
+  return owner == worker_;
+}
+
+// One RESULT item answering `f` (OPEN_INBOX, REPLY).
+void Frontend::Impl::AnswerOne(const p::FrameView& f, const Endpoint& from, Errc errc,
+                               uint64_t value) {
+  if (errc != Errc::kOk) ++counters_.rejected;
+  const shard::ReplyTarget target{from.w0, f.header.client_id, f.header.request_id};
+  OpenFrame* out = Open(p::FrameType::kResult, target, f.header.request_id, 0, 0);
+  if (out == nullptr) return;
+  out->writer.BeginResult(IdsOf(target), f.header.type);
+  out->writer.AddResult(p::ResultItem{errc, 0, value});
+  Close(out);
+}
+
+void Frontend::Impl::OnOpenInbox(const p::FrameView& f, const Endpoint& from,
+                                 const RouteContext& route) {
+  auto r = p::DecodeOpenInbox(f);
+  bool throttled = false;
+  if (!OwnsInbox(r->inbox_id, route, &throttled)) {
+    if (throttled) Error(f, from, Errc::kThrottled, "inbox owner busy");
+    return;
+  }
+  auto it = inboxes_.find(r->inbox_id);
+  if (it != inboxes_.end() && it->second.client_id != f.header.client_id) {
+    // Another client's inbox: ids are random 64-bit numbers, so this is a clash or a probe.
+    AnswerOne(f, from, Errc::kInvalidArgument, 0);
+    return;
+  }
+  if (r->op == p::InboxOp::kClose) {
+    if (it != inboxes_.end()) inboxes_.erase(it);
+    AnswerOne(f, from, Errc::kOk, 0);
+    return;
+  }
+  if (it == inboxes_.end()) {
+    if (inboxes_.size() >= kMaxInboxes) {
+      AnswerOne(f, from, Errc::kThrottled, 0);
+      return;
+    }
+    it = inboxes_.emplace(r->inbox_id, Inbox{}).first;
+  }
+  it->second.endpoint = from.w0;  // follows the client if its address changed (verified source)
+  it->second.client_id = f.header.client_id;
+  it->second.last_seen_ns = now_ns_;
+  AnswerOne(f, from, Errc::kOk, 3 * kHeartbeatNs / 1'000'000);  // lifetime without a refresh
+}
+
+void Frontend::Impl::OnReply(const p::FrameView& f, const Endpoint& from,
+                             const RouteContext& route) {
+  auto r = p::DecodeReply(f);
+  bool throttled = false;
+  if (!OwnsInbox(r->inbox_id, route, &throttled)) {
+    if (throttled) Error(f, from, Errc::kThrottled, "inbox owner busy");
+    return;
+  }
+  auto it = inboxes_.find(r->inbox_id);
+  if (it == inboxes_.end()) {  // the requester went away (or never opened it)
+    AnswerOne(f, from, Errc::kUnknownQueue, 0);
+    return;
+  }
+  Inbox& inbox = it->second;
+  const shard::ReplyTarget to{inbox.endpoint, inbox.client_id, 0};
+  p::DeliveredMeta meta;
+  meta.offset = inbox.next_offset++;
+  meta.server_timestamp_ns = now_ns_;
+  meta.partition = 0;
+  const std::span<const std::byte> record = r->message.record;
+  if (!FitsOneFrame(p::kDeliverPrefixBytes, record.size())) {
+    SendFragments(p::FrameType::kDeliver, to, r->inbox_id, 0, 0, meta, record, r->inbox_id);
+  } else if (OpenFrame* out = Open(p::FrameType::kDeliver, to, r->inbox_id, 0, 0)) {
+    out->writer.BeginDeliver(IdsOf(to), p::DeliverPrefix{r->inbox_id, 0, 0, 0});
+    out->writer.AddDeliveredRaw(meta, record);
+    Close(out);
+  }
+  ++counters_.delivered;
+  AnswerOne(f, from, Errc::kOk, meta.offset);
 }
 
 void Frontend::Impl::AckOne(const shard::ReplyTarget& t, uint32_t queue, uint32_t partition,
@@ -1269,9 +1495,56 @@ void Frontend::Impl::OnDeadLetter(const shard::DeadLetter& d) {
   }
   const uint32_t part = d.source_partition % static_cast<uint32_t>(dlq->partition_shard.size());
   const size_t at = dl_arena_.size();
-  dl_arena_.insert(dl_arena_.end(), d.message.record.begin(), d.message.record.end());
+  // The dead letter keeps every attribute of the original (key, headers, group, dedup id,
+  // reply-to, correlation id, priority, TTL, payload) and gains headers saying where it came from
+  // and why (docs/protocol.md §10.1); `sluice redrive` reads them. A record with no room for them
+  // (64 headers, 8 KiB of headers) moves verbatim.
+  const size_t room = dl_arena_.capacity() - at;
+  size_t n = AnnotateDeadLetter(d, std::span<std::byte>(dl_arena_.data() + at, 0), room);
+  if (n != 0) {
+    dl_arena_.resize(at + n);
+    n = AnnotateDeadLetter(d, std::span<std::byte>(dl_arena_.data() + at, n), room);
+    SLUICE_ASSERT(n == dl_arena_.size() - at);
+  } else {
+    dl_arena_.insert(dl_arena_.end(), d.message.record.begin(), d.message.record.end());
+    n = len;
+  }
   p::le::Store<uint16_t>(dl_arena_.data() + at + 4, static_cast<uint16_t>(part));
-  dl_pending_.push_back({dlq->id, part, at, len});
+  dl_pending_.push_back({dlq->id, part, at, n});
+}
+
+// Re-encodes a dead letter with the sluice-dlq-* headers into `out`; with an empty `out` only
+// measures. Returns the record size, or 0 when it cannot be annotated (too many headers, or the
+// result would not fit `room`).
+size_t Frontend::Impl::AnnotateDeadLetter(const shard::DeadLetter& d, std::span<std::byte> out,
+                                          size_t room) const {
+  auto m = p::DecodeMessageRecord(d.message.record);
+  SLUICE_ASSERT(m.has_value());  // stored records were validated on the way in
+  constexpr size_t kAdded = 6;
+  if (m->headers.size() + kAdded > p::kMaxHeaders) return 0;
+  std::array<p::Header, p::kMaxHeaders> headers;
+  p::MessageSpec spec = p::SpecOf(*m, headers);
+  const size_t have = spec.headers.size();
+  const QueueInfo* source = table_->Find(d.source_queue.value);
+  char partition[12], offset[24], count[12];
+  std::snprintf(partition, sizeof partition, "%u", d.source_partition);
+  std::snprintf(offset, sizeof offset, "%lu", static_cast<unsigned long>(d.message.offset));
+  std::snprintf(count, sizeof count, "%u", d.receive_count);
+  headers[have + 0] = {"sluice-dlq-reason", "max_receive_count"};
+  headers[have + 1] = {"sluice-dlq-last-lease",
+                       d.last_lease == shard::LeaseEnd::kNacked ? "nacked" : "expired"};
+  headers[have + 2] = {"sluice-dlq-source-queue",
+                       source != nullptr ? std::string_view(source->name) : std::string_view()};
+  headers[have + 3] = {"sluice-dlq-source-partition", partition};
+  headers[have + 4] = {"sluice-dlq-source-offset", offset};
+  headers[have + 5] = {"sluice-dlq-receive-count", count};
+  spec.headers = std::span<const p::Header>(headers.data(), have + kAdded);
+  if (p::CheckMessage(spec) != p::EncodeError::kOk) return 0;
+  const size_t size = p::EncodedSize(spec);
+  if (size > room) return 0;
+  if (out.empty()) return size;
+  auto n = p::EncodeMessageRecord(out, spec);
+  return n ? *n : 0;
 }
 
 void Frontend::Impl::FlushDeadLetters(uint64_t now_ns) {
@@ -1301,6 +1574,13 @@ void Frontend::Impl::FlushDeadLetters(uint64_t now_ns) {
 }
 
 void Frontend::Impl::ScanSubscriptions(uint64_t now_ns) {
+  for (auto it = inboxes_.begin(); it != inboxes_.end();) {  // requesters that went away
+    if (now_ns - it->second.last_seen_ns > 3 * kHeartbeatNs) {
+      inboxes_.erase(it++);
+    } else {
+      ++it;
+    }
+  }
   for (auto it = subs_.begin(); it != subs_.end();) {
     Subscription& s = it->second;
     shard::Shard* shard = ShardOf(s.queue, s.partition);

@@ -15,6 +15,7 @@ shard::QueueConfig ConfigOf(const hwconf::QueueDecl& d) {
   c.durability = shard::Durability::kNone;
   c.visibility_timeout_ms = d.visibility_timeout_ms;
   c.max_receive_count = d.max_receive_count;
+  c.partitions = d.partitions;  // partition 0's shard coordinates consumer groups
   c.memory_budget_chunks = 64;
   return c;
 }

@@ -33,6 +33,14 @@ std::string_view Str(const std::byte* p, size_t n) {
 bool ValidReplyFrameBytes(uint16_t v) {
   return v == 0 || (v >= kMinReplyFrameBytes && v <= kMaxFrameBytes);
 }
+// JOIN_GROUP: member id and session timeout by operation (canonical: unused fields are 0).
+bool ValidJoin(uint8_t op, uint64_t member, uint32_t session_ms) {
+  if (op > kMaxGroupOp) return false;
+  if (static_cast<GroupOp>(op) == GroupOp::kDescribe) return member == 0 && session_ms == 0;
+  if (member == 0) return false;
+  if (static_cast<GroupOp>(op) == GroupOp::kLeave) return session_ms == 0;
+  return session_ms == 0 || (session_ms >= kMinSessionTimeoutMs && session_ms <= kMaxSessionTimeoutMs);
+}
 bool ValidMaxMessages(uint16_t v) { return v >= 1 && v <= kMaxReceiveMessages; }
 bool ValidResultRequestType(uint8_t t) {
   switch (static_cast<FrameType>(t)) {
@@ -40,7 +48,10 @@ bool ValidResultRequestType(uint8_t t) {
     case FrameType::kNack:
     case FrameType::kExtend:
     case FrameType::kSubscribe:
-    case FrameType::kUnsubscribe: return true;
+    case FrameType::kUnsubscribe:
+    case FrameType::kCommit:
+    case FrameType::kOpenInbox:
+    case FrameType::kReply: return true;
     default: return false;
   }
 }
@@ -867,6 +878,119 @@ DecodeResult<UnsubscribeRequest> DecodeUnsubscribe(const FrameView& f) {
   return r;
 }
 
+DecodeResult<JoinGroupRequest> DecodeJoinGroup(const FrameView& f) {
+  if (DecodeError e = CheckType(f, FrameType::kJoinGroup); e != DecodeError::kOk) return e;
+  if (f.header.count != 0) return DecodeError::kUnexpectedCount;
+  if (f.body.size() < kJoinGroupFixedBytes) return DecodeError::kTruncatedBody;
+  const std::byte* p = f.body.data();
+  const size_t group_len = U8(p + 5);
+  if (DecodeError e = CheckFixedPlusVar(f, kJoinGroupFixedBytes, group_len);
+      e != DecodeError::kOk) {
+    return e;
+  }
+  if (U16(p + 6) != 0 || U32(p + 20) != 0) return DecodeError::kReservedNonZero;
+  JoinGroupRequest r;
+  r.queue_id = U32(p);
+  const uint8_t op = U8(p + 4);
+  r.member_id = U64(p + 8);
+  r.session_timeout_ms = U32(p + 16);
+  r.group = Str(p + kJoinGroupFixedBytes, group_len);
+  if (group_len == 0 || !ValidJoin(op, r.member_id, r.session_timeout_ms)) {
+    return DecodeError::kBadValue;
+  }
+  r.op = static_cast<GroupOp>(op);
+  return r;
+}
+
+DecodeResult<GroupStateView> DecodeGroupState(const FrameView& f) {
+  if (DecodeError e = CheckType(f, FrameType::kGroupState); e != DecodeError::kOk) return e;
+  if (DecodeError e = CheckFixedRecords(f, kGroupStatePrefixBytes, kGroupPartitionBytes);
+      e != DecodeError::kOk) {
+    return e;
+  }
+  const std::byte* p = f.body.data();
+  if (U16(p + 10) != 0) return DecodeError::kReservedNonZero;
+  auto recs = f.body.subspan(kGroupStatePrefixBytes);
+  for (size_t i = 0; i < f.header.count; ++i) {
+    const std::byte* r = recs.data() + i * kGroupPartitionBytes;
+    if (U8(r + 3) != 0 || U32(r + 4) != 0) return DecodeError::kReservedNonZero;
+    const uint8_t flags = U8(r + 2);
+    if ((flags & ~kGroupPartitionCommitted) != 0) return DecodeError::kBadFlags;
+    if (U16(r) == kAnyPartition || (flags == 0 && U64(r + 8) != 0)) return DecodeError::kBadValue;
+  }
+  GroupStateView v;
+  v.prefix.queue_id = U32(p);
+  v.prefix.generation = U32(p + 4);
+  v.prefix.members = U16(p + 8);
+  v.prefix.session_timeout_ms = U32(p + 12);
+  v.partitions = FixedRange<GroupPartition>(recs, f.header.count);
+  return v;
+}
+
+DecodeResult<CommitView> DecodeCommit(const FrameView& f) {
+  if (DecodeError e = CheckType(f, FrameType::kCommit); e != DecodeError::kOk) return e;
+  if (f.header.count == 0) return DecodeError::kUnexpectedCount;  // amplification, as DELETE
+  if (f.body.size() < kCommitPrefixBytes) return DecodeError::kTruncatedBody;
+  const std::byte* p = f.body.data();
+  const size_t group_len = U8(p + 16);
+  if (U8(p + 17) != 0 || U16(p + 18) != 0 || U32(p + 20) != 0) {
+    return DecodeError::kReservedNonZero;
+  }
+  if (f.body.size() < kCommitPrefixBytes + group_len) return DecodeError::kFieldOverrun;
+  const size_t prefix = kCommitPrefixBytes + group_len;
+  if (DecodeError e = CheckFixedRecords(f, prefix, kCommitItemBytes); e != DecodeError::kOk) {
+    return e;
+  }
+  auto recs = f.body.subspan(prefix);
+  for (size_t i = 0; i < f.header.count; ++i) {
+    const std::byte* r = recs.data() + i * kCommitItemBytes;
+    if (U16(r + 2) != 0 || U32(r + 4) != 0) return DecodeError::kReservedNonZero;
+    if (U16(r) == kAnyPartition) return DecodeError::kBadValue;
+  }
+  CommitView v;
+  v.prefix.queue_id = U32(p);
+  v.prefix.generation = U32(p + 4);
+  v.prefix.member_id = U64(p + 8);
+  v.prefix.group = Str(p + kCommitPrefixBytes, group_len);
+  if (group_len == 0 || (v.prefix.member_id == 0 && v.prefix.generation != 0)) {
+    return DecodeError::kBadValue;
+  }
+  v.items = FixedRange<CommitItem>(recs, f.header.count);
+  return v;
+}
+
+DecodeResult<OpenInboxRequest> DecodeOpenInbox(const FrameView& f) {
+  if (DecodeError e = CheckFixedBody(f, FrameType::kOpenInbox, kOpenInboxBytes);
+      e != DecodeError::kOk) {
+    return e;
+  }
+  const std::byte* p = f.body.data();
+  if (U8(p + 9) != 0 || U16(p + 10) != 0 || U32(p + 12) != 0 || U64(p + 16) != 0) {
+    return DecodeError::kReservedNonZero;
+  }
+  OpenInboxRequest r;
+  r.inbox_id = U64(p);
+  const uint8_t op = U8(p + 8);
+  if (r.inbox_id == 0 || op > kMaxInboxOp) return DecodeError::kBadValue;
+  r.op = static_cast<InboxOp>(op);
+  return r;
+}
+
+DecodeResult<ReplyView> DecodeReply(const FrameView& f) {
+  if (DecodeError e = CheckType(f, FrameType::kReply); e != DecodeError::kOk) return e;
+  if (f.header.count != 1) return DecodeError::kUnexpectedCount;
+  if (f.body.size() < kReplyPrefixBytes) return DecodeError::kTruncatedBody;
+  const std::byte* p = f.body.data();
+  if (U64(p + 8) != 0) return DecodeError::kReservedNonZero;
+  auto recs = f.body.subspan(kReplyPrefixBytes);
+  if (DecodeError e = CheckVariableRecords(recs, 1, false); e != DecodeError::kOk) return e;
+  ReplyView v;
+  v.inbox_id = U64(p);
+  v.message = MessageRange(recs, 1).front();
+  if (v.inbox_id == 0 || v.message.is_fragment()) return DecodeError::kBadValue;
+  return v;
+}
+
 DecodeError ValidateFrame(const FrameView& f) {
   switch (f.header.type) {
     case FrameType::kProduce: return DecodeProduce(f).error();
@@ -887,6 +1011,11 @@ DecodeError ValidateFrame(const FrameView& f) {
     case FrameType::kLookup: return DecodeLookup(f).error();
     case FrameType::kLookupReply: return DecodeLookupReply(f).error();
     case FrameType::kUnsubscribe: return DecodeUnsubscribe(f).error();
+    case FrameType::kJoinGroup: return DecodeJoinGroup(f).error();
+    case FrameType::kGroupState: return DecodeGroupState(f).error();
+    case FrameType::kCommit: return DecodeCommit(f).error();
+    case FrameType::kOpenInbox: return DecodeOpenInbox(f).error();
+    case FrameType::kReply: return DecodeReply(f).error();
   }
   return DecodeError::kUnknownType;
 }
@@ -1081,11 +1210,81 @@ EncodeError FrameWriter::AddResult(const ResultItem& item) {
   return EncodeError::kOk;
 }
 
+EncodeError FrameWriter::BeginGroupState(const FrameIds& ids, const GroupStatePrefix& g) {
+  if (EncodeError e = Begin(FrameType::kGroupState, ids, kGroupStatePrefixBytes);
+      e != EncodeError::kOk) {
+    return e;
+  }
+  Out o{buf_.data() + pos_};
+  o.U32(g.queue_id);
+  o.U32(g.generation);
+  o.U16(g.members);
+  o.U16(0);
+  o.U32(g.session_timeout_ms);
+  pos_ += kGroupStatePrefixBytes;
+  return EncodeError::kOk;
+}
+
+EncodeError FrameWriter::AddGroupPartition(const GroupPartition& gp) {
+  SLUICE_ASSERT(in_frame_ && type_ == FrameType::kGroupState);
+  if (gp.partition == kAnyPartition || (!gp.committed && gp.offset != 0)) {
+    return EncodeError::kBadValue;
+  }
+  std::byte* p = Claim(kGroupPartitionBytes);
+  if (p == nullptr) return EncodeError::kNoSpace;
+  Out o{p};
+  o.U16(gp.partition);
+  o.U8(gp.committed ? kGroupPartitionCommitted : 0);
+  o.U8(0);
+  o.U32(0);
+  o.U64(gp.offset);
+  return EncodeError::kOk;
+}
+
+EncodeError FrameWriter::BeginCommit(const FrameIds& ids, const CommitPrefix& c) {
+  if (c.group.size() > 0xFF) {
+    in_frame_ = false;
+    return EncodeError::kFieldTooLong;
+  }
+  if (c.group.empty() || (c.member_id == 0 && c.generation != 0)) {
+    in_frame_ = false;
+    return EncodeError::kBadValue;
+  }
+  if (EncodeError e = Begin(FrameType::kCommit, ids, kCommitPrefixBytes + c.group.size());
+      e != EncodeError::kOk) {
+    return e;
+  }
+  Out o{buf_.data() + pos_};
+  o.U32(c.queue_id);
+  o.U32(c.generation);
+  o.U64(c.member_id);
+  o.U8(static_cast<uint8_t>(c.group.size()));
+  o.U8(0);
+  o.U16(0);
+  o.U32(0);
+  o.Str(c.group);
+  pos_ += kCommitPrefixBytes + c.group.size();
+  return EncodeError::kOk;
+}
+
+EncodeError FrameWriter::AddCommit(const CommitItem& item) {
+  SLUICE_ASSERT(in_frame_ && type_ == FrameType::kCommit);
+  if (item.partition == kAnyPartition) return EncodeError::kBadValue;
+  std::byte* p = Claim(kCommitItemBytes);
+  if (p == nullptr) return EncodeError::kNoSpace;
+  Out o{p};
+  o.U16(item.partition);
+  o.U16(0);
+  o.U32(0);
+  o.U64(item.offset);
+  return EncodeError::kOk;
+}
+
 EncodeResult FrameWriter::Finish() {
   SLUICE_ASSERT(in_frame_);
   in_frame_ = false;
   if (count_ == 0 && (type_ == FrameType::kDelete || type_ == FrameType::kNack ||
-                      type_ == FrameType::kExtend)) {
+                      type_ == FrameType::kExtend || type_ == FrameType::kCommit)) {
     return EncodeError::kBadValue;  // at least one receipt op
   }
   const size_t total = pos_ + (auth_ ? kAuthTagBytes : 0);
@@ -1269,6 +1468,81 @@ EncodeResult EncodeUnsubscribe(std::span<std::byte> out, const FrameIds& ids,
   o.U16(0);
   o.U32(0);
   return s.total;
+}
+
+EncodeResult EncodeJoinGroup(std::span<std::byte> out, const FrameIds& ids,
+                             const JoinGroupRequest& r) {
+  if (r.group.size() > 0xFF) return EncodeError::kFieldTooLong;
+  if (r.group.empty() ||
+      !ValidJoin(static_cast<uint8_t>(r.op), r.member_id, r.session_timeout_ms)) {
+    return EncodeError::kBadValue;
+  }
+  OneShot s = BeginOneShot(out, FrameType::kJoinGroup, ids, kJoinGroupFixedBytes + r.group.size());
+  if (s.error != EncodeError::kOk) return s.error;
+  Out o{s.body};
+  o.U32(r.queue_id);
+  o.U8(static_cast<uint8_t>(r.op));
+  o.U8(static_cast<uint8_t>(r.group.size()));
+  o.U16(0);
+  o.U64(r.member_id);
+  o.U32(r.session_timeout_ms);
+  o.U32(0);
+  o.Str(r.group);
+  return s.total;
+}
+
+EncodeResult EncodeOpenInbox(std::span<std::byte> out, const FrameIds& ids,
+                             const OpenInboxRequest& r) {
+  if (r.inbox_id == 0 || static_cast<uint8_t>(r.op) > kMaxInboxOp) return EncodeError::kBadValue;
+  OneShot s = BeginOneShot(out, FrameType::kOpenInbox, ids, kOpenInboxBytes);
+  if (s.error != EncodeError::kOk) return s.error;
+  Out o{s.body};
+  o.U64(r.inbox_id);
+  o.U8(static_cast<uint8_t>(r.op));
+  o.U8(0);
+  o.U16(0);
+  o.U32(0);
+  o.U64(0);
+  return s.total;
+}
+
+EncodeResult EncodeReply(std::span<std::byte> out, const FrameIds& ids, uint64_t inbox_id,
+                         const MessageSpec& m) {
+  if (inbox_id == 0 || m.fragment) return EncodeError::kBadValue;
+  if (EncodeError e = CheckMessage(m); e != EncodeError::kOk) return e;
+  const size_t n = EncodedSize(m);
+  OneShot s = BeginOneShot(out, FrameType::kReply, ids, kReplyPrefixBytes + n);
+  if (s.error != EncodeError::kOk) return s.error;
+  le::Store<uint32_t>(out.data() + 12, 1);  // count
+  Out o{s.body};
+  o.U64(inbox_id);
+  o.U64(0);
+  WriteMessage(o.p, m, n);
+  return s.total;
+}
+
+std::string_view FormatInbox(uint64_t inbox_id, std::span<char, 22> buf) {
+  static constexpr char kHex[] = "0123456789abcdef";
+  std::memcpy(buf.data(), kInboxPrefix.data(), kInboxPrefix.size());
+  for (int i = 0; i < 16; ++i) {
+    buf[kInboxPrefix.size() + i] = kHex[(inbox_id >> (60 - 4 * i)) & 0xF];
+  }
+  return std::string_view(buf.data(), kInboxPrefix.size() + 16);
+}
+
+std::optional<uint64_t> ParseInbox(std::string_view reply_to) {
+  if (reply_to.size() != kInboxPrefix.size() + 16 || reply_to.substr(0, kInboxPrefix.size()) != kInboxPrefix) {
+    return std::nullopt;
+  }
+  uint64_t v = 0;
+  for (char c : reply_to.substr(kInboxPrefix.size())) {
+    v <<= 4;
+    if (c >= '0' && c <= '9') v |= static_cast<uint64_t>(c - '0');
+    else if (c >= 'a' && c <= 'f') v |= static_cast<uint64_t>(c - 'a' + 10);
+    else return std::nullopt;
+  }
+  if (v == 0) return std::nullopt;
+  return v;
 }
 
 }  // namespace sluice::protocol

@@ -17,6 +17,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <iterator>
+#include <optional>
 #include <span>
 #include <string_view>
 #include <utility>
@@ -273,6 +274,69 @@ struct UnsubscribeRequest {
   uint16_t partition = kAnyPartition;  // kAnyPartition = all partitions of the subscription
   friend bool operator==(const UnsubscribeRequest&, const UnsubscribeRequest&) = default;
 };
+
+// JOIN_GROUP (docs/protocol.md §6.17): op kJoin (also the member's heartbeat), kLeave, kDescribe.
+struct JoinGroupRequest {
+  uint32_t queue_id = 0;
+  GroupOp op = GroupOp::kJoin;
+  uint64_t member_id = 0;          // kJoin/kLeave: non-zero, chosen by the client; kDescribe: 0
+  uint32_t session_timeout_ms = 0; // kJoin: 0 = default, else 100..300000; otherwise 0
+  std::string_view group;          // 1..255 bytes
+  friend bool operator==(const JoinGroupRequest&, const JoinGroupRequest&) = default;
+};
+
+struct GroupStatePrefix {  // GROUP_STATE (reply to JOIN_GROUP)
+  uint32_t queue_id = 0;
+  uint32_t generation = 0;          // 0: the group has no members (never had, or all left)
+  uint16_t members = 0;
+  uint32_t session_timeout_ms = 0;  // kJoin: the session granted; otherwise 0
+  friend bool operator==(const GroupStatePrefix&, const GroupStatePrefix&) = default;
+};
+
+// GROUP_STATE record: a partition (assigned to the member, or every partition for kDescribe) and
+// the group's committed offset for it, if any.
+struct GroupPartition {
+  uint16_t partition = 0;  // never kAnyPartition
+  bool committed = false;
+  uint64_t offset = 0;     // the next offset to consume; 0 when !committed
+  friend bool operator==(const GroupPartition&, const GroupPartition&) = default;
+};
+
+struct CommitPrefix {  // COMMIT
+  uint32_t queue_id = 0;
+  uint32_t generation = 0;  // the generation the member's assignment came with
+  uint64_t member_id = 0;   // 0 with generation 0: an administrative commit (group without members)
+  std::string_view group;   // 1..255 bytes
+  friend bool operator==(const CommitPrefix&, const CommitPrefix&) = default;
+};
+
+struct CommitItem {
+  uint16_t partition = 0;  // never kAnyPartition
+  uint64_t offset = 0;     // next offset to consume
+  friend bool operator==(const CommitItem&, const CommitItem&) = default;
+};
+
+// OPEN_INBOX: a temporary destination for replies, pushed to the opener as DELIVER frames with
+// subscription_id = inbox_id and queue_id 0 (docs/protocol.md §11.2).
+struct OpenInboxRequest {
+  uint64_t inbox_id = 0;  // non-zero, chosen by the client
+  InboxOp op = InboxOp::kOpen;
+  friend bool operator==(const OpenInboxRequest&, const OpenInboxRequest&) = default;
+};
+
+inline void ReadRecord(const std::byte* p, GroupPartition* r) {
+  r->partition = le::U16(p);
+  r->committed = (le::U8(p + 2) & kGroupPartitionCommitted) != 0;
+  r->offset = le::U64(p + 8);
+}
+inline void ReadRecord(const std::byte* p, CommitItem* r) {
+  r->partition = le::U16(p);
+  r->offset = le::U64(p + 8);
+}
+template <>
+inline constexpr size_t kRecordBytes<GroupPartition> = kGroupPartitionBytes;
+template <>
+inline constexpr size_t kRecordBytes<CommitItem> = kCommitItemBytes;
 
 // ---- message record -----------------------------------------------------------------------------
 
@@ -578,6 +642,19 @@ struct ResultView {
   FixedRange<ResultItem> items;
 };
 
+struct GroupStateView {
+  GroupStatePrefix prefix;
+  FixedRange<GroupPartition> partitions;
+};
+struct CommitView {
+  CommitPrefix prefix;
+  FixedRange<CommitItem> items;
+};
+struct ReplyView {
+  uint64_t inbox_id = 0;
+  MessageView message;  // exactly one, unfragmented
+};
+
 // One decoder per frame type. Each checks that frame.header.type matches (else kWrongFrameType).
 DecodeResult<ProduceView> DecodeProduce(const FrameView& f);
 DecodeResult<AckView> DecodeAck(const FrameView& f);
@@ -595,6 +672,11 @@ DecodeResult<ErrorReply> DecodeErrorFrame(const FrameView& f);
 DecodeResult<LookupRequest> DecodeLookup(const FrameView& f);
 DecodeResult<LookupReply> DecodeLookupReply(const FrameView& f);
 DecodeResult<UnsubscribeRequest> DecodeUnsubscribe(const FrameView& f);
+DecodeResult<JoinGroupRequest> DecodeJoinGroup(const FrameView& f);
+DecodeResult<GroupStateView> DecodeGroupState(const FrameView& f);
+DecodeResult<CommitView> DecodeCommit(const FrameView& f);
+DecodeResult<OpenInboxRequest> DecodeOpenInbox(const FrameView& f);
+DecodeResult<ReplyView> DecodeReply(const FrameView& f);
 
 // Runs the decoder of the frame's type; kOk when the whole frame is valid.
 DecodeError ValidateFrame(const FrameView& f);
@@ -630,8 +712,15 @@ class FrameWriter {
   EncodeError BeginResult(const FrameIds& ids, FrameType request_type);
   EncodeError AddResult(const ResultItem& item);
 
+  EncodeError BeginGroupState(const FrameIds& ids, const GroupStatePrefix& p);
+  EncodeError AddGroupPartition(const GroupPartition& gp);
+
+  // kFieldTooLong / kBadValue for a group name that is empty or longer than 255 bytes.
+  EncodeError BeginCommit(const FrameIds& ids, const CommitPrefix& p);
+  EncodeError AddCommit(const CommitItem& item);
+
   // Patches length and count, zeroes the auth tag; returns the frame size (frame = buf[0, n)).
-  // kBadValue for a DELETE/NACK/EXTEND frame with no record.
+  // kBadValue for a DELETE/NACK/EXTEND/COMMIT frame with no record.
   EncodeResult Finish();
 
   bool in_frame() const { return in_frame_; }
@@ -671,6 +760,16 @@ EncodeResult EncodeLookup(std::span<std::byte> out, const FrameIds& ids, const L
 EncodeResult EncodeLookupReply(std::span<std::byte> out, const FrameIds& ids, const LookupReply& r);
 EncodeResult EncodeUnsubscribe(std::span<std::byte> out, const FrameIds& ids,
                                const UnsubscribeRequest& r);
+EncodeResult EncodeJoinGroup(std::span<std::byte> out, const FrameIds& ids,
+                             const JoinGroupRequest& r);
+EncodeResult EncodeOpenInbox(std::span<std::byte> out, const FrameIds& ids,
+                             const OpenInboxRequest& r);
+// REPLY with one message record (not a fragment: kBadValue; too big for `out`: kNoSpace).
+EncodeResult EncodeReply(std::span<std::byte> out, const FrameIds& ids, uint64_t inbox_id,
+                         const MessageSpec& m);
+// "inbox:<16 hex digits>" for an inbox id, and back (nullopt if `reply_to` names no inbox).
+std::string_view FormatInbox(uint64_t inbox_id, std::span<char, 22> buf);
+std::optional<uint64_t> ParseInbox(std::string_view reply_to);
 
 // The tag of a finished frame with kFlagAuth (last 16 bytes), and the bytes it covers.
 inline std::span<std::byte> AuthTagOf(std::span<std::byte> frame) {

@@ -31,6 +31,8 @@ enum class Errc : uint16_t {
   kInternal = 20,          // a server bug; never sent for bad input
   kUnverifiedSource = 21,  // reply would exceed the request and the source address is not yet
                            // verified: complete the HEARTBEAT cookie exchange first
+  kStaleGeneration = 22,   // consumer group: the commit's generation is not the current one, or
+                           // the member does not hold that partition in it (rebalanced)
 };
 
 constexpr std::string_view ErrcName(Errc e) {
@@ -57,6 +59,7 @@ constexpr std::string_view ErrcName(Errc e) {
     case Errc::kDuplicate: return "DUPLICATE";
     case Errc::kInternal: return "INTERNAL";
     case Errc::kUnverifiedSource: return "UNVERIFIED_SOURCE";
+    case Errc::kStaleGeneration: return "STALE_GENERATION";
   }
   return "UNKNOWN_ERROR";
 }
@@ -71,6 +74,7 @@ constexpr std::string_view ErrcAdvice(Errc e) {
     case Errc::kNotPrimary: return "this server is a standby; talk to the primary";
     case Errc::kStorageFailed: return "the partition's storage failed; it takes no writes until repaired";
     case Errc::kUnverifiedSource: return "send a HEARTBEAT and echo the server's cookie before large requests";
+    case Errc::kStaleGeneration: return "the consumer group rebalanced; rejoin and resume from the committed offsets";
     default: return "";
   }
 }

@@ -40,8 +40,13 @@ enum class FrameType : uint8_t {
   kLookup = 16,      // client -> server: queue name -> id, type, partition count
   kLookupReply = 17, // server -> client
   kUnsubscribe = 18, // client -> server
+  kJoinGroup = 19,   // client -> server: join (heartbeat), leave or describe a consumer group
+  kGroupState = 20,  // server -> client: generation, assignment and committed offsets
+  kCommit = 21,      // client -> server: commit a group's offsets (fenced by generation)
+  kOpenInbox = 22,   // client -> server: open / refresh / close a temporary reply inbox
+  kReply = 23,       // client -> server: one reply message for an inbox (request/reply)
 };
-inline constexpr uint8_t kMaxFrameType = 18;
+inline constexpr uint8_t kMaxFrameType = 23;
 
 constexpr bool IsKnownFrameType(uint8_t t) { return t >= 1 && t <= kMaxFrameType; }
 
@@ -65,6 +70,11 @@ constexpr std::string_view FrameTypeName(FrameType t) {
     case FrameType::kLookup: return "LOOKUP";
     case FrameType::kLookupReply: return "LOOKUP_REPLY";
     case FrameType::kUnsubscribe: return "UNSUBSCRIBE";
+    case FrameType::kJoinGroup: return "JOIN_GROUP";
+    case FrameType::kGroupState: return "GROUP_STATE";
+    case FrameType::kCommit: return "COMMIT";
+    case FrameType::kOpenInbox: return "OPEN_INBOX";
+    case FrameType::kReply: return "REPLY";
   }
   return "UNKNOWN_TYPE";
 }
@@ -106,6 +116,24 @@ enum class StartKind : uint8_t {
   kCommitted = 4,  // SUBSCRIBE with a group only: the group's committed offset
 };
 inline constexpr uint8_t kMaxStartKind = 4;
+
+// JOIN_GROUP operations (stream consumer groups, docs/protocol.md §11.1).
+enum class GroupOp : uint8_t {
+  kJoin = 0,      // join, or heartbeat as a member: answered with this member's assignment
+  kLeave = 1,     // leave now (the group rebalances at once)
+  kDescribe = 2,  // no membership change: every partition's committed offset
+};
+inline constexpr uint8_t kMaxGroupOp = 2;
+inline constexpr uint8_t kGroupPartitionCommitted = 0x01;  // GROUP_STATE record flag
+inline constexpr uint32_t kMinSessionTimeoutMs = 100;
+inline constexpr uint32_t kMaxSessionTimeoutMs = 300'000;
+inline constexpr uint32_t kDefaultSessionTimeoutMs = 10'000;
+
+// OPEN_INBOX operations (request/reply, docs/protocol.md §11.2).
+enum class InboxOp : uint8_t { kOpen = 0, kClose = 1 };  // kOpen also refreshes
+inline constexpr uint8_t kMaxInboxOp = 1;
+// A message's reply_to naming an inbox: "inbox:" + the inbox id as 16 lower-case hex digits.
+inline constexpr std::string_view kInboxPrefix = "inbox:";
 
 // ---- message record -----------------------------------------------------------------------------
 // Fixed part (byte offsets within the record):
@@ -152,6 +180,13 @@ inline constexpr size_t kErrorFixedBytes = 16;      // + detail text
 inline constexpr size_t kLookupFixedBytes = 16;     // + queue name (padding: amplification rule)
 inline constexpr size_t kLookupReplyBytes = 16;
 inline constexpr size_t kUnsubscribeBytes = 16;
+inline constexpr size_t kJoinGroupFixedBytes = 24;    // + group name
+inline constexpr size_t kGroupStatePrefixBytes = 16;
+inline constexpr size_t kGroupPartitionBytes = 16;
+inline constexpr size_t kCommitPrefixBytes = 24;      // + group name, then commit items
+inline constexpr size_t kCommitItemBytes = 16;
+inline constexpr size_t kOpenInboxBytes = 24;         // padded: its RESULT is no larger
+inline constexpr size_t kReplyPrefixBytes = 16;       // u64 inbox_id, u64 reserved; + 1 record
 
 inline constexpr size_t kMaxErrorDetailBytes = 1024;
 inline constexpr uint16_t kMaxReceiveMessages = 1024;  // RECEIVE / FETCH max_messages

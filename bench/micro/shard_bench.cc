@@ -1,5 +1,5 @@
 // Shard engine micro-benchmarks (dataplane/shard): the per-message costs of the queue engine with
-// no I/O: a work-queue send+receive+delete cycle at 1k and 1M messages in flight, stream append
+// no I/O: a work-queue send+receive+delete cycle at 1k, 1M and 10M messages in flight, stream append
 // (64 B and 1 KiB, plain and idempotent producer) including seal + durable + ack, and the timer
 // wheel's insert+cancel and insert+expire. Time per iteration is ns per message (or per timer).
 //
@@ -98,7 +98,7 @@ void BM_WorkCycle(benchmark::State& state) {
   state.SetItemsProcessed(state.iterations());
   state.counters["in_flight"] = in_flight;
 }
-BENCHMARK(BM_WorkCycle)->Arg(1'000)->Arg(1'000'000)->ArgName("in_flight");
+BENCHMARK(BM_WorkCycle)->Arg(1'000)->Arg(1'000'000)->Arg(10'000'000)->ArgName("in_flight");
 
 // Stream append, steady state: the pool is full, retention drops the oldest durable chunk.
 struct AppendVariant {

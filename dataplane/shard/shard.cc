@@ -68,7 +68,7 @@ Errc Shard::AddPartition(QueueId queue, uint32_t partition, const QueueConfig& c
                         sizeof(RecordHeader);
   if (partitions_.contains(Key(queue, partition)) ||
       partitions_.size() >= config_.max_partitions || config.max_message_bytes > room ||
-      config.priority_levels == 0 || config.priority_levels > 8 || config.max_messages == 0 ||
+      config.priority_levels == 0 || config.priority_levels > 16 || config.max_messages == 0 ||
       config.memory_budget_chunks == 0 || config.max_pending_acks == 0 ||
       (config.fifo && config.max_groups == 0)) {
     return Errc::kInvalidArgument;
@@ -79,6 +79,12 @@ Errc Shard::AddPartition(QueueId queue, uint32_t partition, const QueueConfig& c
     p->stream_ = std::make_unique<Stream>(
         StreamEnv{queue, partition, &p->config_, &p->log_, &counters_, sink_});
     streams_.push_back(p.get());
+    if (partition == 0) {
+      p->groups_ = std::make_unique<GroupCoordinator>(
+          std::max<uint32_t>(1, config.partitions), config.max_consumer_groups,
+          config.max_group_members);
+      coordinators_.push_back(p.get());
+    }
   } else {
     p->work_ = std::make_unique<WorkQueue>(WorkQueueEnv{queue, partition, &p->config_, &p->log_,
                                                         &wheel_, config_.timer_tick_ns,
@@ -96,6 +102,8 @@ Errc Shard::RemovePartition(QueueId queue, uint32_t partition) {
     if (s->second.partition == p) subscriptions_.erase(s++); else ++s;
   }
   streams_.erase(std::remove(streams_.begin(), streams_.end(), p), streams_.end());
+  coordinators_.erase(std::remove(coordinators_.begin(), coordinators_.end(), p),
+                      coordinators_.end());
   open_batches_.erase(std::remove(open_batches_.begin(), open_batches_.end(), p),
                       open_batches_.end());
   // Keep the promises: every Append gets an ack, every Receive a ReceiveDone. What was not
@@ -406,6 +414,52 @@ std::optional<uint64_t> Shard::CommittedOffset(QueueId queue, uint32_t partition
   return p->stream_->Committed(group);
 }
 
+// ---- consumer groups -----------------------------------------------------------------------------
+
+Errc Shard::Coordinator(QueueId queue, GroupCoordinator** out) const {
+  const Partition* p = Get(queue, 0);
+  if (p == nullptr) return Errc::kUnknownPartition;
+  if (p->groups_ == nullptr) return Errc::kWrongQueueType;
+  *out = p->groups_.get();
+  return Errc::kOk;
+}
+
+Errc Shard::JoinGroup(QueueId queue, std::string_view group, uint64_t member, uint32_t session_ms,
+                      uint64_t now_ns, GroupAssignment* out) {
+  SeeTime(now_ns);
+  GroupCoordinator* c = nullptr;
+  const Errc e = Coordinator(queue, &c);
+  return e != Errc::kOk ? e : c->Join(group, member, session_ms, now_ns_, out);
+}
+
+Errc Shard::LeaveGroup(QueueId queue, std::string_view group, uint64_t member,
+                       GroupAssignment* out) {
+  GroupCoordinator* c = nullptr;
+  const Errc e = Coordinator(queue, &c);
+  return e != Errc::kOk ? e : c->Leave(group, member, out);
+}
+
+Errc Shard::DescribeGroup(QueueId queue, std::string_view group, GroupAssignment* out) const {
+  GroupCoordinator* c = nullptr;
+  const Errc e = Coordinator(queue, &c);
+  if (e == Errc::kOk) *out = c->Describe(group);
+  return e;
+}
+
+Errc Shard::CommitGroup(QueueId queue, std::string_view group, uint64_t member,
+                        uint32_t generation, uint32_t partition, uint64_t offset) {
+  GroupCoordinator* c = nullptr;
+  const Errc e = Coordinator(queue, &c);
+  return e != Errc::kOk ? e : c->Commit(group, member, generation, partition, offset);
+}
+
+std::optional<uint64_t> Shard::GroupCommitted(QueueId queue, std::string_view group,
+                                              uint32_t partition) const {
+  GroupCoordinator* c = nullptr;
+  if (Coordinator(queue, &c) != Errc::kOk) return std::nullopt;
+  return c->Committed(group, partition);
+}
+
 // ---- work queues ---------------------------------------------------------------------------------
 
 Errc Shard::WorkPartition(QueueId queue, uint32_t partition, WorkQueue** out) {
@@ -458,6 +512,9 @@ uint64_t Shard::Tick(uint64_t now_ns) {
   SeeTime(now_ns);
   uint64_t work = wheel_.Advance(now_ns_ / config_.timer_tick_ns,
                                  [](TimerNode* n) { n->client->OnTimer(n); });
+  for (Partition* p : coordinators_) {
+    if (now_ns_ >= p->groups_->next_expiry_ns()) work += p->groups_->Expire(now_ns_);
+  }
   for (Partition* p : streams_) {
     work += p->log_.EnforceRetention(now_ns_);
     if (p->stream_->Backlogged()) work += p->stream_->Pump(kPushBudget);

@@ -28,6 +28,7 @@
 #include "dataplane/shard/ack_coalescer.h"
 #include "dataplane/shard/chunk_pool.h"
 #include "dataplane/shard/dedup_table.h"
+#include "dataplane/shard/group_coordinator.h"
 #include "dataplane/shard/partition_log.h"
 #include "dataplane/shard/producer_table.h"
 #include "dataplane/shard/ring.h"
@@ -48,6 +49,8 @@ class Partition {
   // Work queues only (nullptr for streams) and the reverse.
   const WorkQueue* work() const { return work_.get(); }
   const Stream* stream() const { return stream_.get(); }
+  // Partition 0 of a stream: the queue's consumer-group coordinator; nullptr elsewhere.
+  const GroupCoordinator* groups() const { return groups_.get(); }
   uint64_t pending_acks() const { return acks_.size(); }
   bool failed() const { return failed_; }
 
@@ -74,6 +77,7 @@ class Partition {
   Ring<PendingAck> acks_;  // waiting for durability, in offset order of first append
   std::unique_ptr<Stream> stream_;
   std::unique_ptr<WorkQueue> work_;
+  std::unique_ptr<GroupCoordinator> groups_;
 };
 
 struct AppendResult {
@@ -143,6 +147,18 @@ class Shard {
   std::optional<uint64_t> CommittedOffset(QueueId queue, uint32_t partition,
                                           std::string_view group) const;
 
+  // ---- stream consumer groups (group_coordinator.h) ----
+  // Addressed to the queue's coordinator, partition 0 of the stream: kUnknownPartition when this
+  // shard does not hold it, kWrongQueueType for a work queue; else as GroupCoordinator.
+  Errc JoinGroup(QueueId queue, std::string_view group, uint64_t member, uint32_t session_ms,
+                 uint64_t now_ns, GroupAssignment* out);
+  Errc LeaveGroup(QueueId queue, std::string_view group, uint64_t member, GroupAssignment* out);
+  Errc DescribeGroup(QueueId queue, std::string_view group, GroupAssignment* out) const;
+  Errc CommitGroup(QueueId queue, std::string_view group, uint64_t member, uint32_t generation,
+                   uint32_t partition, uint64_t offset);
+  std::optional<uint64_t> GroupCommitted(QueueId queue, std::string_view group,
+                                         uint32_t partition) const;
+
   // ---- work queues ----
   // Always answered by exactly one ReceiveDone (with errc on error).
   Errc Receive(const ReplyTarget& target, QueueId queue, uint32_t partition,
@@ -175,6 +191,7 @@ class Shard {
   AppendResult Duplicate(Partition& p, const ReplyTarget& target, const MessageIn& m,
                          uint64_t offset);
   Errc WorkPartition(QueueId queue, uint32_t partition, WorkQueue** out);
+  Errc Coordinator(QueueId queue, GroupCoordinator** out) const;
 
   ShardConfig config_;
   ShardSink* sink_;
@@ -185,6 +202,7 @@ class Shard {
   uint64_t now_ns_ = 0;
   absl::flat_hash_map<uint64_t, std::unique_ptr<Partition>> partitions_;
   std::vector<Partition*> streams_;  // partitions Tick visits for push and retention
+  std::vector<Partition*> coordinators_;  // partitions 0 of streams: group session expiry
   std::vector<Partition*> open_batches_;  // partitions with an open batch (SealAll visits these)
   struct SubRef {
     Partition* partition;

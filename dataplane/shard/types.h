@@ -66,9 +66,14 @@ struct QueueConfig {
   std::optional<QueueId> dead_letter_queue;  // target of messages past max_receive_count
   uint32_t delay_ms = 0;                    // default delay when a message gives 0
   uint32_t ttl_ms = 0;                      // default time to live when a message gives 0; 0 = none
-  uint8_t priority_levels = 1;              // 1..8; higher priority is handed out first
+  uint8_t priority_levels = 1;              // 1..16 (the wire's 0..15); higher is handed out first
   bool fifo = false;                        // per-group order: one leased message per group
   uint32_t dedup_window_ms = 0;             // 0 = no dedup by dedup id (any queue type)
+
+  // Streams: partitions of the whole queue. The shard holding partition 0 is the queue's
+  // consumer-group coordinator and assigns partitions [0, partitions) to group members.
+  uint32_t partitions = 1;
+  uint32_t max_group_members = 64;  // members per consumer group (coordinator only)
 
   // Streams. Retention also happens when the memory budget is full (oldest durable chunk goes).
   uint64_t retention_bytes = 0;  // 0 = bounded by memory_budget_chunks only
@@ -184,6 +189,9 @@ struct ReceiveDone {
 
 enum class DeadLetterReason : uint8_t { kMaxReceiveCount };
 
+// How the last lease of a dead-lettered message ended.
+enum class LeaseEnd : uint8_t { kExpired, kNacked };
+
 // A message leaves this queue for its dead-letter queue, which may live on another shard: the
 // shell appends `message.record` there. It is already removed here.
 struct DeadLetter {
@@ -193,6 +201,7 @@ struct DeadLetter {
   StoredMessage message;
   uint32_t receive_count = 0;
   DeadLetterReason reason = DeadLetterReason::kMaxReceiveCount;
+  LeaseEnd last_lease = LeaseEnd::kExpired;
 };
 
 // Where the engine's outputs go. Implemented by the shell (reply frames) and by tests. Called

@@ -246,7 +246,8 @@ Errc WorkQueue::Nack(Receipt receipt, uint32_t delay_ms, uint64_t now_ns) {
   if (s->state != State::kLeased) return Errc::kOk;  // lease already over: nothing to give back
   ++env_.counters->nacked;
   env_.wheel->Cancel(&s->timer);
-  EndLease(static_cast<uint32_t>(s - slots_.data()), uint64_t{delay_ms} * kNsPerMs, now_ns);
+  EndLease(static_cast<uint32_t>(s - slots_.data()), uint64_t{delay_ms} * kNsPerMs, now_ns,
+           LeaseEnd::kNacked);
   ServeWaiters(now_ns);
   return Errc::kOk;
 }
@@ -266,11 +267,11 @@ Errc WorkQueue::Extend(Receipt receipt, uint32_t visibility_ms, uint64_t now_ns)
 // ---- state changes -------------------------------------------------------------------------------
 
 // A lease ended without a delete (timeout or nack): dead-letter, drop, delay, or visible again.
-void WorkQueue::EndLease(uint32_t i, uint64_t delay_ns, uint64_t now_ns) {
+void WorkQueue::EndLease(uint32_t i, uint64_t delay_ns, uint64_t now_ns, LeaseEnd how) {
   Slot& s = slots_[i];
   SLUICE_ASSERT(s.state == State::kLeased && !s.timer.linked());
   if (config_.max_receive_count != 0 && s.receive_count >= config_.max_receive_count) {
-    SendToDeadLetter(i);
+    SendToDeadLetter(i, how);
   } else if (now_ns >= s.expire_at_ns) {
     Expire(i);
   } else if (delay_ns != 0) {
@@ -304,7 +305,7 @@ void WorkQueue::Expire(uint32_t i) {
   Remove(i);
 }
 
-void WorkQueue::SendToDeadLetter(uint32_t i) {
+void WorkQueue::SendToDeadLetter(uint32_t i, LeaseEnd how) {
   const Slot& s = slots_[i];
   DeadLetter out;
   out.source_queue = env_.queue;
@@ -313,6 +314,7 @@ void WorkQueue::SendToDeadLetter(uint32_t i) {
   out.message = {s.offset, s.timestamp_ns, env_.log->Record(s.location)};
   out.receive_count = s.receive_count;
   out.reason = DeadLetterReason::kMaxReceiveCount;
+  out.last_lease = how;
   env_.sink->OnDeadLetter(out);  // record bytes valid during the call; removed right after
   ++env_.counters->dead_lettered;
   Remove(i);
@@ -367,7 +369,7 @@ void WorkQueue::OnSlotTimer(uint32_t i) {
   switch (s.state) {
     case State::kLeased:
       ++env_.counters->lease_expired;
-      EndLease(i, 0, now);
+      EndLease(i, 0, now, LeaseEnd::kExpired);
       break;
     case State::kDelayed:
       if (now >= s.expire_at_ns) {

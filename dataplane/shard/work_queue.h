@@ -86,7 +86,7 @@ class WorkQueue final : private TimerClient {
   static constexpr uint32_t kNil = UINT32_MAX;
   static constexpr uint8_t kSlotTimer = 0;
   static constexpr uint8_t kWaiterTimer = 1;
-  static constexpr uint32_t kMaxLevels = 8;
+  static constexpr uint32_t kMaxLevels = 16;  // the wire's priorities 0..15
 
   struct Slot {
     TimerNode timer;
@@ -131,12 +131,12 @@ class WorkQueue final : private TimerClient {
   uint32_t LeaseReady(const ReplyTarget& target, uint32_t max, uint32_t visibility_ms,
                       uint64_t now_ns);
   void Lease(uint32_t i, const ReplyTarget& target, uint32_t visibility_ms, uint64_t now_ns);
-  void EndLease(uint32_t i, uint64_t delay_ns, uint64_t now_ns);
+  void EndLease(uint32_t i, uint64_t delay_ns, uint64_t now_ns, LeaseEnd how);
   void MakeVisible(uint32_t i, bool front);
   void Delay(uint32_t i);
   void Remove(uint32_t i);
   void Expire(uint32_t i);
-  void SendToDeadLetter(uint32_t i);
+  void SendToDeadLetter(uint32_t i, LeaseEnd how);
   void ServeWaiters(uint64_t now_ns);
   void ArmAt(TimerNode* node, uint64_t deadline_ns);
   void ArmExpiry(uint32_t i);

@@ -59,8 +59,19 @@ sp::EncodeResult Records(Rng& r, sp::FrameType t, std::span<std::byte> out) {
       for (size_t i = 0; i < n; ++i) w.AddReceiptOp(sp::testing::RandomReceiptOp(r, t));
       break;
     case sp::FrameType::kResult:
-      w.BeginResult(ids, sp::FrameType::kDelete);
+      w.BeginResult(ids, r.OneIn(2) ? sp::FrameType::kDelete : sp::FrameType::kCommit);
       for (size_t i = 0; i < n; ++i) w.AddResult(sp::testing::RandomResultItem(r));
+      break;
+    case sp::FrameType::kGroupState:
+      w.BeginGroupState(ids, {r.U32(), r.U32(), r.U16(), r.U32()});
+      for (size_t i = 0; i < n; ++i) {
+        const bool committed = r.OneIn(2);
+        w.AddGroupPartition({static_cast<uint16_t>(i), committed, committed ? r.U64() : 0});
+      }
+      break;
+    case sp::FrameType::kCommit:
+      w.BeginCommit(ids, {r.U32(), r.U32(), r.Between(1, 1000), "group-1"});
+      for (size_t i = 0; i < n; ++i) w.AddCommit({static_cast<uint16_t>(i), r.U64()});
       break;
     default: return sp::EncodeError::kBadValue;
   }
@@ -85,6 +96,16 @@ sp::EncodeResult Frame(Rng& r, sp::FrameType t, std::span<std::byte> out) {
       return sp::EncodeLookupReply(out, ids, sp::testing::RandomLookupReply(r));
     case sp::FrameType::kUnsubscribe:
       return sp::EncodeUnsubscribe(out, ids, sp::testing::RandomUnsubscribe(r));
+    case sp::FrameType::kOpenInbox:
+      return sp::EncodeOpenInbox(out, ids, {r.Between(1, 1000), static_cast<sp::InboxOp>(r.Below(2))});
+    case sp::FrameType::kReply: {
+      OwnedMessage m;
+      sp::testing::RandomMessage(r, 120, &m);
+      return sp::EncodeReply(out, ids, r.Between(1, 1000), m.spec);
+    }
+    case sp::FrameType::kJoinGroup:
+      return sp::EncodeJoinGroup(out, ids, {r.U32(), static_cast<sp::GroupOp>(r.Below(2)),
+                                            r.Between(1, 1000), 0, text.empty() ? "g" : text});
     default: return Records(r, t, out);
   }
 }

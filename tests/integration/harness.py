@@ -256,6 +256,16 @@ def sluice(*args, input=None, timeout=60, check=True):
     return cp
 
 
+def sluicectl(*args, check=True):
+    """Runs sluicectl against the REST API of the namespace's sluiced."""
+    cp = subprocess.run([binary("control/sluicectl"), "--server", REST_ADDRESS, *args],
+                        capture_output=True, text=True, timeout=60)
+    if check and cp.returncode != 0:
+        raise AssertionError(f"sluicectl {' '.join(args)} exited {cp.returncode}:\n"
+                             f"{cp.stdout}\n{cp.stderr}")
+    return cp
+
+
 def udp_socket(timeout_s=2.0):
     s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
     s.settimeout(timeout_s)

@@ -74,6 +74,27 @@ TEST_F(CliTest, HelpAndUsage) {
   r = Sluice("receive jobs --max 5000");
   EXPECT_EQ(r.code, 2);
   EXPECT_TRUE(absl::StrContains(r.err, "--max must be a number in 1..1024")) << r.err;
+  r = Sluice("--help");
+  for (const char* cmd : {"extend QUEUE", "redrive DLQ", "request QUEUE", "respond QUEUE",
+                          "group QUEUE GROUP", "--group G"}) {
+    EXPECT_TRUE(absl::StrContains(r.out, cmd)) << cmd;
+  }
+  r = Sluice("produce orders --header nokey");
+  EXPECT_EQ(r.code, 2);
+  EXPECT_TRUE(absl::StrContains(r.err, "--header takes KEY=VALUE")) << r.err;
+  r = Sluice("extend jobs 0:0000000100000001");
+  EXPECT_EQ(r.code, 2);
+  EXPECT_TRUE(absl::StrContains(r.err, "extend needs --visibility-ms")) << r.err;
+  r = Sluice("consume orders --group g --partition 1");
+  EXPECT_EQ(r.code, 2);
+  EXPECT_TRUE(absl::StrContains(r.err, "the group assigns partitions")) << r.err;
+  r = Sluice("consume orders --from committed");
+  EXPECT_EQ(r.code, 2);
+  EXPECT_TRUE(absl::StrContains(r.err, "--from committed needs --group")) << r.err;
+  r = Sluice("consume orders --group g --session-ms 50");
+  EXPECT_EQ(r.code, 2);
+  r = Sluice("request");
+  EXPECT_EQ(r.code, 2);
 }
 
 TEST_F(CliTest, ProduceSyntheticThenConsume) {

@@ -25,7 +25,7 @@ TEST(ClientErrors, ServerDetailIsAppended) {
 }
 
 TEST(ClientErrors, EveryErrorCodeHasAdvice) {
-  for (uint16_t v = 1; v <= static_cast<uint16_t>(Errc::kUnverifiedSource); ++v) {
+  for (uint16_t v = 1; v <= static_cast<uint16_t>(Errc::kStaleGeneration); ++v) {
     const Errc e = static_cast<Errc>(v);
     const std::string d = DescribeErrc(e);
     EXPECT_NE(d.find(": "), std::string::npos) << "no advice for " << d;

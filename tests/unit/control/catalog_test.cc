@@ -102,7 +102,7 @@ TEST_F(CatalogTest, InvalidSpecIsRejectedBeforeAnything) {
   QueueSpec s = Work("bad name");
   ExpectError(c().Create(s).status(), absl::StatusCode::kInvalidArgument, "name");
   s = Work("q");
-  s.attributes.priority_levels = 9;
+  s.attributes.priority_levels = 17;
   ExpectError(c().Create(s).status(), absl::StatusCode::kInvalidArgument,
               "attributes.priority_levels");
   EXPECT_TRUE(c().List().empty());

@@ -64,7 +64,7 @@ TEST(QueueMeta, DocumentedLimits) {
               absl::StatusCode::kInvalidArgument, "attributes.visibility_timeout_ms", "43200000 ms");
   ExpectError(CreateStatus(WorkBody({{"receive_wait_ms", 20'001}})),
               absl::StatusCode::kInvalidArgument, "attributes.receive_wait_ms");
-  ExpectError(CreateStatus(WorkBody({{"priority_levels", 9}})), absl::StatusCode::kInvalidArgument,
+  ExpectError(CreateStatus(WorkBody({{"priority_levels", 17}})), absl::StatusCode::kInvalidArgument,
               "attributes.priority_levels");
   ExpectError(CreateStatus(WorkBody({{"priority_levels", 0}})), absl::StatusCode::kInvalidArgument,
               "attributes.priority_levels");

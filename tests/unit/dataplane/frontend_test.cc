@@ -5,6 +5,7 @@
 
 #include <array>
 #include <memory>
+#include <map>
 #include <string>
 #include <vector>
 
@@ -328,6 +329,11 @@ TEST_F(FrontendTest, MessagePastMaxReceiveCountMovesToTheDeadLetterQueue) {
   p::MessageSpec m;
   m.partition = 0;
   m.payload = Bytes(a);
+  m.key = "k1";
+  m.correlation_id = "c-9";
+  m.priority = 3;
+  const p::Header app[] = {{"app", "yes"}};
+  m.headers = app;
   Feed(Produce(2, 0, {m}));
   frontend_->Service(1'000'000);
   auto receive = [&](uint32_t queue, uint64_t now_ns) {
@@ -354,6 +360,25 @@ TEST_F(FrontendTest, MessagePastMaxReceiveCountMovesToTheDeadLetterQueue) {
   EXPECT_EQ(frontend_->counters().dead_lettered, 1u);
   EXPECT_EQ(receive(3, 220'000'000), 1u);   // ... and waiting in "dlq"
   EXPECT_TRUE(channel_.handed_off.empty()) << "one worker: the DLQ is local";
+  // With its original attributes and where it came from and why.
+  auto reply = p::DecodeFrame(channel_.sent.at(0));
+  auto msgs = p::DecodeMessages(*reply);
+  const p::DeliveredView dv = msgs->messages.front();
+  EXPECT_EQ(std::string_view(reinterpret_cast<const char*>(dv.message.payload.data()),
+                             dv.message.payload.size()),
+            "poison");
+  EXPECT_EQ(dv.message.key, "k1");
+  EXPECT_EQ(dv.message.correlation_id, "c-9");
+  EXPECT_EQ(dv.message.priority, 3);
+  std::map<std::string, std::string> h;
+  for (const p::Header& x : dv.message.headers) h[std::string(x.key)] = std::string(x.value);
+  EXPECT_EQ(h["app"], "yes");
+  EXPECT_EQ(h["sluice-dlq-reason"], "max_receive_count");
+  EXPECT_EQ(h["sluice-dlq-last-lease"], "expired");
+  EXPECT_EQ(h["sluice-dlq-source-queue"], "jobs");
+  EXPECT_EQ(h["sluice-dlq-source-partition"], "0");
+  EXPECT_EQ(h["sluice-dlq-source-offset"], "0");
+  EXPECT_EQ(h["sluice-dlq-receive-count"], "2");
 }
 
 }  // namespace

@@ -181,6 +181,38 @@ Bytes Unsub1() {
     return EncodeUnsubscribe(out, {1, 2, 0}, UnsubscribeRequest{5, kAnyPartition});
   });
 }
+Bytes Join1() {
+  return Encode([](std::span<std::byte> out) {
+    return EncodeJoinGroup(out, {1, 2, 0}, JoinGroupRequest{9, GroupOp::kJoin, 77, 3000, "g1"});
+  });
+}
+Bytes GroupState2() {
+  return Encode([](std::span<std::byte> out) -> EncodeResult {
+    FrameWriter w(out);
+    w.BeginGroupState({1, 2, 0}, {9, 3, 2, 3000});
+    w.AddGroupPartition({0, true, 42});
+    w.AddGroupPartition({1, false, 0});
+    return w.Finish();
+  });
+}
+Bytes Commit1() {
+  return Encode([](std::span<std::byte> out) -> EncodeResult {
+    FrameWriter w(out);
+    w.BeginCommit({1, 2, 0}, {9, 3, 77, "g1"});
+    w.AddCommit({1, 100});
+    return w.Finish();
+  });
+}
+Bytes Inbox1() {
+  return Encode([](std::span<std::byte> out) {
+    return EncodeOpenInbox(out, {1, 2, 0}, OpenInboxRequest{0xABC, InboxOp::kOpen});
+  });
+}
+Bytes Reply1() {
+  return Encode([](std::span<std::byte> out) {
+    return EncodeReply(out, {1, 2, 0}, 0xABC, BaseMessage());
+  });
+}
 Bytes Deliver1() {
   return Encode([](std::span<std::byte> out) -> EncodeResult {
     FrameWriter w(out);
@@ -195,7 +227,7 @@ std::vector<Bytes> AllSamples() {
   return {Produce1(), Ack2(), Receive1(), Messages1(), Receipts(FrameType::kDelete, 0),
           Receipts(FrameType::kNack, 5), Receipts(FrameType::kExtend, 5), Result1(),
           Subscribe1(), Deliver1(), Credit1(), Nak1(), Fetch1(), Heartbeat1(), Error1(),
-          Lookup1(), LookupReply1(), Unsub1()};
+          Lookup1(), LookupReply1(), Unsub1(), Join1(), GroupState2(), Commit1(), Inbox1(), Reply1()};
 }
 
 // ---- the table --------------------------------------------------------------------------------
@@ -221,7 +253,7 @@ const std::vector<Case>& Table() {
       {"version 0", [] { return With(Produce1(), [](Bytes& x) { x.P8(4, 0); }); }, D::kBadVersion},
       {"version 2", [] { return With(Produce1(), [](Bytes& x) { x.P8(4, 2); }); }, D::kBadVersion},
       {"type 0", [] { return With(Produce1(), [](Bytes& x) { x.P8(5, 0); }); }, D::kUnknownType},
-      {"type 19", [] { return With(Produce1(), [](Bytes& x) { x.P8(5, 19); }); }, D::kUnknownType},
+      {"type 24", [] { return With(Produce1(), [](Bytes& x) { x.P8(5, 24); }); }, D::kUnknownType},
       {"type 255", [] { return With(Produce1(), [](Bytes& x) { x.P8(5, 255); }); }, D::kUnknownType},
       {"unknown frame flag", [] { return With(Produce1(), [](Bytes& x) { x.P16(6, 0x0008); }); }, D::kBadFlags},
       {"high frame flag", [] { return With(Produce1(), [](Bytes& x) { x.P16(6, 0x8000); }); }, D::kBadFlags},
@@ -346,6 +378,36 @@ const std::vector<Case>& Table() {
       {"lookup reply 0 partitions", [] { return With(LookupReply1(), [](Bytes& x) { x.P16(32 + 4, 0); }); }, D::kBadValue},
       {"lookup reply queue type 3", [] { return With(LookupReply1(), [](Bytes& x) { x.P8(32 + 6, 3); }); }, D::kBadValue},
       {"unsubscribe reserved", [] { return With(Unsub1(), [](Bytes& x) { x.P32(32 + 12, 1); }); }, D::kReservedNonZero},
+      {"join op 3", [] { return With(Join1(), [](Bytes& x) { x.P8(32 + 4, 3); }); }, D::kBadValue},
+      {"join member 0", [] { return With(Join1(), [](Bytes& x) { x.P64(32 + 8, 0); }); }, D::kBadValue},
+      {"join session 99 ms", [] { return With(Join1(), [](Bytes& x) { x.P32(32 + 16, 99); }); }, D::kBadValue},
+      {"join session 300001 ms", [] { return With(Join1(), [](Bytes& x) { x.P32(32 + 16, 300001); }); }, D::kBadValue},
+      {"leave with session", [] { return With(Join1(), [](Bytes& x) { x.P8(32 + 4, 1); }); }, D::kBadValue},
+      {"describe with member", [] { return With(Join1(), [](Bytes& x) { x.P8(32 + 4, 2); x.P32(32 + 16, 0); }); }, D::kBadValue},
+      {"join group name 0", [] { return With(Join1(), [](Bytes& x) { x.P8(32 + 5, 0); x.Resize(56); }); }, D::kBadValue},
+      {"join group past body", [] { return With(Join1(), [](Bytes& x) { x.P8(32 + 5, 3); }); }, D::kFieldOverrun},
+      {"join count", [] { return With(Join1(), [](Bytes& x) { x.P32(12, 1); }); }, D::kUnexpectedCount},
+      {"join reserved", [] { return With(Join1(), [](Bytes& x) { x.P32(32 + 20, 1); }); }, D::kReservedNonZero},
+      {"group state reserved", [] { return With(GroupState2(), [](Bytes& x) { x.P16(32 + 10, 1); }); }, D::kReservedNonZero},
+      {"group state any partition", [] { return With(GroupState2(), [](Bytes& x) { x.P16(48, kAnyPartition); }); }, D::kBadValue},
+      {"group state unknown flag", [] { return With(GroupState2(), [](Bytes& x) { x.P8(48 + 2, 3); }); }, D::kBadFlags},
+      {"group state offset without commit", [] { return With(GroupState2(), [](Bytes& x) { x.P64(64 + 8, 5); }); }, D::kBadValue},
+      {"group state count + 1", [] { return With(GroupState2(), [](Bytes& x) { x.P32(12, 3); }); }, D::kCountOverflow},
+      {"commit count 0", [] { return With(Commit1(), [](Bytes& x) { x.P32(12, 0); x.Resize(32 + 24 + 2); }); }, D::kUnexpectedCount},
+      {"commit any partition", [] { return With(Commit1(), [](Bytes& x) { x.P16(32 + 26, kAnyPartition); }); }, D::kBadValue},
+      {"commit item reserved", [] { return With(Commit1(), [](Bytes& x) { x.P32(32 + 26 + 4, 1); }); }, D::kReservedNonZero},
+      {"commit prefix reserved", [] { return With(Commit1(), [](Bytes& x) { x.P8(32 + 17, 1); }); }, D::kReservedNonZero},
+      {"commit group past body", [] { return With(Commit1(), [](Bytes& x) { x.P8(32 + 16, 200); }); }, D::kFieldOverrun},
+      {"inbox id 0", [] { return With(Inbox1(), [](Bytes& x) { x.P64(32, 0); }); }, D::kBadValue},
+      {"inbox op 2", [] { return With(Inbox1(), [](Bytes& x) { x.P8(32 + 8, 2); }); }, D::kBadValue},
+      {"inbox padding", [] { return With(Inbox1(), [](Bytes& x) { x.P64(32 + 16, 1); }); }, D::kReservedNonZero},
+      {"inbox count", [] { return With(Inbox1(), [](Bytes& x) { x.P32(12, 1); }); }, D::kUnexpectedCount},
+      {"reply count 2", [] { return With(Reply1(), [](Bytes& x) { x.P32(12, 2); }); }, D::kUnexpectedCount},
+      {"reply count 0", [] { return With(Reply1(), [](Bytes& x) { x.P32(12, 0); }); }, D::kUnexpectedCount},
+      {"reply inbox 0", [] { return With(Reply1(), [](Bytes& x) { x.P64(32, 0); }); }, D::kBadValue},
+      {"reply reserved", [] { return With(Reply1(), [](Bytes& x) { x.P64(32 + 8, 1); }); }, D::kReservedNonZero},
+      {"reply record cut", [] { return With(Reply1(), [](Bytes& x) { x.Resize(x.b.size() - 1); }); }, D::kRecordOverrun},
+      {"commit generation without member", [] { return With(Commit1(), [](Bytes& x) { x.P64(32 + 8, 0); }); }, D::kBadValue},
   };
   return t;
 }

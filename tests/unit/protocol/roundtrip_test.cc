@@ -16,7 +16,7 @@ namespace {
 using testing::OwnedMessage;
 using testing::Rng;
 
-constexpr int kCasesPerType = 250;  // x 18 types = 4500 cases
+constexpr int kCasesPerType = 250;  // x 23 types = 5750 cases
 
 uint64_t BaseSeed() {
   const char* s = std::getenv("SLUICE_TEST_SEED");
@@ -257,11 +257,13 @@ class RoundTrip : public ::testing::Test {
 
   void Result(Rng& r) {
     static constexpr FrameType kReq[] = {FrameType::kDelete, FrameType::kNack, FrameType::kExtend,
-                                         FrameType::kSubscribe, FrameType::kUnsubscribe};
+                                         FrameType::kSubscribe, FrameType::kUnsubscribe,
+                                         FrameType::kCommit, FrameType::kOpenInbox,
+                                         FrameType::kReply};
     auto out = RandomBuffer(r);
     FrameWriter w(out);
     FrameIds ids = testing::RandomIds(r);
-    FrameType req = kReq[r.Below(5)];
+    FrameType req = kReq[r.Below(8)];
     ASSERT_EQ(w.BeginResult(ids, req), EncodeError::kOk);
     std::vector<ResultItem> items;
     for (size_t n = r.Between(0, 60); n > 0; --n) {
@@ -279,6 +281,60 @@ class RoundTrip : public ::testing::Test {
     size_t i = 0;
     for (ResultItem it : v->items) EXPECT_EQ(it, items[i++]);
     records_checked_ += i;
+  }
+
+  void GroupState(Rng& r) {
+    auto out = RandomBuffer(r);
+    FrameWriter w(out);
+    FrameIds ids = testing::RandomIds(r);
+    const GroupStatePrefix prefix{r.U32(), r.U32(), r.U16(), r.U32()};
+    ASSERT_EQ(w.BeginGroupState(ids, prefix), EncodeError::kOk);
+    std::vector<GroupPartition> parts;
+    for (size_t n = r.Between(0, 100); n > 0; --n) {
+      GroupPartition gp{testing::RandomPartition(r, false), r.OneIn(2), 0};
+      if (gp.committed) gp.offset = r.U64();
+      if (w.AddGroupPartition(gp) != EncodeError::kOk) break;
+      parts.push_back(gp);
+    }
+    auto len = w.Finish();
+    ASSERT_TRUE(len.has_value());
+    FrameView f = CheckHeader(out.first(*len), FrameType::kGroupState, ids,
+                              static_cast<uint32_t>(parts.size()));
+    auto v = DecodeGroupState(f);
+    ASSERT_TRUE(v.has_value()) << DecodeErrorName(v.error());
+    EXPECT_EQ(v->prefix, prefix);
+    ASSERT_EQ(v->partitions.size(), parts.size());
+    size_t i = 0;
+    for (GroupPartition gp : v->partitions) EXPECT_EQ(gp, parts[i++]);
+    records_checked_ += i + 1;
+  }
+
+  void Commit(Rng& r) {
+    auto out = RandomBuffer(r);
+    FrameWriter w(out);
+    FrameIds ids = testing::RandomIds(r);
+    std::string group = r.Bytes(255);
+    if (group.empty()) group = "g";
+    CommitPrefix prefix{r.U32(), r.U32(), r.Between(1, UINT64_MAX), group};
+    if (r.OneIn(8)) prefix.member_id = prefix.generation = 0;  // administrative commit
+    ASSERT_EQ(w.BeginCommit(ids, prefix), EncodeError::kOk);
+    std::vector<CommitItem> items;
+    for (size_t n = r.Between(1, 60); n > 0; --n) {
+      CommitItem it{testing::RandomPartition(r, false), r.U64()};
+      if (w.AddCommit(it) != EncodeError::kOk) break;
+      items.push_back(it);
+    }
+    ASSERT_FALSE(items.empty());
+    auto len = w.Finish();
+    ASSERT_TRUE(len.has_value());
+    FrameView f = CheckHeader(out.first(*len), FrameType::kCommit, ids,
+                              static_cast<uint32_t>(items.size()));
+    auto v = DecodeCommit(f);
+    ASSERT_TRUE(v.has_value()) << DecodeErrorName(v.error());
+    EXPECT_EQ(v->prefix, prefix);
+    ASSERT_EQ(v->items.size(), items.size());
+    for (size_t i = 0; i < items.size(); ++i) EXPECT_EQ(v->items[i], items[i]);
+    records_checked_ += items.size();
   }
 
   // Fixed-body types: encode `value`, decode with `decode`, compare with ==.
@@ -328,7 +384,7 @@ class RoundTrip : public ::testing::Test {
         return Fixed(r, t, testing::RandomHeartbeat(r), EncodeHeartbeat, DecodeHeartbeat);
       case FrameType::kError: {
         ErrorReply e;
-        e.errc = static_cast<Errc>(r.Between(1, 21));
+        e.errc = static_cast<Errc>(r.Between(1, 22));
         e.request_type = r.U8();
         e.primary_ipv4 = r.U32();
         e.primary_port = r.U16();
@@ -346,6 +402,51 @@ class RoundTrip : public ::testing::Test {
         return Fixed(r, t, testing::RandomLookupReply(r), EncodeLookupReply, DecodeLookupReply);
       case FrameType::kUnsubscribe:
         return Fixed(r, t, testing::RandomUnsubscribe(r), EncodeUnsubscribe, DecodeUnsubscribe);
+      case FrameType::kJoinGroup: {
+        JoinGroupRequest j;
+        j.queue_id = r.U32();
+        j.op = static_cast<GroupOp>(r.Below(3));
+        if (j.op != GroupOp::kDescribe) j.member_id = r.Between(1, UINT64_MAX);
+        if (j.op == GroupOp::kJoin && !r.OneIn(4)) {
+          j.session_timeout_ms = static_cast<uint32_t>(
+              r.Between(kMinSessionTimeoutMs, kMaxSessionTimeoutMs));
+        }
+        text = r.Bytes(255);
+        if (text.empty()) text = "g";
+        j.group = text;
+        return Fixed(r, t, j, EncodeJoinGroup, DecodeJoinGroup);
+      }
+      case FrameType::kGroupState: return GroupState(r);
+      case FrameType::kCommit: return Commit(r);
+      case FrameType::kOpenInbox:
+        return Fixed(r, t,
+                     OpenInboxRequest{r.Between(1, UINT64_MAX), static_cast<InboxOp>(r.Below(2))},
+                     EncodeOpenInbox, DecodeOpenInbox);
+      case FrameType::kReply: {
+        auto out = std::span<std::byte>(buf_).first(kDefaultFrameBytes);
+        testing::OwnedMessage m;
+        testing::RandomMessage(r, 200, &m);
+        char inbox[22];
+        m.spec.reply_to = {};
+        m.spec.correlation_id = FormatInbox(r.Between(1, UINT64_MAX), inbox);
+        const uint64_t id = r.Between(1, UINT64_MAX);
+        FrameIds ids = testing::RandomIds(r);
+        auto len = EncodeReply(out, ids, id, m.spec);
+        if (!len) {
+          ASSERT_EQ(len.error(), EncodeError::kNoSpace);  // a big random message
+          return;
+        }
+        FrameView f = CheckHeader(out.first(*len), t, ids, 1);
+        auto v = DecodeReply(f);
+        ASSERT_TRUE(v.has_value()) << DecodeErrorName(v.error());
+        EXPECT_EQ(v->inbox_id, id);
+        EXPECT_EQ(v->message.correlation_id, m.spec.correlation_id);
+        EXPECT_EQ(v->message.payload.size(), m.spec.payload.size());
+        char again[22];
+        EXPECT_EQ(ParseInbox(FormatInbox(id, again)), id);
+        ++records_checked_;
+        return;
+      }
     }
     FAIL() << "type not covered";
   }
@@ -421,4 +522,16 @@ TEST(Fragmenter, SplitsAndReassembles) {
 }
 
 }  // namespace
+
+TEST(Inbox, NamesRoundTripAndRejectOthers) {
+  char buf[22];
+  EXPECT_EQ(FormatInbox(0x0123456789abcdefull, buf), "inbox:0123456789abcdef");
+  EXPECT_EQ(ParseInbox("inbox:0123456789abcdef"), 0x0123456789abcdefull);
+  EXPECT_EQ(ParseInbox("inbox:0000000000000000"), std::nullopt);  // inbox ids are non-zero
+  EXPECT_EQ(ParseInbox("inbox:0123456789ABCDEF"), std::nullopt);  // canonical: lower case
+  EXPECT_EQ(ParseInbox("inbox:0123"), std::nullopt);
+  EXPECT_EQ(ParseInbox("orders"), std::nullopt);
+  EXPECT_EQ(ParseInbox(""), std::nullopt);
+}
+
 }  // namespace sluice::protocol

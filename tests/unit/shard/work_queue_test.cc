@@ -285,9 +285,20 @@ TEST_F(WorkTest, MaxReceiveCountMovesToTheDeadLetterQueue) {
   EXPECT_EQ(sink_.dead[0].d.dead_letter_queue, QueueId{99});
   EXPECT_EQ(sink_.dead[0].d.receive_count, 2u);
   EXPECT_EQ(sink_.dead[0].d.reason, DeadLetterReason::kMaxReceiveCount);
+  EXPECT_EQ(sink_.dead[0].d.last_lease, LeaseEnd::kNacked);
   EXPECT_EQ(sink_.dead[0].d.source_queue, kQ);
   EXPECT_TRUE(Receive(1).empty());
   EXPECT_EQ(shard_->counters().dead_lettered, 1u);
+  // A lease that runs out at the limit: dead-lettered with "expired".
+  Send("slow");
+  Receive(1, 100);
+  Advance(100);
+  Receive(1, 100);
+  Advance(100);
+  shard_->Tick(now_);
+  ASSERT_EQ(sink_.dead.size(), 2u);
+  EXPECT_EQ(sink_.dead[1].record, "slow");
+  EXPECT_EQ(sink_.dead[1].d.last_lease, LeaseEnd::kExpired);
 }
 
 TEST_F(WorkTest, FifoGroupsHoldLaterMessagesWhileOneIsLeased) {
