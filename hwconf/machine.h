@@ -59,6 +59,9 @@ struct Machine {
   int nodes = 1;                 // NUMA nodes (at least 1)
   std::vector<HugepagePool> hugepages;
   bool hugetlbfs_mounted = false;  // EAL maps hugepages through a hugetlbfs mount
+  // The page sizes the hugetlbfs mounts serve (pagesize= option, else the default size). EAL
+  // uses only pages of a mounted size: 1 GiB pages without a 1 GiB mount are not there for it.
+  std::vector<uint64_t> mounted_page_bytes;
   std::vector<PciDevice> pci;
 
   const MachineCpu* Cpu(int id) const;
@@ -67,8 +70,9 @@ struct Machine {
   std::vector<int> Siblings(int cpu) const;
   // Online CPUs of `node`, by id.
   std::vector<int> CpusOfNode(int node) const;
-  // Free hugepage bytes on `node` (all sizes), or on the whole machine when node is -1.
-  uint64_t FreeHugepageBytes(int node) const;
+  // Free hugepage bytes on `node`, or on the whole machine when node is -1: of the mounted sizes,
+  // or of every size when `mounted_only` is false or no mount is known.
+  uint64_t FreeHugepageBytes(int node, bool mounted_only = true) const;
 };
 
 struct MachineSource {

@@ -313,6 +313,23 @@ void CheckIrqs(const Layout& l, const Machine& m, Findings& f) {
 
 // ---- memory and hugepages --------------------------------------------------------------------
 
+// " (and N MiB in page sizes no hugetlbfs mount serves: mount one with pagesize=...)", or "".
+std::string Unmounted(const Machine& m, int node) {
+  const uint64_t all = m.FreeHugepageBytes(node, false), mounted = m.FreeHugepageBytes(node);
+  if (all == mounted) return "";
+  std::vector<std::string> sizes;
+  for (const HugepagePool& p : m.hugepages) {
+    if (p.free > 0 && !std::binary_search(m.mounted_page_bytes.begin(),
+                                          m.mounted_page_bytes.end(), p.page_bytes)) {
+      const std::string size = p.page_bytes >= (1u << 30) ? Cat(p.page_bytes >> 30, "G")
+                                                          : Cat(p.page_bytes >> 20, "M");
+      if (std::find(sizes.begin(), sizes.end(), size) == sizes.end()) sizes.push_back(size);
+    }
+  }
+  return Cat(" (and ", (all - mounted) / kMiB, " MiB in pages no hugetlbfs mount serves: mount "
+             "one with -o pagesize=", absl::StrJoin(sizes, ", pagesize="), ")");
+}
+
 void CheckMemory(const Layout& l, const Machine& m, Findings& f) {
   const MemoryBudget b = EstimateMemory(l);
   const MachineCpu* main_cpu = m.Cpu(l.eal.CpuOf(l.eal.main_lcore));
@@ -365,7 +382,7 @@ void CheckMemory(const Layout& l, const Machine& m, Findings& f) {
       if (free_mib < want) {
         f.Error("hugepages-short",
                 Cat("eal.socket_mem_mb asks ", want, " MiB of hugepages on node ", node, "; ",
-                    free_mib, " MiB are free there"),
+                    free_mib, " MiB are free there", Unmounted(m, static_cast<int>(node))),
                 "EAL fails to reserve the memory and sluiced does not start",
                 Cat(reserve, "; or lower socket_mem_mb[", node, "]"));
       }
@@ -375,7 +392,7 @@ void CheckMemory(const Layout& l, const Machine& m, Findings& f) {
     if (free_mib < l.eal.memory_mb) {
       f.Error("hugepages-short",
               Cat("eal.memory_mb asks ", l.eal.memory_mb, " MiB of hugepages; ", free_mib,
-                  " MiB are free on the machine"),
+                  " MiB are free on the machine", Unmounted(m, -1)),
               "EAL fails to reserve the memory and sluiced does not start",
               Cat(reserve, "; or lower memory_mb"));
     }

@@ -199,6 +199,33 @@ std::optional<uint64_t> PageBytes(std::string_view dir_name) {
   return kb * 1024;
 }
 
+// "2M", "1024M", "1G", "2048k" (the pagesize= mount option) -> bytes.
+std::optional<uint64_t> SizeWithSuffix(absl::string_view s) {
+  uint64_t shift = 0;
+  if (absl::ConsumeSuffix(&s, "k") || absl::ConsumeSuffix(&s, "K")) shift = 10;
+  else if (absl::ConsumeSuffix(&s, "M")) shift = 20;
+  else if (absl::ConsumeSuffix(&s, "G")) shift = 30;
+  uint64_t n = 0;
+  if (!absl::SimpleAtoi(s, &n)) return std::nullopt;
+  return n << shift;
+}
+
+// A hugetlbfs mount without pagesize= serves the default size: "Hugepagesize: 2048 kB" in
+// /proc/meminfo (2 MiB, x86's default, when it cannot be read).
+uint64_t DefaultHugepageBytes(const fs::path& root) {
+  if (auto meminfo = ReadFile(root / "proc/meminfo")) {
+    for (absl::string_view line : absl::StrSplit(*meminfo, '\n')) {
+      uint64_t kb = 0;
+      if (absl::ConsumePrefix(&line, "Hugepagesize:") &&
+          absl::ConsumeSuffix(&line, "kB") &&
+          absl::SimpleAtoi(absl::StripAsciiWhitespace(line), &kb)) {
+        return kb << 10;
+      }
+    }
+  }
+  return 2 << 20;
+}
+
 void ReadPools(const fs::path& dir, int node, std::vector<HugepagePool>& out) {
   for (const std::string& name : ListDir(dir)) {
     std::optional<uint64_t> bytes = PageBytes(name);
@@ -222,10 +249,20 @@ void ReadHugepages(const fs::path& root, std::vector<HugepagePool> from_hwloc, M
   m.hugepages = pools.empty() ? std::move(from_hwloc) : std::move(pools);
 
   if (auto mounts = ReadFile(root / "proc/mounts")) {
+    const uint64_t default_bytes = DefaultHugepageBytes(root);
     for (absl::string_view line : absl::StrSplit(*mounts, '\n')) {
       std::vector<absl::string_view> f = absl::StrSplit(line, ' ', absl::SkipEmpty());
-      if (f.size() >= 3 && f[2] == "hugetlbfs") m.hugetlbfs_mounted = true;
+      if (f.size() < 4 || f[2] != "hugetlbfs") continue;
+      m.hugetlbfs_mounted = true;
+      uint64_t bytes = default_bytes;
+      for (absl::string_view opt : absl::StrSplit(f[3], ',')) {
+        if (absl::ConsumePrefix(&opt, "pagesize=")) bytes = SizeWithSuffix(opt).value_or(bytes);
+      }
+      m.mounted_page_bytes.push_back(bytes);
     }
+    std::sort(m.mounted_page_bytes.begin(), m.mounted_page_bytes.end());
+    m.mounted_page_bytes.erase(std::unique(m.mounted_page_bytes.begin(), m.mounted_page_bytes.end()),
+                               m.mounted_page_bytes.end());
   }
 }
 
@@ -362,10 +399,13 @@ std::vector<int> Machine::CpusOfNode(int node) const {
   return out;
 }
 
-uint64_t Machine::FreeHugepageBytes(int node) const {
+uint64_t Machine::FreeHugepageBytes(int node, bool mounted_only) const {
   uint64_t bytes = 0;
   for (const HugepagePool& p : hugepages) {
-    if (node < 0 || p.node == node || p.node < 0) bytes += p.free * p.page_bytes;
+    const bool usable = !mounted_only || mounted_page_bytes.empty() ||
+                        std::binary_search(mounted_page_bytes.begin(), mounted_page_bytes.end(),
+                                           p.page_bytes);
+    if (usable && (node < 0 || p.node == node || p.node < 0)) bytes += p.free * p.page_bytes;
   }
   return bytes;
 }

@@ -187,6 +187,18 @@ TEST_F(ServerTest, PciDeviceMissingOrOnAKernelDriver) {
   EXPECT_TRUE(Mentions(Find(kernel, "pci-driver"), "dpdk-devbind.py -b vfio-pci 0000:3b:00.0"));
 }
 
+TEST_F(ServerTest, OnlyMountedPageSizesCount) {
+  ASSERT_EQ(m_.mounted_page_bytes, (std::vector<uint64_t>{2u << 20, 1u << 30}));
+  m_.mounted_page_bytes = {2u << 20};  // the 1 GiB pages are reserved but not mounted
+  EXPECT_EQ(m_.FreeHugepageBytes(0), 2ull << 30);
+  const auto fs = Check(ServerWith("socket_mem_mb = [1024, 0]", "socket_mem_mb = [4096, 0]"));
+  EXPECT_EQ(Codes(fs), "hugepages-short") << Dump(fs);
+  EXPECT_TRUE(Mentions(Find(fs, "hugepages-short"),
+                       "2048 MiB are free there (and 8192 MiB in pages no hugetlbfs mount serves: "
+                       "mount one with -o pagesize=1G)"))
+      << Dump(fs);
+}
+
 TEST_F(ServerTest, HugepagesNeedAHugetlbfsMount) {
   m_.hugetlbfs_mounted = false;
   EXPECT_EQ(Codes(Check(test::kServerGood)), "hugetlbfs-missing");
