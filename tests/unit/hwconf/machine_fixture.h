@@ -51,6 +51,23 @@ inline std::string Dump(const std::vector<Finding>& findings) {
   return out;
 }
 
+// "error|warning: WHAT: WHY; fix: HOW" on one line, each part non-empty. (No std::regex: GCC 12
+// warns inside <regex> under the sanitizer flavour's -O1, and warnings are errors.)
+inline bool IsFindingLine(std::string_view line) {
+  if (line.find('\n') != std::string_view::npos) return false;
+  if (line.starts_with("error: ")) {
+    line.remove_prefix(7);
+  } else if (line.starts_with("warning: ")) {
+    line.remove_prefix(9);
+  } else {
+    return false;
+  }
+  const size_t fix = line.rfind("; fix: ");
+  if (fix == std::string_view::npos || fix + 7 == line.size()) return false;
+  const size_t colon = line.substr(0, fix).find(": ");
+  return colon != std::string_view::npos && colon > 0 && colon + 2 < fix;
+}
+
 inline size_t CountErrors(const std::vector<Finding>& findings) {
   size_t n = 0;
   for (const Finding& f : findings) n += f.severity == Severity::kError;
