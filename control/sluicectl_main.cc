@@ -20,6 +20,7 @@
 #include "absl/strings/str_format.h"
 #include "control/queue_meta.h"
 #include "control/rest_server.h"
+#include "hwconf/machine_cli.h"
 #include "httplib.h"
 
 namespace sluice::control {
@@ -47,6 +48,8 @@ commands:
   role                        replication role, epoch, peer, lag
   version                     server and API version
   attributes                  the queue attributes, their units, bounds and defaults
+  hwconf check FILE | suggest   a layout against this machine, or one for it (no server;
+                              `sluicectl hwconf --help`: its own options and exit codes)
 
 options:
   --server HOST:PORT   the server's control.listen address (default: $SLUICE_SERVER, else
@@ -490,6 +493,7 @@ const char* HelpFor(const std::vector<std::string>& words) {
            : s == "delete"   ? kDeleteHelp
                              : kQueueHelp;
   }
+  if (c == "hwconf") return hwconf::kHwconfCliHelp;
   return c == "health"       ? kHealthHelp
          : c == "stats"      ? kStatsHelp
          : c == "metrics"    ? kMetricsHelp
@@ -544,6 +548,10 @@ int Run(int argc, char** argv) {
       throw Usage{"unknown option " + a};
     } else {
       words.push_back(a);
+      if (words.size() == 1 && a == "hwconf" && !help) {  // local, with its own options
+        return hwconf::RunHwconfCli(std::vector<std::string>(argv + i + 1, argv + argc), o.json,
+                                    std::cout, std::cerr);
+      }
     }
   }
   if (!words.empty() && words[0] == "help") {

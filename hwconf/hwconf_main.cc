@@ -17,7 +17,9 @@ constexpr std::string_view kUsage =
     "  settings [--markdown]  print every layout key: type, allowed values, unit, default\n"
     "  --help                 this text\n"
     "\n"
-    "Exit status: 0 ok, 1 invalid layout, 2 usage error. Keys and rules: hwconf/README.md.\n";
+    "Exit status: 0 ok, 1 invalid layout, 2 usage error. Keys and rules: hwconf/README.md.\n"
+    "Against this machine (CPUs, NUMA, NICs, IRQs, hugepages): sluicectl hwconf check FILE;\n"
+    "a layout for it: sluicectl hwconf suggest.\n";
 
 int Usage(std::string_view why) {
   std::cerr << "sluice-hwconf: " << why << "\n\n" << kUsage;
