@@ -1224,7 +1224,7 @@ void Frontend::Impl::OnCommit(const p::FrameView& f, const Endpoint& from,
 
 bool Frontend::Impl::OwnsInbox(uint64_t inbox_id, const RouteContext& route,
                                bool* throttled) const {
-  const uint16_t owner = table_.WorkerOfShard(static_cast<uint32_t>(inbox_id % table_.shard_count()));
+  const uint16_t owner = table_->WorkerOfShard(static_cast<uint32_t>(inbox_id % table_->shard_count()));
   *throttled = owner != worker_ && route.receiver &&
                (route.throttled_workers & (uint64_t{1} << owner)) != 0;
   return owner == worker_;

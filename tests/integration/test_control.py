@@ -139,7 +139,7 @@ class ControlTest(unittest.TestCase):
                              400, "unknown_field", "attributes.speed")
             self.assertError(http("POST", "/v1/queues",
                                   {"name": "x", "type": "work",
-                                   "attributes": {"priority_levels": 9}}),
+                                   "attributes": {"priority_levels": 17}}),
                              400, "invalid_argument", "attributes.priority_levels")
             self.assertError(http("POST", "/v1/queues", {"name": "bad name!", "type": "work"}),
                              400, "invalid_argument", "name")

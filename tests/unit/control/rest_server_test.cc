@@ -111,7 +111,7 @@ TEST_F(RestTest, CreateErrors) {
                   "shards");
   ExpectErrorBody(Create({{"name", "q"}, {"type", "work"}, {"attributes", {{"ttl", 2}}}}), 400,
                   "unknown_field", "attributes.ttl");
-  ExpectErrorBody(Create({{"name", "q"}, {"type", "work"}, {"attributes", {{"priority_levels", 9}}}}),
+  ExpectErrorBody(Create({{"name", "q"}, {"type", "work"}, {"attributes", {{"priority_levels", 17}}}}),
                   400, "invalid_argument", "attributes.priority_levels");
   ExpectErrorBody(Create({{"name", "q"}, {"type", "work"}, {"attributes", {{"ttl_ms", "1h"}}}}), 400,
                   "invalid_argument", "attributes.ttl_ms");

@@ -96,7 +96,7 @@ def main():
                "--attr", "dead_letter_queue=jobs-dlq", out="exists, identical")
         expect(a, 1, "queue", "create", "jobs", "--type", "work", "--partitions", "2",
                err="conflict [partitions]")
-        expect(a, 1, "queue", "create", "bad", "--type", "work", "--attr", "priority_levels=9",
+        expect(a, 1, "queue", "create", "bad", "--type", "work", "--attr", "priority_levels=17",
                err="[attributes.priority_levels]")
         expect(a, 0, "--json", "queue", "create", "ticks", "--type", "stream",
                "--attr", "retention_ms=7d", "--attr", "retention_bytes=1GiB")
