@@ -5,6 +5,7 @@
 #include <cstdio>
 
 #include "absl/container/flat_hash_map.h"
+#include "absl/strings/numbers.h"
 #include "absl/strings/str_format.h"
 #include "dataplane/reassembly.h"
 #include "dataplane/shard/shard.h"
@@ -59,6 +60,10 @@ class Frontend::Impl final : public shard::ShardSink {
   void OnRemoved(shard::QueueId queue, uint32_t partition, uint64_t offset) override;
 
  private:
+  // Consumer-group offsets live with the coordinator (partition 0's shard): they are logged in
+  // partition 0's ack log as "<partition>:<group>" and given back to the coordinator at start.
+  void PersistGroupCommit(const QueueInfo& q, std::string_view group, uint32_t partition,
+                          uint64_t offset);
   // A durable partition's recovered records back into its shard (from AddPartition).
   absl::Status RestoreLog(shard::Shard& s, const QueueInfo& q, uint32_t partition,
                           shard::Durability durability);
@@ -338,11 +343,32 @@ absl::Status Frontend::Impl::RestoreLog(shard::Shard& s, const QueueInfo& q, uin
         if (e != Errc::kOk) return absl::InternalError(std::string(ErrcName(e)));
         return absl::OkStatus();
       },
-      [&](std::string_view group, uint64_t offset) { s.CommitOffset(id, part, group, offset); });
+      [&](std::string_view key, uint64_t offset) {
+        // "<partition>:<group>" in partition 0's log: a consumer group's offset (see
+        // PersistGroupCommit), restored as an administrative commit while the group is empty.
+        const size_t colon = key.find(':');
+        uint32_t group_partition = 0;
+        if (part == 0 && colon != std::string_view::npos &&
+            absl::SimpleAtoi(absl::string_view(key.data(), colon), &group_partition)) {
+          s.CommitGroup(id, key.substr(colon + 1), 0, 0, group_partition, offset);
+        } else {
+          s.CommitOffset(id, part, key, offset);
+        }
+      });
   if (!log.ok()) return log.status();
   SLUICE_ASSERT(s.EndRestore(id, part, log->next_offset) == Errc::kOk);
   persisted_.emplace_back(q.id, part);
   return absl::OkStatus();
+}
+
+void Frontend::Impl::PersistGroupCommit(const QueueInfo& q, std::string_view group,
+                                        uint32_t partition, uint64_t offset) {
+  if (persistence_ == nullptr || q.config.durability == shard::Durability::kNone) return;
+  char key[300];
+  const int n = std::snprintf(key, sizeof key, "%u:%.*s", partition, static_cast<int>(group.size()),
+                              group.data());
+  if (n <= 0 || static_cast<size_t>(n) >= sizeof key) return;
+  persistence_->Committed(q.id, 0, std::string_view(key, static_cast<size_t>(n)), offset);
 }
 
 void Frontend::Impl::RemovePartition(uint32_t queue_id, uint32_t partition) {
@@ -1210,6 +1236,7 @@ void Frontend::Impl::OnCommit(const p::FrameView& f, const Endpoint& from,
                                   c->prefix.member_id, c->prefix.generation, item.partition,
                                   item.offset);
     if (e != Errc::kOk) ++counters_.rejected;
+    if (e == Errc::kOk) PersistGroupCommit(*q, c->prefix.group, item.partition, item.offset);
     const p::ResultItem result{e, index++, item.offset};
     if (out->writer.AddResult(result) == p::EncodeError::kNoSpace) {
       Close(out, true);

@@ -278,6 +278,21 @@ class StorageTest(unittest.TestCase):
             c = new_client(51)
             self.assertEqual(fetch(0, 7, 3), list(enumerate(lines))[7:10])
 
+    def test_consumer_group_offsets_survive_a_crash(self):
+        queues = '[[queue]]\nname = "feed"\ntype = "stream"\npartitions = 2\n'
+        with Namespace(), Sluiced(queues=queues, durability="dsync") as s:
+            n = 40
+            sluice("produce", "feed", input="".join(f"f-{i:02d}\n" for i in range(n)))
+            first = sluice("consume", "feed", "--group", "g", "--from", "earliest", "--count", "15",
+                           "--timeout-ms", "10000").stdout.splitlines()
+            self.assertEqual(len(first), 15)
+            s.kill()
+            s.start()
+            # The group resumes where it committed: the other 25, none of the first 15 again.
+            rest = sluice("consume", "feed", "--group", "g", "--from", "earliest", "--count", "25",
+                          "--timeout-ms", "10000").stdout.splitlines()
+            self.assertEqual(sorted(first + rest), [f"f-{i:02d}" for i in range(n)])
+
     def test_write_error_fails_one_partition_while_the_other_keeps_serving(self):
         # Queue id 1 ("ledger"), partition 0: its writes fail with EIO after 3 went through.
         with Namespace(), Sluiced(queues=STREAM, durability="write",
