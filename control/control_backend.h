@@ -29,7 +29,7 @@ struct PartitionStats {
   uint64_t next_offset = 0;      // written: offsets [0, next_offset) appended
   uint64_t durable_offset = 0;   // durable: [0, durable_offset) met the queue's durability
   uint64_t bytes_stored = 0;     // bytes held in memory chunks
-  uint64_t bytes_on_disk = 0;    // bytes in segment files (0 until storage is wired)
+  uint64_t bytes_on_disk = 0;    // bytes of durable batches in segment files
   // Counters (monotonic since start).
   uint64_t messages_in = 0;
   uint64_t messages_out = 0;     // delivered (stream) / received (work)

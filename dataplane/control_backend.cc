@@ -164,6 +164,7 @@ c::BackendStats SluicedBackend::Stats() {
         ps.next_offset = f.next_offset;
         ps.durable_offset = f.durable_offset;
         ps.bytes_stored = f.bytes_stored;
+        ps.bytes_on_disk = f.bytes_on_disk;
         // The engine counts per shard, not per partition: the log's offsets are the messages
         // appended to this partition since start (or since its last purge).
         ps.messages_in = f.next_offset;

@@ -505,6 +505,7 @@ void Frontend::Impl::CollectPartitionStats(std::vector<PartitionFigures>* out) c
       f.durable_offset = pt->log().durable_end().value;
       f.low_offset = pt->log().start_offset();
       f.bytes_stored = uint64_t{pt->log().chunks_held()} * s->config().chunk_bytes;
+      if (Persisted(*pt)) f.bytes_on_disk = persistence_->LogBytes(id, part);
       if (const shard::WorkQueue* w = pt->work()) {
         const shard::WorkQueueStats ws = w->Stats();
         f.depth = uint64_t{ws.pending} + ws.delayed + ws.ready + ws.backlog;

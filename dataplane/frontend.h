@@ -89,6 +89,7 @@ struct PartitionFigures {
   uint64_t next_offset = 0;
   uint64_t durable_offset = 0;
   uint64_t bytes_stored = 0;  // chunks held x chunk size
+  uint64_t bytes_on_disk = 0;  // the partition's log (durable queues)
 };
 
 // The engine's shard settings for a worker whose largest queue message is `largest` bytes, and

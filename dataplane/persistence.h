@@ -84,6 +84,8 @@ class Persistence {
   virtual uint32_t PollReads(absl::FunctionRef<void(uint64_t cookie, Errc errc, uint64_t next_offset,
                                                     std::span<const shard::StoredMessage> records)>
                                  fn) = 0;
+  // Bytes of the partition's log on disk (durable batches in its segments), for stats.
+  virtual uint64_t LogBytes(uint32_t queue, uint32_t partition) const = 0;
   // Oldest offset in the partition's log (kNoOffset if it has none here).
   virtual uint64_t LogStart(uint32_t queue, uint32_t partition) const = 0;
   // Writes what the ack logs buffered (once per pass; cheap when nothing is buffered).

@@ -307,6 +307,11 @@ uint64_t StorageShell::LogStart(uint32_t queue, uint32_t partition) const {
   return p == nullptr ? shard::kNoOffset : writer_->log(p->handle).start_offset();
 }
 
+uint64_t StorageShell::LogBytes(uint32_t queue, uint32_t partition) const {
+  const Part* p = Find(queue, partition);
+  return p == nullptr ? 0 : writer_->log(p->handle).bytes();
+}
+
 bool StorageShell::HasClosedSegments(uint32_t queue, uint32_t partition) const {
   const Part* p = Find(queue, partition);
   return p != nullptr && !p->failed && writer_->log(p->handle).segments.size() > 1;

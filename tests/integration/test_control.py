@@ -199,6 +199,9 @@ class ControlTest(unittest.TestCase):
             self.assertEqual(sum(p["next_offset"] for p in parts), n)
             self.assertEqual(sum(p["depth"] for p in parts), n)
             self.assertTrue(all(p["lcore"] in (1, 2) for p in parts), parts)
+            # A queue created at run time is durable (the layout's default `write`): its log
+            # holds at least the payload bytes.
+            self.assertGreater(sum(p["bytes_on_disk"] for p in parts), 7 * n, parts)
             st, desc, _ = http("GET", "/v1/queues/orders")
             self.assertEqual(sum(p["in_flight"] for p in desc["stats"]["partitions"]), 3)
 
