@@ -112,10 +112,12 @@ absl::Status SluicedBackend::Purge(const c::QueueMeta&) {
   return absl::OkStatus();
 }
 
-std::vector<PartitionFigures> SluicedBackend::CollectFigures() {
+std::vector<PartitionFigures> SluicedBackend::CollectFigures(
+    std::vector<StorageFigures>* storage) {
   std::vector<PartitionFigures> all;
   const auto* workers = workers_.load(std::memory_order_acquire);
   if (workers == nullptr) return all;
+  if (storage != nullptr) storage->assign(workers->size(), StorageFigures{});
   for (size_t w = 0; w < workers->size(); ++w) {
     StatsMailbox& box = rt_.stats[w];
     std::lock_guard lock(box.reader_mu);
@@ -126,7 +128,10 @@ std::vector<PartitionFigures> SluicedBackend::CollectFigures() {
            std::chrono::steady_clock::now() < deadline) {
       std::this_thread::sleep_for(std::chrono::microseconds(200));
     }
-    if (answered) all.insert(all.end(), box.figures.begin(), box.figures.end());
+    if (answered) {
+      all.insert(all.end(), box.figures.begin(), box.figures.end());
+      if (storage != nullptr) (*storage)[w] = box.storage;
+    }
   }
   return all;
 }
@@ -142,7 +147,8 @@ c::BackendStats SluicedBackend::Stats() {
   out.published_version = snapshot->version();
 
   std::map<std::pair<uint32_t, uint32_t>, PartitionFigures> figures;
-  for (const PartitionFigures& f : CollectFigures()) figures[{f.queue, f.partition}] = f;
+  std::vector<StorageFigures> storage;
+  for (const PartitionFigures& f : CollectFigures(&storage)) figures[{f.queue, f.partition}] = f;
   for (const c::QueueMeta& meta : snapshot->queues()) {
     c::QueueStats qs;
     qs.id = meta.id;
@@ -206,6 +212,11 @@ c::BackendStats SluicedBackend::Stats() {
     ls.delivered = fc.delivered;
     ls.reply_no_buffer = fc.reply_no_buffer;
     ls.ring_occupancy = w->RingOccupancy();
+    if (w->index() < storage.size()) {
+      ls.batches = storage[w->index()].batches;
+      ls.uring_submits = storage[w->index()].submits;
+      ls.uring_completions = storage[w->index()].completions;
+    }
     out.lcores.push_back(std::move(ls));
   }
   return out;

@@ -50,7 +50,8 @@ class SluicedBackend final : public control::ControlBackend {
 
  private:
   // Partition figures of every worker, asked through the mailboxes (bounded wait).
-  std::vector<PartitionFigures> CollectFigures();
+  // Also the workers' storage counters, by worker index, when `storage` is given.
+  std::vector<PartitionFigures> CollectFigures(std::vector<StorageFigures>* storage = nullptr);
 
   const hwconf::Layout& layout_;
   SharedRuntime& rt_;

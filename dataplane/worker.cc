@@ -92,6 +92,10 @@ void Worker::AnswerStatsRequest() {
   figures_.clear();
   handler_->CollectPartitionStats(&figures_);
   box.figures.swap(figures_);
+  if (storage_ != nullptr) {
+    const storage::WriterStats& ws = storage_->writer_stats();
+    box.storage = StorageFigures{ws.batches, ws.submits, ws.batches};
+  }
   box.published.store(requested, std::memory_order_release);
 }
 

@@ -43,6 +43,13 @@ struct alignas(64) WakeSignal {
   int fd = -1;  // eventfd
 };
 
+// The storage shell's counters, copied on the lcore with the partition figures.
+struct StorageFigures {
+  uint64_t batches = 0;      // batches written (durable)
+  uint64_t submits = 0;      // io_uring submit calls that submitted something
+  uint64_t completions = 0;  // batches completed
+};
+
 // Partition figures a worker publishes when the control thread asks (ControlBackend::Stats):
 // the reader bumps `requested` and waits for `published` to reach it; the worker fills `figures`
 // at the end of a pass in between. Readers take `reader_mu` for the whole exchange, so the worker
@@ -52,6 +59,7 @@ struct alignas(64) StatsMailbox {
   std::atomic<uint64_t> published{0};
   std::mutex reader_mu;
   std::vector<PartitionFigures> figures;
+  StorageFigures storage;  // the worker's storage shell (zeros: every queue in memory)
 };
 
 // State every worker reads and nobody writes after start-up (but the wake signals, the table

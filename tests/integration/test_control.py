@@ -287,6 +287,16 @@ class ControlTest(unittest.TestCase):
                  if s.name == "sluice_lcore_rx_packets_total")
         self.assertGreater(rx, 0)
         self.assertIn("sluice_lcore_ring_occupancy", families)
+        # Durable queues were written: the workers' io_uring counters moved.
+        submits = sum(s.value for s in samples("sluice_lcore_uring_submits")
+                      if s.name == "sluice_lcore_uring_submits_total")
+        written = sum(s.value for s in samples("sluice_lcore_batches")
+                      if s.name == "sluice_lcore_batches_total")
+        self.assertGreater(submits, 0)
+        self.assertGreater(written, 0)
+        disk = sum(s.value for s in samples("sluice_partition_disk_bytes")
+                   if s.labels["queue"] == "rt-stream")
+        self.assertGreater(disk, 0)
         drops = {s.labels["reason"] for s in samples("sluice_lcore_drops")}
         self.assertIn("malformed_frame", drops)
 
