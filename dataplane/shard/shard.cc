@@ -108,15 +108,7 @@ Errc Shard::RemovePartition(QueueId queue, uint32_t partition) {
                       open_batches_.end());
   // Keep the promises: every Append gets an ack, every Receive a ReceiveDone. What was not
   // durable is gone with the partition.
-  while (!p->acks_.empty()) {
-    const Partition::PendingAck& pa = p->acks_.front();
-    MessageIn m;
-    m.partition = static_cast<uint16_t>(partition);
-    m.producer_id = pa.producer_id;
-    m.sequence = pa.sequence;
-    Reject(pa.target, queue, m, Errc::kUnknownPartition);
-    p->acks_.pop_front();
-  }
+  RejectPendingAcks(*p, Errc::kUnknownPartition);
   if (p->work_ != nullptr) p->work_->CancelWaiters(Errc::kUnknownPartition);
   Flush();
   partitions_.erase(it);
@@ -279,19 +271,23 @@ uint32_t Shard::SealDue(absl::FunctionRef<bool(const Partition&)> due,
   return n;
 }
 
+void Shard::RejectPendingAcks(Partition& p, Errc errc) {
+  while (!p.acks_.empty()) {
+    const Partition::PendingAck& pa = p.acks_.front();
+    MessageIn m;
+    m.partition = static_cast<uint16_t>(p.index_);
+    m.producer_id = pa.producer_id;
+    m.sequence = pa.sequence;
+    Reject(pa.target, p.queue_, m, errc);
+    p.acks_.pop_front();
+  }
+}
+
 Errc Shard::FailPartition(QueueId queue, uint32_t partition) {
   Partition* p = Get(queue, partition);
   if (p == nullptr) return Errc::kUnknownPartition;
   p->failed_ = true;
-  while (!p->acks_.empty()) {
-    const Partition::PendingAck& pa = p->acks_.front();
-    MessageIn m;
-    m.partition = static_cast<uint16_t>(partition);
-    m.producer_id = pa.producer_id;
-    m.sequence = pa.sequence;
-    Reject(pa.target, queue, m, Errc::kStorageFailed);
-    p->acks_.pop_front();
-  }
+  RejectPendingAcks(*p, Errc::kStorageFailed);
   Flush();
   return Errc::kOk;
 }

@@ -188,6 +188,8 @@ class Shard {
   void SeeTime(uint64_t now_ns);
   void Ack(Partition& p, const ReplyTarget& target, const MessageIn& m, uint64_t offset, Errc errc);
   AppendResult Reject(const ReplyTarget& target, QueueId queue, const MessageIn& m, Errc errc);
+  // Answers every append of `p` still waiting for durability with `errc`.
+  void RejectPendingAcks(Partition& p, Errc errc);
   AppendResult Duplicate(Partition& p, const ReplyTarget& target, const MessageIn& m,
                          uint64_t offset);
   Errc WorkPartition(QueueId queue, uint32_t partition, WorkQueue** out);
