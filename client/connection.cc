@@ -147,8 +147,15 @@ absl::Status Connection::Open() {
   if (fd_ < 0) return absl::InternalError(absl::StrCat("socket: ", std::strerror(errno)));
   if (options_.socket_buffer_bytes > 0) {
     int v = options_.socket_buffer_bytes;
-    setsockopt(fd_, SOL_SOCKET, SO_RCVBUF, &v, sizeof v);  // best effort (capped by rmem_max)
-    setsockopt(fd_, SOL_SOCKET, SO_SNDBUF, &v, sizeof v);
+    // A RECEIVE or FETCH answer can be a burst of hundreds of datagrams: a buffer capped at the
+    // default net.core.rmem_max (208 KiB) drops fragments. With CAP_NET_ADMIN the *FORCE options
+    // lift the cap; without, best effort.
+    if (setsockopt(fd_, SOL_SOCKET, SO_RCVBUFFORCE, &v, sizeof v) != 0) {
+      setsockopt(fd_, SOL_SOCKET, SO_RCVBUF, &v, sizeof v);
+    }
+    if (setsockopt(fd_, SOL_SOCKET, SO_SNDBUFFORCE, &v, sizeof v) != 0) {
+      setsockopt(fd_, SOL_SOCKET, SO_SNDBUF, &v, sizeof v);
+    }
   }
   if (connect(fd_, reinterpret_cast<const sockaddr*>(&addr_), sizeof addr_) != 0) {
     return absl::UnavailableError(

@@ -1371,7 +1371,11 @@ void Frontend::Impl::SendFragments(p::FrameType type, const shard::ReplyTarget& 
     }
     const p::EncodeError e = f->writer.AddDelivered(meta, frag);
     SLUICE_ASSERT(e == p::EncodeError::kOk);
-    Close(f, /*more=*/++sent < fragmenter.fragments());
+    // A MESSAGES reply always ends with a frame of its caller (SendRecords' own frame, or
+    // ReceiveDone's): every fragment frame says MORE, or the client would stop reading at the
+    // end of the first fragmented message.
+    ++sent;
+    Close(f, /*more=*/type == p::FrameType::kMessages || sent < fragmenter.fragments());
   }
 }
 

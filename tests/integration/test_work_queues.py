@@ -72,6 +72,15 @@ class WorkQueuesTest(unittest.TestCase):
             # FIFO within the single partition (no priorities set).
             self.assertEqual(seen, [f"job-{i}" for i in range(n)])
 
+    def test_one_receive_returns_every_fragmented_message(self):
+        # 3 KB messages travel as fragments (one datagram holds ~1.4 KB): a RECEIVE of 40 of them
+        # is one reply of ~120 frames, every one but the last flagged MORE.
+        with Namespace(), Sluiced(queues=QUEUES):
+            body = "z" * 3000
+            sluice("produce", "jobs", input="".join(f"{i:03d}{body}\n" for i in range(40)))
+            got = receive("--max", "40")
+            self.assertEqual(sorted(p for _, p in got), [f"{i:03d}{body}" for i in range(40)])
+
 
 if __name__ == "__main__":
     unittest.main(verbosity=2)
