@@ -483,7 +483,15 @@ void Frontend::Impl::SetTable(const QueueTable& next) {
   }
   table_ = &next;
   for (const QueueInfo& q : next.queues()) {
-    if (held_.contains(q.id)) continue;
+    if (held_.contains(q.id)) {
+      // Attribute updates that may change live reach the engine (the others wait for a restart).
+      for (uint32_t part : held_[q.id].partitions) {
+        if (shard::Shard* s = ShardOf(q.id, part)) {
+          s->UpdateLiveConfig(shard::QueueId{q.id}, part, q.config);
+        }
+      }
+      continue;
+    }
     for (uint32_t part = 0; part < q.partition_shard.size(); ++part) AddPartition(q, part);
   }
   CloseAll();  // acks and receive answers of removed partitions

@@ -113,6 +113,11 @@ class PartitionLog {
   bool Read(uint64_t offset, StoredMessage* out) const;
   // Indexed: first retained offset whose timestamp >= ts, or written_end if none.
   uint64_t OffsetForTimestamp(uint64_t ts_ns) const;
+  // Indexed: new retention bounds (a queue attribute changed); applied from the next pass.
+  void SetRetention(uint64_t bytes, uint64_t ms) {
+    config_.retention_bytes = bytes;
+    config_.retention_ms = ms;
+  }
   // Indexed: drops oldest durable chunks past retention_bytes / retention_ms. Returns chunks freed.
   uint32_t EnforceRetention(uint64_t now_ns);
 

@@ -94,6 +94,27 @@ Errc Shard::AddPartition(QueueId queue, uint32_t partition, const QueueConfig& c
   return Errc::kOk;
 }
 
+Errc Shard::UpdateLiveConfig(QueueId queue, uint32_t partition, const QueueConfig& next) {
+  Partition* p = Get(queue, partition);
+  if (p == nullptr) return Errc::kUnknownPartition;
+  const uint64_t room = uint64_t{config_.chunk_bytes} - config_.batch_header_bytes -
+                        sizeof(RecordHeader);
+  if (next.max_message_bytes > room) return Errc::kInvalidArgument;
+  QueueConfig& c = p->config_;  // the work queue and the stream read it by reference
+  c.visibility_timeout_ms = next.visibility_timeout_ms;
+  c.max_receive_count = next.max_receive_count;
+  c.dead_letter_queue = next.dead_letter_queue;
+  c.delay_ms = next.delay_ms;
+  c.ttl_ms = next.ttl_ms;
+  c.max_message_bytes = next.max_message_bytes;
+  if (p->stream_ != nullptr) {
+    c.retention_bytes = next.retention_bytes;
+    c.retention_ms = next.retention_ms;
+    p->log_.SetRetention(next.retention_bytes, next.retention_ms);
+  }
+  return Errc::kOk;
+}
+
 Errc Shard::RemovePartition(QueueId queue, uint32_t partition) {
   auto it = partitions_.find(Key(queue, partition));
   if (it == partitions_.end()) return Errc::kUnknownPartition;

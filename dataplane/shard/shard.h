@@ -98,6 +98,13 @@ class Shard {
   // ---- control (may allocate) ----
   // kInvalidArgument: already present, too many partitions, or a setting out of range.
   Errc AddPartition(QueueId queue, uint32_t partition, const QueueConfig& config);
+  // The settings that may change while a partition lives (a queue attribute update): default
+  // visibility timeout, max receive count and dead-letter queue, default delay and TTL, max
+  // message size (within what a chunk holds), stream retention. They apply to what comes next
+  // (a message keeps the delay and TTL it was sent with; a lease keeps its deadline). Table sizes,
+  // priority levels, FIFO, dedup and durability are fixed at AddPartition: ignored here.
+  // kInvalidArgument if max_message_bytes no longer fits a chunk (nothing changed then).
+  Errc UpdateLiveConfig(QueueId queue, uint32_t partition, const QueueConfig& next);
   // Drops the partition and everything in it (its subscriptions end, leases vanish).
   Errc RemovePartition(QueueId queue, uint32_t partition);
   const Partition* Find(QueueId queue, uint32_t partition) const;

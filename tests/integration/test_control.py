@@ -300,6 +300,24 @@ class ControlTest(unittest.TestCase):
         drops = {s.labels["reason"] for s in samples("sluice_lcore_drops")}
         self.assertIn("malformed_frame", drops)
 
+    def test_attribute_update_reaches_the_running_queue(self):
+        with Namespace(), Sluiced():
+            wait_ready()
+            st, _, _ = http("POST", "/v1/queues", {"name": "vis", "type": "work"})
+            self.assertEqual(st, 201)
+            # Lower the default visibility timeout from 30 s to 300 ms on the live queue: a
+            # message received without an explicit timeout comes back within a second.
+            st, patched, _ = http("PATCH", "/v1/queues/vis",
+                                  {"attributes": {"visibility_timeout_ms": 300}})
+            self.assertEqual((st, patched["attributes"]["visibility_timeout_ms"]), (200, 300))
+            sluice("produce", "vis", input="v1\n")
+            first = sluice("receive", "vis", "--max", "1", "--wait-ms", "2000").stdout
+            self.assertTrue(first.rstrip().endswith("v1"), first)
+            started = time.monotonic()
+            again = sluice("receive", "vis", "--max", "1", "--wait-ms", "5000").stdout
+            self.assertTrue(again.rstrip().endswith("v1"), again)
+            self.assertLess(time.monotonic() - started, 3.0)
+
     def test_delete_while_producers_and_consumers_run_on_other_queues(self):
         with Namespace(), Sluiced(workers=2) as s:
             wait_ready()
