@@ -141,6 +141,10 @@ class Frontend::Impl final : public shard::ShardSink {
   void OnNak(const p::FrameView& f, const Endpoint& from);
   void OnUnsubscribe(const p::FrameView& f, const Endpoint& from);
   // Consumer groups: answered by the owner of the queue's partition 0 (its coordinator).
+  // The stream a JOIN_GROUP/COMMIT names, when this worker coordinates its groups; nullptr when
+  // answered (unknown queue, not a stream, busy) or another worker's.
+  const QueueInfo* GroupCoordinatorQueue(const p::FrameView& f, const Endpoint& from,
+                                         const RouteContext& route, uint32_t queue_id);
   void OnJoinGroup(const p::FrameView& f, const Endpoint& from, const RouteContext& route,
                    uint64_t now_ns);
   void OnCommit(const p::FrameView& f, const Endpoint& from, const RouteContext& route);
@@ -308,7 +312,8 @@ void Frontend::Impl::AddPartition(const QueueInfo& q, uint32_t partition) {
     std::fprintf(stderr, "sluiced: queue '%s' partition %u: %s; it takes no writes\n",
                  q.name.c_str(), partition, std::string(st.message()).c_str());
     s->RemovePartition(id, partition);  // drop whatever was restored before the error
-    SLUICE_ASSERT(s->AddPartition(id, partition, config) == Errc::kOk);
+    const Errc again = s->AddPartition(id, partition, config);
+    SLUICE_ASSERT(again == Errc::kOk);  // it was accepted a moment ago
     s->FailPartition(id, partition);
     ++counters_.storage_failures;
   }
@@ -356,7 +361,8 @@ absl::Status Frontend::Impl::RestoreLog(shard::Shard& s, const QueueInfo& q, uin
         }
       });
   if (!log.ok()) return log.status();
-  SLUICE_ASSERT(s.EndRestore(id, part, log->next_offset) == Errc::kOk);
+  const Errc ended = s.EndRestore(id, part, log->next_offset);
+  SLUICE_ASSERT(ended == Errc::kOk);
   persisted_.emplace_back(q.id, part);
   return absl::OkStatus();
 }
@@ -1149,23 +1155,31 @@ void Frontend::Impl::OnUnsubscribe(const p::FrameView& f, const Endpoint& from) 
   }
 }
 
-void Frontend::Impl::OnJoinGroup(const p::FrameView& f, const Endpoint& from,
-                                 const RouteContext& route, uint64_t now_ns) {
-  auto j = p::DecodeJoinGroup(f);
-  const QueueInfo* q = table_->Find(j->queue_id);
+const QueueInfo* Frontend::Impl::GroupCoordinatorQueue(const p::FrameView& f, const Endpoint& from,
+                                                       const RouteContext& route,
+                                                       uint32_t queue_id) {
+  const QueueInfo* q = table_->Find(queue_id);
   if (q == nullptr || !q->is_stream()) {
     if (route.receiver) {
       Error(f, from, q == nullptr ? Errc::kUnknownQueue : Errc::kWrongQueueType,
             q == nullptr ? "unknown queue id" : "consumer groups need a stream");
     }
-    return;
+    return nullptr;
   }
   Errc answer;
-  if (!Mine(*q, 0, route, &answer)) return;
+  if (!Mine(*q, 0, route, &answer)) return nullptr;  // partition 0's owner coordinates
   if (answer != Errc::kOk) {
     Error(f, from, answer, "the group's coordinator is busy");
-    return;
+    return nullptr;
   }
+  return q;
+}
+
+void Frontend::Impl::OnJoinGroup(const p::FrameView& f, const Endpoint& from,
+                                 const RouteContext& route, uint64_t now_ns) {
+  auto j = p::DecodeJoinGroup(f);
+  const QueueInfo* q = GroupCoordinatorQueue(f, from, route, j->queue_id);
+  if (q == nullptr) return;
   shard::Shard* s = ShardOf(q->id, 0);
   const shard::QueueId qid{q->id};
   const std::string_view group(j->group);
@@ -1220,20 +1234,8 @@ void Frontend::Impl::OnJoinGroup(const p::FrameView& f, const Endpoint& from,
 void Frontend::Impl::OnCommit(const p::FrameView& f, const Endpoint& from,
                               const RouteContext& route) {
   auto c = p::DecodeCommit(f);
-  const QueueInfo* q = table_->Find(c->prefix.queue_id);
-  if (q == nullptr || !q->is_stream()) {
-    if (route.receiver) {
-      Error(f, from, q == nullptr ? Errc::kUnknownQueue : Errc::kWrongQueueType,
-            q == nullptr ? "unknown queue id" : "consumer groups need a stream");
-    }
-    return;
-  }
-  Errc answer;
-  if (!Mine(*q, 0, route, &answer)) return;
-  if (answer != Errc::kOk) {
-    Error(f, from, answer, "the group's coordinator is busy");
-    return;
-  }
+  const QueueInfo* q = GroupCoordinatorQueue(f, from, route, c->prefix.queue_id);
+  if (q == nullptr) return;
   shard::Shard* s = ShardOf(q->id, 0);
   const shard::ReplyTarget target{from.w0, f.header.client_id, f.header.request_id};
   OpenFrame* out = Open(p::FrameType::kResult, target, f.header.request_id, 0, 0);

@@ -36,14 +36,15 @@ std::string CountersJson(const Worker& w) {
   absl::StrAppendFormat(&s, ", \"storage_failures\": %u", f.storage_failures.load());
   if (const StorageShell* st = w.storage()) {
     const StorageShellStats& ss = st->stats();
-    const storage::WriterStats& ws = st->writer_stats();
     absl::StrAppendFormat(
         &s,
         ", \"storage\": {\"partitions\": %u, \"failed\": %u, \"batches\": %u, \"bytes\": %u, "
-        "\"submits\": %u, \"throttled\": %u, \"rolls\": %u, \"ack_entries\": %u, "
-        "\"cold_fetches\": %u, \"segments_removed\": %u}",
-        ss.partitions, ss.failed, ws.batches, ws.bytes, ws.submits, ss.throttled, ws.rolls,
-        ss.ack_entries, ss.cold_fetches, ss.segments_removed);
+        "\"throttled\": %u, \"ack_entries\": %u, \"ack_flush_errors\": %u, "
+        "\"cold_fetches\": %u, \"segments_removed\": %u, \"retention_errors\": %u}",
+        ss.opened.load() - ss.closed.load(), ss.failed.load(), ss.submitted.load(),
+        ss.submitted_bytes.load(), ss.throttled.load(), ss.ack_entries.load(),
+        ss.ack_flush_errors.load(), ss.cold_fetches.load(), ss.segments_removed.load(),
+        ss.retention_errors.load());
   }
   absl::StrAppend(&s, ", \"shards\": ", w.handler().ShardStatsJson(), "}");
   return s;

@@ -177,7 +177,7 @@ absl::StatusOr<RecoveredLog> StorageShell::Open(
   part->dir = dir->path();
   by_handle_[*h] = part.get();
   parts_[Key(queue, partition)] = std::move(part);
-  ++stats_.partitions;
+  ++stats_.opened;
   return out;
 }
 
@@ -185,7 +185,7 @@ void StorageShell::Close(uint32_t queue, uint32_t partition, bool remove) {
   auto it = parts_.find(Key(queue, partition));
   if (it == parts_.end()) return;
   Part& p = *it->second;
-  if (p.acks.has_value()) (void)p.acks->Flush();
+  if (p.acks.has_value() && !p.acks->Flush().ok()) ++stats_.ack_flush_errors;
   writer_->ClosePartition(p.handle);
   if (p.ack_dirty) std::erase(ack_dirty_, &p);
   by_handle_.erase(p.handle);
@@ -195,7 +195,7 @@ void StorageShell::Close(uint32_t queue, uint32_t partition, bool remove) {
     if (ec) std::fprintf(stderr, "sluiced: removing %s: %s\n", p.dir.c_str(), ec.message().c_str());
   }
   parts_.erase(it);
-  --stats_.partitions;
+  ++stats_.closed;
 }
 
 bool StorageShell::Idle(uint32_t queue, uint32_t partition) const {
@@ -212,6 +212,7 @@ Errc StorageShell::Submit(uint32_t queue, uint32_t partition, const shard::Seale
   if (e == Errc::kOk) {
     p->submitted_end = batch.end_offset();
     ++stats_.submitted;
+    stats_.submitted_bytes += batch.bytes.size();
   } else if (e == Errc::kThrottled) {
     ++stats_.throttled;
   }

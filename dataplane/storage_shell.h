@@ -18,6 +18,7 @@
 
 #include "absl/container/flat_hash_map.h"
 #include "absl/status/statusor.h"
+#include "dataplane/counters.h"
 #include "dataplane/persistence.h"
 #include "hwconf/layout.h"
 #include "storage/ack_log.h"
@@ -69,16 +70,19 @@ struct StorageShellConfig {
 
 storage::RecoveryOptions RecoveryOptionsOf(const hwconf::Storage& storage);
 
+// Written by the worker's lcore, read by the main lcore (stats file): relaxed atomics.
 struct StorageShellStats {
-  uint64_t partitions = 0;
-  uint64_t failed = 0;
-  uint64_t submitted = 0;     // batches offered and taken
-  uint64_t throttled = 0;     // Submit answered kThrottled (writer full)
-  uint64_t ack_entries = 0;   // deletes and commits logged
-  uint64_t ack_flush_errors = 0;
-  uint64_t cold_fetches = 0;      // fetches served from the log (older than memory)
-  uint64_t segments_removed = 0;  // retention
-  uint64_t retention_errors = 0;
+  Counter opened;            // partitions opened (minus `closed`: open now)
+  Counter closed;
+  Counter failed;            // partitions whose log failed
+  Counter submitted;         // batches handed to the writer
+  Counter submitted_bytes;
+  Counter throttled;         // Submit answered kThrottled (writer full)
+  Counter ack_entries;       // deletes and commits logged
+  Counter ack_flush_errors;  // ack-log writes that failed (entries lost: redelivery after restart)
+  Counter cold_fetches;      // fetches served from the log (older than memory)
+  Counter segments_removed;  // retention
+  Counter retention_errors;
 };
 
 class StorageShell final : public Persistence {
