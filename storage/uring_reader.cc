@@ -252,6 +252,7 @@ Errc UringReader::Fetch(const FetchRequest& req) {
 uint32_t UringReader::Poll(absl::FunctionRef<void(const FetchResult&)> fn) {
   Impl& m = *impl_;
   EnableRing(&m.ring, &m.features);
+  if (m.in_ring == 0 && m.pending_sqes == 0 && m.done.empty()) return 0;  // no fetch of ours
   SubmitRing(&m.ring, m.features, m.pending_sqes > 0, m.in_ring > 0, false);
   m.pending_sqes = 0;
   io_uring_cqe* cqes[32];
