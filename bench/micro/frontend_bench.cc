@@ -118,7 +118,7 @@ void BM_Produce(benchmark::State& state) {
     }
   }
   frontend.Service(now_ns + 1'000);
-  const uint64_t messages = uint64_t{state.iterations()} * per_frame;
+  const uint64_t messages = static_cast<uint64_t>(state.iterations()) * per_frame;
   const sd::FrontendCounters& c = frontend.counters();
   if (c.produced.load() != messages || c.acked.load() != messages) {
     state.SkipWithError("not every message was appended and acknowledged");
