@@ -152,11 +152,11 @@ uint64_t FrameHandler::OwnersOf(const p::FrameView& f, uint8_t* payload, RouteCo
 
   switch (f.header.type) {
     case p::FrameType::kProduce: {
-      auto produce = p::DecodeProduce(f);
-      const QueueInfo* q = table.Find(produce->queue_id);
+      const p::ProduceView produce = p::DecodeValidatedProduce(f);
+      const QueueInfo* q = table.Find(produce.queue_id);
       if (q == nullptr) return 0;
       const uint16_t parts = static_cast<uint16_t>(q->partition_worker.size());
-      for (const p::MessageView& msg : produce->messages) {
+      for (const p::MessageView& msg : produce.messages) {
         uint16_t part = msg.partition;
         if (part == p::kAnyPartition && !msg.is_fragment()) {
           part = !msg.key.empty() ? p::PartitionForKey(msg.key, parts)

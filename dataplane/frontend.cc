@@ -688,8 +688,8 @@ void Frontend::Impl::OnFrame(const p::FrameView& f, const Endpoint& from,
 
 void Frontend::Impl::OnProduce(const p::FrameView& f, const Endpoint& from,
                                const RouteContext& route, uint64_t now_ns) {
-  auto produce = p::DecodeProduce(f);
-  const QueueInfo* q = table_->Find(produce->queue_id);
+  const p::ProduceView produce = p::DecodeValidatedProduce(f);
+  const QueueInfo* q = table_->Find(produce.queue_id);
   if (q == nullptr) {
     if (route.receiver) Error(f, from, Errc::kUnknownQueue, "unknown queue id");
     return;
@@ -697,24 +697,24 @@ void Frontend::Impl::OnProduce(const p::FrameView& f, const Endpoint& from,
   // ACK ranges are matched by (partition, sequence), not by frame (docs/protocol.md §8): without
   // the request id in the target, acks of consecutive frames coalesce into one range.
   const shard::ReplyTarget target{from.w0, f.header.client_id, 0};
-  for (const p::MessageView& frag : produce->messages) {
+  for (const p::MessageView& frag : produce.messages) {
     Errc answer;
     if (!Mine(*q, frag.partition, route, &answer)) continue;
     // Later fragments have no key to hash: a fragmented message must name its partition.
     if (frag.is_fragment() && frag.partition == p::kAnyPartition) answer = Errc::kInvalidArgument;
     if (answer != Errc::kOk) {
-      AckOne(target, q->id, frag.partition, produce->producer_id, frag.sequence, answer);
+      AckOne(target, q->id, frag.partition, produce.producer_id, frag.sequence, answer);
       continue;
     }
     p::MessageView m = frag;
     bool reassembled = false;
     if (frag.is_fragment()) {
-      const FragmentKey key{f.header.client_id, produce->producer_id, q->id, frag.partition,
+      const FragmentKey key{f.header.client_id, produce.producer_id, q->id, frag.partition,
                             frag.sequence};
       const Reassembly::Outcome o =
           reassembly_->Add(key, frag, q->config.max_message_bytes, now_ns);
       if (o.errc != Errc::kOk) {
-        AckOne(target, q->id, frag.partition, produce->producer_id, frag.sequence, o.errc);
+        AckOne(target, q->id, frag.partition, produce.producer_id, frag.sequence, o.errc);
         continue;
       }
       if (!o.complete) continue;  // acknowledged once the whole message is appended
@@ -731,7 +731,7 @@ void Frontend::Impl::OnProduce(const p::FrameView& f, const Endpoint& from,
     in.ttl_ms = m.ttl_ms;
     in.dedup_id = m.dedup_id;
     in.group = m.group_id;
-    in.producer_id = produce->producer_id;
+    in.producer_id = produce.producer_id;
     in.sequence = m.sequence;
     in.timestamp_ns = m.timestamp_ns;
     const shard::AppendResult r =

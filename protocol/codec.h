@@ -657,6 +657,9 @@ struct ReplyView {
 
 // One decoder per frame type. Each checks that frame.header.type matches (else kWrongFrameType).
 DecodeResult<ProduceView> DecodeProduce(const FrameView& f);
+// The same view without re-checking the records, for a frame whose ValidateFrame returned kOk
+// (the dataplane validates once on receipt, then routes and appends: three walks become one).
+ProduceView DecodeValidatedProduce(const FrameView& f);
 DecodeResult<AckView> DecodeAck(const FrameView& f);
 DecodeResult<ReceiveRequest> DecodeReceive(const FrameView& f);
 DecodeResult<MessagesView> DecodeMessages(const FrameView& f);

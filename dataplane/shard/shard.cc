@@ -245,7 +245,12 @@ AppendResult Shard::Append(const ReplyTarget& target, QueueId queue, const Messa
     ++counters_.producer_evictions;
   }
   if (dedup && p->dedup_.Insert(dedup_hash, a.offset, now_ns_)) ++counters_.dedup_evictions;
-  p->acks_.push_back({target, m.producer_id, m.sequence, a.offset, Errc::kOk});
+  Partition::PendingAck& ack = p->acks_.emplace_back();
+  ack.target = target;
+  ack.producer_id = m.producer_id;
+  ack.sequence = m.sequence;
+  ack.offset = a.offset;
+  ack.errc = Errc::kOk;
   ++counters_.appended;
   counters_.appended_bytes += m.record.size();
   return {Errc::kOk, a.offset};
