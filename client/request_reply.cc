@@ -7,21 +7,11 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "client/errors.h"
+#include "client/random_id.h"
 #include "protocol/assert.h"
 
 namespace sluice::client {
 namespace p = protocol;
-
-namespace {
-
-uint64_t RandomId() {
-  std::random_device rd;
-  uint64_t v = 0;
-  while (v == 0) v = (uint64_t{rd()} << 32) | rd();
-  return v;
-}
-
-}  // namespace
 
 // ---- requester ----------------------------------------------------------------------------------
 

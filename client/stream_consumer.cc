@@ -5,6 +5,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "client/errors.h"
+#include "client/random_id.h"
 #include "client/group_consumer.h"
 #include "protocol/assert.h"
 
@@ -12,13 +13,6 @@ namespace sluice::client {
 namespace p = protocol;
 
 namespace {
-
-uint64_t RandomId() {
-  std::random_device rd;
-  uint64_t v = 0;
-  while (v == 0) v = (uint64_t{rd()} << 32) | rd();
-  return v;
-}
 
 void Forget(std::vector<uint64_t>& ids, uint64_t id) {
   ids.erase(std::remove(ids.begin(), ids.end(), id), ids.end());

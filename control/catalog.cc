@@ -4,6 +4,7 @@
 #include <chrono>
 
 #include "absl/strings/str_cat.h"
+#include "control/absl_view.h"
 #include "control/errors.h"
 #include "protocol/assert.h"
 
@@ -12,8 +13,6 @@ namespace {
 
 constexpr std::string_view kFormat = "sluice-catalog";
 constexpr int kFormatVersion = 1;
-
-absl::string_view A(std::string_view s) { return absl::string_view(s.data(), s.size()); }
 
 uint64_t SystemNowMs() {
   return static_cast<uint64_t>(std::chrono::duration_cast<std::chrono::milliseconds>(

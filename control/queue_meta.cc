@@ -7,13 +7,11 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
+#include "control/absl_view.h"
 #include "control/errors.h"
 
 namespace sluice::control {
 namespace {
-
-// Debian's Abseil is C++14: absl::string_view is its own type.
-absl::string_view A(std::string_view s) { return absl::string_view(s.data(), s.size()); }
 
 template <typename E>
 struct EnumName {

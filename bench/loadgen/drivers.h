@@ -36,6 +36,10 @@ class CpuShare {
   timespec cpu0_{}, wall0_{};
 };
 
+// Frames per TX burst and per RX poll, for every driver.
+inline constexpr uint16_t kBurst = 32;
+inline constexpr uint16_t kRxBurst = 64;
+
 // --produce: ARP for the server, LOOKUP the queue, then PRODUCE (closed or open loop).
 absl::StatusOr<Result> RunProduce(Link& link, const Options& o);
 

@@ -36,9 +36,6 @@ namespace sluice::bench {
 namespace p = protocol;
 namespace {
 
-constexpr uint16_t kBurst = 32;
-constexpr uint16_t kRxBurst = 64;
-
 // Byte offsets inside the UDP payload (wire.h: frame header, PRODUCE prefix, message record).
 constexpr size_t kRequestIdAt = 24;
 constexpr size_t kQueueIdAt = p::kHeaderBytes;

@@ -26,8 +26,6 @@ namespace sluice::bench {
 namespace le = protocol::le;
 namespace {
 
-constexpr uint16_t kBurst = 32;
-constexpr uint16_t kRxBurst = 64;
 constexpr uint32_t kEchoMagic = 0x474C5345;  // "ESLG"
 constexpr size_t kIcmpAt = sizeof(rte_ether_hdr) + sizeof(rte_ipv4_hdr);
 constexpr size_t kIcmpDataAt = kIcmpAt + sizeof(rte_icmp_hdr);

@@ -14,21 +14,9 @@ namespace sluice::control {
 namespace {
 
 using testing::ExpectError;
+using testing::Stream;
+using testing::Work;
 
-QueueSpec Work(const std::string& name, uint32_t partitions = 1) {
-  QueueSpec s;
-  s.name = name;
-  s.type = QueueType::kWork;
-  s.partitions = partitions;
-  return s;
-}
-
-QueueSpec Stream(const std::string& name) {
-  QueueSpec s;
-  s.name = name;
-  s.type = QueueType::kStream;
-  return s;
-}
 
 AttributePatch Patch(const Json& attrs) {
   absl::StatusOr<AttributePatch> p = PatchFromJson(Json{{"attributes", attrs}});

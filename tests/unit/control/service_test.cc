@@ -11,12 +11,8 @@
 namespace sluice::control {
 namespace {
 
-QueueSpec Work(const std::string& name) {
-  QueueSpec s;
-  s.name = name;
-  s.type = QueueType::kWork;
-  return s;
-}
+using testing::Work;
+
 
 class ServiceTest : public ::testing::Test {
  protected:
@@ -133,6 +129,8 @@ TEST_F(ServiceTest, RatesFromSuccessiveSamples) {
 
 namespace sluice::control {
 namespace {
+
+using testing::Work;
 
 TEST(EngineConfig, CatalogQueueToShardSettings) {
   MemoryStore store;

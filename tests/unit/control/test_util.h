@@ -7,9 +7,25 @@
 
 #include "absl/status/status.h"
 #include "control/errors.h"
+#include "control/queue_meta.h"
 #include "gtest/gtest.h"
 
 namespace sluice::control::testing {
+
+// Minimal specs: the name and type, every attribute at its default.
+inline QueueSpec Work(const std::string& name, uint32_t partitions = 1) {
+  QueueSpec s;
+  s.name = name;
+  s.type = QueueType::kWork;
+  s.partitions = partitions;
+  return s;
+}
+inline QueueSpec Stream(const std::string& name) {
+  QueueSpec s;
+  s.name = name;
+  s.type = QueueType::kStream;
+  return s;
+}
 
 // A fresh directory under the test temp dir.
 inline std::string MakeTempDir() {
