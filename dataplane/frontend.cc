@@ -778,7 +778,7 @@ void Frontend::Impl::OnReceive(const p::FrameView& f, const Endpoint& from,
   shard::ReceiveArgs args;
   args.max_messages = r->max_messages;
   args.visibility_ms = r->visibility_ms == p::kQueueDefaultVisibility ? 0 : r->visibility_ms;
-  args.wait_ms = r->wait_ms;
+  args.wait_ms = r->wait_ms == p::kQueueDefaultWait ? q->receive_wait_ms : r->wait_ms;
   const shard::ReplyTarget target{from.w0, f.header.client_id, f.header.request_id};
   ShardOf(q->id, partition)->Receive(target, shard::QueueId{q->id}, partition, args, now_ns);
 }
