@@ -114,6 +114,7 @@ class Frontend::Impl final : public shard::ShardSink {
   // open/recover a partition's log, close/remove it).
   void AddPartition(const QueueInfo& q, uint32_t partition);
   void RemovePartition(uint32_t queue_id, uint32_t partition);
+  void PurgePartition(const QueueInfo& q, uint32_t partition);
 
   shard::Shard* ShardOf(uint32_t queue, uint32_t partition);
   bool Owns(const QueueInfo& q, uint32_t partition) const;
@@ -393,12 +394,32 @@ void Frontend::Impl::RemovePartition(uint32_t queue_id, uint32_t partition) {
     const shard::Partition* pt = s ? s->Find(shard::QueueId{queue_id}, partition) : nullptr;
     if (pt == nullptr) continue;
     std::erase(to_submit_, pt);
-    // A deleted or purged queue's log goes with it (purge: the queue starts a new, empty log).
+    // A deleted queue's log goes with it.
     if (std::erase(persisted_, std::make_pair(queue_id, partition)) > 0) {
       persistence_->Close(queue_id, partition, /*remove=*/true);
     }
     s->RemovePartition(shard::QueueId{queue_id}, partition);
     return;
+  }
+}
+
+void Frontend::Impl::PurgePartition(const QueueInfo& q, uint32_t partition) {
+  shard::Shard* s = ShardOf(q.id, partition);
+  if (s == nullptr) return;
+  uint64_t below = 0;
+  uint64_t dropped = 0;
+  if (s->Purge(shard::QueueId{q.id}, partition, &below, &dropped) != Errc::kOk) return;
+  ++counters_.purges;
+  if (std::find(persisted_.begin(), persisted_.end(), std::make_pair(q.id, partition)) ==
+      persisted_.end()) {
+    return;
+  }
+  if (absl::Status st = persistence_->Purged(q.id, partition, below); !st.ok()) {
+    // Control path (once per purge): the purge holds in memory; a restart would bring back
+    // what the log still has below the mark.
+    std::fprintf(stderr, "sluiced: queue '%s': %s\n", q.name.c_str(),
+                 std::string(st.message()).c_str());
+    ++counters_.storage_failures;
   }
 }
 
@@ -465,7 +486,7 @@ void Frontend::Impl::EnforceLogRetention(uint64_t now_ns) {
       const uint64_t lowest = pt->work()->Stats().lowest_offset;
       persistence_->EnforceRetention(queue, part, std::min(lowest, pt->log().durable_end().value),
                                      0, 0, now_ns);
-    } else if (c.retention_bytes != 0 || c.retention_ms != 0) {
+    } else {  // by retention, and below a purge mark
       persistence_->EnforceRetention(queue, part, UINT64_MAX, c.retention_bytes,
                                      c.retention_ms * 1'000'000, now_ns);
     }
@@ -477,11 +498,10 @@ void Frontend::Impl::OnRemoved(shard::QueueId queue, uint32_t partition, uint64_
 }
 
 void Frontend::Impl::SetTable(const QueueTable& next) {
-  // Removed queues and purged ones (a purge drops every message: remove, then add afresh).
+  // Removed queues.
   scratch_.clear();
   for (const auto& [id, held] : held_) {
-    const QueueInfo* q = next.Find(id);
-    if (q == nullptr || q->purge_generation != held.purge_generation) scratch_.push_back(id);
+    if (next.Find(id) == nullptr) scratch_.push_back(id);
   }
   for (uint32_t id : scratch_) {
     for (uint32_t part : held_[id].partitions) RemovePartition(id, part);
@@ -489,12 +509,18 @@ void Frontend::Impl::SetTable(const QueueTable& next) {
   }
   table_ = &next;
   for (const QueueInfo& q : next.queues()) {
-    if (held_.contains(q.id)) {
+    auto held = held_.find(q.id);
+    if (held != held_.end()) {
       // Attribute updates that may change live reach the engine (the others wait for a restart).
-      for (uint32_t part : held_[q.id].partitions) {
+      for (uint32_t part : held->second.partitions) {
         if (shard::Shard* s = ShardOf(q.id, part)) {
           s->UpdateLiveConfig(shard::QueueId{q.id}, part, q.config);
         }
+      }
+      // A purge drops the messages and keeps the partitions and their offsets.
+      if (held->second.purge_generation != q.purge_generation) {
+        held->second.purge_generation = q.purge_generation;
+        for (uint32_t part : held->second.partitions) PurgePartition(q, part);
       }
       continue;
     }
@@ -520,6 +546,7 @@ void Frontend::Impl::CollectPartitionStats(std::vector<PartitionFigures>* out) c
       f.low_offset = pt->log().start_offset();
       f.bytes_stored = uint64_t{pt->log().chunks_held()} * s->config().chunk_bytes;
       if (Persisted(*pt)) f.bytes_on_disk = persistence_->LogBytes(id, part);
+      f.counters = pt->counters();
       if (const shard::WorkQueue* w = pt->work()) {
         const shard::WorkQueueStats ws = w->Stats();
         f.depth = uint64_t{ws.pending} + ws.delayed + ws.ready + ws.backlog;

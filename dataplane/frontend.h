@@ -73,7 +73,9 @@ struct FrontendCounters {
   Counter reply_no_buffer;   // replies lost for want of a buffer
   Counter dead_lettered;     // messages moved to their dead-letter queue
   Counter dead_letters_dropped;  // could not be moved (no DLQ, or no room / ring full)
-  Counter storage_failures;  // partitions whose log failed (they answer STORAGE_FAILED)
+  Counter storage_failures;  // partitions whose log failed (they answer STORAGE_FAILED), and
+                             // purge marks that could not be logged
+  Counter purges;            // partition purges applied
 };
 
 // Figures of one partition this worker holds (for the control plane's stats; a walk over the
@@ -90,6 +92,7 @@ struct PartitionFigures {
   uint64_t durable_offset = 0;
   uint64_t bytes_stored = 0;  // chunks held x chunk size
   uint64_t bytes_on_disk = 0;  // the partition's log (durable queues)
+  shard::PartitionCounters counters;  // messages and bytes in/out... since it was added here
 };
 
 // The engine's shard settings for a worker whose largest queue message is `largest` bytes, and

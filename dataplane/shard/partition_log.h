@@ -118,6 +118,10 @@ class PartitionLog {
     config_.retention_bytes = bytes;
     config_.retention_ms = ms;
   }
+  // Indexed (purge): the log now starts at `offset` (<= durable end): index entries below it
+  // go, and so do the chunks wholly below it (except the current one). Offsets are not reused.
+  // Returns messages dropped.
+  uint64_t TruncateBefore(uint64_t offset);
   // Indexed: drops oldest durable chunks past retention_bytes / retention_ms. Returns chunks freed.
   uint32_t EnforceRetention(uint64_t now_ns);
 

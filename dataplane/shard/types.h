@@ -221,6 +221,20 @@ class ShardSink {
 };
 
 // Counters of one shard (the metrics probe reads them; single writer, the owner lcore).
+// One partition's totals since it was added here (this process). Plain integers: only the
+// owning lcore writes them; the shell copies them out on its own lcore when asked for stats.
+struct PartitionCounters {
+  uint64_t messages_in = 0;    // appended (retransmits and dedup hits not counted)
+  uint64_t bytes_in = 0;       // record bytes appended
+  uint64_t messages_out = 0;   // work: leases (redeliveries too); stream: pushed or fetched
+  uint64_t bytes_out = 0;      // record bytes of those
+  uint64_t acked = 0;          // appends acknowledged kOk or kDuplicate
+  uint64_t throttled = 0;      // appends answered kThrottled
+  uint64_t dead_lettered = 0;
+  uint64_t expired = 0;        // TTL
+  uint64_t purged = 0;         // messages dropped by purges
+};
+
 struct ShardCounters {
   uint64_t appended = 0;
   uint64_t appended_bytes = 0;
