@@ -38,8 +38,8 @@ p::FrameIds IdsOf(const shard::ReplyTarget& t, uint16_t flags = 0) {
 class Frontend::Impl final : public shard::ShardSink {
  public:
   Impl(const QueueTable& table, uint16_t worker, std::span<const uint32_t> shards,
-       ReplyChannel& replies, FrontendCounters& counters, uint32_t min_message_bytes,
-       Persistence* persistence);
+       ReplyChannel& replies, FrontendCounters& counters, FrontendHistograms& histograms,
+       uint32_t min_message_bytes, Persistence* persistence);
 
   void SetTable(const QueueTable& next);
   void CollectPartitionStats(std::vector<PartitionFigures>* out) const;
@@ -264,13 +264,17 @@ uint32_t EngineMessageCap(uint32_t largest_message_bytes) {
 }
 
 Frontend::Impl::Impl(const QueueTable& table, uint16_t worker, std::span<const uint32_t> shards,
-                     ReplyChannel& replies, FrontendCounters& counters, uint32_t min_message_bytes,
+                     ReplyChannel& replies, FrontendCounters& counters,
+                     FrontendHistograms& histograms, uint32_t min_message_bytes,
                      Persistence* persistence)
     : table_(&table), worker_(worker), replies_(replies), counters_(counters),
       persistence_(persistence) {
   shards_.resize(table.shard_count());
   const uint32_t largest = std::max(table.largest_message_bytes(), min_message_bytes);
-  const shard::ShardConfig sc = EngineShardConfig(largest);
+  shard::ShardConfig sc = EngineShardConfig(largest);
+  sc.ack_latency_ns = &histograms.ack_latency_ns;
+  sc.batch_bytes = &histograms.batch_bytes;
+  sc.batch_messages = &histograms.batch_messages;
   for (uint32_t s : shards) {
     SLUICE_ASSERT(s < shards_.size() && table.WorkerOfShard(s) == worker);
     shards_[s] = std::make_unique<shard::Shard>(sc, this);
@@ -458,7 +462,7 @@ void Frontend::Impl::OnStorage(uint32_t queue, uint32_t partition, shard::Durabl
   shard::Shard* s = ShardOf(queue, partition);
   if (s == nullptr) return;  // removed since
   if (errc == Errc::kOk) {
-    s->MarkDurable(shard::QueueId{queue}, partition, durable);
+    s->MarkDurable(shard::QueueId{queue}, partition, durable, now_ns_);
     return;
   }
   const shard::Partition* pt = s->Find(shard::QueueId{queue}, partition);
@@ -929,6 +933,13 @@ void Frontend::Impl::OnColdRead(uint64_t cookie, Errc errc, uint64_t next_offset
     ErrorTo(c.target, p::FrameType::kFetch, errc);
     return;
   }
+  // Segments may still hold records below a purge mark (a time search can land there): they
+  // are not the log's any more.
+  const uint64_t start = persistence_->LogStart(c.queue, c.partition);
+  size_t below = 0;
+  while (below < records.size() && records[below].offset < start) ++below;
+  records = records.subspan(below);
+  next_offset = std::max(next_offset, start);
   SendRecords(p::FrameType::kMessages, c.target, 0, c.queue, c.partition,
               [&](uint32_t n, uint32_t max_bytes, Visit visit) {
                 shard::FetchResult r{Errc::kOk, next_offset, 0};
@@ -1691,7 +1702,8 @@ uint32_t Frontend::Impl::Service(uint64_t now_ns) {
       if (Persisted(*pt)) {
         to_submit_.push_back(pt);
       } else {  // durability none: sealed is durable
-        s->MarkDurable(pt->queue(), pt->index(), shard::DurableOffset{pt->log().sealed_end().value});
+        s->MarkDurable(pt->queue(), pt->index(), shard::DurableOffset{pt->log().sealed_end().value},
+                       now_ns);
       }
     }
   }
@@ -1770,8 +1782,8 @@ std::string Frontend::Impl::StatsJson() const {
 
 Frontend::Frontend(const QueueTable& table, uint16_t worker, std::span<const uint32_t> shards,
                    ReplyChannel& replies, uint32_t min_message_bytes, Persistence* persistence)
-    : impl_(std::make_unique<Impl>(table, worker, shards, replies, counters_, min_message_bytes,
-                                   persistence)) {}
+    : impl_(std::make_unique<Impl>(table, worker, shards, replies, counters_, histograms_,
+                                   min_message_bytes, persistence)) {}
 
 void Frontend::SetTable(const QueueTable& next) { impl_->SetTable(next); }
 

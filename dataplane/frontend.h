@@ -78,6 +78,14 @@ struct FrontendCounters {
   Counter purges;            // partition purges applied
 };
 
+// Histograms of one worker, filled on its lcore by its shards (plain per-lcore counters, see
+// shard/histogram.h) and read by the control plane at any time.
+struct FrontendHistograms {
+  shard::AckLatencyHistogram ack_latency_ns;      // produce -> durable ack, per message
+  shard::BatchBytesHistogram batch_bytes;         // per sealed batch
+  shard::BatchMessagesHistogram batch_messages;   // per sealed batch
+};
+
 // Figures of one partition this worker holds (for the control plane's stats; a walk over the
 // partition's state, so taken on request, not per message).
 struct PartitionFigures {
@@ -133,10 +141,12 @@ class Frontend {
   void CollectPartitionStats(std::vector<PartitionFigures>* out) const;
 
   const FrontendCounters& counters() const { return counters_; }
+  const FrontendHistograms& histograms() const { return histograms_; }
   std::string StatsJson() const;
 
  private:
   class Impl;
+  FrontendHistograms histograms_;  // before impl_: its shards write here until they go
   std::unique_ptr<Impl> impl_;
   FrontendCounters counters_;
 };

@@ -171,6 +171,8 @@ bool PartitionLog::Seal() {
   open_.used_bytes = end - open_start_;
   SLUICE_ASSERT(open_.count > 0 && open_.end_offset() == next_);
   batches_.push_back(open_);
+  last_sealed_bytes_ = open_.used_bytes;
+  last_sealed_count_ = open_.count;
   pos_ = padded;
   sealed_ = next_;
   batch_open_ = false;

@@ -210,7 +210,7 @@ AppendResult Shard::Duplicate(Partition& p, const ReplyTarget& target, const Mes
                               uint64_t offset) {
   if (offset != kNoOffset && offset >= p.log_.durable_end().value) {
     if (p.acks_.full()) return Reject(target, p.queue_, m, Errc::kThrottled);
-    p.acks_.push_back({target, m.producer_id, m.sequence, offset, Errc::kDuplicate});
+    p.acks_.push_back({target, m.producer_id, m.sequence, offset, now_ns_, Errc::kDuplicate});
   } else {
     ++counters_.acked;
     ++p.counters_.acked;
@@ -271,7 +271,7 @@ AppendResult Shard::Append(const ReplyTarget& target, QueueId queue, const Messa
     ++counters_.producer_evictions;
   }
   if (dedup && p->dedup_.Insert(dedup_hash, a.offset, now_ns_)) ++counters_.dedup_evictions;
-  p->acks_.push_back({target, m.producer_id, m.sequence, a.offset, Errc::kOk});
+  p->acks_.push_back({target, m.producer_id, m.sequence, a.offset, now_ns_, Errc::kOk});
   ++counters_.appended;
   counters_.appended_bytes += m.record.size();
   ++p->counters_.messages_in;
@@ -279,10 +279,18 @@ AppendResult Shard::Append(const ReplyTarget& target, QueueId queue, const Messa
   return {Errc::kOk, a.offset};
 }
 
+void Shard::RecordSealed(const Partition& p) {
+  if (config_.batch_bytes != nullptr) config_.batch_bytes->Record(p.log_.last_sealed_bytes());
+  if (config_.batch_messages != nullptr) {
+    config_.batch_messages->Record(p.log_.last_sealed_count());
+  }
+}
+
 bool Shard::SealBatch(QueueId queue, uint32_t partition) {
   Partition* p = Get(queue, partition);
   if (p == nullptr || !p->log_.Seal()) return false;
   ++counters_.batches_sealed;
+  RecordSealed(*p);
   return true;
 }
 
@@ -292,6 +300,7 @@ uint32_t Shard::SealAll(absl::FunctionRef<void(const Partition&)> sealed) {
     p->open_listed_ = false;
     if (p->log_.Seal()) {
       ++n;
+      RecordSealed(*p);
       sealed(*p);
     }
   }
@@ -312,6 +321,7 @@ uint32_t Shard::SealDue(absl::FunctionRef<bool(const Partition&)> due,
     p->open_listed_ = false;
     if (p->log_.Seal()) {
       ++n;
+      RecordSealed(*p);
       sealed(*p);
     }
   }
@@ -387,6 +397,9 @@ Errc Shard::MarkDurable(QueueId queue, uint32_t partition, DurableOffset durable
     acks_out_.Add(a, *sink_);
     ++counters_.acked;
     ++p->counters_.acked;
+    if (config_.ack_latency_ns != nullptr && pa.errc == Errc::kOk) {
+      config_.ack_latency_ns->Record(now_ns_ >= pa.appended_ns ? now_ns_ - pa.appended_ns : 0);
+    }
     p->acks_.pop_front();
   }
   if (p->work_ != nullptr) p->work_->OnDurable(p->log_.durable_end());

@@ -62,6 +62,7 @@ class Partition {
     uint64_t producer_id;
     uint64_t sequence;
     uint64_t offset;
+    uint64_t appended_ns;  // ack latency
     Errc errc;
   };
   Partition(QueueId queue, uint32_t index, const QueueConfig& config, const ShardConfig& shard,
@@ -140,6 +141,11 @@ class Shard {
   // Offsets below `durable` met the queue's durability mode: release their acks, make them
   // receivable / push them. kUnknownPartition if not here.
   Errc MarkDurable(QueueId queue, uint32_t partition, DurableOffset durable);
+  // The same, with the time it happened (the ack latency histogram measures up to it).
+  Errc MarkDurable(QueueId queue, uint32_t partition, DurableOffset durable, uint64_t now_ns) {
+    SeeTime(now_ns);
+    return MarkDurable(queue, partition, durable);
+  }
   Errc ForEachUndurableBatch(QueueId queue, uint32_t partition,
                              absl::FunctionRef<void(const SealedBatch&)> fn) const;
   // Storage failed for good (EIO, ENOSPC, failed fsync): appends waiting for durability and every
@@ -213,6 +219,7 @@ class Shard {
   AppendResult Duplicate(Partition& p, const ReplyTarget& target, const MessageIn& m,
                          uint64_t offset);
   Errc WorkPartition(QueueId queue, uint32_t partition, WorkQueue** out);
+  void RecordSealed(const Partition& p);  // batch histograms
   Errc Coordinator(QueueId queue, GroupCoordinator** out) const;
 
   ShardConfig config_;

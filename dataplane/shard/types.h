@@ -10,6 +10,7 @@
 #include <span>
 #include <string_view>
 
+#include "dataplane/shard/histogram.h"
 #include "protocol/errc.h"
 
 namespace sluice::shard {
@@ -107,6 +108,12 @@ struct ShardConfig {
   // Optional memory for the chunks (e.g. hugepages registered with io_uring). Must be
   // batch_align_bytes-aligned and hold chunk_bytes * pool_chunks. Empty: the shard allocates.
   std::span<std::byte> arena;
+  // Optional histograms the shard fills (the shell's, shared by the shards of one lcore): the
+  // time from Append to the kOk ack of each message, as the clock passed in sees it (ns), and the
+  // size of each sealed batch (bytes from the header room to the last record; messages).
+  AckLatencyHistogram* ack_latency_ns = nullptr;
+  BatchBytesHistogram* batch_bytes = nullptr;
+  BatchMessagesHistogram* batch_messages = nullptr;
 };
 
 // A message as the shell decoded it. `record` is the encoded record, stored verbatim; the views
