@@ -40,7 +40,8 @@ absl::StatusOr<RedriveResult> Redrive(Connection& conn, std::string_view dlq,
     uint64_t want = o.batch == 0 ? 32 : o.batch;
     if (o.max != 0) want = std::min(want, o.max - result.moved - result.failed - result.no_target);
     auto batch = (*wc)->ReceiveSync({.max_messages = static_cast<uint16_t>(want),
-                                     .visibility = o.visibility});
+                                     .visibility = o.visibility,
+                                     .wait = absl::ZeroDuration()});  // stop when empty
     if (!batch.ok()) return batch.status();
     if (batch->empty()) break;
     std::vector<Receipt> done;

@@ -19,6 +19,9 @@ std::string_view Verb(p::FrameType t) {
   }
 }
 
+// The control plane's bound on a queue's receive_wait_ms (control/queue_meta.cc).
+constexpr uint32_t kMaxQueueReceiveWaitMs = 20'000;
+
 uint32_t ClampMs(absl::Duration d, uint32_t max) {
   return static_cast<uint32_t>(std::clamp<int64_t>(absl::ToInt64Milliseconds(d), 0, max));
 }
@@ -51,14 +54,14 @@ void WorkConsumer::Receive(const ReceiveOptions& o, ReceiveCallback done) {
   r.max_messages = std::clamp<uint16_t>(o.max_messages, 1, p::kMaxReceiveMessages);
   r.visibility_ms = o.visibility ? ClampMs(*o.visibility, p::kMaxVisibilityMs)
                                  : p::kQueueDefaultVisibility;
-  r.wait_ms = ClampMs(o.wait, p::kMaxWaitMs);
+  r.wait_ms = o.wait ? ClampMs(*o.wait, p::kMaxWaitMs) : p::kQueueDefaultWait;
   r.max_frame_bytes = static_cast<uint16_t>(conn_.options().max_frame_bytes);
   const uint64_t rid = conn_.NextRequestId();
   auto n = p::EncodeReceive(conn_.scratch(), conn_.Ids(rid), r);
   SLUICE_ASSERT(n.has_value());
   const std::string ctx = Context("receive from", queue_.name, o.partition);
   CallOptions co;
-  co.server_wait = absl::Milliseconds(r.wait_ms);
+  co.server_wait = absl::Milliseconds(o.wait ? r.wait_ms : kMaxQueueReceiveWaitMs);
   outstanding_.insert(rid);
   conn_.Call(std::span<const std::byte>(conn_.scratch().data(), *n), co,
              [this, rid, ctx, done = std::move(done)](const p::FrameView* f,

@@ -36,7 +36,9 @@ namespace sluice::client {
 struct ReceiveOptions {
   uint16_t max_messages = 1;                  // 1..1024
   std::optional<absl::Duration> visibility;   // lease length; none = the queue's default
-  absl::Duration wait = absl::ZeroDuration(); // long poll, up to 60 s
+  // Long poll, up to 60 s (0 = answer at once); none = the queue's receive_wait_ms (the server
+  // applies it, so the client allows for the attribute's maximum, 20 s, before retransmitting).
+  std::optional<absl::Duration> wait;
   std::optional<uint16_t> partition;          // none = any partition (the server picks)
 };
 

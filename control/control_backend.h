@@ -30,20 +30,22 @@ struct PartitionStats {
   uint64_t durable_offset = 0;   // durable: [0, durable_offset) met the queue's durability
   uint64_t bytes_stored = 0;     // bytes held in memory chunks
   uint64_t bytes_on_disk = 0;    // bytes of durable batches in segment files
-  // Counters (monotonic since start).
-  uint64_t messages_in = 0;
-  uint64_t messages_out = 0;     // delivered (stream) / received (work)
-  uint64_t bytes_in = 0;
+  // Counters (monotonic since the partition was set up in this process).
+  uint64_t messages_in = 0;      // appended (retransmits and dedup hits not counted)
+  uint64_t messages_out = 0;     // stream: pushed or fetched; work: leased (redeliveries too)
+  uint64_t bytes_in = 0;         // record bytes
   uint64_t bytes_out = 0;
-  uint64_t acked = 0;            // work: deleted by receipt
+  uint64_t acked = 0;            // produces acknowledged (durable) to the producer
   uint64_t dead_lettered = 0;
   uint64_t expired = 0;          // TTL
   uint64_t throttled = 0;        // produces answered THROTTLED
+  uint64_t purged = 0;           // messages dropped by purges
   // Rates, computed by the control plane from successive samples (ControlService::Stats); the
   // backend leaves them 0.
   double messages_in_per_s = 0;
   double messages_out_per_s = 0;
   double bytes_in_per_s = 0;
+  double bytes_out_per_s = 0;
 };
 
 struct QueueStats {
@@ -57,6 +59,14 @@ struct Histogram {
   std::vector<double> upper_bounds;
   std::vector<uint64_t> counts;  // upper_bounds.size() + 1
   double sum = 0;
+  uint64_t count() const {
+    uint64_t n = 0;
+    for (uint64_t c : counts) n += c;
+    return n;
+  }
+  // Adds `other` bucket by bucket (same bounds; an empty histogram takes other's bounds).
+  // False, and nothing added, if the bounds differ.
+  bool Merge(const Histogram& other);
 };
 
 struct LcoreStats {
@@ -75,14 +85,17 @@ struct LcoreStats {
   uint64_t ring_occupancy = 0;   // entries waiting in this lcore's inbound hand-off rings
   uint64_t batches = 0;          // batches sealed
   uint64_t uring_submits = 0, uring_completions = 0;
-  Histogram batch_bytes;         // empty upper_bounds = not reported
+  // Empty upper_bounds = not reported.
+  Histogram batch_bytes;          // bytes per sealed batch
+  Histogram batch_messages;       // messages per sealed batch
+  Histogram ack_latency_seconds;  // produce -> durable ack, per message, on this lcore
 };
 
 struct BackendStats {
   uint64_t published_version = 0;  // catalog snapshot version the lcores run with
   std::vector<QueueStats> queues;  // queues the backend runs (by id)
   std::vector<LcoreStats> lcores;
-  Histogram ack_latency_seconds;   // produce -> ack; empty upper_bounds = not reported
+  Histogram ack_latency_seconds;   // produce -> ack, every lcore's merged; empty = not reported
 };
 
 struct HealthCheck {
@@ -118,7 +131,8 @@ class ControlBackend {
   virtual absl::Status Publish(std::shared_ptr<const CatalogSnapshot> snapshot) = 0;
   // Live statistics of the published queues and of every worker lcore.
   virtual BackendStats Stats() = 0;
-  // Drops every stored message of `queue` (leases, delayed, dedup state go too).
+  // Drops every stored message of `queue` (ready, delayed, leased); offsets, idempotence and
+  // dedup state stay (docs/control.md §Purge).
   virtual absl::Status Purge(const QueueMeta& queue) = 0;
   virtual HealthReport Liveness() = 0;   // the process makes progress (lcores loop)
   virtual HealthReport Readiness() = 0;  // ports up, catalog published, storage recovered

@@ -132,14 +132,15 @@ BackendStats ControlService::Stats() {
   for (QueueStats& q : stats.queues) {
     for (PartitionStats& p : q.partitions) {
       const auto key = std::make_pair(q.id, p.partition);
-      const Sample cur{p.messages_in, p.messages_out, p.bytes_in};
+      const Sample cur{p.messages_in, p.messages_out, p.bytes_in, p.bytes_out};
       if (resample) {
         auto prev = sample_.find(key);
         if (prev != sample_.end() && !sample_.empty() && dt > 0) {
           auto rate = [dt](uint64_t a, uint64_t b) { return a >= b ? double(a - b) / dt : 0.0; };
           rates_[key] = Rates{rate(cur.messages_in, prev->second.messages_in),
                               rate(cur.messages_out, prev->second.messages_out),
-                              rate(cur.bytes_in, prev->second.bytes_in)};
+                              rate(cur.bytes_in, prev->second.bytes_in),
+                              rate(cur.bytes_out, prev->second.bytes_out)};
         }
         next[key] = cur;
       }
@@ -148,6 +149,7 @@ BackendStats ControlService::Stats() {
         p.messages_in_per_s = r->second.messages_in;
         p.messages_out_per_s = r->second.messages_out;
         p.bytes_in_per_s = r->second.bytes_in;
+        p.bytes_out_per_s = r->second.bytes_out;
       }
     }
   }

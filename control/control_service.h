@@ -59,10 +59,10 @@ class ControlService {
   std::mutex publish_mu_;  // catalog change + publication, one at a time
 
   struct Sample {
-    uint64_t messages_in = 0, messages_out = 0, bytes_in = 0;
+    uint64_t messages_in = 0, messages_out = 0, bytes_in = 0, bytes_out = 0;
   };
   struct Rates {
-    double messages_in = 0, messages_out = 0, bytes_in = 0;
+    double messages_in = 0, messages_out = 0, bytes_in = 0, bytes_out = 0;
   };
   std::mutex rates_mu_;
   std::chrono::steady_clock::time_point sample_time_{};

@@ -41,6 +41,7 @@ BackendStats FakeBackend::Stats() {
       ps.in_flight = q.spec.type == QueueType::kWork ? 3 : 0;
       ps.bytes_stored = ps.depth * 128;
       ps.acked = q.spec.type == QueueType::kWork ? 80 * t : 0;
+      ps.bytes_on_disk = ps.bytes_in;
       qs.partitions.push_back(ps);
     }
     s.queues.push_back(std::move(qs));
@@ -62,6 +63,8 @@ BackendStats FakeBackend::Stats() {
     ls.ring_occupancy = 7;
     ls.batches = 20 * t;
     ls.batch_bytes = Histogram{{4096, 65536, 262144}, {5, 10, 5, 0}, 1'500'000};
+    ls.batch_messages = Histogram{{1, 8, 64}, {4, 10, 6, 0}, 300};
+    ls.ack_latency_seconds = Histogram{{0.00001, 0.0001, 0.001, 0.01}, {5, 40, 4, 1, 0}, 0.01};
     s.lcores.push_back(std::move(ls));
   }
   s.ack_latency_seconds =

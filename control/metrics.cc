@@ -117,6 +117,49 @@ constexpr PartitionMetric kPartitionMetrics[] = {
      &PartitionStats::expired},
     {"sluice_partition_throttled_total", "counter", "Produces answered THROTTLED.",
      &PartitionStats::throttled},
+    {"sluice_partition_purged_total", "counter", "Messages dropped by purges.",
+     &PartitionStats::purged},
+};
+
+// Per-queue sums of the partitions' figures (offsets do not add up: left out).
+constexpr PartitionMetric kQueueMetrics[] = {
+    {"sluice_queue_depth_messages", "gauge", "Messages stored and not yet consumed.",
+     &PartitionStats::depth},
+    {"sluice_queue_inflight_messages", "gauge", "Work queues: messages leased, not deleted.",
+     &PartitionStats::in_flight},
+    {"sluice_queue_delayed_messages", "gauge", "Work queues: messages not yet visible.",
+     &PartitionStats::delayed},
+    {"sluice_queue_stored_bytes", "gauge", "Bytes held in memory.", &PartitionStats::bytes_stored},
+    {"sluice_queue_disk_bytes", "gauge", "Bytes in segment files.", &PartitionStats::bytes_on_disk},
+    {"sluice_queue_messages_in_total", "counter", "Messages appended.", &PartitionStats::messages_in},
+    {"sluice_queue_messages_out_total", "counter", "Messages delivered or received.",
+     &PartitionStats::messages_out},
+    {"sluice_queue_bytes_in_total", "counter", "Bytes appended.", &PartitionStats::bytes_in},
+    {"sluice_queue_bytes_out_total", "counter", "Bytes delivered or received.",
+     &PartitionStats::bytes_out},
+    {"sluice_queue_acked_total", "counter", "Produces acknowledged.", &PartitionStats::acked},
+    {"sluice_queue_dead_lettered_total", "counter",
+     "Work queues: messages moved past max_receive_count.", &PartitionStats::dead_lettered},
+    {"sluice_queue_expired_total", "counter", "Messages past their time to live.",
+     &PartitionStats::expired},
+    {"sluice_queue_throttled_total", "counter", "Produces answered THROTTLED.",
+     &PartitionStats::throttled},
+    {"sluice_queue_purged_total", "counter", "Messages dropped by purges.", &PartitionStats::purged},
+};
+
+struct RateMetric {
+  const char* suffix;  // after sluice_partition_ / sluice_queue_
+  const char* help;
+  double PartitionStats::*member;
+};
+constexpr RateMetric kRateMetrics[] = {
+    {"messages_in_per_second", "Messages appended per second (control plane, over >= 1 s).",
+     &PartitionStats::messages_in_per_s},
+    {"messages_out_per_second", "Messages delivered or received per second.",
+     &PartitionStats::messages_out_per_s},
+    {"bytes_in_per_second", "Bytes appended per second.", &PartitionStats::bytes_in_per_s},
+    {"bytes_out_per_second", "Bytes delivered or received per second.",
+     &PartitionStats::bytes_out_per_s},
 };
 
 struct LcoreMetric {
@@ -168,6 +211,18 @@ constexpr LcoreMetric kLcoreMetrics[] = {
 
 }  // namespace
 
+bool Histogram::Merge(const Histogram& other) {
+  if (other.upper_bounds.empty()) return true;
+  if (upper_bounds.empty() && counts.empty()) {
+    *this = other;
+    return true;
+  }
+  if (upper_bounds != other.upper_bounds || counts.size() != other.counts.size()) return false;
+  for (size_t i = 0; i < counts.size(); ++i) counts[i] += other.counts[i];
+  sum += other.sum;
+  return true;
+}
+
 std::string RenderMetrics(const BackendStats& stats, const CatalogSnapshot& catalog,
                           const MetricsContext& ctx) {
   Exposition x;
@@ -208,6 +263,25 @@ std::string RenderMetrics(const BackendStats& stats, const CatalogSnapshot& cata
                1);
     }
   }
+  for (const PartitionMetric& m : kQueueMetrics) {
+    for (const QueueStats& qs : stats.queues) {
+      const QueueMeta* q = catalog.FindById(qs.id);
+      if (q == nullptr) continue;
+      uint64_t sum = 0;
+      for (const PartitionStats& p : qs.partitions) sum += p.*m.member;
+      x.Sample(m.name, m.type, m.help, {{"queue", q->spec.name}}, sum);
+    }
+  }
+  for (const RateMetric& m : kRateMetrics) {
+    for (const QueueStats& qs : stats.queues) {
+      const QueueMeta* q = catalog.FindById(qs.id);
+      if (q == nullptr) continue;
+      double sum = 0;
+      for (const PartitionStats& p : qs.partitions) sum += p.*m.member;
+      x.SampleD(absl::StrCat("sluice_queue_", m.suffix), "gauge", m.help,
+                {{"queue", q->spec.name}}, sum);
+    }
+  }
   for (const PartitionMetric& m : kPartitionMetrics) {
     for (const QueueStats& qs : stats.queues) {
       const QueueMeta* q = catalog.FindById(qs.id);
@@ -215,6 +289,17 @@ std::string RenderMetrics(const BackendStats& stats, const CatalogSnapshot& cata
       for (const PartitionStats& p : qs.partitions) {
         x.Sample(m.name, m.type, m.help,
                  {{"queue", q->spec.name}, {"partition", absl::StrCat(p.partition)}}, p.*m.member);
+      }
+    }
+  }
+  for (const RateMetric& m : kRateMetrics) {
+    for (const QueueStats& qs : stats.queues) {
+      const QueueMeta* q = catalog.FindById(qs.id);
+      if (q == nullptr) continue;
+      for (const PartitionStats& p : qs.partitions) {
+        x.SampleD(absl::StrCat("sluice_partition_", m.suffix), "gauge", m.help,
+                  {{"queue", q->spec.name}, {"partition", absl::StrCat(p.partition)}},
+                  p.*m.member);
       }
     }
   }
@@ -230,11 +315,25 @@ std::string RenderMetrics(const BackendStats& stats, const CatalogSnapshot& cata
     }
   }
   for (const LcoreStats& l : stats.lcores) {
-    x.Histo("sluice_lcore_batch_bytes", "Size of sealed batches.",
+    x.Histo("sluice_lcore_batch_bytes", "Bytes per sealed batch.",
             {{"lcore", absl::StrCat(l.lcore)}}, l.batch_bytes);
   }
-  x.Histo("sluice_ack_latency_seconds", "Produce to acknowledgement latency.", {},
-          stats.ack_latency_seconds);
+  for (const LcoreStats& l : stats.lcores) {
+    x.Histo("sluice_lcore_batch_messages", "Messages per sealed batch.",
+            {{"lcore", absl::StrCat(l.lcore)}}, l.batch_messages);
+  }
+  for (const LcoreStats& l : stats.lcores) {
+    x.Histo("sluice_lcore_ack_latency_seconds",
+            "Produce to durable acknowledgement latency, per message, on this lcore.",
+            {{"lcore", absl::StrCat(l.lcore)}}, l.ack_latency_seconds);
+  }
+  // Every lcore's ack latency together (the backend's own figure when it gives one).
+  Histogram all = stats.ack_latency_seconds;
+  if (all.upper_bounds.empty()) {
+    for (const LcoreStats& l : stats.lcores) all.Merge(l.ack_latency_seconds);
+  }
+  x.Histo("sluice_ack_latency_seconds", "Produce to durable acknowledgement latency, per message.",
+          {}, all);
   for (const auto& [code, n] : ctx.http_responses) {
     x.Sample("sluice_control_http_responses_total", "counter",
              "REST API responses, by HTTP status.", {{"code", absl::StrCat(code)}}, n);

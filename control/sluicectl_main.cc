@@ -110,7 +110,11 @@ Changes attributes of a running queue. durability, priority_levels and fifo cann
 
 constexpr char kPurgeHelp[] = R"(usage: sluicectl queue purge NAME
 
-Drops every message of the queue (leases and delayed messages too); the queue stays.
+Drops every stored message of the queue (leased and delayed ones too); the queue and its
+offsets stay: the next message gets the next offset, stream reads below the new first offset
+answer OFFSET_OUT_OF_RANGE. Durable queues log the purge before it is answered, so a restart
+does not bring the messages back. A message still on its way to storage when the purge arrives
+is kept.
 )";
 
 constexpr char kDeleteHelp[] = R"(usage: sluicectl queue delete NAME
@@ -273,12 +277,13 @@ void PrintPartitions(const Json& stats) {
   for (const Json& p : stats["partitions"]) {
     rows.push_back({Field(p, "partition"), Field(p, "lcore"), Field(p, "depth"),
                     Field(p, "in_flight"), Field(p, "low_offset"), Field(p, "next_offset"),
-                    Field(p, "durable_offset"), Field(p, "messages_in_per_s"),
-                    Field(p, "messages_out_per_s"), Field(p, "bytes_stored"),
-                    Field(p, "bytes_on_disk")});
+                    Field(p, "durable_offset"), Field(p, "messages_in"), Field(p, "messages_out"),
+                    Field(p, "messages_in_per_s"), Field(p, "messages_out_per_s"),
+                    Field(p, "bytes_in_per_s"), Field(p, "bytes_out_per_s"),
+                    Field(p, "bytes_stored"), Field(p, "bytes_on_disk")});
   }
-  PrintTable({"PART", "LCORE", "DEPTH", "IN_FLIGHT", "LOW", "NEXT", "DURABLE", "IN/S", "OUT/S",
-              "BYTES", "ON_DISK"},
+  PrintTable({"PART", "LCORE", "DEPTH", "IN_FLIGHT", "LOW", "NEXT", "DURABLE", "IN", "OUT", "IN/S",
+              "OUT/S", "IN_B/S", "OUT_B/S", "BYTES", "ON_DISK"},
              rows);
 }
 
@@ -379,6 +384,30 @@ int Health(const Options& o) {
   return all_ok ? kExitOk : kExitRefused;
 }
 
+// The upper bound of the bucket holding quantile q of a histogram ({"upper_bounds", "counts"}),
+// as "<= 1.5ms"; "-" when there is none or nothing was observed.
+std::string Quantile(const Json& h, double q) {
+  if (!h.is_object() || !h.contains("counts") || !h.contains("upper_bounds")) return "-";
+  const std::vector<uint64_t> counts = h["counts"].get<std::vector<uint64_t>>();
+  const std::vector<double> bounds = h["upper_bounds"].get<std::vector<double>>();
+  uint64_t total = 0;
+  for (uint64_t c : counts) total += c;
+  if (total == 0) return "-";
+  const double want = q * double(total);
+  uint64_t seen = 0;
+  for (size_t i = 0; i < counts.size(); ++i) {
+    seen += counts[i];
+    if (double(seen) >= want) {
+      if (i >= bounds.size()) return "+Inf";
+      const double s = bounds[i];
+      return s >= 1 ? absl::StrFormat("<=%.3gs", s)
+             : s >= 1e-3 ? absl::StrFormat("<=%.3gms", s * 1e3)
+                         : absl::StrFormat("<=%.3gus", s * 1e6);
+    }
+  }
+  return "+Inf";
+}
+
 void PrintStats(const Json& j) {
   std::vector<Row> rows;
   for (const Json& q : j["queues"]) {
@@ -399,9 +428,11 @@ void PrintStats(const Json& j) {
     for (const auto& [reason, n] : l["drops"].items()) drops += n.get<uint64_t>();
     rows.push_back({Field(l, "lcore"), Field(l, "rx_packets"), Field(l, "tx_packets"),
                     Field(l, "messages_in"), Field(l, "throttled"), absl::StrCat(drops),
-                    Field(l, "ring_occupancy"), Field(l, "idle_sleeps")});
+                    Field(l, "ring_occupancy"), Field(l, "idle_sleeps"),
+                    Quantile(l["ack_latency_seconds"], 0.5), Quantile(l["ack_latency_seconds"], 0.99)});
   }
-  PrintTable({"LCORE", "RX_PKTS", "TX_PKTS", "MSGS_IN", "THROTTLED", "DROPS", "RING", "SLEEPS"},
+  PrintTable({"LCORE", "RX_PKTS", "TX_PKTS", "MSGS_IN", "THROTTLED", "DROPS", "RING", "SLEEPS",
+              "ACK_P50", "ACK_P99"},
              rows);
 }
 

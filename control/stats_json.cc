@@ -22,9 +22,11 @@ Json ToJson(const PartitionStats& p) {
               {"dead_lettered", p.dead_lettered},
               {"expired", p.expired},
               {"throttled", p.throttled},
+              {"purged", p.purged},
               {"messages_in_per_s", p.messages_in_per_s},
               {"messages_out_per_s", p.messages_out_per_s},
-              {"bytes_in_per_s", p.bytes_in_per_s}};
+              {"bytes_in_per_s", p.bytes_in_per_s},
+              {"bytes_out_per_s", p.bytes_out_per_s}};
 }
 
 Json ToJson(const QueueStats& q) {
@@ -45,9 +47,11 @@ Json ToJson(const QueueStats& q) {
     t.dead_lettered += p.dead_lettered;
     t.expired += p.expired;
     t.throttled += p.throttled;
+    t.purged += p.purged;
     t.messages_in_per_s += p.messages_in_per_s;
     t.messages_out_per_s += p.messages_out_per_s;
     t.bytes_in_per_s += p.bytes_in_per_s;
+    t.bytes_out_per_s += p.bytes_out_per_s;
   }
   Json totals = ToJson(t);
   for (const char* k : {"partition", "shard", "lcore", "low_offset", "next_offset",
@@ -59,7 +63,8 @@ Json ToJson(const QueueStats& q) {
 
 Json ToJson(const Histogram& h) {
   if (h.upper_bounds.empty()) return nullptr;
-  return Json{{"upper_bounds", h.upper_bounds}, {"counts", h.counts}, {"sum", h.sum}};
+  return Json{{"upper_bounds", h.upper_bounds}, {"counts", h.counts}, {"sum", h.sum},
+              {"count", h.count()}};
 }
 
 Json ToJson(const LcoreStats& l) {
@@ -92,7 +97,9 @@ Json ToJson(const LcoreStats& l) {
               {"batches", l.batches},
               {"uring_submits", l.uring_submits},
               {"uring_completions", l.uring_completions},
-              {"batch_bytes", ToJson(l.batch_bytes)}};
+              {"batch_bytes", ToJson(l.batch_bytes)},
+              {"batch_messages", ToJson(l.batch_messages)},
+              {"ack_latency_seconds", ToJson(l.ack_latency_seconds)}};
 }
 
 Json ToJson(const BackendStats& s, const CatalogSnapshot& catalog) {

@@ -1,6 +1,8 @@
 #include "dataplane/control_backend.h"
 
 #include <algorithm>
+#include <cstdio>
+#include <cstring>
 #include <map>
 #include <thread>
 
@@ -136,6 +138,23 @@ std::vector<PartitionFigures> SluicedBackend::CollectFigures(
   return all;
 }
 
+namespace {
+
+// A snapshot of an lcore's histogram (relaxed loads: each bucket whole, the set not atomic), its
+// bounds and sum scaled (ns -> s).
+template <typename H>
+c::Histogram ToHistogram(const H& h, double scale) {
+  c::Histogram out;
+  out.upper_bounds.reserve(H::kBounds);
+  out.counts.reserve(H::kBuckets);
+  for (size_t i = 0; i < H::kBounds; ++i) out.upper_bounds.push_back(double(H::UpperBound(i)) * scale);
+  for (size_t i = 0; i < H::kBuckets; ++i) out.counts.push_back(h.count(i));
+  out.sum = double(h.sum()) * scale;
+  return out;
+}
+
+}  // namespace
+
 c::BackendStats SluicedBackend::Stats() {
   c::BackendStats out;
   std::shared_ptr<const c::CatalogSnapshot> snapshot;
@@ -171,9 +190,15 @@ c::BackendStats SluicedBackend::Stats() {
         ps.durable_offset = f.durable_offset;
         ps.bytes_stored = f.bytes_stored;
         ps.bytes_on_disk = f.bytes_on_disk;
-        // The engine counts per shard, not per partition: the log's offsets are the messages
-        // appended to this partition since start (or since its last purge).
-        ps.messages_in = f.next_offset;
+        ps.messages_in = f.counters.messages_in;
+        ps.messages_out = f.counters.messages_out;
+        ps.bytes_in = f.counters.bytes_in;
+        ps.bytes_out = f.counters.bytes_out;
+        ps.acked = f.counters.acked;
+        ps.dead_lettered = f.counters.dead_lettered;
+        ps.expired = f.counters.expired;
+        ps.throttled = f.counters.throttled;
+        ps.purged = f.counters.purged;
       }
       qs.partitions.push_back(ps);
     }
@@ -212,6 +237,11 @@ c::BackendStats SluicedBackend::Stats() {
     ls.delivered = fc.delivered;
     ls.reply_no_buffer = fc.reply_no_buffer;
     ls.ring_occupancy = w->RingOccupancy();
+    const FrontendHistograms& h = w->handler().frontend_histograms();
+    ls.ack_latency_seconds = ToHistogram(h.ack_latency_ns, 1e-9);
+    ls.batch_bytes = ToHistogram(h.batch_bytes, 1);
+    ls.batch_messages = ToHistogram(h.batch_messages, 1);
+    out.ack_latency_seconds.Merge(ls.ack_latency_seconds);
     if (w->index() < storage.size()) {
       ls.batches = storage[w->index()].batches;
       ls.uring_submits = storage[w->index()].submits;
@@ -351,18 +381,64 @@ int TelemetryQueues(const char*, const char*, rte_tel_data* d) {
     for (const c::QueueStats& q : s.queues) {
       rte_tel_data* e = rte_tel_data_alloc();
       if (e == nullptr) return;
-      uint64_t depth = 0, in_flight = 0, next = 0;
+      c::PartitionStats t;
       for (const c::PartitionStats& p : q.partitions) {
-        depth += p.depth;
-        in_flight += p.in_flight;
-        next += p.next_offset;
+        t.depth += p.depth;
+        t.in_flight += p.in_flight;
+        t.messages_in += p.messages_in;
+        t.messages_out += p.messages_out;
+        t.bytes_in += p.bytes_in;
+        t.bytes_out += p.bytes_out;
+        t.bytes_on_disk += p.bytes_on_disk;
+        t.acked += p.acked;
+        t.throttled += p.throttled;
+        t.purged += p.purged;
       }
       rte_tel_data_start_dict(e);
       rte_tel_data_add_dict_u64(e, "partitions", q.partitions.size());
-      rte_tel_data_add_dict_u64(e, "depth", depth);
-      rte_tel_data_add_dict_u64(e, "in_flight", in_flight);
-      rte_tel_data_add_dict_u64(e, "messages_in", next);
+      rte_tel_data_add_dict_u64(e, "depth", t.depth);
+      rte_tel_data_add_dict_u64(e, "in_flight", t.in_flight);
+      rte_tel_data_add_dict_u64(e, "messages_in", t.messages_in);
+      rte_tel_data_add_dict_u64(e, "messages_out", t.messages_out);
+      rte_tel_data_add_dict_u64(e, "bytes_in", t.bytes_in);
+      rte_tel_data_add_dict_u64(e, "bytes_out", t.bytes_out);
+      rte_tel_data_add_dict_u64(e, "bytes_on_disk", t.bytes_on_disk);
+      rte_tel_data_add_dict_u64(e, "acked", t.acked);
+      rte_tel_data_add_dict_u64(e, "throttled", t.throttled);
+      rte_tel_data_add_dict_u64(e, "purged", t.purged);
       rte_tel_data_add_dict_container(out, absl::StrFormat("queue%u", q.id).c_str(), e, 0);
+    }
+  });
+}
+
+// One histogram as a flat dict (telemetry nests one level only): "count", "sum" (in `unit`s),
+// and Prometheus-style cumulative buckets "le_<bound>" (bounds in `unit`s) and "le_inf".
+void AddHistogram(rte_tel_data* out, const std::string& key, const c::Histogram& h, double unit) {
+  if (h.upper_bounds.empty()) return;
+  rte_tel_data* e = rte_tel_data_alloc();
+  if (e == nullptr) return;
+  rte_tel_data_start_dict(e);
+  rte_tel_data_add_dict_u64(e, "count", h.count());
+  rte_tel_data_add_dict_u64(e, "sum", static_cast<uint64_t>(h.sum / unit + 0.5));
+  uint64_t cumulative = 0;
+  for (size_t i = 0; i < h.counts.size(); ++i) {
+    cumulative += h.counts[i];
+    const std::string le =
+        i < h.upper_bounds.size()
+            ? absl::StrFormat("le_%u", static_cast<uint64_t>(h.upper_bounds[i] / unit + 0.5))
+            : std::string("le_inf");
+    rte_tel_data_add_dict_u64(e, le.c_str(), cumulative);
+  }
+  rte_tel_data_add_dict_container(out, key.c_str(), e, 0);
+}
+
+int TelemetryHistograms(const char*, const char*, rte_tel_data* d) {
+  return WithBackend(d, [](SluicedBackend& b, rte_tel_data* out) {
+    for (const c::LcoreStats& l : b.Stats().lcores) {
+      AddHistogram(out, absl::StrFormat("lcore%d_ack_latency_ns", l.lcore), l.ack_latency_seconds,
+                   1e-9);
+      AddHistogram(out, absl::StrFormat("lcore%d_batch_bytes", l.lcore), l.batch_bytes, 1);
+      AddHistogram(out, absl::StrFormat("lcore%d_batch_messages", l.lcore), l.batch_messages, 1);
     }
   });
 }
@@ -375,13 +451,27 @@ void SluicedBackend::RegisterTelemetry() {
   g_telemetry_backend = this;
   if (registered) return;
   registered = true;
-  rte_telemetry_register_cmd("/sluice/health", TelemetryHealth,
-                             "Liveness and readiness of sluiced. Takes no parameters");
-  rte_telemetry_register_cmd("/sluice/lcores", TelemetryLcores,
-                             "Counters of every worker lcore. Takes no parameters");
-  rte_telemetry_register_cmd("/sluice/queues", TelemetryQueues,
-                             "Depth, in flight and messages in of every queue (keys queue<ID>). "
-                             "Takes no parameters");
+  // DPDK refuses (-EINVAL) a help text of 128 characters or more: a failure is logged.
+  struct Command {
+    const char* name;
+    telemetry_cb fn;
+    const char* help;
+  };
+  const Command commands[] = {
+      {"/sluice/health", TelemetryHealth, "Liveness and readiness of sluiced. No parameters"},
+      {"/sluice/lcores", TelemetryLcores, "Counters of every worker lcore. No parameters"},
+      {"/sluice/queues", TelemetryQueues,
+       "Per queue<ID>: depth, in flight, messages/bytes in/out, bytes on disk. No parameters"},
+      {"/sluice/histograms", TelemetryHistograms,
+       "Per lcore<ID>_{ack_latency_ns,batch_bytes,batch_messages}: count, sum, le_<bound>. "
+       "No parameters"},
+  };
+  for (const Command& c : commands) {
+    if (const int rc = rte_telemetry_register_cmd(c.name, c.fn, c.help); rc != 0) {
+      std::fprintf(stderr, "sluiced: telemetry command %s not registered: %s\n", c.name,
+                   std::strerror(-rc));
+    }
+  }
 }
 
 }  // namespace sluice::dataplane

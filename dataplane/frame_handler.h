@@ -43,6 +43,7 @@ class FrameHandler final : public ReplyChannel {
   }
   std::string ShardStatsJson() const { return frontend_->StatsJson(); }
   const FrontendCounters& frontend_counters() const { return frontend_->counters(); }
+  const FrontendHistograms& frontend_histograms() const { return frontend_->histograms(); }
 
   // ReplyChannel
   ReplyBuffer Acquire(const Endpoint& to, size_t max_bytes) override;

@@ -38,8 +38,8 @@ p::FrameIds IdsOf(const shard::ReplyTarget& t, uint16_t flags = 0) {
 class Frontend::Impl final : public shard::ShardSink {
  public:
   Impl(const QueueTable& table, uint16_t worker, std::span<const uint32_t> shards,
-       ReplyChannel& replies, FrontendCounters& counters, uint32_t min_message_bytes,
-       Persistence* persistence);
+       ReplyChannel& replies, FrontendCounters& counters, FrontendHistograms& histograms,
+       uint32_t min_message_bytes, Persistence* persistence);
 
   void SetTable(const QueueTable& next);
   void CollectPartitionStats(std::vector<PartitionFigures>* out) const;
@@ -114,6 +114,7 @@ class Frontend::Impl final : public shard::ShardSink {
   // open/recover a partition's log, close/remove it).
   void AddPartition(const QueueInfo& q, uint32_t partition);
   void RemovePartition(uint32_t queue_id, uint32_t partition);
+  void PurgePartition(const QueueInfo& q, uint32_t partition);
 
   shard::Shard* ShardOf(uint32_t queue, uint32_t partition);
   bool Owns(const QueueInfo& q, uint32_t partition) const;
@@ -263,13 +264,17 @@ uint32_t EngineMessageCap(uint32_t largest_message_bytes) {
 }
 
 Frontend::Impl::Impl(const QueueTable& table, uint16_t worker, std::span<const uint32_t> shards,
-                     ReplyChannel& replies, FrontendCounters& counters, uint32_t min_message_bytes,
+                     ReplyChannel& replies, FrontendCounters& counters,
+                     FrontendHistograms& histograms, uint32_t min_message_bytes,
                      Persistence* persistence)
     : table_(&table), worker_(worker), replies_(replies), counters_(counters),
       persistence_(persistence) {
   shards_.resize(table.shard_count());
   const uint32_t largest = std::max(table.largest_message_bytes(), min_message_bytes);
-  const shard::ShardConfig sc = EngineShardConfig(largest);
+  shard::ShardConfig sc = EngineShardConfig(largest);
+  sc.ack_latency_ns = &histograms.ack_latency_ns;
+  sc.batch_bytes = &histograms.batch_bytes;
+  sc.batch_messages = &histograms.batch_messages;
   for (uint32_t s : shards) {
     SLUICE_ASSERT(s < shards_.size() && table.WorkerOfShard(s) == worker);
     shards_[s] = std::make_unique<shard::Shard>(sc, this);
@@ -393,12 +398,32 @@ void Frontend::Impl::RemovePartition(uint32_t queue_id, uint32_t partition) {
     const shard::Partition* pt = s ? s->Find(shard::QueueId{queue_id}, partition) : nullptr;
     if (pt == nullptr) continue;
     std::erase(to_submit_, pt);
-    // A deleted or purged queue's log goes with it (purge: the queue starts a new, empty log).
+    // A deleted queue's log goes with it.
     if (std::erase(persisted_, std::make_pair(queue_id, partition)) > 0) {
       persistence_->Close(queue_id, partition, /*remove=*/true);
     }
     s->RemovePartition(shard::QueueId{queue_id}, partition);
     return;
+  }
+}
+
+void Frontend::Impl::PurgePartition(const QueueInfo& q, uint32_t partition) {
+  shard::Shard* s = ShardOf(q.id, partition);
+  if (s == nullptr) return;
+  uint64_t below = 0;
+  uint64_t dropped = 0;
+  if (s->Purge(shard::QueueId{q.id}, partition, &below, &dropped) != Errc::kOk) return;
+  ++counters_.purges;
+  if (std::find(persisted_.begin(), persisted_.end(), std::make_pair(q.id, partition)) ==
+      persisted_.end()) {
+    return;
+  }
+  if (absl::Status st = persistence_->Purged(q.id, partition, below); !st.ok()) {
+    // Control path (once per purge): the purge holds in memory; a restart would bring back
+    // what the log still has below the mark.
+    std::fprintf(stderr, "sluiced: queue '%s': %s\n", q.name.c_str(),
+                 std::string(st.message()).c_str());
+    ++counters_.storage_failures;
   }
 }
 
@@ -437,7 +462,7 @@ void Frontend::Impl::OnStorage(uint32_t queue, uint32_t partition, shard::Durabl
   shard::Shard* s = ShardOf(queue, partition);
   if (s == nullptr) return;  // removed since
   if (errc == Errc::kOk) {
-    s->MarkDurable(shard::QueueId{queue}, partition, durable);
+    s->MarkDurable(shard::QueueId{queue}, partition, durable, now_ns_);
     return;
   }
   const shard::Partition* pt = s->Find(shard::QueueId{queue}, partition);
@@ -465,7 +490,7 @@ void Frontend::Impl::EnforceLogRetention(uint64_t now_ns) {
       const uint64_t lowest = pt->work()->Stats().lowest_offset;
       persistence_->EnforceRetention(queue, part, std::min(lowest, pt->log().durable_end().value),
                                      0, 0, now_ns);
-    } else if (c.retention_bytes != 0 || c.retention_ms != 0) {
+    } else {  // by retention, and below a purge mark
       persistence_->EnforceRetention(queue, part, UINT64_MAX, c.retention_bytes,
                                      c.retention_ms * 1'000'000, now_ns);
     }
@@ -477,11 +502,10 @@ void Frontend::Impl::OnRemoved(shard::QueueId queue, uint32_t partition, uint64_
 }
 
 void Frontend::Impl::SetTable(const QueueTable& next) {
-  // Removed queues and purged ones (a purge drops every message: remove, then add afresh).
+  // Removed queues.
   scratch_.clear();
   for (const auto& [id, held] : held_) {
-    const QueueInfo* q = next.Find(id);
-    if (q == nullptr || q->purge_generation != held.purge_generation) scratch_.push_back(id);
+    if (next.Find(id) == nullptr) scratch_.push_back(id);
   }
   for (uint32_t id : scratch_) {
     for (uint32_t part : held_[id].partitions) RemovePartition(id, part);
@@ -489,12 +513,18 @@ void Frontend::Impl::SetTable(const QueueTable& next) {
   }
   table_ = &next;
   for (const QueueInfo& q : next.queues()) {
-    if (held_.contains(q.id)) {
+    auto held = held_.find(q.id);
+    if (held != held_.end()) {
       // Attribute updates that may change live reach the engine (the others wait for a restart).
-      for (uint32_t part : held_[q.id].partitions) {
+      for (uint32_t part : held->second.partitions) {
         if (shard::Shard* s = ShardOf(q.id, part)) {
           s->UpdateLiveConfig(shard::QueueId{q.id}, part, q.config);
         }
+      }
+      // A purge drops the messages and keeps the partitions and their offsets.
+      if (held->second.purge_generation != q.purge_generation) {
+        held->second.purge_generation = q.purge_generation;
+        for (uint32_t part : held->second.partitions) PurgePartition(q, part);
       }
       continue;
     }
@@ -520,6 +550,7 @@ void Frontend::Impl::CollectPartitionStats(std::vector<PartitionFigures>* out) c
       f.low_offset = pt->log().start_offset();
       f.bytes_stored = uint64_t{pt->log().chunks_held()} * s->config().chunk_bytes;
       if (Persisted(*pt)) f.bytes_on_disk = persistence_->LogBytes(id, part);
+      f.counters = pt->counters();
       if (const shard::WorkQueue* w = pt->work()) {
         const shard::WorkQueueStats ws = w->Stats();
         f.depth = uint64_t{ws.pending} + ws.delayed + ws.ready + ws.backlog;
@@ -778,7 +809,7 @@ void Frontend::Impl::OnReceive(const p::FrameView& f, const Endpoint& from,
   shard::ReceiveArgs args;
   args.max_messages = r->max_messages;
   args.visibility_ms = r->visibility_ms == p::kQueueDefaultVisibility ? 0 : r->visibility_ms;
-  args.wait_ms = r->wait_ms;
+  args.wait_ms = r->wait_ms == p::kQueueDefaultWait ? q->receive_wait_ms : r->wait_ms;
   const shard::ReplyTarget target{from.w0, f.header.client_id, f.header.request_id};
   ShardOf(q->id, partition)->Receive(target, shard::QueueId{q->id}, partition, args, now_ns);
 }
@@ -902,6 +933,13 @@ void Frontend::Impl::OnColdRead(uint64_t cookie, Errc errc, uint64_t next_offset
     ErrorTo(c.target, p::FrameType::kFetch, errc);
     return;
   }
+  // Segments may still hold records below a purge mark (a time search can land there): they
+  // are not the log's any more.
+  const uint64_t start = persistence_->LogStart(c.queue, c.partition);
+  size_t below = 0;
+  while (below < records.size() && records[below].offset < start) ++below;
+  records = records.subspan(below);
+  next_offset = std::max(next_offset, start);
   SendRecords(p::FrameType::kMessages, c.target, 0, c.queue, c.partition,
               [&](uint32_t n, uint32_t max_bytes, Visit visit) {
                 shard::FetchResult r{Errc::kOk, next_offset, 0};
@@ -1664,7 +1702,8 @@ uint32_t Frontend::Impl::Service(uint64_t now_ns) {
       if (Persisted(*pt)) {
         to_submit_.push_back(pt);
       } else {  // durability none: sealed is durable
-        s->MarkDurable(pt->queue(), pt->index(), shard::DurableOffset{pt->log().sealed_end().value});
+        s->MarkDurable(pt->queue(), pt->index(), shard::DurableOffset{pt->log().sealed_end().value},
+                       now_ns);
       }
     }
   }
@@ -1743,8 +1782,8 @@ std::string Frontend::Impl::StatsJson() const {
 
 Frontend::Frontend(const QueueTable& table, uint16_t worker, std::span<const uint32_t> shards,
                    ReplyChannel& replies, uint32_t min_message_bytes, Persistence* persistence)
-    : impl_(std::make_unique<Impl>(table, worker, shards, replies, counters_, min_message_bytes,
-                                   persistence)) {}
+    : impl_(std::make_unique<Impl>(table, worker, shards, replies, counters_, histograms_,
+                                   min_message_bytes, persistence)) {}
 
 void Frontend::SetTable(const QueueTable& next) { impl_->SetTable(next); }
 

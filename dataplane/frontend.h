@@ -73,7 +73,17 @@ struct FrontendCounters {
   Counter reply_no_buffer;   // replies lost for want of a buffer
   Counter dead_lettered;     // messages moved to their dead-letter queue
   Counter dead_letters_dropped;  // could not be moved (no DLQ, or no room / ring full)
-  Counter storage_failures;  // partitions whose log failed (they answer STORAGE_FAILED)
+  Counter storage_failures;  // partitions whose log failed (they answer STORAGE_FAILED), and
+                             // purge marks that could not be logged
+  Counter purges;            // partition purges applied
+};
+
+// Histograms of one worker, filled on its lcore by its shards (plain per-lcore counters, see
+// shard/histogram.h) and read by the control plane at any time.
+struct FrontendHistograms {
+  shard::AckLatencyHistogram ack_latency_ns;      // produce -> durable ack, per message
+  shard::BatchBytesHistogram batch_bytes;         // per sealed batch
+  shard::BatchMessagesHistogram batch_messages;   // per sealed batch
 };
 
 // Figures of one partition this worker holds (for the control plane's stats; a walk over the
@@ -90,6 +100,7 @@ struct PartitionFigures {
   uint64_t durable_offset = 0;
   uint64_t bytes_stored = 0;  // chunks held x chunk size
   uint64_t bytes_on_disk = 0;  // the partition's log (durable queues)
+  shard::PartitionCounters counters;  // messages and bytes in/out... since it was added here
 };
 
 // The engine's shard settings for a worker whose largest queue message is `largest` bytes, and
@@ -130,10 +141,12 @@ class Frontend {
   void CollectPartitionStats(std::vector<PartitionFigures>* out) const;
 
   const FrontendCounters& counters() const { return counters_; }
+  const FrontendHistograms& histograms() const { return histograms_; }
   std::string StatsJson() const;
 
  private:
   class Impl;
+  FrontendHistograms histograms_;  // before impl_: its shards write here until they go
   std::unique_ptr<Impl> impl_;
   FrontendCounters counters_;
 };

@@ -24,7 +24,7 @@ struct QueueInfo {
   uint32_t id = 0;
   std::string name;
   shard::QueueConfig config;        // complete engine settings of every partition
-  uint32_t receive_wait_ms = 0;     // long poll when a RECEIVE gives 0 (frontend's, not engine's)
+  uint32_t receive_wait_ms = 0;     // long poll of a RECEIVE whose wait_ms is kQueueDefaultWait (frontend's)
   uint64_t purge_generation = 0;    // a change tells the owners to drop every message
   std::vector<uint32_t> partition_shard;   // partition -> shard id
   std::vector<uint16_t> partition_worker;  // partition -> worker index (cached from the shard map)

@@ -174,6 +174,7 @@ absl::StatusOr<RecoveredLog> StorageShell::Open(
   part->handle = *h;
   part->acks.emplace(std::move(*acks));
   part->submitted_end = part->durable_end = out.next_offset;
+  part->purged_below = rec->acks.deleted_below;
   part->dir = dir->path();
   by_handle_[*h] = part.get();
   parts_[Key(queue, partition)] = std::move(part);
@@ -277,6 +278,33 @@ void StorageShell::Committed(uint32_t queue, uint32_t partition, std::string_vie
   ++stats_.ack_entries;
 }
 
+absl::Status StorageShell::Purged(uint32_t queue, uint32_t partition, uint64_t below) {
+  Part* p = Find(queue, partition);
+  if (p == nullptr || !p->acks.has_value()) {
+    return absl::FailedPreconditionError(
+        absl::StrFormat("queue %u partition %u: purge below offset %u: no log here", queue,
+                        partition, below));
+  }
+  p->purged_below = std::max(p->purged_below, below);
+  // Whatever deletes are buffered go first, then the mark, written and synced now.
+  if (!p->acks->DeletedBelow(below)) {
+    FlushAcks();
+    if (!p->acks->DeletedBelow(below)) {
+      ++stats_.ack_flush_errors;
+      return absl::ResourceExhaustedError(
+          absl::StrFormat("queue %u partition %u: purge below offset %u: ack log full", queue,
+                          partition, below));
+    }
+  }
+  ++stats_.ack_entries;
+  if (absl::Status s = p->acks->Flush(/*sync=*/true); !s.ok()) {
+    ++stats_.ack_flush_errors;
+    return absl::Status(s.code(), absl::StrFormat("queue %u partition %u: purge below offset %u: %s",
+                                                  queue, partition, below, s.message()));
+  }
+  return absl::OkStatus();
+}
+
 Errc StorageShell::Fetch(uint32_t queue, uint32_t partition, bool by_timestamp, uint64_t value,
                          uint32_t max_records, uint64_t cookie) {
   const Part* p = Find(queue, partition);
@@ -305,7 +333,9 @@ uint32_t StorageShell::PollReads(
 
 uint64_t StorageShell::LogStart(uint32_t queue, uint32_t partition) const {
   const Part* p = Find(queue, partition);
-  return p == nullptr ? shard::kNoOffset : writer_->log(p->handle).start_offset();
+  if (p == nullptr) return shard::kNoOffset;
+  // A purge mark hides what is below it (its segments go at the next retention pass).
+  return std::max(writer_->log(p->handle).start_offset(), p->purged_below);
 }
 
 uint64_t StorageShell::LogBytes(uint32_t queue, uint32_t partition) const {
@@ -324,6 +354,12 @@ uint32_t StorageShell::EnforceRetention(uint32_t queue, uint32_t partition,
   Part* p = Find(queue, partition);
   if (p == nullptr || p->failed) return 0;
   storage::UringWriter::Retention r;
+  if (keep_from_offset == UINT64_MAX && p->purged_below > 0) {
+    // A purged stream: the segments wholly below the purge mark go first.
+    r.keep_from_offset = p->purged_below;
+    absl::StatusOr<uint32_t> purged = writer_->EnforceRetention(p->handle, r);
+    if (purged.ok()) stats_.segments_removed += *purged;
+  }
   r.keep_from_offset = keep_from_offset;
   r.max_bytes = max_bytes;
   r.max_age_ns = max_age_ns;

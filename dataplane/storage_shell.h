@@ -103,6 +103,7 @@ class StorageShell final : public Persistence {
   void Removed(uint32_t queue, uint32_t partition, uint64_t offset) override;
   void Committed(uint32_t queue, uint32_t partition, std::string_view group,
                  uint64_t offset) override;
+  absl::Status Purged(uint32_t queue, uint32_t partition, uint64_t below) override;
   void FlushAcks() override;
   Errc Fetch(uint32_t queue, uint32_t partition, bool by_timestamp, uint64_t value,
              uint32_t max_records, uint64_t cookie) override;
@@ -128,6 +129,7 @@ class StorageShell final : public Persistence {
     std::optional<storage::AckLog> acks;
     uint64_t submitted_end = 0;  // end offset of the last batch handed to the writer
     uint64_t durable_end = 0;
+    uint64_t purged_below = 0;  // the ack log's "deleted below" mark: nothing below is read
     bool failed = false;
     bool ack_dirty = false;  // in ack_dirty_
     std::string dir;

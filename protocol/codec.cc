@@ -636,7 +636,7 @@ DecodeResult<ReceiveRequest> DecodeReceive(const FrameView& f) {
   r.wait_ms = U32(p + 12);
   r.max_frame_bytes = U16(p + 16);
   if (!ValidMaxMessages(r.max_messages) || !ValidReplyFrameBytes(r.max_frame_bytes) ||
-      r.wait_ms > kMaxWaitMs ||
+      (r.wait_ms != kQueueDefaultWait && r.wait_ms > kMaxWaitMs) ||
       (r.visibility_ms != kQueueDefaultVisibility && r.visibility_ms > kMaxVisibilityMs)) {
     return DecodeError::kBadValue;
   }
@@ -1309,7 +1309,7 @@ EncodeResult FrameWriter::Finish() {
 
 EncodeResult EncodeReceive(std::span<std::byte> out, const FrameIds& ids, const ReceiveRequest& r) {
   if (!ValidMaxMessages(r.max_messages) || !ValidReplyFrameBytes(r.max_frame_bytes) ||
-      r.wait_ms > kMaxWaitMs ||
+      (r.wait_ms != kQueueDefaultWait && r.wait_ms > kMaxWaitMs) ||
       (r.visibility_ms != kQueueDefaultVisibility && r.visibility_ms > kMaxVisibilityMs)) {
     return EncodeError::kBadValue;
   }

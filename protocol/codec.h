@@ -168,7 +168,7 @@ struct ReceiveRequest {
   uint16_t partition = kAnyPartition;
   uint16_t max_messages = 1;                       // 1..kMaxReceiveMessages
   uint32_t visibility_ms = kQueueDefaultVisibility;
-  uint32_t wait_ms = 0;                            // long poll; 0 = answer at once
+  uint32_t wait_ms = 0;  // long poll; 0 = answer at once; kQueueDefaultWait = the queue's
   uint16_t max_frame_bytes = 0;                    // reply datagram cap; 0 = 1472
   friend bool operator==(const ReceiveRequest&, const ReceiveRequest&) = default;
 };

@@ -103,6 +103,7 @@ struct FrameHeader {
 // ---- addressing ---------------------------------------------------------------------------------
 inline constexpr uint16_t kAnyPartition = 0xFFFF;           // PRODUCE: server picks; RECEIVE: any
 inline constexpr uint32_t kQueueDefaultVisibility = 0xFFFFFFFF;  // RECEIVE visibility_ms
+inline constexpr uint32_t kQueueDefaultWait = 0xFFFFFFFF;        // RECEIVE wait_ms: the queue's receive_wait_ms
 inline constexpr uint16_t kMaxPartitions = 0xFFFE;          // partition indexes 0..0xFFFD
 
 enum class QueueType : uint8_t { kWorkQueue = 1, kStream = 2 };

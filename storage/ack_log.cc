@@ -133,6 +133,7 @@ bool AckLog::Delete(uint64_t offset) { return Append(AckKind::kDelete, {}, offse
 bool AckLog::Commit(std::string_view group, uint64_t offset) {
   return Append(AckKind::kCommit, group, offset);
 }
+bool AckLog::DeletedBelow(uint64_t offset) { return Append(AckKind::kDeletedBelow, {}, offset); }
 
 absl::Status AckLog::Flush(bool sync) {
   if (used_ > 0) {

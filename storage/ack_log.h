@@ -6,7 +6,7 @@
 //   [u32 crc32c of the rest][u8 kind][u8 group_len][u16 zero][u64 offset][group bytes, zero-padded to 8]
 //   kind 1 DELETE offset          a work-queue message was deleted
 //   kind 2 COMMIT group, offset   a consumer group committed `offset` (next to read)
-//   kind 3 DELETED_BELOW offset   every message below `offset` is deleted (written by compaction)
+//   kind 3 DELETED_BELOW offset   every message below `offset` is deleted (compaction, purge)
 //
 // Appends go into a fixed buffer; Flush writes what accumulated with one buffered pwrite (call it
 // once per loop pass or on a timer, not per message). The ack log is not fsynced by default: an
@@ -60,6 +60,8 @@ class AckLog {
   // false: the buffer is full; Flush and try again.
   bool Delete(uint64_t offset);
   bool Commit(std::string_view group, uint64_t offset);
+  // Every message below `offset` is deleted (a purge; compaction writes the same entry).
+  bool DeletedBelow(uint64_t offset);
   // Writes the buffered entries (one pwrite); `sync` adds an fdatasync.
   absl::Status Flush(bool sync = false);
   size_t buffered_bytes() const { return used_; }

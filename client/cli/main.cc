@@ -143,7 +143,8 @@ const std::vector<Command>& Commands() {
        "\n"
        "  --max N           at most N messages (default 1, up to 1024)\n"
        "  --visibility-ms V lease length (default: the queue's)\n"
-       "  --wait-ms W       long poll: wait up to W ms for a message (default 0, up to 60000)\n"
+       "  --wait-ms W       long poll: wait up to W ms for a message, up to 60000; 0 = answer\n"
+       "                    at once (default: the queue's receive_wait_ms)\n"
        "  --partition P     one partition (default: any)\n"
        "  --delete          delete the messages after printing them\n"
        "  --headers         after each message, its attributes and headers, one per line,\n"
@@ -613,7 +614,7 @@ int Receive(const Args& a, Connection& conn) {
   std::optional<int> exit;
   const uint16_t max = Flag<uint16_t>(a, "max", 1, 1, p::kMaxReceiveMessages, &exit);
   const int64_t vis = Flag<int64_t>(a, "visibility-ms", -1, 0, p::kMaxVisibilityMs, &exit);
-  const int64_t wait = Flag<int64_t>(a, "wait-ms", 0, 0, p::kMaxWaitMs, &exit);
+  const int64_t wait = Flag<int64_t>(a, "wait-ms", -1, 0, p::kMaxWaitMs, &exit);
   const int partition = Flag<int>(a, "partition", -1, 0, p::kMaxPartitions - 1, &exit);
   if (exit) return *exit;
   auto wc = WorkConsumer::Create(conn, a.positional[0]);
@@ -621,7 +622,7 @@ int Receive(const Args& a, Connection& conn) {
   ReceiveOptions o;
   o.max_messages = max;
   if (vis >= 0) o.visibility = absl::Milliseconds(vis);
-  o.wait = absl::Milliseconds(wait);
+  if (wait >= 0) o.wait = absl::Milliseconds(wait);  // else the queue's receive_wait_ms
   if (partition >= 0) o.partition = static_cast<uint16_t>(partition);
   auto got = (*wc)->ReceiveSync(o);
   if (!got.ok()) return Fail(got.status());

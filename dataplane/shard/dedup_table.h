@@ -23,7 +23,25 @@ class DedupTable {
   }
 
   bool enabled() const { return window_ns_ != 0; }
+  uint64_t window_ns() const { return window_ns_; }
   static uint64_t Hash(std::string_view id) { return absl::Hash<std::string_view>{}(id); }
+
+  // A new window (a live queue attribute update; control path, may allocate). An id's window
+  // always counts from when it was first seen: a shorter window forgets the ids older than it at
+  // the next lookup; a longer one keeps the ids still remembered for longer (ids already
+  // forgotten stay forgotten). 0 turns dedup off and forgets every id; turning it on from 0
+  // sizes the table to `capacity` ids.
+  void SetWindow(uint64_t window_ns, uint32_t capacity) {
+    if (window_ns == 0) {
+      map_.clear();
+      order_.Reset(1);
+    } else if (window_ns_ == 0) {
+      order_.Reset(capacity == 0 ? 1 : capacity);
+      map_.clear();
+      map_.reserve(order_.capacity() * 2);
+    }
+    window_ns_ = window_ns;
+  }
 
   // Offset of the message that carried this id within the window, if any.
   std::optional<uint64_t> Find(uint64_t hash, uint64_t now_ns) {
@@ -41,7 +59,7 @@ class DedupTable {
       order_.pop_front();
       evicted = true;
     }
-    order_.push_back({hash, now_ns + window_ns_});
+    order_.push_back({hash, now_ns});
     map_.emplace(hash, offset);
     return evicted;
   }
@@ -51,11 +69,12 @@ class DedupTable {
  private:
   struct Entry {
     uint64_t hash;
-    uint64_t expire_at_ns;
+    uint64_t seen_at_ns;
   };
-  // The window is the same for every id, so insertion order is expiry order.
+  // The window is the same for every id, so insertion order is expiry order (whatever the
+  // window is now).
   void ExpireUntil(uint64_t now_ns) {
-    while (!order_.empty() && order_.front().expire_at_ns <= now_ns) {
+    while (!order_.empty() && order_.front().seen_at_ns + window_ns_ <= now_ns) {
       map_.erase(order_.front().hash);
       order_.pop_front();
     }

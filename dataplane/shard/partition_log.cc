@@ -171,6 +171,8 @@ bool PartitionLog::Seal() {
   open_.used_bytes = end - open_start_;
   SLUICE_ASSERT(open_.count > 0 && open_.end_offset() == next_);
   batches_.push_back(open_);
+  last_sealed_bytes_ = open_.used_bytes;
+  last_sealed_count_ = open_.count;
   pos_ = padded;
   sealed_ = next_;
   batch_open_ = false;
@@ -239,6 +241,24 @@ bool PartitionLog::EvictOldest() {
   --chunks_held_;
   if (config_.chunks_evicted != nullptr) ++*config_.chunks_evicted;
   return true;
+}
+
+uint64_t PartitionLog::TruncateBefore(uint64_t offset) {
+  SLUICE_ASSERT(config_.indexed && offset <= durable_);
+  if (offset <= start_) return 0;
+  const uint64_t dropped = offset - start_;
+  while (chunks_.size() >= 2 && chunks_[1].first_offset <= offset) {
+    // Every message of the oldest chunk is below `offset`, hence durable: EvictOldest takes it.
+    const bool evicted = EvictOldest();
+    SLUICE_ASSERT(evicted);
+  }
+  while (start_ < offset) {
+    index_.pop_front();
+    ++start_;
+  }
+  if (!chunks_.empty()) chunks_.front().first_offset = start_;  // the rest of it stays held
+  SLUICE_ASSERT(start_ + index_.size() == next_);
+  return dropped;
 }
 
 uint32_t PartitionLog::EnforceRetention(uint64_t now_ns) {

@@ -100,6 +100,9 @@ class PartitionLog {
 
   // Closes the open batch; returns false if none was open.
   bool Seal();
+  // The batch the last Seal closed (its bytes may be gone since: sizes only).
+  uint32_t last_sealed_bytes() const { return last_sealed_bytes_; }
+  uint32_t last_sealed_count() const { return last_sealed_count_; }
   // Offsets below `durable` met the durability mode; their batches leave the undurable list.
   void MarkDurable(DurableOffset durable);
   // Sealed batches not yet wholly durable, oldest first.
@@ -118,6 +121,10 @@ class PartitionLog {
     config_.retention_bytes = bytes;
     config_.retention_ms = ms;
   }
+  // Indexed (purge): the log now starts at `offset` (<= durable end): index entries below it
+  // go, and so do the chunks wholly below it (except the current one). Offsets are not reused.
+  // Returns messages dropped.
+  uint64_t TruncateBefore(uint64_t offset);
   // Indexed: drops oldest durable chunks past retention_bytes / retention_ms. Returns chunks freed.
   uint32_t EnforceRetention(uint64_t now_ns);
 
@@ -163,6 +170,8 @@ class PartitionLog {
   uint64_t sealed_ = 0;
   uint64_t durable_ = 0;
   uint64_t last_timestamp_ns_ = 0;
+  uint32_t last_sealed_bytes_ = 0;
+  uint32_t last_sealed_count_ = 0;
 
   Ring<SealedBatch> batches_;  // sealed, not wholly durable
   Ring<IndexEntry> index_;     // indexed: entry i is offset start_ + i

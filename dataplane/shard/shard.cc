@@ -77,7 +77,7 @@ Errc Shard::AddPartition(QueueId queue, uint32_t partition, const QueueConfig& c
       new Partition(queue, partition, config, config_, pool_, &counters_.chunks_evicted));
   if (config.type == QueueType::kStream) {
     p->stream_ = std::make_unique<Stream>(
-        StreamEnv{queue, partition, &p->config_, &p->log_, &counters_, sink_});
+        StreamEnv{queue, partition, &p->config_, &p->log_, &counters_, &p->counters_, sink_});
     streams_.push_back(p.get());
     if (partition == 0) {
       p->groups_ = std::make_unique<GroupCoordinator>(
@@ -88,7 +88,8 @@ Errc Shard::AddPartition(QueueId queue, uint32_t partition, const QueueConfig& c
   } else {
     p->work_ = std::make_unique<WorkQueue>(WorkQueueEnv{queue, partition, &p->config_, &p->log_,
                                                         &wheel_, config_.timer_tick_ns,
-                                                        &counters_, sink_, &now_ns_});
+                                                        &counters_, &p->counters_, sink_,
+                                                        &now_ns_});
   }
   partitions_.emplace(Key(queue, partition), std::move(p));
   return Errc::kOk;
@@ -112,6 +113,27 @@ Errc Shard::UpdateLiveConfig(QueueId queue, uint32_t partition, const QueueConfi
     c.retention_ms = next.retention_ms;
     p->log_.SetRetention(next.retention_bytes, next.retention_ms);
   }
+  if (c.dedup_window_ms != next.dedup_window_ms) {
+    c.dedup_window_ms = next.dedup_window_ms;
+    p->dedup_.SetWindow(uint64_t{next.dedup_window_ms} * 1'000'000, c.max_dedup_entries);
+  }
+  return Errc::kOk;
+}
+
+Errc Shard::Purge(QueueId queue, uint32_t partition, uint64_t* purged_below, uint64_t* dropped) {
+  Partition* p = Get(queue, partition);
+  if (p == nullptr) return Errc::kUnknownPartition;
+  const uint64_t below = p->log_.durable_end().value;
+  uint64_t n = 0;
+  if (p->work_ != nullptr) {
+    n = p->work_->Purge();
+  } else {
+    n = p->log_.TruncateBefore(below);
+    p->stream_->Pump(kPushBudget);  // subscribers behind the purge point learn of the gap now
+  }
+  p->counters_.purged += n;
+  *purged_below = below;
+  *dropped = n;
   return Errc::kOk;
 }
 
@@ -188,9 +210,10 @@ AppendResult Shard::Duplicate(Partition& p, const ReplyTarget& target, const Mes
                               uint64_t offset) {
   if (offset != kNoOffset && offset >= p.log_.durable_end().value) {
     if (p.acks_.full()) return Reject(target, p.queue_, m, Errc::kThrottled);
-    p.acks_.push_back({target, m.producer_id, m.sequence, offset, Errc::kDuplicate});
+    p.acks_.push_back({target, m.producer_id, m.sequence, offset, now_ns_, Errc::kDuplicate});
   } else {
     ++counters_.acked;
+    ++p.counters_.acked;
     Ack(p, target, m, offset, Errc::kDuplicate);
   }
   ++counters_.duplicates;
@@ -228,12 +251,15 @@ AppendResult Shard::Append(const ReplyTarget& target, QueueId queue, const Messa
   }
 
   // Capacity checks before any side effect, so a throttled message leaves no trace.
-  if (p->acks_.full()) return Reject(target, queue, m, Errc::kThrottled);
-  if (p->work_ != nullptr && p->work_->Admit(m.group) != Errc::kOk) {
+  if (p->acks_.full() || (p->work_ != nullptr && p->work_->Admit(m.group) != Errc::kOk)) {
+    ++p->counters_.throttled;
     return Reject(target, queue, m, Errc::kThrottled);
   }
   const PartitionLog::Appended a = p->log_.Append(m.record, now_ns_, m.producer_id);
-  if (a.errc != Errc::kOk) return Reject(target, queue, m, a.errc);
+  if (a.errc != Errc::kOk) {
+    if (a.errc == Errc::kThrottled) ++p->counters_.throttled;
+    return Reject(target, queue, m, a.errc);
+  }
   if (!p->open_listed_) {  // SealAll visits only partitions with an open batch
     p->open_listed_ = true;
     open_batches_.push_back(p);
@@ -250,16 +276,27 @@ AppendResult Shard::Append(const ReplyTarget& target, QueueId queue, const Messa
   ack.producer_id = m.producer_id;
   ack.sequence = m.sequence;
   ack.offset = a.offset;
+  ack.appended_ns = now_ns_;
   ack.errc = Errc::kOk;
   ++counters_.appended;
   counters_.appended_bytes += m.record.size();
+  ++p->counters_.messages_in;
+  p->counters_.bytes_in += m.record.size();
   return {Errc::kOk, a.offset};
+}
+
+void Shard::RecordSealed(const Partition& p) {
+  if (config_.batch_bytes != nullptr) config_.batch_bytes->Record(p.log_.last_sealed_bytes());
+  if (config_.batch_messages != nullptr) {
+    config_.batch_messages->Record(p.log_.last_sealed_count());
+  }
 }
 
 bool Shard::SealBatch(QueueId queue, uint32_t partition) {
   Partition* p = Get(queue, partition);
   if (p == nullptr || !p->log_.Seal()) return false;
   ++counters_.batches_sealed;
+  RecordSealed(*p);
   return true;
 }
 
@@ -269,6 +306,7 @@ uint32_t Shard::SealAll(absl::FunctionRef<void(const Partition&)> sealed) {
     p->open_listed_ = false;
     if (p->log_.Seal()) {
       ++n;
+      RecordSealed(*p);
       sealed(*p);
     }
   }
@@ -289,6 +327,7 @@ uint32_t Shard::SealDue(absl::FunctionRef<bool(const Partition&)> due,
     p->open_listed_ = false;
     if (p->log_.Seal()) {
       ++n;
+      RecordSealed(*p);
       sealed(*p);
     }
   }
@@ -363,6 +402,10 @@ Errc Shard::MarkDurable(QueueId queue, uint32_t partition, DurableOffset durable
     a.errc = pa.errc;
     acks_out_.Add(a, *sink_);
     ++counters_.acked;
+    ++p->counters_.acked;
+    if (config_.ack_latency_ns != nullptr && pa.errc == Errc::kOk) {
+      config_.ack_latency_ns->Record(now_ns_ >= pa.appended_ns ? now_ns_ - pa.appended_ns : 0);
+    }
     p->acks_.pop_front();
   }
   if (p->work_ != nullptr) p->work_->OnDurable(p->log_.durable_end());
@@ -386,7 +429,12 @@ FetchResult Shard::Fetch(QueueId queue, uint32_t partition, StartPosition start,
   const Partition* p = Get(queue, partition);
   if (p == nullptr) return {Errc::kUnknownPartition};
   if (p->stream_ == nullptr) return {Errc::kWrongQueueType};
-  return p->stream_->Fetch(start, max_messages, max_bytes, visit);
+  PartitionCounters& pc = p->counters_;
+  return p->stream_->Fetch(start, max_messages, max_bytes, [&](const StoredMessage& m) {
+    ++pc.messages_out;
+    pc.bytes_out += m.record.size();
+    visit(m);
+  });
 }
 
 Errc Shard::Subscribe(SubscriptionId id, const ReplyTarget& target, QueueId queue,

@@ -53,6 +53,7 @@ class Partition {
   const GroupCoordinator* groups() const { return groups_.get(); }
   uint64_t pending_acks() const { return acks_.size(); }
   bool failed() const { return failed_; }
+  const PartitionCounters& counters() const { return counters_; }
 
  private:
   friend class Shard;
@@ -61,6 +62,7 @@ class Partition {
     uint64_t producer_id;
     uint64_t sequence;
     uint64_t offset;
+    uint64_t appended_ns;  // ack latency
     Errc errc;
   };
   Partition(QueueId queue, uint32_t index, const QueueConfig& config, const ShardConfig& shard,
@@ -70,6 +72,8 @@ class Partition {
   uint32_t index_;
   bool open_listed_ = false;  // in Shard::open_batches_
   bool failed_ = false;       // storage failed: no more appends
+  // Written on the owning lcore only; mutable so that the const Fetch counts what it reads.
+  mutable PartitionCounters counters_;
   QueueConfig config_;
   PartitionLog log_;  // declared before work_: the work queue releases its records first
   ProducerTable producers_;
@@ -100,11 +104,21 @@ class Shard {
   Errc AddPartition(QueueId queue, uint32_t partition, const QueueConfig& config);
   // The settings that may change while a partition lives (a queue attribute update): default
   // visibility timeout, max receive count and dead-letter queue, default delay and TTL, max
-  // message size (within what a chunk holds), stream retention. They apply to what comes next
-  // (a message keeps the delay and TTL it was sent with; a lease keeps its deadline). Table sizes,
-  // priority levels, FIFO, dedup and durability are fixed at AddPartition: ignored here.
+  // message size (within what a chunk holds), stream retention, dedup window. They apply to what
+  // comes next (a message keeps the delay and TTL it was sent with; a lease keeps its deadline;
+  // a dedup id's window counts from when it was seen, see DedupTable::SetWindow). Table sizes,
+  // priority levels, FIFO and durability are fixed at AddPartition: ignored here.
   // kInvalidArgument if max_message_bytes no longer fits a chunk (nothing changed then).
   Errc UpdateLiveConfig(QueueId queue, uint32_t partition, const QueueConfig& next);
+  // Purge: drops every message that is durable now, keeping the partition and its offsets.
+  // Streams: the log starts at the durable end (*purged_below); offsets are never reused, so the
+  // next append continues where the partition was; subscribers behind it get a SubscriptionGap,
+  // fetches below it kOffsetOutOfRange. Work queues: ready, delayed and leased messages go
+  // (their receipts name nothing: kUnknownReceipt); parked receives keep waiting. In both, what
+  // was appended but is not durable yet stays (it is after the purge point) and idempotence and
+  // dedup state stay. *purged_below: offsets below it are gone (the shell logs it so a restart
+  // does not bring them back). Returns kUnknownPartition if not here.
+  Errc Purge(QueueId queue, uint32_t partition, uint64_t* purged_below, uint64_t* dropped);
   // Drops the partition and everything in it (its subscriptions end, leases vanish).
   Errc RemovePartition(QueueId queue, uint32_t partition);
   const Partition* Find(QueueId queue, uint32_t partition) const;
@@ -127,6 +141,11 @@ class Shard {
   // Offsets below `durable` met the queue's durability mode: release their acks, make them
   // receivable / push them. kUnknownPartition if not here.
   Errc MarkDurable(QueueId queue, uint32_t partition, DurableOffset durable);
+  // The same, with the time it happened (the ack latency histogram measures up to it).
+  Errc MarkDurable(QueueId queue, uint32_t partition, DurableOffset durable, uint64_t now_ns) {
+    SeeTime(now_ns);
+    return MarkDurable(queue, partition, durable);
+  }
   Errc ForEachUndurableBatch(QueueId queue, uint32_t partition,
                              absl::FunctionRef<void(const SealedBatch&)> fn) const;
   // Storage failed for good (EIO, ENOSPC, failed fsync): appends waiting for durability and every
@@ -200,6 +219,7 @@ class Shard {
   AppendResult Duplicate(Partition& p, const ReplyTarget& target, const MessageIn& m,
                          uint64_t offset);
   Errc WorkPartition(QueueId queue, uint32_t partition, WorkQueue** out);
+  void RecordSealed(const Partition& p);  // batch histograms
   Errc Coordinator(QueueId queue, GroupCoordinator** out) const;
 
   ShardConfig config_;

@@ -111,9 +111,11 @@ uint64_t Stream::PumpOne(Subscription& sub, uint32_t budget) {
     ++sub.next_offset;
     d.credits_left = --sub.credits;
     env_.sink->OnDeliver(d);
+    env_.partition_counters->bytes_out += d.message.record.size();
     ++n;
   }
   env_.counters->delivered += n;
+  env_.partition_counters->messages_out += n;
   return n;
 }
 

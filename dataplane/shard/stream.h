@@ -43,6 +43,7 @@ struct StreamEnv {
   const QueueConfig* config = nullptr;
   PartitionLog* log = nullptr;
   ShardCounters* counters = nullptr;
+  PartitionCounters* partition_counters = nullptr;
   ShardSink* sink = nullptr;
 };
 

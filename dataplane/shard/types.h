@@ -10,6 +10,7 @@
 #include <span>
 #include <string_view>
 
+#include "dataplane/shard/histogram.h"
 #include "protocol/errc.h"
 
 namespace sluice::shard {
@@ -107,6 +108,12 @@ struct ShardConfig {
   // Optional memory for the chunks (e.g. hugepages registered with io_uring). Must be
   // batch_align_bytes-aligned and hold chunk_bytes * pool_chunks. Empty: the shard allocates.
   std::span<std::byte> arena;
+  // Optional histograms the shard fills (the shell's, shared by the shards of one lcore): the
+  // time from Append to the kOk ack of each message, as the clock passed in sees it (ns), and the
+  // size of each sealed batch (bytes from the header room to the last record; messages).
+  AckLatencyHistogram* ack_latency_ns = nullptr;
+  BatchBytesHistogram* batch_bytes = nullptr;
+  BatchMessagesHistogram* batch_messages = nullptr;
 };
 
 // A message as the shell decoded it. `record` is the encoded record, stored verbatim; the views
@@ -221,6 +228,20 @@ class ShardSink {
 };
 
 // Counters of one shard (the metrics probe reads them; single writer, the owner lcore).
+// One partition's totals since it was added here (this process). Plain integers: only the
+// owning lcore writes them; the shell copies them out on its own lcore when asked for stats.
+struct PartitionCounters {
+  uint64_t messages_in = 0;    // appended (retransmits and dedup hits not counted)
+  uint64_t bytes_in = 0;       // record bytes appended
+  uint64_t messages_out = 0;   // work: leases (redeliveries too); stream: pushed or fetched
+  uint64_t bytes_out = 0;      // record bytes of those
+  uint64_t acked = 0;          // appends acknowledged kOk or kDuplicate
+  uint64_t throttled = 0;      // appends answered kThrottled
+  uint64_t dead_lettered = 0;
+  uint64_t expired = 0;        // TTL
+  uint64_t purged = 0;         // messages dropped by purges
+};
+
 struct ShardCounters {
   uint64_t appended = 0;
   uint64_t appended_bytes = 0;

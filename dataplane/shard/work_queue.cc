@@ -183,6 +183,8 @@ void WorkQueue::Lease(uint32_t i, const ReplyTarget& target, uint32_t visibility
   ++s.receive_count;
   SLUICE_ASSERT(s.generation != s.first_generation);
   ++env_.counters->leases;
+  ++env_.partition_counters->messages_out;
+  env_.partition_counters->bytes_out += s.location.length;
   if (s.receive_count > 1) ++env_.counters->redeliveries;
   ArmAt(&s.timer, AddSat(now_ns, uint64_t{visibility_ms} * kNsPerMs));
   Leased out;
@@ -300,8 +302,23 @@ void WorkQueue::MakeVisible(uint32_t i, bool front) {
   ArmExpiry(i);
 }
 
+uint64_t WorkQueue::Purge() {
+  uint64_t removed = 0;
+  for (uint32_t i = 0; i < slots_.size(); ++i) {
+    const State st = slots_[i].state;
+    if (st == State::kFree || st == State::kPending) continue;
+    // Removing a group's head may make its next message ready: that one is durable too, so it
+    // was removed already (earlier in the walk) or will be (later).
+    Remove(i, /*notify=*/false);
+    ++removed;
+  }
+  SLUICE_ASSERT(ready_mask_ == 0);
+  return removed;
+}
+
 void WorkQueue::Expire(uint32_t i) {
   ++env_.counters->expired;
+  ++env_.partition_counters->expired;
   Remove(i);
 }
 
@@ -317,14 +334,15 @@ void WorkQueue::SendToDeadLetter(uint32_t i, LeaseEnd how) {
   out.last_lease = how;
   env_.sink->OnDeadLetter(out);  // record bytes valid during the call; removed right after
   ++env_.counters->dead_lettered;
+  ++env_.partition_counters->dead_lettered;
   Remove(i);
 }
 
 // The message leaves the queue for good: unlink it everywhere, free its record and slot.
-void WorkQueue::Remove(uint32_t i) {
+void WorkQueue::Remove(uint32_t i, bool notify) {
   Slot& s = slots_[i];
   SLUICE_ASSERT(s.state != State::kFree && s.state != State::kPending);
-  env_.sink->OnRemoved(env_.queue, env_.partition, s.offset);
+  if (notify) env_.sink->OnRemoved(env_.queue, env_.partition, s.offset);
   env_.wheel->Cancel(&s.timer);
   if (s.state == State::kReady) ReadyUnlink(i);
   if (s.group != kNil) {

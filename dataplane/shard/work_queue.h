@@ -32,6 +32,7 @@ struct WorkQueueEnv {
   TimerWheel* wheel = nullptr;
   uint64_t tick_ns = 1'000'000;
   ShardCounters* counters = nullptr;
+  PartitionCounters* partition_counters = nullptr;
   ShardSink* sink = nullptr;
   const uint64_t* now_ns = nullptr;  // the shard's latest time (for timer callbacks)
 };
@@ -74,6 +75,11 @@ class WorkQueue final : private TimerClient {
   Errc Nack(Receipt receipt, uint32_t delay_ms, uint64_t now_ns);
   Errc Extend(Receipt receipt, uint32_t visibility_ms, uint64_t now_ns);
 
+  // Purge: every durable message leaves (ready, delayed, backlogged and leased ones: their
+  // receipts name nothing from now on), without a per-message OnRemoved (the caller logs one
+  // "deleted below" mark instead). Messages not yet durable stay; parked receives keep waiting.
+  // Returns messages removed. Walks the slot table: control path only.
+  uint64_t Purge();
   // Answers every parked receive with an empty ReceiveDone carrying `errc` (partition removal).
   void CancelWaiters(Errc errc);
 
@@ -134,7 +140,7 @@ class WorkQueue final : private TimerClient {
   void EndLease(uint32_t i, uint64_t delay_ns, uint64_t now_ns, LeaseEnd how);
   void MakeVisible(uint32_t i, bool front);
   void Delay(uint32_t i);
-  void Remove(uint32_t i);
+  void Remove(uint32_t i, bool notify = true);
   void Expire(uint32_t i);
   void SendToDeadLetter(uint32_t i, LeaseEnd how);
   void ServeWaiters(uint64_t now_ns);

@@ -207,12 +207,15 @@ class ControlTest(unittest.TestCase):
 
             self.check_metrics(n)
 
-            # ---- purge (the engine re-creates the partitions: offsets restart at 0) ----
+            # ---- purge (the messages go, the offsets stay: test_ops.py has the details) ----
             sluice("produce", "rt-stream", input="after\n")
             st, purged, _ = http("POST", "/v1/queues/rt-stream/purge")
             self.assertEqual((st, purged["purge_generation"]), (200, 1))
             st, desc, _ = http("GET", "/v1/queues/rt-stream")
             self.assertEqual(sum(p["depth"] for p in desc["stats"]["partitions"]), 0, desc)
+            self.assertEqual(sum(p["next_offset"] for p in desc["stats"]["partitions"]), n + 1)
+            self.assertTrue(all(p["low_offset"] == p["next_offset"]
+                                for p in desc["stats"]["partitions"]), desc)
             cp = sluice("consume", "rt-stream", "--from", "earliest", "--count", "1",
                         "--timeout-ms", "1000", timeout=60, check=False)
             self.assertEqual(cp.stdout.strip(), "", "purged messages came back")

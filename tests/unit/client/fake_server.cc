@@ -513,6 +513,7 @@ void FakeServer::OnReceive(const Peer& from, const p::FrameView& f) {
   if (r->partition != p::kAnyPartition && r->partition >= q->parts.size()) {
     return Error(from, f, Errc::kUnknownPartition, "no such partition");
   }
+  if (r->wait_ms == p::kQueueDefaultWait) r->wait_ms = 0;  // the fake's queues' default: 0
   ParkedReceive pr{from, f.header, *r, Now() + int64_t{r->wait_ms} * 1'000'000};
   if (!TryReceive(pr, r->wait_ms == 0)) parked_.push_back(pr);
 }

@@ -87,7 +87,9 @@ def main():
 
     # Histograms: cumulative buckets, +Inf equals _count.
     for name, labels in (("sluice_ack_latency_seconds", {}),
-                         ("sluice_lcore_batch_bytes", {"lcore": "1"})):
+                         ("sluice_lcore_batch_bytes", {"lcore": "1"}),
+                         ("sluice_lcore_batch_messages", {"lcore": "2"}),
+                         ("sluice_lcore_ack_latency_seconds", {"lcore": "1"})):
         fam = families.get(name)
         check(fam is not None and fam.type == "histogram", f"{name} is a histogram")
         if fam is None:
@@ -103,6 +105,16 @@ def main():
     lat = [s for s in families["sluice_ack_latency_seconds"].samples
            if s.name.endswith("_bucket")]
     check([s.value for s in lat] == [10, 90, 99, 100, 100], f"ack latency buckets {lat}")
+
+    # Per queue: sums of the partitions; rates are gauges.
+    qin = samples("sluice_queue_messages_in", queue="ticks")
+    pin = samples("sluice_partition_messages_in", queue="ticks")
+    check(len(qin) == 1 and qin[0].value == sum(s.value for s in pin),
+          f"queue messages_in is the sum of its partitions: {qin} {pin}")
+    check(families["sluice_queue_bytes_out"].type == "counter", "queue bytes_out is a counter")
+    for fam in ("sluice_queue_messages_in_per_second", "sluice_partition_bytes_out_per_second",
+                "sluice_queue_disk_bytes"):
+        check(fam in families and families[fam].type == "gauge", f"{fam} is a gauge")
 
     check(samples("sluice_ready")[0].value == 1, "ready")
     check(samples("sluice_role", role="primary")[0].value == 1, "role primary")

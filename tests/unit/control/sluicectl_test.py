@@ -128,6 +128,8 @@ def main():
         check(rc == 0 and json.loads(out)["live"]["status"] == "ok", f"health json {out}")
         out = expect(a, 0, "stats", out="LCORE")
         check("jobs" in out and "THROTTLED" in out, f"stats: {out}")
+        # Ack latency quantiles from the fake's histogram (5, 40, 4, 1 in 10us/100us/1ms/10ms).
+        check("ACK_P99" in out and "<=100us" in out and "<=10ms" in out, f"stats quantiles: {out}")
         out = expect(a, 0, "stats", "--watch", "0.2", "--count", "2")
         check(out.count("catalog v") == 2, f"two refreshes: {out}")
         rc, out, _ = ctl(a, "--json", "stats")

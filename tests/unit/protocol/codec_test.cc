@@ -92,6 +92,24 @@ TEST(WorkedExample, AckBytes) {
   EXPECT_LE(want.size(), FromHex(kProduceHex).size());  // amplification rule
 }
 
+TEST(Receive, WaitQueueDefaultIsItsOwnValue) {
+  // wait_ms 0xFFFFFFFF names the queue's receive_wait_ms; 0 still means "answer at once", and
+  // anything else above 60 s is still refused.
+  std::vector<std::byte> buf(128);
+  ReceiveRequest r;
+  r.queue_id = 7;
+  r.wait_ms = kQueueDefaultWait;
+  auto n = EncodeReceive(buf, FrameIds{1, 2}, r);
+  ASSERT_TRUE(n.has_value());
+  auto f = DecodeFrame(std::span<const std::byte>(buf.data(), *n));
+  ASSERT_TRUE(f.has_value());
+  auto back = DecodeReceive(*f);
+  ASSERT_TRUE(back.has_value());
+  EXPECT_EQ(back->wait_ms, kQueueDefaultWait);
+  r.wait_ms = kMaxWaitMs + 1;
+  EXPECT_FALSE(EncodeReceive(buf, FrameIds{1, 2}, r).has_value());
+}
+
 TEST(FrameWriter, NoSpaceLeavesFrameIntact) {
   std::vector<std::byte> buf(200);
   FrameWriter w(buf);

@@ -114,7 +114,7 @@ inline ReceiveRequest RandomReceive(Rng& r) {
   q.partition = RandomPartition(r, true);
   q.max_messages = static_cast<uint16_t>(r.Between(1, kMaxReceiveMessages));
   q.visibility_ms = r.OneIn(3) ? kQueueDefaultVisibility : static_cast<uint32_t>(r.Below(kMaxVisibilityMs + 1));
-  q.wait_ms = static_cast<uint32_t>(r.Below(kMaxWaitMs + 1));
+  q.wait_ms = r.OneIn(4) ? kQueueDefaultWait : static_cast<uint32_t>(r.Below(kMaxWaitMs + 1));
   q.max_frame_bytes = RandomReplyFrameBytes(r);
   return q;
 }

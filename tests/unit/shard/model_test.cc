@@ -67,8 +67,10 @@ class Runner {
         Delete();
       } else if (r < 85) {
         Nack();
-      } else {
+      } else if (r < 98) {
         AdvanceTime();
+      } else {
+        Purge();
       }
       if (!Check(op)) return false;
     }
@@ -209,6 +211,20 @@ class Runner {
 
   void CollectLeases() {}
 
+  // Every durable message goes (leased ones too: their receipts name nothing); pending stay.
+  void Purge() {
+    uint64_t below = 0, dropped = 0, want = 0;
+    Expect(shard_->Purge(kQ, 0, &below, &dropped) == Errc::kOk, "purge");
+    for (auto& [o, m] : model_) {
+      if (m.state == ModelMessage::kPending || m.state == ModelMessage::kGone) continue;
+      m.state = ModelMessage::kGone;
+      ++want;
+    }
+    Expect(dropped == want, "purge count");
+    purged_ += want;
+    Expect(shard_->Find(kQ, 0)->counters().purged == purged_, "purged counter");
+  }
+
   bool Check(int op) {
     // Keep the model small: forget long-gone messages (their receipts were exercised already).
     while (model_.size() > 256 && model_.begin()->second.state == ModelMessage::kGone) {
@@ -255,6 +271,7 @@ class Runner {
   uint64_t next_offset_ = 0;
   uint64_t now_ms_ = 1'000'000;
   uint64_t dead_ = 0;
+  uint64_t purged_ = 0;
   bool failed_ = false;
   const char* what_ = "";
 };

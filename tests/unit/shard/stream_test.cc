@@ -319,5 +319,73 @@ TEST_F(StreamTest, PartitionsAreAddedOnceAndRemoved) {
   EXPECT_EQ(shard_->pool().free_count(), shard_->pool().capacity());
 }
 
+
+TEST_F(StreamTest, PurgeAdvancesTheStartAndKeepsOffsets) {
+  for (int i = 0; i < 5; ++i) Append(absl::StrCat("m", i));
+  MakeDurable();
+  const SubscriptionId sub{9};
+  ASSERT_EQ(shard_->Subscribe(sub, kClient, kQ, 0, StartPosition::Offset(1), 1), Errc::kOk);
+  ASSERT_EQ(sink_.deliveries.size(), 1u);  // offset 1; the subscriber is behind, at 2
+  Append("not durable yet");               // offset 5: after the purge point, it stays
+  uint64_t below = 0, dropped = 0;
+  ASSERT_EQ(shard_->Purge(kQ, 0, &below, &dropped), Errc::kOk);
+  EXPECT_EQ(below, 5u);
+  EXPECT_EQ(dropped, 5u);
+  const Partition* p = shard_->Find(kQ, 0);
+  EXPECT_EQ(p->log().start_offset(), 5u);
+  EXPECT_EQ(p->log().written_end().value, 6u);
+  EXPECT_EQ(p->counters().purged, 5u);
+  FetchResult r;
+  EXPECT_TRUE(FetchAll(StartPosition::Offset(2), 100, 1 << 20, &r).empty());
+  EXPECT_EQ(r.errc, Errc::kOffsetOutOfRange);  // Kafka: below the log start
+  MakeDurable();
+  EXPECT_EQ(Append("next").offset, 6u);        // offsets go on, never reused
+  MakeDurable();
+  EXPECT_EQ(FetchAll(StartPosition::Earliest()),
+            (std::vector<std::string>{"not durable yet", "next"}));
+  // The subscriber behind the purge point is told of the gap and goes on from the start.
+  ASSERT_EQ(shard_->Credit(sub, 10), Errc::kOk);
+  ASSERT_FALSE(sink_.gaps.empty());
+  EXPECT_EQ(sink_.gaps.back().from_offset, 2u);
+  EXPECT_EQ(sink_.gaps.back().next_offset, 5u);
+  EXPECT_EQ(sink_.deliveries.back().d.message.offset, 6u);
+  // A purge of an empty tail is harmless; chunks below the start went back to the pool.
+  ASSERT_EQ(shard_->Purge(kQ, 0, &below, &dropped), Errc::kOk);
+  EXPECT_EQ(below, 7u);
+  EXPECT_EQ(dropped, 2u);
+  EXPECT_EQ(shard_->Purge(QueueId{99}, 0, &below, &dropped), Errc::kUnknownPartition);
+}
+
+TEST_F(StreamTest, PurgeFreesWholeChunksBelowTheStart) {
+  // 16 KiB chunks, 4 per partition: ~3 KiB messages fill chunks quickly.
+  const std::string big(3000, 'x');
+  for (int i = 0; i < 12; ++i) {
+    Append(big);
+    MakeDurable();
+  }
+  const uint32_t held = shard_->Find(kQ, 0)->log().chunks_held();
+  ASSERT_GE(held, 2u);
+  uint64_t below = 0, dropped = 0;
+  ASSERT_EQ(shard_->Purge(kQ, 0, &below, &dropped), Errc::kOk);
+  EXPECT_EQ(shard_->Find(kQ, 0)->log().chunks_held(), 1u);  // only the current one stays
+  EXPECT_EQ(Append("after").offset, below);
+  MakeDurable();
+  EXPECT_EQ(FetchAll(StartPosition::Earliest()), (std::vector<std::string>{"after"}));
+}
+
+TEST_F(StreamTest, PartitionCountersCountInOutAndAcks) {
+  Append("abc");
+  Append("de", 5, 0);
+  Append("de", 5, 0);  // retransmit: a duplicate, not counted in
+  MakeDurable();
+  FetchAll(StartPosition::Earliest());
+  const PartitionCounters& c = shard_->Find(kQ, 0)->counters();
+  EXPECT_EQ(c.messages_in, 2u);
+  EXPECT_EQ(c.bytes_in, 5u);
+  EXPECT_EQ(c.messages_out, 2u);
+  EXPECT_EQ(c.bytes_out, 5u);
+  EXPECT_EQ(c.acked, 3u);
+}
+
 }  // namespace
 }  // namespace sluice::shard

@@ -381,5 +381,97 @@ TEST_F(WorkTest, RemovePartitionCancelsTimersAndFreesMemory) {
   EXPECT_EQ(shard_->pool().free_count(), shard_->pool().capacity());
 }
 
+
+TEST_F(WorkTest, PurgeRemovesReadyDelayedAndLeasedButNotWhatIsNotDurable) {
+  Send("leased");
+  Send("ready");
+  Send("delayed", 60'000);
+  ASSERT_EQ(Receive(1), (std::vector<std::string>{"leased"}));
+  const Receipt held = LastReceipt();
+  shard_->Append(kProducer, kQ, Msg("in flight to storage"), now_);  // not durable
+  uint64_t below = 0, dropped = 0;
+  ASSERT_EQ(shard_->Purge(kQ, 0, &below, &dropped), Errc::kOk);
+  EXPECT_EQ(below, 3u);  // offsets 0..2 were durable
+  EXPECT_EQ(dropped, 3u);
+  EXPECT_EQ(Stats().leased, 0u);
+  EXPECT_EQ(Stats().delayed, 0u);
+  EXPECT_EQ(Stats().ready, 0u);
+  EXPECT_EQ(Stats().pending, 1u);
+  EXPECT_EQ(shard_->Delete(kQ, 0, held, now_), Errc::kUnknownReceipt);  // the purge took it
+  EXPECT_EQ(shard_->Find(kQ, 0)->counters().purged, 3u);
+  // A long poll parked after the purge is answered by the message that was still on its way
+  // to storage: it stays.
+  EXPECT_TRUE(Receive(1, 0, 5000).empty());
+  const size_t leased_before = sink_.leased.size();
+  Durable();
+  ASSERT_EQ(sink_.leased.size(), leased_before + 1);
+  EXPECT_EQ(sink_.leased.back().record, "in flight to storage");
+  EXPECT_EQ(sink_.leased.back().l.message.offset, 3u);
+  EXPECT_EQ(Send("after").offset, 4u);  // offsets go on
+}
+
+TEST_F(WorkTest, PurgeOfFifoGroupsFreesTheGroups) {
+  QueueConfig qc;
+  qc.fifo = true;
+  qc.max_groups = 4;
+  qc.max_messages = 64;
+  Make(qc);
+  for (int i = 0; i < 3; ++i) {
+    Send("a", 0, 0, "g1");
+    Send("b", 0, 0, "g2");
+  }
+  ASSERT_EQ(Receive(10).size(), 2u);  // one per group
+  uint64_t below = 0, dropped = 0;
+  ASSERT_EQ(shard_->Purge(kQ, 0, &below, &dropped), Errc::kOk);
+  EXPECT_EQ(dropped, 6u);
+  EXPECT_EQ(Stats().groups, 0u);
+  Send("c", 0, 0, "g3");
+  EXPECT_EQ(Receive(10), (std::vector<std::string>{"c"}));
+}
+
+TEST_F(WorkTest, DedupWindowChangesLive) {
+  QueueConfig qc;
+  qc.dedup_window_ms = 0;
+  qc.max_messages = 64;
+  qc.max_message_bytes = 4096;  // what a 16 KiB chunk takes (UpdateLiveConfig checks it)
+  Make(qc);
+  EXPECT_EQ(Send("x", 0, 0, {}, "id").errc, Errc::kOk);
+  EXPECT_EQ(Send("x", 0, 0, {}, "id").errc, Errc::kOk);  // no dedup yet
+  // Turned on: ids seen from now on are remembered.
+  qc.dedup_window_ms = 1000;
+  ASSERT_EQ(shard_->UpdateLiveConfig(kQ, 0, qc), Errc::kOk);
+  EXPECT_EQ(Send("y", 0, 0, {}, "id-2").offset, 2u);
+  Advance(500);
+  EXPECT_EQ(Send("y", 0, 0, {}, "id-2").errc, Errc::kDuplicate);
+  // Grown: an id still remembered lives for the new window, from when it was first seen.
+  qc.dedup_window_ms = 5000;
+  ASSERT_EQ(shard_->UpdateLiveConfig(kQ, 0, qc), Errc::kOk);
+  Advance(3000);  // 3.5 s after id-2: inside 5 s
+  EXPECT_EQ(Send("y", 0, 0, {}, "id-2").errc, Errc::kDuplicate);
+  // Shrunk: ids older than the new window are forgotten at once.
+  qc.dedup_window_ms = 2000;
+  ASSERT_EQ(shard_->UpdateLiveConfig(kQ, 0, qc), Errc::kOk);
+  EXPECT_EQ(Send("y", 0, 0, {}, "id-2").errc, Errc::kOk);
+  // Off: nothing is deduplicated.
+  EXPECT_EQ(Send("z", 0, 0, {}, "id-3").errc, Errc::kOk);
+  qc.dedup_window_ms = 0;
+  ASSERT_EQ(shard_->UpdateLiveConfig(kQ, 0, qc), Errc::kOk);
+  EXPECT_EQ(Send("z", 0, 0, {}, "id-3").errc, Errc::kOk);
+}
+
+TEST_F(WorkTest, PartitionCountersCountLeasesExpiryAndThrottles) {
+  Send("a");
+  Send("bb");
+  ASSERT_EQ(Receive(1).size(), 1u);
+  Advance(1000);  // the lease expires
+  ASSERT_EQ(Receive(2).size(), 2u);
+  const PartitionCounters& c = shard_->Find(kQ, 0)->counters();
+  EXPECT_EQ(c.messages_in, 2u);
+  EXPECT_EQ(c.bytes_in, 3u);
+  EXPECT_EQ(c.messages_out, 3u);  // a redelivery is another message out
+  EXPECT_EQ(c.bytes_out, 4u);
+  EXPECT_EQ(c.acked, 2u);
+}
+
 }  // namespace
 }  // namespace sluice::shard

@@ -51,6 +51,35 @@ TEST(AckLog, DeletesAndCommitsSurviveAReopen) {
   EXPECT_EQ(third->commits.size(), 2u);
 }
 
+TEST(AckLog, APurgeMarkHidesEverythingBelowItAndSurvivesCompaction) {
+  TempDir tmp;
+  const std::string path = tmp.path() + "/acks.log";
+  auto log = AckLog::Open(tmp.path(), path, AckState{});
+  ASSERT_TRUE(log.ok());
+  ASSERT_TRUE(log->Delete(3));
+  ASSERT_TRUE(log->Delete(20));
+  ASSERT_TRUE(log->Commit("g", 2));
+  ASSERT_TRUE(log->DeletedBelow(10));  // a purge at offset 10
+  ASSERT_TRUE(log->Flush(true).ok());
+  AckLoadReport rep;
+  auto back = AckLog::Load(path, &rep);
+  ASSERT_TRUE(back.ok());
+  EXPECT_EQ(back->deleted_below, 10u);
+  EXPECT_TRUE(back->IsDeleted(0));
+  EXPECT_TRUE(back->IsDeleted(9));
+  EXPECT_FALSE(back->IsDeleted(10));
+  EXPECT_TRUE(back->IsDeleted(20));
+  EXPECT_EQ(back->commits.at("g"), 2u);  // group offsets stay (the consumer resets from them)
+  // Compaction at a log start below the mark keeps the mark.
+  back->Compact(0);
+  auto again = AckLog::Open(tmp.path(), path, *back);
+  ASSERT_TRUE(again.ok());
+  auto third = AckLog::Load(path, &rep);
+  ASSERT_TRUE(third.ok());
+  EXPECT_EQ(third->deleted_below, 10u);
+  EXPECT_EQ(third->deleted, (std::vector<uint64_t>{20}));
+}
+
 TEST(AckLog, ATornTailIsIgnoredAndReported) {
   TempDir tmp;
   const std::string path = tmp.path() + "/acks.log";
