@@ -30,7 +30,7 @@ struct Bytes {
   uint32_t G32(size_t at) const { return le::U32(b.data() + at); }
   // Resize and keep the header's length field consistent.
   void Resize(size_t n) {
-    SLUICE_ASSERT(n <= kMaxFrameBytes);  // a shrink below 0 is a bug in the table (and GCC,
+    SLUICE_ASSERT(n <= (size_t{1} << 20));  // a shrink below 0 is a bug in the table (and GCC,
                                          // inlining the table, warns of it otherwise)
     b.resize(n);
     if (n >= 12) P32(8, static_cast<uint32_t>(n));

@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <unistd.h>
 
+#include <chrono>
 #include <cstring>
 #include <filesystem>
 #include <functional>
@@ -72,9 +73,12 @@ struct Producer {
     }
     log.Seal();
   }
-  // Offers every undurable batch to the writer, polls until they are durable, marks them.
+  // Offers every undurable batch to the writer, polls until they are durable (or 10 s: an SQPOLL
+  // ring's kernel thread may not run for a while on a loaded machine), marks them.
   void Flush(UringWriter& w, PartitionHandle h) {
-    for (int pass = 0; pass < 100000 && log.durable_end().value < log.sealed_end().value; ++pass) {
+    const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(10);
+    while (log.durable_end().value < log.sealed_end().value &&
+           std::chrono::steady_clock::now() < deadline) {
       log.ForEachUndurableBatch([&](const shard::SealedBatch& b) { w.Submit(h, b); });
       w.Poll([&](const Completion& c) {
         if (c.errc == Errc::kOk) log.MarkDurable(c.durable);
