@@ -22,11 +22,12 @@ size_t Begin(std::span<std::byte> buf, size_t total, MsgType type, Role role, ui
   return total;
 }
 
+template <typename E>
 size_t EncodeEntries(std::span<std::byte> buf, MsgType type, Role role, uint64_t epoch,
-                     uint64_t boot_id, std::span<const PartitionOffset> entries) {
+                     uint64_t boot_id, std::span<const E> entries) {
   if (entries.size() > kMaxEntriesPerMessage) return 0;
   const size_t prefix = type == MsgType::kHello ? 16 : 8;
-  const size_t total = kLinkHeaderBytes + prefix + entries.size() * kPartitionOffsetBytes;
+  const size_t total = kLinkHeaderBytes + prefix + entries.size() * sizeof(E);
   if (Begin(buf, total, type, role, epoch) == 0) return 0;
   std::byte* p = buf.data() + kLinkHeaderBytes;
   if (type == MsgType::kHello) {
@@ -38,7 +39,7 @@ size_t EncodeEntries(std::span<std::byte> buf, MsgType type, Role role, uint64_t
   std::memcpy(p, &count, 4);
   std::memcpy(p + 4, &zero, 4);
   p += 8;
-  if (!entries.empty()) std::memcpy(p, entries.data(), entries.size() * kPartitionOffsetBytes);
+  if (!entries.empty()) std::memcpy(p, entries.data(), entries.size() * sizeof(E));
   Finish(buf.first(total));
   return total;
 }
@@ -70,6 +71,12 @@ std::string_view DecodeErrorName(DecodeError e) {
     case DecodeError::kTooMany: return "too-many";
   }
   return "?";
+}
+
+HelloEntry LinkMessage::Hello(uint32_t i) const {
+  HelloEntry e;
+  std::memcpy(&e, entries.data() + size_t{i} * kHelloEntryBytes, sizeof e);
+  return e;
 }
 
 PartitionOffset LinkMessage::Entry(uint32_t i) const {
@@ -112,7 +119,8 @@ DecodeError DecodeLink(std::span<const std::byte> d, LinkMessage* out) {
       }
       std::memcpy(&out->count, body.data() + p, 4);
       if (out->count > kMaxEntriesPerMessage) return DecodeError::kTooMany;
-      if (body.size() != prefix + size_t{out->count} * kPartitionOffsetBytes) {
+      const size_t entry = out->type == MsgType::kHello ? kHelloEntryBytes : kPartitionOffsetBytes;
+      if (body.size() != prefix + size_t{out->count} * entry) {
         return DecodeError::kBadLength;
       }
       out->entries = body.subspan(prefix);
@@ -148,13 +156,13 @@ DecodeError DecodeLink(std::span<const std::byte> d, LinkMessage* out) {
 }
 
 size_t EncodeHello(std::span<std::byte> buf, Role role, uint64_t epoch, uint64_t boot_id,
-                   std::span<const PartitionOffset> entries) {
+                   std::span<const HelloEntry> entries) {
   return EncodeEntries(buf, MsgType::kHello, role, epoch, boot_id, entries);
 }
 
 size_t EncodeAck(std::span<std::byte> buf, Role role, uint64_t epoch,
                  std::span<const PartitionOffset> entries) {
-  return EncodeEntries(buf, MsgType::kAck, role, epoch, 0, entries);
+  return EncodeEntries<PartitionOffset>(buf, MsgType::kAck, role, epoch, 0, entries);
 }
 
 size_t EncodeNak(std::span<std::byte> buf, Role role, uint64_t epoch, uint32_t queue,

@@ -3,7 +3,8 @@
 // and its CRC32C. Little-endian, like the rest of sluice.
 //
 //   [LinkHeader 24 B][body]
-//   HELLO      u64 boot_id, u32 count, u32 0, count x PartitionOffset  (stated durable/log ends)
+//   HELLO      u64 boot_id, u32 count, u32 0, count x HelloEntry (24 B: queue, partition, log or
+//              durable end, epoch_start: where the sender's current epoch began in that log)
 //   BATCH      BatchFragmentHeader (40 B), then frag_bytes of the batch's on-disk bytes
 //   ACK        u32 count, u32 0, count x PartitionOffset               (cumulative durable ends)
 //   NAK        u32 queue, u32 partition, u64 from_offset                (next offset expected)
@@ -22,6 +23,7 @@ inline constexpr uint16_t kLinkVersion = 1;
 inline constexpr uint32_t kLinkHeaderBytes = 24;
 inline constexpr uint32_t kFragmentHeaderBytes = 40;
 inline constexpr uint32_t kPartitionOffsetBytes = 16;
+inline constexpr uint32_t kHelloEntryBytes = 24;
 // Enough for any partition count a HELLO or ACK carries in one datagram of a 9000-byte MTU.
 inline constexpr uint32_t kMaxEntriesPerMessage = 512;
 
@@ -46,6 +48,15 @@ struct PartitionOffset {
   uint64_t offset;
 };
 static_assert(sizeof(PartitionOffset) == kPartitionOffsetBytes);
+
+struct HelloEntry {
+  uint32_t queue;
+  uint32_t partition;
+  uint64_t offset;       // primary: its log end; standby: its durable end
+  uint64_t epoch_start;  // primary: offset where its current epoch's writes begin (a deposed
+                         // primary rejoining truncates its log there); standby: 0
+};
+static_assert(sizeof(HelloEntry) == kHelloEntryBytes);
 
 struct BatchFragmentHeader {
   uint32_t queue;
@@ -79,7 +90,8 @@ struct LinkMessage {
   // HEARTBEAT
   uint64_t sent_ns = 0;
 
-  PartitionOffset Entry(uint32_t i) const;
+  PartitionOffset Entry(uint32_t i) const;     // ACK
+  HelloEntry Hello(uint32_t i) const;          // HELLO
 };
 
 enum class DecodeError : uint8_t {
@@ -100,7 +112,7 @@ DecodeError DecodeLink(std::span<const std::byte> datagram, LinkMessage* out);
 
 // Encoders: each writes one datagram into `buf` and returns its size, or 0 if `buf` is too small.
 size_t EncodeHello(std::span<std::byte> buf, Role role, uint64_t epoch, uint64_t boot_id,
-                   std::span<const PartitionOffset> entries);
+                   std::span<const HelloEntry> entries);
 size_t EncodeAck(std::span<std::byte> buf, Role role, uint64_t epoch,
                  std::span<const PartitionOffset> entries);
 size_t EncodeNak(std::span<std::byte> buf, Role role, uint64_t epoch, uint32_t queue,

@@ -9,10 +9,11 @@ namespace sluice::replication {
 
 // ---- Streamer ------------------------------------------------------------------------------
 
-Streamer::Streamer(uint32_t queue, uint32_t partition, uint64_t log_end,
+Streamer::Streamer(uint32_t queue, uint32_t partition, uint64_t log_end, uint64_t epoch_start,
                    const StreamerConfig& config)
     : queue_(queue),
       partition_(partition),
+      epoch_start_(epoch_start),
       config_(config),
       ring_(config.ring_bytes),
       entries_(config.ring_batches),
@@ -219,10 +220,11 @@ PrimaryLink::PrimaryLink(const PrimaryConfig& config) : config_(config) {
   scratch_.reserve(kMaxEntriesPerMessage);
 }
 
-void PrimaryLink::AddPartition(uint32_t queue, uint32_t partition, uint64_t log_end) {
+void PrimaryLink::AddPartition(uint32_t queue, uint32_t partition, uint64_t log_end,
+                               uint64_t epoch_start) {
   auto& s = streamers_[PartitionKey(queue, partition)];
   if (s != nullptr) return;
-  s = std::make_unique<Streamer>(queue, partition, log_end, config_.streamer);
+  s = std::make_unique<Streamer>(queue, partition, log_end, epoch_start, config_.streamer);
   order_.push_back(s.get());
   // A standby already connected learns of it at its next HELLO; until then it streams from 0.
   if (connected_) s->Connect(0, 0);
@@ -256,11 +258,13 @@ void PrimaryLink::Offer(uint32_t queue, uint32_t partition, std::span<const std:
 
 void PrimaryLink::OnHello(const LinkMessage& m, uint64_t now_ns) {
   ++counters_.hellos_received;
-  if (connected_ && m.boot_id == peer_boot_id_) {
+  bool divergent = false;
+  for (const Streamer* s : order_) divergent = divergent || s->divergent();
+  if (connected_ && m.boot_id == peer_boot_id_ && !divergent) {
     // The same standby again (it answered our HELLO, or missed us for a while): its stated ends
     // are acks. Losses in between are repaired by NAK and timeout, without a restart.
     for (uint32_t i = 0; i < m.count; ++i) {
-      const PartitionOffset e = m.Entry(i);
+      const HelloEntry e = m.Hello(i);
       if (Streamer* s = FindMut(e.queue, e.partition)) s->OnAck(e.offset, now_ns);
     }
     return;
@@ -269,7 +273,7 @@ void PrimaryLink::OnHello(const LinkMessage& m, uint64_t now_ns) {
   connected_ = true;
   for (Streamer* s : order_) s->Disconnect();
   for (uint32_t i = 0; i < m.count; ++i) {
-    const PartitionOffset e = m.Entry(i);
+    const HelloEntry e = m.Hello(i);
     if (Streamer* s = FindMut(e.queue, e.partition)) {
       s->Connect(e.offset, now_ns);
     } else {
@@ -282,6 +286,7 @@ void PrimaryLink::OnHello(const LinkMessage& m, uint64_t now_ns) {
     if (s->divergent()) ++counters_.divergent;
   }
   next_control_ns_ = now_ns;  // answer with our HELLO (the standby checks divergence with it)
+  hello_due_ = true;
 }
 
 void PrimaryLink::OnDatagram(std::span<const std::byte> datagram, uint64_t now_ns) {
@@ -339,14 +344,15 @@ uint32_t PrimaryLink::Poll(uint64_t now_ns, LinkOutput& out) {
       ++counters_.tx_no_buffer;
     } else {
       size_t n = 0;
-      if (!connected_) {
+      if (!connected_ || hello_due_) {
         // HELLO with our log ends, until the standby answers with its own.
+        hello_due_ = false;
         scratch_.clear();
         for (const Streamer* s : order_) {
           if (scratch_.size() == kMaxEntriesPerMessage) break;
-          scratch_.push_back({s->queue(), s->partition(), s->offered_end()});
+          scratch_.push_back({s->queue(), s->partition(), s->offered_end(), s->epoch_start()});
         }
-        const size_t fit = (config_.max_datagram_bytes - kLinkHeaderBytes - 16) / kPartitionOffsetBytes;
+        const size_t fit = (config_.max_datagram_bytes - kLinkHeaderBytes - 16) / kHelloEntryBytes;
         if (scratch_.size() > fit) scratch_.resize(fit);
         n = EncodeHello(buf, Role::kPrimary, config_.epoch, config_.boot_id, scratch_);
         ++counters_.hellos_sent;

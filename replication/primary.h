@@ -36,7 +36,8 @@ struct StreamerConfig {
 // One partition's stream to the standby. Offsets: acked_end <= next_send <= offered_end.
 class Streamer {
  public:
-  Streamer(uint32_t queue, uint32_t partition, uint64_t log_end, const StreamerConfig& config);
+  Streamer(uint32_t queue, uint32_t partition, uint64_t log_end, uint64_t epoch_start,
+           const StreamerConfig& config);
 
   // A batch of the primary's log, in its on-disk form (header + payload, no padding). Batches
   // come in offset order; one below offered_end is ignored (storage offers a batch again when it
@@ -66,6 +67,7 @@ class Streamer {
   uint64_t acked_end() const { return acked_end_; }
   uint64_t next_send() const { return next_send_; }
   uint64_t offered_end() const { return offered_end_; }
+  uint64_t epoch_start() const { return epoch_start_; }
   uint64_t ring_start() const;
   // Caught up: the standby acked everything the primary had when it connected (or since).
   bool caught_up() const { return caught_up_; }
@@ -95,6 +97,7 @@ class Streamer {
 
   const uint32_t queue_;
   const uint32_t partition_;
+  const uint64_t epoch_start_;
   const StreamerConfig config_;
   std::vector<std::byte> ring_;
   std::vector<Entry> entries_;
@@ -140,7 +143,10 @@ class PrimaryLink {
   explicit PrimaryLink(const PrimaryConfig& config);
 
   // Control path (allocates).
-  void AddPartition(uint32_t queue, uint32_t partition, uint64_t log_end);
+  // `epoch_start`: where this primary's epoch began in the partition's log (its log end when it
+  // was promoted; 0 for a partition created since): a deposed primary that rejoins truncates
+  // what it holds past it.
+  void AddPartition(uint32_t queue, uint32_t partition, uint64_t log_end, uint64_t epoch_start = 0);
   void RemovePartition(uint32_t queue, uint32_t partition);
   bool Has(uint32_t queue, uint32_t partition) const;
 
@@ -174,10 +180,11 @@ class PrimaryLink {
   PrimaryConfig config_;
   absl::flat_hash_map<uint64_t, std::unique_ptr<Streamer>> streamers_;
   std::vector<Streamer*> order_;  // round-robin order of Poll
-  std::vector<PartitionOffset> scratch_;
+  std::vector<HelloEntry> scratch_;
   uint32_t rr_ = 0;
   bool connected_ = false;
   bool fenced_ = false;
+  bool hello_due_ = false;  // answer a (new) standby's HELLO with ours
   uint64_t higher_epoch_ = 0;
   uint64_t peer_boot_id_ = 0;
   uint64_t last_rx_ns_ = 0;

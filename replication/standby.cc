@@ -102,6 +102,15 @@ Applier::Result Applier::RetryPending(StandbySink& sink, LinkCounters& c) {
   return Result::kApplied;
 }
 
+void Applier::Truncated(uint64_t end) {
+  SLUICE_ASSERT(end <= expected_);
+  expected_ = end;
+  durable_ = std::min(durable_, end);
+  have_ = 0;
+  pending_ = false;
+  ack_due = true;
+}
+
 void Applier::OnDurable(uint64_t end) {
   SLUICE_ASSERT(end <= expected_);  // storage never reports more than it was given
   if (end > durable_) {
@@ -115,6 +124,8 @@ void Applier::OnDurable(uint64_t end) {
 StandbyLink::StandbyLink(const StandbyConfig& config) : config_(config), epoch_(config.epoch) {
   SLUICE_ASSERT(config.max_datagram_bytes >= kLinkHeaderBytes + 64);
   scratch_.reserve(kMaxEntriesPerMessage);
+  hello_scratch_.reserve(kMaxEntriesPerMessage);
+  primary_ends_.reserve(kMaxEntriesPerMessage);
 }
 
 void StandbyLink::AddPartition(uint32_t queue, uint32_t partition, uint64_t log_end) {
@@ -146,19 +157,80 @@ const Applier* StandbyLink::Find(uint32_t queue, uint32_t partition) const {
 
 void StandbyLink::OnDurable(uint32_t queue, uint32_t partition, uint64_t end) {
   if (Applier* a = FindMut(queue, partition)) a->OnDurable(end);
+  if (!caught_up_) CheckCaughtUp();
+}
+
+void StandbyLink::CheckCaughtUp() {
+  if (!heard_ || divergent()) return;
+  for (const auto& [key, end] : primary_ends_) {
+    const Applier* a = Find(static_cast<uint32_t>(key >> 32), static_cast<uint32_t>(key));
+    if (a != nullptr && a->durable() < end) return;
+  }
+  caught_up_ = true;
+}
+
+void StandbyLink::AdoptEpoch(uint64_t epoch) {
+  if (epoch > epoch_) {
+    epoch_ = epoch;
+    epoch_changed_ = true;
+  }
 }
 
 void StandbyLink::OnHello(const LinkMessage& m, uint64_t /*now_ns*/) {
   ++counters_.hellos_received;
   primary_boot_id_ = m.boot_id;
-  // Bounded by kMaxEntriesPerMessage; the map was reserved for that many at first use.
+  // Bounded by kMaxEntriesPerMessage (reserved at construction: no rehash).
   primary_ends_.clear();
+  divergent_.clear();
   for (uint32_t i = 0; i < m.count; ++i) {
-    const PartitionOffset e = m.Entry(i);
+    const HelloEntry e = m.Hello(i);
     primary_ends_[PartitionKey(e.queue, e.partition)] = e.offset;
+    const Applier* a = Find(e.queue, e.partition);
+    if (a == nullptr) continue;
+    // Our data past the primary's end, or (when the primary's epoch is newer than any we
+    // followed) past the start of its epoch, came from an older primary: it never reached this
+    // one. Cut there.
+    uint64_t keep = e.offset;
+    if (m.epoch > epoch_) keep = std::min(keep, e.epoch_start);
+    if (a->expected() > keep) {
+      divergent_.push_back({e.queue, e.partition, a->expected(), keep});
+      ++counters_.divergent;
+    }
   }
   for (Applier* a : order_) a->ResetAssembly();
+  caught_up_ = false;
+  if (divergent_.empty()) {
+    AdoptEpoch(m.epoch);
+    CheckCaughtUp();
+  } else {
+    pending_epoch_ = m.epoch;
+  }
   hello_due_ = true;  // answer with our durable ends: the primary streams from there
+}
+
+void StandbyLink::ForEachDivergent(
+    absl::FunctionRef<void(uint32_t, uint32_t, uint64_t, uint64_t)> fn) const {
+  for (const Divergent& d : divergent_) fn(d.queue, d.partition, d.ours, d.truncate_to);
+}
+
+void StandbyLink::Truncated(uint32_t queue, uint32_t partition, uint64_t end) {
+  for (size_t i = 0; i < divergent_.size(); ++i) {
+    const Divergent& d = divergent_[i];
+    if (d.queue != queue || d.partition != partition) continue;
+    SLUICE_ASSERT(end <= d.truncate_to);
+    if (Applier* a = FindMut(queue, partition)) {
+      truncated_records_ += a->expected() - end;
+      a->Truncated(end);
+    }
+    divergent_.erase(divergent_.begin() + static_cast<ptrdiff_t>(i));
+    break;
+  }
+  if (divergent_.empty() && pending_epoch_ != 0) {
+    AdoptEpoch(pending_epoch_);
+    pending_epoch_ = 0;
+    hello_due_ = true;
+    CheckCaughtUp();
+  }
 }
 
 void StandbyLink::OnFragment(const LinkMessage& m, uint64_t now_ns, StandbySink& sink) {
@@ -192,16 +264,20 @@ void StandbyLink::OnDatagram(std::span<const std::byte> datagram, uint64_t now_n
     ++counters_.rx_stale_epoch;
     return;
   }
-  if (m.epoch > epoch_) {
-    epoch_ = m.epoch;
-    epoch_changed_ = true;
+  if (m.epoch > epoch_ && m.type != MsgType::kHello) {
+    // A newer primary's first words before its HELLO reached us (reordering): wait for the
+    // HELLO, which says what to cut first.
+    hello_due_ = true;
+    return;
   }
   if (!heard_ || now_ns > last_rx_ns_ + config_.peer_timeout_ns) hello_due_ = true;
   heard_ = true;
   last_rx_ns_ = now_ns;
   switch (m.type) {
     case MsgType::kHello: OnHello(m, now_ns); return;
-    case MsgType::kBatch: OnFragment(m, now_ns, sink); return;
+    case MsgType::kBatch:
+      if (!divergent()) OnFragment(m, now_ns, sink);
+      return;
     case MsgType::kHeartbeat: return;
     case MsgType::kAck:
     case MsgType::kNak: ++counters_.rx_wrong_role; return;
@@ -214,14 +290,14 @@ bool StandbyLink::SendHello(uint64_t /*now_ns*/, LinkOutput& out) {
     ++counters_.tx_no_buffer;
     return false;
   }
-  scratch_.clear();
+  hello_scratch_.clear();
   const size_t fit = std::min<size_t>(kMaxEntriesPerMessage,
-                                      (buf.size() - kLinkHeaderBytes - 16) / kPartitionOffsetBytes);
+                                      (buf.size() - kLinkHeaderBytes - 16) / kHelloEntryBytes);
   for (const Applier* a : order_) {
-    if (scratch_.size() == fit) break;
-    scratch_.push_back({a->queue(), a->partition(), a->durable()});
+    if (hello_scratch_.size() == fit) break;
+    hello_scratch_.push_back({a->queue(), a->partition(), a->durable(), 0});
   }
-  const size_t n = EncodeHello(buf, Role::kStandby, epoch_, config_.boot_id, scratch_);
+  const size_t n = EncodeHello(buf, Role::kStandby, epoch_, config_.boot_id, hello_scratch_);
   SLUICE_ASSERT(n != 0);
   out.Send(n);
   ++counters_.tx_datagrams;
@@ -288,7 +364,7 @@ uint32_t StandbyLink::Poll(uint64_t now_ns, LinkOutput& out, StandbySink& sink) 
     }
   }
   if (!primary_alive(now_ns)) hello_due_ = hello_due_ || now_ns >= next_control_ns_;
-  if (hello_due_) {
+  if (hello_due_ && !divergent()) {
     if (!SendHello(now_ns, out)) return work;
     hello_due_ = false;
     next_control_ns_ = now_ns + config_.heartbeat_ns;
@@ -316,14 +392,5 @@ uint32_t StandbyLink::Poll(uint64_t now_ns, LinkOutput& out, StandbySink& sink) 
   return work;
 }
 
-void StandbyLink::ForEachDivergent(
-    absl::FunctionRef<void(uint32_t, uint32_t, uint64_t, uint64_t)> fn) const {
-  for (const Applier* a : order_) {
-    auto it = primary_ends_.find(PartitionKey(a->queue(), a->partition()));
-    if (it != primary_ends_.end() && a->expected() > it->second) {
-      fn(a->queue(), a->partition(), a->expected(), it->second);
-    }
-  }
-}
 
 }  // namespace sluice::replication

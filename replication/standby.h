@@ -46,6 +46,8 @@ class Applier {
   void OnDurable(uint64_t end);
   // The primary's session restarted (its HELLO): drop a half-assembled batch.
   void ResetAssembly() { have_ = 0; pending_ = false; }
+  // The shell cut the log back to `end` (a divergent tail): continue from there.
+  void Truncated(uint64_t end);
 
   uint32_t queue() const { return queue_; }
   uint32_t partition() const { return partition_; }
@@ -103,6 +105,9 @@ class StandbyLink {
   uint32_t Poll(uint64_t now_ns, LinkOutput& out, StandbySink& sink);
 
   uint64_t epoch() const { return epoch_; }
+  // Since the primary's last HELLO, every partition it listed is durable here up to the end it
+  // stated then (latched): the standby has caught up and may be promoted without --force.
+  bool caught_up() const { return caught_up_; }
   // The epoch changed since the last call (the shell persists it before acking anything more).
   bool TakeEpochChange() {
     const bool c = epoch_changed_;
@@ -112,9 +117,15 @@ class StandbyLink {
   bool primary_alive(uint64_t now_ns) const {
     return heard_ && now_ns <= last_rx_ns_ + config_.peer_timeout_ns;
   }
-  // Partitions where our log is longer than the primary's (its HELLO): a divergent tail from
-  // a former primary of ours. fn(queue, partition, our_end, primary_end).
+  // A primary of a newer epoch said HELLO and some of our logs hold a tail it does not (we were
+  // the primary before it, or followed one): fn(queue, partition, our_end, truncate_to) for
+  // each. The shell cuts those logs (blocking, rare) and calls Truncated; the new epoch is
+  // adopted, and nothing of that primary applied, only once none is left.
+  bool divergent() const { return !divergent_.empty(); }
   void ForEachDivergent(absl::FunctionRef<void(uint32_t, uint32_t, uint64_t, uint64_t)> fn) const;
+  void Truncated(uint32_t queue, uint32_t partition, uint64_t end);
+  // Messages in the tails cut so far (never acknowledged by a primary that mattered).
+  uint64_t truncated_records() const { return truncated_records_; }
   const Applier* Find(uint32_t queue, uint32_t partition) const;
   const LinkCounters& counters() const { return counters_; }
 
@@ -132,8 +143,19 @@ class StandbyLink {
   absl::flat_hash_map<uint64_t, std::unique_ptr<Applier>> appliers_;
   std::vector<Applier*> order_;
   std::vector<Applier*> nak_due_;
+  struct Divergent {
+    uint32_t queue, partition;
+    uint64_t ours, truncate_to;
+  };
+  void AdoptEpoch(uint64_t epoch);
+  void CheckCaughtUp();
   absl::flat_hash_map<uint64_t, uint64_t> primary_ends_;  // from its last HELLO
+  std::vector<Divergent> divergent_;
+  uint64_t pending_epoch_ = 0;  // adopted once divergent_ is empty
+  uint64_t truncated_records_ = 0;
+  bool caught_up_ = false;
   std::vector<PartitionOffset> scratch_;
+  std::vector<HelloEntry> hello_scratch_;
   bool heard_ = false;
   bool hello_due_ = true;
   uint64_t last_rx_ns_ = 0;

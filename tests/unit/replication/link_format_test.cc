@@ -11,9 +11,9 @@ namespace {
 
 TEST(LinkFormat, HelloRoundTrip) {
   std::vector<std::byte> buf(1472);
-  const PartitionOffset e[2] = {{7, 0, 100}, {7, 1, 250}};
+  const HelloEntry e[2] = {{7, 0, 100, 0}, {7, 1, 250, 40}};
   const size_t n = EncodeHello(buf, Role::kStandby, 3, 0xabcdef, e);
-  ASSERT_EQ(n, kLinkHeaderBytes + 16 + 2 * kPartitionOffsetBytes);
+  ASSERT_EQ(n, kLinkHeaderBytes + 16 + 2 * kHelloEntryBytes);
   LinkMessage m;
   ASSERT_EQ(DecodeLink(std::span(buf).first(n), &m), DecodeError::kOk);
   EXPECT_EQ(m.type, MsgType::kHello);
@@ -21,9 +21,10 @@ TEST(LinkFormat, HelloRoundTrip) {
   EXPECT_EQ(m.epoch, 3u);
   EXPECT_EQ(m.boot_id, 0xabcdefu);
   ASSERT_EQ(m.count, 2u);
-  EXPECT_EQ(m.Entry(1).queue, 7u);
-  EXPECT_EQ(m.Entry(1).partition, 1u);
-  EXPECT_EQ(m.Entry(1).offset, 250u);
+  EXPECT_EQ(m.Hello(1).queue, 7u);
+  EXPECT_EQ(m.Hello(1).partition, 1u);
+  EXPECT_EQ(m.Hello(1).offset, 250u);
+  EXPECT_EQ(m.Hello(1).epoch_start, 40u);
 }
 
 TEST(LinkFormat, AckNakHeartbeatRoundTrip) {

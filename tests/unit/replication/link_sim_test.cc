@@ -363,7 +363,7 @@ TEST(LinkSim, CorruptedDatagramsAreCountedAndRefused) {
   EXPECT_EQ(r.standby.bad_batches, 0u);  // the link CRC caught every flip before reassembly
 }
 
-TEST(LinkSim, CutAndHealCatchesUpFromMemory) {
+TEST(LinkSim, CutAndHealCatchesUp) {
   Scenario s;
   s.seed = 3;
   s.batches_per_partition = 400;
@@ -476,8 +476,9 @@ TEST(LinkSim, StandbyAdoptsHigherEpochAndThrottledApplyIsRetried) {
   EXPECT_FALSE(rig.standby().TakeEpochChange());
 }
 
-TEST(LinkSim, DivergentStandbyTailIsReportedNotOverwritten) {
-  // The standby holds offsets the primary's log does not (a former primary's unreplicated tail).
+TEST(LinkSim, DivergentStandbyTailIsCutThenItFollows) {
+  // The standby (last epoch 1) holds offsets [0, 100); the new primary (epoch 2) began its epoch
+  // at 60 and has written nothing since: [60, 100) is a deposed primary's never-replicated tail.
   StandbyConfig sc;
   sc.epoch = 1;
   StandbyLink standby(sc);
@@ -485,7 +486,55 @@ TEST(LinkSim, DivergentStandbyTailIsReportedNotOverwritten) {
   PrimaryConfig pc;
   pc.epoch = 2;
   PrimaryLink primary(pc);
-  primary.AddPartition(5, 0, 60);
+  primary.AddPartition(5, 0, 60, /*epoch_start=*/60);
+  SimWire p2s(1, 0), s2p(2, 0);
+  SimDisk disk;
+  auto run = [&](uint64_t from, uint64_t to) {
+    for (uint64_t t = from; t < to; ++t) {
+      const uint64_t now = t * 1'000'000;
+      primary.Poll(now, p2s);
+      p2s.Deliver(now, [&](std::span<const std::byte> d) { standby.OnDatagram(d, now, disk); });
+      standby.Poll(now, s2p, disk);
+      s2p.Deliver(now, [&](std::span<const std::byte> d) { primary.OnDatagram(d, now); });
+    }
+  };
+  run(1, 50);
+  int reported = 0;
+  standby.ForEachDivergent([&](uint32_t q, uint32_t p, uint64_t ours, uint64_t keep) {
+    EXPECT_EQ(q, 5u);
+    EXPECT_EQ(p, 0u);
+    EXPECT_EQ(ours, 100u);
+    EXPECT_EQ(keep, 60u);
+    ++reported;
+  });
+  ASSERT_EQ(reported, 1);
+  EXPECT_EQ(standby.epoch(), 1u);  // not adopted before the cut
+  uint64_t e = 0;
+  EXPECT_FALSE(primary.Replicated(5, 0, 50'000'000, 1'000'000'000, &e));
+  EXPECT_EQ(disk.applied, 0u);
+  // The shell cuts the log; the standby adopts the epoch, says HELLO again, and is in sync.
+  standby.Truncated(5, 0, 60);
+  EXPECT_FALSE(standby.divergent());
+  EXPECT_EQ(standby.truncated_records(), 40u);
+  EXPECT_EQ(standby.epoch(), 2u);
+  run(50, 100);
+  EXPECT_TRUE(primary.Replicated(5, 0, 100'000'000, 1'000'000'000, &e));
+  EXPECT_EQ(e, 60u);
+  EXPECT_FALSE(primary.Find(5, 0)->divergent());
+  EXPECT_TRUE(standby.caught_up());
+}
+
+TEST(LinkSim, StandbyOfTheSameEpochKeepsItsLog) {
+  // A standby that followed this very primary (same epoch) keeps everything up to the primary's
+  // end, even past the start of the primary's epoch.
+  StandbyConfig sc;
+  sc.epoch = 2;
+  StandbyLink standby(sc);
+  standby.AddPartition(5, 0, 80);
+  PrimaryConfig pc;
+  pc.epoch = 2;
+  PrimaryLink primary(pc);
+  primary.AddPartition(5, 0, 80, /*epoch_start=*/60);
   SimWire p2s(1, 0), s2p(2, 0);
   SimDisk disk;
   for (uint64_t t = 1; t < 50; ++t) {
@@ -495,19 +544,11 @@ TEST(LinkSim, DivergentStandbyTailIsReportedNotOverwritten) {
     standby.Poll(now, s2p, disk);
     s2p.Deliver(now, [&](std::span<const std::byte> d) { primary.OnDatagram(d, now); });
   }
-  int reported = 0;
-  standby.ForEachDivergent([&](uint32_t q, uint32_t p, uint64_t ours, uint64_t theirs) {
-    EXPECT_EQ(q, 5u);
-    EXPECT_EQ(p, 0u);
-    EXPECT_EQ(ours, 100u);
-    EXPECT_EQ(theirs, 60u);
-    ++reported;
-  });
-  EXPECT_EQ(reported, 1);
-  EXPECT_TRUE(primary.Find(5, 0)->divergent());
+  EXPECT_FALSE(standby.divergent());
+  EXPECT_TRUE(standby.caught_up());
   uint64_t e = 0;
-  EXPECT_FALSE(primary.Replicated(5, 0, 50'000'000, 1'000'000'000, &e));
-  EXPECT_EQ(disk.applied, 0u);
+  EXPECT_TRUE(primary.Replicated(5, 0, 50'000'000, 1'000'000'000, &e));
+  EXPECT_EQ(e, 80u);
 }
 
 }  // namespace
