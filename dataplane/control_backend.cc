@@ -62,6 +62,8 @@ absl::StatusOr<std::vector<QueueInfo>> SluicedBackend::QueuesOf(
     q.config = c::ToShardQueueConfig(meta, snapshot, base);
     q.receive_wait_ms = meta.spec.attributes.receive_wait_ms;
     q.purge_generation = meta.purge_generation;
+    q.sync_replication = meta.spec.attributes.replication == hwconf::ReplicationMode::kSync;
+    q.degrade_allow = meta.spec.attributes.replication_degrade == c::Degrade::kAllow;
     q.partition_shard.resize(meta.spec.partitions);
     if (message_cap != 0 && q.config.max_message_bytes > message_cap) {
       return c::MakeError(
