@@ -1,5 +1,7 @@
 #include "dataplane/control_backend.h"
 
+#include "dataplane/replication_shell.h"
+
 #include <algorithm>
 #include <map>
 #include <thread>
@@ -281,7 +283,55 @@ c::HealthReport SluicedBackend::Readiness() {
   return r;
 }
 
-c::RoleInfo SluicedBackend::Role() { return c::RoleInfo{}; }  // replication: a later issue
+void SluicedBackend::AttachReplication(const ReplicationStatus* status, std::string peer,
+                                       std::function<void(bool)> promote) {
+  replication_ = status;
+  peer_ = std::move(peer);
+  promote_ = std::move(promote);
+}
+
+c::RoleInfo SluicedBackend::Role() {
+  c::RoleInfo r;
+  if (replication_ == nullptr) return r;
+  const int role = replication_->role.load(std::memory_order_relaxed);
+  r.role = role == 1 ? "primary" : role == 2 ? "standby" : "standalone";
+  r.epoch = replication_->epoch.load(std::memory_order_relaxed);
+  r.peer = peer_;
+  r.replication_connected = replication_->connected.load(std::memory_order_relaxed);
+  r.replication_lag_bytes = replication_->lag_offsets.load(std::memory_order_relaxed);
+  r.caught_up = replication_->caught_up.load(std::memory_order_relaxed);
+  r.fenced = replication_->fenced.load(std::memory_order_relaxed);
+  r.counters = std::vector<std::pair<std::string, uint64_t>>{
+      {"batches_sent", replication_->batches_sent.load(std::memory_order_relaxed)},
+      {"batches_resent", replication_->batches_resent.load(std::memory_order_relaxed)},
+      {"batches_applied", replication_->batches_applied.load(std::memory_order_relaxed)},
+      {"backfill_batches", replication_->backfill_batches.load(std::memory_order_relaxed)},
+      {"rx_malformed", replication_->rx_malformed.load(std::memory_order_relaxed)},
+      {"rx_stale_epoch", replication_->rx_stale_epoch.load(std::memory_order_relaxed)},
+      {"truncated_records", replication_->truncated_records.load(std::memory_order_relaxed)},
+      {"apply_failures", replication_->apply_failures.load(std::memory_order_relaxed)},
+  };
+  return r;
+}
+
+absl::StatusOr<uint64_t> SluicedBackend::Promote(bool force) {
+  if (replication_ == nullptr || replication_->role.load() != 2) {
+    return c::MakeError(absl::StatusCode::kFailedPrecondition, c::errc::kConflict, "",
+                        "this box is not a standby");
+  }
+  if (!force && !replication_->caught_up.load()) {
+    return c::MakeError(absl::StatusCode::kFailedPrecondition, c::errc::kConflict, "force",
+                        "the standby has not caught up with the primary since it last heard "
+                        "from it: promoting it may lose acknowledged messages; use --force to "
+                        "promote anyway");
+  }
+  std::lock_guard lock(promote_mu_);
+  if (!promoting_) {
+    promoting_ = true;
+    promote_(force);
+  }
+  return replication_->epoch.load() + 1;
+}
 
 c::VersionInfo SluicedBackend::Version() {
   return c::VersionInfo{{{"dpdk", rte_version()}}};

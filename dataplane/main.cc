@@ -9,6 +9,7 @@
 //   4 port, mempool or ring setup failed        5 a worker lcore failed at run time
 //   6 control plane: metadata store, catalog, bootstrap, publication or REST listen failed
 //   7 storage setup failed (data directory, io_uring)
+#include <arpa/inet.h>
 #include <signal.h>
 #include <sys/eventfd.h>
 #include <unistd.h>
@@ -43,11 +44,13 @@
 #include "dataplane/kernel_side.h"
 #include "dataplane/port.h"
 #include "dataplane/queue_table.h"
+#include "dataplane/replication_shell.h"
 #include "dataplane/stats.h"
 #include "dataplane/storage_shell.h"
 #include "dataplane/table_publisher.h"
 #include "dataplane/worker.h"
 #include "hwconf/loader.h"
+#include "replication/state_file.h"
 
 namespace sluice::dataplane {
 namespace {
@@ -57,6 +60,10 @@ enum ExitCode { kExitOk = 0, kExitBadLayout = 1, kExitUsage = 2, kExitEal = 3, k
 
 std::atomic<bool> g_stop{false};
 volatile sig_atomic_t g_signal = 0;
+// Replication: the process stops and starts itself again (execv, same arguments) in another role:
+// kPromote after `POST /v1/promote` on a standby, kRejoin when a primary saw a newer epoch.
+enum class Restart { kNone = 0, kPromote = 1, kRejoin = 2 };
+std::atomic<int> g_restart{0};
 
 void OnSignal(int sig) {
   g_signal = sig;
@@ -198,7 +205,6 @@ rte_mempool* CreateMempool(const hwconf::Layout& layout, uint16_t workers) {
 int SetupPorts(const hwconf::Layout& layout, SharedRuntime* rt) {
   const uint16_t tx_queues = rt->worker_count;
   for (const hwconf::Port& p : layout.ports) {
-    if (p.role != hwconf::PortRole::kClient) continue;  // replication links: later issue
     auto port = SetupPort(p, rt->pool, tx_queues);
     if (!port.ok()) {
       std::fprintf(stderr, "sluiced: %s\n", std::string(port.status().message()).c_str());
@@ -263,11 +269,12 @@ int RecoverStorage(const hwconf::Layout& layout, const QueueTable& table,
 }
 
 int CreateStorageShells(const hwconf::Layout& layout, const SharedRuntime& rt,
-                        const std::optional<StorageFault>& fault,
+                        const std::optional<StorageFault>& fault, uint64_t epoch,
                         std::vector<std::unique_ptr<StorageShell>>* shells) {
   for (uint16_t w = 0; w < rt.worker_count; ++w) {
     StorageShellConfig c;
     c.storage = layout.storage;
+    c.epoch = epoch;
     c.completion_eventfd = rt.wake[w].fd;
     c.fault = fault;
     auto shell = StorageShell::Create(c, rt.recovery);
@@ -278,6 +285,107 @@ int CreateStorageShells(const hwconf::Layout& layout, const SharedRuntime& rt,
     }
     shells->push_back(std::move(*shell));
   }
+  return kExitOk;
+}
+
+// Replication: the effective role and epoch (the state file in the first data directory wins
+// over the layout's role once a promotion or a fencing changed it), the worker that polls the
+// link, and, on a newly promoted primary, where its epoch begins in every partition's log.
+struct ReplicationSetup {
+  hwconf::ReplicationRole role = hwconf::ReplicationRole::kNone;
+  replication::ReplicationState state;
+  std::string state_path;
+  ReplicationStatus status;
+  int link_worker = -1;
+  const PortRuntime* link = nullptr;
+  rte_be32_t peer_ipv4 = 0;
+  rte_be16_t peer_port = 0;
+};
+
+int LoadReplication(const hwconf::Layout& layout, ReplicationSetup* r) {
+  r->role = layout.replication.role;
+  if (r->role == hwconf::ReplicationRole::kNone) return kExitOk;
+  std::error_code ec;
+  std::filesystem::create_directories(layout.storage.data_dirs.front(), ec);
+  r->state_path = replication::StatePath(layout.storage.data_dirs.front());
+  auto st = replication::LoadState(r->state_path);
+  if (!st.ok()) {
+    std::fprintf(stderr, "sluiced: replication: %s\n", std::string(st.status().message()).c_str());
+    return kExitStorage;
+  }
+  r->state = *st;
+  if (r->state.role == "primary") r->role = hwconf::ReplicationRole::kPrimary;
+  if (r->state.role == "standby") r->role = hwconf::ReplicationRole::kStandby;
+  if (r->role == hwconf::ReplicationRole::kPrimary && r->state.epoch == 0) {
+    r->state.epoch = 1;  // the first primary's epoch; persisted before it serves
+    if (absl::Status s = replication::SaveState(r->state_path, r->state); !s.ok()) {
+      std::fprintf(stderr, "sluiced: replication: %s\n", std::string(s.message()).c_str());
+      return kExitStorage;
+    }
+  }
+  r->status.epoch.store(r->state.epoch);
+  std::printf("sluiced: replication: role %s, epoch %llu%s\n",
+              std::string(hwconf::ToString(r->role)).c_str(),
+              static_cast<unsigned long long>(r->state.epoch),
+              r->state.role ? " (from the state file)" : "");
+  return kExitOk;
+}
+
+int SetUpReplicationLink(const hwconf::Layout& layout, const SharedRuntime& rt,
+                         const QueueTable& table, ReplicationSetup* r) {
+  if (r->role == hwconf::ReplicationRole::kNone) return kExitOk;
+  if (layout.replication.link_port.empty()) {
+    std::fprintf(stderr, "sluiced: replication: link_port = \"\" (kernel UDP) is not built yet; "
+                 "name a port with role = \"replication\"\n");
+    return kExitSetup;
+  }
+  for (const PortRuntime& p : rt.ports) {
+    if (p.conf->name == layout.replication.link_port) r->link = &p;
+  }
+  for (size_t w = 0; w < layout.lcores.size(); ++w) {
+    for (const hwconf::RxQueueRef& q : layout.lcores[w].rx) {
+      if (q.port == layout.replication.link_port) r->link_worker = static_cast<int>(w);
+    }
+  }
+  if (r->link == nullptr || r->link_worker < 0) {
+    std::fprintf(stderr, "sluiced: replication: port '%s' is not set up or no lcore polls it "
+                 "(list \"%s:0\" in one lcore's rx)\n", layout.replication.link_port.c_str(),
+                 layout.replication.link_port.c_str());
+    return kExitSetup;
+  }
+  for (uint32_t s = 0; s < table.shard_count(); ++s) {
+    if (table.WorkerOfShard(s) != r->link_worker) {
+      std::fprintf(stderr, "sluiced: replication: shard %u is not on the lcore that polls the "
+                   "link; with replication one worker lcore must own every shard (replicating "
+                   "from several lcores is not built yet)\n", s);
+      return kExitSetup;
+    }
+  }
+  const std::string& peer = layout.replication.peer;
+  const size_t colon = peer.rfind(':');
+  in_addr a{};
+  if (colon == std::string::npos || inet_pton(AF_INET, peer.substr(0, colon).c_str(), &a) != 1) {
+    std::fprintf(stderr, "sluiced: replication: peer '%s' is not ip:port\n", peer.c_str());
+    return kExitBadLayout;
+  }
+  r->peer_ipv4 = a.s_addr;
+  r->peer_port = rte_cpu_to_be_16(static_cast<uint16_t>(std::stoul(peer.substr(colon + 1))));
+  return kExitOk;
+}
+
+// A newly promoted primary: its epoch begins at the end of each partition's log as recovered.
+int RecordEpochStarts(StartupRecovery* recovery, ReplicationSetup* r) {
+  if (r->role != hwconf::ReplicationRole::kPrimary || !r->state.pending_starts) return kExitOk;
+  if (recovery != nullptr) {
+    for (const auto& [k, end] : recovery->LogEnds()) r->state.starts[k] = end;
+  }
+  r->state.pending_starts = false;
+  if (absl::Status s = replication::SaveState(r->state_path, r->state); !s.ok()) {
+    std::fprintf(stderr, "sluiced: replication: %s\n", std::string(s.message()).c_str());
+    return kExitStorage;
+  }
+  std::printf("sluiced: replication: epoch %llu begins at the log ends of %zu partition(s)\n",
+              static_cast<unsigned long long>(r->state.epoch), r->state.starts.size());
   return kExitOk;
 }
 
@@ -355,6 +463,33 @@ void StopControlPlane(ControlPlane* cp) {
   cp->store.reset();
 }
 
+// Promotion (standby -> primary, a new epoch) or rejoin (fenced primary -> standby): the state
+// file says so first (atomic, fsynced), then the process becomes a new sluiced with the same
+// arguments, which recovers its logs and serves in the new role (docs/replication.md §7).
+int RestartInRole(Restart what, ReplicationSetup* r, char** argv) {
+  replication::ReplicationState st = r->state;
+  if (what == Restart::kPromote) {
+    st.epoch = std::max(st.epoch, r->status.epoch.load()) + 1;
+    st.role = "primary";
+    st.pending_starts = true;
+    st.starts.clear();
+  } else {
+    st.role = "standby";
+  }
+  if (absl::Status s = replication::SaveState(r->state_path, st); !s.ok()) {
+    std::fprintf(stderr, "sluiced: replication: %s\n", std::string(s.message()).c_str());
+    return kExitStorage;
+  }
+  std::printf("sluiced: replication: %s with epoch %llu: restarting\n",
+              what == Restart::kPromote ? "promoted to primary" : "rejoining as standby",
+              static_cast<unsigned long long>(st.epoch));
+  std::fflush(stdout);
+  std::fflush(stderr);
+  execv("/proc/self/exe", argv);
+  std::fprintf(stderr, "sluiced: replication: execv: %s\n", std::strerror(errno));
+  return kExitSetup;
+}
+
 struct LaunchArg {
   Worker* worker;
 };
@@ -364,10 +499,21 @@ int WorkerMain(void* arg) {
   return w->Run(g_stop);
 }
 
-int RunMainLoop(const std::vector<std::unique_ptr<Worker>>& workers, const Args& args) {
+int RunMainLoop(const std::vector<std::unique_ptr<Worker>>& workers, const Args& args,
+                const ReplicationSetup& repl) {
   // The main lcore is housekeeping: it waits for a signal and publishes counters once a second.
   uint64_t next_stats = 0;
   while (!g_stop.load(std::memory_order_relaxed)) {
+    if (repl.role == hwconf::ReplicationRole::kPrimary && repl.status.fenced.load()) {
+      std::printf("sluiced: replication: fenced: a primary of epoch %llu exists (ours is %llu); "
+                  "taking no writes, restarting as its standby\n",
+                  static_cast<unsigned long long>(repl.status.higher_epoch.load()),
+                  static_cast<unsigned long long>(repl.state.epoch));
+      std::fflush(stdout);
+      g_restart = static_cast<int>(Restart::kRejoin);
+      g_stop = true;
+      break;
+    }
     const uint64_t now = rte_get_timer_cycles();
     if (!args.stats_file.empty() && now >= next_stats) {
       WriteStatsFile(args.stats_file, workers);
@@ -441,19 +587,52 @@ int Main(int argc, char** argv) {
   for (WakeSignal& w : wake) w.fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
   rt.wake = wake.data();
 
+  ReplicationSetup repl;
+  if (rc == kExitOk) rc = LoadReplication(*layout, &repl);
   std::unique_ptr<StartupRecovery> recovery;
   std::vector<std::unique_ptr<StorageShell>> shells;
   if (rc == kExitOk) rc = RecoverStorage(*layout, *tables->Load(), &recovery);
   rt.recovery = recovery.get();
-  if (rc == kExitOk) rc = CreateStorageShells(*layout, rt, args.fault, &shells);
+  if (rc == kExitOk) rc = SetUpReplicationLink(*layout, rt, *tables->Load(), &repl);
+  if (rc == kExitOk) rc = RecordEpochStarts(recovery.get(), &repl);
+  if (rc == kExitOk) rc = CreateStorageShells(*layout, rt, args.fault, repl.state.epoch, &shells);
 
   std::vector<std::unique_ptr<Worker>> workers;
   std::vector<LaunchArg> launch(rt.worker_count);
   if (rc == kExitOk) {
     for (uint16_t w = 0; w < rt.worker_count; ++w) {
+      std::unique_ptr<ReplicationShell> link;
+      if (static_cast<int>(w) == repl.link_worker) {
+        ReplicationShellConfig c;
+        c.role = repl.role;
+        c.epoch = repl.state.epoch;
+        c.boot_id = rt.unix_ns_at_start ^ (uint64_t{static_cast<uint32_t>(getpid())} << 32);
+        c.link = repl.link;
+        c.tx_queue = w;
+        c.peer_ipv4 = repl.peer_ipv4;
+        c.peer_udp_port = repl.peer_port;
+        c.pool = rt.pool;
+        c.storage = layout->storage;
+        c.recovery = recovery.get();
+        c.completion_eventfd = rt.wake[w].fd;
+        c.state = repl.state;
+        c.state_path = repl.state_path;
+        c.status = &repl.status;
+        auto shell = ReplicationShell::Create(c);
+        if (!shell.ok()) {
+          std::fprintf(stderr, "sluiced: replication: %s\n",
+                       std::string(shell.status().message()).c_str());
+          rc = kExitStorage;
+          break;
+        }
+        link = std::move(*shell);
+      }
       // Opens (and restores) the worker's durable partitions, on this thread, before launch.
-      workers.push_back(std::make_unique<Worker>(w, layout->lcores[w], rt, std::move(shells[w])));
+      workers.push_back(std::make_unique<Worker>(w, layout->lcores[w], rt, std::move(shells[w]),
+                                                 std::move(link)));
     }
+  }
+  if (rc == kExitOk) {
     for (uint16_t w = 0; w < rt.worker_count; ++w) {
       launch[w].worker = workers[w].get();
       const unsigned lcore = static_cast<unsigned>(layout->lcores[w].id);
@@ -466,6 +645,10 @@ int Main(int argc, char** argv) {
     }
   }
   if (rc == kExitOk) {
+    cp.backend->AttachReplication(&repl.status, layout->replication.peer, [](bool) {
+      g_restart = static_cast<int>(Restart::kPromote);
+      g_stop = true;
+    });
     cp.backend->AttachWorkers(&workers);
     cp.backend->RegisterTelemetry();
     rc = StartRest(*layout, &cp);
@@ -475,7 +658,7 @@ int Main(int argc, char** argv) {
                 "SIGINT/SIGTERM to stop\n", rt.worker_count, layout->shards,
                 tables->Load()->queues().size());
     std::fflush(stdout);
-    rc = RunMainLoop(workers, args);
+    rc = RunMainLoop(workers, args, repl);
   }
   // No publication after this point: the REST server finishes its requests and stops before the
   // workers (a publication waits for them to pass a quiescent state).
@@ -498,6 +681,9 @@ int Main(int argc, char** argv) {
   Cleanup(rt);
   rte_eal_cleanup();
   if (g_signal != 0) std::printf("sluiced: stopped on signal %d\n", static_cast<int>(g_signal));
+  if (g_restart.load() != static_cast<int>(Restart::kNone) && g_signal == 0 && rc == kExitOk) {
+    return RestartInRole(static_cast<Restart>(g_restart.load()), &repl, argv);
+  }
   return rc;
 }
 

@@ -58,6 +58,15 @@ std::optional<storage::RecoveredPartition> StartupRecovery::Take(uint32_t queue,
   return r;
 }
 
+std::vector<std::pair<std::pair<uint32_t, uint32_t>, uint64_t>> StartupRecovery::LogEnds() {
+  std::lock_guard<std::mutex> lock(mu_);
+  std::vector<std::pair<std::pair<uint32_t, uint32_t>, uint64_t>> out;
+  for (const auto& [k, r] : results_) {
+    if (r.status.ok()) out.push_back({k, r.log.next_offset});
+  }
+  return out;
+}
+
 // ---- the shell -----------------------------------------------------------------------------------
 
 absl::StatusOr<std::unique_ptr<StorageShell>> StorageShell::Create(const StorageShellConfig& config,

@@ -52,6 +52,8 @@ class StartupRecovery {
                                               const storage::RecoveryOptions& options);
   // The result for (queue, partition), moved out; nullopt if it was not recovered at start.
   std::optional<storage::RecoveredPartition> Take(uint32_t queue, uint32_t partition);
+  // The log end (next offset) of every partition recovered without error and not taken yet.
+  std::vector<std::pair<std::pair<uint32_t, uint32_t>, uint64_t>> LogEnds();
   double seconds() const { return seconds_; }
   uint64_t bytes_scanned() const { return bytes_scanned_; }
 

@@ -172,6 +172,9 @@ class PrimaryLink {
   uint64_t higher_epoch() const { return higher_epoch_; }
   const LinkCounters& counters() const { return counters_; }
   const Streamer* Find(uint32_t queue, uint32_t partition) const;
+  void ForEachStreamer(absl::FunctionRef<void(const Streamer&)> fn) const {
+    for (const Streamer* s : order_) fn(*s);
+  }
 
  private:
   Streamer* FindMut(uint32_t queue, uint32_t partition);

@@ -1,0 +1,447 @@
+#include "dataplane/replication_shell.h"
+
+#include <unistd.h>
+
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+
+#include <rte_ethdev.h>
+
+#include "absl/strings/str_format.h"
+#include "dataplane/storage_shell.h"
+#include "protocol/assert.h"
+#include "storage/recovery.h"
+#include "storage/segment.h"
+
+namespace sluice::dataplane {
+namespace {
+
+constexpr uint32_t kArenaBytes = 32u << 20;       // standby: batches being written
+constexpr uint32_t kMaxBatchBytes = (1u << 20) + 8192;
+constexpr uint32_t kBackfillsPerPass = 4;         // catch-up reads per pass (throttle)
+constexpr uint64_t kStatusIntervalNs = 20'000'000;
+// Sync queues: the standby counts as gone when it has not acknowledged what waits for this long.
+constexpr uint64_t kSyncLagBoundNs = 1'000'000'000;
+
+uint64_t Key(uint32_t q, uint32_t p) { return (uint64_t{q} << 32) | p; }
+
+}  // namespace
+
+absl::StatusOr<std::unique_ptr<ReplicationShell>> ReplicationShell::Create(
+    const ReplicationShellConfig& c) {
+  SLUICE_ASSERT(c.link != nullptr && c.pool != nullptr && c.status != nullptr);
+  std::unique_ptr<ReplicationShell> s(new ReplicationShell(c));
+  if (c.role == hwconf::ReplicationRole::kStandby) {
+    storage::WriterConfig wc;
+    wc.queue_depth = c.storage.uring_depth;
+    wc.segment_bytes = c.storage.segment_bytes;
+    wc.completion_eventfd = c.completion_eventfd;
+    auto writer = storage::UringWriter::Create(wc);
+    if (!writer.ok()) return writer.status();
+    s->writer_ = std::move(*writer);
+    s->arena_ = static_cast<std::byte*>(std::aligned_alloc(4096, kArenaBytes));
+    if (s->arena_ == nullptr) return absl::ResourceExhaustedError("replication arena");
+    s->arena_bytes_ = kArenaBytes;
+  }
+  return s;
+}
+
+ReplicationShell::ReplicationShell(const ReplicationShellConfig& c) : config_(c) {
+  self_ = c.link->addr;
+  peer_.ipv4 = c.peer_ipv4;
+  peer_.udp_port = c.peer_udp_port;
+  peer_.port_id = c.link->addr.port_id;
+  std::memset(peer_.mac.addr_bytes, 0xff, sizeof peer_.mac.addr_bytes);  // broadcast at first
+  max_datagram_ = static_cast<uint32_t>(c.link->conf->mtu) - 28;  // IPv4 + UDP headers
+  if (c.role == hwconf::ReplicationRole::kPrimary) {
+    replication::PrimaryConfig pc;
+    pc.epoch = c.epoch;
+    pc.boot_id = c.boot_id;
+    pc.max_datagram_bytes = max_datagram_;
+    primary_ = std::make_unique<replication::PrimaryLink>(pc);
+    backfill_buf_.resize(kMaxBatchBytes);
+  } else {
+    replication::StandbyConfig sc;
+    sc.epoch = c.epoch;
+    sc.boot_id = c.boot_id;
+    sc.max_datagram_bytes = max_datagram_;
+    sc.max_batch_bytes = kMaxBatchBytes;
+    standby_ = std::make_unique<replication::StandbyLink>(sc);
+  }
+  parts_.reserve(1024);
+  by_handle_.reserve(1024);
+  c.status->role.store(primary_ ? 1 : 2, std::memory_order_relaxed);
+  c.status->epoch.store(c.epoch, std::memory_order_relaxed);
+}
+
+ReplicationShell::~ReplicationShell() {
+  if (writer_ != nullptr) {
+    for (auto& [k, p] : parts_) writer_->ClosePartition(p->handle);
+  }
+  std::free(arena_);
+}
+
+// ---- Replicator ------------------------------------------------------------------------------
+
+bool ReplicationShell::Writable() const { return primary_ != nullptr && !primary_->fenced(); }
+
+void ReplicationShell::PrimaryAddress(uint32_t* ipv4, uint16_t* udp_port) const {
+  // The primary's client address is not carried on the link yet: clients are told "not here"
+  // without a redirect (docs/replication.md §9).
+  *ipv4 = 0;
+  *udp_port = 0;
+}
+
+void ReplicationShell::AddPartition(uint32_t queue, uint32_t partition, uint64_t log_end) {
+  if (primary_ == nullptr) return;
+  primary_->AddPartition(queue, partition, log_end, config_.state.StartOf(queue, partition));
+}
+
+void ReplicationShell::RemovePartition(uint32_t queue, uint32_t partition) {
+  if (primary_ != nullptr) primary_->RemovePartition(queue, partition);
+}
+
+void ReplicationShell::Offer(uint32_t queue, uint32_t partition, std::span<const std::byte> bytes,
+                             uint64_t base, uint64_t end, uint64_t now_ns) {
+  if (primary_ != nullptr) primary_->Offer(queue, partition, bytes, base, end, now_ns);
+}
+
+bool ReplicationShell::Replicated(uint32_t queue, uint32_t partition, uint64_t now_ns,
+                                  uint64_t* end) const {
+  return primary_ != nullptr &&
+         primary_->Replicated(queue, partition, now_ns, kSyncLagBoundNs, end);
+}
+
+// ---- link I/O ---------------------------------------------------------------------------------
+
+std::span<std::byte> ReplicationShell::Acquire() {
+  SLUICE_ASSERT(out_ == nullptr && tx_ != nullptr);
+  out_ = rte_pktmbuf_alloc(config_.pool);
+  if (out_ == nullptr) {
+    counters_->Drop(DropReason::kNoMbuf);
+    return {};
+  }
+  const size_t room = rte_pktmbuf_tailroom(out_) - kDatagramHeaderBytes;
+  return {rte_pktmbuf_mtod_offset(out_, std::byte*, kDatagramHeaderBytes),
+          std::min<size_t>(room, max_datagram_)};
+}
+
+void ReplicationShell::Send(size_t bytes) {
+  SLUICE_ASSERT(out_ != nullptr && bytes <= max_datagram_);
+  WriteDatagramHeaders(out_, self_, peer_, static_cast<uint16_t>(bytes));
+  tx_->Add(out_, *counters_);
+  out_ = nullptr;
+}
+
+uint32_t ReplicationShell::PollLink(uint64_t now_ns, TxBuffer& tx, LcoreCounters& c) {
+  tx_ = &tx;
+  counters_ = &c;
+  rte_mbuf* pkts[32];
+  const uint16_t n = rte_eth_rx_burst(self_.port_id, 0, pkts, 32);
+  c.rx_packets += n;
+  for (uint16_t i = 0; i < n; ++i) {
+    rte_mbuf* m = pkts[i];
+    c.rx_bytes += m->pkt_len;
+    Peer from;
+    switch (ClassifyFrame(m, self_, c, &from)) {
+      case RxVerdict::kDrop: rte_pktmbuf_free(m); break;
+      case RxVerdict::kReply: tx.Add(m, c); break;
+      case RxVerdict::kDatagram: {
+        if (from.ipv4 == peer_.ipv4 && !peer_mac_known_) {
+          peer_.mac = from.mac;  // learned: unicast from now on
+          peer_mac_known_ = true;
+        }
+        const std::span<const std::byte> d(reinterpret_cast<const std::byte*>(DatagramPayload(m)),
+                                           DatagramPayloadLength(m));
+        if (primary_ != nullptr) {
+          primary_->OnDatagram(d, now_ns);
+        } else {
+          standby_->OnDatagram(d, now_ns, *this);
+        }
+        rte_pktmbuf_free(m);
+        break;
+      }
+    }
+  }
+  if (standby_ != nullptr && n > 0) StandbyPass(now_ns);
+  return n;
+}
+
+uint32_t ReplicationShell::Poll(uint64_t now_ns, Persistence* storage, TxBuffer& tx,
+                                LcoreCounters& c) {
+  tx_ = &tx;
+  counters_ = &c;
+  storage_ = storage;
+  uint32_t work = 0;
+  if (primary_ != nullptr) {
+    // Catch-up: batches memory no longer holds, read back from the log (bounded per pass).
+    if (storage != nullptr) {
+      backfills_this_pass_ = 0;
+      primary_->ForEachBackfill([&](uint32_t q, uint32_t p, uint64_t from) {
+        if (backfills_this_pass_ >= kBackfillsPerPass) return;
+        uint32_t len = 0;
+        uint64_t end = 0;
+        const Errc e = storage->ReadBatch(q, p, from, backfill_buf_, &len, &end);
+        if (e == Errc::kOk) {
+          primary_->Backfill(q, p, std::span<const std::byte>(backfill_buf_).first(len), from, end);
+          ++backfills_this_pass_;
+        }
+      });
+      work += backfills_this_pass_;
+    }
+    work += primary_->Poll(now_ns, *this);
+  } else {
+    StandbyPass(now_ns);
+    work += writer_->Poll([&](const storage::Completion& comp) {
+      auto it = by_handle_.find(comp.handle);
+      if (it == by_handle_.end()) return;
+      StandbyPart* p = it->second;
+      if (comp.errc != Errc::kOk) {
+        if (!p->failed) {
+          std::fprintf(stderr, "sluiced: standby: queue %u partition %u: storage failed: %s; "
+                       "durable up to offset %llu; not acknowledging more\n", p->queue,
+                       p->partition, writer_->failure(p->handle).c_str(),
+                       static_cast<unsigned long long>(comp.durable.value));
+        }
+        p->failed = true;
+        config_.status->apply_failures.fetch_add(1, std::memory_order_relaxed);
+      }
+      p->durable_end = comp.durable.value;
+      standby_->OnDurable(p->queue, p->partition, comp.durable.value);
+    });
+    // Free the arena from the head: batches whose partition is durable past them.
+    while (!pending_.empty() && (pending_.front().part == nullptr ||
+                                 pending_.front().part->durable_end >= pending_.front().end)) {
+      pending_.pop_front();
+    }
+    if (pending_.empty()) arena_tail_ = 0;
+    work += standby_->Poll(now_ns, *this, *this);
+  }
+  if (now_ns >= last_status_ns_ + kStatusIntervalNs) {
+    last_status_ns_ = now_ns;
+    PublishStatus();
+  }
+  return work;
+}
+
+void ReplicationShell::PublishStatus() {
+  ReplicationStatus& s = *config_.status;
+  const replication::LinkCounters& c =
+      primary_ != nullptr ? primary_->counters() : standby_->counters();
+  s.batches_sent.store(c.batches_sent, std::memory_order_relaxed);
+  s.batches_resent.store(c.batches_resent, std::memory_order_relaxed);
+  s.batches_applied.store(c.batches_applied, std::memory_order_relaxed);
+  s.backfill_batches.store(c.backfill_batches, std::memory_order_relaxed);
+  s.rx_malformed.store(c.rx_malformed, std::memory_order_relaxed);
+  s.rx_stale_epoch.store(c.rx_stale_epoch, std::memory_order_relaxed);
+  if (primary_ != nullptr) {
+    uint64_t lag = 0;
+    bool all_caught_up = primary_->connected();
+    // The streamers: lag and catch-up over every partition.
+    s.connected.store(primary_->connected(), std::memory_order_relaxed);
+    s.fenced.store(primary_->fenced(), std::memory_order_relaxed);
+    s.higher_epoch.store(primary_->higher_epoch(), std::memory_order_relaxed);
+    primary_->ForEachStreamer([&](const replication::Streamer& st) {
+      lag += st.offered_end() - std::min(st.offered_end(), st.acked_end());
+      all_caught_up = all_caught_up && st.caught_up();
+    });
+    s.lag_offsets.store(lag, std::memory_order_relaxed);
+    s.caught_up.store(all_caught_up, std::memory_order_relaxed);
+  } else {
+    s.connected.store(standby_->primary_alive(last_status_ns_), std::memory_order_relaxed);
+    s.caught_up.store(standby_->caught_up(), std::memory_order_relaxed);
+    s.epoch.store(standby_->epoch(), std::memory_order_relaxed);
+    s.truncated_records.store(standby_->truncated_records(), std::memory_order_relaxed);
+  }
+}
+
+// ---- standby ---------------------------------------------------------------------------------
+
+void ReplicationShell::StandbyPass(uint64_t now_ns) {
+  (void)now_ns;
+  // Divergent tails first (blocking: rare), then the epoch they made us adopt, persisted before
+  // anything of the new primary is acknowledged.
+  if (standby_->divergent()) {
+    struct Cut { uint32_t q, p; uint64_t ours, to; };
+    std::vector<Cut> cuts;
+    standby_->ForEachDivergent([&](uint32_t q, uint32_t p, uint64_t ours, uint64_t to) {
+      cuts.push_back({q, p, ours, to});
+    });
+    for (const Cut& c : cuts) {
+      if (absl::Status st = Truncate(c.q, c.p, c.to); !st.ok()) {
+        std::fprintf(stderr, "sluiced: standby: queue %u partition %u: cannot cut the divergent "
+                     "tail at offset %llu: %s; not following the primary\n", c.q, c.p,
+                     static_cast<unsigned long long>(c.to), std::string(st.message()).c_str());
+        continue;
+      }
+      std::fprintf(stderr, "sluiced: standby: queue %u partition %u: cut the divergent tail "
+                   "[%llu, %llu): %llu message(s) never acknowledged by the new primary dropped\n",
+                   c.q, c.p, static_cast<unsigned long long>(c.to),
+                   static_cast<unsigned long long>(c.ours),
+                   static_cast<unsigned long long>(c.ours - c.to));
+      standby_->Truncated(c.q, c.p, c.to);
+    }
+  }
+  if (standby_->TakeEpochChange()) {
+    config_.state.epoch = standby_->epoch();
+    config_.state.role = "standby";
+    if (absl::Status st = replication::SaveState(config_.state_path, config_.state); !st.ok()) {
+      std::fprintf(stderr, "sluiced: standby: persisting epoch %llu: %s\n",
+                   static_cast<unsigned long long>(config_.state.epoch),
+                   std::string(st.message()).c_str());
+    }
+    config_.status->epoch.store(config_.state.epoch, std::memory_order_relaxed);
+  }
+}
+
+absl::Status ReplicationShell::OpenStandbyPartition(uint32_t queue, uint32_t partition,
+                                                    shard::Durability d) {
+  const std::string data_dir = DataDirOf(config_.storage, queue, partition);
+  const storage::PartitionId id{queue, partition};
+  std::optional<storage::RecoveredPartition> rec;
+  if (config_.recovery != nullptr) rec = config_.recovery->Take(queue, partition);
+  if (!rec.has_value()) {
+    rec = storage::RecoverPartition(storage::PartitionToRecover{data_dir, id, UINT64_MAX, false},
+                                    RecoveryOptionsOf(config_.storage));
+  }
+  if (!rec->status.ok()) return rec->status;
+  if (auto dir = storage::PartitionDir::Open(data_dir, id, true); !dir.ok()) return dir.status();
+  const uint64_t end = rec->log.next_offset;
+  storage::PartitionSpec spec{data_dir, id, d, config_.epoch};
+  auto h = writer_->OpenPartition(spec, std::move(rec->log));
+  if (!h.ok()) return h.status();
+  auto part = std::make_unique<StandbyPart>();
+  part->queue = queue;
+  part->partition = partition;
+  part->handle = *h;
+  part->data_dir = data_dir;
+  part->durability = d;
+  part->durable_end = end;
+  by_handle_[*h] = part.get();
+  parts_[Key(queue, partition)] = std::move(part);
+  standby_->AddPartition(queue, partition, end);
+  return absl::OkStatus();
+}
+
+void ReplicationShell::CloseStandbyPartition(uint32_t queue, uint32_t partition,
+                                             bool keep_applier) {
+  auto it = parts_.find(Key(queue, partition));
+  if (it == parts_.end()) return;
+  // Close waits for the partition's writes in flight; its arena entries go with the head.
+  writer_->ClosePartition(it->second->handle);
+  for (Pending& p : pending_) {
+    if (p.part == it->second.get()) p.part = nullptr;
+  }
+  by_handle_.erase(it->second->handle);
+  if (!keep_applier) standby_->RemovePartition(queue, partition);
+  parts_.erase(it);
+}
+
+void ReplicationShell::SetTable(const QueueTable& table) {
+  if (standby_ == nullptr) return;
+  // Every durable partition of the table is written here (one worker owns the link).
+  absl::flat_hash_map<uint64_t, bool> wanted;
+  for (const QueueInfo& q : table.queues()) {
+    if (q.config.durability == shard::Durability::kNone) continue;
+    for (uint32_t p = 0; p < q.partition_shard.size(); ++p) {
+      wanted[Key(q.id, p)] = true;
+      if (parts_.contains(Key(q.id, p))) continue;
+      if (absl::Status st = OpenStandbyPartition(q.id, p, q.config.durability); !st.ok()) {
+        std::fprintf(stderr, "sluiced: standby: queue '%s' partition %u: %s; not replicated here\n",
+                     q.name.c_str(), p, std::string(st.message()).c_str());
+      }
+    }
+  }
+  std::vector<std::pair<uint32_t, uint32_t>> gone;
+  for (const auto& [k, p] : parts_) {
+    if (!wanted.contains(k)) gone.push_back({p->queue, p->partition});
+  }
+  for (const auto& [q, p] : gone) CloseStandbyPartition(q, p);
+}
+
+Errc ReplicationShell::Apply(uint32_t queue, uint32_t partition, std::span<const std::byte> batch,
+                             const storage::BatchHeader& h) {
+  auto it = parts_.find(Key(queue, partition));
+  if (it == parts_.end()) return Errc::kUnknownPartition;
+  StandbyPart* part = it->second.get();
+  if (part->failed) return Errc::kStorageFailed;
+  const uint32_t len = static_cast<uint32_t>(batch.size());
+  // Room in the arena: after the tail, or from 0 when the head has moved past it.
+  uint32_t pos = arena_tail_;
+  if (!pending_.empty()) {
+    const uint32_t head = pending_.front().pos;
+    if (arena_tail_ >= head) {
+      if (arena_bytes_ - arena_tail_ < len) {
+        if (head < len) return Errc::kThrottled;
+        pos = 0;
+      }
+    } else if (head - arena_tail_ < len) {
+      return Errc::kThrottled;
+    }
+  } else if (arena_bytes_ < len) {
+    return Errc::kMessageTooLarge;
+  }
+  std::memcpy(arena_ + pos, batch.data(), len);
+  shard::SealedBatch b;
+  b.bytes = std::span<std::byte>(arena_ + pos, len);
+  b.header_bytes = h.header_bytes;
+  b.used_bytes = h.header_bytes + h.payload_bytes;
+  b.first_offset = h.base_offset;
+  b.count = h.count;
+  b.first_timestamp_ns = h.first_timestamp_ns;
+  b.last_timestamp_ns = h.last_timestamp_ns;
+  const Errc e = writer_->SubmitEncoded(part->handle, b);
+  if (e != Errc::kOk) return e;
+  pending_.push_back({part, h.end_offset(), pos, len});
+  arena_tail_ = pos + len;
+  return Errc::kOk;
+}
+
+absl::Status ReplicationShell::Truncate(uint32_t queue, uint32_t partition, uint64_t to) {
+  auto it = parts_.find(Key(queue, partition));
+  if (it == parts_.end()) return absl::NotFoundError("no such partition here");
+  StandbyPart* part = it->second.get();
+  const storage::PartitionId id{queue, partition};
+  storage::BatchReader reader(part->data_dir, id);
+  auto loc = reader.Locate(writer_->log(part->handle), to);
+  if (!loc.ok()) return loc.status();
+  const std::vector<storage::SegmentState> segments = writer_->log(part->handle).segments;
+  const shard::Durability d = part->durability;
+  const std::string data_dir = part->data_dir;
+  CloseStandbyPartition(queue, partition, /*keep_applier=*/true);
+  auto dir = storage::PartitionDir::Open(data_dir, id, false);
+  if (!dir.ok()) return dir.status();
+  // Zeros from the cut to the end of its segment (the preallocated size stays), later segments
+  // removed, the index rebuilt by recovery.
+  for (const storage::SegmentState& s : segments) {
+    if (s.base_offset > loc->segment_base) {
+      if (absl::Status st = dir->RemoveSegment(s.base_offset); !st.ok()) return st;
+      continue;
+    }
+    if (s.base_offset != loc->segment_base) continue;
+    const std::string path = dir->LogPath(s.base_offset);
+    bool direct = false;
+    auto fd = storage::OpenBuffered(path, O_RDWR | O_CLOEXEC, &direct);
+    if (!fd.ok()) return fd.status();
+    auto size = storage::FileSize(fd->get(), path);
+    if (!size.ok()) return size.status();
+    if (ftruncate(fd->get(), static_cast<off_t>(loc->position)) != 0 ||
+        ftruncate(fd->get(), static_cast<off_t>(*size)) != 0 || fsync(fd->get()) != 0) {
+      return absl::InternalError(absl::StrFormat("cut %s at %u: %s", path, loc->position,
+                                                 std::strerror(errno)));
+    }
+    unlink(dir->IndexPath(s.base_offset).c_str());  // rebuilt from the log by recovery
+  }
+  return OpenStandbyPartition(queue, partition, d);
+}
+
+void ReplicationShell::Drain() {
+  if (writer_ == nullptr) return;
+  writer_->Drain([&](const storage::Completion& comp) {
+    auto it = by_handle_.find(comp.handle);
+    if (it != by_handle_.end()) it->second->durable_end = comp.durable.value;
+  });
+}
+
+}  // namespace sluice::dataplane

@@ -1,0 +1,169 @@
+// The replication shell of the worker lcore that polls the link (docs/replication.md §6): the
+// DPDK side of the pure core in replication/. It owns
+//   - on a primary: the PrimaryLink; the Frontend offers it every durable batch (Replicator), and
+//     batches the standby needs that memory no longer holds are read back from the log
+//     (Persistence::ReadBatch, a few per pass);
+//   - on a standby: the StandbyLink and its own io_uring writer, which writes the primary's
+//     batches byte for byte into this box's logs (UringWriter::SubmitEncoded) and reports their
+//     durable ends back as ACKs; divergent tails are cut here (blocking, rare);
+//   - the link port's RX queue 0 and this worker's TX queue on it: the link is IPv4/UDP to
+//     [replication] peer; until the peer's MAC is learned from its first frame, frames go to the
+//     Ethernet broadcast address (a point-to-point link).
+// Only this worker's thread calls it once the worker runs.
+#pragma once
+
+#include <atomic>
+#include <cstdint>
+#include <deque>
+#include <memory>
+#include <span>
+#include <string>
+#include <vector>
+
+#include <rte_mbuf.h>
+
+#include "absl/container/flat_hash_map.h"
+#include "absl/status/statusor.h"
+#include "dataplane/counters.h"
+#include "dataplane/net.h"
+#include "dataplane/persistence.h"
+#include "dataplane/port.h"
+#include "dataplane/queue_table.h"
+#include "dataplane/replicator.h"
+#include "dataplane/tx_buffer.h"
+#include "hwconf/layout.h"
+#include "replication/primary.h"
+#include "replication/standby.h"
+#include "replication/state_file.h"
+#include "storage/batch_reader.h"
+#include "storage/uring_writer.h"
+
+namespace sluice::dataplane {
+
+class StartupRecovery;
+
+// What the control plane reads (any thread): relaxed atomics written by the shell's worker.
+struct ReplicationStatus {
+  std::atomic<int> role{0};  // 0 none, 1 primary, 2 standby
+  std::atomic<uint64_t> epoch{0};
+  std::atomic<bool> connected{false};   // primary: standby connected; standby: primary heard
+  std::atomic<bool> caught_up{false};   // standby: caught up since the primary's HELLO;
+                                        // primary: every partition's standby caught up
+  std::atomic<bool> fenced{false};      // primary: a newer epoch was seen
+  std::atomic<uint64_t> higher_epoch{0};
+  std::atomic<uint64_t> lag_offsets{0};   // primary: offered - acked, all partitions
+  std::atomic<uint64_t> truncated_records{0};
+  std::atomic<uint64_t> batches_sent{0};
+  std::atomic<uint64_t> batches_resent{0};
+  std::atomic<uint64_t> batches_applied{0};
+  std::atomic<uint64_t> backfill_batches{0};
+  std::atomic<uint64_t> rx_malformed{0};
+  std::atomic<uint64_t> rx_stale_epoch{0};
+  std::atomic<uint64_t> apply_failures{0};  // standby: batches its storage refused or failed
+};
+
+struct ReplicationShellConfig {
+  hwconf::ReplicationRole role = hwconf::ReplicationRole::kPrimary;  // effective role
+  uint64_t epoch = 0;
+  uint64_t boot_id = 0;
+  const PortRuntime* link = nullptr;  // the layout's link port
+  uint16_t tx_queue = 0;              // this worker's TX queue on it
+  rte_be32_t peer_ipv4 = 0;
+  rte_be16_t peer_udp_port = 0;
+  rte_mempool* pool = nullptr;
+  hwconf::Storage storage;             // standby: data dirs and writer settings
+  StartupRecovery* recovery = nullptr; // standby: logs recovered at start
+  int completion_eventfd = -1;
+  replication::ReplicationState state;  // epoch starts (primary)
+  std::string state_path;
+  ReplicationStatus* status = nullptr;
+};
+
+class ReplicationShell final : public Replicator,
+                               public replication::LinkOutput,
+                               public replication::StandbySink {
+ public:
+  static absl::StatusOr<std::unique_ptr<ReplicationShell>> Create(const ReplicationShellConfig& c);
+  ~ReplicationShell();
+
+  // The link's RX queue (for the worker's interrupt-driven sleep).
+  uint16_t link_port_id() const { return config_.link->addr.port_id; }
+  bool link_rx_interrupts() const { return config_.link->rx_interrupts; }
+
+  // Worker pass: frames from the link (and ARP on it), then what is due to send (and, standby,
+  // storage completions). `storage`: the worker's (primary catch-up reads).
+  uint32_t PollLink(uint64_t now_ns, TxBuffer& tx, LcoreCounters& c);
+  uint32_t Poll(uint64_t now_ns, Persistence* storage, TxBuffer& tx, LcoreCounters& c);
+  // Standby: the partitions of durable queues follow the queue table.
+  void SetTable(const QueueTable& table);
+  void Drain();
+
+  // Replicator
+  bool Writable() const override;
+  void PrimaryAddress(uint32_t* ipv4, uint16_t* udp_port) const override;
+  void AddPartition(uint32_t queue, uint32_t partition, uint64_t log_end) override;
+  void RemovePartition(uint32_t queue, uint32_t partition) override;
+  void Offer(uint32_t queue, uint32_t partition, std::span<const std::byte> bytes, uint64_t base,
+             uint64_t end, uint64_t now_ns) override;
+  bool Replicated(uint32_t queue, uint32_t partition, uint64_t now_ns,
+                  uint64_t* end) const override;
+
+  // replication::LinkOutput
+  std::span<std::byte> Acquire() override;
+  void Send(size_t bytes) override;
+  // replication::StandbySink
+  Errc Apply(uint32_t queue, uint32_t partition, std::span<const std::byte> batch,
+             const storage::BatchHeader& header) override;
+
+ private:
+  explicit ReplicationShell(const ReplicationShellConfig& c);
+  absl::Status OpenStandbyPartition(uint32_t queue, uint32_t partition, shard::Durability d);
+  void CloseStandbyPartition(uint32_t queue, uint32_t partition, bool keep_applier = false);
+  absl::Status Truncate(uint32_t queue, uint32_t partition, uint64_t to);
+  void StandbyPass(uint64_t now_ns);
+  void PublishStatus();
+
+  struct StandbyPart {
+    uint32_t queue = 0;
+    uint32_t partition = 0;
+    storage::PartitionHandle handle = 0;
+    std::string data_dir;
+    shard::Durability durability = shard::Durability::kWrite;
+    uint64_t durable_end = 0;
+    bool failed = false;
+  };
+  // Standby batches being written: a FIFO over one aligned arena (O_DIRECT needs the alignment).
+  struct Pending {
+    StandbyPart* part;
+    uint64_t end;
+    uint32_t pos;
+    uint32_t len;
+  };
+
+  ReplicationShellConfig config_;
+  std::unique_ptr<replication::PrimaryLink> primary_;
+  std::unique_ptr<replication::StandbyLink> standby_;
+  // Link I/O.
+  PortAddress self_{};
+  Peer peer_{};
+  bool peer_mac_known_ = false;
+  TxBuffer* tx_ = nullptr;          // set for the duration of a pass
+  LcoreCounters* counters_ = nullptr;
+  rte_mbuf* out_ = nullptr;         // the mbuf of the last Acquire
+  uint32_t max_datagram_ = 0;
+  // Primary catch-up.
+  std::vector<std::byte> backfill_buf_;
+  Persistence* storage_ = nullptr;
+  uint32_t backfills_this_pass_ = 0;
+  // Standby storage.
+  std::unique_ptr<storage::UringWriter> writer_;
+  absl::flat_hash_map<uint64_t, std::unique_ptr<StandbyPart>> parts_;
+  absl::flat_hash_map<storage::PartitionHandle, StandbyPart*> by_handle_;
+  std::byte* arena_ = nullptr;
+  uint32_t arena_bytes_ = 0;
+  std::deque<Pending> pending_;
+  uint32_t arena_tail_ = 0;
+  uint64_t last_status_ns_ = 0;
+};
+
+}  // namespace sluice::dataplane
