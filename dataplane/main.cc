@@ -10,8 +10,10 @@
 //   6 control plane: metadata store, catalog, bootstrap, publication or REST listen failed
 //   7 storage setup failed (data directory, io_uring)
 #include <arpa/inet.h>
+#include <fcntl.h>
 #include <signal.h>
 #include <sys/eventfd.h>
+#include <sys/syscall.h>
 #include <unistd.h>
 
 #include <atomic>
@@ -485,6 +487,16 @@ int RestartInRole(Restart what, ReplicationSetup* r, char** argv) {
               static_cast<unsigned long long>(st.epoch));
   std::fflush(stdout);
   std::fflush(stderr);
+  // DPDK's runtime files stay locked through descriptors that survive exec (the new EAL would
+  // find them busy): everything but stdio closes at exec. Not before: EAL's lcore threads still
+  // wait on their pipes, and closing those under them panics.
+  constexpr unsigned kCloseRangeCloexec = 1u << 2;  // CLOSE_RANGE_CLOEXEC (Linux 5.11)
+  if (syscall(SYS_close_range, 3u, ~0u, kCloseRangeCloexec) != 0) {
+    for (int fd = 3; fd < 65536; ++fd) {
+      const int flags = fcntl(fd, F_GETFD);
+      if (flags >= 0) fcntl(fd, F_SETFD, flags | FD_CLOEXEC);
+    }
+  }
   execv("/proc/self/exe", argv);
   std::fprintf(stderr, "sluiced: replication: execv: %s\n", std::strerror(errno));
   return kExitSetup;
@@ -500,9 +512,10 @@ int WorkerMain(void* arg) {
 }
 
 int RunMainLoop(const std::vector<std::unique_ptr<Worker>>& workers, const Args& args,
-                const ReplicationSetup& repl) {
+                const ReplicationSetup& repl, SharedRuntime& rt) {
   // The main lcore is housekeeping: it waits for a signal and publishes counters once a second.
   uint64_t next_stats = 0;
+  (void)rt;
   while (!g_stop.load(std::memory_order_relaxed)) {
     if (repl.role == hwconf::ReplicationRole::kPrimary && repl.status.fenced.load()) {
       std::printf("sluiced: replication: fenced: a primary of epoch %llu exists (ours is %llu); "
@@ -658,7 +671,7 @@ int Main(int argc, char** argv) {
                 "SIGINT/SIGTERM to stop\n", rt.worker_count, layout->shards,
                 tables->Load()->queues().size());
     std::fflush(stdout);
-    rc = RunMainLoop(workers, args, repl);
+    rc = RunMainLoop(workers, args, repl, rt);
   }
   // No publication after this point: the REST server finishes its requests and stops before the
   // workers (a publication waits for them to pass a quiescent state).

@@ -54,6 +54,9 @@ ReplicationShell::ReplicationShell(const ReplicationShellConfig& c) : config_(c)
   peer_.port_id = c.link->addr.port_id;
   std::memset(peer_.mac.addr_bytes, 0xff, sizeof peer_.mac.addr_bytes);  // broadcast at first
   max_datagram_ = static_cast<uint32_t>(c.link->conf->mtu) - 28;  // IPv4 + UDP headers
+  link_started_ = c.link->started;
+  memif_client_ = c.link->conf->vdev.rfind("net_memif", 0) == 0 &&
+                  c.link->conf->vdev.find("role=client") != std::string::npos;
   if (c.role == hwconf::ReplicationRole::kPrimary) {
     replication::PrimaryConfig pc;
     pc.epoch = c.epoch;
@@ -115,8 +118,36 @@ bool ReplicationShell::Replicated(uint32_t queue, uint32_t partition, uint64_t n
 
 // ---- link I/O ---------------------------------------------------------------------------------
 
+void ReplicationShell::CheckLink(uint64_t now_ns) {
+  if (now_ns < next_link_check_ns_) return;
+  next_link_check_ns_ = now_ns + 200'000'000;
+  const uint16_t id = self_.port_id;
+  if (!link_started_) {
+    if (rte_eth_dev_start(id) == 0) {
+      link_started_ = true;
+      link_down_since_ns_ = now_ns;
+      std::printf("sluiced: replication link started\n");
+      std::fflush(stdout);
+    }
+    return;
+  }
+  if (!memif_client_) return;
+  rte_eth_link link{};
+  if (rte_eth_link_get_nowait(id, &link) == 0 && link.link_status == RTE_ETH_LINK_UP) {
+    link_down_since_ns_ = 0;
+    return;
+  }
+  if (link_down_since_ns_ == 0) link_down_since_ns_ = now_ns;
+  if (now_ns < link_down_since_ns_ + 1'000'000'000) return;
+  // Down for a second: connect again (blocking, once a second at most, only while down).
+  rte_eth_dev_stop(id);
+  link_started_ = rte_eth_dev_start(id) == 0;
+  link_down_since_ns_ = now_ns;
+}
+
 std::span<std::byte> ReplicationShell::Acquire() {
   SLUICE_ASSERT(out_ == nullptr && tx_ != nullptr);
+  if (!link_started_) return {};
   out_ = rte_pktmbuf_alloc(config_.pool);
   if (out_ == nullptr) {
     counters_->Drop(DropReason::kNoMbuf);
@@ -137,6 +168,8 @@ void ReplicationShell::Send(size_t bytes) {
 uint32_t ReplicationShell::PollLink(uint64_t now_ns, TxBuffer& tx, LcoreCounters& c) {
   tx_ = &tx;
   counters_ = &c;
+  CheckLink(now_ns);
+  if (!link_started_) return 0;
   rte_mbuf* pkts[32];
   const uint16_t n = rte_eth_rx_burst(self_.port_id, 0, pkts, 32);
   c.rx_packets += n;

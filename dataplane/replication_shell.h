@@ -151,6 +151,14 @@ class ReplicationShell final : public Replicator,
   LcoreCounters* counters_ = nullptr;
   rte_mbuf* out_ = nullptr;         // the mbuf of the last Acquire
   uint32_t max_datagram_ = 0;
+  // The link port's state, kept by this worker: started (a memif client cannot start while its
+  // server is away), and, for a memif client, restarted when the link stays down (it does not
+  // reconnect by itself after the server went away).
+  void CheckLink(uint64_t now_ns);
+  bool link_started_ = false;
+  bool memif_client_ = false;
+  uint64_t next_link_check_ns_ = 0;
+  uint64_t link_down_since_ns_ = 0;
   // Primary catch-up.
   std::vector<std::byte> backfill_buf_;
   Persistence* storage_ = nullptr;
