@@ -103,6 +103,7 @@ struct RoleInfo {
   uint64_t replication_lag_bytes = 0;  // primary: offsets the standby has not acked yet
   bool caught_up = false;  // standby: caught up with the primary (promotable without force)
   bool fenced = false;     // primary: a newer epoch exists; it takes no writes
+  bool catalog_replicated = false;  // primary: the standby acknowledged the current catalog
   std::vector<std::pair<std::string, uint64_t>> counters;  // the link's, by name
 };
 

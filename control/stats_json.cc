@@ -133,6 +133,7 @@ Json ToJson(const RoleInfo& r) {
               {"replication_lag_bytes", r.replication_lag_bytes},
               {"caught_up", r.caught_up},
               {"fenced", r.fenced},
+              {"catalog_replicated", r.catalog_replicated},
               {"replication_counters", counters}};
 }
 

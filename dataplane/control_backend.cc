@@ -104,9 +104,12 @@ absl::Status SluicedBackend::Publish(std::shared_ptr<const c::CatalogSnapshot> s
   auto table = QueueTable::Build(layout_, std::move(*queues), snapshot->version());
   if (!table.ok()) return table.status();
   rt_.tables->Publish(std::move(*table));
-  std::lock_guard lock(mu_);
-  message_cap_ = cap;
-  snapshot_ = std::move(snapshot);
+  {
+    std::lock_guard lock(mu_);
+    message_cap_ = cap;
+    snapshot_ = std::move(snapshot);
+  }
+  PushCatalog();  // metadata replication (primary): the standby gets this catalog too
   return absl::OkStatus();
 }
 
@@ -283,11 +286,21 @@ c::HealthReport SluicedBackend::Readiness() {
   return r;
 }
 
-void SluicedBackend::AttachReplication(const ReplicationStatus* status, std::string peer,
-                                       std::function<void(bool)> promote) {
+void SluicedBackend::AttachReplication(ReplicationStatus* status, std::string peer,
+                                       std::function<void(bool)> promote,
+                                       std::function<std::string()> export_catalog) {
   replication_ = status;
   peer_ = std::move(peer);
   promote_ = std::move(promote);
+  export_catalog_ = std::move(export_catalog);
+}
+
+void SluicedBackend::PushCatalog() {
+  if (replication_ == nullptr || !export_catalog_ || replication_->role.load() != 1) return;
+  std::string doc = export_catalog_();
+  std::lock_guard lock(replication_->catalog_mu);
+  replication_->catalog_out = std::move(doc);
+  replication_->catalog_out_seq.fetch_add(1, std::memory_order_release);
 }
 
 c::RoleInfo SluicedBackend::Role() {
@@ -301,6 +314,7 @@ c::RoleInfo SluicedBackend::Role() {
   r.replication_lag_bytes = replication_->lag_offsets.load(std::memory_order_relaxed);
   r.caught_up = replication_->caught_up.load(std::memory_order_relaxed);
   r.fenced = replication_->fenced.load(std::memory_order_relaxed);
+  r.catalog_replicated = replication_->catalog_acked.load(std::memory_order_relaxed);
   r.counters = std::vector<std::pair<std::string, uint64_t>>{
       {"batches_sent", replication_->batches_sent.load(std::memory_order_relaxed)},
       {"batches_resent", replication_->batches_resent.load(std::memory_order_relaxed)},

@@ -39,8 +39,12 @@ class SluicedBackend final : public control::ControlBackend {
   void RegisterTelemetry();
   // Replication status (written by the link worker) and what `POST /v1/promote` does once it is
   // allowed (the daemon restarts itself as primary). Before the REST server starts.
-  void AttachReplication(const ReplicationStatus* status, std::string peer,
-                         std::function<void(bool force)> promote);
+  // `export_catalog`: the catalog document, sent to the standby after each publication.
+  void AttachReplication(ReplicationStatus* status, std::string peer,
+                         std::function<void(bool force)> promote,
+                         std::function<std::string()> export_catalog);
+  // Hands the current catalog to the link worker (primary; after each publication).
+  void PushCatalog();
 
   absl::Status Publish(std::shared_ptr<const control::CatalogSnapshot> snapshot) override;
   control::BackendStats Stats() override;
@@ -66,7 +70,8 @@ class SluicedBackend final : public control::ControlBackend {
   SharedRuntime& rt_;
   uint32_t message_cap_ = 0;  // the largest message the shards take (fixed by the first Publish)
   std::atomic<const std::vector<std::unique_ptr<Worker>>*> workers_{nullptr};
-  const ReplicationStatus* replication_ = nullptr;
+  ReplicationStatus* replication_ = nullptr;
+  std::function<std::string()> export_catalog_;
   std::string peer_;
   std::function<void(bool)> promote_;
   std::mutex promote_mu_;

@@ -511,12 +511,36 @@ int WorkerMain(void* arg) {
   return w->Run(g_stop);
 }
 
+// A standby adopts the primary's queue catalog (metadata replication) as it arrives.
+void ApplyReplicatedCatalog(ReplicationSetup& repl, control::ControlService& service,
+                            uint64_t* seen) {
+  const uint64_t seq = repl.status.catalog_in_seq.load(std::memory_order_acquire);
+  if (seq == *seen) return;
+  *seen = seq;
+  std::string doc;
+  {
+    std::lock_guard lock(repl.status.catalog_mu);
+    doc = std::move(repl.status.catalog_in);
+  }
+  if (absl::Status st = service.ReplaceCatalog(doc); !st.ok()) {
+    std::fprintf(stderr, "sluiced: replication: the primary's catalog was not adopted: %s\n",
+                 std::string(st.message()).c_str());
+    return;
+  }
+  std::printf("sluiced: replication: adopted the primary's catalog (%zu queue(s))\n",
+              service.catalog().List().size());
+  std::fflush(stdout);
+}
+
 int RunMainLoop(const std::vector<std::unique_ptr<Worker>>& workers, const Args& args,
-                const ReplicationSetup& repl, SharedRuntime& rt) {
+                ReplicationSetup& repl, control::ControlService& service) {
   // The main lcore is housekeeping: it waits for a signal and publishes counters once a second.
   uint64_t next_stats = 0;
-  (void)rt;
+  uint64_t catalog_seen = 0;
   while (!g_stop.load(std::memory_order_relaxed)) {
+    if (repl.role == hwconf::ReplicationRole::kStandby) {
+      ApplyReplicatedCatalog(repl, service, &catalog_seen);
+    }
     if (repl.role == hwconf::ReplicationRole::kPrimary && repl.status.fenced.load()) {
       std::printf("sluiced: replication: fenced: a primary of epoch %llu exists (ours is %llu); "
                   "taking no writes, restarting as its standby\n",
@@ -658,10 +682,14 @@ int Main(int argc, char** argv) {
     }
   }
   if (rc == kExitOk) {
-    cp.backend->AttachReplication(&repl.status, layout->replication.peer, [](bool) {
-      g_restart = static_cast<int>(Restart::kPromote);
-      g_stop = true;
-    });
+    cp.backend->AttachReplication(
+        &repl.status, layout->replication.peer,
+        [](bool) {
+          g_restart = static_cast<int>(Restart::kPromote);
+          g_stop = true;
+        },
+        [&cp] { return cp.catalog->Export(); });
+    cp.backend->PushCatalog();
     cp.backend->AttachWorkers(&workers);
     cp.backend->RegisterTelemetry();
     rc = StartRest(*layout, &cp);
@@ -671,7 +699,7 @@ int Main(int argc, char** argv) {
                 "SIGINT/SIGTERM to stop\n", rt.worker_count, layout->shards,
                 tables->Load()->queues().size());
     std::fflush(stdout);
-    rc = RunMainLoop(workers, args, repl, rt);
+    rc = RunMainLoop(workers, args, repl, *cp.service);
   }
   // No publication after this point: the REST server finishes its requests and stops before the
   // workers (a publication waits for them to pass a quiescent state).

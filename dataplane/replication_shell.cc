@@ -223,6 +223,17 @@ uint32_t ReplicationShell::Poll(uint64_t now_ns, Persistence* storage, TxBuffer&
       });
       work += backfills_this_pass_;
     }
+    // A new catalog from the control plane (rare): copied under the mailbox's mutex.
+    if (const uint64_t seq = config_.status->catalog_out_seq.load(std::memory_order_acquire);
+        seq != catalog_seq_seen_) {
+      catalog_seq_seen_ = seq;
+      {
+        std::lock_guard lock(config_.status->catalog_mu);
+        catalog_scratch_ = config_.status->catalog_out;
+      }
+      primary_->SetCatalog({reinterpret_cast<const std::byte*>(catalog_scratch_.data()),
+                            catalog_scratch_.size()});
+    }
     work += primary_->Poll(now_ns, *this);
   } else {
     StandbyPass(now_ns);
@@ -250,6 +261,11 @@ uint32_t ReplicationShell::Poll(uint64_t now_ns, Persistence* storage, TxBuffer&
     }
     if (pending_.empty()) arena_tail_ = 0;
     work += standby_->Poll(now_ns, *this, *this);
+    if (standby_->TakeCatalog(&catalog_scratch_)) {
+      std::lock_guard lock(config_.status->catalog_mu);
+      config_.status->catalog_in = std::move(catalog_scratch_);
+      config_.status->catalog_in_seq.fetch_add(1, std::memory_order_release);
+    }
   }
   if (now_ns >= last_status_ns_ + kStatusIntervalNs) {
     last_status_ns_ = now_ns;
@@ -281,6 +297,7 @@ void ReplicationShell::PublishStatus() {
     });
     s.lag_offsets.store(lag, std::memory_order_relaxed);
     s.caught_up.store(all_caught_up, std::memory_order_relaxed);
+    s.catalog_acked.store(primary_->catalog_acked(), std::memory_order_relaxed);
   } else {
     s.connected.store(standby_->primary_alive(last_status_ns_), std::memory_order_relaxed);
     s.caught_up.store(standby_->caught_up(), std::memory_order_relaxed);

@@ -16,6 +16,7 @@
 #include <cstdint>
 #include <deque>
 #include <memory>
+#include <mutex>
 #include <span>
 #include <string>
 #include <vector>
@@ -60,6 +61,15 @@ struct ReplicationStatus {
   std::atomic<uint64_t> rx_malformed{0};
   std::atomic<uint64_t> rx_stale_epoch{0};
   std::atomic<uint64_t> apply_failures{0};  // standby: batches its storage refused or failed
+  std::atomic<bool> catalog_acked{false};   // primary: the standby holds the current catalog
+  // Metadata replication, between the control plane and the link worker (rare: a mutex).
+  // Primary: the catalog document to send (control thread writes, worker takes). Standby: the
+  // primary's document as received (worker writes, main thread applies).
+  std::mutex catalog_mu;
+  std::string catalog_out;
+  std::atomic<uint64_t> catalog_out_seq{0};
+  std::string catalog_in;
+  std::atomic<uint64_t> catalog_in_seq{0};
 };
 
 struct ReplicationShellConfig {
@@ -172,6 +182,8 @@ class ReplicationShell final : public Replicator,
   std::deque<Pending> pending_;
   uint32_t arena_tail_ = 0;
   uint64_t last_status_ns_ = 0;
+  uint64_t catalog_seq_seen_ = 0;
+  std::string catalog_scratch_;
 };
 
 }  // namespace sluice::dataplane

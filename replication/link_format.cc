@@ -53,6 +53,8 @@ std::string_view MsgTypeName(MsgType t) {
     case MsgType::kAck: return "ACK";
     case MsgType::kNak: return "NAK";
     case MsgType::kHeartbeat: return "HEARTBEAT";
+    case MsgType::kCatalog: return "CATALOG";
+    case MsgType::kCatalogAck: return "CATALOG_ACK";
   }
   return "?";
 }
@@ -92,7 +94,7 @@ DecodeError DecodeLink(std::span<const std::byte> d, LinkMessage* out) {
   if (h.magic != kLinkMagic) return DecodeError::kBadMagic;
   if (h.version != kLinkVersion) return DecodeError::kBadVersion;
   if (h.length != d.size()) return h.length > d.size() ? DecodeError::kShort : DecodeError::kBadLength;
-  if (h.type < 1 || h.type > 5) return DecodeError::kBadType;
+  if (h.type < 1 || h.type > 7) return DecodeError::kBadType;
   if (h.role != 1 && h.role != 2) return DecodeError::kBadRole;
   // CRC with the field taken as zero: continue the CRC over the three parts.
   const uint32_t zero = 0;
@@ -136,6 +138,26 @@ DecodeError DecodeLink(std::span<const std::byte> d, LinkMessage* out) {
       if (body.size() != 8) return DecodeError::kBadLength;
       std::memcpy(&out->sent_ns, body.data(), 8);
       return DecodeError::kOk;
+    case MsgType::kCatalogAck:
+      if (body.size() != 8) return DecodeError::kBadLength;
+      std::memcpy(&out->catalog_hash, body.data(), 8);
+      return DecodeError::kOk;
+    case MsgType::kCatalog: {
+      if (body.size() < kCatalogHeaderBytes) return DecodeError::kBadLength;
+      uint32_t frag = 0;
+      std::memcpy(&out->catalog_hash, body.data(), 8);
+      std::memcpy(&out->catalog_bytes, body.data() + 8, 4);
+      std::memcpy(&out->catalog_offset, body.data() + 12, 4);
+      std::memcpy(&frag, body.data() + 16, 4);
+      if (body.size() != kCatalogHeaderBytes + size_t{frag}) return DecodeError::kBadLength;
+      if (out->catalog_bytes > kMaxCatalogBytes ||
+          uint64_t{out->catalog_offset} + frag > out->catalog_bytes ||
+          (frag == 0 && out->catalog_bytes != 0)) {
+        return DecodeError::kBadFragment;
+      }
+      out->data = body.subspan(kCatalogHeaderBytes);
+      return DecodeError::kOk;
+    }
     case MsgType::kBatch: {
       if (body.size() < kFragmentHeaderBytes) return DecodeError::kBadLength;
       BatchFragmentHeader& f = out->fragment;
@@ -181,6 +203,34 @@ size_t EncodeHeartbeat(std::span<std::byte> buf, Role role, uint64_t epoch, uint
   const size_t total = kLinkHeaderBytes + 8;
   if (Begin(buf, total, MsgType::kHeartbeat, role, epoch) == 0) return 0;
   std::memcpy(buf.data() + kLinkHeaderBytes, &sent_ns, 8);
+  Finish(buf.first(total));
+  return total;
+}
+
+size_t EncodeCatalog(std::span<std::byte> buf, Role role, uint64_t epoch, uint64_t hash,
+                     uint32_t total_bytes, uint32_t offset, std::span<const std::byte> bytes) {
+  const size_t total = kLinkHeaderBytes + kCatalogHeaderBytes + bytes.size();
+  if (Begin(buf, total, MsgType::kCatalog, role, epoch) == 0) return 0;
+  std::byte* p = buf.data() + kLinkHeaderBytes;
+  const uint32_t frag = static_cast<uint32_t>(bytes.size()), zero = 0;
+  std::memcpy(p, &hash, 8);
+  std::memcpy(p + 8, &total_bytes, 4);
+  std::memcpy(p + 12, &offset, 4);
+  std::memcpy(p + 16, &frag, 4);
+  std::memcpy(p + 20, &zero, 4);
+  if (!bytes.empty()) std::memcpy(p + kCatalogHeaderBytes, bytes.data(), bytes.size());
+  Finish(buf.first(total));
+  return total;
+}
+
+uint64_t CatalogHash(std::span<const std::byte> document) {
+  return (uint64_t{storage::Crc32c(document)} << 32) | (document.size() & 0xffffffffu);
+}
+
+size_t EncodeCatalogAck(std::span<std::byte> buf, Role role, uint64_t epoch, uint64_t hash) {
+  const size_t total = kLinkHeaderBytes + 8;
+  if (Begin(buf, total, MsgType::kCatalogAck, role, epoch) == 0) return 0;
+  std::memcpy(buf.data() + kLinkHeaderBytes, &hash, 8);
   Finish(buf.first(total));
   return total;
 }

@@ -9,6 +9,9 @@
 //   ACK        u32 count, u32 0, count x PartitionOffset               (cumulative durable ends)
 //   NAK        u32 queue, u32 partition, u64 from_offset                (next offset expected)
 //   HEARTBEAT  u64 sent_ns
+//   CATALOG    u64 hash, u32 total_bytes, u32 frag_offset, u32 frag_bytes, u32 0, then the bytes:
+//              a fragment of the primary's queue catalog document (metadata replication)
+//   CATALOG_ACK u64 hash                                               (standby has it whole)
 #pragma once
 
 #include <cstddef>
@@ -27,7 +30,11 @@ inline constexpr uint32_t kHelloEntryBytes = 24;
 // Enough for any partition count a HELLO or ACK carries in one datagram of a 9000-byte MTU.
 inline constexpr uint32_t kMaxEntriesPerMessage = 512;
 
-enum class MsgType : uint8_t { kHello = 1, kBatch = 2, kAck = 3, kNak = 4, kHeartbeat = 5 };
+enum class MsgType : uint8_t {
+  kHello = 1, kBatch = 2, kAck = 3, kNak = 4, kHeartbeat = 5, kCatalog = 6, kCatalogAck = 7
+};
+inline constexpr uint32_t kCatalogHeaderBytes = 24;
+inline constexpr uint32_t kMaxCatalogBytes = 8u << 20;
 enum class Role : uint8_t { kPrimary = 1, kStandby = 2 };
 std::string_view MsgTypeName(MsgType t);
 
@@ -89,6 +96,10 @@ struct LinkMessage {
   uint64_t from_offset = 0;
   // HEARTBEAT
   uint64_t sent_ns = 0;
+  // CATALOG / CATALOG_ACK (data: the fragment's bytes)
+  uint64_t catalog_hash = 0;
+  uint32_t catalog_bytes = 0;
+  uint32_t catalog_offset = 0;
 
   PartitionOffset Entry(uint32_t i) const;     // ACK
   HelloEntry Hello(uint32_t i) const;          // HELLO
@@ -118,8 +129,14 @@ size_t EncodeAck(std::span<std::byte> buf, Role role, uint64_t epoch,
 size_t EncodeNak(std::span<std::byte> buf, Role role, uint64_t epoch, uint32_t queue,
                  uint32_t partition, uint64_t from_offset);
 size_t EncodeHeartbeat(std::span<std::byte> buf, Role role, uint64_t epoch, uint64_t sent_ns);
+size_t EncodeCatalog(std::span<std::byte> buf, Role role, uint64_t epoch, uint64_t hash,
+                     uint32_t total_bytes, uint32_t offset, std::span<const std::byte> bytes);
+size_t EncodeCatalogAck(std::span<std::byte> buf, Role role, uint64_t epoch, uint64_t hash);
 size_t EncodeFragment(std::span<std::byte> buf, Role role, uint64_t epoch,
                       const BatchFragmentHeader& h, std::span<const std::byte> bytes);
+
+// The identity of a catalog document: CRC32C in the high half, size in the low half.
+uint64_t CatalogHash(std::span<const std::byte> document);
 
 // Largest fragment payload that fits a datagram of `max_datagram_bytes`.
 inline constexpr uint32_t FragmentCapacity(uint32_t max_datagram_bytes) {

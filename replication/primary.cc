@@ -227,7 +227,7 @@ void PrimaryLink::AddPartition(uint32_t queue, uint32_t partition, uint64_t log_
   s = std::make_unique<Streamer>(queue, partition, log_end, epoch_start, config_.streamer);
   order_.push_back(s.get());
   // A standby already connected learns of it at its next HELLO; until then it streams from 0.
-  if (connected_) s->Connect(0, 0);
+  if (connected_) s->Connect(0, last_now_ns_);
 }
 
 void PrimaryLink::RemovePartition(uint32_t queue, uint32_t partition) {
@@ -287,6 +287,11 @@ void PrimaryLink::OnHello(const LinkMessage& m, uint64_t now_ns) {
   }
   next_control_ns_ = now_ns;  // answer with our HELLO (the standby checks divergence with it)
   hello_due_ = true;
+  if (!catalog_.empty()) {  // a new standby session: the catalog again
+    catalog_acked_ = false;
+    catalog_pos_ = 0;
+    next_catalog_ns_ = now_ns;
+  }
 }
 
 void PrimaryLink::OnDatagram(std::span<const std::byte> datagram, uint64_t now_ns) {
@@ -326,12 +331,55 @@ void PrimaryLink::OnDatagram(std::span<const std::byte> datagram, uint64_t now_n
       else ++counters_.rx_unknown_partition;
       return;
     case MsgType::kHeartbeat: return;
-    case MsgType::kBatch: ++counters_.rx_wrong_role; return;
+    case MsgType::kCatalogAck:
+      if (m.catalog_hash == catalog_hash_) catalog_acked_ = true;
+      return;
+    case MsgType::kBatch:
+    case MsgType::kCatalog: ++counters_.rx_wrong_role; return;
   }
+}
+
+void PrimaryLink::SetCatalog(std::span<const std::byte> document) {
+  const uint64_t hash = CatalogHash(document);
+  if (hash == catalog_hash_ || document.size() > kMaxCatalogBytes) return;
+  catalog_.assign(document.begin(), document.end());
+  catalog_hash_ = hash;
+  catalog_acked_ = false;
+  catalog_pos_ = 0;
+  next_catalog_ns_ = 0;
+}
+
+uint32_t PrimaryLink::SendCatalog(uint64_t now_ns, LinkOutput& out) {
+  // At most 64 fragments a pass; a whole round every second until acknowledged.
+  const uint32_t unit = config_.max_datagram_bytes - kLinkHeaderBytes - kCatalogHeaderBytes;
+  uint32_t sent = 0;
+  while (sent < 64) {
+    std::span<std::byte> buf = out.Acquire();
+    if (buf.empty()) {
+      ++counters_.tx_no_buffer;
+      return sent;
+    }
+    const uint32_t n = std::min<uint32_t>(unit, static_cast<uint32_t>(catalog_.size()) - catalog_pos_);
+    const size_t len = EncodeCatalog(buf, Role::kPrimary, config_.epoch, catalog_hash_,
+                                     static_cast<uint32_t>(catalog_.size()), catalog_pos_,
+                                     std::span<const std::byte>(catalog_).subspan(catalog_pos_, n));
+    SLUICE_ASSERT(len != 0);
+    out.Send(len);
+    ++counters_.tx_datagrams;
+    ++sent;
+    catalog_pos_ += n;
+    if (catalog_pos_ >= catalog_.size()) {
+      catalog_pos_ = 0;
+      next_catalog_ns_ = now_ns + 1'000'000'000;
+      break;
+    }
+  }
+  return sent;
 }
 
 uint32_t PrimaryLink::Poll(uint64_t now_ns, LinkOutput& out) {
   uint32_t work = 0;
+  last_now_ns_ = now_ns;
   if (connected_ && now_ns > last_rx_ns_ + config_.peer_timeout_ns) {
     connected_ = false;
     ++counters_.peer_lost;
@@ -365,6 +413,9 @@ uint32_t PrimaryLink::Poll(uint64_t now_ns, LinkOutput& out) {
       ++counters_.tx_datagrams;
       ++work;
     }
+  }
+  if (connected_ && !fenced_ && !catalog_acked_ && !catalog_.empty() && now_ns >= next_catalog_ns_) {
+    work += SendCatalog(now_ns, out);
   }
   if (!connected_ || fenced_ || order_.empty()) return work;
   uint32_t budget = config_.pass_budget_bytes;

@@ -164,6 +164,12 @@ class PrimaryLink {
   bool Replicated(uint32_t queue, uint32_t partition, uint64_t now_ns, uint64_t lag_bound_ns,
                   uint64_t* end) const;
 
+  // Metadata replication: the queue catalog document the standby must hold (control path:
+  // copied). Sent when it changes and when a standby (re)connects, again every second until the
+  // standby acknowledges it.
+  void SetCatalog(std::span<const std::byte> document);
+  bool catalog_acked() const { return catalog_acked_; }
+
   bool connected() const { return connected_; }
   // A message with a higher epoch came: another box was promoted. From then on this link sends
   // nothing but HELLOs and the shell must stop taking writes (NOT_PRIMARY).
@@ -188,6 +194,13 @@ class PrimaryLink {
   bool connected_ = false;
   bool fenced_ = false;
   bool hello_due_ = false;  // answer a (new) standby's HELLO with ours
+  uint32_t SendCatalog(uint64_t now_ns, LinkOutput& out);
+  std::vector<std::byte> catalog_;
+  uint64_t catalog_hash_ = 0;
+  bool catalog_acked_ = true;
+  uint32_t catalog_pos_ = 0;
+  uint64_t next_catalog_ns_ = 0;
+  uint64_t last_now_ns_ = 0;
   uint64_t higher_epoch_ = 0;
   uint64_t peer_boot_id_ = 0;
   uint64_t last_rx_ns_ = 0;

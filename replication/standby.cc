@@ -279,9 +279,50 @@ void StandbyLink::OnDatagram(std::span<const std::byte> datagram, uint64_t now_n
       if (!divergent()) OnFragment(m, now_ns, sink);
       return;
     case MsgType::kHeartbeat: return;
+    case MsgType::kCatalog: OnCatalog(m); return;
     case MsgType::kAck:
-    case MsgType::kNak: ++counters_.rx_wrong_role; return;
+    case MsgType::kNak:
+    case MsgType::kCatalogAck: ++counters_.rx_wrong_role; return;
   }
+}
+
+void StandbyLink::OnCatalog(const LinkMessage& m) {
+  if (m.catalog_hash == catalog_done_hash_) {
+    catalog_ack_due_ = true;  // our ack was lost: again
+    return;
+  }
+  if (m.catalog_hash != catalog_rx_hash_) {
+    catalog_rx_hash_ = m.catalog_hash;
+    catalog_buf_.assign(m.catalog_bytes, '\0');
+    catalog_have_.clear();
+    catalog_rx_bytes_ = 0;
+  }
+  if (m.catalog_bytes != catalog_buf_.size() || !catalog_have_.insert(m.catalog_offset).second) {
+    return;
+  }
+  std::memcpy(catalog_buf_.data() + m.catalog_offset, m.data.data(), m.data.size());
+  catalog_rx_bytes_ += m.data.size();
+  if (catalog_rx_bytes_ < catalog_buf_.size()) return;
+  const std::span<const std::byte> doc(reinterpret_cast<const std::byte*>(catalog_buf_.data()),
+                                       catalog_buf_.size());
+  if (CatalogHash(doc) != m.catalog_hash) {  // overlapping fragments of a bogus sender
+    ++counters_.rx_malformed;
+    catalog_rx_hash_ = 0;
+    return;
+  }
+  catalog_done_hash_ = m.catalog_hash;
+  catalog_ready_ = true;
+  catalog_ack_due_ = true;
+}
+
+bool StandbyLink::TakeCatalog(std::string* out) {
+  if (!catalog_ready_) return false;
+  catalog_ready_ = false;
+  catalog_rx_hash_ = 0;
+  *out = std::move(catalog_buf_);
+  catalog_buf_.clear();
+  catalog_have_.clear();
+  return true;
 }
 
 bool StandbyLink::SendHello(uint64_t /*now_ns*/, LinkOutput& out) {
@@ -378,6 +419,19 @@ uint32_t StandbyLink::Poll(uint64_t now_ns, LinkOutput& out, StandbySink& sink) 
     ++work;
   }
   nak_due_.clear();
+  if (catalog_ack_due_) {
+    std::span<std::byte> buf = out.Acquire();
+    if (buf.empty()) {
+      ++counters_.tx_no_buffer;
+      return work;
+    }
+    const size_t n = EncodeCatalogAck(buf, Role::kStandby, epoch_, catalog_done_hash_);
+    SLUICE_ASSERT(n != 0);
+    out.Send(n);
+    ++counters_.tx_datagrams;
+    catalog_ack_due_ = false;
+    ++work;
+  }
   if (!SendAcks(out, false)) return work;
   if (now_ns >= next_control_ns_) {
     // Heartbeat: all durable ends (an ACK lost on the way is repaired here) when the primary is

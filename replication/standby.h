@@ -7,6 +7,8 @@
 
 #include <cstdint>
 #include <memory>
+#include <set>
+#include <string>
 #include <span>
 #include <vector>
 
@@ -104,6 +106,10 @@ class StandbyLink {
   void OnDurable(uint32_t queue, uint32_t partition, uint64_t end);
   uint32_t Poll(uint64_t now_ns, LinkOutput& out, StandbySink& sink);
 
+  // Metadata replication: a complete catalog document from the primary, new since the last one
+  // taken, moved into *out (the shell hands it to the control plane).
+  bool TakeCatalog(std::string* out);
+
   uint64_t epoch() const { return epoch_; }
   // Since the primary's last HELLO, every partition it listed is durable here up to the end it
   // stated then (latched): the standby has caught up and may be promoted without --force.
@@ -156,6 +162,15 @@ class StandbyLink {
   bool caught_up_ = false;
   std::vector<PartitionOffset> scratch_;
   std::vector<HelloEntry> hello_scratch_;
+  void OnCatalog(const LinkMessage& m);
+  // Catalog reassembly (metadata: rare, allocates).
+  std::string catalog_buf_;
+  uint64_t catalog_rx_hash_ = 0;
+  std::set<uint32_t> catalog_have_;  // fragment offsets received
+  uint64_t catalog_rx_bytes_ = 0;
+  uint64_t catalog_done_hash_ = 0;
+  bool catalog_ready_ = false;
+  bool catalog_ack_due_ = false;
   bool heard_ = false;
   bool hello_due_ = true;
   uint64_t last_rx_ns_ = 0;

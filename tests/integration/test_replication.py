@@ -249,6 +249,24 @@ def lookup(box):
         s.close()
 
 
+def lookup_name(box, name):
+    s = harness.udp_socket(0.5)
+    try:
+        c = wire.Client(s, box.server, client_id=9)
+        c.handshake()
+        return c.lookup(name)[0]
+    finally:
+        s.close()
+
+
+def queues_of(box):
+    try:
+        status, body = box.http("GET", "/v1/queues")
+    except (urllib.error.URLError, ConnectionError, OSError):
+        return {}
+    return {q["name"]: q for q in body.get("queues", [])} if status == 200 else {}
+
+
 def fetch_partition(box, queue_id, part, count):
     s = harness.udp_socket(1.0)
     try:
@@ -449,6 +467,40 @@ class ReplicationTest(unittest.TestCase):
               f"logs identical afterwards")
         p.sock.close()
         q.sock.close()
+        self._failed = False
+
+    def test_catalog_follows_the_primary(self):
+        a, b = self.pair.a, self.pair.b
+        self.start_pair()
+        # A queue created on the primary at run time reaches the standby with the same id and
+        # attributes, its partitions replicate, and it serves after a promotion.
+        status, body = a.http("POST", "/v1/queues", {
+            "name": "orders", "type": "stream", "partitions": 1,
+            "attributes": {"replication": "sync", "retention_ms": 3600000}})
+        self.assertIn(status, (200, 201), body)
+        harness.wait_for(lambda: "orders" in queues_of(b), 10, "orders on the standby")
+        qa, qb = queues_of(a)["orders"], queues_of(b)["orders"]
+        self.assertEqual((qa["id"], qa["attributes"]), (qb["id"], qb["attributes"]))
+        harness.wait_for(lambda: a.role().get("catalog_replicated"), 10, "catalog acked")
+        queue_id = lookup_name(a, "orders")
+        p = Producer()
+        p.seq = {0: 0}
+        p.acked = {0: []}
+        harness.wait_for(lambda: p.send_one(a.server, queue_id, 0, deadline_s=1.0) == "OK", 10,
+                         "a sync produce to the new queue")
+        for _ in range(20):
+            self.assertEqual(p.send_one(a.server, queue_id, 0), "OK")
+        a.kill()
+        before = b.log_size()
+        status, body = b.http("POST", "/v1/promote", {})
+        self.assertEqual(status, 202, body)
+        b.wait_running(after=before)
+        harness.wait_for(lambda: b.role().get("role") == "primary", 30, "b to be primary")
+        got = fetch_partition(b, queue_id, 0, len(p.acked[0]))
+        self.assertEqual(got, [(o, pl) for (_, o, pl) in p.acked[0]])
+        print(f"\ncatalog: queue 'orders' (id {qa['id']}) created on the primary, adopted by the "
+              f"standby, {len(got)} sync messages served after promotion")
+        p.sock.close()
         self._failed = False
 
 
