@@ -489,7 +489,8 @@ std::vector<Field<Replication>> ReplicationFields() {
       {.key = "role", .codec = Enum(&Replication::role, kReplicationRoles),
        .doc = "This box's role in the pair."},
       {.key = "link_port", .codec = Str(&Replication::link_port, OptionalName, "a port name or \"\""),
-       .doc = "The port (role = \"replication\") that carries the link; \"\" = kernel UDP."},
+       .doc = "The port (role = \"replication\") that carries the link; \"\" = kernel UDP "
+               "(not built yet: sluiced refuses it)."},
       {.key = "peer", .codec = Str(&Replication::peer, OptionalHostPort, "\"a.b.c.d:port\" or \"\""),
        .doc = "The other box's link endpoint; required unless role = \"none\"."},
       {.key = "mode", .codec = Enum(&Replication::mode, kReplicationModes),
