@@ -326,6 +326,7 @@ int LoadReplication(const hwconf::Layout& layout, ReplicationSetup* r) {
     }
   }
   r->status.epoch.store(r->state.epoch);
+  r->status.role.store(r->role == hwconf::ReplicationRole::kPrimary ? 1 : 2);
   std::printf("sluiced: replication: role %s, epoch %llu%s\n",
               std::string(hwconf::ToString(r->role)).c_str(),
               static_cast<unsigned long long>(r->state.epoch),
@@ -631,6 +632,7 @@ int Main(int argc, char** argv) {
   if (rc == kExitOk) rc = RecoverStorage(*layout, *tables->Load(), &recovery);
   rt.recovery = recovery.get();
   if (rc == kExitOk) rc = SetUpReplicationLink(*layout, rt, *tables->Load(), &repl);
+  if (repl.role != hwconf::ReplicationRole::kNone) rt.replication_status = &repl.status;
   if (rc == kExitOk) rc = RecordEpochStarts(recovery.get(), &repl);
   if (rc == kExitOk) rc = CreateStorageShells(*layout, rt, args.fault, repl.state.epoch, &shells);
 
@@ -652,6 +654,14 @@ int Main(int argc, char** argv) {
         c.storage = layout->storage;
         c.recovery = recovery.get();
         c.completion_eventfd = rt.wake[w].fd;
+        for (const hwconf::Port& port : layout->ports) {
+          in_addr a{};
+          if (port.role == hwconf::PortRole::kClient && c.client_ipv4 == 0 &&
+              inet_pton(AF_INET, port.ipv4.c_str(), &a) == 1) {
+            c.client_ipv4 = ntohl(a.s_addr);
+            c.client_port = port.udp_port;
+          }
+        }
         c.state = repl.state;
         c.state_path = repl.state_path;
         c.status = &repl.status;

@@ -62,6 +62,8 @@ ReplicationShell::ReplicationShell(const ReplicationShellConfig& c) : config_(c)
     pc.epoch = c.epoch;
     pc.boot_id = c.boot_id;
     pc.max_datagram_bytes = max_datagram_;
+    pc.client_ipv4 = c.client_ipv4;
+    pc.client_port = c.client_port;
     primary_ = std::make_unique<replication::PrimaryLink>(pc);
     backfill_buf_.resize(kMaxBatchBytes);
   } else {
@@ -90,10 +92,9 @@ ReplicationShell::~ReplicationShell() {
 bool ReplicationShell::Writable() const { return primary_ != nullptr && !primary_->fenced(); }
 
 void ReplicationShell::PrimaryAddress(uint32_t* ipv4, uint16_t* udp_port) const {
-  // The primary's client address is not carried on the link yet: clients are told "not here"
-  // without a redirect (docs/replication.md §9).
-  *ipv4 = 0;
-  *udp_port = 0;
+  // From the primary's last HELLO (0 until one was heard: "not here", no redirect).
+  *ipv4 = standby_ != nullptr ? standby_->primary_client_ipv4() : 0;
+  *udp_port = standby_ != nullptr ? standby_->primary_client_port() : 0;
 }
 
 void ReplicationShell::AddPartition(uint32_t queue, uint32_t partition, uint64_t log_end) {
@@ -303,6 +304,8 @@ void ReplicationShell::PublishStatus() {
     s.caught_up.store(standby_->caught_up(), std::memory_order_relaxed);
     s.epoch.store(standby_->epoch(), std::memory_order_relaxed);
     s.truncated_records.store(standby_->truncated_records(), std::memory_order_relaxed);
+    s.primary_client_ipv4.store(standby_->primary_client_ipv4(), std::memory_order_relaxed);
+    s.primary_client_port.store(standby_->primary_client_port(), std::memory_order_relaxed);
   }
 }
 
@@ -380,8 +383,8 @@ void ReplicationShell::CloseStandbyPartition(uint32_t queue, uint32_t partition,
   if (it == parts_.end()) return;
   // Close waits for the partition's writes in flight; its arena entries go with the head.
   writer_->ClosePartition(it->second->handle);
-  for (Pending& p : pending_) {
-    if (p.part == it->second.get()) p.part = nullptr;
+  for (uint32_t i = 0; i < pending_.count; ++i) {
+    if (pending_.at(i).part == it->second.get()) pending_.at(i).part = nullptr;
   }
   by_handle_.erase(it->second->handle);
   if (!keep_applier) standby_->RemovePartition(queue, partition);
@@ -417,6 +420,7 @@ Errc ReplicationShell::Apply(uint32_t queue, uint32_t partition, std::span<const
   StandbyPart* part = it->second.get();
   if (part->failed) return Errc::kStorageFailed;
   const uint32_t len = static_cast<uint32_t>(batch.size());
+  if (pending_.full()) return Errc::kThrottled;
   // Room in the arena: after the tail, or from 0 when the head has moved past it.
   uint32_t pos = arena_tail_;
   if (!pending_.empty()) {

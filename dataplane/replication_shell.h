@@ -14,7 +14,6 @@
 
 #include <atomic>
 #include <cstdint>
-#include <deque>
 #include <memory>
 #include <mutex>
 #include <span>
@@ -62,6 +61,8 @@ struct ReplicationStatus {
   std::atomic<uint64_t> rx_stale_epoch{0};
   std::atomic<uint64_t> apply_failures{0};  // standby: batches its storage refused or failed
   std::atomic<bool> catalog_acked{false};   // primary: the standby holds the current catalog
+  std::atomic<uint32_t> primary_client_ipv4{0};  // standby: the primary's client address
+  std::atomic<uint16_t> primary_client_port{0};  // (host order), from its HELLO
   // Metadata replication, between the control plane and the link worker (rare: a mutex).
   // Primary: the catalog document to send (control thread writes, worker takes). Standby: the
   // primary's document as received (worker writes, main thread applies).
@@ -84,9 +85,32 @@ struct ReplicationShellConfig {
   hwconf::Storage storage;             // standby: data dirs and writer settings
   StartupRecovery* recovery = nullptr; // standby: logs recovered at start
   int completion_eventfd = -1;
+  uint32_t client_ipv4 = 0;  // primary: its client address (host order), told to the standby
+  uint16_t client_port = 0;
   replication::ReplicationState state;  // epoch starts (primary)
   std::string state_path;
   ReplicationStatus* status = nullptr;
+};
+
+// What the workers that do not poll the link see of replication (they own no shard: see §1 of
+// docs/replication.md): whether this box takes writes, and where the primary is.
+class ReplicationRoleView final : public Replicator {
+ public:
+  explicit ReplicationRoleView(const ReplicationStatus& s) : s_(s) {}
+  bool Writable() const override {
+    return s_.role.load(std::memory_order_relaxed) == 1 && !s_.fenced.load(std::memory_order_relaxed);
+  }
+  void PrimaryAddress(uint32_t* ipv4, uint16_t* port) const override {
+    *ipv4 = s_.primary_client_ipv4.load(std::memory_order_relaxed);
+    *port = s_.primary_client_port.load(std::memory_order_relaxed);
+  }
+  void AddPartition(uint32_t, uint32_t, uint64_t) override {}
+  void RemovePartition(uint32_t, uint32_t) override {}
+  void Offer(uint32_t, uint32_t, std::span<const std::byte>, uint64_t, uint64_t, uint64_t) override {}
+  bool Replicated(uint32_t, uint32_t, uint64_t, uint64_t*) const override { return false; }
+
+ private:
+  const ReplicationStatus& s_;
 };
 
 class ReplicationShell final : public Replicator,
@@ -179,7 +203,18 @@ class ReplicationShell final : public Replicator,
   absl::flat_hash_map<storage::PartitionHandle, StandbyPart*> by_handle_;
   std::byte* arena_ = nullptr;
   uint32_t arena_bytes_ = 0;
-  std::deque<Pending> pending_;
+  // FIFO of batches in the arena, pre-allocated (no allocation per batch).
+  struct PendingRing {
+    std::vector<Pending> slots = std::vector<Pending>(16384);
+    uint32_t head = 0, count = 0;
+    bool empty() const { return count == 0; }
+    bool full() const { return count == slots.size(); }
+    Pending& front() { return slots[head]; }
+    Pending& at(uint32_t i) { return slots[(head + i) % slots.size()]; }
+    void pop_front() { head = (head + 1) % static_cast<uint32_t>(slots.size()); --count; }
+    void push_back(const Pending& p) { slots[(head + count++) % slots.size()] = p; }
+  };
+  PendingRing pending_;
   uint32_t arena_tail_ = 0;
   uint64_t last_status_ns_ = 0;
   uint64_t catalog_seq_seen_ = 0;

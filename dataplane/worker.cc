@@ -49,6 +49,9 @@ Worker::Worker(uint16_t index, const hwconf::Lcore& conf, const SharedRuntime& s
   for (const PortRuntime& p : shared.ports) tx_[p.addr.port_id] = TxBuffer(p.addr.port_id, index);
   // A standby's logs are the replication shell's: it opens them (on this thread, before launch).
   if (replication_ != nullptr) replication_->SetTable(*table_);
+  if (replication_ == nullptr && shared.replication_status != nullptr) {
+    role_view_ = std::make_unique<ReplicationRoleView>(*shared.replication_status);
+  }
   handler_ = std::make_unique<FrameHandler>(*this, shared);
   tsc_start_ = shared.tsc_start;
   ns_per_cycle_q32_ = (1'000'000'000ull << 32) / shared.tsc_hz;
@@ -62,10 +65,14 @@ Worker::~Worker() {
 
 Persistence* Worker::frontend_storage() {
   if (replication_ != nullptr && !replication_->Writable()) return nullptr;
+  if (role_view_ != nullptr && !role_view_->Writable()) return nullptr;
   return storage_.get();
 }
 
-Replicator* Worker::replicator() { return replication_.get(); }
+Replicator* Worker::replicator() {
+  if (replication_ != nullptr) return replication_.get();
+  return role_view_.get();
+}
 
 void Worker::SetUpWakeups() {
   epoll_fd_ = epoll_create1(EPOLL_CLOEXEC);

@@ -28,6 +28,8 @@ class FrameHandler;
 class StartupRecovery;
 class StorageShell;
 class ReplicationShell;
+class ReplicationRoleView;
+struct ReplicationStatus;
 class Persistence;
 struct StorageFault;
 class TablePublisher;
@@ -86,6 +88,8 @@ struct SharedRuntime {
   WakeSignal* wake = nullptr;  // [worker_count]
   StatsMailbox* stats = nullptr;  // [worker_count]
   AddressCheck* address_check = nullptr;
+  // Replication status (null: no replication): workers that do not poll the link read the role.
+  ReplicationStatus* replication_status = nullptr;
 };
 
 class Worker {
@@ -148,6 +152,7 @@ class Worker {
   std::vector<TxBuffer> tx_;  // indexed by port id
   std::unique_ptr<StorageShell> storage_;  // before handler_: the frontend uses it
   std::unique_ptr<ReplicationShell> replication_;  // likewise
+  std::unique_ptr<ReplicationRoleView> role_view_;  // other workers of a replicated box
   std::unique_ptr<FrameHandler> handler_;
   const QueueTable* table_ = nullptr;
   std::vector<PartitionFigures> figures_;  // built here, swapped into the mailbox

@@ -22,11 +22,14 @@ size_t Begin(std::span<std::byte> buf, size_t total, MsgType type, Role role, ui
   return total;
 }
 
+constexpr size_t kHelloPrefixBytes = 24;
+
 template <typename E>
 size_t EncodeEntries(std::span<std::byte> buf, MsgType type, Role role, uint64_t epoch,
-                     uint64_t boot_id, std::span<const E> entries) {
+                     uint64_t boot_id, std::span<const E> entries, uint32_t client_ipv4 = 0,
+                     uint16_t client_port = 0) {
   if (entries.size() > kMaxEntriesPerMessage) return 0;
-  const size_t prefix = type == MsgType::kHello ? 16 : 8;
+  const size_t prefix = type == MsgType::kHello ? kHelloPrefixBytes : 8;
   const size_t total = kLinkHeaderBytes + prefix + entries.size() * sizeof(E);
   if (Begin(buf, total, type, role, epoch) == 0) return 0;
   std::byte* p = buf.data() + kLinkHeaderBytes;
@@ -37,8 +40,17 @@ size_t EncodeEntries(std::span<std::byte> buf, MsgType type, Role role, uint64_t
   const uint32_t count = static_cast<uint32_t>(entries.size());
   const uint32_t zero = 0;
   std::memcpy(p, &count, 4);
-  std::memcpy(p + 4, &zero, 4);
-  p += 8;
+  if (type == MsgType::kHello) {
+    const uint16_t zero16 = 0;
+    std::memcpy(p + 4, &client_ipv4, 4);
+    std::memcpy(p + 8, &client_port, 2);
+    std::memcpy(p + 10, &zero16, 2);
+    std::memcpy(p + 12, &zero, 4);
+    p += 16;
+  } else {
+    std::memcpy(p + 4, &zero, 4);
+    p += 8;
+  }
   if (!entries.empty()) std::memcpy(p, entries.data(), entries.size() * sizeof(E));
   Finish(buf.first(total));
   return total;
@@ -112,11 +124,13 @@ DecodeError DecodeLink(std::span<const std::byte> d, LinkMessage* out) {
   switch (out->type) {
     case MsgType::kHello:
     case MsgType::kAck: {
-      const size_t prefix = out->type == MsgType::kHello ? 16 : 8;
+      const size_t prefix = out->type == MsgType::kHello ? kHelloPrefixBytes : 8;
       if (body.size() < prefix) return DecodeError::kBadLength;
       size_t p = 0;
       if (out->type == MsgType::kHello) {
         std::memcpy(&out->boot_id, body.data(), 8);
+        std::memcpy(&out->client_ipv4, body.data() + 12, 4);
+        std::memcpy(&out->client_port, body.data() + 16, 2);
         p = 8;
       }
       std::memcpy(&out->count, body.data() + p, 4);
@@ -178,8 +192,10 @@ DecodeError DecodeLink(std::span<const std::byte> d, LinkMessage* out) {
 }
 
 size_t EncodeHello(std::span<std::byte> buf, Role role, uint64_t epoch, uint64_t boot_id,
-                   std::span<const HelloEntry> entries) {
-  return EncodeEntries(buf, MsgType::kHello, role, epoch, boot_id, entries);
+                   std::span<const HelloEntry> entries, uint32_t client_ipv4,
+                   uint16_t client_port) {
+  return EncodeEntries(buf, MsgType::kHello, role, epoch, boot_id, entries, client_ipv4,
+                       client_port);
 }
 
 size_t EncodeAck(std::span<std::byte> buf, Role role, uint64_t epoch,

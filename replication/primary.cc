@@ -400,9 +400,10 @@ uint32_t PrimaryLink::Poll(uint64_t now_ns, LinkOutput& out) {
           if (scratch_.size() == kMaxEntriesPerMessage) break;
           scratch_.push_back({s->queue(), s->partition(), s->offered_end(), s->epoch_start()});
         }
-        const size_t fit = (config_.max_datagram_bytes - kLinkHeaderBytes - 16) / kHelloEntryBytes;
+        const size_t fit = (config_.max_datagram_bytes - kLinkHeaderBytes - 24) / kHelloEntryBytes;
         if (scratch_.size() > fit) scratch_.resize(fit);
-        n = EncodeHello(buf, Role::kPrimary, config_.epoch, config_.boot_id, scratch_);
+        n = EncodeHello(buf, Role::kPrimary, config_.epoch, config_.boot_id, scratch_,
+                        config_.client_ipv4, config_.client_port);
         ++counters_.hellos_sent;
       } else {
         n = EncodeHeartbeat(buf, Role::kPrimary, config_.epoch, now_ns);

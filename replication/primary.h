@@ -131,6 +131,8 @@ class Streamer {
 struct PrimaryConfig {
   uint64_t epoch = 1;
   uint64_t boot_id = 0;                  // distinct per process start
+  uint32_t client_ipv4 = 0;              // where clients reach this primary (host order), told
+  uint16_t client_port = 0;              // to the standby for its NOT_PRIMARY redirects
   uint32_t max_datagram_bytes = 1472;    // UDP payload that fits the link MTU
   uint64_t heartbeat_ns = 10'000'000;
   uint64_t peer_timeout_ns = 500'000'000;  // standby silent this long: gone

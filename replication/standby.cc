@@ -179,6 +179,8 @@ void StandbyLink::AdoptEpoch(uint64_t epoch) {
 void StandbyLink::OnHello(const LinkMessage& m, uint64_t /*now_ns*/) {
   ++counters_.hellos_received;
   primary_boot_id_ = m.boot_id;
+  primary_client_ipv4_ = m.client_ipv4;
+  primary_client_port_ = m.client_port;
   // Bounded by kMaxEntriesPerMessage (reserved at construction: no rehash).
   primary_ends_.clear();
   divergent_.clear();
@@ -333,7 +335,7 @@ bool StandbyLink::SendHello(uint64_t /*now_ns*/, LinkOutput& out) {
   }
   hello_scratch_.clear();
   const size_t fit = std::min<size_t>(kMaxEntriesPerMessage,
-                                      (buf.size() - kLinkHeaderBytes - 16) / kHelloEntryBytes);
+                                      (buf.size() - kLinkHeaderBytes - 24) / kHelloEntryBytes);
   for (const Applier* a : order_) {
     if (hello_scratch_.size() == fit) break;
     hello_scratch_.push_back({a->queue(), a->partition(), a->durable(), 0});

@@ -111,6 +111,9 @@ class StandbyLink {
   bool TakeCatalog(std::string* out);
 
   uint64_t epoch() const { return epoch_; }
+  // The client address the primary stated in its last HELLO (0: none heard).
+  uint32_t primary_client_ipv4() const { return primary_client_ipv4_; }
+  uint16_t primary_client_port() const { return primary_client_port_; }
   // Since the primary's last HELLO, every partition it listed is durable here up to the end it
   // stated then (latched): the standby has caught up and may be promoted without --force.
   bool caught_up() const { return caught_up_; }
@@ -175,6 +178,8 @@ class StandbyLink {
   bool hello_due_ = true;
   uint64_t last_rx_ns_ = 0;
   uint64_t primary_boot_id_ = 0;
+  uint32_t primary_client_ipv4_ = 0;
+  uint16_t primary_client_port_ = 0;
   uint64_t next_control_ns_ = 0;
   LinkCounters counters_;
 };

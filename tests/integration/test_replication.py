@@ -307,8 +307,21 @@ class ReplicationTest(unittest.TestCase):
         p = Producer()
         for _ in range(50):
             self.assertEqual(p.send_one(a.server, queue_id, 0), "OK")
-        # The standby refuses produces with NOT_PRIMARY.
+        # The standby refuses produces with NOT_PRIMARY, naming the primary's client address...
         self.assertEqual(p.send_one(b.server, queue_id, 0), "NOT_PRIMARY")
+        p.sock.sendto(wire.produce(queue_id, [b"x"], producer=5, partition=0, client=5,
+                                   request=4242), b.server)
+        while True:
+            reply, _ = p.sock.recvfrom(65536)
+            if wire.parse_header(reply)["request"] == 4242:
+                break
+        port, ipv4 = struct.unpack_from("<HI", reply, wire.HEADER.size + 6)
+        self.assertEqual((socket.inet_ntoa(struct.pack(">I", ipv4)), port), a.server)
+        # ...and the sluice CLI, pointed at the standby, follows the redirect to the primary.
+        cli = subprocess.run([harness.binary("client/sluice"), "--server", "%s:%d" % b.server,
+                              "produce", "events"], input="via-redirect\n", capture_output=True,
+                             text=True, timeout=60)
+        self.assertEqual(cli.returncode, 0, cli.stderr)
         # Promotion of a primary is refused.
         status, body = a.http("POST", "/v1/promote", {})
         self.assertEqual(status, 409, body)
@@ -332,7 +345,8 @@ class ReplicationTest(unittest.TestCase):
             if e == "NOT_REPLICATED":
                 break
         self.assertEqual(answers[-1], "NOT_REPLICATED", answers)
-        print(f"\nrefusals: standby NOT_PRIMARY ok; sync with standby down: {answers}")
+        print(f"\nrefusals: standby NOT_PRIMARY naming {a.server}, CLI followed it; sync with "
+              f"standby down: {answers}")
         p.sock.close()
         self._failed = False
 

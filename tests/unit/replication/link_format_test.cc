@@ -12,14 +12,16 @@ namespace {
 TEST(LinkFormat, HelloRoundTrip) {
   std::vector<std::byte> buf(1472);
   const HelloEntry e[2] = {{7, 0, 100, 0}, {7, 1, 250, 40}};
-  const size_t n = EncodeHello(buf, Role::kStandby, 3, 0xabcdef, e);
-  ASSERT_EQ(n, kLinkHeaderBytes + 16 + 2 * kHelloEntryBytes);
+  const size_t n = EncodeHello(buf, Role::kPrimary, 3, 0xabcdef, e, 0xC6120A01, 7411);
+  ASSERT_EQ(n, kLinkHeaderBytes + 24 + 2 * kHelloEntryBytes);
   LinkMessage m;
   ASSERT_EQ(DecodeLink(std::span(buf).first(n), &m), DecodeError::kOk);
   EXPECT_EQ(m.type, MsgType::kHello);
-  EXPECT_EQ(m.role, Role::kStandby);
+  EXPECT_EQ(m.role, Role::kPrimary);
   EXPECT_EQ(m.epoch, 3u);
   EXPECT_EQ(m.boot_id, 0xabcdefu);
+  EXPECT_EQ(m.client_ipv4, 0xC6120A01u);
+  EXPECT_EQ(m.client_port, 7411u);
   ASSERT_EQ(m.count, 2u);
   EXPECT_EQ(m.Hello(1).queue, 7u);
   EXPECT_EQ(m.Hello(1).partition, 1u);
