@@ -302,6 +302,8 @@ struct ReplicationSetup {
   const PortRuntime* link = nullptr;
   rte_be32_t peer_ipv4 = 0;
   rte_be16_t peer_port = 0;
+  rte_be32_t udp_ipv4 = 0;  // kernel UDP link: bind address
+  rte_be16_t udp_port = 0;
 };
 
 int LoadReplication(const hwconf::Layout& layout, ReplicationSetup* r) {
@@ -337,20 +339,37 @@ int LoadReplication(const hwconf::Layout& layout, ReplicationSetup* r) {
 int SetUpReplicationLink(const hwconf::Layout& layout, const SharedRuntime& rt,
                          const QueueTable& table, ReplicationSetup* r) {
   if (r->role == hwconf::ReplicationRole::kNone) return kExitOk;
+  auto parse = [](const std::string& hp, rte_be32_t* ip, rte_be16_t* port) {
+    const size_t colon = hp.rfind(':');
+    in_addr a{};
+    if (colon == std::string::npos || inet_pton(AF_INET, hp.substr(0, colon).c_str(), &a) != 1) {
+      return false;
+    }
+    *ip = a.s_addr;
+    *port = rte_cpu_to_be_16(static_cast<uint16_t>(std::stoul(hp.substr(colon + 1))));
+    return true;
+  };
   if (layout.replication.link_port.empty()) {
-    std::fprintf(stderr, "sluiced: replication: link_port = \"\" (kernel UDP) is not built yet; "
-                 "name a port with role = \"replication\"\n");
-    return kExitSetup;
-  }
-  for (const PortRuntime& p : rt.ports) {
-    if (p.conf->name == layout.replication.link_port) r->link = &p;
-  }
-  for (size_t w = 0; w < layout.lcores.size(); ++w) {
-    for (const hwconf::RxQueueRef& q : layout.lcores[w].rx) {
-      if (q.port == layout.replication.link_port) r->link_worker = static_cast<int>(w);
+    // Kernel UDP: the worker that owns the shards sends and receives on its socket.
+    if (!parse(layout.replication.listen, &r->udp_ipv4, &r->udp_port)) {
+      std::fprintf(stderr, "sluiced: replication: listen '%s' is not ip:port\n",
+                   layout.replication.listen.c_str());
+      return kExitBadLayout;
+    }
+    r->link_worker = table.shard_count() > 0 ? table.WorkerOfShard(0) : 0;
+    std::printf("sluiced: replication: kernel UDP link %s -> %s\n",
+                layout.replication.listen.c_str(), layout.replication.peer.c_str());
+  } else {
+    for (const PortRuntime& p : rt.ports) {
+      if (p.conf->name == layout.replication.link_port) r->link = &p;
+    }
+    for (size_t w = 0; w < layout.lcores.size(); ++w) {
+      for (const hwconf::RxQueueRef& q : layout.lcores[w].rx) {
+        if (q.port == layout.replication.link_port) r->link_worker = static_cast<int>(w);
+      }
     }
   }
-  if (r->link == nullptr || r->link_worker < 0) {
+  if ((r->link == nullptr && layout.replication.link_port.size() > 0) || r->link_worker < 0) {
     std::fprintf(stderr, "sluiced: replication: port '%s' is not set up or no lcore polls it "
                  "(list \"%s:0\" in one lcore's rx)\n", layout.replication.link_port.c_str(),
                  layout.replication.link_port.c_str());
@@ -364,15 +383,11 @@ int SetUpReplicationLink(const hwconf::Layout& layout, const SharedRuntime& rt,
       return kExitSetup;
     }
   }
-  const std::string& peer = layout.replication.peer;
-  const size_t colon = peer.rfind(':');
-  in_addr a{};
-  if (colon == std::string::npos || inet_pton(AF_INET, peer.substr(0, colon).c_str(), &a) != 1) {
-    std::fprintf(stderr, "sluiced: replication: peer '%s' is not ip:port\n", peer.c_str());
+  if (!parse(layout.replication.peer, &r->peer_ipv4, &r->peer_port)) {
+    std::fprintf(stderr, "sluiced: replication: peer '%s' is not ip:port\n",
+                 layout.replication.peer.c_str());
     return kExitBadLayout;
   }
-  r->peer_ipv4 = a.s_addr;
-  r->peer_port = rte_cpu_to_be_16(static_cast<uint16_t>(std::stoul(peer.substr(colon + 1))));
   return kExitOk;
 }
 
@@ -650,6 +665,8 @@ int Main(int argc, char** argv) {
         c.tx_queue = w;
         c.peer_ipv4 = repl.peer_ipv4;
         c.peer_udp_port = repl.peer_port;
+        c.udp_listen_ipv4 = repl.udp_ipv4;
+        c.udp_listen_port = repl.udp_port;
         c.pool = rt.pool;
         c.storage = layout->storage;
         c.recovery = recovery.get();

@@ -30,8 +30,11 @@ uint64_t Key(uint32_t q, uint32_t p) { return (uint64_t{q} << 32) | p; }
 
 absl::StatusOr<std::unique_ptr<ReplicationShell>> ReplicationShell::Create(
     const ReplicationShellConfig& c) {
-  SLUICE_ASSERT(c.link != nullptr && c.pool != nullptr && c.status != nullptr);
+  SLUICE_ASSERT(c.pool != nullptr && c.status != nullptr);
   std::unique_ptr<ReplicationShell> s(new ReplicationShell(c));
+  if (c.link == nullptr) {
+    if (absl::Status st = s->OpenUdp(); !st.ok()) return st;
+  }
   if (c.role == hwconf::ReplicationRole::kStandby) {
     storage::WriterConfig wc;
     wc.queue_depth = c.storage.uring_depth;
@@ -48,15 +51,20 @@ absl::StatusOr<std::unique_ptr<ReplicationShell>> ReplicationShell::Create(
 }
 
 ReplicationShell::ReplicationShell(const ReplicationShellConfig& c) : config_(c) {
-  self_ = c.link->addr;
   peer_.ipv4 = c.peer_ipv4;
   peer_.udp_port = c.peer_udp_port;
-  peer_.port_id = c.link->addr.port_id;
   std::memset(peer_.mac.addr_bytes, 0xff, sizeof peer_.mac.addr_bytes);  // broadcast at first
-  max_datagram_ = static_cast<uint32_t>(c.link->conf->mtu) - 28;  // IPv4 + UDP headers
-  link_started_ = c.link->started;
-  memif_client_ = c.link->conf->vdev.rfind("net_memif", 0) == 0 &&
-                  c.link->conf->vdev.find("role=client") != std::string::npos;
+  if (c.link != nullptr) {
+    self_ = c.link->addr;
+    peer_.port_id = c.link->addr.port_id;
+    max_datagram_ = static_cast<uint32_t>(c.link->conf->mtu) - 28;  // IPv4 + UDP headers
+    link_started_ = c.link->started;
+    memif_client_ = c.link->conf->vdev.rfind("net_memif", 0) == 0 &&
+                    c.link->conf->vdev.find("role=client") != std::string::npos;
+  } else {
+    max_datagram_ = 1472;  // as on a 1500-byte MTU link
+    link_started_ = true;
+  }
   if (c.role == hwconf::ReplicationRole::kPrimary) {
     replication::PrimaryConfig pc;
     pc.epoch = c.epoch;
@@ -85,6 +93,83 @@ ReplicationShell::~ReplicationShell() {
     for (auto& [k, p] : parts_) writer_->ClosePartition(p->handle);
   }
   std::free(arena_);
+  if (udp_fd_ >= 0) close(udp_fd_);
+}
+
+absl::Status ReplicationShell::OpenUdp() {
+  udp_fd_ = socket(AF_INET, SOCK_DGRAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+  if (udp_fd_ < 0) return absl::InternalError(absl::StrFormat("socket: %s", std::strerror(errno)));
+  const int buf = 8 << 20;
+  setsockopt(udp_fd_, SOL_SOCKET, SO_RCVBUF, &buf, sizeof buf);
+  setsockopt(udp_fd_, SOL_SOCKET, SO_SNDBUF, &buf, sizeof buf);
+  sockaddr_in self{};
+  self.sin_family = AF_INET;
+  self.sin_addr.s_addr = config_.udp_listen_ipv4;
+  self.sin_port = config_.udp_listen_port;
+  if (bind(udp_fd_, reinterpret_cast<const sockaddr*>(&self), sizeof self) != 0) {
+    return absl::InternalError(absl::StrFormat("bind of the kernel UDP link: %s",
+                                               std::strerror(errno)));
+  }
+  peer_addr_.sin_family = AF_INET;
+  peer_addr_.sin_addr.s_addr = config_.peer_ipv4;
+  peer_addr_.sin_port = config_.peer_udp_port;
+  // Every buffer and message header now: nothing allocates per datagram.
+  udp_tx_.resize(size_t{kUdpTxBatch} * kUdpSlot);
+  udp_rx_.resize(size_t{kUdpRxBatch} * kUdpSlot);
+  tx_msgs_.resize(kUdpTxBatch);
+  tx_iov_.resize(kUdpTxBatch);
+  rx_msgs_.resize(kUdpRxBatch);
+  rx_iov_.resize(kUdpRxBatch);
+  rx_from_.resize(kUdpRxBatch);
+  for (uint32_t i = 0; i < kUdpTxBatch; ++i) {
+    tx_iov_[i] = iovec{udp_tx_.data() + size_t{i} * kUdpSlot, 0};
+    tx_msgs_[i] = mmsghdr{};
+    tx_msgs_[i].msg_hdr.msg_name = &peer_addr_;
+    tx_msgs_[i].msg_hdr.msg_namelen = sizeof peer_addr_;
+    tx_msgs_[i].msg_hdr.msg_iov = &tx_iov_[i];
+    tx_msgs_[i].msg_hdr.msg_iovlen = 1;
+  }
+  for (uint32_t i = 0; i < kUdpRxBatch; ++i) {
+    rx_iov_[i] = iovec{udp_rx_.data() + size_t{i} * kUdpSlot, kUdpSlot};
+    rx_msgs_[i] = mmsghdr{};
+    rx_msgs_[i].msg_hdr.msg_name = &rx_from_[i];
+    rx_msgs_[i].msg_hdr.msg_iov = &rx_iov_[i];
+    rx_msgs_[i].msg_hdr.msg_iovlen = 1;
+  }
+  return absl::OkStatus();
+}
+
+void ReplicationShell::FlushUdp() {
+  if (udp_tx_count_ == 0) return;
+  const int sent = sendmmsg(udp_fd_, tx_msgs_.data(), udp_tx_count_, 0);
+  const uint32_t ok = sent > 0 ? static_cast<uint32_t>(sent) : 0;
+  counters_->tx_packets += ok;
+  for (uint32_t i = ok; i < udp_tx_count_; ++i) counters_->Drop(DropReason::kTxFull);
+  udp_tx_count_ = 0;
+}
+
+uint32_t ReplicationShell::PollUdp(uint64_t now_ns) {
+  uint32_t work = 0;
+  for (int round = 0; round < 4; ++round) {  // bounded: 128 datagrams a pass
+    for (uint32_t i = 0; i < kUdpRxBatch; ++i) rx_msgs_[i].msg_hdr.msg_namelen = sizeof(sockaddr_in);
+    const int n = recvmmsg(udp_fd_, rx_msgs_.data(), kUdpRxBatch, MSG_DONTWAIT, nullptr);
+    if (n <= 0) break;
+    counters_->rx_packets += static_cast<uint64_t>(n);
+    for (int i = 0; i < n; ++i) {
+      const sockaddr_in& from = rx_from_[i];
+      if (from.sin_addr.s_addr != peer_addr_.sin_addr.s_addr || from.sin_port != peer_addr_.sin_port) {
+        counters_->Drop(DropReason::kNotForUs);  // only the peer speaks on the link
+        continue;
+      }
+      const std::span<const std::byte> d(udp_rx_.data() + size_t{static_cast<uint32_t>(i)} * kUdpSlot,
+                                         rx_msgs_[i].msg_len);
+      if (primary_ != nullptr) primary_->OnDatagram(d, now_ns);
+      else standby_->OnDatagram(d, now_ns, *this);
+    }
+    work += static_cast<uint32_t>(n);
+    if (static_cast<uint32_t>(n) < kUdpRxBatch) break;
+  }
+  return work;
 }
 
 // ---- Replicator ------------------------------------------------------------------------------
@@ -147,6 +232,10 @@ void ReplicationShell::CheckLink(uint64_t now_ns) {
 }
 
 std::span<std::byte> ReplicationShell::Acquire() {
+  if (udp_fd_ >= 0) {
+    if (udp_tx_count_ == kUdpTxBatch) FlushUdp();
+    return {udp_tx_.data() + size_t{udp_tx_count_} * kUdpSlot, max_datagram_};
+  }
   SLUICE_ASSERT(out_ == nullptr && tx_ != nullptr);
   if (!link_started_) return {};
   out_ = rte_pktmbuf_alloc(config_.pool);
@@ -160,15 +249,26 @@ std::span<std::byte> ReplicationShell::Acquire() {
 }
 
 void ReplicationShell::Send(size_t bytes) {
+  if (udp_fd_ >= 0) {
+    SLUICE_ASSERT(bytes <= max_datagram_ && udp_tx_count_ < kUdpTxBatch);
+    tx_iov_[udp_tx_count_++].iov_len = bytes;
+    return;
+  }
   SLUICE_ASSERT(out_ != nullptr && bytes <= max_datagram_);
   WriteDatagramHeaders(out_, self_, peer_, static_cast<uint16_t>(bytes));
   tx_->Add(out_, *counters_);
   out_ = nullptr;
 }
 
-uint32_t ReplicationShell::PollLink(uint64_t now_ns, TxBuffer& tx, LcoreCounters& c) {
-  tx_ = &tx;
+uint32_t ReplicationShell::PollLink(uint64_t now_ns, TxBuffer* txp, LcoreCounters& c) {
+  tx_ = txp;
   counters_ = &c;
+  if (udp_fd_ >= 0) {
+    const uint32_t n = PollUdp(now_ns);
+    if (standby_ != nullptr && n > 0) StandbyPass(now_ns);
+    return n;
+  }
+  TxBuffer& tx = *txp;
   CheckLink(now_ns);
   if (!link_started_) return 0;
   rte_mbuf* pkts[32];
@@ -202,9 +302,9 @@ uint32_t ReplicationShell::PollLink(uint64_t now_ns, TxBuffer& tx, LcoreCounters
   return n;
 }
 
-uint32_t ReplicationShell::Poll(uint64_t now_ns, Persistence* storage, TxBuffer& tx,
+uint32_t ReplicationShell::Poll(uint64_t now_ns, Persistence* storage, TxBuffer* tx,
                                 LcoreCounters& c) {
-  tx_ = &tx;
+  tx_ = tx;
   counters_ = &c;
   storage_ = storage;
   uint32_t work = 0;
@@ -268,6 +368,7 @@ uint32_t ReplicationShell::Poll(uint64_t now_ns, Persistence* storage, TxBuffer&
       config_.status->catalog_in_seq.fetch_add(1, std::memory_order_release);
     }
   }
+  if (udp_fd_ >= 0) FlushUdp();  // one sendmmsg for what this pass produced
   if (now_ns >= last_status_ns_ + kStatusIntervalNs) {
     last_status_ns_ = now_ns;
     PublishStatus();

@@ -20,6 +20,9 @@
 #include <string>
 #include <vector>
 
+#include <netinet/in.h>
+#include <sys/socket.h>
+
 #include <rte_mbuf.h>
 
 #include "absl/container/flat_hash_map.h"
@@ -77,7 +80,9 @@ struct ReplicationShellConfig {
   hwconf::ReplicationRole role = hwconf::ReplicationRole::kPrimary;  // effective role
   uint64_t epoch = 0;
   uint64_t boot_id = 0;
-  const PortRuntime* link = nullptr;  // the layout's link port
+  const PortRuntime* link = nullptr;  // the layout's link port; null: kernel UDP on udp_listen
+  rte_be32_t udp_listen_ipv4 = 0;     // kernel UDP link: the address its socket binds
+  rte_be16_t udp_listen_port = 0;
   uint16_t tx_queue = 0;              // this worker's TX queue on it
   rte_be32_t peer_ipv4 = 0;
   rte_be16_t peer_udp_port = 0;
@@ -120,14 +125,18 @@ class ReplicationShell final : public Replicator,
   static absl::StatusOr<std::unique_ptr<ReplicationShell>> Create(const ReplicationShellConfig& c);
   ~ReplicationShell();
 
-  // The link's RX queue (for the worker's interrupt-driven sleep).
+  // The link: a DPDK port (its RX queue 0 for the worker's interrupt-driven sleep), or a kernel
+  // UDP socket (its fd for the same).
+  bool has_port() const { return config_.link != nullptr; }
   uint16_t link_port_id() const { return config_.link->addr.port_id; }
   bool link_rx_interrupts() const { return config_.link->rx_interrupts; }
+  int udp_fd() const { return udp_fd_; }
 
   // Worker pass: frames from the link (and ARP on it), then what is due to send (and, standby,
-  // storage completions). `storage`: the worker's (primary catch-up reads).
-  uint32_t PollLink(uint64_t now_ns, TxBuffer& tx, LcoreCounters& c);
-  uint32_t Poll(uint64_t now_ns, Persistence* storage, TxBuffer& tx, LcoreCounters& c);
+  // storage completions). `storage`: the worker's (primary catch-up reads). `tx`: this worker's
+  // TX buffer of the link port (null for the kernel UDP link).
+  uint32_t PollLink(uint64_t now_ns, TxBuffer* tx, LcoreCounters& c);
+  uint32_t Poll(uint64_t now_ns, Persistence* storage, TxBuffer* tx, LcoreCounters& c);
   // Standby: the partitions of durable queues follow the queue table.
   void SetTable(const QueueTable& table);
   void Drain();
@@ -219,6 +228,23 @@ class ReplicationShell final : public Replicator,
   uint64_t last_status_ns_ = 0;
   uint64_t catalog_seq_seen_ = 0;
   std::string catalog_scratch_;
+  // Kernel UDP link: one recvmmsg per burst of 32 datagrams, one sendmmsg per 64 (or per pass).
+  absl::Status OpenUdp();
+  uint32_t PollUdp(uint64_t now_ns);
+  void FlushUdp();
+  static constexpr uint32_t kUdpTxBatch = 64;
+  static constexpr uint32_t kUdpRxBatch = 32;
+  static constexpr uint32_t kUdpSlot = 2048;
+  int udp_fd_ = -1;
+  std::vector<std::byte> udp_tx_;
+  std::vector<std::byte> udp_rx_;
+  std::vector<mmsghdr> tx_msgs_;
+  std::vector<mmsghdr> rx_msgs_;
+  std::vector<iovec> tx_iov_;
+  std::vector<iovec> rx_iov_;
+  std::vector<sockaddr_in> rx_from_;
+  sockaddr_in peer_addr_{};
+  uint32_t udp_tx_count_ = 0;
 };
 
 }  // namespace sluice::dataplane

@@ -90,7 +90,8 @@ void Worker::SetUpWakeups() {
     }
   }
   if (replication_ != nullptr) {
-    const int fd = replication_->link_rx_interrupts()
+    const int fd = !replication_->has_port() ? replication_->udp_fd()
+                   : replication_->link_rx_interrupts()
                        ? rte_eth_dev_rx_intr_ctl_q_get_fd(replication_->link_port_id(), 0) : -1;
     if (fd < 0 || epoll_ctl(epoll_fd_, EPOLL_CTL_ADD, fd, &ev) != 0) rx_wakeups_ = false;
   }
@@ -138,7 +139,9 @@ void Worker::Sleep(uint64_t ns) {
     return;
   }
   for (const RxQueue& q : rx_) rte_eth_dev_rx_intr_enable(q.port->addr.port_id, q.queue);
-  if (replication_ != nullptr) rte_eth_dev_rx_intr_enable(replication_->link_port_id(), 0);
+  if (replication_ != nullptr && replication_->has_port()) {
+    rte_eth_dev_rx_intr_enable(replication_->link_port_id(), 0);
+  }
   WakeSignal& me = shared_.wake[index_];
   me.sleeping.store(true, std::memory_order_seq_cst);
   if (RingsEmpty()) {
@@ -151,7 +154,9 @@ void Worker::Sleep(uint64_t ns) {
   while (read(me.fd, &drained, sizeof drained) > 0) {
   }
   for (const RxQueue& q : rx_) rte_eth_dev_rx_intr_disable(q.port->addr.port_id, q.queue);
-  if (replication_ != nullptr) rte_eth_dev_rx_intr_disable(replication_->link_port_id(), 0);
+  if (replication_ != nullptr && replication_->has_port()) {
+    rte_eth_dev_rx_intr_disable(replication_->link_port_id(), 0);
+  }
 }
 
 void Worker::UpdateClock() {
@@ -221,11 +226,12 @@ int Worker::Run(const std::atomic<bool>& stop) {
     LoadTable();
     uint32_t work = PollRx();
     work += PollRings();
-    TxBuffer* link_tx = replication_ != nullptr ? &tx_[replication_->link_port_id()] : nullptr;
-    if (link_tx != nullptr) work += replication_->PollLink(NowNs(), *link_tx, counters_);
+    TxBuffer* link_tx = replication_ != nullptr && replication_->has_port()
+                            ? &tx_[replication_->link_port_id()] : nullptr;
+    if (replication_ != nullptr) work += replication_->PollLink(NowNs(), link_tx, counters_);
     work += handler_->Service(NowNs());
-    if (link_tx != nullptr) {
-      work += replication_->Poll(NowNs(), frontend_storage(), *link_tx, counters_);
+    if (replication_ != nullptr) {
+      work += replication_->Poll(NowNs(), frontend_storage(), link_tx, counters_);
     }
     FlushTx();
     AnswerStatsRequest();

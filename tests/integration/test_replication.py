@@ -31,7 +31,7 @@ class Box:
     """One sluiced of the pair. `net`: the third octet of its client subnet (198.18.NET.0/24)."""
 
     def __init__(self, root, tag, name, net, link_ip, peer_ip, memif_role, socket_path, rest_port,
-                 role, queues):
+                 role, queues, link="memif"):
         self.name = name
         self.dir = os.path.join(root, name)
         os.makedirs(self.dir)
@@ -42,6 +42,22 @@ class Box:
         self.data_dir = os.path.join(self.dir, "data")
         self.proc = None
         self._log_offset = 0
+        if link == "memif":
+            link_port = f"""
+[[port]]
+name = "link"
+vdev = "net_memif_{tag}{name},role={memif_role},socket={socket_path},id=0"
+role = "replication"
+rx_queues = 1
+ipv4 = "{link_ip}"
+udp_port = {LINK_PORT}
+"""
+            rx = '["client0:0", "link:0"]'
+            replication = f'link_port = "link"\npeer = "{peer_ip}:{LINK_PORT}"'
+        else:  # kernel UDP on loopback: link_ip/peer_ip are the two ports there
+            link_port = ""
+            rx = '["client0:0"]'
+            replication = f'link_port = ""\nlisten = "127.0.0.1:{link_ip}"\npeer = "127.0.0.1:{peer_ip}"'
         with open(self.layout, "w") as f:
             f.write(f"""
 [eal]
@@ -59,18 +75,10 @@ rx_queues = 1
 ipv4 = "198.18.{net}.1"
 udp_port = {CLIENT_PORT}
 kernel_ipv4 = "198.18.{net}.2/24"
-
-[[port]]
-name = "link"
-vdev = "net_memif_{tag}{name},role={memif_role},socket={socket_path},id=0"
-role = "replication"
-rx_queues = 1
-ipv4 = "{link_ip}"
-udp_port = {LINK_PORT}
-
+{link_port}
 [[lcore]]
 id = 1
-rx = ["client0:0", "link:0"]
+rx = {rx}
 shards = [0, 1]
 idle = "adaptive"
 
@@ -84,8 +92,7 @@ segment_bytes = 8388608
 
 [replication]
 role = "{role}"
-link_port = "link"
-peer = "{peer_ip}:{LINK_PORT}"
+{replication}
 mode = "sync"
 
 [control]
@@ -162,14 +169,18 @@ partitions = 2
 
 
 class Pair:
-    def __init__(self, queues=QUEUES):
+    def __init__(self, queues=QUEUES, link="memif"):
         self.tag = secrets.token_hex(2)
         self.root = tempfile.mkdtemp(prefix=f"sluice-repl-{self.tag}-")
         sock = os.path.join(self.root, "link.sock")
-        self.a = Box(self.root, self.tag, "a", 10, "198.18.2.1", "198.18.2.2", "server", sock,
-                     7480, "primary", queues)
-        self.b = Box(self.root, self.tag, "b", 11, "198.18.2.2", "198.18.2.1", "client", sock,
-                     7481, "standby", queues)
+        if link == "memif":
+            ips = ("198.18.2.1", "198.18.2.2")
+        else:  # loopback UDP ports of the namespace the test made (nothing else binds there)
+            ips = ("7512", "7513")
+        self.a = Box(self.root, self.tag, "a", 10, ips[0], ips[1], "server", sock,
+                     7480, "primary", queues, link)
+        self.b = Box(self.root, self.tag, "b", 11, ips[1], ips[0], "client", sock,
+                     7481, "standby", queues, link)
 
     def close(self, failed):
         for box in (self.a, self.b):
@@ -514,6 +525,30 @@ class ReplicationTest(unittest.TestCase):
         self.assertEqual(got, [(o, pl) for (_, o, pl) in p.acked[0]])
         print(f"\ncatalog: queue 'orders' (id {qa['id']}) created on the primary, adopted by the "
               f"standby, {len(got)} sync messages served after promotion")
+        p.sock.close()
+        self._failed = False
+
+    def test_kernel_udp_link(self):
+        self.pair.close(False)
+        self.pair = Pair(link="udp")
+        a, b = self.pair.a, self.pair.b
+        self.start_pair()
+        queue_id = lookup(a)
+        p = Producer()
+        for i in range(200):
+            self.assertEqual(p.send_one(a.server, queue_id, i % 2), "OK")
+        self.assertEqual(p.send_one(b.server, queue_id, 0), "NOT_PRIMARY")
+        harness.wait_for(lambda: a.role().get("replication_lag_bytes") == 0, 10, "no lag")
+        a.kill()
+        before = b.log_size()
+        status, body = b.http("POST", "/v1/promote", {})
+        self.assertEqual(status, 202, body)
+        b.wait_running(after=before)
+        harness.wait_for(lambda: b.role().get("role") == "primary", 30, "b to be primary")
+        for part in (0, 1):
+            got = fetch_partition(b, queue_id, part, len(p.acked[part]))
+            self.assertEqual(got, [(o, pl) for (_, o, pl) in p.acked[part]])
+        print(f"\nkernel UDP link: 200 sync messages acked, all served by the promoted standby")
         p.sock.close()
         self._failed = False
 
