@@ -434,9 +434,26 @@ bool Frontend::Impl::SealNow(const shard::Partition& pt, uint64_t now_ns) const 
   if (!Persisted(pt) || pt.failed()) return true;
   const BatchPolicy& policy = persistence_->batch_policy();
   const shard::PartitionLog& log = pt.log();
-  return log.open_batch_bytes() >= policy.batch_bytes ||
-         now_ns >= log.open_batch_since_ns() + policy.batch_time_ns ||
-         persistence_->Idle(pt.queue().value, pt.index());
+  if (log.open_batch_bytes() >= policy.batch_bytes ||
+      now_ns >= log.open_batch_since_ns() + policy.batch_time_ns) {
+    return true;
+  }
+  if (!persistence_->Idle(pt.queue().value, pt.index())) return false;
+  // A sync queue's acks wait for the standby too: its "write in flight" lasts until the standby
+  // acknowledged, so batches grow over the replication round trip (group commit across the
+  // link) instead of crossing it one small batch at a time.
+  if (!replicated_.empty()) {
+    auto it = replicated_.find(PartKey(pt.queue().value, pt.index()));
+    if (it != replicated_.end() && it->second.released < log.sealed_end().value) {
+      const QueueInfo* q = table_->Find(pt.queue().value);
+      uint64_t standby = 0;
+      if (q != nullptr && q->sync_replication &&
+          replicator_->Replicated(pt.queue().value, pt.index(), now_ns, &standby)) {
+        return false;
+      }
+    }
+  }
+  return true;
 }
 
 uint32_t Frontend::Impl::SubmitBatches() {
