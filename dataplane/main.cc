@@ -77,6 +77,7 @@ struct Args {
   std::string stats_file;   // written on exit (JSON counters), for tests and operators
   bool check_only = false;
   std::optional<StorageFault> fault;  // test seam: --inject-storage-fault
+  std::optional<LinkFault> link_fault;  // test seam: --inject-link-fault
 };
 
 void PrintUsage(FILE* out) {
@@ -93,6 +94,10 @@ void PrintUsage(FILE* out) {
       "                      test seam: writes of that partition fail with ERRNO (e.g. 5 = EIO)\n"
       "                      after SKIP of them succeeded; the partition must then answer\n"
       "                      STORAGE_FAILED while the others keep serving\n"
+      "  --inject-link-fault LOSS:DUP:REORDER[:CUT_FILE]\n"
+      "                      test seam: the replication link drops, duplicates and (kernel UDP)\n"
+      "                      swaps the datagrams this box sends with these probabilities (0..1),\n"
+      "                      and sends nothing while CUT_FILE exists\n"
       "  -h, --help          this text\n"
       "\n"
       "Queues live in the catalog under [control] metadata_dir (the layout's [[queue]] entries\n"
@@ -132,6 +137,20 @@ int ParseArgs(int argc, char** argv, Args* args) {
       args->stats_file = v;
     } else if (a == "--check") {
       args->check_only = true;
+    } else if (a == "--inject-link-fault") {
+      const char* v = value("--inject-link-fault");
+      if (!v) return kExitUsage;
+      LinkFault f;
+      char cut[4096] = {0};
+      const int n = std::sscanf(v, "%lf:%lf:%lf:%4095s", &f.loss, &f.duplicate, &f.reorder, cut);
+      if (n < 3 || f.loss < 0 || f.loss > 1 || f.duplicate < 0 || f.duplicate > 1 ||
+          f.reorder < 0 || f.reorder > 1) {
+        std::fprintf(stderr, "sluiced: --inject-link-fault wants LOSS:DUP:REORDER[:CUT_FILE] "
+                     "(probabilities 0..1), got '%s'\n", v);
+        return kExitUsage;
+      }
+      f.cut_file = cut;
+      args->link_fault = f;
     } else if (a == "--inject-storage-fault") {
       const char* v = value("--inject-storage-fault");
       if (!v) return kExitUsage;
@@ -682,6 +701,7 @@ int Main(int argc, char** argv) {
         c.state = repl.state;
         c.state_path = repl.state_path;
         c.status = &repl.status;
+        c.fault = args.link_fault;
         auto shell = ReplicationShell::Create(c);
         if (!shell.ok()) {
           std::fprintf(stderr, "sluiced: replication: %s\n",

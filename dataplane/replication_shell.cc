@@ -231,6 +231,25 @@ void ReplicationShell::CheckLink(uint64_t now_ns) {
   link_down_since_ns_ = now_ns;
 }
 
+bool ReplicationShell::Chance(double p) {
+  if (p <= 0) return false;
+  rng_ ^= rng_ << 13;  // xorshift64: deterministic, no allocation
+  rng_ ^= rng_ >> 7;
+  rng_ ^= rng_ << 17;
+  return static_cast<double>(rng_ >> 11) * 0x1.0p-53 < p;
+}
+
+void ReplicationShell::CheckCut(uint64_t now_ns) {
+  if (!config_.fault || config_.fault->cut_file.empty() || now_ns < next_cut_check_ns_) return;
+  next_cut_check_ns_ = now_ns + 100'000'000;
+  const bool cut = access(config_.fault->cut_file.c_str(), F_OK) == 0;
+  if (cut != cut_) {
+    std::printf("sluiced: link fault: link %s\n", cut ? "cut" : "healed");
+    std::fflush(stdout);
+  }
+  cut_ = cut;
+}
+
 std::span<std::byte> ReplicationShell::Acquire() {
   if (udp_fd_ >= 0) {
     if (udp_tx_count_ == kUdpTxBatch) FlushUdp();
@@ -249,13 +268,38 @@ std::span<std::byte> ReplicationShell::Acquire() {
 }
 
 void ReplicationShell::Send(size_t bytes) {
+  const bool faults = config_.fault.has_value();
+  const bool drop = faults && (cut_ || Chance(config_.fault->loss));
+  const bool dup = faults && !drop && Chance(config_.fault->duplicate);
   if (udp_fd_ >= 0) {
     SLUICE_ASSERT(bytes <= max_datagram_ && udp_tx_count_ < kUdpTxBatch);
-    tx_iov_[udp_tx_count_++].iov_len = bytes;
+    if (drop) return;  // the slot is reused by the next Acquire
+    // Slot i's entry points at slot i (a reordering swap below may have moved it last round).
+    tx_iov_[udp_tx_count_] = iovec{udp_tx_.data() + size_t{udp_tx_count_} * kUdpSlot, bytes};
+    if (faults && udp_tx_count_ > 0 && Chance(config_.fault->reorder)) {
+      std::swap(tx_iov_[udp_tx_count_], tx_iov_[udp_tx_count_ - 1]);
+    }
+    ++udp_tx_count_;
+    if (dup && udp_tx_count_ < kUdpTxBatch) {
+      std::memcpy(udp_tx_.data() + size_t{udp_tx_count_} * kUdpSlot,
+                  tx_iov_[udp_tx_count_ - 1].iov_base, tx_iov_[udp_tx_count_ - 1].iov_len);
+      tx_iov_[udp_tx_count_] = iovec{udp_tx_.data() + size_t{udp_tx_count_} * kUdpSlot,
+                                     tx_iov_[udp_tx_count_ - 1].iov_len};
+      ++udp_tx_count_;
+    }
     return;
   }
   SLUICE_ASSERT(out_ != nullptr && bytes <= max_datagram_);
+  if (drop) {
+    rte_pktmbuf_free(out_);
+    out_ = nullptr;
+    return;
+  }
   WriteDatagramHeaders(out_, self_, peer_, static_cast<uint16_t>(bytes));
+  if (dup) {
+    rte_pktmbuf_refcnt_update(out_, 1);  // sent twice; each send drops a reference
+    tx_->Add(out_, *counters_);
+  }
   tx_->Add(out_, *counters_);
   out_ = nullptr;
 }
@@ -263,6 +307,7 @@ void ReplicationShell::Send(size_t bytes) {
 uint32_t ReplicationShell::PollLink(uint64_t now_ns, TxBuffer* txp, LcoreCounters& c) {
   tx_ = txp;
   counters_ = &c;
+  CheckCut(now_ns);
   if (udp_fd_ >= 0) {
     const uint32_t n = PollUdp(now_ns);
     if (standby_ != nullptr && n > 0) StandbyPass(now_ns);

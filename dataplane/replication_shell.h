@@ -16,6 +16,7 @@
 #include <cstdint>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <span>
 #include <string>
 #include <vector>
@@ -76,6 +77,16 @@ struct ReplicationStatus {
   std::atomic<uint64_t> catalog_in_seq{0};
 };
 
+// A test seam (sluiced --inject-link-fault): the link shell drops, duplicates and (kernel UDP)
+// swaps neighbouring datagrams it sends, with a fixed seed; while `cut_file` exists it sends
+// nothing at all (checked every 100 ms). Each box injects on what it sends.
+struct LinkFault {
+  double loss = 0;
+  double duplicate = 0;
+  double reorder = 0;
+  std::string cut_file;
+};
+
 struct ReplicationShellConfig {
   hwconf::ReplicationRole role = hwconf::ReplicationRole::kPrimary;  // effective role
   uint64_t epoch = 0;
@@ -95,6 +106,7 @@ struct ReplicationShellConfig {
   replication::ReplicationState state;  // epoch starts (primary)
   std::string state_path;
   ReplicationStatus* status = nullptr;
+  std::optional<LinkFault> fault;
 };
 
 // What the workers that do not poll the link see of replication (they own no shard: see §1 of
@@ -245,6 +257,12 @@ class ReplicationShell final : public Replicator,
   std::vector<sockaddr_in> rx_from_;
   sockaddr_in peer_addr_{};
   uint32_t udp_tx_count_ = 0;
+  // Test seam state (LinkFault).
+  bool Chance(double p);
+  void CheckCut(uint64_t now_ns);
+  uint64_t rng_ = 0x9E3779B97F4A7C15ull;
+  bool cut_ = false;
+  uint64_t next_cut_check_ns_ = 0;
 };
 
 }  // namespace sluice::dataplane

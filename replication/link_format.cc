@@ -27,7 +27,7 @@ constexpr size_t kHelloPrefixBytes = 24;
 template <typename E>
 size_t EncodeEntries(std::span<std::byte> buf, MsgType type, Role role, uint64_t epoch,
                      uint64_t boot_id, std::span<const E> entries, uint32_t client_ipv4 = 0,
-                     uint16_t client_port = 0) {
+                     uint16_t client_port = 0, uint16_t flags = 0) {
   if (entries.size() > kMaxEntriesPerMessage) return 0;
   const size_t prefix = type == MsgType::kHello ? kHelloPrefixBytes : 8;
   const size_t total = kLinkHeaderBytes + prefix + entries.size() * sizeof(E);
@@ -41,10 +41,9 @@ size_t EncodeEntries(std::span<std::byte> buf, MsgType type, Role role, uint64_t
   const uint32_t zero = 0;
   std::memcpy(p, &count, 4);
   if (type == MsgType::kHello) {
-    const uint16_t zero16 = 0;
     std::memcpy(p + 4, &client_ipv4, 4);
     std::memcpy(p + 8, &client_port, 2);
-    std::memcpy(p + 10, &zero16, 2);
+    std::memcpy(p + 10, &flags, 2);
     std::memcpy(p + 12, &zero, 4);
     p += 16;
   } else {
@@ -131,6 +130,7 @@ DecodeError DecodeLink(std::span<const std::byte> d, LinkMessage* out) {
         std::memcpy(&out->boot_id, body.data(), 8);
         std::memcpy(&out->client_ipv4, body.data() + 12, 4);
         std::memcpy(&out->client_port, body.data() + 16, 2);
+        std::memcpy(&out->hello_flags, body.data() + 18, 2);
         p = 8;
       }
       std::memcpy(&out->count, body.data() + p, 4);
@@ -193,9 +193,9 @@ DecodeError DecodeLink(std::span<const std::byte> d, LinkMessage* out) {
 
 size_t EncodeHello(std::span<std::byte> buf, Role role, uint64_t epoch, uint64_t boot_id,
                    std::span<const HelloEntry> entries, uint32_t client_ipv4,
-                   uint16_t client_port) {
+                   uint16_t client_port, uint16_t flags) {
   return EncodeEntries(buf, MsgType::kHello, role, epoch, boot_id, entries, client_ipv4,
-                       client_port);
+                       client_port, flags);
 }
 
 size_t EncodeAck(std::span<std::byte> buf, Role role, uint64_t epoch,

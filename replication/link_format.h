@@ -3,10 +3,12 @@
 // and its CRC32C. Little-endian, like the rest of sluice.
 //
 //   [LinkHeader 24 B][body]
-//   HELLO      u64 boot_id, u32 count, u32 client_ipv4, u16 client_port, u16 0, u32 0, then
+//   HELLO      u64 boot_id, u32 count, u32 client_ipv4, u16 client_port, u16 flags, u32 0, then
 //              count x HelloEntry (24 B: queue, partition, log or durable end, epoch_start: where
 //              the sender's current epoch began in that log). client_*: the primary's client
-//              address (NOT_PRIMARY redirects on the standby), 0 from a standby.
+//              address (NOT_PRIMARY redirects on the standby), 0 from a standby. flags bit 0
+//              (kHelloReplyWanted): the sender has no session with the receiver: answer with a
+//              HELLO (a HELLO without it is not answered: no ping-pong).
 //   BATCH      BatchFragmentHeader (40 B), then frag_bytes of the batch's on-disk bytes
 //   ACK        u32 count, u32 0, count x PartitionOffset               (cumulative durable ends)
 //   NAK        u32 queue, u32 partition, u64 from_offset                (next offset expected)
@@ -36,6 +38,7 @@ enum class MsgType : uint8_t {
   kHello = 1, kBatch = 2, kAck = 3, kNak = 4, kHeartbeat = 5, kCatalog = 6, kCatalogAck = 7
 };
 inline constexpr uint32_t kCatalogHeaderBytes = 24;
+inline constexpr uint16_t kHelloReplyWanted = 1;
 inline constexpr uint32_t kMaxCatalogBytes = 8u << 20;
 enum class Role : uint8_t { kPrimary = 1, kStandby = 2 };
 std::string_view MsgTypeName(MsgType t);
@@ -88,6 +91,7 @@ struct LinkMessage {
   uint64_t boot_id = 0;
   uint32_t client_ipv4 = 0;  // host order a<<24|b<<16|c<<8|d
   uint16_t client_port = 0;
+  uint16_t hello_flags = 0;
   // HELLO / ACK: `count` entries of 16 bytes, unaligned; read with Entry(i).
   uint32_t count = 0;
   std::span<const std::byte> entries;
@@ -128,7 +132,7 @@ DecodeError DecodeLink(std::span<const std::byte> datagram, LinkMessage* out);
 // Encoders: each writes one datagram into `buf` and returns its size, or 0 if `buf` is too small.
 size_t EncodeHello(std::span<std::byte> buf, Role role, uint64_t epoch, uint64_t boot_id,
                    std::span<const HelloEntry> entries, uint32_t client_ipv4 = 0,
-                   uint16_t client_port = 0);
+                   uint16_t client_port = 0, uint16_t flags = 0);
 size_t EncodeAck(std::span<std::byte> buf, Role role, uint64_t epoch,
                  std::span<const PartitionOffset> entries);
 size_t EncodeNak(std::span<std::byte> buf, Role role, uint64_t epoch, uint32_t queue,

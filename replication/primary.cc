@@ -262,7 +262,9 @@ void PrimaryLink::OnHello(const LinkMessage& m, uint64_t now_ns) {
   for (const Streamer* s : order_) divergent = divergent || s->divergent();
   if (connected_ && m.boot_id == peer_boot_id_ && !divergent) {
     // The same standby again (it answered our HELLO, or missed us for a while): its stated ends
-    // are acks. Losses in between are repaired by NAK and timeout, without a restart.
+    // are acks. Losses in between are repaired by NAK and timeout, without a restart. It says
+    // HELLO again while it has not heard ours (lost): answer, at most once per heartbeat.
+    if (m.hello_flags & kHelloReplyWanted) hello_due_ = true;
     for (uint32_t i = 0; i < m.count; ++i) {
       const HelloEntry e = m.Hello(i);
       if (Streamer* s = FindMut(e.queue, e.partition)) s->OnAck(e.offset, now_ns);
@@ -285,8 +287,8 @@ void PrimaryLink::OnHello(const LinkMessage& m, uint64_t now_ns) {
     if (!s->connected()) s->Connect(0, now_ns);
     if (s->divergent()) ++counters_.divergent;
   }
-  next_control_ns_ = now_ns;  // answer with our HELLO (the standby checks divergence with it)
-  hello_due_ = true;
+  next_control_ns_ = std::min(next_control_ns_, now_ns);  // answer with our HELLO (the standby
+  hello_due_ = true;                                     // checks divergence with it)
   if (!catalog_.empty()) {  // a new standby session: the catalog again
     catalog_acked_ = false;
     catalog_pos_ = 0;
@@ -394,6 +396,7 @@ uint32_t PrimaryLink::Poll(uint64_t now_ns, LinkOutput& out) {
       size_t n = 0;
       if (!connected_ || hello_due_) {
         // HELLO with our log ends, until the standby answers with its own.
+        const uint16_t flags = connected_ ? 0 : kHelloReplyWanted;
         hello_due_ = false;
         scratch_.clear();
         for (const Streamer* s : order_) {
@@ -403,7 +406,7 @@ uint32_t PrimaryLink::Poll(uint64_t now_ns, LinkOutput& out) {
         const size_t fit = (config_.max_datagram_bytes - kLinkHeaderBytes - 24) / kHelloEntryBytes;
         if (scratch_.size() > fit) scratch_.resize(fit);
         n = EncodeHello(buf, Role::kPrimary, config_.epoch, config_.boot_id, scratch_,
-                        config_.client_ipv4, config_.client_port);
+                        config_.client_ipv4, config_.client_port, flags);
         ++counters_.hellos_sent;
       } else {
         n = EncodeHeartbeat(buf, Role::kPrimary, config_.epoch, now_ns);

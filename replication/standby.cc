@@ -161,7 +161,7 @@ void StandbyLink::OnDurable(uint32_t queue, uint32_t partition, uint64_t end) {
 }
 
 void StandbyLink::CheckCaughtUp() {
-  if (!heard_ || divergent()) return;
+  if (!heard_hello_ || divergent()) return;  // caught up with what the primary's HELLO stated
   for (const auto& [key, end] : primary_ends_) {
     const Applier* a = Find(static_cast<uint32_t>(key >> 32), static_cast<uint32_t>(key));
     if (a != nullptr && a->durable() < end) return;
@@ -178,6 +178,11 @@ void StandbyLink::AdoptEpoch(uint64_t epoch) {
 
 void StandbyLink::OnHello(const LinkMessage& m, uint64_t /*now_ns*/) {
   ++counters_.hellos_received;
+  // Answer when the primary asks (it has no session with us) or is a new one; a HELLO that
+  // answers ours needs no answer.
+  const bool answer = (m.hello_flags & kHelloReplyWanted) != 0 || m.boot_id != primary_boot_id_ ||
+                      m.epoch > epoch_ || !heard_hello_;
+  heard_hello_ = true;
   primary_boot_id_ = m.boot_id;
   primary_client_ipv4_ = m.client_ipv4;
   primary_client_port_ = m.client_port;
@@ -207,7 +212,7 @@ void StandbyLink::OnHello(const LinkMessage& m, uint64_t /*now_ns*/) {
   } else {
     pending_epoch_ = m.epoch;
   }
-  hello_due_ = true;  // answer with our durable ends: the primary streams from there
+  if (answer) hello_due_ = true;  // our durable ends: the primary streams from there
 }
 
 void StandbyLink::ForEachDivergent(
@@ -272,7 +277,10 @@ void StandbyLink::OnDatagram(std::span<const std::byte> datagram, uint64_t now_n
     hello_due_ = true;
     return;
   }
-  if (!heard_ || now_ns > last_rx_ns_ + config_.peer_timeout_ns) hello_due_ = true;
+  if (!heard_ || now_ns > last_rx_ns_ + config_.peer_timeout_ns) {
+    hello_due_ = true;
+    heard_hello_ = false;  // a new session: our HELLO asks for the primary's again
+  }
   heard_ = true;
   last_rx_ns_ = now_ns;
   switch (m.type) {
@@ -340,7 +348,10 @@ bool StandbyLink::SendHello(uint64_t /*now_ns*/, LinkOutput& out) {
     if (hello_scratch_.size() == fit) break;
     hello_scratch_.push_back({a->queue(), a->partition(), a->durable(), 0});
   }
-  const size_t n = EncodeHello(buf, Role::kStandby, epoch_, config_.boot_id, hello_scratch_);
+  // Until we heard the primary's HELLO, ours asks for an answer.
+  const uint16_t flags = heard_hello_ ? 0 : kHelloReplyWanted;
+  const size_t n = EncodeHello(buf, Role::kStandby, epoch_, config_.boot_id, hello_scratch_, 0, 0,
+                               flags);
   SLUICE_ASSERT(n != 0);
   out.Send(n);
   ++counters_.tx_datagrams;
@@ -406,7 +417,9 @@ uint32_t StandbyLink::Poll(uint64_t now_ns, LinkOutput& out, StandbySink& sink) 
       if (r == Applier::Result::kApplied) ++work;
     }
   }
-  if (!primary_alive(now_ns)) hello_due_ = hello_due_ || now_ns >= next_control_ns_;
+  if (!primary_alive(now_ns) || !heard_hello_) {
+    hello_due_ = hello_due_ || now_ns >= next_control_ns_;  // until the primary's HELLO reaches us
+  }
   if (hello_due_ && !divergent()) {
     if (!SendHello(now_ns, out)) return work;
     hello_due_ = false;

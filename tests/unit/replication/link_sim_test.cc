@@ -28,6 +28,7 @@ struct Faults {
   double corrupt = 0;
   uint64_t jitter_ns = 0;  // extra random delay: reorders
   bool cut = false;
+  uint64_t drop_hello_until_ns = 0;  // every HELLO sent before then is lost
 };
 
 // One direction of the link.
@@ -38,6 +39,7 @@ class SimWire : public LinkOutput {
   void Send(size_t bytes) override {
     ++sent;
     if (faults.cut || Chance(faults.loss)) return;
+    if (now_ < faults.drop_hello_until_ns && buf_[6] == std::byte{1}) return;
     const int copies = Chance(faults.dup) ? 2 : 1;
     for (int i = 0; i < copies; ++i) {
       Datagram d{now_ + latency_ns_ + (faults.jitter_ns ? rng_() % faults.jitter_ns : 0), seq_++,
@@ -214,6 +216,7 @@ class Rig {
     }
     p2s_.faults = s.faults;
     s2p_.faults = s.faults;
+    s2p_.faults.drop_hello_until_ns = 0;  // only the primary's HELLOs are lost
     NewStandby();
   }
   void NewStandby() {
@@ -383,6 +386,24 @@ TEST(LinkSim, CatalogCrossesALossyLink) {
   EXPECT_EQ(got.size(), doc.size());
   EXPECT_TRUE(got == doc);
   EXPECT_GT(doc.size(), 10000u);  // several datagrams
+}
+
+TEST(LinkSim, LostHellosAreAskedForAgain) {
+  // Every HELLO of the primary is lost for the first 300 ms while the rest goes through: the
+  // primary is connected (it heard the standby), the standby has not heard it, drops its batches
+  // (a newer epoch without a HELLO) and keeps asking until a HELLO answers; then it completes.
+  Scenario s;
+  s.seed = 12;
+  s.batches_per_partition = 100;
+  s.faults.drop_hello_until_ns = 300'000'000;
+  Rig rig(s);
+  Result r = rig.Run();
+  Print("lost-hellos", r);
+  ASSERT_TRUE(r.done);
+  rig.ExpectIdentical();
+  EXPECT_GT(r.standby.hellos_sent, 10u);
+  EXPECT_GT(r.primary.hellos_sent, 10u);
+  EXPECT_TRUE(rig.standby().caught_up());
 }
 
 TEST(LinkSim, CorruptedDatagramsAreCountedAndRefused) {
