@@ -25,7 +25,7 @@
 namespace sluice::replication {
 
 struct StreamerConfig {
-  uint32_t ring_bytes = 8u << 20;      // copies of batches the standby has not acked yet
+  uint32_t ring_bytes = 4u << 20;      // copies of batches the standby has not acked yet
   uint32_t ring_batches = 4096;        // entries in that ring
   uint32_t window_bytes = 2u << 20;    // flow window: bytes sent and not yet acked
   uint32_t window_batches = 512;       // ... and batches
