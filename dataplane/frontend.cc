@@ -236,10 +236,14 @@ class Frontend::Impl final : public shard::ShardSink {
   // The errc a sync queue's ACK (OK or DUPLICATE) must carry now; kOk when it may go as is.
   Errc SyncVerdict(const QueueInfo& q, uint32_t partition, uint64_t end, uint64_t now_ns);
   void ErrorNotPrimary(const p::FrameView& f, const Endpoint& to);
+  // A FETCH on a standby: served from its replicated log; false when it cannot be (NOT_PRIMARY).
+  bool OnStandbyFetch(const p::FrameView& f, const Endpoint& from, const RouteContext& route);
+  uint16_t reply_flags_ = 0;  // added to MESSAGES frames being built (kFlagReplica)
   std::vector<const shard::Partition*> to_submit_;  // sealed batches not all handed to storage
   std::vector<std::pair<uint32_t, uint32_t>> persisted_;  // (queue, partition) with a log here
   struct ColdFetch {
     bool used = false;
+    bool replica = false;  // a standby's read of its replicated log: MESSAGES marked REPLICA
     shard::ReplyTarget target;
     uint32_t queue = 0;
     uint32_t partition = 0;
@@ -545,6 +549,34 @@ void Frontend::Impl::ErrorNotPrimary(const p::FrameView& f, const Endpoint& to) 
   if (n) replies_.Send(buf, *n); else replies_.Abandon(buf);
 }
 
+bool Frontend::Impl::OnStandbyFetch(const p::FrameView& f, const Endpoint& from,
+                                    const RouteContext& route) {
+  if (!route.receiver) return true;  // the receiver answers (the standby's link worker)
+  auto r = p::DecodeFetch(f);
+  const QueueInfo* q = table_->Find(r->queue_id);
+  if (q == nullptr || !q->is_stream() || r->partition >= q->partition_shard.size()) return false;
+  if (r->start_kind != p::StartKind::kOffset && r->start_kind != p::StartKind::kEarliest) {
+    return false;
+  }
+  size_t slot = 0;
+  while (slot < cold_.size() && cold_[slot].used) ++slot;
+  const shard::ReplyTarget target{from.w0, f.header.client_id, f.header.request_id};
+  const Errc e = slot == cold_.size()
+                     ? Errc::kThrottled
+                     : replicator_->ReadReplica(q->id, r->partition,
+                                                r->start_kind == p::StartKind::kEarliest
+                                                    ? 0 : r->start_value,
+                                                r->max_messages, slot);
+  if (e == Errc::kUnknownPartition) return false;
+  if (e != Errc::kOk) {
+    ErrorTo(target, p::FrameType::kFetch, e);
+    return true;
+  }
+  const size_t cap = r->max_frame_bytes == 0 ? p::kDefaultFrameBytes : r->max_frame_bytes;
+  cold_[slot] = ColdFetch{true, true, target, q->id, r->partition, r->max_messages, cap};
+  return true;
+}
+
 void Frontend::Impl::OnStorage(uint32_t queue, uint32_t partition, shard::DurableOffset durable,
                                Errc errc, std::string_view failure) {
   shard::Shard* s = ShardOf(queue, partition);
@@ -783,6 +815,7 @@ void Frontend::Impl::OnFrame(const p::FrameView& f, const Endpoint& from,
   now_ns_ = std::max(now_ns_, now_ns);
   Learn(from);
   if (replicator_ != nullptr && !replicator_->Writable()) {
+    if (f.header.type == p::FrameType::kFetch && OnStandbyFetch(f, from, route)) return;
     if (route.receiver) ErrorNotPrimary(f, from);  // the receiver answers once for all owners
     return;
   }
@@ -1019,7 +1052,7 @@ bool Frontend::Impl::StartColdFetch(const shard::ReplyTarget& t, uint32_t queue,
     ErrorTo(t, p::FrameType::kFetch, e);
     return true;
   }
-  cold_[slot] = ColdFetch{true, t, queue, partition, max_messages, cap};  // answered via Poll
+  cold_[slot] = ColdFetch{true, false, t, queue, partition, max_messages, cap};  // via Poll
   return true;
 }
 
@@ -1033,6 +1066,11 @@ void Frontend::Impl::OnColdRead(uint64_t cookie, Errc errc, uint64_t next_offset
     ErrorTo(c.target, p::FrameType::kFetch, errc);
     return;
   }
+  reply_flags_ = c.replica ? p::kFlagReplica : 0;
+  struct Reset {
+    uint16_t& f;
+    ~Reset() { f = 0; }
+  } reset{reply_flags_};
   SendRecords(p::FrameType::kMessages, c.target, 0, c.queue, c.partition,
               [&](uint32_t n, uint32_t max_bytes, Visit visit) {
                 shard::FetchResult r{Errc::kOk, next_offset, 0};
@@ -1075,7 +1113,8 @@ void Frontend::Impl::SendRecords(p::FrameType type, const shard::ReplyTarget& t,
   if (type == p::FrameType::kDeliver) {
     w.BeginDeliver(IdsOf(t), p::DeliverPrefix{sub_id, queue, static_cast<uint16_t>(partition), 0});
   } else {
-    w.BeginMessages(IdsOf(t), p::MessagesPrefix{queue, static_cast<uint16_t>(partition), 0, 0});
+    w.BeginMessages(IdsOf(t, reply_flags_),
+                    p::MessagesPrefix{queue, static_cast<uint16_t>(partition), 0, 0});
   }
   pinned_ = out;
   const shard::FetchResult r = source(
@@ -1508,7 +1547,8 @@ void Frontend::Impl::SendFragments(p::FrameType type, const shard::ReplyTarget& 
       f->writer.BeginDeliver(IdsOf(t), p::DeliverPrefix{sub_id, queue,
                                                         static_cast<uint16_t>(partition), 0});
     } else {
-      f->writer.BeginMessages(IdsOf(t), p::MessagesPrefix{queue, p::kAnyPartition, 0, 0});
+      f->writer.BeginMessages(IdsOf(t, reply_flags_),
+                              p::MessagesPrefix{queue, p::kAnyPartition, 0, 0});
     }
     const p::EncodeError e = f->writer.AddDelivered(meta, frag);
     SLUICE_ASSERT(e == p::EncodeError::kOk);
@@ -1828,6 +1868,12 @@ uint32_t Frontend::Impl::Service(uint64_t now_ns) {
       next_retention_ns_ = now_ns + kRetentionScanNs;
       EnforceLogRetention(now_ns);
     }
+  }
+  if (replicator_ != nullptr && !replicator_->Writable()) {
+    work += replicator_->PollReplicaReads(
+        [this](uint64_t cookie, Errc e, uint64_t next, std::span<const shard::StoredMessage> recs) {
+          OnColdRead(cookie, e, next, recs);
+        });
   }
   for (auto& s : shards_) {
     if (s) work += s->Tick(now_ns);

@@ -43,6 +43,12 @@ absl::StatusOr<std::unique_ptr<ReplicationShell>> ReplicationShell::Create(
     auto writer = storage::UringWriter::Create(wc);
     if (!writer.ok()) return writer.status();
     s->writer_ = std::move(*writer);
+    storage::ReaderConfig rc;
+    rc.max_reads = 4;
+    auto reader = storage::UringReader::Create(rc, s->writer_.get());
+    if (!reader.ok()) return reader.status();
+    s->reader_ = std::move(*reader);
+    s->read_records_.reserve(4096);
     s->arena_ = static_cast<std::byte*>(std::aligned_alloc(4096, kArenaBytes));
     if (s->arena_ == nullptr) return absl::ResourceExhaustedError("replication arena");
     s->arena_bytes_ = kArenaBytes;
@@ -200,6 +206,33 @@ bool ReplicationShell::Replicated(uint32_t queue, uint32_t partition, uint64_t n
                                   uint64_t* end) const {
   return primary_ != nullptr &&
          primary_->Replicated(queue, partition, now_ns, kSyncLagBoundNs, end);
+}
+
+Errc ReplicationShell::ReadReplica(uint32_t queue, uint32_t partition, uint64_t offset,
+                                   uint32_t max_records, uint64_t cookie) {
+  if (reader_ == nullptr) return Errc::kUnknownPartition;
+  auto it = parts_.find(Key(queue, partition));
+  if (it == parts_.end()) return Errc::kUnknownPartition;
+  // Only what is durable here is read (the reader never goes past the log's durable bytes).
+  storage::FetchRequest r;
+  r.partition = it->second->handle;
+  r.by = storage::FetchBy::kOffset;
+  r.value = offset;
+  r.max_records = std::max<uint32_t>(1, max_records);
+  r.cookie = cookie;
+  return reader_->Fetch(r);
+}
+
+uint32_t ReplicationShell::PollReplicaReads(
+    absl::FunctionRef<void(uint64_t, Errc, uint64_t, std::span<const shard::StoredMessage>)> fn) {
+  if (reader_ == nullptr) return 0;
+  return reader_->Poll([&](const storage::FetchResult& r) {
+    read_records_.clear();
+    r.ForEach([&](const storage::RecordView& v) {
+      read_records_.push_back(shard::StoredMessage{v.offset, v.timestamp_ns, v.record});
+    });
+    fn(r.cookie, r.errc, r.next_offset, read_records_);
+  });
 }
 
 // ---- link I/O ---------------------------------------------------------------------------------

@@ -40,6 +40,7 @@
 #include "replication/standby.h"
 #include "replication/state_file.h"
 #include "storage/batch_reader.h"
+#include "storage/uring_reader.h"
 #include "storage/uring_writer.h"
 
 namespace sluice::dataplane {
@@ -162,6 +163,11 @@ class ReplicationShell final : public Replicator,
              uint64_t end, uint64_t now_ns) override;
   bool Replicated(uint32_t queue, uint32_t partition, uint64_t now_ns,
                   uint64_t* end) const override;
+  Errc ReadReplica(uint32_t queue, uint32_t partition, uint64_t offset, uint32_t max_records,
+                   uint64_t cookie) override;
+  uint32_t PollReplicaReads(
+      absl::FunctionRef<void(uint64_t, Errc, uint64_t, std::span<const shard::StoredMessage>)> fn)
+      override;
 
   // replication::LinkOutput
   std::span<std::byte> Acquire() override;
@@ -220,6 +226,8 @@ class ReplicationShell final : public Replicator,
   uint32_t backfills_this_pass_ = 0;
   // Standby storage.
   std::unique_ptr<storage::UringWriter> writer_;
+  std::unique_ptr<storage::UringReader> reader_;  // standby reads of the replicated log
+  std::vector<shard::StoredMessage> read_records_;
   absl::flat_hash_map<uint64_t, std::unique_ptr<StandbyPart>> parts_;
   absl::flat_hash_map<storage::PartitionHandle, StandbyPart*> by_handle_;
   std::byte* arena_ = nullptr;

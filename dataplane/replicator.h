@@ -9,6 +9,10 @@
 #include <cstdint>
 #include <span>
 
+#include "absl/functional/function_ref.h"
+#include "dataplane/shard/types.h"
+#include "protocol/errc.h"
+
 namespace sluice::dataplane {
 
 class Replicator {
@@ -30,6 +34,20 @@ class Replicator {
   // past the bound; false otherwise.
   virtual bool Replicated(uint32_t queue, uint32_t partition, uint64_t now_ns,
                           uint64_t* end) const = 0;
+
+  // A standby serves stream reads from its replicated log: records from `offset`, answered
+  // through PollReplicaReads with `cookie` (kOk), or kThrottled / kUnknownPartition now.
+  virtual Errc ReadReplica(uint32_t queue, uint32_t partition, uint64_t offset,
+                           uint32_t max_records, uint64_t cookie) {
+    (void)queue, (void)partition, (void)offset, (void)max_records, (void)cookie;
+    return Errc::kUnknownPartition;
+  }
+  virtual uint32_t PollReplicaReads(
+      absl::FunctionRef<void(uint64_t cookie, Errc errc, uint64_t next_offset,
+                             std::span<const shard::StoredMessage> records)> fn) {
+    (void)fn;
+    return 0;
+  }
 
  protected:
   ~Replicator() = default;

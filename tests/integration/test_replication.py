@@ -333,6 +333,16 @@ class ReplicationTest(unittest.TestCase):
                               "produce", "events"], input="via-redirect\n", capture_output=True,
                              text=True, timeout=60)
         self.assertEqual(cli.returncode, 0, cli.stderr)
+        # The standby serves stream reads of what it holds, marked REPLICA (flag 0x0008).
+        harness.wait_for(lambda: a.role().get("replication_lag_bytes") == 0, 10, "no lag")
+        got = fetch_partition(b, queue_id, 0, len(p.acked[0]))
+        self.assertEqual(got[:len(p.acked[0])], [(o, pl) for (_, o, pl) in p.acked[0]])
+        s = harness.udp_socket(1.0)
+        c = wire.Client(s, b.server, client_id=12)
+        c.handshake()
+        reply = c.call(lambda r: wire.fetch(queue_id, 0, 0, 10, 12, r), (wire.MESSAGES,))
+        self.assertTrue(wire.parse_header(reply)["flags"] & 0x0008, "MESSAGES not marked REPLICA")
+        s.close()
         # Promotion of a primary is refused.
         status, body = a.http("POST", "/v1/promote", {})
         self.assertEqual(status, 409, body)
@@ -356,8 +366,8 @@ class ReplicationTest(unittest.TestCase):
             if e == "NOT_REPLICATED":
                 break
         self.assertEqual(answers[-1], "NOT_REPLICATED", answers)
-        print(f"\nrefusals: standby NOT_PRIMARY naming {a.server}, CLI followed it; sync with "
-              f"standby down: {answers}")
+        print(f"\nrefusals: standby NOT_PRIMARY naming {a.server}, CLI followed it; standby "
+              f"served {len(got)} messages marked REPLICA; sync with standby down: {answers}")
         p.sock.close()
         self._failed = False
 
