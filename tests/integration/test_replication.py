@@ -527,8 +527,11 @@ class ReplicationTest(unittest.TestCase):
             self.assertEqual(p.send_one(a.server, queue_id, 0), "OK")
         a.kill()
         before = b.log_size()
-        status, body = b.http("POST", "/v1/promote", {})
-        self.assertEqual(status, 202, body)
+        # The operator's way: sluicectl promote (POST /v1/promote).
+        cp = subprocess.run([harness.binary("control/sluicectl"), "--server", b.rest, "promote"],
+                            capture_output=True, text=True, timeout=60)
+        self.assertEqual(cp.returncode, 0, cp.stderr)
+        self.assertIn("promoting: epoch 2", cp.stdout)
         b.wait_running(after=before)
         harness.wait_for(lambda: b.role().get("role") == "primary", 30, "b to be primary")
         got = fetch_partition(b, queue_id, 0, len(p.acked[0]))
