@@ -27,7 +27,8 @@ constexpr size_t kHelloPrefixBytes = 24;
 template <typename E>
 size_t EncodeEntries(std::span<std::byte> buf, MsgType type, Role role, uint64_t epoch,
                      uint64_t boot_id, std::span<const E> entries, uint32_t client_ipv4 = 0,
-                     uint16_t client_port = 0, uint16_t flags = 0) {
+                     uint16_t client_port = 0, uint16_t flags = 0, uint16_t part = 0,
+                     uint16_t parts = 1) {
   if (entries.size() > kMaxEntriesPerMessage) return 0;
   const size_t prefix = type == MsgType::kHello ? kHelloPrefixBytes : 8;
   const size_t total = kLinkHeaderBytes + prefix + entries.size() * sizeof(E);
@@ -44,7 +45,8 @@ size_t EncodeEntries(std::span<std::byte> buf, MsgType type, Role role, uint64_t
     std::memcpy(p + 4, &client_ipv4, 4);
     std::memcpy(p + 8, &client_port, 2);
     std::memcpy(p + 10, &flags, 2);
-    std::memcpy(p + 12, &zero, 4);
+    std::memcpy(p + 12, &part, 2);
+    std::memcpy(p + 14, &parts, 2);
     p += 16;
   } else {
     std::memcpy(p + 4, &zero, 4);
@@ -131,6 +133,10 @@ DecodeError DecodeLink(std::span<const std::byte> d, LinkMessage* out) {
         std::memcpy(&out->client_ipv4, body.data() + 12, 4);
         std::memcpy(&out->client_port, body.data() + 16, 2);
         std::memcpy(&out->hello_flags, body.data() + 18, 2);
+        std::memcpy(&out->hello_part, body.data() + 20, 2);
+        std::memcpy(&out->hello_parts, body.data() + 22, 2);
+        if (out->hello_parts == 0) out->hello_parts = 1;
+        if (out->hello_part >= out->hello_parts) return DecodeError::kBadLength;
         p = 8;
       }
       std::memcpy(&out->count, body.data() + p, 4);
@@ -193,9 +199,9 @@ DecodeError DecodeLink(std::span<const std::byte> d, LinkMessage* out) {
 
 size_t EncodeHello(std::span<std::byte> buf, Role role, uint64_t epoch, uint64_t boot_id,
                    std::span<const HelloEntry> entries, uint32_t client_ipv4,
-                   uint16_t client_port, uint16_t flags) {
+                   uint16_t client_port, uint16_t flags, uint16_t part, uint16_t parts) {
   return EncodeEntries(buf, MsgType::kHello, role, epoch, boot_id, entries, client_ipv4,
-                       client_port, flags);
+                       client_port, flags, part, parts);
 }
 
 size_t EncodeAck(std::span<std::byte> buf, Role role, uint64_t epoch,

@@ -3,7 +3,8 @@
 // and its CRC32C. Little-endian, like the rest of sluice.
 //
 //   [LinkHeader 24 B][body]
-//   HELLO      u64 boot_id, u32 count, u32 client_ipv4, u16 client_port, u16 flags, u32 0, then
+//   HELLO      u64 boot_id, u32 count, u32 client_ipv4, u16 client_port, u16 flags, u16 part,
+//              u16 parts (a HELLO of more partitions than one datagram holds is sent in parts), then
 //              count x HelloEntry (24 B: queue, partition, log or durable end, epoch_start: where
 //              the sender's current epoch began in that log). client_*: the primary's client
 //              address (NOT_PRIMARY redirects on the standby), 0 from a standby. flags bit 0
@@ -92,6 +93,8 @@ struct LinkMessage {
   uint32_t client_ipv4 = 0;  // host order a<<24|b<<16|c<<8|d
   uint16_t client_port = 0;
   uint16_t hello_flags = 0;
+  uint16_t hello_part = 0;   // this datagram's index among
+  uint16_t hello_parts = 1;  // the parts of one HELLO (>= 1)
   // HELLO / ACK: `count` entries of 16 bytes, unaligned; read with Entry(i).
   uint32_t count = 0;
   std::span<const std::byte> entries;
@@ -132,7 +135,12 @@ DecodeError DecodeLink(std::span<const std::byte> datagram, LinkMessage* out);
 // Encoders: each writes one datagram into `buf` and returns its size, or 0 if `buf` is too small.
 size_t EncodeHello(std::span<std::byte> buf, Role role, uint64_t epoch, uint64_t boot_id,
                    std::span<const HelloEntry> entries, uint32_t client_ipv4 = 0,
-                   uint16_t client_port = 0, uint16_t flags = 0);
+                   uint16_t client_port = 0, uint16_t flags = 0, uint16_t part = 0,
+                   uint16_t parts = 1);
+// HELLO entries that fit one datagram of `max_datagram_bytes`.
+inline constexpr uint32_t HelloEntriesPerDatagram(uint32_t max_datagram_bytes) {
+  return (max_datagram_bytes - kLinkHeaderBytes - 24) / kHelloEntryBytes;
+}
 size_t EncodeAck(std::span<std::byte> buf, Role role, uint64_t epoch,
                  std::span<const PartitionOffset> entries);
 size_t EncodeNak(std::span<std::byte> buf, Role role, uint64_t epoch, uint32_t queue,

@@ -260,7 +260,17 @@ void PrimaryLink::OnHello(const LinkMessage& m, uint64_t now_ns) {
   ++counters_.hellos_received;
   bool divergent = false;
   for (const Streamer* s : order_) divergent = divergent || s->divergent();
-  if (connected_ && m.boot_id == peer_boot_id_ && !divergent) {
+  const bool same_session = connected_ && m.boot_id == peer_boot_id_;
+  if (same_session && (!divergent || hello_rx_open_)) {
+    if (hello_rx_open_) {
+      // A later part of the HELLO that opened this session: connect what it lists.
+      for (uint32_t i = 0; i < m.count; ++i) {
+        const HelloEntry e = m.Hello(i);
+        if (Streamer* s = FindMut(e.queue, e.partition)) s->Connect(e.offset, now_ns);
+      }
+      if (m.hello_part + 1 == m.hello_parts) CloseHelloSession(now_ns);
+      return;
+    }
     // The same standby again (it answered our HELLO, or missed us for a while): its stated ends
     // are acks. Losses in between are repaired by NAK and timeout, without a restart. It says
     // HELLO again while it has not heard ours (lost): answer, at most once per heartbeat.
@@ -271,6 +281,7 @@ void PrimaryLink::OnHello(const LinkMessage& m, uint64_t now_ns) {
     }
     return;
   }
+  if (m.hello_part != 0) return;  // a session opens with part 0 (a lost one is asked for again)
   peer_boot_id_ = m.boot_id;
   connected_ = true;
   for (Streamer* s : order_) s->Disconnect();
@@ -282,17 +293,23 @@ void PrimaryLink::OnHello(const LinkMessage& m, uint64_t now_ns) {
       ++counters_.rx_unknown_partition;
     }
   }
-  // Partitions the standby did not mention: it has nothing of them yet.
-  for (Streamer* s : order_) {
-    if (!s->connected()) s->Connect(0, now_ns);
-    if (s->divergent()) ++counters_.divergent;
-  }
+  hello_rx_open_ = true;
+  if (m.hello_parts == 1) CloseHelloSession(now_ns);
   next_control_ns_ = std::min(next_control_ns_, now_ns);  // answer with our HELLO (the standby
   hello_due_ = true;                                     // checks divergence with it)
   if (!catalog_.empty()) {  // a new standby session: the catalog again
     catalog_acked_ = false;
     catalog_pos_ = 0;
     next_catalog_ns_ = now_ns;
+  }
+}
+
+void PrimaryLink::CloseHelloSession(uint64_t now_ns) {
+  hello_rx_open_ = false;
+  // Partitions the standby did not mention in any part: it has nothing of them yet.
+  for (Streamer* s : order_) {
+    if (!s->connected()) s->Connect(0, now_ns);
+    if (s->divergent()) ++counters_.divergent;
   }
 }
 
@@ -395,18 +412,32 @@ uint32_t PrimaryLink::Poll(uint64_t now_ns, LinkOutput& out) {
     } else {
       size_t n = 0;
       if (!connected_ || hello_due_) {
-        // HELLO with our log ends, until the standby answers with its own.
+        // HELLO with our log ends, until the standby answers with its own; in as many parts
+        // as the partitions need (each its own datagram).
         const uint16_t flags = connected_ ? 0 : kHelloReplyWanted;
         hello_due_ = false;
-        scratch_.clear();
-        for (const Streamer* s : order_) {
-          if (scratch_.size() == kMaxEntriesPerMessage) break;
-          scratch_.push_back({s->queue(), s->partition(), s->offered_end(), s->epoch_start()});
+        const uint32_t per = HelloEntriesPerDatagram(config_.max_datagram_bytes);
+        const uint32_t total = static_cast<uint32_t>(order_.size());
+        const uint16_t parts = static_cast<uint16_t>(std::max<uint32_t>(1, (total + per - 1) / per));
+        for (uint16_t part = 0; part < parts; ++part) {
+          if (part > 0) {
+            out.Send(n);
+            ++counters_.tx_datagrams;
+            buf = out.Acquire();
+            if (buf.empty()) {
+              ++counters_.tx_no_buffer;
+              return work;
+            }
+          }
+          scratch_.clear();
+          for (uint32_t i = part * per; i < std::min(total, (part + 1u) * per); ++i) {
+            const Streamer* s = order_[i];
+            scratch_.push_back({s->queue(), s->partition(), s->offered_end(), s->epoch_start()});
+          }
+          n = EncodeHello(buf, Role::kPrimary, config_.epoch, config_.boot_id, scratch_,
+                          config_.client_ipv4, config_.client_port, flags, part, parts);
+          SLUICE_ASSERT(n != 0);
         }
-        const size_t fit = (config_.max_datagram_bytes - kLinkHeaderBytes - 24) / kHelloEntryBytes;
-        if (scratch_.size() > fit) scratch_.resize(fit);
-        n = EncodeHello(buf, Role::kPrimary, config_.epoch, config_.boot_id, scratch_,
-                        config_.client_ipv4, config_.client_port, flags);
         ++counters_.hellos_sent;
       } else {
         n = EncodeHeartbeat(buf, Role::kPrimary, config_.epoch, now_ns);

@@ -187,6 +187,8 @@ class PrimaryLink {
  private:
   Streamer* FindMut(uint32_t queue, uint32_t partition);
   void OnHello(const LinkMessage& m, uint64_t now_ns);
+  void CloseHelloSession(uint64_t now_ns);
+  bool hello_rx_open_ = false;  // parts of the standby's session-opening HELLO still to come
 
   PrimaryConfig config_;
   absl::flat_hash_map<uint64_t, std::unique_ptr<Streamer>> streamers_;

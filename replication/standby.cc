@@ -125,7 +125,7 @@ StandbyLink::StandbyLink(const StandbyConfig& config) : config_(config), epoch_(
   SLUICE_ASSERT(config.max_datagram_bytes >= kLinkHeaderBytes + 64);
   scratch_.reserve(kMaxEntriesPerMessage);
   hello_scratch_.reserve(kMaxEntriesPerMessage);
-  primary_ends_.reserve(kMaxEntriesPerMessage);
+  primary_ends_.reserve(4096);
 }
 
 void StandbyLink::AddPartition(uint32_t queue, uint32_t partition, uint64_t log_end) {
@@ -178,17 +178,22 @@ void StandbyLink::AdoptEpoch(uint64_t epoch) {
 
 void StandbyLink::OnHello(const LinkMessage& m, uint64_t /*now_ns*/) {
   ++counters_.hellos_received;
-  // Answer when the primary asks (it has no session with us) or is a new one; a HELLO that
-  // answers ours needs no answer.
-  const bool answer = (m.hello_flags & kHelloReplyWanted) != 0 || m.boot_id != primary_boot_id_ ||
-                      m.epoch > epoch_ || !heard_hello_;
-  heard_hello_ = true;
-  primary_boot_id_ = m.boot_id;
-  primary_client_ipv4_ = m.client_ipv4;
-  primary_client_port_ = m.client_port;
-  // Bounded by kMaxEntriesPerMessage (reserved at construction: no rehash).
-  primary_ends_.clear();
-  divergent_.clear();
+  if (m.hello_part == 0) {
+    // Answer when the primary asks (it has no session with us) or is a new one; a HELLO that
+    // answers ours needs no answer.
+    hello_answer_ = (m.hello_flags & kHelloReplyWanted) != 0 || m.boot_id != primary_boot_id_ ||
+                    m.epoch > epoch_ || !heard_hello_;
+    primary_boot_id_ = m.boot_id;
+    primary_client_ipv4_ = m.client_ipv4;
+    primary_client_port_ = m.client_port;
+    primary_ends_.clear();
+    divergent_.clear();
+    hello_rx_next_ = 0;
+  }
+  // Parts in order, of the same primary; anything else waits for the next whole HELLO (ours
+  // keeps asking until one arrives whole).
+  if (m.boot_id != primary_boot_id_ || m.hello_part != hello_rx_next_) return;
+  ++hello_rx_next_;
   for (uint32_t i = 0; i < m.count; ++i) {
     const HelloEntry e = m.Hello(i);
     primary_ends_[PartitionKey(e.queue, e.partition)] = e.offset;
@@ -204,6 +209,9 @@ void StandbyLink::OnHello(const LinkMessage& m, uint64_t /*now_ns*/) {
       ++counters_.divergent;
     }
   }
+  if (m.hello_part + 1 != m.hello_parts) return;
+  // The whole HELLO is here.
+  heard_hello_ = true;
   for (Applier* a : order_) a->ResetAssembly();
   caught_up_ = false;
   if (divergent_.empty()) {
@@ -212,7 +220,7 @@ void StandbyLink::OnHello(const LinkMessage& m, uint64_t /*now_ns*/) {
   } else {
     pending_epoch_ = m.epoch;
   }
-  if (answer) hello_due_ = true;  // our durable ends: the primary streams from there
+  if (hello_answer_) hello_due_ = true;  // our durable ends: the primary streams from there
 }
 
 void StandbyLink::ForEachDivergent(
@@ -336,25 +344,28 @@ bool StandbyLink::TakeCatalog(std::string* out) {
 }
 
 bool StandbyLink::SendHello(uint64_t /*now_ns*/, LinkOutput& out) {
-  std::span<std::byte> buf = out.Acquire();
-  if (buf.empty()) {
-    ++counters_.tx_no_buffer;
-    return false;
-  }
-  hello_scratch_.clear();
-  const size_t fit = std::min<size_t>(kMaxEntriesPerMessage,
-                                      (buf.size() - kLinkHeaderBytes - 24) / kHelloEntryBytes);
-  for (const Applier* a : order_) {
-    if (hello_scratch_.size() == fit) break;
-    hello_scratch_.push_back({a->queue(), a->partition(), a->durable(), 0});
-  }
-  // Until we heard the primary's HELLO, ours asks for an answer.
+  // Until we heard the primary's HELLO, ours asks for an answer. As many parts as needed.
   const uint16_t flags = heard_hello_ ? 0 : kHelloReplyWanted;
-  const size_t n = EncodeHello(buf, Role::kStandby, epoch_, config_.boot_id, hello_scratch_, 0, 0,
-                               flags);
-  SLUICE_ASSERT(n != 0);
-  out.Send(n);
-  ++counters_.tx_datagrams;
+  const uint32_t per = HelloEntriesPerDatagram(config_.max_datagram_bytes);
+  const uint32_t total = static_cast<uint32_t>(order_.size());
+  const uint16_t parts = static_cast<uint16_t>(std::max<uint32_t>(1, (total + per - 1) / per));
+  for (uint16_t part = 0; part < parts; ++part) {
+    std::span<std::byte> buf = out.Acquire();
+    if (buf.empty()) {
+      ++counters_.tx_no_buffer;
+      return false;
+    }
+    hello_scratch_.clear();
+    for (uint32_t i = part * per; i < std::min(total, (part + 1u) * per); ++i) {
+      const Applier* a = order_[i];
+      hello_scratch_.push_back({a->queue(), a->partition(), a->durable(), 0});
+    }
+    const size_t n = EncodeHello(buf, Role::kStandby, epoch_, config_.boot_id, hello_scratch_, 0,
+                                 0, flags, part, parts);
+    SLUICE_ASSERT(n != 0);
+    out.Send(n);
+    ++counters_.tx_datagrams;
+  }
   ++counters_.hellos_sent;
   return true;
 }

@@ -175,7 +175,9 @@ class StandbyLink {
   bool catalog_ready_ = false;
   bool catalog_ack_due_ = false;
   bool heard_ = false;
-  bool heard_hello_ = false;  // the primary's HELLO of this session reached us
+  bool heard_hello_ = false;  // the primary's HELLO of this session reached us (every part)
+  bool hello_answer_ = false;  // the HELLO being received wants ours in return
+  uint16_t hello_rx_next_ = 0;  // next part expected
   bool hello_due_ = true;
   uint64_t last_rx_ns_ = 0;
   uint64_t primary_boot_id_ = 0;

@@ -580,6 +580,52 @@ TEST(LinkSim, DivergentStandbyTailIsCutThenItFollows) {
   EXPECT_TRUE(standby.caught_up());
 }
 
+TEST(LinkSim, HelloOfManyPartitionsGoesInParts) {
+  // 150 partitions: a HELLO needs three datagrams each way. The divergent partition is in the
+  // last part of the primary's HELLO; every partition connects at the end the standby stated.
+  constexpr uint32_t kParts = 150;
+  StandbyConfig sc;
+  sc.epoch = 1;
+  StandbyLink standby(sc);
+  PrimaryConfig pc;
+  pc.epoch = 2;
+  PrimaryLink primary(pc);
+  for (uint32_t p = 0; p < kParts; ++p) {
+    standby.AddPartition(5, p, p == 140 ? 10 : 0);
+    primary.AddPartition(5, p, p == 140 ? 4 : 0, /*epoch_start=*/p == 140 ? 4 : 0);
+  }
+  SimWire p2s(1, 0), s2p(2, 0);
+  SimDisk disk;
+  auto run = [&](uint64_t from, uint64_t to) {
+    for (uint64_t t = from; t < to; ++t) {
+      const uint64_t now = t * 1'000'000;
+      primary.Poll(now, p2s);
+      p2s.Deliver(now, [&](std::span<const std::byte> d) { standby.OnDatagram(d, now, disk); });
+      standby.Poll(now, s2p, disk);
+      s2p.Deliver(now, [&](std::span<const std::byte> d) { primary.OnDatagram(d, now); });
+    }
+  };
+  run(1, 50);
+  int reported = 0;
+  standby.ForEachDivergent([&](uint32_t, uint32_t p, uint64_t ours, uint64_t keep) {
+    EXPECT_EQ(p, 140u);
+    EXPECT_EQ(ours, 10u);
+    EXPECT_EQ(keep, 4u);
+    ++reported;
+  });
+  ASSERT_EQ(reported, 1);
+  standby.Truncated(5, 140, 4);
+  run(50, 100);
+  EXPECT_TRUE(standby.caught_up());
+  uint64_t e = 0;
+  for (uint32_t p = 0; p < kParts; ++p) {
+    EXPECT_TRUE(primary.Replicated(5, p, 100'000'000, 1'000'000'000, &e)) << p;
+  }
+  EXPECT_EQ(standby.epoch(), 2u);
+  EXPECT_GE(HelloEntriesPerDatagram(kMtu) * 3, kParts);
+  EXPECT_LT(HelloEntriesPerDatagram(kMtu) * 2, kParts);
+}
+
 TEST(LinkSim, StandbyOfTheSameEpochKeepsItsLog) {
   // A standby that followed this very primary (same epoch) keeps everything up to the primary's
   // end, even past the start of the primary's epoch.
