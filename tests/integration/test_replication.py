@@ -624,6 +624,40 @@ class ReplicationTest(unittest.TestCase):
         p.sock.close()
         self._failed = False
 
+    def test_wiped_standby_catches_up_from_disk_then_takes_over(self):
+        a, b = self.pair.a, self.pair.b
+        self.start_pair()
+        queue_id = lookup(a)
+        p = Producer()
+        for i in range(300):
+            self.assertEqual(p.send_one(a.server, queue_id, i % 2), "OK")
+        # The standby loses everything (data and state); the primary restarts too, so that its
+        # memory holds none of it: the catch-up is read from the primary's log.
+        b.kill()
+        shutil.rmtree(b.data_dir)
+        a.stop()
+        a.start()
+        b.start()
+        wait_in_sync(a, b, timeout_s=60)
+        backfilled = a.role()["replication_counters"]["backfill_batches"]
+        self.assertGreater(backfilled, 0)
+        for i in range(20):
+            self.assertEqual(p.send_one(a.server, queue_id, i % 2), "OK")
+        # Caught up: promotion needs no force; nothing acked is lost.
+        a.kill()
+        before = b.log_size()
+        status, body = b.http("POST", "/v1/promote", {})
+        self.assertEqual(status, 202, body)
+        b.wait_running(after=before)
+        harness.wait_for(lambda: b.role().get("role") == "primary", 30, "b to be primary")
+        for part in (0, 1):
+            got = fetch_partition(b, queue_id, part, len(p.acked[part]))
+            self.assertEqual(got, [(o, pl) for (_, o, pl) in p.acked[part]])
+        print(f"\nwiped standby: caught up {backfilled} batches from the primary's log, then "
+              f"promoted with all {sum(len(v) for v in p.acked.values())} acked messages")
+        p.sock.close()
+        self._failed = False
+
 
 if __name__ == "__main__":
     unittest.main(verbosity=2)
