@@ -81,15 +81,9 @@ Catalog::Catalog(MetadataStore& store, MetaOptions options, CatalogLimits limits
       clock_(clock ? std::move(clock) : Clock(SystemNowMs)),
       snapshot_(std::make_shared<const CatalogSnapshot>(0, std::vector<QueueMeta>{})) {}
 
-absl::StatusOr<std::unique_ptr<Catalog>> Catalog::Open(MetadataStore& store, MetaOptions options,
-                                                       CatalogLimits limits, Clock clock) {
-  std::unique_ptr<Catalog> catalog(new Catalog(store, std::move(options), limits, std::move(clock)));
-  absl::StatusOr<std::optional<StoredDocument>> doc = store.Load();
-  if (!doc.ok()) return doc.status();
-  if (!doc->has_value()) return catalog;
-
-  const std::string where = store.Describe();
-  const Json body = Json::parse((*doc)->body, nullptr, /*allow_exceptions=*/false);
+absl::StatusOr<Catalog::State> Catalog::Parse(std::string_view document, const MetaOptions& options,
+                                              const std::string& where) {
+  const Json body = Json::parse(document, nullptr, /*allow_exceptions=*/false);
   if (body.is_discarded() || !body.is_object() || body.value("format", "") != kFormat ||
       body.value("format_version", 0) != kFormatVersion || !body.contains("queues") ||
       !body["queues"].is_array() || !body.contains("next_id") ||
@@ -97,10 +91,9 @@ absl::StatusOr<std::unique_ptr<Catalog>> Catalog::Open(MetadataStore& store, Met
     return absl::DataLossError(absl::StrCat(where, ": not a sluice catalog document"));
   }
   State state;
-  state.version = (*doc)->version;
   state.next_id = body["next_id"].get<uint32_t>();
   for (const Json& q : body["queues"]) {
-    absl::StatusOr<QueueMeta> meta = MetaFromJson(q, catalog->options_);
+    absl::StatusOr<QueueMeta> meta = MetaFromJson(q, options);
     if (!meta.ok()) {
       return absl::DataLossError(absl::StrCat(where, ": queue ", q.dump(), ": ",
                                               meta.status().message()));
@@ -118,9 +111,34 @@ absl::StatusOr<std::unique_ptr<Catalog>> Catalog::Open(MetadataStore& store, Met
       return absl::DataLossError(absl::StrCat(where, ": duplicate queue ", state.queues[i].id));
     }
   }
-  catalog->snapshot_ = std::make_shared<const CatalogSnapshot>(state.version, state.queues);
-  catalog->state_ = std::move(state);
+  return state;
+}
+
+absl::StatusOr<std::unique_ptr<Catalog>> Catalog::Open(MetadataStore& store, MetaOptions options,
+                                                       CatalogLimits limits, Clock clock) {
+  std::unique_ptr<Catalog> catalog(new Catalog(store, std::move(options), limits, std::move(clock)));
+  absl::StatusOr<std::optional<StoredDocument>> doc = store.Load();
+  if (!doc.ok()) return doc.status();
+  if (!doc->has_value()) return catalog;
+  absl::StatusOr<State> state = Parse((*doc)->body, catalog->options_, store.Describe());
+  if (!state.ok()) return state.status();
+  state->version = (*doc)->version;
+  catalog->snapshot_ = std::make_shared<const CatalogSnapshot>(state->version, state->queues);
+  catalog->state_ = std::move(*state);
   return catalog;
+}
+
+std::string Catalog::Export() const {
+  std::lock_guard lock(mu_);
+  return Serialize(state_);
+}
+
+absl::Status Catalog::Replace(std::string_view document) {
+  absl::StatusOr<State> next = Parse(document, options_, "replicated catalog");
+  if (!next.ok()) return next.status();
+  std::lock_guard lock(mu_);
+  if (Serialize(*next) == Serialize(state_)) return absl::OkStatus();  // nothing new
+  return Commit(std::move(*next));
 }
 
 std::string Catalog::Serialize(const State& state) {

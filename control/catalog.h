@@ -78,6 +78,13 @@ class Catalog {
   absl::StatusOr<QueueMeta> Delete(std::string_view name);
 
   std::shared_ptr<const CatalogSnapshot> Snapshot() const;
+
+  // Replication (docs/replication.md §8): the whole catalog as its stored document (ids,
+  // next_id, every attribute), and, on a standby, that document of the primary's adopted as
+  // this catalog (persisted like any change; ids stay the primary's). Replace of an identical
+  // catalog changes nothing.
+  std::string Export() const;
+  absl::Status Replace(std::string_view document);
   const MetaOptions& options() const { return options_; }
   std::string StoreDescription() const { return store_.Describe(); }
 
@@ -94,6 +101,8 @@ class Catalog {
   // Saves `next` as the new state; on success it becomes current and a new snapshot is made.
   absl::Status Commit(State next);
   static std::string Serialize(const State& state);
+  static absl::StatusOr<State> Parse(std::string_view document, const MetaOptions& options,
+                                     const std::string& where);
 
   MetadataStore& store_;
   const MetaOptions options_;

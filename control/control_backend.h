@@ -113,7 +113,11 @@ struct RoleInfo {
   uint64_t epoch = 0;
   std::string peer;                 // the other box's link endpoint, or ""
   bool replication_connected = false;
-  uint64_t replication_lag_bytes = 0;
+  uint64_t replication_lag_bytes = 0;  // primary: offsets the standby has not acked yet
+  bool caught_up = false;  // standby: caught up with the primary (promotable without force)
+  bool fenced = false;     // primary: a newer epoch exists; it takes no writes
+  bool catalog_replicated = false;  // primary: the standby acknowledged the current catalog
+  std::vector<std::pair<std::string, uint64_t>> counters;  // the link's, by name
 };
 
 struct VersionInfo {
@@ -138,6 +142,12 @@ class ControlBackend {
   virtual HealthReport Readiness() = 0;  // ports up, catalog published, storage recovered
   virtual RoleInfo Role() = 0;
   virtual VersionInfo Version() = 0;
+  // A standby becomes primary with the next epoch (persisted before it serves); refused unless
+  // it has caught up, or `force`. Returns the new epoch; the box restarts into it.
+  virtual absl::StatusOr<uint64_t> Promote(bool force) {
+    (void)force;
+    return absl::UnimplementedError("promotion is not supported by this backend");
+  }
 };
 
 }  // namespace sluice::control

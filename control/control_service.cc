@@ -31,6 +31,12 @@ absl::Status ControlService::PublishCurrent() {
   return PublishLocked();
 }
 
+absl::Status ControlService::ReplaceCatalog(std::string_view document) {
+  std::lock_guard lock(publish_mu_);
+  if (absl::Status st = catalog_.Replace(document); !st.ok()) return st;
+  return PublishLocked();
+}
+
 absl::StatusOr<BootstrapReport> ControlService::Bootstrap(
     const std::vector<hwconf::QueueDecl>& decls) {
   std::lock_guard lock(publish_mu_);

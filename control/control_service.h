@@ -45,6 +45,9 @@ class ControlService {
   absl::StatusOr<QueueMeta> PurgeQueue(std::string_view name);
   absl::StatusOr<QueueMeta> DeleteQueue(std::string_view name);
 
+  // A standby adopts the primary's catalog (Catalog::Replace) and publishes it.
+  absl::Status ReplaceCatalog(std::string_view document);
+
   // Backend stats with rates filled in (from the previous sample at least 1 s older).
   BackendStats Stats();
 

@@ -246,6 +246,25 @@ void RestServer::Routes() {
   Install(s, {"/v1/role", {{"GET", [&svc](const Request&, Response& res) {
                              Reply(res, 200, ToJson(svc.backend().Role()));
                            }}}});
+  Install(s, {"/v1/promote", {{"POST", [&svc](const Request& req, Response& res) {
+                bool force = req.has_param("force") && req.get_param_value("force") != "0" &&
+                             req.get_param_value("force") != "false";
+                if (!req.body.empty()) {
+                  absl::StatusOr<Json> body = ParseBody(req);
+                  if (!body.ok()) return ReplyError(res, body.status());
+                  if (body->is_object() && body->contains("force")) {
+                    if (!(*body)["force"].is_boolean()) {
+                      return ReplyError(res, MakeError(absl::StatusCode::kInvalidArgument,
+                                                       errc::kInvalidArgument, "force",
+                                                       "force must be true or false"));
+                    }
+                    force = (*body)["force"].get<bool>();
+                  }
+                }
+                absl::StatusOr<uint64_t> epoch = svc.backend().Promote(force);
+                if (!epoch.ok()) return ReplyError(res, epoch.status());
+                Reply(res, 202, Json{{"promoting", true}, {"epoch", *epoch}, {"force", force}});
+              }}}});
   Install(s, {"/v1/version", {{"GET", [&svc](const Request&, Response& res) {
                                 Json components = Json::object();
                                 for (const auto& [k, v] : svc.backend().Version().components) {

@@ -46,6 +46,8 @@ commands:
   stats [--watch SECONDS] [--count N]   live per-queue, per-partition and per-lcore statistics
   metrics                     the Prometheus text of GET /metrics
   role                        replication role, epoch, peer, lag
+  promote [--force]           make this standby the primary, with the next epoch (refused
+                              until it has caught up with the primary, unless --force)
   version                     server and API version
   attributes                  the queue attributes, their units, bounds and defaults
   hwconf check FILE | suggest   a layout against this machine, or one for it (no server;
@@ -142,6 +144,11 @@ Prints GET /metrics (Prometheus text format).
 )";
 
 constexpr char kRoleHelp[] = "usage: sluicectl role\n\nReplication role, epoch, peer and lag.\n";
+constexpr char kPromoteHelp[] =
+    "usage: sluicectl promote [--force]\n\nMakes this standby the primary: its epoch goes up by "
+    "one and is persisted\nbefore it serves; it restarts in the new role. Refused (exit 1) while "
+    "the standby\nhas not caught up with the primary it last heard from, unless --force (acknowledged\n"
+    "messages the old primary had and this box did not would be lost).\n";
 constexpr char kVersionHelp[] = "usage: sluicectl version\n\nServer version and API version.\n";
 constexpr char kAttributesHelp[] =
     "usage: sluicectl attributes\n\nThe queue attributes: kind, unit, bounds, whether they can "
@@ -529,6 +536,7 @@ const char* HelpFor(const std::vector<std::string>& words) {
          : c == "stats"      ? kStatsHelp
          : c == "metrics"    ? kMetricsHelp
          : c == "role"       ? kRoleHelp
+         : c == "promote"    ? kPromoteHelp
          : c == "version"    ? kVersionHelp
          : c == "attributes" ? kAttributesHelp
                              : kMainHelp;
@@ -541,6 +549,7 @@ int Run(int argc, char** argv) {
   std::vector<std::string> words, attrs;
   std::string type, partitions;
   double watch_s = 0;
+  bool force = false;
   long count = 0;
   bool help = false;
   for (int i = 1; i < argc; ++i) {
@@ -558,6 +567,8 @@ int Run(int argc, char** argv) {
       help = true;
     } else if (a == "--json") {
       o.json = true;
+    } else if (a == "--force") {
+      force = true;
     } else if (is("--server")) {
       o.server = value("--server");
     } else if (is("--timeout")) {
@@ -625,6 +636,15 @@ int Run(int argc, char** argv) {
   if (cmd == "stats") return no_args(), Stats(o, watch_s, count);
   if (cmd == "metrics") return no_args(), Simple(o, "/metrics");
   if (cmd == "role") return no_args(), Simple(o, "/v1/role");
+  if (cmd == "promote") {
+    no_args();
+    std::optional<Reply> r = Call(o, "POST", "/v1/promote", force ? "{\"force\": true}" : "{}");
+    if (!r) return kExitUnreachable;
+    if (r->status >= 400) return Refused(o, *r);
+    std::cout << (o.json ? r->body : "promoting: epoch " + Str(ParseJson(*r)["epoch"]) + "\n");
+    return kExitOk;
+  }
+  if (force) throw Usage{"--force belongs to promote"};
   if (cmd == "version") return no_args(), Simple(o, "/v1/version");
   if (cmd == "attributes") return no_args(), ListAttributes(o);
   throw Usage{"unknown command \"" + cmd + "\""};

@@ -131,11 +131,17 @@ Json ToJson(const HealthReport& h) {
 }
 
 Json ToJson(const RoleInfo& r) {
+  Json counters = Json::object();
+  for (const auto& [k, v] : r.counters) counters[k] = v;
   return Json{{"role", r.role},
               {"epoch", r.epoch},
               {"peer", r.peer},
               {"replication_connected", r.replication_connected},
-              {"replication_lag_bytes", r.replication_lag_bytes}};
+              {"replication_lag_bytes", r.replication_lag_bytes},
+              {"caught_up", r.caught_up},
+              {"fenced", r.fenced},
+              {"catalog_replicated", r.catalog_replicated},
+              {"replication_counters", counters}};
 }
 
 const QueueStats* FindQueueStats(const BackendStats& s, uint32_t id) {

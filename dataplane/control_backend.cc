@@ -1,5 +1,7 @@
 #include "dataplane/control_backend.h"
 
+#include "dataplane/replication_shell.h"
+
 #include <algorithm>
 #include <cstdio>
 #include <cstring>
@@ -64,6 +66,8 @@ absl::StatusOr<std::vector<QueueInfo>> SluicedBackend::QueuesOf(
     q.config = c::ToShardQueueConfig(meta, snapshot, base);
     q.receive_wait_ms = meta.spec.attributes.receive_wait_ms;
     q.purge_generation = meta.purge_generation;
+    q.sync_replication = meta.spec.attributes.replication == hwconf::ReplicationMode::kSync;
+    q.degrade_allow = meta.spec.attributes.replication_degrade == c::Degrade::kAllow;
     q.partition_shard.resize(meta.spec.partitions);
     if (message_cap != 0 && q.config.max_message_bytes > message_cap) {
       return c::MakeError(
@@ -102,9 +106,12 @@ absl::Status SluicedBackend::Publish(std::shared_ptr<const c::CatalogSnapshot> s
   auto table = QueueTable::Build(layout_, std::move(*queues), snapshot->version());
   if (!table.ok()) return table.status();
   rt_.tables->Publish(std::move(*table));
-  std::lock_guard lock(mu_);
-  message_cap_ = cap;
-  snapshot_ = std::move(snapshot);
+  {
+    std::lock_guard lock(mu_);
+    message_cap_ = cap;
+    snapshot_ = std::move(snapshot);
+  }
+  PushCatalog();  // metadata replication (primary): the standby gets this catalog too
   return absl::OkStatus();
 }
 
@@ -309,7 +316,66 @@ c::HealthReport SluicedBackend::Readiness() {
   return r;
 }
 
-c::RoleInfo SluicedBackend::Role() { return c::RoleInfo{}; }  // replication: a later issue
+void SluicedBackend::AttachReplication(ReplicationStatus* status, std::string peer,
+                                       std::function<void(bool)> promote,
+                                       std::function<std::string()> export_catalog) {
+  replication_ = status;
+  peer_ = std::move(peer);
+  promote_ = std::move(promote);
+  export_catalog_ = std::move(export_catalog);
+}
+
+void SluicedBackend::PushCatalog() {
+  if (replication_ == nullptr || !export_catalog_ || replication_->role.load() != 1) return;
+  std::string doc = export_catalog_();
+  std::lock_guard lock(replication_->catalog_mu);
+  replication_->catalog_out = std::move(doc);
+  replication_->catalog_out_seq.fetch_add(1, std::memory_order_release);
+}
+
+c::RoleInfo SluicedBackend::Role() {
+  c::RoleInfo r;
+  if (replication_ == nullptr) return r;
+  const int role = replication_->role.load(std::memory_order_relaxed);
+  r.role = role == 1 ? "primary" : role == 2 ? "standby" : "standalone";
+  r.epoch = replication_->epoch.load(std::memory_order_relaxed);
+  r.peer = peer_;
+  r.replication_connected = replication_->connected.load(std::memory_order_relaxed);
+  r.replication_lag_bytes = replication_->lag_offsets.load(std::memory_order_relaxed);
+  r.caught_up = replication_->caught_up.load(std::memory_order_relaxed);
+  r.fenced = replication_->fenced.load(std::memory_order_relaxed);
+  r.catalog_replicated = replication_->catalog_acked.load(std::memory_order_relaxed);
+  r.counters = std::vector<std::pair<std::string, uint64_t>>{
+      {"batches_sent", replication_->batches_sent.load(std::memory_order_relaxed)},
+      {"batches_resent", replication_->batches_resent.load(std::memory_order_relaxed)},
+      {"batches_applied", replication_->batches_applied.load(std::memory_order_relaxed)},
+      {"backfill_batches", replication_->backfill_batches.load(std::memory_order_relaxed)},
+      {"rx_malformed", replication_->rx_malformed.load(std::memory_order_relaxed)},
+      {"rx_stale_epoch", replication_->rx_stale_epoch.load(std::memory_order_relaxed)},
+      {"truncated_records", replication_->truncated_records.load(std::memory_order_relaxed)},
+      {"apply_failures", replication_->apply_failures.load(std::memory_order_relaxed)},
+  };
+  return r;
+}
+
+absl::StatusOr<uint64_t> SluicedBackend::Promote(bool force) {
+  if (replication_ == nullptr || replication_->role.load() != 2) {
+    return c::MakeError(absl::StatusCode::kFailedPrecondition, c::errc::kConflict, "",
+                        "this box is not a standby");
+  }
+  if (!force && !replication_->caught_up.load()) {
+    return c::MakeError(absl::StatusCode::kFailedPrecondition, c::errc::kConflict, "force",
+                        "the standby has not caught up with the primary since it last heard "
+                        "from it: promoting it may lose acknowledged messages; use --force to "
+                        "promote anyway");
+  }
+  std::lock_guard lock(promote_mu_);
+  if (!promoting_) {
+    promoting_ = true;
+    promote_(force);
+  }
+  return replication_->epoch.load() + 1;
+}
 
 c::VersionInfo SluicedBackend::Version() {
   return c::VersionInfo{{{"dpdk", rte_version()}}};

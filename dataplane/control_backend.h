@@ -10,7 +10,9 @@
 
 #include <atomic>
 #include <chrono>
+#include <functional>
 #include <memory>
+#include <mutex>
 #include <mutex>
 #include <vector>
 
@@ -20,6 +22,8 @@
 #include "hwconf/layout.h"
 
 namespace sluice::dataplane {
+
+struct ReplicationStatus;
 
 class SluicedBackend final : public control::ControlBackend {
  public:
@@ -33,6 +37,14 @@ class SluicedBackend final : public control::ControlBackend {
   // Registers /sluice/health, /sluice/lcores, /sluice/queues with DPDK telemetry (once per
   // process; the commands answer "not running" after this backend is gone).
   void RegisterTelemetry();
+  // Replication status (written by the link worker) and what `POST /v1/promote` does once it is
+  // allowed (the daemon restarts itself as primary). Before the REST server starts.
+  // `export_catalog`: the catalog document, sent to the standby after each publication.
+  void AttachReplication(ReplicationStatus* status, std::string peer,
+                         std::function<void(bool force)> promote,
+                         std::function<std::string()> export_catalog);
+  // Hands the current catalog to the link worker (primary; after each publication).
+  void PushCatalog();
 
   absl::Status Publish(std::shared_ptr<const control::CatalogSnapshot> snapshot) override;
   control::BackendStats Stats() override;
@@ -40,6 +52,7 @@ class SluicedBackend final : public control::ControlBackend {
   control::HealthReport Liveness() override;
   control::HealthReport Readiness() override;
   control::RoleInfo Role() override;
+  absl::StatusOr<uint64_t> Promote(bool force) override;
   control::VersionInfo Version() override;
 
   // The QueueInfo list a snapshot becomes (placement is QueueTable::Build's); checks that every
@@ -57,6 +70,12 @@ class SluicedBackend final : public control::ControlBackend {
   SharedRuntime& rt_;
   uint32_t message_cap_ = 0;  // the largest message the shards take (fixed by the first Publish)
   std::atomic<const std::vector<std::unique_ptr<Worker>>*> workers_{nullptr};
+  ReplicationStatus* replication_ = nullptr;
+  std::function<std::string()> export_catalog_;
+  std::string peer_;
+  std::function<void(bool)> promote_;
+  std::mutex promote_mu_;
+  bool promoting_ = false;
 
   std::mutex mu_;  // snapshot_, liveness samples
   std::shared_ptr<const control::CatalogSnapshot> snapshot_;

@@ -44,7 +44,8 @@ FrameHandler::FrameHandler(Worker& worker, const SharedRuntime& shared)
     : worker_(worker), shared_(shared), address_check_(*shared.address_check) {
   const hwconf::Lcore& conf = shared.layout->lcores[worker.index()];
   frontend_ = std::make_unique<Frontend>(worker.table(), worker.index(), conf.shards, *this,
-                                         shared.min_message_bytes, worker.storage());
+                                         shared.min_message_bytes, worker.frontend_storage(),
+                                         worker.replicator());
 }
 
 FrameHandler::~FrameHandler() {

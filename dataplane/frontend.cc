@@ -39,7 +39,7 @@ class Frontend::Impl final : public shard::ShardSink {
  public:
   Impl(const QueueTable& table, uint16_t worker, std::span<const uint32_t> shards,
        ReplyChannel& replies, FrontendCounters& counters, FrontendHistograms& histograms,
-       uint32_t min_message_bytes, Persistence* persistence);
+       uint32_t min_message_bytes, Persistence* persistence, Replicator* replicator);
 
   void SetTable(const QueueTable& next);
   void CollectPartitionStats(std::vector<PartitionFigures>* out) const;
@@ -218,10 +218,33 @@ class Frontend::Impl final : public shard::ShardSink {
   std::unique_ptr<Reassembly> reassembly_;
   std::vector<const shard::Partition*> sealed_;  // Service: partitions sealed this pass
   Persistence* persistence_ = nullptr;  // null: every partition lives in memory only
+  // Replication (null: none). On a primary, every durable partition's batches are offered to it
+  // and sync queues' acks wait for the standby (ReleaseSync, OnAck); on a standby (or a fenced
+  // primary) every request is answered NOT_PRIMARY.
+  Replicator* replicator_ = nullptr;
+  struct Replicated {
+    uint32_t queue = 0;
+    uint32_t partition = 0;
+    uint64_t local = 0;     // durable on our disk
+    uint64_t released = 0;  // given to the engine (MarkDurable): acks released up to here
+  };
+  absl::flat_hash_map<uint64_t, Replicated> replicated_;
+  Errc ack_override_ = Errc::kOk;  // set around a MarkDurable that releases NOT_REPLICATED acks
+  uint64_t override_key_ = 0;      // ... of this partition
+  bool degraded_logged_ = false;
+  static uint64_t PartKey(uint32_t q, uint32_t p) { return (uint64_t{q} << 32) | p; }
+  void ReleaseSync(uint64_t now_ns);
+  // The errc a sync queue's ACK (OK or DUPLICATE) must carry now; kOk when it may go as is.
+  Errc SyncVerdict(const QueueInfo& q, uint32_t partition, uint64_t end, uint64_t now_ns);
+  void ErrorNotPrimary(const p::FrameView& f, const Endpoint& to);
+  // A FETCH on a standby: served from its replicated log; false when it cannot be (NOT_PRIMARY).
+  bool OnStandbyFetch(const p::FrameView& f, const Endpoint& from, const RouteContext& route);
+  uint16_t reply_flags_ = 0;  // added to MESSAGES frames being built (kFlagReplica)
   std::vector<const shard::Partition*> to_submit_;  // sealed batches not all handed to storage
   std::vector<std::pair<uint32_t, uint32_t>> persisted_;  // (queue, partition) with a log here
   struct ColdFetch {
     bool used = false;
+    bool replica = false;  // a standby's read of its replicated log: MESSAGES marked REPLICA
     shard::ReplyTarget target;
     uint32_t queue = 0;
     uint32_t partition = 0;
@@ -266,9 +289,9 @@ uint32_t EngineMessageCap(uint32_t largest_message_bytes) {
 Frontend::Impl::Impl(const QueueTable& table, uint16_t worker, std::span<const uint32_t> shards,
                      ReplyChannel& replies, FrontendCounters& counters,
                      FrontendHistograms& histograms, uint32_t min_message_bytes,
-                     Persistence* persistence)
+                     Persistence* persistence, Replicator* replicator)
     : table_(&table), worker_(worker), replies_(replies), counters_(counters),
-      persistence_(persistence) {
+      persistence_(persistence), replicator_(replicator) {
   shards_.resize(table.shard_count());
   const uint32_t largest = std::max(table.largest_message_bytes(), min_message_bytes);
   shard::ShardConfig sc = EngineShardConfig(largest);
@@ -321,6 +344,12 @@ void Frontend::Impl::AddPartition(const QueueInfo& q, uint32_t partition) {
     SLUICE_ASSERT(again == Errc::kOk);  // it was accepted a moment ago
     s->FailPartition(id, partition);
     ++counters_.storage_failures;
+    return;
+  }
+  if (replicator_ != nullptr && replicator_->Writable()) {
+    const uint64_t end = s->Find(id, partition)->log().durable_end().value;
+    replicator_->AddPartition(q.id, partition, end);
+    replicated_[PartKey(q.id, partition)] = Replicated{q.id, partition, end, end};
   }
 }
 
@@ -383,6 +412,9 @@ void Frontend::Impl::PersistGroupCommit(const QueueInfo& q, std::string_view gro
 }
 
 void Frontend::Impl::RemovePartition(uint32_t queue_id, uint32_t partition) {
+  if (replicated_.erase(PartKey(queue_id, partition)) != 0) {
+    replicator_->RemovePartition(queue_id, partition);
+  }
   // The engine ends the partition's subscriptions; forget ours, so nothing refers to it.
   for (auto it = subs_.begin(); it != subs_.end();) {
     const Subscription& sub = it->second;
@@ -431,9 +463,26 @@ bool Frontend::Impl::SealNow(const shard::Partition& pt, uint64_t now_ns) const 
   if (!Persisted(pt) || pt.failed()) return true;
   const BatchPolicy& policy = persistence_->batch_policy();
   const shard::PartitionLog& log = pt.log();
-  return log.open_batch_bytes() >= policy.batch_bytes ||
-         now_ns >= log.open_batch_since_ns() + policy.batch_time_ns ||
-         persistence_->Idle(pt.queue().value, pt.index());
+  if (log.open_batch_bytes() >= policy.batch_bytes ||
+      now_ns >= log.open_batch_since_ns() + policy.batch_time_ns) {
+    return true;
+  }
+  if (!persistence_->Idle(pt.queue().value, pt.index())) return false;
+  // A sync queue's acks wait for the standby too: its "write in flight" lasts until the standby
+  // acknowledged, so batches grow over the replication round trip (group commit across the
+  // link) instead of crossing it one small batch at a time.
+  if (!replicated_.empty()) {
+    auto it = replicated_.find(PartKey(pt.queue().value, pt.index()));
+    if (it != replicated_.end() && it->second.released < log.sealed_end().value) {
+      const QueueInfo* q = table_->Find(pt.queue().value);
+      uint64_t standby = 0;
+      if (q != nullptr && q->sync_replication &&
+          replicator_->Replicated(pt.queue().value, pt.index(), now_ns, &standby)) {
+        return false;
+      }
+    }
+  }
+  return true;
 }
 
 uint32_t Frontend::Impl::SubmitBatches() {
@@ -448,7 +497,15 @@ uint32_t Frontend::Impl::SubmitBatches() {
     pt->log().ForEachUndurableBatch([&](const shard::SealedBatch& b) {
       if (last != Errc::kOk) return;  // keep order: nothing after a batch that did not go
       last = persistence_->Submit(pt->queue().value, pt->index(), b);
-      if (last == Errc::kOk) ++work;
+      if (last == Errc::kOk) {
+        ++work;
+        // Submit wrote the header: these are the on-disk bytes (a batch offered before is
+        // ignored by the streamer).
+        if (replicator_ != nullptr && replicated_.contains(PartKey(pt->queue().value, pt->index()))) {
+          replicator_->Offer(pt->queue().value, pt->index(), b.bytes.first(b.used_bytes),
+                             b.first_offset, b.end_offset(), now_ns_);
+        }
+      }
     });
     if (last == Errc::kThrottled) to_submit_[kept++] = pt;
     // kStorageFailed: the completion that failed the partition (already or soon) reports it.
@@ -457,11 +514,103 @@ uint32_t Frontend::Impl::SubmitBatches() {
   return work;
 }
 
+Errc Frontend::Impl::SyncVerdict(const QueueInfo& q, uint32_t partition, uint64_t end,
+                                 uint64_t now_ns) {
+  uint64_t standby = 0;
+  if (replicator_->Replicated(q.id, partition, now_ns, &standby) && end <= standby) return Errc::kOk;
+  if (q.degrade_allow) {
+    ++counters_.replication_degraded;
+    if (!degraded_logged_) {
+      degraded_logged_ = true;  // once per process: the counter says how often since
+      std::fprintf(stderr, "sluiced: ALARM: queue '%s' (replication = sync, replication_degrade "
+                   "= allow) acknowledges without the standby: it is gone, lagging or catching "
+                   "up\n", q.name.c_str());
+    }
+    return Errc::kOk;
+  }
+  return Errc::kNotReplicated;
+}
+
+// Gives durable offsets to the engine: async queues as soon as they are local; sync queues up to
+// what the standby holds too, or, while the standby cannot acknowledge, all that is local with
+// the acks answered NOT_REPLICATED (replication_degrade = allow: acked, alarm raised).
+void Frontend::Impl::ReleaseSync(uint64_t now_ns) {
+  for (auto& [key, r] : replicated_) {
+    if (r.local <= r.released) continue;
+    shard::Shard* s = ShardOf(r.queue, r.partition);
+    const QueueInfo* q = table_->Find(r.queue);
+    if (s == nullptr || q == nullptr) continue;
+    uint64_t target = r.local;
+    if (q->sync_replication) {
+      uint64_t standby = 0;
+      if (replicator_->Replicated(r.queue, r.partition, now_ns, &standby)) {
+        target = std::min(r.local, standby);
+      } else if (!q->degrade_allow) {
+        ack_override_ = Errc::kNotReplicated;
+        override_key_ = key;
+      }
+    }
+    if (target <= r.released) continue;
+    r.released = target;
+    s->MarkDurable(shard::QueueId{r.queue}, r.partition, shard::DurableOffset{target}, now_ns);
+    ack_override_ = Errc::kOk;
+  }
+}
+
+void Frontend::Impl::ErrorNotPrimary(const p::FrameView& f, const Endpoint& to) {
+  ++counters_.not_primary;
+  ++counters_.rejected;
+  p::ErrorReply e;
+  e.errc = Errc::kNotPrimary;
+  e.request_type = static_cast<uint8_t>(f.header.type);
+  replicator_->PrimaryAddress(&e.primary_ipv4, &e.primary_port);
+  e.detail = "standby";
+  ReplyBuffer buf = replies_.Acquire(to, f.bytes.size());
+  if (!buf.ok()) {
+    ++counters_.reply_no_buffer;
+    return;
+  }
+  auto n = p::EncodeErrorFrame(buf.bytes, {f.header.client_id, f.header.request_id, 0}, e);
+  if (n) replies_.Send(buf, *n); else replies_.Abandon(buf);
+}
+
+bool Frontend::Impl::OnStandbyFetch(const p::FrameView& f, const Endpoint& from,
+                                    const RouteContext& route) {
+  if (!route.receiver) return true;  // the receiver answers (the standby's link worker)
+  auto r = p::DecodeFetch(f);
+  const QueueInfo* q = table_->Find(r->queue_id);
+  if (q == nullptr || !q->is_stream() || r->partition >= q->partition_shard.size()) return false;
+  if (r->start_kind != p::StartKind::kOffset && r->start_kind != p::StartKind::kEarliest) {
+    return false;
+  }
+  size_t slot = 0;
+  while (slot < cold_.size() && cold_[slot].used) ++slot;
+  const shard::ReplyTarget target{from.w0, f.header.client_id, f.header.request_id};
+  const Errc e = slot == cold_.size()
+                     ? Errc::kThrottled
+                     : replicator_->ReadReplica(q->id, r->partition,
+                                                r->start_kind == p::StartKind::kEarliest
+                                                    ? 0 : r->start_value,
+                                                r->max_messages, slot);
+  if (e == Errc::kUnknownPartition) return false;
+  if (e != Errc::kOk) {
+    ErrorTo(target, p::FrameType::kFetch, e);
+    return true;
+  }
+  const size_t cap = r->max_frame_bytes == 0 ? p::kDefaultFrameBytes : r->max_frame_bytes;
+  cold_[slot] = ColdFetch{true, true, target, q->id, r->partition, r->max_messages, cap};
+  return true;
+}
+
 void Frontend::Impl::OnStorage(uint32_t queue, uint32_t partition, shard::DurableOffset durable,
                                Errc errc, std::string_view failure) {
   shard::Shard* s = ShardOf(queue, partition);
   if (s == nullptr) return;  // removed since
   if (errc == Errc::kOk) {
+    if (auto it = replicated_.find(PartKey(queue, partition)); it != replicated_.end()) {
+      it->second.local = std::max(it->second.local, durable.value);
+      return;  // ReleaseSync gives it to the engine (after the standby, for sync queues)
+    }
     s->MarkDurable(shard::QueueId{queue}, partition, durable, now_ns_);
     return;
   }
@@ -473,6 +622,9 @@ void Frontend::Impl::OnStorage(uint32_t queue, uint32_t partition, shard::Durabl
                "offset %llu; answering STORAGE_FAILED from now on\n",
                q != nullptr ? q->name.c_str() : "?", partition, static_cast<int>(failure.size()),
                failure.data(), static_cast<unsigned long long>(durable.value));
+  if (auto it = replicated_.find(PartKey(queue, partition)); it != replicated_.end()) {
+    it->second.local = it->second.released = std::max(it->second.released, durable.value);
+  }
   s->MarkDurable(shard::QueueId{queue}, partition, durable);
   s->FailPartition(shard::QueueId{queue}, partition);
   ++counters_.storage_failures;
@@ -693,6 +845,11 @@ void Frontend::Impl::OnFrame(const p::FrameView& f, const Endpoint& from,
                              const RouteContext& route, uint64_t now_ns) {
   now_ns_ = std::max(now_ns_, now_ns);
   Learn(from);
+  if (replicator_ != nullptr && !replicator_->Writable()) {
+    if (f.header.type == p::FrameType::kFetch && OnStandbyFetch(f, from, route)) return;
+    if (route.receiver) ErrorNotPrimary(f, from);  // the receiver answers once for all owners
+    return;
+  }
   switch (f.header.type) {
     case p::FrameType::kProduce: OnProduce(f, from, route, now_ns); break;
     case p::FrameType::kReceive: OnReceive(f, from, route, now_ns); break;
@@ -733,6 +890,13 @@ void Frontend::Impl::OnProduce(const p::FrameView& f, const Endpoint& from,
     if (!Mine(*q, frag.partition, route, &answer)) continue;
     // Later fragments have no key to hash: a fragmented message must name its partition.
     if (frag.is_fragment() && frag.partition == p::kAnyPartition) answer = Errc::kInvalidArgument;
+    if (answer == Errc::kOk && q->sync_replication && !q->degrade_allow &&
+        replicated_.contains(PartKey(q->id, frag.partition))) {
+      uint64_t standby = 0;
+      if (!replicator_->Replicated(q->id, frag.partition, now_ns, &standby)) {
+        answer = Errc::kNotReplicated;  // not appended: nothing the standby cannot hold
+      }
+    }
     if (answer != Errc::kOk) {
       AckOne(target, q->id, frag.partition, produce.producer_id, frag.sequence, answer);
       continue;
@@ -919,7 +1083,7 @@ bool Frontend::Impl::StartColdFetch(const shard::ReplyTarget& t, uint32_t queue,
     ErrorTo(t, p::FrameType::kFetch, e);
     return true;
   }
-  cold_[slot] = ColdFetch{true, t, queue, partition, max_messages, cap};  // answered via Poll
+  cold_[slot] = ColdFetch{true, false, t, queue, partition, max_messages, cap};  // via Poll
   return true;
 }
 
@@ -940,6 +1104,11 @@ void Frontend::Impl::OnColdRead(uint64_t cookie, Errc errc, uint64_t next_offset
   while (below < records.size() && records[below].offset < start) ++below;
   records = records.subspan(below);
   next_offset = std::max(next_offset, start);
+  reply_flags_ = c.replica ? p::kFlagReplica : 0;
+  struct Reset {
+    uint16_t& f;
+    ~Reset() { f = 0; }
+  } reset{reply_flags_};
   SendRecords(p::FrameType::kMessages, c.target, 0, c.queue, c.partition,
               [&](uint32_t n, uint32_t max_bytes, Visit visit) {
                 shard::FetchResult r{Errc::kOk, next_offset, 0};
@@ -982,7 +1151,8 @@ void Frontend::Impl::SendRecords(p::FrameType type, const shard::ReplyTarget& t,
   if (type == p::FrameType::kDeliver) {
     w.BeginDeliver(IdsOf(t), p::DeliverPrefix{sub_id, queue, static_cast<uint16_t>(partition), 0});
   } else {
-    w.BeginMessages(IdsOf(t), p::MessagesPrefix{queue, static_cast<uint16_t>(partition), 0, 0});
+    w.BeginMessages(IdsOf(t, reply_flags_),
+                    p::MessagesPrefix{queue, static_cast<uint16_t>(partition), 0, 0});
   }
   pinned_ = out;
   const shard::FetchResult r = source(
@@ -1415,7 +1585,8 @@ void Frontend::Impl::SendFragments(p::FrameType type, const shard::ReplyTarget& 
       f->writer.BeginDeliver(IdsOf(t), p::DeliverPrefix{sub_id, queue,
                                                         static_cast<uint16_t>(partition), 0});
     } else {
-      f->writer.BeginMessages(IdsOf(t), p::MessagesPrefix{queue, p::kAnyPartition, 0, 0});
+      f->writer.BeginMessages(IdsOf(t, reply_flags_),
+                              p::MessagesPrefix{queue, p::kAnyPartition, 0, 0});
     }
     const p::EncodeError e = f->writer.AddDelivered(meta, frag);
     SLUICE_ASSERT(e == p::EncodeError::kOk);
@@ -1429,8 +1600,23 @@ void Frontend::Impl::SendFragments(p::FrameType type, const shard::ReplyTarget& 
 
 // ---- engine outputs ---------------------------------------------------------------------------
 
-void Frontend::Impl::OnAck(const shard::AckRange& a) {
-  if (a.target.endpoint == kInternalEndpoint.w0) return;  // an internal hand-off: no reply
+void Frontend::Impl::OnAck(const shard::AckRange& in) {
+  if (in.target.endpoint == kInternalEndpoint.w0) return;  // an internal hand-off: no reply
+  shard::AckRange a = in;
+  if ((a.errc == Errc::kOk || a.errc == Errc::kDuplicate) && a.first_offset != shard::kNoOffset &&
+      !replicated_.empty()) {
+    // Sync queues: an ACK (or a DUPLICATE pointing at an earlier append) says "on both boxes".
+    if (ack_override_ != Errc::kOk && override_key_ == PartKey(a.queue.value, a.partition)) {
+      a.errc = ack_override_;
+    } else if (const QueueInfo* q = table_->Find(a.queue.value);
+               q != nullptr && q->sync_replication &&
+               replicated_.contains(PartKey(a.queue.value, a.partition))) {
+      if (Errc v = SyncVerdict(*q, a.partition, a.first_offset + a.count, now_ns_); v != Errc::kOk) {
+        a.errc = v;
+      }
+    }
+    if (a.errc == Errc::kNotReplicated) counters_.not_replicated += a.count;
+  }
   if (a.errc == Errc::kOk || a.errc == Errc::kDuplicate) {
     counters_.acked += a.count;
     if (a.errc == Errc::kDuplicate) counters_.duplicates += a.count;
@@ -1715,11 +1901,18 @@ uint32_t Frontend::Impl::Service(uint64_t now_ns) {
         [this](uint64_t cookie, Errc e, uint64_t next, std::span<const shard::StoredMessage> recs) {
           OnColdRead(cookie, e, next, recs);
         });
+    if (!replicated_.empty()) ReleaseSync(now_ns);
     persistence_->FlushAcks();
     if (now_ns >= next_retention_ns_) {
       next_retention_ns_ = now_ns + kRetentionScanNs;
       EnforceLogRetention(now_ns);
     }
+  }
+  if (replicator_ != nullptr && !replicator_->Writable()) {
+    work += replicator_->PollReplicaReads(
+        [this](uint64_t cookie, Errc e, uint64_t next, std::span<const shard::StoredMessage> recs) {
+          OnColdRead(cookie, e, next, recs);
+        });
   }
   for (auto& s : shards_) {
     if (s) work += s->Tick(now_ns);
@@ -1749,12 +1942,14 @@ void Frontend::Impl::Drain(uint64_t now_ns) {
       persistence_->Drain([this](uint32_t q, uint32_t part, shard::DurableOffset d, Errc e,
                                  std::string_view why) { OnStorage(q, part, d, e, why); });
     }
+    // Async queues' acks go; sync ones only as far as the standby acked (the rest are resent by
+    // their producers, and answered DUPLICATE or appended by whoever is primary then).
+    if (!replicated_.empty()) ReleaseSync(now_ns);
   }
   for (auto& s : shards_) {
     if (s) s->Flush();
   }
   CloseAll();
-  (void)now_ns;
 }
 
 std::string Frontend::Impl::StatsJson() const {
@@ -1781,9 +1976,10 @@ std::string Frontend::Impl::StatsJson() const {
 // ---------------------------------------------------------------------------------------------
 
 Frontend::Frontend(const QueueTable& table, uint16_t worker, std::span<const uint32_t> shards,
-                   ReplyChannel& replies, uint32_t min_message_bytes, Persistence* persistence)
+                   ReplyChannel& replies, uint32_t min_message_bytes, Persistence* persistence,
+                   Replicator* replicator)
     : impl_(std::make_unique<Impl>(table, worker, shards, replies, counters_, histograms_,
-                                   min_message_bytes, persistence)) {}
+                                   min_message_bytes, persistence, replicator)) {}
 
 void Frontend::SetTable(const QueueTable& next) { impl_->SetTable(next); }
 

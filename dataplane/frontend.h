@@ -17,6 +17,7 @@
 #include "dataplane/persistence.h"
 #include "dataplane/counters.h"
 #include "dataplane/queue_table.h"
+#include "dataplane/replicator.h"
 #include "dataplane/shard/types.h"
 #include "protocol/codec.h"
 
@@ -76,6 +77,10 @@ struct FrontendCounters {
   Counter storage_failures;  // partitions whose log failed (they answer STORAGE_FAILED), and
                              // purge marks that could not be logged
   Counter purges;            // partition purges applied
+  Counter not_primary;       // requests refused: this box is a standby (or a fenced primary)
+  Counter not_replicated;    // sync-queue messages answered NOT_REPLICATED
+  Counter replication_degraded;  // ALARM: sync-queue messages acked without the standby
+                                 // (queues with replication_degrade = allow)
 };
 
 // Histograms of one worker, filled on its lcore by its shards (plain per-lcore counters, see
@@ -116,9 +121,10 @@ class Frontend {
   // `shards`: the shard ids this worker owns; `worker`: its index. Shards are sized for messages
   // of max(min_message_bytes, the table's largest) bytes (queues added later must fit).
   // `persistence`: the worker's storage (null: every queue in memory, whatever its durability).
+  // `replicator`: the worker's link to the standby, or its standby role (null: no replication).
   Frontend(const QueueTable& table, uint16_t worker, std::span<const uint32_t> shards,
            ReplyChannel& replies, uint32_t min_message_bytes = 0,
-           Persistence* persistence = nullptr);
+           Persistence* persistence = nullptr, Replicator* replicator = nullptr);
   ~Frontend();
   Frontend(const Frontend&) = delete;
   Frontend& operator=(const Frontend&) = delete;

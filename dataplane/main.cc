@@ -9,8 +9,11 @@
 //   4 port, mempool or ring setup failed        5 a worker lcore failed at run time
 //   6 control plane: metadata store, catalog, bootstrap, publication or REST listen failed
 //   7 storage setup failed (data directory, io_uring)
+#include <arpa/inet.h>
+#include <fcntl.h>
 #include <signal.h>
 #include <sys/eventfd.h>
+#include <sys/syscall.h>
 #include <unistd.h>
 
 #include <atomic>
@@ -43,11 +46,13 @@
 #include "dataplane/kernel_side.h"
 #include "dataplane/port.h"
 #include "dataplane/queue_table.h"
+#include "dataplane/replication_shell.h"
 #include "dataplane/stats.h"
 #include "dataplane/storage_shell.h"
 #include "dataplane/table_publisher.h"
 #include "dataplane/worker.h"
 #include "hwconf/loader.h"
+#include "replication/state_file.h"
 
 namespace sluice::dataplane {
 namespace {
@@ -57,6 +62,10 @@ enum ExitCode { kExitOk = 0, kExitBadLayout = 1, kExitUsage = 2, kExitEal = 3, k
 
 std::atomic<bool> g_stop{false};
 volatile sig_atomic_t g_signal = 0;
+// Replication: the process stops and starts itself again (execv, same arguments) in another role:
+// kPromote after `POST /v1/promote` on a standby, kRejoin when a primary saw a newer epoch.
+enum class Restart { kNone = 0, kPromote = 1, kRejoin = 2 };
+std::atomic<int> g_restart{0};
 
 void OnSignal(int sig) {
   g_signal = sig;
@@ -68,6 +77,7 @@ struct Args {
   std::string stats_file;   // written on exit (JSON counters), for tests and operators
   bool check_only = false;
   std::optional<StorageFault> fault;  // test seam: --inject-storage-fault
+  std::optional<LinkFault> link_fault;  // test seam: --inject-link-fault
 };
 
 void PrintUsage(FILE* out) {
@@ -84,6 +94,10 @@ void PrintUsage(FILE* out) {
       "                      test seam: writes of that partition fail with ERRNO (e.g. 5 = EIO)\n"
       "                      after SKIP of them succeeded; the partition must then answer\n"
       "                      STORAGE_FAILED while the others keep serving\n"
+      "  --inject-link-fault LOSS:DUP:REORDER[:CUT_FILE]\n"
+      "                      test seam: the replication link drops, duplicates and (kernel UDP)\n"
+      "                      swaps the datagrams this box sends with these probabilities (0..1),\n"
+      "                      and sends nothing while CUT_FILE exists\n"
       "  -h, --help          this text\n"
       "\n"
       "Queues live in the catalog under [control] metadata_dir (the layout's [[queue]] entries\n"
@@ -123,6 +137,20 @@ int ParseArgs(int argc, char** argv, Args* args) {
       args->stats_file = v;
     } else if (a == "--check") {
       args->check_only = true;
+    } else if (a == "--inject-link-fault") {
+      const char* v = value("--inject-link-fault");
+      if (!v) return kExitUsage;
+      LinkFault f;
+      char cut[4096] = {0};
+      const int n = std::sscanf(v, "%lf:%lf:%lf:%4095s", &f.loss, &f.duplicate, &f.reorder, cut);
+      if (n < 3 || f.loss < 0 || f.loss > 1 || f.duplicate < 0 || f.duplicate > 1 ||
+          f.reorder < 0 || f.reorder > 1) {
+        std::fprintf(stderr, "sluiced: --inject-link-fault wants LOSS:DUP:REORDER[:CUT_FILE] "
+                     "(probabilities 0..1), got '%s'\n", v);
+        return kExitUsage;
+      }
+      f.cut_file = cut;
+      args->link_fault = f;
     } else if (a == "--inject-storage-fault") {
       const char* v = value("--inject-storage-fault");
       if (!v) return kExitUsage;
@@ -198,7 +226,6 @@ rte_mempool* CreateMempool(const hwconf::Layout& layout, uint16_t workers) {
 int SetupPorts(const hwconf::Layout& layout, SharedRuntime* rt) {
   const uint16_t tx_queues = rt->worker_count;
   for (const hwconf::Port& p : layout.ports) {
-    if (p.role != hwconf::PortRole::kClient) continue;  // replication links: later issue
     auto port = SetupPort(p, rt->pool, tx_queues);
     if (!port.ok()) {
       std::fprintf(stderr, "sluiced: %s\n", std::string(port.status().message()).c_str());
@@ -263,11 +290,12 @@ int RecoverStorage(const hwconf::Layout& layout, const QueueTable& table,
 }
 
 int CreateStorageShells(const hwconf::Layout& layout, const SharedRuntime& rt,
-                        const std::optional<StorageFault>& fault,
+                        const std::optional<StorageFault>& fault, uint64_t epoch,
                         std::vector<std::unique_ptr<StorageShell>>* shells) {
   for (uint16_t w = 0; w < rt.worker_count; ++w) {
     StorageShellConfig c;
     c.storage = layout.storage;
+    c.epoch = epoch;
     c.completion_eventfd = rt.wake[w].fd;
     c.fault = fault;
     auto shell = StorageShell::Create(c, rt.recovery);
@@ -278,6 +306,123 @@ int CreateStorageShells(const hwconf::Layout& layout, const SharedRuntime& rt,
     }
     shells->push_back(std::move(*shell));
   }
+  return kExitOk;
+}
+
+// Replication: the effective role and epoch (the state file in the first data directory wins
+// over the layout's role once a promotion or a fencing changed it), the worker that polls the
+// link, and, on a newly promoted primary, where its epoch begins in every partition's log.
+struct ReplicationSetup {
+  hwconf::ReplicationRole role = hwconf::ReplicationRole::kNone;
+  replication::ReplicationState state;
+  std::string state_path;
+  ReplicationStatus status;
+  int link_worker = -1;
+  const PortRuntime* link = nullptr;
+  rte_be32_t peer_ipv4 = 0;
+  rte_be16_t peer_port = 0;
+  rte_be32_t udp_ipv4 = 0;  // kernel UDP link: bind address
+  rte_be16_t udp_port = 0;
+};
+
+int LoadReplication(const hwconf::Layout& layout, ReplicationSetup* r) {
+  r->role = layout.replication.role;
+  if (r->role == hwconf::ReplicationRole::kNone) return kExitOk;
+  std::error_code ec;
+  std::filesystem::create_directories(layout.storage.data_dirs.front(), ec);
+  r->state_path = replication::StatePath(layout.storage.data_dirs.front());
+  auto st = replication::LoadState(r->state_path);
+  if (!st.ok()) {
+    std::fprintf(stderr, "sluiced: replication: %s\n", std::string(st.status().message()).c_str());
+    return kExitStorage;
+  }
+  r->state = *st;
+  if (r->state.role == "primary") r->role = hwconf::ReplicationRole::kPrimary;
+  if (r->state.role == "standby") r->role = hwconf::ReplicationRole::kStandby;
+  if (r->role == hwconf::ReplicationRole::kPrimary && r->state.epoch == 0) {
+    r->state.epoch = 1;  // the first primary's epoch; persisted before it serves
+    if (absl::Status s = replication::SaveState(r->state_path, r->state); !s.ok()) {
+      std::fprintf(stderr, "sluiced: replication: %s\n", std::string(s.message()).c_str());
+      return kExitStorage;
+    }
+  }
+  r->status.epoch.store(r->state.epoch);
+  r->status.role.store(r->role == hwconf::ReplicationRole::kPrimary ? 1 : 2);
+  std::printf("sluiced: replication: role %s, epoch %llu%s\n",
+              std::string(hwconf::ToString(r->role)).c_str(),
+              static_cast<unsigned long long>(r->state.epoch),
+              r->state.role ? " (from the state file)" : "");
+  return kExitOk;
+}
+
+int SetUpReplicationLink(const hwconf::Layout& layout, const SharedRuntime& rt,
+                         const QueueTable& table, ReplicationSetup* r) {
+  if (r->role == hwconf::ReplicationRole::kNone) return kExitOk;
+  auto parse = [](const std::string& hp, rte_be32_t* ip, rte_be16_t* port) {
+    const size_t colon = hp.rfind(':');
+    in_addr a{};
+    if (colon == std::string::npos || inet_pton(AF_INET, hp.substr(0, colon).c_str(), &a) != 1) {
+      return false;
+    }
+    *ip = a.s_addr;
+    *port = rte_cpu_to_be_16(static_cast<uint16_t>(std::stoul(hp.substr(colon + 1))));
+    return true;
+  };
+  if (layout.replication.link_port.empty()) {
+    // Kernel UDP: the worker that owns the shards sends and receives on its socket.
+    if (!parse(layout.replication.listen, &r->udp_ipv4, &r->udp_port)) {
+      std::fprintf(stderr, "sluiced: replication: listen '%s' is not ip:port\n",
+                   layout.replication.listen.c_str());
+      return kExitBadLayout;
+    }
+    r->link_worker = table.shard_count() > 0 ? table.WorkerOfShard(0) : 0;
+    std::printf("sluiced: replication: kernel UDP link %s -> %s\n",
+                layout.replication.listen.c_str(), layout.replication.peer.c_str());
+  } else {
+    for (const PortRuntime& p : rt.ports) {
+      if (p.conf->name == layout.replication.link_port) r->link = &p;
+    }
+    for (size_t w = 0; w < layout.lcores.size(); ++w) {
+      for (const hwconf::RxQueueRef& q : layout.lcores[w].rx) {
+        if (q.port == layout.replication.link_port) r->link_worker = static_cast<int>(w);
+      }
+    }
+  }
+  if ((r->link == nullptr && layout.replication.link_port.size() > 0) || r->link_worker < 0) {
+    std::fprintf(stderr, "sluiced: replication: port '%s' is not set up or no lcore polls it "
+                 "(list \"%s:0\" in one lcore's rx)\n", layout.replication.link_port.c_str(),
+                 layout.replication.link_port.c_str());
+    return kExitSetup;
+  }
+  for (uint32_t s = 0; s < table.shard_count(); ++s) {
+    if (table.WorkerOfShard(s) != r->link_worker) {
+      std::fprintf(stderr, "sluiced: replication: shard %u is not on the lcore that polls the "
+                   "link; with replication one worker lcore must own every shard (replicating "
+                   "from several lcores is not built yet)\n", s);
+      return kExitSetup;
+    }
+  }
+  if (!parse(layout.replication.peer, &r->peer_ipv4, &r->peer_port)) {
+    std::fprintf(stderr, "sluiced: replication: peer '%s' is not ip:port\n",
+                 layout.replication.peer.c_str());
+    return kExitBadLayout;
+  }
+  return kExitOk;
+}
+
+// A newly promoted primary: its epoch begins at the end of each partition's log as recovered.
+int RecordEpochStarts(StartupRecovery* recovery, ReplicationSetup* r) {
+  if (r->role != hwconf::ReplicationRole::kPrimary || !r->state.pending_starts) return kExitOk;
+  if (recovery != nullptr) {
+    for (const auto& [k, end] : recovery->LogEnds()) r->state.starts[k] = end;
+  }
+  r->state.pending_starts = false;
+  if (absl::Status s = replication::SaveState(r->state_path, r->state); !s.ok()) {
+    std::fprintf(stderr, "sluiced: replication: %s\n", std::string(s.message()).c_str());
+    return kExitStorage;
+  }
+  std::printf("sluiced: replication: epoch %llu begins at the log ends of %zu partition(s)\n",
+              static_cast<unsigned long long>(r->state.epoch), r->state.starts.size());
   return kExitOk;
 }
 
@@ -355,6 +500,43 @@ void StopControlPlane(ControlPlane* cp) {
   cp->store.reset();
 }
 
+// Promotion (standby -> primary, a new epoch) or rejoin (fenced primary -> standby): the state
+// file says so first (atomic, fsynced), then the process becomes a new sluiced with the same
+// arguments, which recovers its logs and serves in the new role (docs/replication.md §7).
+int RestartInRole(Restart what, ReplicationSetup* r, char** argv) {
+  replication::ReplicationState st = r->state;
+  if (what == Restart::kPromote) {
+    st.epoch = std::max(st.epoch, r->status.epoch.load()) + 1;
+    st.role = "primary";
+    st.pending_starts = true;
+    st.starts.clear();
+  } else {
+    st.role = "standby";
+  }
+  if (absl::Status s = replication::SaveState(r->state_path, st); !s.ok()) {
+    std::fprintf(stderr, "sluiced: replication: %s\n", std::string(s.message()).c_str());
+    return kExitStorage;
+  }
+  std::printf("sluiced: replication: %s with epoch %llu: restarting\n",
+              what == Restart::kPromote ? "promoted to primary" : "rejoining as standby",
+              static_cast<unsigned long long>(st.epoch));
+  std::fflush(stdout);
+  std::fflush(stderr);
+  // DPDK's runtime files stay locked through descriptors that survive exec (the new EAL would
+  // find them busy): everything but stdio closes at exec. Not before: EAL's lcore threads still
+  // wait on their pipes, and closing those under them panics.
+  constexpr unsigned kCloseRangeCloexec = 1u << 2;  // CLOSE_RANGE_CLOEXEC (Linux 5.11)
+  if (syscall(SYS_close_range, 3u, ~0u, kCloseRangeCloexec) != 0) {
+    for (int fd = 3; fd < 65536; ++fd) {
+      const int flags = fcntl(fd, F_GETFD);
+      if (flags >= 0) fcntl(fd, F_SETFD, flags | FD_CLOEXEC);
+    }
+  }
+  execv("/proc/self/exe", argv);
+  std::fprintf(stderr, "sluiced: replication: execv: %s\n", std::strerror(errno));
+  return kExitSetup;
+}
+
 struct LaunchArg {
   Worker* worker;
 };
@@ -364,10 +546,46 @@ int WorkerMain(void* arg) {
   return w->Run(g_stop);
 }
 
-int RunMainLoop(const std::vector<std::unique_ptr<Worker>>& workers, const Args& args) {
+// A standby adopts the primary's queue catalog (metadata replication) as it arrives.
+void ApplyReplicatedCatalog(ReplicationSetup& repl, control::ControlService& service,
+                            uint64_t* seen) {
+  const uint64_t seq = repl.status.catalog_in_seq.load(std::memory_order_acquire);
+  if (seq == *seen) return;
+  *seen = seq;
+  std::string doc;
+  {
+    std::lock_guard lock(repl.status.catalog_mu);
+    doc = std::move(repl.status.catalog_in);
+  }
+  if (absl::Status st = service.ReplaceCatalog(doc); !st.ok()) {
+    std::fprintf(stderr, "sluiced: replication: the primary's catalog was not adopted: %s\n",
+                 std::string(st.message()).c_str());
+    return;
+  }
+  std::printf("sluiced: replication: adopted the primary's catalog (%zu queue(s))\n",
+              service.catalog().List().size());
+  std::fflush(stdout);
+}
+
+int RunMainLoop(const std::vector<std::unique_ptr<Worker>>& workers, const Args& args,
+                ReplicationSetup& repl, control::ControlService& service) {
   // The main lcore is housekeeping: it waits for a signal and publishes counters once a second.
   uint64_t next_stats = 0;
+  uint64_t catalog_seen = 0;
   while (!g_stop.load(std::memory_order_relaxed)) {
+    if (repl.role == hwconf::ReplicationRole::kStandby) {
+      ApplyReplicatedCatalog(repl, service, &catalog_seen);
+    }
+    if (repl.role == hwconf::ReplicationRole::kPrimary && repl.status.fenced.load()) {
+      std::printf("sluiced: replication: fenced: a primary of epoch %llu exists (ours is %llu); "
+                  "taking no writes, restarting as its standby\n",
+                  static_cast<unsigned long long>(repl.status.higher_epoch.load()),
+                  static_cast<unsigned long long>(repl.state.epoch));
+      std::fflush(stdout);
+      g_restart = static_cast<int>(Restart::kRejoin);
+      g_stop = true;
+      break;
+    }
     const uint64_t now = rte_get_timer_cycles();
     if (!args.stats_file.empty() && now >= next_stats) {
       WriteStatsFile(args.stats_file, workers);
@@ -441,19 +659,64 @@ int Main(int argc, char** argv) {
   for (WakeSignal& w : wake) w.fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
   rt.wake = wake.data();
 
+  ReplicationSetup repl;
+  if (rc == kExitOk) rc = LoadReplication(*layout, &repl);
   std::unique_ptr<StartupRecovery> recovery;
   std::vector<std::unique_ptr<StorageShell>> shells;
   if (rc == kExitOk) rc = RecoverStorage(*layout, *tables->Load(), &recovery);
   rt.recovery = recovery.get();
-  if (rc == kExitOk) rc = CreateStorageShells(*layout, rt, args.fault, &shells);
+  if (rc == kExitOk) rc = SetUpReplicationLink(*layout, rt, *tables->Load(), &repl);
+  if (repl.role != hwconf::ReplicationRole::kNone) rt.replication_status = &repl.status;
+  if (rc == kExitOk) rc = RecordEpochStarts(recovery.get(), &repl);
+  if (rc == kExitOk) rc = CreateStorageShells(*layout, rt, args.fault, repl.state.epoch, &shells);
 
   std::vector<std::unique_ptr<Worker>> workers;
   std::vector<LaunchArg> launch(rt.worker_count);
   if (rc == kExitOk) {
     for (uint16_t w = 0; w < rt.worker_count; ++w) {
+      std::unique_ptr<ReplicationShell> link;
+      if (static_cast<int>(w) == repl.link_worker) {
+        ReplicationShellConfig c;
+        c.role = repl.role;
+        c.epoch = repl.state.epoch;
+        c.boot_id = rt.unix_ns_at_start ^ (uint64_t{static_cast<uint32_t>(getpid())} << 32);
+        c.link = repl.link;
+        c.tx_queue = w;
+        c.peer_ipv4 = repl.peer_ipv4;
+        c.peer_udp_port = repl.peer_port;
+        c.udp_listen_ipv4 = repl.udp_ipv4;
+        c.udp_listen_port = repl.udp_port;
+        c.pool = rt.pool;
+        c.storage = layout->storage;
+        c.recovery = recovery.get();
+        c.completion_eventfd = rt.wake[w].fd;
+        for (const hwconf::Port& port : layout->ports) {
+          in_addr a{};
+          if (port.role == hwconf::PortRole::kClient && c.client_ipv4 == 0 &&
+              inet_pton(AF_INET, port.ipv4.c_str(), &a) == 1) {
+            c.client_ipv4 = ntohl(a.s_addr);
+            c.client_port = port.udp_port;
+          }
+        }
+        c.state = repl.state;
+        c.state_path = repl.state_path;
+        c.status = &repl.status;
+        c.fault = args.link_fault;
+        auto shell = ReplicationShell::Create(c);
+        if (!shell.ok()) {
+          std::fprintf(stderr, "sluiced: replication: %s\n",
+                       std::string(shell.status().message()).c_str());
+          rc = kExitStorage;
+          break;
+        }
+        link = std::move(*shell);
+      }
       // Opens (and restores) the worker's durable partitions, on this thread, before launch.
-      workers.push_back(std::make_unique<Worker>(w, layout->lcores[w], rt, std::move(shells[w])));
+      workers.push_back(std::make_unique<Worker>(w, layout->lcores[w], rt, std::move(shells[w]),
+                                                 std::move(link)));
     }
+  }
+  if (rc == kExitOk) {
     for (uint16_t w = 0; w < rt.worker_count; ++w) {
       launch[w].worker = workers[w].get();
       const unsigned lcore = static_cast<unsigned>(layout->lcores[w].id);
@@ -466,6 +729,14 @@ int Main(int argc, char** argv) {
     }
   }
   if (rc == kExitOk) {
+    cp.backend->AttachReplication(
+        &repl.status, layout->replication.peer,
+        [](bool) {
+          g_restart = static_cast<int>(Restart::kPromote);
+          g_stop = true;
+        },
+        [&cp] { return cp.catalog->Export(); });
+    cp.backend->PushCatalog();
     cp.backend->AttachWorkers(&workers);
     cp.backend->RegisterTelemetry();
     rc = StartRest(*layout, &cp);
@@ -475,7 +746,7 @@ int Main(int argc, char** argv) {
                 "SIGINT/SIGTERM to stop\n", rt.worker_count, layout->shards,
                 tables->Load()->queues().size());
     std::fflush(stdout);
-    rc = RunMainLoop(workers, args);
+    rc = RunMainLoop(workers, args, repl, *cp.service);
   }
   // No publication after this point: the REST server finishes its requests and stops before the
   // workers (a publication waits for them to pass a quiescent state).
@@ -498,6 +769,9 @@ int Main(int argc, char** argv) {
   Cleanup(rt);
   rte_eal_cleanup();
   if (g_signal != 0) std::printf("sluiced: stopped on signal %d\n", static_cast<int>(g_signal));
+  if (g_restart.load() != static_cast<int>(Restart::kNone) && g_signal == 0 && rc == kExitOk) {
+    return RestartInRole(static_cast<Restart>(g_restart.load()), &repl, argv);
+  }
   return rc;
 }
 

@@ -1,3 +1,4 @@
+#include <cstdio>
 #include "dataplane/port.h"
 
 #include <arpa/inet.h>
@@ -95,7 +96,13 @@ absl::StatusOr<PortRuntime> SetupPort(const hwconf::Port& port, rte_mempool* poo
       return PortError(port, absl::StrFormat("tx_queue_setup(%u)", q), rc);
     }
   }
-  if (int rc = rte_eth_dev_start(*id); rc != 0) return PortError(port, "dev_start", rc);
+  if (int rc = rte_eth_dev_start(*id); rc != 0) {
+    if (port.role != hwconf::PortRole::kReplication) return PortError(port, "dev_start", rc);
+    // The other box may be down (a memif client finds no server socket): start it later.
+    std::fprintf(stderr, "sluiced: port '%s' (replication link) did not start (%s); the lcore "
+                 "that polls it retries\n", port.name.c_str(), rte_strerror(-rc));
+    rt.started = false;
+  }
   if (int rc = rte_eth_macaddr_get(*id, &rt.addr.mac); rc != 0) {
     return PortError(port, "macaddr_get", rc);
   }

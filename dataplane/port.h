@@ -21,6 +21,9 @@ struct PortRuntime {
   bool rss = false;            // false when the PMD cannot hash UDP (e.g. TAP without rte_flow)
   bool rx_cksum_offload = false;
   bool rx_interrupts = false;  // RX queue interrupts armed: an idle worker sleeps until a packet
+  // False for a replication link whose start failed (a memif client whose server is not there
+  // yet): the worker that polls it starts it later (ReplicationShell).
+  bool started = true;
   std::string driver;
 };
 

@@ -26,6 +26,11 @@ struct QueueInfo {
   shard::QueueConfig config;        // complete engine settings of every partition
   uint32_t receive_wait_ms = 0;     // long poll of a RECEIVE whose wait_ms is kQueueDefaultWait (frontend's)
   uint64_t purge_generation = 0;    // a change tells the owners to drop every message
+  // Replication (a primary with a standby): `sync` acks only what the standby holds durable too;
+  // while it cannot, produces are answered NOT_REPLICATED, or (degrade_allow) acked after local
+  // durability with the alarm counter raised.
+  bool sync_replication = false;
+  bool degrade_allow = false;
   std::vector<uint32_t> partition_shard;   // partition -> shard id
   std::vector<uint16_t> partition_worker;  // partition -> worker index (cached from the shard map)
 

@@ -58,6 +58,15 @@ std::optional<storage::RecoveredPartition> StartupRecovery::Take(uint32_t queue,
   return r;
 }
 
+std::vector<std::pair<std::pair<uint32_t, uint32_t>, uint64_t>> StartupRecovery::LogEnds() {
+  std::lock_guard<std::mutex> lock(mu_);
+  std::vector<std::pair<std::pair<uint32_t, uint32_t>, uint64_t>> out;
+  for (const auto& [k, r] : results_) {
+    if (r.status.ok()) out.push_back({k, r.log.next_offset});
+  }
+  return out;
+}
+
 // ---- the shell -----------------------------------------------------------------------------------
 
 absl::StatusOr<std::unique_ptr<StorageShell>> StorageShell::Create(const StorageShellConfig& config,
@@ -176,6 +185,7 @@ absl::StatusOr<RecoveredLog> StorageShell::Open(
   part->submitted_end = part->durable_end = out.next_offset;
   part->purged_below = rec->acks.deleted_below;
   part->dir = dir->path();
+  part->batches = std::make_unique<storage::BatchReader>(data_dir, id);
   by_handle_[*h] = part.get();
   parts_[Key(queue, partition)] = std::move(part);
   ++stats_.opened;
@@ -379,6 +389,14 @@ void StorageShell::MarkDirty(Part* p) {
   if (p->ack_dirty) return;
   p->ack_dirty = true;
   ack_dirty_.push_back(p);
+}
+
+Errc StorageShell::ReadBatch(uint32_t queue, uint32_t partition, uint64_t offset,
+                             std::span<std::byte> out, uint32_t* len, uint64_t* end) {
+  Part* p = Find(queue, partition);
+  if (p == nullptr) return Errc::kUnknownPartition;
+  if (p->failed) return Errc::kStorageFailed;
+  return p->batches->Read(writer_->log(p->handle), offset, out, len, end);
 }
 
 void StorageShell::FlushAcks() {

@@ -22,6 +22,7 @@
 #include "dataplane/persistence.h"
 #include "hwconf/layout.h"
 #include "storage/ack_log.h"
+#include "storage/batch_reader.h"
 #include "storage/recovery.h"
 #include "storage/uring_reader.h"
 #include "storage/uring_writer.h"
@@ -51,6 +52,8 @@ class StartupRecovery {
                                               const storage::RecoveryOptions& options);
   // The result for (queue, partition), moved out; nullopt if it was not recovered at start.
   std::optional<storage::RecoveredPartition> Take(uint32_t queue, uint32_t partition);
+  // The log end (next offset) of every partition recovered without error and not taken yet.
+  std::vector<std::pair<std::pair<uint32_t, uint32_t>, uint64_t>> LogEnds();
   double seconds() const { return seconds_; }
   uint64_t bytes_scanned() const { return bytes_scanned_; }
 
@@ -105,6 +108,8 @@ class StorageShell final : public Persistence {
                  uint64_t offset) override;
   absl::Status Purged(uint32_t queue, uint32_t partition, uint64_t below) override;
   void FlushAcks() override;
+  Errc ReadBatch(uint32_t queue, uint32_t partition, uint64_t offset, std::span<std::byte> out,
+                 uint32_t* len, uint64_t* end) override;
   Errc Fetch(uint32_t queue, uint32_t partition, bool by_timestamp, uint64_t value,
              uint32_t max_records, uint64_t cookie) override;
   uint32_t PollReads(absl::FunctionRef<void(uint64_t, Errc, uint64_t,
@@ -133,6 +138,7 @@ class StorageShell final : public Persistence {
     bool failed = false;
     bool ack_dirty = false;  // in ack_dirty_
     std::string dir;
+    std::unique_ptr<storage::BatchReader> batches;  // replication catch-up, opened on first use
   };
   StorageShell(const StorageShellConfig& config, StartupRecovery* startup,
                std::unique_ptr<storage::UringWriter> writer,

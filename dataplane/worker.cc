@@ -9,6 +9,7 @@
 
 #include "dataplane/frame_handler.h"
 #include "dataplane/idle.h"
+#include "dataplane/replication_shell.h"
 #include "dataplane/storage_shell.h"
 #include "dataplane/table_publisher.h"
 #include "protocol/assert.h"
@@ -16,8 +17,10 @@
 namespace sluice::dataplane {
 
 Worker::Worker(uint16_t index, const hwconf::Lcore& conf, const SharedRuntime& shared,
-               std::unique_ptr<StorageShell> storage)
-    : index_(index), conf_(conf), shared_(shared), storage_(std::move(storage)) {
+               std::unique_ptr<StorageShell> storage,
+               std::unique_ptr<ReplicationShell> replication)
+    : index_(index), conf_(conf), shared_(shared), storage_(std::move(storage)),
+      replication_(std::move(replication)) {
   // A reader of the queue table from here on (before the first load: a table this worker holds
   // is never freed under it); the lcore reports quiescent states once it runs.
   shared.tables->Register(index);
@@ -44,6 +47,11 @@ Worker::Worker(uint16_t index, const hwconf::Lcore& conf, const SharedRuntime& s
   tx_.resize(max_port + 1u);
   // Worker i transmits on TX queue i of every port: no TX queue is shared between lcores.
   for (const PortRuntime& p : shared.ports) tx_[p.addr.port_id] = TxBuffer(p.addr.port_id, index);
+  // A standby's logs are the replication shell's: it opens them (on this thread, before launch).
+  if (replication_ != nullptr) replication_->SetTable(*table_);
+  if (replication_ == nullptr && shared.replication_status != nullptr) {
+    role_view_ = std::make_unique<ReplicationRoleView>(*shared.replication_status);
+  }
   handler_ = std::make_unique<FrameHandler>(*this, shared);
   tsc_start_ = shared.tsc_start;
   ns_per_cycle_q32_ = (1'000'000'000ull << 32) / shared.tsc_hz;
@@ -53,6 +61,17 @@ Worker::Worker(uint16_t index, const hwconf::Lcore& conf, const SharedRuntime& s
 
 Worker::~Worker() {
   if (epoll_fd_ >= 0) close(epoll_fd_);
+}
+
+Persistence* Worker::frontend_storage() {
+  if (replication_ != nullptr && !replication_->Writable()) return nullptr;
+  if (role_view_ != nullptr && !role_view_->Writable()) return nullptr;
+  return storage_.get();
+}
+
+Replicator* Worker::replicator() {
+  if (replication_ != nullptr) return replication_.get();
+  return role_view_.get();
 }
 
 void Worker::SetUpWakeups() {
@@ -70,6 +89,12 @@ void Worker::SetUpWakeups() {
       rx_wakeups_ = false;
     }
   }
+  if (replication_ != nullptr) {
+    const int fd = !replication_->has_port() ? replication_->udp_fd()
+                   : replication_->link_rx_interrupts()
+                       ? rte_eth_dev_rx_intr_ctl_q_get_fd(replication_->link_port_id(), 0) : -1;
+    if (fd < 0 || epoll_ctl(epoll_fd_, EPOLL_CTL_ADD, fd, &ev) != 0) rx_wakeups_ = false;
+  }
 }
 
 uint64_t Worker::RingOccupancy() const {
@@ -82,6 +107,7 @@ void Worker::LoadTable() {
   const QueueTable* t = shared_.tables->Load();
   if (t == table_) return;
   table_ = t;
+  if (replication_ != nullptr) replication_->SetTable(*t);
   handler_->SetTable(*t);
 }
 
@@ -113,6 +139,9 @@ void Worker::Sleep(uint64_t ns) {
     return;
   }
   for (const RxQueue& q : rx_) rte_eth_dev_rx_intr_enable(q.port->addr.port_id, q.queue);
+  if (replication_ != nullptr && replication_->has_port()) {
+    rte_eth_dev_rx_intr_enable(replication_->link_port_id(), 0);
+  }
   WakeSignal& me = shared_.wake[index_];
   me.sleeping.store(true, std::memory_order_seq_cst);
   if (RingsEmpty()) {
@@ -125,6 +154,9 @@ void Worker::Sleep(uint64_t ns) {
   while (read(me.fd, &drained, sizeof drained) > 0) {
   }
   for (const RxQueue& q : rx_) rte_eth_dev_rx_intr_disable(q.port->addr.port_id, q.queue);
+  if (replication_ != nullptr && replication_->has_port()) {
+    rte_eth_dev_rx_intr_disable(replication_->link_port_id(), 0);
+  }
 }
 
 void Worker::UpdateClock() {
@@ -194,7 +226,13 @@ int Worker::Run(const std::atomic<bool>& stop) {
     LoadTable();
     uint32_t work = PollRx();
     work += PollRings();
+    TxBuffer* link_tx = replication_ != nullptr && replication_->has_port()
+                            ? &tx_[replication_->link_port_id()] : nullptr;
+    if (replication_ != nullptr) work += replication_->PollLink(NowNs(), link_tx, counters_);
     work += handler_->Service(NowNs());
+    if (replication_ != nullptr) {
+      work += replication_->Poll(NowNs(), frontend_storage(), link_tx, counters_);
+    }
     FlushTx();
     AnswerStatsRequest();
     tables.Quiescent(index_);  // the table loaded above is not read again before the next load
@@ -211,6 +249,7 @@ int Worker::Run(const std::atomic<bool>& stop) {
   PollRings();
   handler_->Service(NowNs());
   handler_->Drain(NowNs());
+  if (replication_ != nullptr) replication_->Drain();
   FlushTx();
   tables.Unregister(index_);
   return 0;

@@ -27,6 +27,10 @@ class AddressCheck;
 class FrameHandler;
 class StartupRecovery;
 class StorageShell;
+class ReplicationShell;
+class ReplicationRoleView;
+struct ReplicationStatus;
+class Persistence;
 struct StorageFault;
 class TablePublisher;
 
@@ -84,6 +88,8 @@ struct SharedRuntime {
   WakeSignal* wake = nullptr;  // [worker_count]
   StatsMailbox* stats = nullptr;  // [worker_count]
   AddressCheck* address_check = nullptr;
+  // Replication status (null: no replication): workers that do not poll the link read the role.
+  ReplicationStatus* replication_status = nullptr;
 };
 
 class Worker {
@@ -92,8 +98,10 @@ class Worker {
 
   // Registers as reader `index` of the table publisher (Run unregisters when it returns).
   // `storage`: this worker's storage shell (null: every queue in memory).
+  // `replication`: this worker polls the replication link (null: it does not, or no replication).
   Worker(uint16_t index, const hwconf::Lcore& conf, const SharedRuntime& shared,
-         std::unique_ptr<StorageShell> storage);
+         std::unique_ptr<StorageShell> storage,
+         std::unique_ptr<ReplicationShell> replication = nullptr);
   ~Worker();
   Worker(const Worker&) = delete;
   Worker& operator=(const Worker&) = delete;
@@ -105,6 +113,11 @@ class Worker {
   int lcore_id() const { return conf_.id; }
   const LcoreCounters& counters() const { return counters_; }
   const FrameHandler& handler() const { return *handler_; }
+  // The frontend's storage: null when in memory, and on a standby (the replication shell writes
+  // its logs; the frontend answers NOT_PRIMARY).
+  Persistence* frontend_storage();
+  ReplicationShell* replication() { return replication_.get(); }
+  Replicator* replicator();
   StorageShell* storage() { return storage_.get(); }  // null: in memory
   const StorageShell* storage() const { return storage_.get(); }
 
@@ -138,6 +151,8 @@ class Worker {
   std::vector<rte_ring*> inbound_;
   std::vector<TxBuffer> tx_;  // indexed by port id
   std::unique_ptr<StorageShell> storage_;  // before handler_: the frontend uses it
+  std::unique_ptr<ReplicationShell> replication_;  // likewise
+  std::unique_ptr<ReplicationRoleView> role_view_;  // other workers of a replicated box
   std::unique_ptr<FrameHandler> handler_;
   const QueueTable* table_ = nullptr;
   std::vector<PartitionFigures> figures_;  // built here, swapped into the mailbox

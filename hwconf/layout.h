@@ -91,6 +91,7 @@ struct Replication {
   ReplicationRole role = ReplicationRole::kNone;
   std::string link_port;   // Port::name with role=replication, or empty for kernel UDP
   std::string peer;        // "ip:port" of the other box's link endpoint
+  std::string listen;      // kernel UDP link (link_port ""): "ip:port" this box binds
   ReplicationMode mode = ReplicationMode::kAsync;  // default for queues that do not say
 };
 

@@ -489,9 +489,13 @@ std::vector<Field<Replication>> ReplicationFields() {
       {.key = "role", .codec = Enum(&Replication::role, kReplicationRoles),
        .doc = "This box's role in the pair."},
       {.key = "link_port", .codec = Str(&Replication::link_port, OptionalName, "a port name or \"\""),
-       .doc = "The port (role = \"replication\") that carries the link; \"\" = kernel UDP."},
+       .doc = "The port (role = \"replication\") that carries the link; \"\" = kernel UDP "
+               "(a non-blocking socket bound to `listen`)."},
       {.key = "peer", .codec = Str(&Replication::peer, OptionalHostPort, "\"a.b.c.d:port\" or \"\""),
        .doc = "The other box's link endpoint; required unless role = \"none\"."},
+      {.key = "listen", .codec = Str(&Replication::listen, OptionalHostPort, "\"a.b.c.d:port\" or \"\""),
+       .doc = "Kernel UDP link only (link_port = \"\"): the address this box's link socket binds; "
+              "required then."},
       {.key = "mode", .codec = Enum(&Replication::mode, kReplicationModes),
        .doc = "Default for queues that do not say: `async` acks after local durability, `sync` "
               "after local and standby durability."},

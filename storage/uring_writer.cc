@@ -412,6 +412,14 @@ void UringWriter::Impl::PrepWrite(PartitionHandle h, Part& p, Flight& f) {
 }
 
 Errc UringWriter::Submit(PartitionHandle h, const shard::SealedBatch& batch) {
+  return SubmitImpl(h, batch, true);
+}
+
+Errc UringWriter::SubmitEncoded(PartitionHandle h, const shard::SealedBatch& batch) {
+  return SubmitImpl(h, batch, false);
+}
+
+Errc UringWriter::SubmitImpl(PartitionHandle h, const shard::SealedBatch& batch, bool encode) {
   Impl& m = *impl_;
   m.Adopt();
   Part& p = m.P(h);
@@ -439,7 +447,7 @@ Errc UringWriter::Submit(PartitionHandle h, const shard::SealedBatch& batch) {
       return Errc::kStorageFailed;
     }
   }
-  EncodeBatch(batch, p.spec.id, p.spec.epoch);
+  if (encode) EncodeBatch(batch, p.spec.id, p.spec.epoch);
 
   Flight f;
   f.seq = p.next_seq++;

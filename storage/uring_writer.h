@@ -121,6 +121,10 @@ class UringWriter {
 
   // Data path.
   Errc Submit(PartitionHandle h, const shard::SealedBatch& batch);
+  // The same for a batch that already is in its on-disk form (a standby writing the primary's
+  // batches byte for byte): its header, epoch and CRC are written as they are, not re-encoded.
+  // `batch.bytes` must hold a valid batch (VerifyBatch) of this partition.
+  Errc SubmitEncoded(PartitionHandle h, const shard::SealedBatch& batch);
   uint32_t Poll(absl::FunctionRef<void(const Completion&)> fn);  // returns completions reported
   // Blocks until nothing is in flight (shutdown, tests).
   void Drain(absl::FunctionRef<void(const Completion&)> fn);
@@ -151,6 +155,7 @@ class UringWriter {
  private:
   struct Impl;
   explicit UringWriter(std::unique_ptr<Impl> impl);
+  Errc SubmitImpl(PartitionHandle h, const shard::SealedBatch& batch, bool encode);
   std::unique_ptr<Impl> impl_;
 };
 

@@ -63,7 +63,7 @@ std::vector<ErrorCase> Cases() {
       {"UnknownStorageKey", {{kDataDirs, kDataDirs + "\nfsync = true #<"}}, "", "storage.fsync",
        "allowed keys: data_dirs, uring_depth, sqpoll"},
       {"UnknownReplicationKey", {}, "\n[replication]\nlink = \"x\" #<\n", "replication.link",
-       "allowed keys: role, link_port, peer, mode"},
+       "allowed keys: role, link_port, peer, listen, mode"},
       {"UnknownControlKey", {}, "\n[control]\nport = 7480 #<\n", "control.port",
        "allowed keys: listen, metadata_dir"},
       {"UnknownQueueKey", {}, "\n[[queue]]\nname = \"q\"\nretention = 5 #<\n",

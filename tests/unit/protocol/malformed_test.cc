@@ -257,7 +257,7 @@ const std::vector<Case>& Table() {
       {"type 0", [] { return With(Produce1(), [](Bytes& x) { x.P8(5, 0); }); }, D::kUnknownType},
       {"type 24", [] { return With(Produce1(), [](Bytes& x) { x.P8(5, 24); }); }, D::kUnknownType},
       {"type 255", [] { return With(Produce1(), [](Bytes& x) { x.P8(5, 255); }); }, D::kUnknownType},
-      {"unknown frame flag", [] { return With(Produce1(), [](Bytes& x) { x.P16(6, 0x0008); }); }, D::kBadFlags},
+      {"unknown frame flag", [] { return With(Produce1(), [](Bytes& x) { x.P16(6, 0x0010); }); }, D::kBadFlags},
       {"high frame flag", [] { return With(Produce1(), [](Bytes& x) { x.P16(6, 0x8000); }); }, D::kBadFlags},
       {"length > datagram", [] { return With(Produce1(), [](Bytes& x) { x.P32(8, x.G32(8) + 1); }); }, D::kLengthMismatch},
       {"length < datagram", [] { return With(Produce1(), [](Bytes& x) { x.P32(8, x.G32(8) - 1); }); }, D::kLengthMismatch},

@@ -1,0 +1,680 @@
+#include "dataplane/replication_shell.h"
+
+#include <unistd.h>
+
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+
+#include <rte_ethdev.h>
+
+#include "absl/strings/str_format.h"
+#include "dataplane/storage_shell.h"
+#include "protocol/assert.h"
+#include "storage/recovery.h"
+#include "storage/segment.h"
+
+namespace sluice::dataplane {
+namespace {
+
+constexpr uint32_t kArenaBytes = 32u << 20;       // standby: batches being written
+constexpr uint32_t kMaxBatchBytes = (1u << 20) + 8192;
+constexpr uint32_t kBackfillsPerPass = 4;         // catch-up reads per pass (throttle)
+constexpr uint64_t kStatusIntervalNs = 20'000'000;
+// Sync queues: the standby counts as gone when it has not acknowledged what waits for this long.
+constexpr uint64_t kSyncLagBoundNs = 1'000'000'000;
+
+uint64_t Key(uint32_t q, uint32_t p) { return (uint64_t{q} << 32) | p; }
+
+}  // namespace
+
+absl::StatusOr<std::unique_ptr<ReplicationShell>> ReplicationShell::Create(
+    const ReplicationShellConfig& c) {
+  SLUICE_ASSERT(c.pool != nullptr && c.status != nullptr);
+  std::unique_ptr<ReplicationShell> s(new ReplicationShell(c));
+  if (c.link == nullptr) {
+    if (absl::Status st = s->OpenUdp(); !st.ok()) return st;
+  }
+  if (c.role == hwconf::ReplicationRole::kStandby) {
+    storage::WriterConfig wc;
+    wc.queue_depth = c.storage.uring_depth;
+    wc.segment_bytes = c.storage.segment_bytes;
+    wc.completion_eventfd = c.completion_eventfd;
+    auto writer = storage::UringWriter::Create(wc);
+    if (!writer.ok()) return writer.status();
+    s->writer_ = std::move(*writer);
+    storage::ReaderConfig rc;
+    rc.max_reads = 4;
+    auto reader = storage::UringReader::Create(rc, s->writer_.get());
+    if (!reader.ok()) return reader.status();
+    s->reader_ = std::move(*reader);
+    s->read_records_.reserve(4096);
+    s->arena_ = static_cast<std::byte*>(std::aligned_alloc(4096, kArenaBytes));
+    if (s->arena_ == nullptr) return absl::ResourceExhaustedError("replication arena");
+    s->arena_bytes_ = kArenaBytes;
+  }
+  return s;
+}
+
+ReplicationShell::ReplicationShell(const ReplicationShellConfig& c) : config_(c) {
+  peer_.ipv4 = c.peer_ipv4;
+  peer_.udp_port = c.peer_udp_port;
+  std::memset(peer_.mac.addr_bytes, 0xff, sizeof peer_.mac.addr_bytes);  // broadcast at first
+  if (c.link != nullptr) {
+    self_ = c.link->addr;
+    peer_.port_id = c.link->addr.port_id;
+    max_datagram_ = static_cast<uint32_t>(c.link->conf->mtu) - 28;  // IPv4 + UDP headers
+    link_started_ = c.link->started;
+    memif_client_ = c.link->conf->vdev.rfind("net_memif", 0) == 0 &&
+                    c.link->conf->vdev.find("role=client") != std::string::npos;
+  } else {
+    max_datagram_ = 1472;  // as on a 1500-byte MTU link
+    link_started_ = true;
+  }
+  if (c.role == hwconf::ReplicationRole::kPrimary) {
+    replication::PrimaryConfig pc;
+    pc.epoch = c.epoch;
+    pc.boot_id = c.boot_id;
+    pc.max_datagram_bytes = max_datagram_;
+    pc.client_ipv4 = c.client_ipv4;
+    pc.client_port = c.client_port;
+    primary_ = std::make_unique<replication::PrimaryLink>(pc);
+    backfill_buf_.resize(kMaxBatchBytes);
+  } else {
+    replication::StandbyConfig sc;
+    sc.epoch = c.epoch;
+    sc.boot_id = c.boot_id;
+    sc.max_datagram_bytes = max_datagram_;
+    sc.max_batch_bytes = kMaxBatchBytes;
+    standby_ = std::make_unique<replication::StandbyLink>(sc);
+  }
+  parts_.reserve(1024);
+  by_handle_.reserve(1024);
+  c.status->role.store(primary_ ? 1 : 2, std::memory_order_relaxed);
+  c.status->epoch.store(c.epoch, std::memory_order_relaxed);
+}
+
+ReplicationShell::~ReplicationShell() {
+  if (writer_ != nullptr) {
+    for (auto& [k, p] : parts_) writer_->ClosePartition(p->handle);
+  }
+  std::free(arena_);
+  if (udp_fd_ >= 0) close(udp_fd_);
+}
+
+absl::Status ReplicationShell::OpenUdp() {
+  udp_fd_ = socket(AF_INET, SOCK_DGRAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+  if (udp_fd_ < 0) return absl::InternalError(absl::StrFormat("socket: %s", std::strerror(errno)));
+  const int buf = 8 << 20;
+  setsockopt(udp_fd_, SOL_SOCKET, SO_RCVBUF, &buf, sizeof buf);
+  setsockopt(udp_fd_, SOL_SOCKET, SO_SNDBUF, &buf, sizeof buf);
+  sockaddr_in self{};
+  self.sin_family = AF_INET;
+  self.sin_addr.s_addr = config_.udp_listen_ipv4;
+  self.sin_port = config_.udp_listen_port;
+  if (bind(udp_fd_, reinterpret_cast<const sockaddr*>(&self), sizeof self) != 0) {
+    return absl::InternalError(absl::StrFormat("bind of the kernel UDP link: %s",
+                                               std::strerror(errno)));
+  }
+  peer_addr_.sin_family = AF_INET;
+  peer_addr_.sin_addr.s_addr = config_.peer_ipv4;
+  peer_addr_.sin_port = config_.peer_udp_port;
+  // Every buffer and message header now: nothing allocates per datagram.
+  udp_tx_.resize(size_t{kUdpTxBatch} * kUdpSlot);
+  udp_rx_.resize(size_t{kUdpRxBatch} * kUdpSlot);
+  tx_msgs_.resize(kUdpTxBatch);
+  tx_iov_.resize(kUdpTxBatch);
+  rx_msgs_.resize(kUdpRxBatch);
+  rx_iov_.resize(kUdpRxBatch);
+  rx_from_.resize(kUdpRxBatch);
+  for (uint32_t i = 0; i < kUdpTxBatch; ++i) {
+    tx_iov_[i] = iovec{udp_tx_.data() + size_t{i} * kUdpSlot, 0};
+    tx_msgs_[i] = mmsghdr{};
+    tx_msgs_[i].msg_hdr.msg_name = &peer_addr_;
+    tx_msgs_[i].msg_hdr.msg_namelen = sizeof peer_addr_;
+    tx_msgs_[i].msg_hdr.msg_iov = &tx_iov_[i];
+    tx_msgs_[i].msg_hdr.msg_iovlen = 1;
+  }
+  for (uint32_t i = 0; i < kUdpRxBatch; ++i) {
+    rx_iov_[i] = iovec{udp_rx_.data() + size_t{i} * kUdpSlot, kUdpSlot};
+    rx_msgs_[i] = mmsghdr{};
+    rx_msgs_[i].msg_hdr.msg_name = &rx_from_[i];
+    rx_msgs_[i].msg_hdr.msg_iov = &rx_iov_[i];
+    rx_msgs_[i].msg_hdr.msg_iovlen = 1;
+  }
+  return absl::OkStatus();
+}
+
+void ReplicationShell::FlushUdp() {
+  if (udp_tx_count_ == 0) return;
+  const int sent = sendmmsg(udp_fd_, tx_msgs_.data(), udp_tx_count_, 0);
+  const uint32_t ok = sent > 0 ? static_cast<uint32_t>(sent) : 0;
+  counters_->tx_packets += ok;
+  for (uint32_t i = ok; i < udp_tx_count_; ++i) counters_->Drop(DropReason::kTxFull);
+  udp_tx_count_ = 0;
+}
+
+uint32_t ReplicationShell::PollUdp(uint64_t now_ns) {
+  uint32_t work = 0;
+  for (int round = 0; round < 4; ++round) {  // bounded: 128 datagrams a pass
+    for (uint32_t i = 0; i < kUdpRxBatch; ++i) rx_msgs_[i].msg_hdr.msg_namelen = sizeof(sockaddr_in);
+    const int n = recvmmsg(udp_fd_, rx_msgs_.data(), kUdpRxBatch, MSG_DONTWAIT, nullptr);
+    if (n <= 0) break;
+    counters_->rx_packets += static_cast<uint64_t>(n);
+    for (int i = 0; i < n; ++i) {
+      const sockaddr_in& from = rx_from_[i];
+      if (from.sin_addr.s_addr != peer_addr_.sin_addr.s_addr || from.sin_port != peer_addr_.sin_port) {
+        counters_->Drop(DropReason::kNotForUs);  // only the peer speaks on the link
+        continue;
+      }
+      const std::span<const std::byte> d(udp_rx_.data() + size_t{static_cast<uint32_t>(i)} * kUdpSlot,
+                                         rx_msgs_[i].msg_len);
+      if (primary_ != nullptr) primary_->OnDatagram(d, now_ns);
+      else standby_->OnDatagram(d, now_ns, *this);
+    }
+    work += static_cast<uint32_t>(n);
+    if (static_cast<uint32_t>(n) < kUdpRxBatch) break;
+  }
+  return work;
+}
+
+// ---- Replicator ------------------------------------------------------------------------------
+
+bool ReplicationShell::Writable() const { return primary_ != nullptr && !primary_->fenced(); }
+
+void ReplicationShell::PrimaryAddress(uint32_t* ipv4, uint16_t* udp_port) const {
+  // From the primary's last HELLO (0 until one was heard: "not here", no redirect).
+  *ipv4 = standby_ != nullptr ? standby_->primary_client_ipv4() : 0;
+  *udp_port = standby_ != nullptr ? standby_->primary_client_port() : 0;
+}
+
+void ReplicationShell::AddPartition(uint32_t queue, uint32_t partition, uint64_t log_end) {
+  if (primary_ == nullptr) return;
+  primary_->AddPartition(queue, partition, log_end, config_.state.StartOf(queue, partition));
+}
+
+void ReplicationShell::RemovePartition(uint32_t queue, uint32_t partition) {
+  if (primary_ != nullptr) primary_->RemovePartition(queue, partition);
+}
+
+void ReplicationShell::Offer(uint32_t queue, uint32_t partition, std::span<const std::byte> bytes,
+                             uint64_t base, uint64_t end, uint64_t now_ns) {
+  if (primary_ != nullptr) primary_->Offer(queue, partition, bytes, base, end, now_ns);
+}
+
+bool ReplicationShell::Replicated(uint32_t queue, uint32_t partition, uint64_t now_ns,
+                                  uint64_t* end) const {
+  return primary_ != nullptr &&
+         primary_->Replicated(queue, partition, now_ns, kSyncLagBoundNs, end);
+}
+
+Errc ReplicationShell::ReadReplica(uint32_t queue, uint32_t partition, uint64_t offset,
+                                   uint32_t max_records, uint64_t cookie) {
+  if (reader_ == nullptr) return Errc::kUnknownPartition;
+  auto it = parts_.find(Key(queue, partition));
+  if (it == parts_.end()) return Errc::kUnknownPartition;
+  // Only what is durable here is read (the reader never goes past the log's durable bytes).
+  storage::FetchRequest r;
+  r.partition = it->second->handle;
+  r.by = storage::FetchBy::kOffset;
+  r.value = offset;
+  r.max_records = std::max<uint32_t>(1, max_records);
+  r.cookie = cookie;
+  return reader_->Fetch(r);
+}
+
+uint32_t ReplicationShell::PollReplicaReads(
+    absl::FunctionRef<void(uint64_t, Errc, uint64_t, std::span<const shard::StoredMessage>)> fn) {
+  if (reader_ == nullptr) return 0;
+  return reader_->Poll([&](const storage::FetchResult& r) {
+    read_records_.clear();
+    r.ForEach([&](const storage::RecordView& v) {
+      read_records_.push_back(shard::StoredMessage{v.offset, v.timestamp_ns, v.record});
+    });
+    fn(r.cookie, r.errc, r.next_offset, read_records_);
+  });
+}
+
+// ---- link I/O ---------------------------------------------------------------------------------
+
+void ReplicationShell::CheckLink(uint64_t now_ns) {
+  if (now_ns < next_link_check_ns_) return;
+  next_link_check_ns_ = now_ns + 200'000'000;
+  const uint16_t id = self_.port_id;
+  if (!link_started_) {
+    if (rte_eth_dev_start(id) == 0) {
+      link_started_ = true;
+      link_down_since_ns_ = now_ns;
+      std::printf("sluiced: replication link started\n");
+      std::fflush(stdout);
+    }
+    return;
+  }
+  if (!memif_client_) return;
+  rte_eth_link link{};
+  if (rte_eth_link_get_nowait(id, &link) == 0 && link.link_status == RTE_ETH_LINK_UP) {
+    link_down_since_ns_ = 0;
+    return;
+  }
+  if (link_down_since_ns_ == 0) link_down_since_ns_ = now_ns;
+  if (now_ns < link_down_since_ns_ + 1'000'000'000) return;
+  // Down for a second: connect again (blocking, once a second at most, only while down).
+  rte_eth_dev_stop(id);
+  link_started_ = rte_eth_dev_start(id) == 0;
+  link_down_since_ns_ = now_ns;
+}
+
+bool ReplicationShell::Chance(double p) {
+  if (p <= 0) return false;
+  rng_ ^= rng_ << 13;  // xorshift64: deterministic, no allocation
+  rng_ ^= rng_ >> 7;
+  rng_ ^= rng_ << 17;
+  return static_cast<double>(rng_ >> 11) * 0x1.0p-53 < p;
+}
+
+void ReplicationShell::CheckCut(uint64_t now_ns) {
+  if (!config_.fault || config_.fault->cut_file.empty() || now_ns < next_cut_check_ns_) return;
+  next_cut_check_ns_ = now_ns + 100'000'000;
+  const bool cut = access(config_.fault->cut_file.c_str(), F_OK) == 0;
+  if (cut != cut_) {
+    std::printf("sluiced: link fault: link %s\n", cut ? "cut" : "healed");
+    std::fflush(stdout);
+  }
+  cut_ = cut;
+}
+
+std::span<std::byte> ReplicationShell::Acquire() {
+  if (udp_fd_ >= 0) {
+    if (udp_tx_count_ == kUdpTxBatch) FlushUdp();
+    return {udp_tx_.data() + size_t{udp_tx_count_} * kUdpSlot, max_datagram_};
+  }
+  SLUICE_ASSERT(out_ == nullptr && tx_ != nullptr);
+  if (!link_started_) return {};
+  out_ = rte_pktmbuf_alloc(config_.pool);
+  if (out_ == nullptr) {
+    counters_->Drop(DropReason::kNoMbuf);
+    return {};
+  }
+  const size_t room = rte_pktmbuf_tailroom(out_) - kDatagramHeaderBytes;
+  return {rte_pktmbuf_mtod_offset(out_, std::byte*, kDatagramHeaderBytes),
+          std::min<size_t>(room, max_datagram_)};
+}
+
+void ReplicationShell::Send(size_t bytes) {
+  const bool faults = config_.fault.has_value();
+  const bool drop = faults && (cut_ || Chance(config_.fault->loss));
+  const bool dup = faults && !drop && Chance(config_.fault->duplicate);
+  if (udp_fd_ >= 0) {
+    SLUICE_ASSERT(bytes <= max_datagram_ && udp_tx_count_ < kUdpTxBatch);
+    if (drop) return;  // the slot is reused by the next Acquire
+    // Slot i's entry points at slot i (a reordering swap below may have moved it last round).
+    tx_iov_[udp_tx_count_] = iovec{udp_tx_.data() + size_t{udp_tx_count_} * kUdpSlot, bytes};
+    if (faults && udp_tx_count_ > 0 && Chance(config_.fault->reorder)) {
+      std::swap(tx_iov_[udp_tx_count_], tx_iov_[udp_tx_count_ - 1]);
+    }
+    ++udp_tx_count_;
+    if (dup && udp_tx_count_ < kUdpTxBatch) {
+      std::memcpy(udp_tx_.data() + size_t{udp_tx_count_} * kUdpSlot,
+                  tx_iov_[udp_tx_count_ - 1].iov_base, tx_iov_[udp_tx_count_ - 1].iov_len);
+      tx_iov_[udp_tx_count_] = iovec{udp_tx_.data() + size_t{udp_tx_count_} * kUdpSlot,
+                                     tx_iov_[udp_tx_count_ - 1].iov_len};
+      ++udp_tx_count_;
+    }
+    return;
+  }
+  SLUICE_ASSERT(out_ != nullptr && bytes <= max_datagram_);
+  if (drop) {
+    rte_pktmbuf_free(out_);
+    out_ = nullptr;
+    return;
+  }
+  WriteDatagramHeaders(out_, self_, peer_, static_cast<uint16_t>(bytes));
+  if (dup) {
+    rte_pktmbuf_refcnt_update(out_, 1);  // sent twice; each send drops a reference
+    tx_->Add(out_, *counters_);
+  }
+  tx_->Add(out_, *counters_);
+  out_ = nullptr;
+}
+
+uint32_t ReplicationShell::PollLink(uint64_t now_ns, TxBuffer* txp, LcoreCounters& c) {
+  tx_ = txp;
+  counters_ = &c;
+  CheckCut(now_ns);
+  if (udp_fd_ >= 0) {
+    const uint32_t n = PollUdp(now_ns);
+    if (standby_ != nullptr && n > 0) StandbyPass(now_ns);
+    return n;
+  }
+  TxBuffer& tx = *txp;
+  CheckLink(now_ns);
+  if (!link_started_) return 0;
+  rte_mbuf* pkts[32];
+  const uint16_t n = rte_eth_rx_burst(self_.port_id, 0, pkts, 32);
+  c.rx_packets += n;
+  for (uint16_t i = 0; i < n; ++i) {
+    rte_mbuf* m = pkts[i];
+    c.rx_bytes += m->pkt_len;
+    Peer from;
+    switch (ClassifyFrame(m, self_, c, &from)) {
+      case RxVerdict::kDrop: rte_pktmbuf_free(m); break;
+      case RxVerdict::kReply: tx.Add(m, c); break;
+      case RxVerdict::kDatagram: {
+        if (from.ipv4 == peer_.ipv4 && !peer_mac_known_) {
+          peer_.mac = from.mac;  // learned: unicast from now on
+          peer_mac_known_ = true;
+        }
+        const std::span<const std::byte> d(reinterpret_cast<const std::byte*>(DatagramPayload(m)),
+                                           DatagramPayloadLength(m));
+        if (primary_ != nullptr) {
+          primary_->OnDatagram(d, now_ns);
+        } else {
+          standby_->OnDatagram(d, now_ns, *this);
+        }
+        rte_pktmbuf_free(m);
+        break;
+      }
+    }
+  }
+  if (standby_ != nullptr && n > 0) StandbyPass(now_ns);
+  return n;
+}
+
+uint32_t ReplicationShell::Poll(uint64_t now_ns, Persistence* storage, TxBuffer* tx,
+                                LcoreCounters& c) {
+  tx_ = tx;
+  counters_ = &c;
+  storage_ = storage;
+  uint32_t work = 0;
+  if (primary_ != nullptr) {
+    // Catch-up: batches memory no longer holds, read back from the log (bounded per pass).
+    if (storage != nullptr) {
+      backfills_this_pass_ = 0;
+      primary_->ForEachBackfill([&](uint32_t q, uint32_t p, uint64_t from) {
+        if (backfills_this_pass_ >= kBackfillsPerPass) return;
+        uint32_t len = 0;
+        uint64_t end = 0;
+        const Errc e = storage->ReadBatch(q, p, from, backfill_buf_, &len, &end);
+        if (e == Errc::kOk) {
+          primary_->Backfill(q, p, std::span<const std::byte>(backfill_buf_).first(len), from, end);
+          ++backfills_this_pass_;
+        }
+      });
+      work += backfills_this_pass_;
+    }
+    // A new catalog from the control plane (rare): copied under the mailbox's mutex.
+    if (const uint64_t seq = config_.status->catalog_out_seq.load(std::memory_order_acquire);
+        seq != catalog_seq_seen_) {
+      catalog_seq_seen_ = seq;
+      {
+        std::lock_guard lock(config_.status->catalog_mu);
+        catalog_scratch_ = config_.status->catalog_out;
+      }
+      primary_->SetCatalog({reinterpret_cast<const std::byte*>(catalog_scratch_.data()),
+                            catalog_scratch_.size()});
+    }
+    work += primary_->Poll(now_ns, *this);
+  } else {
+    StandbyPass(now_ns);
+    work += writer_->Poll([&](const storage::Completion& comp) {
+      auto it = by_handle_.find(comp.handle);
+      if (it == by_handle_.end()) return;
+      StandbyPart* p = it->second;
+      if (comp.errc != Errc::kOk) {
+        if (!p->failed) {
+          std::fprintf(stderr, "sluiced: standby: queue %u partition %u: storage failed: %s; "
+                       "durable up to offset %llu; not acknowledging more\n", p->queue,
+                       p->partition, writer_->failure(p->handle).c_str(),
+                       static_cast<unsigned long long>(comp.durable.value));
+        }
+        p->failed = true;
+        config_.status->apply_failures.fetch_add(1, std::memory_order_relaxed);
+      }
+      p->durable_end = comp.durable.value;
+      standby_->OnDurable(p->queue, p->partition, comp.durable.value);
+    });
+    // Free the arena from the head: batches whose partition is durable past them.
+    while (!pending_.empty() && (pending_.front().part == nullptr ||
+                                 pending_.front().part->durable_end >= pending_.front().end)) {
+      pending_.pop_front();
+    }
+    if (pending_.empty()) arena_tail_ = 0;
+    work += standby_->Poll(now_ns, *this, *this);
+    if (standby_->TakeCatalog(&catalog_scratch_)) {
+      std::lock_guard lock(config_.status->catalog_mu);
+      config_.status->catalog_in = std::move(catalog_scratch_);
+      config_.status->catalog_in_seq.fetch_add(1, std::memory_order_release);
+    }
+  }
+  if (udp_fd_ >= 0) FlushUdp();  // one sendmmsg for what this pass produced
+  if (now_ns >= last_status_ns_ + kStatusIntervalNs) {
+    last_status_ns_ = now_ns;
+    PublishStatus();
+  }
+  return work;
+}
+
+void ReplicationShell::PublishStatus() {
+  ReplicationStatus& s = *config_.status;
+  const replication::LinkCounters& c =
+      primary_ != nullptr ? primary_->counters() : standby_->counters();
+  s.batches_sent.store(c.batches_sent, std::memory_order_relaxed);
+  s.batches_resent.store(c.batches_resent, std::memory_order_relaxed);
+  s.batches_applied.store(c.batches_applied, std::memory_order_relaxed);
+  s.backfill_batches.store(c.backfill_batches, std::memory_order_relaxed);
+  s.rx_malformed.store(c.rx_malformed, std::memory_order_relaxed);
+  s.rx_stale_epoch.store(c.rx_stale_epoch, std::memory_order_relaxed);
+  if (primary_ != nullptr) {
+    uint64_t lag = 0;
+    bool all_caught_up = primary_->connected();
+    // The streamers: lag and catch-up over every partition.
+    s.connected.store(primary_->connected(), std::memory_order_relaxed);
+    s.fenced.store(primary_->fenced(), std::memory_order_relaxed);
+    s.higher_epoch.store(primary_->higher_epoch(), std::memory_order_relaxed);
+    primary_->ForEachStreamer([&](const replication::Streamer& st) {
+      lag += st.offered_end() - std::min(st.offered_end(), st.acked_end());
+      all_caught_up = all_caught_up && st.caught_up();
+    });
+    s.lag_offsets.store(lag, std::memory_order_relaxed);
+    s.caught_up.store(all_caught_up, std::memory_order_relaxed);
+    s.catalog_acked.store(primary_->catalog_acked(), std::memory_order_relaxed);
+  } else {
+    s.connected.store(standby_->primary_alive(last_status_ns_), std::memory_order_relaxed);
+    s.caught_up.store(standby_->caught_up(), std::memory_order_relaxed);
+    s.epoch.store(standby_->epoch(), std::memory_order_relaxed);
+    s.truncated_records.store(standby_->truncated_records(), std::memory_order_relaxed);
+    s.primary_client_ipv4.store(standby_->primary_client_ipv4(), std::memory_order_relaxed);
+    s.primary_client_port.store(standby_->primary_client_port(), std::memory_order_relaxed);
+  }
+}
+
+// ---- standby ---------------------------------------------------------------------------------
+
+void ReplicationShell::StandbyPass(uint64_t now_ns) {
+  (void)now_ns;
+  // Divergent tails first (blocking: rare), then the epoch they made us adopt, persisted before
+  // anything of the new primary is acknowledged.
+  if (standby_->divergent()) {
+    struct Cut { uint32_t q, p; uint64_t ours, to; };
+    std::vector<Cut> cuts;
+    standby_->ForEachDivergent([&](uint32_t q, uint32_t p, uint64_t ours, uint64_t to) {
+      cuts.push_back({q, p, ours, to});
+    });
+    for (const Cut& c : cuts) {
+      if (absl::Status st = Truncate(c.q, c.p, c.to); !st.ok()) {
+        std::fprintf(stderr, "sluiced: standby: queue %u partition %u: cannot cut the divergent "
+                     "tail at offset %llu: %s; not following the primary\n", c.q, c.p,
+                     static_cast<unsigned long long>(c.to), std::string(st.message()).c_str());
+        continue;
+      }
+      std::fprintf(stderr, "sluiced: standby: queue %u partition %u: cut the divergent tail "
+                   "[%llu, %llu): %llu message(s) never acknowledged by the new primary dropped\n",
+                   c.q, c.p, static_cast<unsigned long long>(c.to),
+                   static_cast<unsigned long long>(c.ours),
+                   static_cast<unsigned long long>(c.ours - c.to));
+      standby_->Truncated(c.q, c.p, c.to);
+    }
+  }
+  if (standby_->TakeEpochChange()) {
+    config_.state.epoch = standby_->epoch();
+    config_.state.role = "standby";
+    if (absl::Status st = replication::SaveState(config_.state_path, config_.state); !st.ok()) {
+      std::fprintf(stderr, "sluiced: standby: persisting epoch %llu: %s\n",
+                   static_cast<unsigned long long>(config_.state.epoch),
+                   std::string(st.message()).c_str());
+    }
+    config_.status->epoch.store(config_.state.epoch, std::memory_order_relaxed);
+  }
+}
+
+absl::Status ReplicationShell::OpenStandbyPartition(uint32_t queue, uint32_t partition,
+                                                    shard::Durability d) {
+  const std::string data_dir = DataDirOf(config_.storage, queue, partition);
+  const storage::PartitionId id{queue, partition};
+  std::optional<storage::RecoveredPartition> rec;
+  if (config_.recovery != nullptr) rec = config_.recovery->Take(queue, partition);
+  if (!rec.has_value()) {
+    rec = storage::RecoverPartition(storage::PartitionToRecover{data_dir, id, UINT64_MAX, false},
+                                    RecoveryOptionsOf(config_.storage));
+  }
+  if (!rec->status.ok()) return rec->status;
+  if (auto dir = storage::PartitionDir::Open(data_dir, id, true); !dir.ok()) return dir.status();
+  const uint64_t end = rec->log.next_offset;
+  storage::PartitionSpec spec{data_dir, id, d, config_.epoch};
+  auto h = writer_->OpenPartition(spec, std::move(rec->log));
+  if (!h.ok()) return h.status();
+  auto part = std::make_unique<StandbyPart>();
+  part->queue = queue;
+  part->partition = partition;
+  part->handle = *h;
+  part->data_dir = data_dir;
+  part->durability = d;
+  part->durable_end = end;
+  by_handle_[*h] = part.get();
+  parts_[Key(queue, partition)] = std::move(part);
+  standby_->AddPartition(queue, partition, end);
+  return absl::OkStatus();
+}
+
+void ReplicationShell::CloseStandbyPartition(uint32_t queue, uint32_t partition,
+                                             bool keep_applier) {
+  auto it = parts_.find(Key(queue, partition));
+  if (it == parts_.end()) return;
+  // Close waits for the partition's writes in flight; its arena entries go with the head.
+  writer_->ClosePartition(it->second->handle);
+  for (uint32_t i = 0; i < pending_.count; ++i) {
+    if (pending_.at(i).part == it->second.get()) pending_.at(i).part = nullptr;
+  }
+  by_handle_.erase(it->second->handle);
+  if (!keep_applier) standby_->RemovePartition(queue, partition);
+  parts_.erase(it);
+}
+
+void ReplicationShell::SetTable(const QueueTable& table) {
+  if (standby_ == nullptr) return;
+  // Every durable partition of the table is written here (one worker owns the link).
+  absl::flat_hash_map<uint64_t, bool> wanted;
+  for (const QueueInfo& q : table.queues()) {
+    if (q.config.durability == shard::Durability::kNone) continue;
+    for (uint32_t p = 0; p < q.partition_shard.size(); ++p) {
+      wanted[Key(q.id, p)] = true;
+      if (parts_.contains(Key(q.id, p))) continue;
+      if (absl::Status st = OpenStandbyPartition(q.id, p, q.config.durability); !st.ok()) {
+        std::fprintf(stderr, "sluiced: standby: queue '%s' partition %u: %s; not replicated here\n",
+                     q.name.c_str(), p, std::string(st.message()).c_str());
+      }
+    }
+  }
+  std::vector<std::pair<uint32_t, uint32_t>> gone;
+  for (const auto& [k, p] : parts_) {
+    if (!wanted.contains(k)) gone.push_back({p->queue, p->partition});
+  }
+  for (const auto& [q, p] : gone) CloseStandbyPartition(q, p);
+}
+
+Errc ReplicationShell::Apply(uint32_t queue, uint32_t partition, std::span<const std::byte> batch,
+                             const storage::BatchHeader& h) {
+  auto it = parts_.find(Key(queue, partition));
+  if (it == parts_.end()) return Errc::kUnknownPartition;
+  StandbyPart* part = it->second.get();
+  if (part->failed) return Errc::kStorageFailed;
+  const uint32_t len = static_cast<uint32_t>(batch.size());
+  if (pending_.full()) return Errc::kThrottled;
+  // Room in the arena: after the tail, or from 0 when the head has moved past it.
+  uint32_t pos = arena_tail_;
+  if (!pending_.empty()) {
+    const uint32_t head = pending_.front().pos;
+    if (arena_tail_ >= head) {
+      if (arena_bytes_ - arena_tail_ < len) {
+        if (head < len) return Errc::kThrottled;
+        pos = 0;
+      }
+    } else if (head - arena_tail_ < len) {
+      return Errc::kThrottled;
+    }
+  } else if (arena_bytes_ < len) {
+    return Errc::kMessageTooLarge;
+  }
+  std::memcpy(arena_ + pos, batch.data(), len);
+  shard::SealedBatch b;
+  b.bytes = std::span<std::byte>(arena_ + pos, len);
+  b.header_bytes = h.header_bytes;
+  b.used_bytes = h.header_bytes + h.payload_bytes;
+  b.first_offset = h.base_offset;
+  b.count = h.count;
+  b.first_timestamp_ns = h.first_timestamp_ns;
+  b.last_timestamp_ns = h.last_timestamp_ns;
+  const Errc e = writer_->SubmitEncoded(part->handle, b);
+  if (e != Errc::kOk) return e;
+  pending_.push_back({part, h.end_offset(), pos, len});
+  arena_tail_ = pos + len;
+  return Errc::kOk;
+}
+
+absl::Status ReplicationShell::Truncate(uint32_t queue, uint32_t partition, uint64_t to) {
+  auto it = parts_.find(Key(queue, partition));
+  if (it == parts_.end()) return absl::NotFoundError("no such partition here");
+  StandbyPart* part = it->second.get();
+  const storage::PartitionId id{queue, partition};
+  storage::BatchReader reader(part->data_dir, id);
+  auto loc = reader.Locate(writer_->log(part->handle), to);
+  if (!loc.ok()) return loc.status();
+  const std::vector<storage::SegmentState> segments = writer_->log(part->handle).segments;
+  const shard::Durability d = part->durability;
+  const std::string data_dir = part->data_dir;
+  CloseStandbyPartition(queue, partition, /*keep_applier=*/true);
+  auto dir = storage::PartitionDir::Open(data_dir, id, false);
+  if (!dir.ok()) return dir.status();
+  // Zeros from the cut to the end of its segment (the preallocated size stays), later segments
+  // removed, the index rebuilt by recovery.
+  for (const storage::SegmentState& s : segments) {
+    if (s.base_offset > loc->segment_base) {
+      if (absl::Status st = dir->RemoveSegment(s.base_offset); !st.ok()) return st;
+      continue;
+    }
+    if (s.base_offset != loc->segment_base) continue;
+    const std::string path = dir->LogPath(s.base_offset);
+    bool direct = false;
+    auto fd = storage::OpenBuffered(path, O_RDWR | O_CLOEXEC, &direct);
+    if (!fd.ok()) return fd.status();
+    auto size = storage::FileSize(fd->get(), path);
+    if (!size.ok()) return size.status();
+    if (ftruncate(fd->get(), static_cast<off_t>(loc->position)) != 0 ||
+        ftruncate(fd->get(), static_cast<off_t>(*size)) != 0 || fsync(fd->get()) != 0) {
+      return absl::InternalError(absl::StrFormat("cut %s at %u: %s", path, loc->position,
+                                                 std::strerror(errno)));
+    }
+    unlink(dir->IndexPath(s.base_offset).c_str());  // rebuilt from the log by recovery
+  }
+  return OpenStandbyPartition(queue, partition, d);
+}
+
+void ReplicationShell::Drain() {
+  if (writer_ == nullptr) return;
+  writer_->Drain([&](const storage::Completion& comp) {
+    auto it = by_handle_.find(comp.handle);
+    if (it != by_handle_.end()) it->second->durable_end = comp.durable.value;
+  });
+}
+
+}  // namespace sluice::dataplane

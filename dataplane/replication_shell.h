@@ -1,0 +1,276 @@
+// The replication shell of the worker lcore that polls the link (docs/replication.md §6): the
+// DPDK side of the pure core in replication/. It owns
+//   - on a primary: the PrimaryLink; the Frontend offers it every durable batch (Replicator), and
+//     batches the standby needs that memory no longer holds are read back from the log
+//     (Persistence::ReadBatch, a few per pass);
+//   - on a standby: the StandbyLink and its own io_uring writer, which writes the primary's
+//     batches byte for byte into this box's logs (UringWriter::SubmitEncoded) and reports their
+//     durable ends back as ACKs; divergent tails are cut here (blocking, rare);
+//   - the link port's RX queue 0 and this worker's TX queue on it: the link is IPv4/UDP to
+//     [replication] peer; until the peer's MAC is learned from its first frame, frames go to the
+//     Ethernet broadcast address (a point-to-point link).
+// Only this worker's thread calls it once the worker runs.
+#pragma once
+
+#include <atomic>
+#include <cstdint>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <span>
+#include <string>
+#include <vector>
+
+#include <netinet/in.h>
+#include <sys/socket.h>
+
+#include <rte_mbuf.h>
+
+#include "absl/container/flat_hash_map.h"
+#include "absl/status/statusor.h"
+#include "dataplane/counters.h"
+#include "dataplane/net.h"
+#include "dataplane/persistence.h"
+#include "dataplane/port.h"
+#include "dataplane/queue_table.h"
+#include "dataplane/replicator.h"
+#include "dataplane/tx_buffer.h"
+#include "hwconf/layout.h"
+#include "replication/primary.h"
+#include "replication/standby.h"
+#include "replication/state_file.h"
+#include "storage/batch_reader.h"
+#include "storage/uring_reader.h"
+#include "storage/uring_writer.h"
+
+namespace sluice::dataplane {
+
+class StartupRecovery;
+
+// What the control plane reads (any thread): relaxed atomics written by the shell's worker.
+struct ReplicationStatus {
+  std::atomic<int> role{0};  // 0 none, 1 primary, 2 standby
+  std::atomic<uint64_t> epoch{0};
+  std::atomic<bool> connected{false};   // primary: standby connected; standby: primary heard
+  std::atomic<bool> caught_up{false};   // standby: caught up since the primary's HELLO;
+                                        // primary: every partition's standby caught up
+  std::atomic<bool> fenced{false};      // primary: a newer epoch was seen
+  std::atomic<uint64_t> higher_epoch{0};
+  std::atomic<uint64_t> lag_offsets{0};   // primary: offered - acked, all partitions
+  std::atomic<uint64_t> truncated_records{0};
+  std::atomic<uint64_t> batches_sent{0};
+  std::atomic<uint64_t> batches_resent{0};
+  std::atomic<uint64_t> batches_applied{0};
+  std::atomic<uint64_t> backfill_batches{0};
+  std::atomic<uint64_t> rx_malformed{0};
+  std::atomic<uint64_t> rx_stale_epoch{0};
+  std::atomic<uint64_t> apply_failures{0};  // standby: batches its storage refused or failed
+  std::atomic<bool> catalog_acked{false};   // primary: the standby holds the current catalog
+  std::atomic<uint32_t> primary_client_ipv4{0};  // standby: the primary's client address
+  std::atomic<uint16_t> primary_client_port{0};  // (host order), from its HELLO
+  // Metadata replication, between the control plane and the link worker (rare: a mutex).
+  // Primary: the catalog document to send (control thread writes, worker takes). Standby: the
+  // primary's document as received (worker writes, main thread applies).
+  std::mutex catalog_mu;
+  std::string catalog_out;
+  std::atomic<uint64_t> catalog_out_seq{0};
+  std::string catalog_in;
+  std::atomic<uint64_t> catalog_in_seq{0};
+};
+
+// A test seam (sluiced --inject-link-fault): the link shell drops, duplicates and (kernel UDP)
+// swaps neighbouring datagrams it sends, with a fixed seed; while `cut_file` exists it sends
+// nothing at all (checked every 100 ms). Each box injects on what it sends.
+struct LinkFault {
+  double loss = 0;
+  double duplicate = 0;
+  double reorder = 0;
+  std::string cut_file;
+};
+
+struct ReplicationShellConfig {
+  hwconf::ReplicationRole role = hwconf::ReplicationRole::kPrimary;  // effective role
+  uint64_t epoch = 0;
+  uint64_t boot_id = 0;
+  const PortRuntime* link = nullptr;  // the layout's link port; null: kernel UDP on udp_listen
+  rte_be32_t udp_listen_ipv4 = 0;     // kernel UDP link: the address its socket binds
+  rte_be16_t udp_listen_port = 0;
+  uint16_t tx_queue = 0;              // this worker's TX queue on it
+  rte_be32_t peer_ipv4 = 0;
+  rte_be16_t peer_udp_port = 0;
+  rte_mempool* pool = nullptr;
+  hwconf::Storage storage;             // standby: data dirs and writer settings
+  StartupRecovery* recovery = nullptr; // standby: logs recovered at start
+  int completion_eventfd = -1;
+  uint32_t client_ipv4 = 0;  // primary: its client address (host order), told to the standby
+  uint16_t client_port = 0;
+  replication::ReplicationState state;  // epoch starts (primary)
+  std::string state_path;
+  ReplicationStatus* status = nullptr;
+  std::optional<LinkFault> fault;
+};
+
+// What the workers that do not poll the link see of replication (they own no shard: see §1 of
+// docs/replication.md): whether this box takes writes, and where the primary is.
+class ReplicationRoleView final : public Replicator {
+ public:
+  explicit ReplicationRoleView(const ReplicationStatus& s) : s_(s) {}
+  bool Writable() const override {
+    return s_.role.load(std::memory_order_relaxed) == 1 && !s_.fenced.load(std::memory_order_relaxed);
+  }
+  void PrimaryAddress(uint32_t* ipv4, uint16_t* port) const override {
+    *ipv4 = s_.primary_client_ipv4.load(std::memory_order_relaxed);
+    *port = s_.primary_client_port.load(std::memory_order_relaxed);
+  }
+  void AddPartition(uint32_t, uint32_t, uint64_t) override {}
+  void RemovePartition(uint32_t, uint32_t) override {}
+  void Offer(uint32_t, uint32_t, std::span<const std::byte>, uint64_t, uint64_t, uint64_t) override {}
+  bool Replicated(uint32_t, uint32_t, uint64_t, uint64_t*) const override { return false; }
+
+ private:
+  const ReplicationStatus& s_;
+};
+
+class ReplicationShell final : public Replicator,
+                               public replication::LinkOutput,
+                               public replication::StandbySink {
+ public:
+  static absl::StatusOr<std::unique_ptr<ReplicationShell>> Create(const ReplicationShellConfig& c);
+  ~ReplicationShell();
+
+  // The link: a DPDK port (its RX queue 0 for the worker's interrupt-driven sleep), or a kernel
+  // UDP socket (its fd for the same).
+  bool has_port() const { return config_.link != nullptr; }
+  uint16_t link_port_id() const { return config_.link->addr.port_id; }
+  bool link_rx_interrupts() const { return config_.link->rx_interrupts; }
+  int udp_fd() const { return udp_fd_; }
+
+  // Worker pass: frames from the link (and ARP on it), then what is due to send (and, standby,
+  // storage completions). `storage`: the worker's (primary catch-up reads). `tx`: this worker's
+  // TX buffer of the link port (null for the kernel UDP link).
+  uint32_t PollLink(uint64_t now_ns, TxBuffer* tx, LcoreCounters& c);
+  uint32_t Poll(uint64_t now_ns, Persistence* storage, TxBuffer* tx, LcoreCounters& c);
+  // Standby: the partitions of durable queues follow the queue table.
+  void SetTable(const QueueTable& table);
+  void Drain();
+
+  // Replicator
+  bool Writable() const override;
+  void PrimaryAddress(uint32_t* ipv4, uint16_t* udp_port) const override;
+  void AddPartition(uint32_t queue, uint32_t partition, uint64_t log_end) override;
+  void RemovePartition(uint32_t queue, uint32_t partition) override;
+  void Offer(uint32_t queue, uint32_t partition, std::span<const std::byte> bytes, uint64_t base,
+             uint64_t end, uint64_t now_ns) override;
+  bool Replicated(uint32_t queue, uint32_t partition, uint64_t now_ns,
+                  uint64_t* end) const override;
+  Errc ReadReplica(uint32_t queue, uint32_t partition, uint64_t offset, uint32_t max_records,
+                   uint64_t cookie) override;
+  uint32_t PollReplicaReads(
+      absl::FunctionRef<void(uint64_t, Errc, uint64_t, std::span<const shard::StoredMessage>)> fn)
+      override;
+
+  // replication::LinkOutput
+  std::span<std::byte> Acquire() override;
+  void Send(size_t bytes) override;
+  // replication::StandbySink
+  Errc Apply(uint32_t queue, uint32_t partition, std::span<const std::byte> batch,
+             const storage::BatchHeader& header) override;
+
+ private:
+  explicit ReplicationShell(const ReplicationShellConfig& c);
+  absl::Status OpenStandbyPartition(uint32_t queue, uint32_t partition, shard::Durability d);
+  void CloseStandbyPartition(uint32_t queue, uint32_t partition, bool keep_applier = false);
+  absl::Status Truncate(uint32_t queue, uint32_t partition, uint64_t to);
+  void StandbyPass(uint64_t now_ns);
+  void PublishStatus();
+
+  struct StandbyPart {
+    uint32_t queue = 0;
+    uint32_t partition = 0;
+    storage::PartitionHandle handle = 0;
+    std::string data_dir;
+    shard::Durability durability = shard::Durability::kWrite;
+    uint64_t durable_end = 0;
+    bool failed = false;
+  };
+  // Standby batches being written: a FIFO over one aligned arena (O_DIRECT needs the alignment).
+  struct Pending {
+    StandbyPart* part;
+    uint64_t end;
+    uint32_t pos;
+    uint32_t len;
+  };
+
+  ReplicationShellConfig config_;
+  std::unique_ptr<replication::PrimaryLink> primary_;
+  std::unique_ptr<replication::StandbyLink> standby_;
+  // Link I/O.
+  PortAddress self_{};
+  Peer peer_{};
+  bool peer_mac_known_ = false;
+  TxBuffer* tx_ = nullptr;          // set for the duration of a pass
+  LcoreCounters* counters_ = nullptr;
+  rte_mbuf* out_ = nullptr;         // the mbuf of the last Acquire
+  uint32_t max_datagram_ = 0;
+  // The link port's state, kept by this worker: started (a memif client cannot start while its
+  // server is away), and, for a memif client, restarted when the link stays down (it does not
+  // reconnect by itself after the server went away).
+  void CheckLink(uint64_t now_ns);
+  bool link_started_ = false;
+  bool memif_client_ = false;
+  uint64_t next_link_check_ns_ = 0;
+  uint64_t link_down_since_ns_ = 0;
+  // Primary catch-up.
+  std::vector<std::byte> backfill_buf_;
+  Persistence* storage_ = nullptr;
+  uint32_t backfills_this_pass_ = 0;
+  // Standby storage.
+  std::unique_ptr<storage::UringWriter> writer_;
+  std::unique_ptr<storage::UringReader> reader_;  // standby reads of the replicated log
+  std::vector<shard::StoredMessage> read_records_;
+  absl::flat_hash_map<uint64_t, std::unique_ptr<StandbyPart>> parts_;
+  absl::flat_hash_map<storage::PartitionHandle, StandbyPart*> by_handle_;
+  std::byte* arena_ = nullptr;
+  uint32_t arena_bytes_ = 0;
+  // FIFO of batches in the arena, pre-allocated (no allocation per batch).
+  struct PendingRing {
+    std::vector<Pending> slots = std::vector<Pending>(16384);
+    uint32_t head = 0, count = 0;
+    bool empty() const { return count == 0; }
+    bool full() const { return count == slots.size(); }
+    Pending& front() { return slots[head]; }
+    Pending& at(uint32_t i) { return slots[(head + i) % slots.size()]; }
+    void pop_front() { head = (head + 1) % static_cast<uint32_t>(slots.size()); --count; }
+    void push_back(const Pending& p) { slots[(head + count++) % slots.size()] = p; }
+  };
+  PendingRing pending_;
+  uint32_t arena_tail_ = 0;
+  uint64_t last_status_ns_ = 0;
+  uint64_t catalog_seq_seen_ = 0;
+  std::string catalog_scratch_;
+  // Kernel UDP link: one recvmmsg per burst of 32 datagrams, one sendmmsg per 64 (or per pass).
+  absl::Status OpenUdp();
+  uint32_t PollUdp(uint64_t now_ns);
+  void FlushUdp();
+  static constexpr uint32_t kUdpTxBatch = 64;
+  static constexpr uint32_t kUdpRxBatch = 32;
+  static constexpr uint32_t kUdpSlot = 2048;
+  int udp_fd_ = -1;
+  std::vector<std::byte> udp_tx_;
+  std::vector<std::byte> udp_rx_;
+  std::vector<mmsghdr> tx_msgs_;
+  std::vector<mmsghdr> rx_msgs_;
+  std::vector<iovec> tx_iov_;
+  std::vector<iovec> rx_iov_;
+  std::vector<sockaddr_in> rx_from_;
+  sockaddr_in peer_addr_{};
+  uint32_t udp_tx_count_ = 0;
+  // Test seam state (LinkFault).
+  bool Chance(double p);
+  void CheckCut(uint64_t now_ns);
+  uint64_t rng_ = 0x9E3779B97F4A7C15ull;
+  bool cut_ = false;
+  uint64_t next_cut_check_ns_ = 0;
+};
+
+}  // namespace sluice::dataplane

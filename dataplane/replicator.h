@@ -1,0 +1,56 @@
+// What a worker's Frontend needs from replication (docs/replication.md §6), as an interface so
+// that the Frontend stays pure C++. The DPDK worker gives it its ReplicationShell
+// (replication_shell.h); null when the box runs alone ([replication] role = "none").
+//
+// Every call comes from the worker's own lcore thread, except AddPartition/RemovePartition of
+// partitions opened on the main thread before the worker is launched.
+#pragma once
+
+#include <cstdint>
+#include <span>
+
+#include "absl/functional/function_ref.h"
+#include "dataplane/shard/types.h"
+#include "protocol/errc.h"
+
+namespace sluice::dataplane {
+
+class Replicator {
+ public:
+  // This box takes writes: a primary that no newer primary has fenced. False on a standby (and
+  // on a fenced primary): requests are answered NOT_PRIMARY with PrimaryAddress.
+  virtual bool Writable() const = 0;
+  // The primary's client address, if known (host byte order); 0 when not known.
+  virtual void PrimaryAddress(uint32_t* ipv4, uint16_t* udp_port) const = 0;
+
+  // A durable partition opened (its log ends at log_end) or closed on this worker.
+  virtual void AddPartition(uint32_t queue, uint32_t partition, uint64_t log_end) = 0;
+  virtual void RemovePartition(uint32_t queue, uint32_t partition) = 0;
+
+  // A batch storage took, in its exact on-disk form (header + records, no padding).
+  virtual void Offer(uint32_t queue, uint32_t partition, std::span<const std::byte> bytes,
+                     uint64_t base, uint64_t end, uint64_t now_ns) = 0;
+  // The standby's durable end of the partition when it is connected, caught up and not lagging
+  // past the bound; false otherwise.
+  virtual bool Replicated(uint32_t queue, uint32_t partition, uint64_t now_ns,
+                          uint64_t* end) const = 0;
+
+  // A standby serves stream reads from its replicated log: records from `offset`, answered
+  // through PollReplicaReads with `cookie` (kOk), or kThrottled / kUnknownPartition now.
+  virtual Errc ReadReplica(uint32_t queue, uint32_t partition, uint64_t offset,
+                           uint32_t max_records, uint64_t cookie) {
+    (void)queue, (void)partition, (void)offset, (void)max_records, (void)cookie;
+    return Errc::kUnknownPartition;
+  }
+  virtual uint32_t PollReplicaReads(
+      absl::FunctionRef<void(uint64_t cookie, Errc errc, uint64_t next_offset,
+                             std::span<const shard::StoredMessage> records)> fn) {
+    (void)fn;
+    return 0;
+  }
+
+ protected:
+  ~Replicator() = default;
+};
+
+}  // namespace sluice::dataplane

@@ -1,0 +1,165 @@
+// The replication link's datagrams (docs/replication.md §2). Pure C++: encoders write into caller
+// buffers, the decoder is allocation-free and checks every field against the datagram's length
+// and its CRC32C. Little-endian, like the rest of sluice.
+//
+//   [LinkHeader 24 B][body]
+//   HELLO      u64 boot_id, u32 count, u32 client_ipv4, u16 client_port, u16 flags, u16 part,
+//              u16 parts (a HELLO of more partitions than one datagram holds is sent in parts), then
+//              count x HelloEntry (24 B: queue, partition, log or durable end, epoch_start: where
+//              the sender's current epoch began in that log). client_*: the primary's client
+//              address (NOT_PRIMARY redirects on the standby), 0 from a standby. flags bit 0
+//              (kHelloReplyWanted): the sender has no session with the receiver: answer with a
+//              HELLO (a HELLO without it is not answered: no ping-pong).
+//   BATCH      BatchFragmentHeader (40 B), then frag_bytes of the batch's on-disk bytes
+//   ACK        u32 count, u32 0, count x PartitionOffset               (cumulative durable ends)
+//   NAK        u32 queue, u32 partition, u64 from_offset                (next offset expected)
+//   HEARTBEAT  u64 sent_ns
+//   CATALOG    u64 hash, u32 total_bytes, u32 frag_offset, u32 frag_bytes, u32 0, then the bytes:
+//              a fragment of the primary's queue catalog document (metadata replication)
+//   CATALOG_ACK u64 hash                                               (standby has it whole)
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <span>
+#include <string_view>
+
+namespace sluice::replication {
+
+inline constexpr uint32_t kLinkMagic = 0x50524C53;  // "SLRP" in wire byte order
+inline constexpr uint16_t kLinkVersion = 1;
+inline constexpr uint32_t kLinkHeaderBytes = 24;
+inline constexpr uint32_t kFragmentHeaderBytes = 40;
+inline constexpr uint32_t kPartitionOffsetBytes = 16;
+inline constexpr uint32_t kHelloEntryBytes = 24;
+// Enough for any partition count a HELLO or ACK carries in one datagram of a 9000-byte MTU.
+inline constexpr uint32_t kMaxEntriesPerMessage = 512;
+
+enum class MsgType : uint8_t {
+  kHello = 1, kBatch = 2, kAck = 3, kNak = 4, kHeartbeat = 5, kCatalog = 6, kCatalogAck = 7
+};
+inline constexpr uint32_t kCatalogHeaderBytes = 24;
+inline constexpr uint16_t kHelloReplyWanted = 1;
+inline constexpr uint32_t kMaxCatalogBytes = 8u << 20;
+enum class Role : uint8_t { kPrimary = 1, kStandby = 2 };
+std::string_view MsgTypeName(MsgType t);
+
+struct LinkHeader {
+  uint32_t magic;
+  uint16_t version;
+  uint8_t type;     // MsgType
+  uint8_t role;     // Role of the sender
+  uint32_t length;  // bytes of the whole datagram (header + body)
+  uint32_t crc;     // CRC32C of the datagram with this field zero
+  uint64_t epoch;   // sender's epoch
+};
+static_assert(sizeof(LinkHeader) == kLinkHeaderBytes);
+
+struct PartitionOffset {
+  uint32_t queue;
+  uint32_t partition;
+  uint64_t offset;
+};
+static_assert(sizeof(PartitionOffset) == kPartitionOffsetBytes);
+
+struct HelloEntry {
+  uint32_t queue;
+  uint32_t partition;
+  uint64_t offset;       // primary: its log end; standby: its durable end
+  uint64_t epoch_start;  // primary: offset where its current epoch's writes begin (a deposed
+                         // primary rejoining truncates its log there); standby: 0
+};
+static_assert(sizeof(HelloEntry) == kHelloEntryBytes);
+
+struct BatchFragmentHeader {
+  uint32_t queue;
+  uint32_t partition;
+  uint64_t base_offset;  // first record of the batch
+  uint64_t end_offset;   // one past its last record
+  uint32_t batch_bytes;  // header + payload of the batch (the CRC-covered bytes; no padding)
+  uint32_t frag_offset;  // where this fragment's bytes go in the batch
+  uint32_t frag_unit;    // every fragment but the last carries exactly this many bytes
+  uint32_t frag_bytes;   // bytes in this fragment
+};
+static_assert(sizeof(BatchFragmentHeader) == kFragmentHeaderBytes);
+
+// A decoded datagram. Views point into the datagram (valid while it is).
+struct LinkMessage {
+  MsgType type = MsgType::kHeartbeat;
+  Role role = Role::kPrimary;
+  uint64_t epoch = 0;
+  // HELLO
+  uint64_t boot_id = 0;
+  uint32_t client_ipv4 = 0;  // host order a<<24|b<<16|c<<8|d
+  uint16_t client_port = 0;
+  uint16_t hello_flags = 0;
+  uint16_t hello_part = 0;   // this datagram's index among
+  uint16_t hello_parts = 1;  // the parts of one HELLO (>= 1)
+  // HELLO / ACK: `count` entries of 16 bytes, unaligned; read with Entry(i).
+  uint32_t count = 0;
+  std::span<const std::byte> entries;
+  // BATCH
+  BatchFragmentHeader fragment{};
+  std::span<const std::byte> data;
+  // NAK
+  uint32_t queue = 0;
+  uint32_t partition = 0;
+  uint64_t from_offset = 0;
+  // HEARTBEAT
+  uint64_t sent_ns = 0;
+  // CATALOG / CATALOG_ACK (data: the fragment's bytes)
+  uint64_t catalog_hash = 0;
+  uint32_t catalog_bytes = 0;
+  uint32_t catalog_offset = 0;
+
+  PartitionOffset Entry(uint32_t i) const;     // ACK
+  HelloEntry Hello(uint32_t i) const;          // HELLO
+};
+
+enum class DecodeError : uint8_t {
+  kOk,
+  kShort,        // fewer bytes than a header, or than the header's length
+  kBadMagic,
+  kBadVersion,
+  kBadType,
+  kBadRole,
+  kBadLength,    // body size does not fit the type, or length != datagram size
+  kBadCrc,
+  kBadFragment,  // fragment outside its batch, zero unit, bytes past the end...
+  kTooMany,      // count above kMaxEntriesPerMessage
+};
+std::string_view DecodeErrorName(DecodeError e);
+
+DecodeError DecodeLink(std::span<const std::byte> datagram, LinkMessage* out);
+
+// Encoders: each writes one datagram into `buf` and returns its size, or 0 if `buf` is too small.
+size_t EncodeHello(std::span<std::byte> buf, Role role, uint64_t epoch, uint64_t boot_id,
+                   std::span<const HelloEntry> entries, uint32_t client_ipv4 = 0,
+                   uint16_t client_port = 0, uint16_t flags = 0, uint16_t part = 0,
+                   uint16_t parts = 1);
+// HELLO entries that fit one datagram of `max_datagram_bytes`.
+inline constexpr uint32_t HelloEntriesPerDatagram(uint32_t max_datagram_bytes) {
+  return (max_datagram_bytes - kLinkHeaderBytes - 24) / kHelloEntryBytes;
+}
+size_t EncodeAck(std::span<std::byte> buf, Role role, uint64_t epoch,
+                 std::span<const PartitionOffset> entries);
+size_t EncodeNak(std::span<std::byte> buf, Role role, uint64_t epoch, uint32_t queue,
+                 uint32_t partition, uint64_t from_offset);
+size_t EncodeHeartbeat(std::span<std::byte> buf, Role role, uint64_t epoch, uint64_t sent_ns);
+size_t EncodeCatalog(std::span<std::byte> buf, Role role, uint64_t epoch, uint64_t hash,
+                     uint32_t total_bytes, uint32_t offset, std::span<const std::byte> bytes);
+size_t EncodeCatalogAck(std::span<std::byte> buf, Role role, uint64_t epoch, uint64_t hash);
+size_t EncodeFragment(std::span<std::byte> buf, Role role, uint64_t epoch,
+                      const BatchFragmentHeader& h, std::span<const std::byte> bytes);
+
+// The identity of a catalog document: CRC32C in the high half, size in the low half.
+uint64_t CatalogHash(std::span<const std::byte> document);
+
+// Largest fragment payload that fits a datagram of `max_datagram_bytes`.
+inline constexpr uint32_t FragmentCapacity(uint32_t max_datagram_bytes) {
+  return max_datagram_bytes > kLinkHeaderBytes + kFragmentHeaderBytes
+             ? max_datagram_bytes - kLinkHeaderBytes - kFragmentHeaderBytes
+             : 0;
+}
+
+}  // namespace sluice::replication

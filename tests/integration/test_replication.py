@@ -1,0 +1,663 @@
+"""Replication and failover with real processes (docs/replication.md): a primary and a standby
+sluiced in one network namespace the test creates, each with its own TAP client port, linked by a
+memif pair (DPDK shared-memory interfaces over a unix socket in the test's temp dir). Every name
+(namespace, interfaces, DPDK file prefixes, memif socket, directories) is unique per run; processes
+are ended by the PID of the process group started here, never by name.
+"""
+
+import json
+import os
+import random
+import secrets
+import shutil
+import signal
+import socket
+import struct
+import subprocess
+import tempfile
+import time
+import unittest
+import urllib.error
+import urllib.request
+
+import harness
+import wire
+
+CLIENT_PORT = 7411
+LINK_PORT = 7412
+
+
+class Box:
+    """One sluiced of the pair. `net`: the third octet of its client subnet (198.18.NET.0/24)."""
+
+    def __init__(self, root, tag, name, net, link_ip, peer_ip, memif_role, socket_path, rest_port,
+                 role, queues, link="memif"):
+        self.name = name
+        self.dir = os.path.join(root, name)
+        os.makedirs(self.dir)
+        self.server = (f"198.18.{net}.1", CLIENT_PORT)
+        self.rest = f"127.0.0.1:{rest_port}"
+        self.layout = os.path.join(self.dir, "layout.toml")
+        self.log_path = os.path.join(self.dir, "sluiced.log")
+        self.data_dir = os.path.join(self.dir, "data")
+        self.proc = None
+        self._log_offset = 0
+        if link == "memif":
+            link_port = f"""
+[[port]]
+name = "link"
+vdev = "net_memif_{tag}{name},role={memif_role},socket={socket_path},id=0"
+role = "replication"
+rx_queues = 1
+ipv4 = "{link_ip}"
+udp_port = {LINK_PORT}
+"""
+            rx = '["client0:0", "link:0"]'
+            replication = f'link_port = "link"\npeer = "{peer_ip}:{LINK_PORT}"'
+        else:  # kernel UDP on loopback: link_ip/peer_ip are the two ports there
+            link_port = ""
+            rx = '["client0:0"]'
+            replication = f'link_port = ""\nlisten = "127.0.0.1:{link_ip}"\npeer = "127.0.0.1:{peer_ip}"'
+        with open(self.layout, "w") as f:
+            f.write(f"""
+[eal]
+lcores = [0, 1]
+main_lcore = 0
+memory_mb = 256
+hugepages = false
+file_prefix = "sluice-rt-{tag}-{name}"
+lcore_cpus = "0@0,1@1"
+
+[[port]]
+name = "client0"
+vdev = "net_tap_{tag}{name},iface=slr{tag}{name}"
+rx_queues = 1
+ipv4 = "198.18.{net}.1"
+udp_port = {CLIENT_PORT}
+kernel_ipv4 = "198.18.{net}.2/24"
+{link_port}
+[[lcore]]
+id = 1
+rx = {rx}
+shards = [0, 1]
+idle = "adaptive"
+
+[dataplane]
+shards = 2
+
+[storage]
+data_dirs = ["{self.data_dir}"]
+durability = "write"
+segment_bytes = 8388608
+
+[replication]
+role = "{role}"
+{replication}
+mode = "sync"
+
+[control]
+metadata_dir = "{os.path.join(self.dir, 'meta')}"
+listen = "{self.rest}"
+
+{queues}
+""")
+        self._log = open(self.log_path, "a")
+
+    def start(self, args=()):
+        self._log_offset = os.path.getsize(self.log_path)
+        self.proc = subprocess.Popen(
+            [harness.binary("dataplane/sluiced"), "--hwconf", self.layout, *args],
+            stdout=self._log, stderr=subprocess.STDOUT, start_new_session=True)
+        self.wait_running()
+
+    def wait_running(self, after=None):
+        """Waits for a 'running' line after the log offset `after` (default: this start)."""
+        start = self._log_offset if after is None else after
+        harness.wait_for(lambda: self.proc.poll() is not None or
+                         "sluiced: running" in self.log()[start:], 60, f"{self.name} to run")
+        if self.proc.poll() is not None:
+            raise AssertionError(f"{self.name} exited {self.proc.returncode}:\n{self.log()[-4000:]}")
+
+    def log(self):
+        with open(self.log_path) as f:
+            return f.read()
+
+    def log_size(self):
+        return os.path.getsize(self.log_path)
+
+    def kill(self):
+        if self.proc is not None and self.proc.poll() is None:
+            os.killpg(self.proc.pid, signal.SIGKILL)
+            self.proc.wait()
+
+    def stop(self):
+        if self.proc is not None and self.proc.poll() is None:
+            os.killpg(self.proc.pid, signal.SIGTERM)
+            try:
+                self.proc.wait(20)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.proc.pid, signal.SIGKILL)
+                self.proc.wait()
+
+    def http(self, method, path, body=None):
+        req = urllib.request.Request(f"http://{self.rest}{path}", method=method,
+                                     data=None if body is None else json.dumps(body).encode(),
+                                     headers={"Content-Type": "application/json"})
+        try:
+            with urllib.request.urlopen(req, timeout=5) as r:
+                return r.status, json.loads(r.read() or b"{}")
+        except urllib.error.HTTPError as e:
+            return e.code, json.loads(e.read() or b"{}")
+
+    def role(self):
+        try:
+            return self.http("GET", "/v1/role")[1]
+        except (urllib.error.URLError, ConnectionError, OSError):
+            return {}
+
+    def close(self):
+        self.stop()
+        self._log.close()
+
+
+QUEUES = """
+[[queue]]
+name = "events"
+type = "stream"
+partitions = 2
+"""
+
+
+class Pair:
+    def __init__(self, queues=QUEUES, link="memif"):
+        self.tag = secrets.token_hex(2)
+        self.root = tempfile.mkdtemp(prefix=f"sluice-repl-{self.tag}-")
+        sock = os.path.join(self.root, "link.sock")
+        if link == "memif":
+            ips = ("198.18.2.1", "198.18.2.2")
+        else:  # loopback UDP ports of the namespace the test made (nothing else binds there)
+            ips = ("7512", "7513")
+        self.a = Box(self.root, self.tag, "a", 10, ips[0], ips[1], "server", sock,
+                     7480, "primary", queues, link)
+        self.b = Box(self.root, self.tag, "b", 11, ips[1], ips[0], "client", sock,
+                     7481, "standby", queues, link)
+
+    def close(self, failed):
+        for box in (self.a, self.b):
+            box.close()
+        if failed:
+            for box in (self.a, self.b):
+                print(f"--- {box.name} log ---\n{box.log()[-6000:]}")
+        shutil.rmtree(self.root, ignore_errors=True)
+
+
+def wait_in_sync(primary, standby, timeout_s=30):
+    harness.wait_for(lambda: primary.role().get("replication_connected") and
+                     primary.role().get("caught_up") and standby.role().get("caught_up"),
+                     timeout_s, f"{standby.name} to catch up with {primary.name}")
+
+
+class Producer:
+    """An idempotent producer: one message per frame, resent until acked OK/DUPLICATE."""
+
+    def __init__(self, producer_id=77):
+        self.sock = harness.udp_socket(0.3)
+        self.producer_id = producer_id
+        self.seq = {0: 0, 1: 0}
+        self.acked = {0: [], 1: []}  # partition -> [(seq, offset, payload)]
+        self.request = 0
+        self.errors = {}
+
+    def payload(self, part, seq):
+        return f"m-{part}-{seq}-".encode() + bytes([(seq * 7 + i) % 251 for i in range(40 + seq % 200)])
+
+    def send_one(self, server, queue_id, part, deadline_s=2.0):
+        """Sends (part, next seq) until an answer; returns the errc name ('OK', 'NOT_REPLICATED',
+        'TIMEOUT', ...). OK/DUPLICATE advance the sequence."""
+        seq = self.seq[part]
+        payload = self.payload(part, seq)
+        end = time.monotonic() + deadline_s
+        while time.monotonic() < end:
+            self.request += 1
+            data = wire.produce(queue_id, [payload], producer=self.producer_id, first_sequence=seq,
+                                partition=part, client=self.producer_id, request=self.request)
+            try:
+                self.sock.sendto(data, server)
+            except OSError:
+                time.sleep(0.05)
+                continue
+            try:
+                while True:
+                    reply, _ = self.sock.recvfrom(65536)
+                    h = wire.parse_header(reply)
+                    if h["type"] == wire.ERROR and h["request"] == self.request:
+                        e = wire.parse_error(reply)
+                        self.errors[e] = self.errors.get(e, 0) + 1
+                        return e
+                    if h["type"] != wire.ACK:
+                        continue
+                    for (p, errc, count, first_seq, off) in wire.parse_acks(reply):
+                        if p != part or first_seq != seq:
+                            continue
+                        if errc in ("OK", "DUPLICATE"):
+                            self.acked[part].append((seq, off, payload))
+                            self.seq[part] += 1
+                        else:
+                            self.errors[errc] = self.errors.get(errc, 0) + 1
+                        return errc
+            except (TimeoutError, socket.timeout):
+                continue
+        return "TIMEOUT"
+
+
+def lookup(box):
+    s = harness.udp_socket(0.5)
+    try:
+        c = wire.Client(s, box.server, client_id=9)
+        c.handshake()
+        return c.lookup("events")[0]
+    finally:
+        s.close()
+
+
+def lookup_name(box, name):
+    s = harness.udp_socket(0.5)
+    try:
+        c = wire.Client(s, box.server, client_id=9)
+        c.handshake()
+        return c.lookup(name)[0]
+    finally:
+        s.close()
+
+
+def queues_of(box):
+    try:
+        status, body = box.http("GET", "/v1/queues")
+    except (urllib.error.URLError, ConnectionError, OSError):
+        return {}
+    return {q["name"]: q for q in body.get("queues", [])} if status == 200 else {}
+
+
+def fetch_partition(box, queue_id, part, count):
+    s = harness.udp_socket(1.0)
+    try:
+        c = wire.Client(s, box.server, client_id=11)
+        c.handshake()
+        return c.fetch_all(queue_id, part, count)
+    finally:
+        s.close()
+
+
+class ReplicationTest(unittest.TestCase):
+    @classmethod
+    def setUpClass(cls):
+        harness.require_root()
+        harness.binary("dataplane/sluiced")
+
+    def setUp(self):
+        self.ns = harness.Namespace()
+        self.ns.__enter__()
+        self.pair = Pair()
+        self._failed = True
+
+    def tearDown(self):
+        self.pair.close(self._failed)
+        self.ns.__exit__(None, None, None)
+
+    def start_pair(self):
+        self.pair.a.start()
+        self.pair.b.start()
+        wait_in_sync(self.pair.a, self.pair.b)
+
+    def test_standby_refuses_and_sync_needs_the_standby(self):
+        a, b = self.pair.a, self.pair.b
+        self.start_pair()
+        self.assertEqual(a.role()["role"], "primary")
+        self.assertEqual(b.role()["role"], "standby")
+        queue_id = lookup(a)
+        p = Producer()
+        for _ in range(50):
+            self.assertEqual(p.send_one(a.server, queue_id, 0), "OK")
+        # The standby refuses produces with NOT_PRIMARY, naming the primary's client address...
+        self.assertEqual(p.send_one(b.server, queue_id, 0), "NOT_PRIMARY")
+        p.sock.sendto(wire.produce(queue_id, [b"x"], producer=5, partition=0, client=5,
+                                   request=4242), b.server)
+        while True:
+            reply, _ = p.sock.recvfrom(65536)
+            if wire.parse_header(reply)["request"] == 4242:
+                break
+        port, ipv4 = struct.unpack_from("<HI", reply, wire.HEADER.size + 6)
+        self.assertEqual((socket.inet_ntoa(struct.pack(">I", ipv4)), port), a.server)
+        # ...and the sluice CLI, pointed at the standby, follows the redirect to the primary.
+        cli = subprocess.run([harness.binary("client/sluice"), "--server", "%s:%d" % b.server,
+                              "produce", "events"], input="via-redirect\n", capture_output=True,
+                             text=True, timeout=60)
+        self.assertEqual(cli.returncode, 0, cli.stderr)
+        # The standby serves stream reads of what it holds, marked REPLICA (flag 0x0008).
+        harness.wait_for(lambda: a.role().get("replication_lag_bytes") == 0, 10, "no lag")
+        got = fetch_partition(b, queue_id, 0, len(p.acked[0]))
+        self.assertEqual(got[:len(p.acked[0])], [(o, pl) for (_, o, pl) in p.acked[0]])
+        s = harness.udp_socket(1.0)
+        c = wire.Client(s, b.server, client_id=12)
+        c.handshake()
+        reply = c.call(lambda r: wire.fetch(queue_id, 0, 0, 10, 12, r), (wire.MESSAGES,))
+        self.assertTrue(wire.parse_header(reply)["flags"] & 0x0008, "MESSAGES not marked REPLICA")
+        s.close()
+        # Promotion of a primary is refused.
+        status, body = a.http("POST", "/v1/promote", {})
+        self.assertEqual(status, 409, body)
+        # The standby's log holds the primary's batches byte for byte.
+        harness.wait_for(lambda: a.role().get("replication_lag_bytes") == 0, 10, "no lag")
+        a.stop()
+        b.stop()
+        for part in (0, 1):
+            da = os.path.join(a.data_dir, f"{queue_id}-{part}")
+            db = os.path.join(b.data_dir, f"{queue_id}-{part}")
+            for seg in sorted(f for f in os.listdir(da) if f.endswith(".log") and f[:-4].isdigit()):
+                with open(os.path.join(da, seg), "rb") as fa, open(os.path.join(db, seg), "rb") as fb:
+                    self.assertEqual(fa.read(), fb.read(), f"{seg} of partition {part} differs")
+        # Standby down: a sync queue answers NOT_REPLICATED (after the peer timeout).
+        a.start()
+        answers = []
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            e = p.send_one(a.server, queue_id, 0, deadline_s=1.0)
+            answers.append(e)
+            if e == "NOT_REPLICATED":
+                break
+        self.assertEqual(answers[-1], "NOT_REPLICATED", answers)
+        print(f"\nrefusals: standby NOT_PRIMARY naming {a.server}, CLI followed it; standby "
+              f"served {len(got)} messages marked REPLICA; sync with standby down: {answers}")
+        p.sock.close()
+        self._failed = False
+
+    def test_sigkill_primary_promote_standby_rounds(self):
+        a, b = self.pair.a, self.pair.b
+        self.start_pair()
+        queue_id = lookup(a)
+        p = Producer()
+        rng = random.Random(int.from_bytes(os.urandom(4), "little"))
+        rounds = int(os.environ.get("SLUICE_REPL_ROUNDS", "10"))
+        primary, standby = a, b
+        kills = 0
+        t_start = time.monotonic()
+        for rnd in range(rounds):
+            self.assertLess(time.monotonic() - t_start, 240, "rounds take too long")
+            # Produce for a random while, then SIGKILL the primary with a frame maybe in flight.
+            n = rng.randint(5, 60)
+            sent = 0
+            for i in range(n):
+                part = rng.randint(0, 1)
+                e = p.send_one(primary.server, queue_id, part, deadline_s=3.0)
+                self.assertIn(e, ("OK", "DUPLICATE"), f"round {rnd}: produce answered {e}")
+                sent += 1
+            # One more frame, not waited for: the kill lands while it is in flight.
+            part = rng.randint(0, 1)
+            seq = p.seq[part]
+            p.sock.sendto(wire.produce(queue_id, [p.payload(part, seq)], producer=p.producer_id,
+                                       first_sequence=seq, partition=part, client=p.producer_id,
+                                       request=999999), primary.server)
+            time.sleep(rng.random() * 0.01)
+            primary.kill()
+            kills += 1
+            # Promote the standby; it restarts as primary with the next epoch.
+            before = standby.log_size()
+            status, body = standby.http("POST", "/v1/promote", {})
+            self.assertEqual(status, 202, body)
+            standby.wait_running(after=before)
+            harness.wait_for(lambda: standby.role().get("role") == "primary", 30,
+                             f"{standby.name} to be primary")
+            # The old primary comes back: fenced by the newer epoch, it rejoins as standby.
+            before = primary.log_size()
+            primary.start()
+            harness.wait_for(lambda: "rejoining as standby" in primary.log()[before:], 30,
+                             f"{primary.name} to be fenced")
+            primary.wait_running(after=primary.log().rfind("rejoining as standby"))
+            harness.wait_for(lambda: primary.role().get("role") == "standby", 30,
+                             f"{primary.name} to be standby")
+            primary, standby = standby, primary
+            wait_in_sync(primary, standby)
+            # The frame in flight at the kill: resend until acked (DUPLICATE if it survived).
+            e = p.send_one(primary.server, queue_id, part, deadline_s=5.0)
+            self.assertIn(e, ("OK", "DUPLICATE"), f"round {rnd}: resend answered {e}")
+        # Every acked message is on the last primary exactly once, in order, payload intact,
+        # at the offset it was acked with.
+        total = 0
+        for part in (0, 1):
+            acked = p.acked[part]
+            got = fetch_partition(primary, queue_id, part, len(acked))
+            self.assertEqual(len(got), len(acked), f"partition {part}: count")
+            for (seq, off, payload), (goff, gpayload) in zip(acked, got):
+                self.assertEqual(goff, off, f"partition {part} seq {seq}: offset")
+                self.assertEqual(gpayload, payload, f"partition {part} seq {seq}: payload")
+            total += len(acked)
+        dropped = sum(int(l.split("never acknowledged")[0].split(": ")[-1].split()[0])
+                      for box in (a, b) for l in box.log().splitlines()
+                      if "cut the divergent tail" in l)
+        print(f"\nfailover: {kills} SIGKILLs and promotions in {time.monotonic() - t_start:.1f} s; "
+              f"{total} acked messages all on the final primary ({primary.name}) exactly once, "
+              f"in order, intact; producer errors {p.errors}; divergent-tail messages dropped on "
+              f"rejoin: {dropped}; final epoch {primary.role().get('epoch')}")
+        p.sock.close()
+        self._failed = False
+
+    def test_forced_promotion_fences_and_cuts_the_divergent_tail(self):
+        a, b = self.pair.a, self.pair.b
+        self.start_pair()
+        queue_id = lookup(a)
+        p = Producer()
+        for i in range(20):
+            self.assertEqual(p.send_one(a.server, queue_id, i % 2), "OK")
+        replicated = {part: list(p.acked[part]) for part in (0, 1)}
+        # The standby dies; the primary's queue degrades to async (replication_degrade = allow):
+        # acked with the alarm raised, held by the primary only.
+        status, body = a.http("PATCH", "/v1/queues/events",
+                              {"attributes": {"replication_degrade": "allow"}})
+        self.assertEqual(status, 200, body)
+        b.kill()
+        degraded = 0
+        for i in range(12):
+            self.assertEqual(p.send_one(a.server, queue_id, i % 2, deadline_s=5.0), "OK")
+            degraded += 1
+        harness.wait_for(lambda: "ALARM" in a.log(), 10, "the degrade alarm in the log")
+        a.kill()
+        # The standby comes back alone: it has not caught up, so promotion needs --force.
+        b.start()
+        status, body = b.http("POST", "/v1/promote", {})
+        self.assertEqual(status, 409, body)
+        self.assertIn("force", json.dumps(body))
+        before = b.log_size()
+        status, body = b.http("POST", "/v1/promote", {"force": True})
+        self.assertEqual(status, 202, body)
+        b.wait_running(after=before)
+        harness.wait_for(lambda: b.role().get("role") == "primary", 30, "b to be primary")
+        # The old primary returns: fenced by the newer epoch, it rejoins as standby and cuts the
+        # tail the new primary never had.
+        before = a.log_size()
+        a.start()
+        harness.wait_for(lambda: "rejoining as standby" in a.log()[before:], 30, "a to be fenced")
+        harness.wait_for(lambda: a.role().get("role") == "standby", 30, "a to be standby")
+        wait_in_sync(b, a)
+        cut = [l for l in a.log()[before:].splitlines() if "cut the divergent tail" in l]
+        dropped = sum(int(l.split("): ")[1].split()[0]) for l in cut)
+        self.assertEqual(dropped, degraded, cut)
+        # The new primary serves the replicated messages at their offsets; writes go on.
+        for part in (0, 1):
+            got = fetch_partition(b, queue_id, part, len(replicated[part]))
+            self.assertEqual([(o, pl) for (_, o, pl) in replicated[part]], got[:len(replicated[part])])
+        q = Producer(producer_id=78)
+        for i in range(10):
+            self.assertEqual(q.send_one(b.server, queue_id, i % 2), "OK")
+        harness.wait_for(lambda: b.role().get("replication_lag_bytes") == 0, 10, "no lag")
+        # No offset holds two different batches: the logs are byte-identical.
+        a.stop()
+        b.stop()
+        for part in (0, 1):
+            da = os.path.join(a.data_dir, f"{queue_id}-{part}")
+            db = os.path.join(b.data_dir, f"{queue_id}-{part}")
+            for seg in sorted(f for f in os.listdir(db) if f.endswith(".log") and f[:-4].isdigit()):
+                with open(os.path.join(da, seg), "rb") as fa, open(os.path.join(db, seg), "rb") as fb:
+                    self.assertEqual(fa.read(), fb.read(), f"{seg} of partition {part} differs")
+        print(f"\nforced promotion: {degraded} degraded (primary-only) messages cut on rejoin; "
+              f"logs identical afterwards")
+        p.sock.close()
+        q.sock.close()
+        self._failed = False
+
+    def test_catalog_follows_the_primary(self):
+        a, b = self.pair.a, self.pair.b
+        self.start_pair()
+        # A queue created on the primary at run time reaches the standby with the same id and
+        # attributes, its partitions replicate, and it serves after a promotion.
+        status, body = a.http("POST", "/v1/queues", {
+            "name": "orders", "type": "stream", "partitions": 1,
+            "attributes": {"replication": "sync", "retention_ms": 3600000}})
+        self.assertIn(status, (200, 201), body)
+        harness.wait_for(lambda: "orders" in queues_of(b), 10, "orders on the standby")
+        qa, qb = queues_of(a)["orders"], queues_of(b)["orders"]
+        self.assertEqual((qa["id"], qa["attributes"]), (qb["id"], qb["attributes"]))
+        harness.wait_for(lambda: a.role().get("catalog_replicated"), 10, "catalog acked")
+        queue_id = lookup_name(a, "orders")
+        p = Producer()
+        p.seq = {0: 0}
+        p.acked = {0: []}
+        harness.wait_for(lambda: p.send_one(a.server, queue_id, 0, deadline_s=1.0) == "OK", 10,
+                         "a sync produce to the new queue")
+        for _ in range(20):
+            self.assertEqual(p.send_one(a.server, queue_id, 0), "OK")
+        a.kill()
+        before = b.log_size()
+        # The operator's way: sluicectl promote (POST /v1/promote).
+        cp = subprocess.run([harness.binary("control/sluicectl"), "--server", b.rest, "promote"],
+                            capture_output=True, text=True, timeout=60)
+        self.assertEqual(cp.returncode, 0, cp.stderr)
+        self.assertIn("promoting: epoch 2", cp.stdout)
+        b.wait_running(after=before)
+        harness.wait_for(lambda: b.role().get("role") == "primary", 30, "b to be primary")
+        got = fetch_partition(b, queue_id, 0, len(p.acked[0]))
+        self.assertEqual(got, [(o, pl) for (_, o, pl) in p.acked[0]])
+        print(f"\ncatalog: queue 'orders' (id {qa['id']}) created on the primary, adopted by the "
+              f"standby, {len(got)} sync messages served after promotion")
+        p.sock.close()
+        self._failed = False
+
+    def test_kernel_udp_link(self):
+        self.pair.close(False)
+        self.pair = Pair(link="udp")
+        a, b = self.pair.a, self.pair.b
+        self.start_pair()
+        queue_id = lookup(a)
+        p = Producer()
+        for i in range(200):
+            self.assertEqual(p.send_one(a.server, queue_id, i % 2), "OK")
+        self.assertEqual(p.send_one(b.server, queue_id, 0), "NOT_PRIMARY")
+        harness.wait_for(lambda: a.role().get("replication_lag_bytes") == 0, 10, "no lag")
+        a.kill()
+        before = b.log_size()
+        status, body = b.http("POST", "/v1/promote", {})
+        self.assertEqual(status, 202, body)
+        b.wait_running(after=before)
+        harness.wait_for(lambda: b.role().get("role") == "primary", 30, "b to be primary")
+        for part in (0, 1):
+            got = fetch_partition(b, queue_id, part, len(p.acked[part]))
+            self.assertEqual(got, [(o, pl) for (_, o, pl) in p.acked[part]])
+        print(f"\nkernel UDP link: 200 sync messages acked, all served by the promoted standby")
+        p.sock.close()
+        self._failed = False
+
+    def test_link_faults_cut_and_heal(self):
+        """Kernel UDP link with injected faults on both sides (loss, duplication, reordering:
+        sluiced --inject-link-fault; this kernel has no netem), then a cut and a heal."""
+        self.pair.close(False)
+        self.pair = Pair(link="udp")
+        a, b = self.pair.a, self.pair.b
+        cut = os.path.join(self.pair.root, "cut")
+        fault = ["--inject-link-fault", f"0.05:0.05:0.05:{cut}"]
+        a.start(fault)
+        b.start(fault)
+        wait_in_sync(a, b)
+        queue_id = lookup(a)
+        p = Producer()
+        for i in range(200):
+            e = p.send_one(a.server, queue_id, i % 2, deadline_s=5.0)
+            self.assertEqual(e, "OK", f"message {i}: {a.role()} {b.role()}")
+        # Cut: sync produces are refused once the standby is declared gone.
+        open(cut, "w").close()
+        answers = []
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            answers.append(p.send_one(a.server, queue_id, 0, deadline_s=1.0))
+            if answers[-1] == "NOT_REPLICATED":
+                break
+        self.assertEqual(answers[-1], "NOT_REPLICATED", answers)
+        # Degraded while cut: acked by the primary alone, with the alarm; the standby must catch
+        # these up after the heal.
+        status, body = a.http("PATCH", "/v1/queues/events",
+                              {"attributes": {"replication_degrade": "allow"}})
+        self.assertEqual(status, 200, body)
+        # (A message appended before the standby was declared gone was answered NOT_REPLICATED;
+        # its resend is DUPLICATE: stored, with its offset.)
+        for i in range(100):
+            self.assertIn(p.send_one(a.server, queue_id, i % 2, deadline_s=5.0), ("OK", "DUPLICATE"))
+        status, body = a.http("PATCH", "/v1/queues/events",
+                              {"attributes": {"replication_degrade": "deny"}})
+        self.assertEqual(status, 200, body)
+        os.unlink(cut)
+        wait_in_sync(a, b, timeout_s=60)
+        for i in range(50):
+            self.assertIn(p.send_one(a.server, queue_id, i % 2, deadline_s=5.0), ("OK", "DUPLICATE"))
+        harness.wait_for(lambda: a.role().get("replication_lag_bytes") == 0, 30, "no lag")
+        counters_a = a.role()["replication_counters"]
+        self.assertGreater(counters_a["batches_resent"], 0, counters_a)
+        a.stop()
+        b.stop()
+        for part in (0, 1):
+            da = os.path.join(a.data_dir, f"{queue_id}-{part}")
+            db = os.path.join(b.data_dir, f"{queue_id}-{part}")
+            for seg in sorted(f for f in os.listdir(da) if f.endswith(".log") and f[:-4].isdigit()):
+                with open(os.path.join(da, seg), "rb") as fa, open(os.path.join(db, seg), "rb") as fb:
+                    self.assertEqual(fa.read(), fb.read(), f"{seg} of partition {part} differs")
+        total = sum(len(v) for v in p.acked.values())
+        print(f"\nlink faults: 5% loss/dup/reorder each way, a cut and a heal: {total} acked, "
+              f"standby log byte-identical after catch-up; primary resent "
+              f"{counters_a['batches_resent']} batches; NOT_REPLICATED while cut")
+        p.sock.close()
+        self._failed = False
+
+    def test_wiped_standby_catches_up_from_disk_then_takes_over(self):
+        a, b = self.pair.a, self.pair.b
+        self.start_pair()
+        queue_id = lookup(a)
+        p = Producer()
+        for i in range(300):
+            self.assertEqual(p.send_one(a.server, queue_id, i % 2), "OK")
+        # The standby loses everything (data and state); the primary restarts too, so that its
+        # memory holds none of it: the catch-up is read from the primary's log.
+        b.kill()
+        shutil.rmtree(b.data_dir)
+        a.stop()
+        a.start()
+        b.start()
+        wait_in_sync(a, b, timeout_s=60)
+        backfilled = a.role()["replication_counters"]["backfill_batches"]
+        self.assertGreater(backfilled, 0)
+        for i in range(20):
+            self.assertEqual(p.send_one(a.server, queue_id, i % 2), "OK")
+        # Caught up: promotion needs no force; nothing acked is lost.
+        a.kill()
+        before = b.log_size()
+        status, body = b.http("POST", "/v1/promote", {})
+        self.assertEqual(status, 202, body)
+        b.wait_running(after=before)
+        harness.wait_for(lambda: b.role().get("role") == "primary", 30, "b to be primary")
+        for part in (0, 1):
+            got = fetch_partition(b, queue_id, part, len(p.acked[part]))
+            self.assertEqual(got, [(o, pl) for (_, o, pl) in p.acked[part]])
+        print(f"\nwiped standby: caught up {backfilled} batches from the primary's log, then "
+              f"promoted with all {sum(len(v) for v in p.acked.values())} acked messages")
+        p.sock.close()
+        self._failed = False
+
+
+if __name__ == "__main__":
+    unittest.main(verbosity=2)

@@ -1,0 +1,111 @@
+#include "replication/link_format.h"
+
+#include <gtest/gtest.h>
+
+#include <cstring>
+#include <random>
+#include <vector>
+
+namespace sluice::replication {
+namespace {
+
+TEST(LinkFormat, HelloRoundTrip) {
+  std::vector<std::byte> buf(1472);
+  const HelloEntry e[2] = {{7, 0, 100, 0}, {7, 1, 250, 40}};
+  const size_t n = EncodeHello(buf, Role::kPrimary, 3, 0xabcdef, e, 0xC6120A01, 7411);
+  ASSERT_EQ(n, kLinkHeaderBytes + 24 + 2 * kHelloEntryBytes);
+  LinkMessage m;
+  ASSERT_EQ(DecodeLink(std::span(buf).first(n), &m), DecodeError::kOk);
+  EXPECT_EQ(m.type, MsgType::kHello);
+  EXPECT_EQ(m.role, Role::kPrimary);
+  EXPECT_EQ(m.epoch, 3u);
+  EXPECT_EQ(m.boot_id, 0xabcdefu);
+  EXPECT_EQ(m.client_ipv4, 0xC6120A01u);
+  EXPECT_EQ(m.client_port, 7411u);
+  ASSERT_EQ(m.count, 2u);
+  EXPECT_EQ(m.Hello(1).queue, 7u);
+  EXPECT_EQ(m.Hello(1).partition, 1u);
+  EXPECT_EQ(m.Hello(1).offset, 250u);
+  EXPECT_EQ(m.Hello(1).epoch_start, 40u);
+}
+
+TEST(LinkFormat, AckNakHeartbeatRoundTrip) {
+  std::vector<std::byte> buf(1472);
+  const PartitionOffset e[1] = {{1, 2, 3}};
+  size_t n = EncodeAck(buf, Role::kStandby, 9, e);
+  LinkMessage m;
+  ASSERT_EQ(DecodeLink(std::span(buf).first(n), &m), DecodeError::kOk);
+  EXPECT_EQ(m.type, MsgType::kAck);
+  EXPECT_EQ(m.Entry(0).offset, 3u);
+  n = EncodeNak(buf, Role::kStandby, 9, 4, 5, 66);
+  ASSERT_EQ(DecodeLink(std::span(buf).first(n), &m), DecodeError::kOk);
+  EXPECT_EQ(m.type, MsgType::kNak);
+  EXPECT_EQ(m.queue, 4u);
+  EXPECT_EQ(m.partition, 5u);
+  EXPECT_EQ(m.from_offset, 66u);
+  n = EncodeHeartbeat(buf, Role::kPrimary, 2, 12345);
+  ASSERT_EQ(DecodeLink(std::span(buf).first(n), &m), DecodeError::kOk);
+  EXPECT_EQ(m.type, MsgType::kHeartbeat);
+  EXPECT_EQ(m.sent_ns, 12345u);
+  EXPECT_EQ(m.role, Role::kPrimary);
+}
+
+TEST(LinkFormat, FragmentRoundTripAndBounds) {
+  std::vector<std::byte> buf(1472), data(100, std::byte{0x5a});
+  BatchFragmentHeader h{1, 0, 10, 20, 250, 200, 100, 50};
+  // Last fragment: 200 + 50 == 250.
+  ASSERT_EQ(EncodeFragment(buf, Role::kPrimary, 1, h, std::span(data).first(50)), 0u + kLinkHeaderBytes + kFragmentHeaderBytes + 50);
+  LinkMessage m;
+  ASSERT_EQ(DecodeLink(std::span(buf).first(kLinkHeaderBytes + kFragmentHeaderBytes + 50), &m),
+            DecodeError::kOk);
+  EXPECT_EQ(m.fragment.base_offset, 10u);
+  EXPECT_EQ(m.data.size(), 50u);
+  // A short fragment that is not the last, one past the batch, one off the unit grid: refused.
+  const BatchFragmentHeader bad[] = {
+      {1, 0, 10, 20, 250, 100, 100, 50},  // short but not last
+      {1, 0, 10, 20, 250, 200, 100, 60},  // past batch_bytes (and short)
+      {1, 0, 10, 20, 250, 150, 100, 100}, // off the grid
+      {1, 0, 10, 10, 250, 0, 100, 100},   // empty offset range
+      {1, 0, 10, 20, 250, 0, 0, 0},       // zero unit
+  };
+  for (const BatchFragmentHeader& b : bad) {
+    const size_t n = EncodeFragment(buf, Role::kPrimary, 1, b, std::span(data).first(b.frag_bytes));
+    ASSERT_NE(n, 0u);
+    EXPECT_NE(DecodeLink(std::span(buf).first(n), &m), DecodeError::kOk) << b.frag_offset;
+  }
+}
+
+TEST(LinkFormat, CorruptionTruncationAndGarbageAreRefused) {
+  std::vector<std::byte> buf(1472);
+  const size_t n = EncodeHeartbeat(buf, Role::kPrimary, 2, 12345);
+  LinkMessage m;
+  for (size_t i = 0; i < n; ++i) {
+    std::vector<std::byte> c(buf.begin(), buf.begin() + n);
+    c[i] ^= std::byte{0x01};
+    EXPECT_NE(DecodeLink(c, &m), DecodeError::kOk) << "flipped byte " << i;
+  }
+  for (size_t len = 0; len < n; ++len) {
+    EXPECT_NE(DecodeLink(std::span(buf).first(len), &m), DecodeError::kOk) << len;
+  }
+  // Random garbage: never accepted, never crashes (bounded: 20000 datagrams).
+  std::mt19937_64 rng(7);
+  std::vector<std::byte> g(1472);
+  for (int i = 0; i < 20000; ++i) {
+    const size_t len = rng() % g.size();
+    for (size_t j = 0; j < len; ++j) g[j] = static_cast<std::byte>(rng());
+    if (i % 2 == 0 && len >= 4) {  // give half of them the magic, to get past the first check
+      const uint32_t magic = kLinkMagic;
+      std::memcpy(g.data(), &magic, 4);
+    }
+    EXPECT_NE(DecodeLink(std::span(g).first(len), &m), DecodeError::kOk);
+  }
+}
+
+TEST(LinkFormat, EncodersRefuseSmallBuffers) {
+  std::vector<std::byte> buf(20);
+  EXPECT_EQ(EncodeHeartbeat(buf, Role::kPrimary, 1, 1), 0u);
+  EXPECT_EQ(EncodeNak(buf, Role::kStandby, 1, 1, 1, 1), 0u);
+}
+
+}  // namespace
+}  // namespace sluice::replication

@@ -1,0 +1,657 @@
+// Both ends of the replication link driven through a deterministic simulated network (seeded
+// loss, duplication, reordering, corruption, cuts) and a simulated standby disk: the standby's log
+// must end byte-identical to the primary's, with no gap and no duplicate (the simulated disk
+// refuses any batch that does not continue it).
+#include <gtest/gtest.h>
+
+#include <algorithm>
+#include <cstring>
+#include <deque>
+#include <map>
+#include <random>
+#include <vector>
+
+#include "dataplane/shard/chunk_pool.h"
+#include "dataplane/shard/partition_log.h"
+#include "replication/primary.h"
+#include "replication/standby.h"
+#include "storage/batch_format.h"
+
+namespace sluice::replication {
+namespace {
+
+constexpr uint32_t kMtu = 1472;
+
+struct Faults {
+  double loss = 0;
+  double dup = 0;
+  double corrupt = 0;
+  uint64_t jitter_ns = 0;  // extra random delay: reorders
+  bool cut = false;
+  uint64_t drop_hello_until_ns = 0;  // every HELLO sent before then is lost
+};
+
+// One direction of the link.
+class SimWire : public LinkOutput {
+ public:
+  SimWire(uint64_t seed, uint64_t latency_ns) : rng_(seed), latency_ns_(latency_ns), buf_(kMtu) {}
+  std::span<std::byte> Acquire() override { return buf_; }
+  void Send(size_t bytes) override {
+    ++sent;
+    if (faults.cut || Chance(faults.loss)) return;
+    if (now_ < faults.drop_hello_until_ns && buf_[6] == std::byte{1}) return;
+    const int copies = Chance(faults.dup) ? 2 : 1;
+    for (int i = 0; i < copies; ++i) {
+      Datagram d{now_ + latency_ns_ + (faults.jitter_ns ? rng_() % faults.jitter_ns : 0), seq_++,
+                 std::vector<std::byte>(buf_.begin(), buf_.begin() + bytes)};
+      if (Chance(faults.corrupt)) d.bytes[rng_() % bytes] ^= std::byte{0x40};
+      flight_.push_back(std::move(d));
+    }
+  }
+  template <typename Fn>
+  void Deliver(uint64_t now, Fn fn) {
+    now_ = now;
+    std::stable_sort(flight_.begin(), flight_.end(),
+                     [](const Datagram& a, const Datagram& b) { return a.at < b.at; });
+    size_t n = 0;
+    while (n < flight_.size() && flight_[n].at <= now) ++n;
+    std::vector<Datagram> due(std::make_move_iterator(flight_.begin()),
+                              std::make_move_iterator(flight_.begin() + n));
+    flight_.erase(flight_.begin(), flight_.begin() + n);
+    for (Datagram& d : due) fn(std::span<const std::byte>(d.bytes));
+  }
+  void SetNow(uint64_t now) { now_ = now; }
+  Faults faults;
+  uint64_t sent = 0;
+
+ private:
+  struct Datagram {
+    uint64_t at;
+    uint64_t seq;
+    std::vector<std::byte> bytes;
+  };
+  bool Chance(double p) { return p > 0 && std::uniform_real_distribution<double>(0, 1)(rng_) < p; }
+  std::mt19937_64 rng_;
+  uint64_t latency_ns_;
+  uint64_t now_ = 0;
+  uint64_t seq_ = 0;
+  std::vector<std::byte> buf_;
+  std::deque<Datagram> flight_;
+};
+
+// The primary's log of one partition: real shard batches, encoded as storage encodes them.
+struct PrimaryLog {
+  PrimaryLog(uint32_t q, uint32_t p, uint64_t seed)
+      : queue(q), partition(p), pool(256 << 10, 16, 4096, {}), log(pool, Config()), rng(seed) {}
+  static shard::LogConfig Config() {
+    shard::LogConfig c;
+    c.indexed = true;
+    c.max_chunks = 16;
+    c.max_index_entries = 1 << 16;
+    c.batch_align_bytes = 4096;
+    c.batch_header_bytes = 64;
+    return c;
+  }
+  struct Batch {
+    uint64_t base, end;
+    std::span<const std::byte> bytes;  // on-disk bytes, no padding
+  };
+  // Appends 1..40 records of 10..3000 bytes and seals; returns the batches that made (one, or
+  // more when a chunk filled up on the way).
+  std::vector<Batch> Produce(uint64_t now_ns) {
+    const uint32_t n = 1 + rng() % 40;
+    std::vector<std::byte> rec;
+    for (uint32_t i = 0; i < n; ++i) {
+      rec.resize(10 + rng() % 3000);
+      const uint64_t off = log.written_end().value;
+      for (size_t j = 0; j < rec.size(); ++j) rec[j] = static_cast<std::byte>((off * 131 + j) & 0xff);
+      EXPECT_EQ(log.Append(rec, now_ns + i, 42).errc, Errc::kOk);
+    }
+    EXPECT_TRUE(log.Seal());
+    std::vector<Batch> out;
+    log.ForEachUndurableBatch([&](const shard::SealedBatch& b) {
+      storage::EncodeBatch(b, storage::PartitionId{queue, partition}, epoch);
+      out.push_back({b.first_offset, b.end_offset(), {}});
+      starts[b.first_offset] = disk.size();
+      disk.insert(disk.end(), b.bytes.begin(), b.bytes.end());  // the padded stride, as on disk
+      lens[b.first_offset] = b.used_bytes;
+      ends[b.first_offset] = b.end_offset();
+    });
+    for (Batch& b : out) b.bytes = std::span<const std::byte>(disk).subspan(starts[b.base], lens[b.base]);
+    log.MarkDurable(shard::DurableOffset{out.back().end});  // local disk: instant here
+    batches += out.size();
+    return out;
+  }
+  std::span<const std::byte> Read(uint64_t base, uint64_t* end) const {
+    auto it = starts.find(base);
+    if (it == starts.end()) return {};
+    *end = ends.at(base);
+    return std::span<const std::byte>(disk).subspan(it->second, lens.at(base));
+  }
+  uint32_t queue, partition;
+  uint64_t epoch = 1;
+  shard::ChunkPool pool;
+  shard::PartitionLog log;
+  std::mt19937_64 rng;
+  std::vector<std::byte> disk;
+  std::map<uint64_t, size_t> starts;
+  std::map<uint64_t, uint32_t> lens;
+  std::map<uint64_t, uint64_t> ends;
+  uint64_t batches = 0;
+};
+
+// The standby's disk: appends only what continues the log exactly; durable after a delay.
+class SimDisk : public StandbySink {
+ public:
+  Errc Apply(uint32_t queue, uint32_t partition, std::span<const std::byte> batch,
+             const storage::BatchHeader& h) override {
+    Part& p = parts[{queue, partition}];
+    EXPECT_EQ(h.base_offset, p.end) << "gap or duplicate reached the standby's log";
+    if (h.base_offset != p.end) return Errc::kInternal;
+    if (throttle_next > 0) {
+      --throttle_next;
+      return Errc::kThrottled;
+    }
+    p.bytes.insert(p.bytes.end(), batch.begin(), batch.end());
+    p.end = h.end_offset();
+    p.writes.push_back({now + write_ns, p.end});
+    ++applied;
+    return Errc::kOk;
+  }
+  void Complete(uint64_t now_ns, StandbyLink& link) {
+    now = now_ns;
+    for (auto& [k, p] : parts) {
+      while (!p.writes.empty() && p.writes.front().first <= now_ns) {
+        link.OnDurable(k.first, k.second, p.writes.front().second);
+        p.writes.pop_front();
+      }
+    }
+  }
+  struct Part {
+    std::vector<std::byte> bytes;
+    uint64_t end = 0;
+    std::deque<std::pair<uint64_t, uint64_t>> writes;  // (done at, end)
+  };
+  std::map<std::pair<uint32_t, uint32_t>, Part> parts;
+  uint64_t now = 0;
+  uint64_t write_ns = 300'000;
+  uint64_t applied = 0;
+  int throttle_next = 0;
+};
+
+struct Scenario {
+  uint64_t seed = 1;
+  uint32_t partitions = 1;
+  uint32_t batches_per_partition = 200;
+  Faults faults;
+  uint32_t ring_bytes = 8u << 20;
+  // A cut of both directions from cut_at to heal_at (ns of simulated time); 0: none.
+  uint64_t cut_at_ns = 0;
+  uint64_t heal_at_ns = 0;
+  // Replace the standby with one that has an empty log at this time; 0: never.
+  uint64_t wipe_standby_at_ns = 0;
+  uint32_t produce_one_in = 4;  // a batch per partition every this many steps, on average
+};
+
+struct Result {
+  bool done = false;
+  uint64_t steps = 0;
+  LinkCounters primary;
+  LinkCounters standby;
+  uint64_t batches = 0;
+};
+
+class Rig {
+ public:
+  explicit Rig(const Scenario& s) : s_(s), p2s_(s.seed * 2 + 1, 100'000), s2p_(s.seed * 2 + 2, 100'000) {
+    PrimaryConfig pc;
+    pc.epoch = 1;
+    pc.boot_id = 77;
+    pc.streamer.ring_bytes = s.ring_bytes;
+    pc.streamer.retransmit_ns = 20'000'000;
+    primary_ = std::make_unique<PrimaryLink>(pc);
+    for (uint32_t p = 0; p < s.partitions; ++p) {
+      logs_.push_back(std::make_unique<PrimaryLog>(5, p, s.seed * 100 + p));
+      primary_->AddPartition(5, p, 0);
+    }
+    p2s_.faults = s.faults;
+    s2p_.faults = s.faults;
+    s2p_.faults.drop_hello_until_ns = 0;  // only the primary's HELLOs are lost
+    NewStandby();
+  }
+  void NewStandby() {
+    StandbyConfig sc;
+    sc.epoch = 0;
+    sc.boot_id = ++standby_boots_;
+    standby_ = std::make_unique<StandbyLink>(sc);
+    disk_ = std::make_unique<SimDisk>();
+    for (uint32_t p = 0; p < s_.partitions; ++p) standby_->AddPartition(5, p, 0);
+  }
+
+  Result Run(uint64_t max_steps = 400'000) {
+    Result r;
+    std::mt19937_64 rng(s_.seed);
+    const uint64_t step_ns = 50'000;
+    bool wiped = false;
+    std::vector<uint32_t> produced(s_.partitions, 0);
+    for (uint64_t step = 0; step < max_steps; ++step) {
+      const uint64_t now = t0_ + step * step_ns;
+      last_now_ = now;
+      const bool cut = s_.cut_at_ns != 0 && now >= s_.cut_at_ns && now < s_.heal_at_ns;
+      p2s_.faults.cut = s2p_.faults.cut = cut;
+      if (s_.wipe_standby_at_ns != 0 && !wiped && now >= s_.wipe_standby_at_ns) {
+        NewStandby();
+        wiped = true;
+      }
+      for (uint32_t p = 0; p < s_.partitions; ++p) {
+        if (produced[p] < s_.batches_per_partition && rng() % s_.produce_one_in == 0) {
+          for (const PrimaryLog::Batch& b : logs_[p]->Produce(now)) {
+            primary_->Offer(5, p, b.bytes, b.base, b.end, now);
+          }
+          ++produced[p];
+        }
+      }
+      p2s_.Deliver(now, [&](std::span<const std::byte> d) { standby_->OnDatagram(d, now, *disk_); });
+      s2p_.Deliver(now, [&](std::span<const std::byte> d) { primary_->OnDatagram(d, now); });
+      primary_->ForEachBackfill([&](uint32_t q, uint32_t p, uint64_t from) {
+        uint64_t end = 0;
+        std::span<const std::byte> b = logs_[p]->Read(from, &end);
+        ASSERT_FALSE(b.empty()) << "backfill from " << from << " is not a batch start";
+        primary_->Backfill(q, p, b, from, end);
+      });
+      p2s_.SetNow(now);
+      s2p_.SetNow(now);
+      primary_->Poll(now, p2s_);
+      disk_->Complete(now, *standby_);
+      standby_->Poll(now, s2p_, *disk_);
+      if (catalog_out != nullptr) PollCatalog(catalog_out);
+      bool all = true;
+      for (uint32_t p = 0; p < s_.partitions; ++p) {
+        const Streamer* st = primary_->Find(5, p);
+        all = all && produced[p] == s_.batches_per_partition &&
+              st->acked_end() == logs_[p]->log.durable_end().value;
+      }
+      if (all && (s_.wipe_standby_at_ns == 0 || wiped) && (s_.heal_at_ns == 0 || now >= s_.heal_at_ns)) {
+        r.done = true;
+        r.steps = step;
+        break;
+      }
+    }
+    t0_ = last_now_ + step_ns;  // a later Run goes on from here
+    r.primary = primary_->counters();
+    r.standby = standby_->counters();
+    for (auto& l : logs_) r.batches += l->batches;
+    return r;
+  }
+
+  void ExpectIdentical() {
+    for (uint32_t p = 0; p < s_.partitions; ++p) {
+      const SimDisk::Part& sp = disk_->parts[{5, p}];
+      ASSERT_EQ(sp.bytes.size(), logs_[p]->disk.size()) << "partition " << p;
+      EXPECT_TRUE(sp.bytes == logs_[p]->disk) << "partition " << p << " differs";
+      EXPECT_EQ(sp.end, logs_[p]->log.durable_end().value);
+    }
+  }
+
+  PrimaryLink& primary() { return *primary_; }
+  // Takes what the standby completed of the catalog, if anything, into `got`.
+  void PollCatalog(std::string* got) {
+    std::string doc;
+    if (standby_->TakeCatalog(&doc)) *got = std::move(doc);
+  }
+  StandbyLink& standby() { return *standby_; }
+
+ private:
+  Scenario s_;
+  SimWire p2s_;
+  SimWire s2p_;
+  std::unique_ptr<PrimaryLink> primary_;
+  std::unique_ptr<StandbyLink> standby_;
+  std::unique_ptr<SimDisk> disk_;
+  std::vector<std::unique_ptr<PrimaryLog>> logs_;
+  uint64_t standby_boots_ = 0;
+  uint64_t t0_ = 0;
+  uint64_t last_now_ = 0;
+
+ public:
+  std::string* catalog_out = nullptr;
+};
+
+void Print(const char* name, const Result& r) {
+  std::printf("%s: %s in %llu steps; %llu batches; sent %llu resent %llu frags %llu naks %llu "
+              "timeouts %llu evictions %llu backfill %llu; standby applied %llu dups %llu gaps %llu "
+              "malformed %llu\n",
+              name, r.done ? "done" : "NOT DONE", (unsigned long long)r.steps,
+              (unsigned long long)r.batches, (unsigned long long)r.primary.batches_sent,
+              (unsigned long long)r.primary.batches_resent,
+              (unsigned long long)r.primary.fragments_sent,
+              (unsigned long long)r.primary.naks_received, (unsigned long long)r.primary.timeouts,
+              (unsigned long long)r.primary.ring_evictions,
+              (unsigned long long)r.primary.backfill_batches,
+              (unsigned long long)r.standby.batches_applied, (unsigned long long)r.standby.duplicates,
+              (unsigned long long)r.standby.gaps,
+              (unsigned long long)(r.standby.rx_malformed + r.primary.rx_malformed));
+}
+
+TEST(LinkSim, CleanLink) {
+  Scenario s;
+  s.partitions = 2;
+  Rig rig(s);
+  Result r = rig.Run();
+  Print("clean", r);
+  ASSERT_TRUE(r.done);
+  rig.ExpectIdentical();
+  EXPECT_EQ(r.primary.batches_resent, 0u);
+  EXPECT_EQ(r.standby.batches_applied, r.batches);  // each batch applied exactly once
+  EXPECT_GT(r.primary.fragments_sent, r.batches);   // batches larger than a datagram
+}
+
+TEST(LinkSim, LossDuplicationReorderingSeveralSeeds) {
+  for (uint64_t seed = 1; seed <= 6; ++seed) {
+    Scenario s;
+    s.seed = seed;
+    s.partitions = 3;
+    s.batches_per_partition = 120;
+    s.faults.loss = 0.03;
+    s.faults.dup = 0.05;
+    s.faults.jitter_ns = 2'000'000;
+    Rig rig(s);
+    Result r = rig.Run();
+    Print("lossy", r);
+    ASSERT_TRUE(r.done) << "seed " << seed;
+    rig.ExpectIdentical();
+    EXPECT_EQ(r.standby.batches_applied, r.batches) << "seed " << seed;
+    EXPECT_GT(r.primary.batches_resent, 0u);
+    EXPECT_GT(r.standby.duplicates, 0u);
+  }
+}
+
+TEST(LinkSim, CatalogCrossesALossyLink) {
+  Scenario s;
+  s.seed = 21;
+  s.batches_per_partition = 60;
+  s.faults.loss = 0.05;
+  s.faults.dup = 0.05;
+  s.faults.jitter_ns = 2'000'000;
+  Rig rig(s);
+  std::string doc;
+  for (int i = 0; i < 800; ++i) doc += "{\"name\": \"queue-" + std::to_string(i) + "\"},";
+  rig.primary().SetCatalog({reinterpret_cast<const std::byte*>(doc.data()), doc.size()});
+  std::string got;
+  rig.catalog_out = &got;
+  Result r = rig.Run();
+  ASSERT_TRUE(r.done);
+  // The run may end before the last resend round: give it time to finish.
+  for (int i = 0; i < 20 && got != doc; ++i) rig.Run(2000);
+  EXPECT_EQ(got.size(), doc.size());
+  EXPECT_TRUE(got == doc);
+  EXPECT_GT(doc.size(), 10000u);  // several datagrams
+}
+
+TEST(LinkSim, LostHellosAreAskedForAgain) {
+  // Every HELLO of the primary is lost for the first 300 ms while the rest goes through: the
+  // primary is connected (it heard the standby), the standby has not heard it, drops its batches
+  // (a newer epoch without a HELLO) and keeps asking until a HELLO answers; then it completes.
+  Scenario s;
+  s.seed = 12;
+  s.batches_per_partition = 100;
+  s.faults.drop_hello_until_ns = 300'000'000;
+  Rig rig(s);
+  Result r = rig.Run();
+  Print("lost-hellos", r);
+  ASSERT_TRUE(r.done);
+  rig.ExpectIdentical();
+  EXPECT_GT(r.standby.hellos_sent, 10u);
+  EXPECT_GT(r.primary.hellos_sent, 10u);
+  EXPECT_TRUE(rig.standby().caught_up());
+}
+
+TEST(LinkSim, CorruptedDatagramsAreCountedAndRefused) {
+  Scenario s;
+  s.seed = 11;
+  s.faults.corrupt = 0.05;
+  Rig rig(s);
+  Result r = rig.Run();
+  Print("corrupt", r);
+  ASSERT_TRUE(r.done);
+  rig.ExpectIdentical();
+  EXPECT_GT(r.standby.rx_malformed + r.primary.rx_malformed, 0u);
+  EXPECT_EQ(r.standby.bad_batches, 0u);  // the link CRC caught every flip before reassembly
+}
+
+TEST(LinkSim, CutAndHealCatchesUp) {
+  Scenario s;
+  s.seed = 3;
+  s.batches_per_partition = 400;
+  s.produce_one_in = 40;         // ~800 ms of production
+  s.cut_at_ns = 200'000'000;
+  s.heal_at_ns = 1'000'000'000;  // longer than the peer timeout: both sides notice
+  Rig rig(s);
+  Result r = rig.Run();
+  Print("cut", r);
+  ASSERT_TRUE(r.done);
+  rig.ExpectIdentical();
+  EXPECT_GE(r.primary.peer_lost, 1u);
+  EXPECT_GE(r.standby.hellos_sent, 2u);
+}
+
+TEST(LinkSim, CutWithSmallRingCatchesUpFromDisk) {
+  Scenario s;
+  s.seed = 4;
+  s.batches_per_partition = 400;
+  s.ring_bytes = 256 << 10;  // a few batches: the rest must be read back from the log
+  s.produce_one_in = 40;
+  s.cut_at_ns = 100'000'000;
+  s.heal_at_ns = 1'000'000'000;
+  s.faults.loss = 0.01;
+  Rig rig(s);
+  Result r = rig.Run();
+  Print("cut+disk", r);
+  ASSERT_TRUE(r.done);
+  rig.ExpectIdentical();
+  EXPECT_GT(r.primary.ring_evictions, 0u);
+  EXPECT_GT(r.primary.backfill_batches, 0u);
+}
+
+TEST(LinkSim, WipedStandbyCatchesUpFromZero) {
+  Scenario s;
+  s.seed = 5;
+  s.batches_per_partition = 300;
+  s.ring_bytes = 512 << 10;
+  s.produce_one_in = 40;                // ~600 ms of production
+  s.wipe_standby_at_ns = 400'000'000;   // after most batches were acked by the old one
+  Rig rig(s);
+  Result r = rig.Run();
+  Print("wiped", r);
+  ASSERT_TRUE(r.done);
+  rig.ExpectIdentical();
+  EXPECT_GT(r.primary.backfill_batches, 0u);
+}
+
+TEST(LinkSim, SyncViewFollowsTheStandby) {
+  Scenario s;
+  s.seed = 6;
+  s.batches_per_partition = 50;
+  Rig rig(s);
+  ASSERT_TRUE(rig.Run().done);
+  uint64_t end = 0;
+  const uint64_t now = 10'000'000'000;  // long after: the peer timed out, nothing heard
+  // Just after the run it is in sync and covers everything.
+  const Streamer* st = rig.primary().Find(5, 0);
+  ASSERT_NE(st, nullptr);
+  EXPECT_TRUE(st->caught_up());
+  EXPECT_EQ(st->acked_end(), st->offered_end());
+  // With no traffic for longer than the peer timeout the standby counts as gone.
+  SimWire sink(1, 0);
+  rig.primary().Poll(now, sink);
+  EXPECT_FALSE(rig.primary().connected());
+  EXPECT_FALSE(rig.primary().Replicated(5, 0, now, 1'000'000'000, &end));
+}
+
+TEST(LinkSim, StandbyRefusesOlderEpochAndPrimaryIsFencedByHigher) {
+  // A standby that has seen epoch 5 refuses everything from an epoch-1 primary...
+  StandbyConfig sc;
+  sc.epoch = 5;
+  StandbyLink standby(sc);
+  standby.AddPartition(5, 0, 0);
+  SimDisk disk;
+  PrimaryLog log(5, 0, 9);
+  std::vector<std::byte> buf(kMtu);
+  const PrimaryLog::Batch first = log.Produce(0).front();
+  const uint64_t base = first.base, end = first.end;
+  std::span<const std::byte> b = first.bytes;
+  BatchFragmentHeader h{5, 0, base, end, static_cast<uint32_t>(b.size()), 0, FragmentCapacity(kMtu),
+                        static_cast<uint32_t>(std::min<size_t>(b.size(), FragmentCapacity(kMtu)))};
+  const size_t n = EncodeFragment(buf, Role::kPrimary, 1, h, b.first(h.frag_bytes));
+  standby.OnDatagram(std::span(buf).first(n), 1, disk);
+  EXPECT_EQ(standby.counters().rx_stale_epoch, 1u);
+  EXPECT_EQ(disk.applied, 0u);
+  // ...and its HELLO (epoch 5) fences that primary.
+  PrimaryConfig pc;
+  pc.epoch = 1;
+  PrimaryLink primary(pc);
+  primary.AddPartition(5, 0, end);
+  SimWire to_primary(1, 0);
+  standby.Poll(1, to_primary, disk);
+  to_primary.Deliver(1'000'000, [&](std::span<const std::byte> d) { primary.OnDatagram(d, 2); });
+  EXPECT_TRUE(primary.fenced());
+  EXPECT_EQ(primary.higher_epoch(), 5u);
+  uint64_t e = 0;
+  EXPECT_FALSE(primary.Replicated(5, 0, 3, 1'000'000'000, &e));
+}
+
+TEST(LinkSim, StandbyAdoptsHigherEpochAndThrottledApplyIsRetried) {
+  Scenario s;
+  s.seed = 8;
+  s.batches_per_partition = 30;
+  Rig rig(s);
+  Result r = rig.Run();
+  ASSERT_TRUE(r.done);
+  EXPECT_EQ(rig.standby().epoch(), 1u);
+  EXPECT_TRUE(rig.standby().TakeEpochChange());
+  EXPECT_FALSE(rig.standby().TakeEpochChange());
+}
+
+TEST(LinkSim, DivergentStandbyTailIsCutThenItFollows) {
+  // The standby (last epoch 1) holds offsets [0, 100); the new primary (epoch 2) began its epoch
+  // at 60 and has written nothing since: [60, 100) is a deposed primary's never-replicated tail.
+  StandbyConfig sc;
+  sc.epoch = 1;
+  StandbyLink standby(sc);
+  standby.AddPartition(5, 0, 100);
+  PrimaryConfig pc;
+  pc.epoch = 2;
+  PrimaryLink primary(pc);
+  primary.AddPartition(5, 0, 60, /*epoch_start=*/60);
+  SimWire p2s(1, 0), s2p(2, 0);
+  SimDisk disk;
+  auto run = [&](uint64_t from, uint64_t to) {
+    for (uint64_t t = from; t < to; ++t) {
+      const uint64_t now = t * 1'000'000;
+      primary.Poll(now, p2s);
+      p2s.Deliver(now, [&](std::span<const std::byte> d) { standby.OnDatagram(d, now, disk); });
+      standby.Poll(now, s2p, disk);
+      s2p.Deliver(now, [&](std::span<const std::byte> d) { primary.OnDatagram(d, now); });
+    }
+  };
+  run(1, 50);
+  int reported = 0;
+  standby.ForEachDivergent([&](uint32_t q, uint32_t p, uint64_t ours, uint64_t keep) {
+    EXPECT_EQ(q, 5u);
+    EXPECT_EQ(p, 0u);
+    EXPECT_EQ(ours, 100u);
+    EXPECT_EQ(keep, 60u);
+    ++reported;
+  });
+  ASSERT_EQ(reported, 1);
+  EXPECT_EQ(standby.epoch(), 1u);  // not adopted before the cut
+  uint64_t e = 0;
+  EXPECT_FALSE(primary.Replicated(5, 0, 50'000'000, 1'000'000'000, &e));
+  EXPECT_EQ(disk.applied, 0u);
+  // The shell cuts the log; the standby adopts the epoch, says HELLO again, and is in sync.
+  standby.Truncated(5, 0, 60);
+  EXPECT_FALSE(standby.divergent());
+  EXPECT_EQ(standby.truncated_records(), 40u);
+  EXPECT_EQ(standby.epoch(), 2u);
+  run(50, 100);
+  EXPECT_TRUE(primary.Replicated(5, 0, 100'000'000, 1'000'000'000, &e));
+  EXPECT_EQ(e, 60u);
+  EXPECT_FALSE(primary.Find(5, 0)->divergent());
+  EXPECT_TRUE(standby.caught_up());
+}
+
+TEST(LinkSim, HelloOfManyPartitionsGoesInParts) {
+  // 150 partitions: a HELLO needs three datagrams each way. The divergent partition is in the
+  // last part of the primary's HELLO; every partition connects at the end the standby stated.
+  constexpr uint32_t kParts = 150;
+  StandbyConfig sc;
+  sc.epoch = 1;
+  StandbyLink standby(sc);
+  PrimaryConfig pc;
+  pc.epoch = 2;
+  PrimaryLink primary(pc);
+  for (uint32_t p = 0; p < kParts; ++p) {
+    standby.AddPartition(5, p, p == 140 ? 10 : 0);
+    primary.AddPartition(5, p, p == 140 ? 4 : 0, /*epoch_start=*/p == 140 ? 4 : 0);
+  }
+  SimWire p2s(1, 0), s2p(2, 0);
+  SimDisk disk;
+  auto run = [&](uint64_t from, uint64_t to) {
+    for (uint64_t t = from; t < to; ++t) {
+      const uint64_t now = t * 1'000'000;
+      primary.Poll(now, p2s);
+      p2s.Deliver(now, [&](std::span<const std::byte> d) { standby.OnDatagram(d, now, disk); });
+      standby.Poll(now, s2p, disk);
+      s2p.Deliver(now, [&](std::span<const std::byte> d) { primary.OnDatagram(d, now); });
+    }
+  };
+  run(1, 50);
+  int reported = 0;
+  standby.ForEachDivergent([&](uint32_t, uint32_t p, uint64_t ours, uint64_t keep) {
+    EXPECT_EQ(p, 140u);
+    EXPECT_EQ(ours, 10u);
+    EXPECT_EQ(keep, 4u);
+    ++reported;
+  });
+  ASSERT_EQ(reported, 1);
+  standby.Truncated(5, 140, 4);
+  run(50, 100);
+  EXPECT_TRUE(standby.caught_up());
+  uint64_t e = 0;
+  for (uint32_t p = 0; p < kParts; ++p) {
+    EXPECT_TRUE(primary.Replicated(5, p, 100'000'000, 1'000'000'000, &e)) << p;
+  }
+  EXPECT_EQ(standby.epoch(), 2u);
+  EXPECT_GE(HelloEntriesPerDatagram(kMtu) * 3, kParts);
+  EXPECT_LT(HelloEntriesPerDatagram(kMtu) * 2, kParts);
+}
+
+TEST(LinkSim, StandbyOfTheSameEpochKeepsItsLog) {
+  // A standby that followed this very primary (same epoch) keeps everything up to the primary's
+  // end, even past the start of the primary's epoch.
+  StandbyConfig sc;
+  sc.epoch = 2;
+  StandbyLink standby(sc);
+  standby.AddPartition(5, 0, 80);
+  PrimaryConfig pc;
+  pc.epoch = 2;
+  PrimaryLink primary(pc);
+  primary.AddPartition(5, 0, 80, /*epoch_start=*/60);
+  SimWire p2s(1, 0), s2p(2, 0);
+  SimDisk disk;
+  for (uint64_t t = 1; t < 50; ++t) {
+    const uint64_t now = t * 1'000'000;
+    primary.Poll(now, p2s);
+    p2s.Deliver(now, [&](std::span<const std::byte> d) { standby.OnDatagram(d, now, disk); });
+    standby.Poll(now, s2p, disk);
+    s2p.Deliver(now, [&](std::span<const std::byte> d) { primary.OnDatagram(d, now); });
+  }
+  EXPECT_FALSE(standby.divergent());
+  EXPECT_TRUE(standby.caught_up());
+  uint64_t e = 0;
+  EXPECT_TRUE(primary.Replicated(5, 0, 50'000'000, 1'000'000'000, &e));
+  EXPECT_EQ(e, 80u);
+}
+
+}  // namespace
+}  // namespace sluice::replication
