@@ -46,6 +46,10 @@ absl::StatusOr<Result> RunProduce(Link& link, const Options& o);
 // --produce --udp: the same loop over a kernel UDP socket (no DPDK, no EAL).
 absl::StatusOr<Result> RunProduceUdp(const Options& o);
 
+// --produce-flood: LOOKUP the queue, then one pre-built PRODUCE frame (producer id 0) as fast as
+// the TX queue takes it; counts messages acked OK.
+absl::StatusOr<Result> RunProduceFlood(Link& link, const Options& o);
+
 // --echo (ICMP echo frames, TSC-stamped, window or rate limited) and --flood (count only).
 absl::StatusOr<Result> RunRaw(Link& link, const Options& o);
 

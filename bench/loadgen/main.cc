@@ -41,7 +41,9 @@ int main(int argc, char** argv) {
     return 1;
   }
   absl::StatusOr<Result> r =
-      o.mode == Mode::kProduce ? RunProduce(**link, o) : RunRaw(**link, o);
+      o.mode == Mode::kProduce        ? RunProduce(**link, o)
+      : o.mode == Mode::kProduceFlood ? RunProduceFlood(**link, o)
+                                      : RunRaw(**link, o);
   if (!r.ok()) {
     std::fprintf(stderr, "sluice-loadgen: %s\n", std::string(r.status().message()).c_str());
     return 1;

@@ -14,7 +14,7 @@ namespace sluice::bench {
 namespace {
 
 constexpr const char* kUsage =
-    "usage: sluice-loadgen [--produce | --echo | --flood] [options]\n"
+    "usage: sluice-loadgen [--produce | --produce-flood | --echo | --flood] [options]\n"
     "\n"
     "A DPDK load generator for sluiced over a memif link (client role). One lcore, its own EAL\n"
     "instance (--no-huge, unique --file-prefix). Bounded in time (and optionally in count); exits\n"
@@ -25,6 +25,9 @@ constexpr const char* kUsage =
     "  --echo               ICMP echo frames carrying a TSC; raw round trip of the path\n"
     "                       (dpdk-testpmd macswap/io bounces them; sluiced answers them)\n"
     "  --flood              count only: UDP frames as fast as the port takes them; counts returns\n"
+    "  --produce-flood      PRODUCE frames of --batch x --size (producer id 0, one pre-built frame)\n"
+    "                       as fast as the port takes them; counts messages acked OK. The\n"
+    "                       server's capacity, the way --flood measures testpmd's (no latency)\n"
     "\n"
     "kernel UDP (no DPDK on the client; --produce only):\n"
     "  --udp                a plain UDP socket to --server-ip:--server-port (sendmmsg/recvmmsg,\n"
@@ -94,6 +97,7 @@ const char* ModeName(Mode m) {
     case Mode::kProduce: return "produce";
     case Mode::kEcho: return "echo";
     case Mode::kFlood: return "flood";
+    case Mode::kProduceFlood: return "produce-flood";
   }
   return "?";
 }
@@ -137,6 +141,7 @@ int ParseOptions(int argc, char** argv, Options* o) {
       {"--produce", mode(Mode::kProduce), false},
       {"--echo", mode(Mode::kEcho), false},
       {"--flood", mode(Mode::kFlood), false},
+      {"--produce-flood", mode(Mode::kProduceFlood), false},
       {"--udp", [o](const char*) { o->udp = true; return true; }, false},
       {"--deliver", [o](const char*) { o->deliver = true; return true; }, false},
       {"--socket", str(&o->socket)},

@@ -12,6 +12,9 @@ enum class Mode {
   kEcho,     // ICMP echo requests carrying a TSC; latency = return TSC - send TSC (testpmd
              // macswap/io bounces them, sluiced answers them)
   kFlood,    // count only: UDP frames at the highest rate the port takes; counts what comes back
+  kProduceFlood,  // PRODUCE frames (producer id 0: no idempotence, one pre-built frame) at the
+                  // highest rate the port takes; counts the messages acked: the server's
+                  // capacity, measured the way --flood measures testpmd's
 };
 
 struct Options {

@@ -38,7 +38,8 @@ constexpr Pct kPercentiles[] = {{"p50", 50},    {"p90", 90},      {"p99", 99},
 void PrintResult(const Options& o, const Result& r) {
   const double mps = PerSecond(r, r.measured_messages_ok);
   std::printf("sluice-loadgen: %s", ModeName(o.mode));
-  if (o.mode == Mode::kProduce) {
+  const bool produce = o.mode == Mode::kProduce || o.mode == Mode::kProduceFlood;
+  if (produce) {
     std::printf(" queue=%s size=%u batch=%u producers=%u %s", o.queue.c_str(), o.size, o.batch,
                 o.producers,
                 o.rate > 0 ? absl::StrFormat("open-loop %.0f msg/s", o.rate).c_str()
@@ -47,7 +48,7 @@ void PrintResult(const Options& o, const Result& r) {
     std::printf(" frame=%u B window=%u rate=%.0f", o.frame_bytes, o.window, o.rate);
   }
   std::printf(", measured %.2f s after %.2f s warm-up\n", r.measured_s, o.warmup_s);
-  if (o.mode == Mode::kProduce) {
+  if (produce) {
     std::printf("  throughput: %.0f msg/s, %.0f frames/s sent, %.1f MB/s payload\n", mps,
                 PerSecond(r, r.measured_frames_sent), mps * o.size / 1e6);
   } else {

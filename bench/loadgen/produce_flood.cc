@@ -1,0 +1,162 @@
+// --produce-flood: the server's capacity for PRODUCE frames, measured the way --flood measures
+// dpdk-testpmd's: as little work per frame on this side as the port allows.
+//
+// One PRODUCE frame of --batch x --size is built once (producer id 0: no idempotence, so the same
+// bytes may be appended again and again; partition 0 of the first --queue). Each pass copies it
+// into a burst of mbufs and offers them to the TX queue; what the queue refuses is dropped and
+// counted (the server is behind), never retried. ACK frames are decoded and their OK messages
+// counted: throughput = messages acked inside the measured interval / its length. No latency
+// (--produce measures that, closed or open loop).
+#include <unistd.h>
+
+#include <cstring>
+#include <vector>
+
+#include <rte_cycles.h>
+#include <rte_mbuf.h>
+#include <rte_memcpy.h>
+
+#include "absl/strings/str_format.h"
+#include "bench/loadgen/drivers.h"
+#include "bench/loadgen/port.h"
+#include "protocol/codec.h"
+
+namespace sluice::bench {
+namespace p = protocol;
+
+namespace {
+
+// LOOKUP of the first --queue: its id (the flood goes to its partition 0).
+absl::StatusOr<uint32_t> LookupQueue(DpdkPort& port, const Options& o, uint64_t client_id) {
+  const std::string queue = o.queue.substr(0, o.queue.find(','));
+  std::vector<std::byte> buf(p::kHeaderBytes + p::kLookupFixedBytes + 256);
+  auto n = p::EncodeLookup(buf, {client_id, 1, 0}, p::LookupRequest{queue});
+  if (!n) return absl::InvalidArgumentError(absl::StrFormat("queue name '%s' not encodable", queue));
+  uint32_t id = 0;
+  std::string error;
+  auto st = port.Exchange(std::span(buf.data(), *n), [&](std::span<const std::byte> d) {
+    auto f = p::DecodeFrame(d);
+    if (!f || f->header.request_id != 1) return false;
+    if (f->header.type == p::FrameType::kError) {
+      auto e = p::DecodeErrorFrame(*f);
+      error = e ? std::string(ErrcName(e->errc)) : "malformed ERROR";
+      return true;
+    }
+    auto r = p::DecodeLookupReply(*f);
+    if (!r) return false;
+    id = r->queue_id;
+    return true;
+  });
+  if (!st.ok()) return absl::DeadlineExceededError(absl::StrFormat("LOOKUP '%s': no reply", queue));
+  if (!error.empty()) return absl::NotFoundError(absl::StrFormat("LOOKUP '%s': %s", queue, error));
+  return id;
+}
+
+}  // namespace
+
+absl::StatusOr<Result> RunProduceFlood(Link& link, const Options& o) {
+  DpdkPort port(link);
+  if (auto st = port.Prepare(); !st.ok()) return st;
+  const uint64_t client_id = ((rte_rdtsc() ^ (uint64_t{static_cast<uint32_t>(getpid())} << 20)) &
+                              0x0000FFFFFFFFFF00ull) | 0x3;
+  auto queue_id = LookupQueue(port, o, client_id);
+  if (!queue_id.ok()) return queue_id.status();
+
+  // The frame, built once.
+  std::vector<std::byte> payload(o.size, std::byte{0x5a});
+  p::MessageSpec spec;
+  spec.partition = 0;
+  spec.payload = payload;
+  std::vector<std::byte> frame(p::kHeaderBytes + p::kProducePrefixBytes +
+                               size_t{o.batch} * p::EncodedSize(spec));
+  p::FrameWriter w(frame);
+  if (w.BeginProduce({client_id, 2, 0}, *queue_id, /*producer_id=*/0) != p::EncodeError::kOk) {
+    return absl::InternalError("PRODUCE template");
+  }
+  for (uint32_t i = 0; i < o.batch; ++i) {
+    if (w.AddMessage(spec) != p::EncodeError::kOk) return absl::InternalError("PRODUCE template");
+  }
+  const auto n = w.Finish();
+  if (!n || *n > port.max_udp_payload()) {
+    return absl::InvalidArgumentError(absl::StrFormat(
+        "a PRODUCE frame of %u x %u-byte messages does not fit a %u-byte MTU", o.batch, o.size,
+        port.mtu()));
+  }
+  std::vector<uint8_t> tmpl(DpdkPort::header_bytes() + *n);
+  port.WriteHeaders(tmpl.data(), static_cast<uint16_t>(*n));
+  std::memcpy(tmpl.data() + DpdkPort::header_bytes(), frame.data(), *n);
+
+  Result r;
+  r.tsc_hz = port.tsc_hz();
+  const uint64_t hz = r.tsc_hz;
+  const uint64_t t0 = rte_rdtsc();
+  const uint64_t t_measure = t0 + static_cast<uint64_t>(o.warmup_s * hz);
+  const uint64_t t_end = t_measure + static_cast<uint64_t>(o.duration_s * hz);
+  const uint64_t drain = static_cast<uint64_t>(o.drain_s * hz);
+  auto measured = [&](uint64_t tsc) { return tsc >= t_measure && tsc < t_end; };
+  CpuShare cpu;
+  rte_mbuf* tx[kBurst];
+  rte_mbuf* rx[kRxBurst];
+  for (;;) {
+    const uint64_t now = rte_rdtsc();  // once per pass (a TSC read traps on some VMs)
+    const bool sending = now < t_end;
+    if (!cpu.started() && now >= t_measure) cpu.Start();
+    if (!sending) {
+      if (r.cpu_share == 0) r.cpu_share = cpu.Stop();
+      if (now - t_end >= drain) break;
+    }
+    const uint16_t got = port.Rx(rx, kRxBurst);
+    for (uint16_t i = 0; i < got; ++i) {
+      rte_mbuf* m = rx[i];
+      if (port.HandleControl(m)) continue;
+      ++r.frames_received;
+      if (measured(now)) ++r.measured_frames_received;
+      auto f = p::DecodeFrame(port.Payload(m));
+      if (f && f->header.type == p::FrameType::kAck) {
+        if (auto ack = p::DecodeAck(*f)) {
+          ++r.ack_frames;
+          for (const p::AckRange& a : ack->ranges) {
+            ++r.ack_ranges;
+            if (a.errc == Errc::kOk) {
+              r.messages_ok += a.count;
+              if (measured(now)) r.measured_messages_ok += a.count;
+            } else if (a.errc == Errc::kThrottled) {
+              r.throttled += a.count;
+            } else {
+              r.other_errors += a.count;
+              r.last_error = static_cast<uint16_t>(a.errc);
+            }
+          }
+        } else {
+          ++r.unmatched;
+        }
+      } else if (f && f->header.type == p::FrameType::kError) {
+        ++r.error_frames;
+      } else {
+        ++r.unmatched;
+      }
+      DpdkPort::Free(m);
+    }
+    if (!sending) continue;
+    if (rte_pktmbuf_alloc_bulk(link.pool(), tx, kBurst) != 0) {
+      ++r.no_mbuf;
+      continue;
+    }
+    for (rte_mbuf* m : tx) {
+      rte_memcpy(rte_pktmbuf_mtod(m, uint8_t*), tmpl.data(), tmpl.size());
+      m->data_len = m->pkt_len = static_cast<uint32_t>(tmpl.size());
+    }
+    const uint16_t sent = port.Tx(tx, kBurst);
+    if (sent < kBurst) {
+      r.tx_refused += kBurst - sent;
+      rte_pktmbuf_free_bulk(tx + sent, kBurst - sent);
+    }
+    r.frames_sent += sent;
+    r.messages_sent += uint64_t{sent} * o.batch;
+    if (measured(now)) r.measured_frames_sent += sent;
+  }
+  r.measured_s = static_cast<double>(t_end - t_measure) / hz;
+  return r;
+}
+
+}  // namespace sluice::bench
