@@ -237,6 +237,8 @@ class Frontend::Impl final : public shard::ShardSink {
   // The errc a sync queue's ACK (OK or DUPLICATE) must carry now; kOk when it may go as is.
   Errc SyncVerdict(const QueueInfo& q, uint32_t partition, uint64_t end, uint64_t now_ns);
   void ErrorNotPrimary(const p::FrameView& f, const Endpoint& to);
+  // The ERROR frame answering request `f`, at most the request's size.
+  void SendError(const p::FrameView& f, const Endpoint& to, const p::ErrorReply& e);
   // A FETCH on a standby: served from its replicated log; false when it cannot be (NOT_PRIMARY).
   bool OnStandbyFetch(const p::FrameView& f, const Endpoint& from, const RouteContext& route);
   uint16_t reply_flags_ = 0;  // added to MESSAGES frames being built (kFlagReplica)
@@ -565,13 +567,7 @@ void Frontend::Impl::ErrorNotPrimary(const p::FrameView& f, const Endpoint& to) 
   e.request_type = static_cast<uint8_t>(f.header.type);
   replicator_->PrimaryAddress(&e.primary_ipv4, &e.primary_port);
   e.detail = "standby";
-  ReplyBuffer buf = replies_.Acquire(to, f.bytes.size());
-  if (!buf.ok()) {
-    ++counters_.reply_no_buffer;
-    return;
-  }
-  auto n = p::EncodeErrorFrame(buf.bytes, {f.header.client_id, f.header.request_id, 0}, e);
-  if (n) replies_.Send(buf, *n); else replies_.Abandon(buf);
+  SendError(f, to, e);
 }
 
 bool Frontend::Impl::OnStandbyFetch(const p::FrameView& f, const Endpoint& from,
@@ -829,6 +825,10 @@ void Frontend::Impl::Error(const p::FrameView& f, const Endpoint& to, Errc errc,
   e.request_type = static_cast<uint8_t>(f.header.type);
   e.detail = detail;
   if (errc == Errc::kThrottled) e.retry_after_ms = 1;
+  SendError(f, to, e);
+}
+
+void Frontend::Impl::SendError(const p::FrameView& f, const Endpoint& to, const p::ErrorReply& e) {
   // No bigger than the request: this may answer a source that has not proved its address.
   ReplyBuffer buf = replies_.Acquire(to, f.bytes.size());
   if (!buf.ok()) {
