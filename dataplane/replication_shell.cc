@@ -519,9 +519,17 @@ void ReplicationShell::StandbyPass(uint64_t now_ns) {
     config_.state.epoch = standby_->epoch();
     config_.state.role = "standby";
     if (absl::Status st = replication::SaveState(config_.state_path, config_.state); !st.ok()) {
-      std::fprintf(stderr, "sluiced: standby: persisting epoch %llu: %s\n",
+      // The epoch (and its start offsets) is what fences an old primary and finds divergent
+      // tails after a restart: a standby that applies a newer epoch's batches without it on
+      // disk could, restarted, take a deposed primary's tail for its own. Stop loudly instead
+      // of limping on; the primary meanwhile answers sync queues NOT_REPLICATED, and nothing
+      // it acked is lost. Exit code 7 is sluiced's "storage" code (dataplane/main.cc).
+      std::fprintf(stderr, "sluiced: standby: FATAL: cannot persist epoch %llu to %s: %s; "
+                   "stopping (exit 7)\n",
                    static_cast<unsigned long long>(config_.state.epoch),
-                   std::string(st.message()).c_str());
+                   config_.state_path.c_str(), std::string(st.message()).c_str());
+      std::fflush(stderr);
+      std::_Exit(7);
     }
     config_.status->epoch.store(config_.state.epoch, std::memory_order_relaxed);
   }

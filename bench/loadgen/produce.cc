@@ -29,6 +29,7 @@
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_split.h"
 #include "bench/loadgen/drivers.h"
+#include "bench/loadgen/lookup.h"
 #include "bench/loadgen/port.h"
 #include "protocol/codec.h"
 
@@ -43,44 +44,6 @@ constexpr size_t kProducerIdAt = p::kHeaderBytes + 8;
 constexpr size_t kRecordsAt = p::kHeaderBytes + p::kProducePrefixBytes;
 constexpr size_t kRecPartitionAt = 4;
 constexpr size_t kRecSequenceAt = 8;
-
-struct QueueRef {
-  uint32_t id = 0;
-  uint16_t partitions = 0;
-  uint32_t max_message_bytes = 0;
-};
-
-template <class Port>
-absl::StatusOr<QueueRef> Lookup(Port& link, const Options& o, const std::string& queue,
-                                uint64_t client_id) {
-  std::vector<std::byte> buf(p::kHeaderBytes + p::kLookupFixedBytes + 256);
-  const uint64_t request_id = 1;
-  auto n = p::EncodeLookup(buf, {client_id, request_id, 0}, p::LookupRequest{queue});
-  if (!n) return absl::InvalidArgumentError(absl::StrFormat("queue name '%s' not encodable", queue));
-  QueueRef q;
-  std::string error;
-  auto st = link.Exchange(std::span(buf.data(), *n), [&](std::span<const std::byte> d) {
-    auto f = p::DecodeFrame(d);
-    if (!f || f->header.request_id != request_id) return false;
-    if (f->header.type == p::FrameType::kError) {
-      auto e = p::DecodeErrorFrame(*f);
-      error = e ? absl::StrFormat("%s: %s", ErrcName(e->errc), e->detail) : "malformed ERROR";
-      return true;
-    }
-    auto r = p::DecodeLookupReply(*f);
-    if (!r) return false;
-    q.id = r->queue_id;
-    q.partitions = r->partitions;
-    q.max_message_bytes = r->max_message_bytes;
-    return true;
-  });
-  if (!st.ok()) {
-    return absl::DeadlineExceededError(
-        absl::StrFormat("LOOKUP '%s': no reply within %.1f s", queue, o.connect_timeout_s));
-  }
-  if (!error.empty()) return absl::NotFoundError(absl::StrFormat("LOOKUP '%s': %s", queue, error));
-  return q;
-}
 
 struct Stream {
   uint32_t queue_id = 0;

@@ -18,49 +18,21 @@
 
 #include "absl/strings/str_format.h"
 #include "bench/loadgen/drivers.h"
+#include "bench/loadgen/lookup.h"
 #include "bench/loadgen/port.h"
 #include "protocol/codec.h"
 
 namespace sluice::bench {
 namespace p = protocol;
 
-namespace {
-
-// LOOKUP of the first --queue: its id (the flood goes to its partition 0).
-absl::StatusOr<uint32_t> LookupQueue(DpdkPort& port, const Options& o, uint64_t client_id) {
-  const std::string queue = o.queue.substr(0, o.queue.find(','));
-  std::vector<std::byte> buf(p::kHeaderBytes + p::kLookupFixedBytes + 256);
-  auto n = p::EncodeLookup(buf, {client_id, 1, 0}, p::LookupRequest{queue});
-  if (!n) return absl::InvalidArgumentError(absl::StrFormat("queue name '%s' not encodable", queue));
-  uint32_t id = 0;
-  std::string error;
-  auto st = port.Exchange(std::span(buf.data(), *n), [&](std::span<const std::byte> d) {
-    auto f = p::DecodeFrame(d);
-    if (!f || f->header.request_id != 1) return false;
-    if (f->header.type == p::FrameType::kError) {
-      auto e = p::DecodeErrorFrame(*f);
-      error = e ? std::string(ErrcName(e->errc)) : "malformed ERROR";
-      return true;
-    }
-    auto r = p::DecodeLookupReply(*f);
-    if (!r) return false;
-    id = r->queue_id;
-    return true;
-  });
-  if (!st.ok()) return absl::DeadlineExceededError(absl::StrFormat("LOOKUP '%s': no reply", queue));
-  if (!error.empty()) return absl::NotFoundError(absl::StrFormat("LOOKUP '%s': %s", queue, error));
-  return id;
-}
-
-}  // namespace
-
 absl::StatusOr<Result> RunProduceFlood(Link& link, const Options& o) {
   DpdkPort port(link);
   if (auto st = port.Prepare(); !st.ok()) return st;
   const uint64_t client_id = ((rte_rdtsc() ^ (uint64_t{static_cast<uint32_t>(getpid())} << 20)) &
                               0x0000FFFFFFFFFF00ull) | 0x3;
-  auto queue_id = LookupQueue(port, o, client_id);
-  if (!queue_id.ok()) return queue_id.status();
+  auto q = Lookup(port, o, o.queue.substr(0, o.queue.find(',')), client_id);
+  if (!q.ok()) return q.status();
+  const uint32_t queue_id = q->id;
 
   // The frame, built once.
   std::vector<std::byte> payload(o.size, std::byte{0x5a});
@@ -70,7 +42,7 @@ absl::StatusOr<Result> RunProduceFlood(Link& link, const Options& o) {
   std::vector<std::byte> frame(p::kHeaderBytes + p::kProducePrefixBytes +
                                size_t{o.batch} * p::EncodedSize(spec));
   p::FrameWriter w(frame);
-  if (w.BeginProduce({client_id, 2, 0}, *queue_id, /*producer_id=*/0) != p::EncodeError::kOk) {
+  if (w.BeginProduce({client_id, 2, 0}, queue_id, /*producer_id=*/0) != p::EncodeError::kOk) {
     return absl::InternalError("PRODUCE template");
   }
   for (uint32_t i = 0; i < o.batch; ++i) {
