@@ -85,6 +85,7 @@ Json ToJson(const LcoreStats& l) {
               {"throttled", l.throttled},
               {"error_replies", l.error_replies},
               {"idle_sleeps", l.idle_sleeps},
+              {"kernel_yields", l.kernel_yields},
               {"loops", l.loops},
               {"drops", std::move(drops)},
               {"produced", l.produced},

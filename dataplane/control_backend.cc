@@ -233,6 +233,7 @@ c::BackendStats SluicedBackend::Stats() {
     ls.throttled = lc.throttled;
     ls.error_replies = lc.error_replies;
     ls.idle_sleeps = lc.idle_sleeps;
+    ls.kernel_yields = lc.kernel_yields;
     ls.loops = lc.loops;
     for (size_t r = 0; r < lc.drops.size(); ++r) {
       ls.drops.emplace_back(std::string(DropReasonName(static_cast<DropReason>(r))), lc.drops[r]);
@@ -432,6 +433,7 @@ int TelemetryLcores(const char*, const char*, rte_tel_data* d) {
       rte_tel_data_add_dict_u64(e, "ring_occupancy", l.ring_occupancy);
       rte_tel_data_add_dict_u64(e, "loops", l.loops);
       rte_tel_data_add_dict_u64(e, "idle_sleeps", l.idle_sleeps);
+      rte_tel_data_add_dict_u64(e, "kernel_yields", l.kernel_yields);
       uint64_t drops = 0;
       for (const auto& [reason, n] : l.drops) drops += n;
       rte_tel_data_add_dict_u64(e, "drops", drops);

@@ -74,6 +74,7 @@ struct alignas(64) LcoreCounters {
   Counter throttled;         // frames whose hand-off found the owner's ring full
   Counter error_replies;     // ERROR frames sent
   Counter idle_sleeps;       // adaptive idle policy: times the loop slept
+  Counter kernel_yields;     // empty passes that gave the CPU to the kernel's share of our I/O
   Counter loops;
   std::array<Counter, static_cast<size_t>(DropReason::kCount)> drops{};
 

@@ -141,6 +141,8 @@ class ReplicationShell final : public Replicator,
   // The link: a DPDK port (its RX queue 0 for the worker's interrupt-driven sleep), or a kernel
   // UDP socket (its fd for the same).
   bool has_port() const { return config_.link != nullptr; }
+  // The standby's writes submitted and not yet completed (Worker::AwaitingKernel).
+  bool AwaitingKernel() const { return writer_ != nullptr && writer_->in_flight() != 0; }
   uint16_t link_port_id() const { return config_.link->addr.port_id; }
   bool link_rx_interrupts() const { return config_.link->rx_interrupts; }
   int udp_fd() const { return udp_fd_; }

@@ -125,6 +125,8 @@ class StorageShell final : public Persistence {
 
   const StorageShellStats& stats() const { return stats_; }
   const storage::WriterStats& writer_stats() const { return writer_->stats(); }
+  // Writes submitted and not yet completed: the kernel still has work to do for them.
+  bool AwaitingKernel() const { return writer_->in_flight() != 0; }
 
  private:
   struct Part {

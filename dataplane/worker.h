@@ -140,6 +140,7 @@ class Worker {
   // Sleeps up to `ns`, or until a packet or a hand-off arrives (when the ports can tell).
   void Sleep(uint64_t ns);
   bool RingsEmpty() const;
+  bool AwaitingKernel() const;
   void SetUpWakeups();
   void LoadTable();         // start of a pass: a newer table? reconcile partitions
   void AnswerStatsRequest();  // end of a pass: figures asked for by the control thread

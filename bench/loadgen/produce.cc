@@ -80,7 +80,7 @@ class Producer {
  private:
   void Build(uint64_t now);
   void Transmit(uint64_t now);
-  void Receive(uint64_t now);
+  uint64_t Receive(uint64_t now);
   void OnAck(const p::AckView& ack, uint32_t qi, uint64_t now);
   void OnRange(Stream& s, const p::AckRange& r, uint64_t now);
   void OnErrorFrame(const p::FrameView& f);
@@ -291,9 +291,10 @@ void Producer<Port>::Build(uint64_t now) {
 
 template <class Port>
 void Producer<Port>::Transmit(uint64_t now) {
-  // `now` is the pass's clock, read before this pass's receive and build: a closed-loop send is
-  // stamped a little early, so latencies err long, never short. One TSC read per pass, because a
-  // read costs ~70 ns on a virtual machine that traps RDTSC (measured here), as much as a frame.
+  // `now` is the pass's clock, read before this pass's build (or at its receipts): a closed-loop
+  // send is stamped a little early, so latencies err long, never short. One TSC read per pass,
+  // and one more when frames arrived (Receive), because a read costs ~70 ns on a virtual machine
+  // that traps RDTSC (measured here), as much as a frame.
   Buf* pkts[kBurst];
   for (uint16_t i = 0; i < npending_; ++i) pkts[i] = pending_[i].m;
   const uint16_t sent = link_.Tx(pkts, npending_);
@@ -319,9 +320,13 @@ void Producer<Port>::Transmit(uint64_t now) {
 }
 
 template <class Port>
-void Producer<Port>::Receive(uint64_t now) {
+uint64_t Producer<Port>::Receive(uint64_t now) {
   Buf* pkts[kRxBurst];
   const uint16_t n = link_.Rx(pkts, kRxBurst);
+  // The pass's clock was read before the poll: if the loadgen was descheduled in between (a
+  // shared CPU), acks stamped with it would look faster than they were (seen: 2 us acks of a
+  // 200 us dsync write). A burst that arrived gets its own clock.
+  if (n != 0) now = rte_rdtsc();
   for (uint16_t i = 0; i < n; ++i) {
     Buf* m = pkts[i];
     if (link_.HandleControl(m)) continue;
@@ -354,6 +359,7 @@ void Producer<Port>::Receive(uint64_t now) {
     }
     link_.Free(m);
   }
+  return now;
 }
 
 template <class Port>
@@ -459,7 +465,7 @@ Result Producer<Port>::Run() {
   uint64_t stop_tsc = 0;
   CpuShare cpu;
   for (uint64_t pass = 0;; ++pass) {
-    const uint64_t now = rte_rdtsc();
+    uint64_t now = rte_rdtsc();
     const bool sending =
         !result_.aborted && now < t_end_ && (o_.count == 0 || built_msgs_ < o_.count);
     if (!cpu.started() && now >= t_measure_) cpu.Start();
@@ -470,7 +476,7 @@ Result Producer<Port>::Run() {
       }
       if ((inflight_ == 0 && npending_ == 0) || now - stop_tsc >= drain) break;
     }
-    Receive(now);
+    now = Receive(now);
     if (sending) Build(now);
     if (npending_ != 0) Transmit(now);
     if ((pass & 1023) == 0) {

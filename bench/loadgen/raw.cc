@@ -40,7 +40,7 @@ class RawDriver {
 
  private:
   uint16_t Build(uint64_t now, rte_mbuf** pkts);
-  void Receive(uint64_t now);
+  uint64_t Receive(uint64_t now);
   bool Measured(uint64_t tsc) const { return tsc >= t_measure_ && tsc < t_end_; }
 
   Link& link_;
@@ -115,9 +115,14 @@ uint16_t RawDriver::Build(uint64_t now, rte_mbuf** pkts) {
   return n;
 }
 
-void RawDriver::Receive(uint64_t now) {
+// Returns the clock of this receipt. The pass's clock was read before the poll; on a shared CPU
+// the loadgen can be descheduled between the two, and an echo stamped with the pass's clock would
+// then look faster than it was (seen: 2 us "round trips" of a 200 us write). Echoes read the clock
+// again once a burst arrived; the flood (no timestamps) keeps its one read per pass.
+uint64_t RawDriver::Receive(uint64_t now) {
   rte_mbuf* pkts[kRxBurst];
   const uint16_t n = link_.Rx(pkts, kRxBurst);
+  if (n != 0 && echo_) now = rte_rdtsc();
   if (n != 0) last_rx_tsc_ = now;
   result_.frames_received += n;
   if (Measured(now)) result_.measured_frames_received += n;
@@ -140,6 +145,7 @@ void RawDriver::Receive(uint64_t now) {
     if (inflight_ > 0) --inflight_;
   }
   rte_pktmbuf_free_bulk(pkts, n);
+  return now;
 }
 
 Result RawDriver::Run() {
@@ -155,7 +161,7 @@ Result RawDriver::Run() {
   CpuShare cpu;
   rte_mbuf* pkts[kBurst];
   for (;;) {
-    const uint64_t now = rte_rdtsc();
+    uint64_t now = rte_rdtsc();
     const bool sending = now < t_end_ && (o_.count == 0 || result_.frames_sent < o_.count);
     if (!cpu.started() && now >= t_measure_) cpu.Start();
     if (!sending) {
@@ -165,7 +171,7 @@ Result RawDriver::Run() {
       }
       if ((echo_ && inflight_ == 0) || now - stop_tsc >= drain) break;
     }
-    Receive(now);
+    now = Receive(now);
     if (echo_ && inflight_ != 0 && now - last_rx_tsc_ > timeout) {
       ++result_.timeouts;
       result_.lost += inflight_;
