@@ -49,6 +49,7 @@ Shard::Shard(const ShardConfig& config, ShardSink* sink)
 
 // Partitions go before the pool and the wheel (member order would do it too; this says so).
 Shard::~Shard() {
+  last_ = nullptr;
   streams_.clear();
   partitions_.clear();
 }
@@ -154,15 +155,23 @@ Errc Shard::RemovePartition(QueueId queue, uint32_t partition) {
   RejectPendingAcks(*p, Errc::kUnknownPartition);
   if (p->work_ != nullptr) p->work_->CancelWaiters(Errc::kUnknownPartition);
   Flush();
+  if (last_ == p) last_ = nullptr;
   partitions_.erase(it);
   return Errc::kOk;
 }
 
 const Partition* Shard::Find(QueueId queue, uint32_t partition) const { return Get(queue, partition); }
 
+// Consecutive messages mostly go to the partition the previous one went to: a one-entry cache
+// in front of the map (a hash and a probe per message otherwise).
 Partition* Shard::Get(QueueId q, uint32_t p) {
-  auto it = partitions_.find(Key(q, p));
-  return it == partitions_.end() ? nullptr : it->second.get();
+  const uint64_t key = Key(q, p);
+  if (last_ != nullptr && key == last_key_) return last_;
+  auto it = partitions_.find(key);
+  if (it == partitions_.end()) return nullptr;
+  last_key_ = key;
+  last_ = it->second.get();
+  return last_;
 }
 
 const Partition* Shard::Get(QueueId q, uint32_t p) const {

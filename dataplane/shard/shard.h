@@ -230,6 +230,8 @@ class Shard {
   AckCoalescer acks_out_;
   uint64_t now_ns_ = 0;
   absl::flat_hash_map<uint64_t, std::unique_ptr<Partition>> partitions_;
+  Partition* last_ = nullptr;  // Get's cache: the partition of key last_key_ (null: none)
+  uint64_t last_key_ = 0;
   std::vector<Partition*> streams_;  // partitions Tick visits for push and retention
   std::vector<Partition*> coordinators_;  // partitions 0 of streams: group session expiry
   std::vector<Partition*> open_batches_;  // partitions with an open batch (SealAll visits these)
