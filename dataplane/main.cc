@@ -19,6 +19,7 @@
 #include <atomic>
 #include <filesystem>
 #include <optional>
+#include <cinttypes>
 #include <cstdio>
 #include <cstring>
 #include <ctime>
@@ -50,6 +51,7 @@
 #include "dataplane/stats.h"
 #include "dataplane/storage_shell.h"
 #include "dataplane/table_publisher.h"
+#include "dataplane/unmap_guard.h"
 #include "dataplane/worker.h"
 #include "hwconf/loader.h"
 #include "replication/state_file.h"
@@ -449,6 +451,7 @@ int CreateTablePublisher(SharedRuntime* rt, std::unique_ptr<TablePublisher>* tab
   *mailboxes = std::make_unique<StatsMailbox[]>(rt->worker_count);
   rt->tables = tables->get();
   rt->stats = mailboxes->get();
+  SetUnmapGuard(tables->get());  // PMD unmaps wait for the workers' passes (unmap_guard.h)
   return kExitOk;
 }
 
@@ -763,6 +766,11 @@ int Main(int argc, char** argv) {
   PrintStats(stdout, workers);
   workers.clear();
   StopControlPlane(&cp);
+  SetUnmapGuard(nullptr);
+  if (GuardedUnmaps() != 0) {
+    std::printf("sluiced: %" PRIu64 " unmap(s) of port memory waited for the workers' passes\n",
+                GuardedUnmaps());
+  }
   tables.reset();  // frees the last table
   for (WakeSignal& w : wake) close(w.fd);
   address_check.reset();

@@ -5,6 +5,7 @@
 #include "absl/strings/str_format.h"
 #include "dataplane/frame_handler.h"
 #include "dataplane/storage_shell.h"
+#include "dataplane/unmap_guard.h"
 #include "dataplane/worker.h"
 
 namespace sluice::dataplane {
@@ -72,7 +73,8 @@ void WriteStatsFile(const std::string& path, const std::vector<std::unique_ptr<W
   for (size_t i = 0; i < workers.size(); ++i) {
     absl::StrAppend(&json, i ? ", " : "", CountersJson(*workers[i]));
   }
-  json += "]}\n";
+  // Process-wide: unmaps of port memory that waited for the workers (unmap_guard.h).
+  absl::StrAppend(&json, "], \"guarded_unmaps\": ", GuardedUnmaps(), "}\n");
   const std::string tmp = path + ".tmp";
   FILE* f = std::fopen(tmp.c_str(), "w");
   if (f == nullptr) return;

@@ -41,6 +41,9 @@ class TablePublisher {
   // started a pass with `next` (so anything processed after Publish returns sees it), and the
   // previous table, which no reader can still hold, is freed.
   void Publish(std::unique_ptr<const QueueTable> next);
+  // Returns once every reader that was online when it was called has passed a quiescent state
+  // or gone offline (one grace period). Any thread but a registered, online reader.
+  void WaitForReaders() { WaitGracePeriod(); }
 
   uint64_t published() const { return published_.load(std::memory_order_relaxed); }
   uint64_t freed() const { return freed_.load(std::memory_order_relaxed); }

@@ -13,6 +13,7 @@
 #include "dataplane/replication_shell.h"
 #include "dataplane/storage_shell.h"
 #include "dataplane/table_publisher.h"
+#include "dataplane/unmap_guard.h"
 #include "protocol/assert.h"
 
 namespace sluice::dataplane {
@@ -143,11 +144,16 @@ bool Worker::RingsEmpty() const {
   return true;
 }
 
+// Offline only around the wait itself: a sleeping worker holds up neither a publication nor a
+// guarded unmap, and the PMD calls (interrupt enable/disable) stay inside an online stretch.
 void Worker::Sleep(uint64_t ns) {
   ++counters_.idle_sleeps;
+  TablePublisher& tables = *shared_.tables;
   if (!rx_wakeups_) {
     timespec ts{0, static_cast<long>(ns)};
+    tables.Offline(index_);
     nanosleep(&ts, nullptr);
+    tables.Online(index_);
     return;
   }
   for (const RxQueue& q : rx_) rte_eth_dev_rx_intr_enable(q.port->addr.port_id, q.queue);
@@ -159,7 +165,9 @@ void Worker::Sleep(uint64_t ns) {
   if (RingsEmpty()) {
     epoll_event events[8];
     const timespec ts{0, static_cast<long>(ns)};
+    tables.Offline(index_);
     epoll_pwait2(epoll_fd_, events, 8, &ts, nullptr);
+    tables.Online(index_);
   }
   me.sleeping.store(false, std::memory_order_relaxed);
   uint64_t drained;
@@ -230,6 +238,7 @@ void Worker::FlushTx() {
 }
 
 int Worker::Run(const std::atomic<bool>& stop) {
+  MarkPollerThread();
   IdlePolicy idle(conf_.idle, rx_wakeups_);
   TablePublisher& tables = *shared_.tables;
   while (!stop.load(std::memory_order_relaxed)) {
@@ -252,11 +261,7 @@ int Worker::Run(const std::atomic<bool>& stop) {
       ++counters_.kernel_yields;
       sched_yield();
     }
-    if (const uint64_t ns = idle.Next(work); ns != 0) {
-      tables.Offline(index_);  // a sleeping worker does not hold up a publication
-      Sleep(ns);
-      tables.Online(index_);
-    }
+    if (const uint64_t ns = idle.Next(work); ns != 0) Sleep(ns);
   }
   // Drain: what other lcores already handed us is still answered, and what was appended is
   // written and acked, before the ports close.
