@@ -65,6 +65,14 @@ struct ReplicationStatus {
   std::atomic<uint64_t> rx_malformed{0};
   std::atomic<uint64_t> rx_stale_epoch{0};
   std::atomic<uint64_t> apply_failures{0};  // standby: batches its storage refused or failed
+  // Ack-log replication (docs/replication.md §5).
+  std::atomic<uint64_t> acklog_records_sent{0};
+  std::atomic<uint64_t> acklog_records_resent{0};
+  std::atomic<uint64_t> acklog_snapshots_sent{0};
+  std::atomic<uint64_t> acklog_records_applied{0};
+  std::atomic<uint64_t> acklog_snapshots_applied{0};
+  std::atomic<uint64_t> acklog_dropped{0};
+  std::atomic<uint64_t> acklog_lag{0};  // primary: records the standby has not applied
   std::atomic<bool> catalog_acked{false};   // primary: the standby holds the current catalog
   std::atomic<uint32_t> primary_client_ipv4{0};  // standby: the primary's client address
   std::atomic<uint16_t> primary_client_port{0};  // (host order), from its HELLO
@@ -163,6 +171,8 @@ class ReplicationShell final : public Replicator,
              uint64_t end, uint64_t now_ns) override;
   bool Replicated(uint32_t queue, uint32_t partition, uint64_t now_ns,
                   uint64_t* end) const override;
+  void OfferAck(uint32_t queue, uint32_t partition, uint8_t kind, uint32_t ref_partition,
+                std::string_view group, uint64_t offset) override;
   Errc ReadReplica(uint32_t queue, uint32_t partition, uint64_t offset, uint32_t max_records,
                    uint64_t cookie) override;
   uint32_t PollReplicaReads(
@@ -175,6 +185,8 @@ class ReplicationShell final : public Replicator,
   // replication::StandbySink
   Errc Apply(uint32_t queue, uint32_t partition, std::span<const std::byte> batch,
              const storage::BatchHeader& header) override;
+  bool AppendAck(uint32_t queue, uint32_t partition, const replication::AckRecord& r) override;
+  bool ReplaceAcks(uint32_t queue, uint32_t partition, const storage::AckState& state) override;
 
  private:
   explicit ReplicationShell(const ReplicationShellConfig& c);
@@ -192,7 +204,11 @@ class ReplicationShell final : public Replicator,
     shard::Durability durability = shard::Durability::kWrite;
     uint64_t durable_end = 0;
     bool failed = false;
+    std::optional<storage::AckLog> acks;  // the primary's ack records, replicated
+    bool ack_dirty = false;               // in ack_dirty_
   };
+  void FlushStandbyAcks();
+  void SendAckSnapshots(Persistence* storage);
   // Standby batches being written: a FIFO over one aligned arena (O_DIRECT needs the alignment).
   struct Pending {
     StandbyPart* part;
@@ -222,6 +238,9 @@ class ReplicationShell final : public Replicator,
   uint64_t link_down_since_ns_ = 0;
   // Primary catch-up.
   std::vector<std::byte> backfill_buf_;
+  std::vector<std::pair<uint32_t, uint32_t>> ack_snapshots_;  // reserved: partitions to snapshot
+  bool ack_snapshot_error_logged_ = false;
+  std::vector<StandbyPart*> ack_dirty_;  // standby: ack logs with buffered records
   Persistence* storage_ = nullptr;
   uint32_t backfills_this_pass_ = 0;
   // Standby storage.
