@@ -363,6 +363,7 @@ c::RoleInfo SluicedBackend::Role() {
        replication_->acklog_snapshots_applied.load(std::memory_order_relaxed)},
       {"acklog_dropped", replication_->acklog_dropped.load(std::memory_order_relaxed)},
       {"acklog_lag", replication_->acklog_lag.load(std::memory_order_relaxed)},
+      {"status_seq", replication_->published.load(std::memory_order_acquire)},
   };
   return r;
 }

@@ -538,6 +538,7 @@ void ReplicationShell::PublishStatus() {
     s.primary_client_ipv4.store(standby_->primary_client_ipv4(), std::memory_order_relaxed);
     s.primary_client_port.store(standby_->primary_client_port(), std::memory_order_relaxed);
   }
+  s.published.fetch_add(1, std::memory_order_release);
 }
 
 // ---- standby ---------------------------------------------------------------------------------

@@ -73,6 +73,7 @@ struct ReplicationStatus {
   std::atomic<uint64_t> acklog_snapshots_applied{0};
   std::atomic<uint64_t> acklog_dropped{0};
   std::atomic<uint64_t> acklog_lag{0};  // primary: records the standby has not applied
+  std::atomic<uint64_t> published{0};   // PublishStatus calls: a reader waits for a later one
   std::atomic<bool> catalog_acked{false};   // primary: the standby holds the current catalog
   std::atomic<uint32_t> primary_client_ipv4{0};  // standby: the primary's client address
   std::atomic<uint16_t> primary_client_port{0};  // (host order), from its HELLO
