@@ -65,7 +65,7 @@ struct ReplicationStatus {
   std::atomic<uint64_t> rx_malformed{0};
   std::atomic<uint64_t> rx_stale_epoch{0};
   std::atomic<uint64_t> apply_failures{0};  // standby: batches its storage refused or failed
-  // Ack-log replication (docs/replication.md §5).
+  // Ack-log replication (docs/replication.md §13).
   std::atomic<uint64_t> acklog_records_sent{0};
   std::atomic<uint64_t> acklog_records_resent{0};
   std::atomic<uint64_t> acklog_snapshots_sent{0};

@@ -31,7 +31,7 @@ class Replicator {
   // A batch storage took, in its exact on-disk form (header + records, no padding).
   virtual void Offer(uint32_t queue, uint32_t partition, std::span<const std::byte> bytes,
                      uint64_t base, uint64_t end, uint64_t now_ns) = 0;
-  // A record the primary just logged in the partition's ack log (docs/replication.md §5): `kind`
+  // A record the primary just logged in the partition's ack log (docs/replication.md §13): `kind`
   // is storage::AckKind's value (1 delete, 2 commit, 3 deleted below); `ref_partition` the
   // partition whose data `offset` names (a group commit is logged in partition 0's ack log).
   // Replicated to the standby's ack log, after the data it names.

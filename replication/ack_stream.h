@@ -1,4 +1,4 @@
-// Ack-log replication (docs/replication.md §5): the records of each partition's ack log
+// Ack-log replication (docs/replication.md §13): the records of each partition's ack log
 // (storage/ack_log.h: work-queue deletes, consumer-group commits, purge marks) cross the link in
 // order, numbered, so that a promoted standby does not deliver again what consumers deleted,
 // resumes groups where they committed and keeps purged data purged.

@@ -749,7 +749,7 @@ class ReplicationTest(unittest.TestCase):
         p.sock.close()
         self._failed = False
 
-    # ---- ack-log replication (docs/replication.md §5) ----
+    # ---- ack-log replication (docs/replication.md §13) ----
 
     def start_ack_pair(self):
         self.pair.close(False)
