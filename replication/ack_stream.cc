@@ -139,7 +139,14 @@ void AckSender::OnPosition(const AckLogPosition& p, uint64_t now_ns, LinkCounter
     }
     return;
   }
-  if (state_ != State::kStreaming || p.generation != gen_) return;  // stale: an older generation
+  if (state_ != State::kStreaming) return;
+  if (p.generation == 0 && now_ns >= snapshot_ns_ + config_.retransmit_ns) {
+    // The standby has no generation at all (it cut its log, or lost its state) and its position
+    // is newer than our snapshot's first send: it needs another.
+    state_ = State::kNeedSnapshot;
+    return;
+  }
+  if (p.generation != gen_) return;  // stale: a position from before our current generation
   if (p.next_seq > End()) return;                                   // bogus
   applied_ = std::max(applied_, p.next_seq - std::min<uint64_t>(p.applied_lag, p.next_seq));
   if (p.next_seq > acked_) Received(p.next_seq, now_ns);
@@ -153,7 +160,7 @@ void AckSender::OnPosition(const AckLogPosition& p, uint64_t now_ns, LinkCounter
   }
 }
 
-void AckSender::SetSnapshot(const storage::AckState& state, LinkCounters& c) {
+void AckSender::SetSnapshot(const storage::AckState& state, uint64_t now_ns, LinkCounters& c) {
   // Control path: allocates. Every record offered so far is in `state` (the shell flushed the
   // ack log before reading it), so the generation continues with the next live record.
   snap_.clear();
@@ -183,6 +190,7 @@ void AckSender::SetSnapshot(const storage::AckState& state, LinkCounters& c) {
   acked_ = applied_ = next_send_ = sent_high_ = 0;
   last_gap_from_ = UINT64_MAX;
   state_ = State::kStreaming;
+  snapshot_ns_ = now_ns;
   ++c.acklog_snapshots_sent;
 }
 

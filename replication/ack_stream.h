@@ -91,7 +91,7 @@ class AckSender {
   // The standby needs a snapshot: the shell reads the partition's ack log (which holds every
   // record offered so far: flushed first) and hands it to SetSnapshot. Control path.
   bool WantsSnapshot() const { return state_ == State::kNeedSnapshot; }
-  void SetSnapshot(const storage::AckState& state, LinkCounters& c);
+  void SetSnapshot(const storage::AckState& state, uint64_t now_ns, LinkCounters& c);
   // Sends due records, at most *datagrams datagrams (decremented). Returns datagrams sent.
   uint32_t Poll(uint64_t now_ns, uint64_t epoch, uint32_t max_datagram_bytes, uint32_t* datagrams,
                 LinkOutput& out, LinkCounters& c);
@@ -132,6 +132,7 @@ class AckSender {
   uint64_t last_progress_ns_ = 0;
   uint64_t last_gap_from_ = UINT64_MAX;
   uint64_t last_gap_ns_ = 0;
+  uint64_t snapshot_ns_ = 0;         // when the current generation began
   std::vector<std::byte> scratch_;   // one datagram's records
 };
 

@@ -272,7 +272,7 @@ void PrimaryLink::ForEachAckSnapshot(absl::FunctionRef<void(uint32_t, uint32_t)>
 void PrimaryLink::SetAckSnapshot(uint32_t queue, uint32_t partition,
                                  const storage::AckState& state) {
   AckSender* a = FindAckMut(queue, partition);
-  if (a != nullptr && a->WantsSnapshot()) a->SetSnapshot(state, counters_);
+  if (a != nullptr && a->WantsSnapshot()) a->SetSnapshot(state, last_now_ns_, counters_);
 }
 
 uint64_t PrimaryLink::ack_lag() const {
