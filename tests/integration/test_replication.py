@@ -353,16 +353,17 @@ def repl_counters(box):
     return box.role().get("replication_counters", {})
 
 
-def wait_acks_replicated(primary, standby, applied_at_least):
+def wait_acks_replicated(primary, standby, applied_at_least, snapshots_at_least=0):
     """Every ack record the primary logged so far is in the standby's ack logs: a status of the
     primary published after this call says no record is waiting (acklog_lag 0), and the standby
-    has written at least `applied_at_least` records."""
+    has written at least `applied_at_least` records and `snapshots_at_least` snapshots."""
     seq0 = repl_counters(primary)["status_seq"]
 
     def settled():
         c, s = repl_counters(primary), repl_counters(standby)
         return (c.get("status_seq", 0) >= seq0 + 2 and c.get("acklog_lag") == 0 and
-                s.get("acklog_records_applied", 0) >= applied_at_least)
+                s.get("acklog_records_applied", 0) >= applied_at_least and
+                s.get("acklog_snapshots_applied", 0) >= snapshots_at_least)
     harness.wait_for(settled, 20, f"{standby.name} to apply the ack records of {primary.name}")
     return repl_counters(primary), repl_counters(standby)
 
@@ -776,6 +777,38 @@ class ReplicationTest(unittest.TestCase):
               f"the promoted standby delivered exactly the other {len(got)}; primary sent "
               f"{ca['acklog_records_sent']} ack records ({ca['acklog_snapshots_sent']} snapshots), "
               f"standby applied {cb['acklog_records_applied']}")
+        self._failed = False
+
+    def test_acklog_rejoined_primary_takes_the_new_primarys_ack_state(self):
+        a, b = self.start_ack_pair()
+        jobs = [f"job-{i}" for i in range(30)]
+        cli_produce(a, "jobs", jobs)
+        leased = receive_all(a, "jobs")
+        first = {p for _, p in leased[:10]}
+        cli(a, "delete", "jobs", *[r for r, p in leased if p in first])
+        wait_acks_replicated(a, b, len(first))
+        kill_and_promote(a, b)
+        # On the new primary, alone: more deletes (b's ack log only).
+        leased = receive_all(b, "jobs")
+        self.assertEqual(sorted(p for _, p in leased), sorted(set(jobs) - first))
+        second = {p for _, p in leased[:10]}
+        cli(b, "delete", "jobs", *[r for r, p in leased if p in second])
+        # The deposed primary comes back: fenced, it rejoins as standby and its ack log is
+        # replaced by the new primary's (a snapshot per partition).
+        before = a.log_size()
+        a.start()
+        harness.wait_for(lambda: "rejoining as standby" in a.log()[before:], 30, "a to be fenced")
+        harness.wait_for(lambda: a.role().get("role") == "standby", 30, "a to be standby")
+        wait_in_sync(b, a)
+        cb, ca = wait_acks_replicated(b, a, 0, snapshots_at_least=1)
+        # Now the new primary dies and the old one takes over again: neither set of deletes
+        # comes back.
+        kill_and_promote(b, a)
+        got = [p for _, p in receive_all(a, "jobs")]
+        self.assertEqual(sorted(got), sorted(set(jobs) - first - second))
+        print(f"\nack log, rejoin: {len(first)} deleted on a, {len(second)} on b after the first "
+              f"failover; a rejoined (took {ca['acklog_snapshots_applied']} snapshots of b's ack "
+              f"logs), was promoted again and delivered exactly the other {len(got)}")
         self._failed = False
 
     def test_acklog_group_resumes_at_its_committed_offset_after_failover(self):
