@@ -6,6 +6,9 @@
 //   - on a standby: the StandbyLink and its own io_uring writer, which writes the primary's
 //     batches byte for byte into this box's logs (UringWriter::SubmitEncoded) and reports their
 //     durable ends back as ACKs; divergent tails are cut here (blocking, rare);
+//   - the ack logs (docs/replication.md §13): on a primary, a partition's ack log read back as a
+//     snapshot for a standby that cannot continue its ack stream (rare); on a standby, the
+//     replicated ack records appended to its partitions' ack logs (written out once per pass);
 //   - the link port's RX queue 0 and this worker's TX queue on it: the link is IPv4/UDP to
 //     [replication] peer; until the peer's MAC is learned from its first frame, frames go to the
 //     Ethernet broadcast address (a point-to-point link).
