@@ -171,6 +171,8 @@ class AckReceiver {
   uint64_t generation() const { return gen_; }
   uint64_t next_seq() const { return next_; }
   uint64_t applied() const { return applied_; }
+  // The ack log holds the state of a generation's snapshot at least (caught up for promotion).
+  bool synced() const { return gen_ != 0 && !building_ && !snap_ready_ && applied_ > 0; }
 
  private:
   static bool Newer(uint64_t gen, uint64_t than);

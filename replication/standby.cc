@@ -155,12 +155,14 @@ const AckReceiver* StandbyLink::FindAck(uint32_t queue, uint32_t partition) cons
 uint32_t StandbyLink::ApplyAcks(StandbySink& sink) {
   uint32_t n = 0;
   for (AckReceiver* r : ack_order_) {
+    const bool was_synced = r->synced();
     n += r->Apply(
         [&](uint32_t ref) {
           const Applier* a = Find(r->queue(), ref);
           return a != nullptr ? a->durable() : uint64_t{0};
         },
         sink, counters_);
+    if (!was_synced && r->synced() && !caught_up_) CheckCaughtUp();
   }
   return n;
 }
@@ -195,8 +197,13 @@ void StandbyLink::OnDurable(uint32_t queue, uint32_t partition, uint64_t end) {
 void StandbyLink::CheckCaughtUp() {
   if (!heard_hello_ || divergent()) return;  // caught up with what the primary's HELLO stated
   for (const auto& [key, end] : primary_ends_) {
-    const Applier* a = Find(static_cast<uint32_t>(key >> 32), static_cast<uint32_t>(key));
+    const uint32_t q = static_cast<uint32_t>(key >> 32), p = static_cast<uint32_t>(key);
+    const Applier* a = Find(q, p);
     if (a != nullptr && a->durable() < end) return;
+    // The ack log too must hold the primary's state (its snapshot at least): a standby promoted
+    // before would deliver again everything consumers deleted.
+    const AckReceiver* r = FindAck(q, p);
+    if (r != nullptr && !r->synced()) return;
   }
   caught_up_ = true;
 }

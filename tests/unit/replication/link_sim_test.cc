@@ -463,6 +463,13 @@ class Rig {
   std::string* catalog_out = nullptr;
 };
 
+// What the shell does for a primary whose partitions have empty ack logs.
+void EmptyAckSnapshots(PrimaryLink& primary) {
+  std::vector<std::pair<uint32_t, uint32_t>> want;
+  primary.ForEachAckSnapshot([&](uint32_t q, uint32_t p) { want.emplace_back(q, p); });
+  for (const auto& [q, p] : want) primary.SetAckSnapshot(q, p, storage::AckState{});
+}
+
 void Print(const char* name, const Result& r) {
   std::printf("%s: %s in %llu steps; %llu batches; sent %llu resent %llu frags %llu naks %llu "
               "timeouts %llu evictions %llu backfill %llu; standby applied %llu dups %llu gaps %llu "
@@ -766,6 +773,39 @@ TEST(LinkSimAcks, RecordsWaitForSlowDataAndAFullAckLog) {
   EXPECT_EQ(rig.disk().ack_throttle_next, 0);
 }
 
+TEST(LinkSimAcks, CaughtUpWaitsForTheAckLogSnapshot) {
+  // The data is trivially caught up (both logs empty), but until the standby's ack log holds the
+  // primary's state it may not be promoted without --force.
+  StandbyConfig sc;
+  sc.epoch = 1;
+  StandbyLink standby(sc);
+  standby.AddPartition(5, 0, 0);
+  PrimaryConfig pc;
+  pc.epoch = 1;
+  PrimaryLink primary(pc);
+  primary.AddPartition(5, 0, 0);
+  SimWire p2s(1, 0), s2p(2, 0);
+  SimDisk disk;
+  auto run = [&](uint64_t from, uint64_t to, bool snapshots) {
+    for (uint64_t t = from; t < to; ++t) {
+      const uint64_t now = t * 1'000'000;
+      if (snapshots) EmptyAckSnapshots(primary);
+      primary.Poll(now, p2s);
+      p2s.Deliver(now, [&](std::span<const std::byte> d) { standby.OnDatagram(d, now, disk); });
+      standby.Poll(now, s2p, disk);
+      s2p.Deliver(now, [&](std::span<const std::byte> d) { primary.OnDatagram(d, now); });
+    }
+  };
+  run(1, 50, false);
+  EXPECT_TRUE(primary.connected());
+  EXPECT_TRUE(primary.FindAck(5, 0) != nullptr && primary.FindAck(5, 0)->WantsSnapshot());
+  EXPECT_FALSE(standby.caught_up());
+  run(50, 100, true);
+  EXPECT_TRUE(standby.caught_up());
+  EXPECT_EQ(primary.ack_lag(), 0u);
+  EXPECT_EQ(standby.counters().acklog_snapshots_applied, 1u);
+}
+
 TEST(LinkSim, SyncViewFollowsTheStandby) {
   Scenario s;
   s.seed = 6;
@@ -846,6 +886,7 @@ TEST(LinkSim, DivergentStandbyTailIsCutThenItFollows) {
   auto run = [&](uint64_t from, uint64_t to) {
     for (uint64_t t = from; t < to; ++t) {
       const uint64_t now = t * 1'000'000;
+      EmptyAckSnapshots(primary);
       primary.Poll(now, p2s);
       p2s.Deliver(now, [&](std::span<const std::byte> d) { standby.OnDatagram(d, now, disk); });
       standby.Poll(now, s2p, disk);
@@ -897,6 +938,7 @@ TEST(LinkSim, HelloOfManyPartitionsGoesInParts) {
   auto run = [&](uint64_t from, uint64_t to) {
     for (uint64_t t = from; t < to; ++t) {
       const uint64_t now = t * 1'000'000;
+      EmptyAckSnapshots(primary);
       primary.Poll(now, p2s);
       p2s.Deliver(now, [&](std::span<const std::byte> d) { standby.OnDatagram(d, now, disk); });
       standby.Poll(now, s2p, disk);
@@ -939,6 +981,7 @@ TEST(LinkSim, StandbyOfTheSameEpochKeepsItsLog) {
   SimDisk disk;
   for (uint64_t t = 1; t < 50; ++t) {
     const uint64_t now = t * 1'000'000;
+    EmptyAckSnapshots(primary);
     primary.Poll(now, p2s);
     p2s.Deliver(now, [&](std::span<const std::byte> d) { standby.OnDatagram(d, now, disk); });
     standby.Poll(now, s2p, disk);
