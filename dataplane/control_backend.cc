@@ -355,6 +355,16 @@ c::RoleInfo SluicedBackend::Role() {
       {"rx_stale_epoch", replication_->rx_stale_epoch.load(std::memory_order_relaxed)},
       {"truncated_records", replication_->truncated_records.load(std::memory_order_relaxed)},
       {"apply_failures", replication_->apply_failures.load(std::memory_order_relaxed)},
+      {"acklog_records_sent", replication_->acklog_records_sent.load(std::memory_order_relaxed)},
+      {"acklog_records_resent", replication_->acklog_records_resent.load(std::memory_order_relaxed)},
+      {"acklog_snapshots_sent", replication_->acklog_snapshots_sent.load(std::memory_order_relaxed)},
+      {"acklog_records_applied",
+       replication_->acklog_records_applied.load(std::memory_order_relaxed)},
+      {"acklog_snapshots_applied",
+       replication_->acklog_snapshots_applied.load(std::memory_order_relaxed)},
+      {"acklog_dropped", replication_->acklog_dropped.load(std::memory_order_relaxed)},
+      {"acklog_lag", replication_->acklog_lag.load(std::memory_order_relaxed)},
+      {"status_seq", replication_->published.load(std::memory_order_acquire)},
   };
   return r;
 }

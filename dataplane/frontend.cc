@@ -413,6 +413,10 @@ void Frontend::Impl::PersistGroupCommit(const QueueInfo& q, std::string_view gro
                               group.data());
   if (n <= 0 || static_cast<size_t>(n) >= sizeof key) return;
   persistence_->Committed(q.id, 0, std::string_view(key, static_cast<size_t>(n)), offset);
+  if (!replicated_.empty() && replicated_.contains(PartKey(q.id, 0))) {
+    replicator_->OfferAck(q.id, 0, /*commit*/ 2, partition,
+                          std::string_view(key, static_cast<size_t>(n)), offset);
+  }
 }
 
 void Frontend::Impl::RemovePartition(uint32_t queue_id, uint32_t partition) {
@@ -460,6 +464,10 @@ void Frontend::Impl::PurgePartition(const QueueInfo& q, uint32_t partition) {
     std::fprintf(stderr, "sluiced: queue '%s': %s\n", q.name.c_str(),
                  std::string(st.message()).c_str());
     ++counters_.storage_failures;
+    return;
+  }
+  if (replicated_.contains(PartKey(q.id, partition))) {
+    replicator_->OfferAck(q.id, partition, /*deleted below*/ 3, partition, {}, below);
   }
 }
 
@@ -649,6 +657,9 @@ void Frontend::Impl::EnforceLogRetention(uint64_t now_ns) {
 
 void Frontend::Impl::OnRemoved(shard::QueueId queue, uint32_t partition, uint64_t offset) {
   if (persistence_ != nullptr) persistence_->Removed(queue.value, partition, offset);
+  if (!replicated_.empty() && replicated_.contains(PartKey(queue.value, partition))) {
+    replicator_->OfferAck(queue.value, partition, /*delete*/ 1, partition, {}, offset);
+  }
 }
 
 void Frontend::Impl::SetTable(const QueueTable& next) {

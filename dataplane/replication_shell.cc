@@ -11,6 +11,7 @@
 #include "absl/strings/str_format.h"
 #include "dataplane/storage_shell.h"
 #include "protocol/assert.h"
+#include "storage/ack_log.h"
 #include "storage/recovery.h"
 #include "storage/segment.h"
 
@@ -90,6 +91,8 @@ ReplicationShell::ReplicationShell(const ReplicationShellConfig& c) : config_(c)
   }
   parts_.reserve(1024);
   by_handle_.reserve(1024);
+  ack_dirty_.reserve(1024);
+  ack_snapshots_.reserve(1024);
   c.status->role.store(primary_ ? 1 : 2, std::memory_order_relaxed);
   c.status->epoch.store(c.epoch, std::memory_order_relaxed);
 }
@@ -206,6 +209,46 @@ bool ReplicationShell::Replicated(uint32_t queue, uint32_t partition, uint64_t n
                                   uint64_t* end) const {
   return primary_ != nullptr &&
          primary_->Replicated(queue, partition, now_ns, kSyncLagBoundNs, end);
+}
+
+void ReplicationShell::OfferAck(uint32_t queue, uint32_t partition, uint8_t kind,
+                                uint32_t ref_partition, std::string_view group, uint64_t offset) {
+  if (primary_ == nullptr || kind < 1 || kind > 3 || group.size() > replication::kMaxAckGroupBytes) {
+    return;
+  }
+  primary_->OfferAck(queue, partition,
+                     replication::AckRecord{static_cast<replication::AckRecordKind>(kind),
+                                            ref_partition, offset, group});
+}
+
+void ReplicationShell::SendAckSnapshots(Persistence* storage) {
+  // A standby that cannot continue a partition's ack-log stream gets the whole ack log: written
+  // out first (so it holds every record offered), then read back (blocking, rare: a standby
+  // connecting, a restart, a ring overflow). At most 4 a pass.
+  ack_snapshots_.clear();
+  primary_->ForEachAckSnapshot([&](uint32_t q, uint32_t p) {
+    if (ack_snapshots_.size() < 4) ack_snapshots_.emplace_back(q, p);
+  });
+  if (ack_snapshots_.empty()) return;
+  storage->FlushAcks();
+  for (const auto& [q, p] : ack_snapshots_) {
+    const std::string data_dir = DataDirOf(config_.storage, q, p);
+    auto dir = storage::PartitionDir::Open(data_dir, storage::PartitionId{q, p}, false);
+    storage::AckLoadReport report;
+    absl::StatusOr<storage::AckState> state =
+        dir.ok() ? storage::AckLog::Load(dir->AckLogPath(), &report)
+                 : absl::StatusOr<storage::AckState>(dir.status());
+    if (!state.ok()) {
+      if (!ack_snapshot_error_logged_) {
+        ack_snapshot_error_logged_ = true;
+        std::fprintf(stderr, "sluiced: replication: queue %u partition %u: cannot read the ack log "
+                     "for the standby: %s; retrying\n", q, p,
+                     std::string(state.status().message()).c_str());
+      }
+      continue;
+    }
+    primary_->SetAckSnapshot(q, p, *state);
+  }
 }
 
 Errc ReplicationShell::ReadReplica(uint32_t queue, uint32_t partition, uint64_t offset,
@@ -401,6 +444,7 @@ uint32_t ReplicationShell::Poll(uint64_t now_ns, Persistence* storage, TxBuffer*
         }
       });
       work += backfills_this_pass_;
+      SendAckSnapshots(storage);
     }
     // A new catalog from the control plane (rare): copied under the mailbox's mutex.
     if (const uint64_t seq = config_.status->catalog_out_seq.load(std::memory_order_acquire);
@@ -440,6 +484,7 @@ uint32_t ReplicationShell::Poll(uint64_t now_ns, Persistence* storage, TxBuffer*
     }
     if (pending_.empty()) arena_tail_ = 0;
     work += standby_->Poll(now_ns, *this, *this);
+    FlushStandbyAcks();  // one pwrite per ack log that took records this pass
     if (standby_->TakeCatalog(&catalog_scratch_)) {
       std::lock_guard lock(config_.status->catalog_mu);
       config_.status->catalog_in = std::move(catalog_scratch_);
@@ -464,6 +509,13 @@ void ReplicationShell::PublishStatus() {
   s.backfill_batches.store(c.backfill_batches, std::memory_order_relaxed);
   s.rx_malformed.store(c.rx_malformed, std::memory_order_relaxed);
   s.rx_stale_epoch.store(c.rx_stale_epoch, std::memory_order_relaxed);
+  s.acklog_records_sent.store(c.acklog_records_sent, std::memory_order_relaxed);
+  s.acklog_records_resent.store(c.acklog_records_resent, std::memory_order_relaxed);
+  s.acklog_snapshots_sent.store(c.acklog_snapshots_sent, std::memory_order_relaxed);
+  s.acklog_records_applied.store(c.acklog_records_applied, std::memory_order_relaxed);
+  s.acklog_snapshots_applied.store(c.acklog_snapshots_applied, std::memory_order_relaxed);
+  s.acklog_dropped.store(c.acklog_dropped, std::memory_order_relaxed);
+  if (primary_ != nullptr) s.acklog_lag.store(primary_->ack_lag(), std::memory_order_relaxed);
   if (primary_ != nullptr) {
     uint64_t lag = 0;
     bool all_caught_up = primary_->connected();
@@ -486,6 +538,7 @@ void ReplicationShell::PublishStatus() {
     s.primary_client_ipv4.store(standby_->primary_client_ipv4(), std::memory_order_relaxed);
     s.primary_client_port.store(standby_->primary_client_port(), std::memory_order_relaxed);
   }
+  s.published.fetch_add(1, std::memory_order_release);
 }
 
 // ---- standby ---------------------------------------------------------------------------------
@@ -546,7 +599,13 @@ absl::Status ReplicationShell::OpenStandbyPartition(uint32_t queue, uint32_t par
                                     RecoveryOptionsOf(config_.storage));
   }
   if (!rec->status.ok()) return rec->status;
-  if (auto dir = storage::PartitionDir::Open(data_dir, id, true); !dir.ok()) return dir.status();
+  auto dir = storage::PartitionDir::Open(data_dir, id, true);
+  if (!dir.ok()) return dir.status();
+  // The replicated ack log, compacted as the primary's is at open.
+  rec->acks.Compact(rec->log.start_offset());
+  absl::StatusOr<storage::AckLog> acks =
+      storage::AckLog::Open(dir->path(), dir->AckLogPath(), rec->acks);
+  if (!acks.ok()) return acks.status();
   const uint64_t end = rec->log.next_offset;
   storage::PartitionSpec spec{data_dir, id, d, config_.epoch};
   auto h = writer_->OpenPartition(spec, std::move(rec->log));
@@ -558,6 +617,7 @@ absl::Status ReplicationShell::OpenStandbyPartition(uint32_t queue, uint32_t par
   part->data_dir = data_dir;
   part->durability = d;
   part->durable_end = end;
+  part->acks.emplace(std::move(*acks));
   by_handle_[*h] = part.get();
   parts_[Key(queue, partition)] = std::move(part);
   standby_->AddPartition(queue, partition, end);
@@ -570,6 +630,11 @@ void ReplicationShell::CloseStandbyPartition(uint32_t queue, uint32_t partition,
   if (it == parts_.end()) return;
   // Close waits for the partition's writes in flight; its arena entries go with the head.
   writer_->ClosePartition(it->second->handle);
+  StandbyPart* part = it->second.get();
+  if (part->acks.has_value() && !part->acks->Flush().ok()) {
+    config_.status->apply_failures.fetch_add(1, std::memory_order_relaxed);
+  }
+  if (part->ack_dirty) std::erase(ack_dirty_, part);
   for (uint32_t i = 0; i < pending_.count; ++i) {
     if (pending_.at(i).part == it->second.get()) pending_.at(i).part = nullptr;
   }
@@ -681,8 +746,77 @@ void ReplicationShell::Drain() {
   if (writer_ == nullptr) return;
   writer_->Drain([&](const storage::Completion& comp) {
     auto it = by_handle_.find(comp.handle);
-    if (it != by_handle_.end()) it->second->durable_end = comp.durable.value;
+    if (it == by_handle_.end()) return;
+    it->second->durable_end = comp.durable.value;
+    if (comp.errc == Errc::kOk) standby_->OnDurable(it->second->queue, it->second->partition,
+                                                    comp.durable.value);
   });
+  // Ack records whose data just became durable go to the ack logs before we stop (promotion).
+  if (standby_ != nullptr && !standby_->divergent()) standby_->ApplyAcks(*this);
+  FlushStandbyAcks();
+}
+
+bool ReplicationShell::AppendAck(uint32_t queue, uint32_t partition,
+                                 const replication::AckRecord& r) {
+  auto it = parts_.find(Key(queue, partition));
+  if (it == parts_.end() || !it->second->acks.has_value()) return false;
+  StandbyPart* part = it->second.get();
+  auto append = [&] {
+    switch (r.kind) {
+      case replication::AckRecordKind::kDelete: return part->acks->Delete(r.offset);
+      case replication::AckRecordKind::kCommit: return part->acks->Commit(r.group, r.offset);
+      case replication::AckRecordKind::kDeletedBelow: return part->acks->DeletedBelow(r.offset);
+      default: return true;  // snapshot brackets never get here
+    }
+  };
+  if (!append()) {  // buffer full: write it out, then again
+    if (!part->acks->Flush().ok() || !append()) {
+      config_.status->apply_failures.fetch_add(1, std::memory_order_relaxed);
+      return false;
+    }
+  }
+  if (r.kind == replication::AckRecordKind::kDeletedBelow) {
+    // A purge mark is written and synced at once, as on the primary (rare: once per purge).
+    if (!part->acks->Flush(/*sync=*/true).ok()) {
+      config_.status->apply_failures.fetch_add(1, std::memory_order_relaxed);
+    }
+    return true;
+  }
+  if (!part->ack_dirty) {
+    part->ack_dirty = true;
+    ack_dirty_.push_back(part);
+  }
+  return true;
+}
+
+bool ReplicationShell::ReplaceAcks(uint32_t queue, uint32_t partition,
+                                   const storage::AckState& state) {
+  auto it = parts_.find(Key(queue, partition));
+  if (it == parts_.end()) return false;
+  StandbyPart* part = it->second.get();
+  auto dir = storage::PartitionDir::Open(part->data_dir, storage::PartitionId{queue, partition},
+                                         true);
+  if (!dir.ok()) return false;
+  // The primary's ack state replaces ours whole (tmp file, fsync, rename): blocking, rare.
+  absl::StatusOr<storage::AckLog> acks =
+      storage::AckLog::Open(dir->path(), dir->AckLogPath(), state);
+  if (!acks.ok()) {
+    std::fprintf(stderr, "sluiced: standby: queue %u partition %u: cannot replace the ack log: "
+                 "%s; retrying\n", queue, partition, std::string(acks.status().message()).c_str());
+    return false;
+  }
+  part->acks.emplace(std::move(*acks));
+  return true;
+}
+
+void ReplicationShell::FlushStandbyAcks() {
+  for (StandbyPart* p : ack_dirty_) {
+    p->ack_dirty = false;
+    if (p->acks.has_value() && !p->acks->Flush().ok()) {
+      config_.status->apply_failures.fetch_add(1, std::memory_order_relaxed);
+    }
+  }
+  ack_dirty_.clear();
 }
 
 }  // namespace sluice::dataplane

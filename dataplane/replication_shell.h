@@ -6,6 +6,9 @@
 //   - on a standby: the StandbyLink and its own io_uring writer, which writes the primary's
 //     batches byte for byte into this box's logs (UringWriter::SubmitEncoded) and reports their
 //     durable ends back as ACKs; divergent tails are cut here (blocking, rare);
+//   - the ack logs (docs/replication.md §13): on a primary, a partition's ack log read back as a
+//     snapshot for a standby that cannot continue its ack stream (rare); on a standby, the
+//     replicated ack records appended to its partitions' ack logs (written out once per pass);
 //   - the link port's RX queue 0 and this worker's TX queue on it: the link is IPv4/UDP to
 //     [replication] peer; until the peer's MAC is learned from its first frame, frames go to the
 //     Ethernet broadcast address (a point-to-point link).
@@ -65,6 +68,15 @@ struct ReplicationStatus {
   std::atomic<uint64_t> rx_malformed{0};
   std::atomic<uint64_t> rx_stale_epoch{0};
   std::atomic<uint64_t> apply_failures{0};  // standby: batches its storage refused or failed
+  // Ack-log replication (docs/replication.md §13).
+  std::atomic<uint64_t> acklog_records_sent{0};
+  std::atomic<uint64_t> acklog_records_resent{0};
+  std::atomic<uint64_t> acklog_snapshots_sent{0};
+  std::atomic<uint64_t> acklog_records_applied{0};
+  std::atomic<uint64_t> acklog_snapshots_applied{0};
+  std::atomic<uint64_t> acklog_dropped{0};
+  std::atomic<uint64_t> acklog_lag{0};  // primary: records the standby has not applied
+  std::atomic<uint64_t> published{0};   // PublishStatus calls: a reader waits for a later one
   std::atomic<bool> catalog_acked{false};   // primary: the standby holds the current catalog
   std::atomic<uint32_t> primary_client_ipv4{0};  // standby: the primary's client address
   std::atomic<uint16_t> primary_client_port{0};  // (host order), from its HELLO
@@ -165,6 +177,8 @@ class ReplicationShell final : public Replicator,
              uint64_t end, uint64_t now_ns) override;
   bool Replicated(uint32_t queue, uint32_t partition, uint64_t now_ns,
                   uint64_t* end) const override;
+  void OfferAck(uint32_t queue, uint32_t partition, uint8_t kind, uint32_t ref_partition,
+                std::string_view group, uint64_t offset) override;
   Errc ReadReplica(uint32_t queue, uint32_t partition, uint64_t offset, uint32_t max_records,
                    uint64_t cookie) override;
   uint32_t PollReplicaReads(
@@ -177,6 +191,8 @@ class ReplicationShell final : public Replicator,
   // replication::StandbySink
   Errc Apply(uint32_t queue, uint32_t partition, std::span<const std::byte> batch,
              const storage::BatchHeader& header) override;
+  bool AppendAck(uint32_t queue, uint32_t partition, const replication::AckRecord& r) override;
+  bool ReplaceAcks(uint32_t queue, uint32_t partition, const storage::AckState& state) override;
 
  private:
   explicit ReplicationShell(const ReplicationShellConfig& c);
@@ -194,7 +210,11 @@ class ReplicationShell final : public Replicator,
     shard::Durability durability = shard::Durability::kWrite;
     uint64_t durable_end = 0;
     bool failed = false;
+    std::optional<storage::AckLog> acks;  // the primary's ack records, replicated
+    bool ack_dirty = false;               // in ack_dirty_
   };
+  void FlushStandbyAcks();
+  void SendAckSnapshots(Persistence* storage);
   // Standby batches being written: a FIFO over one aligned arena (O_DIRECT needs the alignment).
   struct Pending {
     StandbyPart* part;
@@ -224,6 +244,9 @@ class ReplicationShell final : public Replicator,
   uint64_t link_down_since_ns_ = 0;
   // Primary catch-up.
   std::vector<std::byte> backfill_buf_;
+  std::vector<std::pair<uint32_t, uint32_t>> ack_snapshots_;  // reserved: partitions to snapshot
+  bool ack_snapshot_error_logged_ = false;
+  std::vector<StandbyPart*> ack_dirty_;  // standby: ack logs with buffered records
   Persistence* storage_ = nullptr;
   uint32_t backfills_this_pass_ = 0;
   // Standby storage.

@@ -8,6 +8,7 @@
 
 #include <cstdint>
 #include <span>
+#include <string_view>
 
 #include "absl/functional/function_ref.h"
 #include "dataplane/shard/types.h"
@@ -30,6 +31,14 @@ class Replicator {
   // A batch storage took, in its exact on-disk form (header + records, no padding).
   virtual void Offer(uint32_t queue, uint32_t partition, std::span<const std::byte> bytes,
                      uint64_t base, uint64_t end, uint64_t now_ns) = 0;
+  // A record the primary just logged in the partition's ack log (docs/replication.md §13): `kind`
+  // is storage::AckKind's value (1 delete, 2 commit, 3 deleted below); `ref_partition` the
+  // partition whose data `offset` names (a group commit is logged in partition 0's ack log).
+  // Replicated to the standby's ack log, after the data it names.
+  virtual void OfferAck(uint32_t queue, uint32_t partition, uint8_t kind, uint32_t ref_partition,
+                        std::string_view group, uint64_t offset) {
+    (void)queue, (void)partition, (void)kind, (void)ref_partition, (void)group, (void)offset;
+  }
   // The standby's durable end of the partition when it is connected, caught up and not lagging
   // past the bound; false otherwise.
   virtual bool Replicated(uint32_t queue, uint32_t partition, uint64_t now_ns,

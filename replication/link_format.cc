@@ -68,6 +68,8 @@ std::string_view MsgTypeName(MsgType t) {
     case MsgType::kHeartbeat: return "HEARTBEAT";
     case MsgType::kCatalog: return "CATALOG";
     case MsgType::kCatalogAck: return "CATALOG_ACK";
+    case MsgType::kAckLog: return "ACKLOG";
+    case MsgType::kAckLogAck: return "ACKLOG_ACK";
   }
   return "?";
 }
@@ -94,6 +96,31 @@ HelloEntry LinkMessage::Hello(uint32_t i) const {
   return e;
 }
 
+AckLogPosition LinkMessage::Position(uint32_t i) const {
+  AckLogPosition e;
+  std::memcpy(&e, entries.data() + size_t{i} * kAckLogPositionBytes, sizeof e);
+  return e;
+}
+
+void EncodeAckRecord(std::byte* out, const AckRecord& r) {
+  const uint32_t n = AckRecordBytes(r.group.size());
+  std::memset(out, 0, n);
+  out[0] = static_cast<std::byte>(r.kind);
+  out[1] = static_cast<std::byte>(r.group.size());
+  std::memcpy(out + 4, &r.ref_partition, 4);
+  std::memcpy(out + 8, &r.offset, 8);
+  if (!r.group.empty()) std::memcpy(out + kAckRecordHeaderBytes, r.group.data(), r.group.size());
+}
+
+uint32_t DecodeAckRecord(std::span<const std::byte> b, AckRecord* out) {
+  out->kind = static_cast<AckRecordKind>(b[0]);
+  const size_t len = static_cast<size_t>(b[1]);
+  std::memcpy(&out->ref_partition, b.data() + 4, 4);
+  std::memcpy(&out->offset, b.data() + 8, 8);
+  out->group = std::string_view(reinterpret_cast<const char*>(b.data() + kAckRecordHeaderBytes), len);
+  return AckRecordBytes(len);
+}
+
 PartitionOffset LinkMessage::Entry(uint32_t i) const {
   PartitionOffset e;
   std::memcpy(&e, entries.data() + size_t{i} * kPartitionOffsetBytes, sizeof e);
@@ -107,7 +134,7 @@ DecodeError DecodeLink(std::span<const std::byte> d, LinkMessage* out) {
   if (h.magic != kLinkMagic) return DecodeError::kBadMagic;
   if (h.version != kLinkVersion) return DecodeError::kBadVersion;
   if (h.length != d.size()) return h.length > d.size() ? DecodeError::kShort : DecodeError::kBadLength;
-  if (h.type < 1 || h.type > 7) return DecodeError::kBadType;
+  if (h.type < 1 || h.type > kMaxMsgType) return DecodeError::kBadType;
   if (h.role != 1 && h.role != 2) return DecodeError::kBadRole;
   // CRC with the field taken as zero: continue the CRC over the three parts.
   const uint32_t zero = 0;
@@ -146,6 +173,35 @@ DecodeError DecodeLink(std::span<const std::byte> d, LinkMessage* out) {
         return DecodeError::kBadLength;
       }
       out->entries = body.subspan(prefix);
+      return DecodeError::kOk;
+    }
+    case MsgType::kAckLogAck: {
+      if (body.size() < 8) return DecodeError::kBadLength;
+      std::memcpy(&out->count, body.data(), 4);
+      if (out->count > kMaxEntriesPerMessage) return DecodeError::kTooMany;
+      if (body.size() != 8 + size_t{out->count} * kAckLogPositionBytes) return DecodeError::kBadLength;
+      out->entries = body.subspan(8);
+      return DecodeError::kOk;
+    }
+    case MsgType::kAckLog: {
+      if (body.size() < kAckLogHeaderBytes) return DecodeError::kBadLength;
+      AckLogHeader& a = out->acklog;
+      std::memcpy(&a, body.data(), sizeof a);
+      if (body.size() != kAckLogHeaderBytes + size_t{a.bytes}) return DecodeError::kBadLength;
+      if (a.count == 0 || a.count > a.bytes / kAckRecordHeaderBytes) return DecodeError::kBadFragment;
+      // Every record lies inside, has a known kind and its padding fills the bytes exactly.
+      const std::span<const std::byte> recs = body.subspan(kAckLogHeaderBytes);
+      size_t pos = 0;
+      for (uint32_t i = 0; i < a.count; ++i) {
+        if (pos + kAckRecordHeaderBytes > recs.size()) return DecodeError::kBadFragment;
+        const uint8_t kind = static_cast<uint8_t>(recs[pos]);
+        if (kind < 1 || kind > 5 || recs[pos + 2] != std::byte{0} || recs[pos + 3] != std::byte{0}) {
+          return DecodeError::kBadFragment;
+        }
+        pos += AckRecordBytes(static_cast<size_t>(recs[pos + 1]));
+      }
+      if (pos != recs.size()) return DecodeError::kBadFragment;
+      out->data = recs;
       return DecodeError::kOk;
     }
     case MsgType::kNak:
@@ -255,6 +311,24 @@ size_t EncodeCatalogAck(std::span<std::byte> buf, Role role, uint64_t epoch, uin
   std::memcpy(buf.data() + kLinkHeaderBytes, &hash, 8);
   Finish(buf.first(total));
   return total;
+}
+
+size_t EncodeAckLog(std::span<std::byte> buf, Role role, uint64_t epoch, const AckLogHeader& h,
+                    std::span<const std::byte> records) {
+  if (records.size() != h.bytes) return 0;
+  const size_t total = kLinkHeaderBytes + kAckLogHeaderBytes + records.size();
+  if (Begin(buf, total, MsgType::kAckLog, role, epoch) == 0) return 0;
+  std::memcpy(buf.data() + kLinkHeaderBytes, &h, sizeof h);
+  if (!records.empty()) {
+    std::memcpy(buf.data() + kLinkHeaderBytes + kAckLogHeaderBytes, records.data(), records.size());
+  }
+  Finish(buf.first(total));
+  return total;
+}
+
+size_t EncodeAckLogAck(std::span<std::byte> buf, Role role, uint64_t epoch,
+                       std::span<const AckLogPosition> entries) {
+  return EncodeEntries<AckLogPosition>(buf, MsgType::kAckLogAck, role, epoch, 0, entries);
 }
 
 size_t EncodeFragment(std::span<std::byte> buf, Role role, uint64_t epoch,

@@ -17,6 +17,12 @@
 //   CATALOG    u64 hash, u32 total_bytes, u32 frag_offset, u32 frag_bytes, u32 0, then the bytes:
 //              a fragment of the primary's queue catalog document (metadata replication)
 //   CATALOG_ACK u64 hash                                               (standby has it whole)
+//   ACKLOG     AckLogHeader (32 B: queue, partition, generation, first_seq, count, bytes), then
+//              `count` ack records of the partition's ack log, in sequence order (§ ack-log
+//              replication in docs/replication.md): each [u8 kind][u8 group_len][u16 0]
+//              [u32 ref_partition][u64 offset][group, zero-padded to 8 bytes]
+//   ACKLOG_ACK u32 count, u32 0, count x AckLogPosition (32 B)   (standby: where each partition's
+//              ack-log stream stands: received, applied; flags bit 0 = a gap was seen: resend)
 #pragma once
 
 #include <cstddef>
@@ -36,8 +42,10 @@ inline constexpr uint32_t kHelloEntryBytes = 24;
 inline constexpr uint32_t kMaxEntriesPerMessage = 512;
 
 enum class MsgType : uint8_t {
-  kHello = 1, kBatch = 2, kAck = 3, kNak = 4, kHeartbeat = 5, kCatalog = 6, kCatalogAck = 7
+  kHello = 1, kBatch = 2, kAck = 3, kNak = 4, kHeartbeat = 5, kCatalog = 6, kCatalogAck = 7,
+  kAckLog = 8, kAckLogAck = 9
 };
+inline constexpr uint8_t kMaxMsgType = 9;
 inline constexpr uint32_t kCatalogHeaderBytes = 24;
 inline constexpr uint16_t kHelloReplyWanted = 1;
 inline constexpr uint32_t kMaxCatalogBytes = 8u << 20;
@@ -70,6 +78,54 @@ struct HelloEntry {
                          // primary rejoining truncates its log there); standby: 0
 };
 static_assert(sizeof(HelloEntry) == kHelloEntryBytes);
+
+// Ack-log replication (replication/ack_stream.h). Record kinds 1-3 are storage::AckKind's; 4 and
+// 5 bracket a snapshot (the whole ack state of the partition) at the start of a generation.
+enum class AckRecordKind : uint8_t {
+  kDelete = 1, kCommit = 2, kDeletedBelow = 3, kSnapshotBegin = 4, kSnapshotEnd = 5
+};
+inline constexpr uint32_t kAckLogHeaderBytes = 32;
+inline constexpr uint32_t kAckRecordHeaderBytes = 16;
+inline constexpr uint32_t kAckLogPositionBytes = 32;
+inline constexpr uint32_t kMaxAckGroupBytes = 255;
+inline constexpr uint16_t kAckPositionGap = 1;  // AckLogPosition flags: resend from next_seq
+
+struct AckLogHeader {
+  uint32_t queue;
+  uint32_t partition;
+  uint64_t generation;  // the primary's stream of this partition (a new one starts with a snapshot)
+  uint64_t first_seq;   // sequence number of the first record in this datagram
+  uint32_t count;       // records
+  uint32_t bytes;       // bytes of the records
+};
+static_assert(sizeof(AckLogHeader) == kAckLogHeaderBytes);
+
+// One ack record (a view: `group` points into the datagram or the sender's ring).
+struct AckRecord {
+  AckRecordKind kind = AckRecordKind::kDelete;
+  uint32_t ref_partition = 0;  // the partition whose data `offset` refers to (a group commit is
+                               // logged in partition 0's ack log but names another partition)
+  uint64_t offset = 0;
+  std::string_view group;      // kCommit: the ack log's key
+};
+inline constexpr uint32_t AckRecordBytes(size_t group_len) {
+  return kAckRecordHeaderBytes + static_cast<uint32_t>((group_len + 7) & ~size_t{7});
+}
+// Encodes `r` at `out` (AckRecordBytes(r.group.size()) bytes).
+void EncodeAckRecord(std::byte* out, const AckRecord& r);
+// Decodes the record at `bytes` (which a decoded ACKLOG checked); returns its size.
+uint32_t DecodeAckRecord(std::span<const std::byte> bytes, AckRecord* out);
+
+struct AckLogPosition {
+  uint32_t queue;
+  uint32_t partition;
+  uint64_t generation;  // 0: none (a snapshot is needed)
+  uint64_t next_seq;    // every record below it was received (in order)
+  uint32_t applied_lag; // next_seq - applied (records received, not yet in the ack log), saturated
+  uint16_t flags;       // kAckPositionGap
+  uint16_t zero;
+};
+static_assert(sizeof(AckLogPosition) == kAckLogPositionBytes);
 
 struct BatchFragmentHeader {
   uint32_t queue;
@@ -112,7 +168,11 @@ struct LinkMessage {
   uint32_t catalog_bytes = 0;
   uint32_t catalog_offset = 0;
 
+  // ACKLOG (data: the records, checked)
+  AckLogHeader acklog{};
+
   PartitionOffset Entry(uint32_t i) const;     // ACK
+  AckLogPosition Position(uint32_t i) const;   // ACKLOG_ACK
   HelloEntry Hello(uint32_t i) const;          // HELLO
 };
 
@@ -149,6 +209,11 @@ size_t EncodeHeartbeat(std::span<std::byte> buf, Role role, uint64_t epoch, uint
 size_t EncodeCatalog(std::span<std::byte> buf, Role role, uint64_t epoch, uint64_t hash,
                      uint32_t total_bytes, uint32_t offset, std::span<const std::byte> bytes);
 size_t EncodeCatalogAck(std::span<std::byte> buf, Role role, uint64_t epoch, uint64_t hash);
+// ACKLOG: `records` are `h.count` encoded records (h.bytes of them).
+size_t EncodeAckLog(std::span<std::byte> buf, Role role, uint64_t epoch, const AckLogHeader& h,
+                    std::span<const std::byte> records);
+size_t EncodeAckLogAck(std::span<std::byte> buf, Role role, uint64_t epoch,
+                       std::span<const AckLogPosition> entries);
 size_t EncodeFragment(std::span<std::byte> buf, Role role, uint64_t epoch,
                       const BatchFragmentHeader& h, std::span<const std::byte> bytes);
 

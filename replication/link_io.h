@@ -57,6 +57,18 @@ struct LinkCounters {
   uint64_t bad_batches = 0;       // reassembled batch failed verification (CRC, header, ...)
   uint64_t apply_throttled = 0;   // storage could not take the batch now (dropped, resent later)
   uint64_t divergent = 0;         // our log holds a batch the primary's does not (see Rejoin)
+  // ack-log replication (replication/ack_stream.h)
+  uint64_t acklog_records_sent = 0;      // primary: records sent for the first time
+  uint64_t acklog_records_resent = 0;    // primary: retransmitted (gap, timeout, resumed session)
+  uint64_t acklog_datagrams_sent = 0;    // primary: ACKLOG datagrams (both of the above)
+  uint64_t acklog_timeouts = 0;          // primary: no progress for the retransmission timeout
+  uint64_t acklog_snapshots_sent = 0;    // primary: generations started with a snapshot
+  uint64_t acklog_overflows = 0;         // primary: ring overwrote records the standby lacked
+  uint64_t acklog_records_applied = 0;   // standby: records written to its ack logs
+  uint64_t acklog_snapshots_applied = 0; // standby: ack logs replaced by a primary's snapshot
+  uint64_t acklog_dropped = 0;           // standby: records not taken (duplicate, gap, stale
+                                         // generation, pending ring full): resent
+  uint64_t acklog_positions_sent = 0;    // standby: ACKLOG_ACK datagrams
 };
 
 }  // namespace sluice::replication

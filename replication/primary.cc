@@ -228,6 +228,11 @@ void PrimaryLink::AddPartition(uint32_t queue, uint32_t partition, uint64_t log_
   order_.push_back(s.get());
   // A standby already connected learns of it at its next HELLO; until then it streams from 0.
   if (connected_) s->Connect(0, last_now_ns_);
+  const uint32_t gen_hi = static_cast<uint32_t>(config_.boot_id ^ (config_.boot_id >> 32));
+  auto& a = ack_senders_[PartitionKey(queue, partition)];
+  a = std::make_unique<AckSender>(queue, partition, gen_hi, config_.acks);
+  ack_order_.push_back(a.get());
+  if (connected_) a->OpenSession();  // the standby's next position says where it stands
 }
 
 void PrimaryLink::RemovePartition(uint32_t queue, uint32_t partition) {
@@ -236,6 +241,44 @@ void PrimaryLink::RemovePartition(uint32_t queue, uint32_t partition) {
   order_.erase(std::find(order_.begin(), order_.end(), it->second.get()));
   streamers_.erase(it);
   rr_ = 0;
+  auto a = ack_senders_.find(PartitionKey(queue, partition));
+  if (a != ack_senders_.end()) {
+    ack_order_.erase(std::find(ack_order_.begin(), ack_order_.end(), a->second.get()));
+    ack_senders_.erase(a);
+    ack_rr_ = 0;
+  }
+}
+
+AckSender* PrimaryLink::FindAckMut(uint32_t queue, uint32_t partition) {
+  auto it = ack_senders_.find(PartitionKey(queue, partition));
+  return it == ack_senders_.end() ? nullptr : it->second.get();
+}
+const AckSender* PrimaryLink::FindAck(uint32_t queue, uint32_t partition) const {
+  auto it = ack_senders_.find(PartitionKey(queue, partition));
+  return it == ack_senders_.end() ? nullptr : it->second.get();
+}
+
+void PrimaryLink::OfferAck(uint32_t queue, uint32_t partition, const AckRecord& r) {
+  if (AckSender* a = FindAckMut(queue, partition)) a->Offer(r, counters_);
+}
+
+void PrimaryLink::ForEachAckSnapshot(absl::FunctionRef<void(uint32_t, uint32_t)> fn) const {
+  if (!connected_ || fenced_) return;
+  for (const AckSender* a : ack_order_) {
+    if (a->WantsSnapshot()) fn(a->queue(), a->partition());
+  }
+}
+
+void PrimaryLink::SetAckSnapshot(uint32_t queue, uint32_t partition,
+                                 const storage::AckState& state) {
+  AckSender* a = FindAckMut(queue, partition);
+  if (a != nullptr && a->WantsSnapshot()) a->SetSnapshot(state, last_now_ns_, counters_);
+}
+
+uint64_t PrimaryLink::ack_lag() const {
+  uint64_t lag = 0;
+  for (const AckSender* a : ack_order_) lag += a->lag();
+  return lag;
 }
 
 bool PrimaryLink::Has(uint32_t queue, uint32_t partition) const {
@@ -285,6 +328,7 @@ void PrimaryLink::OnHello(const LinkMessage& m, uint64_t now_ns) {
   peer_boot_id_ = m.boot_id;
   connected_ = true;
   for (Streamer* s : order_) s->Disconnect();
+  for (AckSender* a : ack_order_) a->OpenSession();  // resumed or snapshot, by its position
   for (uint32_t i = 0; i < m.count; ++i) {
     const HelloEntry e = m.Hello(i);
     if (Streamer* s = FindMut(e.queue, e.partition)) {
@@ -326,6 +370,7 @@ void PrimaryLink::OnDatagram(std::span<const std::byte> datagram, uint64_t now_n
     higher_epoch_ = std::max(higher_epoch_, m.epoch);
     connected_ = false;
     for (Streamer* s : order_) s->Disconnect();
+    for (AckSender* a : ack_order_) a->Disconnect();
     return;
   }
   if (m.role != Role::kStandby) {
@@ -349,11 +394,20 @@ void PrimaryLink::OnDatagram(std::span<const std::byte> datagram, uint64_t now_n
       if (Streamer* s = FindMut(m.queue, m.partition)) s->OnNak(m.from_offset, now_ns, counters_);
       else ++counters_.rx_unknown_partition;
       return;
+    case MsgType::kAckLogAck:
+      if (!connected_) return;
+      for (uint32_t i = 0; i < m.count; ++i) {
+        const AckLogPosition e = m.Position(i);
+        if (AckSender* a = FindAckMut(e.queue, e.partition)) a->OnPosition(e, now_ns, counters_);
+        else ++counters_.rx_unknown_partition;
+      }
+      return;
     case MsgType::kHeartbeat: return;
     case MsgType::kCatalogAck:
       if (m.catalog_hash == catalog_hash_) catalog_acked_ = true;
       return;
     case MsgType::kBatch:
+    case MsgType::kAckLog:
     case MsgType::kCatalog: ++counters_.rx_wrong_role; return;
   }
 }
@@ -403,6 +457,7 @@ uint32_t PrimaryLink::Poll(uint64_t now_ns, LinkOutput& out) {
     connected_ = false;
     ++counters_.peer_lost;
     for (Streamer* s : order_) s->Disconnect();
+    for (AckSender* a : ack_order_) a->Disconnect();
   }
   if (now_ns >= next_control_ns_) {
     next_control_ns_ = now_ns + config_.heartbeat_ns;
@@ -476,6 +531,15 @@ uint32_t PrimaryLink::Poll(uint64_t now_ns, LinkOutput& out) {
     work += s->Poll(now_ns, &budget, unit, emit, counters_);
   }
   rr_ = (rr_ + 1) % n;
+  // Ack records after the batches of this pass (they refer to data: the standby holds them
+  // until that data is durable there anyway). Round robin, a bounded number of datagrams.
+  uint32_t datagrams = config_.ack_datagrams_per_pass;
+  const uint32_t na = static_cast<uint32_t>(ack_order_.size());
+  for (uint32_t i = 0; i < na && datagrams > 0 && !no_buffer; ++i) {
+    work += ack_order_[(ack_rr_ + i) % na]->Poll(now_ns, config_.epoch, config_.max_datagram_bytes,
+                                                 &datagrams, out, counters_);
+  }
+  if (na > 0) ack_rr_ = (ack_rr_ + 1) % na;
   return work;
 }
 

@@ -19,6 +19,7 @@
 
 #include "absl/container/flat_hash_map.h"
 #include "absl/functional/function_ref.h"
+#include "replication/ack_stream.h"
 #include "replication/link_format.h"
 #include "replication/link_io.h"
 
@@ -138,6 +139,8 @@ struct PrimaryConfig {
   uint64_t peer_timeout_ns = 500'000'000;  // standby silent this long: gone
   uint32_t pass_budget_bytes = 512u << 10;  // batch bytes sent per Poll (live + catch-up)
   StreamerConfig streamer;
+  AckStreamConfig acks;
+  uint32_t ack_datagrams_per_pass = 64;     // ACKLOG datagrams per Poll, over all partitions
 };
 
 class PrimaryLink {
@@ -166,6 +169,17 @@ class PrimaryLink {
   bool Replicated(uint32_t queue, uint32_t partition, uint64_t now_ns, uint64_t lag_bound_ns,
                   uint64_t* end) const;
 
+  // Ack-log replication (ack_stream.h). Data path: a record the primary just logged in the
+  // partition's ack log (ignored for partitions not replicated).
+  void OfferAck(uint32_t queue, uint32_t partition, const AckRecord& r);
+  // Partitions whose standby needs a snapshot of the ack log; the shell reads it (flushed) and
+  // hands it to SetAckSnapshot. Control path (rare).
+  void ForEachAckSnapshot(absl::FunctionRef<void(uint32_t queue, uint32_t partition)> fn) const;
+  void SetAckSnapshot(uint32_t queue, uint32_t partition, const storage::AckState& state);
+  const AckSender* FindAck(uint32_t queue, uint32_t partition) const;
+  // Ack records of every partition the standby has not written to its ack logs (0: in step).
+  uint64_t ack_lag() const;
+
   // Metadata replication: the queue catalog document the standby must hold (control path:
   // copied). Sent when it changes and when a standby (re)connects, again every second until the
   // standby acknowledges it.
@@ -193,6 +207,10 @@ class PrimaryLink {
   PrimaryConfig config_;
   absl::flat_hash_map<uint64_t, std::unique_ptr<Streamer>> streamers_;
   std::vector<Streamer*> order_;  // round-robin order of Poll
+  absl::flat_hash_map<uint64_t, std::unique_ptr<AckSender>> ack_senders_;
+  std::vector<AckSender*> ack_order_;
+  uint32_t ack_rr_ = 0;
+  AckSender* FindAckMut(uint32_t queue, uint32_t partition);
   std::vector<HelloEntry> scratch_;
   uint32_t rr_ = 0;
   bool connected_ = false;

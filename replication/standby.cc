@@ -125,6 +125,7 @@ StandbyLink::StandbyLink(const StandbyConfig& config) : config_(config), epoch_(
   SLUICE_ASSERT(config.max_datagram_bytes >= kLinkHeaderBytes + 64);
   scratch_.reserve(kMaxEntriesPerMessage);
   hello_scratch_.reserve(kMaxEntriesPerMessage);
+  position_scratch_.reserve(kMaxEntriesPerMessage);
   primary_ends_.reserve(4096);
 }
 
@@ -136,6 +137,34 @@ void StandbyLink::AddPartition(uint32_t queue, uint32_t partition, uint64_t log_
   order_.push_back(a.get());
   nak_due_.reserve(order_.size());
   hello_due_ = true;  // the primary learns where this one stands
+  auto& r = ack_receivers_[PartitionKey(queue, partition)];
+  r = std::make_unique<AckReceiver>(queue, partition, config_.acks);
+  ack_order_.push_back(r.get());
+  r->ack_due = true;  // our (empty) position: the primary sends a snapshot
+}
+
+AckReceiver* StandbyLink::FindAckMut(uint32_t queue, uint32_t partition) {
+  auto it = ack_receivers_.find(PartitionKey(queue, partition));
+  return it == ack_receivers_.end() ? nullptr : it->second.get();
+}
+const AckReceiver* StandbyLink::FindAck(uint32_t queue, uint32_t partition) const {
+  auto it = ack_receivers_.find(PartitionKey(queue, partition));
+  return it == ack_receivers_.end() ? nullptr : it->second.get();
+}
+
+uint32_t StandbyLink::ApplyAcks(StandbySink& sink) {
+  uint32_t n = 0;
+  for (AckReceiver* r : ack_order_) {
+    const bool was_synced = r->synced();
+    n += r->Apply(
+        [&](uint32_t ref) {
+          const Applier* a = Find(r->queue(), ref);
+          return a != nullptr ? a->durable() : uint64_t{0};
+        },
+        sink, counters_);
+    if (!was_synced && r->synced() && !caught_up_) CheckCaughtUp();
+  }
+  return n;
 }
 
 void StandbyLink::RemovePartition(uint32_t queue, uint32_t partition) {
@@ -144,6 +173,11 @@ void StandbyLink::RemovePartition(uint32_t queue, uint32_t partition) {
   order_.erase(std::find(order_.begin(), order_.end(), it->second.get()));
   nak_due_.erase(std::remove(nak_due_.begin(), nak_due_.end(), it->second.get()), nak_due_.end());
   appliers_.erase(it);
+  auto r = ack_receivers_.find(PartitionKey(queue, partition));
+  if (r != ack_receivers_.end()) {
+    ack_order_.erase(std::find(ack_order_.begin(), ack_order_.end(), r->second.get()));
+    ack_receivers_.erase(r);
+  }
 }
 
 Applier* StandbyLink::FindMut(uint32_t queue, uint32_t partition) {
@@ -163,8 +197,13 @@ void StandbyLink::OnDurable(uint32_t queue, uint32_t partition, uint64_t end) {
 void StandbyLink::CheckCaughtUp() {
   if (!heard_hello_ || divergent()) return;  // caught up with what the primary's HELLO stated
   for (const auto& [key, end] : primary_ends_) {
-    const Applier* a = Find(static_cast<uint32_t>(key >> 32), static_cast<uint32_t>(key));
+    const uint32_t q = static_cast<uint32_t>(key >> 32), p = static_cast<uint32_t>(key);
+    const Applier* a = Find(q, p);
     if (a != nullptr && a->durable() < end) return;
+    // The ack log too must hold the primary's state (its snapshot at least): a standby promoted
+    // before would deliver again everything consumers deleted.
+    const AckReceiver* r = FindAck(q, p);
+    if (r != nullptr && !r->synced()) return;
   }
   caught_up_ = true;
 }
@@ -237,6 +276,8 @@ void StandbyLink::Truncated(uint32_t queue, uint32_t partition, uint64_t end) {
       truncated_records_ += a->expected() - end;
       a->Truncated(end);
     }
+    // Its ack log is an older primary's: the new primary's snapshot replaces it.
+    if (AckReceiver* r = FindAckMut(queue, partition)) r->Reset();
     divergent_.erase(divergent_.begin() + static_cast<ptrdiff_t>(i));
     break;
   }
@@ -296,9 +337,18 @@ void StandbyLink::OnDatagram(std::span<const std::byte> datagram, uint64_t now_n
     case MsgType::kBatch:
       if (!divergent()) OnFragment(m, now_ns, sink);
       return;
+    case MsgType::kAckLog:
+      if (divergent()) return;  // the cut first; the new primary's snapshot follows
+      if (AckReceiver* r = FindAckMut(m.acklog.queue, m.acklog.partition)) {
+        r->OnAckLog(m, counters_);
+      } else {
+        ++counters_.rx_unknown_partition;
+      }
+      return;
     case MsgType::kHeartbeat: return;
     case MsgType::kCatalog: OnCatalog(m); return;
     case MsgType::kAck:
+    case MsgType::kAckLogAck:
     case MsgType::kNak:
     case MsgType::kCatalogAck: ++counters_.rx_wrong_role; return;
   }
@@ -406,6 +456,34 @@ bool StandbyLink::SendAcks(LinkOutput& out, bool all) {
   return true;
 }
 
+bool StandbyLink::SendAckPositions(LinkOutput& out, bool all) {
+  const uint32_t fit = std::min<uint32_t>(
+      kMaxEntriesPerMessage, (config_.max_datagram_bytes - kLinkHeaderBytes - 8) / kAckLogPositionBytes);
+  size_t i = 0;
+  while (i < ack_order_.size()) {
+    position_scratch_.clear();
+    for (; i < ack_order_.size() && position_scratch_.size() < fit; ++i) {
+      AckReceiver* r = ack_order_[i];
+      if (all || r->ack_due) position_scratch_.push_back(r->TakePosition());
+    }
+    if (position_scratch_.empty()) continue;
+    std::span<std::byte> buf = out.Acquire();
+    if (buf.empty()) {
+      ++counters_.tx_no_buffer;
+      for (const AckLogPosition& p : position_scratch_) {  // again next pass
+        if (AckReceiver* r = FindAckMut(p.queue, p.partition)) r->ack_due = true;
+      }
+      return false;
+    }
+    const size_t n = EncodeAckLogAck(buf, Role::kStandby, epoch_, position_scratch_);
+    SLUICE_ASSERT(n != 0);
+    out.Send(n);
+    ++counters_.tx_datagrams;
+    ++counters_.acklog_positions_sent;
+  }
+  return true;
+}
+
 bool StandbyLink::SendNak(const Applier& a, LinkOutput& out) {
   std::span<std::byte> buf = out.Acquire();
   if (buf.empty()) {
@@ -459,12 +537,15 @@ uint32_t StandbyLink::Poll(uint64_t now_ns, LinkOutput& out, StandbySink& sink) 
     ++work;
   }
   if (!SendAcks(out, false)) return work;
+  if (!divergent()) work += ApplyAcks(sink);
+  if (heard_hello_ && !divergent() && !SendAckPositions(out, false)) return work;
   if (now_ns >= next_control_ns_) {
     // Heartbeat: all durable ends (an ACK lost on the way is repaired here) when the primary is
     // alive; HELLO again when it is not (it may have restarted).
     next_control_ns_ = now_ns + config_.heartbeat_ns;
     if (primary_alive(now_ns)) {
       SendAcks(out, true);
+      if (heard_hello_ && !divergent()) SendAckPositions(out, true);
       ++counters_.heartbeats_sent;
     }
     ++work;

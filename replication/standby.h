@@ -15,6 +15,7 @@
 #include "absl/container/flat_hash_map.h"
 #include "absl/functional/function_ref.h"
 #include "protocol/errc.h"
+#include "replication/ack_stream.h"
 #include "replication/link_format.h"
 #include "replication/link_io.h"
 #include "storage/batch_format.h"
@@ -23,7 +24,8 @@ namespace sluice::replication {
 
 // Where verified batches go: the standby's own log, through the same storage code as the
 // primary's (the shell), or a simulated log in tests.
-class StandbySink {
+// Ack records (AckSink) go to the same partition's ack log (storage/ack_log.h).
+class StandbySink : public AckSink {
  public:
   // `batch`: the batch's exact on-disk bytes, padded with zeros to its stride; valid during the
   // call only. kOk: taken (it will be durable later: call StandbyLink::OnDurable); kThrottled:
@@ -90,6 +92,7 @@ struct StandbyConfig {
   uint64_t nak_interval_ns = 2'000'000;  // at most one NAK per partition per interval
   uint32_t max_batch_bytes = (1u << 20) + 4096;
   uint32_t align_bytes = 4096;
+  AckStreamConfig acks;
 };
 
 class StandbyLink {
@@ -105,6 +108,11 @@ class StandbyLink {
   // Storage made the partition durable up to `end`: acked on the next Poll.
   void OnDurable(uint32_t queue, uint32_t partition, uint64_t end);
   uint32_t Poll(uint64_t now_ns, LinkOutput& out, StandbySink& sink);
+
+  // Applies the ack records whose data is durable here (each Poll does; the shell calls it on
+  // shutdown after its writes drained).
+  uint32_t ApplyAcks(StandbySink& sink);
+  const AckReceiver* FindAck(uint32_t queue, uint32_t partition) const;
 
   // Metadata replication: a complete catalog document from the primary, new since the last one
   // taken, moved into *out (the shell hands it to the control plane).
@@ -145,6 +153,11 @@ class StandbyLink {
   bool SendHello(uint64_t now_ns, LinkOutput& out);
   bool SendAcks(LinkOutput& out, bool all);
   bool SendNak(const Applier& a, LinkOutput& out);
+  bool SendAckPositions(LinkOutput& out, bool all);
+  AckReceiver* FindAckMut(uint32_t queue, uint32_t partition);
+  absl::flat_hash_map<uint64_t, std::unique_ptr<AckReceiver>> ack_receivers_;
+  std::vector<AckReceiver*> ack_order_;
+  std::vector<AckLogPosition> position_scratch_;
 
   StandbyConfig config_;
   uint64_t epoch_;

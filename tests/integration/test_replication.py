@@ -288,6 +288,98 @@ def fetch_partition(box, queue_id, part, count):
         s.close()
 
 
+ACK_QUEUES = """
+[[queue]]
+name = "jobs"
+type = "work"
+partitions = 1
+visibility_timeout_ms = 60000
+
+[[queue]]
+name = "ticks"
+type = "stream"
+partitions = 2
+
+[[queue]]
+name = "pw"
+type = "work"
+partitions = 1
+
+[[queue]]
+name = "ps"
+type = "stream"
+partitions = 1
+"""
+
+
+def cli(box, *args, input=None, check=True):
+    """The sluice CLI against `box`."""
+    cp = subprocess.run([harness.binary("client/sluice"), "--server", "%s:%d" % box.server, *args],
+                        input=input, capture_output=True, text=True, timeout=60)
+    if check and cp.returncode != 0:
+        raise AssertionError(f"sluice {' '.join(args)} exited {cp.returncode}:\n"
+                             f"stdout: {cp.stdout[-2000:]}\nstderr: {cp.stderr[-2000:]}")
+    return cp
+
+
+def cli_produce(box, queue, lines, *args):
+    out = cli(box, "produce", queue, *args, input="".join(f"{x}\n" for x in lines)).stdout
+    assert f"acked {len(lines)}," in out, out
+
+
+def receive_all(box, queue):
+    """Leases everything `queue` has ready: [(receipt, payload)] (bounded: 20 calls)."""
+    got = []
+    for _ in range(20):
+        out = cli(box, "receive", queue, "--max", "100", "--wait-ms", "300").stdout
+        lines = [l.split("\t", 1) for l in out.splitlines()]
+        if not lines:
+            break
+        got += [(r, p) for r, p in lines]
+    return got
+
+
+def group_committed(box, queue, group):
+    """partition -> committed offset, from `sluice group`."""
+    out = {}
+    for line in cli(box, "group", queue, group).stdout.splitlines()[1:]:
+        part, value = line.removeprefix("partition ").split(": ")
+        if value != "-":
+            out[int(part)] = int(value)
+    return out
+
+
+def repl_counters(box):
+    return box.role().get("replication_counters", {})
+
+
+def wait_acks_replicated(primary, standby, applied_at_least, snapshots_at_least=0):
+    """Every ack record the primary logged so far is in the standby's ack logs: a status of the
+    primary published after this call says no record is waiting (acklog_lag 0), and the standby
+    has written at least `applied_at_least` records and `snapshots_at_least` snapshots."""
+    seq0 = repl_counters(primary)["status_seq"]
+
+    def settled():
+        c, s = repl_counters(primary), repl_counters(standby)
+        return (c.get("status_seq", 0) >= seq0 + 2 and c.get("acklog_lag") == 0 and
+                s.get("acklog_records_applied", 0) >= applied_at_least and
+                s.get("acklog_snapshots_applied", 0) >= snapshots_at_least)
+    harness.wait_for(settled, 20, f"{standby.name} to apply the ack records of {primary.name}")
+    return repl_counters(primary), repl_counters(standby)
+
+
+def kill_and_promote(primary, standby):
+    """SIGKILL the primary; `sluicectl promote` the standby; wait until it serves as primary."""
+    primary.kill()
+    before = standby.log_size()
+    cp = subprocess.run([harness.binary("control/sluicectl"), "--server", standby.rest, "promote"],
+                        capture_output=True, text=True, timeout=60)
+    assert cp.returncode == 0, cp.stdout + cp.stderr
+    standby.wait_running(after=before)
+    harness.wait_for(lambda: standby.role().get("role") == "primary", 30,
+                     f"{standby.name} to be primary")
+
+
 class ReplicationTest(unittest.TestCase):
     @classmethod
     def setUpClass(cls):
@@ -656,6 +748,108 @@ class ReplicationTest(unittest.TestCase):
         print(f"\nwiped standby: caught up {backfilled} batches from the primary's log, then "
               f"promoted with all {sum(len(v) for v in p.acked.values())} acked messages")
         p.sock.close()
+        self._failed = False
+
+    # ---- ack-log replication (docs/replication.md §13) ----
+
+    def start_ack_pair(self):
+        self.pair.close(False)
+        self.pair = Pair(queues=ACK_QUEUES)
+        self.start_pair()
+        return self.pair.a, self.pair.b
+
+    def test_acklog_deleted_work_messages_stay_deleted_after_failover(self):
+        a, b = self.start_ack_pair()
+        jobs = [f"job-{i}" for i in range(40)]
+        cli_produce(a, "jobs", jobs)
+        leased = receive_all(a, "jobs")
+        self.assertEqual(sorted(p for _, p in leased), sorted(jobs))
+        deleted = {p for i, (_, p) in enumerate(sorted(leased, key=lambda x: x[1])) if i % 2 == 0}
+        cli(a, "delete", "jobs", *[r for r, p in leased if p in deleted])
+        ca, cb = wait_acks_replicated(a, b, len(deleted))
+        kill_and_promote(a, b)
+        # The promoted standby serves every message not deleted (leases died with the old
+        # primary), and none of the deleted ones.
+        got = [p for _, p in receive_all(b, "jobs")]
+        self.assertEqual(sorted(got), sorted(set(jobs) - deleted),
+                         "deleted messages came back, or undeleted ones are missing")
+        print(f"\nack log, work queue: {len(deleted)} of {len(jobs)} deleted before the failover; "
+              f"the promoted standby delivered exactly the other {len(got)}; primary sent "
+              f"{ca['acklog_records_sent']} ack records ({ca['acklog_snapshots_sent']} snapshots), "
+              f"standby applied {cb['acklog_records_applied']}")
+        self._failed = False
+
+    def test_acklog_rejoined_primary_takes_the_new_primarys_ack_state(self):
+        a, b = self.start_ack_pair()
+        jobs = [f"job-{i}" for i in range(30)]
+        cli_produce(a, "jobs", jobs)
+        leased = receive_all(a, "jobs")
+        first = {p for _, p in leased[:10]}
+        cli(a, "delete", "jobs", *[r for r, p in leased if p in first])
+        wait_acks_replicated(a, b, len(first))
+        kill_and_promote(a, b)
+        # On the new primary, alone: more deletes (b's ack log only).
+        leased = receive_all(b, "jobs")
+        self.assertEqual(sorted(p for _, p in leased), sorted(set(jobs) - first))
+        second = {p for _, p in leased[:10]}
+        cli(b, "delete", "jobs", *[r for r, p in leased if p in second])
+        # The deposed primary comes back: fenced, it rejoins as standby and its ack log is
+        # replaced by the new primary's (a snapshot per partition).
+        before = a.log_size()
+        a.start()
+        harness.wait_for(lambda: "rejoining as standby" in a.log()[before:], 30, "a to be fenced")
+        harness.wait_for(lambda: a.role().get("role") == "standby", 30, "a to be standby")
+        wait_in_sync(b, a)
+        cb, ca = wait_acks_replicated(b, a, 0, snapshots_at_least=1)
+        # Now the new primary dies and the old one takes over again: neither set of deletes
+        # comes back.
+        kill_and_promote(b, a)
+        got = [p for _, p in receive_all(a, "jobs")]
+        self.assertEqual(sorted(got), sorted(set(jobs) - first - second))
+        print(f"\nack log, rejoin: {len(first)} deleted on a, {len(second)} on b after the first "
+              f"failover; a rejoined (took {ca['acklog_snapshots_applied']} snapshots of b's ack "
+              f"logs), was promoted again and delivered exactly the other {len(got)}")
+        self._failed = False
+
+    def test_acklog_group_resumes_at_its_committed_offset_after_failover(self):
+        a, b = self.start_ack_pair()
+        for part in (0, 1):
+            cli_produce(a, "ticks", [f"t{part}-{i}" for i in range(10)], "--partition", str(part))
+        cp = cli(a, "consume", "ticks", "--group", "g", "--from", "earliest", "--count", "12",
+                 "--timeout-ms", "5000", "--format", "offsets")
+        self.assertEqual(len(cp.stdout.splitlines()), 12)
+        committed = group_committed(a, "ticks", "g")
+        self.assertEqual(sum(committed.values()), 12, committed)
+        wait_acks_replicated(a, b, 1)
+        kill_and_promote(a, b)
+        self.assertEqual(group_committed(b, "ticks", "g"), committed)
+        # A member of the group resumes at the committed offsets: the rest, nothing replayed.
+        cp = cli(b, "consume", "ticks", "--group", "g", "--from", "earliest", "--count", "8",
+                 "--timeout-ms", "5000", "--format", "offsets")
+        got = sorted(tuple(l.split(" ", 2)) for l in cp.stdout.splitlines())
+        want = sorted((str(p), str(o), f"t{p}-{o}") for p in (0, 1)
+                      for o in range(committed.get(p, 0), 10))
+        self.assertEqual(got, want)
+        print(f"\nack log, consumer group: committed {committed} before the failover; the group "
+              f"resumed there on the promoted standby ({len(got)} messages, none replayed)")
+        self._failed = False
+
+    def test_acklog_purge_stays_purged_after_failover(self):
+        a, b = self.start_ack_pair()
+        cli_produce(a, "pw", [f"w-{i}" for i in range(5)])
+        cli_produce(a, "ps", [f"s-{i}" for i in range(5)])
+        for q in ("pw", "ps"):
+            status, body = a.http("POST", f"/v1/queues/{q}/purge", {})
+            self.assertEqual(status, 200, body)
+        self.assertEqual(receive_all(a, "pw"), [])
+        wait_acks_replicated(a, b, 2)
+        kill_and_promote(a, b)
+        self.assertEqual(receive_all(b, "pw"), [], "purged work-queue messages came back")
+        cp = cli(b, "consume", "ps", "--from", "earliest", "--timeout-ms", "1000", "--format",
+                 "offsets", check=False)
+        self.assertEqual(cp.stdout, "", "purged stream messages came back")
+        print("\nack log, purge: a work queue and a stream purged before the failover stay "
+              "purged on the promoted standby")
         self._failed = False
 
 

@@ -101,6 +101,64 @@ TEST(LinkFormat, CorruptionTruncationAndGarbageAreRefused) {
   }
 }
 
+TEST(LinkFormat, AckLogRoundTripAndEveryFlipRefused) {
+  // Three records: a delete, a commit with a key that needs padding, a purge mark.
+  std::vector<std::byte> recs(AckRecordBytes(0) * 2 + AckRecordBytes(5));
+  const AckRecord in[3] = {{AckRecordKind::kDelete, 1, 42, {}},
+                           {AckRecordKind::kCommit, 3, 7, "3:grp"},
+                           {AckRecordKind::kDeletedBelow, 1, 99, {}}};
+  size_t at = 0;
+  for (const AckRecord& r : in) {
+    EncodeAckRecord(recs.data() + at, r);
+    at += AckRecordBytes(r.group.size());
+  }
+  ASSERT_EQ(at, recs.size());
+  std::vector<std::byte> buf(1472);
+  const AckLogHeader h{5, 1, 0x1234'0000'0002ull, 17, 3, static_cast<uint32_t>(recs.size())};
+  const size_t n = EncodeAckLog(buf, Role::kPrimary, 3, h, recs);
+  ASSERT_EQ(n, kLinkHeaderBytes + kAckLogHeaderBytes + recs.size());
+  LinkMessage m;
+  ASSERT_EQ(DecodeLink(std::span(buf).first(n), &m), DecodeError::kOk);
+  EXPECT_EQ(m.type, MsgType::kAckLog);
+  EXPECT_EQ(m.acklog.generation, h.generation);
+  EXPECT_EQ(m.acklog.first_seq, 17u);
+  EXPECT_EQ(m.acklog.count, 3u);
+  size_t pos = 0;
+  for (const AckRecord& want : in) {
+    AckRecord got;
+    pos += DecodeAckRecord(m.data.subspan(pos), &got);
+    EXPECT_EQ(got.kind, want.kind);
+    EXPECT_EQ(got.ref_partition, want.ref_partition);
+    EXPECT_EQ(got.offset, want.offset);
+    EXPECT_EQ(got.group, want.group);
+  }
+  EXPECT_EQ(pos, m.data.size());
+  for (size_t i = 0; i < n; ++i) {
+    std::vector<std::byte> c(buf.begin(), buf.begin() + n);
+    c[i] ^= std::byte{0x10};
+    EXPECT_NE(DecodeLink(c, &m), DecodeError::kOk) << "flipped byte " << i;
+  }
+  // A count that does not match the records, or a bad kind, is refused even with a good CRC.
+  AckLogHeader bad = h;
+  bad.count = 4;
+  EXPECT_EQ(DecodeLink(std::span(buf).first(EncodeAckLog(buf, Role::kPrimary, 3, bad, recs)), &m),
+            DecodeError::kBadFragment);
+  recs[0] = std::byte{9};
+  EXPECT_EQ(DecodeLink(std::span(buf).first(EncodeAckLog(buf, Role::kPrimary, 3, h, recs)), &m),
+            DecodeError::kBadFragment);
+
+  const AckLogPosition pos_in[2] = {{5, 0, 7, 100, 3, kAckPositionGap, 0}, {5, 1, 8, 0, 0, 0, 0}};
+  const size_t k = EncodeAckLogAck(buf, Role::kStandby, 3, pos_in);
+  ASSERT_EQ(DecodeLink(std::span(buf).first(k), &m), DecodeError::kOk);
+  EXPECT_EQ(m.type, MsgType::kAckLogAck);
+  ASSERT_EQ(m.count, 2u);
+  EXPECT_EQ(m.Position(0).next_seq, 100u);
+  EXPECT_EQ(m.Position(0).applied_lag, 3u);
+  EXPECT_EQ(m.Position(0).flags, kAckPositionGap);
+  EXPECT_EQ(m.Position(1).generation, 8u);
+  EXPECT_NE(DecodeLink(std::span(buf).first(k - 1), &m), DecodeError::kOk);
+}
+
 TEST(LinkFormat, EncodersRefuseSmallBuffers) {
   std::vector<std::byte> buf(20);
   EXPECT_EQ(EncodeHeartbeat(buf, Role::kPrimary, 1, 1), 0u);

@@ -9,12 +9,15 @@
 #include <deque>
 #include <map>
 #include <random>
+#include <set>
+#include <string>
 #include <vector>
 
 #include "dataplane/shard/chunk_pool.h"
 #include "dataplane/shard/partition_log.h"
 #include "replication/primary.h"
 #include "replication/standby.h"
+#include "storage/ack_log.h"
 #include "storage/batch_format.h"
 
 namespace sluice::replication {
@@ -140,7 +143,32 @@ struct PrimaryLog {
   uint64_t batches = 0;
 };
 
-// The standby's disk: appends only what continues the log exactly; durable after a delay.
+// An ack record in a form tests compare ("D5", "C0:g1=12", "B40").
+std::string Describe(const AckRecord& r) {
+  char buf[300];
+  const char tag = r.kind == AckRecordKind::kDelete         ? 'D'
+                   : r.kind == AckRecordKind::kCommit       ? 'C'
+                   : r.kind == AckRecordKind::kDeletedBelow ? 'B'
+                                                            : '?';
+  std::snprintf(buf, sizeof buf, "%c%.*s=%llu", tag, static_cast<int>(r.group.size()),
+                r.group.data(), static_cast<unsigned long long>(r.offset));
+  return buf;
+}
+
+// What AckLog::Load makes of a record: the ack state as a restart (or a promotion) sees it.
+void Fold(storage::AckState& s, const AckRecord& r) {
+  if (r.kind == AckRecordKind::kDelete) s.deleted.push_back(r.offset);
+  if (r.kind == AckRecordKind::kCommit) s.commits[std::string(r.group)] = r.offset;
+  if (r.kind == AckRecordKind::kDeletedBelow) s.deleted_below = std::max(s.deleted_below, r.offset);
+}
+
+storage::AckState Normalized(storage::AckState s) {
+  s.Compact(s.deleted_below);
+  return s;
+}
+
+// The standby's disk: appends only what continues the log exactly; durable after a delay. Its
+// ack logs check that no record arrives before the data it names is durable.
 class SimDisk : public StandbySink {
  public:
   Errc Apply(uint32_t queue, uint32_t partition, std::span<const std::byte> batch,
@@ -163,13 +191,48 @@ class SimDisk : public StandbySink {
     for (auto& [k, p] : parts) {
       while (!p.writes.empty() && p.writes.front().first <= now_ns) {
         link.OnDurable(k.first, k.second, p.writes.front().second);
+        p.durable = p.writes.front().second;
         p.writes.pop_front();
       }
     }
   }
+  static uint64_t Need(const AckRecord& r) {
+    return r.kind == AckRecordKind::kDelete ? r.offset + 1 : r.offset;
+  }
+  bool AppendAck(uint32_t queue, uint32_t partition, const AckRecord& r) override {
+    const uint64_t durable = parts[std::make_pair(queue, r.ref_partition)].durable;
+    EXPECT_GE(durable, Need(r))
+        << Describe(r) << " reached the ack log before its data was durable";
+    if (ack_throttle_next > 0) {
+      --ack_throttle_next;
+      return false;
+    }
+    Acks& a = acks[{queue, partition}];
+    Fold(a.state, r);
+    a.applied.push_back(Describe(r));
+    return true;
+  }
+  bool ReplaceAcks(uint32_t queue, uint32_t partition, const storage::AckState& state) override {
+    const uint64_t durable = parts[std::make_pair(queue, partition)].durable;
+    for (uint64_t o : state.deleted) EXPECT_GT(durable, o) << "snapshot before its data";
+    EXPECT_GE(durable, state.deleted_below);
+    Acks& a = acks[{queue, partition}];
+    a.state = state;
+    a.applied.clear();
+    ++a.replaced;
+    return true;
+  }
+  struct Acks {
+    storage::AckState state;
+    std::vector<std::string> applied;  // records appended since the last snapshot
+    uint64_t replaced = 0;
+  };
+  std::map<std::pair<uint32_t, uint32_t>, Acks> acks;
+  int ack_throttle_next = 0;
   struct Part {
     std::vector<std::byte> bytes;
     uint64_t end = 0;
+    uint64_t durable = 0;
     std::deque<std::pair<uint64_t, uint64_t>> writes;  // (done at, end)
   };
   std::map<std::pair<uint32_t, uint32_t>, Part> parts;
@@ -191,6 +254,10 @@ struct Scenario {
   // Replace the standby with one that has an empty log at this time; 0: never.
   uint64_t wipe_standby_at_ns = 0;
   uint32_t produce_one_in = 4;  // a batch per partition every this many steps, on average
+  // Ack records (deletes, commits, purge marks) offered while batches are produced: one every
+  // this many steps on average; 0: none.
+  uint32_t ack_one_in = 0;
+  AckStreamConfig acks;
 };
 
 struct Result {
@@ -209,7 +276,10 @@ class Rig {
     pc.boot_id = 77;
     pc.streamer.ring_bytes = s.ring_bytes;
     pc.streamer.retransmit_ns = 20'000'000;
+    pc.acks = s.acks;
+    pc.acks.retransmit_ns = 20'000'000;
     primary_ = std::make_unique<PrimaryLink>(pc);
+    acks_.resize(s.partitions);
     for (uint32_t p = 0; p < s.partitions; ++p) {
       logs_.push_back(std::make_unique<PrimaryLog>(5, p, s.seed * 100 + p));
       primary_->AddPartition(5, p, 0);
@@ -223,6 +293,7 @@ class Rig {
     StandbyConfig sc;
     sc.epoch = 0;
     sc.boot_id = ++standby_boots_;
+    sc.acks = s_.acks;
     standby_ = std::make_unique<StandbyLink>(sc);
     disk_ = std::make_unique<SimDisk>();
     for (uint32_t p = 0; p < s_.partitions; ++p) standby_->AddPartition(5, p, 0);
@@ -251,6 +322,16 @@ class Rig {
           ++produced[p];
         }
       }
+      bool producing = false;
+      for (uint32_t p = 0; p < s_.partitions; ++p) producing |= produced[p] < s_.batches_per_partition;
+      if (s_.ack_one_in != 0 && producing && rng() % s_.ack_one_in == 0) OfferAck(rng);
+      // Snapshots the standby needs: the "ack log on disk" holds every record offered.
+      std::vector<uint32_t> snap;
+      primary_->ForEachAckSnapshot([&](uint32_t, uint32_t p) { snap.push_back(p); });
+      for (uint32_t p : snap) {
+        primary_->SetAckSnapshot(5, p, acks_[p].file);
+        acks_[p].snapshot_base = acks_[p].offered.size();
+      }
       p2s_.Deliver(now, [&](std::span<const std::byte> d) { standby_->OnDatagram(d, now, *disk_); });
       s2p_.Deliver(now, [&](std::span<const std::byte> d) { primary_->OnDatagram(d, now); });
       primary_->ForEachBackfill([&](uint32_t q, uint32_t p, uint64_t from) {
@@ -271,6 +352,7 @@ class Rig {
         all = all && produced[p] == s_.batches_per_partition &&
               st->acked_end() == logs_[p]->log.durable_end().value;
       }
+      all = all && primary_->ack_lag() == 0;
       if (all && (s_.wipe_standby_at_ns == 0 || wiped) && (s_.heal_at_ns == 0 || now >= s_.heal_at_ns)) {
         r.done = true;
         r.steps = step;
@@ -293,6 +375,35 @@ class Rig {
     }
   }
 
+  // The standby's ack logs hold what the primary's do; since the last snapshot each record was
+  // appended exactly once, in the order the primary logged it.
+  void ExpectAcksReplicated() {
+    for (uint32_t p = 0; p < s_.partitions; ++p) {
+      const SimDisk::Acks& a = disk_->acks[{5, p}];
+      const PrimaryAcks& want = acks_[p];
+      EXPECT_GE(a.replaced, 1u) << "partition " << p << ": no snapshot applied";
+      const storage::AckState got_state = Normalized(a.state);
+      const storage::AckState want_state = Normalized(want.file);
+      EXPECT_EQ(got_state.deleted_below, want_state.deleted_below) << "partition " << p;
+      EXPECT_EQ(got_state.deleted, want_state.deleted) << "partition " << p;
+      EXPECT_EQ(got_state.commits, want_state.commits) << "partition " << p;
+      const std::vector<std::string> since(want.offered.begin() + static_cast<ptrdiff_t>(want.snapshot_base),
+                                           want.offered.end());
+      EXPECT_EQ(a.applied, since) << "partition " << p;
+    }
+  }
+  uint64_t acks_offered() const {
+    uint64_t n = 0;
+    for (const PrimaryAcks& a : acks_) n += a.offered.size();
+    return n;
+  }
+  uint64_t acks_in_snapshots() const {
+    uint64_t n = 0;
+    for (const PrimaryAcks& a : acks_) n += a.snapshot_base;
+    return n;
+  }
+  SimDisk& disk() { return *disk_; }
+
   PrimaryLink& primary() { return *primary_; }
   // Takes what the standby completed of the catalog, if anything, into `got`.
   void PollCatalog(std::string* got) {
@@ -310,12 +421,54 @@ class Rig {
   std::unique_ptr<SimDisk> disk_;
   std::vector<std::unique_ptr<PrimaryLog>> logs_;
   uint64_t standby_boots_ = 0;
+  // The primary's ack log of each partition: what a snapshot reads, and every record offered.
+  struct PrimaryAcks {
+    storage::AckState file;
+    std::vector<std::string> offered;
+    size_t snapshot_base = 0;  // offered[] index the last snapshot was taken at
+    std::set<uint64_t> deleted;
+  };
+  std::vector<PrimaryAcks> acks_;
+  void Offer(uint32_t p, const AckRecord& r) {
+    primary_->OfferAck(5, p, r);
+    Fold(acks_[p].file, r);
+    acks_[p].offered.push_back(Describe(r));
+  }
+  // A delete of a message the primary holds (in random order), a group commit (logged in
+  // partition 0's ack log, naming another partition), or rarely a purge mark.
+  void OfferAck(std::mt19937_64& rng) {
+    const uint32_t p = static_cast<uint32_t>(rng() % s_.partitions);
+    const uint64_t end = logs_[p]->log.durable_end().value;
+    if (end == 0) return;
+    const uint32_t what = static_cast<uint32_t>(rng() % 100);
+    if (what < 70) {
+      const uint64_t o = rng() % end;
+      if (o < acks_[p].file.deleted_below || !acks_[p].deleted.insert(o).second) return;
+      Offer(p, {AckRecordKind::kDelete, p, o, {}});
+    } else if (what < 98) {
+      std::string key = std::to_string(p);
+      key.append(":g");
+      key.append(std::to_string(rng() % 3));
+      keys_.push_back(std::move(key));
+      Offer(0, {AckRecordKind::kCommit, p, rng() % (end + 1), keys_.back()});
+    } else {
+      Offer(p, {AckRecordKind::kDeletedBelow, p, end, {}});
+    }
+  }
+  std::deque<std::string> keys_;  // the commit keys the records point at (stable addresses)
   uint64_t t0_ = 0;
   uint64_t last_now_ = 0;
 
  public:
   std::string* catalog_out = nullptr;
 };
+
+// What the shell does for a primary whose partitions have empty ack logs.
+void EmptyAckSnapshots(PrimaryLink& primary) {
+  std::vector<std::pair<uint32_t, uint32_t>> want;
+  primary.ForEachAckSnapshot([&](uint32_t q, uint32_t p) { want.emplace_back(q, p); });
+  for (const auto& [q, p] : want) primary.SetAckSnapshot(q, p, storage::AckState{});
+}
 
 void Print(const char* name, const Result& r) {
   std::printf("%s: %s in %llu steps; %llu batches; sent %llu resent %llu frags %llu naks %llu "
@@ -468,6 +621,191 @@ TEST(LinkSim, WipedStandbyCatchesUpFromZero) {
   EXPECT_GT(r.primary.backfill_batches, 0u);
 }
 
+void PrintAcks(const char* name, const Result& r, uint64_t offered) {
+  std::printf("%s: ack records offered %llu; sent %llu resent %llu datagrams %llu timeouts %llu "
+              "snapshots %llu overflows %llu; standby applied %llu snapshots %llu dropped %llu\n",
+              name, (unsigned long long)offered, (unsigned long long)r.primary.acklog_records_sent,
+              (unsigned long long)r.primary.acklog_records_resent,
+              (unsigned long long)r.primary.acklog_datagrams_sent,
+              (unsigned long long)r.primary.acklog_timeouts,
+              (unsigned long long)r.primary.acklog_snapshots_sent,
+              (unsigned long long)r.primary.acklog_overflows,
+              (unsigned long long)r.standby.acklog_records_applied,
+              (unsigned long long)r.standby.acklog_snapshots_applied,
+              (unsigned long long)r.standby.acklog_dropped);
+}
+
+TEST(LinkSimAcks, CleanLinkEveryRecordOnceInOrder) {
+  Scenario s;
+  s.partitions = 2;
+  s.ack_one_in = 2;
+  Rig rig(s);
+  Result r = rig.Run();
+  PrintAcks("acks clean", r, rig.acks_offered());
+  ASSERT_TRUE(r.done);
+  rig.ExpectIdentical();
+  rig.ExpectAcksReplicated();
+  EXPECT_GT(rig.acks_offered(), 200u);
+  EXPECT_EQ(r.primary.acklog_records_resent, 0u);
+  EXPECT_EQ(r.primary.acklog_snapshots_sent, 2u);  // one per partition, at the start
+  // Records offered before the first snapshot went in it; each later one was applied once.
+  EXPECT_EQ(r.standby.acklog_records_applied, rig.acks_offered() - rig.acks_in_snapshots());
+  EXPECT_LT(rig.acks_in_snapshots(), 10u);
+}
+
+TEST(LinkSimAcks, LossDuplicationReorderingSeveralSeeds) {
+  for (uint64_t seed = 1; seed <= 5; ++seed) {
+    Scenario s;
+    s.seed = seed;
+    s.partitions = 3;
+    s.batches_per_partition = 120;
+    s.faults.loss = 0.03;
+    s.faults.dup = 0.05;
+    s.faults.jitter_ns = 2'000'000;
+    s.ack_one_in = 2;
+    Rig rig(s);
+    Result r = rig.Run();
+    PrintAcks("acks lossy", r, rig.acks_offered());
+    ASSERT_TRUE(r.done) << "seed " << seed;
+    rig.ExpectIdentical();
+    rig.ExpectAcksReplicated();
+    EXPECT_GT(r.primary.acklog_records_resent, 0u) << "seed " << seed;
+    EXPECT_GT(r.standby.acklog_dropped, 0u) << "seed " << seed;  // duplicates and gaps seen
+  }
+}
+
+TEST(LinkSimAcks, CorruptionIsRefusedByTheCrc) {
+  Scenario s;
+  s.seed = 13;
+  s.faults.corrupt = 0.05;
+  s.ack_one_in = 2;
+  Rig rig(s);
+  Result r = rig.Run();
+  PrintAcks("acks corrupt", r, rig.acks_offered());
+  ASSERT_TRUE(r.done);
+  rig.ExpectAcksReplicated();
+}
+
+TEST(LinkSimAcks, CutAndHealResumesFromTheRing) {
+  // A cut longer than the peer timeout: the same standby states where its ack streams stand
+  // and the primary resends from its ring; no second snapshot.
+  Scenario s;
+  s.seed = 3;
+  s.partitions = 2;
+  s.batches_per_partition = 400;
+  s.produce_one_in = 40;
+  s.ack_one_in = 10;
+  s.cut_at_ns = 200'000'000;
+  s.heal_at_ns = 1'000'000'000;
+  Rig rig(s);
+  Result r = rig.Run();
+  PrintAcks("acks cut", r, rig.acks_offered());
+  ASSERT_TRUE(r.done);
+  rig.ExpectIdentical();
+  rig.ExpectAcksReplicated();
+  EXPECT_GE(r.primary.peer_lost, 1u);
+  EXPECT_EQ(r.primary.acklog_snapshots_sent, 2u);
+  EXPECT_EQ(r.primary.acklog_overflows, 0u);
+  EXPECT_GT(r.primary.acklog_records_resent + r.primary.acklog_timeouts, 0u);
+}
+
+TEST(LinkSimAcks, RingOverflowDuringACutFallsBackToASnapshot) {
+  Scenario s;
+  s.seed = 4;
+  s.partitions = 2;
+  s.batches_per_partition = 300;
+  s.produce_one_in = 40;
+  s.ack_one_in = 4;
+  s.acks.ring_bytes = 4096;  // 64 records: the cut outlasts it
+  s.acks.ring_records = 64;
+  s.acks.window_records = 32;
+  s.cut_at_ns = 100'000'000;
+  s.heal_at_ns = 600'000'000;
+  s.faults.loss = 0.01;
+  Rig rig(s);
+  Result r = rig.Run();
+  PrintAcks("acks overflow", r, rig.acks_offered());
+  ASSERT_TRUE(r.done);
+  rig.ExpectIdentical();
+  rig.ExpectAcksReplicated();
+  EXPECT_GT(r.primary.acklog_snapshots_sent, 2u);  // more than the first ones
+}
+
+TEST(LinkSimAcks, RestartedStandbyCatchesUpWithASnapshot) {
+  // The standby is replaced by one with empty logs (a restart with a wiped disk; a restart with
+  // its disk states generation 0 the same way): it gets the whole ack state, then the stream.
+  Scenario s;
+  s.seed = 5;
+  s.partitions = 2;
+  s.batches_per_partition = 300;
+  s.ring_bytes = 512 << 10;
+  s.produce_one_in = 40;
+  s.ack_one_in = 4;
+  s.wipe_standby_at_ns = 400'000'000;
+  Rig rig(s);
+  Result r = rig.Run();
+  PrintAcks("acks restarted standby", r, rig.acks_offered());
+  ASSERT_TRUE(r.done);
+  rig.ExpectIdentical();
+  rig.ExpectAcksReplicated();
+  EXPECT_GE(r.primary.acklog_snapshots_sent, 4u);  // the first standby's, then the new one's
+  const SimDisk::Acks& a0 = rig.disk().acks[std::make_pair(5u, 0u)];
+  EXPECT_GT(a0.state.deleted.size() + a0.state.commits.size(), 0u);
+}
+
+TEST(LinkSimAcks, RecordsWaitForSlowDataAndAFullAckLog) {
+  // The standby's disk takes 20 ms per write: ack records arrive long before the data they name
+  // is durable there and must wait (SimDisk fails the test if one does not); its ack log also
+  // refuses records now and then.
+  Scenario s;
+  s.seed = 9;
+  s.partitions = 2;
+  s.batches_per_partition = 150;
+  s.ack_one_in = 2;
+  Rig rig(s);
+  rig.disk().write_ns = 20'000'000;
+  rig.disk().ack_throttle_next = 50;
+  Result r = rig.Run();
+  PrintAcks("acks slow data", r, rig.acks_offered());
+  ASSERT_TRUE(r.done);
+  rig.ExpectIdentical();
+  rig.ExpectAcksReplicated();
+  EXPECT_EQ(rig.disk().ack_throttle_next, 0);
+}
+
+TEST(LinkSimAcks, CaughtUpWaitsForTheAckLogSnapshot) {
+  // The data is trivially caught up (both logs empty), but until the standby's ack log holds the
+  // primary's state it may not be promoted without --force.
+  StandbyConfig sc;
+  sc.epoch = 1;
+  StandbyLink standby(sc);
+  standby.AddPartition(5, 0, 0);
+  PrimaryConfig pc;
+  pc.epoch = 1;
+  PrimaryLink primary(pc);
+  primary.AddPartition(5, 0, 0);
+  SimWire p2s(1, 0), s2p(2, 0);
+  SimDisk disk;
+  auto run = [&](uint64_t from, uint64_t to, bool snapshots) {
+    for (uint64_t t = from; t < to; ++t) {
+      const uint64_t now = t * 1'000'000;
+      if (snapshots) EmptyAckSnapshots(primary);
+      primary.Poll(now, p2s);
+      p2s.Deliver(now, [&](std::span<const std::byte> d) { standby.OnDatagram(d, now, disk); });
+      standby.Poll(now, s2p, disk);
+      s2p.Deliver(now, [&](std::span<const std::byte> d) { primary.OnDatagram(d, now); });
+    }
+  };
+  run(1, 50, false);
+  EXPECT_TRUE(primary.connected());
+  EXPECT_TRUE(primary.FindAck(5, 0) != nullptr && primary.FindAck(5, 0)->WantsSnapshot());
+  EXPECT_FALSE(standby.caught_up());
+  run(50, 100, true);
+  EXPECT_TRUE(standby.caught_up());
+  EXPECT_EQ(primary.ack_lag(), 0u);
+  EXPECT_EQ(standby.counters().acklog_snapshots_applied, 1u);
+}
+
 TEST(LinkSim, SyncViewFollowsTheStandby) {
   Scenario s;
   s.seed = 6;
@@ -548,6 +886,7 @@ TEST(LinkSim, DivergentStandbyTailIsCutThenItFollows) {
   auto run = [&](uint64_t from, uint64_t to) {
     for (uint64_t t = from; t < to; ++t) {
       const uint64_t now = t * 1'000'000;
+      EmptyAckSnapshots(primary);
       primary.Poll(now, p2s);
       p2s.Deliver(now, [&](std::span<const std::byte> d) { standby.OnDatagram(d, now, disk); });
       standby.Poll(now, s2p, disk);
@@ -599,6 +938,7 @@ TEST(LinkSim, HelloOfManyPartitionsGoesInParts) {
   auto run = [&](uint64_t from, uint64_t to) {
     for (uint64_t t = from; t < to; ++t) {
       const uint64_t now = t * 1'000'000;
+      EmptyAckSnapshots(primary);
       primary.Poll(now, p2s);
       p2s.Deliver(now, [&](std::span<const std::byte> d) { standby.OnDatagram(d, now, disk); });
       standby.Poll(now, s2p, disk);
@@ -641,6 +981,7 @@ TEST(LinkSim, StandbyOfTheSameEpochKeepsItsLog) {
   SimDisk disk;
   for (uint64_t t = 1; t < 50; ++t) {
     const uint64_t now = t * 1'000'000;
+    EmptyAckSnapshots(primary);
     primary.Poll(now, p2s);
     p2s.Deliver(now, [&](std::span<const std::byte> d) { standby.OnDatagram(d, now, disk); });
     standby.Poll(now, s2p, disk);

@@ -1,0 +1,135 @@
+// The ack-log stream's parts in isolation (replication/ack_stream.h): the record ring wraps and
+// refuses what does not fit, commit keys name their partition, and the sender's session logic
+// (resume from the ring, snapshot otherwise, a standby that lost its generation).
+#include "replication/ack_stream.h"
+
+#include <gtest/gtest.h>
+
+#include <string>
+#include <vector>
+
+namespace sluice::replication {
+namespace {
+
+TEST(AckRing, WrapsKeepsOrderAndRefusesWhenFull) {
+  AckRing ring(1024, 16);
+  std::vector<std::string> keys;
+  uint64_t pushed = 0, popped = 0;
+  for (int round = 0; round < 200; ++round) {
+    // Records of varying size (16..80 bytes) until one does not fit, then pop a few.
+    for (;;) {
+      const std::string key(static_cast<size_t>(pushed % 65), 'k');
+      const AckRecord r{AckRecordKind::kCommit, 1, pushed, key};
+      if (!ring.Push(r)) break;
+      ++pushed;
+    }
+    ASSERT_GT(ring.count(), 0u);
+    EXPECT_EQ(ring.end_seq(), pushed);
+    for (int i = 0; i < 3 && !ring.empty(); ++i) {
+      AckRecord got;
+      DecodeAckRecord(ring.At(ring.first_seq()), &got);
+      EXPECT_EQ(got.offset, popped);  // the record numbered k carries offset k here
+      EXPECT_EQ(got.group.size(), popped % 65);
+      ring.PopFront();
+      ++popped;
+    }
+  }
+  EXPECT_GT(pushed, 500u);
+}
+
+TEST(CommitRefPartition, ReadsThePartitionPrefix) {
+  EXPECT_EQ(CommitRefPartition("3:group", 0), 3u);
+  EXPECT_EQ(CommitRefPartition("12:g:x", 0), 12u);
+  EXPECT_EQ(CommitRefPartition("group", 5), 5u);
+  EXPECT_EQ(CommitRefPartition(":g", 5), 5u);
+  EXPECT_EQ(CommitRefPartition("7", 5), 5u);
+  EXPECT_EQ(CommitRefPartition("99999999999:g", 5), 5u);
+}
+
+// Captures what a sender emits.
+class Capture : public LinkOutput {
+ public:
+  std::span<std::byte> Acquire() override { return buf_; }
+  void Send(size_t bytes) override {
+    LinkMessage m;
+    ASSERT_EQ(DecodeLink(std::span<const std::byte>(buf_).first(bytes), &m), DecodeError::kOk);
+    headers.push_back(m.acklog);
+  }
+  std::vector<AckLogHeader> headers;
+
+ private:
+  std::vector<std::byte> buf_ = std::vector<std::byte>(1472);
+};
+
+TEST(AckSender, ResumesFromTheRingOrSnapshotsAndNoticesALostGeneration) {
+  AckStreamConfig cfg;
+  LinkCounters c;
+  AckSender s(5, 0, 0xabc, cfg);
+  for (uint64_t o = 0; o < 10; ++o) s.Offer({AckRecordKind::kDelete, 0, o, {}}, c);
+  EXPECT_FALSE(s.WantsSnapshot());  // no session: nothing wanted
+  s.OpenSession();
+  s.OnPosition({5, 0, 0, 0, 0, 0, 0}, 1'000, c);  // a standby with nothing
+  ASSERT_TRUE(s.WantsSnapshot());
+  storage::AckState st;
+  for (uint64_t o = 0; o < 10; ++o) st.deleted.push_back(o);
+  st.Compact(0);  // all contiguous: "deleted below 10"
+  s.SetSnapshot(st, 1'000, c);
+  ASSERT_TRUE(s.streaming());
+  const uint64_t gen = s.generation();
+  EXPECT_EQ(gen >> 32, 0xabcu);
+  for (uint64_t o = 10; o < 15; ++o) s.Offer({AckRecordKind::kDelete, 0, o, {}}, c);
+  Capture out;
+  uint32_t budget = 64;
+  s.Poll(2'000, 1, 1472, &budget, out, c);
+  ASSERT_EQ(out.headers.size(), 1u);
+  // BEGIN, DELETED_BELOW 10, END, then the 5 live deletes.
+  EXPECT_EQ(out.headers[0].count, 8u);
+  EXPECT_EQ(s.lag(), 8u);
+  // The standby received and applied them all.
+  s.OnPosition({5, 0, gen, 8, 0, 0, 0}, 3'000, c);
+  EXPECT_EQ(s.lag(), 0u);
+  // A new session of the same standby, same generation: resumed, no snapshot.
+  s.Offer({AckRecordKind::kDelete, 0, 20, {}}, c);
+  s.Disconnect();
+  s.OpenSession();
+  s.OnPosition({5, 0, gen, 8, 0, 0, 0}, 4'000, c);
+  EXPECT_TRUE(s.streaming());
+  EXPECT_EQ(s.generation(), gen);
+  budget = 64;
+  s.Poll(5'000, 1, 1472, &budget, out, c);
+  ASSERT_EQ(out.headers.size(), 2u);
+  EXPECT_EQ(out.headers[1].first_seq, 8u);
+  EXPECT_EQ(out.headers[1].count, 1u);
+  // A position of an older generation is stale; generation 0 soon after the snapshot too (it
+  // may predate it); generation 0 later means the standby lost its state: a new snapshot.
+  s.OnPosition({5, 0, gen - 1, 3, 0, 0, 0}, 6'000, c);
+  EXPECT_TRUE(s.streaming());
+  s.OnPosition({5, 0, 0, 0, 0, 0, 0}, 1'000 + cfg.retransmit_ns / 2, c);
+  EXPECT_TRUE(s.streaming());
+  s.OnPosition({5, 0, 0, 0, 0, 0, 0}, 1'000 + cfg.retransmit_ns, c);
+  EXPECT_TRUE(s.WantsSnapshot());
+  // A standby position in another process's generation: snapshot as well.
+  AckSender t(5, 0, 0xdef, cfg);
+  t.OpenSession();
+  t.OnPosition({5, 0, gen, 8, 0, 0, 0}, 1, c);
+  EXPECT_TRUE(t.WantsSnapshot());
+}
+
+TEST(AckSender, ARingOverflowWhileStreamingAsksForASnapshot) {
+  AckStreamConfig cfg;
+  cfg.ring_bytes = 1024;
+  cfg.ring_records = 8;
+  LinkCounters c;
+  AckSender s(5, 0, 1, cfg);
+  s.OpenSession();
+  s.OnPosition({5, 0, 0, 0, 0, 0, 0}, 1, c);
+  s.SetSnapshot({}, 1, c);
+  for (uint64_t o = 0; o < 8; ++o) s.Offer({AckRecordKind::kDelete, 0, o, {}}, c);
+  EXPECT_TRUE(s.streaming());
+  s.Offer({AckRecordKind::kDelete, 0, 8, {}}, c);  // the ninth evicts one never received
+  EXPECT_TRUE(s.WantsSnapshot());
+  EXPECT_EQ(c.acklog_overflows, 1u);
+}
+
+}  // namespace
+}  // namespace sluice::replication
