@@ -127,6 +127,8 @@ class StorageShell final : public Persistence {
   const storage::WriterStats& writer_stats() const { return writer_->stats(); }
   // Writes submitted and not yet completed: the kernel still has work to do for them.
   bool AwaitingKernel() const { return writer_->in_flight() != 0; }
+  // Durable partitions open here (in-memory queues have none).
+  bool Persisting() const { return !parts_.empty(); }
 
  private:
   struct Part {
