@@ -298,6 +298,7 @@ ElectionAction ElectionRunner::AcquireBlocking(const std::atomic<bool>& stop) {
   while (!stop.load(std::memory_order_relaxed)) {
     const ElectionAction a = election_->Step();
     publish_(election_->writable_until_ns());
+    if (a != ElectionAction::kNone) on_action_(a, *election_);
     if (a != ElectionAction::kNone || election_->holding()) return a;
     // Bounded waits so that a signal is noticed within 50 ms.
     while (!stop.load(std::memory_order_relaxed) && SteadyNowNs() < election_->next_step_ns()) {

@@ -135,9 +135,9 @@ class ElectionRunner {
                  std::function<void(int64_t)> publish,
                  std::function<void(ElectionAction, const LeaderElection&)> on_action);
   ~ElectionRunner();  // Stop()
-  // Runs steps on the calling thread until the key is held, an action is due, or `deadline` /
-  // `stop` (the primary's start-up acquisition, before it serves). Returns the action (kNone:
-  // holding, or stopped).
+  // Runs steps on the calling thread until the key is held, an action is due, or `stop` (the
+  // primary's start-up acquisition, before it serves). Returns the action (kNone: holding, or
+  // stopped); an action also goes to `on_action`, from the calling thread.
   ElectionAction AcquireBlocking(const std::atomic<bool>& stop);
   void Start();
   void Stop();
