@@ -84,7 +84,7 @@ ElectionAction LeaderElection::Step() {
 
 void LeaderElection::Error(const absl::Status& s) {
   std::string text(s.message());
-  if (text != last_error_) config_.log(absl::StrCat("etcd: ", text));
+  if (text != last_error_) config_.log(text);
   last_error_ = std::move(text);
 }
 
