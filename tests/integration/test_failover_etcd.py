@@ -32,6 +32,7 @@ import wire
 
 LEASE_MS = 2000
 KEY = "/sluice/it/leader"
+CLI_COUNT = 400
 QUEUES = """
 [[queue]]
 name = "events"
@@ -119,6 +120,13 @@ def add_etcd(box, url):
         f.write(text)
 
 
+def count_at_least(box, queue_id, n):
+    try:
+        return len(tr.fetch_partition(box, queue_id, 0, n)) >= n
+    except AssertionError:  # fewer than n yet
+        return False
+
+
 def client_of(box):
     return f"{box.server[0]}:{box.server[1]}"
 
@@ -192,6 +200,15 @@ class EtcdFailoverTest(unittest.TestCase):
             self.assertEqual(p.send_one(a.server, queue_id, 0), "OK")
         self.assertNotIn("promoted", b.log()[before:])
         self.assertEqual(b.role().get("role"), "standby")
+        # libsluice with the pair as its server list, producing across the kill: it moves to
+        # the standby once the primary is silent and has every message acked there.
+        loose_id = tr.lookup_name(a, "loose")
+        cli = subprocess.Popen(
+            [harness.binary("client/sluice"), "--server", f"{client_of(a)},{client_of(b)}",
+             "produce", "loose", "--partition", "0", "--count", str(CLI_COUNT), "--rate", "100"],
+            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        harness.wait_for(lambda: count_at_least(a, loose_id, 20), 10,
+                         "the CLI's first messages on the primary")
         # SIGKILL: the standby campaigns once the lease expired, and restarts as primary.
         t_kill = time.monotonic()
         a.kill()
@@ -220,13 +237,20 @@ class EtcdFailoverTest(unittest.TestCase):
             got = tr.fetch_partition(b, queue_id, part, len(p.acked[part]))
             self.assertEqual(got, [(o, pl) for (_, o, pl) in p.acked[part]], f"partition {part}")
             total += len(got)
+        out, _ = cli.communicate(timeout=60)
+        self.assertEqual(cli.returncode, 0, out)
+        got = tr.fetch_partition(b, loose_id, 0, CLI_COUNT)
+        self.assertEqual([o for (o, _) in got], list(range(CLI_COUNT)))
+        self.assertFalse(count_at_least(b, loose_id, CLI_COUNT + 1), "a message twice")
         # libsluice, pointed at the old primary, follows NOT_PRIMARY to the new one.
         self.cli_produce_via(a, "via-redirect")
         got = tr.fetch_partition(b, queue_id, 0, len(p.acked[0]) + 1)
         self.assertEqual(got[-1][1], b"via-redirect")
         print(f"\netcd SIGKILL: standby promoted itself {took:.1f} s after the kill (lease "
               f"{LEASE_MS} ms); {total} acked sync messages on it exactly once, in order; the old "
-              f"primary rejoined at start; the CLI followed NOT_PRIMARY from it")
+              f"primary rejoined at start; the CLI followed NOT_PRIMARY from it; the CLI producing "
+              f"across the kill with the pair as its server list had all {CLI_COUNT} messages "
+              f"acked, each once on the new primary ({out.strip().splitlines()[-1]})")
         p.sock.close()
         self._failed = False
 
