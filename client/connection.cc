@@ -579,6 +579,12 @@ void Connection::Redirect(uint32_t ipv4, uint16_t port) {
 // Points the socket at `to` and verifies the source again (a new server, a new cookie).
 bool Connection::SwitchTo(const sockaddr_in& to) {
   FlushTx();
+  // Dissolve the old association first: it fixed the socket's source address, which may have
+  // gone with the old server's route (a failed box's interface) and would make the new server
+  // unreachable (ENETUNREACH). The kernel picks a source for the new server.
+  sockaddr unspec{};
+  unspec.sa_family = AF_UNSPEC;
+  (void)connect(fd_, &unspec, sizeof unspec);
   if (connect(fd_, reinterpret_cast<const sockaddr*>(&to), sizeof to) != 0) {
     last_socket_errno_ = errno;
     return false;
