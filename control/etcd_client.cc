@@ -52,15 +52,6 @@ absl::StatusOr<Json> Parse(std::string_view call, std::string_view body) {
   return j;
 }
 
-Json Compare(std::string_view key, const char* target, const char* field, int64_t value) {
-  return Json{{"key", B64(key)}, {"target", target}, {"result", "EQUAL"},
-              {field, std::to_string(value)}};
-}
-
-Json Put(std::string_view key, std::string_view value, int64_t lease) {
-  return Json{{"request_put",
-               {{"key", B64(key)}, {"value", B64(value)}, {"lease", std::to_string(lease)}}}};
-}
 
 }  // namespace
 
@@ -72,18 +63,20 @@ std::string GrantRequest(int64_t ttl_s) {
 std::string LeaseIdRequest(int64_t lease) { return Json{{"ID", std::to_string(lease)}}.dump(); }
 std::string RangeRequest(std::string_view key) { return Json{{"key", B64(key)}}.dump(); }
 
-std::string CreateIfAbsentRequest(std::string_view key, std::string_view value, int64_t lease) {
-  // A key that does not exist has create_revision 0.
-  return Json{{"compare", Json::array({Compare(key, "CREATE", "create_revision", 0)})},
-              {"success", Json::array({Put(key, value, lease)})}}
-      .dump();
-}
-
-std::string ReplaceIfRequest(std::string_view key, int64_t mod_revision, std::string_view value,
-                             int64_t lease) {
-  return Json{{"compare", Json::array({Compare(key, "MOD", "mod_revision", mod_revision)})},
-              {"success", Json::array({Put(key, value, lease)})}}
-      .dump();
+std::string TxnRequest(const std::vector<EtcdExpect>& expect, const std::vector<EtcdPut>& puts) {
+  // A key that does not exist compares as mod_revision 0 (etcd compares MOD, CREATE and
+  // VERSION of a missing key against zero).
+  Json compare = Json::array();
+  for (const EtcdExpect& e : expect) {
+    compare.push_back(Json{{"key", B64(e.key)}, {"target", "MOD"}, {"result", "EQUAL"},
+                           {"mod_revision", std::to_string(e.mod_revision)}});
+  }
+  Json success = Json::array();
+  for (const EtcdPut& p : puts) {
+    success.push_back(Json{{"request_put", {{"key", B64(p.key)}, {"value", B64(p.value)},
+                                            {"lease", std::to_string(p.lease)}}}});
+  }
+  return Json{{"compare", compare}, {"success", success}}.dump();
 }
 
 absl::StatusOr<int64_t> GrantResponse(std::string_view body) {
@@ -223,17 +216,9 @@ absl::StatusOr<std::optional<EtcdKv>> EtcdClient::Get(std::string_view key) {
   return etcd_json::RangeResponse(*body);
 }
 
-absl::StatusOr<bool> EtcdClient::CreateIfAbsent(std::string_view key, std::string_view value,
-                                                int64_t lease) {
-  auto body = Post("txn", "/v3/kv/txn", etcd_json::CreateIfAbsentRequest(key, value, lease));
-  if (!body.ok()) return body.status();
-  return etcd_json::TxnResponse(*body);
-}
-
-absl::StatusOr<bool> EtcdClient::ReplaceIf(std::string_view key, int64_t mod_revision,
-                                           std::string_view value, int64_t lease) {
-  auto body =
-      Post("txn", "/v3/kv/txn", etcd_json::ReplaceIfRequest(key, mod_revision, value, lease));
+absl::StatusOr<bool> EtcdClient::PutIfUnchanged(const std::vector<EtcdExpect>& expect,
+                                                const std::vector<EtcdPut>& puts) {
+  auto body = Post("txn", "/v3/kv/txn", etcd_json::TxnRequest(expect, puts));
   if (!body.ok()) return body.status();
   return etcd_json::TxnResponse(*body);
 }

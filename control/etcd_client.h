@@ -1,6 +1,6 @@
 // A minimal etcd v3 client for the leader key of automatic promotion (docs/replication.md §7):
-// leases (grant, keep-alive, revoke), a range read of one key, and two conditional writes
-// (create if absent; replace if unchanged since read). It speaks etcd's JSON gRPC gateway over
+// leases (grant, keep-alive, revoke), a range read of one key, and one conditional write (a txn:
+// these puts only if those keys are unchanged since read, or still absent). It speaks etcd's JSON gRPC gateway over
 // plain HTTP (cpp-httplib): keys and values are base64, 64-bit integers are decimal strings.
 //
 // EtcdApi is what the election (control/leader_election.h) uses; EtcdClient implements it over
@@ -14,6 +14,7 @@
 #include <optional>
 #include <string>
 #include <string_view>
+#include <vector>
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
@@ -29,6 +30,17 @@ struct EtcdKv {
   int64_t lease = 0;  // 0: not attached to a lease
 };
 
+// A txn condition: `key` still has this mod_revision; 0 = the key does not exist.
+struct EtcdExpect {
+  std::string key;
+  int64_t mod_revision = 0;
+};
+struct EtcdPut {
+  std::string key;
+  std::string value;
+  int64_t lease = 0;  // 0: not attached to a lease
+};
+
 class EtcdApi {
  public:
   virtual ~EtcdApi() = default;
@@ -40,13 +52,10 @@ class EtcdApi {
   virtual absl::Status Revoke(int64_t lease) = 0;
   // The key, or nullopt when absent.
   virtual absl::StatusOr<std::optional<EtcdKv>> Get(std::string_view key) = 0;
-  // Writes key = value attached to `lease` only if the key does not exist. True: written.
-  virtual absl::StatusOr<bool> CreateIfAbsent(std::string_view key, std::string_view value,
-                                              int64_t lease) = 0;
-  // Writes key = value attached to `lease` only if the key's mod_revision is still
-  // `mod_revision` (nobody wrote it since it was read). True: written.
-  virtual absl::StatusOr<bool> ReplaceIf(std::string_view key, int64_t mod_revision,
-                                         std::string_view value, int64_t lease) = 0;
+  // Every put, atomically, only if every expectation holds (nobody wrote those keys since they
+  // were read). True: written.
+  virtual absl::StatusOr<bool> PutIfUnchanged(const std::vector<EtcdExpect>& expect,
+                                              const std::vector<EtcdPut>& puts) = 0;
 };
 
 namespace etcd_json {
@@ -54,9 +63,7 @@ namespace etcd_json {
 std::string GrantRequest(int64_t ttl_s);
 std::string LeaseIdRequest(int64_t lease);  // keepalive and revoke
 std::string RangeRequest(std::string_view key);
-std::string CreateIfAbsentRequest(std::string_view key, std::string_view value, int64_t lease);
-std::string ReplaceIfRequest(std::string_view key, int64_t mod_revision, std::string_view value,
-                             int64_t lease);
+std::string TxnRequest(const std::vector<EtcdExpect>& expect, const std::vector<EtcdPut>& puts);
 // Response bodies (HTTP 200). An {"error": ...} body or malformed JSON is an error status
 // naming the call.
 absl::StatusOr<int64_t> GrantResponse(std::string_view body);      // the lease id
@@ -79,10 +86,8 @@ class EtcdClient final : public EtcdApi {
   absl::StatusOr<int64_t> KeepAlive(int64_t lease) override;
   absl::Status Revoke(int64_t lease) override;
   absl::StatusOr<std::optional<EtcdKv>> Get(std::string_view key) override;
-  absl::StatusOr<bool> CreateIfAbsent(std::string_view key, std::string_view value,
-                                      int64_t lease) override;
-  absl::StatusOr<bool> ReplaceIf(std::string_view key, int64_t mod_revision,
-                                 std::string_view value, int64_t lease) override;
+  absl::StatusOr<bool> PutIfUnchanged(const std::vector<EtcdExpect>& expect,
+                                      const std::vector<EtcdPut>& puts) override;
 
  private:
   struct Impl;

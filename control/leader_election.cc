@@ -1,6 +1,7 @@
 #include "control/leader_election.h"
 
 #include <algorithm>
+#include <charconv>
 #include <chrono>
 #include <cinttypes>
 #include <utility>
@@ -127,15 +128,47 @@ bool LeaderElection::EnsureLease(int64_t* granted_at) {
   return true;
 }
 
+// The highest epoch ever elected: `<key>/epoch`, a decimal without a lease (it outlives every
+// primary). Absent: 0.
+bool LeaderElection::ReadRecord(Record* r) {
+  absl::StatusOr<std::optional<EtcdKv>> kv = etcd_.Get(RecordKey());
+  if (!kv.ok()) {
+    Error(kv.status());
+    return false;
+  }
+  *r = Record{};
+  if (!kv->has_value()) return true;
+  r->mod_revision = (*kv)->mod_revision;
+  const std::string& v = (*kv)->value;
+  auto [p, ec] = std::from_chars(v.data(), v.data() + v.size(), r->epoch);
+  if (ec != std::errc() || p != v.data() + v.size()) {
+    Error(absl::InvalidArgumentError(
+        absl::StrCat(RecordKey(), " holds no epoch: ", A(std::string_view(v).substr(0, 40)))));
+    return false;
+  }
+  return true;
+}
+
 void LeaderElection::Acquire(int64_t now) {
   next_step_ns_ = now + retry_interval_ns();
   if (!EnsureLease(&lease_granted_ns_)) return;
+  Record record;
+  if (!ReadRecord(&record)) return;
+  if (record.epoch > config_.epoch) {
+    // A newer primary was elected while this box was away (it may be down now, its key gone):
+    // this box's log may lack what it acknowledged. Never serve on an older epoch.
+    return Finish(ElectionAction::kRejoin,
+                  absl::StrCat("epoch ", record.epoch, " was elected after ours (",
+                               config_.epoch, "); this box follows it"));
+  }
   absl::StatusOr<std::optional<EtcdKv>> kv = etcd_.Get(config_.key);
   if (!kv.ok()) return Error(kv.status());
   const LeaderValue mine{config_.epoch, config_.client, config_.boot};
+  const std::vector<EtcdPut> puts = {{config_.key, EncodeLeader(mine), lease_},
+                                     {RecordKey(), std::to_string(config_.epoch), 0}};
   absl::StatusOr<bool> won = false;
   if (!kv->has_value()) {
-    won = etcd_.CreateIfAbsent(config_.key, EncodeLeader(mine), lease_);
+    won = etcd_.PutIfUnchanged({{config_.key, 0}, {RecordKey(), record.mod_revision}}, puts);
   } else {
     absl::StatusOr<LeaderValue> holder = DecodeLeader((*kv)->value);
     if (!holder.ok()) return Error(holder.status());  // not ours to overwrite: wait
@@ -155,7 +188,8 @@ void LeaderElection::Acquire(int64_t now) {
     // Ours from a previous incarnation (the key of the campaign that promoted us), or an older
     // epoch's (a primary deposed by a manual promotion): the newer epoch takes it over, unless
     // someone wrote it since we read it.
-    won = etcd_.ReplaceIf(config_.key, (*kv)->mod_revision, EncodeLeader(mine), lease_);
+    won = etcd_.PutIfUnchanged(
+        {{config_.key, (*kv)->mod_revision}, {RecordKey(), record.mod_revision}}, puts);
   }
   if (!won.ok()) {
     lease_ = 0;  // perhaps expired while we waited: a fresh one next time
@@ -195,8 +229,9 @@ void LeaderElection::Hold(int64_t now) {
   if (!kv.ok()) return Error(kv.status());
   if (!kv->has_value()) {
     config_.log(absl::StrCat(config_.key, " vanished while our lease lives: writing it again"));
-    absl::StatusOr<bool> won = etcd_.CreateIfAbsent(
-        config_.key, EncodeLeader({config_.epoch, config_.client, config_.boot}), lease_);
+    absl::StatusOr<bool> won = etcd_.PutIfUnchanged(
+        {{config_.key, 0}},
+        {{config_.key, EncodeLeader({config_.epoch, config_.client, config_.boot}), lease_}});
     if (!won.ok()) return Error(won.status());
     if (*won) return;
     next_step_ns_ = after;  // someone else wrote it: find out who at once
@@ -259,11 +294,16 @@ void LeaderElection::Watch(int64_t now) {
     next_step_ns_ = now + retry_interval_ns();
     return;
   }
-  const uint64_t epoch = config_.next_epoch();
+  // Above every epoch ever elected, even one this standby never heard of.
+  Record record;
+  if (!ReadRecord(&record)) return;
+  const uint64_t epoch = std::max(config_.next_epoch(), record.epoch + 1);
   int64_t granted_at = 0;
   if (!EnsureLease(&granted_at)) return;
-  absl::StatusOr<bool> won =
-      etcd_.CreateIfAbsent(config_.key, EncodeLeader({epoch, config_.client, config_.boot}), lease_);
+  absl::StatusOr<bool> won = etcd_.PutIfUnchanged(
+      {{config_.key, 0}, {RecordKey(), record.mod_revision}},
+      {{config_.key, EncodeLeader({epoch, config_.client, config_.boot}), lease_},
+       {RecordKey(), std::to_string(epoch), 0}});
   if (won.ok() && *won) {
     campaign_epoch_ = epoch;
     return Finish(ElectionAction::kPromote,

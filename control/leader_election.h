@@ -4,7 +4,10 @@
 // renews the lease; the standby reads the key and, when it is absent (the primary's lease
 // expired), campaigns: create-if-absent under its own lease, with the epoch it will promote to.
 // Only the box that created the key promotes, so a standby never promotes while a live primary
-// holds the key.
+// holds the key. Beside it, `key/epoch` (no lease) records the highest epoch ever elected, written
+// in the same txn as the key: a primary whose epoch is below it never acquires the key again (it
+// rejoins as standby), even when the newer primary is down and its key gone; a campaign takes an
+// epoch above it.
 //
 // The safety rule of the primary (writes stop before anyone else can take over): a renewal sent
 // at t (our monotonic clock) that succeeds proves the lease lives until at least t + TTL on the
@@ -109,6 +112,12 @@ class LeaderElection {
   bool EnsureLease(int64_t* granted_at);
   void Error(const absl::Status& s);
   bool IsMine(const LeaderValue& v) const { return v.client == config_.client; }
+  struct Record {
+    uint64_t epoch = 0;
+    int64_t mod_revision = 0;  // 0: absent
+  };
+  std::string RecordKey() const { return config_.key + "/epoch"; }
+  bool ReadRecord(Record* r);
 
   EtcdApi& etcd_;
   ElectionConfig config_;

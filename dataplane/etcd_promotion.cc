@@ -61,8 +61,8 @@ absl::StatusOr<std::unique_ptr<EtcdPromotion>> EtcdPromotion::Create(EtcdPromoti
   EtcdPromotion* self = p.get();
   p->runner_ = std::make_unique<control::ElectionRunner>(
       std::move(*etcd), std::move(e), [self](int64_t until) { self->Publish(until); },
-      [self](control::ElectionAction a, const control::LeaderElection&) {
-        self->config_.on_action(a);
+      [self](control::ElectionAction a, const control::LeaderElection& e) {
+        self->config_.on_action(a, e.promoted_epoch());
       });
   return p;
 }

@@ -33,7 +33,8 @@ struct EtcdPromotionConfig {
   // Standby: the epoch a promotion takes (RestartInRole's rule).
   std::function<uint64_t()> next_epoch;
   // An action of the election (from its thread): the caller stops and restarts accordingly.
-  std::function<void(control::ElectionAction)> on_action;
+  // `epoch`: with kPromote, the epoch written in the key (the promotion must persist it).
+  std::function<void(control::ElectionAction, uint64_t epoch)> on_action;
 };
 
 class EtcdPromotion {

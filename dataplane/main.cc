@@ -68,6 +68,7 @@ volatile sig_atomic_t g_signal = 0;
 // with etcd also kResume: a primary that lost its lease starts again as primary to reacquire it.
 enum class Restart { kNone = 0, kPromote = 1, kRejoin = 2, kResume = 3 };
 std::atomic<int> g_restart{0};
+std::atomic<uint64_t> g_promote_epoch{0};  // etcd: the epoch a campaign won (0: none)
 constexpr int kExitRestartNow = 100;  // internal: restart before serving (etcd said so at start)
 
 void OnSignal(int sig) {
@@ -442,7 +443,8 @@ int StartEtcdPromotion(const hwconf::Layout& layout, const SharedRuntime& rt,
   c.epoch = r->state.epoch;
   c.boot_id = rt.unix_ns_at_start ^ (uint64_t{static_cast<uint32_t>(getpid())} << 32);
   c.next_epoch = [r] { return std::max(r->state.epoch, r->status.epoch.load()) + 1; };
-  c.on_action = [](control::ElectionAction a) {
+  c.on_action = [](control::ElectionAction a, uint64_t epoch) {
+    if (a == control::ElectionAction::kPromote) g_promote_epoch = epoch;
     const Restart what = a == control::ElectionAction::kPromote  ? Restart::kPromote
                          : a == control::ElectionAction::kRejoin ? Restart::kRejoin
                                                                  : Restart::kResume;
@@ -548,7 +550,7 @@ void StopControlPlane(ControlPlane* cp) {
 int RestartInRole(Restart what, ReplicationSetup* r, char** argv) {
   replication::ReplicationState st = r->state;
   if (what == Restart::kPromote) {
-    st.epoch = std::max(st.epoch, r->status.epoch.load()) + 1;
+    st.epoch = std::max(std::max(st.epoch, r->status.epoch.load()) + 1, g_promote_epoch.load());
     st.role = "primary";
     st.pending_starts = true;
     st.starts.clear();

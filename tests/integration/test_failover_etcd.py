@@ -88,13 +88,18 @@ class Etcd:
         except (urllib.error.URLError, OSError, ValueError):
             return False
 
-    def leader(self):
-        """The leader key's value (a dict), or None when absent."""
-        body = json.dumps({"key": base64.b64encode(KEY.encode()).decode()}).encode()
+    def get(self, key):
+        """A key's value (bytes), or None when absent."""
+        body = json.dumps({"key": base64.b64encode(key.encode()).decode()}).encode()
         req = urllib.request.Request(f"{self.url}/v3/kv/range", data=body, method="POST")
         with urllib.request.urlopen(req, timeout=2) as r:
             kvs = json.loads(r.read()).get("kvs", [])
-        return json.loads(base64.b64decode(kvs[0]["value"])) if kvs else None
+        return base64.b64decode(kvs[0]["value"]) if kvs else None
+
+    def leader(self):
+        """The leader key's value (a dict), or None when absent."""
+        v = self.get(KEY)
+        return json.loads(v) if v is not None else None
 
     def log(self):
         with open(self.log_path) as f:
@@ -226,6 +231,8 @@ class EtcdFailoverTest(unittest.TestCase):
         self.assertEqual(leader["client"], client_of(b), leader)
         self.assertEqual(leader["epoch"], b.role()["epoch"])
         self.assertGreater(b.role()["epoch"], 1)
+        # The highest elected epoch is recorded beside the key (no lease: it outlives b's).
+        self.assertEqual(self.etcd.get(KEY + "/epoch"), str(leader["epoch"]).encode())
         # Every acked message exactly once, in order, at its acked offset, on the new primary.
         for part in (0, 1):
             got = tr.fetch_partition(b, queue_id, part, len(p.acked[part]))

@@ -25,23 +25,23 @@ TEST(EtcdJson, RequestsCarryBase64KeysAndDecimalStrings) {
             "7587868612829812739");  // beyond 2^53: a string keeps it exact
   EXPECT_EQ(Unb64(Json::parse(etcd_json::RangeRequest("/sluice/leader"))["key"]), "/sluice/leader");
 
-  Json c = Json::parse(etcd_json::CreateIfAbsentRequest("/k", "{\"epoch\":2}", 42));
-  ASSERT_EQ(c["compare"].size(), 1u);
-  EXPECT_EQ(c["compare"][0]["target"], "CREATE");
+  Json c = Json::parse(etcd_json::TxnRequest({{"/k", 0}, {"/k/epoch", 17}},
+                                             {{"/k", "{\"epoch\":2}", 42}, {"/k/epoch", "2", 0}}));
+  ASSERT_EQ(c["compare"].size(), 2u);
+  EXPECT_EQ(c["compare"][0]["target"], "MOD");  // a missing key compares as mod_revision 0
   EXPECT_EQ(c["compare"][0]["result"], "EQUAL");
-  EXPECT_EQ(c["compare"][0]["create_revision"], "0");
+  EXPECT_EQ(c["compare"][0]["mod_revision"], "0");
   EXPECT_EQ(Unb64(c["compare"][0]["key"]), "/k");
-  ASSERT_EQ(c["success"].size(), 1u);
+  EXPECT_EQ(c["compare"][1]["mod_revision"], "17");
+  EXPECT_EQ(Unb64(c["compare"][1]["key"]), "/k/epoch");
+  ASSERT_EQ(c["success"].size(), 2u);
   const Json& put = c["success"][0]["request_put"];
   EXPECT_EQ(Unb64(put["key"]), "/k");
   EXPECT_EQ(Unb64(put["value"]), "{\"epoch\":2}");
   EXPECT_EQ(put["lease"], "42");
+  EXPECT_EQ(Unb64(c["success"][1]["request_put"]["value"]), "2");
+  EXPECT_EQ(c["success"][1]["request_put"]["lease"], "0");
   EXPECT_FALSE(c.contains("failure"));
-
-  Json r = Json::parse(etcd_json::ReplaceIfRequest("/k", 17, "v", 9));
-  EXPECT_EQ(r["compare"][0]["target"], "MOD");
-  EXPECT_EQ(r["compare"][0]["mod_revision"], "17");
-  EXPECT_EQ(r["success"][0]["request_put"]["lease"], "9");
 }
 
 TEST(EtcdJson, GrantAndKeepAliveAnswers) {

@@ -53,22 +53,22 @@ class FakeEtcd : public EtcdApi {
     if (it == kv_.end()) return std::optional<EtcdKv>();
     return std::optional<EtcdKv>(it->second);
   }
-  absl::StatusOr<bool> CreateIfAbsent(std::string_view key, std::string_view value,
-                                      int64_t lease) override {
+  absl::StatusOr<bool> PutIfUnchanged(const std::vector<EtcdExpect>& expect,
+                                      const std::vector<EtcdPut>& puts) override {
     if (auto s = Begin(); !s.ok()) return s;
     if (before_txn) std::exchange(before_txn, nullptr)();
     Expire();
-    if (kv_.count(std::string(key))) return false;
-    return PutLocked(key, value, lease);
-  }
-  absl::StatusOr<bool> ReplaceIf(std::string_view key, int64_t mod_revision, std::string_view value,
-                                 int64_t lease) override {
-    if (auto s = Begin(); !s.ok()) return s;
-    if (before_txn) std::exchange(before_txn, nullptr)();
-    Expire();
-    auto it = kv_.find(std::string(key));
-    if (it == kv_.end() || it->second.mod_revision != mod_revision) return false;
-    return PutLocked(key, value, lease);
+    for (const EtcdExpect& e : expect) {
+      auto it = kv_.find(e.key);
+      if ((it == kv_.end() ? 0 : it->second.mod_revision) != e.mod_revision) return false;
+    }
+    for (const EtcdPut& p : puts) {  // etcd checks every lease before it writes anything
+      if (p.lease != 0 && !leases_.count(p.lease)) {
+        return absl::UnavailableError("etcd txn: etcdserver: requested lease not found");
+      }
+    }
+    for (const EtcdPut& p : puts) (void)PutLocked(p.key, p.value, p.lease);
+    return true;
   }
 
   // Test access (no latency, never down).
@@ -89,6 +89,12 @@ class FakeEtcd : public EtcdApi {
     auto it = kv_.find(key);
     if (it == kv_.end() || it->second.lease == 0) return INT64_MAX;
     return leases_.at(it->second.lease).expiry;
+  }
+  std::optional<std::string> Value(const std::string& key) {
+    Expire();
+    auto it = kv_.find(key);
+    if (it == kv_.end()) return std::nullopt;
+    return it->second.value;
   }
   bool LeaseAlive(int64_t lease) {
     Expire();
@@ -424,6 +430,46 @@ TEST(LeaderElection, ASteppedDownPrimaryRejoinsUnderTheStandbyThatPromoted) {
   EXPECT_EQ(p->writable_until_ns(), 0);
   r.clock.now = p->next_step_ns();
   EXPECT_EQ(p->Step(), ElectionAction::kRejoin);
+}
+
+// SIGSTOP A past its lease, B promotes (epoch 4), B dies, its key expires, A resumes: A must not
+// take the key again on epoch 3 (B may have acknowledged what A lacks). It follows epoch 4.
+TEST(LeaderElection, AStalePrimaryNeverReacquiresAfterANewerEpochWasElected) {
+  Rig r;
+  auto a = r.Make(Primary(3));
+  ASSERT_EQ(a->Step(), ElectionAction::kNone);
+  auto b = r.Make(Standby(4));
+  ASSERT_EQ(r.RunUntil(*b, r.clock.now + 10 * kSec), ElectionAction::kPromote);
+  EXPECT_EQ(r.etcd.Value(kKey + "/epoch"), "4");
+  b.reset();
+  r.clock.now += 10 * kSec;  // B's lease expires: the key is gone, the record stays
+  ASSERT_FALSE(r.etcd.Leader(kKey));
+  // A wakes: stepped down, key free -> restarts as primary (kResume) ...
+  EXPECT_EQ(a->Step(), ElectionAction::kNone);
+  r.clock.now = a->next_step_ns();
+  EXPECT_EQ(a->Step(), ElectionAction::kResume);
+  // ... and the restarted process finds the record above its epoch: it rejoins instead.
+  auto again = r.Make(Primary(3));
+  EXPECT_EQ(again->Step(), ElectionAction::kRejoin);
+  EXPECT_EQ(again->writable_until_ns(), 0);
+  EXPECT_FALSE(r.etcd.Leader(kKey));
+}
+
+// A standby campaigns above every epoch ever elected, even ones it never heard of.
+TEST(LeaderElection, ACampaignTakesAnEpochAboveTheRecord) {
+  Rig r;
+  r.etcd.Put(kKey + "/epoch", "7");
+  auto s = r.Make(Standby(2));
+  ASSERT_EQ(s->Step(), ElectionAction::kPromote);
+  EXPECT_EQ(s->promoted_epoch(), 8u);
+  EXPECT_EQ(r.etcd.Leader(kKey)->epoch, 8u);
+  EXPECT_EQ(r.etcd.Value(kKey + "/epoch"), "8");
+  // A record that is not a number is not overwritten: no campaign.
+  Rig r2;
+  r2.etcd.Put(kKey + "/epoch", "seven");
+  auto s2 = r2.Make(Standby(2));
+  EXPECT_EQ(r2.RunUntil(*s2, r2.clock.now + 5 * kSec), ElectionAction::kNone);
+  EXPECT_FALSE(r2.etcd.Leader(kKey));
 }
 
 // Random outages and latencies against a primary and a standby stepping at their own times: a
