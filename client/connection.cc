@@ -15,6 +15,8 @@
 
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_split.h"
+#include "absl/strings/ascii.h"
 #include "client/errors.h"
 #include "protocol/assert.h"
 
@@ -115,7 +117,10 @@ Connection::Connection(ConnectionOptions options) : options_(std::move(options))
       std::clamp<size_t>(options_.max_frame_bytes, p::kMinReplyFrameBytes, p::kMaxFrameBytes);
   options_.batch_datagrams = std::clamp(options_.batch_datagrams, 1, 1024);
   options_.max_attempts = std::max(options_.max_attempts, 1);
-  server_ = options_.server;
+  servers_ = absl::StrSplit(options_.server, ',', absl::SkipWhitespace());
+  for (std::string& srv : servers_) srv = std::string(absl::StripAsciiWhitespace(srv));
+  if (servers_.empty()) servers_.push_back(options_.server);
+  server_ = servers_[0];
   client_id_ = options_.client_id != 0 ? options_.client_id : RandomNonZero();
   next_request_id_ = (RandomNonZero() & 0xFFFFFFFF) + 1;
   const size_t batch = static_cast<size_t>(options_.batch_datagrams);
@@ -134,9 +139,32 @@ Connection::~Connection() {
 
 absl::StatusOr<std::unique_ptr<Connection>> Connection::Connect(ConnectionOptions options) {
   std::unique_ptr<Connection> c(new Connection(std::move(options)));
-  if (absl::Status s = c->Open(); !s.ok()) return s;
-  if (absl::Status s = c->Handshake(); !s.ok()) return s;
-  return c;
+  // The first server of the list that answers the handshake.
+  absl::Status first;
+  for (size_t i = 0; i < c->servers_.size(); ++i) {
+    c->server_index_ = i;
+    c->server_ = c->servers_[i];
+    absl::Status s = c->fd_ < 0 ? c->Open() : absl::OkStatus();
+    if (s.ok() && i > 0) {
+      absl::StatusOr<sockaddr_in> addr = ResolveServer(c->server_);
+      s = addr.ok() ? absl::OkStatus() : addr.status();
+      c->handshaking_ = true;  // Handshake() sends the first heartbeat itself
+      const bool switched = s.ok() && c->SwitchTo(*addr);
+      c->handshaking_ = false;
+      if (s.ok() && !switched) {
+        s = absl::UnavailableError(absl::StrCat("connect to ", c->server_, ": ",
+                                                std::strerror(c->last_socket_errno_)));
+      }
+    }
+    if (s.ok()) s = c->Handshake();
+    if (s.ok()) {
+      c->last_rx_ = NowNs();
+      return c;
+    }
+    if (first.ok()) first = s;
+    if (!absl::IsUnavailable(s) && !absl::IsDeadlineExceeded(s)) return s;
+  }
+  return first;
 }
 
 absl::Status Connection::Open() {
@@ -520,6 +548,16 @@ void Connection::OnServerError(const p::ErrorReply& e) {
     SendHeartbeat(NextRequestId());  // echoes the cookie, or asks for one (cookie 0)
   } else if (e.errc == Errc::kNotPrimary && options_.follow_redirects && e.primary_ipv4 != 0) {
     Redirect(e.primary_ipv4, e.primary_port);
+  } else if (e.errc == Errc::kNotPrimary && options_.follow_redirects && servers_.size() > 1) {
+    // Not the primary, and it does not know where the primary is (a standby that has not heard
+    // one, a deposed primary): the next server of the list, at most once per failover_after.
+    const MonoNs now = NowNs();
+    if (now - last_failover_ >= ToNs(options_.failover_after)) {
+      last_failover_ = now;
+      server_index_ = (server_index_ + 1) % servers_.size();
+      absl::StatusOr<sockaddr_in> to = ResolveServer(servers_[server_index_]);
+      if (to.ok() && SwitchTo(*to)) ++stats_.failovers;
+    }
   }
 }
 
@@ -529,19 +567,53 @@ void Connection::Redirect(uint32_t ipv4, uint16_t port) {
   to.sin_addr.s_addr = htonl(ipv4);
   to.sin_port = htons(port != 0 ? port : ntohs(addr_.sin_port));
   if (to.sin_addr.s_addr == addr_.sin_addr.s_addr && to.sin_port == addr_.sin_port) return;
+  // Not back to a server just left for its silence: a standby names the dead primary until it
+  // is promoted itself, and answers the request then.
+  if (NowNs() < silent_until_ && to.sin_addr.s_addr == silent_addr_.sin_addr.s_addr &&
+      to.sin_port == silent_addr_.sin_port) {
+    return;
+  }
+  if (SwitchTo(to)) ++stats_.redirects;
+}
+
+// Points the socket at `to` and verifies the source again (a new server, a new cookie).
+bool Connection::SwitchTo(const sockaddr_in& to) {
   FlushTx();
+  // Dissolve the old association first: it fixed the socket's source address, which may have
+  // gone with the old server's route (a failed box's interface) and would make the new server
+  // unreachable (ENETUNREACH). The kernel picks a source for the new server.
+  sockaddr unspec{};
+  unspec.sa_family = AF_UNSPEC;
+  (void)connect(fd_, &unspec, sizeof unspec);
   if (connect(fd_, reinterpret_cast<const sockaddr*>(&to), sizeof to) != 0) {
     last_socket_errno_ = errno;
-    return;
+    return false;
   }
   addr_ = to;
   char ip[INET_ADDRSTRLEN] = {};
   inet_ntop(AF_INET, &to.sin_addr, ip, sizeof ip);
   server_ = absl::StrCat(ip, ":", ntohs(to.sin_port));
-  ++stats_.redirects;
   cookie_ = 0;
   verified_ = false;
-  SendHeartbeat(NextRequestId());
+  if (!handshaking_) SendHeartbeat(NextRequestId());
+  return true;
+}
+
+// The server in use has answered nothing (not even heartbeats) for failover_after: the next
+// server of the list. Requests in flight are retransmitted there by their own timers.
+void Connection::FailOver(MonoNs now) {
+  const MonoNs after = ToNs(options_.failover_after);
+  if (servers_.size() < 2 || handshaking_ || now - last_rx_ < after ||
+      now - last_failover_ < after) {
+    return;
+  }
+  last_failover_ = now;
+  silent_addr_ = addr_;
+  silent_until_ = now + 2 * after;
+  server_index_ = (server_index_ + 1) % servers_.size();
+  absl::StatusOr<sockaddr_in> to = ResolveServer(servers_[server_index_]);
+  if (!to.ok() || !SwitchTo(*to)) return;
+  ++stats_.failovers;
 }
 
 // ---- the loop -----------------------------------------------------------------------------------
@@ -555,6 +627,7 @@ void Connection::RemoveEndpoint(Endpoint* e) {
 }
 
 MonoNs Connection::RunTimers(MonoNs now) {
+  FailOver(now);
   MonoNs next = RunCallTimers(now);
   if (!handshaking_ && now >= next_heartbeat_) {
     SendHeartbeat(NextRequestId());

@@ -50,7 +50,14 @@ std::string DefaultServer();
 
 struct ConnectionOptions {
   // "host:port": an IPv4 literal or a name resolved with getaddrinfo. Default: DefaultServer().
+  // A comma-separated list names the boxes of a replicated pair ("primary:7411,standby:7411"):
+  // Connect() takes the first that answers, and a server that answers nothing for
+  // failover_after is left for the next one in the list (a dead primary sends no NOT_PRIMARY; the
+  // standby does, and becomes the primary once promoted).
   std::string server = DefaultServer();
+  // Silence after which the connection moves to the next server of a list. Default 3 s (three
+  // heartbeat intervals: a live server answers each heartbeat).
+  absl::Duration failover_after = absl::Seconds(3);
   // Client id stamped in every frame header; 0 = a random nonzero id chosen at Connect().
   uint64_t client_id = 0;
   // Largest datagram this client sends and asks the server to send (RECEIVE/FETCH
@@ -86,6 +93,7 @@ struct ConnectionStats {
   uint64_t heartbeats_sent = 0;
   uint64_t cookie_changes = 0;
   uint64_t redirects = 0;
+  uint64_t failovers = 0;          // moves to the next server of a list after its silence
   uint64_t unverified_errors = 0;  // ERROR UNVERIFIED_SOURCE received
 };
 
@@ -207,9 +215,19 @@ class Connection {
   MonoNs RunCallTimers(MonoNs now);
   void FailCall(uint64_t request_id, const absl::Status& s);
   void Redirect(uint32_t ipv4, uint16_t port);
+  bool SwitchTo(const sockaddr_in& to);
+  void FailOver(MonoNs now);
 
   ConnectionOptions options_;
   std::string server_;
+  // The servers of a list (one entry without a list), and the one in use; a server left for its
+  // silence is not redirected to again until `silent_until_` (the standby names the dead
+  // primary until it is promoted itself).
+  std::vector<std::string> servers_;
+  size_t server_index_ = 0;
+  MonoNs last_failover_ = 0;
+  sockaddr_in silent_addr_{};
+  MonoNs silent_until_ = 0;
   sockaddr_in addr_{};
   int fd_ = -1;
   uint64_t client_id_ = 0;

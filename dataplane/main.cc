@@ -43,6 +43,7 @@
 #include "control/rest_server.h"
 #include "dataplane/address_check.h"
 #include "dataplane/control_backend.h"
+#include "dataplane/etcd_promotion.h"
 #include "dataplane/frame_handler.h"
 #include "dataplane/kernel_side.h"
 #include "dataplane/port.h"
@@ -65,9 +66,12 @@ enum ExitCode { kExitOk = 0, kExitBadLayout = 1, kExitUsage = 2, kExitEal = 3, k
 std::atomic<bool> g_stop{false};
 volatile sig_atomic_t g_signal = 0;
 // Replication: the process stops and starts itself again (execv, same arguments) in another role:
-// kPromote after `POST /v1/promote` on a standby, kRejoin when a primary saw a newer epoch.
-enum class Restart { kNone = 0, kPromote = 1, kRejoin = 2 };
+// kPromote after `POST /v1/promote` on a standby, kRejoin when a primary saw a newer epoch;
+// with etcd also kResume: a primary that lost its lease starts again as primary to reacquire it.
+enum class Restart { kNone = 0, kPromote = 1, kRejoin = 2, kResume = 3 };
 std::atomic<int> g_restart{0};
+std::atomic<uint64_t> g_promote_epoch{0};  // etcd: the epoch a campaign won (0: none)
+constexpr int kExitRestartNow = 100;  // internal: restart before serving (etcd said so at start)
 
 void OnSignal(int sig) {
   g_signal = sig;
@@ -428,6 +432,46 @@ int RecordEpochStarts(StartupRecovery* recovery, ReplicationSetup* r) {
   return kExitOk;
 }
 
+// Automatic promotion through etcd (docs/replication.md §7), when the layout names an endpoint.
+// A primary holds the leader key before any worker exists (it registers partitions for
+// replication only while writable); a standby starts watching once it runs.
+int StartEtcdPromotion(const hwconf::Layout& layout, const SharedRuntime& rt,
+                       ReplicationSetup* r, std::unique_ptr<EtcdPromotion>* out) {
+  if (r->role == hwconf::ReplicationRole::kNone) return kExitOk;
+  EtcdPromotionConfig c;
+  c.layout = &layout;
+  c.status = &r->status;
+  c.primary = r->role == hwconf::ReplicationRole::kPrimary;
+  c.epoch = r->state.epoch;
+  c.boot_id = rt.unix_ns_at_start ^ (uint64_t{static_cast<uint32_t>(getpid())} << 32);
+  c.next_epoch = [r] { return std::max(r->state.epoch, r->status.epoch.load()) + 1; };
+  c.on_action = [](control::ElectionAction a, uint64_t epoch) {
+    if (a == control::ElectionAction::kPromote) g_promote_epoch = epoch;
+    const Restart what = a == control::ElectionAction::kPromote  ? Restart::kPromote
+                         : a == control::ElectionAction::kRejoin ? Restart::kRejoin
+                                                                 : Restart::kResume;
+    int none = static_cast<int>(Restart::kNone);
+    g_restart.compare_exchange_strong(none, static_cast<int>(what));
+    g_stop = true;
+  };
+  auto p = EtcdPromotion::Create(std::move(c));
+  if (!p.ok()) {
+    std::fprintf(stderr, "sluiced: etcd: %s\n", std::string(p.status().message()).c_str());
+    return kExitBadLayout;
+  }
+  *out = std::move(*p);
+  if (*out == nullptr || r->role != hwconf::ReplicationRole::kPrimary) return kExitOk;
+  std::printf("sluiced: etcd: acquiring the leader key before serving\n");
+  std::fflush(stdout);
+  const control::ElectionAction a = (*out)->Acquire(g_stop);
+  if (a != control::ElectionAction::kNone) {
+    (*out)->Stop();
+    return kExitRestartNow;  // the action set g_restart
+  }
+  (*out)->Start();
+  return kExitOk;
+}
+
 // The control plane: metadata store -> catalog -> service over the dataplane backend.
 struct ControlPlane {
   std::unique_ptr<control::FileStore> store;
@@ -509,11 +553,11 @@ void StopControlPlane(ControlPlane* cp) {
 int RestartInRole(Restart what, ReplicationSetup* r, char** argv) {
   replication::ReplicationState st = r->state;
   if (what == Restart::kPromote) {
-    st.epoch = std::max(st.epoch, r->status.epoch.load()) + 1;
+    st.epoch = std::max(std::max(st.epoch, r->status.epoch.load()) + 1, g_promote_epoch.load());
     st.role = "primary";
     st.pending_starts = true;
     st.starts.clear();
-  } else {
+  } else if (what == Restart::kRejoin) {
     st.role = "standby";
   }
   if (absl::Status s = replication::SaveState(r->state_path, st); !s.ok()) {
@@ -521,7 +565,9 @@ int RestartInRole(Restart what, ReplicationSetup* r, char** argv) {
     return kExitStorage;
   }
   std::printf("sluiced: replication: %s with epoch %llu: restarting\n",
-              what == Restart::kPromote ? "promoted to primary" : "rejoining as standby",
+              what == Restart::kPromote  ? "promoted to primary"
+              : what == Restart::kRejoin ? "rejoining as standby"
+                                         : "resuming as primary (to reacquire the etcd key)",
               static_cast<unsigned long long>(st.epoch));
   std::fflush(stdout);
   std::fflush(stderr);
@@ -671,6 +717,8 @@ int Main(int argc, char** argv) {
   if (rc == kExitOk) rc = SetUpReplicationLink(*layout, rt, *tables->Load(), &repl);
   if (repl.role != hwconf::ReplicationRole::kNone) rt.replication_status = &repl.status;
   if (rc == kExitOk) rc = RecordEpochStarts(recovery.get(), &repl);
+  std::unique_ptr<EtcdPromotion> etcd;
+  if (rc == kExitOk) rc = StartEtcdPromotion(*layout, rt, &repl, &etcd);
   if (rc == kExitOk) rc = CreateStorageShells(*layout, rt, args.fault, repl.state.epoch, &shells);
 
   std::vector<std::unique_ptr<Worker>> workers;
@@ -731,6 +779,7 @@ int Main(int argc, char** argv) {
       }
     }
   }
+  if (rc == kExitOk && etcd && repl.role == hwconf::ReplicationRole::kStandby) etcd->Start();
   if (rc == kExitOk) {
     cp.backend->AttachReplication(
         &repl.status, layout->replication.peer,
@@ -756,6 +805,8 @@ int Main(int argc, char** argv) {
   if (cp.rest) cp.rest->Stop();
   if (cp.backend) cp.backend->AttachWorkers(nullptr);
   g_stop = true;
+  if (etcd) etcd->Stop();
+  if (rc == kExitRestartNow) rc = kExitOk;
   // rte_eal_wait_lcore returns the lcore function's result (0 for one never launched).
   for (const auto& w : workers) {
     if (rte_eal_wait_lcore(static_cast<unsigned>(w->lcore_id())) != 0 && rc == kExitOk) {
@@ -778,6 +829,7 @@ int Main(int argc, char** argv) {
   rte_eal_cleanup();
   if (g_signal != 0) std::printf("sluiced: stopped on signal %d\n", static_cast<int>(g_signal));
   if (g_restart.load() != static_cast<int>(Restart::kNone) && g_signal == 0 && rc == kExitOk) {
+    if (etcd && g_restart.load() == static_cast<int>(Restart::kPromote)) etcd->BeforePromotionExec();
     return RestartInRole(static_cast<Restart>(g_restart.load()), &repl, argv);
   }
   return rc;

@@ -183,7 +183,13 @@ uint32_t ReplicationShell::PollUdp(uint64_t now_ns) {
 
 // ---- Replicator ------------------------------------------------------------------------------
 
-bool ReplicationShell::Writable() const { return primary_ != nullptr && !primary_->fenced(); }
+bool ReplicationShell::Writable() const {
+  // The etcd lease deadline is read on this lcore's own clock (a stalled election thread or a
+  // SIGSTOP past the lease cannot leave it writable).
+  return primary_ != nullptr && !primary_->fenced() &&
+         (config_.status == nullptr ||
+          rte_get_timer_cycles() < config_.status->writable_until_tsc.load(std::memory_order_relaxed));
+}
 
 void ReplicationShell::PrimaryAddress(uint32_t* ipv4, uint16_t* udp_port) const {
   // From the primary's last HELLO (0 until one was heard: "not here", no redirect).

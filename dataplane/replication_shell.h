@@ -27,6 +27,7 @@
 #include <netinet/in.h>
 #include <sys/socket.h>
 
+#include <rte_cycles.h>
 #include <rte_mbuf.h>
 
 #include "absl/container/flat_hash_map.h"
@@ -80,6 +81,10 @@ struct ReplicationStatus {
   std::atomic<bool> catalog_acked{false};   // primary: the standby holds the current catalog
   std::atomic<uint32_t> primary_client_ipv4{0};  // standby: the primary's client address
   std::atomic<uint16_t> primary_client_port{0};  // (host order), from its HELLO
+  // Automatic promotion (dataplane/etcd_promotion.h): a primary takes writes only while the
+  // timer (rte_get_timer_cycles) is below this, the end of its etcd lease less a margin; 0 until
+  // it holds the leader key. Without etcd it stays at the maximum.
+  std::atomic<uint64_t> writable_until_tsc{UINT64_MAX};
   // Metadata replication, between the control plane and the link worker (rare: a mutex).
   // Primary: the catalog document to send (control thread writes, worker takes). Standby: the
   // primary's document as received (worker writes, main thread applies).
@@ -128,7 +133,8 @@ class ReplicationRoleView final : public Replicator {
  public:
   explicit ReplicationRoleView(const ReplicationStatus& s) : s_(s) {}
   bool Writable() const override {
-    return s_.role.load(std::memory_order_relaxed) == 1 && !s_.fenced.load(std::memory_order_relaxed);
+    return s_.role.load(std::memory_order_relaxed) == 1 && !s_.fenced.load(std::memory_order_relaxed) &&
+           rte_get_timer_cycles() < s_.writable_until_tsc.load(std::memory_order_relaxed);
   }
   void PrimaryAddress(uint32_t* ipv4, uint16_t* port) const override {
     *ipv4 = s_.primary_client_ipv4.load(std::memory_order_relaxed);

@@ -114,6 +114,10 @@ void FormatReplication(const Layout& l, std::ostream& out) {
     out << ", peer " << r.peer << " over "
         << (r.link_port.empty() ? "kernel UDP" : absl::StrCat("port ", r.link_port))
         << ", default mode " << ToString(r.mode);
+    if (!r.etcd.empty()) {
+      out << ", automatic promotion through etcd " << r.etcd << " key " << r.etcd_key
+          << " lease " << r.etcd_lease_ms << " ms";
+    }
   }
   out << "\ncontrol: listen " << l.control.listen << ", metadata " << l.control.metadata_dir
       << "\n";

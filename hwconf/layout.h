@@ -93,6 +93,10 @@ struct Replication {
   std::string peer;        // "ip:port" of the other box's link endpoint
   std::string listen;      // kernel UDP link (link_port ""): "ip:port" this box binds
   ReplicationMode mode = ReplicationMode::kAsync;  // default for queues that do not say
+  // Automatic promotion (docs/replication.md §7): "" = manual promotion only.
+  std::string etcd;                    // "http://a.b.c.d:port" of an etcd v3 endpoint
+  uint32_t etcd_lease_ms = 3000;       // the leader key's lease (etcd counts whole seconds)
+  std::string etcd_key = "/sluice/leader";  // the leader key; one per pair
 };
 
 struct Control {

@@ -342,6 +342,28 @@ std::string MultipleOf32(int64_t v) {
 std::string NonEmpty(std::string_view s) { return s.empty() ? "must not be empty" : ""; }
 std::string OptionalName(std::string_view s) { return s.empty() ? "" : CheckName(s); }
 std::string OptionalHostPort(std::string_view s) { return s.empty() ? "" : CheckHostPort(s); }
+// The etcd endpoint: plain HTTP to an IPv4 literal (the JSON gateway; no TLS, no DNS at start).
+std::string OptionalEtcdUrl(std::string_view s) {
+  if (s.empty()) return "";
+  constexpr std::string_view kScheme = "http://";
+  if (s.substr(0, kScheme.size()) != kScheme) {
+    return Cat("\"", s, "\" does not start with http:// (the etcd JSON gateway over plain HTTP)");
+  }
+  std::string_view hp = s.substr(kScheme.size());
+  if (!hp.empty() && hp.back() == '/') hp.remove_suffix(1);
+  if (std::string why = CheckHostPort(hp); !why.empty()) return Cat("\"", s, "\": ", why);
+  return "";
+}
+std::string EtcdKey(std::string_view s) {
+  if (s.size() < 2 || s.front() != '/') return "must start with '/' and name a key";
+  for (char c : s) {
+    if (c < 0x21 || c > 0x7e) return "must be printable ASCII without spaces";
+  }
+  return "";
+}
+std::string WholeSeconds(int64_t v) {
+  return v % 1000 == 0 ? "" : "is not a multiple of 1000 (etcd leases count whole seconds)";
+}
 std::string UnicastIpv4(std::string_view s) {
   if (std::string why = CheckIpv4(s); !why.empty()) return why;
   uint32_t first = 0;
@@ -499,6 +521,16 @@ std::vector<Field<Replication>> ReplicationFields() {
       {.key = "mode", .codec = Enum(&Replication::mode, kReplicationModes),
        .doc = "Default for queues that do not say: `async` acks after local durability, `sync` "
               "after local and standby durability."},
+      {.key = "etcd", .codec = Str(&Replication::etcd, OptionalEtcdUrl, "\"http://a.b.c.d:port\" or \"\""),
+       .doc = "etcd v3 endpoint for automatic promotion: the primary holds a lease-backed leader "
+              "key, the standby campaigns when it expires. \"\" = manual promotion only."},
+      {.key = "etcd_lease_ms",
+       .codec = Int(&Replication::etcd_lease_ms, 2000, 60000, WholeSeconds, "multiple of 1000"),
+       .unit = "ms", .doc = "The leader key's lease. A primary that cannot renew it stops taking "
+                            "writes after 3/4 of it; a standby promotes about a lease after a "
+                            "primary died."},
+      {.key = "etcd_key", .codec = Str(&Replication::etcd_key, EtcdKey, "\"/...\""),
+       .doc = "The leader key; one per pair (two pairs sharing an etcd need distinct keys)."},
   };
 }
 

@@ -294,6 +294,9 @@ void CheckReplication(Reporter& r, const Layout& l) {
   if (rep.role != ReplicationRole::kNone && rep.link_port.empty() && rep.listen.empty()) {
     r.Error("replication.listen", "is required for a kernel UDP link (link_port = \"\")");
   }
+  if (rep.role == ReplicationRole::kNone && !rep.etcd.empty()) {
+    r.Error("replication.etcd", "is set but role = \"none\": only a pair elects a primary");
+  }
   if (rep.role != ReplicationRole::kNone && rep.peer.empty()) {
     r.Error("replication.peer", Cat("is required with role = \"", ToString(rep.role), "\""));
   }

@@ -66,7 +66,7 @@ constexpr const char* kMainHelp =
     "  ping                      heartbeat round trip\n"
     "\n"
     "global options (anywhere on the line):\n"
-    "  --server HOST:PORT        server address\n"
+    "  --server HOST:PORT        server address; a replicated pair as HOST:PORT,HOST:PORT\n"
     "  --frame-bytes N           largest datagram (default 1472)\n"
     "  -h, --help                this help; `sluice <command> --help` for a command's\n"
     "\n";

@@ -430,3 +430,65 @@ TEST_F(ProducerTest, HeadersAndMetadataReachTheLog) {
 
 }  // namespace
 }  // namespace sluice::client::testing
+
+// ---- a replicated pair as a server list (docs/replication.md §7) --------------------------------
+
+namespace sluice::client::testing {
+namespace {
+
+// The first box of the list is dead (silent): Connect() takes the next one that answers.
+TEST_F(ProducerTest, ConnectTakesTheFirstServerOfAListThatAnswers) {
+  FakeServer dead(StandardQueues());
+  dead.SetSilent(true);
+  ConnectionOptions o = Options();
+  o.server = dead.address() + "," + server_->address();
+  o.connect_timeout = absl::Milliseconds(300);
+  auto c = Connection::Connect(o);
+  ASSERT_TRUE(c.ok()) << c.status();
+  EXPECT_EQ((*c)->server(), server_->address());
+}
+
+// The primary goes silent (SIGKILL) with messages in flight: the producer's connection moves to
+// the next server of the list after failover_after and every message is acknowledged there,
+// each exactly once, without the caller doing anything.
+TEST_F(ProducerTest, ASilentPrimaryIsLeftForTheNextServerOfTheList) {
+  FakeServer standby(StandardQueues());
+  ConnectionOptions o = Options();
+  o.server = server_->address() + ", " + standby.address();
+  o.heartbeat_interval = absl::Milliseconds(100);
+  o.failover_after = absl::Milliseconds(300);
+  conn_ = ConnectOrDie(o);
+  ASSERT_EQ(conn_->server(), server_->address());
+  auto prod = Make("orders", {.linger = absl::ZeroDuration()});
+  std::vector<Outcome> first;
+  SendN(*prod, 5, first);
+  ASSERT_TRUE(prod->Flush(kWait).ok());
+  ExpectAllAckedInOrder(first);
+  server_->SetSilent(true);
+  std::vector<Outcome> out;
+  SendN(*prod, 10, out);
+  ASSERT_TRUE(prod->Flush(kWait).ok());
+  ExpectAllAckedInOrder(out);  // offsets 0.. on the standby's (fake) log
+  EXPECT_EQ(conn_->server(), standby.address());
+  EXPECT_EQ(conn_->stats().failovers, 1u);
+  EXPECT_EQ(standby.counters().appended, 10u);
+}
+
+// Without a list, a silent server is not left (nowhere to go): the messages time out.
+TEST_F(ProducerTest, ASingleServerIsNeverLeft) {
+  ConnectionOptions o = Options();
+  o.heartbeat_interval = absl::Milliseconds(100);
+  o.failover_after = absl::Milliseconds(200);
+  conn_ = ConnectOrDie(o);
+  auto prod = Make("orders", {.linger = absl::ZeroDuration(),
+                              .delivery_timeout = absl::Milliseconds(800)});
+  server_->SetSilent(true);
+  std::vector<Outcome> out;
+  SendN(*prod, 1, out);
+  (void)prod->Flush(absl::Seconds(3));
+  EXPECT_FALSE(out[0].status.ok());
+  EXPECT_EQ(conn_->stats().failovers, 0u);
+}
+
+}  // namespace
+}  // namespace sluice::client::testing
