@@ -42,11 +42,14 @@ class Box:
         self.data_dir = os.path.join(self.dir, "data")
         self.proc = None
         self._log_offset = 0
-        if link == "memif":
+        if link in ("memif", "af_packet"):
+            # af_packet: this box's end of a veth pair the Pair made in the test's namespace.
+            vdev = (f"net_memif_{tag}{name},role={memif_role},socket={socket_path},id=0"
+                    if link == "memif" else f"net_af_packet_{tag}{name},iface=vr{tag}{name}")
             link_port = f"""
 [[port]]
 name = "link"
-vdev = "net_memif_{tag}{name},role={memif_role},socket={socket_path},id=0"
+vdev = "{vdev}"
 role = "replication"
 rx_queues = 1
 ipv4 = "{link_ip}"
@@ -173,7 +176,13 @@ class Pair:
         self.tag = secrets.token_hex(2)
         self.root = tempfile.mkdtemp(prefix=f"sluice-repl-{self.tag}-")
         sock = os.path.join(self.root, "link.sock")
-        if link == "memif":
+        if link == "af_packet":
+            # A veth pair, one end per box; no kernel address on either (the boxes own them).
+            subprocess.run(["ip", "link", "add", f"vr{self.tag}a", "type", "veth", "peer", "name",
+                            f"vr{self.tag}b"], check=True)
+            for end in "ab":
+                subprocess.run(["ip", "link", "set", f"vr{self.tag}{end}", "up"], check=True)
+        if link in ("memif", "af_packet"):
             ips = ("198.18.2.1", "198.18.2.2")
         else:  # loopback UDP ports of the namespace the test made (nothing else binds there)
             ips = ("7512", "7513")
@@ -464,12 +473,20 @@ class ReplicationTest(unittest.TestCase):
         self._failed = False
 
     def test_sigkill_primary_promote_standby_rounds(self):
+        self.sigkill_rounds(int(os.environ.get("SLUICE_REPL_ROUNDS", "10")), "memif")
+
+    def test_af_packet_veth_link_sigkill_rounds(self):
+        """The same over DPDK's af_packet PMD on a veth pair (the issue's "once by af_packet")."""
+        self.pair.close(False)
+        self.pair = Pair(link="af_packet")
+        self.sigkill_rounds(int(os.environ.get("SLUICE_REPL_VETH_ROUNDS", "3")), "af_packet veth")
+
+    def sigkill_rounds(self, rounds, link):
         a, b = self.pair.a, self.pair.b
         self.start_pair()
         queue_id = lookup(a)
         p = Producer()
         rng = random.Random(int.from_bytes(os.urandom(4), "little"))
-        rounds = int(os.environ.get("SLUICE_REPL_ROUNDS", "10"))
         primary, standby = a, b
         kills = 0
         t_start = time.monotonic()
@@ -526,7 +543,8 @@ class ReplicationTest(unittest.TestCase):
         dropped = sum(int(l.split("never acknowledged")[0].split(": ")[-1].split()[0])
                       for box in (a, b) for l in box.log().splitlines()
                       if "cut the divergent tail" in l)
-        print(f"\nfailover: {kills} SIGKILLs and promotions in {time.monotonic() - t_start:.1f} s; "
+        print(f"\nfailover ({link}): {kills} SIGKILLs and promotions in "
+              f"{time.monotonic() - t_start:.1f} s; "
               f"{total} acked messages all on the final primary ({primary.name}) exactly once, "
               f"in order, intact; producer errors {p.errors}; divergent-tail messages dropped on "
               f"rejoin: {dropped}; final epoch {primary.role().get('epoch')}")
