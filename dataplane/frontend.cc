@@ -905,9 +905,18 @@ void Frontend::Impl::OnProduce(const p::FrameView& f, const Endpoint& from,
   // ACK ranges are matched by (partition, sequence), not by frame (docs/protocol.md §8): without
   // the request id in the target, acks of consecutive frames coalesce into one range.
   const shard::ReplyTarget target{from.w0, f.header.client_id, 0};
+  // Whether a partition is this worker's is the same for every message of the frame that names
+  // it: asked once per run of messages to one partition (most frames name one).
+  uint32_t mine_partition = UINT32_MAX;
+  bool mine = false;
+  Errc mine_answer = Errc::kOk;
   for (const p::MessageView& frag : produce.messages) {
-    Errc answer;
-    if (!Mine(*q, frag.partition, route, &answer)) continue;
+    if (frag.partition != mine_partition) {
+      mine = Mine(*q, frag.partition, route, &mine_answer);
+      mine_partition = frag.partition;
+    }
+    if (!mine) continue;
+    Errc answer = mine_answer;
     // Later fragments have no key to hash: a fragmented message must name its partition.
     if (frag.is_fragment() && frag.partition == p::kAnyPartition) answer = Errc::kInvalidArgument;
     if (answer == Errc::kOk && q->sync_replication && !q->degrade_allow &&
@@ -921,7 +930,8 @@ void Frontend::Impl::OnProduce(const p::FrameView& f, const Endpoint& from,
       AckOne(target, q->id, frag.partition, produce.producer_id, frag.sequence, answer);
       continue;
     }
-    p::MessageView m = frag;
+    const p::MessageView* m = &frag;  // or the reassembled whole
+    p::MessageView whole_view;
     bool reassembled = false;
     if (frag.is_fragment()) {
       const FragmentKey key{f.header.client_id, produce.producer_id, q->id, frag.partition,
@@ -935,22 +945,24 @@ void Frontend::Impl::OnProduce(const p::FrameView& f, const Endpoint& from,
       if (!o.complete) continue;  // acknowledged once the whole message is appended
       auto whole = p::DecodeMessageRecord(o.record);
       SLUICE_ASSERT(whole.has_value());  // rebuilt from validated fragments
-      m = *whole;
+      whole_view = *whole;
+      m = &whole_view;
       reassembled = true;
     }
     shard::MessageIn in;
-    in.record = m.record;
-    in.partition = m.partition;
-    in.priority = m.priority;
-    in.delay_ms = m.delay_ms;
-    in.ttl_ms = m.ttl_ms;
-    in.dedup_id = m.dedup_id;
-    in.group = m.group_id;
+    in.record = m->record;
+    in.partition = m->partition;
+    in.priority = m->priority;
+    in.delay_ms = m->delay_ms;
+    in.ttl_ms = m->ttl_ms;
+    in.dedup_id = m->dedup_id;
+    in.group = m->group_id;
     in.producer_id = produce.producer_id;
-    in.sequence = m.sequence;
-    in.timestamp_ns = m.timestamp_ns;
+    in.sequence = m->sequence;
+    in.timestamp_ns = m->timestamp_ns;
     const shard::AppendResult r =
-        shards_[q->partition_shard[m.partition]]->Append(target, shard::QueueId{q->id}, in, now_ns);
+        shards_[q->partition_shard[m->partition]]->Append(target, shard::QueueId{q->id}, in,
+                                                          now_ns);
     if (r.errc == Errc::kOk) ++counters_.produced;
     if (reassembled) reassembly_->Release();
   }
