@@ -680,9 +680,25 @@ class ReplicationTest(unittest.TestCase):
         sluiced --inject-link-fault; this kernel has no netem), then a cut and a heal."""
         self.pair.close(False)
         self.pair = Pair(link="udp")
-        a, b = self.pair.a, self.pair.b
         cut = os.path.join(self.pair.root, "cut")
-        fault = ["--inject-link-fault", f"0.05:0.05:0.05:{cut}"]
+        self.link_faults("udp", f"0.05:0.05:0.05:{cut}", lambda: open(cut, "w").close(),
+                         lambda: os.unlink(cut), "5% loss/dup/reorder each way")
+
+    def test_af_packet_veth_link_faults_cut_and_heal(self):
+        """The veth variant: loss and duplication injected in the link shell (no netem here), and
+        a real cut: the veth pair's link is set down, then up."""
+        self.pair.close(False)
+        self.pair = Pair(link="af_packet")
+        veth = f"vr{self.pair.tag}a"
+        self.link_faults(
+            "af_packet veth", "0.05:0.05:0",
+            lambda: subprocess.run(["ip", "link", "set", veth, "down"], check=True),
+            lambda: subprocess.run(["ip", "link", "set", veth, "up"], check=True),
+            "5% loss/dup each way, the veth set down and up")
+
+    def link_faults(self, link, fault_spec, cut_link, heal_link, what):
+        a, b = self.pair.a, self.pair.b
+        fault = ["--inject-link-fault", fault_spec]
         a.start(fault)
         b.start(fault)
         wait_in_sync(a, b)
@@ -692,7 +708,7 @@ class ReplicationTest(unittest.TestCase):
             e = p.send_one(a.server, queue_id, i % 2, deadline_s=5.0)
             self.assertEqual(e, "OK", f"message {i}: {a.role()} {b.role()}")
         # Cut: sync produces are refused once the standby is declared gone.
-        open(cut, "w").close()
+        cut_link()
         answers = []
         deadline = time.monotonic() + 10
         while time.monotonic() < deadline:
@@ -712,7 +728,7 @@ class ReplicationTest(unittest.TestCase):
         status, body = a.http("PATCH", "/v1/queues/events",
                               {"attributes": {"replication_degrade": "deny"}})
         self.assertEqual(status, 200, body)
-        os.unlink(cut)
+        heal_link()
         wait_in_sync(a, b, timeout_s=60)
         for i in range(50):
             self.assertIn(p.send_one(a.server, queue_id, i % 2, deadline_s=5.0), ("OK", "DUPLICATE"))
@@ -728,7 +744,7 @@ class ReplicationTest(unittest.TestCase):
                 with open(os.path.join(da, seg), "rb") as fa, open(os.path.join(db, seg), "rb") as fb:
                     self.assertEqual(fa.read(), fb.read(), f"{seg} of partition {part} differs")
         total = sum(len(v) for v in p.acked.values())
-        print(f"\nlink faults: 5% loss/dup/reorder each way, a cut and a heal: {total} acked, "
+        print(f"\nlink faults ({link}): {what}, a cut and a heal: {total} acked, "
               f"standby log byte-identical after catch-up; primary resent "
               f"{counters_a['batches_resent']} batches; NOT_REPLICATED while cut")
         p.sock.close()
