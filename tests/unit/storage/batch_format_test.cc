@@ -5,6 +5,7 @@
 #include <cstring>
 #include <vector>
 
+#include "protocol/crc32c.h"
 #include "storage/crc32c.h"
 #include "tests/unit/storage/test_util.h"
 
@@ -41,6 +42,28 @@ TEST(Crc32c, ContinuesAcrossSplitsAndAlignments) {
   for (size_t start = 0; start < 16; ++start) {  // unaligned starts take the byte-wise prologue
     std::vector<std::byte> copy(data.begin() + static_cast<ptrdiff_t>(start), data.end());
     EXPECT_EQ(Crc32c(std::span<const std::byte>(data).subspan(start)), Crc32c(copy));
+  }
+}
+
+// The 3-way interleaved paths (blocks of 3 x 256 and 3 x 8192 bytes) against protocol/'s
+// table-driven CRC32C, over lengths around every block boundary and misaligned starts.
+TEST(Crc32c, InterleavedPathsMatchTheTableDrivenCrc) {
+  const std::vector<std::byte> data =
+      Fill(3 * 8192 * 3 + 4096, [](size_t i) { return (i * 2654435761u) >> 13; });
+  const std::span<const std::byte> all(data);
+  std::vector<size_t> lengths = {0, 1, 7, 8, 767, 768, 769, 1535, 1536, 24575, 24576, 24577,
+                                 25343, 25344, 49152, 49153, 73727, 73728, 73729};
+  for (size_t l = 100; l < 80000; l += 997) lengths.push_back(l);
+  for (size_t start : {0, 1, 3, 8, 13}) {
+    for (size_t len : lengths) {
+      if (start + len > data.size()) continue;
+      const auto piece = all.subspan(start, len);
+      EXPECT_EQ(Crc32c(piece), sluice::protocol::Crc32c(piece))
+          << "start " << start << " length " << len;
+      EXPECT_EQ(Crc32c(piece, 0x12345678u),
+                sluice::protocol::Crc32cExtend(0x12345678u, piece.data(), piece.size()))
+          << "start " << start << " length " << len;
+    }
   }
 }
 
