@@ -243,12 +243,38 @@ class Frontend::Impl final : public shard::ShardSink {
   void SendError(const p::FrameView& f, const Endpoint& to, const p::ErrorReply& e);
   // A FETCH on a standby: served from its replicated log; false when it cannot be (NOT_PRIMARY).
   bool OnStandbyFetch(const p::FrameView& f, const Endpoint& from, const RouteContext& route);
+  // SUBSCRIBE / CREDIT / NAK / UNSUBSCRIBE on a standby: push reads of its replicated log
+  // (docs/replication.md §6). False: not one of ours (the caller answers NOT_PRIMARY).
+  bool OnStandbySubscription(const p::FrameView& f, const Endpoint& from,
+                             const RouteContext& route);
+  uint32_t ServiceReplicaSubs(uint64_t now_ns);
+  // A standby subscription: pushed by replica reads as the standby's log grows and credits allow.
+  struct ReplicaSub {
+    bool used = false;
+    uint64_t client_id = 0;
+    uint64_t client_sub = 0;
+    uint64_t endpoint = 0;
+    uint32_t queue = 0;
+    uint32_t partition = 0;
+    uint64_t next_offset = 0;   // the next offset to push
+    uint64_t credit_end = 0;    // pushes stay below (CREDIT's next_offset + credits)
+    uint64_t last_credit_ns = 0;
+    uint64_t last_push_ns = 0;
+    bool reading = false;       // a replica read for it is in flight (cold_)
+  };
+  static constexpr size_t kMaxReplicaSubs = 64;
+  std::array<ReplicaSub, kMaxReplicaSubs> replica_subs_{};
+  ReplicaSub* FindReplicaSub(uint64_t client_id, uint64_t client_sub, uint32_t partition);
+  struct ColdFetch;
+  void OnReplicaPush(ReplicaSub& s, const ColdFetch& c, Errc errc, uint64_t next_offset,
+                     std::span<const shard::StoredMessage> records);
   uint16_t reply_flags_ = 0;  // added to MESSAGES frames being built (kFlagReplica)
   std::vector<const shard::Partition*> to_submit_;  // sealed batches not all handed to storage
   std::vector<std::pair<uint32_t, uint32_t>> persisted_;  // (queue, partition) with a log here
   struct ColdFetch {
     bool used = false;
     bool replica = false;  // a standby's read of its replicated log: MESSAGES marked REPLICA
+    int replica_sub = -1;  // >= 0: a push for replica_subs_[replica_sub], sent as DELIVER
     shard::ReplyTarget target;
     uint32_t queue = 0;
     uint32_t partition = 0;
@@ -586,7 +612,8 @@ bool Frontend::Impl::OnStandbyFetch(const p::FrameView& f, const Endpoint& from,
   auto r = p::DecodeFetch(f);
   const QueueInfo* q = table_->Find(r->queue_id);
   if (q == nullptr || !q->is_stream() || r->partition >= q->partition_shard.size()) return false;
-  if (r->start_kind != p::StartKind::kOffset && r->start_kind != p::StartKind::kEarliest) {
+  if (r->start_kind != p::StartKind::kOffset && r->start_kind != p::StartKind::kEarliest &&
+      r->start_kind != p::StartKind::kTimestamp) {
     return false;
   }
   size_t slot = 0;
@@ -597,15 +624,202 @@ bool Frontend::Impl::OnStandbyFetch(const p::FrameView& f, const Endpoint& from,
                      : replicator_->ReadReplica(q->id, r->partition,
                                                 r->start_kind == p::StartKind::kEarliest
                                                     ? 0 : r->start_value,
-                                                r->max_messages, slot);
+                                                r->max_messages, slot,
+                                                r->start_kind == p::StartKind::kTimestamp);
   if (e == Errc::kUnknownPartition) return false;
   if (e != Errc::kOk) {
     ErrorTo(target, p::FrameType::kFetch, e);
     return true;
   }
   const size_t cap = r->max_frame_bytes == 0 ? p::kDefaultFrameBytes : r->max_frame_bytes;
-  cold_[slot] = ColdFetch{true, true, target, q->id, r->partition, r->max_messages, cap};
+  cold_[slot] = ColdFetch{true, true, -1, target, q->id, r->partition, r->max_messages, cap};
   return true;
+}
+
+// ---- a standby's subscriptions ---------------------------------------------------------------
+// The standby's engine holds no replicated records (they go from the link straight to its log),
+// so its SUBSCRIBE is served here: per subscription, replica reads from next_offset while the
+// standby's durable end is ahead and the consumer's credit allows, each pushed as DELIVER frames
+// marked REPLICA. Credits, NAK (rewind) and UNSUBSCRIBE as on a primary; a consumer silent for
+// three heartbeats is dropped. Only the receiving worker (the one with the replica reader) holds
+// them. Start positions: an offset, EARLIEST or LATEST (a timestamp or COMMITTED needs the
+// primary: NOT_PRIMARY).
+
+Frontend::Impl::ReplicaSub* Frontend::Impl::FindReplicaSub(uint64_t client_id, uint64_t client_sub,
+                                                           uint32_t partition) {
+  for (ReplicaSub& s : replica_subs_) {
+    if (s.used && s.client_id == client_id && s.client_sub == client_sub &&
+        s.partition == partition) {
+      return &s;
+    }
+  }
+  return nullptr;
+}
+
+bool Frontend::Impl::OnStandbySubscription(const p::FrameView& f, const Endpoint& from,
+                                           const RouteContext& route) {
+  const shard::ReplyTarget target{from.w0, f.header.client_id, f.header.request_id};
+  switch (f.header.type) {
+    case p::FrameType::kSubscribe: {
+      auto r = p::DecodeSubscribe(f);
+      const QueueInfo* q = table_->Find(r->queue_id);
+      if (q == nullptr || !q->is_stream()) return false;
+      if (r->start_kind != p::StartKind::kOffset && r->start_kind != p::StartKind::kEarliest &&
+          r->start_kind != p::StartKind::kLatest) {
+        return false;
+      }
+      if (!route.receiver) return true;
+      const uint32_t parts = static_cast<uint32_t>(q->partition_shard.size());
+      const uint32_t first = r->partition == p::kAnyPartition ? 0 : r->partition;
+      const uint32_t last = r->partition == p::kAnyPartition ? parts : r->partition + 1;
+      if (first >= parts) return false;
+      OpenFrame* out = Open(p::FrameType::kResult, target, f.header.request_id, 0, 0);
+      if (out == nullptr) return true;
+      out->writer.BeginResult(IdsOf(target, p::kFlagReplica), p::FrameType::kSubscribe);
+      for (uint32_t part = first; part < last && part < parts; ++part) {
+        const uint64_t end = replicator_->ReplicaEnd(q->id, part);
+        uint64_t start = r->start_kind == p::StartKind::kOffset   ? r->start_value
+                         : r->start_kind == p::StartKind::kLatest ? end
+                                                                  : 0;
+        ReplicaSub* s = FindReplicaSub(f.header.client_id, r->subscription_id, part);
+        if (s == nullptr) {  // a re-subscribe replaces, as on a primary
+          for (ReplicaSub& free : replica_subs_) {
+            if (!free.used && !free.reading) {
+              s = &free;
+              break;
+            }
+          }
+        }
+        Errc errc = Errc::kOk;
+        if (s == nullptr) {
+          errc = Errc::kThrottled;  // every slot taken
+        } else if (start > end) {
+          errc = Errc::kOffsetOutOfRange;
+        } else {
+          const bool reading = s->reading;  // a read in flight for the old one completes harmlessly
+          *s = ReplicaSub{true, f.header.client_id, r->subscription_id, from.w0, q->id, part,
+                          start, start + r->initial_credits, now_ns_, now_ns_, reading};
+        }
+        if (errc != Errc::kOk) {
+          ++counters_.rejected;
+          start = 0;
+        }
+        out->writer.AddResult(p::ResultItem{errc, part, start});
+      }
+      Close(out);  // before the first DELIVER
+      return true;
+    }
+    case p::FrameType::kCredit: {
+      auto c = p::DecodeCredit(f);
+      ReplicaSub* s = FindReplicaSub(f.header.client_id, c->subscription_id, c->partition);
+      if (s == nullptr) return false;
+      s->last_credit_ns = now_ns_;
+      s->credit_end = std::max(s->credit_end, c->next_offset + c->credits);
+      return true;
+    }
+    case p::FrameType::kNak: {  // a gap the consumer saw: push again from there
+      auto n = p::DecodeNak(f);
+      ReplicaSub* s = FindReplicaSub(f.header.client_id, n->subscription_id, n->partition);
+      if (s == nullptr) return false;
+      s->next_offset = std::min(s->next_offset, n->from_offset);
+      return true;
+    }
+    case p::FrameType::kUnsubscribe: {
+      auto u = p::DecodeUnsubscribe(f);
+      OpenFrame* out = nullptr;
+      for (ReplicaSub& s : replica_subs_) {
+        if (!s.used || s.client_id != f.header.client_id || s.client_sub != u->subscription_id ||
+            (u->partition != p::kAnyPartition && u->partition != s.partition)) {
+          continue;
+        }
+        s.used = false;
+        if (out == nullptr) {
+          out = Open(p::FrameType::kResult, target, f.header.request_id, 0, 0);
+          if (out != nullptr) out->writer.BeginResult(IdsOf(target), p::FrameType::kUnsubscribe);
+        }
+        if (out != nullptr) out->writer.AddResult(p::ResultItem{Errc::kOk, s.partition, 0});
+      }
+      return out != nullptr;
+    }
+    default: return false;
+  }
+}
+
+uint32_t Frontend::Impl::ServiceReplicaSubs(uint64_t now_ns) {
+  uint32_t work = 0;
+  for (size_t i = 0; i < replica_subs_.size(); ++i) {
+    ReplicaSub& s = replica_subs_[i];
+    if (!s.used) continue;
+    if (now_ns - s.last_credit_ns > 3 * kHeartbeatNs) {  // the consumer is gone
+      s.used = false;
+      ++subscriptions_dropped_;
+      continue;
+    }
+    if (s.reading) continue;
+    const uint64_t end = replicator_->ReplicaEnd(s.queue, s.partition);
+    const shard::ReplyTarget t{s.endpoint, s.client_id, 0};
+    if (s.next_offset < end && s.next_offset < s.credit_end) {
+      size_t slot = 0;
+      while (slot < cold_.size() && cold_[slot].used) ++slot;
+      if (slot == cold_.size()) break;  // reads are all taken: next pass
+      const uint32_t n = static_cast<uint32_t>(
+          std::min<uint64_t>({s.credit_end - s.next_offset, end - s.next_offset, 256}));
+      if (replicator_->ReadReplica(s.queue, s.partition, s.next_offset, n, slot) != Errc::kOk) {
+        continue;
+      }
+      cold_[slot] = ColdFetch{true, true, static_cast<int>(i), t, s.queue, s.partition, n,
+                              p::kDefaultFrameBytes};
+      s.reading = true;
+      ++work;
+    } else if (now_ns - s.last_push_ns >= kHeartbeatNs) {  // idle: the watermark, as a primary
+      if (OpenFrame* fr = Open(p::FrameType::kDeliver, t, s.client_sub, s.queue, s.partition)) {
+        fr->writer.BeginDeliver(IdsOf(t, p::kFlagReplica),
+                                p::DeliverPrefix{s.client_sub, s.queue,
+                                                 static_cast<uint16_t>(s.partition), end});
+        Close(fr);
+      }
+      s.last_push_ns = now_ns;
+    }
+  }
+  return work;
+}
+
+void Frontend::Impl::OnReplicaPush(ReplicaSub& s, const ColdFetch& c, Errc errc,
+                                   uint64_t next_offset,
+                                   std::span<const shard::StoredMessage> records) {
+  s.reading = false;
+  if (!s.used || s.queue != c.queue || s.partition != c.partition) return;  // replaced or gone
+  if (errc != Errc::kOk || records.empty()) return;  // tried again next pass
+  // A NAK may have rewound the subscription below this read: push from where it now starts.
+  size_t skip = 0;
+  while (skip < records.size() && records[skip].offset < s.next_offset) ++skip;
+  records = records.subspan(skip);
+  if (records.empty()) return;
+  reply_flags_ = p::kFlagReplica;
+  struct Reset {
+    uint16_t& f;
+    ~Reset() { f = 0; }
+  } reset{reply_flags_};
+  uint64_t pushed_to = s.next_offset;
+  SendRecords(p::FrameType::kDeliver, c.target, s.client_sub, c.queue, c.partition,
+              [&](uint32_t n, uint32_t max_bytes, Visit visit) {
+                shard::FetchResult r{Errc::kOk, next_offset, 0};
+                uint64_t bytes = 0;
+                for (const shard::StoredMessage& m : records) {
+                  if (r.count == n || (r.count > 0 && bytes + m.record.size() > max_bytes)) {
+                    r.next_offset = m.offset;
+                    break;
+                  }
+                  visit(m);
+                  ++r.count;
+                  bytes += m.record.size();
+                  pushed_to = m.offset + 1;
+                }
+                return r;
+              },
+              static_cast<uint32_t>(records.size()), p::kDefaultFrameBytes);
+  s.next_offset = std::max(s.next_offset, pushed_to);
+  s.last_push_ns = now_ns_;
 }
 
 void Frontend::Impl::OnStorage(uint32_t queue, uint32_t partition, shard::DurableOffset durable,
@@ -867,6 +1081,7 @@ void Frontend::Impl::OnFrame(const p::FrameView& f, const Endpoint& from,
   Learn(from);
   if (replicator_ != nullptr && !replicator_->Writable()) {
     if (f.header.type == p::FrameType::kFetch && OnStandbyFetch(f, from, route)) return;
+    if (OnStandbySubscription(f, from, route)) return;
     if (route.receiver) ErrorNotPrimary(f, from);  // the receiver answers once for all owners
     return;
   }
@@ -1115,7 +1330,7 @@ bool Frontend::Impl::StartColdFetch(const shard::ReplyTarget& t, uint32_t queue,
     ErrorTo(t, p::FrameType::kFetch, e);
     return true;
   }
-  cold_[slot] = ColdFetch{true, false, t, queue, partition, max_messages, cap};  // via Poll
+  cold_[slot] = ColdFetch{true, false, -1, t, queue, partition, max_messages, cap};  // via Poll
   return true;
 }
 
@@ -1124,6 +1339,10 @@ void Frontend::Impl::OnColdRead(uint64_t cookie, Errc errc, uint64_t next_offset
   SLUICE_ASSERT(cookie < cold_.size() && cold_[cookie].used);
   const ColdFetch c = cold_[cookie];
   cold_[cookie].used = false;
+  if (c.replica_sub >= 0) {
+    OnReplicaPush(replica_subs_[static_cast<size_t>(c.replica_sub)], c, errc, next_offset, records);
+    return;
+  }
   if (ShardOf(c.queue, c.partition) == nullptr) return;  // removed since
   if (errc != Errc::kOk) {
     ErrorTo(c.target, p::FrameType::kFetch, errc);
@@ -1183,7 +1402,8 @@ void Frontend::Impl::SendRecords(p::FrameType type, const shard::ReplyTarget& t,
   // The prefix carries next_offset and the watermark, known only after the visit: write a
   // placeholder prefix, fill it in at the end.
   if (type == p::FrameType::kDeliver) {
-    w.BeginDeliver(IdsOf(t), p::DeliverPrefix{sub_id, queue, static_cast<uint16_t>(partition), 0});
+    w.BeginDeliver(IdsOf(t, reply_flags_),
+                   p::DeliverPrefix{sub_id, queue, static_cast<uint16_t>(partition), 0});
   } else {
     w.BeginMessages(IdsOf(t, reply_flags_),
                     p::MessagesPrefix{queue, static_cast<uint16_t>(partition), 0, 0});
@@ -1943,6 +2163,7 @@ uint32_t Frontend::Impl::Service(uint64_t now_ns) {
     }
   }
   if (replicator_ != nullptr && !replicator_->Writable()) {
+    work += ServiceReplicaSubs(now_ns);
     work += replicator_->PollReplicaReads(
         [this](uint64_t cookie, Errc e, uint64_t next, std::span<const shard::StoredMessage> recs) {
           OnColdRead(cookie, e, next, recs);

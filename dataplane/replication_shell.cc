@@ -257,19 +257,24 @@ void ReplicationShell::SendAckSnapshots(Persistence* storage) {
   }
 }
 
-Errc ReplicationShell::ReadReplica(uint32_t queue, uint32_t partition, uint64_t offset,
-                                   uint32_t max_records, uint64_t cookie) {
+Errc ReplicationShell::ReadReplica(uint32_t queue, uint32_t partition, uint64_t value,
+                                   uint32_t max_records, uint64_t cookie, bool by_timestamp) {
   if (reader_ == nullptr) return Errc::kUnknownPartition;
   auto it = parts_.find(Key(queue, partition));
   if (it == parts_.end()) return Errc::kUnknownPartition;
   // Only what is durable here is read (the reader never goes past the log's durable bytes).
   storage::FetchRequest r;
   r.partition = it->second->handle;
-  r.by = storage::FetchBy::kOffset;
-  r.value = offset;
+  r.by = by_timestamp ? storage::FetchBy::kTimestamp : storage::FetchBy::kOffset;
+  r.value = value;
   r.max_records = std::max<uint32_t>(1, max_records);
   r.cookie = cookie;
   return reader_->Fetch(r);
+}
+
+uint64_t ReplicationShell::ReplicaEnd(uint32_t queue, uint32_t partition) const {
+  auto it = parts_.find(Key(queue, partition));
+  return it == parts_.end() ? 0 : it->second->durable_end;
 }
 
 uint32_t ReplicationShell::PollReplicaReads(

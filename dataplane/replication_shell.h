@@ -185,8 +185,9 @@ class ReplicationShell final : public Replicator,
                   uint64_t* end) const override;
   void OfferAck(uint32_t queue, uint32_t partition, uint8_t kind, uint32_t ref_partition,
                 std::string_view group, uint64_t offset) override;
-  Errc ReadReplica(uint32_t queue, uint32_t partition, uint64_t offset, uint32_t max_records,
-                   uint64_t cookie) override;
+  Errc ReadReplica(uint32_t queue, uint32_t partition, uint64_t value, uint32_t max_records,
+                   uint64_t cookie, bool by_timestamp) override;
+  uint64_t ReplicaEnd(uint32_t queue, uint32_t partition) const override;
   uint32_t PollReplicaReads(
       absl::FunctionRef<void(uint64_t, Errc, uint64_t, std::span<const shard::StoredMessage>)> fn)
       override;

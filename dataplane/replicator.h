@@ -44,12 +44,20 @@ class Replicator {
   virtual bool Replicated(uint32_t queue, uint32_t partition, uint64_t now_ns,
                           uint64_t* end) const = 0;
 
-  // A standby serves stream reads from its replicated log: records from `offset`, answered
-  // through PollReplicaReads with `cookie` (kOk), or kThrottled / kUnknownPartition now.
-  virtual Errc ReadReplica(uint32_t queue, uint32_t partition, uint64_t offset,
-                           uint32_t max_records, uint64_t cookie) {
-    (void)queue, (void)partition, (void)offset, (void)max_records, (void)cookie;
+  // A standby serves stream reads from its replicated log: records from `value` (an offset, or
+  // with by_timestamp the first record stamped at or after it, ns), answered through
+  // PollReplicaReads with `cookie` (kOk), or kThrottled / kUnknownPartition now.
+  virtual Errc ReadReplica(uint32_t queue, uint32_t partition, uint64_t value,
+                           uint32_t max_records, uint64_t cookie, bool by_timestamp = false) {
+    (void)queue, (void)partition, (void)value, (void)max_records, (void)cookie;
+    (void)by_timestamp;
     return Errc::kUnknownPartition;
+  }
+  // A standby's durable end of the partition (what ReadReplica can return below); 0 if unknown.
+  virtual uint64_t ReplicaEnd(uint32_t queue, uint32_t partition) const {
+    (void)queue;
+    (void)partition;
+    return 0;
   }
   virtual uint32_t PollReplicaReads(
       absl::FunctionRef<void(uint64_t cookie, Errc errc, uint64_t next_offset,

@@ -83,7 +83,7 @@ constexpr std::string_view FrameTypeName(FrameType t) {
 inline constexpr uint16_t kFlagAuth = 0x0001;      // a 16-byte auth tag ends the frame
 inline constexpr uint16_t kFlagMore = 0x0002;      // reply: more frames follow for this request_id
 inline constexpr uint16_t kFlagTruncated = 0x0004; // ERROR: detail cut short (amplification rule)
-inline constexpr uint16_t kFlagReplica = 0x0008;   // MESSAGES: served by a standby, from its
+inline constexpr uint16_t kFlagReplica = 0x0008;   // MESSAGES/DELIVER: served by a standby, from its
                                                    // replicated log (docs/replication.md §6)
 inline constexpr uint16_t kKnownFrameFlags = kFlagAuth | kFlagMore | kFlagTruncated | kFlagReplica;
 

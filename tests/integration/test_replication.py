@@ -551,6 +551,64 @@ class ReplicationTest(unittest.TestCase):
         p.sock.close()
         self._failed = False
 
+    def test_standby_serves_subscriptions_marked_replica(self):
+        """SUBSCRIBE on the standby: what it already holds, then live pushes as the primary
+        streams more, every DELIVER marked REPLICA, offsets and payloads as acked."""
+        a, b = self.pair.a, self.pair.b
+        self.start_pair()
+        queue_id = lookup(a)
+        p = Producer()
+        for i in range(120):
+            self.assertEqual(p.send_one(a.server, queue_id, 0), "OK")
+        s = harness.udp_socket(1.0)
+        try:
+            c = wire.Client(s, b.server, client_id=21)
+            c.handshake()
+            reply = c.call(lambda r: wire.subscribe(queue_id, 0, 5, 0, 1000, 21, r), (wire.RESULT,))
+            self.assertTrue(wire.parse_header(reply)["flags"] & 0x0008, "RESULT not REPLICA")
+            got = {}
+
+            def pump(until_count, timeout_s):
+                deadline = time.monotonic() + timeout_s
+                while len(got) < until_count and time.monotonic() < deadline:
+                    try:
+                        data, _ = s.recvfrom(65536)
+                    except TimeoutError:
+                        continue
+                    h = wire.parse_header(data)
+                    if h["type"] != wire.DELIVER:
+                        continue
+                    self.assertTrue(h["flags"] & 0x0008, "DELIVER not marked REPLICA")
+                    prefix, msgs = wire.parse_messages(data)
+                    self.assertEqual(prefix["subscription"], 5)
+                    for m in msgs:
+                        got[m[0]] = m[4]
+
+            pump(120, 20)
+            self.assertEqual(len(got), 120, "the standby pushed what it held")
+            t_mid = time.time_ns()  # after the first 120 were stamped, before the next 30
+            # Live: the primary streams more; the standby pushes them as they are replicated.
+            for i in range(30):
+                self.assertEqual(p.send_one(a.server, queue_id, 0), "OK")
+            s.sendto(wire.credit(5, 0, len(got), 1000, client=21, request=999), b.server)
+            pump(150, 20)
+            acked = {off: payload for (_, off, payload) in p.acked[0]}
+            self.assertEqual(got, acked, "pushed offsets and payloads are the acked ones")
+            # FETCH by timestamp on the standby: from the first message after t_mid.
+            reply = c.call(lambda r: wire.fetch_by_time(queue_id, 0, t_mid, 10, 21, r),
+                           (wire.MESSAGES, wire.ERROR))
+            self.assertEqual(wire.parse_header(reply)["type"], wire.MESSAGES, reply)
+            self.assertTrue(wire.parse_header(reply)["flags"] & 0x0008, "not marked REPLICA")
+            _, msgs = wire.parse_messages(reply)
+            self.assertEqual([m[0] for m in msgs][:1], [120], "the first message after t_mid")
+        finally:
+            s.close()
+        print(f"\nstandby SUBSCRIBE: {len(got)} messages pushed by the standby, every DELIVER "
+              f"marked REPLICA, 30 of them live as the primary streamed; a FETCH by timestamp "
+              f"there starts at the first message after it")
+        p.sock.close()
+        self._failed = False
+
     def test_forced_promotion_fences_and_cuts_the_divergent_tail(self):
         a, b = self.pair.a, self.pair.b
         self.start_pair()

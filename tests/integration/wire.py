@@ -91,6 +91,27 @@ def fetch(queue_id, partition, offset, max_messages=100, client=1, request=1, ma
     return frame(FETCH, body, client=client, request=request)
 
 
+def fetch_by_time(queue_id, partition, timestamp_ns, max_messages=100, client=1, request=1,
+                  max_frame=1472):
+    """FETCH from the first message stamped at or after timestamp_ns (start kind 3)."""
+    body = struct.pack("<IHBBQHHI", queue_id, partition, 3, 0, timestamp_ns, max_messages,
+                       max_frame, 0)
+    return frame(FETCH, body, client=client, request=request)
+
+
+def subscribe(queue_id, partition, subscription, start_offset=0, credits=1000, client=1,
+              request=1):
+    """SUBSCRIBE from an offset (start kind 0), no group."""
+    body = struct.pack("<QIHBBQII", subscription, queue_id, partition, 0, 0, start_offset,
+                       credits, 0)
+    return frame(SUBSCRIBE, body, client=client, request=request)
+
+
+def credit(subscription, partition, next_offset, credits, client=1, request=1):
+    body = struct.pack("<QHHIQ", subscription, partition, 0, credits, next_offset)
+    return frame(CREDIT, body, client=client, request=request)
+
+
 def parse_messages(data):
     """MESSAGES/DELIVER frame -> (prefix dict, [(offset, partition, receipt, receive_count,
     payload bytes)])."""
