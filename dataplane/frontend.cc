@@ -268,6 +268,11 @@ class Frontend::Impl final : public shard::ShardSink {
   struct ColdFetch;
   void OnReplicaPush(ReplicaSub& s, const ColdFetch& c, Errc errc, uint64_t next_offset,
                      std::span<const shard::StoredMessage> records);
+  // Records read from a log (a cold or replica read) sent as MESSAGES or DELIVER with `flags`;
+  // returns the offset after the last record sent (0: none).
+  uint64_t SendStored(p::FrameType type, const ColdFetch& c, uint64_t sub_id,
+                      uint64_t next_offset, std::span<const shard::StoredMessage> records,
+                      uint32_t max_messages, size_t cap, uint16_t flags);
   uint16_t reply_flags_ = 0;  // added to MESSAGES frames being built (kFlagReplica)
   std::vector<const shard::Partition*> to_submit_;  // sealed batches not all handed to storage
   std::vector<std::pair<uint32_t, uint32_t>> persisted_;  // (queue, partition) with a log here
@@ -795,29 +800,9 @@ void Frontend::Impl::OnReplicaPush(ReplicaSub& s, const ColdFetch& c, Errc errc,
   while (skip < records.size() && records[skip].offset < s.next_offset) ++skip;
   records = records.subspan(skip);
   if (records.empty()) return;
-  reply_flags_ = p::kFlagReplica;
-  struct Reset {
-    uint16_t& f;
-    ~Reset() { f = 0; }
-  } reset{reply_flags_};
-  uint64_t pushed_to = s.next_offset;
-  SendRecords(p::FrameType::kDeliver, c.target, s.client_sub, c.queue, c.partition,
-              [&](uint32_t n, uint32_t max_bytes, Visit visit) {
-                shard::FetchResult r{Errc::kOk, next_offset, 0};
-                uint64_t bytes = 0;
-                for (const shard::StoredMessage& m : records) {
-                  if (r.count == n || (r.count > 0 && bytes + m.record.size() > max_bytes)) {
-                    r.next_offset = m.offset;
-                    break;
-                  }
-                  visit(m);
-                  ++r.count;
-                  bytes += m.record.size();
-                  pushed_to = m.offset + 1;
-                }
-                return r;
-              },
-              static_cast<uint32_t>(records.size()), p::kDefaultFrameBytes);
+  const uint64_t pushed_to =
+      SendStored(p::FrameType::kDeliver, c, s.client_sub, next_offset, records,
+                 static_cast<uint32_t>(records.size()), p::kDefaultFrameBytes, p::kFlagReplica);
   s.next_offset = std::max(s.next_offset, pushed_to);
   s.last_push_ns = now_ns_;
 }
@@ -1357,12 +1342,21 @@ void Frontend::Impl::OnColdRead(uint64_t cookie, Errc errc, uint64_t next_offset
   while (below < records.size() && records[below].offset < start) ++below;
   records = records.subspan(below);
   next_offset = std::max(next_offset, start);
-  reply_flags_ = c.replica ? p::kFlagReplica : 0;
+  SendStored(p::FrameType::kMessages, c, 0, next_offset, records, c.max_messages, c.cap,
+             c.replica ? p::kFlagReplica : 0);
+}
+
+uint64_t Frontend::Impl::SendStored(p::FrameType type, const ColdFetch& c, uint64_t sub_id,
+                                    uint64_t next_offset,
+                                    std::span<const shard::StoredMessage> records,
+                                    uint32_t max_messages, size_t cap, uint16_t flags) {
+  reply_flags_ = flags;
   struct Reset {
     uint16_t& f;
     ~Reset() { f = 0; }
   } reset{reply_flags_};
-  SendRecords(p::FrameType::kMessages, c.target, 0, c.queue, c.partition,
+  uint64_t sent_to = 0;
+  SendRecords(type, c.target, sub_id, c.queue, c.partition,
               [&](uint32_t n, uint32_t max_bytes, Visit visit) {
                 shard::FetchResult r{Errc::kOk, next_offset, 0};
                 uint64_t bytes = 0;
@@ -1374,10 +1368,12 @@ void Frontend::Impl::OnColdRead(uint64_t cookie, Errc errc, uint64_t next_offset
                   visit(m);
                   ++r.count;
                   bytes += m.record.size();
+                  sent_to = m.offset + 1;
                 }
                 return r;
               },
-              c.max_messages, c.cap);
+              max_messages, cap);
+  return sent_to;
 }
 
 void Frontend::Impl::SendRecords(p::FrameType type, const shard::ReplyTarget& t, uint64_t sub_id,
