@@ -3,8 +3,9 @@
 //
 // One PRODUCE frame of --batch x --size is built once (producer id 0: no idempotence, so the same
 // bytes may be appended again and again; partition 0 of the first --queue). Each pass copies it
-// into a burst of mbufs and offers them to the TX queue; what the queue refuses is dropped and
-// counted (the server is behind), never retried. ACK frames are decoded and their OK messages
+// into a burst of mbufs, numbers the messages (as libsluice does: consecutive sequences, so the
+// server acks a frame's messages, and consecutive frames, as one range) and offers them to the TX
+// queue; what the queue refuses is dropped and counted (the server is behind), never retried. ACK frames are decoded and their OK messages
 // counted: throughput = messages acked inside the measured interval / its length. No latency
 // (--produce measures that, closed or open loop).
 #include <unistd.h>
@@ -20,7 +21,9 @@
 #include "bench/loadgen/drivers.h"
 #include "bench/loadgen/lookup.h"
 #include "bench/loadgen/port.h"
+#include "protocol/assert.h"
 #include "protocol/codec.h"
+#include "protocol/wire.h"
 
 namespace sluice::bench {
 namespace p = protocol;
@@ -57,6 +60,12 @@ absl::StatusOr<Result> RunProduceFlood(Link& link, const Options& o) {
   std::vector<uint8_t> tmpl(DpdkPort::header_bytes() + *n);
   port.WriteHeaders(tmpl.data(), static_cast<uint16_t>(*n));
   std::memcpy(tmpl.data() + DpdkPort::header_bytes(), frame.data(), *n);
+  // Where each record's sequence sits in the template (the u64 at byte 8 of a record,
+  // docs/protocol.md §6.3; every record of the template has the same size).
+  const size_t records_at = DpdkPort::header_bytes() + p::kHeaderBytes + p::kProducePrefixBytes;
+  const size_t record_bytes = p::EncodedSize(spec);
+  SLUICE_ASSERT(records_at + size_t{o.batch} * record_bytes == tmpl.size());
+  uint64_t next_sequence = 0;
 
   Result r;
   r.tsc_hz = port.tsc_hz();
@@ -115,7 +124,12 @@ absl::StatusOr<Result> RunProduceFlood(Link& link, const Options& o) {
       continue;
     }
     for (rte_mbuf* m : tx) {
-      rte_memcpy(rte_pktmbuf_mtod(m, uint8_t*), tmpl.data(), tmpl.size());
+      uint8_t* d = rte_pktmbuf_mtod(m, uint8_t*);
+      rte_memcpy(d, tmpl.data(), tmpl.size());
+      for (uint32_t i = 0; i < o.batch; ++i) {
+        p::le::Store<uint64_t>(reinterpret_cast<std::byte*>(d + records_at + i * record_bytes + 8),
+                               next_sequence++);
+      }
       m->data_len = m->pkt_len = static_cast<uint32_t>(tmpl.size());
     }
     const uint16_t sent = port.Tx(tx, kBurst);
