@@ -260,7 +260,8 @@ class Frontend::Impl final : public shard::ShardSink {
     uint64_t credit_end = 0;    // pushes stay below (CREDIT's next_offset + credits)
     uint64_t last_credit_ns = 0;
     uint64_t last_push_ns = 0;
-    bool reading = false;       // a replica read for it is in flight (cold_)
+    bool reading = false;       // a replica read for it is in flight (cold_)...
+    uint64_t read_from = 0;     // ...from this offset
   };
   static constexpr size_t kMaxReplicaSubs = 64;
   std::array<ReplicaSub, kMaxReplicaSubs> replica_subs_{};
@@ -445,7 +446,7 @@ void Frontend::Impl::PersistGroupCommit(const QueueInfo& q, std::string_view gro
   if (n <= 0 || static_cast<size_t>(n) >= sizeof key) return;
   persistence_->Committed(q.id, 0, std::string_view(key, static_cast<size_t>(n)), offset);
   if (!replicated_.empty() && replicated_.contains(PartKey(q.id, 0))) {
-    replicator_->OfferAck(q.id, 0, /*commit*/ 2, partition,
+    replicator_->OfferAck(q.id, 0, Replicator::kAckCommit, partition,
                           std::string_view(key, static_cast<size_t>(n)), offset);
   }
 }
@@ -498,7 +499,7 @@ void Frontend::Impl::PurgePartition(const QueueInfo& q, uint32_t partition) {
     return;
   }
   if (replicated_.contains(PartKey(q.id, partition))) {
-    replicator_->OfferAck(q.id, partition, /*deleted below*/ 3, partition, {}, below);
+    replicator_->OfferAck(q.id, partition, Replicator::kAckDeletedBelow, partition, {}, below);
   }
 }
 
@@ -701,9 +702,11 @@ bool Frontend::Impl::OnStandbySubscription(const p::FrameView& f, const Endpoint
         } else if (start > end) {
           errc = Errc::kOffsetOutOfRange;
         } else {
-          const bool reading = s->reading;  // a read in flight for the old one completes harmlessly
+          const bool reading = s->reading;
+          // A read still out for the replaced subscription is dropped when it lands (read_from).
           *s = ReplicaSub{true, f.header.client_id, r->subscription_id, from.w0, q->id, part,
-                          start, start + r->initial_credits, now_ns_, now_ns_, reading};
+                          start, start + r->initial_credits, now_ns_, now_ns_, reading,
+                          reading ? UINT64_MAX : 0};
         }
         if (errc != Errc::kOk) {
           ++counters_.rejected;
@@ -732,19 +735,21 @@ bool Frontend::Impl::OnStandbySubscription(const p::FrameView& f, const Endpoint
     case p::FrameType::kUnsubscribe: {
       auto u = p::DecodeUnsubscribe(f);
       OpenFrame* out = nullptr;
+      bool any = false;
       for (ReplicaSub& s : replica_subs_) {
         if (!s.used || s.client_id != f.header.client_id || s.client_sub != u->subscription_id ||
             (u->partition != p::kAnyPartition && u->partition != s.partition)) {
           continue;
         }
         s.used = false;
+        any = true;
         if (out == nullptr) {
           out = Open(p::FrameType::kResult, target, f.header.request_id, 0, 0);
           if (out != nullptr) out->writer.BeginResult(IdsOf(target), p::FrameType::kUnsubscribe);
         }
         if (out != nullptr) out->writer.AddResult(p::ResultItem{Errc::kOk, s.partition, 0});
       }
-      return out != nullptr;
+      return any;  // the RESULT is lost only if no reply buffer was free (counted)
     }
     default: return false;
   }
@@ -775,6 +780,7 @@ uint32_t Frontend::Impl::ServiceReplicaSubs(uint64_t now_ns) {
       cold_[slot] = ColdFetch{true, true, static_cast<int>(i), t, s.queue, s.partition, n,
                               p::kDefaultFrameBytes};
       s.reading = true;
+      s.read_from = s.next_offset;
       ++work;
     } else if (now_ns - s.last_push_ns >= kHeartbeatNs) {  // idle: the watermark, as a primary
       if (OpenFrame* fr = Open(p::FrameType::kDeliver, t, s.client_sub, s.queue, s.partition)) {
@@ -795,11 +801,9 @@ void Frontend::Impl::OnReplicaPush(ReplicaSub& s, const ColdFetch& c, Errc errc,
   s.reading = false;
   if (!s.used || s.queue != c.queue || s.partition != c.partition) return;  // replaced or gone
   if (errc != Errc::kOk || records.empty()) return;  // tried again next pass
-  // A NAK may have rewound the subscription below this read: push from where it now starts.
-  size_t skip = 0;
-  while (skip < records.size() && records[skip].offset < s.next_offset) ++skip;
-  records = records.subspan(skip);
-  if (records.empty()) return;
+  // A NAK or a re-subscribe may have moved the cursor while the read was out: its records are
+  // not the ones the cursor wants (the next pass reads from where it is now).
+  if (s.next_offset != s.read_from) return;
   const uint64_t pushed_to =
       SendStored(p::FrameType::kDeliver, c, s.client_sub, next_offset, records,
                  static_cast<uint32_t>(records.size()), p::kDefaultFrameBytes, p::kFlagReplica);
@@ -857,7 +861,7 @@ void Frontend::Impl::EnforceLogRetention(uint64_t now_ns) {
 void Frontend::Impl::OnRemoved(shard::QueueId queue, uint32_t partition, uint64_t offset) {
   if (persistence_ != nullptr) persistence_->Removed(queue.value, partition, offset);
   if (!replicated_.empty() && replicated_.contains(PartKey(queue.value, partition))) {
-    replicator_->OfferAck(queue.value, partition, /*delete*/ 1, partition, {}, offset);
+    replicator_->OfferAck(queue.value, partition, Replicator::kAckDelete, partition, {}, offset);
   }
 }
 

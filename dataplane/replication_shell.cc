@@ -219,9 +219,13 @@ bool ReplicationShell::Replicated(uint32_t queue, uint32_t partition, uint64_t n
 
 void ReplicationShell::OfferAck(uint32_t queue, uint32_t partition, uint8_t kind,
                                 uint32_t ref_partition, std::string_view group, uint64_t offset) {
-  if (primary_ == nullptr || kind < 1 || kind > 3 || group.size() > replication::kMaxAckGroupBytes) {
-    return;
-  }
+  static_assert(kAckDelete == static_cast<uint8_t>(replication::AckRecordKind::kDelete) &&
+                kAckCommit == static_cast<uint8_t>(replication::AckRecordKind::kCommit) &&
+                kAckDeletedBelow == static_cast<uint8_t>(replication::AckRecordKind::kDeletedBelow));
+  // Every key the Frontend logs fits a record (kMaxAckGroupBytes): nothing is dropped here.
+  SLUICE_ASSERT(kind >= kAckDelete && kind <= kAckDeletedBelow &&
+                group.size() <= replication::kMaxAckGroupBytes);
+  if (primary_ == nullptr) return;
   primary_->OfferAck(queue, partition,
                      replication::AckRecord{static_cast<replication::AckRecordKind>(kind),
                                             ref_partition, offset, group});

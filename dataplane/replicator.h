@@ -35,6 +35,8 @@ class Replicator {
   // is storage::AckKind's value (1 delete, 2 commit, 3 deleted below); `ref_partition` the
   // partition whose data `offset` names (a group commit is logged in partition 0's ack log).
   // Replicated to the standby's ack log, after the data it names.
+  // Kinds (storage::AckKind's values; the Frontend does not see storage/).
+  static constexpr uint8_t kAckDelete = 1, kAckCommit = 2, kAckDeletedBelow = 3;
   virtual void OfferAck(uint32_t queue, uint32_t partition, uint8_t kind, uint32_t ref_partition,
                         std::string_view group, uint64_t offset) {
     (void)queue, (void)partition, (void)kind, (void)ref_partition, (void)group, (void)offset;

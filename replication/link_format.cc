@@ -2,6 +2,7 @@
 
 #include <cstring>
 
+#include "protocol/assert.h"
 #include "storage/crc32c.h"
 
 namespace sluice::replication {
@@ -105,8 +106,10 @@ AckLogPosition LinkMessage::Position(uint32_t i) const {
 void EncodeAckRecord(std::byte* out, const AckRecord& r) {
   const uint32_t n = AckRecordBytes(r.group.size());
   std::memset(out, 0, n);
+  SLUICE_ASSERT(r.group.size() <= kMaxAckGroupBytes);
   out[0] = static_cast<std::byte>(r.kind);
-  out[1] = static_cast<std::byte>(r.group.size());
+  const uint16_t len = static_cast<uint16_t>(r.group.size());
+  std::memcpy(out + 2, &len, 2);
   std::memcpy(out + 4, &r.ref_partition, 4);
   std::memcpy(out + 8, &r.offset, 8);
   if (!r.group.empty()) std::memcpy(out + kAckRecordHeaderBytes, r.group.data(), r.group.size());
@@ -114,7 +117,8 @@ void EncodeAckRecord(std::byte* out, const AckRecord& r) {
 
 uint32_t DecodeAckRecord(std::span<const std::byte> b, AckRecord* out) {
   out->kind = static_cast<AckRecordKind>(b[0]);
-  const size_t len = static_cast<size_t>(b[1]);
+  uint16_t len;
+  std::memcpy(&len, b.data() + 2, 2);
   std::memcpy(&out->ref_partition, b.data() + 4, 4);
   std::memcpy(&out->offset, b.data() + 8, 8);
   out->group = std::string_view(reinterpret_cast<const char*>(b.data() + kAckRecordHeaderBytes), len);
@@ -195,10 +199,12 @@ DecodeError DecodeLink(std::span<const std::byte> d, LinkMessage* out) {
       for (uint32_t i = 0; i < a.count; ++i) {
         if (pos + kAckRecordHeaderBytes > recs.size()) return DecodeError::kBadFragment;
         const uint8_t kind = static_cast<uint8_t>(recs[pos]);
-        if (kind < 1 || kind > 5 || recs[pos + 2] != std::byte{0} || recs[pos + 3] != std::byte{0}) {
+        uint16_t len;
+        std::memcpy(&len, recs.data() + pos + 2, 2);
+        if (kind < 1 || kind > 5 || recs[pos + 1] != std::byte{0} || len > kMaxAckGroupBytes) {
           return DecodeError::kBadFragment;
         }
-        pos += AckRecordBytes(static_cast<size_t>(recs[pos + 1]));
+        pos += AckRecordBytes(len);
       }
       if (pos != recs.size()) return DecodeError::kBadFragment;
       out->data = recs;

@@ -87,7 +87,9 @@ enum class AckRecordKind : uint8_t {
 inline constexpr uint32_t kAckLogHeaderBytes = 32;
 inline constexpr uint32_t kAckRecordHeaderBytes = 16;
 inline constexpr uint32_t kAckLogPositionBytes = 32;
-inline constexpr uint32_t kMaxAckGroupBytes = 255;
+// A commit's group key is "<partition>:<group>" (the ack log's key): a u32 in decimal, a colon
+// and the protocol's longest group name (u8 length), so every key the primary logs fits.
+inline constexpr uint32_t kMaxAckGroupBytes = 10 + 1 + 255;
 inline constexpr uint16_t kAckPositionGap = 1;  // AckLogPosition flags: resend from next_seq
 
 struct AckLogHeader {

@@ -4,6 +4,7 @@
 
 #include <cstring>
 #include <random>
+#include <string>
 #include <vector>
 
 namespace sluice::replication {
@@ -157,6 +158,27 @@ TEST(LinkFormat, AckLogRoundTripAndEveryFlipRefused) {
   EXPECT_EQ(m.Position(0).flags, kAckPositionGap);
   EXPECT_EQ(m.Position(1).generation, 8u);
   EXPECT_NE(DecodeLink(std::span(buf).first(k - 1), &m), DecodeError::kOk);
+}
+
+// The longest key the primary logs, "<u32 partition>:<255-byte group>" (266 bytes), crosses
+// whole; a length beyond kMaxAckGroupBytes is refused.
+TEST(LinkFormat, AckLogCarriesTheLongestCommitKey) {
+  const std::string key = "4294967295:" + std::string(255, 'g');
+  ASSERT_EQ(key.size(), kMaxAckGroupBytes);
+  std::vector<std::byte> recs(AckRecordBytes(key.size()));
+  EncodeAckRecord(recs.data(), {AckRecordKind::kCommit, 4, 7, key});
+  std::vector<std::byte> buf(1472);
+  const AckLogHeader h{5, 0, 1, 0, 1, static_cast<uint32_t>(recs.size())};
+  LinkMessage m;
+  ASSERT_EQ(DecodeLink(std::span(buf).first(EncodeAckLog(buf, Role::kPrimary, 3, h, recs)), &m),
+            DecodeError::kOk);
+  AckRecord got;
+  EXPECT_EQ(DecodeAckRecord(m.data, &got), recs.size());
+  EXPECT_EQ(got.group, key);
+  const uint16_t too_long = kMaxAckGroupBytes + 8;
+  std::memcpy(recs.data() + 2, &too_long, 2);
+  EXPECT_EQ(DecodeLink(std::span(buf).first(EncodeAckLog(buf, Role::kPrimary, 3, h, recs)), &m),
+            DecodeError::kBadFragment);
 }
 
 TEST(LinkFormat, EncodersRefuseSmallBuffers) {
