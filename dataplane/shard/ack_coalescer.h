@@ -10,13 +10,23 @@ namespace sluice::shard {
 
 class AckCoalescer {
  public:
-  void Add(const AckRange& one, ShardSink& sink) {
-    if (open_.count != 0 && Extends(one)) {
+  // One message's ack. Takes the fields, not an AckRange: a range built on the stack and copied in
+  // is stored in pieces and reloaded as vectors, a store-forwarding stall on every message.
+  void Add(const ReplyTarget& target, QueueId queue, uint32_t partition, uint64_t producer_id,
+           uint64_t sequence, uint64_t offset, Errc errc, ShardSink& sink) {
+    if (open_.count != 0 && Extends(target, queue, partition, producer_id, sequence, offset, errc)) {
       ++open_.count;
       return;
     }
     Flush(sink);
-    open_ = one;
+    open_.target = target;
+    open_.queue = queue;
+    open_.partition = partition;
+    open_.producer_id = producer_id;
+    open_.first_sequence = sequence;
+    open_.count = 1;
+    open_.first_offset = offset;
+    open_.errc = errc;
   }
 
   void Flush(ShardSink& sink) {
@@ -26,14 +36,15 @@ class AckCoalescer {
   }
 
  private:
-  bool Extends(const AckRange& a) const {
-    if (!(a.target == open_.target) || a.queue != open_.queue || a.partition != open_.partition ||
-        a.producer_id != open_.producer_id || a.errc != open_.errc ||
-        open_.count == UINT32_MAX || a.first_sequence != open_.first_sequence + open_.count) {
+  bool Extends(const ReplyTarget& target, QueueId queue, uint32_t partition, uint64_t producer_id,
+               uint64_t sequence, uint64_t offset, Errc errc) const {
+    if (!(target == open_.target) || queue != open_.queue || partition != open_.partition ||
+        producer_id != open_.producer_id || errc != open_.errc || open_.count == UINT32_MAX ||
+        sequence != open_.first_sequence + open_.count) {
       return false;
     }
-    if (open_.first_offset == kNoOffset) return a.first_offset == kNoOffset;
-    return a.first_offset == open_.first_offset + open_.count;
+    if (open_.first_offset == kNoOffset) return offset == kNoOffset;
+    return offset == open_.first_offset + open_.count;
   }
 
   AckRange open_;

@@ -1,6 +1,7 @@
 #include "dataplane/shard/partition_log.h"
 
 #include <algorithm>
+#include <bit>
 #include <cstring>
 
 #include "protocol/assert.h"
@@ -71,14 +72,19 @@ PartitionLog::Appended PartitionLog::Append(std::span<const std::byte> record, u
     open_.first_offset = next_;
     open_.first_timestamp_ns = ts;
   }
-  const RecordHeader header{static_cast<uint32_t>(record.size()), 0, ts, producer_id};
+  // The header's fields go straight to the chunk: a RecordHeader built on the stack and copied
+  // is stored in pieces and reloaded as one vector, a store-forwarding stall on every append.
   std::byte* dst = pool_.data(current_) + pos_;
-  std::memcpy(dst, &header, sizeof header);
-  if (!record.empty()) std::memcpy(dst + sizeof header, record.data(), record.size());
+  static_assert(std::endian::native == std::endian::little);  // length, then reserved 0
+  const uint64_t length_and_reserved = record.size();
+  std::memcpy(dst + offsetof(RecordHeader, length), &length_and_reserved, 8);
+  std::memcpy(dst + offsetof(RecordHeader, timestamp_ns), &ts, 8);
+  std::memcpy(dst + offsetof(RecordHeader, producer_id), &producer_id, 8);
+  if (!record.empty()) std::memcpy(dst + sizeof(RecordHeader), record.data(), record.size());
 
   out.offset = next_++;
   out.timestamp_ns = ts;
-  out.location = {current_, pos_ + static_cast<uint32_t>(sizeof header),
+  out.location = {current_, pos_ + static_cast<uint32_t>(sizeof(RecordHeader)),
                   static_cast<uint32_t>(record.size())};
   pos_ += need;
   ++open_.count;

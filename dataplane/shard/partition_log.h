@@ -38,6 +38,7 @@ struct RecordHeader {
   uint64_t producer_id;   // 0 = not idempotent
 };
 static_assert(sizeof(RecordHeader) == 24);
+static_assert(offsetof(RecordHeader, length) == 0 && offsetof(RecordHeader, reserved) == 4);
 
 struct RecordLocation {
   uint32_t chunk = ChunkPool::kNone;

@@ -183,16 +183,7 @@ const Partition* Shard::Get(QueueId q, uint32_t p) const {
 
 void Shard::Ack(Partition& p, const ReplyTarget& target, const MessageIn& m, uint64_t offset,
                 Errc errc) {
-  AckRange a;
-  a.target = target;
-  a.queue = p.queue_;
-  a.partition = p.index_;
-  a.producer_id = m.producer_id;
-  a.first_sequence = m.sequence;
-  a.count = 1;
-  a.first_offset = offset;
-  a.errc = errc;
-  acks_out_.Add(a, *sink_);
+  acks_out_.Add(target, p.queue_, p.index_, m.producer_id, m.sequence, offset, errc, *sink_);
 }
 
 AppendResult Shard::Reject(const ReplyTarget& target, QueueId queue, const MessageIn& m,
@@ -202,15 +193,7 @@ AppendResult Shard::Reject(const ReplyTarget& target, QueueId queue, const Messa
     case Errc::kOutOfOrderSequence: ++counters_.out_of_order; break;
     default: ++counters_.rejected; break;
   }
-  AckRange a;
-  a.target = target;
-  a.queue = queue;
-  a.partition = m.partition;
-  a.producer_id = m.producer_id;
-  a.first_sequence = m.sequence;
-  a.count = 1;
-  a.errc = errc;
-  acks_out_.Add(a, *sink_);
+  acks_out_.Add(target, queue, m.partition, m.producer_id, m.sequence, kNoOffset, errc, *sink_);
   return {errc, kNoOffset};
 }
 
@@ -400,16 +383,8 @@ Errc Shard::MarkDurable(QueueId queue, uint32_t partition, DurableOffset durable
   const uint64_t end = p->log_.durable_end().value;
   while (!p->acks_.empty() && p->acks_.front().offset < end) {
     const Partition::PendingAck& pa = p->acks_.front();
-    AckRange a;
-    a.target = pa.target;
-    a.queue = p->queue_;
-    a.partition = p->index_;
-    a.producer_id = pa.producer_id;
-    a.first_sequence = pa.sequence;
-    a.count = 1;
-    a.first_offset = pa.offset;
-    a.errc = pa.errc;
-    acks_out_.Add(a, *sink_);
+    acks_out_.Add(pa.target, p->queue_, p->index_, pa.producer_id, pa.sequence, pa.offset, pa.errc,
+                  *sink_);
     ++counters_.acked;
     ++p->counters_.acked;
     if (config_.ack_latency_ns != nullptr && pa.errc == Errc::kOk) {

@@ -180,7 +180,7 @@ void WorkQueue::Lease(uint32_t i, const ReplyTarget& target, uint32_t visibility
   env_.wheel->Cancel(&s.timer);  // its TTL timer; the lease timer replaces it
   s.state = State::kLeased;
   ++s.generation;
-  ++s.receive_count;
+  if (s.receive_count != UINT16_MAX) ++s.receive_count;
   SLUICE_ASSERT(s.generation != s.first_generation);
   ++env_.counters->leases;
   ++env_.partition_counters->messages_out;
@@ -439,7 +439,11 @@ void WorkQueue::OnWaiterTimer(uint32_t w) {
 
 void WorkQueue::ArmAt(TimerNode* node, uint64_t deadline_ns) {
   // Round up: a timer may fire late by up to a tick, never early.
-  const uint64_t tick = deadline_ns / env_.tick_ns + (deadline_ns % env_.tick_ns != 0 ? 1 : 0);
+  // The default 1 ms tick divides by a constant (a multiply): a lease is armed per receive, and a
+  // division by a run-time divisor costs more than the rest of ArmAt.
+  const uint64_t tick = env_.tick_ns == kNsPerMs
+                            ? deadline_ns / kNsPerMs + (deadline_ns % kNsPerMs != 0 ? 1 : 0)
+                            : deadline_ns / env_.tick_ns + (deadline_ns % env_.tick_ns != 0 ? 1 : 0);
   env_.wheel->Insert(node, tick);
 }
 

@@ -12,6 +12,7 @@
 // state (delay end, TTL, or lease end), embedded in the slot. No allocation per message.
 #pragma once
 
+#include <cstddef>
 #include <cstdint>
 #include <string_view>
 #include <vector>
@@ -94,9 +95,15 @@ class WorkQueue final : private TimerClient {
   static constexpr uint8_t kWaiterTimer = 1;
   static constexpr uint32_t kMaxLevels = 16;  // the wire's priorities 0..15
 
-  struct Slot {
+  // Two cache lines exactly: at millions of queued messages the slot of the message being leased
+  // is cold, so each line it spans is a miss. The first line holds what every state change
+  // touches (the timer node, the record, the state); the second the offsets, times and links.
+  struct alignas(64) Slot {
     TimerNode timer;
     RecordLocation location;
+    uint16_t receive_count = 0;       // saturates (max_receive_count is at most 1000)
+    State state = State::kFree;
+    uint8_t priority = 0;
     uint64_t offset = 0;
     uint64_t timestamp_ns = 0;
     uint64_t visible_at_ns = 0;       // append time + delay
@@ -106,10 +113,8 @@ class WorkQueue final : private TimerClient {
     uint32_t prev = kNil, next = kNil;  // ready list; `next` also links the free list
     uint32_t gprev = kNil, gnext = kNil;  // group list (offset order)
     uint32_t group = kNil;
-    uint32_t receive_count = 0;
-    State state = State::kFree;
-    uint8_t priority = 0;
   };
+  static_assert(sizeof(Slot) == 128 && offsetof(Slot, offset) == 64);
   struct List {
     uint32_t head = kNil, tail = kNil;
   };
