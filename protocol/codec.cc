@@ -2,6 +2,8 @@
 #include "protocol/codec.h"
 
 #include <algorithm>
+#include <bit>
+#include <cstddef>
 #include <cstring>
 
 namespace sluice::protocol {
@@ -533,28 +535,28 @@ bool Fragmenter::Next(MessageSpec* out) {
 
 // ---- frame header -------------------------------------------------------------------------------
 
+// The header is copied whole: FrameHeader is the wire layout (asserted below). Assembling it from
+// field loads makes the caller reload the pieces as wider words, a store-forwarding stall on every
+// frame.
+static_assert(sizeof(FrameHeader) == kHeaderBytes && std::endian::native == std::endian::little);
+static_assert(offsetof(FrameHeader, version) == 4 && offsetof(FrameHeader, type) == 5 &&
+              offsetof(FrameHeader, flags) == 6 && offsetof(FrameHeader, length) == 8 &&
+              offsetof(FrameHeader, count) == 12 && offsetof(FrameHeader, client_id) == 16 &&
+              offsetof(FrameHeader, request_id) == 24);
+
 DecodeResult<FrameHeader> DecodeHeader(std::span<const std::byte> d) {
   if (d.size() < kHeaderBytes) return DecodeError::kTruncatedHeader;
-  const std::byte* p = d.data();
   FrameHeader h;
-  h.magic = U32(p);
+  std::memcpy(&h, d.data(), kHeaderBytes);
   if (h.magic != kMagic) return DecodeError::kBadMagic;
-  h.version = U8(p + 4);
   if (h.version != kVersion) return DecodeError::kBadVersion;
-  const uint8_t type = U8(p + 5);
-  if (!IsKnownFrameType(type)) return DecodeError::kUnknownType;
-  h.type = static_cast<FrameType>(type);
-  h.flags = U16(p + 6);
+  if (!IsKnownFrameType(static_cast<uint8_t>(h.type))) return DecodeError::kUnknownType;
   if ((h.flags & ~kKnownFrameFlags) != 0) return DecodeError::kBadFlags;
-  h.length = U32(p + 8);
   if (h.length > kMaxFrameBytes) return DecodeError::kFrameTooLarge;
   if (h.length != d.size()) return DecodeError::kLengthMismatch;
   if (h.length < kHeaderBytes + ((h.flags & kFlagAuth) != 0 ? kAuthTagBytes : 0)) {
     return DecodeError::kLengthMismatch;
   }
-  h.count = U32(p + 12);
-  h.client_id = U64(p + 16);
-  h.request_id = U64(p + 24);
   return h;
 }
 
