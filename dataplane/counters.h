@@ -27,6 +27,7 @@ class Counter {
   }
   Counter& operator++() { return *this += 1; }
   void operator++(int) { *this += 1; }
+  void set(uint64_t n) { v_.store(n, std::memory_order_relaxed); }  // a copy of another's count
   uint64_t load() const { return v_.load(std::memory_order_relaxed); }
   operator uint64_t() const { return load(); }  // NOLINT: reads like the plain integer it was
 

@@ -42,6 +42,7 @@ class FrameHandler final : public ReplyChannel {
     frontend_->CollectPartitionStats(out);
   }
   std::string ShardStatsJson() const { return frontend_->StatsJson(); }
+  std::vector<std::span<std::byte>> BatchMemory() const { return frontend_->BatchMemory(); }
   const FrontendCounters& frontend_counters() const { return frontend_->counters(); }
   const FrontendHistograms& frontend_histograms() const { return frontend_->histograms(); }
 

@@ -43,6 +43,13 @@ class Frontend::Impl final : public shard::ShardSink {
 
   void SetTable(const QueueTable& next);
   void CollectPartitionStats(std::vector<PartitionFigures>* out) const;
+  std::vector<std::span<std::byte>> BatchMemory() const {
+    std::vector<std::span<std::byte>> out;
+    for (const std::unique_ptr<shard::Shard>& s : shards_) {
+      if (s != nullptr) out.push_back(s->pool().region());
+    }
+    return out;
+  }
 
   void OnFrame(const p::FrameView& f, const Endpoint& from, const RouteContext& route,
                uint64_t now_ns);
@@ -2245,6 +2252,8 @@ void Frontend::SetTable(const QueueTable& next) { impl_->SetTable(next); }
 void Frontend::CollectPartitionStats(std::vector<PartitionFigures>* out) const {
   impl_->CollectPartitionStats(out);
 }
+
+std::vector<std::span<std::byte>> Frontend::BatchMemory() const { return impl_->BatchMemory(); }
 
 Frontend::~Frontend() = default;
 

@@ -145,6 +145,9 @@ class Frontend {
   void SetTable(const QueueTable& next);
   // Appends the figures of every partition this worker holds.
   void CollectPartitionStats(std::vector<PartitionFigures>* out) const;
+  // The memory every batch of this worker's shards lives in (one chunk pool per shard), for the
+  // storage shell to register with its io_uring.
+  std::vector<std::span<std::byte>> BatchMemory() const;
 
   const FrontendCounters& counters() const { return counters_; }
   const FrontendHistograms& histograms() const { return histograms_; }

@@ -224,6 +224,7 @@ Errc StorageShell::Submit(uint32_t queue, uint32_t partition, const shard::Seale
     p->submitted_end = batch.end_offset();
     ++stats_.submitted;
     stats_.submitted_bytes += batch.bytes.size();
+    stats_.fixed_writes.set(writer_->stats().fixed_writes);
   } else if (e == Errc::kThrottled) {
     ++stats_.throttled;
   }

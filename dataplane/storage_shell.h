@@ -86,6 +86,7 @@ struct StorageShellStats {
   Counter cold_fetches;      // fetches served from the log (older than memory)
   Counter segments_removed;  // retention
   Counter retention_errors;
+  Counter fixed_writes;      // writes from registered memory (the shards' chunk pools)
 };
 
 class StorageShell final : public Persistence {
@@ -125,6 +126,11 @@ class StorageShell final : public Persistence {
 
   const StorageShellStats& stats() const { return stats_; }
   const storage::WriterStats& writer_stats() const { return writer_->stats(); }
+  // Registers the memory batches live in with this worker's ring (before the worker runs).
+  absl::Status RegisterBatchMemory(std::span<const std::span<std::byte>> regions) {
+    return writer_->RegisterBuffers(regions);
+  }
+  uint32_t registered_regions() const { return writer_->registered_regions(); }
   // Writes submitted and not yet completed: the kernel still has work to do for them.
   bool AwaitingKernel() const { return writer_->in_flight() != 0; }
   // Durable partitions open here (in-memory queues have none).

@@ -55,6 +55,21 @@ Worker::Worker(uint16_t index, const hwconf::Lcore& conf, const SharedRuntime& s
     role_view_ = std::make_unique<ReplicationRoleView>(*shared.replication_status);
   }
   handler_ = std::make_unique<FrameHandler>(*this, shared);
+  // Batches are written straight from the shards' chunk pools: registered, a write skips pinning
+  // its pages. Registered here, on the main thread, while the ring is still disabled (a
+  // SINGLE_ISSUER ring takes registrations from its submitter only once enabled).
+  if (storage_ != nullptr) {
+    const std::vector<std::span<std::byte>> regions = handler_->BatchMemory();
+    if (absl::Status s = storage_->RegisterBatchMemory(regions); !s.ok()) {
+      std::fprintf(stderr, "sluiced: worker %u: storage: %s; writes pin pages per I/O\n", index,
+                   std::string(s.message()).c_str());
+    } else {
+      size_t bytes = 0;
+      for (std::span<std::byte> r : regions) bytes += r.size();
+      std::printf("sluiced: worker %u: storage: %u chunk pool(s), %zu MiB, registered with "
+                  "io_uring\n", index, storage_->registered_regions(), bytes >> 20);
+    }
+  }
   tsc_start_ = shared.tsc_start;
   ns_per_cycle_q32_ = (1'000'000'000ull << 32) / shared.tsc_hz;
   UpdateClock();

@@ -47,7 +47,8 @@ struct Flight {
   uint32_t gen = 0;       // write attempts (a re-queue bumps it)
   uint32_t ops = 0;       // requests in flight
   bool synced = false;    // buffered mode: the fdatasync after the last write attempt succeeded
-  bool fixed = false;     // buf lies in the registered region
+  bool fixed = false;     // buf lies in a registered region: written with WRITE_FIXED
+  uint16_t buf_index = 0; // that region's index in the ring's buffer table
 };
 
 struct SegmentFile {
@@ -88,6 +89,7 @@ struct UringWriter::Impl {
   WriterConfig cfg;
   io_uring ring{};
   bool ring_ok = false;
+  std::vector<std::span<std::byte>> regions;  // the ring's buffer table, in index order
   bool enabled = false;  // R_DISABLED rings are enabled by the owning thread's first call
   RingFeatures features;
   WriterStats stats;
@@ -105,6 +107,7 @@ struct UringWriter::Impl {
 
   absl::Status Setup();
   void Adopt();
+  absl::Status RegisterRegions(std::span<const std::span<std::byte>> more);
   Part& P(PartitionHandle h) {
     SLUICE_ASSERT(h < parts.size() && parts[h].open);
     return parts[h];
@@ -159,14 +162,11 @@ absl::Status UringWriter::Impl::Setup() {
   RingOptions o{depth, cfg.sqpoll, cfg.sqpoll_cpu, cfg.sqpoll_idle_ms};
   if (absl::Status s = InitRing(&ring, o, &features); !s.ok()) return s;
   ring_ok = true;
-  int err = 0;
   if (cfg.register_resources && !cfg.buffers.empty()) {
-    iovec v{cfg.buffers.data(), cfg.buffers.size()};
-    err = io_uring_register_buffers(&ring, &v, 1);
-    features.registered_buffers = err == 0;
-    if (err != 0) {
-      std::fprintf(stderr, "sluice storage: warning: cannot register %zu bytes of buffers (%s); "
-                   "writes pin pages per I/O\n", cfg.buffers.size(), std::strerror(-err));
+    const std::span<std::byte> initial[] = {cfg.buffers};
+    if (absl::Status s = RegisterRegions(initial); !s.ok()) {
+      std::fprintf(stderr, "sluice storage: warning: %s; writes pin pages per I/O\n",
+                   std::string(s.message()).c_str());
     }
   }
   const uint32_t slots = cfg.max_partitions * kFilesPerPartition;
@@ -189,6 +189,41 @@ void UringWriter::Impl::Adopt() {
     SLUICE_ASSERT(rc == 0);  // a valid eventfd on our own ring: failing means a bug
   }
   enabled = true;
+}
+
+// One buffer table per ring: adding regions replaces the table with the old regions plus the new.
+absl::Status UringWriter::Impl::RegisterRegions(std::span<const std::span<std::byte>> more) {
+  std::vector<std::span<std::byte>> next = regions;
+  for (std::span<std::byte> r : more) {
+    if (!r.empty()) next.push_back(r);
+  }
+  constexpr size_t kMaxRegions = 16;      // Flight::buf_index and a short lookup per batch
+  constexpr size_t kMaxRegionBytes = 1ull << 30;  // the kernel's limit per registered buffer
+  if (next.size() > kMaxRegions) {
+    return absl::ResourceExhaustedError(
+        absl::StrCat("cannot register ", next.size(), " buffer regions (at most ", kMaxRegions, ")"));
+  }
+  std::vector<iovec> iov;
+  for (std::span<std::byte> r : next) {
+    if (r.size() > kMaxRegionBytes) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("cannot register a buffer region of ", r.size(), " bytes (at most 1 GiB)"));
+    }
+    iov.push_back(iovec{r.data(), r.size()});
+  }
+  if (features.registered_buffers) io_uring_unregister_buffers(&ring);
+  features.registered_buffers = false;
+  regions.clear();
+  if (iov.empty()) return absl::OkStatus();
+  const int err = io_uring_register_buffers(&ring, iov.data(), static_cast<unsigned>(iov.size()));
+  if (err != 0) {
+    return absl::InternalError(absl::StrCat("cannot register ", iov.size(),
+                                            " buffer region(s) with io_uring: ",
+                                            std::strerror(-err)));
+  }
+  features.registered_buffers = true;
+  regions = std::move(next);
+  return absl::OkStatus();
 }
 
 absl::StatusOr<std::unique_ptr<UringWriter>> UringWriter::Create(const WriterConfig& config) {
@@ -387,7 +422,8 @@ void UringWriter::Impl::PrepWrite(PartitionHandle h, Part& p, Flight& f) {
   if (requests[id].inject_res != 0) {
     io_uring_prep_nop(sqe);
   } else if (f.fixed) {
-    io_uring_prep_write_fixed(sqe, fd, buf, len, pos, 0);
+    io_uring_prep_write_fixed(sqe, fd, buf, len, pos, f.buf_index);
+    ++stats.fixed_writes;
   } else {
     io_uring_prep_write(sqe, fd, buf, len, pos);
   }
@@ -460,9 +496,17 @@ Errc UringWriter::SubmitImpl(PartitionHandle h, const shard::SealedBatch& batch,
   f.position = p.tail;
   f.segment = p.files[p.active].base;
   f.file = p.active;
-  const std::span<std::byte> region = m.cfg.buffers;
-  f.fixed = m.features.registered_buffers && f.buf >= region.data() &&
-            f.buf + stride <= region.data() + region.size();
+  f.fixed = false;
+  if (m.features.registered_buffers) {
+    for (size_t i = 0; i < m.regions.size(); ++i) {
+      const std::span<std::byte> r = m.regions[i];
+      if (f.buf >= r.data() && f.buf + stride <= r.data() + r.size()) {
+        f.fixed = true;
+        f.buf_index = static_cast<uint16_t>(i);
+        break;
+      }
+    }
+  }
   p.flights.push_back(f);
   m.PrepWrite(h, p, p.flights.back());
   p.tail += stride;
@@ -678,6 +722,15 @@ uint32_t UringWriter::in_flight() const {
 }
 const RingFeatures& UringWriter::features() const { return impl_->features; }
 const WriterStats& UringWriter::stats() const { return impl_->stats; }
+
+absl::Status UringWriter::RegisterBuffers(std::span<const std::span<std::byte>> regions) {
+  if (!impl_->cfg.register_resources) return absl::OkStatus();
+  return impl_->RegisterRegions(regions);
+}
+
+uint32_t UringWriter::registered_regions() const {
+  return impl_->features.registered_buffers ? static_cast<uint32_t>(impl_->regions.size()) : 0;
+}
 void UringWriter::InjectFaults(const FaultInjection& f) { impl_->faults = f; }
 
 }  // namespace sluice::storage

@@ -55,8 +55,8 @@ struct WriterConfig {
   uint32_t index_interval_bytes = 1 << 20;  // one index entry per this many bytes of log
   uint32_t max_partitions = 1024;
   uint32_t max_batches_in_flight = 64;  // per partition
-  // Memory every batch lives in (the shard's ChunkPool::region()): registered with the ring so
-  // writes skip the per-I/O page pinning. Empty: no registration.
+  // Memory batches live in (a shard's ChunkPool::region()): registered with the ring so writes
+  // skip the per-I/O page pinning. Empty: none at creation (RegisterBuffers can add regions).
   std::span<std::byte> buffers;
   // Opt-outs for tests and benchmarks of the fallback paths: never register buffers or files;
   // never use O_DIRECT (buffered writes + fdatasync, as on a filesystem without O_DIRECT).
@@ -101,6 +101,7 @@ struct WriterStats {
   uint64_t requeued = 0;     // short writes and EAGAIN
   uint64_t rolls = 0;        // segments created
   uint64_t failures = 0;     // partitions failed
+  uint64_t fixed_writes = 0;  // write requests from a registered buffer (no page pinning per I/O)
 };
 
 // Threads: Create and OpenPartition may run on any thread before the first Submit/Poll/Drain;
@@ -118,6 +119,13 @@ class UringWriter {
   absl::StatusOr<PartitionHandle> OpenPartition(const PartitionSpec& spec, LogState state);
   // Waits for the partition's writes in flight, seals nothing, closes its files.
   void ClosePartition(PartitionHandle h);
+
+  // Registers more memory that batches live in (a worker's shards each have a chunk pool), with
+  // config.buffers if any: one buffer table of up to 16 regions (each at most 1 GiB). Call it
+  // before the thread that owns the ring first uses it, or from that thread. A refused
+  // registration is not an error for the caller: writes then pin pages per I/O, as without it.
+  absl::Status RegisterBuffers(std::span<const std::span<std::byte>> regions);
+  uint32_t registered_regions() const;
 
   // Data path.
   Errc Submit(PartitionHandle h, const shard::SealedBatch& batch);

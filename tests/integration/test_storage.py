@@ -273,6 +273,11 @@ class StorageTest(unittest.TestCase):
             self.assertEqual(fetch(0, n - 5, 5), list(enumerate(lines))[n - 5:])
             harness.wait_for(lambda: s.stats()["workers"][0]["storage"]["cold_fetches"] >= 3, 5,
                              "the stats file to show the fetches served from the log")
+            # Every batch went to the disk from the shard's chunk pool, registered with io_uring
+            # (WRITE_FIXED: no page pinning per write).
+            st = s.stats()["workers"][0]["storage"]
+            self.assertGreater(st["batches"], 0, st)
+            self.assertGreaterEqual(st["fixed_writes"], st["batches"], st)  # + any re-queued write
             s.kill()
             s.start()
             c = new_client(51)

@@ -140,6 +140,53 @@ TEST(UringWriter, SqpollWhenConfigured) {
   EXPECT_EQ(prod.log.durable_end().value, 30u);
 }
 
+// A worker's shards each have a chunk pool: every pool is registered, and a batch from any of
+// them is written with WRITE_FIXED (the region's own buffer index); memory outside them is not.
+TEST(UringWriter, RegistersSeveralRegionsAndWritesFixedFromEach) {
+  TempDir tmp;
+  Producer a, b, outside;
+  WriterConfig c = Config({});
+  auto w = UringWriter::Create(c);
+  ASSERT_TRUE(w.ok());
+  if (!(*w)->features().defer_taskrun) GTEST_SKIP() << "kernel without DEFER_TASKRUN";
+  const std::span<std::byte> regions[] = {a.pool.region(), b.pool.region()};
+  ASSERT_TRUE((*w)->RegisterBuffers(regions).ok());
+  EXPECT_EQ((*w)->registered_regions(), 2u);
+  EXPECT_TRUE((*w)->features().registered_buffers);
+  auto ha = (*w)->OpenPartition({tmp.path(), {1, 0}, shard::Durability::kWrite, 0}, LogState{});
+  auto hb = (*w)->OpenPartition({tmp.path(), {1, 1}, shard::Durability::kWrite, 0}, LogState{});
+  auto ho = (*w)->OpenPartition({tmp.path(), {1, 2}, shard::Durability::kWrite, 0}, LogState{});
+  ASSERT_TRUE(ha.ok() && hb.ok() && ho.ok());
+  for (int i = 0; i < 5; ++i) {
+    a.Batch(3);
+    a.Flush(**w, *ha);
+    b.Batch(3);
+    b.Flush(**w, *hb);
+  }
+  EXPECT_EQ((*w)->stats().fixed_writes, 10u);
+  outside.Batch(3);
+  outside.Flush(**w, *ho);
+  EXPECT_EQ((*w)->stats().fixed_writes, 10u);  // not from a registered region: a plain write
+  EXPECT_EQ(a.log.durable_end().value, 15u);
+  EXPECT_EQ(b.log.durable_end().value, 15u);
+  EXPECT_EQ(outside.log.durable_end().value, 3u);
+  // More regions than the table holds are refused with a reason; the table stays as it was.
+  std::vector<std::span<std::byte>> many(17, a.pool.region());
+  const absl::Status s = (*w)->RegisterBuffers(many);
+  EXPECT_FALSE(s.ok());
+  EXPECT_NE(s.message().find("at most 16"), std::string::npos) << s;
+  EXPECT_EQ((*w)->registered_regions(), 2u);
+  w->reset();
+  // Read back: what the fixed writes put on disk is what the pools held.
+  for (uint32_t part = 0; part < 2; ++part) {
+    RecoveredPartition r = RecoverPartition({tmp.path(), {1, part}}, Opts());
+    ASSERT_TRUE(r.status.ok()) << r.status;
+    EXPECT_FALSE(r.report.cut) << FormatReport(r.report);
+    ASSERT_EQ(r.records.size(), 15u);
+    EXPECT_EQ(Str(r.record(r.records[14])), Payload(14, 100));
+  }
+}
+
 TEST(UringWriter, DurabilityNoneWritesNothingAndCompletesAtOnce) {
   TempDir tmp;
   Producer prod;
