@@ -183,8 +183,10 @@ class ReplicationShell final : public Replicator,
              uint64_t end, uint64_t now_ns) override;
   bool Replicated(uint32_t queue, uint32_t partition, uint64_t now_ns,
                   uint64_t* end) const override;
-  void OfferAck(uint32_t queue, uint32_t partition, uint8_t kind, uint32_t ref_partition,
-                std::string_view group, uint64_t offset) override;
+  uint64_t OfferAck(uint32_t queue, uint32_t partition, uint8_t kind, uint32_t ref_partition,
+                    std::string_view group, uint64_t offset) override;
+  bool AckReplicated(uint32_t queue, uint32_t partition, uint64_t now_ns,
+                     uint64_t* applied) const override;
   Errc ReadReplica(uint32_t queue, uint32_t partition, uint64_t value, uint32_t max_records,
                    uint64_t cookie, bool by_timestamp) override;
   uint64_t ReplicaEnd(uint32_t queue, uint32_t partition) const override;
