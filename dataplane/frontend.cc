@@ -1335,6 +1335,10 @@ void Frontend::Impl::OnReceiptOps(const p::FrameView& f, const Endpoint& from,
         break;
       }
     }
+    if (defer && pending_->Holds(from.w0, f.header.client_id, f.header.request_id,
+                                 static_cast<uint8_t>(f.header.type))) {
+      return;  // a retransmission: the held reply answers it
+    }
     if (defer) {
       defer = pending_->Open({from.w0, f.header.client_id, f.header.request_id,
                               static_cast<uint8_t>(f.header.type), now_ns},
@@ -1853,6 +1857,10 @@ void Frontend::Impl::OnCommit(const p::FrameView& f, const Endpoint& from,
   Errc refuse = Errc::kOk;
   bool defer = false;
   if (SyncAcks(*q, 0)) {
+    if (pending_->Holds(from.w0, f.header.client_id, f.header.request_id,
+                        static_cast<uint8_t>(p::FrameType::kCommit))) {
+      return;  // a retransmission: the held reply answers it
+    }
     refuse = SyncAckRefusal(*q, 0, now_ns_);
     if (refuse == Errc::kOk) {
       defer = pending_->Open({from.w0, f.header.client_id, f.header.request_id,

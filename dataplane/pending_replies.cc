@@ -88,6 +88,18 @@ void PendingReplies::DropLast() {
   if (items_used_ == 0) items_head_ = items_tail_ = 0;
 }
 
+bool PendingReplies::Holds(uint64_t endpoint, uint64_t client_id, uint64_t request_id,
+                           uint8_t request_type) const {
+  for (uint32_t i = 0; i < count_; ++i) {
+    const Reply& r = At(i);
+    if (!r.released && r.head.request_id == request_id && r.head.client_id == client_id &&
+        r.head.endpoint == endpoint && r.head.request_type == request_type) {
+      return true;
+    }
+  }
+  return false;
+}
+
 void PendingReplies::PopReleased() {
   const uint32_t cap = static_cast<uint32_t>(items_.size());
   while (count_ > 0 && At(0).released) {

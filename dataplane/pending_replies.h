@@ -59,6 +59,12 @@ class PendingReplies {
   uint32_t Release(absl::FunctionRef<Verdict(const Head&, const Item&)> verdict,
                    absl::FunctionRef<void(const Head&, std::span<const Item>)> send);
 
+  // A reply to this request still waits: a client's retransmission of it (same request id) is
+  // answered by that reply, not done again (a DELETE done twice would answer UNKNOWN_RECEIPT
+  // before the first reply says OK). A walk over the replies held: sync requests only.
+  bool Holds(uint64_t endpoint, uint64_t client_id, uint64_t request_id,
+             uint8_t request_type) const;
+
   bool empty() const { return count_ == 0; }
   uint32_t size() const { return count_; }        // replies held (released holes included)
   uint32_t waiting() const { return waiting_; }   // replies not released yet

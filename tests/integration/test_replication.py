@@ -389,6 +389,54 @@ def kill_and_promote(primary, standby):
                      f"{standby.name} to be primary")
 
 
+# ---- sync queues: DELETE / COMMIT replies wait for the standby's ack log (§13) ----
+
+def send_delete(sock, box, queue_id, receipts, request, client=31):
+    """One DELETE frame of `receipts` ("partition:hex" as the CLI prints them), sent once."""
+    ops = b"".join(struct.pack("<IHHQII", queue_id, int(part), 0, int(handle, 16), 0, 0)
+                   for part, handle in (r.split(":") for r in receipts))
+    sock.sendto(wire.frame(wire.DELETE, ops, count=len(receipts), client=client, request=request),
+                box.server)
+
+
+def send_commit(sock, box, queue_id, group, offsets, request, client=31):
+    """One administrative COMMIT (member 0, generation 0) of {partition: offset}, sent once."""
+    g = group.encode()
+    body = struct.pack("<IIQBBHI", queue_id, 0, 0, len(g), 0, 0, 0) + g + b"".join(
+        struct.pack("<HHIQ", part, 0, 0, off) for part, off in sorted(offsets.items()))
+    sock.sendto(wire.frame(wire.COMMIT, body, count=len(offsets), client=client, request=request),
+                box.server)
+
+
+def collect_results(sock, requests, timeout_s, got=None):
+    """RESULT frames for `requests` until all came or `timeout_s` passed: {request: (monotonic
+    arrival, [errc per item])} (added to `got`)."""
+    got = {} if got is None else got
+    end = time.monotonic() + timeout_s
+    while any(r not in got for r in requests) and time.monotonic() < end:
+        sock.settimeout(max(0.01, end - time.monotonic()))
+        try:
+            data, _ = sock.recvfrom(65536)
+        except (TimeoutError, socket.timeout):
+            break
+        h = wire.parse_header(data)
+        if h["type"] != wire.RESULT or h["request"] not in requests:
+            continue
+        items = [wire.ERRC.get(struct.unpack_from("<H", data, 40 + 16 * i)[0], "?")
+                 for i in range(h["count"])]
+        got[h["request"]] = (time.monotonic(), items)
+    return got
+
+
+def sigstop(box):
+    os.killpg(box.proc.pid, signal.SIGSTOP)
+
+
+def sigcont(box):
+    if box.proc is not None and box.proc.poll() is None:
+        os.killpg(box.proc.pid, signal.SIGCONT)
+
+
 class ReplicationTest(unittest.TestCase):
     @classmethod
     def setUpClass(cls):
@@ -942,6 +990,129 @@ class ReplicationTest(unittest.TestCase):
         self.assertEqual(cp.stdout, "", "purged stream messages came back")
         print("\nack log, purge: a work queue and a stream purged before the failover stay "
               "purged on the promoted standby")
+        self._failed = False
+
+    def test_sync_delete_reply_waits_for_the_standbys_ack_log(self):
+        """A sync queue's DELETE is answered only once the standby has the delete in its ack
+        log: with the standby stopped (SIGSTOP) the reply does not come, then comes
+        NOT_REPLICATED when the primary gives the standby up (500 ms); while it is gone, a DELETE
+        is refused NOT_REPLICATED without deleting; after it returns, the refused one deletes OK
+        and the one answered NOT_REPLICATED (done on the primary) answers UNKNOWN_RECEIPT, and
+        reaches the standby."""
+        a, b = self.start_ack_pair()
+        jobs_id = lookup_name(a, "jobs")
+        cli_produce(a, "jobs", [f"job-{i}" for i in range(6)])
+        leased = sorted(receive_all(a, "jobs"), key=lambda x: x[1])
+        self.assertEqual(len(leased), 6)
+        r = {p: rc for rc, p in leased}
+        # Every partition's ack stream runs (the standby wrote each one's snapshot).
+        wait_acks_replicated(a, b, 0, snapshots_at_least=5)
+        sock = harness.udp_socket(1.0)
+        try:
+            send_delete(sock, a, jobs_id, [r["job-0"]], request=1)
+            t0 = time.monotonic()
+            got = collect_results(sock, {1}, 5)
+            self.assertEqual(got.get(1, (0, None))[1], ["OK"],
+                             f"DELETE with the standby up, after {got.get(1, (t0,))[0] - t0:.3f} "
+                             f"s; primary: {a.role()}")
+            sigstop(b)
+            try:
+                sent = time.monotonic()
+                send_delete(sock, a, jobs_id, [r["job-1"]], request=2)
+                got = collect_results(sock, {2}, 5, got)
+                self.assertIn(2, got, "no answer to the DELETE while the standby is stopped")
+                waited = got[2][0] - sent
+                self.assertEqual(got[2][1], ["NOT_REPLICATED"],
+                                 f"DELETE answered {got[2][1]} after {waited:.3f} s while the "
+                                 f"standby could not have it")
+                self.assertGreater(waited, 0.3, "the NOT_REPLICATED came before the standby "
+                                   "was given up")
+                # The primary knows the standby is gone now: refused, nothing deleted.
+                send_delete(sock, a, jobs_id, [r["job-2"]], request=3)
+                got = collect_results(sock, {3}, 5, got)
+                self.assertEqual(got.get(3, (0, None))[1], ["NOT_REPLICATED"])
+            finally:
+                sigcont(b)
+            wait_in_sync(a, b)
+            send_delete(sock, a, jobs_id, [r["job-2"]], request=4)
+            send_delete(sock, a, jobs_id, [r["job-1"]], request=5)
+            got = collect_results(sock, {4, 5}, 5, got)
+            self.assertEqual(got.get(4, (0, None))[1], ["OK"], "the refused DELETE was done")
+            self.assertEqual(got.get(5, (0, None))[1], ["UNKNOWN_RECEIPT"])
+        finally:
+            sock.close()
+        wait_acks_replicated(a, b, 3)
+        kill_and_promote(a, b)
+        got = sorted(p for _, p in receive_all(b, "jobs"))
+        self.assertEqual(got, [f"job-{i}" for i in range(3, 6)])
+        print(f"\nsync DELETE: with the standby stopped answered NOT_REPLICATED after "
+              f"{waited:.3f} s (none OK); refused while it was gone; after it returned the "
+              f"deletes reached it and the promoted standby delivered only {got}")
+        self._failed = False
+
+    def test_sync_delete_and_commit_replies_survive_a_failover(self):
+        """Replies of a burst of DELETEs and a COMMIT on sync queues, sent while the standby is
+        stopped for a moment, leave the primary only after it resumed and wrote the records; the
+        primary is killed the moment the last reply is in, the standby promoted: nothing deleted
+        comes back and the group's committed offsets are there. (Without waiting, the replies
+        come while the standby is stopped, the primary dies before it has them: redelivery.)"""
+        a, b = self.start_ack_pair()
+        jobs_id, ticks_id = lookup_name(a, "jobs"), lookup_name(a, "ticks")
+        jobs = [f"job-{i}" for i in range(40)]
+        cli_produce(a, "jobs", jobs)
+        for part in (0, 1):
+            cli_produce(a, "ticks", [f"t{part}-{i}" for i in range(10)], "--partition", str(part))
+        leased = sorted(receive_all(a, "jobs"), key=lambda x: x[1])
+        self.assertEqual(sorted(p for _, p in leased), sorted(jobs))
+        doomed = leased[::2]  # 20 deletes, 2 per frame
+        frames = [doomed[i:i + 2] for i in range(0, len(doomed), 2)]
+        commit = {0: 6, 1: 4}
+        wait_acks_replicated(a, b, 0, snapshots_at_least=5)
+        sock = harness.udp_socket(1.0)
+        requests = set(range(1, len(frames) + 2))
+        try:
+            sigstop(b)
+            try:
+                for i, fr in enumerate(frames):
+                    send_delete(sock, a, jobs_id, [rc for rc, _ in fr], request=i + 1)
+                send_commit(sock, a, ticks_id, "g", commit, request=len(frames) + 1)
+                # Well inside the primary's 500 ms peer timeout: nothing may be answered yet.
+                got = collect_results(sock, requests, 0.15)
+                early = len(got)
+                if early == len(requests):  # answered without the standby: kill it now
+                    a.kill()
+            finally:
+                sigcont(b)
+            got = collect_results(sock, requests, 5, got)
+            a.kill()  # the moment the last reply is in
+        finally:
+            sock.close()
+        answers = {req: items for req, (_, items) in got.items()}
+        self.assertEqual(early, 0, f"{early} DELETE/COMMIT replies left the primary while the "
+                         f"standby was stopped")
+        self.assertEqual(sorted(answers), sorted(requests), "replies missing")
+        for req, items in answers.items():
+            self.assertEqual(items, ["OK"] * len(items), f"request {req}")
+        before = b.log_size()
+        status, body = b.http("POST", "/v1/promote", {"force": False})
+        self.assertEqual(status, 202, body)
+        b.wait_running(after=before)
+        harness.wait_for(lambda: b.role().get("role") == "primary", 30, "b to be primary")
+        deleted = {p for _, p in doomed}
+        got_jobs = [p for _, p in receive_all(b, "jobs")]
+        self.assertEqual(sorted(got_jobs), sorted(set(jobs) - deleted),
+                         "deleted messages came back, or undeleted ones are missing")
+        self.assertEqual(group_committed(b, "ticks", "g"), commit)
+        cp = cli(b, "consume", "ticks", "--group", "g", "--from", "earliest", "--count", "10",
+                 "--timeout-ms", "5000", "--format", "offsets")
+        resumed = sorted(tuple(l.split(" ", 2)) for l in cp.stdout.splitlines())
+        self.assertEqual(resumed, sorted((str(p), str(o), f"t{p}-{o}") for p in (0, 1)
+                                         for o in range(commit[p], 10)))
+        print(f"\nsync DELETE/COMMIT across a failover: {len(frames)} DELETE frames "
+              f"({len(deleted)} messages) and a COMMIT {commit} sent with the standby stopped; "
+              f"0 replies before it resumed, all OK after; the primary killed at the last reply; "
+              f"the promoted standby delivered the other {len(got_jobs)} jobs and the group "
+              f"resumed at its committed offsets")
         self._failed = False
 
 

@@ -51,11 +51,16 @@ TEST(PendingReplies, ReleasedWhenEveryItemIsReplicatedInAnyPartitionOrder) {
   EXPECT_TRUE(p.Close());
   EXPECT_EQ(p.waiting(), 2u);
   EXPECT_EQ(p.items_held(), 4u);  // the unused reservation given back
+  EXPECT_TRUE(p.Holds(10, 1, 101, 5));
+  EXPECT_FALSE(p.Holds(10, 1, 101, 21));  // another request type
+  EXPECT_FALSE(p.Holds(11, 1, 101, 5));   // another endpoint
 
   // A lags: reply 2 (only B) goes first; reply 1 still waits for A.
   EXPECT_EQ(Release(p, {{0xA, 2}, {0xB, 2}}, &sent), 1u);
   ASSERT_EQ(sent.size(), 1u);
   EXPECT_EQ(sent[0].head.request_id, 101u);
+  EXPECT_FALSE(p.Holds(10, 1, 101, 5));  // released: a late retransmission is a new request
+  EXPECT_TRUE(p.Holds(10, 1, 100, 5));
   EXPECT_EQ(p.waiting(), 1u);
   EXPECT_EQ(p.size(), 2u);  // a hole behind the older reply
   // Nothing new: nothing released again.
