@@ -510,7 +510,15 @@ void Frontend::Impl::PurgePartition(const QueueInfo& q, uint32_t partition) {
   if (s == nullptr) return;
   uint64_t below = 0;
   uint64_t dropped = 0;
-  if (s->Purge(shard::QueueId{q.id}, partition, &below, &dropped) != Errc::kOk) return;
+  // Sync queues: the purge request (control plane) waits until the standby wrote the mark.
+  const bool sync = SyncAcks(q, partition);
+  auto settle = [&](Errc e) {
+    if (sync) replicator_->PurgeSettled(q.id, partition, q.purge_generation, e);
+  };
+  if (const Errc e = s->Purge(shard::QueueId{q.id}, partition, &below, &dropped); e != Errc::kOk) {
+    settle(e);
+    return;
+  }
   ++counters_.purges;
   if (std::find(persisted_.begin(), persisted_.end(), std::make_pair(q.id, partition)) ==
       persisted_.end()) {
@@ -522,10 +530,20 @@ void Frontend::Impl::PurgePartition(const QueueInfo& q, uint32_t partition) {
     std::fprintf(stderr, "sluiced: queue '%s': %s\n", q.name.c_str(),
                  std::string(st.message()).c_str());
     ++counters_.storage_failures;
+    settle(Errc::kStorageFailed);
     return;
   }
   if (replicated_.contains(PartKey(q.id, partition))) {
-    replicator_->OfferAck(q.id, partition, Replicator::kAckDeletedBelow, partition, {}, below);
+    const uint64_t n =
+        replicator_->OfferAck(q.id, partition, Replicator::kAckDeletedBelow, partition, {}, below);
+    if (!sync) return;
+    // Held as a reply without a frame (request type 0): settled when the standby has it.
+    if (n != 0 && pending_->Open({0, q.id, q.purge_generation, 0, now_ns_}, 1)) {
+      pending_->Add({Errc::kOk, partition, 0, PartKey(q.id, partition), n});
+      ClosePending();
+    } else {
+      settle(n == 0 ? Errc::kOk : Errc::kThrottled);
+    }
   }
 }
 
@@ -685,6 +703,12 @@ uint32_t Frontend::Impl::ReleasePending(uint64_t now_ns, bool final) {
 
 void Frontend::Impl::SendPending(const PendingReplies::Head& h,
                                  std::span<const PendingReplies::Item> items) {
+  if (h.request_type == 0) {  // a purge's mark: the control plane waits for it, no frame
+    SLUICE_ASSERT(items.size() == 1);
+    replicator_->PurgeSettled(static_cast<uint32_t>(h.client_id), items[0].index, h.request_id,
+                              items[0].errc);
+    return;
+  }
   const shard::ReplyTarget target{h.endpoint, h.client_id, h.request_id};
   const auto type = static_cast<p::FrameType>(h.request_type);
   OpenFrame* out = Open(p::FrameType::kResult, target, h.request_id, 0, 0);

@@ -251,6 +251,27 @@ bool ReplicationShell::AckReplicated(uint32_t queue, uint32_t partition, uint64_
   return true;
 }
 
+void ReplicationShell::PurgeSettled(uint32_t queue, uint32_t partition, uint64_t generation,
+                                    Errc errc) {
+  (void)partition;
+  // Once per partition per purge (control path): a mutex and, rarely, an allocation.
+  ReplicationStatus& s = *config_.status;
+  std::lock_guard lock(s.purge_mu);
+  ReplicationStatus::PurgeSettlement* e = nullptr;
+  for (auto& p : s.purges) {
+    if (p.queue == queue && p.generation == generation) e = &p;
+  }
+  if (e == nullptr) {
+    if (s.purges.size() >= 256) s.purges.erase(s.purges.begin());  // nobody waited for those
+    e = &s.purges.emplace_back();
+    e->queue = queue;
+    e->generation = generation;
+  }
+  ++e->settled;
+  if (errc == Errc::kNotReplicated || errc == Errc::kThrottled) ++e->not_replicated;
+  else if (errc != Errc::kOk) ++e->failed;
+}
+
 void ReplicationShell::SendAckSnapshots(Persistence* storage) {
   // A standby that cannot continue a partition's ack-log stream gets the whole ack log: written
   // out first (so it holds every record offered), then read back (blocking, rare: a standby

@@ -53,6 +53,14 @@ class Replicator {
     (void)queue, (void)partition, (void)now_ns, (void)applied;
     return false;
   }
+  // A purge of a sync queue's partition (its DELETED_BELOW record) settled: the standby wrote it
+  // (kOk; also with replication_degrade = allow and the alarm), or it did not within the bound /
+  // the standby is gone (kNotReplicated), or the purge could not be logged here (another errc).
+  // The control plane's purge request waits for every partition's (docs/replication.md §13).
+  virtual void PurgeSettled(uint32_t queue, uint32_t partition, uint64_t purge_generation,
+                            Errc errc) {
+    (void)queue, (void)partition, (void)purge_generation, (void)errc;
+  }
   // How long a sync queue's reply waits for the standby at most before it is answered
   // NOT_REPLICATED (or, with replication_degrade = allow, acked with the alarm): the standby
   // counts as lagging past its bound. The same bound for produce acks and for ack records.

@@ -1005,6 +1005,8 @@ class ReplicationTest(unittest.TestCase):
         leased = sorted(receive_all(a, "jobs"), key=lambda x: x[1])
         self.assertEqual(len(leased), 6)
         r = {p: rc for rc, p in leased}
+        cli_produce(a, "pw", [f"w-{i}" for i in range(3)])
+        cli_produce(a, "ps", [f"s-{i}" for i in range(3)])
         # Every partition's ack stream runs (the standby wrote each one's snapshot).
         wait_acks_replicated(a, b, 0, snapshots_at_least=5)
         sock = harness.udp_socket(1.0)
@@ -1031,9 +1033,15 @@ class ReplicationTest(unittest.TestCase):
                 send_delete(sock, a, jobs_id, [r["job-2"]], request=3)
                 got = collect_results(sock, {3}, 5, got)
                 self.assertEqual(got.get(3, (0, None))[1], ["NOT_REPLICATED"])
+                # A purge of a sync queue: done here, not confirmed by the standby.
+                status, body = a.http("POST", "/v1/queues/pw/purge", {})
+                self.assertEqual(status, 503, body)
+                self.assertIn("NOT_REPLICATED", json.dumps(body))
             finally:
                 sigcont(b)
             wait_in_sync(a, b)
+            status, body = a.http("POST", "/v1/queues/ps/purge", {})
+            self.assertEqual(status, 200, body)
             send_delete(sock, a, jobs_id, [r["job-2"]], request=4)
             send_delete(sock, a, jobs_id, [r["job-1"]], request=5)
             got = collect_results(sock, {4, 5}, 5, got)
@@ -1044,13 +1052,18 @@ class ReplicationTest(unittest.TestCase):
             self.assertEqual(got.get(5, (0, None))[1], ["UNKNOWN_RECEIPT"])
         finally:
             sock.close()
-        wait_acks_replicated(a, b, 3)
+        wait_acks_replicated(a, b, 5)
         kill_and_promote(a, b)
         got = sorted(p for _, p in receive_all(b, "jobs"))
         self.assertEqual(got, [f"job-{i}" for i in range(3, 6)])
+        self.assertEqual(receive_all(b, "pw"), [], "the unconfirmed purge did not reach b")
+        cp = cli(b, "consume", "ps", "--from", "earliest", "--timeout-ms", "1000", "--format",
+                 "offsets", check=False)
+        self.assertEqual(cp.stdout, "", "purged stream messages came back")
         print(f"\nsync DELETE: with the standby stopped answered NOT_REPLICATED after "
-              f"{waited:.3f} s (none OK); refused while it was gone; after it returned the "
-              f"deletes reached it and the promoted standby delivered only {got}")
+              f"{waited:.3f} s (none OK); refused while it was gone; a purge answered 503 "
+              f"NOT_REPLICATED then, 200 with it back; after it returned the deletes and the purge "
+              f"reached it and the promoted standby delivered only {got}")
         self._failed = False
 
     def test_sync_delete_and_commit_replies_survive_a_failover(self):
