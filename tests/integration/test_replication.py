@@ -928,7 +928,11 @@ class ReplicationTest(unittest.TestCase):
         cli(a, "delete", "jobs", *[r for r, p in leased if p in first])
         wait_acks_replicated(a, b, len(first))
         kill_and_promote(a, b)
-        # On the new primary, alone: more deletes (b's ack log only).
+        # On the new primary, alone: more deletes (b's ack log only). A sync queue refuses them
+        # while its standby is gone (NOT_REPLICATED, §13): this one degrades for the purpose.
+        status, body = b.http("PATCH", "/v1/queues/jobs",
+                              {"attributes": {"replication_degrade": "allow"}})
+        self.assertEqual(status, 200, body)
         leased = receive_all(b, "jobs")
         self.assertEqual(sorted(p for _, p in leased), sorted(set(jobs) - first))
         second = {p for _, p in leased[:10]}
