@@ -115,10 +115,47 @@ absl::Status SluicedBackend::Publish(std::shared_ptr<const c::CatalogSnapshot> s
   return absl::OkStatus();
 }
 
-absl::Status SluicedBackend::Purge(const c::QueueMeta&) {
+absl::Status SluicedBackend::Purge(const c::QueueMeta& meta) {
   // The purge generation travels in the table just published: each owner drops the partition's
-  // messages when it loads that table (Frontend::SetTable). Nothing more to do here.
-  return absl::OkStatus();
+  // messages when it loads that table (Frontend::SetTable). A durable sync queue on a primary
+  // with a standby: the purge is answered once the standby wrote every partition's purge mark
+  // (docs/replication.md §13), waited for here (a control thread; bounded).
+  const c::QueueAttributes& at = meta.spec.attributes;
+  if (replication_ == nullptr || replication_->role.load(std::memory_order_relaxed) != 1 ||
+      at.replication != hwconf::ReplicationMode::kSync ||
+      at.durability == hwconf::Durability::kNone) {
+    return absl::OkStatus();
+  }
+  ReplicationStatus& rs = *replication_;
+  // The bound a reply waits (1 s), plus a sleeping worker's wake-up and the table's reach.
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(3);
+  for (;;) {
+    {
+      std::lock_guard lock(rs.purge_mu);
+      auto it = std::find_if(rs.purges.begin(), rs.purges.end(), [&](const auto& p) {
+        return p.queue == meta.id && p.generation == meta.purge_generation;
+      });
+      if (it != rs.purges.end() && it->settled >= meta.spec.partitions) {
+        const ReplicationStatus::PurgeSettlement e = *it;
+        rs.purges.erase(it);
+        if (e.failed > 0) {
+          return absl::InternalError(absl::StrFormat(
+              "%u partition(s) could not log the purge mark", e.failed));
+        }
+        if (e.not_replicated > 0) {
+          return absl::UnavailableError(absl::StrFormat(
+              "NOT_REPLICATED: the standby did not confirm the purge of %u partition(s) (gone "
+              "or lagging); done here, it reaches the standby when it is back", e.not_replicated));
+        }
+        return absl::OkStatus();
+      }
+    }
+    if (std::chrono::steady_clock::now() >= deadline) {
+      return absl::UnavailableError(
+          "NOT_REPLICATED: the purge was not confirmed by the standby in time");
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(1));
+  }
 }
 
 std::vector<PartitionFigures> SluicedBackend::CollectFigures(

@@ -7,6 +7,7 @@
 #include "absl/container/flat_hash_map.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_format.h"
+#include "dataplane/pending_replies.h"
 #include "dataplane/reassembly.h"
 #include "dataplane/shard/shard.h"
 #include "protocol/assert.h"
@@ -69,8 +70,9 @@ class Frontend::Impl final : public shard::ShardSink {
  private:
   // Consumer-group offsets live with the coordinator (partition 0's shard): they are logged in
   // partition 0's ack log as "<partition>:<group>" and given back to the coordinator at start.
-  void PersistGroupCommit(const QueueInfo& q, std::string_view group, uint32_t partition,
-                          uint64_t offset);
+  // Returns OfferAck's count for partition 0's ack stream (0: not replicated).
+  uint64_t PersistGroupCommit(const QueueInfo& q, std::string_view group, uint32_t partition,
+                              uint64_t offset);
   // A durable partition's recovered records back into its shard (from AddPartition).
   absl::Status RestoreLog(shard::Shard& s, const QueueInfo& q, uint32_t partition,
                           shard::Durability durability);
@@ -245,6 +247,26 @@ class Frontend::Impl final : public shard::ShardSink {
   bool degraded_logged_ = false;
   static uint64_t PartKey(uint32_t q, uint32_t p) { return (uint64_t{q} << 32) | p; }
   void ReleaseSync(uint64_t now_ns);
+  // Sync queues' DELETE and COMMIT replies wait until the standby wrote their ack records
+  // (docs/replication.md §13): held here (bounded, pre-allocated; null without replication).
+  std::unique_ptr<PendingReplies> pending_;
+  static constexpr uint32_t kPendingReplies = 4096;
+  static constexpr uint32_t kPendingItems = 16384;
+  bool capture_ack_ = false;  // around an engine Delete: OnRemoved notes its record's count
+  uint64_t captured_ack_ = 0;
+  // Whether (q, partition)'s ack records must reach the standby before a reply.
+  bool SyncAcks(const QueueInfo& q, uint32_t partition) const {
+    return q.sync_replication && !replicated_.empty() &&
+           replicated_.contains(PartKey(q.id, partition));
+  }
+  // kNotReplicated when a sync partition's standby is gone or lagging and the queue does not
+  // degrade: the request is refused before anything is done (as a PRODUCE is); else kOk.
+  Errc SyncAckRefusal(const QueueInfo& q, uint32_t partition, uint64_t now_ns);
+  // Closes the reply pending_ has open: sent at once when nothing in it waits.
+  void ClosePending();
+  uint32_t ReleasePending(uint64_t now_ns, bool final);
+  void SendPending(const PendingReplies::Head& h, std::span<const PendingReplies::Item> items);
+  void DegradedAlarm(const QueueInfo& q);
   // The errc a sync queue's ACK (OK or DUPLICATE) must carry now; kOk when it may go as is.
   Errc SyncVerdict(const QueueInfo& q, uint32_t partition, uint64_t end, uint64_t now_ns);
   void ErrorNotPrimary(const p::FrameView& f, const Endpoint& to);
@@ -352,6 +374,9 @@ Frontend::Impl::Impl(const QueueTable& table, uint16_t worker, std::span<const u
     for (uint32_t part = 0; part < q.partition_shard.size(); ++part) AddPartition(q, part);
   }
   reassembly_ = std::make_unique<Reassembly>(largest);
+  if (replicator_ != nullptr) {
+    pending_ = std::make_unique<PendingReplies>(kPendingReplies, kPendingItems);
+  }
   sealed_.reserve(1024);
   dl_pending_.reserve(1024);
   dl_arena_.reserve(std::max<size_t>(4u << 20, 2 * size_t{largest} + 65536));
@@ -446,18 +471,19 @@ absl::Status Frontend::Impl::RestoreLog(shard::Shard& s, const QueueInfo& q, uin
   return absl::OkStatus();
 }
 
-void Frontend::Impl::PersistGroupCommit(const QueueInfo& q, std::string_view group,
-                                        uint32_t partition, uint64_t offset) {
-  if (persistence_ == nullptr || q.config.durability == shard::Durability::kNone) return;
+uint64_t Frontend::Impl::PersistGroupCommit(const QueueInfo& q, std::string_view group,
+                                            uint32_t partition, uint64_t offset) {
+  if (persistence_ == nullptr || q.config.durability == shard::Durability::kNone) return 0;
   char key[300];
   const int n = std::snprintf(key, sizeof key, "%u:%.*s", partition, static_cast<int>(group.size()),
                               group.data());
-  if (n <= 0 || static_cast<size_t>(n) >= sizeof key) return;
+  if (n <= 0 || static_cast<size_t>(n) >= sizeof key) return 0;
   persistence_->Committed(q.id, 0, std::string_view(key, static_cast<size_t>(n)), offset);
   if (!replicated_.empty() && replicated_.contains(PartKey(q.id, 0))) {
-    replicator_->OfferAck(q.id, 0, Replicator::kAckCommit, partition,
-                          std::string_view(key, static_cast<size_t>(n)), offset);
+    return replicator_->OfferAck(q.id, 0, Replicator::kAckCommit, partition,
+                                 std::string_view(key, static_cast<size_t>(n)), offset);
   }
+  return 0;
 }
 
 void Frontend::Impl::RemovePartition(uint32_t queue_id, uint32_t partition) {
@@ -493,7 +519,15 @@ void Frontend::Impl::PurgePartition(const QueueInfo& q, uint32_t partition) {
   if (s == nullptr) return;
   uint64_t below = 0;
   uint64_t dropped = 0;
-  if (s->Purge(shard::QueueId{q.id}, partition, &below, &dropped) != Errc::kOk) return;
+  // Sync queues: the purge request (control plane) waits until the standby wrote the mark.
+  const bool sync = SyncAcks(q, partition);
+  auto settle = [&](Errc e) {
+    if (sync) replicator_->PurgeSettled(q.id, partition, q.purge_generation, e);
+  };
+  if (const Errc e = s->Purge(shard::QueueId{q.id}, partition, &below, &dropped); e != Errc::kOk) {
+    settle(e);
+    return;
+  }
   ++counters_.purges;
   if (std::find(persisted_.begin(), persisted_.end(), std::make_pair(q.id, partition)) ==
       persisted_.end()) {
@@ -505,10 +539,20 @@ void Frontend::Impl::PurgePartition(const QueueInfo& q, uint32_t partition) {
     std::fprintf(stderr, "sluiced: queue '%s': %s\n", q.name.c_str(),
                  std::string(st.message()).c_str());
     ++counters_.storage_failures;
+    settle(Errc::kStorageFailed);
     return;
   }
   if (replicated_.contains(PartKey(q.id, partition))) {
-    replicator_->OfferAck(q.id, partition, Replicator::kAckDeletedBelow, partition, {}, below);
+    const uint64_t n =
+        replicator_->OfferAck(q.id, partition, Replicator::kAckDeletedBelow, partition, {}, below);
+    if (!sync) return;
+    // Held as a reply without a frame (request type 0): settled when the standby has it.
+    if (n != 0 && pending_->Open({0, q.id, q.purge_generation, 0, now_ns_}, 1)) {
+      pending_->Add({Errc::kOk, partition, 0, PartKey(q.id, partition), n});
+      ClosePending();
+    } else {
+      settle(n == 0 ? Errc::kOk : Errc::kThrottled);
+    }
   }
 }
 
@@ -608,6 +652,88 @@ void Frontend::Impl::ReleaseSync(uint64_t now_ns) {
     s->MarkDurable(shard::QueueId{r.queue}, r.partition, shard::DurableOffset{target}, now_ns);
     ack_override_ = Errc::kOk;
   }
+}
+
+void Frontend::Impl::DegradedAlarm(const QueueInfo& q) {
+  ++counters_.replication_degraded;
+  if (!degraded_logged_) {
+    degraded_logged_ = true;  // once per process: the counter says how often since
+    std::fprintf(stderr, "sluiced: ALARM: queue '%s' (replication = sync, replication_degrade "
+                 "= allow) acknowledges without the standby: it is gone, lagging or catching "
+                 "up\n", q.name.c_str());
+  }
+}
+
+Errc Frontend::Impl::SyncAckRefusal(const QueueInfo& q, uint32_t partition, uint64_t now_ns) {
+  if (q.degrade_allow) return Errc::kOk;
+  uint64_t applied = 0;
+  if (replicator_->AckReplicated(q.id, partition, now_ns, &applied)) return Errc::kOk;
+  ++counters_.not_replicated;
+  return Errc::kNotReplicated;
+}
+
+void Frontend::Impl::ClosePending() {
+  if (pending_->Close()) return;  // waits for the standby
+  SendPending(pending_->last_head(), pending_->last_items());
+  pending_->DropLast();
+}
+
+// Releases the replies whose ack records the standby has written; a reply whose partition is
+// out of sync (standby gone, lagging, catching up), or that waited past the bound, is answered
+// NOT_REPLICATED (replication_degrade = allow: OK, alarm raised), as a produce ack is.
+uint32_t Frontend::Impl::ReleasePending(uint64_t now_ns, bool final) {
+  uint64_t key = UINT64_MAX;  // the last partition asked: most replies name the same one
+  bool in_sync = false;
+  uint64_t applied = 0;
+  return pending_->Release(
+      [&](const PendingReplies::Head& h, const PendingReplies::Item& it) {
+        if (it.wait_key != key) {
+          key = it.wait_key;
+          in_sync = replicator_->AckReplicated(static_cast<uint32_t>(key >> 32),
+                                               static_cast<uint32_t>(key), now_ns, &applied);
+        }
+        if (in_sync && applied >= it.wait_seq) return PendingReplies::Verdict::kOk;
+        if (in_sync && !final && now_ns < h.since_ns + Replicator::kSyncLagBoundNs) {
+          return PendingReplies::Verdict::kWait;
+        }
+        const QueueInfo* q = table_->Find(static_cast<uint32_t>(key >> 32));
+        if (q != nullptr && q->degrade_allow) {
+          DegradedAlarm(*q);
+          return PendingReplies::Verdict::kOk;
+        }
+        ++counters_.not_replicated;
+        ++counters_.rejected;
+        return PendingReplies::Verdict::kNotReplicated;
+      },
+      [&](const PendingReplies::Head& h, std::span<const PendingReplies::Item> items) {
+        SendPending(h, items);
+      });
+}
+
+void Frontend::Impl::SendPending(const PendingReplies::Head& h,
+                                 std::span<const PendingReplies::Item> items) {
+  if (h.request_type == 0) {  // a purge's mark: the control plane waits for it, no frame
+    SLUICE_ASSERT(items.size() == 1);
+    replicator_->PurgeSettled(static_cast<uint32_t>(h.client_id), items[0].index, h.request_id,
+                              items[0].errc);
+    return;
+  }
+  const shard::ReplyTarget target{h.endpoint, h.client_id, h.request_id};
+  const auto type = static_cast<p::FrameType>(h.request_type);
+  OpenFrame* out = Open(p::FrameType::kResult, target, h.request_id, 0, 0);
+  if (out == nullptr) return;
+  out->writer.BeginResult(IdsOf(target), type);
+  for (const PendingReplies::Item& it : items) {
+    const p::ResultItem item{it.errc, it.index, it.value};
+    if (out->writer.AddResult(item) == p::EncodeError::kNoSpace) {
+      Close(out, true);
+      out = Open(p::FrameType::kResult, target, h.request_id, 0, 0);
+      if (out == nullptr) return;
+      out->writer.BeginResult(IdsOf(target), type);
+      out->writer.AddResult(item);
+    }
+  }
+  Close(out);
 }
 
 void Frontend::Impl::ErrorNotPrimary(const p::FrameView& f, const Endpoint& to) {
@@ -870,7 +996,9 @@ void Frontend::Impl::EnforceLogRetention(uint64_t now_ns) {
 void Frontend::Impl::OnRemoved(shard::QueueId queue, uint32_t partition, uint64_t offset) {
   if (persistence_ != nullptr) persistence_->Removed(queue.value, partition, offset);
   if (!replicated_.empty() && replicated_.contains(PartKey(queue.value, partition))) {
-    replicator_->OfferAck(queue.value, partition, Replicator::kAckDelete, partition, {}, offset);
+    const uint64_t n =
+        replicator_->OfferAck(queue.value, partition, Replicator::kAckDelete, partition, {}, offset);
+    if (capture_ack_) captured_ack_ = n;
   }
 }
 
@@ -1229,6 +1357,30 @@ void Frontend::Impl::OnReceiptOps(const p::FrameView& f, const Endpoint& from,
                                   const RouteContext& route, uint64_t now_ns) {
   auto ops = p::DecodeReceiptOps(f);
   const shard::ReplyTarget target{from.w0, f.header.client_id, f.header.request_id};
+  // Sync queues (docs/replication.md §13): a DELETE on a sync partition this worker owns makes
+  // the whole RESULT wait for the standby's ack log (one reply per request, as without); no room
+  // to hold it: those deletes are answered THROTTLED and not done.
+  bool defer = false;
+  bool throttle_sync = false;
+  if (f.header.type == p::FrameType::kDelete && !replicated_.empty()) {
+    for (const p::ReceiptOp op : ops->ops) {
+      const QueueInfo* q = table_->Find(op.queue_id);
+      if (q != nullptr && Owns(*q, op.partition) && SyncAcks(*q, op.partition)) {
+        defer = true;
+        break;
+      }
+    }
+    if (defer && pending_->Holds(from.w0, f.header.client_id, f.header.request_id,
+                                 static_cast<uint8_t>(f.header.type))) {
+      return;  // a retransmission: the held reply answers it
+    }
+    if (defer) {
+      defer = pending_->Open({from.w0, f.header.client_id, f.header.request_id,
+                              static_cast<uint8_t>(f.header.type), now_ns},
+                             ops->ops.size());
+      throttle_sync = !defer;
+    }
+  }
   OpenFrame* out = nullptr;
   for (uint32_t i = 0; i < ops->ops.size(); ++i) {
     const p::ReceiptOp op = ops->ops[i];
@@ -1243,13 +1395,35 @@ void Frontend::Impl::OnReceiptOps(const p::FrameView& f, const Endpoint& from,
       shard::Shard* s = ShardOf(q->id, op.partition);
       const shard::QueueId qid{q->id};
       const shard::Receipt receipt{op.receipt};
+      const bool sync = (defer || throttle_sync) && f.header.type == p::FrameType::kDelete &&
+                        SyncAcks(*q, op.partition);
       switch (f.header.type) {
-        case p::FrameType::kDelete: errc = s->Delete(qid, op.partition, receipt, now_ns); break;
+        case p::FrameType::kDelete:
+          if (!sync) {
+            errc = s->Delete(qid, op.partition, receipt, now_ns);
+          } else if (throttle_sync) {
+            errc = Errc::kThrottled;
+            ++counters_.throttled;
+          } else if ((errc = SyncAckRefusal(*q, op.partition, now_ns)) == Errc::kOk) {
+            capture_ack_ = true;
+            captured_ack_ = 0;
+            errc = s->Delete(qid, op.partition, receipt, now_ns);
+            capture_ack_ = false;
+            if (errc == Errc::kOk && captured_ack_ != 0) {
+              pending_->Add({errc, i, 0, PartKey(q->id, op.partition), captured_ack_});
+              continue;  // counted and answered when the standby has the record
+            }
+          }
+          break;
         case p::FrameType::kNack: errc = s->Nack(qid, op.partition, receipt, op.ms, now_ns); break;
         default: errc = s->Extend(qid, op.partition, receipt, op.ms, now_ns); break;
       }
     }
     if (errc != Errc::kOk) ++counters_.rejected;
+    if (defer) {
+      pending_->Add({errc, i, 0, 0, 0});
+      continue;
+    }
     if (out == nullptr) {
       out = Open(p::FrameType::kResult, target, f.header.request_id, 0, 0);
       if (out == nullptr) return;
@@ -1264,6 +1438,7 @@ void Frontend::Impl::OnReceiptOps(const p::FrameView& f, const Endpoint& from,
       out->writer.AddResult(item);
     }
   }
+  if (defer) ClosePending();
 }
 
 void Frontend::Impl::SendRange(p::FrameType type, const shard::ReplyTarget& t, uint64_t sub_id,
@@ -1711,16 +1886,45 @@ void Frontend::Impl::OnCommit(const p::FrameView& f, const Endpoint& from,
   if (q == nullptr) return;
   shard::Shard* s = ShardOf(q->id, 0);
   const shard::ReplyTarget target{from.w0, f.header.client_id, f.header.request_id};
-  OpenFrame* out = Open(p::FrameType::kResult, target, f.header.request_id, 0, 0);
-  if (out == nullptr) return;
-  out->writer.BeginResult(IdsOf(target), p::FrameType::kCommit);
+  // Sync queues (docs/replication.md §13): the commits are logged in partition 0's ack log; the
+  // RESULT waits until the standby wrote them. Refused (NOT_REPLICATED) before committing when
+  // the standby is gone and the queue does not degrade; THROTTLED when nothing can hold it.
+  Errc refuse = Errc::kOk;
+  bool defer = false;
+  if (SyncAcks(*q, 0)) {
+    if (pending_->Holds(from.w0, f.header.client_id, f.header.request_id,
+                        static_cast<uint8_t>(p::FrameType::kCommit))) {
+      return;  // a retransmission: the held reply answers it
+    }
+    refuse = SyncAckRefusal(*q, 0, now_ns_);
+    if (refuse == Errc::kOk) {
+      defer = pending_->Open({from.w0, f.header.client_id, f.header.request_id,
+                              static_cast<uint8_t>(p::FrameType::kCommit), now_ns_},
+                             c->items.size());
+      if (!defer) refuse = Errc::kThrottled;
+    }
+  }
+  OpenFrame* out = nullptr;
+  if (!defer) {
+    out = Open(p::FrameType::kResult, target, f.header.request_id, 0, 0);
+    if (out == nullptr) return;
+    out->writer.BeginResult(IdsOf(target), p::FrameType::kCommit);
+  }
   uint32_t index = 0;
   for (const p::CommitItem item : c->items) {
-    const Errc e = s->CommitGroup(shard::QueueId{q->id}, std::string_view(c->prefix.group),
-                                  c->prefix.member_id, c->prefix.generation, item.partition,
-                                  item.offset);
+    Errc e = refuse;
+    if (e == Errc::kThrottled) ++counters_.throttled;
+    if (e == Errc::kOk) {
+      e = s->CommitGroup(shard::QueueId{q->id}, std::string_view(c->prefix.group),
+                         c->prefix.member_id, c->prefix.generation, item.partition, item.offset);
+    }
     if (e != Errc::kOk) ++counters_.rejected;
-    if (e == Errc::kOk) PersistGroupCommit(*q, c->prefix.group, item.partition, item.offset);
+    const uint64_t acks =
+        e == Errc::kOk ? PersistGroupCommit(*q, c->prefix.group, item.partition, item.offset) : 0;
+    if (defer) {
+      pending_->Add({e, index++, item.offset, acks != 0 ? PartKey(q->id, 0) : 0, acks});
+      continue;
+    }
     const p::ResultItem result{e, index++, item.offset};
     if (out->writer.AddResult(result) == p::EncodeError::kNoSpace) {
       Close(out, true);
@@ -1730,7 +1934,8 @@ void Frontend::Impl::OnCommit(const p::FrameView& f, const Endpoint& from,
       out->writer.AddResult(result);
     }
   }
-  Close(out);
+  if (defer) ClosePending();
+  else Close(out);
 }
 
 bool Frontend::Impl::OwnsInbox(uint64_t inbox_id, const RouteContext& route,
@@ -2173,6 +2378,7 @@ uint32_t Frontend::Impl::Service(uint64_t now_ns) {
       EnforceLogRetention(now_ns);
     }
   }
+  if (pending_ != nullptr && pending_->waiting() > 0) work += ReleasePending(now_ns, false);
   if (replicator_ != nullptr && !replicator_->Writable()) {
     work += ServiceReplicaSubs(now_ns);
     work += replicator_->PollReplicaReads(
@@ -2212,6 +2418,9 @@ void Frontend::Impl::Drain(uint64_t now_ns) {
     // their producers, and answered DUPLICATE or appended by whoever is primary then).
     if (!replicated_.empty()) ReleaseSync(now_ns);
   }
+  // Replies still waiting for the standby: answered now with what it confirmed (the rest
+  // NOT_REPLICATED, or acked with the alarm where the queue degrades).
+  if (pending_ != nullptr && pending_->waiting() > 0) ReleasePending(now_ns, /*final=*/true);
   for (auto& s : shards_) {
     if (s) s->Flush();
   }

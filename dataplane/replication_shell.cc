@@ -23,7 +23,7 @@ constexpr uint32_t kMaxBatchBytes = (1u << 20) + 8192;
 constexpr uint32_t kBackfillsPerPass = 4;         // catch-up reads per pass (throttle)
 constexpr uint64_t kStatusIntervalNs = 20'000'000;
 // Sync queues: the standby counts as gone when it has not acknowledged what waits for this long.
-constexpr uint64_t kSyncLagBoundNs = 1'000'000'000;
+constexpr uint64_t kSyncLagBoundNs = Replicator::kSyncLagBoundNs;
 
 uint64_t Key(uint32_t q, uint32_t p) { return (uint64_t{q} << 32) | p; }
 
@@ -217,18 +217,59 @@ bool ReplicationShell::Replicated(uint32_t queue, uint32_t partition, uint64_t n
          primary_->Replicated(queue, partition, now_ns, kSyncLagBoundNs, end);
 }
 
-void ReplicationShell::OfferAck(uint32_t queue, uint32_t partition, uint8_t kind,
-                                uint32_t ref_partition, std::string_view group, uint64_t offset) {
+uint64_t ReplicationShell::OfferAck(uint32_t queue, uint32_t partition, uint8_t kind,
+                                    uint32_t ref_partition, std::string_view group,
+                                    uint64_t offset) {
   static_assert(kAckDelete == static_cast<uint8_t>(replication::AckRecordKind::kDelete) &&
                 kAckCommit == static_cast<uint8_t>(replication::AckRecordKind::kCommit) &&
                 kAckDeletedBelow == static_cast<uint8_t>(replication::AckRecordKind::kDeletedBelow));
   // Every key the Frontend logs fits a record (kMaxAckGroupBytes): nothing is dropped here.
   SLUICE_ASSERT(kind >= kAckDelete && kind <= kAckDeletedBelow &&
                 group.size() <= replication::kMaxAckGroupBytes);
-  if (primary_ == nullptr) return;
+  if (primary_ == nullptr) return 0;
   primary_->OfferAck(queue, partition,
                      replication::AckRecord{static_cast<replication::AckRecordKind>(kind),
                                             ref_partition, offset, group});
+  const replication::AckSender* a = primary_->FindAck(queue, partition);
+  return a != nullptr ? a->offered() : 0;
+}
+
+bool ReplicationShell::AckReplicated(uint32_t queue, uint32_t partition, uint64_t now_ns,
+                                     uint64_t* applied) const {
+  // The partition's data stream in sync (connected, caught up, not lagging past the bound) and
+  // its ack stream running (a standby that just reconnected is sent its position or a snapshot
+  // first). `applied` counts records the standby wrote to its ack log (not merely received: a
+  // received record may still wait there for its data, and only the ack log survives a restart
+  // of the standby into a primary).
+  uint64_t end = 0;
+  if (primary_ == nullptr || !primary_->Replicated(queue, partition, now_ns, kSyncLagBoundNs, &end)) {
+    return false;
+  }
+  const replication::AckSender* a = primary_->FindAck(queue, partition);
+  if (a == nullptr || !a->streaming()) return false;
+  *applied = a->applied_live();
+  return true;
+}
+
+void ReplicationShell::PurgeSettled(uint32_t queue, uint32_t partition, uint64_t generation,
+                                    Errc errc) {
+  (void)partition;
+  // Once per partition per purge (control path): a mutex and, rarely, an allocation.
+  ReplicationStatus& s = *config_.status;
+  std::lock_guard lock(s.purge_mu);
+  ReplicationStatus::PurgeSettlement* e = nullptr;
+  for (auto& p : s.purges) {
+    if (p.queue == queue && p.generation == generation) e = &p;
+  }
+  if (e == nullptr) {
+    if (s.purges.size() >= 256) s.purges.erase(s.purges.begin());  // nobody waited for those
+    e = &s.purges.emplace_back();
+    e->queue = queue;
+    e->generation = generation;
+  }
+  ++e->settled;
+  if (errc == Errc::kNotReplicated || errc == Errc::kThrottled) ++e->not_replicated;
+  else if (errc != Errc::kOk) ++e->failed;
 }
 
 void ReplicationShell::SendAckSnapshots(Persistence* storage) {

@@ -93,6 +93,18 @@ struct ReplicationStatus {
   std::atomic<uint64_t> catalog_out_seq{0};
   std::string catalog_in;
   std::atomic<uint64_t> catalog_in_seq{0};
+  // Purges of sync queues (docs/replication.md §13): the link worker reports each partition's
+  // purge mark as settled (Replicator::PurgeSettled); the control thread that published the
+  // purge waits for all of the queue's partitions, then takes the entry out. Rare: a mutex.
+  struct PurgeSettlement {
+    uint32_t queue = 0;
+    uint64_t generation = 0;
+    uint32_t settled = 0;          // partitions reported
+    uint32_t not_replicated = 0;   // ... of them not confirmed by the standby
+    uint32_t failed = 0;           // ... not logged here at all
+  };
+  std::mutex purge_mu;
+  std::vector<PurgeSettlement> purges;  // a few at most (one purge is published at a time)
 };
 
 // A test seam (sluiced --inject-link-fault): the link shell drops, duplicates and (kernel UDP)
@@ -183,8 +195,12 @@ class ReplicationShell final : public Replicator,
              uint64_t end, uint64_t now_ns) override;
   bool Replicated(uint32_t queue, uint32_t partition, uint64_t now_ns,
                   uint64_t* end) const override;
-  void OfferAck(uint32_t queue, uint32_t partition, uint8_t kind, uint32_t ref_partition,
-                std::string_view group, uint64_t offset) override;
+  uint64_t OfferAck(uint32_t queue, uint32_t partition, uint8_t kind, uint32_t ref_partition,
+                    std::string_view group, uint64_t offset) override;
+  bool AckReplicated(uint32_t queue, uint32_t partition, uint64_t now_ns,
+                     uint64_t* applied) const override;
+  void PurgeSettled(uint32_t queue, uint32_t partition, uint64_t purge_generation,
+                    Errc errc) override;
   Errc ReadReplica(uint32_t queue, uint32_t partition, uint64_t value, uint32_t max_records,
                    uint64_t cookie, bool by_timestamp) override;
   uint64_t ReplicaEnd(uint32_t queue, uint32_t partition) const override;

@@ -36,11 +36,35 @@ class Replicator {
   // partition whose data `offset` names (a group commit is logged in partition 0's ack log).
   // Replicated to the standby's ack log, after the data it names.
   // Kinds (storage::AckKind's values; the Frontend does not see storage/).
+  // Returns the partition's ack records offered so far, this one included (its sequence + 1, as
+  // AckReplicated counts them); 0 when the partition is not replicated.
   static constexpr uint8_t kAckDelete = 1, kAckCommit = 2, kAckDeletedBelow = 3;
-  virtual void OfferAck(uint32_t queue, uint32_t partition, uint8_t kind, uint32_t ref_partition,
-                        std::string_view group, uint64_t offset) {
+  virtual uint64_t OfferAck(uint32_t queue, uint32_t partition, uint8_t kind,
+                            uint32_t ref_partition, std::string_view group, uint64_t offset) {
     (void)queue, (void)partition, (void)kind, (void)ref_partition, (void)group, (void)offset;
+    return 0;
   }
+  // How many of the partition's ack records (counted as OfferAck counts them) the standby has
+  // written to its ack log, when the partition is in sync (as Replicated says) and its ack
+  // stream runs; false otherwise. The replies of sync queues' DELETE and COMMIT wait for it
+  // (docs/replication.md §13).
+  virtual bool AckReplicated(uint32_t queue, uint32_t partition, uint64_t now_ns,
+                             uint64_t* applied) const {
+    (void)queue, (void)partition, (void)now_ns, (void)applied;
+    return false;
+  }
+  // A purge of a sync queue's partition (its DELETED_BELOW record) settled: the standby wrote it
+  // (kOk; also with replication_degrade = allow and the alarm), or it did not within the bound /
+  // the standby is gone (kNotReplicated), or the purge could not be logged here (another errc).
+  // The control plane's purge request waits for every partition's (docs/replication.md §13).
+  virtual void PurgeSettled(uint32_t queue, uint32_t partition, uint64_t purge_generation,
+                            Errc errc) {
+    (void)queue, (void)partition, (void)purge_generation, (void)errc;
+  }
+  // How long a sync queue's reply waits for the standby at most before it is answered
+  // NOT_REPLICATED (or, with replication_degrade = allow, acked with the alarm): the standby
+  // counts as lagging past its bound. The same bound for produce acks and for ack records.
+  static constexpr uint64_t kSyncLagBoundNs = 1'000'000'000;
   // The standby's durable end of the partition when it is connected, caught up and not lagging
   // past the bound; false otherwise.
   virtual bool Replicated(uint32_t queue, uint32_t partition, uint64_t now_ns,

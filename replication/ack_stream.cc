@@ -121,6 +121,14 @@ void AckSender::Received(uint64_t next, uint64_t now_ns) {
   while (!ring_.empty() && ring_.first_seq() < live) ring_.PopFront();
 }
 
+void AckSender::NoteApplied() {
+  // Generation sequence -> live record: the snapshot (records [0, snap_count_)) holds every live
+  // record below snap_live_base_; live record L is generation record snap_count_ + L - base.
+  if (applied_ < snap_count_) return;
+  applied_live_ = std::max(applied_live_, snap_live_base_ + (applied_ - snap_count_));
+  SLUICE_ASSERT(applied_live_ <= live_end_);
+}
+
 void AckSender::OnPosition(const AckLogPosition& p, uint64_t now_ns, LinkCounters& c) {
   (void)c;
   if (state_ == State::kAwaiting) {
@@ -133,6 +141,7 @@ void AckSender::OnPosition(const AckLogPosition& p, uint64_t now_ns, LinkCounter
       next_send_ = p.next_seq;
       Received(p.next_seq, now_ns);
       applied_ = p.next_seq - std::min<uint64_t>(p.applied_lag, p.next_seq);
+      NoteApplied();
       last_gap_from_ = UINT64_MAX;
     } else {
       state_ = State::kNeedSnapshot;
@@ -149,6 +158,7 @@ void AckSender::OnPosition(const AckLogPosition& p, uint64_t now_ns, LinkCounter
   if (p.generation != gen_) return;  // stale: a position from before our current generation
   if (p.next_seq > End()) return;                                   // bogus
   applied_ = std::max(applied_, p.next_seq - std::min<uint64_t>(p.applied_lag, p.next_seq));
+  NoteApplied();
   if (p.next_seq > acked_) Received(p.next_seq, now_ns);
   if ((p.flags & kAckPositionGap) != 0 && p.next_seq == acked_ && p.next_seq < next_send_) {
     // Later datagrams in flight all report the same gap: one go-back per quarter timeout.

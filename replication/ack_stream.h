@@ -101,6 +101,11 @@ class AckSender {
   bool streaming() const { return state_ == State::kStreaming; }
   uint64_t generation() const { return gen_; }
   uint64_t offered() const { return live_end_; }  // records offered since the process started
+  // Live records (numbered 0.. in offer order, as offered() counts them) the standby has
+  // written to its ack log: every one below this was there at some point (a monotonic high
+  // water; a snapshot the standby wrote covers every record offered before it). What the
+  // replies of `replication = sync` queues wait for (docs/replication.md §13).
+  uint64_t applied_live() const { return applied_live_; }
   // Records of the current generation the standby has not written to its ack log yet (0: in
   // step). Not streaming: every record offered, plus one (never 0).
   uint64_t lag() const { return streaming() ? End() - applied_ : live_end_ + 1; }
@@ -111,6 +116,7 @@ class AckSender {
   // The encoded record of generation sequence `k`; false when memory no longer holds it.
   bool RecordAt(uint64_t k, std::span<const std::byte>* out) const;
   void Received(uint64_t next, uint64_t now_ns);
+  void NoteApplied();  // applied_ moved: applied_live_ follows
 
   const uint32_t queue_;
   const uint32_t partition_;
@@ -127,6 +133,7 @@ class AckSender {
   uint64_t snap_live_base_ = 0;      // first live record after it
   uint64_t acked_ = 0;               // standby received every record below
   uint64_t applied_ = 0;             // ... and wrote every record below to its ack log
+  uint64_t applied_live_ = 0;        // applied_live()
   uint64_t next_send_ = 0;
   uint64_t sent_high_ = 0;
   uint64_t last_progress_ns_ = 0;

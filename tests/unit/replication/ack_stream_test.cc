@@ -131,5 +131,59 @@ TEST(AckSender, ARingOverflowWhileStreamingAsksForASnapshot) {
   EXPECT_EQ(c.acklog_overflows, 1u);
 }
 
+// What sync queues' replies wait for (docs/replication.md §13): applied_live() counts the live
+// records (numbered as offered() counts them) the standby wrote to its ack log, across the
+// snapshot that opens a generation, received-but-unwritten records not included, and it never
+// goes back (a later generation's snapshot covers what was offered before it).
+TEST(AckSender, AppliedLiveCountsOfferedRecordsTheStandbyWrote) {
+  AckStreamConfig cfg;
+  LinkCounters c;
+  AckSender s(5, 0, 7, cfg);
+  // Three records before any standby: the snapshot will hold them.
+  for (uint64_t o = 0; o < 3; ++o) s.Offer({AckRecordKind::kDelete, 0, o, {}}, c);
+  EXPECT_EQ(s.offered(), 3u);
+  EXPECT_EQ(s.applied_live(), 0u);
+  s.OpenSession();
+  s.OnPosition({5, 0, 0, 0, 0, 0, 0}, 1'000, c);
+  ASSERT_TRUE(s.WantsSnapshot());
+  storage::AckState st;
+  st.deleted = {0, 1, 2};
+  st.Compact(0);  // "deleted below 3": BEGIN, DELETED_BELOW, END = 3 snapshot records
+  s.SetSnapshot(st, 1'000, c);
+  const uint64_t gen = s.generation();
+  // Two live records after it: generation records 3 and 4 (live 3 and 4).
+  s.Offer({AckRecordKind::kDelete, 0, 3, {}}, c);
+  s.Offer({AckRecordKind::kCommit, 0, 9, "0:g"}, c);
+  EXPECT_EQ(s.offered(), 5u);
+  // Received all 5, written none: nothing applied yet.
+  s.OnPosition({5, 0, gen, 5, 5, 0, 0}, 2'000, c);
+  EXPECT_EQ(s.applied_live(), 0u);
+  // The snapshot written (3 records), not the live ones: live records below 3 are there.
+  s.OnPosition({5, 0, gen, 5, 2, 0, 0}, 3'000, c);
+  EXPECT_EQ(s.applied_live(), 3u);
+  // One more written: live record 3.
+  s.OnPosition({5, 0, gen, 5, 1, 0, 0}, 4'000, c);
+  EXPECT_EQ(s.applied_live(), 4u);
+  // A stale position (older figures) does not move it back.
+  s.OnPosition({5, 0, gen, 4, 1, 0, 0}, 5'000, c);
+  EXPECT_EQ(s.applied_live(), 4u);
+  s.OnPosition({5, 0, gen, 5, 0, 0, 0}, 6'000, c);
+  EXPECT_EQ(s.applied_live(), 5u);
+  // The standby goes and comes back without its state: a new generation whose snapshot is
+  // not written yet; what was applied before stays counted, new records wait for the snapshot.
+  s.Offer({AckRecordKind::kDelete, 0, 4, {}}, c);
+  s.Disconnect();
+  s.OpenSession();
+  s.OnPosition({5, 0, 0, 0, 0, 0, 0}, 7'000, c);
+  ASSERT_TRUE(s.WantsSnapshot());
+  st.deleted = {0, 1, 2, 3, 4};
+  st.Compact(0);
+  s.SetSnapshot(st, 8'000, c);
+  EXPECT_EQ(s.applied_live(), 5u);
+  s.OnPosition({5, 0, s.generation(), 3, 0, 0, 0}, 9'000, c);  // its 3 snapshot records written
+  EXPECT_EQ(s.applied_live(), 6u);  // ... which hold live record 5
+  EXPECT_LE(s.applied_live(), s.offered());
+}
+
 }  // namespace
 }  // namespace sluice::replication
