@@ -1044,6 +1044,9 @@ class ReplicationTest(unittest.TestCase):
             finally:
                 sigcont(b)
             wait_in_sync(a, b)
+            # The records logged while it was stopped (job-1's delete, pw's purge mark) reach it
+            # first: a purge is confirmed once the standby's ack stream has caught up.
+            wait_acks_replicated(a, b, 0)
             status, body = a.http("POST", "/v1/queues/ps/purge", {})
             self.assertEqual(status, 200, body)
             send_delete(sock, a, jobs_id, [r["job-2"]], request=4)
