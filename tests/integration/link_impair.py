@@ -3,19 +3,24 @@ duplication, reordering and delay from cls_bpf programs (link_impair.bpf.c, comp
 clang at test time), the clsact qdisc and an HTB root qdisc on each sending end.
 
 Per sending end:
-  clsact egress   impair_egress: stamps, duplicates, ballast clones
-  root 1: htb default 10
-    1:10          every frame; shaped only when `delay_ms` > 0 (each frame then waits behind a
-                  BALLAST_LEN-byte ballast frame at a rate that takes `delay_ms` to send it)
-    1:20          the `reorder` fraction; always behind a ballast taking `reorder_delay_ms`
-    filter        impair_classify: the `loss` fraction dropped, the rest sent to 1:10 or 1:20
+  clsact egress   impair_egress: decides each frame's fate (the `loss`, `duplicate` and
+                  `reorder` fractions, independently per frame), sends duplicates and ballast
+  root 1: htb default 10 (with a size table, so a grown ballast is charged at its new length)
+    1:10          every other frame; with `delay_ms` > 0 shaped so that a BALLAST_LEN-byte
+                  ballast frame takes `delay_ms` to send: each frame waits at least that long
+                  (behind a ballast, or behind a backlog at least as long)
+    1:20          the `reorder` fraction, each waiting at least `reorder_delay_ms` the same way
+                  while later frames pass through 1:10
+    filter        impair_classify: drops the lost frames, sends the others to their class
 and on the receiving end, clsact ingress impair_observe counts reordered and duplicate arrivals.
+The delay classes are also rate limits (1 ms: 12 Mbit/s, 10 ms: 1.2 Mbit/s).
 
 Only traffic that goes through the qdisc layer is impaired: DPDK's af_packet PMD must be given
 qdisc_bypass=0 (its default sets PACKET_QDISC_BYPASS, which skips the egress hooks). Ingress-side
 impairment would not work either: packet sockets see a received frame before tc ingress runs.
 
-`python3 link_impair.py` measures what the impairment does to ping between two namespaces.
+`python3 link_impair.py` (root) measures what the impairment does to numbered frames sent through
+a packet socket on a veth pair in a namespace of its own.
 """
 
 import ctypes
@@ -61,8 +66,11 @@ class LinkImpairment:
         self.reorder_delay_ms = reorder_delay_ms
         self.obj = os.path.join(workdir, "link_impair.bpf.o")
         defines = {"LOSS_THRESH": f"{_thresh(loss)}u", "DUP_THRESH": f"{_thresh(duplicate)}u",
-                   "SLOW_THRESH": f"{_thresh(reorder)}u", "DELAY_ALL": int(delay_ms > 0),
-                   "BALLAST_LEN": BALLAST_LEN}
+                   "SLOW_THRESH": f"{_thresh(reorder)}u", "BALLAST_LEN": BALLAST_LEN}
+        for prefix, ms in (("", delay_ms), ("SLOW_", reorder_delay_ms)):
+            if ms > 0:  # the class's rate, as the program's model of it sees it
+                defines[f"{prefix}DELAY_NS"] = f"{int(ms * 1e6)}ull"
+                defines[f"{prefix or 'FAST_'}PS_PER_BYTE"] = f"{8 * 10**12 // _rate_bit(ms)}ull"
         # -target bpf does not search the multiarch include directory (asm/types.h).
         multiarch = sysconfig.get_config_var("MULTIARCH") or "x86_64-linux-gnu"
         subprocess.run(["clang", "-O2", "-g", "-Wall", "-Werror", "-target", "bpf",
@@ -140,7 +148,7 @@ def _prog_id(dev, where, sec):
 
 
 # The bpf(2) syscall, for the counters map of a program attached by tc (no bpftool needed).
-_SYS_BPF = 321  # x86_64
+_SYS_BPF = {"x86_64": 321, "aarch64": 280}[os.uname().machine]
 _MAP_LOOKUP_ELEM, _PROG_GET_FD_BY_ID, _MAP_GET_FD_BY_ID, _OBJ_GET_INFO_BY_FD = 1, 13, 14, 15
 _libc = ctypes.CDLL(None, use_errno=True)
 _libc.syscall.restype = ctypes.c_long

@@ -755,28 +755,35 @@ class ReplicationTest(unittest.TestCase):
         ends = (f"vr{self.pair.tag}a", f"vr{self.pair.tag}b")
         impair = link_impair.LinkImpairment(ends, self.pair.root, loss=0.05, duplicate=0.05,
                                             reorder=0.05, delay_ms=1.0, reorder_delay_ms=10.0)
-        impair.install()
-        self.addCleanup(impair.remove)
+        impair.install()  # removed below, before tearDown deletes the namespace
 
         def impaired():
-            # The impairment happened, each way, as the receiving end saw it: frames lost,
-            # duplicates and late (reordered) frames arrived, every frame had its ballast.
+            # The impairment happened each way: frames dropped, delayed (ballast queued ahead of
+            # them), sent through the slow class; and the receiving end saw duplicates and late
+            # (reordered) frames arrive.
             counters = impair.counters()
             for end, c in counters.items():
-                for k in ("lost", "dups", "dup_arrived", "slowed", "reordered"):
+                for k in ("lost", "dups", "dup_arrived", "slowed", "reordered", "ballast"):
                     self.assertGreater(c[k], 0, f"{end}: nothing {k}: {counters}\n"
                                        f"{impair.qdisc_stats(end)}")
-                # (A ballast clone fails only while the veth is down.)
-                self.assertGreater(c["ballast"], 0.8 * c["stamped"], f"{end}: undelayed: {c}")
             return "; ".join(f"{end}->: {c['stamped']} frames, {c['lost']} lost, {c['dups']} "
-                             f"duplicated, {c['slowed']} slowed, {c['reordered']} arrived late"
+                             f"duplicated, {c['slowed']} via the slow class, {c['ballast']} "
+                             f"ballast; {c['reordered']} arrived late"
                              for end, c in counters.items())
-        self.link_faults(
-            "af_packet veth", None,
-            lambda: subprocess.run(["ip", "link", "set", ends[0], "down"], check=True),
-            lambda: subprocess.run(["ip", "link", "set", ends[0], "up"], check=True),
-            "tc impairment each way: 5% loss, 5% duplication, 5% reordered by 10 ms, every frame "
-            "delayed 1 ms; the veth set down and up", impaired)
+        try:
+            self.link_faults(
+                "af_packet veth", None,
+                lambda: subprocess.run(["ip", "link", "set", ends[0], "down"], check=True),
+                lambda: subprocess.run(["ip", "link", "set", ends[0], "up"], check=True),
+                "tc impairment each way: 5% loss, 5% duplication, 5% reordered by 10 ms, every "
+                "frame delayed at least 1 ms; the veth set down and up", impaired)
+        except Exception:
+            print(f"--- impairment ---\n{impair.counters()}")
+            for end in ends:
+                print(impair.qdisc_stats(end))
+            raise
+        finally:
+            impair.remove()
 
     def link_faults(self, link, fault_spec, cut_link, heal_link, what, impaired=None):
         """`fault_spec`: sluiced's --inject-link-fault on both boxes, or None (faults made
