@@ -6,12 +6,14 @@
 //   impair_egress   clsact egress of the sending end. Runs before the root qdisc, with no qdisc
 //                   lock held, so it may clone: it decides each frame's fate and writes it, with a
 //                   sequence number, in skb->mark; sends a duplicate (bpf_clone_redirect to its
-//                   own egress) for DUP_THRESH of them, and ahead of a frame that must be delayed
-//                   a "ballast" clone: a frame grown to BALLAST_LEN bytes with a junk EtherType.
+//                   own egress) for DUP_THRESH of the frames not lost, and ahead of a frame that
+//                   must be delayed a "ballast" clone: a frame grown to BALLAST_LEN bytes with a
+//                   junk EtherType. (The HTB root has a size table so that the qdisc takes the
+//                   ballast's length again after this hook grew it.)
 //   impair_classify filter of the HTB root qdisc of the sending end. Drops the frames marked
 //                   lost (LOSS_THRESH of them; true loss: a drop inside the qdisc answers the
-//                   sender "sent", while a drop at clsact makes the packet socket put the frame
-//                   back in its TX ring and send it again) and sends each frame to its HTB class:
+//                   sender "sent", while a drop at clsact makes the kernel's tpacket_snd put the
+//                   frame back in its TX ring and send it again) and sends each frame to its class:
 //                   1:10, or the slow class 1:20 for SLOW_THRESH of them.
 //   impair_observe  clsact ingress of the receiving end: reads the stamp (skb->mark survives a
 //                   veth within one namespace) and counts frames that arrive after a higher
