@@ -217,6 +217,14 @@ void StandbyLink::AdoptEpoch(uint64_t epoch) {
 
 void StandbyLink::OnHello(const LinkMessage& m, uint64_t /*now_ns*/) {
   ++counters_.hellos_received;
+  // Our log was last checked against a HELLO of synced_boot_id_, and every batch since came from
+  // the primary of this epoch. A HELLO of that same primary boot and epoch states ends its log
+  // has only grown past since (a primary's log never shrinks while it runs): one overtaken on
+  // the link by batches sent after it (or sent late: a TX ring flushed after a cut) states ends
+  // below ours, and is stale, not a divergence. Only another primary, or another boot of it, can
+  // diverge from us.
+  const bool same_primary = synced_boot_id_ != 0 && m.boot_id == synced_boot_id_ &&
+                            m.epoch == epoch_ && pending_epoch_ == 0;
   if (m.hello_part == 0) {
     // Answer when the primary asks (it has no session with us) or is a new one; a HELLO that
     // answers ours needs no answer.
@@ -225,7 +233,7 @@ void StandbyLink::OnHello(const LinkMessage& m, uint64_t /*now_ns*/) {
     primary_boot_id_ = m.boot_id;
     primary_client_ipv4_ = m.client_ipv4;
     primary_client_port_ = m.client_port;
-    primary_ends_.clear();
+    if (!same_primary) primary_ends_.clear();  // the same primary's ends only grow
     divergent_.clear();
     hello_rx_next_ = 0;
   }
@@ -235,7 +243,8 @@ void StandbyLink::OnHello(const LinkMessage& m, uint64_t /*now_ns*/) {
   ++hello_rx_next_;
   for (uint32_t i = 0; i < m.count; ++i) {
     const HelloEntry e = m.Hello(i);
-    primary_ends_[PartitionKey(e.queue, e.partition)] = e.offset;
+    uint64_t& end = primary_ends_[PartitionKey(e.queue, e.partition)];
+    end = same_primary ? std::max(end, e.offset) : e.offset;
     const Applier* a = Find(e.queue, e.partition);
     if (a == nullptr) continue;
     // Our data past the primary's end, or (when the primary's epoch is newer than any we
@@ -243,7 +252,7 @@ void StandbyLink::OnHello(const LinkMessage& m, uint64_t /*now_ns*/) {
     // one. Cut there.
     uint64_t keep = e.offset;
     if (m.epoch > epoch_) keep = std::min(keep, e.epoch_start);
-    if (a->expected() > keep) {
+    if (a->expected() > keep && !same_primary) {
       divergent_.push_back({e.queue, e.partition, a->expected(), keep});
       ++counters_.divergent;
     }
@@ -255,9 +264,11 @@ void StandbyLink::OnHello(const LinkMessage& m, uint64_t /*now_ns*/) {
   caught_up_ = false;
   if (divergent_.empty()) {
     AdoptEpoch(m.epoch);
+    synced_boot_id_ = m.boot_id;
     CheckCaughtUp();
   } else {
     pending_epoch_ = m.epoch;
+    synced_boot_id_ = 0;  // our log is another primary's until the cut
   }
   if (hello_answer_) hello_due_ = true;  // our durable ends: the primary streams from there
 }
@@ -284,6 +295,7 @@ void StandbyLink::Truncated(uint32_t queue, uint32_t partition, uint64_t end) {
   if (divergent_.empty() && pending_epoch_ != 0) {
     AdoptEpoch(pending_epoch_);
     pending_epoch_ = 0;
+    synced_boot_id_ = primary_boot_id_;
     hello_due_ = true;
     CheckCaughtUp();
   }

@@ -174,6 +174,7 @@ class StandbyLink {
   absl::flat_hash_map<uint64_t, uint64_t> primary_ends_;  // from its last HELLO
   std::vector<Divergent> divergent_;
   uint64_t pending_epoch_ = 0;  // adopted once divergent_ is empty
+  uint64_t synced_boot_id_ = 0;  // the primary boot our log was last checked against (OnHello)
   uint64_t truncated_records_ = 0;
   bool caught_up_ = false;
   std::vector<PartitionOffset> scratch_;

@@ -21,6 +21,7 @@ import urllib.error
 import urllib.request
 
 import harness
+import link_impair
 import wire
 
 CLIENT_PORT = 7411
@@ -31,7 +32,7 @@ class Box:
     """One sluiced of the pair. `net`: the third octet of its client subnet (198.18.NET.0/24)."""
 
     def __init__(self, root, tag, name, net, link_ip, peer_ip, memif_role, socket_path, rest_port,
-                 role, queues, link="memif"):
+                 role, queues, link="memif", vdev_args=""):
         self.name = name
         self.dir = os.path.join(root, name)
         os.makedirs(self.dir)
@@ -46,6 +47,7 @@ class Box:
             # af_packet: this box's end of a veth pair the Pair made in the test's namespace.
             vdev = (f"net_memif_{tag}{name},role={memif_role},socket={socket_path},id=0"
                     if link == "memif" else f"net_af_packet_{tag}{name},iface=vr{tag}{name}")
+            vdev += vdev_args
             link_port = f"""
 [[port]]
 name = "link"
@@ -172,7 +174,7 @@ partitions = 2
 
 
 class Pair:
-    def __init__(self, queues=QUEUES, link="memif"):
+    def __init__(self, queues=QUEUES, link="memif", vdev_args=""):
         self.tag = secrets.token_hex(2)
         self.root = tempfile.mkdtemp(prefix=f"sluice-repl-{self.tag}-")
         sock = os.path.join(self.root, "link.sock")
@@ -187,9 +189,9 @@ class Pair:
         else:  # loopback UDP ports of the namespace the test made (nothing else binds there)
             ips = ("7512", "7513")
         self.a = Box(self.root, self.tag, "a", 10, ips[0], ips[1], "server", sock,
-                     7480, "primary", queues, link)
+                     7480, "primary", queues, link, vdev_args)
         self.b = Box(self.root, self.tag, "b", 11, ips[1], ips[0], "client", sock,
-                     7481, "standby", queues, link)
+                     7481, "standby", queues, link, vdev_args)
 
     def close(self, failed):
         for box in (self.a, self.b):
@@ -791,20 +793,51 @@ class ReplicationTest(unittest.TestCase):
                          lambda: os.unlink(cut), "5% loss/dup/reorder each way")
 
     def test_af_packet_veth_link_faults_cut_and_heal(self):
-        """The veth variant: loss and duplication injected in the link shell (no netem here), and
-        a real cut: the veth pair's link is set down, then up."""
+        """The veth variant: the faults are the kernel's, not sluiced's. A tc impairment on both
+        ends of the veth pair (link_impair.py: cls_bpf programs and HTB; this kernel has no
+        netem) loses, duplicates, reorders and delays frames each way; then a real cut (the veth
+        set down) and a heal. qdisc_bypass=0: DPDK's af_packet PMD otherwise skips the qdisc layer
+        and the tc hooks with it."""
         self.pair.close(False)
-        self.pair = Pair(link="af_packet")
-        veth = f"vr{self.pair.tag}a"
-        self.link_faults(
-            "af_packet veth", "0.05:0.05:0",
-            lambda: subprocess.run(["ip", "link", "set", veth, "down"], check=True),
-            lambda: subprocess.run(["ip", "link", "set", veth, "up"], check=True),
-            "5% loss/dup each way, the veth set down and up")
+        self.pair = Pair(link="af_packet", vdev_args=",qdisc_bypass=0")
+        ends = (f"vr{self.pair.tag}a", f"vr{self.pair.tag}b")
+        impair = link_impair.LinkImpairment(ends, self.pair.root, loss=0.05, duplicate=0.05,
+                                            reorder=0.05, delay_ms=1.0, reorder_delay_ms=10.0)
+        impair.install()  # removed below, before tearDown deletes the namespace
 
-    def link_faults(self, link, fault_spec, cut_link, heal_link, what):
+        def impaired():
+            # The impairment happened each way: frames dropped, delayed (ballast queued ahead of
+            # them), sent through the slow class; and the receiving end saw duplicates and late
+            # (reordered) frames arrive.
+            counters = impair.counters()
+            for end, c in counters.items():
+                for k in ("lost", "dups", "dup_arrived", "slowed", "reordered", "ballast"):
+                    self.assertGreater(c[k], 0, f"{end}: nothing {k}: {counters}\n"
+                                       f"{impair.qdisc_stats(end)}")
+            return "; ".join(f"{end}->: {c['stamped']} frames, {c['lost']} lost, {c['dups']} "
+                             f"duplicated, {c['slowed']} via the slow class, {c['ballast']} "
+                             f"ballast; {c['reordered']} arrived late"
+                             for end, c in counters.items())
+        try:
+            self.link_faults(
+                "af_packet veth", None,
+                lambda: subprocess.run(["ip", "link", "set", ends[0], "down"], check=True),
+                lambda: subprocess.run(["ip", "link", "set", ends[0], "up"], check=True),
+                "tc impairment each way: 5% loss, 5% duplication, 5% reordered by 10 ms, every "
+                "frame delayed at least 1 ms; the veth set down and up", impaired)
+        except Exception:
+            print(f"--- impairment ---\n{impair.counters()}")
+            for end in ends:
+                print(impair.qdisc_stats(end))
+            raise
+        finally:
+            impair.remove()
+
+    def link_faults(self, link, fault_spec, cut_link, heal_link, what, impaired=None):
+        """`fault_spec`: sluiced's --inject-link-fault on both boxes, or None (faults made
+        outside sluiced); `impaired`: asserts they happened, returns a line to print."""
         a, b = self.pair.a, self.pair.b
-        fault = ["--inject-link-fault", fault_spec]
+        fault = ["--inject-link-fault", fault_spec] if fault_spec else []
         a.start(fault)
         b.start(fault)
         wait_in_sync(a, b)
@@ -852,7 +885,8 @@ class ReplicationTest(unittest.TestCase):
         total = sum(len(v) for v in p.acked.values())
         print(f"\nlink faults ({link}): {what}, a cut and a heal: {total} acked, "
               f"standby log byte-identical after catch-up; primary resent "
-              f"{counters_a['batches_resent']} batches; NOT_REPLICATED while cut")
+              f"{counters_a['batches_resent']} batches; NOT_REPLICATED while cut"
+              + (f"\n  kernel: {impaired()}" if impaired else ""))
         p.sock.close()
         self._failed = False
 
