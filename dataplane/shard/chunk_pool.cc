@@ -2,6 +2,7 @@
 
 #include <cstdlib>
 
+#include "dataplane/shard/large_array.h"
 #include "protocol/assert.h"
 
 namespace sluice::shard {
@@ -12,8 +13,7 @@ ChunkPool::ChunkPool(uint32_t chunk_bytes, uint32_t chunks, uint32_t align,
   SLUICE_ASSERT(chunk_bytes > 0 && align > 0 && chunk_bytes % align == 0);
   const size_t total = static_cast<size_t>(chunk_bytes) * chunks;
   if (arena.empty()) {
-    base_ = static_cast<std::byte*>(std::aligned_alloc(align, total == 0 ? align : total));
-    SLUICE_ASSERT(base_ != nullptr);
+    base_ = AllocateLarge(total, align);  // huge pages when large: records are touched at random
     owned_ = true;
   } else {
     SLUICE_ASSERT(arena.size() >= total);

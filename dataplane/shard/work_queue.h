@@ -18,6 +18,7 @@
 #include <vector>
 
 #include "absl/container/flat_hash_map.h"
+#include "dataplane/shard/large_array.h"
 #include "dataplane/shard/partition_log.h"
 #include "dataplane/shard/ring.h"
 #include "dataplane/shard/timer_wheel.h"
@@ -159,7 +160,7 @@ class WorkQueue final : private TimerClient {
 
   WorkQueueEnv env_;
   const QueueConfig& config_;
-  std::vector<Slot> slots_;  // sized once; nodes inside must never move
+  LargeArray<Slot> slots_;  // sized once; nodes inside must never move
   uint32_t free_slot_ = kNil;
   uint32_t used_slots_ = 0;
   Ring<uint32_t> pending_;   // slots appended but not durable, in offset order
