@@ -27,7 +27,9 @@ std::string_view ClientAdvice(Errc e) {
       return "the offset is not retained; start from earliest or latest";
     case Errc::kUnknownSubscription: return "the server has no such subscription; subscribe again";
     case Errc::kNotReplicated:
-      return "the standby is gone or lagging; the message is not durable on both boxes yet";
+      return "the standby is gone or lagging: not confirmed on both boxes; retry it (a retried "
+             "produce that was stored answers DUPLICATE with its offset, a retried delete that "
+             "took effect answers UNKNOWN_RECEIPT)";
     case Errc::kInvalidArgument: return "a request field has a value the server does not allow";
     case Errc::kDuplicate: return "already appended earlier (idempotent retransmit or dedup id)";
     case Errc::kInternal: return "a server bug; report it with the server log";
