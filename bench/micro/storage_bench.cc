@@ -219,13 +219,18 @@ void BM_Roll(benchmark::State& state) {
   };
   auto drain = [&] { (*writer)->Drain([](const Completion&) {}); };
   const uint64_t per_segment = seg / kBatch;
+  double plain_s = 0;  // the same Submit when it does not roll, for reference
+  uint64_t plain = 0;
   for (auto _ : state) {
     // Fill the active segment to its end (the first pass also fills segment 0).
     do {
+      const auto p0 = std::chrono::steady_clock::now();
       if (submit() != Errc::kOk) {
         state.SkipWithError("a filling submit failed");
         return;
       }
+      plain_s += std::chrono::duration<double>(std::chrono::steady_clock::now() - p0).count();
+      ++plain;
       drain();
     } while (next % per_segment != 0);
     const auto t0 = std::chrono::steady_clock::now();
@@ -242,7 +247,10 @@ void BM_Roll(benchmark::State& state) {
   const WriterStats& st = (*writer)->stats();
   if (st.rolls < static_cast<uint64_t>(state.iterations())) state.SkipWithError("fewer rolls than iterations");
   state.counters["rolls"] = static_cast<double>(st.rolls);
+  state.counters["prepared"] = static_cast<double>(st.rolls_prepared);
+  state.counters["blocking"] = static_cast<double>(st.rolls_blocking);
   state.counters["segment_MiB"] = static_cast<double>(state.range(0));
+  state.counters["plain_submit_us"] = plain > 0 ? plain_s * 1e6 / static_cast<double>(plain) : 0;
 }
 BENCHMARK(BM_Roll)->Arg(64)->Arg(256)->UseManualTime()->Unit(benchmark::kMicrosecond)->Iterations(12);
 
