@@ -241,19 +241,6 @@ absl::StatusOr<Fd> PartitionDir::PrepareSpare(uint64_t bytes, bool direct_io, bo
   return fd;
 }
 
-absl::StatusOr<Fd> PartitionDir::AdoptSpare(uint64_t base) const {
-  const std::string spare = SparePath();
-  const std::string log = LogPath(base);
-  // RENAME_NOREPLACE: a segment of that name already existing is a bug, never overwritten.
-  if (::renameat2(AT_FDCWD, spare.c_str(), AT_FDCWD, log.c_str(), RENAME_NOREPLACE) != 0) {
-    return ErrnoStatus(errno, "rename next.spare to", log);
-  }
-  // The index is a cache (recovery rebuilds a missing one): created, not synced.
-  Fd index(::open(IndexPath(base).c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644));
-  if (!index.valid()) return ErrnoStatus(errno, "open", IndexPath(base));
-  return index;
-}
-
 absl::Status PartitionDir::RemoveSpare(bool* removed) const {
   *removed = false;
   const std::string spare = SparePath();

@@ -122,11 +122,9 @@ class PartitionDir {
   // The slow part of a roll, done ahead of need off the lcore: creates the spare (replacing a
   // leftover one) preallocated to `bytes`, fsyncs it and the directory, so that its size and
   // extents are durable. Returns it opened for writing (O_DIRECT if `direct_io` and possible).
+  // The writer later renames it to `<base>.log` through its ring and fsyncs the directory before
+  // acknowledging anything written to it (uring_writer.cc, RollPrepared).
   absl::StatusOr<Fd> PrepareSpare(uint64_t bytes, bool direct_io, bool* direct) const;
-  // Renames the spare to `<base>.log` (never replacing an existing file) and creates an empty
-  // `<base>.index`, returned open for writing. Does NOT fsync the directory: the caller must make the rename durable (fsync
-  // the directory) before any byte written to the segment is acknowledged.
-  absl::StatusOr<Fd> AdoptSpare(uint64_t base_offset) const;
   // Unlinks the spare if there is one (no directory fsync: a spare that comes back after a crash
   // is ignored and removed again). *removed says whether there was one.
   absl::Status RemoveSpare(bool* removed) const;

@@ -7,6 +7,7 @@
 
 #include <algorithm>
 #include <cerrno>
+#include <cinttypes>
 #include <cstdio>
 #include <cstring>
 #include <optional>
@@ -22,9 +23,11 @@ namespace {
 constexpr uint32_t kFilesPerPartition = 4;  // the active segment + segments still completing
 constexpr uint64_t kNoSeq = UINT64_MAX;
 
-// kDirSync: the directory fsync that makes a prepared roll's rename durable (Request::gen holds
-// the Part::files slot of the new segment).
-enum class Op : uint8_t { kFree, kWrite, kSync, kDirSync };
+// A prepared roll's chain (Request::gen holds the Part::files slot of the new segment), linked in
+// this order: kRename (next.spare -> <base>.log), kIndexOpen (<base>.index, created), kDirSync
+// (fsync of the directory, which makes the rename durable).
+enum class Op : uint8_t { kFree, kWrite, kSync, kRename, kIndexOpen, kDirSync };
+constexpr uint32_t kRollOps = 3;
 
 struct Request {
   Op op = Op::kFree;
@@ -63,9 +66,16 @@ struct SegmentFile {
   uint32_t ops = 0;       // requests in flight on it
   bool open = false;
   bool active = false;
-  // false from a prepared roll's rename until the directory fsync after it completed: until then
-  // the segment's name may not survive a crash, so no batch in it is reported durable (Retire).
+  // false from a prepared roll until its chain (rename, index open, directory fsync) completed:
+  // until then the segment's name may not survive a crash, so no batch in it is reported durable
+  // (Retire).
   bool dir_synced = true;
+  uint32_t roll_ops = 0;     // requests of that chain still in flight
+  bool roll_failed = false;
+  // The chain's path names (relative to Part::dir_fd): the kernel reads them when the ring
+  // submits, which is after RollPrepared returned, so they live here, not on the stack.
+  char log_name[32] = {};
+  char index_name[32] = {};
 };
 
 struct Part {
@@ -413,16 +423,15 @@ absl::Status UringWriter::Impl::Roll(Part& p, PartitionHandle h, uint64_t base) 
   return OpenActive(p, h);
 }
 
-// The roll with a spare ready: rename it, open its index, and queue the directory fsync on the
-// ring. Writes to the new segment may start at once (they go to the file, whatever its name), but
-// none of them is reported durable before that fsync completed (SegmentFile::dir_synced): a crash
-// before it may leave the file named next.spare, which recovery removes, and only batches nobody
-// was told about are in it.
+// The roll with a spare ready: no blocking call but the registered-file update. The rename, the
+// index file's creation and the directory fsync go through the ring as one linked chain (each
+// starts when the one before it succeeded). Writes to the new segment may start at once (they go
+// to the file, whatever its name), but none is reported durable before the chain completed
+// (SegmentFile::dir_synced): a crash before it may leave the file named next.spare, which
+// recovery removes, and only batches nobody was told about are in it.
 absl::Status UringWriter::Impl::RollPrepared(Part& p, PartitionHandle h, uint64_t base, Fd log,
                                              bool direct) {
-  SLUICE_ASSERT(!free_requests.empty());  // SubmitImpl reserved one for the directory fsync
-  absl::StatusOr<Fd> index = p.dir->AdoptSpare(base);
-  if (!index.ok()) return index.status();
+  SLUICE_ASSERT(free_requests.size() >= kRollOps);  // SubmitImpl reserved them
   if (!p.log.segments.empty()) {
     SegmentFile& old = p.files[p.active];
     old.active = false;
@@ -438,12 +447,13 @@ absl::Status UringWriter::Impl::RollPrepared(Part& p, PartitionHandle h, uint64_
   SegmentFile& f = p.files[i];
   f = SegmentFile{};
   f.fd = std::move(log);
-  f.index_fd = std::move(*index);
   f.base = base;
   f.capacity = cfg.segment_bytes;
   f.open = true;
   f.active = true;
   f.dir_synced = false;
+  std::snprintf(f.log_name, sizeof f.log_name, "%020" PRIu64 ".log", base);
+  std::snprintf(f.index_name, sizeof f.index_name, "%020" PRIu64 ".index", base);
   if (!free_slots.empty()) {
     const int slot = free_slots.back();
     int fdv = f.fd.get();
@@ -456,21 +466,31 @@ absl::Status UringWriter::Impl::RollPrepared(Part& p, PartitionHandle h, uint64_
   p.tail = 0;
   p.direct = direct;
 
-  const uint32_t id = AllocRequest(Op::kDirSync, h, kNoSeq);
-  requests[id].gen = i;
   const bool targeted = !faults.only.has_value() || *faults.only == p.spec.id;
-  if (faults.dir_sync && faults.count > 0 && targeted) {
-    --faults.count;
-    requests[id].inject_res = -faults.error;
+  for (const Op op : {Op::kRename, Op::kIndexOpen, Op::kDirSync}) {
+    const uint32_t id = AllocRequest(op, h, kNoSeq);
+    requests[id].gen = i;
+    io_uring_sqe* sqe = Sqe();
+    if (op == Op::kDirSync && faults.dir_sync && faults.count > 0 && targeted) {
+      --faults.count;
+      requests[id].inject_res = -faults.error;
+      io_uring_prep_nop(sqe);
+    } else if (op == Op::kRename) {
+      // RENAME_NOREPLACE: a segment of that name already existing is a bug, never overwritten.
+      io_uring_prep_renameat(sqe, p.dir_fd.get(), PartitionDir::kSpareName, p.dir_fd.get(),
+                             f.log_name, RENAME_NOREPLACE);
+    } else if (op == Op::kIndexOpen) {
+      // The index is a cache (recovery rebuilds a missing one): created, not synced.
+      io_uring_prep_openat(sqe, p.dir_fd.get(), f.index_name,
+                           O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+    } else {
+      io_uring_prep_fsync(sqe, p.dir_fd.get(), 0);
+    }
+    if (op != Op::kDirSync) sqe->flags |= IOSQE_IO_LINK;
+    io_uring_sqe_set_data64(sqe, id);
+    ++f.ops;
+    ++f.roll_ops;
   }
-  io_uring_sqe* sqe = Sqe();
-  if (requests[id].inject_res != 0) {
-    io_uring_prep_nop(sqe);
-  } else {
-    io_uring_prep_fsync(sqe, p.dir_fd.get(), 0);
-  }
-  io_uring_sqe_set_data64(sqe, id);
-  ++f.ops;
   ++stats.rolls;
   ++stats.rolls_prepared;
   return absl::OkStatus();
@@ -582,8 +602,8 @@ Errc UringWriter::SubmitImpl(PartitionHandle h, const shard::SealedBatch& batch,
                 reinterpret_cast<uintptr_t>(batch.bytes.data()) % m.cfg.align_bytes == 0);
   SLUICE_ASSERT(stride <= m.cfg.segment_bytes);
   const bool roll = p.tail + stride > p.files[p.active].capacity;
-  // The write (and its fdatasync when buffered), and a prepared roll's directory fsync.
-  const uint32_t need = (p.direct ? 1 : 2) + (roll ? 1 : 0);
+  // The write (and its fdatasync when buffered), and a prepared roll's chain.
+  const uint32_t need = (p.direct ? 1 : 2) + (roll ? kRollOps : 0);
   if (m.free_requests.size() < need) return Errc::kThrottled;
   if (roll) {
     if (absl::Status s = m.Roll(p, h, batch.first_offset); !s.ok()) {
@@ -648,18 +668,21 @@ void UringWriter::Impl::OnCompletion(uint32_t id, int res) {
   const Request r = requests[id];
   FreeRequest(id);
   Part& p = parts[r.part];
-  if (r.op == Op::kDirSync) {
+  if (r.op == Op::kRename || r.op == Op::kIndexOpen || r.op == Op::kDirSync) {
     SegmentFile& sf = p.files[r.gen];
-    SLUICE_ASSERT(sf.open && !sf.dir_synced && sf.ops > 0);
+    SLUICE_ASSERT(sf.open && !sf.dir_synced && sf.ops > 0 && sf.roll_ops > 0);
     --sf.ops;
+    --sf.roll_ops;
     MarkDirty(r.part, p);
     if (r.inject_res != 0) res = r.inject_res;
-    if (res < 0) {
-      Fail(r.part, p, -res, absl::StrCat("fsync directory ", p.dir->path(), " after renaming "
-                                         "next.spare to ", p.dir->LogPath(sf.base)));
-    } else {
-      sf.dir_synced = true;
+    if (r.op == Op::kIndexOpen && res >= 0) sf.index_fd = Fd(res);
+    if (res < 0 && !sf.roll_failed) {  // the first failure; the rest of the chain is cancelled
+      sf.roll_failed = true;
+      const char* what = r.op == Op::kRename ? "rename next.spare to"
+                         : r.op == Op::kIndexOpen ? "create the index of" : "fsync directory after renaming next.spare to";
+      Fail(r.part, p, -res, absl::StrCat(what, " ", p.dir->LogPath(sf.base)));
     }
+    if (sf.roll_ops == 0 && !sf.roll_failed) sf.dir_synced = true;
     return;
   }
   Flight& f = FlightOf(p, r.seq);

@@ -189,14 +189,17 @@ BENCHMARK(BM_Recovery)->Unit(benchmark::kMillisecond)->UseRealTime()->MinTime(1.
 
 // The segment roll as the lcore sees it: the time of the one Submit that does not fit the active
 // segment and opens the next, with everything else (filling the segment with 1 MiB batches,
-// waiting for them) outside the timing. range(0): segment MiB. `prepared` / `blocking` count the
-// rolls that found a spare segment ready / created one on the spot.
+// waiting for them) outside the timing. range(0): segment MiB; range(1): 1 = spares prepared
+// ahead (the default), 0 = every roll creates its segment on the lcore (the blocking path, as
+// before spares). `prepared` / `blocking` count the rolls that found a spare segment ready /
+// created one on the spot; `plain_submit_us` is a Submit that does not roll, for reference.
 void BM_Roll(benchmark::State& state) {
   const uint64_t seg = static_cast<uint64_t>(state.range(0)) << 20;
   constexpr uint32_t kBatch = 1 << 20;
   BenchDir dir;
   WriterConfig wc;
   wc.segment_bytes = seg;
+  wc.prepare_spares = state.range(1) != 0;
   auto writer = UringWriter::Create(wc);
   auto h = (*writer)->OpenPartition({dir.path, {1, 0}, shard::Durability::kWrite, 1}, LogState{});
   if (!h.ok()) {
@@ -249,10 +252,10 @@ void BM_Roll(benchmark::State& state) {
   state.counters["rolls"] = static_cast<double>(st.rolls);
   state.counters["prepared"] = static_cast<double>(st.rolls_prepared);
   state.counters["blocking"] = static_cast<double>(st.rolls_blocking);
-  state.counters["segment_MiB"] = static_cast<double>(state.range(0));
   state.counters["plain_submit_us"] = plain > 0 ? plain_s * 1e6 / static_cast<double>(plain) : 0;
 }
-BENCHMARK(BM_Roll)->Arg(64)->Arg(256)->UseManualTime()->Unit(benchmark::kMicrosecond)->Iterations(12);
+BENCHMARK(BM_Roll)->ArgNames({"segment_MiB", "spares"})
+    ->Args({64, 0})->Args({64, 1})->Args({256, 0})->Args({256, 1})->UseManualTime()->Unit(benchmark::kMicrosecond)->Iterations(12);
 
 }  // namespace
 }  // namespace sluice::storage

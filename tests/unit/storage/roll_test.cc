@@ -182,6 +182,34 @@ TEST(Roll, NoAckInTheNewSegmentBeforeTheDirectoryFsync) {
   }
 }
 
+// The rename never replaces a file: a segment already named like the new one (a bug) fails the
+// partition, leaves that file as it was, and nothing written after the roll is acknowledged.
+TEST(Roll, ARenameOntoAnExistingSegmentFailsThePartition) {
+  TempDir tmp;
+  Producer prod;
+  auto w = UringWriter::Create(Config(prod.pool.region()));
+  auto h = (*w)->OpenPartition({tmp.path(), kId, shard::Durability::kWrite, 1}, LogState{});
+  ASSERT_TRUE(h.ok()) << h.status();
+  const int per_segment = static_cast<int>(kSegment / 4096);
+  for (int b = 0; b < per_segment; ++b) {
+    prod.Batch(4, 200);
+    prod.Flush(**w, *h);
+  }
+  ASSERT_TRUE(AwaitSpare(**w, *h));
+  const uint64_t end_of_first = prod.log.durable_end().value;
+  auto pd = PartitionDir::Open(tmp.path(), kId, false);
+  const std::string squatter = pd->LogPath(end_of_first);
+  std::ofstream(squatter) << "not a segment";
+  prod.Batch(4, 200);
+  prod.Flush(**w, *h);
+  EXPECT_EQ((*w)->stats().rolls_prepared, 1u);
+  EXPECT_TRUE((*w)->failed(*h));
+  EXPECT_NE((*w)->failure(*h).find("rename next.spare"), std::string::npos) << (*w)->failure(*h);
+  EXPECT_EQ((*w)->durable(*h).value, end_of_first);
+  EXPECT_EQ(prod.log.durable_end().value, end_of_first);
+  EXPECT_EQ(std::filesystem::file_size(squatter), 13u);
+}
+
 enum class Leftover { kEmpty, kPreallocated, kGarbage, kCopyOfTheActiveSegment, kBatchesFromOffset0 };
 
 class LeftoverSpare : public ::testing::TestWithParam<Leftover> {};
