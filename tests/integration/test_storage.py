@@ -155,6 +155,7 @@ class StorageTest(unittest.TestCase):
             producer.connect()
             started = time.monotonic()
             recovered_lines = 0
+            spares_discarded = 0  # recoveries that found a prepared next segment (next.spare)
             for rnd in range(ROUNDS):
                 self.assertLess(time.monotonic() - started, 240, "crash test over its time bound")
                 kill_after = rng.uniform(0.05, 0.6)
@@ -169,6 +170,7 @@ class StorageTest(unittest.TestCase):
                     s.kill()
                 s.start()
                 recovered_lines += s.run_log().count("sluiced: recovery")
+                spares_discarded += s.run_log().count("(next.spare) was discarded")
                 producer.connect()  # new process: new address-verification secret
                 # The frame in flight at the kill goes again with the same sequences: appended
                 # once, or answered DUPLICATE if it had been written.
@@ -195,7 +197,8 @@ class StorageTest(unittest.TestCase):
             print(f"crash test: {ROUNDS} SIGKILLs, {len(acked)} messages acknowledged, "
                   f"{len(seqs)} recovered, {producer.duplicates} written before a kill and answered "
                   f"DUPLICATE when resent, "
-                  f"{recovered_lines} recovery report line(s), {len(segments)} segments")
+                  f"{recovered_lines} recovery report line(s), {len(segments)} segments, "
+                  f"{spares_discarded} spare(s) found and discarded by recovery")
             self.assertEqual(s.drops("malformed_frame"), 0)
 
     def test_deleted_work_messages_stay_deleted_after_a_crash(self):
