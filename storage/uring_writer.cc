@@ -640,8 +640,11 @@ Errc UringWriter::SubmitImpl(PartitionHandle h, const shard::SealedBatch& batch,
   m.PrepWrite(h, p, p.flights.back());
   p.tail += stride;
   // Half full: time to prepare the next segment (once per segment; the slot is kIdle again only
-  // after a roll took the spare, or a failure was seen).
-  if (p.spare && p.tail * 2 >= p.files[p.active].capacity &&
+  // after a roll took the spare, or a failure was seen). Not before this segment's own roll chain
+  // completed: the preparer starts by unlinking a leftover next.spare, and until the chain's
+  // RENAMEAT ran, that name is still this segment's file.
+  SegmentFile& active = p.files[p.active];
+  if (p.spare && p.tail * 2 >= active.capacity && active.dir_synced &&
       p.spare->state.load(std::memory_order_relaxed) == SpareSlot::kIdle) {
     m.preparer->Request(p.spare);
   }

@@ -182,6 +182,28 @@ TEST(Roll, NoAckInTheNewSegmentBeforeTheDirectoryFsync) {
   }
 }
 
+// Big batches, several per pass: a segment is half full right after its roll, before the roll's
+// chain (rename of next.spare) even reached the kernel. The next spare must not be prepared
+// before that rename ran (preparing starts by unlinking a leftover next.spare).
+TEST(Roll, ASegmentHalfFullAtItsRollWaitsForItsRenameBeforeTheNextSpare) {
+  TempDir tmp;
+  Producer prod(64 << 10, 256);
+  auto w = UringWriter::Create(Config(prod.pool.region()));
+  auto h = (*w)->OpenPartition({tmp.path(), kId, shard::Durability::kWrite, 1}, LogState{});
+  ASSERT_TRUE(h.ok()) << h.status();
+  for (int round = 0; round < 30; ++round) {
+    for (int b = 0; b < 3; ++b) prod.Batch(200, 200);  // ~45 KiB each: 3 of them > half a segment
+    prod.Flush(**w, *h);
+    ASSERT_FALSE((*w)->failed(*h)) << (*w)->failure(*h);
+  }
+  const uint64_t n = prod.log.durable_end().value;
+  ASSERT_EQ(n, prod.log.written_end().value);
+  EXPECT_GE((*w)->stats().rolls, 10u);
+  EXPECT_GE((*w)->stats().rolls_prepared, 1u);
+  w->reset();
+  ExpectExactLog(Recover(tmp.path()), n);
+}
+
 // The rename never replaces a file: a segment already named like the new one (a bug) fails the
 // partition, leaves that file as it was, and nothing written after the roll is acknowledged.
 TEST(Roll, ARenameOntoAnExistingSegmentFailsThePartition) {
