@@ -8,6 +8,11 @@
 // hand-off is the slot's atomic state; the preparer's mutex is taken by the lcore only in Request
 // and Cancel, i.e. at most once per segment, never per message or per batch.
 //
+// The thread inherits the CPU affinity of the thread that creates the writer: sluiced creates
+// its writers on the main thread (main.cc, before the workers launch), i.e. the housekeeping
+// lcore's CPU, never a polling worker's. Create a writer on a worker's own thread and its spares
+// are prepared on that CPU.
+//
 // The spare's file is `next.spare` in the partition directory (PartitionDir::PrepareSpare): a
 // name recovery never reads as log data and removes.
 #pragma once
