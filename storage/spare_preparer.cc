@@ -1,5 +1,7 @@
 #include "storage/spare_preparer.h"
 
+#include <pthread.h>
+
 #include <cstdio>
 
 #include "protocol/assert.h"
@@ -9,6 +11,7 @@ namespace sluice::storage {
 SparePreparer::SparePreparer(uint32_t max_slots) {
   queue_.reserve(max_slots);
   thread_ = std::thread([this] { Run(); });
+  pthread_setname_np(thread_.native_handle(), "sluice-spare");  // for top / perf / ps -L
 }
 
 SparePreparer::~SparePreparer() {
