@@ -6,7 +6,11 @@
 //   sluice-log dump DIR [--records]  segments, offset and time ranges, batch counts; with
 //                                    --records one line per record
 //
+// A prepared next segment (next.spare) is ignored: it is never log data.
+//
 // DIR is a data directory (holding <queue>-<partition>/) or one partition directory.
+#include <unistd.h>
+
 #include <cinttypes>
 #include <cstdio>
 #include <cstring>
@@ -65,6 +69,10 @@ bool WalkPartition(const std::string& data_dir, PartitionId id, bool dump, bool 
   }
   if (dump) std::printf("partition %u-%u (%s): %zu segment(s)\n", id.queue, id.partition,
                         dir->path().c_str(), bases->size());
+  // The prepared next segment is not log data (ListSegments never lists it): only say it is there.
+  if (dump && ::access(dir->SparePath().c_str(), F_OK) == 0) {
+    std::printf("  %s: prepared next segment, not log data (ignored)\n", PartitionDir::kSpareName);
+  }
   uint64_t expected = bases->empty() ? 0 : bases->front();
   for (size_t k = 0; k < bases->size(); ++k) {
     const uint64_t base = (*bases)[k];

@@ -2,6 +2,7 @@
 
 #include <dirent.h>
 #include <fcntl.h>
+#include <unistd.h>
 
 #include <chrono>
 #include <cstring>
@@ -173,6 +174,18 @@ struct Recoverer {
       return;
     }
     dir = std::move(*d);
+    // A prepared next segment (next.spare) is never log data, whatever it holds: batches in it
+    // were written after a rename the directory never made durable, and none was acknowledged.
+    if (::access(dir->SparePath().c_str(), F_OK) == 0) {
+      rep.spare_removed = true;
+      if (opt.repair) {
+        bool removed = false;
+        if (absl::Status s = dir->RemoveSpare(&removed); !s.ok()) {
+          out.status = s;
+          return;
+        }
+      }
+    }
     AckLoadReport ack_report;
     absl::StatusOr<AckState> acks = AckLog::Load(dir->AckLogPath(), &ack_report);
     if (!acks.ok()) {
@@ -267,7 +280,8 @@ std::string FormatReport(const RecoveryReport& r) {
                           r.cut_segment, r.cut_position, std::string(BatchCheckName(r.cut_reason)), r.bytes_cut,
                           r.batches_cut, r.segments_removed);
   }
-  if (r.ack_bytes_cut > 0) absl::StrAppend(&s, "; ack log: ", r.ack_bytes_cut, " bytes of torn tail ignored");
+  if (r.spare_removed) absl::StrAppend(&s, "; a prepared next segment (next.spare) was discarded");
+    if (r.ack_bytes_cut > 0) absl::StrAppend(&s, "; ack log: ", r.ack_bytes_cut, " bytes of torn tail ignored");
   return s;
 }
 

@@ -53,6 +53,7 @@ struct RecoveryReport {
   uint64_t batches_cut = 0;     // batch headers seen (magic) in what was discarded
   uint32_t segments_removed = 0;
   uint64_t ack_bytes_cut = 0;
+  bool spare_removed = false;   // a next.spare was present (removed when repairing)
   double seconds = 0;
 };
 

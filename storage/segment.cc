@@ -224,6 +224,34 @@ absl::StatusOr<Fd> PartitionDir::CreateSegment(uint64_t base, uint64_t bytes, bo
   return fd;
 }
 
+absl::StatusOr<Fd> PartitionDir::PrepareSpare(uint64_t bytes, bool direct_io, bool* direct) const {
+  const std::string spare = SparePath();
+  if (::unlink(spare.c_str()) != 0 && errno != ENOENT) return ErrnoStatus(errno, "unlink", spare);
+  const int flags = O_RDWR | O_CREAT | O_EXCL;
+  absl::StatusOr<Fd> fd = direct_io ? OpenMaybeDirect(spare, flags, direct)
+                                    : OpenBuffered(spare, flags, direct);
+  if (!fd.ok()) return fd.status();
+  if (int err = ::posix_fallocate(fd->get(), 0, static_cast<off_t>(bytes)); err != 0) {
+    ::unlink(spare.c_str());
+    return ErrnoStatus(err, "fallocate", spare);
+  }
+  // As for CreateSegment: size and extents durable before any data in the file is acknowledged.
+  if (::fsync(fd->get()) != 0) return ErrnoStatus(errno, "fsync", spare);
+  if (absl::Status s = FsyncDir(path_); !s.ok()) return s;
+  return fd;
+}
+
+absl::Status PartitionDir::RemoveSpare(bool* removed) const {
+  *removed = false;
+  const std::string spare = SparePath();
+  if (::unlink(spare.c_str()) == 0) {
+    *removed = true;
+  } else if (errno != ENOENT) {
+    return ErrnoStatus(errno, "unlink", spare);
+  }
+  return absl::OkStatus();
+}
+
 absl::Status PartitionDir::RemoveSegment(uint64_t base) const {
   const std::string log = LogPath(base);
   if (::unlink(log.c_str()) != 0) return ErrnoStatus(errno, "unlink", log);

@@ -6,6 +6,8 @@
 //       00000000000000052311.log     next segment, named by its first offset
 //       00000000000000052311.index
 //       acks.log                     work-queue deletes and consumer-group commits (ack_log.h)
+//       next.spare                   at most one: the next segment, created and preallocated
+//                                    ahead of need (not log data; see PrepareSpare)
 //
 // A segment is written front to back, batch after batch, each batch at a multiple of 4 KiB; the
 // bytes past the last batch are preallocated zeros. The index holds one 32-byte entry per
@@ -105,6 +107,11 @@ class PartitionDir {
   std::string LogPath(uint64_t base_offset) const;
   std::string IndexPath(uint64_t base_offset) const;
   std::string AckLogPath() const { return path_ + "/acks.log"; }
+  // The spare segment. Its name is no segment name: recovery, the log tool and ListSegments never
+  // read it as log data, whatever it holds (a crash can leave it empty, preallocated, or holding
+  // batches written after a rename that the directory never made durable).
+  static constexpr const char* kSpareName = "next.spare";
+  std::string SparePath() const { return path_ + "/" + kSpareName; }
 
   // Base offsets of the segments present, ascending.
   absl::StatusOr<std::vector<uint64_t>> ListSegments() const;
@@ -112,6 +119,15 @@ class PartitionDir {
   // Creates `<base>.log` preallocated (fallocate) to `bytes` and fsyncs the directory. An empty
   // `<base>.index` is created with it. Returns the log opened for writing (O_DIRECT if possible).
   absl::StatusOr<Fd> CreateSegment(uint64_t base_offset, uint64_t bytes, bool* direct) const;
+  // The slow part of a roll, done ahead of need off the lcore: creates the spare (replacing a
+  // leftover one) preallocated to `bytes`, fsyncs it and the directory, so that its size and
+  // extents are durable. Returns it opened for writing (O_DIRECT if `direct_io` and possible).
+  // The writer later renames it to `<base>.log` through its ring and fsyncs the directory before
+  // acknowledging anything written to it (uring_writer.cc, RollPrepared).
+  absl::StatusOr<Fd> PrepareSpare(uint64_t bytes, bool direct_io, bool* direct) const;
+  // Unlinks the spare if there is one (no directory fsync: a spare that comes back after a crash
+  // is ignored and removed again). *removed says whether there was one.
+  absl::Status RemoveSpare(bool* removed) const;
   // Unlinks the segment and its index, then fsyncs the directory.
   absl::Status RemoveSegment(uint64_t base_offset) const;
 

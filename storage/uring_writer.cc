@@ -7,6 +7,7 @@
 
 #include <algorithm>
 #include <cerrno>
+#include <cinttypes>
 #include <cstdio>
 #include <cstring>
 #include <optional>
@@ -14,6 +15,7 @@
 #include "absl/strings/str_cat.h"
 #include "dataplane/shard/ring.h"
 #include "protocol/assert.h"
+#include "storage/spare_preparer.h"
 
 namespace sluice::storage {
 namespace {
@@ -21,7 +23,11 @@ namespace {
 constexpr uint32_t kFilesPerPartition = 4;  // the active segment + segments still completing
 constexpr uint64_t kNoSeq = UINT64_MAX;
 
-enum class Op : uint8_t { kFree, kWrite, kSync };
+// A prepared roll's chain (Request::gen holds the Part::files slot of the new segment), linked in
+// this order: kRename (next.spare -> <base>.log), kIndexOpen (<base>.index, created), kDirSync
+// (fsync of the directory, which makes the rename durable).
+enum class Op : uint8_t { kFree, kWrite, kSync, kRename, kIndexOpen, kDirSync };
+constexpr uint32_t kRollOps = 3;
 
 struct Request {
   Op op = Op::kFree;
@@ -60,6 +66,16 @@ struct SegmentFile {
   uint32_t ops = 0;       // requests in flight on it
   bool open = false;
   bool active = false;
+  // false from a prepared roll until its chain (rename, index open, directory fsync) completed:
+  // until then the segment's name may not survive a crash, so no batch in it is reported durable
+  // (Retire).
+  bool dir_synced = true;
+  uint32_t roll_ops = 0;     // requests of that chain still in flight
+  bool roll_failed = false;
+  // The chain's path names (relative to Part::dir_fd): the kernel reads them when the ring
+  // submits, which is after RollPrepared returned, so they live here, not on the stack.
+  char log_name[32] = {};
+  char index_name[32] = {};
 };
 
 struct Part {
@@ -81,6 +97,8 @@ struct Part {
   std::string failure;
   bool dirty = false;
   bool warned = false;  // the buffered-fallback warning, once per partition
+  std::shared_ptr<SpareSlot> spare;  // the next segment, prepared off the lcore (null: none)
+  Fd dir_fd;                         // the partition directory, for the ring's fsync of it
 };
 
 }  // namespace
@@ -100,6 +118,8 @@ struct UringWriter::Impl {
   std::vector<Part> parts;
   std::vector<uint32_t> dirty;
   uint32_t pending_sqes = 0;
+  // Declared last: destroyed (its thread joined) before anything the spares refer to.
+  std::unique_ptr<SparePreparer> preparer;
 
   ~Impl() {
     if (ring_ok) io_uring_queue_exit(&ring);
@@ -138,6 +158,7 @@ struct UringWriter::Impl {
 
   absl::Status OpenActive(Part& p, PartitionHandle h);
   absl::Status Roll(Part& p, PartitionHandle h, uint64_t base);
+  absl::Status RollPrepared(Part& p, PartitionHandle h, uint64_t base, Fd log, bool direct);
   void CloseFile(Part& p, uint8_t i);
   void SealSegment(Part& p, SegmentFile& f);
   void PrepWrite(PartitionHandle h, Part& p, Flight& f);
@@ -176,6 +197,7 @@ absl::Status UringWriter::Impl::Setup() {
   }
   requests.resize(depth);
   for (uint32_t i = depth; i-- > 0;) free_requests.push_back(i);
+  if (cfg.prepare_spares) preparer = std::make_unique<SparePreparer>(cfg.max_partitions);
   parts.reserve(cfg.max_partitions);
   dirty.reserve(cfg.max_partitions);
   return absl::OkStatus();
@@ -239,6 +261,10 @@ UringWriter::UringWriter(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
 
 UringWriter::~UringWriter() {
   if (impl_->enabled) Drain([](const Completion&) {});
+  // Spares of partitions still open go (a crash leaves them to recovery, which removes them).
+  for (Part& p : impl_->parts) {
+    if (p.open && p.spare) impl_->preparer->Cancel(*p.spare);
+  }
 }
 
 // ---- partitions ----------------------------------------------------------------------------
@@ -316,6 +342,15 @@ absl::StatusOr<PartitionHandle> UringWriter::OpenPartition(const PartitionSpec& 
     return dir.status();
   }
   p.dir = std::move(*dir);
+  if (m.preparer) {
+    p.dir_fd = Fd(::open(p.dir->path().c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
+    if (!p.dir_fd.valid()) {
+      const absl::Status s = ErrnoStatus(errno, "open", p.dir->path());
+      m.parts.pop_back();
+      return s;
+    }
+    p.spare = std::make_shared<SpareSlot>(*p.dir, m.cfg.segment_bytes, m.cfg.direct_io);
+  }
   absl::Status s;
   if (p.log.segments.empty()) {
     s = m.Roll(p, h, p.log.next_offset);
@@ -343,6 +378,9 @@ void UringWriter::ClosePartition(PartitionHandle h) {
   for (uint8_t i = 0; i < kFilesPerPartition; ++i) {
     if (p.files[i].open) m.CloseFile(p, i);
   }
+  if (p.spare) m.preparer->Cancel(*p.spare);  // waits for one in progress, unlinks it
+  p.spare.reset();
+  p.dir_fd.Reset();
   p.open = false;
 }
 
@@ -352,6 +390,21 @@ absl::Status UringWriter::Impl::Roll(Part& p, PartitionHandle h, uint64_t base) 
     if (!p.files[i].open) free_slot = i;
   }
   if (free_slot == kFilesPerPartition) return absl::UnavailableError("segments still completing");
+  if (p.spare) {
+    Fd spare;
+    bool spare_direct = false;
+    if (SparePreparer::TakeReady(*p.spare, &spare, &spare_direct)) {
+      return RollPrepared(p, h, base, std::move(spare), spare_direct);
+    }
+    if (p.spare->state.load(std::memory_order_acquire) == SpareSlot::kFailed) {
+      // Not fatal: this roll creates its segment the blocking way, the next one asks again.
+      ++stats.spare_failures;
+      std::fprintf(stderr, "sluice storage: warning: partition %u-%u: preparing the next segment "
+                   "failed (%s); rolling the blocking way\n", p.spec.id.queue, p.spec.id.partition,
+                   p.spare->error.c_str());
+      p.spare->state.store(SpareSlot::kIdle, std::memory_order_release);
+    }
+  }
   bool direct = true;
   absl::StatusOr<Fd> fd = p.dir->CreateSegment(base, cfg.segment_bytes, &direct);
   if (!fd.ok()) return fd.status();
@@ -366,7 +419,81 @@ absl::Status UringWriter::Impl::Roll(Part& p, PartitionHandle h, uint64_t base) 
   seg.base_offset = seg.end_offset = base;
   p.log.segments.push_back(std::move(seg));
   ++stats.rolls;
+  ++stats.rolls_blocking;
   return OpenActive(p, h);
+}
+
+// The roll with a spare ready: no blocking call but the registered-file update. The rename, the
+// index file's creation and the directory fsync go through the ring as one linked chain (each
+// starts when the one before it succeeded). Writes to the new segment may start at once (they go
+// to the file, whatever its name), but none is reported durable before the chain completed
+// (SegmentFile::dir_synced): a crash before it may leave the file named next.spare, which
+// recovery removes, and only batches nobody was told about are in it.
+absl::Status UringWriter::Impl::RollPrepared(Part& p, PartitionHandle h, uint64_t base, Fd log,
+                                             bool direct) {
+  SLUICE_ASSERT(free_requests.size() >= kRollOps);  // SubmitImpl reserved them
+  if (!p.log.segments.empty()) {
+    SegmentFile& old = p.files[p.active];
+    old.active = false;
+    p.log.segments.back().closed = true;
+    if (old.ops == 0) CloseFile(p, p.active);
+  }
+  SegmentState seg;
+  seg.base_offset = seg.end_offset = base;
+  p.log.segments.push_back(std::move(seg));
+  uint8_t i = 0;
+  while (i < kFilesPerPartition && p.files[i].open) ++i;
+  SLUICE_ASSERT(i < kFilesPerPartition);  // Roll checked for a free slot
+  SegmentFile& f = p.files[i];
+  f = SegmentFile{};
+  f.fd = std::move(log);
+  f.base = base;
+  f.capacity = cfg.segment_bytes;
+  f.open = true;
+  f.active = true;
+  f.dir_synced = false;
+  std::snprintf(f.log_name, sizeof f.log_name, "%020" PRIu64 ".log", base);
+  std::snprintf(f.index_name, sizeof f.index_name, "%020" PRIu64 ".index", base);
+  if (!free_slots.empty()) {
+    const int slot = free_slots.back();
+    int fdv = f.fd.get();
+    if (io_uring_register_files_update(&ring, static_cast<unsigned>(slot), &fdv, 1) == 1) {
+      f.slot = slot;
+      free_slots.pop_back();
+    }
+  }
+  p.active = i;
+  p.tail = 0;
+  p.direct = direct;
+
+  const bool targeted = !faults.only.has_value() || *faults.only == p.spec.id;
+  for (const Op op : {Op::kRename, Op::kIndexOpen, Op::kDirSync}) {
+    const uint32_t id = AllocRequest(op, h, kNoSeq);
+    requests[id].gen = i;
+    io_uring_sqe* sqe = Sqe();
+    if (op == Op::kDirSync && faults.dir_sync && faults.count > 0 && targeted) {
+      --faults.count;
+      requests[id].inject_res = -faults.error;
+      io_uring_prep_nop(sqe);
+    } else if (op == Op::kRename) {
+      // RENAME_NOREPLACE: a segment of that name already existing is a bug, never overwritten.
+      io_uring_prep_renameat(sqe, p.dir_fd.get(), PartitionDir::kSpareName, p.dir_fd.get(),
+                             f.log_name, RENAME_NOREPLACE);
+    } else if (op == Op::kIndexOpen) {
+      // The index is a cache (recovery rebuilds a missing one): created, not synced.
+      io_uring_prep_openat(sqe, p.dir_fd.get(), f.index_name,
+                           O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+    } else {
+      io_uring_prep_fsync(sqe, p.dir_fd.get(), 0);
+    }
+    if (op != Op::kDirSync) sqe->flags |= IOSQE_IO_LINK;
+    io_uring_sqe_set_data64(sqe, id);
+    ++f.ops;
+    ++f.roll_ops;
+  }
+  ++stats.rolls;
+  ++stats.rolls_prepared;
+  return absl::OkStatus();
 }
 
 void UringWriter::Impl::SealSegment(Part& p, SegmentFile& f) {
@@ -408,7 +535,7 @@ void UringWriter::Impl::PrepWrite(PartitionHandle h, Part& p, Flight& f) {
   uint32_t len = f.stride - f.written;
   const uint64_t pos = f.position + f.written;
   const int fd = file.slot >= 0 ? file.slot : file.fd.get();
-  const bool targeted = !faults.only.has_value() || *faults.only == p.spec.id;
+  const bool targeted = !faults.dir_sync && (!faults.only.has_value() || *faults.only == p.spec.id);
   if (faults.count > 0 && targeted && faults.skip > 0) {
     --faults.skip;
   } else if (faults.count > 0 && targeted) {
@@ -470,13 +597,15 @@ Errc UringWriter::SubmitImpl(PartitionHandle h, const shard::SealedBatch& batch,
     m.MarkDirty(h, p);
     return Errc::kOk;
   }
-  const uint32_t need = p.direct ? 1 : 2;
-  if (m.free_requests.size() < need) return Errc::kThrottled;
   const uint32_t stride = static_cast<uint32_t>(batch.bytes.size());
   SLUICE_ASSERT(stride % m.cfg.align_bytes == 0 &&
                 reinterpret_cast<uintptr_t>(batch.bytes.data()) % m.cfg.align_bytes == 0);
   SLUICE_ASSERT(stride <= m.cfg.segment_bytes);
-  if (p.tail + stride > p.files[p.active].capacity) {
+  const bool roll = p.tail + stride > p.files[p.active].capacity;
+  // The write (and its fdatasync when buffered), and a prepared roll's chain.
+  const uint32_t need = (p.direct ? 1 : 2) + (roll ? kRollOps : 0);
+  if (m.free_requests.size() < need) return Errc::kThrottled;
+  if (roll) {
     if (absl::Status s = m.Roll(p, h, batch.first_offset); !s.ok()) {
       if (absl::IsUnavailable(s)) return Errc::kThrottled;
       m.Fail(h, p, 0, s.ToString());
@@ -510,6 +639,15 @@ Errc UringWriter::SubmitImpl(PartitionHandle h, const shard::SealedBatch& batch,
   p.flights.push_back(f);
   m.PrepWrite(h, p, p.flights.back());
   p.tail += stride;
+  // Half full: time to prepare the next segment (once per segment; the slot is kIdle again only
+  // after a roll took the spare, or a failure was seen). Not before this segment's own roll chain
+  // completed: the preparer starts by unlinking a leftover next.spare, and until the chain's
+  // RENAMEAT ran, that name is still this segment's file.
+  SegmentFile& active = p.files[p.active];
+  if (p.spare && p.tail * 2 >= active.capacity && active.dir_synced &&
+      p.spare->state.load(std::memory_order_relaxed) == SpareSlot::kIdle) {
+    m.preparer->Request(p.spare);
+  }
   p.submitted_end = batch.end_offset();
   ++m.stats.batches;
   m.stats.bytes += stride;
@@ -533,6 +671,23 @@ void UringWriter::Impl::OnCompletion(uint32_t id, int res) {
   const Request r = requests[id];
   FreeRequest(id);
   Part& p = parts[r.part];
+  if (r.op == Op::kRename || r.op == Op::kIndexOpen || r.op == Op::kDirSync) {
+    SegmentFile& sf = p.files[r.gen];
+    SLUICE_ASSERT(sf.open && !sf.dir_synced && sf.ops > 0 && sf.roll_ops > 0);
+    --sf.ops;
+    --sf.roll_ops;
+    MarkDirty(r.part, p);
+    if (r.inject_res != 0) res = r.inject_res;
+    if (r.op == Op::kIndexOpen && res >= 0) sf.index_fd = Fd(res);
+    if (res < 0 && !sf.roll_failed) {  // the first failure; the rest of the chain is cancelled
+      sf.roll_failed = true;
+      const char* what = r.op == Op::kRename ? "rename next.spare to"
+                         : r.op == Op::kIndexOpen ? "create the index of" : "fsync directory after renaming next.spare to";
+      Fail(r.part, p, -res, absl::StrCat(what, " ", p.dir->LogPath(sf.base)));
+    }
+    if (sf.roll_ops == 0 && !sf.roll_failed) sf.dir_synced = true;
+    return;
+  }
   Flight& f = FlightOf(p, r.seq);
   --f.ops;
   --p.files[f.file].ops;
@@ -572,7 +727,8 @@ void UringWriter::Impl::Retire(PartitionHandle h, Part& p) {
   (void)h;
   while (!p.failed && !p.flights.empty()) {
     Flight& f = p.flights.front();
-    const bool done = f.ops == 0 && f.written == f.stride && (p.direct || f.synced);
+    const bool done = f.ops == 0 && f.written == f.stride && (p.direct || f.synced) &&
+                      p.files[f.file].dir_synced;
     if (!done) break;
     SegmentState* seg = nullptr;
     for (auto it = p.log.segments.rbegin(); it != p.log.segments.rend(); ++it) {
@@ -716,6 +872,10 @@ const PartitionSpec& UringWriter::spec(PartitionHandle h) const { return impl_->
 bool UringWriter::direct_io(PartitionHandle h) const { return impl_->P(h).direct; }
 shard::DurableOffset UringWriter::durable(PartitionHandle h) const {
   return shard::DurableOffset{impl_->P(h).durable_end};
+}
+bool UringWriter::spare_ready(PartitionHandle h) const {
+  const Part& p = impl_->P(h);
+  return p.spare && p.spare->state.load(std::memory_order_acquire) == SpareSlot::kReady;
 }
 uint32_t UringWriter::in_flight() const {
   return static_cast<uint32_t>(impl_->requests.size() - impl_->free_requests.size());

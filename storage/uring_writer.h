@@ -62,6 +62,10 @@ struct WriterConfig {
   // never use O_DIRECT (buffered writes + fdatasync, as on a filesystem without O_DIRECT).
   bool register_resources = true;
   bool direct_io = true;
+  // Prepare each partition's next segment ahead of need on a thread of the writer (a spare, see
+  // spare_preparer.h) so that a roll on the lcore is a rename. false: every roll creates its
+  // segment on the spot, blocking the calling thread (tests of that path).
+  bool prepare_spares = true;
   // Signalled (eventfd write) on each completion, so a thread sleeping in epoll wakes for it.
   int completion_eventfd = -1;
 };
@@ -89,6 +93,9 @@ struct FaultInjection {
   uint32_t count = 0;
   int error = 0;          // e.g. EIO, ENOSPC, EAGAIN
   bool short_write = false;
+  // The next `count` directory fsyncs after a prepared roll fail with `error` instead (the writes
+  // are not touched).
+  bool dir_sync = false;
   // Only writes of this partition (default: any), and only after `skip` of them went through.
   std::optional<PartitionId> only;
   uint32_t skip = 0;
@@ -100,6 +107,9 @@ struct WriterStats {
   uint64_t submits = 0;      // io_uring_submit calls that submitted something
   uint64_t requeued = 0;     // short writes and EAGAIN
   uint64_t rolls = 0;        // segments created
+  uint64_t rolls_prepared = 0;  // of which: a spare was ready (rename + async directory fsync)
+  uint64_t rolls_blocking = 0;  // of which: created on the spot (first segment, or no spare yet)
+  uint64_t spare_failures = 0;  // spare preparations that failed (the roll then blocks)
   uint64_t failures = 0;     // partitions failed
   uint64_t fixed_writes = 0;  // write requests from a registered buffer (no page pinning per I/O)
 };
@@ -155,6 +165,8 @@ class UringWriter {
   bool direct_io(PartitionHandle h) const;
   shard::DurableOffset durable(PartitionHandle h) const;
   uint32_t in_flight() const;
+  // The partition's next segment is prepared (a roll now is a rename, not a create).
+  bool spare_ready(PartitionHandle h) const;
 
   const RingFeatures& features() const;
   const WriterStats& stats() const;

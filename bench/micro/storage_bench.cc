@@ -8,6 +8,7 @@
 #include <benchmark/benchmark.h>
 #include <stdlib.h>
 
+#include <chrono>
 #include <cstdlib>
 #include <filesystem>
 #include <string>
@@ -185,6 +186,76 @@ void BM_Recovery(benchmark::State& state) {
   state.SetBytesProcessed(static_cast<int64_t>(bytes));
 }
 BENCHMARK(BM_Recovery)->Unit(benchmark::kMillisecond)->UseRealTime()->MinTime(1.0);
+
+// The segment roll as the lcore sees it: the time of the one Submit that does not fit the active
+// segment and opens the next, with everything else (filling the segment with 1 MiB batches,
+// waiting for them) outside the timing. range(0): segment MiB; range(1): 1 = spares prepared
+// ahead (the default), 0 = every roll creates its segment on the lcore (the blocking path, as
+// before spares). `prepared` / `blocking` count the rolls that found a spare segment ready /
+// created one on the spot; `plain_submit_us` is a Submit that does not roll, for reference.
+void BM_Roll(benchmark::State& state) {
+  const uint64_t seg = static_cast<uint64_t>(state.range(0)) << 20;
+  constexpr uint32_t kBatch = 1 << 20;
+  BenchDir dir;
+  WriterConfig wc;
+  wc.segment_bytes = seg;
+  wc.prepare_spares = state.range(1) != 0;
+  auto writer = UringWriter::Create(wc);
+  auto h = (*writer)->OpenPartition({dir.path, {1, 0}, shard::Durability::kWrite, 1}, LogState{});
+  if (!h.ok()) {
+    state.SkipWithError(h.status().ToString().c_str());
+    return;
+  }
+  AlignedBuffer buf(kBatch);
+  uint64_t next = 0;
+  auto submit = [&]() {
+    shard::SealedBatch b;
+    b.bytes = buf.span();
+    b.header_bytes = 64;
+    b.used_bytes = 128;
+    b.first_offset = next;
+    b.count = 1;
+    b.first_timestamp_ns = b.last_timestamp_ns = next + 1;
+    const Errc e = (*writer)->Submit(*h, b);
+    if (e == Errc::kOk) ++next;
+    return e;
+  };
+  auto drain = [&] { (*writer)->Drain([](const Completion&) {}); };
+  const uint64_t per_segment = seg / kBatch;
+  double plain_s = 0;  // the same Submit when it does not roll, for reference
+  uint64_t plain = 0;
+  for (auto _ : state) {
+    // Fill the active segment to its end (the first pass also fills segment 0).
+    do {
+      const auto p0 = std::chrono::steady_clock::now();
+      if (submit() != Errc::kOk) {
+        state.SkipWithError("a filling submit failed");
+        return;
+      }
+      plain_s += std::chrono::duration<double>(std::chrono::steady_clock::now() - p0).count();
+      ++plain;
+      drain();
+    } while (next % per_segment != 0);
+    const auto t0 = std::chrono::steady_clock::now();
+    const Errc e = submit();  // does not fit: rolls
+    const auto t1 = std::chrono::steady_clock::now();
+    if (e != Errc::kOk || (*writer)->failed(*h)) {
+      state.SkipWithError("the rolling submit failed");
+      return;
+    }
+    state.SetIterationTime(std::chrono::duration<double>(t1 - t0).count());
+    drain();
+    (void)(*writer)->EnforceRetention(*h, {.max_bytes = 2 * seg});
+  }
+  const WriterStats& st = (*writer)->stats();
+  if (st.rolls < static_cast<uint64_t>(state.iterations())) state.SkipWithError("fewer rolls than iterations");
+  state.counters["rolls"] = static_cast<double>(st.rolls);
+  state.counters["prepared"] = static_cast<double>(st.rolls_prepared);
+  state.counters["blocking"] = static_cast<double>(st.rolls_blocking);
+  state.counters["plain_submit_us"] = plain > 0 ? plain_s * 1e6 / static_cast<double>(plain) : 0;
+}
+BENCHMARK(BM_Roll)->ArgNames({"segment_MiB", "spares"})
+    ->Args({64, 0})->Args({64, 1})->Args({256, 0})->Args({256, 1})->UseManualTime()->Unit(benchmark::kMicrosecond)->Iterations(12);
 
 }  // namespace
 }  // namespace sluice::storage

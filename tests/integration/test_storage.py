@@ -146,12 +146,16 @@ class StorageTest(unittest.TestCase):
 
     def test_sigkill_at_random_moments_loses_no_acknowledged_message(self):
         rng = random.Random(int(os.environ.get("SLUICE_CRASH_SEED", "0")) or None)
-        with Namespace(), Sluiced(queues=STREAM, durability="dsync") as s:
+        # 1 MiB segments (the smallest hwconf allows): each frame is a 4 KiB batch, so the rounds
+        # cross several segment rolls (a spare prepared at half, renamed at the roll) and some
+        # kills land around one.
+        with Namespace(), Sluiced(queues=STREAM, durability="dsync", segment_bytes=1 << 20) as s:
             queue_id, _ = new_client(11).lookup("ledger")
             producer = Producer(queue_id, partition=1)
             producer.connect()
             started = time.monotonic()
             recovered_lines = 0
+            spares_discarded = 0  # recoveries that found a prepared next segment (next.spare)
             for rnd in range(ROUNDS):
                 self.assertLess(time.monotonic() - started, 240, "crash test over its time bound")
                 kill_after = rng.uniform(0.05, 0.6)
@@ -166,6 +170,7 @@ class StorageTest(unittest.TestCase):
                     s.kill()
                 s.start()
                 recovered_lines += s.run_log().count("sluiced: recovery")
+                spares_discarded += s.run_log().count("(next.spare) was discarded")
                 producer.connect()  # new process: new address-verification secret
                 # The frame in flight at the kill goes again with the same sequences: appended
                 # once, or answered DUPLICATE if it had been written.
@@ -185,10 +190,15 @@ class StorageTest(unittest.TestCase):
             self.assertEqual(seqs, sorted(seqs), "messages out of order")
             missing = sorted(set(acked) - set(seqs))
             self.assertEqual(missing, [], f"{len(missing)} acknowledged message(s) lost")
+            part_dir = os.path.join(s.data_dir, f"{queue_id}-1")
+            segments = sorted(f for f in os.listdir(part_dir)
+                              if f.endswith(".log") and f[:-4].isdigit())
+            self.assertGreaterEqual(len(segments), 2, f"no segment roll happened: {segments}")
             print(f"crash test: {ROUNDS} SIGKILLs, {len(acked)} messages acknowledged, "
                   f"{len(seqs)} recovered, {producer.duplicates} written before a kill and answered "
                   f"DUPLICATE when resent, "
-                  f"{recovered_lines} recovery report line(s)")
+                  f"{recovered_lines} recovery report line(s), {len(segments)} segments, "
+                  f"{spares_discarded} spare(s) found and discarded by recovery")
             self.assertEqual(s.drops("malformed_frame"), 0)
 
     def test_deleted_work_messages_stay_deleted_after_a_crash(self):
