@@ -224,7 +224,11 @@ Errc StorageShell::Submit(uint32_t queue, uint32_t partition, const shard::Seale
     p->submitted_end = batch.end_offset();
     ++stats_.submitted;
     stats_.submitted_bytes += batch.bytes.size();
-    stats_.fixed_writes.set(writer_->stats().fixed_writes);
+    const storage::WriterStats& ws = writer_->stats();
+    stats_.fixed_writes.set(ws.fixed_writes);
+    stats_.rolls_prepared.set(ws.rolls_prepared);
+    stats_.rolls_blocking.set(ws.rolls_blocking);
+    stats_.spare_failures.set(ws.spare_failures);
   } else if (e == Errc::kThrottled) {
     ++stats_.throttled;
   }

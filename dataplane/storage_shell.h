@@ -87,6 +87,9 @@ struct StorageShellStats {
   Counter segments_removed;  // retention
   Counter retention_errors;
   Counter fixed_writes;      // writes from registered memory (the shards' chunk pools)
+  Counter rolls_prepared;    // segment rolls into a spare prepared off the lcore
+  Counter rolls_blocking;    // segment rolls that created the file on the lcore
+  Counter spare_failures;    // spare preparations that failed (the roll then blocks)
 };
 
 class StorageShell final : public Persistence {

@@ -233,6 +233,11 @@ class StorageTest(unittest.TestCase):
             segments = lambda: sorted(f for f in os.listdir(part_dir)  # noqa: E731
                                       if f.endswith(".log") and f[:-4].isdigit())
             self.assertGreaterEqual(len(segments()), 3, segments())
+            # Every roll is counted in the stats file: into a spare prepared off the lcore, or
+            # created on the spot (none ready yet).
+            harness.wait_for(lambda: (lambda st: st["rolls_prepared"] + st["rolls_blocking"] >=
+                                      len(segments()) - 1)(s.stats()["workers"][0]["storage"]),
+                             5, "the stats file to count the segment rolls")
             drained = 0
             while drained < n:
                 got = sluice("receive", "jobs", "--max", "50", "--delete", "--wait-ms", "500")
