@@ -1292,33 +1292,17 @@ void Frontend::Impl::OnProduce(const p::FrameView& f, const Endpoint& from,
 
 // One message to its shard. Only a reassembled message needs a MessageView of its own: one
 // default-constructed for every message cost a 168-byte `rep stos` per message.
-namespace {
-
-// A {pointer, length} view copied as two words. The decoder stored them as two 8-byte words
-// moments earlier; the 16-byte vector load a plain copy compiles to cannot be forwarded from
-// those stores and waits for them to retire (88 % of this function's samples in the 64 B x 13
-// flood). The empty asm keeps the two loads apart.
-template <typename View>
-View CopyView(const View& v) {
-  auto* data = v.data();
-  size_t size = v.size();
-  asm("" : "+r"(size));
-  return View(data, size);
-}
-
-}  // namespace
-
 void Frontend::Impl::AppendMessage(const QueueInfo& q, const shard::ReplyTarget& target,
                                    uint64_t producer_id, const p::MessageView& m,
                                    uint64_t now_ns) {
   shard::MessageIn in;
-  in.record = CopyView(m.record);
+  in.record = m.record;
   in.partition = m.partition;
   in.priority = m.priority;
   in.delay_ms = m.delay_ms;
   in.ttl_ms = m.ttl_ms;
-  in.dedup_id = CopyView(m.dedup_id);
-  in.group = CopyView(m.group_id);
+  in.dedup_id = m.dedup_id;
+  in.group = m.group_id;
   in.producer_id = producer_id;
   in.sequence = m.sequence;
   in.timestamp_ns = m.timestamp_ns;

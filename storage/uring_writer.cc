@@ -158,6 +158,9 @@ struct UringWriter::Impl {
 
   absl::Status OpenActive(Part& p, PartitionHandle h);
   absl::Status Roll(Part& p, PartitionHandle h, uint64_t base);
+  // Both rolls: the active segment closes (its files once nothing is in flight on them) and the
+  // log gains a segment starting at `base`.
+  void StartSegment(Part& p, uint64_t base);
   absl::Status RollPrepared(Part& p, PartitionHandle h, uint64_t base, Fd log, bool direct);
   void CloseFile(Part& p, uint8_t i);
   void SealSegment(Part& p, SegmentFile& f);
@@ -409,6 +412,13 @@ absl::Status UringWriter::Impl::Roll(Part& p, PartitionHandle h, uint64_t base) 
   absl::StatusOr<Fd> fd = p.dir->CreateSegment(base, cfg.segment_bytes, &direct);
   if (!fd.ok()) return fd.status();
   fd->Reset();  // OpenActive reopens it the same way
+  StartSegment(p, base);
+  ++stats.rolls;
+  ++stats.rolls_blocking;
+  return OpenActive(p, h);
+}
+
+void UringWriter::Impl::StartSegment(Part& p, uint64_t base) {
   if (!p.log.segments.empty()) {
     SegmentFile& old = p.files[p.active];
     old.active = false;
@@ -418,9 +428,6 @@ absl::Status UringWriter::Impl::Roll(Part& p, PartitionHandle h, uint64_t base) 
   SegmentState seg;
   seg.base_offset = seg.end_offset = base;
   p.log.segments.push_back(std::move(seg));
-  ++stats.rolls;
-  ++stats.rolls_blocking;
-  return OpenActive(p, h);
 }
 
 // The roll with a spare ready: no blocking call but the registered-file update. The rename, the
@@ -432,15 +439,7 @@ absl::Status UringWriter::Impl::Roll(Part& p, PartitionHandle h, uint64_t base) 
 absl::Status UringWriter::Impl::RollPrepared(Part& p, PartitionHandle h, uint64_t base, Fd log,
                                              bool direct) {
   SLUICE_ASSERT(free_requests.size() >= kRollOps);  // SubmitImpl reserved them
-  if (!p.log.segments.empty()) {
-    SegmentFile& old = p.files[p.active];
-    old.active = false;
-    p.log.segments.back().closed = true;
-    if (old.ops == 0) CloseFile(p, p.active);
-  }
-  SegmentState seg;
-  seg.base_offset = seg.end_offset = base;
-  p.log.segments.push_back(std::move(seg));
+  StartSegment(p, base);
   uint8_t i = 0;
   while (i < kFilesPerPartition && p.files[i].open) ++i;
   SLUICE_ASSERT(i < kFilesPerPartition);  // Roll checked for a free slot
