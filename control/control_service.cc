@@ -26,6 +26,22 @@ absl::Status ControlService::PublishLocked() {
   return st.ok() ? st : PublishError(st);
 }
 
+absl::Status ControlService::RefuseUnlessPrimary() {
+  const RoleInfo r = backend_.Role();
+  if (r.role == "standby") {
+    return MakeError(absl::StatusCode::kFailedPrecondition, errc::kNotPrimary, "",
+                     absl::StrCat("this box is the standby (epoch ", r.epoch, "): change queues "
+                                  "on the primary", r.peer.empty() ? "" : " (" + r.peer + ")",
+                                  "; its catalog reaches this box over the replication link"));
+  }
+  if (r.role == "primary" && r.fenced) {
+    return MakeError(absl::StatusCode::kFailedPrecondition, errc::kNotPrimary, "",
+                     absl::StrCat("this primary is fenced: a newer epoch than ", r.epoch,
+                                  " exists; change queues on the new primary"));
+  }
+  return absl::OkStatus();
+}
+
 absl::Status ControlService::PublishCurrent() {
   std::lock_guard lock(publish_mu_);
   return PublishLocked();
@@ -89,6 +105,7 @@ absl::StatusOr<BootstrapReport> ControlService::Bootstrap(
 
 absl::StatusOr<CreateResult> ControlService::CreateQueue(const QueueSpec& spec) {
   std::lock_guard lock(publish_mu_);
+  if (absl::Status st = RefuseUnlessPrimary(); !st.ok()) return st;
   absl::StatusOr<CreateResult> r = catalog_.Create(spec);
   if (!r.ok() || !r->created) return r;
   if (absl::Status st = PublishLocked(); !st.ok()) {
@@ -101,6 +118,7 @@ absl::StatusOr<CreateResult> ControlService::CreateQueue(const QueueSpec& spec) 
 absl::StatusOr<QueueMeta> ControlService::UpdateQueue(std::string_view name,
                                                       const AttributePatch& patch) {
   std::lock_guard lock(publish_mu_);
+  if (absl::Status st = RefuseUnlessPrimary(); !st.ok()) return st;
   const uint64_t before = catalog_.Snapshot()->version();
   absl::StatusOr<QueueMeta> r = catalog_.Update(name, patch);
   if (!r.ok() || catalog_.Snapshot()->version() == before) return r;
@@ -110,6 +128,7 @@ absl::StatusOr<QueueMeta> ControlService::UpdateQueue(std::string_view name,
 
 absl::StatusOr<QueueMeta> ControlService::PurgeQueue(std::string_view name) {
   std::lock_guard lock(publish_mu_);
+  if (absl::Status st = RefuseUnlessPrimary(); !st.ok()) return st;
   absl::StatusOr<QueueMeta> r = catalog_.Purge(name);
   if (!r.ok()) return r;
   if (absl::Status st = PublishLocked(); !st.ok()) return st;
@@ -122,6 +141,7 @@ absl::StatusOr<QueueMeta> ControlService::PurgeQueue(std::string_view name) {
 
 absl::StatusOr<QueueMeta> ControlService::DeleteQueue(std::string_view name) {
   std::lock_guard lock(publish_mu_);
+  if (absl::Status st = RefuseUnlessPrimary(); !st.ok()) return st;
   absl::StatusOr<QueueMeta> r = catalog_.Delete(name);
   if (!r.ok()) return r;
   if (absl::Status st = PublishLocked(); !st.ok()) return st;

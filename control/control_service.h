@@ -39,7 +39,9 @@ class ControlService {
   // Catalog change, then Publish. A create whose publication fails is rolled back (the queue is
   // removed again) and the backend's error returned; an update/purge/delete whose publication
   // fails stays persisted (the backend runs it from its next publication or restart) and the
-  // error is returned.
+  // error is returned. Refused (409 not_primary, nothing changed) on a standby or a fenced
+  // primary: a standby's catalog is the primary's (ReplaceCatalog), and a change made here would
+  // be overwritten by the next one it receives, or diverge from it after a promotion.
   absl::StatusOr<CreateResult> CreateQueue(const QueueSpec& spec);
   absl::StatusOr<QueueMeta> UpdateQueue(std::string_view name, const AttributePatch& patch);
   absl::StatusOr<QueueMeta> PurgeQueue(std::string_view name);
@@ -56,6 +58,8 @@ class ControlService {
 
  private:
   absl::Status PublishLocked();
+  // OK unless the backend is a standby or a fenced primary (then not_primary, with the reason).
+  absl::Status RefuseUnlessPrimary();
 
   Catalog& catalog_;
   ControlBackend& backend_;

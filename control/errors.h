@@ -21,6 +21,7 @@ inline constexpr std::string_view kImmutable = "immutable";               // 400
 inline constexpr std::string_view kNotFound = "not_found";                // 404
 inline constexpr std::string_view kMethodNotAllowed = "method_not_allowed";  // 405
 inline constexpr std::string_view kConflict = "conflict";                 // 409
+inline constexpr std::string_view kNotPrimary = "not_primary";          // 409: a standby or fenced box
 inline constexpr std::string_view kLimit = "limit_exceeded";              // 409: too many queues/ids
 inline constexpr std::string_view kPayloadTooLarge = "payload_too_large"; // 413
 inline constexpr std::string_view kUnavailable = "unavailable";           // 503: store/backend failed

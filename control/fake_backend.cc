@@ -91,7 +91,15 @@ HealthReport FakeBackend::Readiness() {
                        {"catalog", published, published ? "published" : "not published yet"}}};
 }
 
-RoleInfo FakeBackend::Role() { return RoleInfo{"primary", 3, "127.0.0.2:7500", true, 0}; }
+RoleInfo FakeBackend::Role() {
+  std::lock_guard lock(mu_);
+  return role_;
+}
+
+void FakeBackend::SetRole(RoleInfo role) {
+  std::lock_guard lock(mu_);
+  role_ = std::move(role);
+}
 
 VersionInfo FakeBackend::Version() { return VersionInfo{{{"dataplane", "fake"}}}; }
 

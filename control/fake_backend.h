@@ -27,6 +27,7 @@ class FakeBackend final : public ControlBackend {
   void SetReady(bool ready);
   void SetLive(bool live);
   void FailNextPublish(absl::Status status);
+  void SetRole(RoleInfo role);
   std::shared_ptr<const CatalogSnapshot> published() const;
   std::vector<uint64_t> published_versions() const;
   std::vector<std::string> purged() const;
@@ -40,6 +41,7 @@ class FakeBackend final : public ControlBackend {
   std::vector<uint64_t> published_versions_;
   std::vector<std::string> purged_;
   uint64_t ticks_ = 0;
+  RoleInfo role_{"primary", 3, "127.0.0.2:7500", true, 0};
 };
 
 }  // namespace sluice::control

@@ -50,6 +50,48 @@ TEST_F(ServiceTest, RefusedChangesAreNotPublished) {
   EXPECT_EQ(backend_.published_versions(), std::vector<uint64_t>{1});
 }
 
+// A standby's catalog is the primary's: a change made on it directly would be overwritten by the
+// next replicated catalog, or diverge after a promotion. Refused, and nothing changes.
+TEST_F(ServiceTest, StandbyAndFencedPrimaryRefuseCatalogChanges) {
+  ASSERT_TRUE(service_->CreateQueue(Work("a")).ok());
+  const uint64_t version = catalog_->Snapshot()->version();
+  const std::vector<uint64_t> published = backend_.published_versions();
+  RoleInfo standby;
+  standby.role = "standby";
+  standby.epoch = 7;
+  standby.peer = "198.18.9.1:7500";
+  RoleInfo fenced;
+  fenced.role = "primary";
+  fenced.epoch = 6;
+  fenced.fenced = true;
+  for (const RoleInfo& role : {standby, fenced}) {
+    backend_.SetRole(role);
+    const AttributePatch p = *PatchFromJson(Json{{"attributes", {{"ttl_ms", 5}}}});
+    for (const absl::Status& st :
+         {service_->CreateQueue(Work("b")).status(), service_->UpdateQueue("a", p).status(),
+          service_->PurgeQueue("a").status(), service_->DeleteQueue("a").status()}) {
+      EXPECT_EQ(st.code(), absl::StatusCode::kFailedPrecondition) << role.role << ": " << st;
+      EXPECT_EQ(ErrorCodeOf(st), "not_primary") << st;
+      EXPECT_EQ(HttpStatusOf(st), 409);
+      EXPECT_NE(std::string(st.message()).find(role.fenced ? "fenced" : "198.18.9.1:7500"),
+                std::string::npos)
+          << st;
+    }
+    EXPECT_EQ(catalog_->Snapshot()->version(), version);
+    EXPECT_EQ(backend_.published_versions(), published);
+    EXPECT_TRUE(backend_.purged().empty());
+  }
+  // The primary's catalog still reaches a standby.
+  backend_.SetRole(standby);
+  ASSERT_TRUE(service_->ReplaceCatalog(catalog_->Export()).ok());
+  // Promoted: changes are taken again.
+  RoleInfo primary;
+  primary.role = "primary";
+  primary.epoch = 8;
+  backend_.SetRole(primary);
+  EXPECT_TRUE(service_->CreateQueue(Work("b")).ok());
+}
+
 TEST_F(ServiceTest, CreateWhosePublicationFailsIsRolledBack) {
   backend_.FailNextPublish(absl::ResourceExhaustedError("no room for 4096 more partitions"));
   absl::Status st = service_->CreateQueue(Work("big")).status();
