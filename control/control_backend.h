@@ -77,7 +77,7 @@ struct LcoreStats {
   uint64_t arp_replies = 0, icmp_echo_replies = 0;
   uint64_t frames = 0, messages_in = 0, handoffs_out = 0, handoffs_in = 0;
   uint64_t throttled = 0, error_replies = 0, idle_sleeps = 0, kernel_yields = 0,
-           loops = 0;
+           loops = 0, rx_bursts = 0, busy_ns = 0, loop_ns = 0;
   std::vector<std::pair<std::string, uint64_t>> drops;  // by reason (DropReasonName)
   // dataplane::FrontendCounters
   uint64_t produced = 0, acked = 0, duplicates = 0, rejected = 0, delivered = 0;

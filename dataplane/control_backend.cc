@@ -272,6 +272,9 @@ c::BackendStats SluicedBackend::Stats() {
     ls.idle_sleeps = lc.idle_sleeps;
     ls.kernel_yields = lc.kernel_yields;
     ls.loops = lc.loops;
+    ls.rx_bursts = lc.rx_bursts;
+    ls.busy_ns = lc.busy_ns;
+    ls.loop_ns = lc.loop_ns;
     for (size_t r = 0; r < lc.drops.size(); ++r) {
       ls.drops.emplace_back(std::string(DropReasonName(static_cast<DropReason>(r))), lc.drops[r]);
     }
@@ -479,6 +482,9 @@ int TelemetryLcores(const char*, const char*, rte_tel_data* d) {
       rte_tel_data_add_dict_u64(e, "handoffs_in", l.handoffs_in);
       rte_tel_data_add_dict_u64(e, "ring_occupancy", l.ring_occupancy);
       rte_tel_data_add_dict_u64(e, "loops", l.loops);
+      rte_tel_data_add_dict_u64(e, "rx_bursts", l.rx_bursts);
+      rte_tel_data_add_dict_u64(e, "busy_ns", l.busy_ns);
+      rte_tel_data_add_dict_u64(e, "loop_ns", l.loop_ns);
       rte_tel_data_add_dict_u64(e, "idle_sleeps", l.idle_sleeps);
       rte_tel_data_add_dict_u64(e, "kernel_yields", l.kernel_yields);
       uint64_t drops = 0;

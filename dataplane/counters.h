@@ -77,6 +77,11 @@ struct alignas(64) LcoreCounters {
   Counter idle_sleeps;       // adaptive idle policy: times the loop slept
   Counter kernel_yields;     // empty passes that gave the CPU to the kernel's share of our I/O
   Counter loops;
+  Counter rx_bursts;  // RX bursts that returned frames: rx_packets / rx_bursts is the burst fill
+  // Time in the loop, and in the passes that found work: busy_ns / loop_ns is how much of its
+  // CPU the lcore needs (DPDK's lcore "busy percentage"). Near 1: saturated, frames wait for it.
+  Counter busy_ns;
+  Counter loop_ns;
   std::array<Counter, static_cast<size_t>(DropReason::kCount)> drops{};
 
   void Drop(DropReason r) { ++drops[static_cast<size_t>(r)]; }

@@ -18,11 +18,12 @@ std::string CountersJson(const Worker& w) {
       "\"tx_bytes\": %u, \"arp_replies\": %u, \"icmp_echo_replies\": %u, \"frames\": %u, "
       "\"handoffs_out\": %u, \"handoffs_in\": %u, \"throttled\": %u, "
       "\"error_replies\": %u, \"idle_sleeps\": %u, \"kernel_yields\": %u, \"loops\": %u, "
-      "\"drops\": {",
+      "\"rx_bursts\": %u, \"busy_ns\": %u, \"loop_ns\": %u, \"drops\": {",
       w.index(), w.lcore_id(), c.rx_packets.load(), c.rx_bytes.load(), c.tx_packets.load(),
       c.tx_bytes.load(), c.arp_replies.load(), c.icmp_echo_replies.load(), c.frames.load(),
       c.handoffs_out.load(), c.handoffs_in.load(), c.throttled.load(), c.error_replies.load(),
-      c.idle_sleeps.load(), c.kernel_yields.load(), c.loops.load());
+      c.idle_sleeps.load(), c.kernel_yields.load(), c.loops.load(), c.rx_bursts.load(),
+      c.busy_ns.load(), c.loop_ns.load());
   for (size_t r = 0; r < c.drops.size(); ++r) {
     absl::StrAppendFormat(&s, "%s\"%s\": %u", r ? ", " : "",
                           DropReasonName(static_cast<DropReason>(r)), c.drops[r].load());

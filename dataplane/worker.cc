@@ -220,6 +220,7 @@ uint32_t Worker::PollRx() {
     const uint16_t n = rte_eth_rx_burst(q.port->addr.port_id, q.queue, pkts, kRxBurst);
     work += n;
     counters_.rx_packets += n;
+    if (n != 0) ++counters_.rx_bursts;
     for (uint16_t i = 0; i < n; ++i) {
       if (i + 1 < n) rte_prefetch0(rte_pktmbuf_mtod(pkts[i + 1], void*));
       rte_mbuf* m = pkts[i];
@@ -256,9 +257,15 @@ int Worker::Run(const std::atomic<bool>& stop) {
   MarkPollerThread();
   IdlePolicy idle(conf_.idle, rx_wakeups_);
   TablePublisher& tables = *shared_.tables;
+  uint64_t pass_start_ns = now_ns_;
+  bool pass_worked = false;
   while (!stop.load(std::memory_order_relaxed)) {
     ++counters_.loops;
     UpdateClock();
+    // The pass before this one (and any idle sleep after it) ends now.
+    counters_.loop_ns += now_ns_ - pass_start_ns;
+    if (pass_worked) counters_.busy_ns += now_ns_ - pass_start_ns;
+    pass_start_ns = now_ns_;
     LoadTable();
     uint32_t work = PollRx();
     work += PollRings();
@@ -279,6 +286,7 @@ int Worker::Run(const std::atomic<bool>& stop) {
     FlushTx();
     AnswerStatsRequest();
     tables.Quiescent(index_);  // the table loaded above is not read again before the next load
+    pass_worked = work != 0;
     if (work == 0 && AwaitingKernel()) {
       ++counters_.kernel_yields;
       sched_yield();

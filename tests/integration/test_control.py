@@ -239,6 +239,12 @@ class ControlTest(unittest.TestCase):
             lcores = telemetry(s.file_prefix, "/sluice/lcores")
             self.assertEqual(set(lcores), {"lcore1", "lcore2"})
             self.assertGreater(lcores["lcore1"]["loops"], 0)
+            # This test's frames went through lcore 1 or 2: some pass found work, and the time
+            # in busy passes is part of the loop's time.
+            for name, l in lcores.items():
+                self.assertLessEqual(l["busy_ns"], l["loop_ns"], name)
+            self.assertGreater(sum(l["busy_ns"] for l in lcores.values()), 0)
+            self.assertGreater(sum(l["rx_bursts"] for l in lcores.values()), 0)
             queues = telemetry(s.file_prefix, "/sluice/queues")
             self.assertIn(f"queue{orders['id']}", queues)
             health = telemetry(s.file_prefix, "/sluice/health")
