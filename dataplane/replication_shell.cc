@@ -693,7 +693,7 @@ void AggregateReplicationStatus(ReplicationStatus& s) {
   }
   s.connected.store(connected, kR);
   s.caught_up.store(caught_up, kR);
-  s.catalog_acked.store(catalog, kR);
+  if (s.role.load(kR) == 1) s.catalog_acked.store(catalog, kR);  // channel 0 carries it
   if (s.role.load(kR) == 2) s.epoch.store(epoch, kR);  // a standby's: the highest adopted
   s.lag_offsets.store(lag, kR);
   s.truncated_records.store(truncated, kR);
