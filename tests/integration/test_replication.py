@@ -1003,9 +1003,9 @@ class ReplicationTest(unittest.TestCase):
 
     # ---- ack-log replication (docs/replication.md §13) ----
 
-    def start_ack_pair(self):
+    def start_ack_pair(self, workers=1):
         self.pair.close(False)
-        self.pair = Pair(queues=ACK_QUEUES)
+        self.pair = Pair(queues=ACK_QUEUES, workers=workers)
         self.start_pair()
         return self.pair.a, self.pair.b
 
@@ -1067,7 +1067,20 @@ class ReplicationTest(unittest.TestCase):
         self._failed = False
 
     def test_acklog_group_resumes_at_its_committed_offset_after_failover(self):
-        a, b = self.start_ack_pair()
+        self.group_resumes_after_failover(workers=1)
+
+    def test_acklog_group_commits_across_two_lcores_resume_after_failover(self):
+        """With two lcores per box (4 shards) the ticks queue's partition 0 is on the first lcore
+        and partition 1 on the second: the group's commits are all logged in partition 0's ack
+        log (channel 0) but name partition 1 too (channel 1's data). The standby applies them once
+        the other channel made that data durable (docs/replication.md §1, DurableBoard); the
+        promoted standby resumes the group there."""
+        self.group_resumes_after_failover(workers=2)
+        c = repl_counters(self.pair.b)
+        self.assertEqual(c.get("channels"), 2, c)
+
+    def group_resumes_after_failover(self, workers):
+        a, b = self.start_ack_pair(workers)
         for part in (0, 1):
             cli_produce(a, "ticks", [f"t{part}-{i}" for i in range(10)], "--partition", str(part))
         cp = cli(a, "consume", "ticks", "--group", "g", "--from", "earliest", "--count", "12",
@@ -1085,8 +1098,9 @@ class ReplicationTest(unittest.TestCase):
         want = sorted((str(p), str(o), f"t{p}-{o}") for p in (0, 1)
                       for o in range(committed.get(p, 0), 10))
         self.assertEqual(got, want)
-        print(f"\nack log, consumer group: committed {committed} before the failover; the group "
-              f"resumed there on the promoted standby ({len(got)} messages, none replayed)")
+        print(f"\nack log, consumer group ({workers} lcore(s)): committed {committed} before the "
+              f"failover; the group resumed there on the promoted standby ({len(got)} messages, "
+              f"none replayed)")
         self._failed = False
 
     def test_acklog_purge_stays_purged_after_failover(self):
