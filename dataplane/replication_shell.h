@@ -1,5 +1,6 @@
-// The replication shell of the worker lcore that polls the link (docs/replication.md §6): the
-// DPDK side of the pure core in replication/. It owns
+// The replication shell of a worker lcore that owns shards: its replication channel
+// (docs/replication.md §1), for the partitions of its own shards only, over its own queue pair of
+// the link. The DPDK side of the pure core in replication/. It owns
 //   - on a primary: the PrimaryLink; the Frontend offers it every durable batch (Replicator), and
 //     batches the standby needs that memory no longer holds are read back from the log
 //     (Persistence::ReadBatch, a few per pass);
@@ -9,10 +10,12 @@
 //   - the ack logs (docs/replication.md §13): on a primary, a partition's ack log read back as a
 //     snapshot for a standby that cannot continue its ack stream (rare); on a standby, the
 //     replicated ack records appended to its partitions' ack logs (written out once per pass);
-//   - the link port's RX queue 0 and this worker's TX queue on it: the link is IPv4/UDP to
+//   - the link port's RX and TX queue numbered like its channel: the link is IPv4/UDP to
 //     [replication] peer; until the peer's MAC is learned from its first frame, frames go to the
 //     Ethernet broadcast address (a point-to-point link).
-// Only this worker's thread calls it once the worker runs.
+// Only this worker's thread calls it once the worker runs. What is box-wide (role, epoch, fencing,
+// the catalog, the port's start, the status the control plane shows) goes through
+// ReplicationStatus, decided once (channel 0, the main thread, or a sticky flag).
 #pragma once
 
 #include <array>
@@ -200,8 +203,8 @@ struct ReplicationShellConfig {
   std::optional<LinkFault> fault;
 };
 
-// What the workers that do not poll the link see of replication (they own no shard: see §1 of
-// docs/replication.md): whether this box takes writes, and where the primary is.
+// What the workers that run no replication channel see of replication (they own no shard: see §1
+// of docs/replication.md): whether this box takes writes, and where the primary is.
 class ReplicationRoleView final : public Replicator {
  public:
   explicit ReplicationRoleView(const ReplicationStatus& s) : s_(s) {}
