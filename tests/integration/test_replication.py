@@ -569,6 +569,12 @@ class ReplicationTest(unittest.TestCase):
                 return c["batches_sent"] == c["channel0_batches_sent"] + c["channel1_batches_sent"]
             harness.wait_for(summed, 5, "the box's batches_sent to be the channels' sum")
             checked.append((pc["channel0_batches_sent"], pc["channel1_batches_sent"]))
+            # Each standby channel recorded the primary's epoch for itself (after its own cuts).
+            epoch = primary.role().get("epoch")
+            with open(os.path.join(standby.data_dir, "replication.state")) as f:
+                state = f.read().split("\n")
+            for i in (0, 1):
+                self.assertIn(f"channel_epoch {i} {epoch}", state, f"{standby.name}: {state}")
 
         self.sigkill_rounds(int(os.environ.get("SLUICE_REPL_LCORES_ROUNDS", "6")),
                             "memif, 2 lcores per box, 2 queue pairs", partitions=4,
