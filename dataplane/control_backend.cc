@@ -405,7 +405,22 @@ c::RoleInfo SluicedBackend::Role() {
       {"acklog_dropped", replication_->acklog_dropped.load(std::memory_order_relaxed)},
       {"acklog_lag", replication_->acklog_lag.load(std::memory_order_relaxed)},
       {"status_seq", replication_->published.load(std::memory_order_acquire)},
+      {"channels", replication_->channel_count},
   };
+  // Each replication channel (a worker lcore's own link queue, docs/replication.md §1).
+  for (uint32_t i = 0; i < replication_->channel_count; ++i) {
+    const ChannelStatus& ch = replication_->channels[i];
+    const std::string p = "channel" + std::to_string(i) + "_";
+    constexpr auto kR = std::memory_order_relaxed;
+    r.counters.emplace_back(p + "connected", ch.connected.load(kR) ? 1 : 0);
+    r.counters.emplace_back(p + "caught_up", ch.caught_up.load(kR) ? 1 : 0);
+    r.counters.emplace_back(p + "partitions", ch.partitions.load(kR));
+    r.counters.emplace_back(p + "epoch", ch.epoch.load(kR));
+    r.counters.emplace_back(p + "lag", ch.lag_offsets.load(kR));
+    r.counters.emplace_back(p + "batches_sent", ch.batches_sent.load(kR));
+    r.counters.emplace_back(p + "batches_applied", ch.batches_applied.load(kR));
+    r.counters.emplace_back(p + "rx_shape_mismatch", ch.rx_shape_mismatch.load(kR));
+  }
   return r;
 }
 

@@ -16,6 +16,7 @@
 #include <sys/syscall.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <atomic>
 #include <filesystem>
 #include <optional>
@@ -323,7 +324,9 @@ struct ReplicationSetup {
   replication::ReplicationState state;
   std::string state_path;
   ReplicationStatus status;
-  int link_worker = -1;
+  // The replication channels (docs/replication.md §1): channel_worker[c] polls link queue c.
+  std::vector<uint16_t> channel_worker;
+  uint32_t layout_shape = 0;
   const PortRuntime* link = nullptr;
   rte_be32_t peer_ipv4 = 0;
   rte_be16_t peer_port = 0;
@@ -374,40 +377,106 @@ int SetUpReplicationLink(const hwconf::Layout& layout, const SharedRuntime& rt,
     *port = rte_cpu_to_be_16(static_cast<uint16_t>(std::stoul(hp.substr(colon + 1))));
     return true;
   };
+  // Which workers own shards: each must run a channel (its shards' partitions are replicated
+  // by the lcore that writes them: nothing crosses lcores per message).
+  std::vector<bool> owns(rt.worker_count, false);
+  for (uint32_t s = 0; s < table.shard_count(); ++s) owns[table.WorkerOfShard(s)] = true;
   if (layout.replication.link_port.empty()) {
-    // Kernel UDP: the worker that owns the shards sends and receives on its socket.
+    // Kernel UDP: one socket, so one channel, on the worker that owns the shards.
     if (!parse(layout.replication.listen, &r->udp_ipv4, &r->udp_port)) {
       std::fprintf(stderr, "sluiced: replication: listen '%s' is not ip:port\n",
                    layout.replication.listen.c_str());
       return kExitBadLayout;
     }
-    r->link_worker = table.shard_count() > 0 ? table.WorkerOfShard(0) : 0;
+    const uint16_t w = table.shard_count() > 0 ? table.WorkerOfShard(0) : 0;
+    for (uint32_t s = 0; s < table.shard_count(); ++s) {
+      if (table.WorkerOfShard(s) != w) {
+        std::fprintf(stderr, "sluiced: replication: shard %u is not on the lcore of shard 0; the "
+                     "kernel UDP link (link_port = \"\") replicates from one worker lcore, which "
+                     "must own every shard: give the link a DPDK port (memif) to replicate from "
+                     "several lcores (docs/replication.md §1)\n", s);
+        return kExitSetup;
+      }
+    }
+    r->channel_worker = {w};
     std::printf("sluiced: replication: kernel UDP link %s -> %s\n",
                 layout.replication.listen.c_str(), layout.replication.peer.c_str());
   } else {
     for (const PortRuntime& p : rt.ports) {
       if (p.conf->name == layout.replication.link_port) r->link = &p;
     }
+    if (r->link == nullptr) {
+      std::fprintf(stderr, "sluiced: replication: port '%s' is not set up\n",
+                   layout.replication.link_port.c_str());
+      return kExitSetup;
+    }
+    // Channel c is the worker that polls link queue c; it transmits on TX queue c too (memif:
+    // queue c of one box is queue c of the other, so channel c meets channel c).
+    std::vector<int> worker_of_queue(r->link->conf->rx_queues, -1);
     for (size_t w = 0; w < layout.lcores.size(); ++w) {
+      int polled = 0;
       for (const hwconf::RxQueueRef& q : layout.lcores[w].rx) {
-        if (q.port == layout.replication.link_port) r->link_worker = static_cast<int>(w);
+        if (q.port != layout.replication.link_port) continue;
+        ++polled;
+        if (q.queue < worker_of_queue.size()) worker_of_queue[q.queue] = static_cast<int>(w);
+      }
+      if (polled > 1) {
+        std::fprintf(stderr, "sluiced: replication: lcore %d polls %d queues of the link; each "
+                     "replicating lcore polls one (its channel)\n", layout.lcores[w].id, polled);
+        return kExitSetup;
       }
     }
-  }
-  if ((r->link == nullptr && layout.replication.link_port.size() > 0) || r->link_worker < 0) {
-    std::fprintf(stderr, "sluiced: replication: port '%s' is not set up or no lcore polls it "
-                 "(list \"%s:0\" in one lcore's rx)\n", layout.replication.link_port.c_str(),
-                 layout.replication.link_port.c_str());
-    return kExitSetup;
-  }
-  for (uint32_t s = 0; s < table.shard_count(); ++s) {
-    if (table.WorkerOfShard(s) != r->link_worker) {
-      std::fprintf(stderr, "sluiced: replication: shard %u is not on the lcore that polls the "
-                   "link; with replication one worker lcore must own every shard (replicating "
-                   "from several lcores is not built yet)\n", s);
+    for (size_t q = 0; q < worker_of_queue.size(); ++q) {
+      if (worker_of_queue[q] < 0) {
+        std::fprintf(stderr, "sluiced: replication: no lcore polls \"%s:%zu\" (each of the "
+                     "link's rx_queues is one lcore's replication channel)\n",
+                     layout.replication.link_port.c_str(), q);
+        return kExitSetup;
+      }
+      r->channel_worker.push_back(static_cast<uint16_t>(worker_of_queue[q]));
+    }
+    if (r->channel_worker.size() > kMaxReplicationChannels ||
+        r->channel_worker.size() > rt.worker_count) {
+      std::fprintf(stderr, "sluiced: replication: %zu link queues: at most %u channels, and no "
+                   "more than worker lcores\n", r->channel_worker.size(), kMaxReplicationChannels);
+      return kExitSetup;
+    }
+    const bool memif = r->link->conf->vdev.rfind("net_memif", 0) == 0;
+    if (r->channel_worker.size() > 1 && !memif) {
+      std::fprintf(stderr, "sluiced: replication: %zu lcores poll the link '%s', but only a memif "
+                   "link delivers queue i of one box to queue i of the other (af_packet spreads "
+                   "frames over its queues by a flow hash, a NIC by RSS): poll this link from one "
+                   "lcore that owns every shard (docs/replication.md §1)\n",
+                   r->channel_worker.size(), layout.replication.link_port.c_str());
       return kExitSetup;
     }
   }
+  for (uint16_t w = 0; w < rt.worker_count; ++w) {
+    if (owns[w] && std::find(r->channel_worker.begin(), r->channel_worker.end(), w) ==
+                       r->channel_worker.end()) {
+      std::fprintf(stderr, "sluiced: replication: lcore %d owns shards but polls no queue of the "
+                   "link '%s': with replication every lcore that owns shards replicates them "
+                   "itself over its own link queue (docs/replication.md §1)\n",
+                   layout.lcores[w].id, layout.replication.link_port.c_str());
+      return kExitSetup;
+    }
+  }
+  // The layout's shape, which the peer's must match: shard -> channel.
+  std::vector<uint16_t> shard_channel(table.shard_count(), 0);
+  for (uint32_t s = 0; s < table.shard_count(); ++s) {
+    const uint16_t w = table.WorkerOfShard(s);
+    shard_channel[s] = static_cast<uint16_t>(
+        std::find(r->channel_worker.begin(), r->channel_worker.end(), w) -
+        r->channel_worker.begin());
+  }
+  const uint16_t channels = static_cast<uint16_t>(r->channel_worker.size());
+  r->layout_shape = replication::LayoutShapeHash(shard_channel, channels);
+  r->status.channel_count = channels;
+  r->status.link_ready.store(r->link == nullptr || r->link->started);
+  r->status.state = r->state;
+  r->status.state_path = r->state_path;
+  std::printf("sluiced: replication: %u channel(s), layout shape %08x\n", channels,
+              r->layout_shape);
   if (!parse(layout.replication.peer, &r->peer_ipv4, &r->peer_port)) {
     std::fprintf(stderr, "sluiced: replication: peer '%s' is not ip:port\n",
                  layout.replication.peer.c_str());
@@ -557,6 +626,7 @@ int RestartInRole(Restart what, ReplicationSetup* r, char** argv) {
     st.role = "primary";
     st.pending_starts = true;
     st.starts.clear();
+    st.channel_epochs.clear();  // a primary's channels all have its epoch
   } else if (what == Restart::kRejoin) {
     st.role = "standby";
   }
@@ -622,6 +692,7 @@ int RunMainLoop(const std::vector<std::unique_ptr<Worker>>& workers, const Args&
   uint64_t next_stats = 0;
   uint64_t catalog_seen = 0;
   while (!g_stop.load(std::memory_order_relaxed)) {
+    if (repl.role != hwconf::ReplicationRole::kNone) AggregateReplicationStatus(repl.status);
     if (repl.role == hwconf::ReplicationRole::kStandby) {
       ApplyReplicatedCatalog(repl, service, &catalog_seen);
     }
@@ -726,13 +797,21 @@ int Main(int argc, char** argv) {
   if (rc == kExitOk) {
     for (uint16_t w = 0; w < rt.worker_count; ++w) {
       std::unique_ptr<ReplicationShell> link;
-      if (static_cast<int>(w) == repl.link_worker) {
+      const auto channel = std::find(repl.channel_worker.begin(), repl.channel_worker.end(), w);
+      if (channel != repl.channel_worker.end()) {
         ReplicationShellConfig c;
         c.role = repl.role;
-        c.epoch = repl.state.epoch;
+        c.channel = static_cast<uint16_t>(channel - repl.channel_worker.begin());
+        c.channels = static_cast<uint16_t>(repl.channel_worker.size());
+        c.layout_shape = repl.layout_shape;
+        c.worker = w;
+        c.link_queue = c.channel;
+        // A standby channel follows the epoch it last adopted itself (§7: its partitions were
+        // checked against that primary); a primary's channels all have the box's.
+        c.epoch = repl.role == hwconf::ReplicationRole::kStandby
+                      ? repl.state.EpochOfChannel(c.channel) : repl.state.epoch;
         c.boot_id = rt.unix_ns_at_start ^ (uint64_t{static_cast<uint32_t>(getpid())} << 32);
         c.link = repl.link;
-        c.tx_queue = w;
         c.peer_ipv4 = repl.peer_ipv4;
         c.peer_udp_port = repl.peer_port;
         c.udp_listen_ipv4 = repl.udp_ipv4;
@@ -750,7 +829,6 @@ int Main(int argc, char** argv) {
           }
         }
         c.state = repl.state;
-        c.state_path = repl.state_path;
         c.status = &repl.status;
         c.fault = args.link_fault;
         auto shell = ReplicationShell::Create(c);

@@ -76,6 +76,7 @@ ReplicationShell::ReplicationShell(const ReplicationShellConfig& c) : config_(c)
     replication::PrimaryConfig pc;
     pc.epoch = c.epoch;
     pc.boot_id = c.boot_id;
+    pc.shape = replication::ChannelShape{c.channel, c.channels, c.layout_shape};
     pc.max_datagram_bytes = max_datagram_;
     pc.client_ipv4 = c.client_ipv4;
     pc.client_port = c.client_port;
@@ -85,6 +86,8 @@ ReplicationShell::ReplicationShell(const ReplicationShellConfig& c) : config_(c)
     replication::StandbyConfig sc;
     sc.epoch = c.epoch;
     sc.boot_id = c.boot_id;
+    sc.shape = replication::ChannelShape{c.channel, c.channels, c.layout_shape};
+    sc.other_channels = &c.status->durable;
     sc.max_datagram_bytes = max_datagram_;
     sc.max_batch_bytes = kMaxBatchBytes;
     standby_ = std::make_unique<replication::StandbyLink>(sc);
@@ -93,8 +96,9 @@ ReplicationShell::ReplicationShell(const ReplicationShellConfig& c) : config_(c)
   by_handle_.reserve(1024);
   ack_dirty_.reserve(1024);
   ack_snapshots_.reserve(1024);
+  SLUICE_ASSERT(c.channel < c.channels && c.channels <= kMaxReplicationChannels);
   c.status->role.store(primary_ ? 1 : 2, std::memory_order_relaxed);
-  c.status->epoch.store(c.epoch, std::memory_order_relaxed);
+  c.status->channels[c.channel].epoch.store(c.epoch, std::memory_order_relaxed);
 }
 
 ReplicationShell::~ReplicationShell() {
@@ -186,7 +190,9 @@ uint32_t ReplicationShell::PollUdp(uint64_t now_ns) {
 bool ReplicationShell::Writable() const {
   // The etcd lease deadline is read on this lcore's own clock (a stalled election thread or a
   // SIGSTOP past the lease cannot leave it writable).
+  // Fenced is box-wide: another channel may have heard the newer primary first.
   return primary_ != nullptr && !primary_->fenced() &&
+         !config_.status->fenced.load(std::memory_order_relaxed) &&
          (config_.status == nullptr ||
           rte_get_timer_cycles() < config_.status->writable_until_tsc.load(std::memory_order_relaxed));
 }
@@ -337,12 +343,19 @@ uint32_t ReplicationShell::PollReplicaReads(
 // ---- link I/O ---------------------------------------------------------------------------------
 
 void ReplicationShell::CheckLink(uint64_t now_ns) {
+  std::atomic<bool>& ready = config_.status->link_ready;
+  if (config_.channel != 0) {
+    // The port is channel 0's to start and restart; this channel polls its queue while it runs.
+    link_started_ = ready.load(std::memory_order_acquire);
+    return;
+  }
   if (now_ns < next_link_check_ns_) return;
   next_link_check_ns_ = now_ns + 200'000'000;
   const uint16_t id = self_.port_id;
   if (!link_started_) {
     if (rte_eth_dev_start(id) == 0) {
       link_started_ = true;
+      ready.store(true, std::memory_order_release);
       link_down_since_ns_ = now_ns;
       std::printf("sluiced: replication link started\n");
       std::fflush(stdout);
@@ -357,9 +370,13 @@ void ReplicationShell::CheckLink(uint64_t now_ns) {
   }
   if (link_down_since_ns_ == 0) link_down_since_ns_ = now_ns;
   if (now_ns < link_down_since_ns_ + 1'000'000'000) return;
-  // Down for a second: connect again (blocking, once a second at most, only while down).
+  // Down for a second: connect again (blocking, once a second at most, only while down: no
+  // channel's queue has shared memory mapped then, and the others stop polling first — one that
+  // read `ready` just before may call the ethdev's dummy burst once, which returns 0).
+  ready.store(false, std::memory_order_release);
   rte_eth_dev_stop(id);
   link_started_ = rte_eth_dev_start(id) == 0;
+  ready.store(link_started_, std::memory_order_release);
   link_down_since_ns_ = now_ns;
 }
 
@@ -449,7 +466,7 @@ uint32_t ReplicationShell::PollLink(uint64_t now_ns, TxBuffer* txp, LcoreCounter
   CheckLink(now_ns);
   if (!link_started_) return 0;
   rte_mbuf* pkts[32];
-  const uint16_t n = rte_eth_rx_burst(self_.port_id, 0, pkts, 32);
+  const uint16_t n = rte_eth_rx_burst(self_.port_id, config_.link_queue, pkts, 32);
   c.rx_packets += n;
   for (uint16_t i = 0; i < n; ++i) {
     rte_mbuf* m = pkts[i];
@@ -502,8 +519,11 @@ uint32_t ReplicationShell::Poll(uint64_t now_ns, Persistence* storage, TxBuffer*
       work += backfills_this_pass_;
       SendAckSnapshots(storage);
     }
-    // A new catalog from the control plane (rare): copied under the mailbox's mutex.
-    if (const uint64_t seq = config_.status->catalog_out_seq.load(std::memory_order_acquire);
+    // A new catalog from the control plane (rare): copied under the mailbox's mutex. Channel 0
+    // carries the catalog (metadata is box-wide); the others only partitions.
+    if (const uint64_t seq = config_.channel == 0 ? config_.status->catalog_out_seq.load(
+                                                        std::memory_order_acquire)
+                                                  : catalog_seq_seen_;
         seq != catalog_seq_seen_) {
       catalog_seq_seen_ = seq;
       {
@@ -514,6 +534,7 @@ uint32_t ReplicationShell::Poll(uint64_t now_ns, Persistence* storage, TxBuffer*
                             catalog_scratch_.size()});
     }
     work += primary_->Poll(now_ns, *this);
+    PublishFence();
   } else {
     StandbyPass(now_ns);
     work += writer_->Poll([&](const storage::Completion& comp) {
@@ -531,6 +552,7 @@ uint32_t ReplicationShell::Poll(uint64_t now_ns, Persistence* storage, TxBuffer*
         config_.status->apply_failures.fetch_add(1, std::memory_order_relaxed);
       }
       p->durable_end = comp.durable.value;
+      config_.status->durable.Set(p->queue, p->partition, comp.durable.value);
       standby_->OnDurable(p->queue, p->partition, comp.durable.value);
     });
     // Free the arena from the head: batches whose partition is durable past them.
@@ -556,45 +578,162 @@ uint32_t ReplicationShell::Poll(uint64_t now_ns, Persistence* storage, TxBuffer*
 }
 
 void ReplicationShell::PublishStatus() {
-  ReplicationStatus& s = *config_.status;
+  // This channel's figures; the main thread sums the channels into the box's.
+  ReplicationStatus& box = *config_.status;
+  ChannelStatus& s = box.channels[config_.channel];
   const replication::LinkCounters& c =
       primary_ != nullptr ? primary_->counters() : standby_->counters();
-  s.batches_sent.store(c.batches_sent, std::memory_order_relaxed);
-  s.batches_resent.store(c.batches_resent, std::memory_order_relaxed);
-  s.batches_applied.store(c.batches_applied, std::memory_order_relaxed);
-  s.backfill_batches.store(c.backfill_batches, std::memory_order_relaxed);
-  s.rx_malformed.store(c.rx_malformed, std::memory_order_relaxed);
-  s.rx_stale_epoch.store(c.rx_stale_epoch, std::memory_order_relaxed);
-  s.acklog_records_sent.store(c.acklog_records_sent, std::memory_order_relaxed);
-  s.acklog_records_resent.store(c.acklog_records_resent, std::memory_order_relaxed);
-  s.acklog_snapshots_sent.store(c.acklog_snapshots_sent, std::memory_order_relaxed);
-  s.acklog_records_applied.store(c.acklog_records_applied, std::memory_order_relaxed);
-  s.acklog_snapshots_applied.store(c.acklog_snapshots_applied, std::memory_order_relaxed);
-  s.acklog_dropped.store(c.acklog_dropped, std::memory_order_relaxed);
-  if (primary_ != nullptr) s.acklog_lag.store(primary_->ack_lag(), std::memory_order_relaxed);
+  constexpr auto kR = std::memory_order_relaxed;
+  s.batches_sent.store(c.batches_sent, kR);
+  s.batches_resent.store(c.batches_resent, kR);
+  s.batches_applied.store(c.batches_applied, kR);
+  s.backfill_batches.store(c.backfill_batches, kR);
+  s.rx_malformed.store(c.rx_malformed, kR);
+  s.rx_stale_epoch.store(c.rx_stale_epoch, kR);
+  s.rx_shape_mismatch.store(c.rx_shape_mismatch, kR);
+  s.acklog_records_sent.store(c.acklog_records_sent, kR);
+  s.acklog_records_resent.store(c.acklog_records_resent, kR);
+  s.acklog_snapshots_sent.store(c.acklog_snapshots_sent, kR);
+  s.acklog_records_applied.store(c.acklog_records_applied, kR);
+  s.acklog_snapshots_applied.store(c.acklog_snapshots_applied, kR);
+  s.acklog_dropped.store(c.acklog_dropped, kR);
   if (primary_ != nullptr) {
-    uint64_t lag = 0;
+    s.acklog_lag.store(primary_->ack_lag(), kR);
+    uint64_t lag = 0, partitions = 0;
     bool all_caught_up = primary_->connected();
     // The streamers: lag and catch-up over every partition.
-    s.connected.store(primary_->connected(), std::memory_order_relaxed);
-    s.fenced.store(primary_->fenced(), std::memory_order_relaxed);
-    s.higher_epoch.store(primary_->higher_epoch(), std::memory_order_relaxed);
     primary_->ForEachStreamer([&](const replication::Streamer& st) {
       lag += st.offered_end() - std::min(st.offered_end(), st.acked_end());
       all_caught_up = all_caught_up && st.caught_up();
+      ++partitions;
     });
-    s.lag_offsets.store(lag, std::memory_order_relaxed);
-    s.caught_up.store(all_caught_up, std::memory_order_relaxed);
-    s.catalog_acked.store(primary_->catalog_acked(), std::memory_order_relaxed);
+    s.connected.store(primary_->connected(), kR);
+    s.partitions.store(partitions, kR);
+    s.lag_offsets.store(lag, kR);
+    s.caught_up.store(all_caught_up, kR);
+    s.catalog_acked.store(primary_->catalog_acked(), kR);
   } else {
-    s.connected.store(standby_->primary_alive(last_status_ns_), std::memory_order_relaxed);
-    s.caught_up.store(standby_->caught_up(), std::memory_order_relaxed);
-    s.epoch.store(standby_->epoch(), std::memory_order_relaxed);
-    s.truncated_records.store(standby_->truncated_records(), std::memory_order_relaxed);
-    s.primary_client_ipv4.store(standby_->primary_client_ipv4(), std::memory_order_relaxed);
-    s.primary_client_port.store(standby_->primary_client_port(), std::memory_order_relaxed);
+    s.connected.store(standby_->primary_alive(last_status_ns_), kR);
+    s.caught_up.store(standby_->caught_up(), kR);
+    s.partitions.store(parts_.size(), kR);
+    s.truncated_records.store(standby_->truncated_records(), kR);
+    s.primary_client_ipv4.store(standby_->primary_client_ipv4(), kR);
+    s.primary_client_port.store(standby_->primary_client_port(), kR);
+  }
+  const bool mismatch = primary_ != nullptr ? primary_->shape_mismatch() : standby_->shape_mismatch();
+  if (mismatch && !shape_logged_) {
+    shape_logged_ = true;
+    const replication::ChannelShape& peer =
+        primary_ != nullptr ? primary_->peer_shape() : standby_->peer_shape();
+    std::fprintf(stderr, "sluiced: replication: channel %u: REFUSED the peer: it replicates as "
+                 "channel %u of %u with layout shape %08x, this box as channel %u of %u with "
+                 "shape %08x. Both boxes must split their shards over the same number of "
+                 "replication lcores the same way ([dataplane] shards and each [[lcore]]'s "
+                 "shards and link queue alike); nothing is replicated until they do\n",
+                 config_.channel, peer.channel, peer.channels, peer.layout, config_.channel,
+                 config_.channels, config_.layout_shape);
+    std::fflush(stderr);
   }
   s.published.fetch_add(1, std::memory_order_release);
+}
+
+void ReplicationShell::PublishFence() {
+  // Box-wide at once: every channel's Writable and the other workers' role view read it.
+  if (primary_ == nullptr || !primary_->fenced() || fence_published_) return;
+  fence_published_ = true;
+  ReplicationStatus& box = *config_.status;
+  uint64_t h = box.higher_epoch.load(std::memory_order_relaxed);
+  while (h < primary_->higher_epoch() &&
+         !box.higher_epoch.compare_exchange_weak(h, primary_->higher_epoch())) {
+  }
+  box.fenced.store(true, std::memory_order_release);
+}
+
+void AggregateReplicationStatus(ReplicationStatus& s) {
+  const uint32_t n = s.channel_count;
+  // A new box publication only when every channel published since the last one.
+  uint64_t seen[kMaxReplicationChannels];
+  for (uint32_t i = 0; i < n; ++i) {
+    seen[i] = s.channels[i].published.load(std::memory_order_acquire);
+    if (seen[i] <= s.aggregated_at[i]) return;
+  }
+  constexpr auto kR = std::memory_order_relaxed;
+  bool connected = true, caught_up = true, catalog = true;
+  uint64_t epoch = s.epoch.load(kR);
+  uint64_t lag = 0, truncated = 0, sent = 0, resent = 0, applied = 0, backfill = 0, malformed = 0,
+           stale = 0, al_sent = 0, al_resent = 0, al_snap_sent = 0, al_applied = 0,
+           al_snap_applied = 0, al_dropped = 0, al_lag = 0;
+  uint32_t client_ipv4 = 0;
+  uint16_t client_port = 0;
+  for (uint32_t i = 0; i < n; ++i) {
+    const ChannelStatus& c = s.channels[i];
+    connected = connected && c.connected.load(kR);
+    caught_up = caught_up && c.caught_up.load(kR);
+    catalog = catalog && c.catalog_acked.load(kR);
+    epoch = std::max(epoch, c.epoch.load(kR));
+    lag += c.lag_offsets.load(kR);
+    truncated += c.truncated_records.load(kR);
+    sent += c.batches_sent.load(kR);
+    resent += c.batches_resent.load(kR);
+    applied += c.batches_applied.load(kR);
+    backfill += c.backfill_batches.load(kR);
+    malformed += c.rx_malformed.load(kR);
+    stale += c.rx_stale_epoch.load(kR);
+    al_sent += c.acklog_records_sent.load(kR);
+    al_resent += c.acklog_records_resent.load(kR);
+    al_snap_sent += c.acklog_snapshots_sent.load(kR);
+    al_applied += c.acklog_records_applied.load(kR);
+    al_snap_applied += c.acklog_snapshots_applied.load(kR);
+    al_dropped += c.acklog_dropped.load(kR);
+    al_lag += c.acklog_lag.load(kR);
+    if (client_ipv4 == 0) {
+      client_ipv4 = c.primary_client_ipv4.load(kR);
+      client_port = c.primary_client_port.load(kR);
+    }
+  }
+  s.connected.store(connected, kR);
+  s.caught_up.store(caught_up, kR);
+  if (s.role.load(kR) == 1) s.catalog_acked.store(catalog, kR);  // channel 0 carries it
+  if (s.role.load(kR) == 2) s.epoch.store(epoch, kR);  // a standby's: the highest adopted
+  s.lag_offsets.store(lag, kR);
+  s.truncated_records.store(truncated, kR);
+  s.batches_sent.store(sent, kR);
+  s.batches_resent.store(resent, kR);
+  s.batches_applied.store(applied, kR);
+  s.backfill_batches.store(backfill, kR);
+  s.rx_malformed.store(malformed, kR);
+  s.rx_stale_epoch.store(stale, kR);
+  s.acklog_records_sent.store(al_sent, kR);
+  s.acklog_records_resent.store(al_resent, kR);
+  s.acklog_snapshots_sent.store(al_snap_sent, kR);
+  s.acklog_records_applied.store(al_applied, kR);
+  s.acklog_snapshots_applied.store(al_snap_applied, kR);
+  s.acklog_dropped.store(al_dropped, kR);
+  s.acklog_lag.store(al_lag, kR);
+  s.primary_client_ipv4.store(client_ipv4, kR);
+  s.primary_client_port.store(client_port, kR);
+  for (uint32_t i = 0; i < n; ++i) s.aggregated_at[i] = seen[i];
+  s.published.fetch_add(1, std::memory_order_release);
+}
+
+absl::StatusOr<uint64_t> AdoptChannelEpoch(ReplicationStatus& s, uint16_t channel,
+                                           uint64_t epoch) {
+  std::lock_guard lock(s.state_mu);
+  replication::ReplicationState next = s.state;
+  // Every channel's epoch is written (a channel not listed would start at the box's, which
+  // may be newer than the primary its partitions last followed).
+  for (uint32_t c = 0; c < s.channel_count; ++c) {
+    next.channel_epochs.emplace(c, s.state.EpochOfChannel(c));
+  }
+  next.channel_epochs[channel] = std::max(next.channel_epochs[channel], epoch);
+  next.epoch = std::max(next.epoch, epoch);
+  next.role = "standby";
+  if (absl::Status st = replication::SaveState(s.state_path, next); !st.ok()) return st;
+  s.state = std::move(next);
+  uint64_t e = s.epoch.load(std::memory_order_relaxed);
+  while (e < s.state.epoch && !s.epoch.compare_exchange_weak(e, s.state.epoch)) {
+  }
+  return s.state.epoch;
 }
 
 // ---- standby ---------------------------------------------------------------------------------
@@ -625,22 +764,26 @@ void ReplicationShell::StandbyPass(uint64_t now_ns) {
     }
   }
   if (standby_->TakeEpochChange()) {
-    config_.state.epoch = standby_->epoch();
-    config_.state.role = "standby";
-    if (absl::Status st = replication::SaveState(config_.state_path, config_.state); !st.ok()) {
+    // This channel's partitions are cut; the others adopt the epoch for theirs (each recorded
+    // per channel: a restart checks every channel's logs against the epoch it last followed).
+    absl::StatusOr<uint64_t> box = AdoptChannelEpoch(*config_.status, config_.channel,
+                                                     standby_->epoch());
+    if (!box.ok()) {
+      const absl::Status& st = box.status();
       // The epoch (and its start offsets) is what fences an old primary and finds divergent
       // tails after a restart: a standby that applies a newer epoch's batches without it on
       // disk could, restarted, take a deposed primary's tail for its own. Stop loudly instead
       // of limping on; the primary meanwhile answers sync queues NOT_REPLICATED, and nothing
       // it acked is lost. Exit code 7 is sluiced's "storage" code (dataplane/main.cc).
-      std::fprintf(stderr, "sluiced: standby: FATAL: cannot persist epoch %llu to %s: %s; "
+      std::fprintf(stderr, "sluiced: standby: FATAL: cannot persist epoch %llu: %s; "
                    "stopping (exit 7)\n",
-                   static_cast<unsigned long long>(config_.state.epoch),
-                   config_.state_path.c_str(), std::string(st.message()).c_str());
+                   static_cast<unsigned long long>(standby_->epoch()),
+                   std::string(st.message()).c_str());
       std::fflush(stderr);
       std::_Exit(7);
     }
-    config_.status->epoch.store(config_.state.epoch, std::memory_order_relaxed);
+    config_.status->channels[config_.channel].epoch.store(standby_->epoch(),
+                                                          std::memory_order_relaxed);
   }
 }
 
@@ -676,6 +819,11 @@ absl::Status ReplicationShell::OpenStandbyPartition(uint32_t queue, uint32_t par
   part->acks.emplace(std::move(*acks));
   by_handle_[*h] = part.get();
   parts_[Key(queue, partition)] = std::move(part);
+  if (!config_.status->durable.Set(queue, partition, end)) {
+    std::fprintf(stderr, "sluiced: standby: queue %u partition %u: more partitions than the "
+                 "durable board holds (%u): group commits naming it wait\n", queue, partition,
+                 replication::DurableBoard::kSlots);
+  }
   standby_->AddPartition(queue, partition, end);
   return absl::OkStatus();
 }
@@ -695,17 +843,20 @@ void ReplicationShell::CloseStandbyPartition(uint32_t queue, uint32_t partition,
     if (pending_.at(i).part == it->second.get()) pending_.at(i).part = nullptr;
   }
   by_handle_.erase(it->second->handle);
+  config_.status->durable.Set(queue, partition, 0);
   if (!keep_applier) standby_->RemovePartition(queue, partition);
   parts_.erase(it);
 }
 
 void ReplicationShell::SetTable(const QueueTable& table) {
   if (standby_ == nullptr) return;
-  // Every durable partition of the table is written here (one worker owns the link).
+  // The durable partitions of this worker's shards are written here (this channel's: the
+  // primary's channel of the same number streams them, the layouts being of the same shape).
   absl::flat_hash_map<uint64_t, bool> wanted;
   for (const QueueInfo& q : table.queues()) {
     if (q.config.durability == shard::Durability::kNone) continue;
     for (uint32_t p = 0; p < q.partition_shard.size(); ++p) {
+      if (table.WorkerOfShard(q.partition_shard[p]) != config_.worker) continue;
       wanted[Key(q.id, p)] = true;
       if (parts_.contains(Key(q.id, p))) continue;
       if (absl::Status st = OpenStandbyPartition(q.id, p, q.config.durability); !st.ok()) {
@@ -804,6 +955,7 @@ void ReplicationShell::Drain() {
     auto it = by_handle_.find(comp.handle);
     if (it == by_handle_.end()) return;
     it->second->durable_end = comp.durable.value;
+    config_.status->durable.Set(it->second->queue, it->second->partition, comp.durable.value);
     if (comp.errc == Errc::kOk) standby_->OnDurable(it->second->queue, it->second->partition,
                                                     comp.durable.value);
   });

@@ -1,5 +1,6 @@
-// The replication shell of the worker lcore that polls the link (docs/replication.md §6): the
-// DPDK side of the pure core in replication/. It owns
+// The replication shell of a worker lcore that owns shards: its replication channel
+// (docs/replication.md §1), for the partitions of its own shards only, over its own queue pair of
+// the link. The DPDK side of the pure core in replication/. It owns
 //   - on a primary: the PrimaryLink; the Frontend offers it every durable batch (Replicator), and
 //     batches the standby needs that memory no longer holds are read back from the log
 //     (Persistence::ReadBatch, a few per pass);
@@ -9,12 +10,15 @@
 //   - the ack logs (docs/replication.md §13): on a primary, a partition's ack log read back as a
 //     snapshot for a standby that cannot continue its ack stream (rare); on a standby, the
 //     replicated ack records appended to its partitions' ack logs (written out once per pass);
-//   - the link port's RX queue 0 and this worker's TX queue on it: the link is IPv4/UDP to
+//   - the link port's RX and TX queue numbered like its channel: the link is IPv4/UDP to
 //     [replication] peer; until the peer's MAC is learned from its first frame, frames go to the
 //     Ethernet broadcast address (a point-to-point link).
-// Only this worker's thread calls it once the worker runs.
+// Only this worker's thread calls it once the worker runs. What is box-wide (role, epoch, fencing,
+// the catalog, the port's start, the status the control plane shows) goes through
+// ReplicationStatus, decided once (channel 0, the main thread, or a sticky flag).
 #pragma once
 
+#include <array>
 #include <atomic>
 #include <cstdint>
 #include <memory>
@@ -40,6 +44,7 @@
 #include "dataplane/replicator.h"
 #include "dataplane/tx_buffer.h"
 #include "hwconf/layout.h"
+#include "replication/durable_board.h"
 #include "replication/primary.h"
 #include "replication/standby.h"
 #include "replication/state_file.h"
@@ -51,7 +56,41 @@ namespace sluice::dataplane {
 
 class StartupRecovery;
 
-// What the control plane reads (any thread): relaxed atomics written by the shell's worker.
+// Replication from several worker lcores (docs/replication.md §1): every worker lcore that owns
+// shards runs a channel — its own ReplicationShell over its own queue pair of the link — for its
+// own partitions. A channel's figures, written by its shell, read by the main thread, which sums
+// them into the box's ReplicationStatus (AggregateReplicationStatus).
+inline constexpr uint32_t kMaxReplicationChannels = 16;
+struct ChannelStatus {
+  std::atomic<bool> connected{false};
+  std::atomic<bool> caught_up{false};
+  std::atomic<bool> catalog_acked{true};
+  std::atomic<uint64_t> epoch{0};
+  std::atomic<uint64_t> partitions{0};
+  std::atomic<uint64_t> lag_offsets{0};
+  std::atomic<uint64_t> truncated_records{0};
+  std::atomic<uint64_t> batches_sent{0};
+  std::atomic<uint64_t> batches_resent{0};
+  std::atomic<uint64_t> batches_applied{0};
+  std::atomic<uint64_t> backfill_batches{0};
+  std::atomic<uint64_t> rx_malformed{0};
+  std::atomic<uint64_t> rx_stale_epoch{0};
+  std::atomic<uint64_t> rx_shape_mismatch{0};
+  std::atomic<uint64_t> acklog_records_sent{0};
+  std::atomic<uint64_t> acklog_records_resent{0};
+  std::atomic<uint64_t> acklog_snapshots_sent{0};
+  std::atomic<uint64_t> acklog_records_applied{0};
+  std::atomic<uint64_t> acklog_snapshots_applied{0};
+  std::atomic<uint64_t> acklog_dropped{0};
+  std::atomic<uint64_t> acklog_lag{0};
+  std::atomic<uint32_t> primary_client_ipv4{0};
+  std::atomic<uint16_t> primary_client_port{0};
+  std::atomic<uint64_t> published{0};  // the shell's publications (release after the figures)
+};
+
+// What the control plane reads (any thread). The box-wide figures are the channels' summed by
+// the main thread (AggregateReplicationStatus); fenced and higher_epoch are set at once by the
+// channel that saw a newer epoch (every channel's Writable reads them).
 struct ReplicationStatus {
   std::atomic<int> role{0};  // 0 none, 1 primary, 2 standby
   std::atomic<uint64_t> epoch{0};
@@ -77,7 +116,8 @@ struct ReplicationStatus {
   std::atomic<uint64_t> acklog_snapshots_applied{0};
   std::atomic<uint64_t> acklog_dropped{0};
   std::atomic<uint64_t> acklog_lag{0};  // primary: records the standby has not applied
-  std::atomic<uint64_t> published{0};   // PublishStatus calls: a reader waits for a later one
+  std::atomic<uint64_t> published{0};   // aggregations in which every channel published anew:
+                                        // a reader waits for a later one
   std::atomic<bool> catalog_acked{false};   // primary: the standby holds the current catalog
   std::atomic<uint32_t> primary_client_ipv4{0};  // standby: the primary's client address
   std::atomic<uint16_t> primary_client_port{0};  // (host order), from its HELLO
@@ -105,7 +145,27 @@ struct ReplicationStatus {
   };
   std::mutex purge_mu;
   std::vector<PurgeSettlement> purges;  // a few at most (one purge is published at a time)
+  // Channels (docs/replication.md §1).
+  uint32_t channel_count = 1;                      // set before the workers start
+  std::array<ChannelStatus, kMaxReplicationChannels> channels;
+  std::array<uint64_t, kMaxReplicationChannels> aggregated_at{};  // main thread only
+  replication::DurableBoard durable;  // standby: every channel's durable ends
+  // The DPDK link port is started and restarted by channel 0 only; the others poll it while
+  // this says it runs.
+  std::atomic<bool> link_ready{false};
+  // Standby: the state file, shared by the channels; each adopts a newer epoch for itself
+  // (AdoptChannelEpoch, rare: a mutex and a blocking write).
+  std::mutex state_mu;
+  replication::ReplicationState state;
+  std::string state_path;
 };
+
+// Main thread, every few ms: the channels' figures summed (lag, counters), and-ed (connected,
+// caught up, catalog) and max-ed (epoch) into the box's.
+void AggregateReplicationStatus(ReplicationStatus& s);
+// A standby channel adopted `epoch` (after cutting its divergent tails): recorded for it, the
+// box's epoch is the highest, the file written whole. Returns the box's epoch.
+absl::StatusOr<uint64_t> AdoptChannelEpoch(ReplicationStatus& s, uint16_t channel, uint64_t epoch);
 
 // A test seam (sluiced --inject-link-fault): the link shell drops, duplicates and (kernel UDP)
 // swaps neighbouring datagrams it sends, with a fixed seed; while `cut_file` exists it sends
@@ -124,7 +184,12 @@ struct ReplicationShellConfig {
   const PortRuntime* link = nullptr;  // the layout's link port; null: kernel UDP on udp_listen
   rte_be32_t udp_listen_ipv4 = 0;     // kernel UDP link: the address its socket binds
   rte_be16_t udp_listen_port = 0;
-  uint16_t tx_queue = 0;              // this worker's TX queue on it
+  uint16_t link_queue = 0;            // its RX and TX queue on it: the channel's (memif: queue
+                                      // i of one box is queue i of the other)
+  uint16_t channel = 0;               // this worker's replication channel (docs §1)
+  uint16_t channels = 1;
+  uint32_t layout_shape = 0;          // replication::LayoutShapeHash of this box
+  uint16_t worker = 0;                // standby: writes the partitions of this worker's shards
   rte_be32_t peer_ipv4 = 0;
   rte_be16_t peer_udp_port = 0;
   rte_mempool* pool = nullptr;
@@ -134,13 +199,12 @@ struct ReplicationShellConfig {
   uint32_t client_ipv4 = 0;  // primary: its client address (host order), told to the standby
   uint16_t client_port = 0;
   replication::ReplicationState state;  // epoch starts (primary)
-  std::string state_path;
   ReplicationStatus* status = nullptr;
   std::optional<LinkFault> fault;
 };
 
-// What the workers that do not poll the link see of replication (they own no shard: see §1 of
-// docs/replication.md): whether this box takes writes, and where the primary is.
+// What the workers that run no replication channel see of replication (they own no shard: see §1
+// of docs/replication.md): whether this box takes writes, and where the primary is.
 class ReplicationRoleView final : public Replicator {
  public:
   explicit ReplicationRoleView(const ReplicationStatus& s) : s_(s) {}
@@ -174,6 +238,7 @@ class ReplicationShell final : public Replicator,
   // The standby's writes submitted and not yet completed (Worker::AwaitingKernel).
   bool AwaitingKernel() const { return writer_ != nullptr && writer_->in_flight() != 0; }
   uint16_t link_port_id() const { return config_.link->addr.port_id; }
+  uint16_t link_queue() const { return config_.link_queue; }
   bool link_rx_interrupts() const { return config_.link->rx_interrupts; }
   int udp_fd() const { return udp_fd_; }
 
@@ -224,6 +289,9 @@ class ReplicationShell final : public Replicator,
   absl::Status Truncate(uint32_t queue, uint32_t partition, uint64_t to);
   void StandbyPass(uint64_t now_ns);
   void PublishStatus();
+  void PublishFence();
+  bool fence_published_ = false;
+  bool shape_logged_ = false;
 
   struct StandbyPart {
     uint32_t queue = 0;

@@ -49,6 +49,12 @@ Worker::Worker(uint16_t index, const hwconf::Lcore& conf, const SharedRuntime& s
   tx_.resize(max_port + 1u);
   // Worker i transmits on TX queue i of every port: no TX queue is shared between lcores.
   for (const PortRuntime& p : shared.ports) tx_[p.addr.port_id] = TxBuffer(p.addr.port_id, index);
+  // Except a replication channel on its link: it transmits on its channel's queue (memif: queue
+  // i of one box is queue i of the other); no other lcore transmits on the link.
+  if (replication_ != nullptr && replication_->has_port()) {
+    tx_[replication_->link_port_id()] =
+        TxBuffer(replication_->link_port_id(), replication_->link_queue());
+  }
   // A standby's logs are the replication shell's: it opens them (on this thread, before launch).
   if (replication_ != nullptr) replication_->SetTable(*table_);
   if (replication_ == nullptr && shared.replication_status != nullptr) {
@@ -109,7 +115,8 @@ void Worker::SetUpWakeups() {
   if (replication_ != nullptr) {
     const int fd = !replication_->has_port() ? replication_->udp_fd()
                    : replication_->link_rx_interrupts()
-                       ? rte_eth_dev_rx_intr_ctl_q_get_fd(replication_->link_port_id(), 0) : -1;
+                       ? rte_eth_dev_rx_intr_ctl_q_get_fd(replication_->link_port_id(),
+                                                          replication_->link_queue()) : -1;
     if (fd < 0 || epoll_ctl(epoll_fd_, EPOLL_CTL_ADD, fd, &ev) != 0) rx_wakeups_ = false;
   }
 }
@@ -173,7 +180,7 @@ void Worker::Sleep(uint64_t ns) {
   }
   for (const RxQueue& q : rx_) rte_eth_dev_rx_intr_enable(q.port->addr.port_id, q.queue);
   if (replication_ != nullptr && replication_->has_port()) {
-    rte_eth_dev_rx_intr_enable(replication_->link_port_id(), 0);
+    rte_eth_dev_rx_intr_enable(replication_->link_port_id(), replication_->link_queue());
   }
   WakeSignal& me = shared_.wake[index_];
   me.sleeping.store(true, std::memory_order_seq_cst);
@@ -190,7 +197,7 @@ void Worker::Sleep(uint64_t ns) {
   }
   for (const RxQueue& q : rx_) rte_eth_dev_rx_intr_disable(q.port->addr.port_id, q.queue);
   if (replication_ != nullptr && replication_->has_port()) {
-    rte_eth_dev_rx_intr_disable(replication_->link_port_id(), 0);
+    rte_eth_dev_rx_intr_disable(replication_->link_port_id(), replication_->link_queue());
   }
 }
 

@@ -23,13 +23,13 @@ size_t Begin(std::span<std::byte> buf, size_t total, MsgType type, Role role, ui
   return total;
 }
 
-constexpr size_t kHelloPrefixBytes = 24;
+constexpr size_t kHelloPrefixBytes = 32;
 
 template <typename E>
 size_t EncodeEntries(std::span<std::byte> buf, MsgType type, Role role, uint64_t epoch,
                      uint64_t boot_id, std::span<const E> entries, uint32_t client_ipv4 = 0,
                      uint16_t client_port = 0, uint16_t flags = 0, uint16_t part = 0,
-                     uint16_t parts = 1) {
+                     uint16_t parts = 1, const ChannelShape& shape = {}) {
   if (entries.size() > kMaxEntriesPerMessage) return 0;
   const size_t prefix = type == MsgType::kHello ? kHelloPrefixBytes : 8;
   const size_t total = kLinkHeaderBytes + prefix + entries.size() * sizeof(E);
@@ -48,7 +48,10 @@ size_t EncodeEntries(std::span<std::byte> buf, MsgType type, Role role, uint64_t
     std::memcpy(p + 10, &flags, 2);
     std::memcpy(p + 12, &part, 2);
     std::memcpy(p + 14, &parts, 2);
-    p += 16;
+    std::memcpy(p + 16, &shape.channel, 2);
+    std::memcpy(p + 18, &shape.channels, 2);
+    std::memcpy(p + 20, &shape.layout, 4);
+    p += 24;
   } else {
     std::memcpy(p + 4, &zero, 4);
     p += 8;
@@ -166,7 +169,13 @@ DecodeError DecodeLink(std::span<const std::byte> d, LinkMessage* out) {
         std::memcpy(&out->hello_flags, body.data() + 18, 2);
         std::memcpy(&out->hello_part, body.data() + 20, 2);
         std::memcpy(&out->hello_parts, body.data() + 22, 2);
+        std::memcpy(&out->shape.channel, body.data() + 24, 2);
+        std::memcpy(&out->shape.channels, body.data() + 26, 2);
+        std::memcpy(&out->shape.layout, body.data() + 28, 4);
         if (out->hello_parts == 0) out->hello_parts = 1;
+        if (out->shape.channels == 0 || out->shape.channel >= out->shape.channels) {
+          return DecodeError::kBadLength;
+        }
         if (out->hello_part >= out->hello_parts) return DecodeError::kBadLength;
         p = 8;
       }
@@ -261,9 +270,24 @@ DecodeError DecodeLink(std::span<const std::byte> d, LinkMessage* out) {
 
 size_t EncodeHello(std::span<std::byte> buf, Role role, uint64_t epoch, uint64_t boot_id,
                    std::span<const HelloEntry> entries, uint32_t client_ipv4,
-                   uint16_t client_port, uint16_t flags, uint16_t part, uint16_t parts) {
+                   uint16_t client_port, uint16_t flags, uint16_t part, uint16_t parts,
+                   const ChannelShape& shape) {
   return EncodeEntries(buf, MsgType::kHello, role, epoch, boot_id, entries, client_ipv4,
-                       client_port, flags, part, parts);
+                       client_port, flags, part, parts, shape);
+}
+
+uint32_t LayoutShapeHash(std::span<const uint16_t> shard_channel, uint16_t channels) {
+  uint32_t h = 2166136261u;
+  auto mix = [&](uint32_t v) {
+    for (int i = 0; i < 4; ++i) {
+      h ^= (v >> (8 * i)) & 0xff;
+      h *= 16777619u;
+    }
+  };
+  mix(channels);
+  mix(static_cast<uint32_t>(shard_channel.size()));
+  for (uint16_t c : shard_channel) mix(c);
+  return h;
 }
 
 size_t EncodeAck(std::span<std::byte> buf, Role role, uint64_t epoch,

@@ -4,7 +4,8 @@
 //
 //   [LinkHeader 24 B][body]
 //   HELLO      u64 boot_id, u32 count, u32 client_ipv4, u16 client_port, u16 flags, u16 part,
-//              u16 parts (a HELLO of more partitions than one datagram holds is sent in parts), then
+//              u16 parts (a HELLO of more partitions than one datagram holds is sent in parts),
+//              u16 channel, u16 channels, u32 layout shape (ChannelShape), then
 //              count x HelloEntry (24 B: queue, partition, log or durable end, epoch_start: where
 //              the sender's current epoch began in that log). client_*: the primary's client
 //              address (NOT_PRIMARY redirects on the standby), 0 from a standby. flags bit 0
@@ -33,7 +34,7 @@
 namespace sluice::replication {
 
 inline constexpr uint32_t kLinkMagic = 0x50524C53;  // "SLRP" in wire byte order
-inline constexpr uint16_t kLinkVersion = 1;
+inline constexpr uint16_t kLinkVersion = 2;  // 2: HELLO states its channel (docs §1)
 inline constexpr uint32_t kLinkHeaderBytes = 24;
 inline constexpr uint32_t kFragmentHeaderBytes = 40;
 inline constexpr uint32_t kPartitionOffsetBytes = 16;
@@ -69,6 +70,20 @@ struct PartitionOffset {
   uint64_t offset;
 };
 static_assert(sizeof(PartitionOffset) == kPartitionOffsetBytes);
+
+// Replication from several worker lcores (docs/replication.md §1): each lcore that owns shards
+// runs its own channel (a PrimaryLink or a StandbyLink over its own queue pair of the link) for
+// its own partitions. Channel i of one box talks to channel i of the other, so both boxes must
+// split their partitions the same way: `layout` hashes the shard count and which channel owns
+// each shard (LayoutShapeHash). A HELLO of another channel or another shape is refused.
+struct ChannelShape {
+  uint16_t channel = 0;
+  uint16_t channels = 1;
+  uint32_t layout = 0;
+  bool operator==(const ChannelShape&) const = default;
+};
+// FNV-1a over the shard count and each shard's channel (shard_channel[s]).
+uint32_t LayoutShapeHash(std::span<const uint16_t> shard_channel, uint16_t channels);
 
 struct HelloEntry {
   uint32_t queue;
@@ -153,6 +168,7 @@ struct LinkMessage {
   uint16_t hello_flags = 0;
   uint16_t hello_part = 0;   // this datagram's index among
   uint16_t hello_parts = 1;  // the parts of one HELLO (>= 1)
+  ChannelShape shape{};      // the sender's replication channel and its box's layout shape
   // HELLO / ACK: `count` entries of 16 bytes, unaligned; read with Entry(i).
   uint32_t count = 0;
   std::span<const std::byte> entries;
@@ -198,10 +214,10 @@ DecodeError DecodeLink(std::span<const std::byte> datagram, LinkMessage* out);
 size_t EncodeHello(std::span<std::byte> buf, Role role, uint64_t epoch, uint64_t boot_id,
                    std::span<const HelloEntry> entries, uint32_t client_ipv4 = 0,
                    uint16_t client_port = 0, uint16_t flags = 0, uint16_t part = 0,
-                   uint16_t parts = 1);
+                   uint16_t parts = 1, const ChannelShape& shape = {});
 // HELLO entries that fit one datagram of `max_datagram_bytes`.
 inline constexpr uint32_t HelloEntriesPerDatagram(uint32_t max_datagram_bytes) {
-  return (max_datagram_bytes - kLinkHeaderBytes - 24) / kHelloEntryBytes;
+  return (max_datagram_bytes - kLinkHeaderBytes - 32) / kHelloEntryBytes;
 }
 size_t EncodeAck(std::span<std::byte> buf, Role role, uint64_t epoch,
                  std::span<const PartitionOffset> entries);

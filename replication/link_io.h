@@ -33,6 +33,7 @@ struct LinkCounters {
   uint64_t rx_wrong_role = 0;     // a primary's message at a primary, a standby's at a standby
   uint64_t rx_stale_epoch = 0;    // refused: epoch older than ours
   uint64_t rx_unknown_partition = 0;
+  uint64_t rx_shape_mismatch = 0;  // a HELLO of another channel or layout shape (refused)
   uint64_t tx_datagrams = 0;
   uint64_t tx_no_buffer = 0;      // Acquire gave nothing
   uint64_t hellos_sent = 0;

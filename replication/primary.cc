@@ -378,6 +378,13 @@ void PrimaryLink::OnDatagram(std::span<const std::byte> datagram, uint64_t now_n
     return;
   }
   if (fenced_) return;
+  if (m.type == MsgType::kHello && !(m.shape == config_.shape)) {
+    // Another channel's or another layout's standby: its partitions are not this channel's.
+    ++counters_.rx_shape_mismatch;
+    shape_mismatch_ = true;
+    peer_shape_ = m.shape;
+    return;
+  }
   last_rx_ns_ = now_ns;
   switch (m.type) {
     case MsgType::kHello: OnHello(m, now_ns); return;
@@ -490,7 +497,8 @@ uint32_t PrimaryLink::Poll(uint64_t now_ns, LinkOutput& out) {
             scratch_.push_back({s->queue(), s->partition(), s->offered_end(), s->epoch_start()});
           }
           n = EncodeHello(buf, Role::kPrimary, config_.epoch, config_.boot_id, scratch_,
-                          config_.client_ipv4, config_.client_port, flags, part, parts);
+                          config_.client_ipv4, config_.client_port, flags, part, parts,
+                          config_.shape);
           SLUICE_ASSERT(n != 0);
         }
         ++counters_.hellos_sent;

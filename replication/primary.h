@@ -132,6 +132,7 @@ class Streamer {
 struct PrimaryConfig {
   uint64_t epoch = 1;
   uint64_t boot_id = 0;                  // distinct per process start
+  ChannelShape shape;                    // this channel (a standby's HELLO must state the same)
   uint32_t client_ipv4 = 0;              // where clients reach this primary (host order), told
   uint16_t client_port = 0;              // to the standby for its NOT_PRIMARY redirects
   uint32_t max_datagram_bytes = 1472;    // UDP payload that fits the link MTU
@@ -192,6 +193,10 @@ class PrimaryLink {
   bool fenced() const { return fenced_; }
   uint64_t epoch() const { return config_.epoch; }
   uint64_t higher_epoch() const { return higher_epoch_; }
+  // A standby's HELLO stated another channel or layout shape: refused (never connects). The
+  // last such shape, for the shell's error message.
+  bool shape_mismatch() const { return shape_mismatch_; }
+  const ChannelShape& peer_shape() const { return peer_shape_; }
   const LinkCounters& counters() const { return counters_; }
   const Streamer* Find(uint32_t queue, uint32_t partition) const;
   void ForEachStreamer(absl::FunctionRef<void(const Streamer&)> fn) const {
@@ -224,6 +229,8 @@ class PrimaryLink {
   uint64_t next_catalog_ns_ = 0;
   uint64_t last_now_ns_ = 0;
   uint64_t higher_epoch_ = 0;
+  bool shape_mismatch_ = false;
+  ChannelShape peer_shape_{};
   uint64_t peer_boot_id_ = 0;
   uint64_t last_rx_ns_ = 0;
   uint64_t next_control_ns_ = 0;

@@ -159,7 +159,9 @@ uint32_t StandbyLink::ApplyAcks(StandbySink& sink) {
     n += r->Apply(
         [&](uint32_t ref) {
           const Applier* a = Find(r->queue(), ref);
-          return a != nullptr ? a->durable() : uint64_t{0};
+          if (a != nullptr) return a->durable();
+          return config_.other_channels != nullptr
+                     ? config_.other_channels->DurableEnd(r->queue(), ref) : uint64_t{0};
         },
         sink, counters_);
     if (!was_synced && r->synced() && !caught_up_) CheckCaughtUp();
@@ -328,6 +330,13 @@ void StandbyLink::OnDatagram(std::span<const std::byte> datagram, uint64_t now_n
     ++counters_.rx_wrong_role;
     return;
   }
+  if (m.type == MsgType::kHello && !(m.shape == config_.shape)) {
+    // Another channel's or another layout's primary: nothing of it is taken, not even its epoch.
+    ++counters_.rx_shape_mismatch;
+    shape_mismatch_ = true;
+    peer_shape_ = m.shape;
+    return;
+  }
   if (m.epoch < epoch_) {  // a deposed primary: never apply what it says
     ++counters_.rx_stale_epoch;
     return;
@@ -423,7 +432,7 @@ bool StandbyLink::SendHello(uint64_t /*now_ns*/, LinkOutput& out) {
       hello_scratch_.push_back({a->queue(), a->partition(), a->durable(), 0});
     }
     const size_t n = EncodeHello(buf, Role::kStandby, epoch_, config_.boot_id, hello_scratch_, 0,
-                                 0, flags, part, parts);
+                                 0, flags, part, parts, config_.shape);
     SLUICE_ASSERT(n != 0);
     out.Send(n);
     ++counters_.tx_datagrams;

@@ -83,9 +83,23 @@ class Applier {
   storage::BatchHeader pending_header_{};
 };
 
+// The standby's durable end of a partition this channel does not own (0: unknown). Read from
+// another lcore's published figure: an ack record waits until its data is durable there.
+class DurableLookup {
+ public:
+  virtual uint64_t DurableEnd(uint32_t queue, uint32_t partition) const = 0;
+
+ protected:
+  ~DurableLookup() = default;
+};
+
 struct StandbyConfig {
   uint64_t epoch = 0;                    // highest epoch seen (persisted by the shell)
   uint64_t boot_id = 0;
+  ChannelShape shape;                    // this channel (the primary's HELLO must state the same)
+  // Durable ends of partitions other channels of this box own (a group commit logged in
+  // partition 0's ack log names another partition): null when this channel owns them all.
+  const DurableLookup* other_channels = nullptr;
   uint32_t max_datagram_bytes = 1472;
   uint64_t heartbeat_ns = 10'000'000;
   uint64_t peer_timeout_ns = 500'000'000;
@@ -145,8 +159,13 @@ class StandbyLink {
   uint64_t truncated_records() const { return truncated_records_; }
   const Applier* Find(uint32_t queue, uint32_t partition) const;
   const LinkCounters& counters() const { return counters_; }
+  // A primary's HELLO stated another channel or layout shape: refused (see PrimaryLink).
+  bool shape_mismatch() const { return shape_mismatch_; }
+  const ChannelShape& peer_shape() const { return peer_shape_; }
 
  private:
+  bool shape_mismatch_ = false;
+  ChannelShape peer_shape_{};
   Applier* FindMut(uint32_t queue, uint32_t partition);
   void OnHello(const LinkMessage& m, uint64_t now_ns);
   void OnFragment(const LinkMessage& m, uint64_t now_ns, StandbySink& sink);

@@ -50,6 +50,11 @@ absl::StatusOr<ReplicationState> LoadState(const std::string& path) {
       uint64_t off = 0;
       ok = static_cast<bool>(ls >> q >> p >> off);
       st.starts[{q, p}] = off;
+    } else if (key == "channel_epoch") {
+      uint32_t c = 0;
+      uint64_t e = 0;
+      ok = static_cast<bool>(ls >> c >> e);
+      st.channel_epochs[c] = e;
     } else {
       ok = false;
     }
@@ -63,6 +68,7 @@ absl::Status SaveState(const std::string& path, const ReplicationState& st) {
   if (st.role) absl::StrAppend(&text, "role ", *st.role, "\n");
   absl::StrAppend(&text, "pending_starts ", st.pending_starts ? 1 : 0, "\n");
   for (const auto& [k, off] : st.starts) absl::StrAppend(&text, "start ", k.first, " ", k.second, " ", off, "\n");
+  for (const auto& [c, e] : st.channel_epochs) absl::StrAppend(&text, "channel_epoch ", c, " ", e, "\n");
   const std::string tmp = path + ".tmp";
   const int fd = open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
   if (fd < 0) return Errno(absl::StrCat("create ", tmp));

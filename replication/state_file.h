@@ -7,6 +7,11 @@
 //   role primary                 (absent: the layout's [replication] role)
 //   pending_starts 1             (promoted: record the epoch starts at the next start)
 //   start 3 0 1200               (queue 3 partition 0: epoch 4 began at offset 1200)
+//   channel_epoch 1 3            (standby: replication channel 1 follows epoch 3 so far)
+//
+// A standby with several replication channels (docs/replication.md §1) adopts a new epoch per
+// channel, each after cutting its own partitions' divergent tails: `epoch` is the highest, and a
+// channel listed starts at its own (one not listed at `epoch`).
 #pragma once
 
 #include <cstdint>
@@ -24,6 +29,12 @@ struct ReplicationState {
   std::optional<std::string> role;  // "primary" or "standby"
   bool pending_starts = false;
   std::map<std::pair<uint32_t, uint32_t>, uint64_t> starts;
+  std::map<uint32_t, uint64_t> channel_epochs;
+
+  uint64_t EpochOfChannel(uint32_t channel) const {
+    auto it = channel_epochs.find(channel);
+    return it == channel_epochs.end() ? epoch : it->second;
+  }
 
   uint64_t StartOf(uint32_t queue, uint32_t partition) const {
     auto it = starts.find({queue, partition});

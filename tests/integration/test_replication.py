@@ -32,7 +32,7 @@ class Box:
     """One sluiced of the pair. `net`: the third octet of its client subnet (198.18.NET.0/24)."""
 
     def __init__(self, root, tag, name, net, link_ip, peer_ip, memif_role, socket_path, rest_port,
-                 role, queues, link="memif", vdev_args=""):
+                 role, queues, link="memif", vdev_args="", workers=1):
         self.name = name
         self.dir = os.path.join(root, name)
         os.makedirs(self.dir)
@@ -48,12 +48,14 @@ class Box:
             vdev = (f"net_memif_{tag}{name},role={memif_role},socket={socket_path},id=0"
                     if link == "memif" else f"net_af_packet_{tag}{name},iface=vr{tag}{name}")
             vdev += vdev_args
+            # One link queue per worker lcore: each replicates its own shards over its own queue
+            # pair (docs/replication.md §1; memif queue i of one box is queue i of the other).
             link_port = f"""
 [[port]]
 name = "link"
 vdev = "{vdev}"
 role = "replication"
-rx_queues = 1
+rx_queues = {workers}
 ipv4 = "{link_ip}"
 udp_port = {LINK_PORT}
 """
@@ -63,20 +65,26 @@ udp_port = {LINK_PORT}
             link_port = ""
             rx = '["client0:0"]'
             replication = f'link_port = ""\nlisten = "127.0.0.1:{link_ip}"\npeer = "127.0.0.1:{peer_ip}"'
+        # Worker w > 0: its own shards, its own link queue and client queue (TAP wants as many
+        # RX queues as TX queues, one per worker).
+        more_lcores = "".join(
+            f'\n[[lcore]]\nid = {w + 1}\nrx = ["client0:{w}", "link:{w}"]\nshards = [{2 * w}, {2 * w + 1}]\n'
+            f'idle = "adaptive"\n' for w in range(1, workers))
+        lcore_cpus = ",".join(f"{i}@{i % 2}" for i in range(workers + 1))
         with open(self.layout, "w") as f:
             f.write(f"""
 [eal]
-lcores = [0, 1]
+lcores = {list(range(workers + 1))}
 main_lcore = 0
 memory_mb = 256
 hugepages = false
 file_prefix = "sluice-rt-{tag}-{name}"
-lcore_cpus = "0@0,1@1"
+lcore_cpus = "{lcore_cpus}"
 
 [[port]]
 name = "client0"
 vdev = "net_tap_{tag}{name},iface=slr{tag}{name}"
-rx_queues = 1
+rx_queues = {workers}
 ipv4 = "198.18.{net}.1"
 udp_port = {CLIENT_PORT}
 kernel_ipv4 = "198.18.{net}.2/24"
@@ -86,9 +94,9 @@ id = 1
 rx = {rx}
 shards = [0, 1]
 idle = "adaptive"
-
+{more_lcores}
 [dataplane]
-shards = 2
+shards = {2 * workers}
 
 [storage]
 data_dirs = ["{self.data_dir}"]
@@ -174,7 +182,7 @@ partitions = 2
 
 
 class Pair:
-    def __init__(self, queues=QUEUES, link="memif", vdev_args=""):
+    def __init__(self, queues=QUEUES, link="memif", vdev_args="", workers=1):
         self.tag = secrets.token_hex(2)
         self.root = tempfile.mkdtemp(prefix=f"sluice-repl-{self.tag}-")
         sock = os.path.join(self.root, "link.sock")
@@ -189,9 +197,9 @@ class Pair:
         else:  # loopback UDP ports of the namespace the test made (nothing else binds there)
             ips = ("7512", "7513")
         self.a = Box(self.root, self.tag, "a", 10, ips[0], ips[1], "server", sock,
-                     7480, "primary", queues, link, vdev_args)
+                     7480, "primary", queues, link, vdev_args, workers)
         self.b = Box(self.root, self.tag, "b", 11, ips[1], ips[0], "client", sock,
-                     7481, "standby", queues, link, vdev_args)
+                     7481, "standby", queues, link, vdev_args, workers)
 
     def close(self, failed):
         for box in (self.a, self.b):
@@ -211,11 +219,11 @@ def wait_in_sync(primary, standby, timeout_s=30):
 class Producer:
     """An idempotent producer: one message per frame, resent until acked OK/DUPLICATE."""
 
-    def __init__(self, producer_id=77):
+    def __init__(self, producer_id=77, partitions=2):
         self.sock = harness.udp_socket(0.3)
         self.producer_id = producer_id
-        self.seq = {0: 0, 1: 0}
-        self.acked = {0: [], 1: []}  # partition -> [(seq, offset, payload)]
+        self.seq = {p: 0 for p in range(partitions)}
+        self.acked = {p: [] for p in range(partitions)}  # partition -> [(seq, offset, payload)]
         self.request = 0
         self.errors = {}
 
@@ -531,11 +539,83 @@ class ReplicationTest(unittest.TestCase):
         self.pair = Pair(link="af_packet")
         self.sigkill_rounds(int(os.environ.get("SLUICE_REPL_VETH_ROUNDS", "3")), "af_packet veth")
 
-    def sigkill_rounds(self, rounds, link):
+    def test_two_lcores_replicate_their_shards_over_two_memif_queues(self):
+        """Replication from two worker lcores on each box (docs/replication.md §1): shards 0-1 on
+        the first, 2-3 on the second, the events queue's 4 partitions on both, a memif link with
+        2 queue pairs: each lcore streams (primary) or writes (standby) its own partitions over
+        its own queue. Sync producers on every partition; SIGKILL of the primary and promotion
+        of the standby, rounds; every acked message on the final primary exactly once, in order,
+        intact; /v1/role shows both channels streaming in every round."""
+        self.pair.close(False)
+        self.pair = Pair(queues=QUEUES.replace("partitions = 2", "partitions = 4"), workers=2)
+        checked = []
+
+        def check_channels(primary, standby):
+            def both_streamed():
+                pc, sc = repl_counters(primary), repl_counters(standby)
+                return all(pc.get(f"channel{i}_batches_sent", 0) > 0 and
+                           sc.get(f"channel{i}_batches_applied", 0) > 0 for i in (0, 1))
+            harness.wait_for(both_streamed, 10, "both channels to stream")
+            pc, sc = repl_counters(primary), repl_counters(standby)
+            for box, c in ((primary, pc), (standby, sc)):
+                self.assertEqual(c.get("channels"), 2, f"{box.name}: {c}")
+                for i in (0, 1):
+                    self.assertEqual(c.get(f"channel{i}_partitions"), 2, f"{box.name}: {c}")
+                    self.assertEqual(c.get(f"channel{i}_connected"), 1, f"{box.name}: {c}")
+                    self.assertEqual(c.get(f"channel{i}_rx_shape_mismatch"), 0, f"{box.name}: {c}")
+            # The box's figures are the channels' summed (by the main thread, a few ms later).
+            def summed():
+                c = repl_counters(primary)
+                return c["batches_sent"] == c["channel0_batches_sent"] + c["channel1_batches_sent"]
+            harness.wait_for(summed, 5, "the box's batches_sent to be the channels' sum")
+            checked.append((pc["channel0_batches_sent"], pc["channel1_batches_sent"]))
+            # Each standby channel recorded the primary's epoch for itself (after its own cuts).
+            epoch = primary.role().get("epoch")
+            with open(os.path.join(standby.data_dir, "replication.state")) as f:
+                state = f.read().split("\n")
+            for i in (0, 1):
+                self.assertIn(f"channel_epoch {i} {epoch}", state, f"{standby.name}: {state}")
+
+        self.sigkill_rounds(int(os.environ.get("SLUICE_REPL_LCORES_ROUNDS", "6")),
+                            "memif, 2 lcores per box, 2 queue pairs", partitions=4,
+                            check_channels=check_channels)
+        print(f"batches sent per round by channel 0 / channel 1 of the primary: {checked}")
+
+    def test_two_lcores_with_another_shard_split_are_refused(self):
+        """Channel i of one box talks to channel i of the other, so both must split the shards the
+        same way: a standby whose lcores own each other's shards is refused at HELLO (both logs
+        say why), nothing is replicated, and sync queues answer NOT_REPLICATED."""
+        self.pair.close(False)
+        self.pair = Pair(queues=QUEUES.replace("partitions = 2", "partitions = 4"), workers=2)
+        a, b = self.pair.a, self.pair.b
+        with open(b.layout) as f:
+            text = f.read()
+        text = text.replace("shards = [0, 1]", "shards = [@]").replace(
+            "shards = [2, 3]", "shards = [0, 1]").replace("shards = [@]", "shards = [2, 3]")
+        with open(b.layout, "w") as f:
+            f.write(text)
+        a.start()
+        b.start()
+        harness.wait_for(lambda: "REFUSED the peer" in a.log() and "REFUSED the peer" in b.log(),
+                         10, "both boxes to refuse the other's layout shape")
+        harness.wait_for(lambda: all(repl_counters(box).get(f"channel{i}_rx_shape_mismatch", 0) > 0
+                                     for box in (a, b) for i in (0, 1)), 5, "mismatches counted")
+        queue_id = lookup(a)
+        p = Producer(partitions=4)
+        answers = {p.send_one(a.server, queue_id, part) for part in range(4)}
+        self.assertEqual(answers, {"NOT_REPLICATED"})
+        self.assertFalse(a.role().get("replication_connected"))
+        self.assertEqual(repl_counters(b).get("batches_applied"), 0)
+        line = next(l for l in a.log().splitlines() if "REFUSED the peer" in l)
+        print(f"\nrefused: {line[:160]}...; sync produces: {answers}")
+        p.sock.close()
+        self._failed = False
+
+    def sigkill_rounds(self, rounds, link, partitions=2, check_channels=None):
         a, b = self.pair.a, self.pair.b
         self.start_pair()
         queue_id = lookup(a)
-        p = Producer()
+        p = Producer(partitions=partitions)
         rng = random.Random(int.from_bytes(os.urandom(4), "little"))
         primary, standby = a, b
         kills = 0
@@ -546,12 +626,15 @@ class ReplicationTest(unittest.TestCase):
             n = rng.randint(5, 60)
             sent = 0
             for i in range(n):
-                part = rng.randint(0, 1)
+                # Every partition first (each channel streams in every round), then at random.
+                part = i if i < partitions else rng.randrange(partitions)
                 e = p.send_one(primary.server, queue_id, part, deadline_s=3.0)
                 self.assertIn(e, ("OK", "DUPLICATE"), f"round {rnd}: produce answered {e}")
                 sent += 1
+            if check_channels is not None:
+                check_channels(primary, standby)
             # One more frame, not waited for: the kill lands while it is in flight.
-            part = rng.randint(0, 1)
+            part = rng.randrange(partitions)
             seq = p.seq[part]
             p.sock.sendto(wire.produce(queue_id, [p.payload(part, seq)], producer=p.producer_id,
                                        first_sequence=seq, partition=part, client=p.producer_id,
@@ -582,7 +665,7 @@ class ReplicationTest(unittest.TestCase):
         # Every acked message is on the last primary exactly once, in order, payload intact,
         # at the offset it was acked with.
         total = 0
-        for part in (0, 1):
+        for part in range(partitions):
             acked = p.acked[part]
             got = fetch_partition(primary, queue_id, part, len(acked))
             self.assertEqual(len(got), len(acked), f"partition {part}: count")
@@ -926,9 +1009,9 @@ class ReplicationTest(unittest.TestCase):
 
     # ---- ack-log replication (docs/replication.md §13) ----
 
-    def start_ack_pair(self):
+    def start_ack_pair(self, workers=1):
         self.pair.close(False)
-        self.pair = Pair(queues=ACK_QUEUES)
+        self.pair = Pair(queues=ACK_QUEUES, workers=workers)
         self.start_pair()
         return self.pair.a, self.pair.b
 
@@ -990,7 +1073,20 @@ class ReplicationTest(unittest.TestCase):
         self._failed = False
 
     def test_acklog_group_resumes_at_its_committed_offset_after_failover(self):
-        a, b = self.start_ack_pair()
+        self.group_resumes_after_failover(workers=1)
+
+    def test_acklog_group_commits_across_two_lcores_resume_after_failover(self):
+        """With two lcores per box (4 shards) the ticks queue's partition 0 is on the first lcore
+        and partition 1 on the second: the group's commits are all logged in partition 0's ack
+        log (channel 0) but name partition 1 too (channel 1's data). The standby applies them once
+        the other channel made that data durable (docs/replication.md §1, DurableBoard); the
+        promoted standby resumes the group there."""
+        self.group_resumes_after_failover(workers=2)
+        c = repl_counters(self.pair.b)
+        self.assertEqual(c.get("channels"), 2, c)
+
+    def group_resumes_after_failover(self, workers):
+        a, b = self.start_ack_pair(workers)
         for part in (0, 1):
             cli_produce(a, "ticks", [f"t{part}-{i}" for i in range(10)], "--partition", str(part))
         cp = cli(a, "consume", "ticks", "--group", "g", "--from", "earliest", "--count", "12",
@@ -1008,8 +1104,9 @@ class ReplicationTest(unittest.TestCase):
         want = sorted((str(p), str(o), f"t{p}-{o}") for p in (0, 1)
                       for o in range(committed.get(p, 0), 10))
         self.assertEqual(got, want)
-        print(f"\nack log, consumer group: committed {committed} before the failover; the group "
-              f"resumed there on the promoted standby ({len(got)} messages, none replayed)")
+        print(f"\nack log, consumer group ({workers} lcore(s)): committed {committed} before the "
+              f"failover; the group resumed there on the promoted standby ({len(got)} messages, "
+              f"none replayed)")
         self._failed = False
 
     def test_acklog_purge_stays_purged_after_failover(self):

@@ -14,7 +14,7 @@ TEST(LinkFormat, HelloRoundTrip) {
   std::vector<std::byte> buf(1472);
   const HelloEntry e[2] = {{7, 0, 100, 0}, {7, 1, 250, 40}};
   const size_t n = EncodeHello(buf, Role::kPrimary, 3, 0xabcdef, e, 0xC6120A01, 7411);
-  ASSERT_EQ(n, kLinkHeaderBytes + 24 + 2 * kHelloEntryBytes);
+  ASSERT_EQ(n, kLinkHeaderBytes + 32 + 2 * kHelloEntryBytes);
   LinkMessage m;
   ASSERT_EQ(DecodeLink(std::span(buf).first(n), &m), DecodeError::kOk);
   EXPECT_EQ(m.type, MsgType::kHello);
@@ -28,6 +28,32 @@ TEST(LinkFormat, HelloRoundTrip) {
   EXPECT_EQ(m.Hello(1).partition, 1u);
   EXPECT_EQ(m.Hello(1).offset, 250u);
   EXPECT_EQ(m.Hello(1).epoch_start, 40u);
+}
+
+TEST(LinkFormat, HelloCarriesItsChannelAndLayoutShape) {
+  std::vector<std::byte> buf(1472);
+  const HelloEntry e[1] = {{7, 3, 100, 0}};
+  const ChannelShape shape{1, 2, 0xdeadbeef};
+  const size_t n = EncodeHello(buf, Role::kStandby, 3, 9, e, 0, 0, kHelloReplyWanted, 0, 1, shape);
+  ASSERT_NE(n, 0u);
+  LinkMessage m;
+  ASSERT_EQ(DecodeLink(std::span(buf).first(n), &m), DecodeError::kOk);
+  EXPECT_EQ(m.shape, shape);
+  EXPECT_EQ(m.hello_flags, kHelloReplyWanted);
+  // The default: channel 0 of 1.
+  const size_t n0 = EncodeHello(buf, Role::kPrimary, 3, 9, e);
+  ASSERT_EQ(DecodeLink(std::span(buf).first(n0), &m), DecodeError::kOk);
+  EXPECT_EQ(m.shape, (ChannelShape{0, 1, 0}));
+  // A channel outside its count is refused.
+  for (const ChannelShape bad : {ChannelShape{2, 2, 0}, ChannelShape{0, 0, 0}}) {
+    const size_t nb = EncodeHello(buf, Role::kPrimary, 3, 9, e, 0, 0, 0, 0, 1, bad);
+    EXPECT_NE(DecodeLink(std::span(buf).first(nb), &m), DecodeError::kOk);
+  }
+  // 59 entries still fit a 1500-byte MTU's datagram (docs/replication.md §2).
+  EXPECT_EQ(HelloEntriesPerDatagram(1472), 59u);
+  std::vector<HelloEntry> many(59, HelloEntry{1, 2, 3, 4});
+  EXPECT_LE(EncodeHello(buf, Role::kPrimary, 3, 9, many), 1472u);
+  EXPECT_NE(EncodeHello(buf, Role::kPrimary, 3, 9, many), 0u);
 }
 
 TEST(LinkFormat, AckNakHeartbeatRoundTrip) {

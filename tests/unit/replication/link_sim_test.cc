@@ -15,6 +15,7 @@
 
 #include "dataplane/shard/chunk_pool.h"
 #include "dataplane/shard/partition_log.h"
+#include "replication/durable_board.h"
 #include "replication/primary.h"
 #include "replication/standby.h"
 #include "storage/ack_log.h"
@@ -1025,6 +1026,131 @@ TEST(LinkSim, StandbyOfTheSameEpochKeepsItsLog) {
   uint64_t e = 0;
   EXPECT_TRUE(primary.Replicated(5, 0, 50'000'000, 1'000'000'000, &e));
   EXPECT_EQ(e, 80u);
+}
+
+// Replication channels (docs/replication.md §1): one PrimaryLink and one StandbyLink per worker
+// lcore, channel i of one box talking to channel i of the other.
+
+// Drives one primary/standby channel pair through a clean simulated link for `steps` of 50 us.
+void Exchange(PrimaryLink& primary, StandbyLink& standby, SimDisk& disk, SimWire& p2s,
+              SimWire& s2p, uint64_t* now, uint32_t steps) {
+  for (uint32_t i = 0; i < steps; ++i) {
+    *now += 50'000;
+    p2s.SetNow(*now);
+    s2p.SetNow(*now);
+    EmptyAckSnapshots(primary);
+    primary.Poll(*now, p2s);
+    p2s.Deliver(*now, [&](std::span<const std::byte> d) { standby.OnDatagram(d, *now, disk); });
+    disk.Complete(*now, standby);
+    standby.Poll(*now, s2p, disk);
+    s2p.Deliver(*now, [&](std::span<const std::byte> d) { primary.OnDatagram(d, *now); });
+  }
+}
+
+TEST(LinkSimChannels, HelloOfAnotherChannelOrLayoutShapeIsRefused) {
+  const uint32_t shape = LayoutShapeHash(std::vector<uint16_t>{0, 0, 1, 1}, 2);
+  ASSERT_NE(shape, LayoutShapeHash(std::vector<uint16_t>{0, 1, 0, 1}, 2));
+  ASSERT_NE(shape, LayoutShapeHash(std::vector<uint16_t>{0, 0, 0, 0}, 1));
+  struct Case {
+    ChannelShape standby;
+    bool connects;
+  };
+  const Case cases[] = {
+      {{1, 2, shape}, false},                                                  // another channel
+      {{1, 2, LayoutShapeHash(std::vector<uint16_t>{0, 1, 0, 1}, 2)}, false},  // other split
+      {{0, 1, LayoutShapeHash(std::vector<uint16_t>{0, 0, 0, 0}, 1)}, false},  // one channel
+      {{1, 2, shape}, true},  // the same channel and shape (the primary below is channel 1)
+  };
+  for (size_t k = 0; k < std::size(cases); ++k) {
+    SCOPED_TRACE(k);
+    PrimaryConfig pc;
+    pc.epoch = 3;
+    pc.boot_id = 11;
+    pc.shape = {static_cast<uint16_t>(k + 1 == std::size(cases) ? 1 : 0), 2, shape};
+    PrimaryLink primary(pc);
+    primary.AddPartition(5, 2, 0);
+    StandbyConfig sc;
+    sc.epoch = 1;
+    sc.boot_id = 12;
+    sc.shape = cases[k].standby;
+    StandbyLink standby(sc);
+    standby.AddPartition(5, 2, 0);
+    SimDisk disk;
+    SimWire p2s(1, 100'000), s2p(2, 100'000);
+    uint64_t now = 1'000'000'000;
+    Exchange(primary, standby, disk, p2s, s2p, &now, 400);  // 20 ms: many HELLOs each way
+    EXPECT_EQ(primary.connected(), cases[k].connects);
+    EXPECT_EQ(primary.shape_mismatch(), !cases[k].connects);
+    EXPECT_EQ(standby.shape_mismatch(), !cases[k].connects);
+    if (!cases[k].connects) {
+      EXPECT_GT(primary.counters().rx_shape_mismatch, 0u);
+      EXPECT_GT(standby.counters().rx_shape_mismatch, 0u);
+      EXPECT_EQ(standby.epoch(), 1u) << "the epoch of a refused HELLO was adopted";
+      EXPECT_EQ(standby.peer_shape().channel, pc.shape.channel);
+      EXPECT_EQ(primary.peer_shape(), cases[k].standby);
+    } else {
+      EXPECT_EQ(standby.epoch(), 3u);
+    }
+  }
+}
+
+// A group commit is logged in partition 0's ack log but names another partition, which may be
+// another channel's (another lcore's) on the standby: it is applied only once that partition's
+// data is durable there, as the other channel publishes it (DurableBoard).
+TEST(LinkSimChannels, CommitNamingAnotherChannelsPartitionWaitsForItsData) {
+  DurableBoard board;
+  PrimaryConfig pc;
+  pc.epoch = 1;
+  pc.boot_id = 21;
+  PrimaryLink primary(pc);
+  primary.AddPartition(5, 0, 0);  // this channel's; partition 1 is channel 1's
+  StandbyConfig sc;
+  sc.epoch = 1;
+  sc.boot_id = 22;
+  sc.other_channels = &board;
+  StandbyLink standby(sc);
+  standby.AddPartition(5, 0, 0);
+  SimDisk disk;
+  SimWire p2s(3, 100'000), s2p(4, 100'000);
+  uint64_t now = 1'000'000'000;
+  Exchange(primary, standby, disk, p2s, s2p, &now, 200);
+  ASSERT_TRUE(primary.connected());
+  primary.OfferAck(5, 0, AckRecord{AckRecordKind::kCommit, 1, 40, "1:g"});
+  Exchange(primary, standby, disk, p2s, s2p, &now, 200);
+  const AckReceiver* r = standby.FindAck(5, 0);
+  ASSERT_NE(r, nullptr);
+  EXPECT_TRUE(disk.acks[std::make_pair(5u, 0u)].applied.empty()) << "a commit ahead of its data was applied";
+  board.Set(5, 1, 39);  // the other channel's partition: durable below the commit
+  Exchange(primary, standby, disk, p2s, s2p, &now, 200);
+  EXPECT_TRUE(disk.acks[std::make_pair(5u, 0u)].applied.empty()) << "a commit ahead of its data was applied";
+  board.Set(5, 1, 40);
+  disk.parts[std::make_pair(5u, 1u)].durable = 40;  // what SimDisk::AppendAck checks the record against
+  Exchange(primary, standby, disk, p2s, s2p, &now, 200);
+  ASSERT_EQ(disk.acks[std::make_pair(5u, 0u)].applied.size(), 1u);
+  EXPECT_EQ(disk.acks[std::make_pair(5u, 0u)].state.commits["1:g"], 40u);
+  EXPECT_EQ(primary.ack_lag(), 0u);
+}
+
+TEST(DurableBoard, OneWriterPerPartitionManyReaders) {
+  DurableBoard board;
+  EXPECT_EQ(board.DurableEnd(1, 0), 0u);
+  // More partitions than fit one probe run; every one found again with its own end.
+  for (uint32_t q = 1; q <= 40; ++q) {
+    for (uint32_t p = 0; p < 100; ++p) ASSERT_TRUE(board.Set(q, p, uint64_t{q} * 1000 + p));
+  }
+  for (uint32_t q = 1; q <= 40; ++q) {
+    for (uint32_t p = 0; p < 100; ++p) ASSERT_EQ(board.DurableEnd(q, p), uint64_t{q} * 1000 + p);
+  }
+  EXPECT_EQ(board.DurableEnd(41, 0), 0u);
+  EXPECT_EQ(board.DurableEnd(1, 100), 0u);
+  ASSERT_TRUE(board.Set(3, 7, 5));  // updated in place (a cut lowers it)
+  EXPECT_EQ(board.DurableEnd(3, 7), 5u);
+  // Full: the rest is refused, nothing else disturbed.
+  DurableBoard full;
+  for (uint32_t i = 0; i < DurableBoard::kSlots; ++i) ASSERT_TRUE(full.Set(9, i, i + 1));
+  EXPECT_FALSE(full.Set(10, 0, 1));
+  EXPECT_EQ(full.DurableEnd(10, 0), 0u);
+  EXPECT_EQ(full.DurableEnd(9, 77), 78u);
 }
 
 }  // namespace

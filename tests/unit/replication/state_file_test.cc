@@ -41,6 +41,24 @@ TEST(StateFile, RoundTrip) {
   EXPECT_FALSE(std::filesystem::exists(StatePath(d.path) + ".tmp"));
 }
 
+TEST(StateFile, ChannelEpochsRoundTrip) {
+  Dir d;
+  ReplicationState s;
+  s.epoch = 5;
+  s.role = "standby";
+  s.channel_epochs[0] = 5;
+  s.channel_epochs[1] = 4;  // channel 1 has not cut its tails for epoch 5 yet
+  ASSERT_TRUE(SaveState(StatePath(d.path), s).ok());
+  auto back = LoadState(StatePath(d.path));
+  ASSERT_TRUE(back.ok()) << back.status();
+  EXPECT_EQ(*back, s);
+  EXPECT_EQ(back->EpochOfChannel(0), 5u);
+  EXPECT_EQ(back->EpochOfChannel(1), 4u);
+  EXPECT_EQ(back->EpochOfChannel(2), 5u);  // not listed: the box's epoch
+  std::ofstream(StatePath(d.path)) << "epoch 3\nchannel_epoch 1\n";
+  EXPECT_FALSE(LoadState(StatePath(d.path)).ok());
+}
+
 TEST(StateFile, MalformedNamesTheLine) {
   Dir d;
   std::ofstream(StatePath(d.path)) << "epoch 3\nrole king\n";
