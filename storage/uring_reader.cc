@@ -169,7 +169,18 @@ void UringReader::Impl::OnRead(uint32_t i, int res) {
       Finish(i, Errc::kStorageFailed);
       return;
     }
-    Issue(i, s.segment, s.position + pos);
+    // Found again by base: retention may have removed older segments (or this one) from the
+    // log since the read was issued, which shifts the indices.
+    const LogState& log = writer->log(s.req.partition);
+    size_t seg = 0;
+    while (seg < log.segments.size() && log.segments[seg].base_offset < s.segment_base) ++seg;
+    if (seg < log.segments.size() && log.segments[seg].base_offset == s.segment_base) {
+      Issue(i, seg, s.position + pos);
+    } else if (s.req.by == FetchBy::kTimestamp) {
+      Issue(i, 0, 0);  // its segment is gone: the first record at or after the time is further on
+    } else {
+      Finish(i, Errc::kOffsetOutOfRange);  // the offset is below the log's start now
+    }
     return;
   }
   s.result.bytes_ = got.subspan(static_cast<size_t>(first), pos - static_cast<uint64_t>(first));

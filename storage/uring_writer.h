@@ -96,6 +96,8 @@ struct FaultInjection {
   // The next `count` directory fsyncs after a prepared roll fail with `error` instead (the writes
   // are not touched).
   bool dir_sync = false;
+  // The next `count` directory fsyncs after retention's unlinks fail with `error` instead.
+  bool retention = false;
   // Only writes of this partition (default: any), and only after `skip` of them went through.
   std::optional<PartitionId> only;
   uint32_t skip = 0;
@@ -106,10 +108,19 @@ struct WriterStats {
   uint64_t bytes = 0;
   uint64_t submits = 0;      // io_uring_submit calls that submitted something
   uint64_t requeued = 0;     // short writes and EAGAIN
-  uint64_t rolls = 0;        // segments created
+  uint64_t first_segments = 0;  // new partitions' first segments, created by OpenPartition
+  uint64_t rolls = 0;        // segments started by a roll (a batch that did not fit)
   uint64_t rolls_prepared = 0;  // of which: a spare was ready (rename + async directory fsync)
-  uint64_t rolls_blocking = 0;  // of which: created on the spot (first segment, or no spare yet)
-  uint64_t spare_failures = 0;  // spare preparations that failed (the roll then blocks)
+  // of which: created on the spot by the calling thread. Only with prepare_spares = false: with
+  // spares a roll never blocks, it waits (roll_waits).
+  uint64_t rolls_blocking = 0;
+  uint64_t roll_waits = 0;      // rolls that found no spare ready and held their batch until one was
+  uint64_t spare_failures = 0;  // spare preparations that failed (each fails its partition)
+  uint64_t index_writes = 0;    // index entries (batch entries and seals) written through the ring
+  uint64_t seals = 0;           // of which: seal entries of closed segments
+  uint64_t index_write_errors = 0;  // index writes that failed (a cache: counted, not fatal)
+  uint64_t retention_queued = 0;   // segments whose removal was queued on the ring
+  uint64_t retention_removed = 0;  // of which: unlinked and the directory fsynced
   uint64_t failures = 0;     // partitions failed
   uint64_t fixed_writes = 0;  // write requests from a registered buffer (no page pinning per I/O)
 };
@@ -147,9 +158,12 @@ class UringWriter {
   // Blocks until nothing is in flight (shutdown, tests).
   void Drain(absl::FunctionRef<void(const Completion&)> fn);
 
-  // Retention (blocking: unlink + directory fsync per segment). Removes closed segments that end
-  // at or before `keep_from_offset` and, for streams, those past max_bytes / older than
-  // max_age_ns (0 = no bound). The active segment always stays. Returns segments removed.
+  // Retention (non-blocking: queued on the ring). Removes closed segments that end at or before
+  // `keep_from_offset` and, for streams, those past max_bytes / older than max_age_ns (0 = no
+  // bound). The active segment always stays. The segments leave log() at once; their files are
+  // unlinked and the directory fsynced through the ring (a failure fails the partition, reported
+  // by Poll like a failed write). Returns the segments queued; 0 while the previous removal of
+  // the partition is still in flight. Called from the owning thread.
   struct Retention {
     uint64_t keep_from_offset = UINT64_MAX;  // work queues: lowest offset still needed
     uint64_t max_bytes = 0;

@@ -368,17 +368,22 @@ TEST(UringWriter, RetentionRemovesWholeClosedSegments) {
   auto removed = (*w)->EnforceRetention(*h, {.keep_from_offset = second_base});
   ASSERT_TRUE(removed.ok());
   EXPECT_EQ(*removed, 1u);
-  EXPECT_EQ((*w)->log(*h).segments.front().base_offset, second_base);
+  EXPECT_EQ((*w)->log(*h).segments.front().base_offset, second_base);  // at once
+  testing::Settle(**w);  // the unlinks and the directory fsync complete through the ring
   EXPECT_FALSE(std::filesystem::exists(tmp.path() + "/1-0/00000000000000000000.log"));
   // Stream by size: keep at most one segment's worth; the active one always stays.
   removed = (*w)->EnforceRetention(*h, {.max_bytes = kSegment});
   ASSERT_TRUE(removed.ok());
   EXPECT_GE(*removed, 1u);
   EXPECT_LE((*w)->log(*h).bytes() - (*w)->log(*h).segments.front().end_position, kSegment);
+  testing::Settle(**w);
   // By time: all closed segments are older than now - 1 ns.
   removed = (*w)->EnforceRetention(*h, {.max_age_ns = 1, .now_ns = UINT64_MAX / 2});
   ASSERT_TRUE(removed.ok());
   EXPECT_EQ((*w)->log(*h).segments.size(), 1u);
+  testing::Settle(**w);
+  EXPECT_EQ((*w)->stats().retention_removed, (*w)->stats().retention_queued);
+  EXPECT_EQ((*w)->stats().retention_removed, before - 1);
   w->reset();
   RecoveredPartition r = RecoverPartition({tmp.path(), {1, 0}}, Opts());
   ASSERT_TRUE(r.status.ok());
