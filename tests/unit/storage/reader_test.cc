@@ -120,5 +120,42 @@ TEST(UringReader, WorksOnTmpfsToo) {
   EXPECT_EQ(payloads[99], Payload(1599, 150));
 }
 
+// Retention removes a segment while a fetch reads it: the read holds its own descriptor of the
+// file (the unlink does not disturb it) and answers the records; a fetch issued after the
+// removal never looks for the file (the offset is below the log's start).
+TEST(UringReader, AReadInFlightSurvivesRetentionOfItsSegment) {
+  Fixture f("/tmp");
+  const std::vector<SegmentState>& segs = f.writer->log(f.h).segments;
+  ASSERT_GE(segs.size(), 3u);
+  const uint64_t second_base = segs[1].base_offset;
+  auto pd = PartitionDir::Open(f.tmp.path(), {2, 0}, false);
+  const std::string first_log = pd->LogPath(0);
+  ASSERT_EQ(f.reader->Fetch({f.h, FetchBy::kOffset, 5, 20, 1}), Errc::kOk);  // queued, not read
+  auto removed = f.writer->EnforceRetention(f.h, {.keep_from_offset = second_base});
+  ASSERT_TRUE(removed.ok());
+  ASSERT_EQ(*removed, 1u);
+  testing::Settle(*f.writer);
+  ASSERT_FALSE(std::filesystem::exists(first_log));
+  std::vector<std::string> payloads;
+  FetchResult got;
+  for (int i = 0; i < 100000 && payloads.empty() && got.errc == Errc::kOk; ++i) {
+    f.reader->Poll([&](const FetchResult& r) {
+      got = r;
+      r.ForEach([&](const RecordView& v) { payloads.push_back(Str(v.record)); });
+      if (payloads.empty()) payloads.push_back("<none>");
+    });
+  }
+  ASSERT_EQ(got.errc, Errc::kOk);
+  ASSERT_EQ(payloads.size(), 20u);
+  for (uint64_t i = 0; i < 20; ++i) EXPECT_EQ(payloads[i], Payload(5 + i, 150));
+  // Below the new start: out of range, without touching the file system.
+  EXPECT_EQ(f.reader->Fetch({f.h, FetchBy::kOffset, 5, 20, 2}), Errc::kOffsetOutOfRange);
+  f.reader->Poll([](const FetchResult&) {});
+  std::vector<RecordView> recs;
+  FetchResult later = f.Fetch(FetchBy::kOffset, second_base, 5, &recs, &payloads);
+  EXPECT_EQ(later.errc, Errc::kOk);
+  EXPECT_EQ(later.first_offset, second_base);
+}
+
 }  // namespace
 }  // namespace sluice::storage
