@@ -250,7 +250,10 @@ void StorageShell::Report(const storage::Completion& c,
 
 uint32_t StorageShell::Poll(absl::FunctionRef<void(uint32_t, uint32_t, shard::DurableOffset, Errc,
                                                    std::string_view)> fn) {
-  return writer_->Poll([&](const storage::Completion& c) { Report(c, fn); });
+  const uint32_t n = writer_->Poll([&](const storage::Completion& c) { Report(c, fn); });
+  // A retention removal completes without a completion to report: its count goes over here.
+  if (writer_->stats().retention_removed != stats_.segments_removed.load()) SyncWriterStats();
+  return n;
 }
 
 void StorageShell::Drain(absl::FunctionRef<void(uint32_t, uint32_t, shard::DurableOffset, Errc,

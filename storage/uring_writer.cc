@@ -520,8 +520,8 @@ void UringWriter::Impl::StartSegment(Part& p, PartitionHandle h, uint64_t base) 
 // recovery removes, and only batches nobody was told about are in it.
 absl::Status UringWriter::Impl::RollPrepared(Part& p, PartitionHandle h, uint64_t base, Fd log,
                                              bool direct) {
-  SLUICE_ASSERT(free_requests.size() >= kRollOps);  // SubmitImpl reserved them
-  StartSegment(p, h, base);
+  StartSegment(p, h, base);  // may queue the old segment's seal: one request of the reserve
+  SLUICE_ASSERT(free_requests.size() >= kRollOps);  // SubmitImpl checked for them
   uint8_t i = 0;
   while (i < kFilesPerPartition && p.files[i].open) ++i;
   SLUICE_ASSERT(i < kFilesPerPartition);  // Roll checked for a free slot
@@ -722,8 +722,9 @@ Errc UringWriter::SubmitImpl(PartitionHandle h, const shard::SealedBatch& batch,
   const SegmentFile& current = p.files[p.active];
   SLUICE_ASSERT(current.open && current.active);  // OpenPartition opened or created it
   const bool roll = p.tail + stride > current.capacity;
-  // The write (and its fdatasync when buffered), and a prepared roll's chain.
-  const uint32_t need = (p.direct ? 1 : 2) + (roll ? kRollOps : 0);
+  // The write (and its fdatasync when buffered), and a prepared roll's chain plus the old
+  // segment's seal entry (queued by StartSegment when nothing is in flight on it).
+  const uint32_t need = (p.direct ? 1 : 2) + (roll ? kRollOps + 1 : 0);
   if (m.free_requests.size() < need) return Errc::kThrottled;
   if (roll) {
     if (absl::Status s = m.Roll(p, h, batch.first_offset); !s.ok()) {
