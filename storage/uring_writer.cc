@@ -28,9 +28,9 @@ constexpr uint64_t kNoSeq = UINT64_MAX;
 // (fsync of the directory, which makes the rename durable).
 // kIndexWrite: one 32-byte index entry (a batch entry or the seal) written to a segment's index
 // file from Request::buf (Request::gen: the Part::files slot).
-// Retention's chain (hard-linked: every step runs and reports, whatever the one before it
-// answered): kUnlink of each removed segment's .log and .index (name in Request::buf), then one
-// kRetentionSync, the fsync of the directory that makes the removals durable.
+// Retention: kUnlink of a removed segment's .index (on its own) and .log (name in Request::buf),
+// and kRetentionSync, the fsync of the directory after each .log unlink; the .log unlinks and
+// fsyncs of one call form one linked chain, oldest segment first.
 enum class Op : uint8_t {
   kFree, kWrite, kSync, kRename, kIndexOpen, kDirSync, kIndexWrite, kUnlink, kRetentionSync
 };
@@ -832,7 +832,9 @@ void UringWriter::Impl::OnCompletion(uint32_t id, int res) {
     // fails leaves files or a directory entry whose fate after a crash is unknown: the partition
     // fails, as for a failed write.
     const bool index = std::string_view(r.buf).ends_with(".index");
-    if (res < 0 && !(r.op == Op::kUnlink && index && res == -ENOENT)) {
+    // -ECANCELED: a link of the chain broke after an earlier step failed (that one failed the
+    // partition); the segments after it stay on disk, a contiguous prefix of the log.
+    if (res < 0 && res != -ECANCELED && !(r.op == Op::kUnlink && index && res == -ENOENT)) {
       p.removal_failed = true;
       Fail(r.part, p, -res, r.op == Op::kUnlink
                                 ? absl::StrCat("retention: unlink ", p.dir->path(), "/", r.buf)
@@ -1000,8 +1002,8 @@ void UringWriter::Drain(absl::FunctionRef<void(const Completion&)> fn) {
 
 // ---- retention -----------------------------------------------------------------------------
 
-// Nothing here blocks: the removals go through the ring as one hard-linked chain (unlink .log,
-// unlink .index per segment, then one fsync of the directory), reported in OnCompletion. The
+// Nothing here blocks: the removals go through the ring (per segment: unlink .index; unlink .log
+// then fsync the directory, linked in order across segments), reported in OnCompletion. The
 // segments leave LogState at once, so no new fetch or catch-up read looks for them; a read
 // already in flight holds its own descriptor of the file (uring_reader.cc), which an unlink does
 // not disturb.
@@ -1015,46 +1017,62 @@ absl::StatusOr<uint32_t> UringWriter::EnforceRetention(PartitionHandle h, const 
     if (!p.dir_fd.valid()) return ErrnoStatus(errno, "open", p.dir->path());
   }
   m.Adopt();
-  // At most half the free requests (writes keep their room), two per segment plus the fsync.
+  // At most half the free requests (writes keep their room): three per segment.
   const size_t budget = m.free_requests.size() / 2;
+  const bool targeted = !m.faults.only.has_value() || *m.faults.only == p.spec.id;
+  // Which segments go: a prefix of the log.
   uint32_t removed = 0;
-  while (p.log.segments.size() >= 2 && 2 * (removed + 1) + 1 <= budget) {
-    const SegmentState& oldest = p.log.segments.front();
+  uint64_t kept_bytes = p.log.bytes();
+  while (removed + 1 < p.log.segments.size() && 3 * (removed + 1) <= budget) {
+    const SegmentState& oldest = p.log.segments[removed];
     if (!oldest.closed) break;
     bool open = false;
     for (const SegmentFile& f : p.files) open |= f.open && f.base == oldest.base_offset;
     if (open) break;  // still completing (or its seal is being written)
-    const uint64_t bytes = p.log.bytes();
     const bool unneeded = oldest.end_offset <= r.keep_from_offset;
-    const bool too_big = r.max_bytes != 0 && bytes - oldest.end_position >= r.max_bytes;
+    const bool too_big = r.max_bytes != 0 && kept_bytes - oldest.end_position >= r.max_bytes;
     const bool too_old = r.max_age_ns != 0 && oldest.last_timestamp_ns + r.max_age_ns < r.now_ns;
     const bool go = r.keep_from_offset != UINT64_MAX ? unneeded : (too_big || too_old);
     if (!go) break;
-    for (const char* ext : {"log", "index"}) {
-      const uint32_t id = m.AllocRequest(Op::kUnlink, h, kNoSeq);
-      std::snprintf(m.requests[id].buf, kNameBytes, "%020" PRIu64 ".%s", oldest.base_offset, ext);
+    kept_bytes -= oldest.end_position;
+    ++removed;
+  }
+  // Their logs, each unlink followed by the directory fsync that makes it durable, in one linked
+  // chain (consecutive SQEs), oldest first: removals reach the disk in order, so a crash at any
+  // point leaves the log contiguous (recovery cuts at a gap between segments).
+  for (uint32_t k = 0; k < removed; ++k) {
+    for (const Op op : {Op::kUnlink, Op::kRetentionSync}) {
+      const uint32_t id = m.AllocRequest(op, h, kNoSeq);
       io_uring_sqe* sqe = m.Sqe();
-      io_uring_prep_unlinkat(sqe, p.dir_fd.get(), m.requests[id].buf, 0);
-      sqe->flags |= IOSQE_IO_HARDLINK;
+      if (op == Op::kUnlink) {
+        std::snprintf(m.requests[id].buf, kNameBytes, "%020" PRIu64 ".log",
+                      p.log.segments[k].base_offset);
+        io_uring_prep_unlinkat(sqe, p.dir_fd.get(), m.requests[id].buf, 0);
+      } else if (m.faults.retention && m.faults.count > 0 && targeted) {
+        // An fsync of no file: the kernel fails it (EBADF), so the chain breaks as it would on
+        // a real failure; reported as the injected error.
+        --m.faults.count;
+        m.requests[id].inject_res = -m.faults.error;
+        io_uring_prep_fsync(sqe, -1, 0);
+      } else {
+        io_uring_prep_fsync(sqe, p.dir_fd.get(), 0);
+      }
+      if (k + 1 < removed || op == Op::kUnlink) sqe->flags |= IOSQE_IO_LINK;
       io_uring_sqe_set_data64(sqe, id);
       ++p.removal_ops;
     }
-    p.log.segments.erase(p.log.segments.begin());
-    ++removed;
   }
-  if (removed == 0) return 0u;
-  const uint32_t id = m.AllocRequest(Op::kRetentionSync, h, kNoSeq);
-  io_uring_sqe* sqe = m.Sqe();
-  const bool targeted = !m.faults.only.has_value() || *m.faults.only == p.spec.id;
-  if (m.faults.retention && m.faults.count > 0 && targeted) {
-    --m.faults.count;
-    m.requests[id].inject_res = -m.faults.error;
-    io_uring_prep_nop(sqe);
-  } else {
-    io_uring_prep_fsync(sqe, p.dir_fd.get(), 0);
+  // Their indexes, on their own (a cache; a leftover index without its log is ignored).
+  for (uint32_t k = 0; k < removed; ++k) {
+    const uint32_t id = m.AllocRequest(Op::kUnlink, h, kNoSeq);
+    std::snprintf(m.requests[id].buf, kNameBytes, "%020" PRIu64 ".index",
+                  p.log.segments[k].base_offset);
+    io_uring_sqe* sqe = m.Sqe();
+    io_uring_prep_unlinkat(sqe, p.dir_fd.get(), m.requests[id].buf, 0);
+    io_uring_sqe_set_data64(sqe, id);
+    ++p.removal_ops;
   }
-  io_uring_sqe_set_data64(sqe, id);
-  ++p.removal_ops;
+  p.log.segments.erase(p.log.segments.begin(), p.log.segments.begin() + removed);
   p.removal_segments = removed;
   m.stats.retention_queued += removed;
   return removed;

@@ -457,11 +457,16 @@ TEST(UringWriter, AFailedRetentionFsyncFailsThePartitionAndLosesNothingAcked) {
   }
   testing::Settle(**w);
   const uint64_t acked = prod.log.durable_end().value;
+  ASSERT_GE((*w)->log(*h).segments.size(), 3u);
   const uint64_t second_base = (*w)->log(*h).segments[1].base_offset;
+  const uint64_t third_base = (*w)->log(*h).segments[2].base_offset;
+  auto pd = PartitionDir::Open(tmp.path(), {1, 0}, false);
+  // Two segments to remove; the directory fsync after the first one's unlink fails: the chain
+  // stops there (the second segment's log is not unlinked: the log on disk stays contiguous).
   (*w)->InjectFaults({.count = 1, .error = EIO, .retention = true});
-  auto removed = (*w)->EnforceRetention(*h, {.keep_from_offset = second_base});
+  auto removed = (*w)->EnforceRetention(*h, {.keep_from_offset = third_base});
   ASSERT_TRUE(removed.ok());
-  EXPECT_EQ(*removed, 1u);
+  EXPECT_EQ(*removed, 2u);
   int failures = 0;
   for (const Completion& c : testing::Settle(**w)) failures += c.errc == Errc::kStorageFailed;
   EXPECT_EQ(failures, 1);
@@ -470,6 +475,8 @@ TEST(UringWriter, AFailedRetentionFsyncFailsThePartitionAndLosesNothingAcked) {
       << (*w)->failure(*h);
   EXPECT_EQ((*w)->stats().retention_removed, 0u);  // not counted as done
   EXPECT_EQ((*w)->durable(*h).value, acked);
+  EXPECT_FALSE(std::filesystem::exists(pd->LogPath(0)));
+  EXPECT_TRUE(std::filesystem::exists(pd->LogPath(second_base)));
   prod.Batch(4, 200);
   prod.log.ForEachUndurableBatch([&](const shard::SealedBatch& b) {
     EXPECT_EQ((*w)->Submit(*h, b), Errc::kStorageFailed);
@@ -479,7 +486,7 @@ TEST(UringWriter, AFailedRetentionFsyncFailsThePartitionAndLosesNothingAcked) {
   RecoveredPartition r = RecoverPartition({tmp.path(), {1, 0}}, Opts());
   ASSERT_TRUE(r.status.ok()) << r.status;
   EXPECT_FALSE(r.report.cut) << FormatReport(r.report);
-  EXPECT_EQ(r.report.start_offset, second_base);  // the unlink itself ran
+  EXPECT_EQ(r.report.start_offset, second_base);  // the first unlink ran, the second did not
   EXPECT_EQ(r.report.next_offset, acked);
   ASSERT_EQ(r.records.size(), acked - second_base);
   for (uint64_t i = second_base; i < acked; ++i) {
