@@ -8,7 +8,9 @@
 //                                                           : /* answer STORAGE_FAILED */; });
 // Submit is idempotent per batch (a batch already submitted is skipped), so the shell can offer
 // every undurable batch every pass, oldest first; kThrottled means "no room now, offer it again
-// next pass" (and every later batch of the partition answers kThrottled too in that pass).
+// next pass" (and every later batch of the partition answers kThrottled too in that pass): no
+// room in the ring, or the batch starts a new segment and the spare for it is not prepared yet
+// (a roll never creates its file on the calling thread: spare_preparer.h).
 // Submit only prepares submission entries; Poll submits them all with one system call (none under
 // SQPOLL) and reaps completions without blocking.
 //
@@ -22,8 +24,14 @@
 // buffered write linked to an fdatasync.
 //
 // Failures: -EAGAIN and short writes are re-queued. Any other error (EIO, ENOSPC, a failed
-// fdatasync, ...) fails the partition for good: it reports kStorageFailed once through Poll,
-// every later Submit answers kStorageFailed, and its durable offset never moves again.
+// fdatasync, a failed roll or spare preparation, a failed unlink or directory fsync of retention,
+// ...) fails the partition for good: it reports kStorageFailed once through Poll, every later
+// Submit answers kStorageFailed, and its durable offset never moves again. Index writes (a
+// cache) are the exception: counted, logged, not fatal.
+//
+// Everything that touches the disk after OpenPartition goes through the ring: batch writes,
+// index entries and seals, a roll's rename / index create / directory fsync, retention's unlinks
+// and directory fsyncs. Creating segments is the spare preparer's (a thread of the writer).
 #pragma once
 
 #include <cstdint>
