@@ -31,10 +31,19 @@ constexpr uint64_t kNoSeq = UINT64_MAX;
 // Retention: kUnlink of a removed segment's .index (on its own) and .log (name in Request::buf),
 // and kRetentionSync, the fsync of the directory after each .log unlink; the .log unlinks and
 // fsyncs of one call form one linked chain, oldest segment first.
+// kFileRegister / kFileUnregister: a segment's slot in the registered file table set to its fd
+// (Request::gen: the Part::files slot) or emptied (Request::gen: the table slot); kClose: a
+// closed segment's fd. The lcore's roll and file close make no system call of their own.
 enum class Op : uint8_t {
-  kFree, kWrite, kSync, kRename, kIndexOpen, kDirSync, kIndexWrite, kUnlink, kRetentionSync
+  kFree, kWrite, kSync, kRename, kIndexOpen, kDirSync, kIndexWrite, kUnlink, kRetentionSync,
+  kFileRegister, kFileUnregister, kClose
 };
 constexpr uint32_t kRollOps = 3;
+// A roll's requests besides its write: the chain, the new file's registration, the old
+// segment's seal.
+constexpr uint32_t kRollReserve = kRollOps + 2;
+constexpr uint32_t kCloseOps = 3;  // unregister, close the log, close the index
+int kNoFile = -1;  // what IORING_OP_FILES_UPDATE reads to empty a slot (never written)
 constexpr size_t kNameBytes = 32;  // "<20 digits>.index" and its NUL fit
 
 struct Request {
@@ -90,6 +99,10 @@ struct SegmentFile {
   // Closing: the seal entry was queued on the ring (or none is needed); the file closes once
   // that write completed.
   bool seal_done = false;
+  // A registration through the ring in flight: the table slot it fills and the fd the kernel
+  // reads (here, not on the stack: the kernel may read it after RollPrepared returned).
+  int pending_slot = -1;
+  int reg_fd = -1;
   // The chain's path names (relative to Part::dir_fd): the kernel reads them when the ring
   // submits, which is after RollPrepared returned, so they live here, not on the stack.
   char log_name[32] = {};
@@ -198,7 +211,9 @@ struct UringWriter::Impl {
   // Closes a segment file that is no longer active once nothing is in flight on it and no
   // unretired batch is in it, after writing its seal entry through the ring.
   void MaybeClose(PartitionHandle h, Part& p, uint8_t i);
-  void CloseFile(Part& p, uint8_t i);
+  // via_ring: the lcore's path (table slot emptied and fds closed by the ring, if it has room);
+  // else with plain system calls (control path: partition close).
+  void CloseFile(PartitionHandle h, Part& p, uint8_t i, bool via_ring);
   // Queues `e` to be written at `at` in file i's index. False: no free request (retry later).
   bool PrepIndexWrite(PartitionHandle h, Part& p, uint8_t i, const IndexEntry& e, uint64_t at);
   void Defer(PartitionHandle h, Part& p) {
@@ -431,7 +446,7 @@ void UringWriter::ClosePartition(PartitionHandle h) {
     m.Reap();
   }
   for (uint8_t i = 0; i < kFilesPerPartition; ++i) {
-    if (p.files[i].open) m.CloseFile(p, i);
+    if (p.files[i].open) m.CloseFile(h, p, i, false);
   }
   if (p.spare) m.preparer->Cancel(*p.spare);  // waits for one in progress, unlinks it
   p.spare.reset();
@@ -521,7 +536,7 @@ void UringWriter::Impl::StartSegment(Part& p, PartitionHandle h, uint64_t base) 
 absl::Status UringWriter::Impl::RollPrepared(Part& p, PartitionHandle h, uint64_t base, Fd log,
                                              bool direct) {
   StartSegment(p, h, base);  // may queue the old segment's seal: one request of the reserve
-  SLUICE_ASSERT(free_requests.size() >= kRollOps);  // SubmitImpl checked for them
+  SLUICE_ASSERT(free_requests.size() >= kRollOps + 1);  // SubmitImpl checked for them
   uint8_t i = 0;
   while (i < kFilesPerPartition && p.files[i].open) ++i;
   SLUICE_ASSERT(i < kFilesPerPartition);  // Roll checked for a free slot
@@ -537,12 +552,16 @@ absl::Status UringWriter::Impl::RollPrepared(Part& p, PartitionHandle h, uint64_
   std::snprintf(f.log_name, sizeof f.log_name, "%020" PRIu64 ".log", base);
   std::snprintf(f.index_name, sizeof f.index_name, "%020" PRIu64 ".index", base);
   if (!free_slots.empty()) {
-    const int slot = free_slots.back();
-    int fdv = f.fd.get();
-    if (io_uring_register_files_update(&ring, static_cast<unsigned>(slot), &fdv, 1) == 1) {
-      f.slot = slot;
-      free_slots.pop_back();
-    }
+    // Registered through the ring; until that completes, writes use the plain fd.
+    f.pending_slot = free_slots.back();
+    free_slots.pop_back();
+    f.reg_fd = f.fd.get();
+    const uint32_t id = AllocRequest(Op::kFileRegister, h, kNoSeq);
+    requests[id].gen = i;
+    io_uring_sqe* sqe = Sqe();
+    io_uring_prep_files_update(sqe, &f.reg_fd, 1, f.pending_slot);
+    io_uring_sqe_set_data64(sqe, id);
+    ++f.ops;
   }
   p.active = i;
   p.tail = 0;
@@ -627,12 +646,33 @@ void UringWriter::Impl::MaybeClose(PartitionHandle h, Part& p, uint8_t i) {
     }
     f.seal_done = true;  // nothing to seal (no entry, already sealed, or removed)
   }
-  CloseFile(p, i);
+  CloseFile(h, p, i, true);
 }
 
-void UringWriter::Impl::CloseFile(Part& p, uint8_t i) {
+void UringWriter::Impl::CloseFile(PartitionHandle h, Part& p, uint8_t i, bool via_ring) {
   SegmentFile& f = p.files[i];
-  SLUICE_ASSERT(f.open && f.ops == 0);
+  SLUICE_ASSERT(f.open && f.ops == 0 && f.pending_slot < 0);
+  if (via_ring && free_requests.size() >= kCloseOps) {
+    // Nothing is in flight on the file: its slot is emptied and its fds closed by the ring (the
+    // slot is reused only once that completed). The Part::files entry is free at once.
+    if (f.slot >= 0) {
+      const uint32_t id = AllocRequest(Op::kFileUnregister, h, kNoSeq);
+      requests[id].gen = static_cast<uint32_t>(f.slot);
+      io_uring_sqe* sqe = Sqe();
+      io_uring_prep_files_update(sqe, &kNoFile, 1, f.slot);
+      io_uring_sqe_set_data64(sqe, id);
+    }
+    for (Fd* fd : {&f.fd, &f.index_fd}) {
+      if (!fd->valid()) continue;
+      const uint32_t id = AllocRequest(Op::kClose, h, kNoSeq);
+      io_uring_sqe* sqe = Sqe();
+      io_uring_prep_close(sqe, fd->Release());
+      io_uring_sqe_set_data64(sqe, id);
+    }
+    f = SegmentFile{};
+    ++stats.ring_closes;
+    return;
+  }
   if (f.slot >= 0) {
     int none = -1;
     io_uring_register_files_update(&ring, static_cast<unsigned>(f.slot), &none, 1);
@@ -724,7 +764,7 @@ Errc UringWriter::SubmitImpl(PartitionHandle h, const shard::SealedBatch& batch,
   const bool roll = p.tail + stride > current.capacity;
   // The write (and its fdatasync when buffered), and a prepared roll's chain plus the old
   // segment's seal entry (queued by StartSegment when nothing is in flight on it).
-  const uint32_t need = (p.direct ? 1 : 2) + (roll ? kRollOps + 1 : 0);
+  const uint32_t need = (p.direct ? 1 : 2) + (roll ? kRollReserve : 0);
   if (m.free_requests.size() < need) return Errc::kThrottled;
   if (roll) {
     if (absl::Status s = m.Roll(p, h, batch.first_offset); !s.ok()) {
@@ -808,13 +848,45 @@ void UringWriter::Impl::OnCompletion(uint32_t id, int res) {
     if (sf.roll_ops == 0 && !sf.roll_failed) sf.dir_synced = true;
     return;
   }
+  if (r.op == Op::kFileRegister) {
+    SegmentFile& sf = p.files[r.gen];
+    SLUICE_ASSERT(sf.open && sf.ops > 0 && sf.pending_slot >= 0);
+    --sf.ops;
+    if (res == 1) {
+      sf.slot = sf.pending_slot;  // later writes use the registered file
+      ++stats.ring_registrations;
+    } else {
+      // Not fatal: the segment is written through its plain fd, as without registered files.
+      std::fprintf(stderr, "sluice storage: warning: partition %u-%u: registering %s: %s\n",
+                   p.spec.id.queue, p.spec.id.partition, p.dir->LogPath(sf.base).c_str(),
+                   res < 0 ? std::strerror(-res) : "not updated");
+      free_slots.push_back(sf.pending_slot);
+    }
+    sf.pending_slot = -1;
+    MarkDirty(r.part, p);
+    if (!sf.active) MaybeClose(r.part, p, static_cast<uint8_t>(r.gen));
+    return;
+  }
+  if (r.op == Op::kFileUnregister || r.op == Op::kClose) {
+    // The file is gone from Part::files already; nothing of the partition is touched (it may
+    // be closed by now).
+    if (r.op == Op::kFileUnregister && res == 1) {
+      free_slots.push_back(static_cast<int>(r.gen));
+    } else if (res < 0 || (r.op == Op::kFileUnregister && res != 1)) {
+      // A slot that could not be emptied is not reused; a failed close leaks nothing we use.
+      std::fprintf(stderr, "sluice storage: warning: %s of a closed segment file failed: %s\n",
+                   r.op == Op::kClose ? "close" : "unregistering",
+                   res < 0 ? std::strerror(-res) : "not updated");
+    }
+    return;
+  }
   if (r.op == Op::kIndexWrite) {
     SegmentFile& sf = p.files[r.gen];
     SLUICE_ASSERT(sf.open && sf.ops > 0);
     --sf.ops;
     if (res != static_cast<int>(sizeof(IndexEntry))) {
       // Not a durability matter (the index is a cache that recovery verifies and rebuilds), so
-      // not a partition failure; counted, and said once per partition.
+      // not a partition failure; counted and logged.
       ++stats.index_write_errors;
       std::fprintf(stderr, "sluice storage: warning: partition %u-%u: index write to %s: %s\n",
                    p.spec.id.queue, p.spec.id.partition, p.dir->IndexPath(sf.base).c_str(),
