@@ -416,7 +416,7 @@ absl::StatusOr<PartitionHandle> UringWriter::OpenPartition(const PartitionSpec& 
   absl::Status s;
   if (p.log.segments.empty()) {
     // A new partition: its first segment is created here, on the control path (sluiced opens
-    // partitions on the main thread before the workers run), not by a roll on the lcore.
+    // the layout's partitions on the main thread before the workers run), not by a roll.
     s = m.CreateFirstSegment(p, h, p.log.next_offset);
   } else {
     SLUICE_ASSERT(p.log.segments.back().end_offset == p.log.next_offset);
