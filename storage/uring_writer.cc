@@ -510,6 +510,9 @@ void UringWriter::Impl::MaybeRequestSpare(Part& p) {
   // rename away from that name ran.
   const SegmentFile& active = p.files[p.active];
   if (!active.open || !active.active || !active.renamed) return;
+  if (p.tail * 100 < active.capacity * cfg.spare_request_fill_percent && !p.waiting_for_spare) {
+    return;  // not full enough yet (a roll waiting for it asks at once)
+  }
   preparer->Request(p.spare);
 }
 

@@ -74,6 +74,12 @@ struct WriterConfig {
   // spare_preparer.h) so that a roll on the lcore is a rename. false: every roll creates its
   // segment on the spot, blocking the calling thread (tests of that path).
   bool prepare_spares = true;
+  // When the next spare is asked for: once the active segment is this full (percent). 0: at once
+  // (when the partition opens and when a roll's rename completed), which gives the preparer a
+  // whole segment's time but keeps a spare (segment_bytes of disk) beside every partition; 50:
+  // only partitions past half their segment hold one, and a burst that writes the second half
+  // faster than the preparer works makes its roll wait.
+  uint32_t spare_request_fill_percent = 0;
   // Signalled (eventfd write) on each completion, so a thread sleeping in epoll wakes for it.
   int completion_eventfd = -1;
 };

@@ -240,6 +240,25 @@ TEST(Roll, ARenameOntoAnExistingSegmentFailsThePartition) {
   EXPECT_EQ(std::filesystem::file_size(squatter), 13u);
 }
 
+// With spare_request_fill_percent = 50 (a spare only beside partitions past half a segment, the
+// disk-thrifty setting) the spare is asked for at half full; rolls are still all prepared when
+// the writer keeps up.
+TEST(Roll, SparesAskedForAtHalfFullStillMakeEveryRollPrepared) {
+  TempDir tmp;
+  Producer prod;
+  WriterConfig c = Config(prod.pool.region());
+  c.spare_request_fill_percent = 50;
+  auto w = UringWriter::Create(c);
+  auto h = (*w)->OpenPartition({tmp.path(), kId, shard::Durability::kWrite, 1}, LogState{});
+  ASSERT_TRUE(h.ok()) << h.status();
+  const uint64_t n = WriteSegments(prod, **w, *h, 3.25, true);
+  EXPECT_EQ((*w)->stats().rolls, 3u);
+  EXPECT_EQ((*w)->stats().rolls_prepared, 3u);
+  EXPECT_EQ((*w)->stats().roll_waits, 0u);
+  w->reset();
+  ExpectExactLog(Recover(tmp.path()), n);
+}
+
 // A new partition's first segment is created by OpenPartition (the control path), and its
 // successor is asked for at once: the very first roll is a prepared one, nothing blocks.
 TEST(Roll, TheFirstRollOfANewPartitionIsPrepared) {
