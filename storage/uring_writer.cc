@@ -217,6 +217,7 @@ struct UringWriter::Impl {
   // Queues `e` to be written at `at` in file i's index. False: no free request (retry later).
   bool PrepIndexWrite(PartitionHandle h, Part& p, uint8_t i, const IndexEntry& e, uint64_t at);
   void Defer(PartitionHandle h, Part& p) {
+    ++stats.index_deferrals;
     if (!p.deferred) {
       p.deferred = true;
       deferred.push_back(h);

@@ -133,6 +133,7 @@ struct WriterStats {
   uint64_t index_writes = 0;    // index entries (batch entries and seals) written through the ring
   uint64_t seals = 0;           // of which: seal entries of closed segments
   uint64_t index_write_errors = 0;  // index writes that failed (a cache: counted, not fatal)
+  uint64_t index_deferrals = 0;  // passes an index entry or seal waited for a free request
   uint64_t ring_registrations = 0;  // new segments put in the registered file table by the ring
   uint64_t ring_closes = 0;         // closed segments whose slot and fds the ring released
   uint64_t retention_queued = 0;   // segments whose removal was queued on the ring
