@@ -405,13 +405,14 @@ absl::StatusOr<PartitionHandle> UringWriter::OpenPartition(const PartitionSpec& 
     return dir.status();
   }
   p.dir = std::move(*dir);
+  // The directory, for the ring's operations on names in it (rename, unlink, fsync, open).
+  p.dir_fd = Fd(::open(p.dir->path().c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
+  if (!p.dir_fd.valid()) {
+    const absl::Status s = ErrnoStatus(errno, "open", p.dir->path());
+    m.parts.pop_back();
+    return s;
+  }
   if (m.preparer) {
-    p.dir_fd = Fd(::open(p.dir->path().c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
-    if (!p.dir_fd.valid()) {
-      const absl::Status s = ErrnoStatus(errno, "open", p.dir->path());
-      m.parts.pop_back();
-      return s;
-    }
     p.spare = std::make_shared<SpareSlot>(*p.dir, m.cfg.segment_bytes, m.cfg.direct_io);
   }
   absl::Status s;
@@ -1088,10 +1089,6 @@ absl::StatusOr<uint32_t> UringWriter::EnforceRetention(PartitionHandle h, const 
   Part& p = m.P(h);
   if (!p.dir || p.failed) return 0u;
   if (p.removal_ops > 0) return 0u;  // the previous removal is still completing: next time
-  if (!p.dir_fd.valid()) {           // writers without spares open it here, once
-    p.dir_fd = Fd(::open(p.dir->path().c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
-    if (!p.dir_fd.valid()) return ErrnoStatus(errno, "open", p.dir->path());
-  }
   m.Adopt();
   // At most half the free requests (writes keep their room): three per segment.
   const size_t budget = m.free_requests.size() / 2;
@@ -1164,6 +1161,7 @@ bool UringWriter::direct_io(PartitionHandle h) const { return impl_->P(h).direct
 shard::DurableOffset UringWriter::durable(PartitionHandle h) const {
   return shard::DurableOffset{impl_->P(h).durable_end};
 }
+int UringWriter::dir_fd(PartitionHandle h) const { return impl_->P(h).dir_fd.get(); }
 bool UringWriter::spare_ready(PartitionHandle h) const {
   const Part& p = impl_->P(h);
   return p.spare && p.spare->state.load(std::memory_order_acquire) == SpareSlot::kReady;

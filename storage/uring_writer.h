@@ -198,6 +198,9 @@ class UringWriter {
   uint32_t in_flight() const;
   // The partition's next segment is prepared (a roll now is a rename, not a create).
   bool spare_ready(PartitionHandle h) const;
+  // The partition directory, opened by OpenPartition (-1 for durability none): the reader opens
+  // segments relative to it through its ring.
+  int dir_fd(PartitionHandle h) const;
 
   const RingFeatures& features() const;
   const WriterStats& stats() const;
