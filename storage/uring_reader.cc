@@ -165,6 +165,11 @@ void UringReader::Impl::OnOpen(uint32_t i, int res) {
   Slot& s = slots[i];
   s.in_ring = false;
   --in_ring;
+  if (!writer->is_open(s.req.partition)) {  // closed (queue deleted) meanwhile
+    Fd dropped(res);
+    Finish(i, Errc::kUnknownPartition);
+    return;
+  }
   if (res == -EINVAL && s.open_direct) {  // no O_DIRECT here (tmpfs): as OpenMaybeDirect does
     PrepOpen(i, false);
     return;
@@ -246,7 +251,9 @@ void UringReader::Impl::OnRead(uint32_t i, int res) {
     // Found again by base: retention may have removed older segments (or this one) from the
     // log since the read was issued, which shifts the indices.
     size_t seg = 0;
-    if (Find(s.req.partition, s.segment_base, &seg)) {
+    if (!writer->is_open(s.req.partition)) {
+      Finish(i, Errc::kUnknownPartition);  // closed (queue deleted) since the read was issued
+    } else if (Find(s.req.partition, s.segment_base, &seg)) {
       Issue(i, seg, s.position + pos);
     } else if (s.req.by == FetchBy::kTimestamp) {
       Issue(i, 0, 0);  // its segment is gone: the first record at or after the time is further on

@@ -1154,6 +1154,9 @@ absl::StatusOr<uint32_t> UringWriter::EnforceRetention(PartitionHandle h, const 
 // ---- accessors -----------------------------------------------------------------------------
 
 bool UringWriter::failed(PartitionHandle h) const { return impl_->P(h).failed; }
+bool UringWriter::is_open(PartitionHandle h) const {
+  return h < impl_->parts.size() && impl_->parts[h].open;
+}
 const std::string& UringWriter::failure(PartitionHandle h) const { return impl_->P(h).failure; }
 const LogState& UringWriter::log(PartitionHandle h) const { return impl_->P(h).log; }
 const PartitionSpec& UringWriter::spec(PartitionHandle h) const { return impl_->P(h).spec; }

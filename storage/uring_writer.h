@@ -190,6 +190,8 @@ class UringWriter {
   absl::StatusOr<uint32_t> EnforceRetention(PartitionHandle h, const Retention& r);
 
   bool failed(PartitionHandle h) const;
+  // Not closed (ClosePartition): a read that completes after its partition closed checks this.
+  bool is_open(PartitionHandle h) const;
   const std::string& failure(PartitionHandle h) const;  // what failed, for logs and stats
   const LogState& log(PartitionHandle h) const;         // for the reader and stats
   const PartitionSpec& spec(PartitionHandle h) const;
