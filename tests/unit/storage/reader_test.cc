@@ -200,5 +200,23 @@ TEST(UringReader, OpensEachSegmentOnceThroughTheRing) {
   EXPECT_GE(f.reader->stats().opens, segments - 1);
 }
 
+// A fetch in flight when its partition closes (its queue deleted) answers UNKNOWN_PARTITION; it
+// does not look the closed partition up.
+TEST(UringReader, AFetchInFlightWhenItsPartitionClosesAnswersUnknownPartition) {
+  Fixture f("/tmp");
+  ASSERT_EQ(f.reader->Fetch({f.h, FetchBy::kOffset, 5, 20, 1}), Errc::kOk);  // open queued
+  f.writer->ClosePartition(f.h);
+  FetchResult got;
+  bool done = false;
+  for (int i = 0; i < 1000000 && !done; ++i) {
+    f.reader->Poll([&](const FetchResult& r) {
+      got = r;
+      done = true;
+    });
+  }
+  ASSERT_TRUE(done);
+  EXPECT_EQ(got.errc, Errc::kUnknownPartition);
+}
+
 }  // namespace
 }  // namespace sluice::storage
