@@ -224,11 +224,7 @@ Errc StorageShell::Submit(uint32_t queue, uint32_t partition, const shard::Seale
     p->submitted_end = batch.end_offset();
     ++stats_.submitted;
     stats_.submitted_bytes += batch.bytes.size();
-    const storage::WriterStats& ws = writer_->stats();
-    stats_.fixed_writes.set(ws.fixed_writes);
-    stats_.rolls_prepared.set(ws.rolls_prepared);
-    stats_.rolls_blocking.set(ws.rolls_blocking);
-    stats_.spare_failures.set(ws.spare_failures);
+    SyncWriterStats();
   } else if (e == Errc::kThrottled) {
     ++stats_.throttled;
   }
@@ -241,6 +237,7 @@ void StorageShell::Report(const storage::Completion& c,
   auto it = by_handle_.find(c.handle);
   if (it == by_handle_.end()) return;  // closed since
   Part& p = *it->second;
+  SyncWriterStats();  // per completion (a batch or more), not per message: a few relaxed stores
   if (c.errc != Errc::kOk) {
     if (!p.failed) ++stats_.failed;
     p.failed = true;
@@ -253,7 +250,10 @@ void StorageShell::Report(const storage::Completion& c,
 
 uint32_t StorageShell::Poll(absl::FunctionRef<void(uint32_t, uint32_t, shard::DurableOffset, Errc,
                                                    std::string_view)> fn) {
-  return writer_->Poll([&](const storage::Completion& c) { Report(c, fn); });
+  const uint32_t n = writer_->Poll([&](const storage::Completion& c) { Report(c, fn); });
+  // A retention removal completes without a completion to report: its count goes over here.
+  if (writer_->stats().retention_removed != stats_.segments_removed.load()) SyncWriterStats();
+  return n;
 }
 
 void StorageShell::Drain(absl::FunctionRef<void(uint32_t, uint32_t, shard::DurableOffset, Errc,
@@ -372,8 +372,7 @@ uint32_t StorageShell::EnforceRetention(uint32_t queue, uint32_t partition,
   if (keep_from_offset == UINT64_MAX && p->purged_below > 0) {
     // A purged stream: the segments wholly below the purge mark go first.
     r.keep_from_offset = p->purged_below;
-    absl::StatusOr<uint32_t> purged = writer_->EnforceRetention(p->handle, r);
-    if (purged.ok()) stats_.segments_removed += *purged;
+    (void)writer_->EnforceRetention(p->handle, r);  // counted when the ring completed it
   }
   r.keep_from_offset = keep_from_offset;
   r.max_bytes = max_bytes;
@@ -386,8 +385,18 @@ uint32_t StorageShell::EnforceRetention(uint32_t queue, uint32_t partition,
                  std::string(removed.status().message()).c_str());
     return 0;
   }
-  stats_.segments_removed += *removed;
+  SyncWriterStats();  // removals queued earlier completed since (segments_removed)
   return *removed;
+}
+
+void StorageShell::SyncWriterStats() {
+  const storage::WriterStats& ws = writer_->stats();
+  stats_.fixed_writes.set(ws.fixed_writes);
+  stats_.rolls_prepared.set(ws.rolls_prepared);
+  stats_.rolls_blocking.set(ws.rolls_blocking);
+  stats_.roll_waits.set(ws.roll_waits);
+  stats_.spare_failures.set(ws.spare_failures);
+  stats_.segments_removed.set(ws.retention_removed);
 }
 
 void StorageShell::MarkDirty(Part* p) {

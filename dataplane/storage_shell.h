@@ -84,12 +84,13 @@ struct StorageShellStats {
   Counter ack_entries;       // deletes and commits logged
   Counter ack_flush_errors;  // ack-log writes that failed (entries lost: redelivery after restart)
   Counter cold_fetches;      // fetches served from the log (older than memory)
-  Counter segments_removed;  // retention
+  Counter segments_removed;  // retention: unlinked and the directory fsynced (through the ring)
   Counter retention_errors;
   Counter fixed_writes;      // writes from registered memory (the shards' chunk pools)
   Counter rolls_prepared;    // segment rolls into a spare prepared off the lcore
-  Counter rolls_blocking;    // segment rolls that created the file on the lcore
-  Counter spare_failures;    // spare preparations that failed (the roll then blocks)
+  Counter rolls_blocking;    // segment rolls that created the file on the lcore (spares off only)
+  Counter roll_waits;        // rolls that held their batch until the spare was ready
+  Counter spare_failures;    // spare preparations that failed (the partition fails)
 };
 
 class StorageShell final : public Persistence {
@@ -160,6 +161,7 @@ class StorageShell final : public Persistence {
   Part* Find(uint32_t q, uint32_t p);
   const Part* Find(uint32_t q, uint32_t p) const;
   void MarkDirty(Part* p);
+  void SyncWriterStats();  // the writer's counters into stats_
   void Report(const storage::Completion& c,
               absl::FunctionRef<void(uint32_t, uint32_t, shard::DurableOffset, Errc,
                                      std::string_view)> fn);

@@ -3,8 +3,9 @@
 // on a virtual disk; docs/benchmarks.md).
 //
 // One SparePreparer per UringWriter (one per lcore that writes), one SpareSlot per partition.
-// The lcore asks for a spare once per segment (Request, when the active segment is half full)
-// and at roll time takes it if it is ready (TakeReady), else rolls the blocking way. The
+// The lcore asks for a spare once per segment (Request: when the partition opens, and when the
+// previous roll's rename completed) and at roll time takes it if it is ready (TakeReady); if it
+// is not, the roll waits (the writer answers kThrottled) rather than create the file itself. The
 // hand-off is the slot's atomic state; the preparer's mutex is taken by the lcore only in Request
 // and Cancel, i.e. at most once per segment, never per message or per batch.
 //

@@ -4,6 +4,8 @@
 #include <sys/uio.h>
 
 #include <algorithm>
+#include <cinttypes>
+#include <cstdio>
 #include <vector>
 
 #include "protocol/assert.h"
@@ -39,7 +41,16 @@ struct Slot {
   std::shared_ptr<Fd> fd;
   AlignedBuffer buf;
   FetchResult result;          // filled when done (or at once, for answers without I/O)
+  // The segment's file being opened through the ring (its first read by this reader): where
+  // the read goes once it is open, and the name the kernel reads (relative to the partition
+  // directory's fd).
+  uint64_t open_position = 0;
+  bool open_direct = false;    // O_DIRECT tried (a filesystem without it answers EINVAL)
+  char name[32] = {};
 };
+
+// user_data: the slot, and which request of it.
+constexpr uint64_t kOpenTag = uint64_t{1} << 32;
 
 }  // namespace
 
@@ -66,6 +77,17 @@ struct UringReader::Impl {
   // Starts (or continues) a fetch at `position` of segment `seg`.
   void Issue(uint32_t i, size_t seg, uint64_t position);
   void OnRead(uint32_t i, int res);
+  // The segment's file opened through the ring (no blocking open on the lcore).
+  void PrepOpen(uint32_t i, bool direct);
+  void OnOpen(uint32_t i, int res);
+  // Where segment `base` is in the log now (retention may have shifted or removed it).
+  bool Find(PartitionHandle h, uint64_t base, size_t* index) const {
+    const LogState& log = writer->log(h);
+    size_t k = 0;
+    while (k < log.segments.size() && log.segments[k].base_offset < base) ++k;
+    *index = k;
+    return k < log.segments.size() && log.segments[k].base_offset == base;
+  }
 };
 
 void UringReader::Impl::Issue(uint32_t i, size_t seg_index, uint64_t position) {
@@ -82,7 +104,14 @@ void UringReader::Impl::Issue(uint32_t i, size_t seg_index, uint64_t position) {
     return;
   }
   SegmentState& mseg = const_cast<SegmentState&>(seg);  // read_fd is the reader's cache
-  if (!mseg.read_fd) {
+  if (!mseg.read_fd && writer->dir_fd(s.req.partition) >= 0) {
+    s.segment_base = seg.base_offset;
+    s.open_position = position;
+    std::snprintf(s.name, sizeof s.name, "%020" PRIu64 ".log", seg.base_offset);
+    PrepOpen(i, true);
+    return;
+  }
+  if (!mseg.read_fd) {  // no directory fd (not expected): the blocking open
     absl::StatusOr<PartitionDir> dir = PartitionDir::Open(writer->spec(s.req.partition).data_dir,
                                                           writer->spec(s.req.partition).id, false);
     if (!dir.ok()) {
@@ -116,6 +145,56 @@ void UringReader::Impl::Issue(uint32_t i, size_t seg_index, uint64_t position) {
   ++in_ring;
   ++pending_sqes;
   ++stats.reads;
+}
+
+void UringReader::Impl::PrepOpen(uint32_t i, bool direct) {
+  Slot& s = slots[i];
+  s.open_direct = direct;
+  io_uring_sqe* sqe = io_uring_get_sqe(&ring);
+  SLUICE_ASSERT(sqe != nullptr);  // entries >= slots, one request per slot at a time
+  io_uring_prep_openat(sqe, writer->dir_fd(s.req.partition), s.name,
+                       O_RDONLY | O_CLOEXEC | (direct ? O_DIRECT : 0), 0);
+  io_uring_sqe_set_data64(sqe, kOpenTag | i);
+  s.in_ring = true;
+  ++in_ring;
+  ++pending_sqes;
+  ++stats.opens;
+}
+
+void UringReader::Impl::OnOpen(uint32_t i, int res) {
+  Slot& s = slots[i];
+  s.in_ring = false;
+  --in_ring;
+  if (!writer->is_open(s.req.partition)) {  // closed (queue deleted) meanwhile
+    Fd dropped(res);
+    Finish(i, Errc::kUnknownPartition);
+    return;
+  }
+  if (res == -EINVAL && s.open_direct) {  // no O_DIRECT here (tmpfs): as OpenMaybeDirect does
+    PrepOpen(i, false);
+    return;
+  }
+  size_t seg = 0;
+  const bool present = Find(s.req.partition, s.segment_base, &seg);
+  if (res < 0 && present) {
+    Finish(i, Errc::kStorageFailed);
+    return;
+  }
+  Fd fd(res);  // (an fd of a removed segment is dropped: a rare close)
+  if (!present) {
+    // Removed by retention while it was being opened: below the log's start now. A time fetch
+    // goes on with the segments that remain (seg: the first after the removed one).
+    if (s.req.by == FetchBy::kOffset) {
+      Finish(i, Errc::kOffsetOutOfRange);
+    } else {
+      Issue(i, seg, 0);
+    }
+    return;
+  }
+  SegmentState& mseg = const_cast<SegmentState&>(writer->log(s.req.partition).segments[seg]);
+  // Once per segment and reader, not per fetch (another fetch may have opened it first).
+  if (!mseg.read_fd) mseg.read_fd = std::make_shared<Fd>(std::move(fd));
+  Issue(i, seg, s.open_position);
 }
 
 void UringReader::Impl::OnRead(uint32_t i, int res) {
@@ -169,7 +248,18 @@ void UringReader::Impl::OnRead(uint32_t i, int res) {
       Finish(i, Errc::kStorageFailed);
       return;
     }
-    Issue(i, s.segment, s.position + pos);
+    // Found again by base: retention may have removed older segments (or this one) from the
+    // log since the read was issued, which shifts the indices.
+    size_t seg = 0;
+    if (!writer->is_open(s.req.partition)) {
+      Finish(i, Errc::kUnknownPartition);  // closed (queue deleted) since the read was issued
+    } else if (Find(s.req.partition, s.segment_base, &seg)) {
+      Issue(i, seg, s.position + pos);
+    } else if (s.req.by == FetchBy::kTimestamp) {
+      Issue(i, 0, 0);  // its segment is gone: the first record at or after the time is further on
+    } else {
+      Finish(i, Errc::kOffsetOutOfRange);  // the offset is below the log's start now
+    }
     return;
   }
   s.result.bytes_ = got.subspan(static_cast<size_t>(first), pos - static_cast<uint64_t>(first));
@@ -259,7 +349,13 @@ uint32_t UringReader::Poll(absl::FunctionRef<void(const FetchResult&)> fn) {
   unsigned n;
   while ((n = io_uring_peek_batch_cqe(&m.ring, cqes, 32)) > 0) {
     for (unsigned k = 0; k < n; ++k) {
-      m.OnRead(static_cast<uint32_t>(io_uring_cqe_get_data64(cqes[k])), cqes[k]->res);
+      const uint64_t data = io_uring_cqe_get_data64(cqes[k]);
+      const uint32_t i = static_cast<uint32_t>(data);
+      if (data & kOpenTag) {
+        m.OnOpen(i, cqes[k]->res);
+      } else {
+        m.OnRead(i, cqes[k]->res);
+      }
     }
     io_uring_cq_advance(&m.ring, n);
   }

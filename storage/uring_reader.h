@@ -77,6 +77,7 @@ class UringReader {
     uint64_t fetches = 0;
     uint64_t reads = 0;      // > fetches only when a fetch needed a second read
     uint64_t bytes = 0;
+    uint64_t opens = 0;      // segment files opened through the ring (first read of each)
   };
   const Stats& stats() const;
 

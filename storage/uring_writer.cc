@@ -26,16 +26,37 @@ constexpr uint64_t kNoSeq = UINT64_MAX;
 // A prepared roll's chain (Request::gen holds the Part::files slot of the new segment), linked in
 // this order: kRename (next.spare -> <base>.log), kIndexOpen (<base>.index, created), kDirSync
 // (fsync of the directory, which makes the rename durable).
-enum class Op : uint8_t { kFree, kWrite, kSync, kRename, kIndexOpen, kDirSync };
+// kIndexWrite: one 32-byte index entry (a batch entry or the seal) written to a segment's index
+// file from Request::buf (Request::gen: the Part::files slot).
+// Retention: kUnlink of a removed segment's .index (on its own) and .log (name in Request::buf),
+// and kRetentionSync, the fsync of the directory after each .log unlink; the .log unlinks and
+// fsyncs of one call form one linked chain, oldest segment first.
+// kFileRegister / kFileUnregister: a segment's slot in the registered file table set to its fd
+// (Request::gen: the Part::files slot) or emptied (Request::gen: the table slot); kClose: a
+// closed segment's fd. The lcore's roll and file close make no system call of their own.
+enum class Op : uint8_t {
+  kFree, kWrite, kSync, kRename, kIndexOpen, kDirSync, kIndexWrite, kUnlink, kRetentionSync,
+  kFileRegister, kFileUnregister, kClose
+};
 constexpr uint32_t kRollOps = 3;
+// A roll's requests besides its write: the chain, the new file's registration, the old
+// segment's seal.
+constexpr uint32_t kRollReserve = kRollOps + 2;
+constexpr uint32_t kCloseOps = 3;  // unregister, close the log, close the index
+int kNoFile = -1;  // what IORING_OP_FILES_UPDATE reads to empty a slot (never written)
+constexpr size_t kNameBytes = 32;  // "<20 digits>.index" and its NUL fit
 
 struct Request {
   Op op = Op::kFree;
   uint32_t part = 0;
   uint64_t seq = kNoSeq;  // the flight (batch) it belongs to
-  uint32_t gen = 0;       // kSync: the write attempt it follows
+  uint32_t gen = 0;       // kSync: the write attempt it follows; kIndexWrite: the file slot
   int inject_res = 0;     // fault injection: the result to report instead of the real one
+  // What the kernel reads for the request, alive until its completion (requests are a fixed
+  // table): kIndexWrite's entry, kUnlink's file name (relative to Part::dir_fd).
+  alignas(8) char buf[kNameBytes] = {};
 };
+static_assert(sizeof(IndexEntry) <= kNameBytes);
 
 // A batch on its way to disk.
 struct Flight {
@@ -72,6 +93,16 @@ struct SegmentFile {
   bool dir_synced = true;
   uint32_t roll_ops = 0;     // requests of that chain still in flight
   bool roll_failed = false;
+  // The chain's RENAMEAT completed: the name next.spare is free again, the next spare may be
+  // prepared (true for a segment that was not renamed into place).
+  bool renamed = true;
+  // Closing: the seal entry was queued on the ring (or none is needed); the file closes once
+  // that write completed.
+  bool seal_done = false;
+  // A registration through the ring in flight: the table slot it fills and the fd the kernel
+  // reads (here, not on the stack: the kernel may read it after RollPrepared returned).
+  int pending_slot = -1;
+  int reg_fd = -1;
   // The chain's path names (relative to Part::dir_fd): the kernel reads them when the ring
   // submits, which is after RollPrepared returned, so they live here, not on the stack.
   char log_name[32] = {};
@@ -99,6 +130,14 @@ struct Part {
   bool warned = false;  // the buffered-fallback warning, once per partition
   std::shared_ptr<SpareSlot> spare;  // the next segment, prepared off the lcore (null: none)
   Fd dir_fd;                         // the partition directory, for the ring's fsync of it
+  // A roll found no spare ready and holds its batch (kThrottled) until one is: counted once per
+  // roll in WriterStats::roll_waits.
+  bool waiting_for_spare = false;
+  // Retention's chain in flight: its requests, and the segments it removes.
+  uint32_t removal_ops = 0;
+  uint32_t removal_segments = 0;
+  bool removal_failed = false;
+  bool deferred = false;  // in Impl::deferred: index work waits for a free request
 };
 
 }  // namespace
@@ -117,6 +156,9 @@ struct UringWriter::Impl {
   std::vector<int> free_slots;  // registered file slots
   std::vector<Part> parts;
   std::vector<uint32_t> dirty;
+  // Partitions whose retirement or file close waits for a free request (an index entry or seal
+  // to write): made dirty again after the pass, so the next Poll retries.
+  std::vector<uint32_t> deferred;
   uint32_t pending_sqes = 0;
   // Declared last: destroyed (its thread joined) before anything the spares refer to.
   std::unique_ptr<SparePreparer> preparer;
@@ -160,10 +202,27 @@ struct UringWriter::Impl {
   absl::Status Roll(Part& p, PartitionHandle h, uint64_t base);
   // Both rolls: the active segment closes (its files once nothing is in flight on them) and the
   // log gains a segment starting at `base`.
-  void StartSegment(Part& p, uint64_t base);
+  void StartSegment(Part& p, PartitionHandle h, uint64_t base);
   absl::Status RollPrepared(Part& p, PartitionHandle h, uint64_t base, Fd log, bool direct);
-  void CloseFile(Part& p, uint8_t i);
-  void SealSegment(Part& p, SegmentFile& f);
+  // OpenPartition of a new partition (control path, blocking): its first segment.
+  absl::Status CreateFirstSegment(Part& p, PartitionHandle h, uint64_t base);
+  // The spare for the partition's next segment, if none is asked for yet and asking is safe.
+  void MaybeRequestSpare(Part& p);
+  // Closes a segment file that is no longer active once nothing is in flight on it and no
+  // unretired batch is in it, after writing its seal entry through the ring.
+  void MaybeClose(PartitionHandle h, Part& p, uint8_t i);
+  // via_ring: the lcore's path (table slot emptied and fds closed by the ring, if it has room);
+  // else with plain system calls (control path: partition close).
+  void CloseFile(PartitionHandle h, Part& p, uint8_t i, bool via_ring);
+  // Queues `e` to be written at `at` in file i's index. False: no free request (retry later).
+  bool PrepIndexWrite(PartitionHandle h, Part& p, uint8_t i, const IndexEntry& e, uint64_t at);
+  void Defer(PartitionHandle h, Part& p) {
+    ++stats.index_deferrals;
+    if (!p.deferred) {
+      p.deferred = true;
+      deferred.push_back(h);
+    }
+  }
   void PrepWrite(PartitionHandle h, Part& p, Flight& f);
   void Fail(PartitionHandle h, Part& p, int err, std::string_view what);
   void MarkDirty(PartitionHandle h, Part& p) {
@@ -203,6 +262,7 @@ absl::Status UringWriter::Impl::Setup() {
   if (cfg.prepare_spares) preparer = std::make_unique<SparePreparer>(cfg.max_partitions);
   parts.reserve(cfg.max_partitions);
   dirty.reserve(cfg.max_partitions);
+  deferred.reserve(cfg.max_partitions);
   return absl::OkStatus();
 }
 
@@ -345,18 +405,21 @@ absl::StatusOr<PartitionHandle> UringWriter::OpenPartition(const PartitionSpec& 
     return dir.status();
   }
   p.dir = std::move(*dir);
+  // The directory, for the ring's operations on names in it (rename, unlink, fsync, open).
+  p.dir_fd = Fd(::open(p.dir->path().c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
+  if (!p.dir_fd.valid()) {
+    const absl::Status s = ErrnoStatus(errno, "open", p.dir->path());
+    m.parts.pop_back();
+    return s;
+  }
   if (m.preparer) {
-    p.dir_fd = Fd(::open(p.dir->path().c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
-    if (!p.dir_fd.valid()) {
-      const absl::Status s = ErrnoStatus(errno, "open", p.dir->path());
-      m.parts.pop_back();
-      return s;
-    }
     p.spare = std::make_shared<SpareSlot>(*p.dir, m.cfg.segment_bytes, m.cfg.direct_io);
   }
   absl::Status s;
   if (p.log.segments.empty()) {
-    s = m.Roll(p, h, p.log.next_offset);
+    // A new partition: its first segment is created here, on the control path (sluiced opens
+    // the layout's partitions on the main thread before the workers run), not by a roll.
+    s = m.CreateFirstSegment(p, h, p.log.next_offset);
   } else {
     SLUICE_ASSERT(p.log.segments.back().end_offset == p.log.next_offset);
     s = m.OpenActive(p, h);
@@ -365,6 +428,8 @@ absl::StatusOr<PartitionHandle> UringWriter::OpenPartition(const PartitionSpec& 
     m.parts.pop_back();
     return s;
   }
+  // The spare for the next segment right away: the preparer has a whole segment's time.
+  m.MaybeRequestSpare(p);
   return h;
 }
 
@@ -373,13 +438,17 @@ void UringWriter::ClosePartition(PartitionHandle h) {
   Part& p = m.P(h);
   m.Adopt();
   while (true) {
-    bool busy = false;
+    // Completed batches retire (their index entries), closing segments get their seal: all of
+    // it through the ring, waited for here.
+    m.Retire(h, p);
+    for (uint8_t i = 0; i < kFilesPerPartition; ++i) m.MaybeClose(h, p, i);
+    bool busy = p.removal_ops > 0;
     for (const SegmentFile& f : p.files) busy |= f.open && f.ops > 0;
     if (!busy || m.SubmitPending(true) != 0) break;
     m.Reap();
   }
   for (uint8_t i = 0; i < kFilesPerPartition; ++i) {
-    if (p.files[i].open) m.CloseFile(p, i);
+    if (p.files[i].open) m.CloseFile(h, p, i, false);
   }
   if (p.spare) m.preparer->Cancel(*p.spare);  // waits for one in progress, unlinks it
   p.spare.reset();
@@ -397,33 +466,66 @@ absl::Status UringWriter::Impl::Roll(Part& p, PartitionHandle h, uint64_t base) 
     Fd spare;
     bool spare_direct = false;
     if (SparePreparer::TakeReady(*p.spare, &spare, &spare_direct)) {
+      p.waiting_for_spare = false;
       return RollPrepared(p, h, base, std::move(spare), spare_direct);
     }
     if (p.spare->state.load(std::memory_order_acquire) == SpareSlot::kFailed) {
-      // Not fatal: this roll creates its segment the blocking way, the next one asks again.
+      // The segment cannot be made (ENOSPC, EIO, ...): as when a create on the spot failed, the
+      // partition fails, loudly; nothing acknowledged is touched.
       ++stats.spare_failures;
-      std::fprintf(stderr, "sluice storage: warning: partition %u-%u: preparing the next segment "
-                   "failed (%s); rolling the blocking way\n", p.spec.id.queue, p.spec.id.partition,
-                   p.spare->error.c_str());
       p.spare->state.store(SpareSlot::kIdle, std::memory_order_release);
+      return absl::InternalError(absl::StrCat("preparing the next segment (", base,
+                                              ") failed: ", p.spare->error));
     }
+    // Not ready (a new partition, a burst faster than the preparer, or the previous roll's
+    // rename has not run yet): the batch waits, nothing blocks. Asked for now if it can be.
+    if (!p.waiting_for_spare) {
+      p.waiting_for_spare = true;
+      ++stats.roll_waits;
+    }
+    MaybeRequestSpare(p);
+    return absl::UnavailableError("next segment not prepared yet");
   }
   bool direct = true;
   absl::StatusOr<Fd> fd = p.dir->CreateSegment(base, cfg.segment_bytes, &direct);
   if (!fd.ok()) return fd.status();
   fd->Reset();  // OpenActive reopens it the same way
-  StartSegment(p, base);
+  StartSegment(p, h, base);
   ++stats.rolls;
   ++stats.rolls_blocking;
   return OpenActive(p, h);
 }
 
-void UringWriter::Impl::StartSegment(Part& p, uint64_t base) {
+absl::Status UringWriter::Impl::CreateFirstSegment(Part& p, PartitionHandle h, uint64_t base) {
+  bool direct = true;
+  absl::StatusOr<Fd> fd = p.dir->CreateSegment(base, cfg.segment_bytes, &direct);
+  if (!fd.ok()) return fd.status();
+  fd->Reset();  // OpenActive reopens it the same way
+  StartSegment(p, h, base);
+  ++stats.first_segments;
+  return OpenActive(p, h);
+}
+
+void UringWriter::Impl::MaybeRequestSpare(Part& p) {
+  if (!p.spare || p.spare->state.load(std::memory_order_relaxed) != SpareSlot::kIdle) return;
+  // The preparer starts by unlinking a leftover next.spare: not before the active segment's own
+  // rename away from that name ran.
+  const SegmentFile& active = p.files[p.active];
+  if (!active.open || !active.active || !active.renamed) return;
+  if (p.tail * 100 < active.capacity * cfg.spare_request_fill_percent && !p.waiting_for_spare) {
+    return;  // not full enough yet (a roll waiting for it asks at once)
+  }
+  preparer->Request(p.spare);
+}
+
+void UringWriter::Impl::StartSegment(Part& p, PartitionHandle h, uint64_t base) {
   if (!p.log.segments.empty()) {
-    SegmentFile& old = p.files[p.active];
-    old.active = false;
     p.log.segments.back().closed = true;
-    if (old.ops == 0) CloseFile(p, p.active);
+    SegmentFile& old = p.files[p.active];
+    if (old.open && old.active) {
+      old.active = false;
+      MaybeClose(h, p, p.active);
+    }
   }
   SegmentState seg;
   seg.base_offset = seg.end_offset = base;
@@ -438,8 +540,8 @@ void UringWriter::Impl::StartSegment(Part& p, uint64_t base) {
 // recovery removes, and only batches nobody was told about are in it.
 absl::Status UringWriter::Impl::RollPrepared(Part& p, PartitionHandle h, uint64_t base, Fd log,
                                              bool direct) {
-  SLUICE_ASSERT(free_requests.size() >= kRollOps);  // SubmitImpl reserved them
-  StartSegment(p, base);
+  StartSegment(p, h, base);  // may queue the old segment's seal: one request of the reserve
+  SLUICE_ASSERT(free_requests.size() >= kRollOps + 1);  // SubmitImpl checked for them
   uint8_t i = 0;
   while (i < kFilesPerPartition && p.files[i].open) ++i;
   SLUICE_ASSERT(i < kFilesPerPartition);  // Roll checked for a free slot
@@ -451,26 +553,38 @@ absl::Status UringWriter::Impl::RollPrepared(Part& p, PartitionHandle h, uint64_
   f.open = true;
   f.active = true;
   f.dir_synced = false;
+  f.renamed = false;
   std::snprintf(f.log_name, sizeof f.log_name, "%020" PRIu64 ".log", base);
   std::snprintf(f.index_name, sizeof f.index_name, "%020" PRIu64 ".index", base);
   if (!free_slots.empty()) {
-    const int slot = free_slots.back();
-    int fdv = f.fd.get();
-    if (io_uring_register_files_update(&ring, static_cast<unsigned>(slot), &fdv, 1) == 1) {
-      f.slot = slot;
-      free_slots.pop_back();
-    }
+    // Registered through the ring; until that completes, writes use the plain fd.
+    f.pending_slot = free_slots.back();
+    free_slots.pop_back();
+    f.reg_fd = f.fd.get();
+    const uint32_t id = AllocRequest(Op::kFileRegister, h, kNoSeq);
+    requests[id].gen = i;
+    io_uring_sqe* sqe = Sqe();
+    io_uring_prep_files_update(sqe, &f.reg_fd, 1, f.pending_slot);
+    io_uring_sqe_set_data64(sqe, id);
+    ++f.ops;
   }
   p.active = i;
   p.tail = 0;
   p.direct = direct;
+  if (!p.direct && !p.warned) {  // once per partition, as in OpenActive
+    p.warned = true;
+    std::fprintf(stderr, "sluice storage: warning: %s: %s; partition %u-%u uses buffered writes + "
+                 "fdatasync\n", p.dir->path().c_str(),
+                 cfg.direct_io ? "no O_DIRECT on this filesystem" : "O_DIRECT disabled by config",
+                 p.spec.id.queue, p.spec.id.partition);
+  }
 
   const bool targeted = !faults.only.has_value() || *faults.only == p.spec.id;
   for (const Op op : {Op::kRename, Op::kIndexOpen, Op::kDirSync}) {
     const uint32_t id = AllocRequest(op, h, kNoSeq);
     requests[id].gen = i;
     io_uring_sqe* sqe = Sqe();
-    if (op == Op::kDirSync && faults.dir_sync && faults.count > 0 && targeted) {
+    if (op == Op::kDirSync && faults.dir_sync && !faults.retention && faults.count > 0 && targeted) {
       --faults.count;
       requests[id].inject_res = -faults.error;
       io_uring_prep_nop(sqe);
@@ -495,26 +609,75 @@ absl::Status UringWriter::Impl::RollPrepared(Part& p, PartitionHandle h, uint64_
   return absl::OkStatus();
 }
 
-void UringWriter::Impl::SealSegment(Part& p, SegmentFile& f) {
-  // Find its state (usually the one before the active segment).
-  for (auto it = p.log.segments.rbegin(); it != p.log.segments.rend(); ++it) {
-    if (it->base_offset != f.base) continue;
-    if (!it->index.empty() && !it->index.seal()) {
-      it->index.Seal(it->end_offset, it->end_position, it->last_timestamp_ns);
-      const IndexEntry e = *it->index.seal();
-      const uint64_t at = it->index.entries().size() * sizeof(IndexEntry);
-      // Best effort: the index is a cache that recovery rebuilds if this is lost.
-      (void)PwriteFull(f.index_fd.get(), {reinterpret_cast<const std::byte*>(&e), sizeof e}, at,
-                       p.dir->IndexPath(f.base));
-    }
-    return;
-  }
+bool UringWriter::Impl::PrepIndexWrite(PartitionHandle h, Part& p, uint8_t i, const IndexEntry& e,
+                                      uint64_t at) {
+  if (free_requests.empty()) return false;
+  SegmentFile& f = p.files[i];
+  const uint32_t id = AllocRequest(Op::kIndexWrite, h, kNoSeq);
+  requests[id].gen = i;
+  std::memcpy(requests[id].buf, &e, sizeof e);
+  io_uring_sqe* sqe = Sqe();
+  // Buffered, not synced: the index is a cache (recovery rebuilds what is missing or torn).
+  io_uring_prep_write(sqe, f.index_fd.get(), requests[id].buf, sizeof e, at);
+  io_uring_sqe_set_data64(sqe, id);
+  ++f.ops;
+  ++stats.index_writes;
+  return true;
 }
 
-void UringWriter::Impl::CloseFile(Part& p, uint8_t i) {
+void UringWriter::Impl::MaybeClose(PartitionHandle h, Part& p, uint8_t i) {
   SegmentFile& f = p.files[i];
-  SLUICE_ASSERT(f.open && f.ops == 0);
-  if (!f.active && !p.failed) SealSegment(p, f);
+  if (!f.open || f.active || f.ops > 0) return;
+  for (uint64_t k = 0; k < p.flights.size(); ++k) {
+    if (p.flights[k].file == i) return;  // Retire comes back for it
+  }
+  if (!f.seal_done && !p.failed) {
+    // The seal entry: the segment's end, so that recovery may trust the index of a closed
+    // segment without scanning it. Written through the ring; the file stays open until then.
+    for (auto it = p.log.segments.rbegin(); it != p.log.segments.rend(); ++it) {
+      if (it->base_offset != f.base) continue;
+      if (it->index.empty() || it->index.seal() || !f.index_fd.valid()) break;
+      const uint64_t at = it->index.entries().size() * sizeof(IndexEntry);
+      const IndexEntry e = MakeIndexEntry(IndexKind::kSeal, it->end_offset, it->end_position,
+                                          it->last_timestamp_ns);
+      if (!PrepIndexWrite(h, p, i, e, at)) {
+        Defer(h, p);  // no free request: the next pass tries again
+        return;
+      }
+      it->index.Seal(it->end_offset, it->end_position, it->last_timestamp_ns);
+      f.seal_done = true;
+      ++stats.seals;
+      return;
+    }
+    f.seal_done = true;  // nothing to seal (no entry, already sealed, or removed)
+  }
+  CloseFile(h, p, i, true);
+}
+
+void UringWriter::Impl::CloseFile(PartitionHandle h, Part& p, uint8_t i, bool via_ring) {
+  SegmentFile& f = p.files[i];
+  SLUICE_ASSERT(f.open && f.ops == 0 && f.pending_slot < 0);
+  if (via_ring && free_requests.size() >= kCloseOps) {
+    // Nothing is in flight on the file: its slot is emptied and its fds closed by the ring (the
+    // slot is reused only once that completed). The Part::files entry is free at once.
+    if (f.slot >= 0) {
+      const uint32_t id = AllocRequest(Op::kFileUnregister, h, kNoSeq);
+      requests[id].gen = static_cast<uint32_t>(f.slot);
+      io_uring_sqe* sqe = Sqe();
+      io_uring_prep_files_update(sqe, &kNoFile, 1, f.slot);
+      io_uring_sqe_set_data64(sqe, id);
+    }
+    for (Fd* fd : {&f.fd, &f.index_fd}) {
+      if (!fd->valid()) continue;
+      const uint32_t id = AllocRequest(Op::kClose, h, kNoSeq);
+      io_uring_sqe* sqe = Sqe();
+      io_uring_prep_close(sqe, fd->Release());
+      io_uring_sqe_set_data64(sqe, id);
+    }
+    f = SegmentFile{};
+    ++stats.ring_closes;
+    return;
+  }
   if (f.slot >= 0) {
     int none = -1;
     io_uring_register_files_update(&ring, static_cast<unsigned>(f.slot), &none, 1);
@@ -534,7 +697,8 @@ void UringWriter::Impl::PrepWrite(PartitionHandle h, Part& p, Flight& f) {
   uint32_t len = f.stride - f.written;
   const uint64_t pos = f.position + f.written;
   const int fd = file.slot >= 0 ? file.slot : file.fd.get();
-  const bool targeted = !faults.dir_sync && (!faults.only.has_value() || *faults.only == p.spec.id);
+  const bool targeted = !faults.dir_sync && !faults.retention &&
+                        (!faults.only.has_value() || *faults.only == p.spec.id);
   if (faults.count > 0 && targeted && faults.skip > 0) {
     --faults.skip;
   } else if (faults.count > 0 && targeted) {
@@ -600,9 +764,12 @@ Errc UringWriter::SubmitImpl(PartitionHandle h, const shard::SealedBatch& batch,
   SLUICE_ASSERT(stride % m.cfg.align_bytes == 0 &&
                 reinterpret_cast<uintptr_t>(batch.bytes.data()) % m.cfg.align_bytes == 0);
   SLUICE_ASSERT(stride <= m.cfg.segment_bytes);
-  const bool roll = p.tail + stride > p.files[p.active].capacity;
-  // The write (and its fdatasync when buffered), and a prepared roll's chain.
-  const uint32_t need = (p.direct ? 1 : 2) + (roll ? kRollOps : 0);
+  const SegmentFile& current = p.files[p.active];
+  SLUICE_ASSERT(current.open && current.active);  // OpenPartition opened or created it
+  const bool roll = p.tail + stride > current.capacity;
+  // The write (and its fdatasync when buffered), and a prepared roll's chain plus the old
+  // segment's seal entry (queued by StartSegment when nothing is in flight on it).
+  const uint32_t need = (p.direct ? 1 : 2) + (roll ? kRollReserve : 0);
   if (m.free_requests.size() < need) return Errc::kThrottled;
   if (roll) {
     if (absl::Status s = m.Roll(p, h, batch.first_offset); !s.ok()) {
@@ -638,15 +805,10 @@ Errc UringWriter::SubmitImpl(PartitionHandle h, const shard::SealedBatch& batch,
   p.flights.push_back(f);
   m.PrepWrite(h, p, p.flights.back());
   p.tail += stride;
-  // Half full: time to prepare the next segment (once per segment; the slot is kIdle again only
-  // after a roll took the spare, or a failure was seen). Not before this segment's own roll chain
-  // completed: the preparer starts by unlinking a leftover next.spare, and until the chain's
-  // RENAMEAT ran, that name is still this segment's file.
-  SegmentFile& active = p.files[p.active];
-  if (p.spare && p.tail * 2 >= active.capacity && active.dir_synced &&
-      p.spare->state.load(std::memory_order_relaxed) == SpareSlot::kIdle) {
-    m.preparer->Request(p.spare);
-  }
+  // The next segment is asked for as soon as this one's rename ran (OnCompletion), or here for a
+  // segment that was not renamed into place (recovered, or created on the spot): a relaxed load
+  // per batch, the preparer's mutex once per segment.
+  m.MaybeRequestSpare(p);
   p.submitted_end = batch.end_offset();
   ++m.stats.batches;
   m.stats.bytes += stride;
@@ -678,6 +840,10 @@ void UringWriter::Impl::OnCompletion(uint32_t id, int res) {
     MarkDirty(r.part, p);
     if (r.inject_res != 0) res = r.inject_res;
     if (r.op == Op::kIndexOpen && res >= 0) sf.index_fd = Fd(res);
+    if (r.op == Op::kRename && res >= 0) {
+      sf.renamed = true;
+      if (!p.failed) MaybeRequestSpare(p);  // the earliest safe moment: next.spare is free
+    }
     if (res < 0 && !sf.roll_failed) {  // the first failure; the rest of the chain is cancelled
       sf.roll_failed = true;
       const char* what = r.op == Op::kRename ? "rename next.spare to"
@@ -685,6 +851,78 @@ void UringWriter::Impl::OnCompletion(uint32_t id, int res) {
       Fail(r.part, p, -res, absl::StrCat(what, " ", p.dir->LogPath(sf.base)));
     }
     if (sf.roll_ops == 0 && !sf.roll_failed) sf.dir_synced = true;
+    return;
+  }
+  if (r.op == Op::kFileRegister) {
+    SegmentFile& sf = p.files[r.gen];
+    SLUICE_ASSERT(sf.open && sf.ops > 0 && sf.pending_slot >= 0);
+    --sf.ops;
+    if (res == 1) {
+      sf.slot = sf.pending_slot;  // later writes use the registered file
+      ++stats.ring_registrations;
+    } else {
+      // Not fatal: the segment is written through its plain fd, as without registered files.
+      std::fprintf(stderr, "sluice storage: warning: partition %u-%u: registering %s: %s\n",
+                   p.spec.id.queue, p.spec.id.partition, p.dir->LogPath(sf.base).c_str(),
+                   res < 0 ? std::strerror(-res) : "not updated");
+      free_slots.push_back(sf.pending_slot);
+    }
+    sf.pending_slot = -1;
+    MarkDirty(r.part, p);
+    if (!sf.active) MaybeClose(r.part, p, static_cast<uint8_t>(r.gen));
+    return;
+  }
+  if (r.op == Op::kFileUnregister || r.op == Op::kClose) {
+    // The file is gone from Part::files already; nothing of the partition is touched (it may
+    // be closed by now).
+    if (r.op == Op::kFileUnregister && res == 1) {
+      free_slots.push_back(static_cast<int>(r.gen));
+    } else if (res < 0 || (r.op == Op::kFileUnregister && res != 1)) {
+      // A slot that could not be emptied is not reused; a failed close leaks nothing we use.
+      std::fprintf(stderr, "sluice storage: warning: %s of a closed segment file failed: %s\n",
+                   r.op == Op::kClose ? "close" : "unregistering",
+                   res < 0 ? std::strerror(-res) : "not updated");
+    }
+    return;
+  }
+  if (r.op == Op::kIndexWrite) {
+    SegmentFile& sf = p.files[r.gen];
+    SLUICE_ASSERT(sf.open && sf.ops > 0);
+    --sf.ops;
+    if (res != static_cast<int>(sizeof(IndexEntry))) {
+      // Not a durability matter (the index is a cache that recovery verifies and rebuilds), so
+      // not a partition failure; counted and logged.
+      ++stats.index_write_errors;
+      std::fprintf(stderr, "sluice storage: warning: partition %u-%u: index write to %s: %s\n",
+                   p.spec.id.queue, p.spec.id.partition, p.dir->IndexPath(sf.base).c_str(),
+                   res < 0 ? std::strerror(-res) : "short write");
+    }
+    MarkDirty(r.part, p);
+    if (!sf.active) MaybeClose(r.part, p, static_cast<uint8_t>(r.gen));
+    return;
+  }
+  if (r.op == Op::kUnlink || r.op == Op::kRetentionSync) {
+    SLUICE_ASSERT(p.removal_ops > 0);
+    --p.removal_ops;
+    if (r.inject_res != 0) res = r.inject_res;
+    // A segment without an index file is possible (the index is a cache); anything else that
+    // fails leaves files or a directory entry whose fate after a crash is unknown: the partition
+    // fails, as for a failed write.
+    const bool index = std::string_view(r.buf).ends_with(".index");
+    // -ECANCELED: a link of the chain broke after an earlier step failed (that one failed the
+    // partition); the segments after it stay on disk, a contiguous prefix of the log.
+    if (res < 0 && res != -ECANCELED && !(r.op == Op::kUnlink && index && res == -ENOENT)) {
+      p.removal_failed = true;
+      Fail(r.part, p, -res, r.op == Op::kUnlink
+                                ? absl::StrCat("retention: unlink ", p.dir->path(), "/", r.buf)
+                                : absl::StrCat("retention: fsync directory ", p.dir->path()));
+    }
+    if (p.removal_ops == 0) {
+      if (!p.removal_failed) stats.retention_removed += p.removal_segments;
+      p.removal_segments = 0;
+      p.removal_failed = false;
+    }
+    MarkDirty(r.part, p);
     return;
   }
   Flight& f = FlightOf(p, r.seq);
@@ -723,7 +961,6 @@ void UringWriter::Impl::OnCompletion(uint32_t id, int res) {
 // Retires the completed batches at the front, in order: the durable offset only ever covers a
 // prefix with no hole, whatever order the device completed them in.
 void UringWriter::Impl::Retire(PartitionHandle h, Part& p) {
-  (void)h;
   while (!p.failed && !p.flights.empty()) {
     Flight& f = p.flights.front();
     const bool done = f.ops == 0 && f.written == f.stride && (p.direct || f.synced) &&
@@ -739,10 +976,14 @@ void UringWriter::Impl::Retire(PartitionHandle h, Part& p) {
     if (want_entry) {
       const IndexEntry e = MakeIndexEntry(IndexKind::kBatch, f.first_offset, f.position, f.first_ts);
       const uint64_t at = seg->index.entries().size() * sizeof(IndexEntry);
+      // Through the ring, buffered, not synced: a lost entry only makes recovery scan a little
+      // more. No free request: the batch retires in a later pass (nothing is skipped, so the
+      // file's entries stay contiguous).
+      if (!PrepIndexWrite(h, p, f.file, e, at)) {
+        Defer(h, p);
+        break;
+      }
       seg->index.Add(e);
-      // Best effort, buffered: a lost entry only makes recovery scan a little more.
-      (void)PwriteFull(p.files[f.file].index_fd.get(), {reinterpret_cast<const std::byte*>(&e),
-                       sizeof e}, at, p.dir->IndexPath(f.segment));
     }
     if (seg->end_offset == seg->base_offset) seg->first_timestamp_ns = f.first_ts;
     seg->end_offset = f.end_offset;
@@ -752,12 +993,7 @@ void UringWriter::Impl::Retire(PartitionHandle h, Part& p) {
     p.log.next_offset = f.end_offset;
     const uint8_t file = f.file;
     p.flights.pop_front();
-    SegmentFile& sf = p.files[file];
-    if (!sf.active && sf.ops == 0) {
-      bool more = false;  // later flights of this same closing segment?
-      for (uint64_t i = 0; i < p.flights.size(); ++i) more |= p.flights[i].file == file;
-      if (!more) CloseFile(p, file);
-    }
+    MaybeClose(h, p, file);
   }
 }
 
@@ -789,6 +1025,11 @@ int UringWriter::Impl::SubmitPending(bool wait) {
 
 uint32_t UringWriter::Impl::Report(absl::FunctionRef<void(const Completion&)> fn) {
   uint32_t reported = 0;
+  for (uint32_t h : deferred) {  // retried now: they wait for a free request, not a completion
+    parts[h].deferred = false;
+    MarkDirty(h, parts[h]);
+  }
+  deferred.clear();
   for (uint32_t h : dirty) {
     Part& p = parts[h];
     p.dirty = false;
@@ -813,7 +1054,7 @@ uint32_t UringWriter::Poll(absl::FunctionRef<void(const Completion&)> fn) {
   Impl& m = *impl_;
   // Most passes of a busy lcore have no write of their own in flight (in-memory queues, or
   // between group commits): nothing to submit, reap or report, so no ring access at all.
-  if (m.enabled && m.pending_sqes == 0 && m.dirty.empty() &&
+  if (m.enabled && m.pending_sqes == 0 && m.dirty.empty() && m.deferred.empty() &&
       m.free_requests.size() == m.requests.size()) {
     return 0;
   }
@@ -838,33 +1079,84 @@ void UringWriter::Drain(absl::FunctionRef<void(const Completion&)> fn) {
 
 // ---- retention -----------------------------------------------------------------------------
 
+// Nothing here blocks: the removals go through the ring (per segment: unlink .index; unlink .log
+// then fsync the directory, linked in order across segments), reported in OnCompletion. The
+// segments leave LogState at once, so no new fetch or catch-up read looks for them; a read
+// already in flight holds its own descriptor of the file (uring_reader.cc), which an unlink does
+// not disturb.
 absl::StatusOr<uint32_t> UringWriter::EnforceRetention(PartitionHandle h, const Retention& r) {
   Impl& m = *impl_;
   Part& p = m.P(h);
-  if (!p.dir) return 0u;
+  if (!p.dir || p.failed) return 0u;
+  if (p.removal_ops > 0) return 0u;  // the previous removal is still completing: next time
+  m.Adopt();
+  // At most half the free requests (writes keep their room): three per segment.
+  const size_t budget = m.free_requests.size() / 2;
+  const bool targeted = !m.faults.only.has_value() || *m.faults.only == p.spec.id;
+  // Which segments go: a prefix of the log.
   uint32_t removed = 0;
-  while (p.log.segments.size() >= 2) {
-    const SegmentState& oldest = p.log.segments.front();
+  uint64_t kept_bytes = p.log.bytes();
+  while (removed + 1 < p.log.segments.size() && 3 * (removed + 1) <= budget) {
+    const SegmentState& oldest = p.log.segments[removed];
     if (!oldest.closed) break;
     bool open = false;
     for (const SegmentFile& f : p.files) open |= f.open && f.base == oldest.base_offset;
-    if (open) break;  // still completing
-    const uint64_t bytes = p.log.bytes();
+    if (open) break;  // still completing (or its seal is being written)
     const bool unneeded = oldest.end_offset <= r.keep_from_offset;
-    const bool too_big = r.max_bytes != 0 && bytes - oldest.end_position >= r.max_bytes;
+    const bool too_big = r.max_bytes != 0 && kept_bytes - oldest.end_position >= r.max_bytes;
     const bool too_old = r.max_age_ns != 0 && oldest.last_timestamp_ns + r.max_age_ns < r.now_ns;
     const bool go = r.keep_from_offset != UINT64_MAX ? unneeded : (too_big || too_old);
     if (!go) break;
-    if (absl::Status s = p.dir->RemoveSegment(oldest.base_offset); !s.ok()) return s;
-    p.log.segments.erase(p.log.segments.begin());
+    kept_bytes -= oldest.end_position;
     ++removed;
   }
+  // Their logs, each unlink followed by the directory fsync that makes it durable, in one linked
+  // chain (consecutive SQEs), oldest first: removals reach the disk in order, so a crash at any
+  // point leaves the log contiguous (recovery cuts at a gap between segments).
+  for (uint32_t k = 0; k < removed; ++k) {
+    for (const Op op : {Op::kUnlink, Op::kRetentionSync}) {
+      const uint32_t id = m.AllocRequest(op, h, kNoSeq);
+      io_uring_sqe* sqe = m.Sqe();
+      if (op == Op::kUnlink) {
+        std::snprintf(m.requests[id].buf, kNameBytes, "%020" PRIu64 ".log",
+                      p.log.segments[k].base_offset);
+        io_uring_prep_unlinkat(sqe, p.dir_fd.get(), m.requests[id].buf, 0);
+      } else if (m.faults.retention && m.faults.count > 0 && targeted) {
+        // An fsync of no file: the kernel fails it (EBADF), so the chain breaks as it would on
+        // a real failure; reported as the injected error.
+        --m.faults.count;
+        m.requests[id].inject_res = -m.faults.error;
+        io_uring_prep_fsync(sqe, -1, 0);
+      } else {
+        io_uring_prep_fsync(sqe, p.dir_fd.get(), 0);
+      }
+      if (k + 1 < removed || op == Op::kUnlink) sqe->flags |= IOSQE_IO_LINK;
+      io_uring_sqe_set_data64(sqe, id);
+      ++p.removal_ops;
+    }
+  }
+  // Their indexes, on their own (a cache; a leftover index without its log is ignored).
+  for (uint32_t k = 0; k < removed; ++k) {
+    const uint32_t id = m.AllocRequest(Op::kUnlink, h, kNoSeq);
+    std::snprintf(m.requests[id].buf, kNameBytes, "%020" PRIu64 ".index",
+                  p.log.segments[k].base_offset);
+    io_uring_sqe* sqe = m.Sqe();
+    io_uring_prep_unlinkat(sqe, p.dir_fd.get(), m.requests[id].buf, 0);
+    io_uring_sqe_set_data64(sqe, id);
+    ++p.removal_ops;
+  }
+  p.log.segments.erase(p.log.segments.begin(), p.log.segments.begin() + removed);
+  p.removal_segments = removed;
+  m.stats.retention_queued += removed;
   return removed;
 }
 
 // ---- accessors -----------------------------------------------------------------------------
 
 bool UringWriter::failed(PartitionHandle h) const { return impl_->P(h).failed; }
+bool UringWriter::is_open(PartitionHandle h) const {
+  return h < impl_->parts.size() && impl_->parts[h].open;
+}
 const std::string& UringWriter::failure(PartitionHandle h) const { return impl_->P(h).failure; }
 const LogState& UringWriter::log(PartitionHandle h) const { return impl_->P(h).log; }
 const PartitionSpec& UringWriter::spec(PartitionHandle h) const { return impl_->P(h).spec; }
@@ -872,6 +1164,7 @@ bool UringWriter::direct_io(PartitionHandle h) const { return impl_->P(h).direct
 shard::DurableOffset UringWriter::durable(PartitionHandle h) const {
   return shard::DurableOffset{impl_->P(h).durable_end};
 }
+int UringWriter::dir_fd(PartitionHandle h) const { return impl_->P(h).dir_fd.get(); }
 bool UringWriter::spare_ready(PartitionHandle h) const {
   const Part& p = impl_->P(h);
   return p.spare && p.spare->state.load(std::memory_order_acquire) == SpareSlot::kReady;

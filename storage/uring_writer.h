@@ -8,7 +8,9 @@
 //                                                           : /* answer STORAGE_FAILED */; });
 // Submit is idempotent per batch (a batch already submitted is skipped), so the shell can offer
 // every undurable batch every pass, oldest first; kThrottled means "no room now, offer it again
-// next pass" (and every later batch of the partition answers kThrottled too in that pass).
+// next pass" (and every later batch of the partition answers kThrottled too in that pass): no
+// room in the ring, or the batch starts a new segment and the spare for it is not prepared yet
+// (a roll never creates its file on the calling thread: spare_preparer.h).
 // Submit only prepares submission entries; Poll submits them all with one system call (none under
 // SQPOLL) and reaps completions without blocking.
 //
@@ -22,8 +24,14 @@
 // buffered write linked to an fdatasync.
 //
 // Failures: -EAGAIN and short writes are re-queued. Any other error (EIO, ENOSPC, a failed
-// fdatasync, ...) fails the partition for good: it reports kStorageFailed once through Poll,
-// every later Submit answers kStorageFailed, and its durable offset never moves again.
+// fdatasync, a failed roll or spare preparation, a failed unlink or directory fsync of retention,
+// ...) fails the partition for good: it reports kStorageFailed once through Poll, every later
+// Submit answers kStorageFailed, and its durable offset never moves again. Index writes (a
+// cache) are the exception: counted, logged, not fatal.
+//
+// Everything that touches the disk after OpenPartition goes through the ring: batch writes,
+// index entries and seals, a roll's rename / index create / directory fsync, retention's unlinks
+// and directory fsyncs. Creating segments is the spare preparer's (a thread of the writer).
 #pragma once
 
 #include <cstdint>
@@ -66,6 +74,12 @@ struct WriterConfig {
   // spare_preparer.h) so that a roll on the lcore is a rename. false: every roll creates its
   // segment on the spot, blocking the calling thread (tests of that path).
   bool prepare_spares = true;
+  // When the next spare is asked for: once the active segment is this full (percent). 0: at once
+  // (when the partition opens and when a roll's rename completed), which gives the preparer a
+  // whole segment's time but keeps a spare (segment_bytes of disk) beside every partition; 50:
+  // only partitions past half their segment hold one, and a burst that writes the second half
+  // faster than the preparer works makes its roll wait.
+  uint32_t spare_request_fill_percent = 0;
   // Signalled (eventfd write) on each completion, so a thread sleeping in epoll wakes for it.
   int completion_eventfd = -1;
 };
@@ -96,6 +110,8 @@ struct FaultInjection {
   // The next `count` directory fsyncs after a prepared roll fail with `error` instead (the writes
   // are not touched).
   bool dir_sync = false;
+  // The next `count` directory fsyncs after retention's unlinks fail with `error` instead.
+  bool retention = false;
   // Only writes of this partition (default: any), and only after `skip` of them went through.
   std::optional<PartitionId> only;
   uint32_t skip = 0;
@@ -106,10 +122,22 @@ struct WriterStats {
   uint64_t bytes = 0;
   uint64_t submits = 0;      // io_uring_submit calls that submitted something
   uint64_t requeued = 0;     // short writes and EAGAIN
-  uint64_t rolls = 0;        // segments created
+  uint64_t first_segments = 0;  // new partitions' first segments, created by OpenPartition
+  uint64_t rolls = 0;        // segments started by a roll (a batch that did not fit)
   uint64_t rolls_prepared = 0;  // of which: a spare was ready (rename + async directory fsync)
-  uint64_t rolls_blocking = 0;  // of which: created on the spot (first segment, or no spare yet)
-  uint64_t spare_failures = 0;  // spare preparations that failed (the roll then blocks)
+  // of which: created on the spot by the calling thread. Only with prepare_spares = false: with
+  // spares a roll never blocks, it waits (roll_waits).
+  uint64_t rolls_blocking = 0;
+  uint64_t roll_waits = 0;      // rolls that found no spare ready and held their batch until one was
+  uint64_t spare_failures = 0;  // spare preparations that failed (each fails its partition)
+  uint64_t index_writes = 0;    // index entries (batch entries and seals) written through the ring
+  uint64_t seals = 0;           // of which: seal entries of closed segments
+  uint64_t index_write_errors = 0;  // index writes that failed (a cache: counted, not fatal)
+  uint64_t index_deferrals = 0;  // passes an index entry or seal waited for a free request
+  uint64_t ring_registrations = 0;  // new segments put in the registered file table by the ring
+  uint64_t ring_closes = 0;         // closed segments whose slot and fds the ring released
+  uint64_t retention_queued = 0;   // segments whose removal was queued on the ring
+  uint64_t retention_removed = 0;  // of which: unlinked and the directory fsynced
   uint64_t failures = 0;     // partitions failed
   uint64_t fixed_writes = 0;  // write requests from a registered buffer (no page pinning per I/O)
 };
@@ -147,9 +175,12 @@ class UringWriter {
   // Blocks until nothing is in flight (shutdown, tests).
   void Drain(absl::FunctionRef<void(const Completion&)> fn);
 
-  // Retention (blocking: unlink + directory fsync per segment). Removes closed segments that end
-  // at or before `keep_from_offset` and, for streams, those past max_bytes / older than
-  // max_age_ns (0 = no bound). The active segment always stays. Returns segments removed.
+  // Retention (non-blocking: queued on the ring). Removes closed segments that end at or before
+  // `keep_from_offset` and, for streams, those past max_bytes / older than max_age_ns (0 = no
+  // bound). The active segment always stays. The segments leave log() at once; their files are
+  // unlinked and the directory fsynced through the ring (a failure fails the partition, reported
+  // by Poll like a failed write). Returns the segments queued; 0 while the previous removal of
+  // the partition is still in flight. Called from the owning thread.
   struct Retention {
     uint64_t keep_from_offset = UINT64_MAX;  // work queues: lowest offset still needed
     uint64_t max_bytes = 0;
@@ -159,6 +190,8 @@ class UringWriter {
   absl::StatusOr<uint32_t> EnforceRetention(PartitionHandle h, const Retention& r);
 
   bool failed(PartitionHandle h) const;
+  // Not closed (ClosePartition): a read that completes after its partition closed checks this.
+  bool is_open(PartitionHandle h) const;
   const std::string& failure(PartitionHandle h) const;  // what failed, for logs and stats
   const LogState& log(PartitionHandle h) const;         // for the reader and stats
   const PartitionSpec& spec(PartitionHandle h) const;
@@ -167,6 +200,9 @@ class UringWriter {
   uint32_t in_flight() const;
   // The partition's next segment is prepared (a roll now is a rename, not a create).
   bool spare_ready(PartitionHandle h) const;
+  // The partition directory, opened by OpenPartition (-1 for durability none): the reader opens
+  // segments relative to it through its ring.
+  int dir_fd(PartitionHandle h) const;
 
   const RingFeatures& features() const;
   const WriterStats& stats() const;

@@ -49,6 +49,15 @@ def payload(seq):
     return body + b" " + digest + b" " + b"x" * pad
 
 
+def storage_stats(s):
+    """The storage counters of the stats file, summed over the workers that have storage."""
+    total = {}
+    for w in s.stats()["workers"]:
+        for k, v in w.get("storage", {}).items():
+            total[k] = total.get(k, 0) + v
+    return total
+
+
 class Producer:
     """One idempotent producer (fixed id, sequences from 0) with one frame in flight: after a
     crash it resends the same frame (same sequences) until it is acknowledged."""
@@ -194,6 +203,10 @@ class StorageTest(unittest.TestCase):
             segments = sorted(f for f in os.listdir(part_dir)
                               if f.endswith(".log") and f[:-4].isdigit())
             self.assertGreaterEqual(len(segments), 2, f"no segment roll happened: {segments}")
+            # The last process rolled only into prepared spares: no segment created on the lcore.
+            st = storage_stats(s)
+            self.assertEqual(st["rolls_blocking"], 0, st)
+            self.assertEqual(st["spare_failures"], 0, st)
             print(f"crash test: {ROUNDS} SIGKILLs, {len(acked)} messages acknowledged, "
                   f"{len(seqs)} recovered, {producer.duplicates} written before a kill and answered "
                   f"DUPLICATE when resent, "
@@ -233,11 +246,14 @@ class StorageTest(unittest.TestCase):
             segments = lambda: sorted(f for f in os.listdir(part_dir)  # noqa: E731
                                       if f.endswith(".log") and f[:-4].isdigit())
             self.assertGreaterEqual(len(segments()), 3, segments())
-            # Every roll is counted in the stats file: into a spare prepared off the lcore, or
-            # created on the spot (none ready yet).
-            harness.wait_for(lambda: (lambda st: st["rolls_prepared"] + st["rolls_blocking"] >=
-                                      len(segments()) - 1)(s.stats()["workers"][0]["storage"]),
-                             5, "the stats file to count the segment rolls")
+            # Every roll is counted in the stats file, and every one was into a spare prepared off
+            # the lcore: none created the segment on the lcore (a roll with no spare ready waits
+            # for it instead, counted as roll_waits).
+            rolled = len(segments()) - 1
+            harness.wait_for(lambda: storage_stats(s)["rolls_prepared"] >= rolled, 5,
+                             "the stats file to count the segment rolls")
+            self.assertEqual(storage_stats(s)["rolls_blocking"], 0, storage_stats(s))
+            self.assertEqual(storage_stats(s)["spare_failures"], 0, storage_stats(s))
             drained = 0
             while drained < n:
                 got = sluice("receive", "jobs", "--max", "50", "--delete", "--wait-ms", "500")
@@ -246,6 +262,11 @@ class StorageTest(unittest.TestCase):
                 drained += len(lines)
             # Once a second the worker drops closed segments nothing needs; the active one stays.
             harness.wait_for(lambda: len(segments()) == 1, 10, "retention to remove segments")
+            # Removed through the worker's ring (unlinks + directory fsync), counted once done.
+            harness.wait_for(lambda: storage_stats(s)["segments_removed"] >= rolled, 5,
+                             "the stats file to count the removed segments")
+            self.assertEqual(storage_stats(s)["retention_errors"], 0)
+            self.assertEqual(storage_stats(s)["failed"], 0)
             s.kill()
             s.start()  # and the queue is still empty and writable after a restart
             self.assertEqual(sluice("receive", "jobs", "--max", "10", "--wait-ms", "200").stdout, "")

@@ -120,5 +120,103 @@ TEST(UringReader, WorksOnTmpfsToo) {
   EXPECT_EQ(payloads[99], Payload(1599, 150));
 }
 
+// One fetch issued and not yet polled; retention then removes its segment (the unlinks complete
+// first). Returns what the fetch answered and its payloads.
+FetchResult FetchAcrossRetention(Fixture& f, uint64_t offset, std::vector<std::string>* payloads) {
+  const uint64_t second_base = f.writer->log(f.h).segments[1].base_offset;
+  EXPECT_EQ(f.reader->Fetch({f.h, FetchBy::kOffset, offset, 20, 1}), Errc::kOk);  // queued only
+  auto removed = f.writer->EnforceRetention(f.h, {.keep_from_offset = second_base});
+  EXPECT_TRUE(removed.ok());
+  EXPECT_EQ(*removed, 1u);
+  testing::Settle(*f.writer);
+  EXPECT_FALSE(std::filesystem::exists(f.tmp.path() + "/2-0/00000000000000000000.log"));
+  FetchResult got;
+  bool done = false;
+  for (int i = 0; i < 1000000 && !done; ++i) {
+    f.reader->Poll([&](const FetchResult& r) {
+      got = r;
+      r.ForEach([&](const RecordView& v) { payloads->push_back(Str(v.record)); });
+      done = true;
+    });
+  }
+  EXPECT_TRUE(done);
+  return got;
+}
+
+// Retention removes a segment while a fetch reads it: the read holds its own descriptor of the
+// file (opened by an earlier fetch), which the unlink does not disturb, and answers the records.
+// A fetch issued after the removal never looks for the file (below the log's start).
+TEST(UringReader, AReadInFlightSurvivesRetentionOfItsSegment) {
+  Fixture f("/tmp");
+  ASSERT_GE(f.writer->log(f.h).segments.size(), 3u);
+  const uint64_t second_base = f.writer->log(f.h).segments[1].base_offset;
+  std::vector<RecordView> recs;
+  std::vector<std::string> payloads;
+  ASSERT_EQ(f.Fetch(FetchBy::kOffset, 0, 1, &recs, &payloads).errc, Errc::kOk);  // opens it
+  payloads.clear();
+  const FetchResult got = FetchAcrossRetention(f, 5, &payloads);
+  ASSERT_EQ(got.errc, Errc::kOk);
+  ASSERT_EQ(payloads.size(), 20u);
+  for (uint64_t i = 0; i < 20; ++i) EXPECT_EQ(payloads[i], Payload(5 + i, 150));
+  EXPECT_EQ(f.reader->Fetch({f.h, FetchBy::kOffset, 5, 20, 2}), Errc::kOffsetOutOfRange);
+  f.reader->Poll([](const FetchResult&) {});
+  recs.clear();
+  FetchResult later = f.Fetch(FetchBy::kOffset, second_base, 5, &recs, &payloads);
+  EXPECT_EQ(later.errc, Errc::kOk);
+  EXPECT_EQ(later.first_offset, second_base);
+}
+
+// The first read of a segment opens its file through the reader's ring. If retention removes the
+// segment before that open ran, the fetch answers "below the log's start", never another file's
+// bytes or a storage failure.
+TEST(UringReader, AFetchWhoseSegmentGoesBeforeItsOpenAnswersOutOfRange) {
+  Fixture f("/tmp");
+  ASSERT_GE(f.writer->log(f.h).segments.size(), 3u);
+  std::vector<std::string> payloads;
+  const FetchResult got = FetchAcrossRetention(f, 5, &payloads);
+  EXPECT_EQ(got.errc, Errc::kOffsetOutOfRange);
+  EXPECT_TRUE(payloads.empty());
+  EXPECT_EQ(f.reader->stats().opens, 1u);
+}
+
+// Segment files are opened through the ring, once per segment and reader.
+TEST(UringReader, OpensEachSegmentOnceThroughTheRing) {
+  Fixture f("/tmp");
+  const size_t segments = f.writer->log(f.h).segments.size();
+  std::vector<RecordView> recs;
+  std::vector<std::string> payloads;
+  for (int round = 0; round < 2; ++round) {
+    for (const SegmentState& s : std::vector<SegmentState>(f.writer->log(f.h).segments)) {
+      if (s.end_offset == s.base_offset) continue;
+      recs.clear();
+      payloads.clear();
+      FetchResult r = f.Fetch(FetchBy::kOffset, s.base_offset, 3, &recs, &payloads);
+      ASSERT_EQ(r.errc, Errc::kOk) << s.base_offset;
+      ASSERT_EQ(payloads.size(), 3u);
+      EXPECT_EQ(payloads[0], Payload(s.base_offset, 150));
+    }
+  }
+  EXPECT_LE(f.reader->stats().opens, segments);
+  EXPECT_GE(f.reader->stats().opens, segments - 1);
+}
+
+// A fetch in flight when its partition closes (its queue deleted) answers UNKNOWN_PARTITION; it
+// does not look the closed partition up.
+TEST(UringReader, AFetchInFlightWhenItsPartitionClosesAnswersUnknownPartition) {
+  Fixture f("/tmp");
+  ASSERT_EQ(f.reader->Fetch({f.h, FetchBy::kOffset, 5, 20, 1}), Errc::kOk);  // open queued
+  f.writer->ClosePartition(f.h);
+  FetchResult got;
+  bool done = false;
+  for (int i = 0; i < 1000000 && !done; ++i) {
+    f.reader->Poll([&](const FetchResult& r) {
+      got = r;
+      done = true;
+    });
+  }
+  ASSERT_TRUE(done);
+  EXPECT_EQ(got.errc, Errc::kUnknownPartition);
+}
+
 }  // namespace
 }  // namespace sluice::storage

@@ -90,4 +90,16 @@ struct Producer {
   shard::PartitionLog log;
 };
 
+// Polls until nothing is in flight on the writer's ring (retention's unlinks, index writes), at
+// most 10 s; returns the completions reported meanwhile.
+inline std::vector<Completion> Settle(UringWriter& w) {
+  std::vector<Completion> out;
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(10);
+  do {
+    w.Poll([&](const Completion& c) { out.push_back(c); });
+  } while (w.in_flight() > 0 && std::chrono::steady_clock::now() < deadline);
+  w.Poll([&](const Completion& c) { out.push_back(c); });
+  return out;
+}
+
 }  // namespace sluice::storage::testing

@@ -368,23 +368,130 @@ TEST(UringWriter, RetentionRemovesWholeClosedSegments) {
   auto removed = (*w)->EnforceRetention(*h, {.keep_from_offset = second_base});
   ASSERT_TRUE(removed.ok());
   EXPECT_EQ(*removed, 1u);
-  EXPECT_EQ((*w)->log(*h).segments.front().base_offset, second_base);
+  EXPECT_EQ((*w)->log(*h).segments.front().base_offset, second_base);  // at once
+  testing::Settle(**w);  // the unlinks and the directory fsync complete through the ring
   EXPECT_FALSE(std::filesystem::exists(tmp.path() + "/1-0/00000000000000000000.log"));
   // Stream by size: keep at most one segment's worth; the active one always stays.
   removed = (*w)->EnforceRetention(*h, {.max_bytes = kSegment});
   ASSERT_TRUE(removed.ok());
   EXPECT_GE(*removed, 1u);
   EXPECT_LE((*w)->log(*h).bytes() - (*w)->log(*h).segments.front().end_position, kSegment);
+  testing::Settle(**w);
   // By time: all closed segments are older than now - 1 ns.
   removed = (*w)->EnforceRetention(*h, {.max_age_ns = 1, .now_ns = UINT64_MAX / 2});
   ASSERT_TRUE(removed.ok());
   EXPECT_EQ((*w)->log(*h).segments.size(), 1u);
+  testing::Settle(**w);
+  EXPECT_EQ((*w)->stats().retention_removed, (*w)->stats().retention_queued);
+  EXPECT_EQ((*w)->stats().retention_removed, before - 1);
   w->reset();
   RecoveredPartition r = RecoverPartition({tmp.path(), {1, 0}}, Opts());
   ASSERT_TRUE(r.status.ok());
   EXPECT_FALSE(r.report.cut);
   EXPECT_EQ(r.report.next_offset, 800u);
   EXPECT_EQ(r.records.front().offset, r.report.start_offset);
+}
+
+// Retention goes through the ring: exactly the segments asked for leave the log at once and
+// their .log and .index files after the ring's unlinks; the directory fsync follows them; the
+// active segment and the spare stay.
+TEST(UringWriter, RetentionThroughTheRingRemovesExactlyTheOldestSegments) {
+  TempDir tmp;
+  Producer prod;
+  auto w = UringWriter::Create(Config(prod.pool.region()));
+  auto h = (*w)->OpenPartition({tmp.path(), {1, 0}, shard::Durability::kWrite, 0}, LogState{});
+  ASSERT_TRUE(h.ok());
+  for (int b = 0; b < 280; ++b) {
+    prod.Batch(4, 200);  // 4 KiB batches, 64 per segment: 5 segments
+    prod.Flush(**w, *h);
+  }
+  testing::Settle(**w);
+  const std::vector<SegmentState> segs = (*w)->log(*h).segments;
+  ASSERT_GE(segs.size(), 5u);
+  auto pd = PartitionDir::Open(tmp.path(), {1, 0}, false);
+  // Work queue: everything below segment 2's base is gone.
+  auto removed = (*w)->EnforceRetention(*h, {.keep_from_offset = segs[2].base_offset});
+  ASSERT_TRUE(removed.ok()) << removed.status();
+  EXPECT_EQ(*removed, 2u);
+  EXPECT_EQ((*w)->log(*h).segments.front().base_offset, segs[2].base_offset);
+  EXPECT_EQ((*w)->log(*h).start_offset(), segs[2].base_offset);
+  EXPECT_EQ((*w)->stats().retention_queued, 2u);
+  // While the first removal is in flight, a second call queues nothing (no double unlink).
+  EXPECT_EQ(*(*w)->EnforceRetention(*h, {.keep_from_offset = segs[3].base_offset}), 0u);
+  const std::vector<Completion> done = testing::Settle(**w);
+  for (const Completion& c : done) EXPECT_EQ(c.errc, Errc::kOk);
+  EXPECT_EQ((*w)->stats().retention_removed, 2u);
+  for (size_t i = 0; i < segs.size(); ++i) {
+    const bool gone = i < 2;
+    EXPECT_EQ(std::filesystem::exists(pd->LogPath(segs[i].base_offset)), !gone) << i;
+    EXPECT_EQ(std::filesystem::exists(pd->IndexPath(segs[i].base_offset)), !gone) << i;
+  }
+  EXPECT_TRUE(std::filesystem::exists(pd->SparePath()));  // the next segment: not retention's
+  EXPECT_FALSE((*w)->failed(*h));
+  // The log goes on: more batches, and a fetch-free recovery finds exactly segments 2.. .
+  prod.Batch(4, 200);
+  prod.Flush(**w, *h);
+  const uint64_t n = prod.log.durable_end().value;
+  w->reset();
+  RecoveredPartition r = RecoverPartition({tmp.path(), {1, 0}}, Opts());
+  ASSERT_TRUE(r.status.ok()) << r.status;
+  EXPECT_FALSE(r.report.cut) << FormatReport(r.report);
+  EXPECT_EQ(r.report.start_offset, segs[2].base_offset);
+  EXPECT_EQ(r.report.next_offset, n);
+  ASSERT_EQ(r.records.size(), n - segs[2].base_offset);
+  EXPECT_EQ(Str(r.record(r.records.front())), Payload(segs[2].base_offset, 200));
+}
+
+// A failed directory fsync after retention's unlinks fails the partition like a failed write:
+// reported once through Poll, said in failure(), every later Submit refused; the durable offset
+// stays where it was and every acknowledged record that retention did not remove is recovered.
+TEST(UringWriter, AFailedRetentionFsyncFailsThePartitionAndLosesNothingAcked) {
+  TempDir tmp;
+  Producer prod;
+  auto w = UringWriter::Create(Config(prod.pool.region()));
+  auto h = (*w)->OpenPartition({tmp.path(), {1, 0}, shard::Durability::kDsync, 0}, LogState{});
+  ASSERT_TRUE(h.ok());
+  for (int b = 0; b < 200; ++b) {
+    prod.Batch(4, 200);
+    prod.Flush(**w, *h);
+  }
+  testing::Settle(**w);
+  const uint64_t acked = prod.log.durable_end().value;
+  ASSERT_GE((*w)->log(*h).segments.size(), 3u);
+  const uint64_t second_base = (*w)->log(*h).segments[1].base_offset;
+  const uint64_t third_base = (*w)->log(*h).segments[2].base_offset;
+  auto pd = PartitionDir::Open(tmp.path(), {1, 0}, false);
+  // Two segments to remove; the directory fsync after the first one's unlink fails: the chain
+  // stops there (the second segment's log is not unlinked: the log on disk stays contiguous).
+  (*w)->InjectFaults({.count = 1, .error = EIO, .retention = true});
+  auto removed = (*w)->EnforceRetention(*h, {.keep_from_offset = third_base});
+  ASSERT_TRUE(removed.ok());
+  EXPECT_EQ(*removed, 2u);
+  int failures = 0;
+  for (const Completion& c : testing::Settle(**w)) failures += c.errc == Errc::kStorageFailed;
+  EXPECT_EQ(failures, 1);
+  EXPECT_TRUE((*w)->failed(*h));
+  EXPECT_NE((*w)->failure(*h).find("retention: fsync directory"), std::string::npos)
+      << (*w)->failure(*h);
+  EXPECT_EQ((*w)->stats().retention_removed, 0u);  // not counted as done
+  EXPECT_EQ((*w)->durable(*h).value, acked);
+  EXPECT_FALSE(std::filesystem::exists(pd->LogPath(0)));
+  EXPECT_TRUE(std::filesystem::exists(pd->LogPath(second_base)));
+  prod.Batch(4, 200);
+  prod.log.ForEachUndurableBatch([&](const shard::SealedBatch& b) {
+    EXPECT_EQ((*w)->Submit(*h, b), Errc::kStorageFailed);
+  });
+  EXPECT_EQ(*(*w)->EnforceRetention(*h, {.keep_from_offset = UINT64_MAX - 1}), 0u);  // failed: no more
+  w->reset();
+  RecoveredPartition r = RecoverPartition({tmp.path(), {1, 0}}, Opts());
+  ASSERT_TRUE(r.status.ok()) << r.status;
+  EXPECT_FALSE(r.report.cut) << FormatReport(r.report);
+  EXPECT_EQ(r.report.start_offset, second_base);  // the first unlink ran, the second did not
+  EXPECT_EQ(r.report.next_offset, acked);
+  ASSERT_EQ(r.records.size(), acked - second_base);
+  for (uint64_t i = second_base; i < acked; ++i) {
+    ASSERT_EQ(Str(r.record(r.records[i - second_base])), Payload(i, 200)) << i;
+  }
 }
 
 }  // namespace
