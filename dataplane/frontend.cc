@@ -764,7 +764,8 @@ bool Frontend::Impl::OnStandbyFetch(const p::FrameView& f, const Endpoint& from,
                      ? Errc::kThrottled
                      : replicator_->ReadReplica(q->id, r->partition,
                                                 r->start_kind == p::StartKind::kEarliest
-                                                    ? 0 : r->start_value,
+                                                    ? replicator_->ReplicaStart(q->id, r->partition)
+                                                    : r->start_value,
                                                 r->max_messages, slot,
                                                 r->start_kind == p::StartKind::kTimestamp);
   if (e == Errc::kUnknownPartition) return false;
@@ -819,9 +820,10 @@ bool Frontend::Impl::OnStandbySubscription(const p::FrameView& f, const Endpoint
       out->writer.BeginResult(IdsOf(target, p::kFlagReplica), p::FrameType::kSubscribe);
       for (uint32_t part = first; part < last && part < parts; ++part) {
         const uint64_t end = replicator_->ReplicaEnd(q->id, part);
+        const uint64_t oldest = replicator_->ReplicaStart(q->id, part);
         uint64_t start = r->start_kind == p::StartKind::kOffset   ? r->start_value
                          : r->start_kind == p::StartKind::kLatest ? end
-                                                                  : 0;
+                                                                  : oldest;
         ReplicaSub* s = FindReplicaSub(f.header.client_id, r->subscription_id, part);
         if (s == nullptr) {  // a re-subscribe replaces, as on a primary
           for (ReplicaSub& free : replica_subs_) {
@@ -834,7 +836,7 @@ bool Frontend::Impl::OnStandbySubscription(const p::FrameView& f, const Endpoint
         Errc errc = Errc::kOk;
         if (s == nullptr) {
           errc = Errc::kThrottled;  // every slot taken
-        } else if (start > end) {
+        } else if (start > end || start < oldest) {  // below: retention removed it
           errc = Errc::kOffsetOutOfRange;
         } else {
           const bool reading = s->reading;
@@ -902,6 +904,9 @@ uint32_t Frontend::Impl::ServiceReplicaSubs(uint64_t now_ns) {
     }
     if (s.reading) continue;
     const uint64_t end = replicator_->ReplicaEnd(s.queue, s.partition);
+    // Retention removed what this subscriber had not read: it goes on from the oldest kept (the
+    // offsets jump, as on a primary).
+    s.next_offset = std::max(s.next_offset, replicator_->ReplicaStart(s.queue, s.partition));
     const shard::ReplyTarget t{s.endpoint, s.client_id, 0};
     if (s.next_offset < end && s.next_offset < s.credit_end) {
       size_t slot = 0;

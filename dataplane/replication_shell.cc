@@ -328,6 +328,13 @@ uint64_t ReplicationShell::ReplicaEnd(uint32_t queue, uint32_t partition) const 
   return it == parts_.end() ? 0 : it->second->durable_end;
 }
 
+uint64_t ReplicationShell::ReplicaStart(uint32_t queue, uint32_t partition) const {
+  // Retention removes segments from below (RetainStandby): reads start at the oldest kept.
+  auto it = parts_.find(Key(queue, partition));
+  if (it == parts_.end() || writer_ == nullptr) return 0;
+  return std::min(writer_->log(it->second->handle).start_offset(), it->second->durable_end);
+}
+
 uint32_t ReplicationShell::PollReplicaReads(
     absl::FunctionRef<void(uint64_t, Errc, uint64_t, std::span<const shard::StoredMessage>)> fn) {
   if (reader_ == nullptr) return 0;
@@ -518,6 +525,7 @@ uint32_t ReplicationShell::Poll(uint64_t now_ns, Persistence* storage, TxBuffer*
       });
       work += backfills_this_pass_;
       SendAckSnapshots(storage);
+      SendLogStarts(now_ns, storage);
     }
     // A new catalog from the control plane (rare): copied under the mailbox's mutex. Channel 0
     // carries the catalog (metadata is box-wide); the others only partitions.
@@ -561,6 +569,9 @@ uint32_t ReplicationShell::Poll(uint64_t now_ns, Persistence* storage, TxBuffer*
       pending_.pop_front();
     }
     if (pending_.empty()) arena_tail_ = 0;
+    standby_->ForEachRetention(now_ns, [&](uint32_t q, uint32_t p, uint64_t keep_from) {
+      RetainStandby(q, p, keep_from);
+    });
     work += standby_->Poll(now_ns, *this, *this);
     FlushStandbyAcks();  // one pwrite per ack log that took records this pass
     if (standby_->TakeCatalog(&catalog_scratch_)) {
@@ -734,6 +745,45 @@ absl::StatusOr<uint64_t> AdoptChannelEpoch(ReplicationStatus& s, uint16_t channe
   while (e < s.state.epoch && !s.epoch.compare_exchange_weak(e, s.state.epoch)) {
   }
   return s.state.epoch;
+}
+
+// ---- retention --------------------------------------------------------------------------------
+// The standby removes what the primary removed (docs/replication.md §4 "Retention"): the primary
+// states each partition's log start (LOG_START, every second), the standby cuts its own closed
+// segments wholly below min(that start, its durable end). Its segment boundaries may differ from
+// the primary's: it keeps at most a segment more.
+
+void ReplicationShell::SendLogStarts(uint64_t now_ns, Persistence* storage) {
+  if (now_ns < next_log_start_ns_) return;
+  next_log_start_ns_ = now_ns + 1'000'000'000;
+  // Once a second, a lookup per partition (LogStart: the writer's first segment, or the purge
+  // mark above it, which hides what is below and whose segments the primary removes next).
+  primary_->ForEachStreamer([&](const replication::Streamer& st) {
+    const uint64_t start = storage->LogStart(st.queue(), st.partition());
+    if (start != shard::kNoOffset) primary_->SetLogStart(st.queue(), st.partition(), start);
+  });
+}
+
+void ReplicationShell::RetainStandby(uint32_t queue, uint32_t partition, uint64_t keep_from) {
+  auto it = parts_.find(Key(queue, partition));
+  if (it == parts_.end()) return;
+  StandbyPart* p = it->second.get();
+  if (p->failed) return;
+  SLUICE_ASSERT(keep_from <= p->durable_end);  // never anything not durable here
+  const storage::LogState& log = writer_->log(p->handle);
+  if (log.segments.size() <= 1 || keep_from <= log.start_offset()) return;  // nothing to remove
+  storage::UringWriter::Retention r;
+  r.keep_from_offset = keep_from;
+  absl::StatusOr<uint32_t> removed = writer_->EnforceRetention(p->handle, r);
+  if (!removed.ok()) {
+    // As a failed write: the partition stops (its unlinks' own failures come through Poll).
+    std::fprintf(stderr, "sluiced: standby: queue %u partition %u: retention failed: %s; "
+                 "durable up to offset %llu; not acknowledging more\n", queue, partition,
+                 std::string(removed.status().message()).c_str(),
+                 static_cast<unsigned long long>(p->durable_end));
+    p->failed = true;
+    config_.status->apply_failures.fetch_add(1, std::memory_order_relaxed);
+  }
 }
 
 // ---- standby ---------------------------------------------------------------------------------

@@ -269,6 +269,7 @@ class ReplicationShell final : public Replicator,
   Errc ReadReplica(uint32_t queue, uint32_t partition, uint64_t value, uint32_t max_records,
                    uint64_t cookie, bool by_timestamp) override;
   uint64_t ReplicaEnd(uint32_t queue, uint32_t partition) const override;
+  uint64_t ReplicaStart(uint32_t queue, uint32_t partition) const override;
   uint32_t PollReplicaReads(
       absl::FunctionRef<void(uint64_t, Errc, uint64_t, std::span<const shard::StoredMessage>)> fn)
       override;
@@ -288,6 +289,10 @@ class ReplicationShell final : public Replicator,
   void CloseStandbyPartition(uint32_t queue, uint32_t partition, bool keep_applier = false);
   absl::Status Truncate(uint32_t queue, uint32_t partition, uint64_t to);
   void StandbyPass(uint64_t now_ns);
+  // Retention (docs/replication.md §4): the primary's stated log starts, once a second.
+  void SendLogStarts(uint64_t now_ns, Persistence* storage);
+  void RetainStandby(uint32_t queue, uint32_t partition, uint64_t keep_from);
+  uint64_t next_log_start_ns_ = 0;
   void PublishStatus();
   void PublishFence();
   bool fence_published_ = false;

@@ -79,6 +79,13 @@ class Replicator {
     (void)by_timestamp;
     return Errc::kUnknownPartition;
   }
+  // The oldest offset the standby's log still holds (retention removes what the primary
+  // removed: docs/replication.md §4); EARLIEST starts there, an offset below it is out of range.
+  virtual uint64_t ReplicaStart(uint32_t queue, uint32_t partition) const {
+    (void)queue;
+    (void)partition;
+    return 0;
+  }
   // A standby's durable end of the partition (what ReadReplica can return below); 0 if unknown.
   virtual uint64_t ReplicaEnd(uint32_t queue, uint32_t partition) const {
     (void)queue;

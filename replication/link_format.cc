@@ -74,6 +74,7 @@ std::string_view MsgTypeName(MsgType t) {
     case MsgType::kCatalogAck: return "CATALOG_ACK";
     case MsgType::kAckLog: return "ACKLOG";
     case MsgType::kAckLogAck: return "ACKLOG_ACK";
+    case MsgType::kLogStart: return "LOG_START";
   }
   return "?";
 }
@@ -158,7 +159,8 @@ DecodeError DecodeLink(std::span<const std::byte> d, LinkMessage* out) {
   std::span<const std::byte> body = d.subspan(kLinkHeaderBytes);
   switch (out->type) {
     case MsgType::kHello:
-    case MsgType::kAck: {
+    case MsgType::kAck:
+    case MsgType::kLogStart: {
       const size_t prefix = out->type == MsgType::kHello ? kHelloPrefixBytes : 8;
       if (body.size() < prefix) return DecodeError::kBadLength;
       size_t p = 0;
@@ -293,6 +295,11 @@ uint32_t LayoutShapeHash(std::span<const uint16_t> shard_channel, uint16_t chann
 size_t EncodeAck(std::span<std::byte> buf, Role role, uint64_t epoch,
                  std::span<const PartitionOffset> entries) {
   return EncodeEntries<PartitionOffset>(buf, MsgType::kAck, role, epoch, 0, entries);
+}
+
+size_t EncodeLogStart(std::span<std::byte> buf, Role role, uint64_t epoch,
+                      std::span<const PartitionOffset> entries) {
+  return EncodeEntries<PartitionOffset>(buf, MsgType::kLogStart, role, epoch, 0, entries);
 }
 
 size_t EncodeNak(std::span<std::byte> buf, Role role, uint64_t epoch, uint32_t queue,

@@ -24,6 +24,9 @@
 //              [u32 ref_partition][u64 offset][group, zero-padded to 8 bytes]
 //   ACKLOG_ACK u32 count, u32 0, count x AckLogPosition (32 B)   (standby: where each partition's
 //              ack-log stream stands: received, applied; flags bit 0 = a gap was seen: resend)
+//   LOG_START  u32 count, u32 0, count x PartitionOffset   (primary, every second: the first
+//              offset each partition's log still holds after retention; the standby removes
+//              what lies wholly below it and below its own durable end)
 #pragma once
 
 #include <cstddef>
@@ -34,7 +37,9 @@
 namespace sluice::replication {
 
 inline constexpr uint32_t kLinkMagic = 0x50524C53;  // "SLRP" in wire byte order
-inline constexpr uint16_t kLinkVersion = 2;  // 2: HELLO states its channel (docs §1)
+// 2: HELLO states its channel (docs §1); 3: LOG_START (the standby's retention). Any other
+// version is refused (kBadVersion, counted as malformed): both boxes must run the same format.
+inline constexpr uint16_t kLinkVersion = 3;
 inline constexpr uint32_t kLinkHeaderBytes = 24;
 inline constexpr uint32_t kFragmentHeaderBytes = 40;
 inline constexpr uint32_t kPartitionOffsetBytes = 16;
@@ -44,9 +49,9 @@ inline constexpr uint32_t kMaxEntriesPerMessage = 512;
 
 enum class MsgType : uint8_t {
   kHello = 1, kBatch = 2, kAck = 3, kNak = 4, kHeartbeat = 5, kCatalog = 6, kCatalogAck = 7,
-  kAckLog = 8, kAckLogAck = 9
+  kAckLog = 8, kAckLogAck = 9, kLogStart = 10
 };
-inline constexpr uint8_t kMaxMsgType = 9;
+inline constexpr uint8_t kMaxMsgType = 10;
 inline constexpr uint32_t kCatalogHeaderBytes = 24;
 inline constexpr uint16_t kHelloReplyWanted = 1;
 inline constexpr uint32_t kMaxCatalogBytes = 8u << 20;
@@ -169,7 +174,7 @@ struct LinkMessage {
   uint16_t hello_part = 0;   // this datagram's index among
   uint16_t hello_parts = 1;  // the parts of one HELLO (>= 1)
   ChannelShape shape{};      // the sender's replication channel and its box's layout shape
-  // HELLO / ACK: `count` entries of 16 bytes, unaligned; read with Entry(i).
+  // HELLO / ACK / LOG_START: `count` entries of 16 bytes, unaligned; read with Entry(i).
   uint32_t count = 0;
   std::span<const std::byte> entries;
   // BATCH
@@ -189,7 +194,7 @@ struct LinkMessage {
   // ACKLOG (data: the records, checked)
   AckLogHeader acklog{};
 
-  PartitionOffset Entry(uint32_t i) const;     // ACK
+  PartitionOffset Entry(uint32_t i) const;     // ACK, LOG_START
   AckLogPosition Position(uint32_t i) const;   // ACKLOG_ACK
   HelloEntry Hello(uint32_t i) const;          // HELLO
 };
@@ -221,6 +226,9 @@ inline constexpr uint32_t HelloEntriesPerDatagram(uint32_t max_datagram_bytes) {
 }
 size_t EncodeAck(std::span<std::byte> buf, Role role, uint64_t epoch,
                  std::span<const PartitionOffset> entries);
+// LOG_START: each partition's log start on the primary (at most kMaxEntriesPerMessage).
+size_t EncodeLogStart(std::span<std::byte> buf, Role role, uint64_t epoch,
+                      std::span<const PartitionOffset> entries);
 size_t EncodeNak(std::span<std::byte> buf, Role role, uint64_t epoch, uint32_t queue,
                  uint32_t partition, uint64_t from_offset);
 size_t EncodeHeartbeat(std::span<std::byte> buf, Role role, uint64_t epoch, uint64_t sent_ns);

@@ -218,6 +218,7 @@ uint32_t Streamer::Poll(
 PrimaryLink::PrimaryLink(const PrimaryConfig& config) : config_(config) {
   SLUICE_ASSERT(FragmentCapacity(config.max_datagram_bytes) >= 256);
   scratch_.reserve(kMaxEntriesPerMessage);
+  log_start_scratch_.reserve(kMaxEntriesPerMessage);
 }
 
 void PrimaryLink::AddPartition(uint32_t queue, uint32_t partition, uint64_t log_end,
@@ -415,6 +416,7 @@ void PrimaryLink::OnDatagram(std::span<const std::byte> datagram, uint64_t now_n
       return;
     case MsgType::kBatch:
     case MsgType::kAckLog:
+    case MsgType::kLogStart:
     case MsgType::kCatalog: ++counters_.rx_wrong_role; return;
   }
 }
@@ -516,6 +518,10 @@ uint32_t PrimaryLink::Poll(uint64_t now_ns, LinkOutput& out) {
     work += SendCatalog(now_ns, out);
   }
   if (!connected_ || fenced_ || order_.empty()) return work;
+  if (now_ns >= next_log_start_ns_) {
+    next_log_start_ns_ = now_ns + config_.log_start_interval_ns;
+    work += SendLogStarts(out);
+  }
   uint32_t budget = config_.pass_budget_bytes;
   const uint32_t unit = FragmentCapacity(config_.max_datagram_bytes);
   bool no_buffer = false;
@@ -549,6 +555,37 @@ uint32_t PrimaryLink::Poll(uint64_t now_ns, LinkOutput& out) {
   }
   if (na > 0) ack_rr_ = (ack_rr_ + 1) % na;
   return work;
+}
+
+void PrimaryLink::SetLogStart(uint32_t queue, uint32_t partition, uint64_t start) {
+  if (Streamer* s = FindMut(queue, partition)) s->set_log_start(start);
+}
+
+uint32_t PrimaryLink::SendLogStarts(LinkOutput& out) {
+  // Every partition's log start, as many per datagram as fit. Idempotent: a lost one is
+  // repaired by the next (a second later); the standby only ever removes below what it says.
+  const uint32_t per = std::min<uint32_t>(
+      kMaxEntriesPerMessage,
+      (config_.max_datagram_bytes - kLinkHeaderBytes - 8) / kPartitionOffsetBytes);
+  uint32_t sent = 0;
+  for (size_t i = 0; i < order_.size(); i += per) {
+    log_start_scratch_.clear();
+    for (size_t j = i; j < std::min(order_.size(), i + per); ++j) {
+      log_start_scratch_.push_back(
+          {order_[j]->queue(), order_[j]->partition(), order_[j]->log_start()});
+    }
+    std::span<std::byte> buf = out.Acquire();
+    if (buf.empty()) {
+      ++counters_.tx_no_buffer;
+      return sent;
+    }
+    const size_t n = EncodeLogStart(buf, Role::kPrimary, config_.epoch, log_start_scratch_);
+    SLUICE_ASSERT(n != 0);
+    out.Send(n);
+    ++counters_.tx_datagrams;
+    ++sent;
+  }
+  return sent;
 }
 
 void PrimaryLink::ForEachBackfill(

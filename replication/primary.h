@@ -69,6 +69,10 @@ class Streamer {
   uint64_t next_send() const { return next_send_; }
   uint64_t offered_end() const { return offered_end_; }
   uint64_t epoch_start() const { return epoch_start_; }
+  // The first offset the primary's log still holds (after retention), told to the standby in
+  // LOG_START so that it removes the same (docs/replication.md §4 "Retention").
+  uint64_t log_start() const { return log_start_; }
+  void set_log_start(uint64_t start) { log_start_ = start; }
   uint64_t ring_start() const;
   // Caught up: the standby acked everything the primary had when it connected (or since).
   bool caught_up() const { return caught_up_; }
@@ -122,6 +126,7 @@ class Streamer {
   uint64_t next_send_ = 0;
   uint64_t sent_high_ = 0;      // highest end ever sent (first sends vs resends)
   uint64_t offered_end_ = 0;
+  uint64_t log_start_ = 0;
   uint32_t frag_pos_ = 0;       // bytes of the batch at next_send_ already sent
   uint64_t last_progress_ns_ = 0;
   uint64_t waiting_since_ns_ = 0;
@@ -142,6 +147,7 @@ struct PrimaryConfig {
   StreamerConfig streamer;
   AckStreamConfig acks;
   uint32_t ack_datagrams_per_pass = 64;     // ACKLOG datagrams per Poll, over all partitions
+  uint64_t log_start_interval_ns = 1'000'000'000;  // LOG_START to a connected standby
 };
 
 class PrimaryLink {
@@ -155,6 +161,10 @@ class PrimaryLink {
   void AddPartition(uint32_t queue, uint32_t partition, uint64_t log_end, uint64_t epoch_start = 0);
   void RemovePartition(uint32_t queue, uint32_t partition);
   bool Has(uint32_t queue, uint32_t partition) const;
+  // Where the partition's log starts on this box now (the shell reads it from storage after
+  // retention, about once a second): sent to the standby in LOG_START every
+  // log_start_interval_ns while it is connected. Ignored for partitions not replicated.
+  void SetLogStart(uint32_t queue, uint32_t partition, uint64_t start);
 
   // Data path.
   void Offer(uint32_t queue, uint32_t partition, std::span<const std::byte> bytes, uint64_t base,
@@ -222,6 +232,9 @@ class PrimaryLink {
   bool fenced_ = false;
   bool hello_due_ = false;  // answer a (new) standby's HELLO with ours
   uint32_t SendCatalog(uint64_t now_ns, LinkOutput& out);
+  uint32_t SendLogStarts(LinkOutput& out);
+  std::vector<PartitionOffset> log_start_scratch_;
+  uint64_t next_log_start_ns_ = 0;
   std::vector<std::byte> catalog_;
   uint64_t catalog_hash_ = 0;
   bool catalog_acked_ = true;

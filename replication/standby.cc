@@ -214,6 +214,17 @@ void StandbyLink::AdoptEpoch(uint64_t epoch) {
   if (epoch > epoch_) {
     epoch_ = epoch;
     epoch_changed_ = true;
+    // Log starts were the older primary's: the new one states its own.
+    for (Applier* a : order_) a->set_primary_start(0);
+  }
+}
+
+void StandbyLink::ForEachRetention(
+    uint64_t now_ns, absl::FunctionRef<void(uint32_t, uint32_t, uint64_t)> fn) {
+  if (now_ns < next_retention_ns_ || divergent()) return;
+  next_retention_ns_ = now_ns + config_.retention_interval_ns;
+  for (const Applier* a : order_) {
+    if (a->primary_start() > 0) fn(a->queue(), a->partition(), a->RetainFrom());
   }
 }
 
@@ -367,6 +378,14 @@ void StandbyLink::OnDatagram(std::span<const std::byte> datagram, uint64_t now_n
       }
       return;
     case MsgType::kHeartbeat: return;
+    case MsgType::kLogStart:
+      if (divergent()) return;  // the cut first; the primary states its starts every second
+      for (uint32_t i = 0; i < m.count; ++i) {
+        const PartitionOffset e = m.Entry(i);
+        if (Applier* a = FindMut(e.queue, e.partition)) a->set_primary_start(e.offset);
+        else ++counters_.rx_unknown_partition;
+      }
+      return;
     case MsgType::kCatalog: OnCatalog(m); return;
     case MsgType::kAck:
     case MsgType::kAckLogAck:

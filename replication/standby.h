@@ -5,6 +5,7 @@
 // thread owns it, nothing allocates after AddPartition.
 #pragma once
 
+#include <algorithm>
 #include <cstdint>
 #include <memory>
 #include <set>
@@ -58,6 +59,13 @@ class Applier {
   uint64_t expected() const { return expected_; }  // next offset to take (applied end)
   uint64_t durable() const { return durable_; }    // what is on our disk (acked to the primary)
   bool pending() const { return pending_; }
+  // The first offset the primary's log still holds, from its last LOG_START (0: not stated, or
+  // not by the primary of the current epoch). The standby removes nothing at or above it.
+  uint64_t primary_start() const { return primary_start_; }
+  void set_primary_start(uint64_t start) { primary_start_ = start; }
+  // Where this partition's log may be cut from below (retention): the primary no longer holds
+  // what lies under its start, and nothing not durable here is touched.
+  uint64_t RetainFrom() const { return std::min(primary_start_, durable_); }
   bool ack_due = false;
   uint64_t last_nak_ns = 0;
   uint64_t last_nak_from = UINT64_MAX;
@@ -72,6 +80,7 @@ class Applier {
   uint64_t bitmap_[kMaxFragments / 64] = {};
   uint64_t expected_;
   uint64_t durable_;
+  uint64_t primary_start_ = 0;
   // The batch being assembled (its base is always expected_).
   uint64_t asm_end_ = 0;
   uint32_t asm_bytes_ = 0;
@@ -107,6 +116,7 @@ struct StandbyConfig {
   uint32_t max_batch_bytes = (1u << 20) + 4096;
   uint32_t align_bytes = 4096;
   AckStreamConfig acks;
+  uint64_t retention_interval_ns = 1'000'000'000;  // ForEachRetention: once per this, at most
 };
 
 class StandbyLink {
@@ -127,6 +137,14 @@ class StandbyLink {
   // shutdown after its writes drained).
   uint32_t ApplyAcks(StandbySink& sink);
   const AckReceiver* FindAck(uint32_t queue, uint32_t partition) const;
+
+  // Retention (docs/replication.md §4): at most once per retention_interval_ns, fn(queue,
+  // partition, keep_from) for every partition the primary stated a log start for (LOG_START),
+  // with keep_from = min(that start, what is durable here) (Applier::RetainFrom). The shell
+  // removes the closed segments of its log wholly below keep_from. Nothing while divergent.
+  void ForEachRetention(uint64_t now_ns,
+                        absl::FunctionRef<void(uint32_t queue, uint32_t partition,
+                                               uint64_t keep_from)> fn);
 
   // Metadata replication: a complete catalog document from the primary, new since the last one
   // taken, moved into *out (the shell hands it to the control plane).
@@ -217,6 +235,7 @@ class StandbyLink {
   uint32_t primary_client_ipv4_ = 0;
   uint16_t primary_client_port_ = 0;
   uint64_t next_control_ns_ = 0;
+  uint64_t next_retention_ns_ = 0;
   LinkCounters counters_;
 };
 

@@ -1,5 +1,7 @@
 #include "replication/link_format.h"
 
+#include "storage/crc32c.h"
+
 #include <gtest/gtest.h>
 
 #include <cstring>
@@ -75,6 +77,49 @@ TEST(LinkFormat, AckNakHeartbeatRoundTrip) {
   EXPECT_EQ(m.type, MsgType::kHeartbeat);
   EXPECT_EQ(m.sent_ns, 12345u);
   EXPECT_EQ(m.role, Role::kPrimary);
+}
+
+TEST(LinkFormat, LogStartRoundTripAndOtherVersionsRefused) {
+  std::vector<std::byte> buf(1472);
+  const PartitionOffset e[3] = {{4, 0, 0}, {4, 1, 1200}, {9, 7, ~uint64_t{0} >> 1}};
+  const size_t n = EncodeLogStart(buf, Role::kPrimary, 5, e);
+  ASSERT_EQ(n, kLinkHeaderBytes + 8 + 3 * kPartitionOffsetBytes);
+  LinkMessage m;
+  ASSERT_EQ(DecodeLink(std::span(buf).first(n), &m), DecodeError::kOk);
+  EXPECT_EQ(m.type, MsgType::kLogStart);
+  EXPECT_EQ(MsgTypeName(m.type), "LOG_START");
+  EXPECT_EQ(m.role, Role::kPrimary);
+  EXPECT_EQ(m.epoch, 5u);
+  ASSERT_EQ(m.count, 3u);
+  for (uint32_t i = 0; i < 3; ++i) {
+    EXPECT_EQ(m.Entry(i).queue, e[i].queue);
+    EXPECT_EQ(m.Entry(i).partition, e[i].partition);
+    EXPECT_EQ(m.Entry(i).offset, e[i].offset);
+  }
+  for (size_t i = 0; i < n; ++i) {
+    std::vector<std::byte> c(buf.begin(), buf.begin() + n);
+    c[i] ^= std::byte{0x10};
+    EXPECT_NE(DecodeLink(c, &m), DecodeError::kOk) << "flipped byte " << i;
+  }
+  // A count that does not match the body is refused.
+  std::vector<std::byte> c(buf.begin(), buf.begin() + n - kPartitionOffsetBytes);
+  const uint32_t len = static_cast<uint32_t>(c.size());
+  std::memcpy(c.data() + offsetof(LinkHeader, length), &len, 4);
+  std::memset(c.data() + offsetof(LinkHeader, crc), 0, 4);
+  const uint32_t c_crc = storage::Crc32c(c);
+  std::memcpy(c.data() + offsetof(LinkHeader, crc), &c_crc, 4);
+  EXPECT_EQ(DecodeLink(c, &m), DecodeError::kBadLength);
+  // A box of another link format version (2: before LOG_START) is refused as such, even with a
+  // valid CRC: both boxes must run the same format.
+  for (const uint16_t v : {uint16_t{1}, uint16_t{2}, uint16_t{4}}) {
+    std::vector<std::byte> o(buf.begin(), buf.begin() + n);
+    std::memcpy(o.data() + offsetof(LinkHeader, version), &v, 2);
+    std::memset(o.data() + offsetof(LinkHeader, crc), 0, 4);
+    const uint32_t crc = storage::Crc32c(o);
+    std::memcpy(o.data() + offsetof(LinkHeader, crc), &crc, 4);
+    EXPECT_EQ(DecodeLink(o, &m), DecodeError::kBadVersion) << v;
+  }
+  EXPECT_EQ(kLinkVersion, 3u);
 }
 
 TEST(LinkFormat, FragmentRoundTripAndBounds) {

@@ -1153,5 +1153,85 @@ TEST(DurableBoard, OneWriterPerPartitionManyReaders) {
   EXPECT_EQ(full.DurableEnd(9, 77), 78u);
 }
 
+
+// Retention on the standby (docs/replication.md §4): the primary states each partition's log
+// start every second (LOG_START); the standby may cut its log below min(that start, its own
+// durable end), at most once a second, and nothing before the primary stated a start.
+TEST(LinkSimRetention, StandbyCutsOnlyBelowThePrimarysStartAndItsDurableEnd) {
+  StandbyConfig sc;
+  sc.epoch = 1;
+  StandbyLink standby(sc);
+  standby.AddPartition(5, 0, 100);  // durable up to 100
+  standby.AddPartition(5, 1, 30);   // durable up to 30 only
+  PrimaryConfig pc;
+  pc.epoch = 1;
+  PrimaryLink primary(pc);
+  primary.AddPartition(5, 0, 100);
+  primary.AddPartition(5, 1, 30);
+  SimWire p2s(1, 0), s2p(2, 0);
+  SimDisk disk;
+  std::map<uint32_t, uint64_t> keep;  // partition -> keep_from of the last retention call
+  int calls = 0;
+  std::map<uint32_t, uint64_t> last_call_ns;  // partition -> time of its last retention call
+  auto run = [&](uint64_t from_ms, uint64_t to_ms) {
+    for (uint64_t t = from_ms; t < to_ms; t += 10) {
+      const uint64_t now = t * 1'000'000;
+      EmptyAckSnapshots(primary);
+      primary.Poll(now, p2s);
+      p2s.Deliver(now, [&](std::span<const std::byte> d) { standby.OnDatagram(d, now, disk); });
+      standby.Poll(now, s2p, disk);
+      s2p.Deliver(now, [&](std::span<const std::byte> d) { primary.OnDatagram(d, now); });
+      standby.ForEachRetention(now, [&](uint32_t q, uint32_t p, uint64_t k) {
+        EXPECT_EQ(q, 5u);
+        const Applier* a = standby.Find(q, p);
+        ASSERT_NE(a, nullptr);
+        // Never anything the primary still has, never anything not durable here.
+        EXPECT_LE(k, a->primary_start());
+        EXPECT_LE(k, a->durable());
+        if (last_call_ns.contains(p)) {
+          EXPECT_GE(now - last_call_ns[p], sc.retention_interval_ns);
+        }
+        keep[p] = k;
+        last_call_ns[p] = now;
+        ++calls;
+      });
+    }
+  };
+  // Connected, but no start stated yet (the primary's log starts at 0): nothing to cut.
+  run(1, 500);
+  EXPECT_TRUE(primary.connected());
+  EXPECT_EQ(calls, 0);
+  // The primary removed segments: partition 0 starts at 40 (the standby holds [0, 100)), and
+  // partition 1 at 80, ahead of the standby's durable end 30 (it lagged): only below 30 goes.
+  primary.SetLogStart(5, 0, 40);
+  primary.SetLogStart(5, 1, 80);
+  run(500, 3500);
+  EXPECT_GE(calls, 2 * 2);
+  EXPECT_LE(calls, 3 * 2);  // at most once a second per partition
+  EXPECT_EQ(standby.Find(5, 0)->primary_start(), 40u);
+  EXPECT_EQ(keep[0], 40u);
+  EXPECT_EQ(keep[1], 30u);
+  // A primary of a newer epoch: the older one's starts are forgotten until it states its own.
+  PrimaryConfig pc2;
+  pc2.epoch = 2;
+  PrimaryLink newer(pc2);
+  newer.AddPartition(5, 0, 100, 100);
+  newer.AddPartition(5, 1, 30, 30);
+  for (uint64_t t = 3500; t < 3600; t += 10) {
+    const uint64_t now = t * 1'000'000;
+    EmptyAckSnapshots(newer);
+    newer.Poll(now, p2s);
+    p2s.Deliver(now, [&](std::span<const std::byte> d) { standby.OnDatagram(d, now, disk); });
+    standby.Poll(now, s2p, disk);
+    s2p.Deliver(now, [&](std::span<const std::byte> d) { newer.OnDatagram(d, now); });
+  }
+  EXPECT_EQ(standby.epoch(), 2u);
+  EXPECT_EQ(standby.Find(5, 0)->primary_start(), 0u);
+  EXPECT_EQ(standby.Find(5, 1)->primary_start(), 0u);
+  const int before = calls;
+  standby.ForEachRetention(10'000'000'000, [&](uint32_t, uint32_t, uint64_t) { ++calls; });
+  EXPECT_EQ(calls, before);
+}
+
 }  // namespace
 }  // namespace sluice::replication
