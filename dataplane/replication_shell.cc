@@ -314,8 +314,16 @@ Errc ReplicationShell::ReadReplica(uint32_t queue, uint32_t partition, uint64_t 
   auto it = parts_.find(Key(queue, partition));
   if (it == parts_.end()) return Errc::kUnknownPartition;
   // Only what is durable here is read (the reader never goes past the log's durable bytes).
+  // What the reader would refuse at once is refused here: the reader also reports such a
+  // refusal through Poll, where the caller (which answers the error now) holds no read.
+  const storage::PartitionHandle h = it->second->handle;
+  if (writer_->failed(h)) return Errc::kStorageFailed;
+  if (!by_timestamp && (value < writer_->log(h).start_offset() ||
+                        value >= writer_->durable(h).value)) {
+    return Errc::kOffsetOutOfRange;  // below the start (retention) or not durable here yet
+  }
   storage::FetchRequest r;
-  r.partition = it->second->handle;
+  r.partition = h;
   r.by = by_timestamp ? storage::FetchBy::kTimestamp : storage::FetchBy::kOffset;
   r.value = value;
   r.max_records = std::max<uint32_t>(1, max_records);

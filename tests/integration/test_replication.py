@@ -32,7 +32,7 @@ class Box:
     """One sluiced of the pair. `net`: the third octet of its client subnet (198.18.NET.0/24)."""
 
     def __init__(self, root, tag, name, net, link_ip, peer_ip, memif_role, socket_path, rest_port,
-                 role, queues, link="memif", vdev_args="", workers=1):
+                 role, queues, link="memif", vdev_args="", workers=1, segment_bytes=8 << 20):
         self.name = name
         self.dir = os.path.join(root, name)
         os.makedirs(self.dir)
@@ -101,7 +101,7 @@ shards = {2 * workers}
 [storage]
 data_dirs = ["{self.data_dir}"]
 durability = "write"
-segment_bytes = 8388608
+segment_bytes = {segment_bytes}
 
 [replication]
 role = "{role}"
@@ -182,7 +182,7 @@ partitions = 2
 
 
 class Pair:
-    def __init__(self, queues=QUEUES, link="memif", vdev_args="", workers=1):
+    def __init__(self, queues=QUEUES, link="memif", vdev_args="", workers=1, segment_bytes=8 << 20):
         self.tag = secrets.token_hex(2)
         self.root = tempfile.mkdtemp(prefix=f"sluice-repl-{self.tag}-")
         sock = os.path.join(self.root, "link.sock")
@@ -197,9 +197,9 @@ class Pair:
         else:  # loopback UDP ports of the namespace the test made (nothing else binds there)
             ips = ("7512", "7513")
         self.a = Box(self.root, self.tag, "a", 10, ips[0], ips[1], "server", sock,
-                     7480, "primary", queues, link, vdev_args, workers)
+                     7480, "primary", queues, link, vdev_args, workers, segment_bytes)
         self.b = Box(self.root, self.tag, "b", 11, ips[1], ips[0], "client", sock,
-                     7481, "standby", queues, link, vdev_args, workers)
+                     7481, "standby", queues, link, vdev_args, workers, segment_bytes)
 
     def close(self, failed):
         for box in (self.a, self.b):
@@ -267,6 +267,35 @@ class Producer:
             except (TimeoutError, socket.timeout):
                 continue
         return "TIMEOUT"
+
+
+def fetch_from(c, queue_id, part, kind, value=0, max_messages=200):
+    """One FETCH through wire.Client `c` (start kind 0 offset, 1 earliest): ('ERROR', errc,
+    flags) or ('MESSAGES', [(offset, payload)], flags, next_offset)."""
+    body = struct.pack("<IHBBQHHI", queue_id, part, kind, 0, value, max_messages, 1472, 0)
+    reply = c.call(lambda r: wire.frame(wire.FETCH, body, client=c.client_id, request=r),
+                   (wire.MESSAGES, wire.ERROR))
+    h = wire.parse_header(reply)
+    if h["type"] == wire.ERROR:
+        return ("ERROR", wire.parse_error(reply), h["flags"])
+    prefix, msgs = wire.parse_messages(reply)
+    return ("MESSAGES", [(m[0], m[4]) for m in msgs], h["flags"], prefix["next_offset"])
+
+
+def fetch_client(box, client_id=13):
+    c = wire.Client(harness.udp_socket(1.0), box.server, client_id=client_id)
+    c.handshake()
+    return c
+
+
+def segments_of(box, queue_id, part):
+    """Base offsets of the partition's segment files, in order."""
+    d = os.path.join(box.data_dir, f"{queue_id}-{part}")
+    try:
+        names = os.listdir(d)
+    except FileNotFoundError:
+        return []
+    return sorted(int(f[:-4]) for f in names if f.endswith(".log") and f[:-4].isdigit())
 
 
 def lookup(box):
@@ -1004,6 +1033,84 @@ class ReplicationTest(unittest.TestCase):
             self.assertEqual(got, [(o, pl) for (_, o, pl) in p.acked[part]])
         print(f"\nwiped standby: caught up {backfilled} batches from the primary's log, then "
               f"promoted with all {sum(len(v) for v in p.acked.values())} acked messages")
+        p.sock.close()
+        self._failed = False
+
+    def test_standby_removes_what_the_primarys_retention_removed(self):
+        """Retention on the standby (docs/replication.md §4): 1 MiB segments, a stream with
+        retention_bytes 2 MiB; the primary removes segments, states its log start (LOG_START),
+        and the standby removes its own below it. Replica reads answer as a primary does below
+        the start; after a SIGKILL of the primary and a promotion the new primary serves from
+        the retained start to the end, nothing missing above it."""
+        self.pair.close(False)
+        self.pair = Pair(segment_bytes=1 << 20)
+        a, b = self.pair.a, self.pair.b
+        self.start_pair()
+        status, body = a.http("POST", "/v1/queues", {
+            "name": "logs", "type": "stream", "partitions": 1,
+            "attributes": {"replication": "sync", "retention_bytes": 2 << 20}})
+        self.assertIn(status, (200, 201), body)
+        harness.wait_for(lambda: "logs" in queues_of(b), 10, "logs on the standby")
+        queue_id = lookup_name(a, "logs")
+        p = Producer()
+        p.seq, p.acked = {0: 0}, {0: []}
+        harness.wait_for(lambda: p.send_one(a.server, queue_id, 0, deadline_s=1.0) == "OK", 10,
+                         "a sync produce to the new queue")
+        # About 7 MiB: 7000 messages of 1000 bytes, numbered, through the CLI (batched). Every
+        # one is acked (sync: on both boxes) or the CLI fails the test.
+        lines = [f"r{i:06d}-" + "y" * 992 for i in range(7000)]
+        for chunk in range(7):
+            cli_produce(a, "logs", lines[chunk * 1000:(chunk + 1) * 1000], "--partition", "0")
+        end = 1 + len(lines)  # the probe at offset 0, then the lines in order
+
+        def payload_at(offset):
+            return p.acked[0][0][2] if offset == 0 else lines[offset - 1].encode()
+
+        # The primary's retention removes segments (once a second); the standby follows.
+        harness.wait_for(lambda: segments_of(a, queue_id, 0)[:1] not in ([], [0]), 15,
+                         "the primary's retention to remove segments")
+        harness.wait_for(lambda: segments_of(b, queue_id, 0)[:1] not in ([], [0]) and
+                         len(segments_of(b, queue_id, 0)) <= len(segments_of(a, queue_id, 0)) + 1,
+                         15, "the standby to remove segments below the primary's start")
+        seg_a, seg_b = segments_of(a, queue_id, 0), segments_of(b, queue_id, 0)
+        start_a, start_b = seg_a[0], seg_b[0]
+        # Never what the primary still has: the standby starts at or below the primary.
+        self.assertLessEqual(start_b, start_a, (seg_a, seg_b))
+        self.assertLessEqual(len(seg_b), 6, seg_b)  # bounded (7 MiB were written)
+        # A replica read below the standby's start is out of range, as on the primary; EARLIEST
+        # starts at the standby's start, marked REPLICA.
+        ca, cb = fetch_client(a), fetch_client(b, 14)
+        self.assertEqual(fetch_from(ca, queue_id, 0, 0, 0)[:2], ("ERROR", "OFFSET_OUT_OF_RANGE"))
+        below = fetch_from(cb, queue_id, 0, 0, 0)
+        self.assertEqual(below[:2], ("ERROR", "OFFSET_OUT_OF_RANGE"), below[:2])
+        first = fetch_from(cb, queue_id, 0, 1)
+        self.assertEqual(first[0], "MESSAGES", first[:2])
+        self.assertTrue(first[2] & 0x0008, "not marked REPLICA")
+        self.assertEqual(first[1][0], (start_b, payload_at(start_b)))
+        # Failover: the promoted standby recovers a log whose first segment is not offset 0.
+        ca.sock.close()
+        cb.sock.close()
+        kill_and_promote(a, b)
+        c = fetch_client(b, 15)
+        first = fetch_from(c, queue_id, 0, 1)
+        self.assertEqual(first[0], "MESSAGES", first[:2])
+        retained = first[1][0][0]
+        self.assertEqual(retained, start_b)
+        got, offset = [], retained
+        for _ in range(8000):  # bounded: at least a message per FETCH
+            if offset >= end:
+                break
+            r = fetch_from(c, queue_id, 0, 0, offset)
+            self.assertEqual(r[0], "MESSAGES", f"fetch at {offset}: {r[:2]}")
+            self.assertTrue(r[1], f"nothing at {offset}")
+            got += r[1]
+            offset = r[3]
+        self.assertEqual([o for o, _ in got], list(range(retained, end)), "a gap or a duplicate")
+        for o, pl in got:
+            self.assertEqual(pl, payload_at(o), f"payload at offset {o}")
+        print(f"\nstandby retention: primary kept segments {seg_a}, standby {seg_b}; after "
+              f"promotion offsets [{retained}, {end}) served, none missing")
+        c.sock.close()
         p.sock.close()
         self._failed = False
 
