@@ -529,6 +529,15 @@ uint32_t ReplicationShell::Poll(uint64_t now_ns, Persistence* storage, TxBuffer*
         if (e == Errc::kOk) {
           primary_->Backfill(q, p, std::span<const std::byte>(backfill_buf_).first(len), from, end);
           ++backfills_this_pass_;
+        } else if (const uint64_t start = storage->LogStart(q, p);
+                   from < start && start != shard::kNoOffset &&
+                   behind_start_logged_.insert(Key(q, p)).second) {
+          // Retention removed what this standby still needs (it was away, or wiped, longer
+          // than retention keeps): not built yet (docs/replication.md §12). Said once.
+          std::fprintf(stderr, "sluiced: replication: queue %u partition %u: the standby needs "
+                       "offset %llu but this log starts at %llu (retention): it cannot catch up "
+                       "on this partition\n", q, p, static_cast<unsigned long long>(from),
+                       static_cast<unsigned long long>(start));
         }
       });
       work += backfills_this_pass_;
@@ -777,7 +786,9 @@ void ReplicationShell::RetainStandby(uint32_t queue, uint32_t partition, uint64_
   if (it == parts_.end()) return;
   StandbyPart* p = it->second.get();
   if (p->failed) return;
-  SLUICE_ASSERT(keep_from <= p->durable_end);  // never anything not durable here
+  // Never anything not durable here (the applier's durable end is this one's; after a cut,
+  // recovery may have ended the log lower still).
+  keep_from = std::min(keep_from, p->durable_end);
   const storage::LogState& log = writer_->log(p->handle);
   if (log.segments.size() <= 1 || keep_from <= log.start_offset()) return;  // nothing to remove
   storage::UringWriter::Retention r;

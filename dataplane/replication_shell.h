@@ -35,6 +35,7 @@
 #include <rte_mbuf.h>
 
 #include "absl/container/flat_hash_map.h"
+#include "absl/container/flat_hash_set.h"
 #include "absl/status/statusor.h"
 #include "dataplane/counters.h"
 #include "dataplane/net.h"
@@ -345,6 +346,8 @@ class ReplicationShell final : public Replicator,
   std::vector<StandbyPart*> ack_dirty_;  // standby: ack logs with buffered records
   Persistence* storage_ = nullptr;
   uint32_t backfills_this_pass_ = 0;
+  absl::flat_hash_set<uint64_t> behind_start_logged_;  // partitions whose standby retention
+                                                       // overtook (logged once, rare)
   // Standby storage.
   std::unique_ptr<storage::UringWriter> writer_;
   std::unique_ptr<storage::UringReader> reader_;  // standby reads of the replicated log

@@ -8,6 +8,7 @@ are ended by the PID of the process group started here, never by name.
 import json
 import os
 import random
+import re
 import secrets
 import shutil
 import signal
@@ -1036,12 +1037,12 @@ class ReplicationTest(unittest.TestCase):
         p.sock.close()
         self._failed = False
 
-    def test_standby_removes_what_the_primarys_retention_removed(self):
-        """Retention on the standby (docs/replication.md §4): 1 MiB segments, a stream with
-        retention_bytes 2 MiB; the primary removes segments, states its log start (LOG_START),
-        and the standby removes its own below it. Replica reads answer as a primary does below
-        the start; after a SIGKILL of the primary and a promotion the new primary serves from
-        the retained start to the end, nothing missing above it."""
+    def start_retention_pair(self):
+        """A memif pair with 1 MiB segments and a sync stream 'logs' (1 partition,
+        retention_bytes 2 MiB) created over REST; a probe message at offset 0, then 7000
+        numbered messages of 1000 bytes (about 7 MiB) through the CLI, every one acked (sync: on
+        both boxes) or the CLI fails the test; returns once the primary's retention (once a
+        second) removed segments: (a, b, queue_id, producer, lines)."""
         self.pair.close(False)
         self.pair = Pair(segment_bytes=1 << 20)
         a, b = self.pair.a, self.pair.b
@@ -1056,19 +1057,44 @@ class ReplicationTest(unittest.TestCase):
         p.seq, p.acked = {0: 0}, {0: []}
         harness.wait_for(lambda: p.send_one(a.server, queue_id, 0, deadline_s=1.0) == "OK", 10,
                          "a sync produce to the new queue")
-        # About 7 MiB: 7000 messages of 1000 bytes, numbered, through the CLI (batched). Every
-        # one is acked (sync: on both boxes) or the CLI fails the test.
         lines = [f"r{i:06d}-" + "y" * 992 for i in range(7000)]
         for chunk in range(7):
             cli_produce(a, "logs", lines[chunk * 1000:(chunk + 1) * 1000], "--partition", "0")
+        harness.wait_for(lambda: segments_of(a, queue_id, 0)[:1] not in ([], [0]), 15,
+                         "the primary's retention to remove segments")
+        return a, b, queue_id, p, lines
+
+    def test_wiped_standby_behind_the_primarys_retention_is_reported(self):
+        """Not built (docs/replication.md §12): a standby whose log ends below the primary's
+        log start cannot catch up on that partition. Pinned here: it says so, once, and the
+        sync queue answers NOT_REPLICATED rather than acknowledging without the standby."""
+        a, b, queue_id, p, _ = self.start_retention_pair()
+        start_a = segments_of(a, queue_id, 0)[0]
+        b.kill()
+        shutil.rmtree(b.data_dir)
+        b.start()
+        harness.wait_for(lambda: "it cannot catch up" in a.log(), 15, "the primary to report it")
+        m = re.search(rf"queue {queue_id} partition 0: the standby needs offset 0 but this log "
+                      r"starts at (\d+) \(retention\)", a.log())
+        self.assertIsNotNone(m, "not reported as expected")
+        self.assertGreaterEqual(int(m.group(1)), start_a)  # its retention may have gone on
+        self.assertEqual(a.log().count("it cannot catch up"), 1)
+        self.assertEqual(p.send_one(a.server, queue_id, 0), "NOT_REPLICATED")
+        p.sock.close()
+        self._failed = False
+
+    def test_standby_removes_what_the_primarys_retention_removed(self):
+        """Retention on the standby (docs/replication.md §4): 1 MiB segments, a stream with
+        retention_bytes 2 MiB; the primary removes segments, states its log start (LOG_START),
+        and the standby removes its own below it. Replica reads answer as a primary does below
+        the start; after a SIGKILL of the primary and a promotion the new primary serves from
+        the retained start to the end, nothing missing above it."""
+        a, b, queue_id, p, lines = self.start_retention_pair()
         end = 1 + len(lines)  # the probe at offset 0, then the lines in order
 
         def payload_at(offset):
             return p.acked[0][0][2] if offset == 0 else lines[offset - 1].encode()
 
-        # The primary's retention removes segments (once a second); the standby follows.
-        harness.wait_for(lambda: segments_of(a, queue_id, 0)[:1] not in ([], [0]), 15,
-                         "the primary's retention to remove segments")
         harness.wait_for(lambda: segments_of(b, queue_id, 0)[:1] not in ([], [0]) and
                          len(segments_of(b, queue_id, 0)) <= len(segments_of(a, queue_id, 0)) + 1,
                          15, "the standby to remove segments below the primary's start")
@@ -1087,6 +1113,26 @@ class ReplicationTest(unittest.TestCase):
         self.assertEqual(first[0], "MESSAGES", first[:2])
         self.assertTrue(first[2] & 0x0008, "not marked REPLICA")
         self.assertEqual(first[1][0], (start_b, payload_at(start_b)))
+        # A replica SUBSCRIBE from below the start is refused the same way; from the start it
+        # delivers from there.
+        reply = cb.call(lambda r: wire.subscribe(queue_id, 0, 7, 0, 100, cb.client_id, r),
+                        (wire.RESULT,))
+        self.assertEqual(wire.ERRC.get(struct.unpack_from("<H", reply, 40)[0]),
+                         "OFFSET_OUT_OF_RANGE")
+        reply = cb.call(lambda r: wire.subscribe(queue_id, 0, 8, start_b, 100, cb.client_id, r),
+                        (wire.RESULT,))
+        self.assertEqual(wire.ERRC.get(struct.unpack_from("<H", reply, 40)[0]), "OK")
+        delivered = None
+        deadline = time.monotonic() + 5
+        while delivered is None and time.monotonic() < deadline:
+            try:
+                data, _ = cb.sock.recvfrom(65536)
+            except (TimeoutError, socket.timeout):
+                continue
+            if wire.parse_header(data)["type"] == wire.DELIVER:
+                delivered = wire.parse_messages(data)[1]
+        self.assertTrue(delivered, "no DELIVER from the standby")
+        self.assertEqual((delivered[0][0], delivered[0][4]), (start_b, payload_at(start_b)))
         # Failover: the promoted standby recovers a log whose first segment is not offset 0.
         ca.sock.close()
         cb.sock.close()
