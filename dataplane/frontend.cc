@@ -139,8 +139,10 @@ class Frontend::Impl final : public shard::ShardSink {
   void CloseAll();
 
   void Error(const p::FrameView& f, const Endpoint& to, Errc errc, std::string_view detail);
+  // M is p::MessageView (a reassembled message) or p::RecordRef (a record of the frame).
+  template <class M>
   void AppendMessage(const QueueInfo& q, const shard::ReplyTarget& target, uint64_t producer_id,
-                     const p::MessageView& m, uint64_t now_ns);
+                     const M& m, uint64_t now_ns);
   void OnProduce(const p::FrameView& f, const Endpoint& from, const RouteContext& route,
                  uint64_t now_ns);
   void OnReceive(const p::FrameView& f, const Endpoint& from, const RouteContext& route,
@@ -1251,30 +1253,35 @@ void Frontend::Impl::OnProduce(const p::FrameView& f, const Endpoint& from,
   uint32_t mine_partition = UINT32_MAX;
   bool mine = false;
   Errc mine_answer = Errc::kOk;
-  for (const p::MessageView& frag : produce.messages) {
-    if (frag.partition != mine_partition) {
-      mine = Mine(*q, frag.partition, route, &mine_answer);
-      mine_partition = frag.partition;
+  // The records are read in place (RecordRef): only a fragment is decoded into a MessageView,
+  // for the reassembly.
+  for (const p::RecordRef rec : produce.messages.records()) {
+    const uint16_t partition = rec.partition();
+    if (partition != mine_partition) {
+      mine = Mine(*q, partition, route, &mine_answer);
+      mine_partition = partition;
     }
     if (!mine) continue;
     Errc answer = mine_answer;
+    const bool fragment = rec.is_fragment();
     // Later fragments have no key to hash: a fragmented message must name its partition.
-    if (frag.is_fragment() && frag.partition == p::kAnyPartition) answer = Errc::kInvalidArgument;
+    if (fragment && partition == p::kAnyPartition) answer = Errc::kInvalidArgument;
     if (answer == Errc::kOk && q->sync_replication && !q->degrade_allow &&
-        replicated_.contains(PartKey(q->id, frag.partition))) {
+        replicated_.contains(PartKey(q->id, partition))) {
       uint64_t standby = 0;
-      if (!replicator_->Replicated(q->id, frag.partition, now_ns, &standby)) {
+      if (!replicator_->Replicated(q->id, partition, now_ns, &standby)) {
         answer = Errc::kNotReplicated;  // not appended: nothing the standby cannot hold
       }
     }
     if (answer != Errc::kOk) {
-      AckOne(target, q->id, frag.partition, produce.producer_id, frag.sequence, answer);
+      AckOne(target, q->id, partition, produce.producer_id, rec.sequence(), answer);
       continue;
     }
-    if (!frag.is_fragment()) {
-      AppendMessage(*q, target, produce.producer_id, frag, now_ns);
+    if (!fragment) {
+      AppendMessage(*q, target, produce.producer_id, rec, now_ns);
       continue;
     }
+    const p::MessageView frag = rec.View();
     const FragmentKey key{f.header.client_id, produce.producer_id, q->id, frag.partition,
                           frag.sequence};
     const Reassembly::Outcome o = reassembly_->Add(key, frag, q->config.max_message_bytes, now_ns);
@@ -1290,11 +1297,10 @@ void Frontend::Impl::OnProduce(const p::FrameView& f, const Endpoint& from,
   }
 }
 
-// One message to its shard. Only a reassembled message needs a MessageView of its own: one
-// default-constructed for every message cost a 168-byte `rep stos` per message.
-void Frontend::Impl::AppendMessage(const QueueInfo& q, const shard::ReplyTarget& target,
-                                   uint64_t producer_id, const p::MessageView& m,
-                                   uint64_t now_ns) {
+namespace {
+
+// The engine's view of one message, from a decoded MessageView or straight from the record.
+shard::MessageIn MessageInOf(const p::MessageView& m, uint64_t producer_id) {
   shard::MessageIn in;
   in.record = m.record;
   in.partition = m.partition;
@@ -1306,8 +1312,33 @@ void Frontend::Impl::AppendMessage(const QueueInfo& q, const shard::ReplyTarget&
   in.producer_id = producer_id;
   in.sequence = m.sequence;
   in.timestamp_ns = m.timestamp_ns;
+  return in;
+}
+shard::MessageIn MessageInOf(p::RecordRef r, uint64_t producer_id) {
+  shard::MessageIn in;
+  in.record = r.record();
+  in.partition = r.partition();
+  in.priority = r.priority();
+  in.delay_ms = r.delay_ms();
+  in.ttl_ms = r.ttl_ms();
+  in.dedup_id = r.dedup_id();
+  in.group = r.group_id();
+  in.producer_id = producer_id;
+  in.sequence = r.sequence();
+  in.timestamp_ns = r.timestamp_ns();
+  return in;
+}
+
+}  // namespace
+
+// One message to its shard. Only a reassembled message needs a MessageView of its own: one
+// default-constructed for every message cost a 168-byte `rep stos` per message.
+template <class M>
+void Frontend::Impl::AppendMessage(const QueueInfo& q, const shard::ReplyTarget& target,
+                                   uint64_t producer_id, const M& m, uint64_t now_ns) {
+  const shard::MessageIn in = MessageInOf(m, producer_id);
   const shard::AppendResult r =
-      shards_[q.partition_shard[m.partition]]->Append(target, shard::QueueId{q.id}, in, now_ns);
+      shards_[q.partition_shard[in.partition]]->Append(target, shard::QueueId{q.id}, in, now_ns);
   if (r.errc == Errc::kOk) ++counters_.produced;
 }
 
