@@ -10,13 +10,16 @@ uint64_t RouteProduce(const QueueInfo& q, uint16_t self, const p::FrameView& f,
                       const p::ProduceView& produce, std::byte* frame, uint32_t* rr) {
   const uint16_t parts = static_cast<uint16_t>(q.partition_worker.size());
   uint64_t owners = 0;
-  for (const p::MessageView& msg : produce.messages) {
-    uint16_t part = msg.partition;
-    if (part == p::kAnyPartition && !msg.is_fragment()) {
-      part = !msg.key.empty() ? p::PartitionForKey(msg.key, parts)
-                              : static_cast<uint16_t>((*rr)++ % parts);
+  // Records read in place: a MessageView per record cost ~90 instructions for the two fields
+  // (partition, flags) most records need here.
+  for (const p::RecordRef rec : produce.messages.records()) {
+    uint16_t part = rec.partition();
+    if (part == p::kAnyPartition && !rec.is_fragment()) {
+      const std::string_view key = rec.key();
+      part = !key.empty() ? p::PartitionForKey(key, parts)
+                          : static_cast<uint16_t>((*rr)++ % parts);
       // Resolve in place: owners (and the stored record) see the partition chosen here.
-      const size_t at = static_cast<size_t>(msg.record.data() - f.bytes.data());
+      const size_t at = static_cast<size_t>(rec.data() - f.bytes.data());
       p::le::Store<uint16_t>(frame + at + 4, part);
     }
     owners |= uint64_t{1} << OwnerOf(q, part, self);
