@@ -2101,39 +2101,46 @@ void Frontend::Impl::SendFragments(p::FrameType type, const shard::ReplyTarget& 
 
 // ---- engine outputs ---------------------------------------------------------------------------
 
-void Frontend::Impl::OnAck(const shard::AckRange& in) {
-  if (in.target.endpoint == kInternalEndpoint.w0) return;  // an internal hand-off: no reply
-  shard::AckRange a = in;
-  if ((a.errc == Errc::kOk || a.errc == Errc::kDuplicate) && a.first_offset != shard::kNoOffset &&
+void Frontend::Impl::OnAck(const shard::AckRange& a) {
+  if (a.target.endpoint == kInternalEndpoint.w0) return;  // an internal hand-off: no reply
+  // The range is read field by field, never copied: the coalescer wrote it in pieces moments
+  // ago, and a struct copy reloads it as 16-byte vectors that span those stores (a
+  // store-forwarding stall per ack range). Only the outcome may change here.
+  Errc errc = a.errc;
+  if ((errc == Errc::kOk || errc == Errc::kDuplicate) && a.first_offset != shard::kNoOffset &&
       !replicated_.empty()) {
     // Sync queues: an ACK (or a DUPLICATE pointing at an earlier append) says "on both boxes".
     if (ack_override_ != Errc::kOk && override_key_ == PartKey(a.queue.value, a.partition)) {
-      a.errc = ack_override_;
+      errc = ack_override_;
     } else if (const QueueInfo* q = table_->Find(a.queue.value);
                q != nullptr && q->sync_replication &&
                replicated_.contains(PartKey(a.queue.value, a.partition))) {
       if (Errc v = SyncVerdict(*q, a.partition, a.first_offset + a.count, now_ns_); v != Errc::kOk) {
-        a.errc = v;
+        errc = v;
       }
     }
-    if (a.errc == Errc::kNotReplicated) counters_.not_replicated += a.count;
+    if (errc == Errc::kNotReplicated) counters_.not_replicated += a.count;
   }
-  if (a.errc == Errc::kOk || a.errc == Errc::kDuplicate) {
+  if (errc == Errc::kOk || errc == Errc::kDuplicate) {
     counters_.acked += a.count;
-    if (a.errc == Errc::kDuplicate) counters_.duplicates += a.count;
+    if (errc == Errc::kDuplicate) counters_.duplicates += a.count;
   } else {
     counters_.rejected += a.count;
-    if (a.errc == Errc::kThrottled) counters_.throttled += a.count;
+    if (errc == Errc::kThrottled) counters_.throttled += a.count;
   }
-  const p::AckRange range{static_cast<uint16_t>(a.partition), a.errc, a.count, a.first_sequence,
+  // Everything is read before the reply frame is touched (Open may close and send another).
+  const uint64_t endpoint = a.target.endpoint, client = a.target.client_id;
+  const uint64_t request = a.target.request_id, producer = a.producer_id;
+  const uint32_t queue = a.queue.value;
+  const p::AckRange range{static_cast<uint16_t>(a.partition), errc, a.count, a.first_sequence,
                           a.first_offset == shard::kNoOffset ? 0 : a.first_offset};
-  OpenFrame* f = Find(p::FrameType::kAck, a.target.endpoint, a.target.client_id, a.producer_id,
-                      a.queue.value, 0);
+  OpenFrame* f = Find(p::FrameType::kAck, endpoint, client, producer, queue, 0);
   for (int attempt = 0; attempt < 2; ++attempt) {
     if (f == nullptr) {
-      f = Open(p::FrameType::kAck, a.target, a.producer_id, a.queue.value, 0);
+      const shard::ReplyTarget target{endpoint, client, request};
+      f = Open(p::FrameType::kAck, target, producer, queue, 0);
       if (f == nullptr) return;
-      f->writer.BeginAck(IdsOf(a.target), a.queue.value, a.producer_id);
+      f->writer.BeginAck(IdsOf(target), queue, producer);
     }
     if (f->writer.AddAckRange(range) == p::EncodeError::kOk) return;
     Close(f);
