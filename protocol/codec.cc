@@ -624,16 +624,6 @@ DecodeResult<ProduceView> DecodeProduce(const FrameView& f) {
   return v;
 }
 
-ProduceView DecodeValidatedProduce(const FrameView& f) {
-  SLUICE_ASSERT(f.header.type == FrameType::kProduce && f.body.size() >= kProducePrefixBytes);
-  const std::byte* p = f.body.data();
-  ProduceView v;
-  v.queue_id = U32(p);
-  v.producer_id = U64(p + 8);
-  v.messages = MessageRange(f.body.subspan(kProducePrefixBytes), f.header.count);
-  return v;
-}
-
 DecodeResult<AckView> DecodeAck(const FrameView& f) {
   if (DecodeError e = CheckType(f, FrameType::kAck); e != DecodeError::kOk) return e;
   if (DecodeError e = CheckFixedRecords(f, kAckPrefixBytes, kAckRangeBytes);
