@@ -94,8 +94,11 @@ void FrameHandler::OnDatagram(rte_mbuf* m, const Peer& from, const PortRuntime& 
     rte_pktmbuf_free(m);
     return;
   }
-  const bool verified =
-      address_check_.IsVerified(ep.w0, frame->header.client_id, worker_.NowNs());
+  const bool verified = verified_memo_.IsVerified(
+      ep.w0, frame->header.client_id, worker_.NowNs(), AddressCheck::kVerifiedForNs,
+      [this](uint64_t endpoint, uint64_t client, uint64_t* at) {
+        return address_check_.VerifiedAt(endpoint, client, at);
+      });
   if (NeedsVerifiedSource(type) && !verified) {
     AnswerError(frame->header, static_cast<uint8_t>(type), Errc::kUnverifiedSource,
                 "source address not verified: send HEARTBEAT and echo the server's cookie first",
