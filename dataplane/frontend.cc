@@ -1321,8 +1321,7 @@ shard::MessageIn MessageInOf(p::RecordRef r, uint64_t producer_id) {
   in.priority = r.priority();
   in.delay_ms = r.delay_ms();
   in.ttl_ms = r.ttl_ms();
-  in.dedup_id = r.dedup_id();
-  in.group = r.group_id();
+  r.DedupAndGroup(&in.dedup_id, &in.group);
   in.producer_id = producer_id;
   in.sequence = r.sequence();
   in.timestamp_ns = r.timestamp_ns();

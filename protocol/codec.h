@@ -566,6 +566,21 @@ class RecordRef {
                           ((w >> 40) & 0xFF) + ((w >> 48) & 0xFF);
     return Field(before, w >> 56);
   }
+  // Both at once, from one load of the lengths; when the record has none of dedup id, reply-to,
+  // correlation id and group (the common shape) both are empty (nullptr) without adding anything.
+  void DedupAndGroup(std::string_view* dedup, std::string_view* group) const {
+    const uint64_t w = LengthsWord();
+    if ((w >> 32) == 0) {
+      *dedup = {};
+      *group = {};
+      return;
+    }
+    const char* v = reinterpret_cast<const char*>(p_) + FixedBytes() + (w & 0xFFFF) +
+                    ((w >> 16) & 0xFFFF);
+    const size_t dedup_len = (w >> 32) & 0xFF;
+    *dedup = std::string_view(v, dedup_len);
+    *group = std::string_view(v + dedup_len + ((w >> 40) & 0xFF) + ((w >> 48) & 0xFF), w >> 56);
+  }
   // The whole record decoded (every field), as MessageRange's iterator yields it.
   MessageView View() const;
 

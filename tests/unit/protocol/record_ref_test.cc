@@ -95,6 +95,16 @@ TEST(RecordRef, MatchesTheFullDecodeOfRandomFrames) {
       EXPECT_EQ(rec.dedup_id().size(), m.dedup_id.size());
       EXPECT_EQ(rec.group_id().data(), m.group_id.data());
       EXPECT_EQ(rec.group_id().size(), m.group_id.size());
+      std::string_view dedup, group;
+      rec.DedupAndGroup(&dedup, &group);
+      EXPECT_EQ(dedup.size(), m.dedup_id.size());
+      EXPECT_EQ(group.size(), m.group_id.size());
+      if (!dedup.empty()) {
+        EXPECT_EQ(dedup.data(), m.dedup_id.data());
+      }
+      if (!group.empty()) {
+        EXPECT_EQ(group.data(), m.group_id.data());
+      }
       ExpectSameView(rec.View(), m);
       // The record decoded on its own agrees too (the checks and the parse are one definition).
       const auto alone = DecodeMessageRecord(rec.record());
