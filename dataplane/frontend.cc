@@ -126,10 +126,24 @@ class Frontend::Impl final : public shard::ShardSink {
   void PurgePartition(const QueueInfo& q, uint32_t partition);
 
   shard::Shard* ShardOf(uint32_t queue, uint32_t partition);
-  bool Owns(const QueueInfo& q, uint32_t partition) const;
-  bool Mine(const QueueInfo& q, uint32_t partition, const RouteContext& route, Errc* answer) const;
+  // Inline: asked per run of records to one partition (per x1 frame).
+  bool Owns(const QueueInfo& q, uint32_t partition) const {
+    return partition < q.partition_worker.size() && q.partition_worker[partition] == worker_;
+  }
+  // Whether this worker handles an item of (q, partition): it owns the partition, or it received
+  // the frame and must answer for an item no owner can take (`answer` says with what).
+  bool Mine(const QueueInfo& q, uint32_t partition, const RouteContext& route, Errc* answer) const {
+    *answer = Errc::kOk;
+    return Owns(q, partition) || MineNotOwned(q, partition, route, answer);
+  }
+  bool MineNotOwned(const QueueInfo& q, uint32_t partition, const RouteContext& route,
+                    Errc* answer) const;
   Endpoint EndpointOf(uint64_t w0) const;
-  void Learn(const Endpoint& from);
+  void Learn(const Endpoint& from) {
+    // Most frames come from the client the previous one came from: no hashing for them.
+    if (from.w0 != learned_.w0 || from.w1 != learned_.w1) LearnNew(from);
+  }
+  void LearnNew(const Endpoint& from);
 
   OpenFrame* Find(p::FrameType type, uint64_t endpoint, uint64_t client, uint64_t key,
                   uint32_t queue, uint32_t partition);
@@ -1073,16 +1087,9 @@ shard::Shard* Frontend::Impl::ShardOf(uint32_t queue, uint32_t partition) {
   return shards_[q->partition_shard[partition]].get();
 }
 
-bool Frontend::Impl::Owns(const QueueInfo& q, uint32_t partition) const {
-  return partition < q.partition_worker.size() && q.partition_worker[partition] == worker_;
-}
-
-// Whether this worker handles an item of (q, partition): it owns the partition, or it received
-// the frame and must answer for an item no owner can take (`answer` says with what).
-bool Frontend::Impl::Mine(const QueueInfo& q, uint32_t partition, const RouteContext& route,
-                          Errc* answer) const {
-  *answer = Errc::kOk;
-  if (Owns(q, partition)) return true;
+// Mine() for a partition this worker does not own.
+bool Frontend::Impl::MineNotOwned(const QueueInfo& q, uint32_t partition,
+                                  const RouteContext& route, Errc* answer) const {
   if (!route.receiver) return false;
   if (partition >= q.partition_worker.size()) {
     *answer = Errc::kUnknownPartition;
@@ -1095,9 +1102,7 @@ bool Frontend::Impl::Mine(const QueueInfo& q, uint32_t partition, const RouteCon
   return false;
 }
 
-void Frontend::Impl::Learn(const Endpoint& from) {
-  // Most frames come from the client the previous one came from: no hashing for them.
-  if (from.w0 == learned_.w0 && from.w1 == learned_.w1) return;
+void Frontend::Impl::LearnNew(const Endpoint& from) {
   auto [it, inserted] = peer_mac_.try_emplace(from.w0, from.w1);
   if (!inserted) it->second = from.w1;
   learned_ = from;
