@@ -131,6 +131,11 @@ void CheckFrame(const sp::FrameView& f) {
                      r.dedup_id().size() == m.dedup_id.size());
           FUZZ_CHECK(r.group_id().data() == m.group_id.data() &&
                      r.group_id().size() == m.group_id.size());
+          std::string_view dedup, group;
+          r.DedupAndGroup(&dedup, &group);
+          FUZZ_CHECK(dedup.size() == m.dedup_id.size() && group.size() == m.group_id.size());
+          FUZZ_CHECK(dedup.empty() || dedup.data() == m.dedup_id.data());
+          FUZZ_CHECK(group.empty() || group.data() == m.group_id.data());
           const sp::MessageView v = r.View();
           FUZZ_CHECK(v.payload.data() == m.payload.data() && v.payload.size() == m.payload.size());
           ++ref;
