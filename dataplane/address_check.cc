@@ -43,11 +43,12 @@ bool AddressCheck::Verify(uint64_t endpoint, uint64_t client_id, uint64_t cookie
   return rte_hash_add_key_data(table_, &key, reinterpret_cast<void*>(now_ns)) == 0;
 }
 
-bool AddressCheck::IsVerified(uint64_t endpoint, uint64_t client_id, uint64_t now_ns) const {
+bool AddressCheck::VerifiedAt(uint64_t endpoint, uint64_t client_id, uint64_t* at) const {
   const Key key{endpoint, client_id};
   void* data = nullptr;
   if (rte_hash_lookup_data(table_, &key, &data) < 0) return false;
-  return now_ns - reinterpret_cast<uint64_t>(data) < kVerifiedForNs;
+  *at = reinterpret_cast<uint64_t>(data);
+  return true;
 }
 
 // SipHash-2-4 over three 64-bit words.

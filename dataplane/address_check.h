@@ -40,7 +40,13 @@ class AddressCheck {
   // (or renewed) for kVerifiedForNs. A full table leaves the source unverified (it retries).
   bool Verify(uint64_t endpoint, uint64_t client_id, uint64_t cookie, uint64_t now_ns);
 
-  bool IsVerified(uint64_t endpoint, uint64_t client_id, uint64_t now_ns) const;
+  bool IsVerified(uint64_t endpoint, uint64_t client_id, uint64_t now_ns) const {
+    uint64_t at = 0;
+    return VerifiedAt(endpoint, client_id, &at) && now_ns - at < kVerifiedForNs;
+  }
+  // The time of the source's last valid echo, if the table holds the source (entries are never
+  // deleted; a later Verify overwrites the time). Workers ask through their VerifiedMemo.
+  bool VerifiedAt(uint64_t endpoint, uint64_t client_id, uint64_t* at) const;
 
  private:
   struct Key {

@@ -8,6 +8,7 @@
 #include <rte_ip.h>
 #include <rte_udp.h>
 
+#include "dataplane/produce_route.h"
 #include "dataplane/storage_shell.h"
 #include "dataplane/worker.h"
 #include "protocol/crc32c.h"
@@ -93,8 +94,11 @@ void FrameHandler::OnDatagram(rte_mbuf* m, const Peer& from, const PortRuntime& 
     rte_pktmbuf_free(m);
     return;
   }
-  const bool verified =
-      address_check_.IsVerified(ep.w0, frame->header.client_id, worker_.NowNs());
+  const bool verified = verified_memo_.IsVerified(
+      ep.w0, frame->header.client_id, worker_.NowNs(), AddressCheck::kVerifiedForNs,
+      [this](uint64_t endpoint, uint64_t client, uint64_t* at) {
+        return address_check_.VerifiedAt(endpoint, client, at);
+      });
   if (NeedsVerifiedSource(type) && !verified) {
     AnswerError(frame->header, static_cast<uint8_t>(type), Errc::kUnverifiedSource,
                 "source address not verified: send HEARTBEAT and echo the server's cookie first",
@@ -156,19 +160,8 @@ uint64_t FrameHandler::OwnersOf(const p::FrameView& f, uint8_t* payload, RouteCo
       const p::ProduceView produce = p::DecodeValidatedProduce(f);
       const QueueInfo* q = table.Find(produce.queue_id);
       if (q == nullptr) return 0;
-      const uint16_t parts = static_cast<uint16_t>(q->partition_worker.size());
-      for (const p::MessageView& msg : produce.messages) {
-        uint16_t part = msg.partition;
-        if (part == p::kAnyPartition && !msg.is_fragment()) {
-          part = !msg.key.empty() ? p::PartitionForKey(msg.key, parts)
-                                  : static_cast<uint16_t>(produce_rr_++ % parts);
-          // Resolve in place: owners (and the stored record) see the partition chosen here.
-          const size_t at = static_cast<size_t>(msg.record.data() - f.bytes.data());
-          p::le::Store<uint16_t>(reinterpret_cast<std::byte*>(payload) + at + 4, part);
-        }
-        owners |= Bit(OwnerOf(*q, part, self));
-      }
-      return owners;
+      return RouteProduce(*q, self, f, produce, reinterpret_cast<std::byte*>(payload),
+                          &produce_rr_);
     }
     case p::FrameType::kReceive: {
       auto r = p::DecodeReceive(f);

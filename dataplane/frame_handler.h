@@ -17,6 +17,7 @@
 #include "dataplane/frontend.h"
 #include "dataplane/net.h"
 #include "dataplane/port.h"
+#include "dataplane/verified_memo.h"
 
 namespace sluice::dataplane {
 
@@ -68,6 +69,7 @@ class FrameHandler final : public ReplyChannel {
   const SharedRuntime& shared_;
   std::unique_ptr<Frontend> frontend_;
   AddressCheck& address_check_;  // shared by all workers
+  VerifiedMemo verified_memo_;    // this worker's last verified source (no lookup per frame)
   uint32_t produce_rr_ = 0;  // round-robin cursor for keyless messages without a partition
   uint32_t receive_rr_ = 0;  // and for RECEIVE from any partition
   struct PendingReply {

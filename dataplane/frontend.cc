@@ -126,10 +126,24 @@ class Frontend::Impl final : public shard::ShardSink {
   void PurgePartition(const QueueInfo& q, uint32_t partition);
 
   shard::Shard* ShardOf(uint32_t queue, uint32_t partition);
-  bool Owns(const QueueInfo& q, uint32_t partition) const;
-  bool Mine(const QueueInfo& q, uint32_t partition, const RouteContext& route, Errc* answer) const;
+  // Inline: asked per run of records to one partition (per x1 frame).
+  bool Owns(const QueueInfo& q, uint32_t partition) const {
+    return partition < q.partition_worker.size() && q.partition_worker[partition] == worker_;
+  }
+  // Whether this worker handles an item of (q, partition): it owns the partition, or it received
+  // the frame and must answer for an item no owner can take (`answer` says with what).
+  bool Mine(const QueueInfo& q, uint32_t partition, const RouteContext& route, Errc* answer) const {
+    *answer = Errc::kOk;
+    return Owns(q, partition) || MineNotOwned(q, partition, route, answer);
+  }
+  bool MineNotOwned(const QueueInfo& q, uint32_t partition, const RouteContext& route,
+                    Errc* answer) const;
   Endpoint EndpointOf(uint64_t w0) const;
-  void Learn(const Endpoint& from);
+  void Learn(const Endpoint& from) {
+    // Most frames come from the client the previous one came from: no hashing for them.
+    if (from.w0 != learned_.w0 || from.w1 != learned_.w1) LearnNew(from);
+  }
+  void LearnNew(const Endpoint& from);
 
   OpenFrame* Find(p::FrameType type, uint64_t endpoint, uint64_t client, uint64_t key,
                   uint32_t queue, uint32_t partition);
@@ -139,8 +153,10 @@ class Frontend::Impl final : public shard::ShardSink {
   void CloseAll();
 
   void Error(const p::FrameView& f, const Endpoint& to, Errc errc, std::string_view detail);
+  // M is p::MessageView (a reassembled message) or p::RecordRef (a record of the frame).
+  template <class M>
   void AppendMessage(const QueueInfo& q, const shard::ReplyTarget& target, uint64_t producer_id,
-                     const p::MessageView& m, uint64_t now_ns);
+                     const M& m, uint64_t now_ns);
   void OnProduce(const p::FrameView& f, const Endpoint& from, const RouteContext& route,
                  uint64_t now_ns);
   void OnReceive(const p::FrameView& f, const Endpoint& from, const RouteContext& route,
@@ -1076,16 +1092,9 @@ shard::Shard* Frontend::Impl::ShardOf(uint32_t queue, uint32_t partition) {
   return shards_[q->partition_shard[partition]].get();
 }
 
-bool Frontend::Impl::Owns(const QueueInfo& q, uint32_t partition) const {
-  return partition < q.partition_worker.size() && q.partition_worker[partition] == worker_;
-}
-
-// Whether this worker handles an item of (q, partition): it owns the partition, or it received
-// the frame and must answer for an item no owner can take (`answer` says with what).
-bool Frontend::Impl::Mine(const QueueInfo& q, uint32_t partition, const RouteContext& route,
-                          Errc* answer) const {
-  *answer = Errc::kOk;
-  if (Owns(q, partition)) return true;
+// Mine() for a partition this worker does not own.
+bool Frontend::Impl::MineNotOwned(const QueueInfo& q, uint32_t partition,
+                                  const RouteContext& route, Errc* answer) const {
   if (!route.receiver) return false;
   if (partition >= q.partition_worker.size()) {
     *answer = Errc::kUnknownPartition;
@@ -1098,9 +1107,7 @@ bool Frontend::Impl::Mine(const QueueInfo& q, uint32_t partition, const RouteCon
   return false;
 }
 
-void Frontend::Impl::Learn(const Endpoint& from) {
-  // Most frames come from the client the previous one came from: no hashing for them.
-  if (from.w0 == learned_.w0 && from.w1 == learned_.w1) return;
+void Frontend::Impl::LearnNew(const Endpoint& from) {
   auto [it, inserted] = peer_mac_.try_emplace(from.w0, from.w1);
   if (!inserted) it->second = from.w1;
   learned_ = from;
@@ -1256,30 +1263,35 @@ void Frontend::Impl::OnProduce(const p::FrameView& f, const Endpoint& from,
   uint32_t mine_partition = UINT32_MAX;
   bool mine = false;
   Errc mine_answer = Errc::kOk;
-  for (const p::MessageView& frag : produce.messages) {
-    if (frag.partition != mine_partition) {
-      mine = Mine(*q, frag.partition, route, &mine_answer);
-      mine_partition = frag.partition;
+  // The records are read in place (RecordRef): only a fragment is decoded into a MessageView,
+  // for the reassembly.
+  for (const p::RecordRef rec : produce.messages.records()) {
+    const uint16_t partition = rec.partition();
+    if (partition != mine_partition) {
+      mine = Mine(*q, partition, route, &mine_answer);
+      mine_partition = partition;
     }
     if (!mine) continue;
     Errc answer = mine_answer;
+    const bool fragment = rec.is_fragment();
     // Later fragments have no key to hash: a fragmented message must name its partition.
-    if (frag.is_fragment() && frag.partition == p::kAnyPartition) answer = Errc::kInvalidArgument;
+    if (fragment && partition == p::kAnyPartition) answer = Errc::kInvalidArgument;
     if (answer == Errc::kOk && q->sync_replication && !q->degrade_allow &&
-        replicated_.contains(PartKey(q->id, frag.partition))) {
+        replicated_.contains(PartKey(q->id, partition))) {
       uint64_t standby = 0;
-      if (!replicator_->Replicated(q->id, frag.partition, now_ns, &standby)) {
+      if (!replicator_->Replicated(q->id, partition, now_ns, &standby)) {
         answer = Errc::kNotReplicated;  // not appended: nothing the standby cannot hold
       }
     }
     if (answer != Errc::kOk) {
-      AckOne(target, q->id, frag.partition, produce.producer_id, frag.sequence, answer);
+      AckOne(target, q->id, partition, produce.producer_id, rec.sequence(), answer);
       continue;
     }
-    if (!frag.is_fragment()) {
-      AppendMessage(*q, target, produce.producer_id, frag, now_ns);
+    if (!fragment) {
+      AppendMessage(*q, target, produce.producer_id, rec, now_ns);
       continue;
     }
+    const p::MessageView frag = rec.View();
     const FragmentKey key{f.header.client_id, produce.producer_id, q->id, frag.partition,
                           frag.sequence};
     const Reassembly::Outcome o = reassembly_->Add(key, frag, q->config.max_message_bytes, now_ns);
@@ -1295,11 +1307,10 @@ void Frontend::Impl::OnProduce(const p::FrameView& f, const Endpoint& from,
   }
 }
 
-// One message to its shard. Only a reassembled message needs a MessageView of its own: one
-// default-constructed for every message cost a 168-byte `rep stos` per message.
-void Frontend::Impl::AppendMessage(const QueueInfo& q, const shard::ReplyTarget& target,
-                                   uint64_t producer_id, const p::MessageView& m,
-                                   uint64_t now_ns) {
+namespace {
+
+// The engine's view of one message, from a decoded MessageView or straight from the record.
+shard::MessageIn MessageInOf(const p::MessageView& m, uint64_t producer_id) {
   shard::MessageIn in;
   in.record = m.record;
   in.partition = m.partition;
@@ -1311,8 +1322,32 @@ void Frontend::Impl::AppendMessage(const QueueInfo& q, const shard::ReplyTarget&
   in.producer_id = producer_id;
   in.sequence = m.sequence;
   in.timestamp_ns = m.timestamp_ns;
+  return in;
+}
+shard::MessageIn MessageInOf(p::RecordRef r, uint64_t producer_id) {
+  shard::MessageIn in;
+  in.record = r.record();
+  in.partition = r.partition();
+  in.priority = r.priority();
+  in.delay_ms = r.delay_ms();
+  in.ttl_ms = r.ttl_ms();
+  r.DedupAndGroup(&in.dedup_id, &in.group);
+  in.producer_id = producer_id;
+  in.sequence = r.sequence();
+  in.timestamp_ns = r.timestamp_ns();
+  return in;
+}
+
+}  // namespace
+
+// One message to its shard. Only a reassembled message needs a MessageView of its own: one
+// default-constructed for every message cost a 168-byte `rep stos` per message.
+template <class M>
+void Frontend::Impl::AppendMessage(const QueueInfo& q, const shard::ReplyTarget& target,
+                                   uint64_t producer_id, const M& m, uint64_t now_ns) {
+  const shard::MessageIn in = MessageInOf(m, producer_id);
   const shard::AppendResult r =
-      shards_[q.partition_shard[m.partition]]->Append(target, shard::QueueId{q.id}, in, now_ns);
+      shards_[q.partition_shard[in.partition]]->Append(target, shard::QueueId{q.id}, in, now_ns);
   if (r.errc == Errc::kOk) ++counters_.produced;
 }
 
@@ -2075,39 +2110,46 @@ void Frontend::Impl::SendFragments(p::FrameType type, const shard::ReplyTarget& 
 
 // ---- engine outputs ---------------------------------------------------------------------------
 
-void Frontend::Impl::OnAck(const shard::AckRange& in) {
-  if (in.target.endpoint == kInternalEndpoint.w0) return;  // an internal hand-off: no reply
-  shard::AckRange a = in;
-  if ((a.errc == Errc::kOk || a.errc == Errc::kDuplicate) && a.first_offset != shard::kNoOffset &&
+void Frontend::Impl::OnAck(const shard::AckRange& a) {
+  if (a.target.endpoint == kInternalEndpoint.w0) return;  // an internal hand-off: no reply
+  // The range is read field by field, never copied: the coalescer wrote it in pieces moments
+  // ago, and a struct copy reloads it as 16-byte vectors that span those stores (a
+  // store-forwarding stall per ack range). Only the outcome may change here.
+  Errc errc = a.errc;
+  if ((errc == Errc::kOk || errc == Errc::kDuplicate) && a.first_offset != shard::kNoOffset &&
       !replicated_.empty()) {
     // Sync queues: an ACK (or a DUPLICATE pointing at an earlier append) says "on both boxes".
     if (ack_override_ != Errc::kOk && override_key_ == PartKey(a.queue.value, a.partition)) {
-      a.errc = ack_override_;
+      errc = ack_override_;
     } else if (const QueueInfo* q = table_->Find(a.queue.value);
                q != nullptr && q->sync_replication &&
                replicated_.contains(PartKey(a.queue.value, a.partition))) {
       if (Errc v = SyncVerdict(*q, a.partition, a.first_offset + a.count, now_ns_); v != Errc::kOk) {
-        a.errc = v;
+        errc = v;
       }
     }
-    if (a.errc == Errc::kNotReplicated) counters_.not_replicated += a.count;
+    if (errc == Errc::kNotReplicated) counters_.not_replicated += a.count;
   }
-  if (a.errc == Errc::kOk || a.errc == Errc::kDuplicate) {
+  if (errc == Errc::kOk || errc == Errc::kDuplicate) {
     counters_.acked += a.count;
-    if (a.errc == Errc::kDuplicate) counters_.duplicates += a.count;
+    if (errc == Errc::kDuplicate) counters_.duplicates += a.count;
   } else {
     counters_.rejected += a.count;
-    if (a.errc == Errc::kThrottled) counters_.throttled += a.count;
+    if (errc == Errc::kThrottled) counters_.throttled += a.count;
   }
-  const p::AckRange range{static_cast<uint16_t>(a.partition), a.errc, a.count, a.first_sequence,
+  // Everything is read before the reply frame is touched (Open may close and send another).
+  const uint64_t endpoint = a.target.endpoint, client = a.target.client_id;
+  const uint64_t request = a.target.request_id, producer = a.producer_id;
+  const uint32_t queue = a.queue.value;
+  const p::AckRange range{static_cast<uint16_t>(a.partition), errc, a.count, a.first_sequence,
                           a.first_offset == shard::kNoOffset ? 0 : a.first_offset};
-  OpenFrame* f = Find(p::FrameType::kAck, a.target.endpoint, a.target.client_id, a.producer_id,
-                      a.queue.value, 0);
+  OpenFrame* f = Find(p::FrameType::kAck, endpoint, client, producer, queue, 0);
   for (int attempt = 0; attempt < 2; ++attempt) {
     if (f == nullptr) {
-      f = Open(p::FrameType::kAck, a.target, a.producer_id, a.queue.value, 0);
+      const shard::ReplyTarget target{endpoint, client, request};
+      f = Open(p::FrameType::kAck, target, producer, queue, 0);
       if (f == nullptr) return;
-      f->writer.BeginAck(IdsOf(a.target), a.queue.value, a.producer_id);
+      f->writer.BeginAck(IdsOf(target), queue, producer);
     }
     if (f->writer.AddAckRange(range) == p::EncodeError::kOk) return;
     Close(f);

@@ -97,31 +97,60 @@ DecodeError CheckHeadersBlock(const std::byte* p, size_t len) {
   return at == len ? DecodeError::kOk : DecodeError::kBadHeaders;
 }
 
-// Parses the record at p (avail bytes readable). With kValidate=false the record is trusted
-// (already validated) and no check is made.
-template <bool kValidate>
-DecodeError ParseMessage(const std::byte* p, size_t avail, MessageView* m) {
-  if constexpr (kValidate) {
-    if (avail < 4) return DecodeError::kRecordOverrun;
-  }
+// Checks the record at p (avail bytes readable) without decoding it; *len = record_len when kOk.
+// The one definition of a valid message record: validation walks (ValidateFrame) need only the
+// verdict and the length, and a MessageView filled on the way cost as much again.
+DecodeError CheckMessageRecord(const std::byte* p, size_t avail, uint32_t* len) {
+  if (avail < 4) return DecodeError::kRecordOverrun;
   const uint32_t record_len = U32(p);
-  if constexpr (kValidate) {
-    // Nothing past record_len is read until these two hold.
-    if (record_len > avail) return DecodeError::kRecordOverrun;
-    if (record_len < kMessageFixedBytes) return DecodeError::kRecordTooShort;
-  }
+  // Nothing past record_len is read until these two hold.
+  if (record_len > avail) return DecodeError::kRecordOverrun;
+  if (record_len < kMessageFixedBytes) return DecodeError::kRecordTooShort;
   const uint8_t flags = U8(p + 7);
   const bool frag = (flags & kMsgFlagFragment) != 0;
   const size_t fixed = kMessageFixedBytes + (frag ? kFragmentExtBytes : 0);
-  if constexpr (kValidate) {
-    if ((flags & ~kKnownMessageFlags) != 0) return DecodeError::kBadFlags;
-    if (record_len < fixed) return DecodeError::kRecordTooShort;
+  if ((flags & ~kKnownMessageFlags) != 0) return DecodeError::kBadFlags;
+  if (record_len < fixed) return DecodeError::kRecordTooShort;
+  const size_t key_len = U16(p + 32), headers_len = U16(p + 34);
+  const size_t meta_len = key_len + headers_len + U8(p + 36) + U8(p + 37) + U8(p + 38) +
+                          U8(p + 39);
+  const size_t payload_len = U32(p + 40);
+  const uint64_t sum = uint64_t{fixed} + meta_len + payload_len;  // no overflow: all < 2^32
+  if (sum > record_len) return DecodeError::kFieldOverrun;
+  if (sum < record_len) return DecodeError::kRecordLengthMismatch;
+  if (U8(p + 6) > kMaxPriority) return DecodeError::kBadValue;
+  if (U32(p + 24) > kMaxDelayMs) return DecodeError::kBadValue;
+  if (key_len > kMaxKeyBytes || headers_len > kMaxHeadersBytes) return DecodeError::kFieldTooLong;
+  if (headers_len != 0) {
+    DecodeError e = CheckHeadersBlock(p + fixed + key_len, headers_len);
+    if (e != DecodeError::kOk) return e;
   }
+  if (frag) {
+    const uint32_t total_len = U32(p + 44), fragment_offset = U32(p + 48);
+    if (total_len > kMaxMessageBytes) return DecodeError::kMessageTooLarge;
+    if (U16(p + 4) == kAnyPartition || payload_len == 0 ||
+        uint64_t{fragment_offset} + payload_len > total_len ||
+        (fragment_offset == 0 && payload_len == total_len) ||
+        (fragment_offset != 0 && meta_len != 0)) {
+      return DecodeError::kBadFragment;
+    }
+  } else if (payload_len > kMaxMessageBytes) {
+    return DecodeError::kMessageTooLarge;
+  }
+  *len = record_len;
+  return DecodeError::kOk;
+}
+
+// Decodes the record at p, which CheckMessageRecord accepted.
+void ParseMessage(const std::byte* p, MessageView* m) {
+  const uint32_t record_len = U32(p);
+  const uint8_t flags = U8(p + 7);
+  const bool frag = (flags & kMsgFlagFragment) != 0;
+  const size_t fixed = kMessageFixedBytes + (frag ? kFragmentExtBytes : 0);
   const size_t key_len = U16(p + 32), headers_len = U16(p + 34);
   const size_t dedup_len = U8(p + 36), reply_len = U8(p + 37), corr_len = U8(p + 38),
                group_len = U8(p + 39);
   const size_t payload_len = U32(p + 40);
-  const size_t meta_len = key_len + headers_len + dedup_len + reply_len + corr_len + group_len;
   m->partition = U16(p + 4);
   m->priority = U8(p + 6);
   m->flags = flags;
@@ -135,31 +164,6 @@ DecodeError ParseMessage(const std::byte* p, size_t avail, MessageView* m) {
   } else {
     m->total_len = static_cast<uint32_t>(payload_len);
     m->fragment_offset = 0;
-  }
-  if constexpr (kValidate) {
-    const uint64_t sum = uint64_t{fixed} + meta_len + payload_len;  // no overflow: all < 2^32
-    if (sum > record_len) return DecodeError::kFieldOverrun;
-    if (sum < record_len) return DecodeError::kRecordLengthMismatch;
-    if (m->priority > kMaxPriority) return DecodeError::kBadValue;
-    if (m->delay_ms > kMaxDelayMs) return DecodeError::kBadValue;
-    if (key_len > kMaxKeyBytes || headers_len > kMaxHeadersBytes) {
-      return DecodeError::kFieldTooLong;
-    }
-    if (headers_len != 0) {
-      DecodeError e = CheckHeadersBlock(p + fixed + key_len, headers_len);
-      if (e != DecodeError::kOk) return e;
-    }
-    if (frag) {
-      if (m->total_len > kMaxMessageBytes) return DecodeError::kMessageTooLarge;
-      if (m->partition == kAnyPartition || payload_len == 0 ||
-          uint64_t{m->fragment_offset} + payload_len > m->total_len ||
-          (m->fragment_offset == 0 && payload_len == m->total_len) ||
-          (m->fragment_offset != 0 && meta_len != 0)) {
-        return DecodeError::kBadFragment;
-      }
-    } else if (payload_len > kMaxMessageBytes) {
-      return DecodeError::kMessageTooLarge;
-    }
   }
   const std::byte* v = p + fixed;
   m->key = Str(v, key_len);
@@ -176,7 +180,6 @@ DecodeError ParseMessage(const std::byte* p, size_t avail, MessageView* m) {
   v += group_len;
   m->payload = std::span<const std::byte>(v, payload_len);
   m->record = std::span<const std::byte>(p, record_len);
-  return DecodeError::kOk;
 }
 
 void ReadMeta(const std::byte* p, DeliveredMeta* d) {
@@ -277,7 +280,6 @@ DecodeError CheckVariableRecords(std::span<const std::byte> bytes, uint32_t coun
   if (uint64_t{count} * min_rec > bytes.size()) return DecodeError::kCountOverflow;
   const std::byte* p = bytes.data();
   size_t left = bytes.size();
-  MessageView m;
   for (uint32_t i = 0; i < count; ++i) {
     if (left == 0) return DecodeError::kCountOverflow;
     if (with_meta) {
@@ -287,10 +289,11 @@ DecodeError CheckVariableRecords(std::span<const std::byte> bytes, uint32_t coun
       p += kDeliveredMetaBytes;
       left -= kDeliveredMetaBytes;
     }
-    DecodeError e = ParseMessage<true>(p, left, &m);
+    uint32_t len = 0;
+    DecodeError e = CheckMessageRecord(p, left, &len);
     if (e != DecodeError::kOk) return e;
-    p += m.record.size();
-    left -= m.record.size();
+    p += len;
+    left -= len;
   }
   return left == 0 ? DecodeError::kOk : DecodeError::kTrailingBytes;
 }
@@ -445,26 +448,34 @@ EncodeResult EncodeMessageRecord(std::span<std::byte> out, const MessageSpec& m)
 }
 
 DecodeResult<MessageView> DecodeMessageRecord(std::span<const std::byte> bytes) {
-  MessageView m;
-  DecodeError e = ParseMessage<true>(bytes.data(), bytes.size(), &m);
+  uint32_t len = 0;
+  DecodeError e = CheckMessageRecord(bytes.data(), bytes.size(), &len);
   if (e != DecodeError::kOk) return e;
+  MessageView m;
+  ParseMessage(bytes.data(), &m);
+  return m;
+}
+
+MessageView RecordRef::View() const {
+  MessageView m;
+  ParseMessage(p_, &m);
   return m;
 }
 
 MessageRange::iterator::iterator(const std::byte* p, uint32_t left) : p_(p), left_(left) {
-  if (left_ != 0) ParseMessage<false>(p_, 0, &cur_);
+  if (left_ != 0) ParseMessage(p_, &cur_);
 }
 
 MessageRange::iterator& MessageRange::iterator::operator++() {
   p_ += cur_.record.size();
-  if (--left_ != 0) ParseMessage<false>(p_, 0, &cur_);
+  if (--left_ != 0) ParseMessage(p_, &cur_);
   return *this;
 }
 
 DeliveredRange::iterator::iterator(const std::byte* p, uint32_t left) : p_(p), left_(left) {
   if (left_ != 0) {
     ReadMeta(p_, &cur_.meta);
-    ParseMessage<false>(p_ + kDeliveredMetaBytes, 0, &cur_.message);
+    ParseMessage(p_ + kDeliveredMetaBytes, &cur_.message);
   }
 }
 
@@ -472,7 +483,7 @@ DeliveredRange::iterator& DeliveredRange::iterator::operator++() {
   p_ += kDeliveredMetaBytes + cur_.message.record.size();
   if (--left_ != 0) {
     ReadMeta(p_, &cur_.meta);
-    ParseMessage<false>(p_ + kDeliveredMetaBytes, 0, &cur_.message);
+    ParseMessage(p_ + kDeliveredMetaBytes, &cur_.message);
   }
   return *this;
 }
@@ -590,29 +601,26 @@ DecodeResult<FrameView> DecodeFrame(std::span<const std::byte> d) {
 
 // ---- per-type decoders --------------------------------------------------------------------------
 
-DecodeResult<ProduceView> DecodeProduce(const FrameView& f) {
+namespace {
+
+// DecodeProduce's checks; ValidateFrame needs only the verdict, not a view to throw away.
+DecodeError CheckProduce(const FrameView& f) {
   if (DecodeError e = CheckType(f, FrameType::kProduce); e != DecodeError::kOk) return e;
   if (f.body.size() < kProducePrefixBytes) return DecodeError::kTruncatedBody;
+  if (U32(f.body.data() + 4) != 0) return DecodeError::kReservedNonZero;
+  return CheckVariableRecords(f.body.subspan(kProducePrefixBytes), f.header.count, false);
+}
+
+}  // namespace
+
+DecodeResult<ProduceView> DecodeProduce(const FrameView& f) {
+  if (DecodeError e = CheckProduce(f); e != DecodeError::kOk) return e;
   const std::byte* p = f.body.data();
-  if (U32(p + 4) != 0) return DecodeError::kReservedNonZero;
   auto recs = f.body.subspan(kProducePrefixBytes);
-  if (DecodeError e = CheckVariableRecords(recs, f.header.count, false); e != DecodeError::kOk) {
-    return e;
-  }
   ProduceView v;
   v.queue_id = U32(p);
   v.producer_id = U64(p + 8);
   v.messages = MessageRange(recs, f.header.count);
-  return v;
-}
-
-ProduceView DecodeValidatedProduce(const FrameView& f) {
-  SLUICE_ASSERT(f.header.type == FrameType::kProduce && f.body.size() >= kProducePrefixBytes);
-  const std::byte* p = f.body.data();
-  ProduceView v;
-  v.queue_id = U32(p);
-  v.producer_id = U64(p + 8);
-  v.messages = MessageRange(f.body.subspan(kProducePrefixBytes), f.header.count);
   return v;
 }
 
@@ -1018,7 +1026,7 @@ DecodeResult<ReplyView> DecodeReply(const FrameView& f) {
 
 DecodeError ValidateFrame(const FrameView& f) {
   switch (f.header.type) {
-    case FrameType::kProduce: return DecodeProduce(f).error();
+    case FrameType::kProduce: return CheckProduce(f);
     case FrameType::kAck: return DecodeAck(f).error();
     case FrameType::kReceive: return DecodeReceive(f).error();
     case FrameType::kMessages: return DecodeMessages(f).error();

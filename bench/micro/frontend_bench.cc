@@ -1,5 +1,6 @@
-// The worker's request path without DPDK (dataplane/frontend.h): a validated PRODUCE frame in,
-// routed to its partition, appended, sealed, made durable (`none`) and acknowledged, with the
+// The worker's request path without DPDK (dataplane/frontend.h): a PRODUCE frame decoded and
+// validated, routed to its owner (dataplane/produce_route.h, as FrameHandler does), appended,
+// sealed, made durable (`none`) and acknowledged, with the
 // loop pass's Service() once per kFramesPerPass frames, as a busy worker would run it. Time per
 // iteration is ns per frame; items are messages. Everything a memif/NIC burst adds (rx copy,
 // Ethernet/IP/UDP parse, tx) is outside: this is the part sluice owns.
@@ -14,6 +15,7 @@
 #include <vector>
 
 #include "dataplane/frontend.h"
+#include "dataplane/produce_route.h"
 #include "dataplane/queue_table.h"
 #include "hwconf/layout.h"
 #include "protocol/codec.h"
@@ -101,6 +103,7 @@ void BM_Produce(benchmark::State& state) {
   uint64_t now_ns = 1'000'000'000;
   uint64_t seq = 0;
   uint32_t in_pass = 0;
+  uint32_t rr = 0;  // FrameHandler's round-robin cursor
   for (auto _ : state) {
     if (idempotent) {
       std::byte* rec = frame.data() + kRecordsAt;
@@ -110,6 +113,9 @@ void BM_Produce(benchmark::State& state) {
     }
     auto f = p::DecodeFrame(frame);
     if (!f || p::ValidateFrame(*f) != p::DecodeError::kOk) std::abort();
+    const p::ProduceView produce = p::DecodeValidatedProduce(*f);
+    const sd::QueueInfo* q = (*table)->Find(produce.queue_id);
+    if (q == nullptr || sd::RouteProduce(*q, 0, *f, produce, frame.data(), &rr) != 1) std::abort();
     frontend.OnFrame(*f, from, route, now_ns);
     if (++in_pass == kFramesPerPass) {
       in_pass = 0;

@@ -38,9 +38,11 @@ class AckCoalescer {
  private:
   bool Extends(const ReplyTarget& target, QueueId queue, uint32_t partition, uint64_t producer_id,
                uint64_t sequence, uint64_t offset, Errc errc) const {
-    if (!(target == open_.target) || queue != open_.queue || partition != open_.partition ||
-        producer_id != open_.producer_id || errc != open_.errc || open_.count == UINT32_MAX ||
-        sequence != open_.first_sequence + open_.count) {
+    // The sequence first: a producer that does not number its messages (id 0, a fixed frame
+    // replayed) breaks every range there, and the other fields would all compare equal first.
+    if (sequence != open_.first_sequence + open_.count || !(target == open_.target) ||
+        queue != open_.queue || partition != open_.partition ||
+        producer_id != open_.producer_id || errc != open_.errc || open_.count == UINT32_MAX) {
       return false;
     }
     if (open_.first_offset == kNoOffset) return offset == kNoOffset;

@@ -39,12 +39,6 @@ PartitionLog::~PartitionLog() {
   if (current_ != ChunkPool::kNone && pool_.live(current_) == 0) pool_.Release(current_);
 }
 
-bool PartitionLog::Fits(uint32_t need) const {
-  if (current_ == ChunkPool::kNone) return false;
-  const uint64_t start = batch_open_ ? pos_ : uint64_t{AlignUp(pos_)} + config_.batch_header_bytes;
-  return start + need <= pool_.chunk_bytes();
-}
-
 PartitionLog::Appended PartitionLog::Append(std::span<const std::byte> record, uint64_t now_ns,
                                             uint64_t producer_id) {
   const uint32_t need = static_cast<uint32_t>(sizeof(RecordHeader) + record.size());
@@ -92,8 +86,9 @@ PartitionLog::Appended PartitionLog::Append(std::span<const std::byte> record, u
   last_timestamp_ns_ = ts;
   if (config_.indexed) {
     index_.push_back({out.location.chunk, out.location.pos, out.location.length, ts});
-    chunks_.back().end_offset = next_;
-    chunks_.back().last_timestamp_ns = ts;
+    ChunkSpan& chunk = chunks_.back();
+    chunk.end_offset = next_;
+    chunk.last_timestamp_ns = ts;
     SLUICE_ASSERT(start_ + index_.size() == next_);  // the index is dense
   } else {
     ++pool_.live(current_);

@@ -149,7 +149,12 @@ class PartitionLog {
     uint64_t last_timestamp_ns;
   };
 
-  bool Fits(uint32_t need) const;
+  bool Fits(uint32_t need) const {  // inline: asked on every append
+    if (current_ == ChunkPool::kNone) return false;
+    const uint64_t start =
+        batch_open_ ? pos_ : uint64_t{AlignUp(pos_)} + config_.batch_header_bytes;
+    return start + need <= pool_.chunk_bytes();
+  }
   bool NewChunk();
   bool EvictOldest();
   uint32_t AlignUp(uint32_t pos) const { return (pos + align_ - 1) & ~(align_ - 1); }

@@ -44,16 +44,21 @@ class ProducerTable {
 
   Check Classify(uint64_t producer_id, uint64_t sequence) const {
     if (producer_id == 0) return {Verdict::kNotIdempotent};
-    auto it = map_.find(producer_id);
-    if (it == map_.end()) {
-      return {sequence == 0 ? Verdict::kNew : Verdict::kOutOfOrder};
+    uint32_t slot = last_slot_;
+    // The producer recorded last (most messages come in runs from one producer): no hashing.
+    if (producer_id != last_id_) {
+      auto it = map_.find(producer_id);
+      if (it == map_.end()) {
+        return {sequence == 0 ? Verdict::kNew : Verdict::kOutOfOrder};
+      }
+      slot = it->second;
     }
-    const State& s = states_[it->second];
-    if (sequence == s.next) return {Verdict::kNew, UINT64_MAX, it->second};
-    if (sequence > s.next) return {Verdict::kOutOfOrder, UINT64_MAX, it->second};
+    const State& s = states_[slot];
+    if (sequence == s.next) return {Verdict::kNew, UINT64_MAX, slot};
+    if (sequence > s.next) return {Verdict::kOutOfOrder, UINT64_MAX, slot};
     const Entry& e = s.window[sequence % kWindow];
     const bool remembered = s.next - sequence <= kWindow && e.sequence == sequence;
-    return {Verdict::kDuplicate, remembered ? e.offset : UINT64_MAX, it->second};
+    return {Verdict::kDuplicate, remembered ? e.offset : UINT64_MAX, slot};
   }
 
   // After a kNew message was appended at `offset`. Returns true if another producer was evicted.
@@ -83,6 +88,8 @@ class ProducerTable {
     SLUICE_ASSERT(sequence == s.next);
     s.window[sequence % kWindow] = {sequence, offset};
     ++s.next;
+    last_id_ = producer_id;
+    last_slot_ = slot;
     return evicted;
   }
 
@@ -137,6 +144,11 @@ class ProducerTable {
 
   std::vector<State> states_;
   absl::flat_hash_map<uint64_t, uint32_t> map_;
+  // The producer Record saw last and its slot (map_[last_id_] == last_slot_); 0: none (producer
+  // id 0 is never tracked). The map only changes inside Record (an eviction, an insertion), which
+  // ends by setting these: they always name a live entry.
+  uint64_t last_id_ = 0;
+  uint32_t last_slot_ = kNil;
   uint32_t free_ = kNil;
   uint32_t lru_head_ = kNil;
   uint32_t lru_tail_ = kNil;

@@ -56,8 +56,8 @@ Shard::~Shard() {
 
 // ---- control -------------------------------------------------------------------------------------
 
-void Shard::SeeTime(uint64_t now_ns) {
-  if (now_ns <= now_ns_) return;
+void Shard::Advance(uint64_t now_ns) {
+  SLUICE_ASSERT(now_ns > now_ns_);
   now_ns_ = now_ns;
   // An empty wheel follows the clock at no cost, so the first timer after a quiet spell (or the
   // first ever, with now_ns far from 0) is placed relative to the present.
@@ -164,9 +164,7 @@ const Partition* Shard::Find(QueueId queue, uint32_t partition) const { return G
 
 // Consecutive messages mostly go to the partition the previous one went to: a one-entry cache
 // in front of the map (a hash and a probe per message otherwise).
-Partition* Shard::Get(QueueId q, uint32_t p) {
-  const uint64_t key = Key(q, p);
-  if (last_ != nullptr && key == last_key_) return last_;
+Partition* Shard::Lookup(uint64_t key) {
   auto it = partitions_.find(key);
   if (it == partitions_.end()) return nullptr;
   last_key_ = key;
@@ -215,9 +213,13 @@ AppendResult Shard::Duplicate(Partition& p, const ReplyTarget& target, const Mes
 AppendResult Shard::Append(const ReplyTarget& target, QueueId queue, const MessageIn& m,
                            uint64_t now_ns) {
   SeeTime(now_ns);
+  // The record's two words one by one: the caller stored them moments ago as two 8-byte stores,
+  // and the span copied whole was reloaded as one 16-byte vector (a store-forwarding stall).
+  const std::byte* const record = m.record.data();
+  const size_t record_bytes = m.record.size();
   Partition* p = Get(queue, m.partition);
   if (p == nullptr) return Reject(target, queue, m, Errc::kUnknownPartition);
-  if (m.record.size() > p->config_.max_message_bytes) {
+  if (record_bytes > p->config_.max_message_bytes) {
     return Reject(target, queue, m, Errc::kMessageTooLarge);
   }
   if (p->failed_) return Reject(target, queue, m, Errc::kStorageFailed);
@@ -247,7 +249,8 @@ AppendResult Shard::Append(const ReplyTarget& target, QueueId queue, const Messa
     ++p->counters_.throttled;
     return Reject(target, queue, m, Errc::kThrottled);
   }
-  const PartitionLog::Appended a = p->log_.Append(m.record, now_ns_, m.producer_id);
+  const PartitionLog::Appended a =
+      p->log_.Append(std::span<const std::byte>(record, record_bytes), now_ns_, m.producer_id);
   if (a.errc != Errc::kOk) {
     if (a.errc == Errc::kThrottled) ++p->counters_.throttled;
     return Reject(target, queue, m, a.errc);
@@ -271,9 +274,9 @@ AppendResult Shard::Append(const ReplyTarget& target, QueueId queue, const Messa
   ack.appended_ns = now_ns_;
   ack.errc = Errc::kOk;
   ++counters_.appended;
-  counters_.appended_bytes += m.record.size();
+  counters_.appended_bytes += record_bytes;
   ++p->counters_.messages_in;
-  p->counters_.bytes_in += m.record.size();
+  p->counters_.bytes_in += record_bytes;
   return {Errc::kOk, a.offset};
 }
 

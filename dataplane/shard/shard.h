@@ -209,9 +209,19 @@ class Shard {
 
  private:
   static uint64_t Key(QueueId q, uint32_t p) { return (uint64_t{q.value} << 32) | p; }
-  Partition* Get(QueueId q, uint32_t p);
+  // Inline fast paths (the per-message calls): the partition asked for last, a clock that did
+  // not move.
+  Partition* Get(QueueId q, uint32_t p) {
+    const uint64_t key = Key(q, p);
+    if (last_ != nullptr && key == last_key_) return last_;
+    return Lookup(key);
+  }
+  Partition* Lookup(uint64_t key);  // and remember it as the last
   const Partition* Get(QueueId q, uint32_t p) const;
-  void SeeTime(uint64_t now_ns);
+  void SeeTime(uint64_t now_ns) {
+    if (now_ns > now_ns_) Advance(now_ns);
+  }
+  void Advance(uint64_t now_ns);
   void Ack(Partition& p, const ReplyTarget& target, const MessageIn& m, uint64_t offset, Errc errc);
   AppendResult Reject(const ReplyTarget& target, QueueId queue, const MessageIn& m, Errc errc);
   // Answers every append of `p` still waiting for durability with `errc`.

@@ -6,7 +6,8 @@
 //   - ValidateFrame agrees with the type's decoder;
 //   - a frame that decodes is canonical: re-encoding every record from its view gives back the
 //     same bytes, and re-encoding fixed-body frames gives back the same frame;
-//   - views point inside the input.
+//   - views point inside the input;
+//   - a PRODUCE's records read in place (RecordRef, the worker's walk) agree with the full decode.
 #include <cstddef>
 #include <cstdint>
 #include <cstring>
@@ -114,10 +115,33 @@ void CheckFrame(const sp::FrameView& f) {
       mine = p.error();
       if (p) {
         uint32_t n = 0;
+        // The worker's in-place walk (RecordRef) reads what the full decode yields.
+        auto ref = p->messages.records().begin();
         for (const sp::MessageView& m : p->messages) {
           CheckMessage(m);
+          FUZZ_CHECK(!(ref == std::default_sentinel));
+          const sp::RecordRef r = *ref;
+          FUZZ_CHECK(r.data() == m.record.data() && r.size() == m.record.size());
+          FUZZ_CHECK(r.partition() == m.partition && r.priority() == m.priority &&
+                     r.flags() == m.flags && r.sequence() == m.sequence &&
+                     r.timestamp_ns() == m.timestamp_ns && r.delay_ms() == m.delay_ms &&
+                     r.ttl_ms() == m.ttl_ms);
+          FUZZ_CHECK(r.key().data() == m.key.data() && r.key().size() == m.key.size());
+          FUZZ_CHECK(r.dedup_id().data() == m.dedup_id.data() &&
+                     r.dedup_id().size() == m.dedup_id.size());
+          FUZZ_CHECK(r.group_id().data() == m.group_id.data() &&
+                     r.group_id().size() == m.group_id.size());
+          std::string_view dedup, group;
+          r.DedupAndGroup(&dedup, &group);
+          FUZZ_CHECK(dedup.size() == m.dedup_id.size() && group.size() == m.group_id.size());
+          FUZZ_CHECK(dedup.empty() || dedup.data() == m.dedup_id.data());
+          FUZZ_CHECK(group.empty() || group.data() == m.group_id.data());
+          const sp::MessageView v = r.View();
+          FUZZ_CHECK(v.payload.data() == m.payload.data() && v.payload.size() == m.payload.size());
+          ++ref;
           ++n;
         }
+        FUZZ_CHECK(ref == std::default_sentinel);
         FUZZ_CHECK(n == f.header.count);
       }
       break;

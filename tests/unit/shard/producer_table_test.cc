@@ -52,5 +52,36 @@ TEST(ProducerTable, EvictsLeastRecentlyUsedWhenFull) {
   EXPECT_EQ(t.size(), 2u);
 }
 
+// Classify answers the producer recorded last without hashing: that memory must follow
+// evictions (capacity 1: the last producer itself goes) and switches between producers.
+TEST(ProducerTable, TheLastProducerShortcutFollowsEvictionsAndSwitches) {
+  ProducerTable one(1);
+  one.Record(one.Classify(1, 0), 1, 0, 100);
+  EXPECT_TRUE(one.Record(one.Classify(2, 0), 2, 0, 200));  // evicts 1, the producer seen last
+  EXPECT_EQ(one.Classify(1, 1).verdict, V::kOutOfOrder);     // forgotten, not slot 0's state
+  EXPECT_EQ(one.Classify(2, 1).verdict, V::kNew);
+  EXPECT_EQ(one.Classify(2, 0).offset, 200u);
+  EXPECT_TRUE(one.Record(one.Classify(1, 0), 1, 0, 300));  // evicts 2 (last), 1 starts over
+  EXPECT_EQ(one.Classify(2, 1).verdict, V::kOutOfOrder);
+  EXPECT_EQ(one.Classify(1, 0).offset, 300u);
+
+  ProducerTable two(2);
+  uint64_t next[3] = {0, 0, 0};
+  for (int i = 0; i < 50; ++i) {  // alternate in runs: 1 1 1 2 2 1 ...
+    const uint64_t p = (i / 3) % 2 == 0 ? 1 : 2;
+    const auto c = two.Classify(p, next[p]);
+    ASSERT_EQ(c.verdict, V::kNew) << i;
+    two.Record(c, p, next[p], p * 1000 + next[p]);
+    ++next[p];
+    // The other producer's state is its own, whichever was recorded last.
+    const uint64_t q = 3 - p;
+    if (next[q] > 0) {
+      EXPECT_EQ(two.Classify(q, next[q] - 1).offset, q * 1000 + next[q] - 1);
+    }
+    EXPECT_EQ(two.Classify(q, next[q] + 1).verdict, V::kOutOfOrder);
+    EXPECT_EQ(two.Classify(q, next[q]).verdict, V::kNew);
+  }
+}
+
 }  // namespace
 }  // namespace sluice::shard
