@@ -1018,8 +1018,15 @@ class ReplicationTest(unittest.TestCase):
         a.start()
         b.start()
         wait_in_sync(a, b, timeout_s=60)
-        backfilled = a.role()["replication_counters"]["backfill_batches"]
+        counters = a.role()["replication_counters"]
+        backfilled = counters["backfill_batches"]
         self.assertGreater(backfilled, 0)
+        # Read back through the worker's io_uring (the lcore never blocked on a pread), with a
+        # bounded number in flight, and none failed.
+        self.assertGreater(counters["backfill_reads_async"], 0)
+        self.assertGreaterEqual(counters["backfill_reads_inflight_max"], 1)
+        self.assertLessEqual(counters["backfill_reads_inflight_max"], 4)
+        self.assertEqual(counters["backfill_read_errors"], 0)
         for i in range(20):
             self.assertEqual(p.send_one(a.server, queue_id, i % 2), "OK")
         # Caught up: promotion needs no force; nothing acked is lost.
@@ -1032,7 +1039,9 @@ class ReplicationTest(unittest.TestCase):
         for part in (0, 1):
             got = fetch_partition(b, queue_id, part, len(p.acked[part]))
             self.assertEqual(got, [(o, pl) for (_, o, pl) in p.acked[part]])
-        print(f"\nwiped standby: caught up {backfilled} batches from the primary's log, then "
+        print(f"\nwiped standby: caught up {backfilled} batches from the primary's log "
+              f"({counters['backfill_reads_async']} async reads, at most "
+              f"{counters['backfill_reads_inflight_max']} in flight), then "
               f"promoted with all {sum(len(v) for v in p.acked.values())} acked messages")
         p.sock.close()
         self._failed = False
