@@ -245,8 +245,11 @@ class ReplicationShell final : public Replicator,
   // The link: a DPDK port (its RX queue 0 for the worker's interrupt-driven sleep), or a kernel
   // UDP socket (its fd for the same).
   bool has_port() const { return config_.link != nullptr; }
-  // The standby's writes submitted and not yet completed (Worker::AwaitingKernel).
-  bool AwaitingKernel() const { return writer_ != nullptr && writer_->in_flight() != 0; }
+  // The standby's writes, or the primary's catch-up reads, submitted and not yet completed
+  // (Worker::AwaitingKernel: an empty pass yields to the kernel's share of them).
+  bool AwaitingKernel() const {
+    return (writer_ != nullptr && writer_->in_flight() != 0) || catchup_in_flight_ != 0;
+  }
   uint16_t link_port_id() const { return config_.link->addr.port_id; }
   uint16_t link_queue() const { return config_.link_queue; }
   bool link_rx_interrupts() const { return config_.link->rx_interrupts; }

@@ -155,7 +155,7 @@ class StorageShell final : public Persistence {
     bool failed = false;
     bool ack_dirty = false;  // in ack_dirty_
     std::string dir;
-    std::unique_ptr<storage::BatchReader> batches;  // replication catch-up, opened on first use
+    std::unique_ptr<storage::BatchReader> batches;  // ReadBatch (blocking), opened on first use
   };
   StorageShell(const StorageShellConfig& config, StartupRecovery* startup,
                std::unique_ptr<storage::UringWriter> writer,
