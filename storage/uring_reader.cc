@@ -305,14 +305,28 @@ void UringReader::Impl::OnBatchRead(uint32_t i, std::span<const std::byte> got) 
   while (pos < got.size()) {
     BatchHeader h;
     const BatchCheck c = VerifyBatch(got.subspan(pos), cfg.align_bytes, &h);
-    if (c == BatchCheck::kTruncated) {  // continues past the read: read on from here
-      // The target's header is here: the next read is exactly its stride (a small first read
-      // then costs one more read for a large batch, never a read_bytes read for a small one).
-      s.want = 0;
-      if (got.size() - pos >= kBatchHeaderBytes) {
-        const BatchHeader th = ReadHeader(got.subspan(pos));
-        if (th.magic == kBatchMagic && th.base_offset == s.req.value) s.want = th.stride_bytes;
+    if (c == BatchCheck::kTruncated) {  // continues past the read
+      s.want = cfg.batch_read_bytes;
+      if (got.size() - pos < kBatchHeaderBytes) break;  // read on from its header
+      const BatchHeader th = ReadHeader(got.subspan(pos));
+      if (th.magic != kBatchMagic || th.stride_bytes == 0 || th.stride_bytes % cfg.align_bytes != 0) {
+        ++stats.bad_batches;
+        Finish(i, Errc::kStorageFailed);
+        return;
       }
+      if (th.base_offset == s.req.value) {
+        // The target: the next read is exactly its stride (a small first read then costs one
+        // more read for a large batch, never a read_bytes read for a small one).
+        s.want = th.stride_bytes;
+        break;
+      }
+      if (th.base_offset > s.req.value) {  // passed it: no batch starts there
+        Finish(i, Errc::kOffsetOutOfRange);
+        return;
+      }
+      // Before the target: stepped over by its header, as BatchReader walks (only the batch
+      // delivered needs its bytes); the walk reads on past it.
+      pos += th.stride_bytes;
       break;
     }
     if (c != BatchCheck::kOk || !(PartitionId{h.queue, h.partition} == id)) {

@@ -355,6 +355,66 @@ TEST(UringReaderBatch, ALargeBatchTakesASecondReadOfItsStride) {
   // From the index entry: the walk reads on to the batch, then its stride.
   EXPECT_GE(reader->stats().reads, 2u);
   EXPECT_LE(reader->stats().bytes, uint64_t{rc.read_bytes} * 8);
+  // Small batches after it, each read cold (no hint): a walk from an index entry at or before
+  // the large batch steps over it by its header, whatever the first read holds of it.
+  f.prod.Batch(10, 150);
+  f.prod.Batch(10, 150);
+  f.prod.Flush(*f.writer, f.h);
+  // (The producer may have cut the 200 records into two large batches: then one more.)
+  uint64_t o = end;
+  for (int k = 0; k < 3 && o < f.writer->durable(f.h).value; ++k) {
+    ASSERT_EQ(reader->Fetch(BatchAt(f, o, o)), Errc::kOk);
+    std::vector<std::vector<std::byte>> b2;
+    const FetchResult r2 = PollN(*reader, 1, &b2)[0];
+    ASSERT_EQ(r2.errc, Errc::kOk) << o;
+    uint64_t e2 = 0;
+    EXPECT_EQ(b2[0], Reference(f, o, &e2)) << o;
+    EXPECT_EQ(r2.next_offset, e2);
+    o = e2;
+  }
+  EXPECT_EQ(o, f.writer->durable(f.h).value);
+  EXPECT_EQ(reader->stats().bad_batches, 0u);
+}
+
+// A cold read (no hint) whose walk starts at a large batch that is not the target (a sparse
+// index: the segment's only entry is its start) steps over it by its header, without reading it.
+TEST(UringReaderBatch, AColdWalkStepsOverALargeBatchByItsHeader) {
+  TempDir tmp("/tmp");
+  Producer prod{64 << 10, 64};
+  WriterConfig c;
+  c.segment_bytes = 4 << 20;
+  c.index_interval_bytes = 4 << 20;
+  c.buffers = prod.pool.region();
+  auto writer = std::move(*UringWriter::Create(c));
+  const PartitionHandle h =
+      *writer->OpenPartition({tmp.path(), {2, 0}, shard::Durability::kWrite, 0}, LogState{});
+  prod.Batch(200, 150);  // one or two batches larger than the first read
+  for (int b = 0; b < 5; ++b) prod.Batch(10, 150);
+  prod.Flush(*writer, h);
+  ReaderConfig rc;
+  rc.batch_read_bytes = 8192;
+  auto reader = std::move(*UringReader::Create(rc, writer.get()));
+  const uint64_t end = writer->durable(h).value;
+  ASSERT_EQ(end, 250u);
+  FetchRequest req;
+  req.partition = h;
+  req.by = FetchBy::kBatch;
+  req.value = end - 20;  // the fourth small batch
+  ASSERT_EQ(reader->Fetch(req), Errc::kOk);
+  std::vector<std::vector<std::byte>> bytes;
+  const FetchResult r = PollN(*reader, 1, &bytes)[0];
+  ASSERT_EQ(r.errc, Errc::kOk);
+  EXPECT_EQ(r.first_offset, end - 20);
+  EXPECT_EQ(r.next_offset, end - 10);
+  BatchReader br(tmp.path(), {2, 0});
+  std::vector<std::byte> ref(1 << 20);
+  uint32_t len = 0;
+  uint64_t ref_end = 0;
+  ASSERT_EQ(br.Read(writer->log(h), end - 20, ref, &len, &ref_end), Errc::kOk);
+  ref.resize(len);
+  EXPECT_EQ(bytes[0], ref);
+  EXPECT_EQ(reader->stats().bad_batches, 0u);
+  EXPECT_LT(reader->stats().bytes, 64u << 10);  // the large batch's bytes were not read
 }
 
 // Retention removes the segment before the read's open ran: out of range (the standby is behind
