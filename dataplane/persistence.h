@@ -42,6 +42,10 @@ struct BatchPolicy {
   // delay, a busy one accumulates while its previous write completes (group commit).
 };
 
+// Replication catch-up reads in flight per worker (its channel), at most (StartBatchRead): with
+// buffers of ~1.25 MiB each, the bound of the bytes catch-up reads hold.
+inline constexpr uint32_t kCatchupReads = 4;
+
 class Persistence {
  public:
   // Control path. Opens (recovering) the log of a partition whose durability is not kNone and
@@ -93,11 +97,33 @@ class Persistence {
   virtual uint64_t LogBytes(uint32_t queue, uint32_t partition) const = 0;
   // Oldest offset in the partition's log (kNoOffset if it has none here).
   virtual uint64_t LogStart(uint32_t queue, uint32_t partition) const = 0;
-  // Replication catch-up: the durable batch of the partition's log starting at `offset`, in its
-  // on-disk form (header + records, no padding), into `out` (blocking preads; a few per batch,
-  // rare). kOk with *len and *end; kOffsetOutOfRange when no durable batch starts there.
+  // The durable batch of the partition's log starting at `offset`, in its on-disk form (header +
+  // records, no padding), into `out` (blocking preads: not for the lcore's loop; replication
+  // catch-up uses StartBatchRead). kOk with *len and *end; kOffsetOutOfRange when no durable batch starts there.
   virtual Errc ReadBatch(uint32_t queue, uint32_t partition, uint64_t offset,
                          std::span<std::byte> out, uint32_t* len, uint64_t* end) = 0;
+  // Replication catch-up through the worker's io_uring (docs/replication.md §3): the lcore never
+  // blocks. Starts a read of the durable batch starting at `offset`. kOk: the answer comes
+  // through PollBatchReads with `cookie` (so do kOffsetOutOfRange and kStorageFailed when
+  // returned here: the read's slot is taken until then); kThrottled: every catch-up read is
+  // busy; kUnknownPartition: not open here (nothing comes). `hint_segment`/`hint_position`:
+  // the previous answer's for this partition (UINT64_MAX: none), so a sequential catch-up reads
+  // each batch with one read. The defaults: a Persistence without catch-up reads.
+  struct BatchRead {
+    uint64_t cookie = 0;
+    Errc errc = Errc::kOk;  // kOk, kOffsetOutOfRange, kStorageFailed, kUnknownPartition
+    uint64_t base = 0;      // kOk: the batch's offsets
+    uint64_t end = 0;
+    std::span<const std::byte> bytes;  // kOk: header + payload, verified; valid in the callback
+    uint64_t next_hint_segment = UINT64_MAX;  // the hint for a read at `end`
+    uint64_t next_hint_position = 0;
+  };
+  virtual Errc StartBatchRead(uint32_t /*queue*/, uint32_t /*partition*/, uint64_t /*offset*/,
+                              uint64_t /*hint_segment*/, uint64_t /*hint_position*/,
+                              uint64_t /*cookie*/) {
+    return Errc::kUnknownPartition;
+  }
+  virtual uint32_t PollBatchReads(absl::FunctionRef<void(const BatchRead&)> /*fn*/) { return 0; }
   // Writes what the ack logs buffered (once per pass; cheap when nothing is buffered).
   virtual void FlushAcks() = 0;
   // Blocks until nothing is in flight (shutdown), reporting as Poll does.

@@ -20,7 +20,9 @@ namespace {
 
 constexpr uint32_t kArenaBytes = 32u << 20;       // standby: batches being written
 constexpr uint32_t kMaxBatchBytes = (1u << 20) + 8192;
-constexpr uint32_t kBackfillsPerPass = 4;         // catch-up reads per pass (throttle)
+// Catch-up: after a read that failed (I/O error, bad batch), the partition's next read waits
+// this long (a bad batch is not read again every pass; the log line says it once a second).
+constexpr uint64_t kCatchupRetryNs = 100'000'000;
 constexpr uint64_t kStatusIntervalNs = 20'000'000;
 // Sync queues: the standby counts as gone when it has not acknowledged what waits for this long.
 constexpr uint64_t kSyncLagBoundNs = Replicator::kSyncLagBoundNs;
@@ -81,7 +83,10 @@ ReplicationShell::ReplicationShell(const ReplicationShellConfig& c) : config_(c)
     pc.client_ipv4 = c.client_ipv4;
     pc.client_port = c.client_port;
     primary_ = std::make_unique<replication::PrimaryLink>(pc);
-    backfill_buf_.resize(kMaxBatchBytes);
+    catchup_hints_.reserve(1024);
+    // Cookies unique across shells of this worker: an answer to a read a previous shell started
+    // (its reader slot outlives it) matches none of this one's.
+    catchup_seq_ = rte_get_timer_cycles() << 8;
   } else {
     replication::StandbyConfig sc;
     sc.epoch = c.epoch;
@@ -520,26 +525,11 @@ uint32_t ReplicationShell::Poll(uint64_t now_ns, Persistence* storage, TxBuffer*
   if (primary_ != nullptr) {
     // Catch-up: batches memory no longer holds, read back from the log (bounded per pass).
     if (storage != nullptr) {
+      // The answers of earlier passes first (each into its Streamer), then new reads.
       backfills_this_pass_ = 0;
-      primary_->ForEachBackfill([&](uint32_t q, uint32_t p, uint64_t from) {
-        if (backfills_this_pass_ >= kBackfillsPerPass) return;
-        uint32_t len = 0;
-        uint64_t end = 0;
-        const Errc e = storage->ReadBatch(q, p, from, backfill_buf_, &len, &end);
-        if (e == Errc::kOk) {
-          primary_->Backfill(q, p, std::span<const std::byte>(backfill_buf_).first(len), from, end);
-          ++backfills_this_pass_;
-        } else if (const uint64_t start = storage->LogStart(q, p);
-                   from < start && start != shard::kNoOffset &&
-                   behind_start_logged_.insert(Key(q, p)).second) {
-          // Retention removed what this standby still needs (it was away, or wiped, longer
-          // than retention keeps): not built yet (docs/replication.md §12). Said once.
-          std::fprintf(stderr, "sluiced: replication: queue %u partition %u: the standby needs "
-                       "offset %llu but this log starts at %llu (retention): it cannot catch up "
-                       "on this partition\n", q, p, static_cast<unsigned long long>(from),
-                       static_cast<unsigned long long>(start));
-        }
-      });
+      storage->PollBatchReads(
+          [&](const Persistence::BatchRead& r) { OnCatchupRead(r, now_ns, storage); });
+      StartCatchupReads(now_ns, storage);
       work += backfills_this_pass_;
       SendAckSnapshots(storage);
       SendLogStarts(now_ns, storage);
@@ -605,6 +595,92 @@ uint32_t ReplicationShell::Poll(uint64_t now_ns, Persistence* storage, TxBuffer*
   return work;
 }
 
+void ReplicationShell::StartCatchupReads(uint64_t now_ns, Persistence* storage) {
+  primary_->ForEachBackfill([&](uint32_t q, uint32_t p, uint64_t from) {
+    if (catchup_in_flight_ >= kCatchupReads) return;
+    uint32_t free_slot = kCatchupReads;
+    for (uint32_t i = 0; i < kCatchupReads; ++i) {
+      const CatchupRead& c = catchup_[i];
+      if (c.busy && c.queue == q && c.partition == p) return;  // its read is in flight
+      if (!c.busy && free_slot == kCatchupReads) free_slot = i;
+    }
+    SLUICE_ASSERT(free_slot < kCatchupReads);  // in flight < kCatchupReads
+    uint64_t hint_segment = UINT64_MAX, hint_position = 0;
+    if (auto it = catchup_hints_.find(Key(q, p)); it != catchup_hints_.end()) {
+      if (now_ns < it->second.retry_after_ns) return;  // failed recently
+      if (it->second.next_offset == from) {
+        hint_segment = it->second.segment;
+        hint_position = it->second.position;
+      }
+    }
+    const uint64_t cookie = ++catchup_seq_;
+    const Errc e = storage->StartBatchRead(q, p, from, hint_segment, hint_position, cookie);
+    if (e == Errc::kThrottled || e == Errc::kUnknownPartition) return;  // nothing will come
+    // kOk, or an answer without I/O (out of range, a failed log), which comes through
+    // PollBatchReads like the others.
+    catchup_[free_slot] = CatchupRead{true, q, p, from, cookie, hint_segment != UINT64_MAX};
+    ++catchup_in_flight_;
+    ++backfill_reads_async_;
+    backfill_reads_inflight_max_ = std::max<uint64_t>(backfill_reads_inflight_max_, catchup_in_flight_);
+  });
+}
+
+void ReplicationShell::OnCatchupRead(const Persistence::BatchRead& r, uint64_t now_ns,
+                                     Persistence* storage) {
+  uint32_t i = 0;
+  while (i < kCatchupReads && !(catchup_[i].busy && catchup_[i].cookie == r.cookie)) ++i;
+  if (i == kCatchupReads) return;  // a previous shell's read
+  const CatchupRead c = catchup_[i];
+  catchup_[i].busy = false;
+  --catchup_in_flight_;
+  const uint32_t q = c.queue, p = c.partition;
+  switch (r.errc) {
+    case Errc::kOk: {
+      SLUICE_ASSERT(r.base == c.from);
+      // The Streamer takes it if it still wants this batch (it may have moved on, or gone).
+      primary_->Backfill(q, p, r.bytes, r.base, r.end);
+      ++backfills_this_pass_;
+      catchup_hints_[Key(q, p)] = CatchupHint{r.end, r.next_hint_segment, r.next_hint_position, 0};
+      return;
+    }
+    case Errc::kUnknownPartition:  // closed (queue deleted) while the read was in flight
+      catchup_hints_.erase(Key(q, p));
+      return;
+    case Errc::kOffsetOutOfRange: {
+      if (c.hinted) {  // possibly a stale hint (the partition was recreated): once without it
+        catchup_hints_.erase(Key(q, p));
+        return;
+      }
+      if (const uint64_t start = storage->LogStart(q, p);
+          c.from < start && start != shard::kNoOffset &&
+          behind_start_logged_.insert(Key(q, p)).second) {
+        // Retention removed what this standby still needs (it was away, or wiped, longer than
+        // retention keeps): not built yet (docs/replication.md §12). Said once.
+        std::fprintf(stderr, "sluiced: replication: queue %u partition %u: the standby needs "
+                     "offset %llu but this log starts at %llu (retention): it cannot catch up "
+                     "on this partition\n", q, p, static_cast<unsigned long long>(c.from),
+                     static_cast<unsigned long long>(start));
+      }
+      return;
+    }
+    default: {
+      // An I/O error or a batch that does not verify: counted, said (once a second per
+      // channel), and tried again after a while; the standby waits meanwhile.
+      ++backfill_read_errors_;
+      catchup_hints_[Key(q, p)] = CatchupHint{UINT64_MAX, UINT64_MAX, 0, now_ns + kCatchupRetryNs};
+      if (now_ns >= next_read_error_log_ns_) {
+        next_read_error_log_ns_ = now_ns + 1'000'000'000;
+        std::fprintf(stderr, "sluiced: replication: queue %u partition %u: catch-up read of the "
+                     "batch at offset %llu failed (%.*s): the standby waits; %llu failed so far\n",
+                     q, p, static_cast<unsigned long long>(c.from),
+                     static_cast<int>(ErrcName(r.errc).size()), ErrcName(r.errc).data(),
+                     static_cast<unsigned long long>(backfill_read_errors_));
+      }
+      return;
+    }
+  }
+}
+
 void ReplicationShell::PublishStatus() {
   // This channel's figures; the main thread sums the channels into the box's.
   ReplicationStatus& box = *config_.status;
@@ -616,6 +692,9 @@ void ReplicationShell::PublishStatus() {
   s.batches_resent.store(c.batches_resent, kR);
   s.batches_applied.store(c.batches_applied, kR);
   s.backfill_batches.store(c.backfill_batches, kR);
+  s.backfill_reads_async.store(backfill_reads_async_, kR);
+  s.backfill_reads_inflight_max.store(backfill_reads_inflight_max_, kR);
+  s.backfill_read_errors.store(backfill_read_errors_, kR);
   s.rx_malformed.store(c.rx_malformed, kR);
   s.rx_stale_epoch.store(c.rx_stale_epoch, kR);
   s.rx_shape_mismatch.store(c.rx_shape_mismatch, kR);
@@ -688,6 +767,7 @@ void AggregateReplicationStatus(ReplicationStatus& s) {
   constexpr auto kR = std::memory_order_relaxed;
   bool connected = true, caught_up = true, catalog = true;
   uint64_t epoch = s.epoch.load(kR);
+  uint64_t bf_reads = 0, bf_inflight_max = 0, bf_errors = 0;
   uint64_t lag = 0, truncated = 0, sent = 0, resent = 0, applied = 0, backfill = 0, malformed = 0,
            stale = 0, al_sent = 0, al_resent = 0, al_snap_sent = 0, al_applied = 0,
            al_snap_applied = 0, al_dropped = 0, al_lag = 0;
@@ -705,6 +785,9 @@ void AggregateReplicationStatus(ReplicationStatus& s) {
     resent += c.batches_resent.load(kR);
     applied += c.batches_applied.load(kR);
     backfill += c.backfill_batches.load(kR);
+    bf_reads += c.backfill_reads_async.load(kR);
+    bf_inflight_max = std::max(bf_inflight_max, c.backfill_reads_inflight_max.load(kR));
+    bf_errors += c.backfill_read_errors.load(kR);
     malformed += c.rx_malformed.load(kR);
     stale += c.rx_stale_epoch.load(kR);
     al_sent += c.acklog_records_sent.load(kR);
@@ -729,6 +812,9 @@ void AggregateReplicationStatus(ReplicationStatus& s) {
   s.batches_resent.store(resent, kR);
   s.batches_applied.store(applied, kR);
   s.backfill_batches.store(backfill, kR);
+  s.backfill_reads_async.store(bf_reads, kR);
+  s.backfill_reads_inflight_max.store(bf_inflight_max, kR);
+  s.backfill_read_errors.store(bf_errors, kR);
   s.rx_malformed.store(malformed, kR);
   s.rx_stale_epoch.store(stale, kR);
   s.acklog_records_sent.store(al_sent, kR);

@@ -2,8 +2,9 @@
 // (docs/replication.md §1), for the partitions of its own shards only, over its own queue pair of
 // the link. The DPDK side of the pure core in replication/. It owns
 //   - on a primary: the PrimaryLink; the Frontend offers it every durable batch (Replicator), and
-//     batches the standby needs that memory no longer holds are read back from the log
-//     (Persistence::ReadBatch, a few per pass);
+//     batches the standby needs that memory no longer holds are read back from the log through
+//     the worker's io_uring (Persistence::StartBatchRead, a few in flight; the lcore never
+//     blocks on them);
 //   - on a standby: the StandbyLink and its own io_uring writer, which writes the primary's
 //     batches byte for byte into this box's logs (UringWriter::SubmitEncoded) and reports their
 //     durable ends back as ACKs; divergent tails are cut here (blocking, rare);
@@ -74,6 +75,9 @@ struct ChannelStatus {
   std::atomic<uint64_t> batches_resent{0};
   std::atomic<uint64_t> batches_applied{0};
   std::atomic<uint64_t> backfill_batches{0};
+  std::atomic<uint64_t> backfill_reads_async{0};
+  std::atomic<uint64_t> backfill_reads_inflight_max{0};
+  std::atomic<uint64_t> backfill_read_errors{0};
   std::atomic<uint64_t> rx_malformed{0};
   std::atomic<uint64_t> rx_stale_epoch{0};
   std::atomic<uint64_t> rx_shape_mismatch{0};
@@ -106,6 +110,11 @@ struct ReplicationStatus {
   std::atomic<uint64_t> batches_resent{0};
   std::atomic<uint64_t> batches_applied{0};
   std::atomic<uint64_t> backfill_batches{0};
+  // Primary catch-up reads (docs/replication.md §3): started through the worker's io_uring, the
+  // most in flight at once on one channel, and those that failed (I/O error or a bad batch).
+  std::atomic<uint64_t> backfill_reads_async{0};
+  std::atomic<uint64_t> backfill_reads_inflight_max{0};
+  std::atomic<uint64_t> backfill_read_errors{0};
   std::atomic<uint64_t> rx_malformed{0};
   std::atomic<uint64_t> rx_stale_epoch{0};
   std::atomic<uint64_t> apply_failures{0};  // standby: batches its storage refused or failed
@@ -236,8 +245,11 @@ class ReplicationShell final : public Replicator,
   // The link: a DPDK port (its RX queue 0 for the worker's interrupt-driven sleep), or a kernel
   // UDP socket (its fd for the same).
   bool has_port() const { return config_.link != nullptr; }
-  // The standby's writes submitted and not yet completed (Worker::AwaitingKernel).
-  bool AwaitingKernel() const { return writer_ != nullptr && writer_->in_flight() != 0; }
+  // The standby's writes, or the primary's catch-up reads, submitted and not yet completed
+  // (Worker::AwaitingKernel: an empty pass yields to the kernel's share of them).
+  bool AwaitingKernel() const {
+    return (writer_ != nullptr && writer_->in_flight() != 0) || catchup_in_flight_ != 0;
+  }
   uint16_t link_port_id() const { return config_.link->addr.port_id; }
   uint16_t link_queue() const { return config_.link_queue; }
   bool link_rx_interrupts() const { return config_.link->rx_interrupts; }
@@ -339,8 +351,36 @@ class ReplicationShell final : public Replicator,
   bool memif_client_ = false;
   uint64_t next_link_check_ns_ = 0;
   uint64_t link_down_since_ns_ = 0;
-  // Primary catch-up.
-  std::vector<std::byte> backfill_buf_;
+  // Primary catch-up (docs/replication.md §3): reads through the worker's io_uring
+  // (Persistence::StartBatchRead), at most kCatchupReads in flight, one per partition (its
+  // Streamer holds one read-back batch at a time); each answer goes to the Streamer as it comes.
+  void StartCatchupReads(uint64_t now_ns, Persistence* storage);
+  void OnCatchupRead(const Persistence::BatchRead& r, uint64_t now_ns, Persistence* storage);
+  struct CatchupRead {
+    bool busy = false;
+    uint32_t queue = 0;
+    uint32_t partition = 0;
+    uint64_t from = 0;
+    uint64_t cookie = 0;  // unique per read: an answer for another (older) read is ignored
+    bool hinted = false;
+  };
+  std::array<CatchupRead, kCatchupReads> catchup_{};
+  uint32_t catchup_in_flight_ = 0;
+  uint64_t catchup_seq_ = 0;
+  // Per partition: where its next batch starts on disk (the last answer's), and after a failed
+  // read, when to try again (a bad batch is not read again every pass). Entries are added once
+  // per partition (reserved), never per read.
+  struct CatchupHint {
+    uint64_t next_offset = UINT64_MAX;
+    uint64_t segment = UINT64_MAX;
+    uint64_t position = 0;
+    uint64_t retry_after_ns = 0;
+  };
+  absl::flat_hash_map<uint64_t, CatchupHint> catchup_hints_;
+  uint64_t backfill_reads_async_ = 0;
+  uint64_t backfill_reads_inflight_max_ = 0;
+  uint64_t backfill_read_errors_ = 0;
+  uint64_t next_read_error_log_ns_ = 0;
   std::vector<std::pair<uint32_t, uint32_t>> ack_snapshots_;  // reserved: partitions to snapshot
   bool ack_snapshot_error_logged_ = false;
   std::vector<StandbyPart*> ack_dirty_;  // standby: ack logs with buffered records

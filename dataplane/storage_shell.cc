@@ -93,14 +93,26 @@ absl::StatusOr<std::unique_ptr<StorageShell>> StorageShell::Create(const Storage
   absl::StatusOr<std::unique_ptr<storage::UringReader>> reader =
       storage::UringReader::Create(rc, writer->get());
   if (!reader.ok()) return reader.status();
-  return std::unique_ptr<StorageShell>(
-      new StorageShell(config, startup, std::move(*writer), std::move(*reader)));
+  // Catch-up: kCatchupReads reads in flight at most, each buffer holding the largest batch (and
+  // an index interval, for the first read of a cold start); a read is near its batch's size.
+  storage::ReaderConfig cc;
+  cc.max_reads = kCatchupReads;
+  absl::StatusOr<std::unique_ptr<storage::UringReader>> catchup =
+      storage::UringReader::Create(cc, writer->get());
+  if (!catchup.ok()) return catchup.status();
+  return std::unique_ptr<StorageShell>(new StorageShell(
+      config, startup, std::move(*writer), std::move(*reader), std::move(*catchup)));
 }
 
 StorageShell::StorageShell(const StorageShellConfig& config, StartupRecovery* startup,
                            std::unique_ptr<storage::UringWriter> writer,
-                           std::unique_ptr<storage::UringReader> reader)
-    : config_(config), startup_(startup), writer_(std::move(writer)), reader_(std::move(reader)) {
+                           std::unique_ptr<storage::UringReader> reader,
+                           std::unique_ptr<storage::UringReader> catchup)
+    : config_(config),
+      startup_(startup),
+      writer_(std::move(writer)),
+      reader_(std::move(reader)),
+      catchup_(std::move(catchup)) {
   read_records_.reserve(4096);
   policy_.batch_bytes = config.storage.batch_bytes;
   policy_.batch_time_ns = uint64_t{config.storage.batch_time_us} * 1000;
@@ -333,6 +345,36 @@ Errc StorageShell::Fetch(uint32_t queue, uint32_t partition, bool by_timestamp, 
   const Errc e = reader_->Fetch(r);
   if (e != Errc::kThrottled) ++stats_.cold_fetches;
   return e;
+}
+
+Errc StorageShell::StartBatchRead(uint32_t queue, uint32_t partition, uint64_t offset,
+                                  uint64_t hint_segment, uint64_t hint_position, uint64_t cookie) {
+  const Part* p = Find(queue, partition);
+  if (p == nullptr) return Errc::kUnknownPartition;
+  storage::FetchRequest r;
+  r.partition = p->handle;
+  r.by = storage::FetchBy::kBatch;
+  r.value = offset;
+  r.cookie = cookie;
+  r.hint_segment = hint_segment;
+  r.hint_position = hint_position;
+  return catchup_->Fetch(r);
+}
+
+uint32_t StorageShell::PollBatchReads(absl::FunctionRef<void(const BatchRead&)> fn) {
+  return catchup_->Poll([&](const storage::FetchResult& r) {
+    BatchRead b;
+    b.cookie = r.cookie;
+    b.errc = r.errc;
+    if (r.errc == Errc::kOk) {
+      b.base = r.first_offset;
+      b.end = r.next_offset;
+      b.bytes = r.batch();
+      b.next_hint_segment = r.segment_base;
+      b.next_hint_position = r.end_position;
+    }
+    fn(b);
+  });
 }
 
 uint32_t StorageShell::PollReads(

@@ -115,6 +115,9 @@ class StorageShell final : public Persistence {
   void FlushAcks() override;
   Errc ReadBatch(uint32_t queue, uint32_t partition, uint64_t offset, std::span<std::byte> out,
                  uint32_t* len, uint64_t* end) override;
+  Errc StartBatchRead(uint32_t queue, uint32_t partition, uint64_t offset, uint64_t hint_segment,
+                      uint64_t hint_position, uint64_t cookie) override;
+  uint32_t PollBatchReads(absl::FunctionRef<void(const BatchRead&)> fn) override;
   Errc Fetch(uint32_t queue, uint32_t partition, bool by_timestamp, uint64_t value,
              uint32_t max_records, uint64_t cookie) override;
   uint32_t PollReads(absl::FunctionRef<void(uint64_t, Errc, uint64_t,
@@ -152,11 +155,12 @@ class StorageShell final : public Persistence {
     bool failed = false;
     bool ack_dirty = false;  // in ack_dirty_
     std::string dir;
-    std::unique_ptr<storage::BatchReader> batches;  // replication catch-up, opened on first use
+    std::unique_ptr<storage::BatchReader> batches;  // ReadBatch (blocking), opened on first use
   };
   StorageShell(const StorageShellConfig& config, StartupRecovery* startup,
                std::unique_ptr<storage::UringWriter> writer,
-               std::unique_ptr<storage::UringReader> reader);
+               std::unique_ptr<storage::UringReader> reader,
+               std::unique_ptr<storage::UringReader> catchup);
   static uint64_t Key(uint32_t q, uint32_t p) { return (uint64_t{q} << 32) | p; }
   Part* Find(uint32_t q, uint32_t p);
   const Part* Find(uint32_t q, uint32_t p) const;
@@ -170,6 +174,9 @@ class StorageShell final : public Persistence {
   StartupRecovery* startup_;
   std::unique_ptr<storage::UringWriter> writer_;
   std::unique_ptr<storage::UringReader> reader_;  // on the writer's thread, its own ring
+  // Replication catch-up's reads (StartBatchRead): a ring of their own, so their slots and
+  // completions never mix with consumers' fetches; a few slots (the bound of reads in flight).
+  std::unique_ptr<storage::UringReader> catchup_;
   std::vector<shard::StoredMessage> read_records_;  // PollReads scratch (reserved)
   BatchPolicy policy_;
   absl::flat_hash_map<uint64_t, std::unique_ptr<Part>> parts_;

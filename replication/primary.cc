@@ -154,6 +154,10 @@ bool Streamer::WantsBackfill(uint64_t* from) const {
 
 void Streamer::Backfill(std::span<const std::byte> bytes, uint64_t base, uint64_t end) {
   if (bytes.size() > slot_.size() || end <= base) return;
+  // Only the batch asked for, while it is still wanted: the read is asynchronous, so the answer
+  // may come after the streamer moved (a go-back onto the batch the slot holds, which it may be
+  // sending fragment by fragment, must not be overwritten under it).
+  if (uint64_t want = 0; !WantsBackfill(&want) || want != base) return;
   std::memcpy(slot_.data(), bytes.data(), bytes.size());
   slot_base_ = base;
   slot_end_ = end;

@@ -60,6 +60,7 @@ class Streamer {
 
   // The standby needs the batch starting at *from, which is not in memory.
   bool WantsBackfill(uint64_t* from) const;
+  // Ignored unless WantsBackfill still names `base` (a late answer of an asynchronous read).
   void Backfill(std::span<const std::byte> bytes, uint64_t base, uint64_t end);
 
   uint32_t queue() const { return queue_; }

@@ -1,6 +1,7 @@
 // Raw batches of a partition's log by base offset, with blocking preads (docs/replication.md §5):
-// the primary reads the batches a standby needs that memory no longer holds (catch-up), the
-// standby finds where to cut a divergent tail. Not for the per-message path: a read is one or two
+// the standby finds where to cut a divergent tail (rare, control-path work). The primary's
+// catch-up does not use it: it reads through the worker's io_uring (UringReader, FetchBy::kBatch,
+// which verifies each batch the same way); Read is the reference its tests compare against. Not for the per-message path: a read is one or two
 // preads per batch, plus header preads to walk from the nearest index entry on a cold start;
 // sequential reads continue from the last one without walking.
 #pragma once

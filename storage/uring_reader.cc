@@ -38,6 +38,7 @@ struct Slot {
   uint64_t segment_base = 0;
   uint64_t position = 0;       // file position of buf[0]
   uint64_t limit = 0;          // durable end of the segment when issued
+  uint32_t want = 0;           // kBatch: bytes the next read needs (0: read_bytes)
   std::shared_ptr<Fd> fd;
   AlignedBuffer buf;
   FetchResult result;          // filled when done (or at once, for answers without I/O)
@@ -65,6 +66,8 @@ struct UringReader::Impl {
   uint32_t pending_sqes = 0;
   uint32_t in_ring = 0;
   Stats stats;
+  uint32_t inject_count = 0;  // test seam: reads that complete with -inject_error
+  int inject_error = 0;
 
   ~Impl() {
     if (ring_ok) io_uring_queue_exit(&ring);
@@ -77,6 +80,12 @@ struct UringReader::Impl {
   // Starts (or continues) a fetch at `position` of segment `seg`.
   void Issue(uint32_t i, size_t seg, uint64_t position);
   void OnRead(uint32_t i, int res);
+  // kBatch: the batch starting at the request's offset, or one more read towards it.
+  void OnBatchRead(uint32_t i, std::span<const std::byte> got);
+  // One more read from `pos` bytes past this read (the target lies further on), found again by
+  // the segment's base: retention may have removed older segments (or this one) since the read
+  // was issued, which shifts the indices.
+  void Continue(uint32_t i, uint64_t pos);
   // The segment's file opened through the ring (no blocking open on the lcore).
   void PrepOpen(uint32_t i, bool direct);
   void OnOpen(uint32_t i, int res);
@@ -95,7 +104,7 @@ void UringReader::Impl::Issue(uint32_t i, size_t seg_index, uint64_t position) {
   const LogState& log = writer->log(s.req.partition);
   if (seg_index >= log.segments.size()) {  // past the end: nothing more to give
     s.result.next_offset = writer->durable(s.req.partition).value;
-    Finish(i, s.req.by == FetchBy::kOffset ? Errc::kOffsetOutOfRange : Errc::kOk);
+    Finish(i, s.req.by != FetchBy::kTimestamp ? Errc::kOffsetOutOfRange : Errc::kOk);
     return;
   }
   const SegmentState& seg = log.segments[seg_index];
@@ -131,7 +140,8 @@ void UringReader::Impl::Issue(uint32_t i, size_t seg_index, uint64_t position) {
   s.segment_base = seg.base_offset;
   s.position = position;
   s.limit = seg.end_position;
-  const uint64_t len = AlignUp(std::min<uint64_t>(cfg.read_bytes, s.limit - position), cfg.align_bytes);
+  const uint64_t want = s.want != 0 ? std::min(s.want, cfg.read_bytes) : cfg.read_bytes;
+  const uint64_t len = AlignUp(std::min<uint64_t>(want, s.limit - position), cfg.align_bytes);
   io_uring_sqe* sqe = io_uring_get_sqe(&ring);
   SLUICE_ASSERT(sqe != nullptr);
   if (features.registered_buffers) {
@@ -177,6 +187,7 @@ void UringReader::Impl::OnOpen(uint32_t i, int res) {
   size_t seg = 0;
   const bool present = Find(s.req.partition, s.segment_base, &seg);
   if (res < 0 && present) {
+    ++stats.read_errors;
     Finish(i, Errc::kStorageFailed);
     return;
   }
@@ -184,7 +195,7 @@ void UringReader::Impl::OnOpen(uint32_t i, int res) {
   if (!present) {
     // Removed by retention while it was being opened: below the log's start now. A time fetch
     // goes on with the segments that remain (seg: the first after the removed one).
-    if (s.req.by == FetchBy::kOffset) {
+    if (s.req.by != FetchBy::kTimestamp) {
       Finish(i, Errc::kOffsetOutOfRange);
     } else {
       Issue(i, seg, 0);
@@ -201,13 +212,22 @@ void UringReader::Impl::OnRead(uint32_t i, int res) {
   Slot& s = slots[i];
   s.in_ring = false;
   --in_ring;
+  if (inject_count > 0) {
+    --inject_count;
+    res = -inject_error;
+  }
   if (res < 0) {
+    ++stats.read_errors;
     Finish(i, Errc::kStorageFailed);
     return;
   }
   stats.bytes += static_cast<uint64_t>(res);
   const std::span<const std::byte> got{s.buf.data(),
                                        std::min<uint64_t>(static_cast<uint64_t>(res), s.limit - s.position)};
+  if (s.req.by == FetchBy::kBatch) {
+    OnBatchRead(i, got);
+    return;
+  }
   uint64_t pos = 0;
   int64_t first = -1;  // buffer position of the first batch to deliver
   uint32_t count = 0;
@@ -216,6 +236,7 @@ void UringReader::Impl::OnRead(uint32_t i, int res) {
     const BatchCheck c = VerifyBatch(got.subspan(pos), cfg.align_bytes, &h);
     if (c == BatchCheck::kTruncated) break;  // continues past the read: read on from here
     if (c != BatchCheck::kOk) {
+      ++stats.bad_batches;
       Finish(i, Errc::kStorageFailed);
       return;
     }
@@ -248,24 +269,96 @@ void UringReader::Impl::OnRead(uint32_t i, int res) {
       Finish(i, Errc::kStorageFailed);
       return;
     }
-    // Found again by base: retention may have removed older segments (or this one) from the
-    // log since the read was issued, which shifts the indices.
-    size_t seg = 0;
-    if (!writer->is_open(s.req.partition)) {
-      Finish(i, Errc::kUnknownPartition);  // closed (queue deleted) since the read was issued
-    } else if (Find(s.req.partition, s.segment_base, &seg)) {
-      Issue(i, seg, s.position + pos);
-    } else if (s.req.by == FetchBy::kTimestamp) {
-      Issue(i, 0, 0);  // its segment is gone: the first record at or after the time is further on
-    } else {
-      Finish(i, Errc::kOffsetOutOfRange);  // the offset is below the log's start now
-    }
+    Continue(i, pos);
     return;
   }
   s.result.bytes_ = got.subspan(static_cast<size_t>(first), pos - static_cast<uint64_t>(first));
   s.result.count = count;
   s.result.next_offset = s.result.first_offset + count;
   Finish(i, Errc::kOk);
+}
+
+void UringReader::Impl::Continue(uint32_t i, uint64_t pos) {
+  Slot& s = slots[i];
+  size_t seg = 0;
+  if (!writer->is_open(s.req.partition)) {
+    Finish(i, Errc::kUnknownPartition);  // closed (queue deleted) since the read was issued
+  } else if (Find(s.req.partition, s.segment_base, &seg)) {
+    Issue(i, seg, s.position + pos);
+  } else if (s.req.by == FetchBy::kTimestamp) {
+    Issue(i, 0, 0);  // its segment is gone: the first record at or after the time is further on
+  } else {
+    Finish(i, Errc::kOffsetOutOfRange);  // the offset is below the log's start now
+  }
+}
+
+void UringReader::Impl::OnBatchRead(uint32_t i, std::span<const std::byte> got) {
+  Slot& s = slots[i];
+  // Closed (queue deleted) while the read was in flight: the handle may name another partition
+  // by now, so nothing of the log is looked at (the bytes are still valid: the slot holds the fd).
+  if (!writer->is_open(s.req.partition)) {
+    Finish(i, Errc::kUnknownPartition);
+    return;
+  }
+  const PartitionId id = writer->spec(s.req.partition).id;
+  uint64_t pos = 0;
+  while (pos < got.size()) {
+    BatchHeader h;
+    const BatchCheck c = VerifyBatch(got.subspan(pos), cfg.align_bytes, &h);
+    if (c == BatchCheck::kTruncated) {  // continues past the read
+      s.want = cfg.batch_read_bytes;
+      if (got.size() - pos < kBatchHeaderBytes) break;  // read on from its header
+      const BatchHeader th = ReadHeader(got.subspan(pos));
+      if (th.magic != kBatchMagic || th.stride_bytes == 0 || th.stride_bytes % cfg.align_bytes != 0) {
+        ++stats.bad_batches;
+        Finish(i, Errc::kStorageFailed);
+        return;
+      }
+      if (th.base_offset == s.req.value) {
+        // The target: the next read is exactly its stride (a small first read then costs one
+        // more read for a large batch, never a read_bytes read for a small one).
+        s.want = th.stride_bytes;
+        break;
+      }
+      if (th.base_offset > s.req.value) {  // passed it: no batch starts there
+        Finish(i, Errc::kOffsetOutOfRange);
+        return;
+      }
+      // Before the target: stepped over by its header, as BatchReader walks (only the batch
+      // delivered needs its bytes); the walk reads on past it.
+      pos += th.stride_bytes;
+      break;
+    }
+    if (c != BatchCheck::kOk || !(PartitionId{h.queue, h.partition} == id)) {
+      ++stats.bad_batches;
+      Finish(i, Errc::kStorageFailed);
+      return;
+    }
+    if (h.base_offset == s.req.value) {
+      s.result.bytes_ = got.subspan(pos, uint64_t{h.header_bytes} + h.payload_bytes);
+      s.result.first_offset = h.base_offset;
+      s.result.next_offset = h.end_offset();
+      s.result.count = h.count;
+      s.result.segment_base = s.segment_base;
+      s.result.end_position = s.position + pos + h.stride_bytes;
+      Finish(i, Errc::kOk);
+      return;
+    }
+    if (h.base_offset > s.req.value) {  // passed it: no batch starts there
+      Finish(i, Errc::kOffsetOutOfRange);
+      return;
+    }
+    pos += h.stride_bytes;
+  }
+  // Nothing whole in this read: only the target's stride read again makes progress (a batch
+  // larger than read_bytes is a configuration error; a short read of durable bytes, a fault).
+  if (pos == 0 && !(s.want != 0 && s.want <= cfg.read_bytes && got.size() < s.want &&
+                    s.limit - s.position >= s.want)) {
+    ++stats.bad_batches;
+    Finish(i, Errc::kStorageFailed);
+    return;
+  }
+  Continue(i, pos);
 }
 
 absl::StatusOr<std::unique_ptr<UringReader>> UringReader::Create(const ReaderConfig& config,
@@ -305,6 +398,7 @@ Errc UringReader::Fetch(const FetchRequest& req) {
   Slot& s = m.slots[i];
   s.busy = true;
   s.req = req;
+  s.want = req.by == FetchBy::kBatch ? m.cfg.batch_read_bytes : 0;
   s.result = FetchResult{};
   s.result.cookie = req.cookie;
   s.result.align_ = m.cfg.align_bytes;
@@ -315,11 +409,11 @@ Errc UringReader::Fetch(const FetchRequest& req) {
   }
   const LogState& log = m.writer->log(req.partition);
   const uint64_t durable = m.writer->durable(req.partition).value;
-  s.result.next_offset = req.by == FetchBy::kOffset ? req.value : durable;
+  s.result.next_offset = req.by != FetchBy::kTimestamp ? req.value : durable;
   // One lookup: the segment, then the index entry at or before the target.
   size_t seg = 0;
   const IndexEntry* e = nullptr;
-  if (req.by == FetchBy::kOffset) {
+  if (req.by != FetchBy::kTimestamp) {
     if (req.value < log.start_offset() || req.value >= durable) {
       m.Finish(i, Errc::kOffsetOutOfRange);
       return Errc::kOffsetOutOfRange;
@@ -328,6 +422,13 @@ Errc UringReader::Fetch(const FetchRequest& req) {
                                [](uint64_t o, const SegmentState& st) { return o < st.base_offset; });
     seg = static_cast<size_t>(it - log.segments.begin()) - 1;
     e = log.segments[seg].index.FloorOffset(req.value);
+    if (req.by == FetchBy::kBatch && req.hint_segment == log.segments[seg].base_offset &&
+        req.hint_position < log.segments[seg].end_position &&
+        (e == nullptr || req.hint_position >= e->position)) {
+      ++m.stats.reads_hinted;
+      m.Issue(i, seg, req.hint_position);  // sequential catch-up: straight at the batch
+      return Errc::kOk;
+    }
   } else {
     while (seg < log.segments.size() &&
            (log.segments[seg].end_position == 0 || log.segments[seg].last_timestamp_ns < req.value)) {
@@ -386,5 +487,10 @@ void UringReader::Drain(absl::FunctionRef<void(const FetchResult&)> fn) {
 }
 
 const UringReader::Stats& UringReader::stats() const { return impl_->stats; }
+
+void UringReader::InjectReadErrors(uint32_t count, int error) {
+  impl_->inject_count = count;
+  impl_->inject_error = error;
+}
 
 }  // namespace sluice::storage
