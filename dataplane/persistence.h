@@ -97,11 +97,6 @@ class Persistence {
   virtual uint64_t LogBytes(uint32_t queue, uint32_t partition) const = 0;
   // Oldest offset in the partition's log (kNoOffset if it has none here).
   virtual uint64_t LogStart(uint32_t queue, uint32_t partition) const = 0;
-  // The durable batch of the partition's log starting at `offset`, in its on-disk form (header +
-  // records, no padding), into `out` (blocking preads: not for the lcore's loop; replication
-  // catch-up uses StartBatchRead). kOk with *len and *end; kOffsetOutOfRange when no durable batch starts there.
-  virtual Errc ReadBatch(uint32_t queue, uint32_t partition, uint64_t offset,
-                         std::span<std::byte> out, uint32_t* len, uint64_t* end) = 0;
   // Replication catch-up through the worker's io_uring (docs/replication.md §3): the lcore never
   // blocks. Starts a read of the durable batch starting at `offset`. kOk: the answer comes
   // through PollBatchReads with `cookie` (so do kOffsetOutOfRange and kStorageFailed when

@@ -197,7 +197,6 @@ absl::StatusOr<RecoveredLog> StorageShell::Open(
   part->submitted_end = part->durable_end = out.next_offset;
   part->purged_below = rec->acks.deleted_below;
   part->dir = dir->path();
-  part->batches = std::make_unique<storage::BatchReader>(data_dir, id);
   by_handle_[*h] = part.get();
   parts_[Key(queue, partition)] = std::move(part);
   ++stats_.opened;
@@ -445,14 +444,6 @@ void StorageShell::MarkDirty(Part* p) {
   if (p->ack_dirty) return;
   p->ack_dirty = true;
   ack_dirty_.push_back(p);
-}
-
-Errc StorageShell::ReadBatch(uint32_t queue, uint32_t partition, uint64_t offset,
-                             std::span<std::byte> out, uint32_t* len, uint64_t* end) {
-  Part* p = Find(queue, partition);
-  if (p == nullptr) return Errc::kUnknownPartition;
-  if (p->failed) return Errc::kStorageFailed;
-  return p->batches->Read(writer_->log(p->handle), offset, out, len, end);
 }
 
 void StorageShell::FlushAcks() {

@@ -22,7 +22,6 @@
 #include "dataplane/persistence.h"
 #include "hwconf/layout.h"
 #include "storage/ack_log.h"
-#include "storage/batch_reader.h"
 #include "storage/recovery.h"
 #include "storage/uring_reader.h"
 #include "storage/uring_writer.h"
@@ -113,8 +112,6 @@ class StorageShell final : public Persistence {
                  uint64_t offset) override;
   absl::Status Purged(uint32_t queue, uint32_t partition, uint64_t below) override;
   void FlushAcks() override;
-  Errc ReadBatch(uint32_t queue, uint32_t partition, uint64_t offset, std::span<std::byte> out,
-                 uint32_t* len, uint64_t* end) override;
   Errc StartBatchRead(uint32_t queue, uint32_t partition, uint64_t offset, uint64_t hint_segment,
                       uint64_t hint_position, uint64_t cookie) override;
   uint32_t PollBatchReads(absl::FunctionRef<void(const BatchRead&)> fn) override;
@@ -155,7 +152,6 @@ class StorageShell final : public Persistence {
     bool failed = false;
     bool ack_dirty = false;  // in ack_dirty_
     std::string dir;
-    std::unique_ptr<storage::BatchReader> batches;  // ReadBatch (blocking), opened on first use
   };
   StorageShell(const StorageShellConfig& config, StartupRecovery* startup,
                std::unique_ptr<storage::UringWriter> writer,

@@ -82,10 +82,6 @@ class Storage final : public Persistence {
   }
   uint64_t LogBytes(uint32_t, uint32_t) const override { return 0; }
   uint64_t LogStart(uint32_t, uint32_t) const override { return shard::kNoOffset; }
-  Errc ReadBatch(uint32_t, uint32_t, uint64_t, std::span<std::byte>, uint32_t*,
-                 uint64_t*) override {
-    return Errc::kOffsetOutOfRange;
-  }
   void FlushAcks() override {}
   void Drain(absl::FunctionRef<void(uint32_t, uint32_t, shard::DurableOffset, Errc,
                                     std::string_view)> fn) override {
