@@ -1073,22 +1073,82 @@ class ReplicationTest(unittest.TestCase):
                          "the primary's retention to remove segments")
         return a, b, queue_id, p, lines
 
-    def test_wiped_standby_behind_the_primarys_retention_is_reported(self):
-        """Not built (docs/replication.md §12): a standby whose log ends below the primary's
-        log start cannot catch up on that partition. Pinned here: it says so, once, and the
-        sync queue answers NOT_REPLICATED rather than acknowledging without the standby."""
-        a, b, queue_id, p, _ = self.start_retention_pair()
+    def test_wiped_standby_behind_the_primarys_retention_catches_up(self):
+        """A standby whose log ends below the primary's retained start (docs/replication.md §4
+        "Behind the start"): wiped after the primary's retention removed offset 0. It restarts
+        that partition's log empty at the primary's start S (said once, counted), catches up
+        from S: its segments byte-identical to the primary's, sync produces answered OK, and
+        promoted without --force after a SIGKILL of the primary it serves every acked message
+        from S on, once, in order."""
+        a, b, queue_id, p, lines = self.start_retention_pair()
         start_a = segments_of(a, queue_id, 0)[0]
         b.kill()
         shutil.rmtree(b.data_dir)
         b.start()
-        harness.wait_for(lambda: "it cannot catch up" in a.log(), 15, "the primary to report it")
-        m = re.search(rf"queue {queue_id} partition 0: the standby needs offset 0 but this log "
-                      r"starts at (\d+) \(retention\)", a.log())
-        self.assertIsNotNone(m, "not reported as expected")
-        self.assertGreaterEqual(int(m.group(1)), start_a)  # its retention may have gone on
-        self.assertEqual(a.log().count("it cannot catch up"), 1)
-        self.assertEqual(p.send_one(a.server, queue_id, 0), "NOT_REPLICATED")
+        wait_in_sync(a, b, timeout_s=60)
+        restart = rf"queue {queue_id} partition 0: my log ends at 0, below the primary's start (\d+): " \
+                  r"restarting it empty at \1"
+        found = re.findall(restart, b.log())
+        self.assertEqual(len(found), 1, b.log()[-3000:])
+        s = int(found[0])
+        self.assertGreaterEqual(s, start_a)  # the primary's first segment then (it may have gone on)
+        self.assertEqual(repl_counters(b)["behind_start_restarts"], 1)
+        self.assertNotIn("cannot restart", b.log())
+        self.assertNotIn("it cannot catch up", a.log())
+        # The primary says it at most once (the standby may have restarted on LOG_START before
+        # the primary's catch-up read found offset 0 gone), with its start then: its retention
+        # may have gone on before the standby's restart.
+        said = re.findall(rf"queue {queue_id} partition 0: the standby needs offset 0 but this "
+                          r"log starts at (\d+) \(retention\): it restarts its log empty at \1",
+                          a.log())
+        self.assertLessEqual(len(said), 1)
+        self.assertTrue(all(start_a <= int(x) <= s for x in said), (said, start_a, s))
+        self.assertEqual(repl_counters(a)["behind_start_restarts"], len(said))
+        # No more retention from here on (either box, also after the promotion): every acked
+        # message from S on must be there at the end.
+        status, body = a.http("PATCH", "/v1/queues/logs", {"attributes": {"retention_bytes": 1 << 30}})
+        self.assertEqual(status, 200, body)
+        harness.wait_for(lambda: queues_of(b).get("logs", {}).get("attributes", {})
+                         .get("retention_bytes") == 1 << 30, 10, "the standby to adopt the catalog")
+        # Sync produces are answered OK: the standby holds them.
+        for _ in range(50):
+            self.assertEqual(p.send_one(a.server, queue_id, 0), "OK")
+        harness.wait_for(lambda: a.role().get("replication_lag_bytes") == 0, 30, "no lag")
+        seg_a, seg_b = segments_of(a, queue_id, 0), segments_of(b, queue_id, 0)
+        self.assertEqual(seg_b[0], s, (seg_a, seg_b))
+        self.assertEqual(seg_b, [x for x in seg_a if x >= s], (seg_a, seg_b))
+        for base in seg_b:  # every byte acked on both (sync): nothing is being written now
+            name = f"{base:020d}.log"
+            with open(os.path.join(a.data_dir, f"{queue_id}-0", name), "rb") as fa, \
+                    open(os.path.join(b.data_dir, f"{queue_id}-0", name), "rb") as fb:
+                self.assertEqual(fa.read(), fb.read(), f"segment {name} differs")
+        # The primary dies; the standby is promoted without --force (caught up), and serves
+        # every acked message from S on, exactly once, in order.
+        expected = {o: pl for (_, o, pl) in p.acked[0]}
+        for i, line in enumerate(lines):
+            expected[1 + i] = line.encode()
+        end = max(expected) + 1
+        kill_and_promote(a, b)
+        c = fetch_client(b, 15)
+        first = fetch_from(c, queue_id, 0, 1)
+        self.assertEqual(first[0], "MESSAGES", first[:2])
+        self.assertEqual(first[1][0][0], s, "the promoted standby does not start at S")
+        got, offset = [], s
+        for _ in range(8000):  # bounded: at least a message per FETCH
+            if offset >= end:
+                break
+            r = fetch_from(c, queue_id, 0, 0, offset)
+            self.assertEqual(r[0], "MESSAGES", f"fetch at {offset}: {r[:2]}")
+            self.assertTrue(r[1], f"nothing at {offset}")
+            got += r[1]
+            offset = r[3]
+        self.assertEqual([o for o, _ in got], list(range(s, end)), "a gap or a duplicate")
+        for o, pl in got:
+            self.assertEqual(pl, expected[o], f"payload at offset {o}")
+        print(f"\nwiped standby behind the primary's retention: restarted at {s} (the primary "
+              f"kept segments {seg_a}), caught up, segments {seg_b} byte-identical; promoted, "
+              f"offsets [{s}, {end}) served, none missing")
+        c.sock.close()
         p.sock.close()
         self._failed = False
 
