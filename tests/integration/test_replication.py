@@ -337,6 +337,14 @@ def fetch_partition(box, queue_id, part, count):
         s.close()
 
 
+WORK_QUEUE = """
+[[queue]]
+name = "jobs"
+type = "work"
+partitions = 1
+visibility_timeout_ms = 60000
+"""
+
 ACK_QUEUES = """
 [[queue]]
 name = "jobs"
@@ -1150,6 +1158,52 @@ class ReplicationTest(unittest.TestCase):
               f"offsets [{s}, {end}) served, none missing")
         c.sock.close()
         p.sock.close()
+        self._failed = False
+
+    def test_wiped_standby_behind_a_work_queues_start_brings_no_deleted_message_back(self):
+        """Behind the start on a work queue (docs/replication.md §4): its segments go when every
+        message in them was deleted. 3000 jobs of 1000 bytes in 1 MiB segments, all purged,
+        200 more of which 100 are deleted: the primary's retention removes the purged segments.
+        The standby, wiped, restarts at the primary's first segment (below the purge mark: that
+        segment still holds purged jobs) and catches up; promoted after a SIGKILL of the
+        primary, it delivers exactly the 100 jobs never deleted: no purged or deleted one."""
+        self.pair.close(False)
+        self.pair = Pair(queues=WORK_QUEUE, segment_bytes=1 << 20)
+        a, b = self.pair.a, self.pair.b
+        self.start_pair()
+        queue_id = lookup_name(a, "jobs")
+        for chunk in range(3):
+            cli_produce(a, "jobs", [f"old-{chunk}-{i:04d}-" + "z" * 980 for i in range(1000)])
+        status, body = a.http("POST", "/v1/queues/jobs/purge", {})
+        self.assertEqual(status, 200, body)
+        fresh = [f"new-{i:03d}" for i in range(200)]
+        cli_produce(a, "jobs", fresh)
+        leased = receive_all(a, "jobs")
+        self.assertEqual(sorted(p for _, p in leased), sorted(fresh))
+        deleted = {p for i, (_, p) in enumerate(sorted(leased, key=lambda x: x[1])) if i % 2 == 0}
+        cli(a, "delete", "jobs", *[r for r, p in leased if p in deleted])
+        harness.wait_for(lambda: segments_of(a, queue_id, 0)[:1] not in ([], [0]), 15,
+                         "the primary's retention to remove the purged segments")
+        b.kill()
+        shutil.rmtree(b.data_dir)
+        b.start()
+        wait_in_sync(a, b, timeout_s=60)
+        wait_acks_replicated(a, b, 0, snapshots_at_least=1)
+        found = re.findall(rf"queue {queue_id} partition 0: my log ends at 0, below the primary's "
+                           r"start (\d+): restarting it empty at \1", b.log())
+        self.assertEqual(len(found), 1, b.log()[-3000:])
+        s = int(found[0])
+        # Below the purge mark (unless a segment happened to start exactly at it): the restarted
+        # log holds purged jobs, which must stay purged.
+        self.assertLessEqual(s, 3000)
+        self.assertEqual(segments_of(b, queue_id, 0)[0], s)
+        kill_and_promote(a, b)
+        got = [p for _, p in receive_all(b, "jobs")]
+        self.assertEqual(sorted(got), sorted(set(fresh) - deleted),
+                         "purged or deleted jobs came back, or undeleted ones are missing")
+        print(f"\nwork queue behind the start: the wiped standby restarted at {s} (purged below "
+              f"3000, {len(deleted)} of the next 200 deleted); promoted, it delivered exactly the "
+              f"other {len(got)}")
         self._failed = False
 
     def test_standby_removes_what_the_primarys_retention_removed(self):
