@@ -1094,22 +1094,25 @@ class ReplicationTest(unittest.TestCase):
         shutil.rmtree(b.data_dir)
         b.start()
         wait_in_sync(a, b, timeout_s=60)
-        restart = rf"queue {queue_id} partition 0: my log ends at 0, below the primary's start (\d+): " \
-                  r"restarting it empty at \1"
-        found = re.findall(restart, b.log())
-        self.assertEqual(len(found), 1, b.log()[-3000:])
-        s = int(found[0])
-        self.assertGreaterEqual(s, start_a)  # the primary's first segment then (it may have gone on)
-        self.assertEqual(repl_counters(b)["behind_start_restarts"], 1)
+        restart = rf"queue {queue_id} partition 0: my log ends at \d+, below the primary's start " \
+                  r"(\d+): restarting it empty at \1"
+        # Once, as a rule; again if the primary's retention (still settling after the burst)
+        # removed the segment it restarted at before it caught up past it.
+        found = [int(x) for x in re.findall(restart, b.log())]
+        self.assertTrue(1 <= len(found) <= 2, b.log()[-3000:])
+        self.assertEqual(found, sorted(found))
+        s = found[-1]
+        self.assertGreaterEqual(found[0], start_a)  # the primary's first segment then
+        self.assertEqual(repl_counters(b)["behind_start_restarts"], len(found))
         self.assertNotIn("cannot restart", b.log())
         self.assertNotIn("it cannot catch up", a.log())
-        # The primary says it at most once (the standby may have restarted on LOG_START before
-        # the primary's catch-up read found offset 0 gone), with its start then: its retention
-        # may have gone on before the standby's restart.
+        # The primary says it at most once per restart (the standby may have restarted on
+        # LOG_START before the primary's catch-up read found offset 0 gone), with its start then:
+        # its retention may have gone on before the standby's restart.
         said = re.findall(rf"queue {queue_id} partition 0: the standby needs offset 0 but this "
                           r"log starts at (\d+) \(retention\): it restarts its log empty at \1",
                           a.log())
-        self.assertLessEqual(len(said), 1)
+        self.assertLessEqual(len(said), len(found))
         self.assertTrue(all(start_a <= int(x) <= s for x in said), (said, start_a, s))
         self.assertEqual(repl_counters(a)["behind_start_restarts"], len(said))
         # No more retention from here on (either box, also after the promotion): every acked
@@ -1189,10 +1192,10 @@ class ReplicationTest(unittest.TestCase):
         b.start()
         wait_in_sync(a, b, timeout_s=60)
         wait_acks_replicated(a, b, 0, snapshots_at_least=1)
-        found = re.findall(rf"queue {queue_id} partition 0: my log ends at 0, below the primary's "
+        found = re.findall(rf"queue {queue_id} partition 0: my log ends at \d+, below the primary's "
                            r"start (\d+): restarting it empty at \1", b.log())
-        self.assertEqual(len(found), 1, b.log()[-3000:])
-        s = int(found[0])
+        self.assertTrue(1 <= len(found) <= 2, b.log()[-3000:])  # as in the stream test
+        s = int(found[-1])
         # Below the purge mark (unless a segment happened to start exactly at it): the restarted
         # log holds purged jobs, which must stay purged.
         self.assertLessEqual(s, 3000)
