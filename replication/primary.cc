@@ -121,14 +121,16 @@ void Streamer::GoBack(uint64_t from, uint64_t now_ns) {
 void Streamer::OnAck(uint64_t durable_end, uint64_t now_ns) {
   if (!connected_ || divergent_) return;
   if (durable_end <= acked_end_ || durable_end > offered_end_) return;  // stale or bogus
-  if (durable_end > session_high_) {
-    // More than we ever sent it in this session: the standby restarted its log at our start
-    // (its own was below it). Caught up only once it holds our end as of now, from there.
+  if (behind_start_ || durable_end > session_high_) {
+    // The standby restarted its log at our start (its own ended below it): we were waiting for
+    // that, or it acks more than we ever sent it in this session. Caught up only once it holds
+    // our end as of now, from there. (Any progress ends the wait: were it something sent
+    // before, a read finds out again.)
     behind_start_ = false;
     caught_up_ = false;
     catchup_target_ = offered_end_;
-    session_high_ = durable_end;
   }
+  session_high_ = std::max(session_high_, durable_end);
   acked_end_ = durable_end;
   last_progress_ns_ = now_ns;
   waiting_since_ns_ = now_ns;

@@ -1505,5 +1505,39 @@ TEST(LinkSimRetention, StandbyAtOrAboveThePrimarysStartNeverRestarts) {
   }
 }
 
+
+// The primary's streamer of a partition whose standby needs an offset retention removed: it
+// reads nothing more for it until the standby's ack says it restarted, then catches it up from
+// there, counting it caught up only at the primary's end as of that ack.
+TEST(LinkSimRetention, StreamerWaitsForTheRestartThenReArmsCaughtUp) {
+  StreamerConfig c;
+  Streamer s(5, 0, /*log_end=*/1000, 0, c);  // nothing in memory: a primary that restarted
+  s.Connect(0, 1);                            // a wiped standby
+  uint64_t from = 99;
+  ASSERT_TRUE(s.WantsBackfill(&from));
+  EXPECT_EQ(from, 0u);
+  EXPECT_FALSE(s.BehindStart(7)) << "a stale read's answer";
+  EXPECT_TRUE(s.BehindStart(0));
+  EXPECT_FALSE(s.BehindStart(0)) << "noted once";
+  EXPECT_FALSE(s.WantsBackfill(&from)) << "read again while waiting for the restart";
+  EXPECT_FALSE(s.caught_up());
+  s.OnAck(400, 2);  // restarted at the primary's start, 400
+  EXPECT_FALSE(s.behind_start());
+  EXPECT_FALSE(s.caught_up());
+  ASSERT_TRUE(s.WantsBackfill(&from));
+  EXPECT_EQ(from, 400u);
+  s.OnAck(999, 3);
+  EXPECT_FALSE(s.caught_up());
+  s.OnAck(1000, 4);
+  EXPECT_TRUE(s.caught_up());
+  // A new session forgets the wait.
+  s.Connect(0, 5);
+  ASSERT_TRUE(s.BehindStart(0));
+  s.Disconnect();
+  s.Connect(0, 6);
+  EXPECT_FALSE(s.behind_start());
+  EXPECT_TRUE(s.WantsBackfill(&from));
+}
+
 }  // namespace
 }  // namespace sluice::replication
