@@ -398,6 +398,8 @@ c::RoleInfo SluicedBackend::Role() {
       {"rx_malformed", replication_->rx_malformed.load(std::memory_order_relaxed)},
       {"rx_stale_epoch", replication_->rx_stale_epoch.load(std::memory_order_relaxed)},
       {"truncated_records", replication_->truncated_records.load(std::memory_order_relaxed)},
+      {"behind_start_restarts",
+       replication_->behind_start_restarts.load(std::memory_order_relaxed)},
       {"apply_failures", replication_->apply_failures.load(std::memory_order_relaxed)},
       {"acklog_records_sent", replication_->acklog_records_sent.load(std::memory_order_relaxed)},
       {"acklog_records_resent", replication_->acklog_records_resent.load(std::memory_order_relaxed)},

@@ -651,15 +651,16 @@ void ReplicationShell::OnCatchupRead(const Persistence::BatchRead& r, uint64_t n
         catchup_hints_.erase(Key(q, p));
         return;
       }
-      if (const uint64_t start = storage->LogStart(q, p);
-          c.from < start && start != shard::kNoOffset &&
-          behind_start_logged_.insert(Key(q, p)).second) {
+      if (const uint64_t start = storage->FirstSegmentBase(q, p);
+          start != shard::kNoOffset && c.from < start && primary_->BehindStart(q, p, c.from)) {
         // Retention removed what this standby still needs (it was away, or wiped, longer than
-        // retention keeps): not built yet (docs/replication.md §12). Said once.
+        // retention keeps): it restarts that partition's log empty at our start, told by
+        // LOG_START (docs/replication.md §4 "Behind the start"); its ack moves the streamer
+        // there. Nothing is read for it meanwhile. Said once per occurrence.
         std::fprintf(stderr, "sluiced: replication: queue %u partition %u: the standby needs "
-                     "offset %llu but this log starts at %llu (retention): it cannot catch up "
-                     "on this partition\n", q, p, static_cast<unsigned long long>(c.from),
-                     static_cast<unsigned long long>(start));
+                     "offset %llu but this log starts at %llu (retention): it restarts its log "
+                     "empty at %llu\n", q, p, static_cast<unsigned long long>(c.from),
+                     static_cast<unsigned long long>(start), static_cast<unsigned long long>(start));
       }
       return;
     }
@@ -704,6 +705,8 @@ void ReplicationShell::PublishStatus() {
   s.acklog_records_applied.store(c.acklog_records_applied, kR);
   s.acklog_snapshots_applied.store(c.acklog_snapshots_applied, kR);
   s.acklog_dropped.store(c.acklog_dropped, kR);
+  s.behind_start_restarts.store(
+      primary_ != nullptr ? c.standby_behind_start : c.behind_start_restarts, kR);
   if (primary_ != nullptr) {
     s.acklog_lag.store(primary_->ack_lag(), kR);
     uint64_t lag = 0, partitions = 0;
@@ -768,6 +771,7 @@ void AggregateReplicationStatus(ReplicationStatus& s) {
   bool connected = true, caught_up = true, catalog = true;
   uint64_t epoch = s.epoch.load(kR);
   uint64_t bf_reads = 0, bf_inflight_max = 0, bf_errors = 0;
+  uint64_t behind = 0;
   uint64_t lag = 0, truncated = 0, sent = 0, resent = 0, applied = 0, backfill = 0, malformed = 0,
            stale = 0, al_sent = 0, al_resent = 0, al_snap_sent = 0, al_applied = 0,
            al_snap_applied = 0, al_dropped = 0, al_lag = 0;
@@ -781,6 +785,7 @@ void AggregateReplicationStatus(ReplicationStatus& s) {
     epoch = std::max(epoch, c.epoch.load(kR));
     lag += c.lag_offsets.load(kR);
     truncated += c.truncated_records.load(kR);
+    behind += c.behind_start_restarts.load(kR);
     sent += c.batches_sent.load(kR);
     resent += c.batches_resent.load(kR);
     applied += c.batches_applied.load(kR);
@@ -808,6 +813,7 @@ void AggregateReplicationStatus(ReplicationStatus& s) {
   if (s.role.load(kR) == 2) s.epoch.store(epoch, kR);  // a standby's: the highest adopted
   s.lag_offsets.store(lag, kR);
   s.truncated_records.store(truncated, kR);
+  s.behind_start_restarts.store(behind, kR);
   s.batches_sent.store(sent, kR);
   s.batches_resent.store(resent, kR);
   s.batches_applied.store(applied, kR);
@@ -859,10 +865,12 @@ absl::StatusOr<uint64_t> AdoptChannelEpoch(ReplicationStatus& s, uint16_t channe
 void ReplicationShell::SendLogStarts(uint64_t now_ns, Persistence* storage) {
   if (now_ns < next_log_start_ns_) return;
   next_log_start_ns_ = now_ns + 1'000'000'000;
-  // Once a second, a lookup per partition (LogStart: the writer's first segment, or the purge
-  // mark above it, which hides what is below and whose segments the primary removes next).
+  // Once a second, a lookup per partition: the writer's first segment. Not the purge mark above
+  // it (LogStart): a standby whose log ends below the start restarts there, which must be a
+  // batch boundary this log holds; the purged segments go at the primary's next retention pass,
+  // and the standby's a second or so later.
   primary_->ForEachStreamer([&](const replication::Streamer& st) {
-    const uint64_t start = storage->LogStart(st.queue(), st.partition());
+    const uint64_t start = storage->FirstSegmentBase(st.queue(), st.partition());
     if (start != shard::kNoOffset) primary_->SetLogStart(st.queue(), st.partition(), start);
   });
 }
@@ -917,6 +925,28 @@ void ReplicationShell::StandbyPass(uint64_t now_ns) {
                    static_cast<unsigned long long>(c.ours - c.to));
       standby_->Truncated(c.q, c.p, c.to);
     }
+  }
+  // Logs that end below the primary's start (wiped, or away longer than its retention keeps):
+  // restarted empty at that start (blocking, rare: as a new partition's first segment).
+  struct Behind { uint32_t q, p; uint64_t ours, start; };
+  std::vector<Behind> behind;
+  standby_->ForEachBehindStart([&](uint32_t q, uint32_t p, uint64_t ours, uint64_t start) {
+    behind.push_back({q, p, ours, start});
+  });
+  for (const Behind& b : behind) {
+    std::fprintf(stderr, "sluiced: standby: queue %u partition %u: my log ends at %llu, below the "
+                 "primary's start %llu: restarting it empty at %llu\n", b.q, b.p,
+                 static_cast<unsigned long long>(b.ours), static_cast<unsigned long long>(b.start),
+                 static_cast<unsigned long long>(b.start));
+    if (absl::Status st = RestartAt(b.q, b.p, b.start); !st.ok()) {
+      // Tried again at the primary's next LOG_START (a second); the partition does not catch up
+      // meanwhile (sync queues on it answer NOT_REPLICATED on the primary).
+      std::fprintf(stderr, "sluiced: standby: queue %u partition %u: cannot restart the log at "
+                   "%llu: %s\n", b.q, b.p, static_cast<unsigned long long>(b.start),
+                   std::string(st.message()).c_str());
+      continue;
+    }
+    standby_->Restarted(b.q, b.p, b.start);
   }
   if (standby_->TakeEpochChange()) {
     // This channel's partitions are cut; the others adopt the epoch for theirs (each recorded
@@ -1102,6 +1132,39 @@ absl::Status ReplicationShell::Truncate(uint32_t queue, uint32_t partition, uint
     unlink(dir->IndexPath(s.base_offset).c_str());  // rebuilt from the log by recovery
   }
   return OpenStandbyPartition(queue, partition, d);
+}
+
+absl::Status ReplicationShell::RestartAt(uint32_t queue, uint32_t partition, uint64_t start) {
+  auto it = parts_.find(Key(queue, partition));
+  if (it == parts_.end()) return absl::NotFoundError("no such partition here");
+  StandbyPart* part = it->second.get();
+  const storage::PartitionId id{queue, partition};
+  // Everything written here ends at or below the applier's end, which is below `start`: only
+  // what the primary no longer holds is thrown away (RestartLog also refuses a segment at or
+  // past `start`).
+  if (writer_->log(part->handle).next_offset >= start) {
+    return absl::FailedPreconditionError(absl::StrFormat(
+        "the log ends at %u, not below %u", writer_->log(part->handle).next_offset, start));
+  }
+  const shard::Durability d = part->durability;
+  const std::string data_dir = part->data_dir;
+  // The same steps as a cut (Truncate): closed (its writes in flight complete first), the files
+  // changed, reopened through recovery, which reads a log whose first segment starts at `start`.
+  CloseStandbyPartition(queue, partition, /*keep_applier=*/true);
+  auto dir = storage::PartitionDir::Open(data_dir, id, true);
+  if (!dir.ok()) return dir.status();
+  if (absl::Status st = storage::RestartLog(*dir, start, config_.storage.segment_bytes); !st.ok()) {
+    // Reopened as it is now (a crash at this point would recover the same way): the next
+    // LOG_START tries again.
+    (void)OpenStandbyPartition(queue, partition, d);
+    return st;
+  }
+  // Recovery compacts the ack log to the new start (nothing below it is named any more); the
+  // primary's snapshot then replaces it (StandbyLink::Restarted).
+  if (absl::Status st = OpenStandbyPartition(queue, partition, d); !st.ok()) return st;
+  const storage::LogState& log = writer_->log(parts_.at(Key(queue, partition))->handle);
+  SLUICE_ASSERT(log.start_offset() == start && log.next_offset == start);
+  return absl::OkStatus();
 }
 
 void ReplicationShell::Drain() {

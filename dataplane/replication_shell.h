@@ -71,6 +71,7 @@ struct ChannelStatus {
   std::atomic<uint64_t> partitions{0};
   std::atomic<uint64_t> lag_offsets{0};
   std::atomic<uint64_t> truncated_records{0};
+  std::atomic<uint64_t> behind_start_restarts{0};
   std::atomic<uint64_t> batches_sent{0};
   std::atomic<uint64_t> batches_resent{0};
   std::atomic<uint64_t> batches_applied{0};
@@ -106,6 +107,10 @@ struct ReplicationStatus {
   std::atomic<uint64_t> higher_epoch{0};
   std::atomic<uint64_t> lag_offsets{0};   // primary: offered - acked, all partitions
   std::atomic<uint64_t> truncated_records{0};
+  // A standby's log that ended below the primary's retained start, restarted empty at it
+  // (docs/replication.md §4 "Behind the start"): on the standby, logs restarted; on the
+  // primary, partitions whose standby it found needing an offset retention had removed.
+  std::atomic<uint64_t> behind_start_restarts{0};
   std::atomic<uint64_t> batches_sent{0};
   std::atomic<uint64_t> batches_resent{0};
   std::atomic<uint64_t> batches_applied{0};
@@ -301,6 +306,8 @@ class ReplicationShell final : public Replicator,
   absl::Status OpenStandbyPartition(uint32_t queue, uint32_t partition, shard::Durability d);
   void CloseStandbyPartition(uint32_t queue, uint32_t partition, bool keep_applier = false);
   absl::Status Truncate(uint32_t queue, uint32_t partition, uint64_t to);
+  // The log ends below the primary's start: restarted empty there (docs/replication.md §4).
+  absl::Status RestartAt(uint32_t queue, uint32_t partition, uint64_t start);
   void StandbyPass(uint64_t now_ns);
   // Retention (docs/replication.md §4): the primary's stated log starts, once a second.
   void SendLogStarts(uint64_t now_ns, Persistence* storage);
@@ -386,8 +393,6 @@ class ReplicationShell final : public Replicator,
   std::vector<StandbyPart*> ack_dirty_;  // standby: ack logs with buffered records
   Persistence* storage_ = nullptr;
   uint32_t backfills_this_pass_ = 0;
-  absl::flat_hash_set<uint64_t> behind_start_logged_;  // partitions whose standby retention
-                                                       // overtook (logged once, rare)
   // Standby storage.
   std::unique_ptr<storage::UringWriter> writer_;
   std::unique_ptr<storage::UringReader> reader_;  // standby reads of the replicated log
