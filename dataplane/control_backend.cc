@@ -408,6 +408,8 @@ c::RoleInfo SluicedBackend::Role() {
        replication_->acklog_snapshots_applied.load(std::memory_order_relaxed)},
       {"acklog_dropped", replication_->acklog_dropped.load(std::memory_order_relaxed)},
       {"acklog_lag", replication_->acklog_lag.load(std::memory_order_relaxed)},
+      {"link_steered", replication_->link_steered.load(std::memory_order_relaxed)},
+      {"link_steer_dropped", replication_->link_steer_dropped.load(std::memory_order_relaxed)},
       {"status_seq", replication_->published.load(std::memory_order_acquire)},
       {"channels", replication_->channel_count},
   };
@@ -424,6 +426,9 @@ c::RoleInfo SluicedBackend::Role() {
     r.counters.emplace_back(p + "batches_sent", ch.batches_sent.load(kR));
     r.counters.emplace_back(p + "batches_applied", ch.batches_applied.load(kR));
     r.counters.emplace_back(p + "rx_shape_mismatch", ch.rx_shape_mismatch.load(kR));
+    r.counters.emplace_back(p + "steered_out", ch.link_steered_out.load(kR));
+    r.counters.emplace_back(p + "steered_in", ch.link_steered_in.load(kR));
+    r.counters.emplace_back(p + "steer_full", ch.link_steer_full.load(kR));
   }
   return r;
 }

@@ -65,6 +65,14 @@ ReplicationShell::ReplicationShell(const ReplicationShellConfig& c) : config_(c)
   std::memset(peer_.mac.addr_bytes, 0xff, sizeof peer_.mac.addr_bytes);  // broadcast at first
   if (c.link != nullptr) {
     self_ = c.link->addr;
+    // Channel c's frames go from UDP port base + c here to base + c of the peer: the port names
+    // the channel wherever the frame lands (link_steering.h), and distinct flows spread the
+    // channels over the queues of a receiver that hashes them (RSS, af_packet's fanout).
+    base_udp_port_ = rte_be_to_cpu_16(c.link->addr.udp_port);
+    self_.udp_port = rte_cpu_to_be_16(static_cast<uint16_t>(base_udp_port_ + c.channel));
+    peer_.udp_port = rte_cpu_to_be_16(
+        static_cast<uint16_t>(rte_be_to_cpu_16(c.peer_udp_port) + c.channel));
+    if (c.status->steering.channels > 1) steer_.emplace(c.status->steering, c.channel);
     peer_.port_id = c.link->addr.port_id;
     max_datagram_ = static_cast<uint32_t>(c.link->conf->mtu) - 28;  // IPv4 + UDP headers
     link_started_ = c.link->started;
@@ -123,14 +131,17 @@ absl::Status ReplicationShell::OpenUdp() {
   sockaddr_in self{};
   self.sin_family = AF_INET;
   self.sin_addr.s_addr = config_.udp_listen_ipv4;
-  self.sin_port = config_.udp_listen_port;
+  // Channel c: its own socket on port listen + c, talking to port peer + c (docs §1).
+  self.sin_port = rte_cpu_to_be_16(
+      static_cast<uint16_t>(rte_be_to_cpu_16(config_.udp_listen_port) + config_.channel));
   if (bind(udp_fd_, reinterpret_cast<const sockaddr*>(&self), sizeof self) != 0) {
     return absl::InternalError(absl::StrFormat("bind of the kernel UDP link: %s",
                                                std::strerror(errno)));
   }
   peer_addr_.sin_family = AF_INET;
   peer_addr_.sin_addr.s_addr = config_.peer_ipv4;
-  peer_addr_.sin_port = config_.peer_udp_port;
+  peer_addr_.sin_port = rte_cpu_to_be_16(
+      static_cast<uint16_t>(rte_be_to_cpu_16(config_.peer_udp_port) + config_.channel));
   // Every buffer and message header now: nothing allocates per datagram.
   udp_tx_.resize(size_t{kUdpTxBatch} * kUdpSlot);
   udp_rx_.resize(size_t{kUdpRxBatch} * kUdpSlot);
@@ -484,36 +495,60 @@ uint32_t ReplicationShell::PollLink(uint64_t now_ns, TxBuffer* txp, LcoreCounter
   }
   TxBuffer& tx = *txp;
   CheckLink(now_ns);
-  if (!link_started_) return 0;
+  uint32_t n = 0;
   rte_mbuf* pkts[32];
-  const uint16_t n = rte_eth_rx_burst(self_.port_id, config_.link_queue, pkts, 32);
-  c.rx_packets += n;
-  for (uint16_t i = 0; i < n; ++i) {
-    rte_mbuf* m = pkts[i];
-    c.rx_bytes += m->pkt_len;
-    Peer from;
-    switch (ClassifyFrame(m, self_, c, &from)) {
-      case RxVerdict::kDrop: rte_pktmbuf_free(m); break;
-      case RxVerdict::kReply: tx.Add(m, c); break;
-      case RxVerdict::kDatagram: {
-        if (from.ipv4 == peer_.ipv4 && !peer_mac_known_) {
-          peer_.mac = from.mac;  // learned: unicast from now on
-          peer_mac_known_ = true;
+  if (link_started_) {
+    n = rte_eth_rx_burst(self_.port_id, config_.link_queue, pkts, 32);
+    c.rx_packets += n;
+    for (uint16_t i = 0; i < n; ++i) {
+      rte_mbuf* m = pkts[i];
+      c.rx_bytes += m->pkt_len;
+      if (steer_.has_value()) {
+        // Another channel's frame (a hashing receiver put it on this queue): to its lcore.
+        const int ch = LinkFrameChannel({rte_pktmbuf_mtod(m, const uint8_t*), m->data_len},
+                                        base_udp_port_, config_.channels);
+        if (ch != kSteerHere && ch != config_.channel) {
+          if (!steer_->HandOff(static_cast<uint16_t>(ch), m)) rte_pktmbuf_free(m);
+          continue;
         }
-        const std::span<const std::byte> d(reinterpret_cast<const std::byte*>(DatagramPayload(m)),
-                                           DatagramPayloadLength(m));
-        if (primary_ != nullptr) {
-          primary_->OnDatagram(d, now_ns);
-        } else {
-          standby_->OnDatagram(d, now_ns, *this);
-        }
-        rte_pktmbuf_free(m);
-        break;
       }
+      OnLinkFrame(m, now_ns, tx, c);
+    }
+  }
+  // Frames of this channel that other channels' lcores received (bounded: two bursts a pass).
+  if (steer_.has_value()) {
+    for (int round = 0; round < 2; ++round) {
+      const uint32_t k = steer_->Take(pkts, 32);
+      for (uint32_t i = 0; i < k; ++i) OnLinkFrame(pkts[i], now_ns, tx, c);
+      n += k;
+      if (k < 32) break;
     }
   }
   if (standby_ != nullptr && n > 0) StandbyPass(now_ns);
   return n;
+}
+
+void ReplicationShell::OnLinkFrame(rte_mbuf* m, uint64_t now_ns, TxBuffer& tx, LcoreCounters& c) {
+  Peer from;
+  switch (ClassifyFrame(m, self_, c, &from)) {
+    case RxVerdict::kDrop: rte_pktmbuf_free(m); break;
+    case RxVerdict::kReply: tx.Add(m, c); break;
+    case RxVerdict::kDatagram: {
+      if (from.ipv4 == peer_.ipv4 && !peer_mac_known_) {
+        peer_.mac = from.mac;  // learned: unicast from now on
+        peer_mac_known_ = true;
+      }
+      const std::span<const std::byte> d(reinterpret_cast<const std::byte*>(DatagramPayload(m)),
+                                         DatagramPayloadLength(m));
+      if (primary_ != nullptr) {
+        primary_->OnDatagram(d, now_ns);
+      } else {
+        standby_->OnDatagram(d, now_ns, *this);
+      }
+      rte_pktmbuf_free(m);
+      break;
+    }
+  }
 }
 
 uint32_t ReplicationShell::Poll(uint64_t now_ns, Persistence* storage, TxBuffer* tx,
@@ -698,6 +733,11 @@ void ReplicationShell::PublishStatus() {
   s.rx_malformed.store(c.rx_malformed, kR);
   s.rx_stale_epoch.store(c.rx_stale_epoch, kR);
   s.rx_shape_mismatch.store(c.rx_shape_mismatch, kR);
+  if (steer_.has_value()) {
+    s.link_steered_out.store(steer_->handed_off, kR);
+    s.link_steer_full.store(steer_->full, kR);
+    s.link_steered_in.store(steer_->taken, kR);
+  }
   s.acklog_records_sent.store(c.acklog_records_sent, kR);
   s.acklog_records_resent.store(c.acklog_records_resent, kR);
   s.acklog_snapshots_sent.store(c.acklog_snapshots_sent, kR);
@@ -770,7 +810,7 @@ void AggregateReplicationStatus(ReplicationStatus& s) {
   uint64_t bf_reads = 0, bf_inflight_max = 0, bf_errors = 0;
   uint64_t lag = 0, truncated = 0, sent = 0, resent = 0, applied = 0, backfill = 0, malformed = 0,
            stale = 0, al_sent = 0, al_resent = 0, al_snap_sent = 0, al_applied = 0,
-           al_snap_applied = 0, al_dropped = 0, al_lag = 0;
+           al_snap_applied = 0, al_dropped = 0, al_lag = 0, steered = 0, steer_dropped = 0;
   uint32_t client_ipv4 = 0;
   uint16_t client_port = 0;
   for (uint32_t i = 0; i < n; ++i) {
@@ -797,6 +837,8 @@ void AggregateReplicationStatus(ReplicationStatus& s) {
     al_snap_applied += c.acklog_snapshots_applied.load(kR);
     al_dropped += c.acklog_dropped.load(kR);
     al_lag += c.acklog_lag.load(kR);
+    steered += c.link_steered_out.load(kR);
+    steer_dropped += c.link_steer_full.load(kR);
     if (client_ipv4 == 0) {
       client_ipv4 = c.primary_client_ipv4.load(kR);
       client_port = c.primary_client_port.load(kR);
@@ -824,6 +866,8 @@ void AggregateReplicationStatus(ReplicationStatus& s) {
   s.acklog_snapshots_applied.store(al_snap_applied, kR);
   s.acklog_dropped.store(al_dropped, kR);
   s.acklog_lag.store(al_lag, kR);
+  s.link_steered.store(steered, kR);
+  s.link_steer_dropped.store(steer_dropped, kR);
   s.primary_client_ipv4.store(client_ipv4, kR);
   s.primary_client_port.store(client_port, kR);
   for (uint32_t i = 0; i < n; ++i) s.aggregated_at[i] = seen[i];
@@ -1105,6 +1149,16 @@ absl::Status ReplicationShell::Truncate(uint32_t queue, uint32_t partition, uint
 }
 
 void ReplicationShell::Drain() {
+  // Link frames other channels handed over that no pass will handle now: back to the pool
+  // (bounded: the other lcores stop too).
+  if (steer_.has_value()) {
+    rte_mbuf* m[32];
+    for (int i = 0; i < 64; ++i) {
+      const uint32_t k = steer_->Take(m, 32);
+      if (k == 0) break;
+      rte_pktmbuf_free_bulk(m, k);
+    }
+  }
   if (writer_ == nullptr) return;
   writer_->Drain([&](const storage::Completion& comp) {
     auto it = by_handle_.find(comp.handle);

@@ -39,6 +39,7 @@
 #include "absl/container/flat_hash_set.h"
 #include "absl/status/statusor.h"
 #include "dataplane/counters.h"
+#include "dataplane/link_steering.h"
 #include "dataplane/net.h"
 #include "dataplane/persistence.h"
 #include "dataplane/port.h"
@@ -61,8 +62,8 @@ class StartupRecovery;
 // Replication from several worker lcores (docs/replication.md §1): every worker lcore that owns
 // shards runs a channel — its own ReplicationShell over its own queue pair of the link — for its
 // own partitions. A channel's figures, written by its shell, read by the main thread, which sums
-// them into the box's ReplicationStatus (AggregateReplicationStatus).
-inline constexpr uint32_t kMaxReplicationChannels = 16;
+// them into the box's ReplicationStatus (AggregateReplicationStatus). kMaxReplicationChannels:
+// dataplane/link_steering.h.
 struct ChannelStatus {
   std::atomic<bool> connected{false};
   std::atomic<bool> caught_up{false};
@@ -81,6 +82,11 @@ struct ChannelStatus {
   std::atomic<uint64_t> rx_malformed{0};
   std::atomic<uint64_t> rx_stale_epoch{0};
   std::atomic<uint64_t> rx_shape_mismatch{0};
+  // Link frames this channel's lcore received for another channel and handed to it, those it
+  // dropped because that channel's ring was full, and those handed to it (link_steering.h).
+  std::atomic<uint64_t> link_steered_out{0};
+  std::atomic<uint64_t> link_steer_full{0};
+  std::atomic<uint64_t> link_steered_in{0};
   std::atomic<uint64_t> acklog_records_sent{0};
   std::atomic<uint64_t> acklog_records_resent{0};
   std::atomic<uint64_t> acklog_snapshots_sent{0};
@@ -118,6 +124,10 @@ struct ReplicationStatus {
   std::atomic<uint64_t> rx_malformed{0};
   std::atomic<uint64_t> rx_stale_epoch{0};
   std::atomic<uint64_t> apply_failures{0};  // standby: batches its storage refused or failed
+  // Link frames that arrived on another channel's queue and were handed over (link_steering.h),
+  // and those dropped because the ring to their channel was full (recovered by retransmission).
+  std::atomic<uint64_t> link_steered{0};
+  std::atomic<uint64_t> link_steer_dropped{0};
   // Ack-log replication (docs/replication.md §13).
   std::atomic<uint64_t> acklog_records_sent{0};
   std::atomic<uint64_t> acklog_records_resent{0};
@@ -160,6 +170,9 @@ struct ReplicationStatus {
   std::array<ChannelStatus, kMaxReplicationChannels> channels;
   std::array<uint64_t, kMaxReplicationChannels> aggregated_at{};  // main thread only
   replication::DurableBoard durable;  // standby: every channel's durable ends
+  // Frames that reach the lcore of another channel than theirs are handed over through these
+  // rings (a DPDK link with several channels; set up before the workers start).
+  LinkSteering steering;
   // The DPDK link port is started and restarted by channel 0 only; the others poll it while
   // this says it runs.
   std::atomic<bool> link_ready{false};
@@ -254,6 +267,8 @@ class ReplicationShell final : public Replicator,
   uint16_t link_queue() const { return config_.link_queue; }
   bool link_rx_interrupts() const { return config_.link->rx_interrupts; }
   int udp_fd() const { return udp_fd_; }
+  // No link frame another channel handed to this one waits (Worker::Sleep checks it last).
+  bool LinkRingsEmpty() const { return !steer_.has_value() || steer_->InboundEmpty(); }
 
   // Worker pass: frames from the link (and ARP on it), then what is due to send (and, standby,
   // storage completions). `storage`: the worker's (primary catch-up reads). `tx`: this worker's
@@ -347,6 +362,10 @@ class ReplicationShell final : public Replicator,
   // server is away), and, for a memif client, restarted when the link stays down (it does not
   // reconnect by itself after the server went away).
   void CheckLink(uint64_t now_ns);
+  // One frame from the link (its own queue, or handed over by another channel's lcore).
+  void OnLinkFrame(rte_mbuf* m, uint64_t now_ns, TxBuffer& tx, LcoreCounters& c);
+  std::optional<LinkSteer> steer_;  // several channels over a DPDK link
+  uint16_t base_udp_port_ = 0;      // host order: channel c's frames go to base + c
   bool link_started_ = false;
   bool memif_client_ = false;
   uint64_t next_link_check_ns_ = 0;

@@ -211,6 +211,61 @@ class Pair:
         shutil.rmtree(self.root, ignore_errors=True)
 
 
+# ---- af_packet's fanout: which RX queue a flow lands on ----
+
+SOL_PACKET = 263
+PACKET_FANOUT = 18  # type PACKET_FANOUT_HASH (0) in the high half: DPDK's af_packet PMD's
+ETH_P_ALL = 0x0003
+
+
+def _udp_frame(src_ip, dst_ip, sport, dport, payload):
+    ip = struct.pack("!BBHHHBBH4s4s", 0x45, 0, 28 + len(payload), 0, 0x4000, 64, 17, 0,
+                     socket.inet_aton(src_ip), socket.inet_aton(dst_ip))
+    words = sum(struct.unpack("!10H", ip))
+    while words >> 16:
+        words = (words & 0xFFFF) + (words >> 16)
+    ip = ip[:10] + struct.pack("!H", ~words & 0xFFFF) + ip[12:]
+    udp = struct.pack("!HHHH", sport, dport, 8 + len(payload), 0)
+    return b"\xff" * 6 + b"\x02\x00\x00\x00\x00\x01\x08\x00" + ip + udp + payload
+
+
+def fanout_queues(tx_if, rx_if, src_ip, dst_ip, flows, members):
+    """The member of a PACKET_FANOUT_HASH group of `members` packet sockets on `rx_if` (joined
+    in order, as DPDK's af_packet PMD joins its RX queues' sockets) that each UDP flow
+    (sport, dport) sent from `tx_if` lands on: the RX queue sluiced would poll it from. The
+    kernel's flow hash is keyed per boot, so the test asks the kernel instead of guessing."""
+    group = secrets.randbelow(0xFFFF) + 1
+    rx = []
+    try:
+        for _ in range(members):
+            s = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, socket.htons(ETH_P_ALL))
+            s.bind((rx_if, ETH_P_ALL))
+            s.setsockopt(SOL_PACKET, PACKET_FANOUT, group)
+            s.settimeout(0.05)
+            rx.append(s)
+        out = []
+        with socket.socket(socket.AF_PACKET, socket.SOCK_RAW) as tx:
+            tx.bind((tx_if, 0))
+            for sport, dport in flows:
+                marker = secrets.token_bytes(8)
+                tx.send(_udp_frame(src_ip, dst_ip, sport, dport, marker))
+                got = None
+                end = time.monotonic() + 2
+                while got is None and time.monotonic() < end:
+                    for i, s in enumerate(rx):
+                        try:
+                            if s.recv(2048).endswith(marker):
+                                got = i
+                        except (TimeoutError, socket.timeout):
+                            pass
+                assert got is not None, f"probe frame {sport}->{dport} not received on {rx_if}"
+                out.append(got)
+        return out
+    finally:
+        for s in rx:
+            s.close()
+
+
 def wait_in_sync(primary, standby, timeout_s=30):
     harness.wait_for(lambda: primary.role().get("replication_connected") and
                      primary.role().get("caught_up") and standby.role().get("caught_up"),
@@ -610,6 +665,73 @@ class ReplicationTest(unittest.TestCase):
                             "memif, 2 lcores per box, 2 queue pairs", partitions=4,
                             check_channels=check_channels)
         print(f"batches sent per round by channel 0 / channel 1 of the primary: {checked}")
+
+    def test_two_lcores_replicate_over_af_packet_by_steering(self):
+        """Several channels over a link that does not keep queues apart (docs/replication.md §1):
+        the memif variant above over DPDK's af_packet PMD on a veth pair with 2 queue pairs.
+        af_packet's fanout puts a frame on a queue by its flow hash; channel c's frames go
+        between UDP ports base + c, and the lcore that receives another channel's frame hands it
+        to that channel's lcore through a ring. The base port is chosen (asking the kernel where
+        each flow lands) so that at least one channel's frames land on the other lcore's queue:
+        every round asserts they were handed over, besides what the memif variant asserts."""
+        self.pair.close(False)
+        self.pair = Pair(queues=QUEUES.replace("partitions = 2", "partitions = 4"),
+                         link="af_packet", vdev_args=",qpairs=2", workers=2)
+        a, b = self.pair.a, self.pair.b
+        ends = {box: f"vr{self.pair.tag}{box.name}" for box in (a, b)}
+        ips = {a: "198.18.2.1", b: "198.18.2.2"}
+        # Frames towards a box land on its queue landed[box][c] (flows are symmetric).
+        landed = None
+        for base in range(LINK_PORT, LINK_PORT + 400, 2):
+            flows = [(base + c, base + c) for c in (0, 1)]
+            landed = {dst: fanout_queues(ends[src], ends[dst], ips[src], ips[dst], flows, 2)
+                      for src, dst in ((a, b), (b, a))}
+            if any(q != c for qs in landed.values() for c, q in enumerate(qs)):
+                break
+        self.assertTrue(any(q != c for qs in landed.values() for c, q in enumerate(qs)), landed)
+        for box in (a, b):
+            with open(box.layout) as f:
+                text = f.read()
+            text = text.replace(f"udp_port = {LINK_PORT}\n", f"udp_port = {base}\n").replace(
+                f':{LINK_PORT}"', f':{base}"')
+            with open(box.layout, "w") as f:
+                f.write(text)
+        checked = []
+
+        def check_channels(primary, standby):
+            def both_streamed():
+                pc, sc = repl_counters(primary), repl_counters(standby)
+                return all(pc.get(f"channel{i}_batches_sent", 0) > 0 and
+                           sc.get(f"channel{i}_batches_applied", 0) > 0 for i in (0, 1))
+            harness.wait_for(both_streamed, 10, "both channels to stream")
+
+            # Each box hands the frames that landed on the other channel's queue to their
+            # channel (both ways carry traffic: batches one way, acks the other).
+            def steered():
+                for box in (primary, standby):
+                    c = repl_counters(box)
+                    for ch, q in enumerate(landed[box]):
+                        if q != ch and not (c.get(f"channel{q}_steered_out", 0) > 0 and
+                                            c.get(f"channel{ch}_steered_in", 0) > 0):
+                            return False
+                return True
+            harness.wait_for(steered, 10, f"frames handed between channels ({landed})")
+            for box in (primary, standby):
+                c = repl_counters(box)
+                self.assertEqual(c.get("channels"), 2, f"{box.name}: {c}")
+                for i in (0, 1):
+                    self.assertEqual(c.get(f"channel{i}_partitions"), 2, f"{box.name}: {c}")
+                    self.assertEqual(c.get(f"channel{i}_connected"), 1, f"{box.name}: {c}")
+                    self.assertEqual(c.get(f"channel{i}_rx_shape_mismatch"), 0, f"{box.name}: {c}")
+                checked.append((box.name, c.get("link_steered"), c.get("link_steer_dropped")))
+
+        self.sigkill_rounds(int(os.environ.get("SLUICE_REPL_STEER_ROUNDS", "3")),
+                            "af_packet veth, 2 lcores per box, 2 queue pairs, steered",
+                            partitions=4, check_channels=check_channels)
+        print(f"UDP ports {base}+channel; channel c's frames land on queues "
+              f"{ {box.name: qs for box, qs in landed.items()} }; frames "
+              f"handed over / dropped on a full ring, per box and round: {checked}")
+        self.assertGreater(sum(s for _, s, _ in checked), 0)
 
     def test_two_lcores_with_another_shard_split_are_refused(self):
         """Channel i of one box talks to channel i of the other, so both must split the shards the
