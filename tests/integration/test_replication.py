@@ -66,11 +66,12 @@ udp_port = {LINK_PORT}
             link_port = ""
             rx = '["client0:0"]'
             replication = f'link_port = ""\nlisten = "127.0.0.1:{link_ip}"\npeer = "127.0.0.1:{peer_ip}"'
-        # Worker w > 0: its own shards, its own link queue and client queue (TAP wants as many
-        # RX queues as TX queues, one per worker).
+        # Worker w > 0: its own shards, its own link queue (kernel UDP: its own socket, on port
+        # + w) and client queue (TAP wants as many RX queues as TX queues, one per worker).
+        link_rx = ', "link:{w}"' if link in ("memif", "af_packet") else ""
         more_lcores = "".join(
-            f'\n[[lcore]]\nid = {w + 1}\nrx = ["client0:{w}", "link:{w}"]\nshards = [{2 * w}, {2 * w + 1}]\n'
-            f'idle = "adaptive"\n' for w in range(1, workers))
+            f'\n[[lcore]]\nid = {w + 1}\nrx = ["client0:{w}"{link_rx.format(w=w)}]\n'
+            f'shards = [{2 * w}, {2 * w + 1}]\nidle = "adaptive"\n' for w in range(1, workers))
         lcore_cpus = ",".join(f"{i}@{i % 2}" for i in range(workers + 1))
         with open(self.layout, "w") as f:
             f.write(f"""
@@ -195,8 +196,9 @@ class Pair:
                 subprocess.run(["ip", "link", "set", f"vr{self.tag}{end}", "up"], check=True)
         if link in ("memif", "af_packet"):
             ips = ("198.18.2.1", "198.18.2.2")
-        else:  # loopback UDP ports of the namespace the test made (nothing else binds there)
-            ips = ("7512", "7513")
+        else:  # loopback UDP ports of the namespace the test made (nothing else binds there);
+            # channel c of a box binds its port + c
+            ips = ("7512", "7522")
         self.a = Box(self.root, self.tag, "a", 10, ips[0], ips[1], "server", sock,
                      7480, "primary", queues, link, vdev_args, workers, segment_bytes)
         self.b = Box(self.root, self.tag, "b", 11, ips[1], ips[0], "client", sock,
@@ -732,6 +734,35 @@ class ReplicationTest(unittest.TestCase):
               f"{ {box.name: qs for box, qs in landed.items()} }; frames "
               f"handed over / dropped on a full ring, per box and round: {checked}")
         self.assertGreater(sum(s for _, s, _ in checked), 0)
+
+    def test_two_lcores_replicate_over_two_kernel_udp_sockets(self):
+        """The kernel UDP link with several channels: each worker lcore that owns shards has its
+        own socket, on the listen port + its channel, talking to the peer's port + channel
+        (nothing to steer: the kernel delivers each datagram to its port's socket)."""
+        self.pair.close(False)
+        self.pair = Pair(queues=QUEUES.replace("partitions = 2", "partitions = 4"), link="udp",
+                         workers=2)
+
+        def check_channels(primary, standby):
+            def both_streamed():
+                pc, sc = repl_counters(primary), repl_counters(standby)
+                return all(pc.get(f"channel{i}_batches_sent", 0) > 0 and
+                           sc.get(f"channel{i}_batches_applied", 0) > 0 for i in (0, 1))
+            harness.wait_for(both_streamed, 10, "both channels to stream")
+            for box in (primary, standby):
+                c = repl_counters(box)
+                self.assertEqual(c.get("channels"), 2, f"{box.name}: {c}")
+                for i in (0, 1):
+                    self.assertEqual(c.get(f"channel{i}_partitions"), 2, f"{box.name}: {c}")
+                    self.assertEqual(c.get(f"channel{i}_connected"), 1, f"{box.name}: {c}")
+                self.assertEqual(c.get("link_steered"), 0, f"{box.name}: {c}")
+            for box in (self.pair.a, self.pair.b):
+                self.assertIn("kernel UDP link", box.log())
+                self.assertIn("(2 socket(s): port + channel)", box.log())
+
+        self.sigkill_rounds(int(os.environ.get("SLUICE_REPL_UDP_LCORES_ROUNDS", "3")),
+                            "kernel UDP, 2 lcores per box, 2 sockets each", partitions=4,
+                            check_channels=check_channels)
 
     def test_two_lcores_with_another_shard_split_are_refused(self):
         """Channel i of one box talks to channel i of the other, so both must split the shards the
