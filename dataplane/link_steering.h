@@ -23,6 +23,8 @@
 #include <rte_mbuf.h>
 #include <rte_ring.h>
 
+#include "hwconf/memory_budget.h"
+
 namespace sluice::dataplane {
 
 struct WakeSignal;  // dataplane/worker.h
@@ -40,13 +42,9 @@ inline constexpr int kSteerHere = -1;
 int LinkFrameChannel(std::span<const uint8_t> frame, uint16_t base_udp_port, uint16_t channels);
 
 // Entries of each (from, to) ring: about 1024 frames in flight towards a channel whatever the
-// channel count (the mempool holds an mbuf for every slot), at least 128 per ring.
-constexpr uint32_t LinkRingSize(uint32_t channels) {
-  if (channels <= 1) return 0;
-  uint32_t size = 1024;
-  while (size > 128 && size * (channels - 1) > 1024) size /= 2;
-  return size;
-}
+// channel count, at least 128 per ring. The mempool holds an mbuf for every slot
+// (hwconf::LinkSteeringSlots, which the layout's memory check counts too).
+constexpr uint32_t LinkRingSize(uint32_t channels) { return hwconf::LinkSteeringRingSize(channels); }
 
 // The rings and wake-ups, set up by the main thread before the workers start, read-only after.
 struct LinkSteering {

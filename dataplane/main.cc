@@ -216,11 +216,7 @@ rte_mempool* CreateMempool(const hwconf::Layout& layout, uint16_t workers) {
   }
   n += uint64_t{workers} * workers * layout.ring_size;
   // The replication link's steering rings (one per ordered pair of channels: its rx_queues).
-  for (const hwconf::Port& p : layout.ports) {
-    if (p.name == layout.replication.link_port && layout.replication.role != hwconf::ReplicationRole::kNone) {
-      n += uint64_t{p.rx_queues} * (p.rx_queues - 1u) * LinkRingSize(p.rx_queues);
-    }
-  }
+  n += hwconf::LinkSteeringSlots(layout);
   n += uint64_t{workers + 1u} * (256 + 4 * Worker::kRxBurst + TxBuffer::kCapacity * 4);
   uint64_t size = 1;
   while (size - 1 < n) size <<= 1;

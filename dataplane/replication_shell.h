@@ -11,9 +11,13 @@
 //   - the ack logs (docs/replication.md §13): on a primary, a partition's ack log read back as a
 //     snapshot for a standby that cannot continue its ack stream (rare); on a standby, the
 //     replicated ack records appended to its partitions' ack logs (written out once per pass);
-//   - the link port's RX and TX queue numbered like its channel: the link is IPv4/UDP to
-//     [replication] peer; until the peer's MAC is learned from its first frame, frames go to the
-//     Ethernet broadcast address (a point-to-point link).
+//   - the link port's RX and TX queue numbered like its channel: the link is IPv4/UDP from the
+//     port's udp_port + channel to [replication] peer's port + channel; until the peer's MAC is
+//     learned from its first frame, frames go to the Ethernet broadcast address (a
+//     point-to-point link). A frame of another channel that lands on this queue (RSS,
+//     af_packet's fanout) goes to that channel's lcore through a ring, and frames others
+//     received for this channel come from theirs (dataplane/link_steering.h). The kernel UDP
+//     link: a socket of its own on the listen port + channel.
 // Only this worker's thread calls it once the worker runs. What is box-wide (role, epoch, fencing,
 // the catalog, the port's start, the status the control plane shows) goes through
 // ReplicationStatus, decided once (channel 0, the main thread, or a sticky flag).

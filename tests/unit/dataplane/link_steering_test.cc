@@ -123,6 +123,24 @@ TEST(LinkRingSize, AboutAThousandFramesTowardsAChannelAtLeast128PerRing) {
   }
 }
 
+TEST(LinkRingSize, ThePoolHoldsAnMbufForEverySlotOfTheLinksRings) {
+  hwconf::Layout l;
+  hwconf::Port link;
+  link.name = "link";
+  link.rx_queues = 2;
+  l.ports.push_back(link);
+  l.replication.link_port = "link";
+  EXPECT_EQ(hwconf::LinkSteeringSlots(l), 0u);  // role none: no link at all
+  l.replication.role = hwconf::ReplicationRole::kPrimary;
+  EXPECT_EQ(hwconf::LinkSteeringSlots(l), 2u * 1024);
+  l.ports[0].rx_queues = 4;
+  EXPECT_EQ(hwconf::LinkSteeringSlots(l), 12u * 256);
+  l.ports[0].rx_queues = 1;
+  EXPECT_EQ(hwconf::LinkSteeringSlots(l), 0u);
+  l.replication.link_port = "";  // kernel UDP: nothing to steer
+  EXPECT_EQ(hwconf::LinkSteeringSlots(l), 0u);
+}
+
 // Rings in plain memory (rte_ring_init needs no EAL) and fake mbufs (never dereferenced).
 class Steering : public ::testing::Test {
  protected:
