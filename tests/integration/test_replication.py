@@ -626,6 +626,23 @@ class ReplicationTest(unittest.TestCase):
         self.pair = Pair(link="af_packet")
         self.sigkill_rounds(int(os.environ.get("SLUICE_REPL_VETH_ROUNDS", "3")), "af_packet veth")
 
+    def check_two_channels(self, primary, standby):
+        """Both channels of both boxes streamed (waited for), each with 2 partitions, connected,
+        no shape mismatch; returns the two boxes' counters."""
+        def both_streamed():
+            pc, sc = repl_counters(primary), repl_counters(standby)
+            return all(pc.get(f"channel{i}_batches_sent", 0) > 0 and
+                       sc.get(f"channel{i}_batches_applied", 0) > 0 for i in (0, 1))
+        harness.wait_for(both_streamed, 10, "both channels to stream")
+        pc, sc = repl_counters(primary), repl_counters(standby)
+        for box, c in ((primary, pc), (standby, sc)):
+            self.assertEqual(c.get("channels"), 2, f"{box.name}: {c}")
+            for i in (0, 1):
+                self.assertEqual(c.get(f"channel{i}_partitions"), 2, f"{box.name}: {c}")
+                self.assertEqual(c.get(f"channel{i}_connected"), 1, f"{box.name}: {c}")
+                self.assertEqual(c.get(f"channel{i}_rx_shape_mismatch"), 0, f"{box.name}: {c}")
+        return pc, sc
+
     def test_two_lcores_replicate_their_shards_over_two_memif_queues(self):
         """Replication from two worker lcores on each box (docs/replication.md §1): shards 0-1 on
         the first, 2-3 on the second, the events queue's 4 partitions on both, a memif link with
@@ -638,18 +655,7 @@ class ReplicationTest(unittest.TestCase):
         checked = []
 
         def check_channels(primary, standby):
-            def both_streamed():
-                pc, sc = repl_counters(primary), repl_counters(standby)
-                return all(pc.get(f"channel{i}_batches_sent", 0) > 0 and
-                           sc.get(f"channel{i}_batches_applied", 0) > 0 for i in (0, 1))
-            harness.wait_for(both_streamed, 10, "both channels to stream")
-            pc, sc = repl_counters(primary), repl_counters(standby)
-            for box, c in ((primary, pc), (standby, sc)):
-                self.assertEqual(c.get("channels"), 2, f"{box.name}: {c}")
-                for i in (0, 1):
-                    self.assertEqual(c.get(f"channel{i}_partitions"), 2, f"{box.name}: {c}")
-                    self.assertEqual(c.get(f"channel{i}_connected"), 1, f"{box.name}: {c}")
-                    self.assertEqual(c.get(f"channel{i}_rx_shape_mismatch"), 0, f"{box.name}: {c}")
+            pc, _ = self.check_two_channels(primary, standby)
             # The box's figures are the channels' summed (by the main thread, a few ms later).
             def summed():
                 c = repl_counters(primary)
@@ -701,11 +707,7 @@ class ReplicationTest(unittest.TestCase):
         checked = []
 
         def check_channels(primary, standby):
-            def both_streamed():
-                pc, sc = repl_counters(primary), repl_counters(standby)
-                return all(pc.get(f"channel{i}_batches_sent", 0) > 0 and
-                           sc.get(f"channel{i}_batches_applied", 0) > 0 for i in (0, 1))
-            harness.wait_for(both_streamed, 10, "both channels to stream")
+            self.check_two_channels(primary, standby)
 
             # Each box hands the frames that landed on the other channel's queue to their
             # channel (both ways carry traffic: batches one way, acks the other).
@@ -720,11 +722,6 @@ class ReplicationTest(unittest.TestCase):
             harness.wait_for(steered, 10, f"frames handed between channels ({landed})")
             for box in (primary, standby):
                 c = repl_counters(box)
-                self.assertEqual(c.get("channels"), 2, f"{box.name}: {c}")
-                for i in (0, 1):
-                    self.assertEqual(c.get(f"channel{i}_partitions"), 2, f"{box.name}: {c}")
-                    self.assertEqual(c.get(f"channel{i}_connected"), 1, f"{box.name}: {c}")
-                    self.assertEqual(c.get(f"channel{i}_rx_shape_mismatch"), 0, f"{box.name}: {c}")
                 checked.append((box.name, c.get("link_steered"), c.get("link_steer_dropped")))
 
         self.sigkill_rounds(int(os.environ.get("SLUICE_REPL_STEER_ROUNDS", "3")),
@@ -744,17 +741,7 @@ class ReplicationTest(unittest.TestCase):
                          workers=2)
 
         def check_channels(primary, standby):
-            def both_streamed():
-                pc, sc = repl_counters(primary), repl_counters(standby)
-                return all(pc.get(f"channel{i}_batches_sent", 0) > 0 and
-                           sc.get(f"channel{i}_batches_applied", 0) > 0 for i in (0, 1))
-            harness.wait_for(both_streamed, 10, "both channels to stream")
-            for box in (primary, standby):
-                c = repl_counters(box)
-                self.assertEqual(c.get("channels"), 2, f"{box.name}: {c}")
-                for i in (0, 1):
-                    self.assertEqual(c.get(f"channel{i}_partitions"), 2, f"{box.name}: {c}")
-                    self.assertEqual(c.get(f"channel{i}_connected"), 1, f"{box.name}: {c}")
+            for box, c in zip((primary, standby), self.check_two_channels(primary, standby)):
                 self.assertEqual(c.get("link_steered"), 0, f"{box.name}: {c}")
             for box in (self.pair.a, self.pair.b):
                 self.assertIn("kernel UDP link", box.log())
