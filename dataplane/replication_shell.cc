@@ -723,29 +723,31 @@ void ReplicationShell::PublishStatus() {
   const replication::LinkCounters& c =
       primary_ != nullptr ? primary_->counters() : standby_->counters();
   constexpr auto kR = std::memory_order_relaxed;
-  s.batches_sent.store(c.batches_sent, kR);
-  s.batches_resent.store(c.batches_resent, kR);
-  s.batches_applied.store(c.batches_applied, kR);
-  s.backfill_batches.store(c.backfill_batches, kR);
-  s.backfill_reads_async.store(backfill_reads_async_, kR);
+  using F = ReplicationFigure;
+  ReplicationFigures& f = s.figures;
+  f.Set(F::kBatchesSent, c.batches_sent);
+  f.Set(F::kBatchesResent, c.batches_resent);
+  f.Set(F::kBatchesApplied, c.batches_applied);
+  f.Set(F::kBackfillBatches, c.backfill_batches);
+  f.Set(F::kBackfillReadsAsync, backfill_reads_async_);
+  f.Set(F::kBackfillReadErrors, backfill_read_errors_);
+  f.Set(F::kRxMalformed, c.rx_malformed);
+  f.Set(F::kRxStaleEpoch, c.rx_stale_epoch);
+  f.Set(F::kAcklogRecordsSent, c.acklog_records_sent);
+  f.Set(F::kAcklogRecordsResent, c.acklog_records_resent);
+  f.Set(F::kAcklogSnapshotsSent, c.acklog_snapshots_sent);
+  f.Set(F::kAcklogRecordsApplied, c.acklog_records_applied);
+  f.Set(F::kAcklogSnapshotsApplied, c.acklog_snapshots_applied);
+  f.Set(F::kAcklogDropped, c.acklog_dropped);
   s.backfill_reads_inflight_max.store(backfill_reads_inflight_max_, kR);
-  s.backfill_read_errors.store(backfill_read_errors_, kR);
-  s.rx_malformed.store(c.rx_malformed, kR);
-  s.rx_stale_epoch.store(c.rx_stale_epoch, kR);
   s.rx_shape_mismatch.store(c.rx_shape_mismatch, kR);
   if (steer_.has_value()) {
-    s.link_steered_out.store(steer_->handed_off, kR);
-    s.link_steer_full.store(steer_->full, kR);
+    f.Set(F::kLinkSteered, steer_->handed_off);
+    f.Set(F::kLinkSteerDropped, steer_->full);
     s.link_steered_in.store(steer_->taken, kR);
   }
-  s.acklog_records_sent.store(c.acklog_records_sent, kR);
-  s.acklog_records_resent.store(c.acklog_records_resent, kR);
-  s.acklog_snapshots_sent.store(c.acklog_snapshots_sent, kR);
-  s.acklog_records_applied.store(c.acklog_records_applied, kR);
-  s.acklog_snapshots_applied.store(c.acklog_snapshots_applied, kR);
-  s.acklog_dropped.store(c.acklog_dropped, kR);
   if (primary_ != nullptr) {
-    s.acklog_lag.store(primary_->ack_lag(), kR);
+    f.Set(F::kAcklogLag, primary_->ack_lag());
     uint64_t lag = 0, partitions = 0;
     bool all_caught_up = primary_->connected();
     // The streamers: lag and catch-up over every partition.
@@ -754,16 +756,16 @@ void ReplicationShell::PublishStatus() {
       all_caught_up = all_caught_up && st.caught_up();
       ++partitions;
     });
+    f.Set(F::kLagOffsets, lag);
     s.connected.store(primary_->connected(), kR);
     s.partitions.store(partitions, kR);
-    s.lag_offsets.store(lag, kR);
     s.caught_up.store(all_caught_up, kR);
     s.catalog_acked.store(primary_->catalog_acked(), kR);
   } else {
+    f.Set(F::kTruncatedRecords, standby_->truncated_records());
     s.connected.store(standby_->primary_alive(last_status_ns_), kR);
     s.caught_up.store(standby_->caught_up(), kR);
     s.partitions.store(parts_.size(), kR);
-    s.truncated_records.store(standby_->truncated_records(), kR);
     s.primary_client_ipv4.store(standby_->primary_client_ipv4(), kR);
     s.primary_client_port.store(standby_->primary_client_port(), kR);
   }
@@ -807,67 +809,29 @@ void AggregateReplicationStatus(ReplicationStatus& s) {
   constexpr auto kR = std::memory_order_relaxed;
   bool connected = true, caught_up = true, catalog = true;
   uint64_t epoch = s.epoch.load(kR);
-  uint64_t bf_reads = 0, bf_inflight_max = 0, bf_errors = 0;
-  uint64_t lag = 0, truncated = 0, sent = 0, resent = 0, applied = 0, backfill = 0, malformed = 0,
-           stale = 0, al_sent = 0, al_resent = 0, al_snap_sent = 0, al_applied = 0,
-           al_snap_applied = 0, al_dropped = 0, al_lag = 0, steered = 0, steer_dropped = 0;
+  uint64_t bf_inflight_max = 0;
+  std::array<uint64_t, kReplicationFigures> sums{};
   uint32_t client_ipv4 = 0;
   uint16_t client_port = 0;
   for (uint32_t i = 0; i < n; ++i) {
     const ChannelStatus& c = s.channels[i];
+    for (size_t f = 0; f < kReplicationFigures; ++f) sums[f] += c.figures.v[f].load(kR);
     connected = connected && c.connected.load(kR);
     caught_up = caught_up && c.caught_up.load(kR);
     catalog = catalog && c.catalog_acked.load(kR);
     epoch = std::max(epoch, c.epoch.load(kR));
-    lag += c.lag_offsets.load(kR);
-    truncated += c.truncated_records.load(kR);
-    sent += c.batches_sent.load(kR);
-    resent += c.batches_resent.load(kR);
-    applied += c.batches_applied.load(kR);
-    backfill += c.backfill_batches.load(kR);
-    bf_reads += c.backfill_reads_async.load(kR);
     bf_inflight_max = std::max(bf_inflight_max, c.backfill_reads_inflight_max.load(kR));
-    bf_errors += c.backfill_read_errors.load(kR);
-    malformed += c.rx_malformed.load(kR);
-    stale += c.rx_stale_epoch.load(kR);
-    al_sent += c.acklog_records_sent.load(kR);
-    al_resent += c.acklog_records_resent.load(kR);
-    al_snap_sent += c.acklog_snapshots_sent.load(kR);
-    al_applied += c.acklog_records_applied.load(kR);
-    al_snap_applied += c.acklog_snapshots_applied.load(kR);
-    al_dropped += c.acklog_dropped.load(kR);
-    al_lag += c.acklog_lag.load(kR);
-    steered += c.link_steered_out.load(kR);
-    steer_dropped += c.link_steer_full.load(kR);
     if (client_ipv4 == 0) {
       client_ipv4 = c.primary_client_ipv4.load(kR);
       client_port = c.primary_client_port.load(kR);
     }
   }
+  for (size_t f = 0; f < kReplicationFigures; ++f) s.figures.v[f].store(sums[f], kR);
   s.connected.store(connected, kR);
   s.caught_up.store(caught_up, kR);
   if (s.role.load(kR) == 1) s.catalog_acked.store(catalog, kR);  // channel 0 carries it
   if (s.role.load(kR) == 2) s.epoch.store(epoch, kR);  // a standby's: the highest adopted
-  s.lag_offsets.store(lag, kR);
-  s.truncated_records.store(truncated, kR);
-  s.batches_sent.store(sent, kR);
-  s.batches_resent.store(resent, kR);
-  s.batches_applied.store(applied, kR);
-  s.backfill_batches.store(backfill, kR);
-  s.backfill_reads_async.store(bf_reads, kR);
   s.backfill_reads_inflight_max.store(bf_inflight_max, kR);
-  s.backfill_read_errors.store(bf_errors, kR);
-  s.rx_malformed.store(malformed, kR);
-  s.rx_stale_epoch.store(stale, kR);
-  s.acklog_records_sent.store(al_sent, kR);
-  s.acklog_records_resent.store(al_resent, kR);
-  s.acklog_snapshots_sent.store(al_snap_sent, kR);
-  s.acklog_records_applied.store(al_applied, kR);
-  s.acklog_snapshots_applied.store(al_snap_applied, kR);
-  s.acklog_dropped.store(al_dropped, kR);
-  s.acklog_lag.store(al_lag, kR);
-  s.link_steered.store(steered, kR);
-  s.link_steer_dropped.store(steer_dropped, kR);
   s.primary_client_ipv4.store(client_ipv4, kR);
   s.primary_client_port.store(client_port, kR);
   for (uint32_t i = 0; i < n; ++i) s.aggregated_at[i] = seen[i];

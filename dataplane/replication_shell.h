@@ -31,6 +31,7 @@
 #include <optional>
 #include <span>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include <netinet/in.h>
@@ -63,41 +64,59 @@ namespace sluice::dataplane {
 
 class StartupRecovery;
 
+// The counters every replication channel publishes and the box shows as their sum
+// (AggregateReplicationStatus: one loop over the table). A figure is added here and in
+// kReplicationFigureNames, its /v1/role name, and nowhere else.
+enum class ReplicationFigure : uint8_t {
+  kBatchesSent, kBatchesResent, kBatchesApplied,
+  kBackfillBatches,
+  // Primary catch-up reads (docs/replication.md §3): started through the worker's io_uring, and
+  // those that failed (I/O error or a bad batch).
+  kBackfillReadsAsync, kBackfillReadErrors,
+  kRxMalformed, kRxStaleEpoch,
+  kTruncatedRecords,
+  // Ack-log replication (docs/replication.md §13); acklog_lag: primary, records the standby has
+  // not applied.
+  kAcklogRecordsSent, kAcklogRecordsResent, kAcklogSnapshotsSent, kAcklogRecordsApplied,
+  kAcklogSnapshotsApplied, kAcklogDropped, kAcklogLag,
+  // Link frames that arrived on another channel's queue and were handed over, and those dropped
+  // because the ring to their channel was full (recovered by retransmission; link_steering.h).
+  kLinkSteered, kLinkSteerDropped,
+  kLagOffsets,  // primary: offered - acked, all partitions (/v1/role's replication_lag_bytes)
+  kCount
+};
+inline constexpr size_t kReplicationFigures = static_cast<size_t>(ReplicationFigure::kCount);
+inline constexpr std::array<std::string_view, kReplicationFigures> kReplicationFigureNames = {
+    "batches_sent", "batches_resent", "batches_applied", "backfill_batches",
+    "backfill_reads_async", "backfill_read_errors", "rx_malformed", "rx_stale_epoch",
+    "truncated_records", "acklog_records_sent", "acklog_records_resent", "acklog_snapshots_sent",
+    "acklog_records_applied", "acklog_snapshots_applied", "acklog_dropped", "acklog_lag",
+    "link_steered", "link_steer_dropped", "lag_offsets"};
+struct ReplicationFigures {
+  std::array<std::atomic<uint64_t>, kReplicationFigures> v{};
+  uint64_t Get(ReplicationFigure f) const {
+    return v[static_cast<size_t>(f)].load(std::memory_order_relaxed);
+  }
+  void Set(ReplicationFigure f, uint64_t x) {
+    v[static_cast<size_t>(f)].store(x, std::memory_order_relaxed);
+  }
+};
+
 // Replication from several worker lcores (docs/replication.md §1): every worker lcore that owns
 // shards runs a channel — its own ReplicationShell over its own queue pair of the link — for its
 // own partitions. A channel's figures, written by its shell, read by the main thread, which sums
 // them into the box's ReplicationStatus (AggregateReplicationStatus). kMaxReplicationChannels:
 // dataplane/link_steering.h.
 struct ChannelStatus {
+  ReplicationFigures figures;  // summed into the box's
   std::atomic<bool> connected{false};
   std::atomic<bool> caught_up{false};
   std::atomic<bool> catalog_acked{true};
   std::atomic<uint64_t> epoch{0};
   std::atomic<uint64_t> partitions{0};
-  std::atomic<uint64_t> lag_offsets{0};
-  std::atomic<uint64_t> truncated_records{0};
-  std::atomic<uint64_t> batches_sent{0};
-  std::atomic<uint64_t> batches_resent{0};
-  std::atomic<uint64_t> batches_applied{0};
-  std::atomic<uint64_t> backfill_batches{0};
-  std::atomic<uint64_t> backfill_reads_async{0};
-  std::atomic<uint64_t> backfill_reads_inflight_max{0};
-  std::atomic<uint64_t> backfill_read_errors{0};
-  std::atomic<uint64_t> rx_malformed{0};
-  std::atomic<uint64_t> rx_stale_epoch{0};
+  std::atomic<uint64_t> backfill_reads_inflight_max{0};  // the box shows the highest
   std::atomic<uint64_t> rx_shape_mismatch{0};
-  // Link frames this channel's lcore received for another channel and handed to it, those it
-  // dropped because that channel's ring was full, and those handed to it (link_steering.h).
-  std::atomic<uint64_t> link_steered_out{0};
-  std::atomic<uint64_t> link_steer_full{0};
-  std::atomic<uint64_t> link_steered_in{0};
-  std::atomic<uint64_t> acklog_records_sent{0};
-  std::atomic<uint64_t> acklog_records_resent{0};
-  std::atomic<uint64_t> acklog_snapshots_sent{0};
-  std::atomic<uint64_t> acklog_records_applied{0};
-  std::atomic<uint64_t> acklog_snapshots_applied{0};
-  std::atomic<uint64_t> acklog_dropped{0};
-  std::atomic<uint64_t> acklog_lag{0};
+  std::atomic<uint64_t> link_steered_in{0};  // frames other channels' lcores handed to this one
   std::atomic<uint32_t> primary_client_ipv4{0};
   std::atomic<uint16_t> primary_client_port{0};
   std::atomic<uint64_t> published{0};  // the shell's publications (release after the figures)
@@ -114,32 +133,11 @@ struct ReplicationStatus {
                                         // primary: every partition's standby caught up
   std::atomic<bool> fenced{false};      // primary: a newer epoch was seen
   std::atomic<uint64_t> higher_epoch{0};
-  std::atomic<uint64_t> lag_offsets{0};   // primary: offered - acked, all partitions
-  std::atomic<uint64_t> truncated_records{0};
-  std::atomic<uint64_t> batches_sent{0};
-  std::atomic<uint64_t> batches_resent{0};
-  std::atomic<uint64_t> batches_applied{0};
-  std::atomic<uint64_t> backfill_batches{0};
-  // Primary catch-up reads (docs/replication.md §3): started through the worker's io_uring, the
-  // most in flight at once on one channel, and those that failed (I/O error or a bad batch).
-  std::atomic<uint64_t> backfill_reads_async{0};
+  ReplicationFigures figures;           // the channels' summed
+  // The most catch-up reads in flight at once on one channel (docs/replication.md §3).
   std::atomic<uint64_t> backfill_reads_inflight_max{0};
-  std::atomic<uint64_t> backfill_read_errors{0};
-  std::atomic<uint64_t> rx_malformed{0};
-  std::atomic<uint64_t> rx_stale_epoch{0};
   std::atomic<uint64_t> apply_failures{0};  // standby: batches its storage refused or failed
-  // Link frames that arrived on another channel's queue and were handed over (link_steering.h),
-  // and those dropped because the ring to their channel was full (recovered by retransmission).
-  std::atomic<uint64_t> link_steered{0};
-  std::atomic<uint64_t> link_steer_dropped{0};
-  // Ack-log replication (docs/replication.md §13).
-  std::atomic<uint64_t> acklog_records_sent{0};
-  std::atomic<uint64_t> acklog_records_resent{0};
-  std::atomic<uint64_t> acklog_snapshots_sent{0};
-  std::atomic<uint64_t> acklog_records_applied{0};
-  std::atomic<uint64_t> acklog_snapshots_applied{0};
-  std::atomic<uint64_t> acklog_dropped{0};
-  std::atomic<uint64_t> acklog_lag{0};  // primary: records the standby has not applied
+                                            // (counted by the channels directly)
   std::atomic<uint64_t> published{0};   // aggregations in which every channel published anew:
                                         // a reader waits for a later one
   std::atomic<bool> catalog_acked{false};   // primary: the standby holds the current catalog
