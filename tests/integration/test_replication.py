@@ -66,11 +66,12 @@ udp_port = {LINK_PORT}
             link_port = ""
             rx = '["client0:0"]'
             replication = f'link_port = ""\nlisten = "127.0.0.1:{link_ip}"\npeer = "127.0.0.1:{peer_ip}"'
-        # Worker w > 0: its own shards, its own link queue and client queue (TAP wants as many
-        # RX queues as TX queues, one per worker).
+        # Worker w > 0: its own shards, its own link queue (kernel UDP: its own socket, on port
+        # + w) and client queue (TAP wants as many RX queues as TX queues, one per worker).
+        link_rx = ', "link:{w}"' if link in ("memif", "af_packet") else ""
         more_lcores = "".join(
-            f'\n[[lcore]]\nid = {w + 1}\nrx = ["client0:{w}", "link:{w}"]\nshards = [{2 * w}, {2 * w + 1}]\n'
-            f'idle = "adaptive"\n' for w in range(1, workers))
+            f'\n[[lcore]]\nid = {w + 1}\nrx = ["client0:{w}"{link_rx.format(w=w)}]\n'
+            f'shards = [{2 * w}, {2 * w + 1}]\nidle = "adaptive"\n' for w in range(1, workers))
         lcore_cpus = ",".join(f"{i}@{i % 2}" for i in range(workers + 1))
         with open(self.layout, "w") as f:
             f.write(f"""
@@ -195,8 +196,9 @@ class Pair:
                 subprocess.run(["ip", "link", "set", f"vr{self.tag}{end}", "up"], check=True)
         if link in ("memif", "af_packet"):
             ips = ("198.18.2.1", "198.18.2.2")
-        else:  # loopback UDP ports of the namespace the test made (nothing else binds there)
-            ips = ("7512", "7513")
+        else:  # loopback UDP ports of the namespace the test made (nothing else binds there);
+            # channel c of a box binds its port + c
+            ips = ("7512", "7522")
         self.a = Box(self.root, self.tag, "a", 10, ips[0], ips[1], "server", sock,
                      7480, "primary", queues, link, vdev_args, workers, segment_bytes)
         self.b = Box(self.root, self.tag, "b", 11, ips[1], ips[0], "client", sock,
@@ -209,6 +211,61 @@ class Pair:
             for box in (self.a, self.b):
                 print(f"--- {box.name} log ---\n{box.log()[-6000:]}")
         shutil.rmtree(self.root, ignore_errors=True)
+
+
+# ---- af_packet's fanout: which RX queue a flow lands on ----
+
+SOL_PACKET = 263
+PACKET_FANOUT = 18  # type PACKET_FANOUT_HASH (0) in the high half: DPDK's af_packet PMD's
+ETH_P_ALL = 0x0003
+
+
+def _udp_frame(src_ip, dst_ip, sport, dport, payload):
+    ip = struct.pack("!BBHHHBBH4s4s", 0x45, 0, 28 + len(payload), 0, 0x4000, 64, 17, 0,
+                     socket.inet_aton(src_ip), socket.inet_aton(dst_ip))
+    words = sum(struct.unpack("!10H", ip))
+    while words >> 16:
+        words = (words & 0xFFFF) + (words >> 16)
+    ip = ip[:10] + struct.pack("!H", ~words & 0xFFFF) + ip[12:]
+    udp = struct.pack("!HHHH", sport, dport, 8 + len(payload), 0)
+    return b"\xff" * 6 + b"\x02\x00\x00\x00\x00\x01\x08\x00" + ip + udp + payload
+
+
+def fanout_queues(tx_if, rx_if, src_ip, dst_ip, flows, members):
+    """The member of a PACKET_FANOUT_HASH group of `members` packet sockets on `rx_if` (joined
+    in order, as DPDK's af_packet PMD joins its RX queues' sockets) that each UDP flow
+    (sport, dport) sent from `tx_if` lands on: the RX queue sluiced would poll it from. The
+    kernel's flow hash is keyed per boot, so the test asks the kernel instead of guessing."""
+    group = secrets.randbelow(0xFFFF) + 1
+    rx = []
+    try:
+        for _ in range(members):
+            s = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, socket.htons(ETH_P_ALL))
+            s.bind((rx_if, ETH_P_ALL))
+            s.setsockopt(SOL_PACKET, PACKET_FANOUT, group)
+            s.settimeout(0.05)
+            rx.append(s)
+        out = []
+        with socket.socket(socket.AF_PACKET, socket.SOCK_RAW) as tx:
+            tx.bind((tx_if, 0))
+            for sport, dport in flows:
+                marker = secrets.token_bytes(8)
+                tx.send(_udp_frame(src_ip, dst_ip, sport, dport, marker))
+                got = None
+                end = time.monotonic() + 2
+                while got is None and time.monotonic() < end:
+                    for i, s in enumerate(rx):
+                        try:
+                            if s.recv(2048).endswith(marker):
+                                got = i
+                        except (TimeoutError, socket.timeout):
+                            pass
+                assert got is not None, f"probe frame {sport}->{dport} not received on {rx_if}"
+                out.append(got)
+        return out
+    finally:
+        for s in rx:
+            s.close()
 
 
 def wait_in_sync(primary, standby, timeout_s=30):
@@ -577,6 +634,23 @@ class ReplicationTest(unittest.TestCase):
         self.pair = Pair(link="af_packet")
         self.sigkill_rounds(int(os.environ.get("SLUICE_REPL_VETH_ROUNDS", "3")), "af_packet veth")
 
+    def check_two_channels(self, primary, standby):
+        """Both channels of both boxes streamed (waited for), each with 2 partitions, connected,
+        no shape mismatch; returns the two boxes' counters."""
+        def both_streamed():
+            pc, sc = repl_counters(primary), repl_counters(standby)
+            return all(pc.get(f"channel{i}_batches_sent", 0) > 0 and
+                       sc.get(f"channel{i}_batches_applied", 0) > 0 for i in (0, 1))
+        harness.wait_for(both_streamed, 10, "both channels to stream")
+        pc, sc = repl_counters(primary), repl_counters(standby)
+        for box, c in ((primary, pc), (standby, sc)):
+            self.assertEqual(c.get("channels"), 2, f"{box.name}: {c}")
+            for i in (0, 1):
+                self.assertEqual(c.get(f"channel{i}_partitions"), 2, f"{box.name}: {c}")
+                self.assertEqual(c.get(f"channel{i}_connected"), 1, f"{box.name}: {c}")
+                self.assertEqual(c.get(f"channel{i}_rx_shape_mismatch"), 0, f"{box.name}: {c}")
+        return pc, sc
+
     def test_two_lcores_replicate_their_shards_over_two_memif_queues(self):
         """Replication from two worker lcores on each box (docs/replication.md §1): shards 0-1 on
         the first, 2-3 on the second, the events queue's 4 partitions on both, a memif link with
@@ -589,18 +663,7 @@ class ReplicationTest(unittest.TestCase):
         checked = []
 
         def check_channels(primary, standby):
-            def both_streamed():
-                pc, sc = repl_counters(primary), repl_counters(standby)
-                return all(pc.get(f"channel{i}_batches_sent", 0) > 0 and
-                           sc.get(f"channel{i}_batches_applied", 0) > 0 for i in (0, 1))
-            harness.wait_for(both_streamed, 10, "both channels to stream")
-            pc, sc = repl_counters(primary), repl_counters(standby)
-            for box, c in ((primary, pc), (standby, sc)):
-                self.assertEqual(c.get("channels"), 2, f"{box.name}: {c}")
-                for i in (0, 1):
-                    self.assertEqual(c.get(f"channel{i}_partitions"), 2, f"{box.name}: {c}")
-                    self.assertEqual(c.get(f"channel{i}_connected"), 1, f"{box.name}: {c}")
-                    self.assertEqual(c.get(f"channel{i}_rx_shape_mismatch"), 0, f"{box.name}: {c}")
+            pc, _ = self.check_two_channels(primary, standby)
             # The box's figures are the channels' summed (by the main thread, a few ms later).
             def summed():
                 c = repl_counters(primary)
@@ -618,6 +681,83 @@ class ReplicationTest(unittest.TestCase):
                             "memif, 2 lcores per box, 2 queue pairs", partitions=4,
                             check_channels=check_channels)
         print(f"batches sent per round by channel 0 / channel 1 of the primary: {checked}")
+
+    def test_two_lcores_replicate_over_af_packet_by_steering(self):
+        """Several channels over a link that does not keep queues apart (docs/replication.md §1):
+        the memif variant above over DPDK's af_packet PMD on a veth pair with 2 queue pairs.
+        af_packet's fanout puts a frame on a queue by its flow hash; channel c's frames go
+        between UDP ports base + c, and the lcore that receives another channel's frame hands it
+        to that channel's lcore through a ring. The base port is chosen (asking the kernel where
+        each flow lands) so that at least one channel's frames land on the other lcore's queue:
+        every round asserts they were handed over, besides what the memif variant asserts."""
+        self.pair.close(False)
+        self.pair = Pair(queues=QUEUES.replace("partitions = 2", "partitions = 4"),
+                         link="af_packet", vdev_args=",qpairs=2", workers=2)
+        a, b = self.pair.a, self.pair.b
+        ends = {box: f"vr{self.pair.tag}{box.name}" for box in (a, b)}
+        ips = {a: "198.18.2.1", b: "198.18.2.2"}
+        # Frames towards a box land on its queue landed[box][c] (flows are symmetric).
+        landed = None
+        for base in range(LINK_PORT, LINK_PORT + 400, 2):
+            flows = [(base + c, base + c) for c in (0, 1)]
+            landed = {dst: fanout_queues(ends[src], ends[dst], ips[src], ips[dst], flows, 2)
+                      for src, dst in ((a, b), (b, a))}
+            if any(q != c for qs in landed.values() for c, q in enumerate(qs)):
+                break
+        self.assertTrue(any(q != c for qs in landed.values() for c, q in enumerate(qs)), landed)
+        for box in (a, b):
+            with open(box.layout) as f:
+                text = f.read()
+            text = text.replace(f"udp_port = {LINK_PORT}\n", f"udp_port = {base}\n").replace(
+                f':{LINK_PORT}"', f':{base}"')
+            with open(box.layout, "w") as f:
+                f.write(text)
+        checked = []
+
+        def check_channels(primary, standby):
+            self.check_two_channels(primary, standby)
+
+            # Each box hands the frames that landed on the other channel's queue to their
+            # channel (both ways carry traffic: batches one way, acks the other).
+            def steered():
+                for box in (primary, standby):
+                    c = repl_counters(box)
+                    for ch, q in enumerate(landed[box]):
+                        if q != ch and not (c.get(f"channel{q}_steered_out", 0) > 0 and
+                                            c.get(f"channel{ch}_steered_in", 0) > 0):
+                            return False
+                return True
+            harness.wait_for(steered, 10, f"frames handed between channels ({landed})")
+            for box in (primary, standby):
+                c = repl_counters(box)
+                checked.append((box.name, c.get("link_steered"), c.get("link_steer_dropped")))
+
+        self.sigkill_rounds(int(os.environ.get("SLUICE_REPL_STEER_ROUNDS", "3")),
+                            "af_packet veth, 2 lcores per box, 2 queue pairs, steered",
+                            partitions=4, check_channels=check_channels)
+        print(f"UDP ports {base}+channel; channel c's frames land on queues "
+              f"{ {box.name: qs for box, qs in landed.items()} }; frames "
+              f"handed over / dropped on a full ring, per box and round: {checked}")
+        self.assertGreater(sum(s for _, s, _ in checked), 0)
+
+    def test_two_lcores_replicate_over_two_kernel_udp_sockets(self):
+        """The kernel UDP link with several channels: each worker lcore that owns shards has its
+        own socket, on the listen port + its channel, talking to the peer's port + channel
+        (nothing to steer: the kernel delivers each datagram to its port's socket)."""
+        self.pair.close(False)
+        self.pair = Pair(queues=QUEUES.replace("partitions = 2", "partitions = 4"), link="udp",
+                         workers=2)
+
+        def check_channels(primary, standby):
+            for box, c in zip((primary, standby), self.check_two_channels(primary, standby)):
+                self.assertEqual(c.get("link_steered"), 0, f"{box.name}: {c}")
+            for box in (self.pair.a, self.pair.b):
+                self.assertIn("kernel UDP link", box.log())
+                self.assertIn("(2 socket(s): port + channel)", box.log())
+
+        self.sigkill_rounds(int(os.environ.get("SLUICE_REPL_UDP_LCORES_ROUNDS", "3")),
+                            "kernel UDP, 2 lcores per box, 2 sockets each", partitions=4,
+                            check_channels=check_channels)
 
     def test_two_lcores_with_another_shard_split_are_refused(self):
         """Channel i of one box talks to channel i of the other, so both must split the shards the
