@@ -43,7 +43,8 @@ TEST(AggregateReplicationStatus, EveryFigureIsTheChannelsSumOnceEachPublished) {
   s.channels[1].published.store(2);
   AggregateReplicationStatus(s);
   EXPECT_EQ(s.published.load(), 2u);
-  EXPECT_EQ(s.figures.Get(ReplicationFigure::kLinkSteered), 1000u + 17 * 20);
+  const size_t steered = static_cast<size_t>(ReplicationFigure::kLinkSteered);
+  EXPECT_EQ(s.figures.Get(ReplicationFigure::kLinkSteered), 1000u + (steered + 1) * 20);
 }
 
 TEST(ReplicationFigures, EachHasAName) {
