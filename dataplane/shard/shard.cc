@@ -61,7 +61,11 @@ void Shard::Advance(uint64_t now_ns) {
   now_ns_ = now_ns;
   // An empty wheel follows the clock at no cost, so the first timer after a quiet spell (or the
   // first ever, with now_ns far from 0) is placed relative to the present.
-  if (wheel_.size() == 0) wheel_.Advance(now_ns_ / config_.timer_tick_ns, [](TimerNode*) {});
+  if (wheel_.size() == 0 && now_ns_ >= next_tick_ns_) {
+    const uint64_t tick = now_ns_ / config_.timer_tick_ns;
+    wheel_.Advance(tick, [](TimerNode*) {});
+    next_tick_ns_ = (tick + 1) * config_.timer_tick_ns;
+  }
 }
 
 Errc Shard::AddPartition(QueueId queue, uint32_t partition, const QueueConfig& config) {
@@ -567,8 +571,12 @@ Errc Shard::Extend(QueueId queue, uint32_t partition, Receipt receipt, uint32_t 
 
 uint64_t Shard::Tick(uint64_t now_ns) {
   SeeTime(now_ns);
-  uint64_t work = wheel_.Advance(now_ns_ / config_.timer_tick_ns,
-                                 [](TimerNode* n) { n->client->OnTimer(n); });
+  uint64_t work = 0;
+  if (now_ns_ >= next_tick_ns_) {
+    const uint64_t tick = now_ns_ / config_.timer_tick_ns;
+    work = wheel_.Advance(tick, [](TimerNode* n) { n->client->OnTimer(n); });
+    next_tick_ns_ = (tick + 1) * config_.timer_tick_ns;
+  }
   for (Partition* p : coordinators_) {
     if (now_ns_ >= p->groups_->next_expiry_ns()) work += p->groups_->Expire(now_ns_);
   }

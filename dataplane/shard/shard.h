@@ -239,6 +239,10 @@ class Shard {
   ShardCounters counters_;
   AckCoalescer acks_out_;
   uint64_t now_ns_ = 0;
+  // The wheel's tick changes only when the clock reaches this (the start of the next tick): a
+  // pass within the same tick (most of them: a pass is ~100 ns, a tick 1 ms) skips the division
+  // and the wheel.
+  uint64_t next_tick_ns_ = 0;
   absl::flat_hash_map<uint64_t, std::unique_ptr<Partition>> partitions_;
   Partition* last_ = nullptr;  // Get's cache: the partition of key last_key_ (null: none)
   uint64_t last_key_ = 0;
