@@ -119,8 +119,12 @@ class Persistence {
     return Errc::kUnknownPartition;
   }
   virtual uint32_t PollBatchReads(absl::FunctionRef<void(const BatchRead&)> /*fn*/) { return 0; }
-  // Writes what the ack logs buffered (once per pass; cheap when nothing is buffered).
+  // Writes what the ack logs buffered (once per pass; cheap when nothing is buffered). Through
+  // the worker's io_uring: the writes complete in later passes.
   virtual void FlushAcks() = 0;
+  // FlushAcks, then waits until every ack-log write and sync completed (blocking: for a reader
+  // of the ack-log files, e.g. a replication ack snapshot; not per pass).
+  virtual void SettleAcks() { FlushAcks(); }
   // Blocks until nothing is in flight (shutdown), reporting as Poll does.
   virtual void Drain(absl::FunctionRef<void(uint32_t queue, uint32_t partition,
                                             shard::DurableOffset durable, Errc errc,

@@ -22,6 +22,7 @@
 #include "dataplane/persistence.h"
 #include "hwconf/layout.h"
 #include "storage/ack_log.h"
+#include "storage/ack_ring.h"
 #include "storage/recovery.h"
 #include "storage/uring_reader.h"
 #include "storage/uring_writer.h"
@@ -81,7 +82,18 @@ struct StorageShellStats {
   Counter submitted_bytes;
   Counter throttled;         // Submit answered kThrottled (writer full)
   Counter ack_entries;       // deletes and commits logged
-  Counter ack_flush_errors;  // ack-log writes that failed (entries lost: redelivery after restart)
+  Counter ack_flush_errors;  // ack-log writes or syncs that failed, or entries that found no room
+  Counter ack_writes_async;  // ack-log writes submitted through the lcore's ack ring
+  Counter ack_syncs_async;   // ack-log fdatasyncs submitted through the ring (purge marks)
+  Counter ack_sync_requests;  // purge marks to sync (Purged calls)
+  Counter ack_syncs_done;    // of which: synced (a fdatasync behind them completed)
+  Counter ack_write_waits;   // appends that waited for the ring: both buffers of a log were full
+  Counter ack_failures;      // partitions failed by an ack-log write or sync error
+  // Partitions opened while the worker runs (a queue created at runtime): their files prepared
+  // off the lcore and adopted (no blocking file call on it), or opened on the lcore (blocking:
+  // nothing was prepared for them).
+  Counter opens_off_lcore;
+  Counter opens_on_lcore;
   Counter cold_fetches;      // fetches served from the log (older than memory)
   Counter segments_removed;  // retention: unlinked and the directory fsynced (through the ring)
   Counter retention_errors;
@@ -136,7 +148,11 @@ class StorageShell final : public Persistence {
   }
   uint32_t registered_regions() const { return writer_->registered_regions(); }
   // Writes submitted and not yet completed: the kernel still has work to do for them.
-  bool AwaitingKernel() const { return writer_->in_flight() != 0; }
+  bool AwaitingKernel() const { return writer_->in_flight() != 0 || !ack_ring_->idle(); }
+  const storage::AckRingStats& ack_ring_stats() const { return ack_ring_->stats(); }
+  void InjectAckFaults(const storage::AckFaultInjection& f) { ack_ring_->InjectFaults(f); }
+  // Every ack log written out and synced as asked (blocking; Close, shutdown, ack snapshots).
+  void SettleAcks() override;
   // Durable partitions open here (in-memory queues have none).
   bool Persisting() const { return !parts_.empty(); }
 
@@ -150,18 +166,26 @@ class StorageShell final : public Persistence {
     uint64_t durable_end = 0;
     uint64_t purged_below = 0;  // the ack log's "deleted below" mark: nothing below is read
     bool failed = false;
+    bool failure_reported = false;  // an ack-log failure, reported through Poll
     bool ack_dirty = false;  // in ack_dirty_
     std::string dir;
   };
   StorageShell(const StorageShellConfig& config, StartupRecovery* startup,
                std::unique_ptr<storage::UringWriter> writer,
                std::unique_ptr<storage::UringReader> reader,
-               std::unique_ptr<storage::UringReader> catchup);
+               std::unique_ptr<storage::UringReader> catchup,
+               std::unique_ptr<storage::AckRing> acks);
   static uint64_t Key(uint32_t q, uint32_t p) { return (uint64_t{q} << 32) | p; }
   Part* Find(uint32_t q, uint32_t p);
   const Part* Find(uint32_t q, uint32_t p) const;
   void MarkDirty(Part* p);
   void SyncWriterStats();  // the writer's counters into stats_
+  void SyncAckStats();     // the ack ring's counters into stats_
+  void OnAckFailed(storage::AckLog& log);  // fails the log's partition (reported by Poll)
+  // Appends an entry to `p`'s ack log (`append` returns false when its buffer is full): when
+  // full, flushes, and waits for the ring if the other buffer is still being written (counted).
+  // False: not logged (the log failed; counted in ack_flush_errors).
+  bool AppendAck(Part* p, absl::FunctionRef<bool(storage::AckLog&)> append);
   void Report(const storage::Completion& c,
               absl::FunctionRef<void(uint32_t, uint32_t, shard::DurableOffset, Errc,
                                      std::string_view)> fn);
@@ -178,6 +202,10 @@ class StorageShell final : public Persistence {
   absl::flat_hash_map<uint64_t, std::unique_ptr<Part>> parts_;
   absl::flat_hash_map<storage::PartitionHandle, Part*> by_handle_;
   std::vector<Part*> ack_dirty_;  // partitions with buffered ack-log entries
+  // The ack logs' ring (storage/ack_ring.h: why a ring of its own) and the partitions an ack-log
+  // failure failed, to report through Poll.
+  std::unique_ptr<storage::AckRing> ack_ring_;
+  std::vector<Part*> ack_failed_;
   StorageShellStats stats_;
 };
 
