@@ -67,6 +67,43 @@ std::vector<std::pair<std::pair<uint32_t, uint32_t>, uint64_t>> StartupRecovery:
   return out;
 }
 
+void StartupRecovery::Prepare(const hwconf::Storage& storage, uint32_t queue, uint32_t partition) {
+  auto out = std::make_unique<PreparedOpen>();
+  const std::string data_dir = DataDirOf(storage, queue, partition);
+  const storage::PartitionId id{queue, partition};
+  out->rec = storage::RecoverPartition(storage::PartitionToRecover{data_dir, id, 0, false},
+                                       RecoveryOptionsOf(storage));
+  out->status = out->rec.status;
+  if (out->status.ok()) {
+    out->rec.acks.Compact(out->rec.log.start_offset());
+    absl::StatusOr<storage::PreparedFiles> files = storage::UringWriter::PrepareFiles(
+        data_dir, id, &out->rec.log, storage.segment_bytes, /*direct_io=*/true);
+    if (files.ok()) {
+      out->files = std::move(*files);
+      absl::StatusOr<storage::AckLog> acks = storage::AckLog::Open(
+          out->files.dir->path(), out->files.dir->AckLogPath(), out->rec.acks);
+      if (acks.ok()) {
+        out->acks.emplace(std::move(*acks));
+      } else {
+        out->status = acks.status();
+      }
+    } else {
+      out->status = files.status();
+    }
+  }
+  std::lock_guard<std::mutex> lock(mu_);
+  prepared_[{queue, partition}] = std::move(out);
+}
+
+std::unique_ptr<PreparedOpen> StartupRecovery::TakePrepared(uint32_t queue, uint32_t partition) {
+  std::lock_guard<std::mutex> lock(mu_);
+  auto it = prepared_.find({queue, partition});
+  if (it == prepared_.end()) return nullptr;
+  std::unique_ptr<PreparedOpen> out = std::move(it->second);
+  prepared_.erase(it);
+  return out;
+}
+
 // ---- the shell -----------------------------------------------------------------------------------
 
 absl::StatusOr<std::unique_ptr<StorageShell>> StorageShell::Create(const StorageShellConfig& config,
@@ -154,7 +191,17 @@ absl::StatusOr<RecoveredLog> StorageShell::Open(
   const std::string data_dir = DataDirOf(config_.storage, queue, partition);
   const storage::PartitionId id{queue, partition};
   std::optional<storage::RecoveredPartition> rec;
+  // A queue created at runtime: its files were opened off the lcore (StartupRecovery::Prepare).
+  std::unique_ptr<PreparedOpen> prepared;
   if (startup_ != nullptr) rec = startup_->Take(queue, partition);
+  if (!rec.has_value() && startup_ != nullptr) {
+    prepared = startup_->TakePrepared(queue, partition);
+    if (prepared != nullptr) {
+      if (prepared->status.ok()) prepared->rec.status = absl::OkStatus();
+      else prepared->rec.status = prepared->status;
+      rec.emplace(std::move(prepared->rec));
+    }
+  }
   if (!rec.has_value()) {
     storage::PartitionToRecover what{data_dir, id, 0, false};
     rec = storage::RecoverPartition(what, RecoveryOptionsOf(config_.storage));
@@ -180,24 +227,39 @@ absl::StatusOr<RecoveredLog> StorageShell::Open(
   }
   for (const auto& [group, offset] : rec->acks.commits) committed(group, offset);
 
-  absl::StatusOr<storage::PartitionDir> dir = storage::PartitionDir::Open(data_dir, id, true);
-  if (!dir.ok()) return dir.status();
-  rec->acks.Compact(rec->log.start_offset());
-  absl::StatusOr<storage::AckLog> acks =
-      storage::AckLog::Open(dir->path(), dir->AckLogPath(), rec->acks);
-  if (!acks.ok()) return acks.status();
-
-  RecoveredLog out;
-  out.next_offset = rec->log.next_offset;
-  out.summary = absl::StrFormat("%s: %u record(s) on disk, next offset %u", where,
-                                rec->records.size(), out.next_offset);
   storage::PartitionSpec spec;
   spec.data_dir = data_dir;
   spec.id = id;
   spec.durability = durability;
   spec.epoch = config_.epoch;
-  absl::StatusOr<storage::PartitionHandle> h =
-      writer_->OpenPartition(spec, std::move(rec->log));
+  std::optional<storage::AckLog> acks;
+  std::string dir_path;
+  absl::StatusOr<storage::PartitionHandle> h = absl::UnknownError("not opened");
+  const uint64_t next_offset = rec->log.next_offset;
+  if (prepared != nullptr) {
+    // Adopted: no blocking file-system call here (the segment's registration goes through the
+    // ring).
+    acks.emplace(std::move(*prepared->acks));
+    dir_path = prepared->files.dir->path();
+    h = writer_->AdoptPartition(spec, std::move(rec->log), std::move(prepared->files));
+    if (h.ok()) ++stats_.opens_off_lcore;
+  } else {
+    absl::StatusOr<storage::PartitionDir> dir = storage::PartitionDir::Open(data_dir, id, true);
+    if (!dir.ok()) return dir.status();
+    rec->acks.Compact(rec->log.start_offset());
+    absl::StatusOr<storage::AckLog> opened =
+        storage::AckLog::Open(dir->path(), dir->AckLogPath(), rec->acks);
+    if (!opened.ok()) return opened.status();
+    acks.emplace(std::move(*opened));
+    dir_path = dir->path();
+    h = writer_->OpenPartition(spec, std::move(rec->log));
+    if (h.ok() && running_) ++stats_.opens_on_lcore;  // blocking calls on the worker's lcore
+  }
+
+  RecoveredLog out;
+  out.next_offset = next_offset;
+  out.summary = absl::StrFormat("%s: %u record(s) on disk, next offset %u", where,
+                                rec->records.size(), out.next_offset);
   if (!h.ok()) {
     return absl::Status(h.status().code(),
                         absl::StrFormat("%s: open: %s", where, h.status().message()));
@@ -206,11 +268,11 @@ absl::StatusOr<RecoveredLog> StorageShell::Open(
   part->queue = queue;
   part->partition = partition;
   part->handle = *h;
-  part->acks.emplace(std::move(*acks));
+  part->acks.emplace(std::move(*acks));  // moved before Attach: its address is the ring's
   part->acks->Attach(ack_ring_.get(), Key(queue, partition));  // its place for good: parts_ owns it
   part->submitted_end = part->durable_end = out.next_offset;
   part->purged_below = rec->acks.deleted_below;
-  part->dir = dir->path();
+  part->dir = dir_path;
   by_handle_[*h] = part.get();
   parts_[Key(queue, partition)] = std::move(part);
   ++stats_.opened;
@@ -484,6 +546,7 @@ void StorageShell::MarkDirty(Part* p) {
 }
 
 void StorageShell::FlushAcks() {
+  running_ = true;
   for (Part* p : ack_dirty_) {
     p->ack_dirty = false;
     // Not fsynced (docs/storage.md §6): a delete lost in a power failure means a redelivery,
@@ -509,8 +572,9 @@ void StorageShell::OnAckFailed(storage::AckLog& log) {
   // As a failed segment write: the partition takes no more writes and answers STORAGE_FAILED
   // (docs/storage.md §6: an ack-log write error is never retried-and-forgotten).
   ++stats_.ack_flush_errors;
+  // The purge marks waiting for this log's sync never will be: the control thread stops waiting.
+  stats_.ack_syncs_failed += log.syncs_requested() - log.syncs_done();
   Part* p = Find(static_cast<uint32_t>(log.cookie() >> 32), static_cast<uint32_t>(log.cookie()));
-  std::fprintf(stderr, "sluiced: %s; the partition takes no more writes\n", log.failure().c_str());
   if (p == nullptr) return;
   if (!p->failed) {
     ++stats_.failed;

@@ -42,8 +42,21 @@ struct StorageFault {
   int error = 0;  // errno, e.g. EIO
 };
 
+// A partition of a queue created at runtime, opened ahead off the lcore (StartupRecovery::
+// Prepare, on the control thread that publishes the table that has it): recovered (its
+// directory is new or empty), its ack log written compacted and open, its first segment created,
+// preallocated and synced. The worker's lcore adopts it (StorageShell::Open) without a blocking
+// file-system call.
+struct PreparedOpen {
+  absl::Status status;  // not OK: the open fails with it (the partition answers STORAGE_FAILED)
+  storage::RecoveredPartition rec;
+  std::optional<storage::AckLog> acks;
+  storage::PreparedFiles files;
+};
+
 // Recovery of the partitions present at start, shared by the workers' shells (main thread and
-// each shell's Open at start-up; not on the data path).
+// each shell's Open at start-up; not on the data path). Also holds the partitions of queues
+// created at runtime, prepared off the lcore, until their worker adopts them.
 class StartupRecovery {
  public:
   // Recovers every listed partition in parallel. Prints one line per partition that had data.
@@ -57,9 +70,18 @@ class StartupRecovery {
   double seconds() const { return seconds_; }
   uint64_t bytes_scanned() const { return bytes_scanned_; }
 
+  // Control thread, before publishing a table with a new durable queue: does the blocking file
+  // work of opening (queue, partition) (blocking: recovery of its directory, ack-log rewrite,
+  // first segment create + fallocate + fsync + directory fsync) and keeps the result for its
+  // worker. Errors are kept too (the worker's open fails with them).
+  void Prepare(const hwconf::Storage& storage, uint32_t queue, uint32_t partition);
+  // The worker's shell: the prepared partition, moved out (null: none was prepared).
+  std::unique_ptr<PreparedOpen> TakePrepared(uint32_t queue, uint32_t partition);
+
  private:
   std::mutex mu_;
   std::map<std::pair<uint32_t, uint32_t>, storage::RecoveredPartition> results_;
+  std::map<std::pair<uint32_t, uint32_t>, std::unique_ptr<PreparedOpen>> prepared_;
   double seconds_ = 0;
   uint64_t bytes_scanned_ = 0;
 };
@@ -87,6 +109,7 @@ struct StorageShellStats {
   Counter ack_syncs_async;   // ack-log fdatasyncs submitted through the ring (purge marks)
   Counter ack_sync_requests;  // purge marks to sync (Purged calls)
   Counter ack_syncs_done;    // of which: synced (a fdatasync behind them completed)
+  Counter ack_syncs_failed;  // of which: never to be synced (their ack log failed)
   Counter ack_write_waits;   // appends that waited for the ring: both buffers of a log were full
   Counter ack_failures;      // partitions failed by an ack-log write or sync error
   // Partitions opened while the worker runs (a queue created at runtime): their files prepared
@@ -206,6 +229,7 @@ class StorageShell final : public Persistence {
   // failure failed, to report through Poll.
   std::unique_ptr<storage::AckRing> ack_ring_;
   std::vector<Part*> ack_failed_;
+  bool running_ = false;  // the worker's loop called us (FlushAcks): opens from now on are its
   StorageShellStats stats_;
 };
 
