@@ -117,7 +117,7 @@ absl::StatusOr<std::unique_ptr<StorageShell>> StorageShell::Create(const Storage
   // Batches live in several shards' chunk pools: no single region to register as buffers.
   absl::StatusOr<std::unique_ptr<storage::UringWriter>> writer = storage::UringWriter::Create(wc);
   if (!writer.ok()) return writer.status();
-  if (config.fault.has_value()) {
+  if (config.fault.has_value() && !config.fault->acks) {
     storage::FaultInjection f;
     f.count = UINT32_MAX;  // every write from `skip` on: the partition is broken for good
     f.error = config.fault->error;
@@ -143,6 +143,14 @@ absl::StatusOr<std::unique_ptr<StorageShell>> StorageShell::Create(const Storage
   ac.completion_eventfd = config.completion_eventfd;
   absl::StatusOr<std::unique_ptr<storage::AckRing>> acks = storage::AckRing::Create(ac);
   if (!acks.ok()) return acks.status();
+  if (config.fault.has_value() && config.fault->acks) {
+    storage::AckFaultInjection f;
+    f.count = UINT32_MAX;  // every ack write from `skip` on: the partition fails at the first
+    f.error = config.fault->error;
+    f.only = Key(config.fault->queue, config.fault->partition);
+    f.skip = config.fault->skip;
+    (*acks)->InjectFaults(f);
+  }
   return std::unique_ptr<StorageShell>(new StorageShell(config, startup, std::move(*writer),
                                                         std::move(*reader), std::move(*catchup),
                                                         std::move(*acks)));

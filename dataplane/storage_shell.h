@@ -40,6 +40,9 @@ struct StorageFault {
   uint32_t partition = 0;
   uint32_t skip = 0;
   int error = 0;  // errno, e.g. EIO
+  // The partition's ack-log writes fail instead (through the ack ring's seam): an ack-log
+  // error must fail the partition like a segment write error.
+  bool acks = false;
 };
 
 // A partition of a queue created at runtime, opened ahead off the lcore (StartupRecovery::

@@ -61,8 +61,7 @@ bool AckRing::PrepWrite(AckLog* log, int fd, const std::byte* buf, uint32_t len,
   SLUICE_ASSERT(sqe != nullptr);
   const auto base = reinterpret_cast<uint64_t>(log);
   log->inject_res_[kWrite] = 0;
-  if (faults_.count > 0 && !faults_.sync) {
-    --faults_.count;
+  if (Inject(*log, false)) {
     if (faults_.short_write) {
       len = std::min<uint32_t>(len, 8);
     } else {
@@ -91,10 +90,7 @@ bool AckRing::PrepSync(AckLog* log, int fd) {
   if (sqe == nullptr) return false;
   const auto base = reinterpret_cast<uint64_t>(log);
   log->inject_res_[kSync] = 0;
-  if (faults_.count > 0 && faults_.sync) {
-    --faults_.count;
-    log->inject_res_[kSync] = -faults_.error;
-  }
+  if (Inject(*log, true)) log->inject_res_[kSync] = -faults_.error;
   if (log->inject_res_[kSync] != 0) {
     io_uring_prep_nop(sqe);
     io_uring_sqe_set_data64(sqe, base | kSync | kInjected);
@@ -105,6 +101,17 @@ bool AckRing::PrepSync(AckLog* log, int fd) {
   ++log->ops_;
   ++in_flight_;
   ++stats_.syncs;
+  return true;
+}
+
+bool AckRing::Inject(const AckLog& log, bool sync) {
+  if (faults_.count == 0 || faults_.sync != sync) return false;
+  if (faults_.only.has_value() && *faults_.only != log.cookie()) return false;
+  if (faults_.skip > 0) {
+    --faults_.skip;
+    return false;
+  }
+  --faults_.count;
   return true;
 }
 

@@ -16,6 +16,7 @@
 
 #include <cstdint>
 #include <memory>
+#include <optional>
 
 #include "absl/functional/function_ref.h"
 #include "absl/status/statusor.h"
@@ -32,11 +33,14 @@ struct AckRingConfig {
 
 // Test seam: the next `count` writes (or, with `sync`, fdatasyncs) complete with -error instead
 // of running; with short_write, writes are cut to 8 bytes instead (the rest is re-queued).
+// `only`: just the log with that cookie, after `skip` of its requests went through.
 struct AckFaultInjection {
   uint32_t count = 0;
   int error = 0;
   bool sync = false;
   bool short_write = false;
+  std::optional<uint64_t> only;
+  uint32_t skip = 0;
 };
 
 struct AckRingStats {
@@ -81,6 +85,8 @@ class AckRing {
   bool PrepWrite(AckLog* log, int fd, const std::byte* buf, uint32_t len, uint64_t position,
                  bool linked_sync);
   bool PrepSync(AckLog* log, int fd);
+  // The fault seam's verdict for the next write (sync: fdatasync) of `log`.
+  bool Inject(const AckLog& log, bool sync);
   uint32_t Reap(absl::FunctionRef<void(AckLog&)> failed);
   int Submit(bool wait);
 

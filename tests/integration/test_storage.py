@@ -415,6 +415,40 @@ class StorageTest(unittest.TestCase):
             self.assertEqual(len(fetch_partition(reader, queue_id, 0)), first_failure)
             self.assertEqual(len(fetch_partition(reader, queue_id, 1)), 12)
 
+    def test_ack_log_write_error_fails_its_partition_while_the_other_keeps_serving(self):
+        # Queue id 1 ("jobs2"), partition 0: its first ack-log write (through the lcore's ack
+        # ring) fails with EIO. A lost delete alone would be a redelivery, but an ack log that
+        # cannot be written fails the partition like a failed segment write (docs/storage.md §3).
+        work2 = WORK.replace('name = "jobs"', 'name = "jobs2"').replace("partitions = 1",
+                                                                        "partitions = 2")
+        with Namespace(), Sluiced(queues=work2, durability="write",
+                                  args=["--inject-storage-fault", "1:0:0:5:acks"]) as s:
+            queue_id, _ = new_client(21).lookup("jobs2")
+            self.assertEqual(queue_id, 1)
+            clients = {part: new_client(60 + part) for part in (0, 1)}
+            for part in (0, 1):
+                self.assertEqual(produce_one(clients[part], queue_id, part, 0), "OK")
+            # Receive and delete both messages: partition 0's delete goes to its ack log.
+            got = []
+            for _ in range(20):
+                got += [l for l in sluice("receive", "jobs2", "--max", "10", "--delete",
+                                          "--wait-ms", "200").stdout.splitlines() if l]
+                if len(got) >= 2:
+                    break
+            self.assertEqual(len(got), 2, got)
+            harness.wait_for(lambda: storage_stats(s).get("ack_failures", 0) >= 1, 5,
+                             "the stats file to count the ack-log failure")
+            # From now on partition 0 answers STORAGE_FAILED; partition 1 keeps serving.
+            results = [produce_one(clients[0], queue_id, 0, seq) for seq in range(1, 4)]
+            self.assertEqual(results, ["STORAGE_FAILED"] * 3)
+            self.assertEqual([produce_one(clients[1], queue_id, 1, seq) for seq in range(1, 4)],
+                             ["OK"] * 3)
+            st = storage_stats(s)
+            self.assertEqual(st["ack_failures"], 1, st)
+            self.assertEqual(st["failed"], 1, st)
+            self.assertGreaterEqual(st["ack_flush_errors"], 1, st)
+            self.assertIn("storage failed: ack log write", s.log())
+
 
 def produce_one(client, queue_id, partition, seq):
     """Produces one message as idempotent producer `client.client_id`, sequence `seq`, and

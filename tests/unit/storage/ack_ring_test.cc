@@ -178,6 +178,37 @@ TEST(AckRing, ASyncErrorFailsTheLogAndThePurgeNeverCountsAsDone) {
   EXPECT_EQ(f.ring->stats().syncs_covered, 0u);
 }
 
+TEST(AckRing, AFaultAimedAtOneLogSkipsTheOthersAndItsFirstWrites) {
+  Fixture f;
+  auto other = AckLog::Open(f.tmp.path(), f.tmp.path() + "/other.log", AckState{});
+  ASSERT_TRUE(other.ok());
+  other->Attach(f.ring.get(), 7);
+  AckFaultInjection fi;
+  fi.count = UINT32_MAX;
+  fi.error = ENOSPC;
+  fi.only = 42;  // the fixture's log
+  fi.skip = 1;   // its first write goes through
+  f.ring->InjectFaults(fi);
+  for (uint64_t o = 0; o < 3; ++o) {
+    ASSERT_TRUE(f.log->Delete(o));
+    ASSERT_TRUE(other->Delete(o));
+    f.log->StartFlush();
+    other->StartFlush();
+    f.Settle();
+    for (int i = 0; i < 100 && other->busy(); ++i) {
+      other->StartFlush();
+      f.ring->Drain([&](AckLog& l) { f.failed.push_back(l.cookie()); });
+    }
+  }
+  EXPECT_EQ(f.failed, (std::vector<uint64_t>{42}));
+  EXPECT_FALSE(other->failed());
+  AckLoadReport rep;
+  EXPECT_EQ(f.Load(&rep).deleted_below, 1u);  // the skipped (successful) write only
+  auto st = AckLog::Load(f.tmp.path() + "/other.log", &rep);
+  ASSERT_TRUE(st.ok());
+  EXPECT_EQ(st->deleted_below, 3u);
+}
+
 TEST(AckRing, ManyLogsInOnePassShareTheRing) {
   TempDir tmp;
   AckRingConfig rc;
