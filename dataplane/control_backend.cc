@@ -181,15 +181,15 @@ void SluicedBackend::PrepareNewPartitions(const QueueTable& table) {
       for (const c::QueueMeta& m : snapshot_->queues()) known.push_back(m.id);
     }
   }
+  std::vector<std::pair<uint32_t, uint32_t>> fresh;
   for (const QueueInfo& q : table.queues()) {
     if (q.config.durability == shard::Durability::kNone ||
         std::find(known.begin(), known.end(), q.id) != known.end()) {
       continue;
     }
-    for (uint32_t p = 0; p < q.partition_shard.size(); ++p) {
-      rt_.recovery->Prepare(layout_.storage, q.id, p);
-    }
+    for (uint32_t p = 0; p < q.partition_shard.size(); ++p) fresh.emplace_back(q.id, p);
   }
+  if (!fresh.empty()) rt_.recovery->PrepareAll(layout_.storage, fresh);
 }
 
 absl::Status SluicedBackend::AwaitPurgeMarks() {

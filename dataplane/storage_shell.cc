@@ -3,6 +3,8 @@
 #include <cstdio>
 #include <filesystem>
 
+#include <tbb/parallel_for.h>
+
 #include "absl/strings/str_format.h"
 #include "protocol/assert.h"
 #include "storage/segment.h"
@@ -93,6 +95,13 @@ void StartupRecovery::Prepare(const hwconf::Storage& storage, uint32_t queue, ui
   }
   std::lock_guard<std::mutex> lock(mu_);
   prepared_[{queue, partition}] = std::move(out);
+}
+
+void StartupRecovery::PrepareAll(const hwconf::Storage& storage,
+                                 const std::vector<std::pair<uint32_t, uint32_t>>& partitions) {
+  tbb::parallel_for(size_t{0}, partitions.size(), [&](size_t i) {
+    Prepare(storage, partitions[i].first, partitions[i].second);
+  });
 }
 
 std::unique_ptr<PreparedOpen> StartupRecovery::TakePrepared(uint32_t queue, uint32_t partition) {

@@ -78,6 +78,10 @@ class StartupRecovery {
   // first segment create + fallocate + fsync + directory fsync) and keeps the result for its
   // worker. Errors are kept too (the worker's open fails with them).
   void Prepare(const hwconf::Storage& storage, uint32_t queue, uint32_t partition);
+  // Prepare for each (queue, partition), in parallel (TBB, as start-up recovery): a queue with
+  // many partitions does not pay their fsyncs one after another.
+  void PrepareAll(const hwconf::Storage& storage,
+                  const std::vector<std::pair<uint32_t, uint32_t>>& partitions);
   // The worker's shell: the prepared partition, moved out (null: none was prepared).
   std::unique_ptr<PreparedOpen> TakePrepared(uint32_t queue, uint32_t partition);
 
