@@ -4,8 +4,12 @@
 // SINGLE_ISSUER); partitions opened before that are opened on the main thread at start-up.
 //
 // Start-up recovery of every partition runs before the workers are created, in parallel with TBB
-// (StartupRecovery); each shell takes its partitions' results from there. A partition created
-// later (control plane) is recovered on the spot: its directory is new or empty.
+// (StartupRecovery); each shell takes its partitions' results from there. A partition of a queue
+// created later is prepared by the control thread before it publishes the table that has it
+// (StartupRecovery::Prepare: recovery of its new or empty directory, ack log, first segment) and
+// adopted here without a blocking file-system call; one nothing was prepared for is opened on
+// the spot (blocking, counted as opens_on_lcore). The ack logs write through a ring of their own
+// (storage/ack_ring.h): nothing on the lcore blocks for them either.
 #pragma once
 
 #include <cstdint>
