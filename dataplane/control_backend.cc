@@ -444,36 +444,23 @@ c::RoleInfo SluicedBackend::Role() {
   r.epoch = replication_->epoch.load(std::memory_order_relaxed);
   r.peer = peer_;
   r.replication_connected = replication_->connected.load(std::memory_order_relaxed);
-  r.replication_lag_bytes = replication_->lag_offsets.load(std::memory_order_relaxed);
+  r.replication_lag_bytes = replication_->figures.Get(ReplicationFigure::kLagOffsets);
   r.caught_up = replication_->caught_up.load(std::memory_order_relaxed);
   r.fenced = replication_->fenced.load(std::memory_order_relaxed);
   r.catalog_replicated = replication_->catalog_acked.load(std::memory_order_relaxed);
-  r.counters = std::vector<std::pair<std::string, uint64_t>>{
-      {"batches_sent", replication_->batches_sent.load(std::memory_order_relaxed)},
-      {"batches_resent", replication_->batches_resent.load(std::memory_order_relaxed)},
-      {"batches_applied", replication_->batches_applied.load(std::memory_order_relaxed)},
-      {"backfill_batches", replication_->backfill_batches.load(std::memory_order_relaxed)},
-      {"backfill_reads_async", replication_->backfill_reads_async.load(std::memory_order_relaxed)},
-      {"backfill_reads_inflight_max",
-       replication_->backfill_reads_inflight_max.load(std::memory_order_relaxed)},
-      {"backfill_read_errors", replication_->backfill_read_errors.load(std::memory_order_relaxed)},
-      {"rx_malformed", replication_->rx_malformed.load(std::memory_order_relaxed)},
-      {"rx_stale_epoch", replication_->rx_stale_epoch.load(std::memory_order_relaxed)},
-      {"truncated_records", replication_->truncated_records.load(std::memory_order_relaxed)},
-      {"apply_failures", replication_->apply_failures.load(std::memory_order_relaxed)},
-      {"acklog_records_sent", replication_->acklog_records_sent.load(std::memory_order_relaxed)},
-      {"acklog_records_resent", replication_->acklog_records_resent.load(std::memory_order_relaxed)},
-      {"acklog_snapshots_sent", replication_->acklog_snapshots_sent.load(std::memory_order_relaxed)},
-      {"acklog_records_applied",
-       replication_->acklog_records_applied.load(std::memory_order_relaxed)},
-      {"acklog_snapshots_applied",
-       replication_->acklog_snapshots_applied.load(std::memory_order_relaxed)},
-      {"acklog_dropped", replication_->acklog_dropped.load(std::memory_order_relaxed)},
-      {"acklog_lag", replication_->acklog_lag.load(std::memory_order_relaxed)},
-      {"status_seq", replication_->published.load(std::memory_order_acquire)},
-      {"channels", replication_->channel_count},
-  };
+  // The box's figures (the channels' summed), then the few that are not sums.
+  for (size_t f = 0; f < kReplicationFigures; ++f) {
+    r.counters.emplace_back(std::string(kReplicationFigureNames[f]),
+                            replication_->figures.v[f].load(std::memory_order_relaxed));
+  }
+  r.counters.emplace_back("backfill_reads_inflight_max",
+                          replication_->backfill_reads_inflight_max.load(std::memory_order_relaxed));
+  r.counters.emplace_back("apply_failures",
+                          replication_->apply_failures.load(std::memory_order_relaxed));
+  r.counters.emplace_back("status_seq", replication_->published.load(std::memory_order_acquire));
+  r.counters.emplace_back("channels", replication_->channel_count);
   // Each replication channel (a worker lcore's own link queue, docs/replication.md §1).
+  using F = ReplicationFigure;
   for (uint32_t i = 0; i < replication_->channel_count; ++i) {
     const ChannelStatus& ch = replication_->channels[i];
     const std::string p = "channel" + std::to_string(i) + "_";
@@ -482,10 +469,13 @@ c::RoleInfo SluicedBackend::Role() {
     r.counters.emplace_back(p + "caught_up", ch.caught_up.load(kR) ? 1 : 0);
     r.counters.emplace_back(p + "partitions", ch.partitions.load(kR));
     r.counters.emplace_back(p + "epoch", ch.epoch.load(kR));
-    r.counters.emplace_back(p + "lag", ch.lag_offsets.load(kR));
-    r.counters.emplace_back(p + "batches_sent", ch.batches_sent.load(kR));
-    r.counters.emplace_back(p + "batches_applied", ch.batches_applied.load(kR));
+    r.counters.emplace_back(p + "lag", ch.figures.Get(F::kLagOffsets));
+    r.counters.emplace_back(p + "batches_sent", ch.figures.Get(F::kBatchesSent));
+    r.counters.emplace_back(p + "batches_applied", ch.figures.Get(F::kBatchesApplied));
     r.counters.emplace_back(p + "rx_shape_mismatch", ch.rx_shape_mismatch.load(kR));
+    r.counters.emplace_back(p + "steered_out", ch.figures.Get(F::kLinkSteered));
+    r.counters.emplace_back(p + "steered_in", ch.link_steered_in.load(kR));
+    r.counters.emplace_back(p + "steer_full", ch.figures.Get(F::kLinkSteerDropped));
   }
   return r;
 }

@@ -94,12 +94,17 @@ void FrameHandler::OnDatagram(rte_mbuf* m, const Peer& from, const PortRuntime& 
     rte_pktmbuf_free(m);
     return;
   }
-  const bool verified = verified_memo_.IsVerified(
-      ep.w0, frame->header.client_id, worker_.NowNs(), AddressCheck::kVerifiedForNs,
-      [this](uint64_t endpoint, uint64_t client, uint64_t* at) {
-        return address_check_.VerifiedAt(endpoint, client, at);
-      });
-  if (NeedsVerifiedSource(type) && !verified) {
+  // Asked only where the answer matters: a request whose reply may outgrow it, or a PRODUCE that
+  // spans several shards (below). A single-shard PRODUCE, the common frame, never asks, so an
+  // unverified producer (which the memo cannot remember) costs no shared-table lookup per frame.
+  auto verified = [&] {
+    return verified_memo_.IsVerified(ep.w0, frame->header.client_id, worker_.NowNs(),
+                                     AddressCheck::kVerifiedForNs,
+                                     [this](uint64_t endpoint, uint64_t client, uint64_t* at) {
+                                       return address_check_.VerifiedAt(endpoint, client, at);
+                                     });
+  };
+  if (NeedsVerifiedSource(type) && !verified()) {
     AnswerError(frame->header, static_cast<uint8_t>(type), Errc::kUnverifiedSource,
                 "source address not verified: send HEARTBEAT and echo the server's cookie first",
                 ep, datagram.size());
@@ -112,9 +117,10 @@ void FrameHandler::OnDatagram(rte_mbuf* m, const Peer& from, const PortRuntime& 
   const uint64_t owners = OwnersOf(*frame, DatagramPayload(m), &route);
   // Each owner answers a PRODUCE with its own ACK frame: from an unverified source, the sum must
   // not exceed the request (docs/protocol.md, amplification rule).
-  if (type == p::FrameType::kProduce && !verified && std::popcount(owners) > 1 &&
+  if (type == p::FrameType::kProduce && std::popcount(owners) > 1 &&
       std::popcount(owners) * (p::kHeaderBytes + p::kAckPrefixBytes) +
-              frame->header.count * p::kAckRangeBytes > datagram.size()) {
+              frame->header.count * p::kAckRangeBytes > datagram.size() &&
+      !verified()) {
     AnswerError(frame->header, static_cast<uint8_t>(type), Errc::kUnverifiedSource,
                 "PRODUCE spans several shards: verify the source address first", ep,
                 datagram.size());

@@ -218,6 +218,8 @@ rte_mempool* CreateMempool(const hwconf::Layout& layout, uint16_t workers) {
     max_mtu = std::max(max_mtu, p.mtu);
   }
   n += uint64_t{workers} * workers * layout.ring_size;
+  // The replication link's steering rings (one per ordered pair of channels: its rx_queues).
+  n += hwconf::LinkSteeringSlots(layout);
   n += uint64_t{workers + 1u} * (256 + 4 * Worker::kRxBurst + TxBuffer::kCapacity * 4);
   uint64_t size = 1;
   while (size - 1 < n) size <<= 1;
@@ -385,25 +387,26 @@ int SetUpReplicationLink(const hwconf::Layout& layout, const SharedRuntime& rt,
   std::vector<bool> owns(rt.worker_count, false);
   for (uint32_t s = 0; s < table.shard_count(); ++s) owns[table.WorkerOfShard(s)] = true;
   if (layout.replication.link_port.empty()) {
-    // Kernel UDP: one socket, so one channel, on the worker that owns the shards.
+    // Kernel UDP: every worker that owns shards is a channel with its own socket, bound to
+    // listen port + channel and talking to peer port + channel (nothing to steer: the kernel
+    // delivers each datagram to the socket of its port).
     if (!parse(layout.replication.listen, &r->udp_ipv4, &r->udp_port)) {
       std::fprintf(stderr, "sluiced: replication: listen '%s' is not ip:port\n",
                    layout.replication.listen.c_str());
       return kExitBadLayout;
     }
-    const uint16_t w = table.shard_count() > 0 ? table.WorkerOfShard(0) : 0;
-    for (uint32_t s = 0; s < table.shard_count(); ++s) {
-      if (table.WorkerOfShard(s) != w) {
-        std::fprintf(stderr, "sluiced: replication: shard %u is not on the lcore of shard 0; the "
-                     "kernel UDP link (link_port = \"\") replicates from one worker lcore, which "
-                     "must own every shard: give the link a DPDK port (memif) to replicate from "
-                     "several lcores (docs/replication.md §1)\n", s);
-        return kExitSetup;
-      }
+    for (uint16_t w = 0; w < rt.worker_count; ++w) {
+      if (owns[w]) r->channel_worker.push_back(w);
     }
-    r->channel_worker = {w};
-    std::printf("sluiced: replication: kernel UDP link %s -> %s\n",
-                layout.replication.listen.c_str(), layout.replication.peer.c_str());
+    if (r->channel_worker.empty()) r->channel_worker.push_back(0);
+    if (r->channel_worker.size() > kMaxReplicationChannels) {
+      std::fprintf(stderr, "sluiced: replication: %zu lcores own shards: at most %u replication "
+                   "channels\n", r->channel_worker.size(), kMaxReplicationChannels);
+      return kExitSetup;
+    }
+    std::printf("sluiced: replication: kernel UDP link %s -> %s (%zu socket(s): port + channel)\n",
+                layout.replication.listen.c_str(), layout.replication.peer.c_str(),
+                r->channel_worker.size());
   } else {
     for (const PortRuntime& p : rt.ports) {
       if (p.conf->name == layout.replication.link_port) r->link = &p;
@@ -413,8 +416,10 @@ int SetUpReplicationLink(const hwconf::Layout& layout, const SharedRuntime& rt,
                    layout.replication.link_port.c_str());
       return kExitSetup;
     }
-    // Channel c is the worker that polls link queue c; it transmits on TX queue c too (memif:
-    // queue c of one box is queue c of the other, so channel c meets channel c).
+    // Channel c is the worker that polls link queue c; it transmits on TX queue c too. memif
+    // delivers queue c of one box to queue c of the other; a NIC (RSS) or af_packet (fanout)
+    // may put a frame on any queue, and the lcore that gets it hands it to its channel's
+    // (the UDP destination port names the channel: dataplane/link_steering.h).
     std::vector<int> worker_of_queue(r->link->conf->rx_queues, -1);
     for (size_t w = 0; w < layout.lcores.size(); ++w) {
       int polled = 0;
@@ -444,15 +449,6 @@ int SetUpReplicationLink(const hwconf::Layout& layout, const SharedRuntime& rt,
                    "more than worker lcores\n", r->channel_worker.size(), kMaxReplicationChannels);
       return kExitSetup;
     }
-    const bool memif = r->link->conf->vdev.rfind("net_memif", 0) == 0;
-    if (r->channel_worker.size() > 1 && !memif) {
-      std::fprintf(stderr, "sluiced: replication: %zu lcores poll the link '%s', but only a memif "
-                   "link delivers queue i of one box to queue i of the other (af_packet spreads "
-                   "frames over its queues by a flow hash, a NIC by RSS): poll this link from one "
-                   "lcore that owns every shard (docs/replication.md §1)\n",
-                   r->channel_worker.size(), layout.replication.link_port.c_str());
-      return kExitSetup;
-    }
   }
   for (uint16_t w = 0; w < rt.worker_count; ++w) {
     if (owns[w] && std::find(r->channel_worker.begin(), r->channel_worker.end(), w) ==
@@ -462,6 +458,41 @@ int SetUpReplicationLink(const hwconf::Layout& layout, const SharedRuntime& rt,
                    "itself over its own link queue (docs/replication.md §1)\n",
                    layout.lcores[w].id, layout.replication.link_port.c_str());
       return kExitSetup;
+    }
+  }
+  if (!parse(layout.replication.peer, &r->peer_ipv4, &r->peer_port)) {
+    std::fprintf(stderr, "sluiced: replication: peer '%s' is not ip:port\n",
+                 layout.replication.peer.c_str());
+    return kExitBadLayout;
+  }
+  // Channel c uses UDP port base + c on both boxes: every one must exist.
+  const uint32_t last = static_cast<uint32_t>(r->channel_worker.size()) - 1;
+  const uint16_t own_base = r->link != nullptr ? r->link->conf->udp_port
+                                               : rte_be_to_cpu_16(r->udp_port);
+  if (own_base + last > 65535 || rte_be_to_cpu_16(r->peer_port) + last > 65535) {
+    std::fprintf(stderr, "sluiced: replication: %u channels use UDP ports %u.. here and %u.. on "
+                 "the peer (port + channel): past 65535\n", last + 1, own_base,
+                 rte_be_to_cpu_16(r->peer_port));
+    return kExitSetup;
+  }
+  if (r->link != nullptr && r->channel_worker.size() > 1) {
+    // Steering rings: one per ordered pair of channels (link_steering.h).
+    LinkSteering& st = r->status.steering;
+    st.channels = static_cast<uint16_t>(r->channel_worker.size());
+    const uint32_t size = LinkRingSize(st.channels);
+    for (uint16_t from = 0; from < st.channels; ++from) {
+      st.wake[from] = &rt.wake[r->channel_worker[from]];
+      for (uint16_t to = 0; to < st.channels; ++to) {
+        if (from == to) continue;
+        const std::string name = absl::StrFormat("linksteer_%u_%u", from, to);
+        st.rings[from][to] = rte_ring_create(name.c_str(), size, static_cast<int>(rte_socket_id()),
+                                             RING_F_SP_ENQ | RING_F_SC_DEQ);
+        if (st.rings[from][to] == nullptr) {
+          std::fprintf(stderr, "sluiced: ring %s (%u entries): %s\n", name.c_str(), size,
+                       rte_strerror(rte_errno));
+          return kExitSetup;
+        }
+      }
     }
   }
   // The layout's shape, which the peer's must match: shard -> channel.
@@ -478,13 +509,8 @@ int SetUpReplicationLink(const hwconf::Layout& layout, const SharedRuntime& rt,
   r->status.link_ready.store(r->link == nullptr || r->link->started);
   r->status.state = r->state;
   r->status.state_path = r->state_path;
-  std::printf("sluiced: replication: %u channel(s), layout shape %08x\n", channels,
-              r->layout_shape);
-  if (!parse(layout.replication.peer, &r->peer_ipv4, &r->peer_port)) {
-    std::fprintf(stderr, "sluiced: replication: peer '%s' is not ip:port\n",
-                 layout.replication.peer.c_str());
-    return kExitBadLayout;
-  }
+  std::printf("sluiced: replication: %u channel(s), layout shape %08x%s\n", channels,
+              r->layout_shape, r->status.steering.channels > 1 ? ", steered by UDP port" : "");
   return kExitOk;
 }
 
@@ -907,6 +933,9 @@ int Main(int argc, char** argv) {
   for (WakeSignal& w : wake) close(w.fd);
   address_check.reset();
   Cleanup(rt);
+  for (auto& row : repl.status.steering.rings)
+    for (rte_ring*& r : row)
+      if (r != nullptr) rte_ring_free(std::exchange(r, nullptr));
   rte_eal_cleanup();
   if (g_signal != 0) std::printf("sluiced: stopped on signal %d\n", static_cast<int>(g_signal));
   if (g_restart.load() != static_cast<int>(Restart::kNone) && g_signal == 0 && rc == kExitOk) {

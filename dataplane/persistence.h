@@ -99,6 +99,13 @@ class Persistence {
   virtual uint64_t LogBytes(uint32_t queue, uint32_t partition) const = 0;
   // Oldest offset in the partition's log (kNoOffset if it has none here).
   virtual uint64_t LogStart(uint32_t queue, uint32_t partition) const = 0;
+  // The base offset of the partition's oldest segment (kNoOffset if it has none here): a batch
+  // boundary, unlike LogStart, which may be a purge mark inside that segment. What a replication
+  // standby is told (LOG_START) and restarts at when its log ends below it (docs/replication.md
+  // §4). The default: a Persistence without purge marks.
+  virtual uint64_t FirstSegmentBase(uint32_t queue, uint32_t partition) const {
+    return LogStart(queue, partition);
+  }
   // Replication catch-up through the worker's io_uring (docs/replication.md §3): the lcore never
   // blocks. Starts a read of the durable batch starting at `offset`. kOk: the answer comes
   // through PollBatchReads with `cookie` (so do kOffsetOutOfRange and kStorageFailed when

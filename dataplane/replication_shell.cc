@@ -65,6 +65,14 @@ ReplicationShell::ReplicationShell(const ReplicationShellConfig& c) : config_(c)
   std::memset(peer_.mac.addr_bytes, 0xff, sizeof peer_.mac.addr_bytes);  // broadcast at first
   if (c.link != nullptr) {
     self_ = c.link->addr;
+    // Channel c's frames go from UDP port base + c here to base + c of the peer: the port names
+    // the channel wherever the frame lands (link_steering.h), and distinct flows spread the
+    // channels over the queues of a receiver that hashes them (RSS, af_packet's fanout).
+    base_udp_port_ = rte_be_to_cpu_16(c.link->addr.udp_port);
+    self_.udp_port = rte_cpu_to_be_16(static_cast<uint16_t>(base_udp_port_ + c.channel));
+    peer_.udp_port = rte_cpu_to_be_16(
+        static_cast<uint16_t>(rte_be_to_cpu_16(c.peer_udp_port) + c.channel));
+    if (c.status->steering.channels > 1) steer_.emplace(c.status->steering, c.channel);
     peer_.port_id = c.link->addr.port_id;
     max_datagram_ = static_cast<uint32_t>(c.link->conf->mtu) - 28;  // IPv4 + UDP headers
     link_started_ = c.link->started;
@@ -123,14 +131,17 @@ absl::Status ReplicationShell::OpenUdp() {
   sockaddr_in self{};
   self.sin_family = AF_INET;
   self.sin_addr.s_addr = config_.udp_listen_ipv4;
-  self.sin_port = config_.udp_listen_port;
+  // Channel c: its own socket on port listen + c, talking to port peer + c (docs §1).
+  self.sin_port = rte_cpu_to_be_16(
+      static_cast<uint16_t>(rte_be_to_cpu_16(config_.udp_listen_port) + config_.channel));
   if (bind(udp_fd_, reinterpret_cast<const sockaddr*>(&self), sizeof self) != 0) {
     return absl::InternalError(absl::StrFormat("bind of the kernel UDP link: %s",
                                                std::strerror(errno)));
   }
   peer_addr_.sin_family = AF_INET;
   peer_addr_.sin_addr.s_addr = config_.peer_ipv4;
-  peer_addr_.sin_port = config_.peer_udp_port;
+  peer_addr_.sin_port = rte_cpu_to_be_16(
+      static_cast<uint16_t>(rte_be_to_cpu_16(config_.peer_udp_port) + config_.channel));
   // Every buffer and message header now: nothing allocates per datagram.
   udp_tx_.resize(size_t{kUdpTxBatch} * kUdpSlot);
   udp_rx_.resize(size_t{kUdpRxBatch} * kUdpSlot);
@@ -484,36 +495,60 @@ uint32_t ReplicationShell::PollLink(uint64_t now_ns, TxBuffer* txp, LcoreCounter
   }
   TxBuffer& tx = *txp;
   CheckLink(now_ns);
-  if (!link_started_) return 0;
+  uint32_t n = 0;
   rte_mbuf* pkts[32];
-  const uint16_t n = rte_eth_rx_burst(self_.port_id, config_.link_queue, pkts, 32);
-  c.rx_packets += n;
-  for (uint16_t i = 0; i < n; ++i) {
-    rte_mbuf* m = pkts[i];
-    c.rx_bytes += m->pkt_len;
-    Peer from;
-    switch (ClassifyFrame(m, self_, c, &from)) {
-      case RxVerdict::kDrop: rte_pktmbuf_free(m); break;
-      case RxVerdict::kReply: tx.Add(m, c); break;
-      case RxVerdict::kDatagram: {
-        if (from.ipv4 == peer_.ipv4 && !peer_mac_known_) {
-          peer_.mac = from.mac;  // learned: unicast from now on
-          peer_mac_known_ = true;
+  if (link_started_) {
+    n = rte_eth_rx_burst(self_.port_id, config_.link_queue, pkts, 32);
+    c.rx_packets += n;
+    for (uint16_t i = 0; i < n; ++i) {
+      rte_mbuf* m = pkts[i];
+      c.rx_bytes += m->pkt_len;
+      if (steer_.has_value()) {
+        // Another channel's frame (a hashing receiver put it on this queue): to its lcore.
+        const int ch = LinkFrameChannel({rte_pktmbuf_mtod(m, const uint8_t*), m->data_len},
+                                        base_udp_port_, config_.channels);
+        if (ch != kSteerHere && ch != config_.channel) {
+          if (!steer_->HandOff(static_cast<uint16_t>(ch), m)) rte_pktmbuf_free(m);
+          continue;
         }
-        const std::span<const std::byte> d(reinterpret_cast<const std::byte*>(DatagramPayload(m)),
-                                           DatagramPayloadLength(m));
-        if (primary_ != nullptr) {
-          primary_->OnDatagram(d, now_ns);
-        } else {
-          standby_->OnDatagram(d, now_ns, *this);
-        }
-        rte_pktmbuf_free(m);
-        break;
       }
+      OnLinkFrame(m, now_ns, tx, c);
+    }
+  }
+  // Frames of this channel that other channels' lcores received (bounded: two bursts a pass).
+  if (steer_.has_value()) {
+    for (int round = 0; round < 2; ++round) {
+      const uint32_t k = steer_->Take(pkts, 32);
+      for (uint32_t i = 0; i < k; ++i) OnLinkFrame(pkts[i], now_ns, tx, c);
+      n += k;
+      if (k < 32) break;
     }
   }
   if (standby_ != nullptr && n > 0) StandbyPass(now_ns);
   return n;
+}
+
+void ReplicationShell::OnLinkFrame(rte_mbuf* m, uint64_t now_ns, TxBuffer& tx, LcoreCounters& c) {
+  Peer from;
+  switch (ClassifyFrame(m, self_, c, &from)) {
+    case RxVerdict::kDrop: rte_pktmbuf_free(m); break;
+    case RxVerdict::kReply: tx.Add(m, c); break;
+    case RxVerdict::kDatagram: {
+      if (from.ipv4 == peer_.ipv4 && !peer_mac_known_) {
+        peer_.mac = from.mac;  // learned: unicast from now on
+        peer_mac_known_ = true;
+      }
+      const std::span<const std::byte> d(reinterpret_cast<const std::byte*>(DatagramPayload(m)),
+                                         DatagramPayloadLength(m));
+      if (primary_ != nullptr) {
+        primary_->OnDatagram(d, now_ns);
+      } else {
+        standby_->OnDatagram(d, now_ns, *this);
+      }
+      rte_pktmbuf_free(m);
+      break;
+    }
+  }
 }
 
 uint32_t ReplicationShell::Poll(uint64_t now_ns, Persistence* storage, TxBuffer* tx,
@@ -651,15 +686,16 @@ void ReplicationShell::OnCatchupRead(const Persistence::BatchRead& r, uint64_t n
         catchup_hints_.erase(Key(q, p));
         return;
       }
-      if (const uint64_t start = storage->LogStart(q, p);
-          c.from < start && start != shard::kNoOffset &&
-          behind_start_logged_.insert(Key(q, p)).second) {
+      if (const uint64_t start = storage->FirstSegmentBase(q, p);
+          start != shard::kNoOffset && c.from < start && primary_->BehindStart(q, p, c.from)) {
         // Retention removed what this standby still needs (it was away, or wiped, longer than
-        // retention keeps): not built yet (docs/replication.md §12). Said once.
+        // retention keeps): it restarts that partition's log empty at our start, told by
+        // LOG_START (docs/replication.md §4 "Behind the start"); its ack moves the streamer
+        // there. Nothing is read for it meanwhile. Said once per occurrence.
         std::fprintf(stderr, "sluiced: replication: queue %u partition %u: the standby needs "
-                     "offset %llu but this log starts at %llu (retention): it cannot catch up "
-                     "on this partition\n", q, p, static_cast<unsigned long long>(c.from),
-                     static_cast<unsigned long long>(start));
+                     "offset %llu but this log starts at %llu (retention): it restarts its log "
+                     "empty at %llu\n", q, p, static_cast<unsigned long long>(c.from),
+                     static_cast<unsigned long long>(start), static_cast<unsigned long long>(start));
       }
       return;
     }
@@ -688,24 +724,33 @@ void ReplicationShell::PublishStatus() {
   const replication::LinkCounters& c =
       primary_ != nullptr ? primary_->counters() : standby_->counters();
   constexpr auto kR = std::memory_order_relaxed;
-  s.batches_sent.store(c.batches_sent, kR);
-  s.batches_resent.store(c.batches_resent, kR);
-  s.batches_applied.store(c.batches_applied, kR);
-  s.backfill_batches.store(c.backfill_batches, kR);
-  s.backfill_reads_async.store(backfill_reads_async_, kR);
+  using F = ReplicationFigure;
+  ReplicationFigures& f = s.figures;
+  f.Set(F::kBatchesSent, c.batches_sent);
+  f.Set(F::kBatchesResent, c.batches_resent);
+  f.Set(F::kBatchesApplied, c.batches_applied);
+  f.Set(F::kBackfillBatches, c.backfill_batches);
+  f.Set(F::kBackfillReadsAsync, backfill_reads_async_);
+  f.Set(F::kBackfillReadErrors, backfill_read_errors_);
+  f.Set(F::kRxMalformed, c.rx_malformed);
+  f.Set(F::kRxStaleEpoch, c.rx_stale_epoch);
+  f.Set(F::kAcklogRecordsSent, c.acklog_records_sent);
+  f.Set(F::kAcklogRecordsResent, c.acklog_records_resent);
+  f.Set(F::kAcklogSnapshotsSent, c.acklog_snapshots_sent);
+  f.Set(F::kAcklogRecordsApplied, c.acklog_records_applied);
+  f.Set(F::kAcklogSnapshotsApplied, c.acklog_snapshots_applied);
+  f.Set(F::kAcklogDropped, c.acklog_dropped);
   s.backfill_reads_inflight_max.store(backfill_reads_inflight_max_, kR);
-  s.backfill_read_errors.store(backfill_read_errors_, kR);
-  s.rx_malformed.store(c.rx_malformed, kR);
-  s.rx_stale_epoch.store(c.rx_stale_epoch, kR);
   s.rx_shape_mismatch.store(c.rx_shape_mismatch, kR);
-  s.acklog_records_sent.store(c.acklog_records_sent, kR);
-  s.acklog_records_resent.store(c.acklog_records_resent, kR);
-  s.acklog_snapshots_sent.store(c.acklog_snapshots_sent, kR);
-  s.acklog_records_applied.store(c.acklog_records_applied, kR);
-  s.acklog_snapshots_applied.store(c.acklog_snapshots_applied, kR);
-  s.acklog_dropped.store(c.acklog_dropped, kR);
+  f.Set(F::kBehindStartRestarts,
+        primary_ != nullptr ? c.standby_behind_start : c.behind_start_restarts);
+  if (steer_.has_value()) {
+    f.Set(F::kLinkSteered, steer_->handed_off);
+    f.Set(F::kLinkSteerDropped, steer_->full);
+    s.link_steered_in.store(steer_->taken, kR);
+  }
   if (primary_ != nullptr) {
-    s.acklog_lag.store(primary_->ack_lag(), kR);
+    f.Set(F::kAcklogLag, primary_->ack_lag());
     uint64_t lag = 0, partitions = 0;
     bool all_caught_up = primary_->connected();
     // The streamers: lag and catch-up over every partition.
@@ -714,16 +759,16 @@ void ReplicationShell::PublishStatus() {
       all_caught_up = all_caught_up && st.caught_up();
       ++partitions;
     });
+    f.Set(F::kLagOffsets, lag);
     s.connected.store(primary_->connected(), kR);
     s.partitions.store(partitions, kR);
-    s.lag_offsets.store(lag, kR);
     s.caught_up.store(all_caught_up, kR);
     s.catalog_acked.store(primary_->catalog_acked(), kR);
   } else {
+    f.Set(F::kTruncatedRecords, standby_->truncated_records());
     s.connected.store(standby_->primary_alive(last_status_ns_), kR);
     s.caught_up.store(standby_->caught_up(), kR);
     s.partitions.store(parts_.size(), kR);
-    s.truncated_records.store(standby_->truncated_records(), kR);
     s.primary_client_ipv4.store(standby_->primary_client_ipv4(), kR);
     s.primary_client_port.store(standby_->primary_client_port(), kR);
   }
@@ -767,63 +812,29 @@ void AggregateReplicationStatus(ReplicationStatus& s) {
   constexpr auto kR = std::memory_order_relaxed;
   bool connected = true, caught_up = true, catalog = true;
   uint64_t epoch = s.epoch.load(kR);
-  uint64_t bf_reads = 0, bf_inflight_max = 0, bf_errors = 0;
-  uint64_t lag = 0, truncated = 0, sent = 0, resent = 0, applied = 0, backfill = 0, malformed = 0,
-           stale = 0, al_sent = 0, al_resent = 0, al_snap_sent = 0, al_applied = 0,
-           al_snap_applied = 0, al_dropped = 0, al_lag = 0;
+  uint64_t bf_inflight_max = 0;
+  std::array<uint64_t, kReplicationFigures> sums{};
   uint32_t client_ipv4 = 0;
   uint16_t client_port = 0;
   for (uint32_t i = 0; i < n; ++i) {
     const ChannelStatus& c = s.channels[i];
+    for (size_t f = 0; f < kReplicationFigures; ++f) sums[f] += c.figures.v[f].load(kR);
     connected = connected && c.connected.load(kR);
     caught_up = caught_up && c.caught_up.load(kR);
     catalog = catalog && c.catalog_acked.load(kR);
     epoch = std::max(epoch, c.epoch.load(kR));
-    lag += c.lag_offsets.load(kR);
-    truncated += c.truncated_records.load(kR);
-    sent += c.batches_sent.load(kR);
-    resent += c.batches_resent.load(kR);
-    applied += c.batches_applied.load(kR);
-    backfill += c.backfill_batches.load(kR);
-    bf_reads += c.backfill_reads_async.load(kR);
     bf_inflight_max = std::max(bf_inflight_max, c.backfill_reads_inflight_max.load(kR));
-    bf_errors += c.backfill_read_errors.load(kR);
-    malformed += c.rx_malformed.load(kR);
-    stale += c.rx_stale_epoch.load(kR);
-    al_sent += c.acklog_records_sent.load(kR);
-    al_resent += c.acklog_records_resent.load(kR);
-    al_snap_sent += c.acklog_snapshots_sent.load(kR);
-    al_applied += c.acklog_records_applied.load(kR);
-    al_snap_applied += c.acklog_snapshots_applied.load(kR);
-    al_dropped += c.acklog_dropped.load(kR);
-    al_lag += c.acklog_lag.load(kR);
     if (client_ipv4 == 0) {
       client_ipv4 = c.primary_client_ipv4.load(kR);
       client_port = c.primary_client_port.load(kR);
     }
   }
+  for (size_t f = 0; f < kReplicationFigures; ++f) s.figures.v[f].store(sums[f], kR);
   s.connected.store(connected, kR);
   s.caught_up.store(caught_up, kR);
   if (s.role.load(kR) == 1) s.catalog_acked.store(catalog, kR);  // channel 0 carries it
   if (s.role.load(kR) == 2) s.epoch.store(epoch, kR);  // a standby's: the highest adopted
-  s.lag_offsets.store(lag, kR);
-  s.truncated_records.store(truncated, kR);
-  s.batches_sent.store(sent, kR);
-  s.batches_resent.store(resent, kR);
-  s.batches_applied.store(applied, kR);
-  s.backfill_batches.store(backfill, kR);
-  s.backfill_reads_async.store(bf_reads, kR);
   s.backfill_reads_inflight_max.store(bf_inflight_max, kR);
-  s.backfill_read_errors.store(bf_errors, kR);
-  s.rx_malformed.store(malformed, kR);
-  s.rx_stale_epoch.store(stale, kR);
-  s.acklog_records_sent.store(al_sent, kR);
-  s.acklog_records_resent.store(al_resent, kR);
-  s.acklog_snapshots_sent.store(al_snap_sent, kR);
-  s.acklog_records_applied.store(al_applied, kR);
-  s.acklog_snapshots_applied.store(al_snap_applied, kR);
-  s.acklog_dropped.store(al_dropped, kR);
-  s.acklog_lag.store(al_lag, kR);
   s.primary_client_ipv4.store(client_ipv4, kR);
   s.primary_client_port.store(client_port, kR);
   for (uint32_t i = 0; i < n; ++i) s.aggregated_at[i] = seen[i];
@@ -859,10 +870,12 @@ absl::StatusOr<uint64_t> AdoptChannelEpoch(ReplicationStatus& s, uint16_t channe
 void ReplicationShell::SendLogStarts(uint64_t now_ns, Persistence* storage) {
   if (now_ns < next_log_start_ns_) return;
   next_log_start_ns_ = now_ns + 1'000'000'000;
-  // Once a second, a lookup per partition (LogStart: the writer's first segment, or the purge
-  // mark above it, which hides what is below and whose segments the primary removes next).
+  // Once a second, a lookup per partition: the writer's first segment. Not the purge mark above
+  // it (LogStart): a standby whose log ends below the start restarts there, which must be a
+  // batch boundary this log holds; the purged segments go at the primary's next retention pass,
+  // and the standby's a second or so later.
   primary_->ForEachStreamer([&](const replication::Streamer& st) {
-    const uint64_t start = storage->LogStart(st.queue(), st.partition());
+    const uint64_t start = storage->FirstSegmentBase(st.queue(), st.partition());
     if (start != shard::kNoOffset) primary_->SetLogStart(st.queue(), st.partition(), start);
   });
 }
@@ -917,6 +930,28 @@ void ReplicationShell::StandbyPass(uint64_t now_ns) {
                    static_cast<unsigned long long>(c.ours - c.to));
       standby_->Truncated(c.q, c.p, c.to);
     }
+  }
+  // Logs that end below the primary's start (wiped, or away longer than its retention keeps):
+  // restarted empty at that start (blocking, rare: as a new partition's first segment).
+  struct Behind { uint32_t q, p; uint64_t ours, start; };
+  std::vector<Behind> behind;
+  standby_->ForEachBehindStart([&](uint32_t q, uint32_t p, uint64_t ours, uint64_t start) {
+    behind.push_back({q, p, ours, start});
+  });
+  for (const Behind& b : behind) {
+    std::fprintf(stderr, "sluiced: standby: queue %u partition %u: my log ends at %llu, below the "
+                 "primary's start %llu: restarting it empty at %llu\n", b.q, b.p,
+                 static_cast<unsigned long long>(b.ours), static_cast<unsigned long long>(b.start),
+                 static_cast<unsigned long long>(b.start));
+    if (absl::Status st = RestartAt(b.q, b.p, b.start); !st.ok()) {
+      // Tried again at the primary's next LOG_START (a second); the partition does not catch up
+      // meanwhile (sync queues on it answer NOT_REPLICATED on the primary).
+      std::fprintf(stderr, "sluiced: standby: queue %u partition %u: cannot restart the log at "
+                   "%llu: %s\n", b.q, b.p, static_cast<unsigned long long>(b.start),
+                   std::string(st.message()).c_str());
+      continue;
+    }
+    standby_->Restarted(b.q, b.p, b.start);
   }
   if (standby_->TakeEpochChange()) {
     // This channel's partitions are cut; the others adopt the epoch for theirs (each recorded
@@ -1104,7 +1139,50 @@ absl::Status ReplicationShell::Truncate(uint32_t queue, uint32_t partition, uint
   return OpenStandbyPartition(queue, partition, d);
 }
 
+absl::Status ReplicationShell::RestartAt(uint32_t queue, uint32_t partition, uint64_t start) {
+  auto it = parts_.find(Key(queue, partition));
+  if (it == parts_.end()) return absl::NotFoundError("no such partition here");
+  StandbyPart* part = it->second.get();
+  const storage::PartitionId id{queue, partition};
+  // Everything written here ends at or below the applier's end, which is below `start`: only
+  // what the primary no longer holds is thrown away (RestartLog also refuses a segment at or
+  // past `start`).
+  if (writer_->log(part->handle).next_offset >= start) {
+    return absl::FailedPreconditionError(absl::StrFormat(
+        "the log ends at %u, not below %u", writer_->log(part->handle).next_offset, start));
+  }
+  const shard::Durability d = part->durability;
+  const std::string data_dir = part->data_dir;
+  // The same steps as a cut (Truncate): closed (its writes in flight complete first), the files
+  // changed, reopened through recovery, which reads a log whose first segment starts at `start`.
+  CloseStandbyPartition(queue, partition, /*keep_applier=*/true);
+  auto dir = storage::PartitionDir::Open(data_dir, id, true);
+  if (!dir.ok()) return dir.status();
+  if (absl::Status st = storage::RestartLog(*dir, start, config_.storage.segment_bytes); !st.ok()) {
+    // Reopened as it is now (a crash at this point would recover the same way): the next
+    // LOG_START tries again.
+    (void)OpenStandbyPartition(queue, partition, d);
+    return st;
+  }
+  // Recovery compacts the ack log to the new start (nothing below it is named any more); the
+  // primary's snapshot then replaces it (StandbyLink::Restarted).
+  if (absl::Status st = OpenStandbyPartition(queue, partition, d); !st.ok()) return st;
+  const storage::LogState& log = writer_->log(parts_.at(Key(queue, partition))->handle);
+  SLUICE_ASSERT(log.start_offset() == start && log.next_offset == start);
+  return absl::OkStatus();
+}
+
 void ReplicationShell::Drain() {
+  // Link frames other channels handed over that no pass will handle now: back to the pool
+  // (bounded: the other lcores stop too).
+  if (steer_.has_value()) {
+    rte_mbuf* m[32];
+    for (int i = 0; i < 64; ++i) {
+      const uint32_t k = steer_->Take(m, 32);
+      if (k == 0) break;
+      rte_pktmbuf_free_bulk(m, k);
+    }
+  }
   if (writer_ == nullptr) return;
   writer_->Drain([&](const storage::Completion& comp) {
     auto it = by_handle_.find(comp.handle);

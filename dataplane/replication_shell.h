@@ -11,9 +11,13 @@
 //   - the ack logs (docs/replication.md §13): on a primary, a partition's ack log read back as a
 //     snapshot for a standby that cannot continue its ack stream (rare); on a standby, the
 //     replicated ack records appended to its partitions' ack logs (written out once per pass);
-//   - the link port's RX and TX queue numbered like its channel: the link is IPv4/UDP to
-//     [replication] peer; until the peer's MAC is learned from its first frame, frames go to the
-//     Ethernet broadcast address (a point-to-point link).
+//   - the link port's RX and TX queue numbered like its channel: the link is IPv4/UDP from the
+//     port's udp_port + channel to [replication] peer's port + channel; until the peer's MAC is
+//     learned from its first frame, frames go to the Ethernet broadcast address (a
+//     point-to-point link). A frame of another channel that lands on this queue (RSS,
+//     af_packet's fanout) goes to that channel's lcore through a ring, and frames others
+//     received for this channel come from theirs (dataplane/link_steering.h). The kernel UDP
+//     link: a socket of its own on the listen port + channel.
 // Only this worker's thread calls it once the worker runs. What is box-wide (role, epoch, fencing,
 // the catalog, the port's start, the status the control plane shows) goes through
 // ReplicationStatus, decided once (channel 0, the main thread, or a sticky flag).
@@ -27,6 +31,7 @@
 #include <optional>
 #include <span>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include <netinet/in.h>
@@ -39,6 +44,7 @@
 #include "absl/container/flat_hash_set.h"
 #include "absl/status/statusor.h"
 #include "dataplane/counters.h"
+#include "dataplane/link_steering.h"
 #include "dataplane/net.h"
 #include "dataplane/persistence.h"
 #include "dataplane/port.h"
@@ -58,36 +64,64 @@ namespace sluice::dataplane {
 
 class StartupRecovery;
 
+// The counters every replication channel publishes and the box shows as their sum
+// (AggregateReplicationStatus: one loop over the table). A figure is added here and in
+// kReplicationFigureNames, its /v1/role name, and nowhere else.
+enum class ReplicationFigure : uint8_t {
+  kBatchesSent, kBatchesResent, kBatchesApplied,
+  kBackfillBatches,
+  // Primary catch-up reads (docs/replication.md §3): started through the worker's io_uring, and
+  // those that failed (I/O error or a bad batch).
+  kBackfillReadsAsync, kBackfillReadErrors,
+  kRxMalformed, kRxStaleEpoch,
+  kTruncatedRecords,
+  // A standby's log that ended below the primary's retained start, restarted empty at it
+  // (docs/replication.md §4 "Behind the start"): on the standby, logs restarted; on the
+  // primary, partitions whose standby it found needing an offset retention had removed.
+  kBehindStartRestarts,
+  // Ack-log replication (docs/replication.md §13); acklog_lag: primary, records the standby has
+  // not applied.
+  kAcklogRecordsSent, kAcklogRecordsResent, kAcklogSnapshotsSent, kAcklogRecordsApplied,
+  kAcklogSnapshotsApplied, kAcklogDropped, kAcklogLag,
+  // Link frames that arrived on another channel's queue and were handed over, and those dropped
+  // because the ring to their channel was full (recovered by retransmission; link_steering.h).
+  kLinkSteered, kLinkSteerDropped,
+  kLagOffsets,  // primary: offered - acked, all partitions (/v1/role's replication_lag_bytes)
+  kCount
+};
+inline constexpr size_t kReplicationFigures = static_cast<size_t>(ReplicationFigure::kCount);
+inline constexpr std::array<std::string_view, kReplicationFigures> kReplicationFigureNames = {
+    "batches_sent", "batches_resent", "batches_applied", "backfill_batches",
+    "backfill_reads_async", "backfill_read_errors", "rx_malformed", "rx_stale_epoch",
+    "truncated_records", "behind_start_restarts", "acklog_records_sent", "acklog_records_resent",
+    "acklog_snapshots_sent", "acklog_records_applied", "acklog_snapshots_applied",
+    "acklog_dropped", "acklog_lag", "link_steered", "link_steer_dropped", "lag_offsets"};
+static_assert(!kReplicationFigureNames.back().empty(), "a figure without a name");
+struct ReplicationFigures {
+  std::array<std::atomic<uint64_t>, kReplicationFigures> v{};
+  uint64_t Get(ReplicationFigure f) const {
+    return v[static_cast<size_t>(f)].load(std::memory_order_relaxed);
+  }
+  void Set(ReplicationFigure f, uint64_t x) {
+    v[static_cast<size_t>(f)].store(x, std::memory_order_relaxed);
+  }
+};
+
 // Replication from several worker lcores (docs/replication.md §1): every worker lcore that owns
 // shards runs a channel — its own ReplicationShell over its own queue pair of the link — for its
 // own partitions. A channel's figures, written by its shell, read by the main thread, which sums
-// them into the box's ReplicationStatus (AggregateReplicationStatus).
-inline constexpr uint32_t kMaxReplicationChannels = 16;
+// them into the box's ReplicationStatus (AggregateReplicationStatus). kMaxReplicationChannels:
+// dataplane/link_steering.h.
 struct ChannelStatus {
+  ReplicationFigures figures;  // summed into the box's
   std::atomic<bool> connected{false};
   std::atomic<bool> caught_up{false};
   std::atomic<bool> catalog_acked{true};
   std::atomic<uint64_t> epoch{0};
   std::atomic<uint64_t> partitions{0};
-  std::atomic<uint64_t> lag_offsets{0};
-  std::atomic<uint64_t> truncated_records{0};
-  std::atomic<uint64_t> batches_sent{0};
-  std::atomic<uint64_t> batches_resent{0};
-  std::atomic<uint64_t> batches_applied{0};
-  std::atomic<uint64_t> backfill_batches{0};
-  std::atomic<uint64_t> backfill_reads_async{0};
-  std::atomic<uint64_t> backfill_reads_inflight_max{0};
-  std::atomic<uint64_t> backfill_read_errors{0};
-  std::atomic<uint64_t> rx_malformed{0};
-  std::atomic<uint64_t> rx_stale_epoch{0};
+  std::atomic<uint64_t> backfill_reads_inflight_max{0};  // the box shows the highest
   std::atomic<uint64_t> rx_shape_mismatch{0};
-  std::atomic<uint64_t> acklog_records_sent{0};
-  std::atomic<uint64_t> acklog_records_resent{0};
-  std::atomic<uint64_t> acklog_snapshots_sent{0};
-  std::atomic<uint64_t> acklog_records_applied{0};
-  std::atomic<uint64_t> acklog_snapshots_applied{0};
-  std::atomic<uint64_t> acklog_dropped{0};
-  std::atomic<uint64_t> acklog_lag{0};
+  std::atomic<uint64_t> link_steered_in{0};  // frames other channels' lcores handed to this one
   std::atomic<uint32_t> primary_client_ipv4{0};
   std::atomic<uint16_t> primary_client_port{0};
   std::atomic<uint64_t> published{0};  // the shell's publications (release after the figures)
@@ -104,28 +138,11 @@ struct ReplicationStatus {
                                         // primary: every partition's standby caught up
   std::atomic<bool> fenced{false};      // primary: a newer epoch was seen
   std::atomic<uint64_t> higher_epoch{0};
-  std::atomic<uint64_t> lag_offsets{0};   // primary: offered - acked, all partitions
-  std::atomic<uint64_t> truncated_records{0};
-  std::atomic<uint64_t> batches_sent{0};
-  std::atomic<uint64_t> batches_resent{0};
-  std::atomic<uint64_t> batches_applied{0};
-  std::atomic<uint64_t> backfill_batches{0};
-  // Primary catch-up reads (docs/replication.md §3): started through the worker's io_uring, the
-  // most in flight at once on one channel, and those that failed (I/O error or a bad batch).
-  std::atomic<uint64_t> backfill_reads_async{0};
+  ReplicationFigures figures;           // the channels' summed
+  // The most catch-up reads in flight at once on one channel (docs/replication.md §3).
   std::atomic<uint64_t> backfill_reads_inflight_max{0};
-  std::atomic<uint64_t> backfill_read_errors{0};
-  std::atomic<uint64_t> rx_malformed{0};
-  std::atomic<uint64_t> rx_stale_epoch{0};
   std::atomic<uint64_t> apply_failures{0};  // standby: batches its storage refused or failed
-  // Ack-log replication (docs/replication.md §13).
-  std::atomic<uint64_t> acklog_records_sent{0};
-  std::atomic<uint64_t> acklog_records_resent{0};
-  std::atomic<uint64_t> acklog_snapshots_sent{0};
-  std::atomic<uint64_t> acklog_records_applied{0};
-  std::atomic<uint64_t> acklog_snapshots_applied{0};
-  std::atomic<uint64_t> acklog_dropped{0};
-  std::atomic<uint64_t> acklog_lag{0};  // primary: records the standby has not applied
+                                            // (counted by the channels directly)
   std::atomic<uint64_t> published{0};   // aggregations in which every channel published anew:
                                         // a reader waits for a later one
   std::atomic<bool> catalog_acked{false};   // primary: the standby holds the current catalog
@@ -160,6 +177,9 @@ struct ReplicationStatus {
   std::array<ChannelStatus, kMaxReplicationChannels> channels;
   std::array<uint64_t, kMaxReplicationChannels> aggregated_at{};  // main thread only
   replication::DurableBoard durable;  // standby: every channel's durable ends
+  // Frames that reach the lcore of another channel than theirs are handed over through these
+  // rings (a DPDK link with several channels; set up before the workers start).
+  LinkSteering steering;
   // The DPDK link port is started and restarted by channel 0 only; the others poll it while
   // this says it runs.
   std::atomic<bool> link_ready{false};
@@ -254,6 +274,8 @@ class ReplicationShell final : public Replicator,
   uint16_t link_queue() const { return config_.link_queue; }
   bool link_rx_interrupts() const { return config_.link->rx_interrupts; }
   int udp_fd() const { return udp_fd_; }
+  // No link frame another channel handed to this one waits (Worker::Sleep checks it last).
+  bool LinkRingsEmpty() const { return !steer_.has_value() || steer_->InboundEmpty(); }
 
   // Worker pass: frames from the link (and ARP on it), then what is due to send (and, standby,
   // storage completions). `storage`: the worker's (primary catch-up reads). `tx`: this worker's
@@ -301,6 +323,8 @@ class ReplicationShell final : public Replicator,
   absl::Status OpenStandbyPartition(uint32_t queue, uint32_t partition, shard::Durability d);
   void CloseStandbyPartition(uint32_t queue, uint32_t partition, bool keep_applier = false);
   absl::Status Truncate(uint32_t queue, uint32_t partition, uint64_t to);
+  // The log ends below the primary's start: restarted empty there (docs/replication.md §4).
+  absl::Status RestartAt(uint32_t queue, uint32_t partition, uint64_t start);
   void StandbyPass(uint64_t now_ns);
   // Retention (docs/replication.md §4): the primary's stated log starts, once a second.
   void SendLogStarts(uint64_t now_ns, Persistence* storage);
@@ -347,6 +371,10 @@ class ReplicationShell final : public Replicator,
   // server is away), and, for a memif client, restarted when the link stays down (it does not
   // reconnect by itself after the server went away).
   void CheckLink(uint64_t now_ns);
+  // One frame from the link (its own queue, or handed over by another channel's lcore).
+  void OnLinkFrame(rte_mbuf* m, uint64_t now_ns, TxBuffer& tx, LcoreCounters& c);
+  std::optional<LinkSteer> steer_;  // several channels over a DPDK link
+  uint16_t base_udp_port_ = 0;      // host order: channel c's frames go to base + c
   bool link_started_ = false;
   bool memif_client_ = false;
   uint64_t next_link_check_ns_ = 0;
@@ -386,8 +414,6 @@ class ReplicationShell final : public Replicator,
   std::vector<StandbyPart*> ack_dirty_;  // standby: ack logs with buffered records
   Persistence* storage_ = nullptr;
   uint32_t backfills_this_pass_ = 0;
-  absl::flat_hash_set<uint64_t> behind_start_logged_;  // partitions whose standby retention
-                                                       // overtook (logged once, rare)
   // Standby storage.
   std::unique_ptr<storage::UringWriter> writer_;
   std::unique_ptr<storage::UringReader> reader_;  // standby reads of the replicated log

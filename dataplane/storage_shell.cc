@@ -510,6 +510,11 @@ uint64_t StorageShell::LogStart(uint32_t queue, uint32_t partition) const {
   return std::max(writer_->log(p->handle).start_offset(), p->purged_below);
 }
 
+uint64_t StorageShell::FirstSegmentBase(uint32_t queue, uint32_t partition) const {
+  const Part* p = Find(queue, partition);
+  return p == nullptr ? shard::kNoOffset : writer_->log(p->handle).start_offset();
+}
+
 uint64_t StorageShell::LogBytes(uint32_t queue, uint32_t partition) const {
   const Part* p = Find(queue, partition);
   return p == nullptr ? 0 : writer_->log(p->handle).bytes();

@@ -166,6 +166,7 @@ class StorageShell final : public Persistence {
   uint32_t PollReads(absl::FunctionRef<void(uint64_t, Errc, uint64_t,
                                             std::span<const shard::StoredMessage>)> fn) override;
   uint64_t LogStart(uint32_t queue, uint32_t partition) const override;
+  uint64_t FirstSegmentBase(uint32_t queue, uint32_t partition) const override;
   uint64_t LogBytes(uint32_t queue, uint32_t partition) const override;
   bool HasClosedSegments(uint32_t queue, uint32_t partition) const override;
   uint32_t EnforceRetention(uint32_t queue, uint32_t partition, uint64_t keep_from_offset,

@@ -163,7 +163,8 @@ bool Worker::AwaitingKernel() const {
 bool Worker::RingsEmpty() const {
   for (rte_ring* r : inbound_)
     if (rte_ring_count(r) != 0) return false;
-  return true;
+  // Link frames another channel's lcore handed to this one wake it the same way.
+  return replication_ == nullptr || replication_->LinkRingsEmpty();
 }
 
 // Offline only around the wait itself: a sleeping worker holds up neither a publication nor a

@@ -13,6 +13,7 @@ MemoryBudget EstimateMemory(const Layout& layout) {
     max_mtu = std::max<uint64_t>(max_mtu, p.mtu);
   }
   n += workers * workers * layout.ring_size;
+  n += LinkSteeringSlots(layout);
   n += (workers + 1) * (kMempoolCache + 4 * kRxBurst + kTxBufferCapacity * 4);
   uint64_t size = 1;
   while (size - 1 < n) size <<= 1;
@@ -24,7 +25,7 @@ MemoryBudget EstimateMemory(const Layout& layout) {
   b.mbuf_bytes = 64 + ((kMbufHeader + data_room + 63) & ~uint64_t{63});
   b.pool_bytes = b.mbufs * b.mbuf_bytes;
   const uint64_t rings = workers > 1 ? workers * (workers - 1) : 0;
-  b.ring_bytes = rings * (uint64_t{layout.ring_size} * 8 + 128);
+  b.ring_bytes = rings * (uint64_t{layout.ring_size} * 8 + 128) + LinkSteeringSlots(layout) * 8;
   b.overhead_bytes = kEalOverheadBytes;
   b.total_bytes = b.pool_bytes + b.ring_bytes + b.overhead_bytes;
   return b;

@@ -452,7 +452,8 @@ std::vector<Field<Port>> PortFields() {
               "(`ip addr replace`) at start, on the subnet of `ipv4`, so that clients on this host "
               "reach the dataplane at once. \"\" = leave the interface alone."},
       {.key = "udp_port", .codec = Int(&Port::udp_port, 1, 65535),
-       .doc = "UDP port of the sluice protocol (client ports) or of the link (replication ports)."},
+       .doc = "UDP port of the sluice protocol (client ports) or of the link (replication ports: "
+              "channel c uses this + c)."},
   };
 }
 
@@ -512,12 +513,14 @@ std::vector<Field<Replication>> ReplicationFields() {
        .doc = "This box's role in the pair."},
       {.key = "link_port", .codec = Str(&Replication::link_port, OptionalName, "a port name or \"\""),
        .doc = "The port (role = \"replication\") that carries the link; \"\" = kernel UDP "
-               "(a non-blocking socket bound to `listen`)."},
+               "(non-blocking sockets bound to `listen`). Each of its RX queues is one worker's "
+               "replication channel; channel c sends from the port's `udp_port` + c."},
       {.key = "peer", .codec = Str(&Replication::peer, OptionalHostPort, "\"a.b.c.d:port\" or \"\""),
-       .doc = "The other box's link endpoint; required unless role = \"none\"."},
+       .doc = "The other box's link endpoint; required unless role = \"none\". Channel c talks "
+              "to its port + c."},
       {.key = "listen", .codec = Str(&Replication::listen, OptionalHostPort, "\"a.b.c.d:port\" or \"\""),
-       .doc = "Kernel UDP link only (link_port = \"\"): the address this box's link socket binds; "
-              "required then."},
+       .doc = "Kernel UDP link only (link_port = \"\"): the address this box's link sockets "
+              "bind, channel c (the c-th worker that owns shards) on port + c; required then."},
       {.key = "mode", .codec = Enum(&Replication::mode, kReplicationModes),
        .doc = "Default for queues that do not say: `async` acks after local durability, `sync` "
               "after local and standby durability."},

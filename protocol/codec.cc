@@ -462,30 +462,15 @@ MessageView RecordRef::View() const {
   return m;
 }
 
-MessageRange::iterator::iterator(const std::byte* p, uint32_t left) : p_(p), left_(left) {
-  if (left_ != 0) ParseMessage(p_, &cur_);
+size_t ReadRecordAt(const std::byte* p, MessageView* v) {
+  ParseMessage(p, v);
+  return v->record.size();
 }
 
-MessageRange::iterator& MessageRange::iterator::operator++() {
-  p_ += cur_.record.size();
-  if (--left_ != 0) ParseMessage(p_, &cur_);
-  return *this;
-}
-
-DeliveredRange::iterator::iterator(const std::byte* p, uint32_t left) : p_(p), left_(left) {
-  if (left_ != 0) {
-    ReadMeta(p_, &cur_.meta);
-    ParseMessage(p_ + kDeliveredMetaBytes, &cur_.message);
-  }
-}
-
-DeliveredRange::iterator& DeliveredRange::iterator::operator++() {
-  p_ += kDeliveredMetaBytes + cur_.message.record.size();
-  if (--left_ != 0) {
-    ReadMeta(p_, &cur_.meta);
-    ParseMessage(p_ + kDeliveredMetaBytes, &cur_.message);
-  }
-  return *this;
+size_t ReadRecordAt(const std::byte* p, DeliveredView* v) {
+  ReadMeta(p, &v->meta);
+  ParseMessage(p + kDeliveredMetaBytes, &v->message);
+  return kDeliveredMetaBytes + v->message.record.size();
 }
 
 // ---- Fragmenter ---------------------------------------------------------------------------------

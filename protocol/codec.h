@@ -624,38 +624,50 @@ class RecordRange {
   uint32_t count_;
 };
 
-// Message records (PRODUCE body), validated.
-class MessageRange {
+struct DeliveredView;
+// Reads the validated variable-size record at p into *v (which keeps pointing into the frame);
+// returns the record's size in bytes.
+size_t ReadRecordAt(const std::byte* p, MessageView* v);
+size_t ReadRecordAt(const std::byte* p, DeliveredView* v);
+
+// Records of varying size (a View each), validated; read in order. The iterator owns the view it
+// yields: copy it (or use front()) to keep it past the iterator.
+template <class View>
+class RecordList {
  public:
-  MessageRange() = default;
-  MessageRange(std::span<const std::byte> bytes, uint32_t count) : bytes_(bytes), count_(count) {}
+  RecordList() = default;
+  RecordList(std::span<const std::byte> bytes, uint32_t count) : bytes_(bytes), count_(count) {}
   uint32_t size() const { return count_; }
   bool empty() const { return count_ == 0; }
   std::span<const std::byte> bytes() const { return bytes_; }
-  // The same records, read in place (RecordRef): for walks that need a few fields of each.
-  RecordRange records() const { return RecordRange(bytes_.data(), count_); }
 
   class iterator {
    public:
-    using value_type = MessageView;
+    using value_type = View;
     using difference_type = std::ptrdiff_t;
     iterator() = default;
-    iterator(const std::byte* p, uint32_t left);
-    const MessageView& operator*() const { return cur_; }
-    const MessageView* operator->() const { return &cur_; }
-    iterator& operator++();
+    iterator(const std::byte* p, uint32_t left) : p_(p), left_(left) {
+      if (left_ != 0) size_ = ReadRecordAt(p_, &cur_);
+    }
+    const View& operator*() const { return cur_; }
+    const View* operator->() const { return &cur_; }
+    iterator& operator++() {
+      p_ += size_;
+      if (--left_ != 0) size_ = ReadRecordAt(p_, &cur_);
+      return *this;
+    }
     void operator++(int) { ++*this; }
     friend bool operator==(const iterator& it, std::default_sentinel_t) { return it.left_ == 0; }
 
    private:
     const std::byte* p_ = nullptr;
     uint32_t left_ = 0;
-    MessageView cur_;
+    size_t size_ = 0;
+    View cur_;
   };
-  // The iterator owns the view it yields: copy it (or use front()) to keep it past the iterator.
   iterator begin() const { return iterator(bytes_.data(), count_); }
   std::default_sentinel_t end() const { return {}; }
-  MessageView front() const {
+  View front() const {
     SLUICE_ASSERT(count_ != 0);
     return *begin();
   }
@@ -663,6 +675,14 @@ class MessageRange {
  private:
   std::span<const std::byte> bytes_;
   uint32_t count_ = 0;
+};
+
+// Message records (PRODUCE body), validated.
+class MessageRange : public RecordList<MessageView> {
+ public:
+  using RecordList::RecordList;
+  // The same records, read in place (RecordRef): for walks that need a few fields of each.
+  RecordRange records() const { return RecordRange(bytes().data(), size()); }
 };
 
 struct DeliveredView {
@@ -671,42 +691,7 @@ struct DeliveredView {
 };
 
 // Delivered records (MESSAGES / DELIVER body), validated.
-class DeliveredRange {
- public:
-  DeliveredRange() = default;
-  DeliveredRange(std::span<const std::byte> bytes, uint32_t count) : bytes_(bytes), count_(count) {}
-  uint32_t size() const { return count_; }
-  bool empty() const { return count_ == 0; }
-  std::span<const std::byte> bytes() const { return bytes_; }
-
-  class iterator {
-   public:
-    using value_type = DeliveredView;
-    using difference_type = std::ptrdiff_t;
-    iterator() = default;
-    iterator(const std::byte* p, uint32_t left);
-    const DeliveredView& operator*() const { return cur_; }
-    const DeliveredView* operator->() const { return &cur_; }
-    iterator& operator++();
-    void operator++(int) { ++*this; }
-    friend bool operator==(const iterator& it, std::default_sentinel_t) { return it.left_ == 0; }
-
-   private:
-    const std::byte* p_ = nullptr;
-    uint32_t left_ = 0;
-    DeliveredView cur_;
-  };
-  iterator begin() const { return iterator(bytes_.data(), count_); }
-  std::default_sentinel_t end() const { return {}; }
-  DeliveredView front() const {
-    SLUICE_ASSERT(count_ != 0);
-    return *begin();
-  }
-
- private:
-  std::span<const std::byte> bytes_;
-  uint32_t count_ = 0;
-};
+using DeliveredRange = RecordList<DeliveredView>;
 
 struct ProduceView {
   uint32_t queue_id = 0;

@@ -49,6 +49,8 @@ struct LinkCounters {
   uint64_t backfill_batches = 0;  // batches sent from the log
   uint64_t peer_lost = 0;         // peer silent past peer_timeout
   uint64_t fenced = 0;            // saw a higher epoch: stopped being primary
+  uint64_t standby_behind_start = 0;  // the standby needed an offset retention had removed:
+                                      // it restarts that partition's log at our start
   // standby
   uint64_t batches_applied = 0;
   uint64_t duplicates = 0;        // batches (or fragments of them) below what we hold
@@ -58,6 +60,8 @@ struct LinkCounters {
   uint64_t bad_batches = 0;       // reassembled batch failed verification (CRC, header, ...)
   uint64_t apply_throttled = 0;   // storage could not take the batch now (dropped, resent later)
   uint64_t divergent = 0;         // our log holds a batch the primary's does not (see Rejoin)
+  uint64_t behind_start_restarts = 0;  // a log ending below the primary's start restarted
+                                       // empty at that start (docs/replication.md §4)
   // ack-log replication (replication/ack_stream.h)
   uint64_t acklog_records_sent = 0;      // primary: records sent for the first time
   uint64_t acklog_records_resent = 0;    // primary: retransmitted (gap, timeout, resumed session)

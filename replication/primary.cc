@@ -95,6 +95,8 @@ void Streamer::Connect(uint64_t stated_end, uint64_t now_ns) {
   acked_end_ = std::min(stated_end, offered_end_);
   catchup_target_ = offered_end_;
   caught_up_ = acked_end_ >= catchup_target_ && !divergent_;
+  behind_start_ = false;
+  session_high_ = acked_end_;
   waiting_since_ns_ = now_ns;
   last_nak_from_ = UINT64_MAX;
   DropAcked();
@@ -104,6 +106,7 @@ void Streamer::Connect(uint64_t stated_end, uint64_t now_ns) {
 void Streamer::Disconnect() {
   connected_ = false;
   caught_up_ = false;
+  behind_start_ = false;
 }
 
 void Streamer::GoBack(uint64_t from, uint64_t now_ns) {
@@ -118,6 +121,16 @@ void Streamer::GoBack(uint64_t from, uint64_t now_ns) {
 void Streamer::OnAck(uint64_t durable_end, uint64_t now_ns) {
   if (!connected_ || divergent_) return;
   if (durable_end <= acked_end_ || durable_end > offered_end_) return;  // stale or bogus
+  if (behind_start_ || durable_end > session_high_) {
+    // The standby restarted its log at our start (its own ended below it): we were waiting for
+    // that, or it acks more than we ever sent it in this session. Caught up only once it holds
+    // our end as of now, from there. (Any progress ends the wait: were it something sent
+    // before, a read finds out again.)
+    behind_start_ = false;
+    caught_up_ = false;
+    catchup_target_ = offered_end_;
+  }
+  session_high_ = std::max(session_high_, durable_end);
   acked_end_ = durable_end;
   last_progress_ns_ = now_ns;
   waiting_since_ns_ = now_ns;
@@ -145,10 +158,19 @@ void Streamer::OnNak(uint64_t from, uint64_t now_ns, LinkCounters& c) {
 }
 
 bool Streamer::WantsBackfill(uint64_t* from) const {
-  if (!connected_ || divergent_ || next_send_ >= offered_end_) return false;
+  if (!connected_ || divergent_ || behind_start_ || next_send_ >= offered_end_) return false;
   if (next_send_ >= ring_start()) return false;
   if (slot_len_ != 0 && slot_base_ == next_send_) return false;
   *from = next_send_;
+  return true;
+}
+
+bool Streamer::BehindStart(uint64_t from) {
+  // Only while the read still names what we want (it is asynchronous: the streamer may have
+  // moved on, e.g. the standby's restart ack came meanwhile).
+  if (uint64_t want = 0; !WantsBackfill(&want) || want != from) return false;
+  behind_start_ = true;
+  caught_up_ = false;
   return true;
 }
 
@@ -210,6 +232,7 @@ uint32_t Streamer::Poll(
     if (end <= sent_high_) ++c.batches_resent; else ++c.batches_sent;
     if (from_log) ++c.backfill_batches;
     sent_high_ = std::max(sent_high_, end);
+    session_high_ = std::max(session_high_, end);
     next_send_ = end;
     frag_pos_ = 0;
     if (from_log) slot_len_ = 0;
@@ -598,6 +621,13 @@ void PrimaryLink::ForEachBackfill(
     uint64_t from = 0;
     if (s->WantsBackfill(&from)) fn(s->queue(), s->partition(), from);
   }
+}
+
+bool PrimaryLink::BehindStart(uint32_t queue, uint32_t partition, uint64_t from) {
+  Streamer* s = FindMut(queue, partition);
+  if (s == nullptr || !s->BehindStart(from)) return false;
+  ++counters_.standby_behind_start;
+  return true;
 }
 
 void PrimaryLink::Backfill(uint32_t queue, uint32_t partition, std::span<const std::byte> bytes,

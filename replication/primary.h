@@ -60,6 +60,12 @@ class Streamer {
 
   // The standby needs the batch starting at *from, which is not in memory.
   bool WantsBackfill(uint64_t* from) const;
+  // The catch-up read of `from` found it below the log's first segment (retention removed it):
+  // the standby restarts its log at the primary's start (docs/replication.md §4 "Behind the
+  // start"); until its ack says so, nothing more is read for it. True when newly so (the shell
+  // logs it once per occurrence).
+  bool BehindStart(uint64_t from);
+  bool behind_start() const { return behind_start_; }
   // Ignored unless WantsBackfill still names `base` (a late answer of an asynchronous read).
   void Backfill(std::span<const std::byte> bytes, uint64_t base, uint64_t end);
 
@@ -122,7 +128,12 @@ class Streamer {
   bool connected_ = false;
   bool caught_up_ = false;
   bool divergent_ = false;
+  bool behind_start_ = false;   // waiting for the standby to restart its log at our start
   uint64_t catchup_target_ = 0;
+  // The highest end sent in this session (from the standby's stated end on): an ack above it
+  // names data we never sent it, i.e. the standby restarted its log at our start (§4 "Behind
+  // the start"), and catching up starts again from there to our end at that moment.
+  uint64_t session_high_ = 0;
   uint64_t acked_end_ = 0;
   uint64_t next_send_ = 0;
   uint64_t sent_high_ = 0;      // highest end ever sent (first sends vs resends)
@@ -173,6 +184,9 @@ class PrimaryLink {
   void OnDatagram(std::span<const std::byte> datagram, uint64_t now_ns);
   uint32_t Poll(uint64_t now_ns, LinkOutput& out);
   void ForEachBackfill(absl::FunctionRef<void(uint32_t queue, uint32_t partition, uint64_t from)> fn) const;
+  // The shell's catch-up read of `from` found it below the log's first segment: see
+  // Streamer::BehindStart. True when newly so (counted in standby_behind_start).
+  bool BehindStart(uint32_t queue, uint32_t partition, uint64_t from);
   void Backfill(uint32_t queue, uint32_t partition, std::span<const std::byte> bytes,
                 uint64_t base, uint64_t end);
   // The standby's durable end of the partition, when the standby is connected, has caught up

@@ -111,6 +111,15 @@ void Applier::Truncated(uint64_t end) {
   ack_due = true;
 }
 
+void Applier::Restarted(uint64_t start) {
+  SLUICE_ASSERT(start > expected_);  // only forward: nothing at or above the primary's start goes
+  expected_ = durable_ = start;
+  have_ = 0;
+  pending_ = false;
+  ack_due = true;
+  last_nak_from = UINT64_MAX;
+}
+
 void Applier::OnDurable(uint64_t end) {
   SLUICE_ASSERT(end <= expected_);  // storage never reports more than it was given
   if (end > durable_) {
@@ -136,6 +145,7 @@ void StandbyLink::AddPartition(uint32_t queue, uint32_t partition, uint64_t log_
                                 config_.align_bytes);
   order_.push_back(a.get());
   nak_due_.reserve(order_.size());
+  behind_.reserve(order_.size());
   hello_due_ = true;  // the primary learns where this one stands
   auto& r = ack_receivers_[PartitionKey(queue, partition)];
   r = std::make_unique<AckReceiver>(queue, partition, config_.acks);
@@ -174,6 +184,7 @@ void StandbyLink::RemovePartition(uint32_t queue, uint32_t partition) {
   if (it == appliers_.end()) return;
   order_.erase(std::find(order_.begin(), order_.end(), it->second.get()));
   nak_due_.erase(std::remove(nak_due_.begin(), nak_due_.end(), it->second.get()), nak_due_.end());
+  behind_.erase(std::remove(behind_.begin(), behind_.end(), it->second.get()), behind_.end());
   appliers_.erase(it);
   auto r = ack_receivers_.find(PartitionKey(queue, partition));
   if (r != ack_receivers_.end()) {
@@ -314,6 +325,34 @@ void StandbyLink::Truncated(uint32_t queue, uint32_t partition, uint64_t end) {
   }
 }
 
+void StandbyLink::ForEachBehindStart(
+    absl::FunctionRef<void(uint32_t, uint32_t, uint64_t, uint64_t)> fn) {
+  if (behind_.empty() || divergent()) return;
+  // Still behind? (Batches may have come meanwhile; a newer primary forgot the starts.)
+  for (const Applier* a : behind_) {
+    if (a->BehindStart()) fn(a->queue(), a->partition(), a->expected(), a->primary_start());
+  }
+  behind_.clear();
+}
+
+void StandbyLink::Restarted(uint32_t queue, uint32_t partition, uint64_t start) {
+  Applier* a = FindMut(queue, partition);
+  if (a == nullptr) return;
+  a->Restarted(start);
+  ++counters_.behind_start_restarts;
+  nak_due_.erase(std::remove(nak_due_.begin(), nak_due_.end(), a), nak_due_.end());
+  // Its ack log was compacted to the new start by the shell; the primary's snapshot replaces it
+  // (a new generation): promotion waits for it (caught_up), so no message the primary deleted
+  // comes back.
+  if (AckReceiver* r = FindAckMut(queue, partition)) r->Reset();
+  // Caught up again only once durable up to the primary's ends as they are now: our HELLO asks
+  // for the primary's (reply wanted) and states our new durable end, which the primary takes
+  // as an ack (it streams from there).
+  caught_up_ = false;
+  heard_hello_ = false;
+  hello_due_ = true;
+}
+
 void StandbyLink::OnFragment(const LinkMessage& m, uint64_t now_ns, StandbySink& sink) {
   Applier* a = FindMut(m.fragment.queue, m.fragment.partition);
   if (a == nullptr) {
@@ -382,8 +421,15 @@ void StandbyLink::OnDatagram(std::span<const std::byte> datagram, uint64_t now_n
       if (divergent()) return;  // the cut first; the primary states its starts every second
       for (uint32_t i = 0; i < m.count; ++i) {
         const PartitionOffset e = m.Entry(i);
-        if (Applier* a = FindMut(e.queue, e.partition)) a->set_primary_start(e.offset);
-        else ++counters_.rx_unknown_partition;
+        if (Applier* a = FindMut(e.queue, e.partition)) {
+          a->set_primary_start(e.offset);
+          if (a->BehindStart() &&
+              std::find(behind_.begin(), behind_.end(), a) == behind_.end()) {
+            behind_.push_back(a);
+          }
+        } else {
+          ++counters_.rx_unknown_partition;
+        }
       }
       return;
     case MsgType::kCatalog: OnCatalog(m); return;

@@ -53,6 +53,12 @@ class Applier {
   void ResetAssembly() { have_ = 0; pending_ = false; }
   // The shell cut the log back to `end` (a divergent tail): continue from there.
   void Truncated(uint64_t end);
+  // The shell restarted the log empty at `start` (it ended below the primary's start): continue
+  // from there.
+  void Restarted(uint64_t start);
+  // The primary's log starts past everything this partition took: it has no batch to send from
+  // our end any more (retention removed it), so this log must restart at primary_start().
+  bool BehindStart() const { return primary_start_ > expected_; }
 
   uint32_t queue() const { return queue_; }
   uint32_t partition() const { return partition_; }
@@ -173,6 +179,14 @@ class StandbyLink {
   bool divergent() const { return !divergent_.empty(); }
   void ForEachDivergent(absl::FunctionRef<void(uint32_t, uint32_t, uint64_t, uint64_t)> fn) const;
   void Truncated(uint32_t queue, uint32_t partition, uint64_t end);
+  // Partitions whose log ends below the start the primary stated (LOG_START): it was wiped, or
+  // away longer than the primary's retention keeps, and the primary cannot send what it needs
+  // (docs/replication.md §4 "Behind the start"). fn(queue, partition, our_end, primary_start)
+  // for each noted since the last call (a LOG_START notes them again every second while they
+  // stay behind). The shell restarts each log empty at primary_start (blocking, rare) and calls
+  // Restarted. Nothing while divergent.
+  void ForEachBehindStart(absl::FunctionRef<void(uint32_t, uint32_t, uint64_t, uint64_t)> fn);
+  void Restarted(uint32_t queue, uint32_t partition, uint64_t start);
   // Messages in the tails cut so far (never acknowledged by a primary that mattered).
   uint64_t truncated_records() const { return truncated_records_; }
   const Applier* Find(uint32_t queue, uint32_t partition) const;
@@ -202,6 +216,7 @@ class StandbyLink {
   absl::flat_hash_map<uint64_t, std::unique_ptr<Applier>> appliers_;
   std::vector<Applier*> order_;
   std::vector<Applier*> nak_due_;
+  std::vector<Applier*> behind_;  // noted by LOG_START: BehindStart (reserved: no allocation)
   struct Divergent {
     uint32_t queue, partition;
     uint64_t ours, truncate_to;

@@ -12,6 +12,7 @@
 
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
 #include "protocol/assert.h"
 #include "storage/crc32c.h"
 
@@ -258,6 +259,26 @@ absl::Status PartitionDir::RemoveSegment(uint64_t base) const {
   const std::string index = IndexPath(base);
   if (::unlink(index.c_str()) != 0 && errno != ENOENT) return ErrnoStatus(errno, "unlink", index);
   return FsyncDir(path_);
+}
+
+absl::Status RestartLog(const PartitionDir& dir, uint64_t start, uint64_t segment_bytes) {
+  absl::StatusOr<std::vector<uint64_t>> bases = dir.ListSegments();
+  if (!bases.ok()) return bases.status();
+  for (uint64_t base : *bases) {
+    if (base >= start) {
+      return absl::FailedPreconditionError(absl::StrFormat(
+          "%s: a segment starts at %u, at or past the new start %u: not restarting",
+          dir.path(), base, start));
+    }
+  }
+  for (uint64_t base : *bases) {  // ascending: the log stays contiguous at every step
+    if (absl::Status s = dir.RemoveSegment(base); !s.ok()) return s;
+  }
+  bool removed = false;
+  if (absl::Status s = dir.RemoveSpare(&removed); !s.ok()) return s;
+  bool direct = false;
+  absl::StatusOr<Fd> fd = dir.CreateSegment(start, segment_bytes, &direct);
+  return fd.ok() ? absl::OkStatus() : fd.status();
 }
 
 absl::StatusOr<SegmentIndex> PartitionDir::LoadIndex(uint64_t base) const {

@@ -145,6 +145,17 @@ class PartitionDir {
   PartitionId id_;
 };
 
+// Restarts a partition's log empty at `start` (a replication standby whose log ends below its
+// primary's retained start, docs/replication.md §4 "Behind the start"): every segment goes,
+// oldest first (each unlink followed by a directory fsync, as retention removes them, so a crash
+// at any point leaves a contiguous log, the old one less its oldest segments, or none), then the
+// spare, then `<start>.log` is created as a new partition's first segment (preallocated,
+// fsynced, directory fsynced). Every segment present must start below `start` (checked before
+// anything is removed): nothing at or past it is ever thrown away. The caller closed the
+// partition and knows its log ends at or below `start`. Blocking (control path). The ack log
+// stays (the caller compacts it to `start` when it reopens the partition).
+absl::Status RestartLog(const PartitionDir& dir, uint64_t start, uint64_t segment_bytes);
+
 // Cuts a segment at `position`: the bytes from there on become zeros again (truncate, then
 // preallocate back to `segment_bytes`) and the file is fsynced. Used by recovery.
 absl::Status TruncateSegment(const std::string& path, uint64_t position, uint64_t segment_bytes);

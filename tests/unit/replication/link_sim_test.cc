@@ -1304,5 +1304,240 @@ TEST(LinkSimRetention, StandbyCutsOnlyBelowThePrimarysStartAndItsDurableEnd) {
   EXPECT_EQ(calls, before);
 }
 
+
+// A standby whose log ends below the primary's start (wiped, or away longer than the primary's
+// retention keeps: docs/replication.md §4 "Behind the start"). The primary's "disk" below
+// `start` is gone: a catch-up read there answers out of range (the shell then calls
+// BehindStart). The simulated standby shell restarts the log empty at the start when the
+// StandbyLink says so (as ReplicationShell::RestartAt does) and tells it (Restarted).
+struct BehindRig {
+  BehindRig(uint64_t seed, double loss, uint32_t ring_bytes) : p2s(seed * 2 + 1, 100'000), s2p(seed * 2 + 2, 100'000) {
+    PrimaryConfig pc;
+    pc.epoch = 1;
+    pc.boot_id = 77;
+    pc.streamer.ring_bytes = ring_bytes;
+    pc.streamer.retransmit_ns = 20'000'000;
+    pc.acks.retransmit_ns = 20'000'000;
+    primary = std::make_unique<PrimaryLink>(pc);
+    p2s.faults.loss = s2p.faults.loss = loss;
+  }
+  // Standby of epoch 1 with partition 5/p holding [0, end) of the primary's log (end: a batch
+  // boundary of it), durable.
+  void NewStandby(const std::vector<uint64_t>& ends) {
+    StandbyConfig sc;
+    sc.epoch = 1;
+    sc.boot_id = ++boots;
+    standby = std::make_unique<StandbyLink>(sc);
+    disk = std::make_unique<SimDisk>();
+    for (uint32_t p = 0; p < ends.size(); ++p) {
+      SimDisk::Part& d = disk->parts[{5, p}];
+      d.end = d.durable = ends[p];
+      const size_t at = ends[p] == logs[p]->log.durable_end().value ? logs[p]->disk.size()
+                                                                    : logs[p]->starts.at(ends[p]);
+      d.bytes.assign(logs[p]->disk.begin(), logs[p]->disk.begin() + static_cast<ptrdiff_t>(at));
+      standby->AddPartition(5, p, ends[p]);
+    }
+  }
+  // One step of 50 us; `produce`: a batch on each partition now and then.
+  void Step(std::mt19937_64& rng, bool produce) {
+    now += 50'000;
+    p2s.SetNow(now);
+    s2p.SetNow(now);
+    for (uint32_t p = 0; p < logs.size(); ++p) {
+      if (produce && rng() % 8 == 0) {
+        for (const PrimaryLog::Batch& b : logs[p]->Produce(now)) primary->Offer(5, p, b.bytes, b.base, b.end, now);
+      }
+    }
+    std::vector<std::pair<uint32_t, uint32_t>> snaps;
+    primary->ForEachAckSnapshot([&](uint32_t q, uint32_t p) { snaps.emplace_back(q, p); });
+    for (const auto& [q, p] : snaps) primary->SetAckSnapshot(q, p, ack_state[p]);
+    primary->ForEachBackfill([&](uint32_t q, uint32_t p, uint64_t from) {
+      uint64_t end = 0;
+      std::span<const std::byte> b = from >= start[p] ? logs[p]->Read(from, &end) : std::span<const std::byte>{};
+      if (b.empty()) {
+        ASSERT_LT(from, start[p]) << "backfill from " << from << " is not a batch start";
+        primary->BehindStart(q, p, from);  // what the shell does on OFFSET_OUT_OF_RANGE
+        return;
+      }
+      primary->Backfill(q, p, b, from, end);
+    });
+    primary->Poll(now, p2s);
+    p2s.Deliver(now, [&](std::span<const std::byte> d) { standby->OnDatagram(d, now, *disk); });
+    disk->Complete(now, *standby);
+    standby->ForEachBehindStart([&](uint32_t q, uint32_t p, uint64_t ours, uint64_t at) {
+      EXPECT_EQ(q, 5u);
+      EXPECT_LT(ours, at);
+      EXPECT_EQ(at, start[p]) << "restarted somewhere else than the primary's start";
+      // Only what the primary no longer holds goes.
+      EXPECT_LE(disk->parts[std::make_pair(q, p)].end, at);
+      SimDisk::Part& d = disk->parts[std::make_pair(q, p)];
+      d.bytes.clear();
+      d.writes.clear();
+      d.end = d.durable = at;
+      standby->Restarted(q, p, at);
+      restarts.push_back({p, at, logs[p]->log.durable_end().value});
+    });
+    standby->Poll(now, s2p, *disk);
+    s2p.Deliver(now, [&](std::span<const std::byte> d) { primary->OnDatagram(d, now); });
+  }
+  bool AllAcked() const {
+    for (uint32_t p = 0; p < logs.size(); ++p) {
+      if (primary->Find(5, p)->acked_end() != logs[p]->log.durable_end().value) return false;
+    }
+    return primary->ack_lag() == 0;
+  }
+  struct Restart {
+    uint32_t partition;
+    uint64_t at;
+    uint64_t primary_end;  // the primary's log end when it happened
+  };
+  SimWire p2s, s2p;
+  std::unique_ptr<PrimaryLink> primary;
+  std::unique_ptr<StandbyLink> standby;
+  std::unique_ptr<SimDisk> disk;
+  std::vector<std::unique_ptr<PrimaryLog>> logs;
+  std::vector<uint64_t> start;  // the primary's first retained offset per partition
+  std::vector<storage::AckState> ack_state;  // the primary's ack log per partition
+  std::vector<Restart> restarts;
+  uint64_t now = 1'000'000'000;
+  uint64_t boots = 0;
+};
+
+TEST(LinkSimRetention, StandbyBehindThePrimarysStartRestartsThereAndEndsIdentical) {
+  for (uint64_t seed : {1u, 2u, 3u}) {
+    SCOPED_TRACE(seed);
+    // A small ring: the primary's memory does not hold what retention removed from its disk.
+    BehindRig rig(seed, seed == 1 ? 0.0 : 0.03, 256u << 10);
+    std::mt19937_64 rng(seed);
+    // Partition 0: the standby was wiped (empty at 0); partition 1: it holds [0, 12 batches)
+    // but the primary's retention removed up to batch 40. The primary has 80 batches each.
+    for (uint32_t p = 0; p < 2; ++p) {
+      rig.logs.push_back(std::make_unique<PrimaryLog>(5, p, seed * 10 + p));
+      rig.primary->AddPartition(5, p, 0);
+      for (int b = 0; b < 80; ++b) {
+        for (const PrimaryLog::Batch& x : rig.logs[p]->Produce(rig.now)) {
+          rig.primary->Offer(5, p, x.bytes, x.base, x.end, rig.now);
+        }
+      }
+      const uint64_t s = std::next(rig.logs[p]->starts.begin(), 40)->first;
+      rig.start.push_back(s);
+      rig.primary->SetLogStart(5, p, s);
+      // The primary's ack log: everything below the start gone (a work queue's retention), two
+      // deletes above it; the standby must hold them before it may be promoted.
+      storage::AckState a;
+      a.deleted_below = s;
+      a.deleted = {s + 1, s + 3};
+      rig.ack_state.push_back(a);
+    }
+    rig.NewStandby({0, std::next(rig.logs[1]->starts.begin(), 12)->first});
+    bool done = false;
+    for (int step = 0; step < 200'000 && !done; ++step) {
+      rig.Step(rng, step < 4000);
+      // Caught up (both sides) only once it reached, from the start, the primary's end as it
+      // was when it restarted.
+      for (const BehindRig::Restart& r : rig.restarts) {
+        const Streamer* st = rig.primary->Find(5, r.partition);
+        if (st->caught_up()) {
+          ASSERT_GE(st->acked_end(), r.primary_end) << "primary counted it caught up too early";
+        }
+        if (rig.standby->caught_up()) {
+          ASSERT_GE(rig.standby->Find(5, r.partition)->durable(), r.primary_end)
+              << "standby counted itself caught up too early";
+        }
+      }
+      done = step > 4000 && rig.AllAcked() && rig.standby->caught_up();
+    }
+    ASSERT_TRUE(done) << "did not catch up";
+    ASSERT_EQ(rig.restarts.size(), 2u) << "each partition restarted exactly once";
+    EXPECT_EQ(rig.standby->counters().behind_start_restarts, 2u);
+    EXPECT_LE(rig.primary->counters().standby_behind_start, 2u);
+    for (uint32_t p = 0; p < 2; ++p) {
+      SCOPED_TRACE(p);
+      const PrimaryLog& log = *rig.logs[p];
+      const SimDisk::Part& d = rig.disk->parts[{5, p}];
+      // Byte-identical to the primary's log from its start on.
+      const std::vector<std::byte> want(log.disk.begin() + static_cast<ptrdiff_t>(log.starts.at(rig.start[p])),
+                                        log.disk.end());
+      EXPECT_EQ(d.end, log.log.durable_end().value);
+      EXPECT_TRUE(d.bytes == want) << "the standby's log differs from the primary's from its start";
+      uint64_t end = 0;
+      EXPECT_TRUE(rig.primary->Replicated(5, p, rig.now, 1'000'000'000, &end));
+      EXPECT_EQ(end, log.log.durable_end().value);
+      // The primary's ack state (a snapshot after the restart): no deleted message comes back.
+      const SimDisk::Acks& a = rig.disk->acks[{5, p}];
+      EXPECT_GE(a.replaced, 1u);
+      EXPECT_EQ(Normalized(a.state).deleted, Normalized(rig.ack_state[p]).deleted);
+      EXPECT_EQ(Normalized(a.state).deleted_below, rig.start[p]);
+    }
+  }
+}
+
+TEST(LinkSimRetention, StandbyAtOrAboveThePrimarysStartNeverRestarts) {
+  BehindRig rig(5, 0.03, 256u << 10);
+  std::mt19937_64 rng(5);
+  for (uint32_t p = 0; p < 2; ++p) {
+    rig.logs.push_back(std::make_unique<PrimaryLog>(5, p, 50 + p));
+    rig.primary->AddPartition(5, p, 0);
+    for (int b = 0; b < 60; ++b) {
+      for (const PrimaryLog::Batch& x : rig.logs[p]->Produce(rig.now)) {
+        rig.primary->Offer(5, p, x.bytes, x.base, x.end, rig.now);
+      }
+    }
+    const uint64_t s = std::next(rig.logs[p]->starts.begin(), 30)->first;
+    rig.start.push_back(s);
+    rig.primary->SetLogStart(5, p, s);
+    rig.ack_state.push_back(storage::AckState{});
+  }
+  // Partition 0 ends exactly at the primary's start, partition 1 past it.
+  rig.NewStandby({rig.start[0], std::next(rig.logs[1]->starts.begin(), 45)->first});
+  bool done = false;
+  for (int step = 0; step < 200'000 && !done; ++step) {
+    rig.Step(rng, step < 4000);
+    done = step > 4000 && rig.AllAcked() && rig.standby->caught_up();
+  }
+  ASSERT_TRUE(done);
+  EXPECT_TRUE(rig.restarts.empty());
+  EXPECT_EQ(rig.standby->counters().behind_start_restarts, 0u);
+  EXPECT_EQ(rig.primary->counters().standby_behind_start, 0u);
+  for (uint32_t p = 0; p < 2; ++p) {
+    EXPECT_TRUE(rig.disk->parts[std::make_pair(5u, p)].bytes == rig.logs[p]->disk) << p;
+    EXPECT_FALSE(rig.standby->Find(5, p)->BehindStart());
+  }
+}
+
+
+// The primary's streamer of a partition whose standby needs an offset retention removed: it
+// reads nothing more for it until the standby's ack says it restarted, then catches it up from
+// there, counting it caught up only at the primary's end as of that ack.
+TEST(LinkSimRetention, StreamerWaitsForTheRestartThenReArmsCaughtUp) {
+  StreamerConfig c;
+  Streamer s(5, 0, /*log_end=*/1000, 0, c);  // nothing in memory: a primary that restarted
+  s.Connect(0, 1);                            // a wiped standby
+  uint64_t from = 99;
+  ASSERT_TRUE(s.WantsBackfill(&from));
+  EXPECT_EQ(from, 0u);
+  EXPECT_FALSE(s.BehindStart(7)) << "a stale read's answer";
+  EXPECT_TRUE(s.BehindStart(0));
+  EXPECT_FALSE(s.BehindStart(0)) << "noted once";
+  EXPECT_FALSE(s.WantsBackfill(&from)) << "read again while waiting for the restart";
+  EXPECT_FALSE(s.caught_up());
+  s.OnAck(400, 2);  // restarted at the primary's start, 400
+  EXPECT_FALSE(s.behind_start());
+  EXPECT_FALSE(s.caught_up());
+  ASSERT_TRUE(s.WantsBackfill(&from));
+  EXPECT_EQ(from, 400u);
+  s.OnAck(999, 3);
+  EXPECT_FALSE(s.caught_up());
+  s.OnAck(1000, 4);
+  EXPECT_TRUE(s.caught_up());
+  // A new session forgets the wait.
+  s.Connect(0, 5);
+  ASSERT_TRUE(s.BehindStart(0));
+  s.Disconnect();
+  s.Connect(0, 6);
+  EXPECT_FALSE(s.behind_start());
+  EXPECT_TRUE(s.WantsBackfill(&from));
+}
+
 }  // namespace
 }  // namespace sluice::replication

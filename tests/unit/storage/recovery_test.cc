@@ -307,5 +307,73 @@ TEST(Recovery, PartitionsRecoverInParallel) {
               static_cast<unsigned long>(run.bytes_scanned), run.seconds, run.gb_per_s());
 }
 
+
+// A replication standby whose log ends below its primary's retained start restarts it empty at
+// that start (RestartLog, docs/replication.md §4 "Behind the start"). Every point a crash can
+// stop it at recovers to a consistent log: the old one less its oldest segments, none, or the
+// new one, whose first segment starts at `start` > 0; and the writer opens that log there.
+TEST(Recovery, LogRestartedAtALaterStartAndEveryCrashPointOnTheWay) {
+  TempDir tmp;
+  const std::vector<BatchAt> batches = WriteLog(tmp.path(), 40, 10, 3000);
+  const uint64_t end = batches.back().end;
+  const uint64_t start = end + 123;  // the primary's start, past everything this log holds
+  auto dir = PartitionDir::Open(tmp.path(), kId, false);
+  ASSERT_TRUE(dir.ok());
+  const std::vector<uint64_t> bases = *dir->ListSegments();
+  ASSERT_GE(bases.size(), 3u) << "the test wants several segments";
+
+  // Nothing at or past the new start is ever thrown away: refused before anything goes.
+  EXPECT_FALSE(RestartLog(*dir, bases.back(), kSegment).ok());
+  EXPECT_EQ(*dir->ListSegments(), bases);
+
+  // The crash points of the removals (oldest first, each made durable before the next): what
+  // is left is a contiguous log ending where it ended, then nothing at all.
+  for (size_t k = 1; k <= bases.size(); ++k) {
+    ASSERT_TRUE(dir->RemoveSegment(bases[k - 1]).ok());
+    RecoveredPartition r = RecoverPartition({tmp.path(), kId}, Opts());
+    ASSERT_TRUE(r.status.ok()) << r.status;
+    EXPECT_FALSE(r.report.cut) << "after " << k << " removal(s)";
+    if (k < bases.size()) {
+      EXPECT_EQ(r.log.start_offset(), bases[k]);
+      EXPECT_EQ(r.log.next_offset, end);
+    } else {
+      EXPECT_TRUE(r.log.segments.empty());
+      EXPECT_EQ(r.log.next_offset, 0u);
+    }
+  }
+
+  // Restarted (again, from wherever the crash left it; a leftover spare goes too): one empty
+  // segment at `start`, which recovery accepts as the log's first, and the writer continues.
+  { std::FILE* f = std::fopen(dir->SparePath().c_str(), "w"); ASSERT_NE(f, nullptr); std::fclose(f); }
+  ASSERT_TRUE(RestartLog(*dir, start, kSegment).ok());
+  EXPECT_EQ(*dir->ListSegments(), std::vector<uint64_t>{start});
+  EXPECT_NE(::access(dir->SparePath().c_str(), F_OK), 0);
+  RecoveredPartition r = RecoverPartition({tmp.path(), kId}, Opts());
+  ASSERT_TRUE(r.status.ok()) << r.status;
+  EXPECT_FALSE(r.report.cut);
+  EXPECT_EQ(r.report.segments, 1u);
+  EXPECT_EQ(r.log.start_offset(), start);
+  EXPECT_EQ(r.log.next_offset, start);
+  WriterConfig c;
+  c.segment_bytes = kSegment;
+  auto w = UringWriter::Create(c);
+  ASSERT_TRUE(w.ok());
+  auto h = (*w)->OpenPartition({tmp.path(), kId, shard::Durability::kWrite, 1}, std::move(r.log));
+  ASSERT_TRUE(h.ok()) << h.status();
+  EXPECT_EQ((*w)->durable(*h).value, start);
+  EXPECT_EQ((*w)->log(*h).start_offset(), start);
+  (*w)->ClosePartition(*h);
+
+  // A full restart of a written log in one go ends the same way.
+  TempDir tmp2;
+  WriteLog(tmp2.path(), 40, 10, 3000);
+  auto dir2 = PartitionDir::Open(tmp2.path(), kId, false);
+  ASSERT_TRUE(RestartLog(*dir2, start, kSegment).ok());
+  RecoveredPartition r2 = RecoverPartition({tmp2.path(), kId}, Opts());
+  ASSERT_TRUE(r2.status.ok());
+  EXPECT_EQ(r2.log.start_offset(), start);
+  EXPECT_EQ(r2.log.next_offset, start);
+}
+
 }  // namespace
 }  // namespace sluice::storage

@@ -1,0 +1,221 @@
+// Frontend (frontend_impl.h): a standby. Requests a standby refuses (NOT_PRIMARY) and the ones it
+// serves from its replicated log: FETCH and SUBSCRIBE, marked REPLICA.
+#include "dataplane/frontend_impl.h"
+
+namespace sluice::dataplane {
+
+void Frontend::Impl::ErrorNotPrimary(const p::FrameView& f, const Endpoint& to) {
+  ++counters_.not_primary;
+  ++counters_.rejected;
+  p::ErrorReply e;
+  e.errc = Errc::kNotPrimary;
+  e.request_type = static_cast<uint8_t>(f.header.type);
+  replicator_->PrimaryAddress(&e.primary_ipv4, &e.primary_port);
+  e.detail = "standby";
+  SendError(f, to, e);
+}
+
+bool Frontend::Impl::OnStandbyFetch(const p::FrameView& f, const Endpoint& from,
+                                    const RouteContext& route) {
+  if (!route.receiver) return true;  // the receiver answers (the standby's link worker)
+  auto r = p::DecodeFetch(f);
+  const QueueInfo* q = table_->Find(r->queue_id);
+  if (q == nullptr || !q->is_stream() || r->partition >= q->partition_shard.size()) return false;
+  if (r->start_kind != p::StartKind::kOffset && r->start_kind != p::StartKind::kEarliest &&
+      r->start_kind != p::StartKind::kTimestamp) {
+    return false;
+  }
+  size_t slot = 0;
+  while (slot < cold_.size() && cold_[slot].used) ++slot;
+  const shard::ReplyTarget target{from.w0, f.header.client_id, f.header.request_id};
+  const Errc e = slot == cold_.size()
+                     ? Errc::kThrottled
+                     : replicator_->ReadReplica(q->id, r->partition,
+                                                r->start_kind == p::StartKind::kEarliest
+                                                    ? replicator_->ReplicaStart(q->id, r->partition)
+                                                    : r->start_value,
+                                                r->max_messages, slot,
+                                                r->start_kind == p::StartKind::kTimestamp);
+  if (e == Errc::kUnknownPartition) return false;
+  if (e != Errc::kOk) {
+    ErrorTo(target, p::FrameType::kFetch, e);
+    return true;
+  }
+  const size_t cap = r->max_frame_bytes == 0 ? p::kDefaultFrameBytes : r->max_frame_bytes;
+  cold_[slot] = ColdFetch{true, true, -1, target, q->id, r->partition, r->max_messages, cap};
+  return true;
+}
+
+// The standby's engine holds no replicated records (they go from the link straight to its log),
+// so its SUBSCRIBE is served here: per subscription, replica reads from next_offset while the
+// standby's durable end is ahead and the consumer's credit allows, each pushed as DELIVER frames
+// marked REPLICA. Credits, NAK (rewind) and UNSUBSCRIBE as on a primary; a consumer silent for
+// three heartbeats is dropped. Only the receiving worker (the one with the replica reader) holds
+// them. Start positions: an offset, EARLIEST or LATEST (a timestamp or COMMITTED needs the
+// primary: NOT_PRIMARY).
+
+Frontend::Impl::ReplicaSub* Frontend::Impl::FindReplicaSub(uint64_t client_id, uint64_t client_sub,
+                                                           uint32_t partition) {
+  for (ReplicaSub& s : replica_subs_) {
+    if (s.used && s.client_id == client_id && s.client_sub == client_sub &&
+        s.partition == partition) {
+      return &s;
+    }
+  }
+  return nullptr;
+}
+
+bool Frontend::Impl::OnStandbySubscription(const p::FrameView& f, const Endpoint& from,
+                                           const RouteContext& route) {
+  const shard::ReplyTarget target{from.w0, f.header.client_id, f.header.request_id};
+  switch (f.header.type) {
+    case p::FrameType::kSubscribe: {
+      auto r = p::DecodeSubscribe(f);
+      const QueueInfo* q = table_->Find(r->queue_id);
+      if (q == nullptr || !q->is_stream()) return false;
+      if (r->start_kind != p::StartKind::kOffset && r->start_kind != p::StartKind::kEarliest &&
+          r->start_kind != p::StartKind::kLatest) {
+        return false;
+      }
+      if (!route.receiver) return true;
+      const uint32_t parts = static_cast<uint32_t>(q->partition_shard.size());
+      const uint32_t first = r->partition == p::kAnyPartition ? 0 : r->partition;
+      const uint32_t last = r->partition == p::kAnyPartition ? parts : r->partition + 1;
+      if (first >= parts) return false;
+      OpenFrame* out = Open(p::FrameType::kResult, target, f.header.request_id, 0, 0);
+      if (out == nullptr) return true;
+      out->writer.BeginResult(IdsOf(target, p::kFlagReplica), p::FrameType::kSubscribe);
+      for (uint32_t part = first; part < last && part < parts; ++part) {
+        const uint64_t end = replicator_->ReplicaEnd(q->id, part);
+        const uint64_t oldest = replicator_->ReplicaStart(q->id, part);
+        uint64_t start = r->start_kind == p::StartKind::kOffset   ? r->start_value
+                         : r->start_kind == p::StartKind::kLatest ? end
+                                                                  : oldest;
+        ReplicaSub* s = FindReplicaSub(f.header.client_id, r->subscription_id, part);
+        if (s == nullptr) {  // a re-subscribe replaces, as on a primary
+          for (ReplicaSub& free : replica_subs_) {
+            if (!free.used && !free.reading) {
+              s = &free;
+              break;
+            }
+          }
+        }
+        Errc errc = Errc::kOk;
+        if (s == nullptr) {
+          errc = Errc::kThrottled;  // every slot taken
+        } else if (start > end || start < oldest) {  // below: retention removed it
+          errc = Errc::kOffsetOutOfRange;
+        } else {
+          const bool reading = s->reading;
+          // A read still out for the replaced subscription is dropped when it lands (read_from).
+          *s = ReplicaSub{true, f.header.client_id, r->subscription_id, from.w0, q->id, part,
+                          start, start + r->initial_credits, now_ns_, now_ns_, reading,
+                          reading ? UINT64_MAX : 0};
+        }
+        if (errc != Errc::kOk) {
+          ++counters_.rejected;
+          start = 0;
+        }
+        out->writer.AddResult(p::ResultItem{errc, part, start});
+      }
+      Close(out);  // before the first DELIVER
+      return true;
+    }
+    case p::FrameType::kCredit: {
+      auto c = p::DecodeCredit(f);
+      ReplicaSub* s = FindReplicaSub(f.header.client_id, c->subscription_id, c->partition);
+      if (s == nullptr) return false;
+      s->last_credit_ns = now_ns_;
+      s->credit_end = std::max(s->credit_end, c->next_offset + c->credits);
+      return true;
+    }
+    case p::FrameType::kNak: {  // a gap the consumer saw: push again from there
+      auto n = p::DecodeNak(f);
+      ReplicaSub* s = FindReplicaSub(f.header.client_id, n->subscription_id, n->partition);
+      if (s == nullptr) return false;
+      s->next_offset = std::min(s->next_offset, n->from_offset);
+      return true;
+    }
+    case p::FrameType::kUnsubscribe: {
+      auto u = p::DecodeUnsubscribe(f);
+      OpenFrame* out = nullptr;
+      bool any = false;
+      for (ReplicaSub& s : replica_subs_) {
+        if (!s.used || s.client_id != f.header.client_id || s.client_sub != u->subscription_id ||
+            (u->partition != p::kAnyPartition && u->partition != s.partition)) {
+          continue;
+        }
+        s.used = false;
+        any = true;
+        if (out == nullptr) {
+          out = Open(p::FrameType::kResult, target, f.header.request_id, 0, 0);
+          if (out != nullptr) out->writer.BeginResult(IdsOf(target), p::FrameType::kUnsubscribe);
+        }
+        if (out != nullptr) out->writer.AddResult(p::ResultItem{Errc::kOk, s.partition, 0});
+      }
+      return any;  // the RESULT is lost only if no reply buffer was free (counted)
+    }
+    default: return false;
+  }
+}
+
+uint32_t Frontend::Impl::ServiceReplicaSubs(uint64_t now_ns) {
+  uint32_t work = 0;
+  for (size_t i = 0; i < replica_subs_.size(); ++i) {
+    ReplicaSub& s = replica_subs_[i];
+    if (!s.used) continue;
+    if (now_ns - s.last_credit_ns > 3 * kHeartbeatNs) {  // the consumer is gone
+      s.used = false;
+      ++subscriptions_dropped_;
+      continue;
+    }
+    if (s.reading) continue;
+    const uint64_t end = replicator_->ReplicaEnd(s.queue, s.partition);
+    // Retention removed what this subscriber had not read: it goes on from the oldest kept (the
+    // offsets jump, as on a primary).
+    s.next_offset = std::max(s.next_offset, replicator_->ReplicaStart(s.queue, s.partition));
+    const shard::ReplyTarget t{s.endpoint, s.client_id, 0};
+    if (s.next_offset < end && s.next_offset < s.credit_end) {
+      size_t slot = 0;
+      while (slot < cold_.size() && cold_[slot].used) ++slot;
+      if (slot == cold_.size()) break;  // reads are all taken: next pass
+      const uint32_t n = static_cast<uint32_t>(
+          std::min<uint64_t>({s.credit_end - s.next_offset, end - s.next_offset, 256}));
+      if (replicator_->ReadReplica(s.queue, s.partition, s.next_offset, n, slot) != Errc::kOk) {
+        continue;
+      }
+      cold_[slot] = ColdFetch{true, true, static_cast<int>(i), t, s.queue, s.partition, n,
+                              p::kDefaultFrameBytes};
+      s.reading = true;
+      s.read_from = s.next_offset;
+      ++work;
+    } else if (now_ns - s.last_push_ns >= kHeartbeatNs) {  // idle: the watermark, as a primary
+      if (OpenFrame* fr = Open(p::FrameType::kDeliver, t, s.client_sub, s.queue, s.partition)) {
+        fr->writer.BeginDeliver(IdsOf(t, p::kFlagReplica),
+                                p::DeliverPrefix{s.client_sub, s.queue,
+                                                 static_cast<uint16_t>(s.partition), end});
+        Close(fr);
+      }
+      s.last_push_ns = now_ns;
+    }
+  }
+  return work;
+}
+
+void Frontend::Impl::OnReplicaPush(ReplicaSub& s, const ColdFetch& c, Errc errc,
+                                   uint64_t next_offset,
+                                   std::span<const shard::StoredMessage> records) {
+  s.reading = false;
+  if (!s.used || s.queue != c.queue || s.partition != c.partition) return;  // replaced or gone
+  if (errc != Errc::kOk || records.empty()) return;  // tried again next pass
+  // A NAK or a re-subscribe may have moved the cursor while the read was out: its records are
+  // not the ones the cursor wants (the next pass reads from where it is now).
+  if (s.next_offset != s.read_from) return;
+  const uint64_t pushed_to =
+      SendStored(p::FrameType::kDeliver, c, s.client_sub, next_offset, records,
+                 static_cast<uint32_t>(records.size()), p::kDefaultFrameBytes, p::kFlagReplica);
+  s.next_offset = std::max(s.next_offset, pushed_to);
+  s.last_push_ns = now_ns_;
+}
+
+}  // namespace sluice::dataplane
