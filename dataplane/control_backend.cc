@@ -16,6 +16,8 @@
 #include "control/engine_config.h"
 #include "control/errors.h"
 #include "dataplane/frame_handler.h"
+#include "dataplane/storage_shell.h"
+#include "dataplane/worker.h"
 
 namespace sluice::dataplane {
 namespace {
@@ -105,6 +107,7 @@ absl::Status SluicedBackend::Publish(std::shared_ptr<const c::CatalogSnapshot> s
   if (!queues.ok()) return queues.status();
   auto table = QueueTable::Build(layout_, std::move(*queues), snapshot->version());
   if (!table.ok()) return table.status();
+  PrepareNewPartitions(**table);
   rt_.tables->Publish(std::move(*table));
   {
     std::lock_guard lock(mu_);
@@ -121,6 +124,9 @@ absl::Status SluicedBackend::Purge(const c::QueueMeta& meta) {
   // with a standby: the purge is answered once the standby wrote every partition's purge mark
   // (docs/replication.md §13), waited for here (a control thread; bounded).
   const c::QueueAttributes& at = meta.spec.attributes;
+  if (at.durability != hwconf::Durability::kNone) {
+    if (absl::Status st = AwaitPurgeMarks(); !st.ok()) return st;
+  }
   if (replication_ == nullptr || replication_->role.load(std::memory_order_relaxed) != 1 ||
       at.replication != hwconf::ReplicationMode::kSync ||
       at.durability == hwconf::Durability::kNone) {
@@ -156,6 +162,62 @@ absl::Status SluicedBackend::Purge(const c::QueueMeta& meta) {
     }
     std::this_thread::sleep_for(std::chrono::milliseconds(1));
   }
+}
+
+void SluicedBackend::PrepareNewPartitions(const QueueTable& table) {
+  // A durable queue created at runtime: the slow file work of opening its partitions (about
+  // 1-15 ms each: directory, first segment create + fallocate + fsync, ack log) happens here, on
+  // the control thread, before the table that has it reaches the workers; each owner then only
+  // adopts ready files on its lcore (StorageShell::Open, docs/storage.md §9). Until Publish
+  // returns, the queue is not in any worker's table: a produce to it is answered as for any
+  // unknown queue. The first publication (start-up) has no workers yet (start-up recovery opens
+  // those); a standby's partitions are its replication shell's.
+  if (rt_.recovery == nullptr || workers_.load(std::memory_order_acquire) == nullptr) return;
+  if (replication_ != nullptr && replication_->role.load(std::memory_order_relaxed) == 2) return;
+  std::vector<uint32_t> known;
+  {
+    std::lock_guard lock(mu_);
+    if (snapshot_ != nullptr) {
+      for (const c::QueueMeta& m : snapshot_->queues()) known.push_back(m.id);
+    }
+  }
+  std::vector<std::pair<uint32_t, uint32_t>> fresh;
+  for (const QueueInfo& q : table.queues()) {
+    if (q.config.durability == shard::Durability::kNone ||
+        std::find(known.begin(), known.end(), q.id) != known.end()) {
+      continue;
+    }
+    for (uint32_t p = 0; p < q.partition_shard.size(); ++p) fresh.emplace_back(q.id, p);
+  }
+  if (!fresh.empty()) rt_.recovery->PrepareAll(layout_.storage, fresh);
+}
+
+absl::Status SluicedBackend::AwaitPurgeMarks() {
+  // Each owner wrote its partitions' purge marks while it applied the table Publish just
+  // published, through its lcore's io_uring: a write with an fdatasync linked behind it, which
+  // the lcore does not wait for (docs/storage.md §6). The purge is answered once those syncs
+  // completed, as it was when the lcore made them itself.
+  const auto* workers = workers_.load(std::memory_order_acquire);
+  if (workers == nullptr) return absl::OkStatus();
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(5);
+  for (const std::unique_ptr<Worker>& w : *workers) {
+    const StorageShell* st = w->storage();
+    if (st == nullptr) continue;
+    const StorageShellStats& ss = st->stats();
+    const uint64_t want = ss.ack_sync_requests.load();
+    const uint64_t failed_before = ss.ack_syncs_failed.load();
+    while (ss.ack_syncs_done.load() + ss.ack_syncs_failed.load() < want) {
+      if (std::chrono::steady_clock::now() >= deadline) {
+        return absl::UnavailableError("the purge mark was not synced to disk in time");
+      }
+      std::this_thread::sleep_for(std::chrono::microseconds(200));
+    }
+    if (ss.ack_syncs_failed.load() != failed_before) {
+      return absl::InternalError(
+          "a partition's purge mark could not be written (its ack log failed: STORAGE_FAILED)");
+    }
+  }
+  return absl::OkStatus();
 }
 
 std::vector<PartitionFigures> SluicedBackend::CollectFigures(

@@ -49,6 +49,10 @@ class SluicedBackend final : public control::ControlBackend {
   absl::Status Publish(std::shared_ptr<const control::CatalogSnapshot> snapshot) override;
   control::BackendStats Stats() override;
   absl::Status Purge(const control::QueueMeta& queue) override;
+  // Waits (bounded) until every worker's purge-mark syncs asked for so far completed.
+  absl::Status AwaitPurgeMarks();
+  // Opens the partitions of durable queues new in `table` off the lcores (before publishing).
+  void PrepareNewPartitions(const QueueTable& table);
   control::HealthReport Liveness() override;
   control::HealthReport Readiness() override;
   control::RoleInfo Role() override;

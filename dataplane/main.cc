@@ -97,10 +97,11 @@ void PrintUsage(FILE* out) {
       "  --check             validate and print the layout, then exit (no DPDK started)\n"
       "  --stats-file PATH   write the per-lcore counters as JSON to PATH on exit, and every\n"
       "                      second while running (for tests and scripts)\n"
-      "  --inject-storage-fault QUEUE_ID:PARTITION:SKIP:ERRNO\n"
+      "  --inject-storage-fault QUEUE_ID:PARTITION:SKIP:ERRNO[:acks]\n"
       "                      test seam: writes of that partition fail with ERRNO (e.g. 5 = EIO)\n"
       "                      after SKIP of them succeeded; the partition must then answer\n"
-      "                      STORAGE_FAILED while the others keep serving\n"
+      "                      STORAGE_FAILED while the others keep serving. ':acks': its ack-log\n"
+      "                      writes fail instead of its segment writes\n"
       "  --inject-link-fault LOSS:DUP:REORDER[:CUT_FILE]\n"
       "                      test seam: the replication link drops, duplicates and (kernel UDP)\n"
       "                      swaps the datagrams this box sends with these probabilities (0..1),\n"
@@ -162,6 +163,8 @@ int ParseArgs(int argc, char** argv, Args* args) {
       const char* v = value("--inject-storage-fault");
       if (!v) return kExitUsage;
       StorageFault f;
+      const std::string_view sv(v);
+      f.acks = sv.size() > 5 && sv.substr(sv.size() - 5) == ":acks";
       if (std::sscanf(v, "%u:%u:%u:%d", &f.queue, &f.partition, &f.skip, &f.error) != 4 ||
           f.error <= 0) {
         std::fprintf(stderr, "sluiced: --inject-storage-fault wants QUEUE_ID:PARTITION:SKIP:ERRNO, "

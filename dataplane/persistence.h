@@ -72,10 +72,12 @@ class Persistence {
   virtual void Removed(uint32_t queue, uint32_t partition, uint64_t offset) = 0;
   virtual void Committed(uint32_t queue, uint32_t partition, std::string_view group,
                          uint64_t offset) = 0;
-  // A purge dropped every offset below `below`: logged and synced at once (a control-path call,
-  // once per purge, not per message) so that a restart does not bring those messages back. The
-  // segments wholly below it go with the next retention pass; reads never reach below it.
-  // Not OK: the mark could not be written (the purge holds in memory until a restart).
+  // A purge dropped every offset below `below`: logged, and its write + fdatasync queued at once
+  // (a control-path call, once per purge, not per message; the caller does not wait for the
+  // sync: StorageShell counts it, the control thread waits) so that a restart does not bring
+  // those messages back. The segments wholly below it go with the next retention pass; reads
+  // never reach below it. Not OK: the mark could not be logged (the purge holds in memory until a
+  // restart). A sync that fails later fails the partition (reported through Poll).
   virtual absl::Status Purged(uint32_t queue, uint32_t partition, uint64_t below) = 0;
   // Retention (blocking: unlink + directory fsync per segment removed; call rarely). Only
   // closed segments go: those wholly below `keep_from_offset` (work queues: the oldest message
@@ -126,8 +128,12 @@ class Persistence {
     return Errc::kUnknownPartition;
   }
   virtual uint32_t PollBatchReads(absl::FunctionRef<void(const BatchRead&)> /*fn*/) { return 0; }
-  // Writes what the ack logs buffered (once per pass; cheap when nothing is buffered).
+  // Writes what the ack logs buffered (once per pass; cheap when nothing is buffered). Through
+  // the worker's io_uring: the writes complete in later passes.
   virtual void FlushAcks() = 0;
+  // FlushAcks, then waits until every ack-log write and sync completed (blocking: for a reader
+  // of the ack-log files, e.g. a replication ack snapshot; not per pass).
+  virtual void SettleAcks() { FlushAcks(); }
   // Blocks until nothing is in flight (shutdown), reporting as Poll does.
   virtual void Drain(absl::FunctionRef<void(uint32_t queue, uint32_t partition,
                                             shard::DurableOffset durable, Errc errc,

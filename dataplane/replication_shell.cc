@@ -303,7 +303,7 @@ void ReplicationShell::SendAckSnapshots(Persistence* storage) {
     if (ack_snapshots_.size() < 4) ack_snapshots_.emplace_back(q, p);
   });
   if (ack_snapshots_.empty()) return;
-  storage->FlushAcks();
+  storage->SettleAcks();  // the ack logs' writes go through the ring: completed before reading
   for (const auto& [q, p] : ack_snapshots_) {
     const std::string data_dir = DataDirOf(config_.storage, q, p);
     auto dir = storage::PartitionDir::Open(data_dir, storage::PartitionId{q, p}, false);

@@ -3,6 +3,8 @@
 #include <cstdio>
 #include <filesystem>
 
+#include <tbb/parallel_for.h>
+
 #include "absl/strings/str_format.h"
 #include "protocol/assert.h"
 #include "storage/segment.h"
@@ -67,6 +69,50 @@ std::vector<std::pair<std::pair<uint32_t, uint32_t>, uint64_t>> StartupRecovery:
   return out;
 }
 
+void StartupRecovery::Prepare(const hwconf::Storage& storage, uint32_t queue, uint32_t partition) {
+  auto out = std::make_unique<PreparedOpen>();
+  const std::string data_dir = DataDirOf(storage, queue, partition);
+  const storage::PartitionId id{queue, partition};
+  out->rec = storage::RecoverPartition(storage::PartitionToRecover{data_dir, id, 0, false},
+                                       RecoveryOptionsOf(storage));
+  out->status = out->rec.status;
+  if (out->status.ok()) {
+    out->rec.acks.Compact(out->rec.log.start_offset());
+    absl::StatusOr<storage::PreparedFiles> files = storage::UringWriter::PrepareFiles(
+        data_dir, id, &out->rec.log, storage.segment_bytes, /*direct_io=*/true);
+    if (files.ok()) {
+      out->files = std::move(*files);
+      absl::StatusOr<storage::AckLog> acks = storage::AckLog::Open(
+          out->files.dir->path(), out->files.dir->AckLogPath(), out->rec.acks);
+      if (acks.ok()) {
+        out->acks.emplace(std::move(*acks));
+      } else {
+        out->status = acks.status();
+      }
+    } else {
+      out->status = files.status();
+    }
+  }
+  std::lock_guard<std::mutex> lock(mu_);
+  prepared_[{queue, partition}] = std::move(out);
+}
+
+void StartupRecovery::PrepareAll(const hwconf::Storage& storage,
+                                 const std::vector<std::pair<uint32_t, uint32_t>>& partitions) {
+  tbb::parallel_for(size_t{0}, partitions.size(), [&](size_t i) {
+    Prepare(storage, partitions[i].first, partitions[i].second);
+  });
+}
+
+std::unique_ptr<PreparedOpen> StartupRecovery::TakePrepared(uint32_t queue, uint32_t partition) {
+  std::lock_guard<std::mutex> lock(mu_);
+  auto it = prepared_.find({queue, partition});
+  if (it == prepared_.end()) return nullptr;
+  std::unique_ptr<PreparedOpen> out = std::move(it->second);
+  prepared_.erase(it);
+  return out;
+}
+
 // ---- the shell -----------------------------------------------------------------------------------
 
 absl::StatusOr<std::unique_ptr<StorageShell>> StorageShell::Create(const StorageShellConfig& config,
@@ -80,7 +126,7 @@ absl::StatusOr<std::unique_ptr<StorageShell>> StorageShell::Create(const Storage
   // Batches live in several shards' chunk pools: no single region to register as buffers.
   absl::StatusOr<std::unique_ptr<storage::UringWriter>> writer = storage::UringWriter::Create(wc);
   if (!writer.ok()) return writer.status();
-  if (config.fault.has_value()) {
+  if (config.fault.has_value() && !config.fault->acks) {
     storage::FaultInjection f;
     f.count = UINT32_MAX;  // every write from `skip` on: the partition is broken for good
     f.error = config.fault->error;
@@ -100,28 +146,49 @@ absl::StatusOr<std::unique_ptr<StorageShell>> StorageShell::Create(const Storage
   absl::StatusOr<std::unique_ptr<storage::UringReader>> catchup =
       storage::UringReader::Create(cc, writer->get());
   if (!catchup.ok()) return catchup.status();
-  return std::unique_ptr<StorageShell>(new StorageShell(
-      config, startup, std::move(*writer), std::move(*reader), std::move(*catchup)));
+  // The ack logs' ring: per pass at most one write (+ a purge's sync) per partition with acks.
+  storage::AckRingConfig ac;
+  ac.entries = 256;
+  ac.completion_eventfd = config.completion_eventfd;
+  absl::StatusOr<std::unique_ptr<storage::AckRing>> acks = storage::AckRing::Create(ac);
+  if (!acks.ok()) return acks.status();
+  if (config.fault.has_value() && config.fault->acks) {
+    storage::AckFaultInjection f;
+    f.count = UINT32_MAX;  // every ack write from `skip` on: the partition fails at the first
+    f.error = config.fault->error;
+    f.only = Key(config.fault->queue, config.fault->partition);
+    f.skip = config.fault->skip;
+    (*acks)->InjectFaults(f);
+  }
+  return std::unique_ptr<StorageShell>(new StorageShell(config, startup, std::move(*writer),
+                                                        std::move(*reader), std::move(*catchup),
+                                                        std::move(*acks)));
 }
 
 StorageShell::StorageShell(const StorageShellConfig& config, StartupRecovery* startup,
                            std::unique_ptr<storage::UringWriter> writer,
                            std::unique_ptr<storage::UringReader> reader,
-                           std::unique_ptr<storage::UringReader> catchup)
+                           std::unique_ptr<storage::UringReader> catchup,
+                           std::unique_ptr<storage::AckRing> acks)
     : config_(config),
       startup_(startup),
       writer_(std::move(writer)),
       reader_(std::move(reader)),
-      catchup_(std::move(catchup)) {
+      catchup_(std::move(catchup)),
+      ack_ring_(std::move(acks)) {
   read_records_.reserve(4096);
   policy_.batch_bytes = config.storage.batch_bytes;
   policy_.batch_time_ns = uint64_t{config.storage.batch_time_us} * 1000;
   parts_.reserve(1024);
   by_handle_.reserve(1024);
   ack_dirty_.reserve(1024);
+  ack_failed_.reserve(1024);
 }
 
-StorageShell::~StorageShell() = default;
+StorageShell::~StorageShell() {
+  // The ack logs' buffers are the kernel's until their writes complete.
+  ack_ring_->Drain([](storage::AckLog&) {});
+}
 
 StorageShell::Part* StorageShell::Find(uint32_t q, uint32_t p) {
   auto it = parts_.find(Key(q, p));
@@ -141,7 +208,17 @@ absl::StatusOr<RecoveredLog> StorageShell::Open(
   const std::string data_dir = DataDirOf(config_.storage, queue, partition);
   const storage::PartitionId id{queue, partition};
   std::optional<storage::RecoveredPartition> rec;
+  // A queue created at runtime: its files were opened off the lcore (StartupRecovery::Prepare).
+  std::unique_ptr<PreparedOpen> prepared;
   if (startup_ != nullptr) rec = startup_->Take(queue, partition);
+  if (!rec.has_value() && startup_ != nullptr) {
+    prepared = startup_->TakePrepared(queue, partition);
+    if (prepared != nullptr) {
+      if (prepared->status.ok()) prepared->rec.status = absl::OkStatus();
+      else prepared->rec.status = prepared->status;
+      rec.emplace(std::move(prepared->rec));
+    }
+  }
   if (!rec.has_value()) {
     storage::PartitionToRecover what{data_dir, id, 0, false};
     rec = storage::RecoverPartition(what, RecoveryOptionsOf(config_.storage));
@@ -167,24 +244,39 @@ absl::StatusOr<RecoveredLog> StorageShell::Open(
   }
   for (const auto& [group, offset] : rec->acks.commits) committed(group, offset);
 
-  absl::StatusOr<storage::PartitionDir> dir = storage::PartitionDir::Open(data_dir, id, true);
-  if (!dir.ok()) return dir.status();
-  rec->acks.Compact(rec->log.start_offset());
-  absl::StatusOr<storage::AckLog> acks =
-      storage::AckLog::Open(dir->path(), dir->AckLogPath(), rec->acks);
-  if (!acks.ok()) return acks.status();
-
-  RecoveredLog out;
-  out.next_offset = rec->log.next_offset;
-  out.summary = absl::StrFormat("%s: %u record(s) on disk, next offset %u", where,
-                                rec->records.size(), out.next_offset);
   storage::PartitionSpec spec;
   spec.data_dir = data_dir;
   spec.id = id;
   spec.durability = durability;
   spec.epoch = config_.epoch;
-  absl::StatusOr<storage::PartitionHandle> h =
-      writer_->OpenPartition(spec, std::move(rec->log));
+  std::optional<storage::AckLog> acks;
+  std::string dir_path;
+  absl::StatusOr<storage::PartitionHandle> h = absl::UnknownError("not opened");
+  const uint64_t next_offset = rec->log.next_offset;
+  if (prepared != nullptr) {
+    // Adopted: no blocking file-system call here (the segment's registration goes through the
+    // ring).
+    acks.emplace(std::move(*prepared->acks));
+    dir_path = prepared->files.dir->path();
+    h = writer_->AdoptPartition(spec, std::move(rec->log), std::move(prepared->files));
+    if (h.ok()) ++stats_.opens_off_lcore;
+  } else {
+    absl::StatusOr<storage::PartitionDir> dir = storage::PartitionDir::Open(data_dir, id, true);
+    if (!dir.ok()) return dir.status();
+    rec->acks.Compact(rec->log.start_offset());
+    absl::StatusOr<storage::AckLog> opened =
+        storage::AckLog::Open(dir->path(), dir->AckLogPath(), rec->acks);
+    if (!opened.ok()) return opened.status();
+    acks.emplace(std::move(*opened));
+    dir_path = dir->path();
+    h = writer_->OpenPartition(spec, std::move(rec->log));
+    if (h.ok() && running_) ++stats_.opens_on_lcore;  // blocking calls on the worker's lcore
+  }
+
+  RecoveredLog out;
+  out.next_offset = next_offset;
+  out.summary = absl::StrFormat("%s: %u record(s) on disk, next offset %u", where,
+                                rec->records.size(), out.next_offset);
   if (!h.ok()) {
     return absl::Status(h.status().code(),
                         absl::StrFormat("%s: open: %s", where, h.status().message()));
@@ -193,10 +285,11 @@ absl::StatusOr<RecoveredLog> StorageShell::Open(
   part->queue = queue;
   part->partition = partition;
   part->handle = *h;
-  part->acks.emplace(std::move(*acks));
+  part->acks.emplace(std::move(*acks));  // moved before Attach: its address is the ring's
+  part->acks->Attach(ack_ring_.get(), Key(queue, partition));  // its place for good: parts_ owns it
   part->submitted_end = part->durable_end = out.next_offset;
   part->purged_below = rec->acks.deleted_below;
-  part->dir = dir->path();
+  part->dir = dir_path;
   by_handle_[*h] = part.get();
   parts_[Key(queue, partition)] = std::move(part);
   ++stats_.opened;
@@ -207,9 +300,19 @@ void StorageShell::Close(uint32_t queue, uint32_t partition, bool remove) {
   auto it = parts_.find(Key(queue, partition));
   if (it == parts_.end()) return;
   Part& p = *it->second;
-  if (p.acks.has_value() && !p.acks->Flush().ok()) ++stats_.ack_flush_errors;
+  if (p.acks.has_value()) {
+    // Control path (queue deleted, shutdown): what is buffered goes, and the ring's requests on
+    // the log complete before it does (waited for here).
+    p.acks->StartFlush();
+    ack_ring_->Wait(*p.acks, [this](storage::AckLog& l) { OnAckFailed(l); });
+    if (p.acks->busy() && !p.acks->failed()) {  // its rest, re-queued by the completion
+      ack_ring_->Wait(*p.acks, [this](storage::AckLog& l) { OnAckFailed(l); });
+    }
+    SyncAckStats();
+  }
   writer_->ClosePartition(p.handle);
   if (p.ack_dirty) std::erase(ack_dirty_, &p);
+  std::erase(ack_failed_, &p);
   by_handle_.erase(p.handle);
   if (remove) {
     std::error_code ec;
@@ -261,7 +364,17 @@ void StorageShell::Report(const storage::Completion& c,
 
 uint32_t StorageShell::Poll(absl::FunctionRef<void(uint32_t, uint32_t, shard::DurableOffset, Errc,
                                                    std::string_view)> fn) {
-  const uint32_t n = writer_->Poll([&](const storage::Completion& c) { Report(c, fn); });
+  uint32_t n = writer_->Poll([&](const storage::Completion& c) { Report(c, fn); });
+  // Partitions an ack-log write or sync failed (FlushAcks found them): reported as a failed
+  // write is, once.
+  for (Part* p : ack_failed_) {
+    if (p->failure_reported) continue;
+    p->failure_reported = true;
+    fn(p->queue, p->partition, shard::DurableOffset{p->durable_end}, Errc::kStorageFailed,
+       p->acks->failure());
+    ++n;
+  }
+  ack_failed_.clear();
   // A retention removal completes without a completion to report: its count goes over here.
   if (writer_->stats().retention_removed != stats_.segments_removed.load()) SyncWriterStats();
   return n;
@@ -270,19 +383,32 @@ uint32_t StorageShell::Poll(absl::FunctionRef<void(uint32_t, uint32_t, shard::Du
 void StorageShell::Drain(absl::FunctionRef<void(uint32_t, uint32_t, shard::DurableOffset, Errc,
                                                 std::string_view)> fn) {
   writer_->Drain([&](const storage::Completion& c) { Report(c, fn); });
-  FlushAcks();
+  SettleAcks();
+}
+
+bool StorageShell::AppendAck(Part* p, absl::FunctionRef<bool(storage::AckLog&)> append) {
+  storage::AckLog& log = *p->acks;
+  if (!log.failed() && append(log)) return true;
+  if (!log.failed()) {
+    // The active buffer is full: it goes now, or, if the other buffer is still being written,
+    // once that write completed (waited for: rare, the disk is 64 KiB of acks behind).
+    log.StartFlush();
+    if (log.full_while_writing() || log.ops_in_flight() > 0) {
+      if (log.buffered_bytes() > 0) {
+        ++stats_.ack_write_waits;
+        ack_ring_->Wait(log, [this](storage::AckLog& l) { OnAckFailed(l); });
+      }
+    }
+    if (!log.failed() && append(log)) return true;
+  }
+  ++stats_.ack_flush_errors;  // not logged: the partition failed (a redelivery after a restart)
+  return false;
 }
 
 void StorageShell::Removed(uint32_t queue, uint32_t partition, uint64_t offset) {
   Part* p = Find(queue, partition);
   if (p == nullptr || !p->acks.has_value()) return;
-  if (!p->acks->Delete(offset)) {  // buffer full: write it out now, then log
-    FlushAcks();
-    if (!p->acks->Delete(offset)) {
-      ++stats_.ack_flush_errors;  // the file cannot take writes: a redelivery after a restart
-      return;
-    }
-  }
+  if (!AppendAck(p, [&](storage::AckLog& l) { return l.Delete(offset); })) return;
   MarkDirty(p);
   ++stats_.ack_entries;
 }
@@ -293,13 +419,7 @@ void StorageShell::Committed(uint32_t queue, uint32_t partition, std::string_vie
   if (p == nullptr || !p->acks.has_value() || group.size() > storage::AckLog::kMaxGroupBytes) {
     return;
   }
-  if (!p->acks->Commit(group, offset)) {
-    FlushAcks();
-    if (!p->acks->Commit(group, offset)) {
-      ++stats_.ack_flush_errors;
-      return;
-    }
-  }
+  if (!AppendAck(p, [&](storage::AckLog& l) { return l.Commit(group, offset); })) return;
   MarkDirty(p);
   ++stats_.ack_entries;
 }
@@ -312,22 +432,18 @@ absl::Status StorageShell::Purged(uint32_t queue, uint32_t partition, uint64_t b
                         partition, below));
   }
   p->purged_below = std::max(p->purged_below, below);
-  // Whatever deletes are buffered go first, then the mark, written and synced now.
-  if (!p->acks->DeletedBelow(below)) {
-    FlushAcks();
-    if (!p->acks->DeletedBelow(below)) {
-      ++stats_.ack_flush_errors;
-      return absl::ResourceExhaustedError(
-          absl::StrFormat("queue %u partition %u: purge below offset %u: ack log full", queue,
-                          partition, below));
-    }
+  // Whatever deletes are buffered go first, then the mark; an fdatasync linked behind the write
+  // makes it durable. Nothing blocks: the control thread that asked for the purge waits for
+  // ack_syncs_done (SluicedBackend::Purge); a failure fails the partition (reported by Poll).
+  if (!AppendAck(p, [&](storage::AckLog& l) { return l.DeletedBelow(below); })) {
+    return absl::DataLossError(absl::StrFormat(
+        "queue %u partition %u: purge below offset %u: ack log: %s", queue, partition, below,
+        p->acks->failed() ? p->acks->failure() : std::string("no room")));
   }
   ++stats_.ack_entries;
-  if (absl::Status s = p->acks->Flush(/*sync=*/true); !s.ok()) {
-    ++stats_.ack_flush_errors;
-    return absl::Status(s.code(), absl::StrFormat("queue %u partition %u: purge below offset %u: %s",
-                                                  queue, partition, below, s.message()));
-  }
+  p->acks->StartFlush(/*sync=*/true);
+  ++stats_.ack_sync_requests;
+  SyncAckStats();
   return absl::OkStatus();
 }
 
@@ -452,13 +568,49 @@ void StorageShell::MarkDirty(Part* p) {
 }
 
 void StorageShell::FlushAcks() {
+  running_ = true;
   for (Part* p : ack_dirty_) {
     p->ack_dirty = false;
-    // Not fsynced (docs/storage.md §6): a lost delete means a redelivery, which at-least-once
-    // allows. A failed write is counted and the entries dropped: same consequence.
-    if (!p->acks->Flush().ok()) ++stats_.ack_flush_errors;
+    // Not fsynced (docs/storage.md §6): a delete lost in a power failure means a redelivery,
+    // which at-least-once allows. A write in flight on the log: these go when it completes.
+    p->acks->StartFlush();
   }
   ack_dirty_.clear();
+  if (ack_ring_->idle()) return;  // nothing in flight: no ring access at all
+  ack_ring_->Poll([this](storage::AckLog& l) { OnAckFailed(l); });
+  SyncAckStats();
+}
+
+void StorageShell::SettleAcks() {
+  FlushAcks();
+  // A completion may queue the rest of a short write or the next buffer: until all is quiet.
+  for (int round = 0; round < 1000 && !ack_ring_->idle(); ++round) {
+    ack_ring_->Drain([this](storage::AckLog& l) { OnAckFailed(l); });
+  }
+  SyncAckStats();
+}
+
+void StorageShell::OnAckFailed(storage::AckLog& log) {
+  // As a failed segment write: the partition takes no more writes and answers STORAGE_FAILED
+  // (docs/storage.md §6: an ack-log write error is never retried-and-forgotten).
+  ++stats_.ack_flush_errors;
+  // The purge marks waiting for this log's sync never will be: the control thread stops waiting.
+  stats_.ack_syncs_failed += log.syncs_requested() - log.syncs_done();
+  Part* p = Find(static_cast<uint32_t>(log.cookie() >> 32), static_cast<uint32_t>(log.cookie()));
+  if (p == nullptr) return;
+  if (!p->failed) {
+    ++stats_.failed;
+    ++stats_.ack_failures;
+  }
+  p->failed = true;
+  if (!p->failure_reported) ack_failed_.push_back(p);
+}
+
+void StorageShell::SyncAckStats() {
+  const storage::AckRingStats& as = ack_ring_->stats();
+  stats_.ack_writes_async.set(as.writes);
+  stats_.ack_syncs_async.set(as.syncs);
+  stats_.ack_syncs_done.set(as.syncs_covered);
 }
 
 }  // namespace sluice::dataplane

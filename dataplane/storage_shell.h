@@ -4,8 +4,12 @@
 // SINGLE_ISSUER); partitions opened before that are opened on the main thread at start-up.
 //
 // Start-up recovery of every partition runs before the workers are created, in parallel with TBB
-// (StartupRecovery); each shell takes its partitions' results from there. A partition created
-// later (control plane) is recovered on the spot: its directory is new or empty.
+// (StartupRecovery); each shell takes its partitions' results from there. A partition of a queue
+// created later is prepared by the control thread before it publishes the table that has it
+// (StartupRecovery::Prepare: recovery of its new or empty directory, ack log, first segment) and
+// adopted here without a blocking file-system call; one nothing was prepared for is opened on
+// the spot (blocking, counted as opens_on_lcore). The ack logs write through a ring of their own
+// (storage/ack_ring.h): nothing on the lcore blocks for them either.
 #pragma once
 
 #include <cstdint>
@@ -22,6 +26,7 @@
 #include "dataplane/persistence.h"
 #include "hwconf/layout.h"
 #include "storage/ack_log.h"
+#include "storage/ack_ring.h"
 #include "storage/recovery.h"
 #include "storage/uring_reader.h"
 #include "storage/uring_writer.h"
@@ -39,10 +44,26 @@ struct StorageFault {
   uint32_t partition = 0;
   uint32_t skip = 0;
   int error = 0;  // errno, e.g. EIO
+  // The partition's ack-log writes fail instead (through the ack ring's seam): an ack-log
+  // error must fail the partition like a segment write error.
+  bool acks = false;
+};
+
+// A partition of a queue created at runtime, opened ahead off the lcore (StartupRecovery::
+// Prepare, on the control thread that publishes the table that has it): recovered (its
+// directory is new or empty), its ack log written compacted and open, its first segment created,
+// preallocated and synced. The worker's lcore adopts it (StorageShell::Open) without a blocking
+// file-system call.
+struct PreparedOpen {
+  absl::Status status;  // not OK: the open fails with it (the partition answers STORAGE_FAILED)
+  storage::RecoveredPartition rec;
+  std::optional<storage::AckLog> acks;
+  storage::PreparedFiles files;
 };
 
 // Recovery of the partitions present at start, shared by the workers' shells (main thread and
-// each shell's Open at start-up; not on the data path).
+// each shell's Open at start-up; not on the data path). Also holds the partitions of queues
+// created at runtime, prepared off the lcore, until their worker adopts them.
 class StartupRecovery {
  public:
   // Recovers every listed partition in parallel. Prints one line per partition that had data.
@@ -56,9 +77,22 @@ class StartupRecovery {
   double seconds() const { return seconds_; }
   uint64_t bytes_scanned() const { return bytes_scanned_; }
 
+  // Control thread, before publishing a table with a new durable queue: does the blocking file
+  // work of opening (queue, partition) (blocking: recovery of its directory, ack-log rewrite,
+  // first segment create + fallocate + fsync + directory fsync) and keeps the result for its
+  // worker. Errors are kept too (the worker's open fails with them).
+  void Prepare(const hwconf::Storage& storage, uint32_t queue, uint32_t partition);
+  // Prepare for each (queue, partition), in parallel (TBB, as start-up recovery): a queue with
+  // many partitions does not pay their fsyncs one after another.
+  void PrepareAll(const hwconf::Storage& storage,
+                  const std::vector<std::pair<uint32_t, uint32_t>>& partitions);
+  // The worker's shell: the prepared partition, moved out (null: none was prepared).
+  std::unique_ptr<PreparedOpen> TakePrepared(uint32_t queue, uint32_t partition);
+
  private:
   std::mutex mu_;
   std::map<std::pair<uint32_t, uint32_t>, storage::RecoveredPartition> results_;
+  std::map<std::pair<uint32_t, uint32_t>, std::unique_ptr<PreparedOpen>> prepared_;
   double seconds_ = 0;
   uint64_t bytes_scanned_ = 0;
 };
@@ -81,7 +115,19 @@ struct StorageShellStats {
   Counter submitted_bytes;
   Counter throttled;         // Submit answered kThrottled (writer full)
   Counter ack_entries;       // deletes and commits logged
-  Counter ack_flush_errors;  // ack-log writes that failed (entries lost: redelivery after restart)
+  Counter ack_flush_errors;  // ack-log writes or syncs that failed, or entries that found no room
+  Counter ack_writes_async;  // ack-log writes submitted through the lcore's ack ring
+  Counter ack_syncs_async;   // ack-log fdatasyncs submitted through the ring (purge marks)
+  Counter ack_sync_requests;  // purge marks to sync (Purged calls)
+  Counter ack_syncs_done;    // of which: synced (a fdatasync behind them completed)
+  Counter ack_syncs_failed;  // of which: never to be synced (their ack log failed)
+  Counter ack_write_waits;   // appends that waited for the ring: both buffers of a log were full
+  Counter ack_failures;      // partitions failed by an ack-log write or sync error
+  // Partitions opened while the worker runs (a queue created at runtime): their files prepared
+  // off the lcore and adopted (no blocking file call on it), or opened on the lcore (blocking:
+  // nothing was prepared for them).
+  Counter opens_off_lcore;
+  Counter opens_on_lcore;
   Counter cold_fetches;      // fetches served from the log (older than memory)
   Counter segments_removed;  // retention: unlinked and the directory fsynced (through the ring)
   Counter retention_errors;
@@ -137,7 +183,11 @@ class StorageShell final : public Persistence {
   }
   uint32_t registered_regions() const { return writer_->registered_regions(); }
   // Writes submitted and not yet completed: the kernel still has work to do for them.
-  bool AwaitingKernel() const { return writer_->in_flight() != 0; }
+  bool AwaitingKernel() const { return writer_->in_flight() != 0 || !ack_ring_->idle(); }
+  const storage::AckRingStats& ack_ring_stats() const { return ack_ring_->stats(); }
+  void InjectAckFaults(const storage::AckFaultInjection& f) { ack_ring_->InjectFaults(f); }
+  // Every ack log written out and synced as asked (blocking; Close, shutdown, ack snapshots).
+  void SettleAcks() override;
   // Durable partitions open here (in-memory queues have none).
   bool Persisting() const { return !parts_.empty(); }
 
@@ -151,18 +201,26 @@ class StorageShell final : public Persistence {
     uint64_t durable_end = 0;
     uint64_t purged_below = 0;  // the ack log's "deleted below" mark: nothing below is read
     bool failed = false;
+    bool failure_reported = false;  // an ack-log failure, reported through Poll
     bool ack_dirty = false;  // in ack_dirty_
     std::string dir;
   };
   StorageShell(const StorageShellConfig& config, StartupRecovery* startup,
                std::unique_ptr<storage::UringWriter> writer,
                std::unique_ptr<storage::UringReader> reader,
-               std::unique_ptr<storage::UringReader> catchup);
+               std::unique_ptr<storage::UringReader> catchup,
+               std::unique_ptr<storage::AckRing> acks);
   static uint64_t Key(uint32_t q, uint32_t p) { return (uint64_t{q} << 32) | p; }
   Part* Find(uint32_t q, uint32_t p);
   const Part* Find(uint32_t q, uint32_t p) const;
   void MarkDirty(Part* p);
   void SyncWriterStats();  // the writer's counters into stats_
+  void SyncAckStats();     // the ack ring's counters into stats_
+  void OnAckFailed(storage::AckLog& log);  // fails the log's partition (reported by Poll)
+  // Appends an entry to `p`'s ack log (`append` returns false when its buffer is full): when
+  // full, flushes, and waits for the ring if the other buffer is still being written (counted).
+  // False: not logged (the log failed; counted in ack_flush_errors).
+  bool AppendAck(Part* p, absl::FunctionRef<bool(storage::AckLog&)> append);
   void Report(const storage::Completion& c,
               absl::FunctionRef<void(uint32_t, uint32_t, shard::DurableOffset, Errc,
                                      std::string_view)> fn);
@@ -179,6 +237,11 @@ class StorageShell final : public Persistence {
   absl::flat_hash_map<uint64_t, std::unique_ptr<Part>> parts_;
   absl::flat_hash_map<storage::PartitionHandle, Part*> by_handle_;
   std::vector<Part*> ack_dirty_;  // partitions with buffered ack-log entries
+  // The ack logs' ring (storage/ack_ring.h: why a ring of its own) and the partitions an ack-log
+  // failure failed, to report through Poll.
+  std::unique_ptr<storage::AckRing> ack_ring_;
+  std::vector<Part*> ack_failed_;
+  bool running_ = false;  // the worker's loop called us (FlushAcks): opens from now on are its
   StorageShellStats stats_;
 };
 

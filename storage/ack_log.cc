@@ -7,7 +7,9 @@
 #include <cerrno>
 #include <cstring>
 
+#include "absl/strings/str_cat.h"
 #include "protocol/assert.h"
+#include "storage/ack_ring.h"
 #include "storage/crc32c.h"
 
 namespace sluice::storage {
@@ -118,13 +120,15 @@ absl::StatusOr<AckLog> AckLog::Open(const std::string& dir, const std::string& p
 }
 
 AckLog::AckLog(Fd fd, std::string path, uint64_t size)
-    : fd_(std::move(fd)), path_(std::move(path)), file_bytes_(size), buf_(kBufferBytes) {}
+    : fd_(std::move(fd)), path_(std::move(path)), file_bytes_(size) {
+  bufs_[0].resize(kBufferBytes);
+}
 
 bool AckLog::Append(AckKind kind, std::string_view group, uint64_t offset) {
   SLUICE_ASSERT(group.size() <= kMaxGroupBytes);
   const size_t n = EntryBytes(group.size());
-  if (used_ + n > buf_.size()) return false;
-  EncodeEntry(buf_.data() + used_, kind, group, offset);
+  if (used_ + n > kBufferBytes) return false;
+  EncodeEntry(active() + used_, kind, group, offset);
   used_ += n;
   return true;
 }
@@ -136,8 +140,10 @@ bool AckLog::Commit(std::string_view group, uint64_t offset) {
 bool AckLog::DeletedBelow(uint64_t offset) { return Append(AckKind::kDeletedBelow, {}, offset); }
 
 absl::Status AckLog::Flush(bool sync) {
+  SLUICE_ASSERT(ops_ == 0 && flight_len_ == 0);  // nothing of the ring's path in flight
+  if (failed_) return absl::DataLossError(failure_);
   if (used_ > 0) {
-    if (absl::Status s = PwriteFull(fd_.get(), {buf_.data(), used_}, file_bytes_, path_); !s.ok()) {
+    if (absl::Status s = PwriteFull(fd_.get(), {active(), used_}, file_bytes_, path_); !s.ok()) {
       return s;
     }
     file_bytes_ += used_;
@@ -145,6 +151,98 @@ absl::Status AckLog::Flush(bool sync) {
   }
   if (sync && ::fdatasync(fd_.get()) != 0) return ErrnoStatus(errno, "fdatasync", path_);
   return absl::OkStatus();
+}
+
+// ---- through the ring ----------------------------------------------------------------------
+
+void AckLog::Attach(AckRing* ring, uint64_t cookie) {
+  SLUICE_ASSERT(ring_ == nullptr && ring != nullptr);
+  ring_ = ring;
+  cookie_ = cookie;
+  bufs_[1].resize(kBufferBytes);
+}
+
+void AckLog::StartFlush(bool sync) {
+  SLUICE_ASSERT(ring_ != nullptr);
+  if (sync) {
+    ++syncs_requested_;
+    sync_wanted_ = true;
+  }
+  Pump();
+}
+
+void AckLog::Pump() {
+  if (failed_ || ops_ > 0) return;
+  if (flight_len_ == 0 && used_ > 0) {
+    // The filled buffer goes; entries from now on accumulate in the other one.
+    flight_buf_ = active_;
+    flight_len_ = static_cast<uint32_t>(used_);
+    flight_done_ = 0;
+    active_ ^= 1;
+    used_ = 0;
+  }
+  const bool sync = sync_wanted_;
+  if (flight_len_ > 0) {
+    if (!ring_->PrepWrite(this, fd_.get(), bufs_[flight_buf_].data() + flight_done_,
+                          flight_len_ - flight_done_, file_bytes_ + flight_done_, sync)) {
+      return;  // no submission entry now: the next StartFlush tries again
+    }
+  } else if (sync) {
+    if (!ring_->PrepSync(this, fd_.get())) return;
+  } else {
+    return;
+  }
+  if (sync) {
+    sync_wanted_ = false;
+    sync_void_ = false;
+    sync_covers_ = syncs_requested_;
+  }
+}
+
+void AckLog::Fail(int err, std::string_view what) {
+  if (failed_) return;
+  failed_ = true;
+  failure_ = absl::StrCat(absl::string_view(what.data(), what.size()), " ", path_, ": ",
+                          std::strerror(err));
+}
+
+bool AckLog::OnCompletion(int op, int res) {
+  SLUICE_ASSERT(ops_ > 0);
+  --ops_;
+  const bool was_failed = failed_;
+  if (op == AckRing::kWrite) {
+    if (res == -EAGAIN || res == -EINTR) {
+      sync_void_ = true;  // a linked sync ran (or was cancelled) without this write
+      ++ring_->stats_.requeued;
+    } else if (res < 0) {
+      Fail(-res, "ack log write to");
+    } else if (res == 0) {
+      Fail(EIO, "ack log write (no progress) to");
+    } else {
+      flight_done_ += static_cast<uint32_t>(res);
+      SLUICE_ASSERT(flight_done_ <= flight_len_);
+      if (flight_done_ < flight_len_) {
+        sync_void_ = true;  // short: the rest is re-queued, and the sync with it
+        ++ring_->stats_.requeued;
+      } else {
+        file_bytes_ += flight_len_;
+        flight_len_ = 0;
+        flight_done_ = 0;
+      }
+    }
+  } else {
+    if (res == -ECANCELED || res == -EAGAIN || res == -EINTR || (res == 0 && sync_void_)) {
+      sync_wanted_ = true;  // its write did not complete: again, behind the rest of it
+    } else if (res < 0) {
+      Fail(-res, "ack log fdatasync of");
+    } else if (sync_covers_ > syncs_done_) {
+      ring_->stats_.syncs_covered += sync_covers_ - syncs_done_;
+      syncs_done_ = sync_covers_;
+    }
+  }
+  if (failed_ && !was_failed) return false;
+  if (ops_ == 0) Pump();  // the rest, the next buffer, or a sync asked for meanwhile
+  return true;
 }
 
 }  // namespace sluice::storage

@@ -199,6 +199,10 @@ struct UringWriter::Impl {
   }
 
   absl::Status OpenActive(Part& p, PartitionHandle h);
+  // A segment's files become the partition's active segment (the log's last). via_ring: its
+  // registered-file slot is set through the ring (the owning thread's way: no system call);
+  // else with io_uring_register_files_update (the blocking paths).
+  void Install(Part& p, PartitionHandle h, PreparedFiles files, bool via_ring);
   absl::Status Roll(Part& p, PartitionHandle h, uint64_t base);
   // Both rolls: the active segment closes (its files once nothing is in flight on them) and the
   // log gains a segment starting at `base`.
@@ -332,37 +336,77 @@ UringWriter::~UringWriter() {
 
 // ---- partitions ----------------------------------------------------------------------------
 
-absl::Status UringWriter::Impl::OpenActive(Part& p, PartitionHandle h) {
-  SegmentState& seg = p.log.segments.back();
-  const std::string path = p.dir->LogPath(seg.base_offset);
-  absl::StatusOr<Fd> fd = cfg.direct_io ? OpenMaybeDirect(path, O_RDWR, &p.direct)
-                                        : OpenBuffered(path, O_RDWR, &p.direct);
+namespace {
+
+// The blocking half of opening a partition's active segment `seg` (any thread): opens it (O_DIRECT
+// if asked and possible), preallocates it if short, rewrites its index to what recovery kept
+// and opens that for appending.
+absl::Status PrepareActive(const PartitionDir& dir, const SegmentState& seg, uint64_t segment_bytes,
+                           bool direct_io, PreparedFiles* out) {
+  const std::string path = dir.LogPath(seg.base_offset);
+  absl::StatusOr<Fd> fd = direct_io ? OpenMaybeDirect(path, O_RDWR, &out->direct)
+                                    : OpenBuffered(path, O_RDWR, &out->direct);
   if (!fd.ok()) return fd.status();
   absl::StatusOr<uint64_t> size = FileSize(fd->get(), path);
   if (!size.ok()) return size.status();
-  if (*size < cfg.segment_bytes) {
-    if (int e = ::posix_fallocate(fd->get(), 0, static_cast<off_t>(cfg.segment_bytes)); e != 0) {
+  if (*size < segment_bytes) {
+    if (int e = ::posix_fallocate(fd->get(), 0, static_cast<off_t>(segment_bytes)); e != 0) {
       return ErrnoStatus(e, "fallocate", path);
     }
     if (::fsync(fd->get()) != 0) return ErrnoStatus(errno, "fsync", path);
   }
   // The index file is rewritten to exactly what recovery kept, then appended to.
-  if (absl::Status s = p.dir->WriteIndex(seg.base_offset, seg.index); !s.ok()) return s;
-  Fd index(::open(p.dir->IndexPath(seg.base_offset).c_str(), O_WRONLY | O_CLOEXEC));
-  if (!index.valid()) return ErrnoStatus(errno, "open", p.dir->IndexPath(seg.base_offset));
+  if (absl::Status s = dir.WriteIndex(seg.base_offset, seg.index); !s.ok()) return s;
+  Fd index(::open(dir.IndexPath(seg.base_offset).c_str(), O_WRONLY | O_CLOEXEC));
+  if (!index.valid()) return ErrnoStatus(errno, "open", dir.IndexPath(seg.base_offset));
+  out->log = std::move(*fd);
+  out->index = std::move(index);
+  out->capacity = std::max(*size, segment_bytes);
+  out->tail = seg.end_position;
+  return absl::OkStatus();
+}
 
+}  // namespace
+
+absl::Status UringWriter::Impl::OpenActive(Part& p, PartitionHandle h) {
+  PreparedFiles files;
+  if (absl::Status s = PrepareActive(*p.dir, p.log.segments.back(), cfg.segment_bytes,
+                                     cfg.direct_io, &files);
+      !s.ok()) {
+    return s;
+  }
+  Install(p, h, std::move(files), /*via_ring=*/false);
+  return absl::OkStatus();
+}
+
+void UringWriter::Impl::Install(Part& p, PartitionHandle h, PreparedFiles files, bool via_ring) {
+  const SegmentState& seg = p.log.segments.back();
   uint8_t i = 0;
   while (i < kFilesPerPartition && p.files[i].open) ++i;
   SLUICE_ASSERT(i < kFilesPerPartition);  // Roll checks for a free slot first
   SegmentFile& f = p.files[i];
   f = SegmentFile{};
-  f.fd = std::move(*fd);
-  f.index_fd = std::move(index);
+  f.fd = std::move(files.log);
+  f.index_fd = std::move(files.index);
   f.base = seg.base_offset;
-  f.capacity = std::max(*size, cfg.segment_bytes);
+  f.capacity = files.capacity;
   f.open = true;
   f.active = true;
-  if (!free_slots.empty()) {
+  if (!free_slots.empty() && via_ring) {
+    if (!free_requests.empty()) {
+      // As a prepared roll's: through the ring; until that completes, writes use the plain fd.
+      f.pending_slot = free_slots.back();
+      free_slots.pop_back();
+      f.reg_fd = f.fd.get();
+      const uint32_t id = AllocRequest(Op::kFileRegister, h, kNoSeq);
+      requests[id].gen = i;
+      io_uring_sqe* sqe = Sqe();
+      io_uring_prep_files_update(sqe, &f.reg_fd, 1, f.pending_slot);
+      io_uring_sqe_set_data64(sqe, id);
+      ++f.ops;
+      MarkDirty(h, p);  // the next Poll submits it
+    }
+  } else if (!free_slots.empty()) {
     const int slot = free_slots.back();
     int fdv = f.fd.get();
     if (io_uring_register_files_update(&ring, static_cast<unsigned>(slot), &fdv, 1) == 1) {
@@ -371,16 +415,69 @@ absl::Status UringWriter::Impl::OpenActive(Part& p, PartitionHandle h) {
     }
   }
   p.active = i;
-  p.tail = seg.end_position;
+  p.tail = files.tail;
+  p.direct = files.direct;
   if (!p.direct && !p.warned) {
     p.warned = true;
     std::fprintf(stderr, "sluice storage: warning: %s: %s; partition %u-%u uses buffered writes + "
-                 "fdatasync\n", path.c_str(),
+                 "fdatasync\n", p.dir->LogPath(seg.base_offset).c_str(),
                  cfg.direct_io ? "no O_DIRECT on this filesystem" : "O_DIRECT disabled by config",
                  p.spec.id.queue, p.spec.id.partition);
   }
-  (void)h;
-  return absl::OkStatus();
+}
+
+absl::StatusOr<PreparedFiles> UringWriter::PrepareFiles(const std::string& data_dir,
+                                                        PartitionId id, LogState* state,
+                                                        uint64_t segment_bytes, bool direct_io) {
+  PreparedFiles out;
+  absl::StatusOr<PartitionDir> dir = PartitionDir::Open(data_dir, id, true);
+  if (!dir.ok()) return dir.status();
+  out.dir = std::move(*dir);
+  out.dir_fd = Fd(::open(out.dir->path().c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
+  if (!out.dir_fd.valid()) return ErrnoStatus(errno, "open", out.dir->path());
+  if (state->segments.empty()) {
+    bool direct = true;
+    absl::StatusOr<Fd> fd = out.dir->CreateSegment(state->next_offset, segment_bytes, &direct);
+    if (!fd.ok()) return fd.status();
+    SegmentState seg;
+    seg.base_offset = seg.end_offset = state->next_offset;
+    state->segments.push_back(std::move(seg));
+    out.created = true;
+  }
+  SLUICE_ASSERT(state->segments.back().end_offset == state->next_offset);
+  if (absl::Status s = PrepareActive(*out.dir, state->segments.back(), segment_bytes, direct_io,
+                                     &out);
+      !s.ok()) {
+    return s;
+  }
+  return out;
+}
+
+absl::StatusOr<PartitionHandle> UringWriter::AdoptPartition(const PartitionSpec& spec,
+                                                            LogState state, PreparedFiles files) {
+  Impl& m = *impl_;
+  SLUICE_ASSERT(spec.durability != shard::Durability::kNone && files.dir.has_value() &&
+                files.log.valid() && !state.segments.empty());
+  if (m.parts.size() >= m.cfg.max_partitions) {
+    return absl::ResourceExhaustedError("storage writer: max_partitions reached");
+  }
+  const PartitionHandle h = static_cast<PartitionHandle>(m.parts.size());
+  m.parts.emplace_back();  // reserved to max_partitions: no allocation
+  Part& p = m.parts.back();
+  p.open = true;
+  p.spec = spec;
+  p.log = std::move(state);
+  p.submitted_end = p.durable_end = p.reported_end = p.log.next_offset;
+  p.flights.Reset(m.cfg.max_batches_in_flight);
+  p.dir = std::move(files.dir);
+  p.dir_fd = std::move(files.dir_fd);
+  if (m.preparer) {
+    p.spare = std::make_shared<SpareSlot>(*p.dir, m.cfg.segment_bytes, m.cfg.direct_io);
+  }
+  if (files.created) ++m.stats.first_segments;
+  m.Install(p, h, std::move(files), /*via_ring=*/true);
+  m.MaybeRequestSpare(p);
+  return h;
 }
 
 absl::StatusOr<PartitionHandle> UringWriter::OpenPartition(const PartitionSpec& spec,

@@ -48,7 +48,9 @@
 #include "dataplane/shard/types.h"
 #include "protocol/errc.h"
 #include "storage/batch_format.h"
+#include "storage/io.h"
 #include "storage/log_state.h"
+#include "storage/segment.h"
 #include "storage/uring_setup.h"
 
 namespace sluice::storage {
@@ -92,6 +94,21 @@ struct PartitionSpec {
 };
 
 using PartitionHandle = uint32_t;
+
+// A partition's files opened ahead, on a thread other than the writer's (UringWriter::
+// PrepareFiles): the slow, blocking part of OpenPartition (directory create, first segment
+// create + fallocate + fsync + directory fsync, index rewrite, opens), so that the writer's
+// thread only adopts them (AdoptPartition), without a blocking file-system call.
+struct PreparedFiles {
+  std::optional<PartitionDir> dir;
+  Fd dir_fd;
+  Fd log;     // the active segment, preallocated to `capacity`
+  Fd index;   // its index, rewritten to what recovery kept
+  bool direct = true;
+  uint64_t capacity = 0;
+  uint64_t tail = 0;     // next write position in it
+  bool created = false;  // a new partition's first segment (WriterStats::first_segments)
+};
 
 // One partition's news from Poll: its durable offset advanced, or it failed.
 struct Completion {
@@ -155,6 +172,16 @@ class UringWriter {
   // Control path (blocking): takes over a partition's files as recovery left them (`state`;
   // an empty LogState for a new partition) and opens or creates its active segment.
   absl::StatusOr<PartitionHandle> OpenPartition(const PartitionSpec& spec, LogState state);
+  // The same in two halves. PrepareFiles (blocking; any thread, e.g. the control thread that
+  // creates a queue): opens or creates the active segment of the partition `state` describes,
+  // adding a new partition's first segment to `state`. AdoptPartition (the owning thread, no
+  // blocking file-system call: the segment's registered-file slot is set through the ring):
+  // takes the partition over with those files. `segment_bytes`/`direct_io` must be the writer's.
+  static absl::StatusOr<PreparedFiles> PrepareFiles(const std::string& data_dir, PartitionId id,
+                                                    LogState* state, uint64_t segment_bytes,
+                                                    bool direct_io);
+  absl::StatusOr<PartitionHandle> AdoptPartition(const PartitionSpec& spec, LogState state,
+                                                 PreparedFiles files);
   // Waits for the partition's writes in flight, seals nothing, closes its files.
   void ClosePartition(PartitionHandle h);
 

@@ -16,6 +16,8 @@
 
 #include "dataplane/shard/chunk_pool.h"
 #include "dataplane/shard/partition_log.h"
+#include "storage/ack_log.h"
+#include "storage/ack_ring.h"
 #include "storage/batch_format.h"
 #include "storage/crc32c.h"
 #include "storage/recovery.h"
@@ -315,6 +317,122 @@ void BM_Retention(benchmark::State& state) {
   state.counters["complete_us"] = complete_s * 1e6 / static_cast<double>(state.iterations());
 }
 BENCHMARK(BM_Retention)->UseManualTime()->Unit(benchmark::kMicrosecond)->Iterations(12);
+
+// The lcore's time per loop pass spent writing a partition's ack log (`deletes` entries per pass,
+// 16 B each), the way StorageShell::FlushAcks does it: arg ring=0 the blocking buffered pwrite
+// (before), ring=1 a write prepared on the ack ring and submitted + reaped without blocking
+// (after: the kernel's work for it runs at submit or in its io-wq, outside the lcore's pass only
+// when it is punted there). Wall time per pass, so the kernel's share done inside the submit call
+// counts. `waits` counts passes that found both buffers full (the disk behind); expected 0.
+void BM_AckFlush(benchmark::State& state) {
+  const uint32_t deletes = static_cast<uint32_t>(state.range(0));
+  const bool ring = state.range(1) != 0;
+  BenchDir dir;
+  const std::string path = dir.path + "/acks.log";
+  auto log = AckLog::Open(dir.path, path, AckState{});
+  if (!log.ok()) {
+    state.SkipWithError(std::string(log.status().message()).c_str());
+    return;
+  }
+  std::unique_ptr<AckRing> r;
+  if (ring) {
+    auto made = AckRing::Create(AckRingConfig{});
+    if (!made.ok()) {
+      state.SkipWithError(std::string(made.status().message()).c_str());
+      return;
+    }
+    r = std::move(*made);
+    log->Attach(r.get(), 0);
+  }
+  uint64_t offset = 0;
+  uint64_t waits = 0;
+  bool failed = false;
+  auto on_failed = [&](AckLog&) { failed = true; };
+  for (auto _ : state) {
+    for (uint32_t i = 0; i < deletes; ++i) {
+      if (!log->Delete(offset)) {
+        if (ring) {
+          log->StartFlush();
+          ++waits;
+          r->Wait(*log, on_failed);
+        } else {
+          (void)log->Flush();
+        }
+        (void)log->Delete(offset);
+      }
+      ++offset;
+    }
+    if (ring) {
+      log->StartFlush();
+      r->Poll(on_failed);
+    } else if (!log->Flush().ok()) {
+      failed = true;
+    }
+  }
+  if (ring) {
+    for (int i = 0; i < 100 && log->busy(); ++i) {
+      log->StartFlush();
+      r->Drain(on_failed);
+    }
+  }
+  if (failed || log->file_bytes() != 16 + offset * 16) {
+    state.SkipWithError("the ack log does not hold every entry");
+    return;
+  }
+  state.counters["waits"] = static_cast<double>(waits);
+  state.SetItemsProcessed(static_cast<int64_t>(state.iterations()) * deletes);
+}
+BENCHMARK(BM_AckFlush)->ArgNames({"deletes", "ring"})
+    ->Args({16, 0})->Args({16, 1})->Args({256, 0})->Args({256, 1})
+    ->Unit(benchmark::kMicrosecond)->UseRealTime();
+
+// A purge's mark, as StorageShell::Purged writes it: ring=0 a blocking pwrite + fdatasync on the
+// lcore (before), ring=1 a write with a linked fdatasync prepared on the ack ring, submitted and
+// reaped without waiting (after; the control thread waits for the sync, not the lcore). The lcore's
+// wall time per purge; `synced` checks every mark reached the disk by the end.
+void BM_AckPurge(benchmark::State& state) {
+  const bool ring = state.range(0) != 0;
+  BenchDir dir;
+  auto log = AckLog::Open(dir.path, dir.path + "/acks.log", AckState{});
+  if (!log.ok()) {
+    state.SkipWithError(std::string(log.status().message()).c_str());
+    return;
+  }
+  std::unique_ptr<AckRing> r;
+  if (ring) {
+    auto made = AckRing::Create(AckRingConfig{});
+    if (!made.ok()) {
+      state.SkipWithError(std::string(made.status().message()).c_str());
+      return;
+    }
+    r = std::move(*made);
+    log->Attach(r.get(), 0);
+  }
+  bool failed = false;
+  auto on_failed = [&](AckLog&) { failed = true; };
+  uint64_t below = 0;
+  for (auto _ : state) {
+    (void)log->DeletedBelow(++below);
+    if (ring) {
+      log->StartFlush(/*sync=*/true);
+      r->Poll(on_failed);
+    } else if (!log->Flush(/*sync=*/true).ok()) {
+      failed = true;
+    }
+  }
+  if (ring) {
+    for (int i = 0; i < 100 && log->busy(); ++i) {
+      log->StartFlush();
+      r->Drain(on_failed);
+    }
+    state.counters["syncs"] = static_cast<double>(r->stats().syncs);
+  }
+  if (failed || (ring && log->syncs_done() != log->syncs_requested())) {
+    state.SkipWithError("a purge mark was not synced");
+  }
+}
+BENCHMARK(BM_AckPurge)->ArgNames({"ring"})->Arg(0)->Arg(1)
+    ->Unit(benchmark::kMicrosecond)->UseRealTime()->MinTime(0.5);
 
 }  // namespace
 }  // namespace sluice::storage

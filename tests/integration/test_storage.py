@@ -5,7 +5,10 @@
   message the producer saw acknowledged is present exactly once, in order, payload intact;
 - work-queue deletes survive a crash (an acked message is not redelivered);
 - fault injection: write errors on one partition turn into STORAGE_FAILED there while the other
-  partition keeps serving.
+  partition keeps serving;
+- a work queue created at runtime: its partitions' files are opened off the lcore, its deletes
+  and a purge mark go through the lcore's io_uring (no blocking file call on the lcore, asserted
+  by the stats file's counters), and they survive a SIGKILL.
 """
 
 import hashlib
@@ -19,7 +22,7 @@ import unittest
 
 import harness
 import wire
-from harness import Namespace, Sluiced, sluice
+from harness import Namespace, Sluiced, sluice, sluicectl
 
 STREAM = """
 [[queue]]
@@ -237,6 +240,62 @@ class StorageTest(unittest.TestCase):
                                                   if f"job-{i}" not in deleted))
             self.assertEqual(len(seen), n - 25)
 
+    def test_runtime_work_queue_opens_off_the_lcore_and_its_deletes_survive_a_crash(self):
+        with Namespace(), Sluiced(queues=WORK, durability="dsync") as s:
+            sluicectl("queue", "create", "rt-jobs", "--type", "work", "--partitions", "2",
+                      "--attr", "visibility_timeout_ms=60000")
+            # Its partitions' files were opened on the control thread before the table reached
+            # the worker, which only adopted them: no open made a blocking file call on the lcore.
+            harness.wait_for(lambda: storage_stats(s).get("opens_off_lcore", 0) >= 2, 5,
+                             "the stats file to count the runtime opens")
+            st = storage_stats(s)
+            self.assertEqual(st["opens_off_lcore"], 2, st)
+            self.assertEqual(st["opens_on_lcore"], 0, st)
+            # Served at once: the create returned after the worker adopted the partitions.
+            n = 60
+            sluice("produce", "rt-jobs", input="".join(f"rt-{i}\n" for i in range(n)))
+            leased = []
+            for _ in range(20):
+                leased += [tuple(l.split("\t", 1)) for l in sluice(
+                    "receive", "rt-jobs", "--max", "40", "--wait-ms", "200").stdout.splitlines() if l]
+                if len(leased) >= 40:
+                    break
+            self.assertGreaterEqual(len(leased), 40)
+            deleted = {p for _, p in leased[:25]}
+            sluice("delete", "rt-jobs", *[r for r, _ in leased[:25]])
+            # The deletes went to the ack log through the lcore's ring.
+            harness.wait_for(lambda: storage_stats(s)["ack_writes_async"] >= 1, 5,
+                             "the stats file to count the ack-log writes")
+            # A purge of the layout's queue: its mark is written and fdatasynced through the ring
+            # (a linked write + fsync), and the purge is answered once that completed.
+            sluice("produce", "jobs", input="".join(f"old-{i}\n" for i in range(5)))
+            sluicectl("queue", "purge", "jobs")
+            harness.wait_for(lambda: storage_stats(s)["ack_syncs_done"] >= 1, 5,
+                             "the stats file to count the purge's sync")
+            st = storage_stats(s)
+            self.assertGreaterEqual(st["ack_syncs_async"], 1, st)
+            self.assertEqual(st["ack_syncs_done"], st["ack_sync_requests"], st)
+            self.assertEqual(st["ack_flush_errors"], 0, st)
+            self.assertEqual(st["ack_failures"], 0, st)
+            self.assertEqual(st["failed"], 0, st)
+            self.assertEqual(st["rolls_blocking"], 0, st)
+            s.kill()
+            s.start()
+            seen = []
+            for _ in range(50):
+                got = [tuple(l.split("\t", 1)) for l in sluice(
+                    "receive", "rt-jobs", "--max", "100", "--delete", "--wait-ms", "300"
+                ).stdout.splitlines() if l]
+                if not got:
+                    break
+                seen.extend(p for _, p in got)
+            self.assertEqual(sorted(seen), sorted(f"rt-{i}" for i in range(n)
+                                                  if f"rt-{i}" not in deleted))
+            # The purge held across the crash too.
+            self.assertEqual(sluice("receive", "jobs", "--max", "10", "--wait-ms", "200").stdout, "")
+            # Still writable after the restart (opened by start-up recovery this time).
+            sluice("produce", "rt-jobs", input="after\n")
+
     def test_segments_of_deleted_work_messages_are_removed(self):
         with Namespace(), Sluiced(queues=WORK, durability="write", segment_bytes=1 << 20) as s:
             n = 3000  # ~1 KB each: about three 1 MiB segments
@@ -355,6 +414,40 @@ class StorageTest(unittest.TestCase):
             reader = new_client(40)
             self.assertEqual(len(fetch_partition(reader, queue_id, 0)), first_failure)
             self.assertEqual(len(fetch_partition(reader, queue_id, 1)), 12)
+
+    def test_ack_log_write_error_fails_its_partition_while_the_other_keeps_serving(self):
+        # Queue id 1 ("jobs2"), partition 0: its first ack-log write (through the lcore's ack
+        # ring) fails with EIO. A lost delete alone would be a redelivery, but an ack log that
+        # cannot be written fails the partition like a failed segment write (docs/storage.md §3).
+        work2 = WORK.replace('name = "jobs"', 'name = "jobs2"').replace("partitions = 1",
+                                                                        "partitions = 2")
+        with Namespace(), Sluiced(queues=work2, durability="write",
+                                  args=["--inject-storage-fault", "1:0:0:5:acks"]) as s:
+            queue_id, _ = new_client(21).lookup("jobs2")
+            self.assertEqual(queue_id, 1)
+            clients = {part: new_client(60 + part) for part in (0, 1)}
+            for part in (0, 1):
+                self.assertEqual(produce_one(clients[part], queue_id, part, 0), "OK")
+            # Receive and delete both messages: partition 0's delete goes to its ack log.
+            got = []
+            for _ in range(20):
+                got += [l for l in sluice("receive", "jobs2", "--max", "10", "--delete",
+                                          "--wait-ms", "200").stdout.splitlines() if l]
+                if len(got) >= 2:
+                    break
+            self.assertEqual(len(got), 2, got)
+            harness.wait_for(lambda: storage_stats(s).get("ack_failures", 0) >= 1, 5,
+                             "the stats file to count the ack-log failure")
+            # From now on partition 0 answers STORAGE_FAILED; partition 1 keeps serving.
+            results = [produce_one(clients[0], queue_id, 0, seq) for seq in range(1, 4)]
+            self.assertEqual(results, ["STORAGE_FAILED"] * 3)
+            self.assertEqual([produce_one(clients[1], queue_id, 1, seq) for seq in range(1, 4)],
+                             ["OK"] * 3)
+            st = storage_stats(s)
+            self.assertEqual(st["ack_failures"], 1, st)
+            self.assertEqual(st["failed"], 1, st)
+            self.assertGreaterEqual(st["ack_flush_errors"], 1, st)
+            self.assertIn("storage failed: ack log write", s.log())
 
 
 def produce_one(client, queue_id, partition, seq):

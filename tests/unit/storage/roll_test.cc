@@ -126,6 +126,72 @@ TEST(Roll, RollsAfterTheFirstUseThePreparedSpare) {
   EXPECT_EQ(r.report.segments, 4u);
 }
 
+// A partition of a queue created at runtime: its files are opened on another thread
+// (PrepareFiles: directory, first segment create + fallocate + fsync, index), and the writer's
+// thread adopts them (AdoptPartition) with no system call of its own: the segment's registered
+// file slot is set through the ring, like a prepared roll's.
+TEST(Roll, APartitionPreparedOnAnotherThreadIsAdoptedWithoutABlockingCall) {
+  TempDir tmp;
+  Producer prod;
+  auto w = UringWriter::Create(Config(prod.pool.region()));
+  ASSERT_TRUE(w.ok()) << w.status();
+  LogState state;
+  absl::StatusOr<PreparedFiles> files = absl::UnknownError("not run");
+  std::thread control([&] {
+    files = UringWriter::PrepareFiles(tmp.path(), kId, &state, kSegment, /*direct_io=*/true);
+  });
+  control.join();
+  ASSERT_TRUE(files.ok()) << files.status();
+  EXPECT_TRUE(files->created);
+  ASSERT_EQ(state.segments.size(), 1u);  // the new first segment, added by PrepareFiles
+  EXPECT_EQ(std::filesystem::file_size(tmp.path() + "/4-1/00000000000000000000.log"), kSegment);
+  auto h = (*w)->AdoptPartition({tmp.path(), kId, shard::Durability::kDsync, 1}, std::move(state),
+                                std::move(*files));
+  ASSERT_TRUE(h.ok()) << h.status();
+  const uint64_t n = WriteSegments(prod, **w, *h, 2.5, true);
+  ASSERT_FALSE((*w)->failed(*h)) << (*w)->failure(*h);
+  testing::Settle(**w);
+  const WriterStats& st = (*w)->stats();
+  EXPECT_EQ(st.first_segments, 1u);
+  EXPECT_EQ(st.rolls_blocking, 0u);
+  EXPECT_EQ(st.rolls_prepared, 2u);
+  // The adopted segment and the two rolled-into ones all entered the file table via the ring.
+  EXPECT_EQ(st.ring_registrations, 3u);
+  w->reset();
+  ExpectExactLog(Recover(tmp.path()), n);
+}
+
+// The same with a partition that has data: PrepareFiles reopens its active segment where
+// recovery left it, and writes continue after the recovered records.
+TEST(Roll, APreparedPartitionWithDataContinuesWhereRecoveryLeftIt) {
+  TempDir tmp;
+  Producer prod;
+  uint64_t first = 0;
+  {
+    auto w = UringWriter::Create(Config(prod.pool.region()));
+    auto h = (*w)->OpenPartition({tmp.path(), kId, shard::Durability::kWrite, 1}, LogState{});
+    ASSERT_TRUE(h.ok()) << h.status();
+    first = WriteSegments(prod, **w, *h, 0.5, false);
+  }
+  RecoveredPartition r = Recover(tmp.path());
+  ASSERT_TRUE(r.status.ok()) << r.status;
+  auto files = UringWriter::PrepareFiles(tmp.path(), kId, &r.log, kSegment, true);
+  ASSERT_TRUE(files.ok()) << files.status();
+  EXPECT_FALSE(files->created);
+  EXPECT_GT(files->tail, 0u);
+  auto w = UringWriter::Create(Config(prod.pool.region()));
+  auto h = (*w)->AdoptPartition({tmp.path(), kId, shard::Durability::kWrite, 1}, std::move(r.log),
+                                std::move(*files));
+  ASSERT_TRUE(h.ok()) << h.status();
+  EXPECT_EQ((*w)->durable(*h).value, first);
+  const uint64_t n = WriteSegments(prod, **w, *h, 0.25, false);
+  ASSERT_FALSE((*w)->failed(*h)) << (*w)->failure(*h);
+  EXPECT_GT(n, first);
+  EXPECT_EQ((*w)->stats().first_segments, 0u);
+  w->reset();
+  ExpectExactLog(Recover(tmp.path()), n);
+}
+
 TEST(Roll, WithoutSparesEveryRollBlocksAndIsCounted) {
   TempDir tmp;
   Producer prod;
