@@ -140,7 +140,7 @@ void FrameHandler::OnDatagram(rte_mbuf* m, const Peer& from, const PortRuntime& 
   // The receiver always looks at the frame: it owns some items, or must answer for items nobody
   // could take (unknown queue or partition, full rings).
   frontend_->OnFrame(*frame, ep, route, worker_.NowNs());
-  rte_pktmbuf_free(m);
+  worker_.Retire(m);
 }
 
 void FrameHandler::OnHandoff(rte_mbuf* m) {
@@ -152,7 +152,7 @@ void FrameHandler::OnHandoff(rte_mbuf* m) {
   const Peer from = PeerOf(m);
   const Endpoint ep = from.ipv4 == 0 ? kInternalEndpoint : EndpointOf(from);
   frontend_->OnFrame(*frame, ep, route, worker_.NowNs());
-  rte_pktmbuf_free(m);
+  worker_.Retire(m);
 }
 
 uint64_t FrameHandler::OwnersOf(const p::FrameView& f, uint8_t* payload, RouteContext* route) {

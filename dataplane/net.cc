@@ -68,6 +68,13 @@ RxVerdict AnswerEcho(rte_mbuf* m, rte_ether_hdr* eth, rte_ipv4_hdr* ip, uint16_t
   return RxVerdict::kReply;
 }
 
+// The header's ones'-complement sum (0xffff when its checksum is right). A header without
+// options, the usual one, is summed with a constant length, which the compiler unrolls.
+uint16_t Ipv4HeaderSum(const rte_ipv4_hdr* ip, uint16_t ip_hlen) {
+  return ip_hlen == sizeof(rte_ipv4_hdr) ? rte_raw_cksum(ip, sizeof(rte_ipv4_hdr))
+                                         : rte_raw_cksum(ip, ip_hlen);
+}
+
 }  // namespace
 
 RxVerdict ClassifyFrame(rte_mbuf* m, const PortAddress& self, LcoreCounters& c, Peer* peer) {
@@ -100,7 +107,7 @@ RxVerdict ClassifyFrame(rte_mbuf* m, const PortAddress& self, LcoreCounters& c, 
   }
   const uint64_t ip_csum = m->ol_flags & RTE_MBUF_F_RX_IP_CKSUM_MASK;
   if (ip_csum == RTE_MBUF_F_RX_IP_CKSUM_BAD ||
-      (ip_csum != RTE_MBUF_F_RX_IP_CKSUM_GOOD && rte_raw_cksum(ip, ip_hlen) != 0xffff)) {
+      (ip_csum != RTE_MBUF_F_RX_IP_CKSUM_GOOD && Ipv4HeaderSum(ip, ip_hlen) != 0xffff)) {
     c.Drop(DropReason::kBadIpChecksum);
     return RxVerdict::kDrop;
   }

@@ -235,11 +235,12 @@ uint32_t Worker::PollRx() {
       counters_.rx_bytes += m->pkt_len;
       Peer peer;
       switch (ClassifyFrame(m, q.port->addr, counters_, &peer)) {
-        case RxVerdict::kDrop: rte_pktmbuf_free(m); break;
+        case RxVerdict::kDrop: Retire(m); break;
         case RxVerdict::kReply: Transmit(q.port->addr.port_id, m); break;
         case RxVerdict::kDatagram: handler_->OnDatagram(m, peer, *q.port); break;
       }
     }
+    FreeRetired();
   }
   return work;
 }
@@ -253,6 +254,7 @@ uint32_t Worker::PollRings() {
     counters_.handoffs_in += n;
     work += n;
     for (unsigned i = 0; i < n; ++i) handler_->OnHandoff(frames[i]);
+    FreeRetired();
   }
   return work;
 }

@@ -125,6 +125,12 @@ class Worker {
   void Transmit(uint16_t port_id, rte_mbuf* m) { tx_[port_id].Add(m, counters_); }
   // Hand a frame to worker `to`; false when its ring is full (caller answers THROTTLED).
   bool HandOff(uint16_t to, rte_mbuf* m);
+  // A received frame the handler is done with: freed with the rest of its burst in one
+  // rte_pktmbuf_free_bulk (one mempool put per burst instead of one per frame).
+  void Retire(rte_mbuf* m) {
+    if (retired_n_ == retired_.size()) FreeRetired();
+    retired_[retired_n_++] = m;
+  }
   LcoreCounters& mutable_counters() { return counters_; }
   // Time of the current loop pass (read once per pass: frames of a pass share it).
   uint64_t NowNs() const { return now_ns_; }
@@ -151,6 +157,13 @@ class Worker {
   std::vector<RxQueue> rx_;
   std::vector<rte_ring*> inbound_;
   std::vector<TxBuffer> tx_;  // indexed by port id
+  std::array<rte_mbuf*, kRxBurst> retired_{};  // Retire(): freed at the end of each burst
+  uint32_t retired_n_ = 0;
+  void FreeRetired() {
+    if (retired_n_ == 0) return;
+    rte_pktmbuf_free_bulk(retired_.data(), retired_n_);
+    retired_n_ = 0;
+  }
   std::unique_ptr<StorageShell> storage_;  // before handler_: the frontend uses it
   std::unique_ptr<ReplicationShell> replication_;  // likewise
   std::unique_ptr<ReplicationRoleView> role_view_;  // other workers of a replicated box
