@@ -203,6 +203,7 @@ struct UringWriter::Impl {
   // registered-file slot is set through the ring (the owning thread's way: no system call);
   // else with io_uring_register_files_update (the blocking paths).
   void Install(Part& p, PartitionHandle h, PreparedFiles files, bool via_ring);
+  void RegisterViaRing(PartitionHandle h, SegmentFile& f, uint8_t i);
   absl::Status Roll(Part& p, PartitionHandle h, uint64_t base);
   // Both rolls: the active segment closes (its files once nothing is in flight on them) and the
   // log gains a segment starting at `base`.
@@ -379,6 +380,21 @@ absl::Status UringWriter::Impl::OpenActive(Part& p, PartitionHandle h) {
   return absl::OkStatus();
 }
 
+// Gives segment file i (f) a registered-file slot through the ring (a files-update request):
+// until that completes, writes use the plain fd. Needs a free slot and a free request.
+void UringWriter::Impl::RegisterViaRing(PartitionHandle h, SegmentFile& f, uint8_t i) {
+  SLUICE_ASSERT(!free_slots.empty() && !free_requests.empty());
+  f.pending_slot = free_slots.back();
+  free_slots.pop_back();
+  f.reg_fd = f.fd.get();
+  const uint32_t id = AllocRequest(Op::kFileRegister, h, kNoSeq);
+  requests[id].gen = i;
+  io_uring_sqe* sqe = Sqe();
+  io_uring_prep_files_update(sqe, &f.reg_fd, 1, f.pending_slot);
+  io_uring_sqe_set_data64(sqe, id);
+  ++f.ops;
+}
+
 void UringWriter::Impl::Install(Part& p, PartitionHandle h, PreparedFiles files, bool via_ring) {
   const SegmentState& seg = p.log.segments.back();
   uint8_t i = 0;
@@ -394,17 +410,8 @@ void UringWriter::Impl::Install(Part& p, PartitionHandle h, PreparedFiles files,
   f.active = true;
   if (!free_slots.empty() && via_ring) {
     if (!free_requests.empty()) {
-      // As a prepared roll's: through the ring; until that completes, writes use the plain fd.
-      f.pending_slot = free_slots.back();
-      free_slots.pop_back();
-      f.reg_fd = f.fd.get();
-      const uint32_t id = AllocRequest(Op::kFileRegister, h, kNoSeq);
-      requests[id].gen = i;
-      io_uring_sqe* sqe = Sqe();
-      io_uring_prep_files_update(sqe, &f.reg_fd, 1, f.pending_slot);
-      io_uring_sqe_set_data64(sqe, id);
-      ++f.ops;
-      MarkDirty(h, p);  // the next Poll submits it
+      RegisterViaRing(h, f, i);  // as a prepared roll's
+      MarkDirty(h, p);           // the next Poll submits it
     }
   } else if (!free_slots.empty()) {
     const int slot = free_slots.back();
@@ -653,18 +660,7 @@ absl::Status UringWriter::Impl::RollPrepared(Part& p, PartitionHandle h, uint64_
   f.renamed = false;
   std::snprintf(f.log_name, sizeof f.log_name, "%020" PRIu64 ".log", base);
   std::snprintf(f.index_name, sizeof f.index_name, "%020" PRIu64 ".index", base);
-  if (!free_slots.empty()) {
-    // Registered through the ring; until that completes, writes use the plain fd.
-    f.pending_slot = free_slots.back();
-    free_slots.pop_back();
-    f.reg_fd = f.fd.get();
-    const uint32_t id = AllocRequest(Op::kFileRegister, h, kNoSeq);
-    requests[id].gen = i;
-    io_uring_sqe* sqe = Sqe();
-    io_uring_prep_files_update(sqe, &f.reg_fd, 1, f.pending_slot);
-    io_uring_sqe_set_data64(sqe, id);
-    ++f.ops;
-  }
+  if (!free_slots.empty()) RegisterViaRing(h, f, i);
   p.active = i;
   p.tail = 0;
   p.direct = direct;
