@@ -80,13 +80,7 @@ Errc Frontend::Impl::SyncVerdict(const QueueInfo& q, uint32_t partition, uint64_
   uint64_t standby = 0;
   if (replicator_->Replicated(q.id, partition, now_ns, &standby) && end <= standby) return Errc::kOk;
   if (q.degrade_allow) {
-    ++counters_.replication_degraded;
-    if (!degraded_logged_) {
-      degraded_logged_ = true;  // once per process: the counter says how often since
-      std::fprintf(stderr, "sluiced: ALARM: queue '%s' (replication = sync, replication_degrade "
-                   "= allow) acknowledges without the standby: it is gone, lagging or catching "
-                   "up\n", q.name.c_str());
-    }
+    DegradedAlarm(q);
     return Errc::kOk;
   }
   return Errc::kNotReplicated;
