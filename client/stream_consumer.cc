@@ -137,6 +137,7 @@ StreamConsumer::StreamConsumer(Connection& conn, QueueInfo queue, StreamConsumer
   }
   conn_.RouteDeliveries(subscription_id_, this);
   conn_.AddEndpoint(this);
+  server_switches_ = conn_.stats().redirects + conn_.stats().failovers;
 }
 
 StreamConsumer::~StreamConsumer() {
@@ -241,6 +242,7 @@ void StreamConsumer::Activate(Part& part, uint64_t start, MonoNs now) {
   part.granted_end = start + options_.window;
   part.high_watermark = std::max(part.high_watermark, start);
   part.last_activity = now;
+  part.last_push = now;
   part.last_credit = now;  // SUBSCRIBE carried the first grant
   // DELIVERs that overtook the RESULT.
   while (!part.ahead.empty() && part.ahead.begin()->first < start) part.ahead.erase(part.ahead.begin());
@@ -328,6 +330,7 @@ void StreamConsumer::OnFrame(const p::FrameView& f) {
     Part& part = parts_[d->prefix.partition];
     if (!part.subscribed) return;
     part.last_activity = now;
+    part.last_push = now;
     part.high_watermark = std::max(part.high_watermark, d->prefix.high_watermark);
     for (const p::DeliveredView& v : d->messages) {
       if (v.meta.partition != part.partition) continue;
@@ -475,13 +478,68 @@ void StreamConsumer::Recover(Part& part, MonoNs now) {
   part.next_recovery = now + ToNs(options_.recovery_interval);
 }
 
+// The server no longer has this partition's subscription, or the connection moved to another
+// server: SUBSCRIBE again from the next offset to hand out (the same subscription id, so DELIVER
+// frames keep their route). Offsets the new server no longer retains are skipped, as a fetch
+// would; the credit grant is renewed once it answers.
+void StreamConsumer::Resubscribe(Part& part, MonoNs now) {
+  part.resubscribing = true;
+  part.last_push = now;  // the next try only after another resubscribe_after
+  ++stats_.resubscribes;
+  p::SubscribeRequest r;
+  r.subscription_id = subscription_id_;
+  r.queue_id = queue_.queue_id;
+  r.partition = part.partition;
+  r.start_kind = p::StartKind::kOffset;
+  r.start_value = part.next;
+  r.initial_credits = options_.window;
+  r.group = options_.group;
+  const uint64_t rid = conn_.NextRequestId();
+  auto n = p::EncodeSubscribe(conn_.scratch(), conn_.Ids(rid), r);
+  SLUICE_ASSERT(n.has_value());  // the same request Subscribe() encoded at the start
+  outstanding_.push_back(rid);
+  const uint16_t index = part.partition;
+  conn_.Call(std::span<const std::byte>(conn_.scratch().data(), *n), {},
+             [this, rid, index](const p::FrameView* f, const absl::Status&) {
+               Part& part = parts_[index];
+               part.resubscribing = false;
+               Forget(outstanding_, rid);
+               if (f == nullptr || f->header.type != p::FrameType::kResult) return true;
+               auto res = p::DecodeResultFrame(*f);
+               if (!res) return true;
+               for (const p::ResultItem item : res->items) {
+                 if (item.index != index || item.errc != Errc::kOk) continue;
+                 if (item.value > part.next) {  // retention on the new server
+                   stats_.skipped += item.value - part.next;
+                   part.next = item.value;
+                   part.consumed = std::max(part.consumed, part.next);
+                   while (!part.ahead.empty() && part.ahead.begin()->first < part.next) {
+                     part.ahead.erase(part.ahead.begin());
+                   }
+                   DrainAhead(part);
+                 }
+                 part.last_push = NowNs();
+                 SendCredit(part);  // absolute: consumed + window, whatever the SUBSCRIBE granted
+               }
+               return true;  // an error or a timeout: tried again after resubscribe_after
+             });
+}
+
 MonoNs StreamConsumer::OnTimer(MonoNs now) {
   MonoNs next = kNever;
   const MonoNs gap_ns = ToNs(options_.gap_timeout);
   const MonoNs idle_ns = ToNs(options_.idle_probe);
   const MonoNs credit_ns = ToNs(options_.credit_interval);
+  const MonoNs resubscribe_ns = ToNs(options_.resubscribe_after);
+  const uint64_t switches = conn_.stats().redirects + conn_.stats().failovers;
+  const bool server_changed = switches != server_switches_;
+  server_switches_ = switches;
   for (Part& part : parts_) {
     if (!part.subscribed || !part.active) continue;
+    if (!part.resubscribing && (server_changed || part.last_push + resubscribe_ns <= now)) {
+      Resubscribe(part, now);
+    }
+    next = std::min(next, part.last_push + resubscribe_ns);
     const bool gap = !part.ahead.empty() ||
                      (part.high_watermark > part.next && part.next < part.granted_end);
     if (gap) {

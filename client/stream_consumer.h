@@ -64,6 +64,12 @@ struct StreamConsumerOptions {
   absl::Duration credit_interval = absl::Seconds(1);
   // SUBSCRIBE: time for all partitions to answer. Default 3 s.
   absl::Duration subscribe_timeout = absl::Seconds(3);
+  // A live subscription hears at least one DELIVER a second (the server's idle ones carry the
+  // high watermark). With none for this long the server no longer has it (it restarted, or a
+  // standby was promoted in its place): SUBSCRIBE again from the next offset. The same happens at
+  // once when the connection moves to another server (a NOT_PRIMARY redirect or a failover to
+  // the next server of a list). Default 3 s.
+  absl::Duration resubscribe_after = absl::Seconds(3);
 };
 
 using MessageHandler = absl::AnyInvocable<void(const ReceivedMessage& message)>;
@@ -77,6 +83,7 @@ struct StreamConsumerStats {
   uint64_t fetches_sent = 0;
   uint64_t credits_sent = 0;
   uint64_t skipped = 0;       // offsets the server no longer retains (OFFSET_OUT_OF_RANGE)
+  uint64_t resubscribes = 0;  // SUBSCRIBEs sent again (another server, or the subscription lost)
 };
 
 struct FetchResult {
@@ -141,6 +148,8 @@ class StreamConsumer final : public Endpoint {
     MonoNs last_credit = 0;
     bool fetch_outstanding = false;
     bool resync = false;        // next FETCH reply sets `next` (after OFFSET_OUT_OF_RANGE)
+    MonoNs last_push = 0;       // last DELIVER: the subscription itself is alive
+    bool resubscribing = false; // a SUBSCRIBE from `next` is out
   };
 
   StreamConsumer(Connection& conn, QueueInfo queue, StreamConsumerOptions options,
@@ -156,6 +165,7 @@ class StreamConsumer final : public Endpoint {
   void Recover(Part& part, MonoNs now);
   void SendFetch(Part& part, uint64_t from, uint32_t max, bool earliest);
   void OnOutOfRange(Part& part);
+  void Resubscribe(Part& part, MonoNs now);
   Part* PartByControl(uint64_t request_id);
 
   Connection& conn_;
@@ -170,6 +180,7 @@ class StreamConsumer final : public Endpoint {
   std::vector<uint64_t> outstanding_;  // request ids of pending calls
   StreamConsumerStats stats_;
   bool handing_ = false;
+  uint64_t server_switches_ = 0;  // the connection's redirects + failovers when last looked at
 };
 
 }  // namespace sluice::client

@@ -600,6 +600,10 @@ int Consume(const Args& a, Connection& conn) {
     std::fflush(stdout);
   }
   std::fflush(stdout);
+  if (const uint64_t n = (*c)->stats().resubscribes; n > 0) {
+    std::fprintf(stderr, "sluice: consume from '%s': subscribed again %lu time(s) (the server "
+                 "changed, or restarted and lost the subscription)\n", queue.c_str(), n);
+  }
   if (count > 0 && got < count && g_stop == 0) {
     std::fprintf(stderr, "sluice: consume from '%s': %lu of %lu messages before the timeout\n",
                  queue.c_str(), got, count);

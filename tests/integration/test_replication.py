@@ -15,6 +15,7 @@ import signal
 import socket
 import struct
 import subprocess
+import threading
 import tempfile
 import time
 import unittest
@@ -1533,6 +1534,60 @@ class ReplicationTest(unittest.TestCase):
         print(f"\nack log, consumer group ({workers} lcore(s)): committed {committed} before the "
               f"failover; the group resumed there on the promoted standby ({len(got)} messages, "
               f"none replayed)")
+        self._failed = False
+
+    def test_stream_subscription_moves_to_the_promoted_standby(self):
+        """libsluice moves a stream subscription to the new primary (docs/replication.md §6): a
+        consumer given both boxes (`--server A,B`) reads from the primary; the primary is killed
+        and the standby promoted; the consumer's connection fails over, it SUBSCRIBEs again from
+        its next offset, and gets everything produced afterwards pushed by the new primary: every
+        offset once, in order, per partition."""
+        a, b = self.start_ack_pair()
+        before = 20
+        for part in (0, 1):
+            cli_produce(a, "ticks", [f"t{part}-{i}" for i in range(before)], "--partition", str(part))
+        after = 1000
+        total = 2 * (before + after)
+        servers = "%s:%d,%s:%d" % (*a.server, *b.server)
+        consumer = subprocess.Popen(
+            [harness.binary("client/sluice"), "--server", servers, "consume", "ticks", "--from",
+             "earliest", "--count", str(total), "--timeout-ms", "30000", "--format", "offsets"],
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
+        lines, err = [], []
+        readers = [threading.Thread(target=lambda: lines.extend(consumer.stdout), daemon=True),
+                   threading.Thread(target=lambda: err.extend(consumer.stderr), daemon=True)]
+        for t in readers:
+            t.start()
+        try:
+            harness.wait_for(lambda: len(lines) >= 2 * before or consumer.poll() is not None, 20,
+                             "the consumer to read what the primary has")
+            self.assertEqual(len(lines), 2 * before, "".join(err))
+            kill_and_promote(a, b)
+            # Alone now, the sync stream would answer NOT_REPLICATED: let it acknowledge alone.
+            status, body = b.http("PATCH", "/v1/queues/ticks",
+                                  {"attributes": {"replication": "async"}})
+            self.assertEqual(status, 200, body)
+            for part in (0, 1):
+                cli_produce(b, "ticks", [f"t{part}-{i}" for i in range(before, before + after)],
+                            "--partition", str(part))
+            consumer.wait(timeout=60)
+        finally:
+            if consumer.poll() is None:
+                os.killpg(consumer.pid, signal.SIGKILL)
+                consumer.wait()
+        for t in readers:
+            t.join(5)
+        self.assertEqual(consumer.returncode, 0, "".join(err))
+        got = [tuple(l.rstrip("\n").split(" ", 2)) for l in lines]
+        for part in (0, 1):
+            mine = [(int(o), pl) for pp, o, pl in got if pp == str(part)]
+            self.assertEqual(mine, [(o, f"t{part}-{o}") for o in range(before + after)],
+                             f"partition {part}: a gap, a duplicate or a wrong payload")
+        said = "".join(err)
+        self.assertIn("subscribed again", said, "the subscription did not move: " + said)
+        print(f"\nstream consumer across a failover: {2 * before} messages from the primary, "
+              f"{2 * after} pushed by the promoted standby, each once and in order "
+              f"({said.strip()})")
         self._failed = False
 
     def test_acklog_purge_stays_purged_after_failover(self):

@@ -101,6 +101,10 @@ void FakeServer::SetSilent(bool silent) {
   std::lock_guard<std::mutex> l(mu_);
   silent_ = silent;
 }
+void FakeServer::ForgetSubscriptions() {
+  std::lock_guard<std::mutex> l(mu_);
+  subs_.clear();
+}
 
 FakeCounters FakeServer::counters() {
   std::lock_guard<std::mutex> l(mu_);

@@ -87,6 +87,8 @@ class FakeServer {
   void ForgetProducers();
   // Stop answering entirely (a dead server).
   void SetSilent(bool silent);
+  // Forget every subscription (as a restart, or a standby promoted in place, would).
+  void ForgetSubscriptions();
 
   // Appends a message as if produced (no producer id), pushing it to subscribers.
   uint64_t Append(std::string_view queue, uint16_t partition, std::string_view payload);

@@ -208,6 +208,26 @@ TEST_F(StreamTest, LostTailIsFoundByTheIdleProbe) {
   EXPECT_GE(c->stats().fetches_sent, 1u);
 }
 
+// The server restarts (or a standby is promoted in its place) and forgets the subscription: no
+// DELIVER comes, not even an idle one, so the consumer SUBSCRIBEs again from its next offset and
+// what was appended meanwhile is pushed, each offset once, in order.
+TEST_F(StreamTest, ALostSubscriptionIsMadeAgainFromTheNextOffset) {
+  server_->SetIdleDeliverMs(20);
+  auto c = Subscribe("orders", {.start = StartPosition::Earliest(),
+                                .idle_probe = absl::Seconds(30),  // no FETCH fills it instead
+                                .resubscribe_after = absl::Milliseconds(200)});
+  AppendN("orders", 0, 0, 3);
+  ASSERT_TRUE(PollFor([&] { return seen_.size() == 3; }));
+  EXPECT_EQ(c->stats().resubscribes, 0u);  // idle DELIVERs keep it alive
+  server_->ForgetSubscriptions();
+  AppendN("orders", 0, 3, 6);
+  ASSERT_TRUE(PollFor([&] { return seen_.size() == 6; }, absl::Seconds(3)));
+  ExpectInOrder(0, 6);
+  EXPECT_EQ(c->stats().resubscribes, 1u);
+  EXPECT_EQ(server_->counters().subscribes, 2u);
+  EXPECT_EQ(c->stats().fetches_sent, 0u);
+}
+
 TEST_F(StreamTest, DuplicatedAndReorderedDeliveriesArriveOnceInOrder) {
   int n = 0;
   server_->SetFaultHook([&](Direction d, const p::FrameView& f) {
