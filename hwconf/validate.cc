@@ -300,6 +300,30 @@ void CheckReplication(Reporter& r, const Layout& l) {
   if (rep.role != ReplicationRole::kNone && rep.peer.empty()) {
     r.Error("replication.peer", Cat("is required with role = \"", ToString(rep.role), "\""));
   }
+  if (rep.lcore >= 0) {
+    // A dedicated replication lcore (docs/replication.md §1): it replicates every partition, so
+    // it owns none (the shard lcores hand it their batches) and it alone polls the link.
+    const Lcore* c = nullptr;
+    for (const Lcore& x : l.lcores)
+      if (x.id == rep.lcore) c = &x;
+    if (rep.role == ReplicationRole::kNone) {
+      r.Error("replication.lcore", "is set but role = \"none\": nothing to replicate");
+    } else if (c == nullptr) {
+      r.Error("replication.lcore", Cat("lcore ", rep.lcore, " is not an [[lcore]]"));
+    } else if (!c->shards.empty()) {
+      r.Error("replication.lcore", Cat("lcore ", rep.lcore, " owns shards; a replication lcore "
+                                       "owns none (the shard lcores hand it their batches)"));
+    } else if (!rep.link_port.empty()) {
+      const Port* port = l.FindPort(rep.link_port);
+      size_t polled = 0;
+      for (const RxQueueRef& q : c->rx) polled += q.port == rep.link_port;
+      if (polled != 1 || (port != nullptr && port->rx_queues != 1)) {
+        r.Error("replication.lcore",
+                Cat("lcore ", rep.lcore, " must poll the link's only queue (\"", rep.link_port,
+                    ":0\"; the port with rx_queues = 1): it alone runs the link"));
+      }
+    }
+  }
   for (size_t i = 0; i < l.ports.size(); ++i) {
     const Port& p = l.ports[i];
     if (p.role == PortRole::kReplication && p.name != rep.link_port) {
