@@ -20,9 +20,10 @@ namespace sluice::dataplane {
 
 Worker::Worker(uint16_t index, const hwconf::Lcore& conf, const SharedRuntime& shared,
                std::unique_ptr<StorageShell> storage,
-               std::unique_ptr<ReplicationShell> replication)
+               std::unique_ptr<ReplicationShell> replication,
+               std::unique_ptr<HandoffReplicator> handoff)
     : index_(index), conf_(conf), shared_(shared), storage_(std::move(storage)),
-      replication_(std::move(replication)) {
+      replication_(std::move(replication)), handoff_(std::move(handoff)) {
   // A reader of the queue table from here on (before the first load: a table this worker holds
   // is never freed under it); the lcore reports quiescent states once it runs.
   shared.tables->Register(index);
@@ -57,7 +58,7 @@ Worker::Worker(uint16_t index, const hwconf::Lcore& conf, const SharedRuntime& s
   }
   // A standby's logs are the replication shell's: it opens them (on this thread, before launch).
   if (replication_ != nullptr) replication_->SetTable(*table_);
-  if (replication_ == nullptr && shared.replication_status != nullptr) {
+  if (replication_ == nullptr && handoff_ == nullptr && shared.replication_status != nullptr) {
     role_view_ = std::make_unique<ReplicationRoleView>(*shared.replication_status);
   }
   handler_ = std::make_unique<FrameHandler>(*this, shared);
@@ -89,11 +90,13 @@ Worker::~Worker() {
 Persistence* Worker::frontend_storage() {
   if (replication_ != nullptr && !replication_->Writable()) return nullptr;
   if (role_view_ != nullptr && !role_view_->Writable()) return nullptr;
+  if (handoff_ != nullptr && !handoff_->Writable()) return nullptr;
   return storage_.get();
 }
 
 Replicator* Worker::replicator() {
   if (replication_ != nullptr) return replication_.get();
+  if (handoff_ != nullptr) return handoff_.get();
   return role_view_.get();
 }
 

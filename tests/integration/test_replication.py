@@ -33,7 +33,8 @@ class Box:
     """One sluiced of the pair. `net`: the third octet of its client subnet (198.18.NET.0/24)."""
 
     def __init__(self, root, tag, name, net, link_ip, peer_ip, memif_role, socket_path, rest_port,
-                 role, queues, link="memif", vdev_args="", workers=1, segment_bytes=8 << 20):
+                 role, queues, link="memif", vdev_args="", workers=1, segment_bytes=8 << 20,
+                 dedicated=False):
         self.name = name
         self.dir = os.path.join(root, name)
         os.makedirs(self.dir)
@@ -73,10 +74,25 @@ udp_port = {LINK_PORT}
             f'\n[[lcore]]\nid = {w + 1}\nrx = ["client0:{w}"{link_rx.format(w=w)}]\n'
             f'shards = [{2 * w}, {2 * w + 1}]\nidle = "adaptive"\n' for w in range(1, workers))
         lcore_cpus = ",".join(f"{i}@{i % 2}" for i in range(workers + 1))
+        eal_lcores = list(range(workers + 1))
+        lcore_extra = ""
+        if dedicated:
+            # A dedicated replication lcore (docs/replication.md §1): lcore 1 owns the shards and
+            # polls both client queues (TAP: as many RX as TX queues, one per worker); lcore 2
+            # owns no shard and alone polls the link (one queue). Two CPUs: the shard lcore has
+            # CPU 1 to itself, the replication lcore shares CPU 0 with the main thread.
+            assert workers == 1
+            eal_lcores = [0, 1, 2]
+            lcore_cpus = "0@0,1@1,2@0"
+            rx = '["client0:0", "client0:1"]'
+            lcore_extra = ('\n[[lcore]]\nid = 2\n' +
+                           ('rx = ["link:0"]\n' if link in ("memif", "af_packet") else 'rx = []\n') +
+                           'idle = "adaptive"\n')
+            replication += "\nlcore = 2"
         with open(self.layout, "w") as f:
             f.write(f"""
 [eal]
-lcores = {list(range(workers + 1))}
+lcores = {eal_lcores}
 main_lcore = 0
 memory_mb = 256
 hugepages = false
@@ -86,7 +102,7 @@ lcore_cpus = "{lcore_cpus}"
 [[port]]
 name = "client0"
 vdev = "net_tap_{tag}{name},iface=slr{tag}{name}"
-rx_queues = {workers}
+rx_queues = {len(eal_lcores) - 1}
 ipv4 = "198.18.{net}.1"
 udp_port = {CLIENT_PORT}
 kernel_ipv4 = "198.18.{net}.2/24"
@@ -96,7 +112,7 @@ id = 1
 rx = {rx}
 shards = [0, 1]
 idle = "adaptive"
-{more_lcores}
+{more_lcores}{lcore_extra}
 [dataplane]
 shards = {2 * workers}
 
@@ -184,7 +200,8 @@ partitions = 2
 
 
 class Pair:
-    def __init__(self, queues=QUEUES, link="memif", vdev_args="", workers=1, segment_bytes=8 << 20):
+    def __init__(self, queues=QUEUES, link="memif", vdev_args="", workers=1, segment_bytes=8 << 20,
+                 dedicated=False):
         self.tag = secrets.token_hex(2)
         self.root = tempfile.mkdtemp(prefix=f"sluice-repl-{self.tag}-")
         sock = os.path.join(self.root, "link.sock")
@@ -200,9 +217,9 @@ class Pair:
             # channel c of a box binds its port + c
             ips = ("7512", "7522")
         self.a = Box(self.root, self.tag, "a", 10, ips[0], ips[1], "server", sock,
-                     7480, "primary", queues, link, vdev_args, workers, segment_bytes)
+                     7480, "primary", queues, link, vdev_args, workers, segment_bytes, dedicated)
         self.b = Box(self.root, self.tag, "b", 11, ips[1], ips[0], "client", sock,
-                     7481, "standby", queues, link, vdev_args, workers, segment_bytes)
+                     7481, "standby", queues, link, vdev_args, workers, segment_bytes, dedicated)
 
     def close(self, failed):
         for box in (self.a, self.b):
@@ -681,6 +698,35 @@ class ReplicationTest(unittest.TestCase):
                             "memif, 2 lcores per box, 2 queue pairs", partitions=4,
                             check_channels=check_channels)
         print(f"batches sent per round by channel 0 / channel 1 of the primary: {checked}")
+
+    def test_a_dedicated_replication_lcore_replicates_every_shard(self):
+        """[replication] lcore (docs/replication.md §1): on each box one lcore owns the shards and
+        another, owning none, alone polls the memif link and runs the one channel for every
+        partition; the shard lcore hands it each durable batch through a ring, and sync acks
+        wait for the standby's durable ends it publishes back. Sync producers, SIGKILL of the
+        primary, promotion, rejoin, rounds: every acked message on the final primary exactly
+        once, in order, intact; every round, batches crossed the hand-off."""
+        self.pair.close(False)
+        self.pair = Pair(dedicated=True)
+        handed = []
+
+        def check_handoff(primary, standby):
+            def crossed():
+                c = repl_counters(primary)
+                return c.get("handoff_batches", 0) > 0 and c.get("batches_sent", 0) > 0
+            harness.wait_for(crossed, 5, f"batches handed to {primary.name}'s replication lcore")
+            c = repl_counters(primary)
+            self.assertEqual(c.get("handoff_acks_lost"), 0, f"{primary.name}: {c}")
+            handed.append((c["handoff_batches"], c["handoff_from_log"]))
+            for box in (primary, standby):
+                self.assertIn("replicates every partition (dedicated)", box.log())
+
+        self.sigkill_rounds(int(os.environ.get("SLUICE_REPL_DEDICATED_ROUNDS", "3")),
+                            "memif, a shard lcore and a replication lcore per box",
+                            check_channels=check_handoff)
+        print(f"batches handed over with bytes / without (read back from the log), per round: "
+              f"{handed}")
+        self.assertGreater(sum(b for b, _ in handed), 0)
 
     def test_two_lcores_replicate_over_af_packet_by_steering(self):
         """Several channels over a link that does not keep queues apart (docs/replication.md §1):
