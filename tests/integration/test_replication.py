@@ -728,6 +728,47 @@ class ReplicationTest(unittest.TestCase):
               f"{handed}")
         self.assertGreater(sum(b for b, _ in handed), 0)
 
+    def test_a_dedicated_replication_lcore_catches_a_wiped_standby_up_from_the_log(self):
+        """With [replication] lcore, catch-up reads are the replication lcore's own (it writes
+        none of the primary's logs: LogFileReader reads the segment files, read-only): a wiped
+        standby, a restarted primary (its memory holds nothing), every batch read back from the
+        log, then the standby promoted with every acked message."""
+        self.pair.close(False)
+        self.pair = Pair(dedicated=True)
+        a, b = self.pair.a, self.pair.b
+        self.start_pair()
+        queue_id = lookup(a)
+        p = Producer()
+        for i in range(200):
+            self.assertEqual(p.send_one(a.server, queue_id, i % 2), "OK")
+        b.kill()
+        shutil.rmtree(b.data_dir)
+        a.stop()
+        a.start()
+        b.start()
+        wait_in_sync(a, b, timeout_s=60)
+        counters = repl_counters(a)
+        self.assertGreater(counters["backfill_batches"], 0, counters)
+        self.assertGreater(counters["backfill_reads_async"], 0, counters)
+        self.assertEqual(counters["backfill_read_errors"], 0, counters)
+        for i in range(20):
+            self.assertEqual(p.send_one(a.server, queue_id, i % 2), "OK")
+        self.assertGreater(repl_counters(a)["handoff_batches"], 0)
+        a.kill()
+        before = b.log_size()
+        status, body = b.http("POST", "/v1/promote", {})
+        self.assertEqual(status, 202, body)
+        b.wait_running(after=before)
+        harness.wait_for(lambda: b.role().get("role") == "primary", 30, "b to be primary")
+        for part in (0, 1):
+            got = fetch_partition(b, queue_id, part, len(p.acked[part]))
+            self.assertEqual(got, [(o, pl) for (_, o, pl) in p.acked[part]])
+        print(f"\ndedicated replication lcore, wiped standby: {counters['backfill_batches']} "
+              f"batches read back from the log files, then promoted with all "
+              f"{sum(len(v) for v in p.acked.values())} acked messages")
+        p.sock.close()
+        self._failed = False
+
     def test_two_lcores_replicate_over_af_packet_by_steering(self):
         """Several channels over a link that does not keep queues apart (docs/replication.md §1):
         the memif variant above over DPDK's af_packet PMD on a veth pair with 2 queue pairs.
