@@ -19,7 +19,7 @@ void HandoffRing::WriteWord(uint64_t pos, uint64_t w) {
 }
 
 std::byte* HandoffRing::Begin(uint32_t len) {
-  SLUICE_ASSERT(len <= max_message());
+  SLUICE_ASSERT(len > 0 && len <= max_message());
   const uint64_t head = head_.v.load(std::memory_order_relaxed);
   const uint32_t at = static_cast<uint32_t>(head & (size_ - 1));
   // Positions are multiples of 8 and the buffer a power of two >= 64: a word always fits.

@@ -28,7 +28,8 @@ class HandoffRing {
   // The largest message that can ever fit.
   uint32_t max_message() const { return size_ / 2 - kWord; }
 
-  // Producer. A slot of `len` bytes (len <= max_message()), or null when the ring is full for
+  // Producer. A slot of `len` bytes (0 < len <= max_message(): Peek's empty span means "none"),
+  // or null when the ring is full for
   // now. Commit publishes it; at most one Begin is open at a time.
   std::byte* Begin(uint32_t len);
   void Commit();
