@@ -2,6 +2,7 @@
 
 #include <unistd.h>
 
+#include <chrono>
 #include <cstring>
 
 #include "dataplane/replication_shell.h"
@@ -15,6 +16,16 @@ namespace {
 
 uint64_t HandoffKey(uint32_t q, uint32_t p) { return (uint64_t{q} << 32) | p; }
 constexpr uint32_t kMaxReadBatchBytes = (1u << 20) + 8192;
+// A partition's log state is found again (a recovery scan, read-only) at most this often: a
+// batch the standby asks for that is not durable yet is asked for again every pass.
+constexpr uint64_t kReloadIntervalNs = 1'000'000;
+constexpr uint64_t kLogStartIntervalNs = 500'000'000;
+
+uint64_t MonotonicNs() {
+  return static_cast<uint64_t>(std::chrono::duration_cast<std::chrono::nanoseconds>(
+                                   std::chrono::steady_clock::now().time_since_epoch())
+                                   .count());
+}
 
 }  // namespace
 
@@ -177,6 +188,9 @@ LogFileReader::LogFileReader(const hwconf::Storage& storage) : storage_(storage)
 LogFileReader::Log& LogFileReader::Load(uint32_t queue, uint32_t partition, bool again) const {
   Log& l = logs_[HandoffKey(queue, partition)];
   if (l.loaded && !again) return l;
+  const uint64_t now = MonotonicNs();
+  if (l.loaded_ns != 0 && now < l.loaded_ns + kReloadIntervalNs) return l;
+  l.loaded_ns = now;
   // Read-only: no repair, no cut of a tail the shard lcore is writing right now.
   storage::RecoveryOptions o = RecoveryOptionsOf(storage_);
   o.repair = false;
@@ -230,8 +244,12 @@ uint32_t LogFileReader::PollBatchReads(absl::FunctionRef<void(const BatchRead&)>
 }
 
 uint64_t LogFileReader::FirstSegmentBase(uint32_t queue, uint32_t partition) const {
-  // Once a second per partition (SendLogStarts): retention may have removed segments since.
-  const Log& l = Load(queue, partition, true);
+  // Once a second per partition (SendLogStarts), and after a read found nothing: retention may
+  // have removed segments since (a state younger than half a second answers as it is).
+  auto it = logs_.find(HandoffKey(queue, partition));
+  const bool fresh = it != logs_.end() && it->second.loaded &&
+                     MonotonicNs() < it->second.loaded_ns + kLogStartIntervalNs;
+  const Log& l = Load(queue, partition, !fresh);
   if (!l.loaded || l.state.segments.empty()) return shard::kNoOffset;
   return l.state.start_offset();
 }
