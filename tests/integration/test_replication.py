@@ -1519,9 +1519,9 @@ class ReplicationTest(unittest.TestCase):
 
     # ---- ack-log replication (docs/replication.md §13) ----
 
-    def start_ack_pair(self, workers=1):
+    def start_ack_pair(self, workers=1, dedicated=False):
         self.pair.close(False)
-        self.pair = Pair(queues=ACK_QUEUES, workers=workers)
+        self.pair = Pair(queues=ACK_QUEUES, workers=workers, dedicated=dedicated)
         self.start_pair()
         return self.pair.a, self.pair.b
 
@@ -1617,6 +1617,34 @@ class ReplicationTest(unittest.TestCase):
         print(f"\nack log, consumer group ({workers} lcore(s)): committed {committed} before the "
               f"failover; the group resumed there on the promoted standby ({len(got)} messages, "
               f"none replayed)")
+        self._failed = False
+
+    def test_acklog_crosses_a_dedicated_replication_lcore(self):
+        """With [replication] lcore the shard lcore hands its ack-log records (deletes, purge
+        marks) to the replication lcore through its ring with the batches (docs/replication.md
+        §1): deleted and purged messages stay gone on the promoted standby, none was lost on the
+        way."""
+        a, b = self.start_ack_pair(dedicated=True)
+        jobs = [f"job-{i}" for i in range(30)]
+        cli_produce(a, "jobs", jobs)
+        leased = receive_all(a, "jobs")
+        self.assertEqual(sorted(p for _, p in leased), sorted(jobs))
+        deleted = {p for i, (_, p) in enumerate(sorted(leased, key=lambda x: x[1])) if i % 3 == 0}
+        cli(a, "delete", "jobs", *[r for r, p in leased if p in deleted])
+        cli_produce(a, "pw", [f"w-{i}" for i in range(5)])
+        status, body = a.http("POST", "/v1/queues/pw/purge", {})
+        self.assertEqual(status, 200, body)
+        ca, cb = wait_acks_replicated(a, b, len(deleted) + 1)
+        self.assertGreater(ca["handoff_batches"], 0, ca)
+        self.assertEqual(ca["handoff_acks_lost"], 0, ca)
+        kill_and_promote(a, b)
+        got = [p for _, p in receive_all(b, "jobs")]
+        self.assertEqual(sorted(got), sorted(set(jobs) - deleted),
+                         "deleted messages came back, or undeleted ones are missing")
+        self.assertEqual(receive_all(b, "pw"), [], "purged work-queue messages came back")
+        print(f"\nack log over a replication lcore: {len(deleted)} deletes and a purge handed "
+              f"over ({ca['acklog_records_sent']} records sent, {cb['acklog_records_applied']} "
+              f"applied); the promoted standby delivered exactly the other {len(got)}")
         self._failed = False
 
     def test_acklog_purge_stays_purged_after_failover(self):
