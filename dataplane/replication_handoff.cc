@@ -33,7 +33,7 @@ uint64_t MonotonicNs() {
 
 HandoffReplicator::HandoffReplicator(const ReplicationStatus& status, ReplicationHandoff& handoff,
                                      uint16_t worker)
-    : status_(status), handoff_(handoff), ring_(*handoff.rings.at(worker)) {
+    : status_(status), handoff_(handoff), ring_(*handoff.rings.at(worker)), worker_(worker) {
   parts_.reserve(1024);
   deferred_.reserve(1024);
 }
@@ -159,6 +159,8 @@ uint64_t HandoffReplicator::OfferAck(uint32_t queue, uint32_t partition, uint8_t
     // on (AckReplicated), counted and never silent.
     handoff_.acks_lost.fetch_add(1, std::memory_order_relaxed);
     p.acks_broken = true;
+  } else {
+    ++acks_pushed_;
   }
   return p.acks;
 }
@@ -170,6 +172,12 @@ bool HandoffReplicator::AckReplicated(uint32_t queue, uint32_t partition, uint64
   auto it = parts_.find(HandoffKey(queue, partition));
   if (it == parts_.end() || it->second.acks_broken) return false;
   return handoff_.board.AcksApplied(queue, partition, applied);
+}
+
+void HandoffReplicator::PassEnded() {
+  if (handoff_.acks_flushed == nullptr) return;
+  handoff_.acks_flushed[worker_].store(acks_pushed_at_pass_end_, std::memory_order_release);
+  acks_pushed_at_pass_end_ = acks_pushed_;
 }
 
 void HandoffReplicator::PurgeSettled(uint32_t queue, uint32_t partition, uint64_t generation,

@@ -49,6 +49,10 @@ struct ReplicationHandoff {
   std::atomic<uint64_t> batches_from_log{0};  // batches handed without bytes (ring full)
   std::atomic<uint64_t> deferred{0};          // hand-offs that waited for the next call
   std::atomic<uint64_t> acks_lost{0};         // ack records not handed over (ring full)
+  // [worker]: ack records that shard lcore handed over and has since written to its ack logs
+  // (FlushAcks, once per pass: published a pass late). An ack-log snapshot for the standby is
+  // read from the files only once they hold every record the replication lcore took.
+  std::unique_ptr<std::atomic<uint64_t>[]> acks_flushed;
 };
 
 // The message format of the rings.
@@ -85,6 +89,10 @@ class HandoffReplicator final : public Replicator {
   void PurgeSettled(uint32_t queue, uint32_t partition, uint64_t purge_generation,
                     Errc errc) override;
 
+  // The end of a worker pass: every ack record handed over before the previous pass ended has
+  // been written to its ack log since (the Frontend flushes once per pass).
+  void PassEnded();
+
  private:
   struct Part {
     uint64_t handed_end = 0;   // the replication lcore was told up to here
@@ -104,6 +112,9 @@ class HandoffReplicator final : public Replicator {
   mutable absl::flat_hash_map<uint64_t, Part> parts_;
   mutable std::vector<HandoffHeader> control_;  // partitions opened/closed, not yet handed
   mutable std::vector<uint64_t> deferred_;      // partitions with an un-handed range
+  const uint16_t worker_;
+  uint64_t acks_pushed_ = 0;
+  uint64_t acks_pushed_at_pass_end_ = 0;
 };
 
 // The replication lcore's catch-up reads (docs/replication.md §3): it writes none of the

@@ -316,7 +316,10 @@ uint32_t ReplicationShell::DrainHandoff(uint64_t now_ns) {
   // At most this many messages per ring per pass: the link gets its turn.
   constexpr uint32_t kPerPass = 256;
   uint32_t work = 0;
-  for (const auto& ring : config_.status->handoff->rings) {
+  const auto& rings = config_.status->handoff->rings;
+  if (acks_drained_.size() != rings.size()) acks_drained_.assign(rings.size(), 0);
+  for (size_t w = 0; w < rings.size(); ++w) {
+    replication::HandoffRing* ring = rings[w].get();
     if (ring == nullptr) continue;
     for (uint32_t i = 0; i < kPerPass; ++i) {
       const std::span<const std::byte> m = ring->Peek();
@@ -344,6 +347,7 @@ uint32_t ReplicationShell::DrainHandoff(uint64_t now_ns) {
           break;
         case HandoffKind::kAck:
           SLUICE_ASSERT(payload.size() == h.group_len);
+          ++acks_drained_[w];
           (void)OfferAck(h.queue, h.partition, h.ack_kind, h.ref_partition,
                          std::string_view(reinterpret_cast<const char*>(payload.data()),
                                           payload.size()),
@@ -382,6 +386,14 @@ void ReplicationShell::SendAckSnapshots(Persistence* storage) {
     if (ack_snapshots_.size() < 4) ack_snapshots_.emplace_back(q, p);
   });
   if (ack_snapshots_.empty()) return;
+  if (config_.dedicated) {
+    // The shard lcores write the ack logs: not before each has written every record this lcore
+    // took from it (a pass or two later), or the snapshot would miss one it counts as sent.
+    const ReplicationHandoff& h = *config_.status->handoff;
+    for (size_t w = 0; w < acks_drained_.size(); ++w) {
+      if (h.acks_flushed[w].load(std::memory_order_acquire) < acks_drained_[w]) return;
+    }
+  }
   storage->FlushAcks();
   for (const auto& [q, p] : ack_snapshots_) {
     const std::string data_dir = DataDirOf(config_.storage, q, p);

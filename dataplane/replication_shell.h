@@ -355,6 +355,7 @@ class ReplicationShell final : public Replicator,
   uint32_t DrainHandoff(uint64_t now_ns);
   void PublishBoard(uint64_t now_ns);
   std::unique_ptr<LogFileReader> log_reader_;
+  std::vector<uint64_t> acks_drained_;  // [worker]: ack records taken from its ring
   uint64_t handoff_batches_ = 0;
   uint64_t handoff_from_log_ = 0;
   bool fence_published_ = false;

@@ -10,6 +10,7 @@
 
 #include "dataplane/frame_handler.h"
 #include "dataplane/idle.h"
+#include "dataplane/replication_handoff.h"
 #include "dataplane/replication_shell.h"
 #include "dataplane/storage_shell.h"
 #include "dataplane/table_publisher.h"
@@ -296,6 +297,7 @@ int Worker::Run(const std::atomic<bool>& stop) {
     }
     FlushTx();
     AnswerStatsRequest();
+    if (handoff_ != nullptr) handoff_->PassEnded();  // its ack records are in the files now
     tables.Quiescent(index_);  // the table loaded above is not read again before the next load
     pass_worked = work != 0;
     if (work == 0 && AwaitingKernel()) {

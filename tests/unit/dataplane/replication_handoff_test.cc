@@ -154,6 +154,22 @@ TEST_F(HandoffTest, AnAckRecordThatCannotBeHandedOverIsCountedAndNeverReportedRe
   EXPECT_EQ(end, 50u);
 }
 
+TEST_F(HandoffTest, AckRecordsCountAsWrittenOnlyAPassAfterTheyWereHandedOver) {
+  // The Frontend flushes the ack logs once per pass, possibly before a record of that same pass:
+  // a record counts as in the file at the end of the pass after the one that handed it over.
+  handoff_.acks_flushed = std::make_unique<std::atomic<uint64_t>[]>(1);
+  r_->AddPartition(1, 0, 0);
+  r_->OfferAck(1, 0, Replicator::kAckDelete, 0, "", 1);
+  r_->OfferAck(1, 0, Replicator::kAckDelete, 0, "", 2);
+  r_->PassEnded();
+  EXPECT_EQ(handoff_.acks_flushed[0].load(), 0u);
+  r_->OfferAck(1, 0, Replicator::kAckDelete, 0, "", 3);
+  r_->PassEnded();
+  EXPECT_EQ(handoff_.acks_flushed[0].load(), 2u);
+  r_->PassEnded();
+  EXPECT_EQ(handoff_.acks_flushed[0].load(), 3u);
+}
+
 TEST_F(HandoffTest, OpeningsThatDidNotFitGoFirstAndDataNeverOvertakesThem) {
   while (ring().Begin(1) != nullptr) ring().Commit();
   r_->AddPartition(4, 0, 7);          // kept (control path)
