@@ -171,7 +171,11 @@ void CheckLcores(Reporter& r, const Layout& l) {
       r.Error(key, Cat("lcore ", c.id,
                                 " is the main lcore (eal.main_lcore); a worker needs its own lcore"));
     }
-    if (c.rx.empty() && c.shards.empty()) {
+    // A replication lcore over the kernel UDP link polls its socket, not an RX queue.
+    const bool udp_replication_lcore = c.id == l.replication.lcore &&
+                                       l.replication.role != ReplicationRole::kNone &&
+                                       l.replication.link_port.empty();
+    if (c.rx.empty() && c.shards.empty() && !udp_replication_lcore) {
       r.Error(Path("lcore", i), Cat("lcore ", c.id, " has no rx queues and no shards"));
     }
   }

@@ -769,6 +769,22 @@ class ReplicationTest(unittest.TestCase):
         p.sock.close()
         self._failed = False
 
+    def test_a_dedicated_replication_lcore_over_kernel_udp(self):
+        """[replication] lcore with the kernel UDP link: the replication lcore polls no RX queue,
+        only its socket (listen port + 0); the rounds of the memif variant."""
+        self.pair.close(False)
+        self.pair = Pair(link="udp", dedicated=True)
+
+        def check_handoff(primary, standby):
+            harness.wait_for(lambda: repl_counters(primary).get("handoff_batches", 0) > 0, 5,
+                             f"batches handed to {primary.name}'s replication lcore")
+            for box in (self.pair.a, self.pair.b):
+                self.assertIn("(1 socket(s): port + channel)", box.log())
+
+        self.sigkill_rounds(int(os.environ.get("SLUICE_REPL_DEDICATED_UDP_ROUNDS", "2")),
+                            "kernel UDP, a shard lcore and a replication lcore per box",
+                            check_channels=check_handoff)
+
     def test_two_lcores_replicate_over_af_packet_by_steering(self):
         """Several channels over a link that does not keep queues apart (docs/replication.md §1):
         the memif variant above over DPDK's af_packet PMD on a veth pair with 2 queue pairs.
