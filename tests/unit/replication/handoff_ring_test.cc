@@ -2,6 +2,8 @@
 // ring of variable-length messages and the board of replicated ends.
 #include "replication/handoff_ring.h"
 
+#include "replication/primary.h"
+
 #include <thread>
 #include <vector>
 
@@ -124,6 +126,30 @@ TEST(ReplicatedBoard, FullTableRefusesNewPartitionsOnly) {
   uint64_t v = 0;
   ASSERT_TRUE(b.Replicated(2, 5, &v));
   EXPECT_EQ(v, 50u);
+}
+
+// A batch the hand-off could not carry is offered without its bytes (Streamer::OfferFromLog): the
+// streamer's in-memory run no longer ends at offered_end, so it goes, and what the standby needs
+// is read back from the log.
+TEST(StreamerOfferFromLog, WhatMemoryNoLongerHoldsIsReadBack) {
+  Streamer s(1, 0, /*log_end=*/0, /*epoch_start=*/0, StreamerConfig{});
+  LinkCounters c;
+  const std::vector<std::byte> b = Msg(100, 1);
+  s.Offer(b, 0, 10, 1, c);
+  s.Connect(0, 2);
+  uint64_t from = 99;
+  EXPECT_FALSE(s.WantsBackfill(&from));  // [0, 10) in memory
+  s.OfferFromLog(10, 20, 3, c);
+  EXPECT_EQ(s.offered_end(), 20u);
+  ASSERT_TRUE(s.WantsBackfill(&from));
+  EXPECT_EQ(from, 0u);                   // read back from 0, not only from 10
+  s.OfferFromLog(10, 20, 4, c);          // offered before: ignored
+  EXPECT_EQ(s.offered_end(), 20u);
+  s.Offer(b, 20, 30, 5, c);              // later batches with bytes again
+  EXPECT_EQ(s.offered_end(), 30u);
+  s.Backfill(b, 0, 10);
+  s.OnAck(20, 6);
+  EXPECT_FALSE(s.WantsBackfill(&from));  // [20, 30) in memory
 }
 
 }  // namespace
