@@ -238,7 +238,11 @@ rte_mempool* CreateMempool(const hwconf::Layout& layout, uint16_t workers) {
 int SetupPorts(const hwconf::Layout& layout, SharedRuntime* rt) {
   const uint16_t tx_queues = rt->worker_count;
   for (const hwconf::Port& p : layout.ports) {
-    auto port = SetupPort(p, rt->pool, tx_queues);
+    // A dedicated replication lcore alone transmits on the link, on its channel's queue 0 (memif
+    // connects only with as many TX as RX queues on both boxes: docs/replication.md §1).
+    const bool dedicated_link = layout.replication.lcore >= 0 &&
+                                p.name == layout.replication.link_port;
+    auto port = SetupPort(p, rt->pool, dedicated_link ? p.rx_queues : tx_queues);
     if (!port.ok()) {
       std::fprintf(stderr, "sluiced: %s\n", std::string(port.status().message()).c_str());
       return kExitSetup;
@@ -337,6 +341,8 @@ struct ReplicationSetup {
   rte_be16_t peer_port = 0;
   rte_be32_t udp_ipv4 = 0;  // kernel UDP link: bind address
   rte_be16_t udp_port = 0;
+  // A dedicated replication lcore ([replication] lcore): the shard lcores' hand-off to it.
+  std::unique_ptr<ReplicationHandoff> handoff;
 };
 
 int LoadReplication(const hwconf::Layout& layout, ReplicationSetup* r) {
@@ -386,6 +392,20 @@ int SetUpReplicationLink(const hwconf::Layout& layout, const SharedRuntime& rt,
   // by the lcore that writes them: nothing crosses lcores per message).
   std::vector<bool> owns(rt.worker_count, false);
   for (uint32_t s = 0; s < table.shard_count(); ++s) owns[table.WorkerOfShard(s)] = true;
+  // A dedicated replication lcore (docs/replication.md §1): the one channel; hwconf validated
+  // the layout, checked again here against what runs.
+  int dedicated = -1;
+  if (layout.replication.lcore >= 0) {
+    for (uint16_t w = 0; w < rt.worker_count; ++w) {
+      if (layout.lcores[w].id == layout.replication.lcore) dedicated = w;
+    }
+    if (dedicated < 0 || owns[static_cast<size_t>(dedicated)]) {
+      std::fprintf(stderr, "sluiced: replication: lcore %d %s: a replication lcore is a worker "
+                   "[[lcore]] that owns no shards\n", layout.replication.lcore,
+                   dedicated < 0 ? "is not a worker lcore" : "owns shards");
+      return kExitSetup;
+    }
+  }
   if (layout.replication.link_port.empty()) {
     // Kernel UDP: every worker that owns shards is a channel with its own socket, bound to
     // listen port + channel and talking to peer port + channel (nothing to steer: the kernel
@@ -396,8 +416,9 @@ int SetUpReplicationLink(const hwconf::Layout& layout, const SharedRuntime& rt,
       return kExitBadLayout;
     }
     for (uint16_t w = 0; w < rt.worker_count; ++w) {
-      if (owns[w]) r->channel_worker.push_back(w);
+      if (owns[w] && dedicated < 0) r->channel_worker.push_back(w);
     }
+    if (dedicated >= 0) r->channel_worker.push_back(static_cast<uint16_t>(dedicated));
     if (r->channel_worker.empty()) r->channel_worker.push_back(0);
     if (r->channel_worker.size() > kMaxReplicationChannels) {
       std::fprintf(stderr, "sluiced: replication: %zu lcores own shards: at most %u replication "
@@ -450,7 +471,12 @@ int SetUpReplicationLink(const hwconf::Layout& layout, const SharedRuntime& rt,
       return kExitSetup;
     }
   }
-  for (uint16_t w = 0; w < rt.worker_count; ++w) {
+  if (dedicated >= 0 && (r->channel_worker.size() != 1 || r->channel_worker[0] != dedicated)) {
+    std::fprintf(stderr, "sluiced: replication: lcore %d is the replication lcore: it must poll "
+                 "the link's only queue and no other lcore the link\n", layout.replication.lcore);
+    return kExitSetup;
+  }
+  for (uint16_t w = 0; w < rt.worker_count && dedicated < 0; ++w) {
     if (owns[w] && std::find(r->channel_worker.begin(), r->channel_worker.end(), w) ==
                        r->channel_worker.end()) {
       std::fprintf(stderr, "sluiced: replication: lcore %d owns shards but polls no queue of the "
@@ -497,7 +523,7 @@ int SetUpReplicationLink(const hwconf::Layout& layout, const SharedRuntime& rt,
   }
   // The layout's shape, which the peer's must match: shard -> channel.
   std::vector<uint16_t> shard_channel(table.shard_count(), 0);
-  for (uint32_t s = 0; s < table.shard_count(); ++s) {
+  for (uint32_t s = 0; s < table.shard_count() && dedicated < 0; ++s) {
     const uint16_t w = table.WorkerOfShard(s);
     shard_channel[s] = static_cast<uint16_t>(
         std::find(r->channel_worker.begin(), r->channel_worker.end(), w) -
@@ -506,6 +532,23 @@ int SetUpReplicationLink(const hwconf::Layout& layout, const SharedRuntime& rt,
   const uint16_t channels = static_cast<uint16_t>(r->channel_worker.size());
   r->layout_shape = replication::LayoutShapeHash(shard_channel, channels);
   r->status.channel_count = channels;
+  if (dedicated >= 0) {
+    // One hand-off ring per lcore that owns shards (replication_handoff.h).
+    r->handoff = std::make_unique<ReplicationHandoff>();
+    r->handoff->rings.resize(rt.worker_count);
+    for (uint16_t w = 0; w < rt.worker_count; ++w) {
+      if (owns[w]) {
+        r->handoff->rings[w] =
+            std::make_unique<replication::HandoffRing>(ReplicationHandoff::kRingBytes);
+      }
+    }
+    r->handoff->wake = &rt.wake[dedicated];
+    r->handoff->acks_flushed = std::make_unique<std::atomic<uint64_t>[]>(rt.worker_count);
+    r->status.handoff = r->handoff.get();
+    std::printf("sluiced: replication: lcore %d replicates every partition (dedicated); the "
+                "shard lcores hand it their batches through rings of %u MiB\n",
+                layout.replication.lcore, ReplicationHandoff::kRingBytes >> 20);
+  }
   r->status.link_ready.store(r->link == nullptr || r->link->started);
   r->status.state = r->state;
   r->status.state_path = r->state_path;
@@ -834,6 +877,7 @@ int Main(int argc, char** argv) {
         c.channels = static_cast<uint16_t>(repl.channel_worker.size());
         c.layout_shape = repl.layout_shape;
         c.worker = w;
+        c.dedicated = repl.handoff != nullptr;
         c.link_queue = c.channel;
         // A standby channel follows the epoch it last adopted itself (§7: its partitions were
         // checked against that primary); a primary's channels all have the box's.
@@ -869,9 +913,13 @@ int Main(int argc, char** argv) {
         }
         link = std::move(*shell);
       }
+      std::unique_ptr<HandoffReplicator> handoff;
+      if (repl.handoff != nullptr && repl.handoff->rings[w] != nullptr) {
+        handoff = std::make_unique<HandoffReplicator>(repl.status, *repl.handoff, w);
+      }
       // Opens (and restores) the worker's durable partitions, on this thread, before launch.
       workers.push_back(std::make_unique<Worker>(w, layout->lcores[w], rt, std::move(shells[w]),
-                                                 std::move(link)));
+                                                 std::move(link), std::move(handoff)));
     }
   }
   if (rc == kExitOk) {

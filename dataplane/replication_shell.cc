@@ -56,6 +56,10 @@ absl::StatusOr<std::unique_ptr<ReplicationShell>> ReplicationShell::Create(
     if (s->arena_ == nullptr) return absl::ResourceExhaustedError("replication arena");
     s->arena_bytes_ = kArenaBytes;
   }
+  if (c.dedicated) {
+    SLUICE_ASSERT(c.status->handoff != nullptr);
+    s->log_reader_ = std::make_unique<LogFileReader>(c.storage);
+  }
   return s;
 }
 
@@ -275,9 +279,13 @@ bool ReplicationShell::AckReplicated(uint32_t queue, uint32_t partition, uint64_
 
 void ReplicationShell::PurgeSettled(uint32_t queue, uint32_t partition, uint64_t generation,
                                     Errc errc) {
+  SettlePurge(*config_.status, queue, partition, generation, errc);
+}
+
+void SettlePurge(ReplicationStatus& s, uint32_t queue, uint32_t partition, uint64_t generation,
+                 Errc errc) {
   (void)partition;
   // Once per partition per purge (control path): a mutex and, rarely, an allocation.
-  ReplicationStatus& s = *config_.status;
   std::lock_guard lock(s.purge_mu);
   ReplicationStatus::PurgeSettlement* e = nullptr;
   for (auto& p : s.purges) {
@@ -294,6 +302,81 @@ void ReplicationShell::PurgeSettled(uint32_t queue, uint32_t partition, uint64_t
   else if (errc != Errc::kOk) ++e->failed;
 }
 
+// ---- a dedicated replication lcore ------------------------------------------------------------
+
+bool ReplicationShell::HandoffEmpty() const {
+  if (!config_.dedicated) return true;
+  for (const auto& r : config_.status->handoff->rings)
+    if (r != nullptr && !r->Empty()) return false;
+  return true;
+}
+
+uint32_t ReplicationShell::DrainHandoff(uint64_t now_ns) {
+  (void)now_ns;
+  // At most this many messages per ring per pass: the link gets its turn.
+  constexpr uint32_t kPerPass = 256;
+  uint32_t work = 0;
+  const auto& rings = config_.status->handoff->rings;
+  if (acks_drained_.size() != rings.size()) acks_drained_.assign(rings.size(), 0);
+  for (size_t w = 0; w < rings.size(); ++w) {
+    replication::HandoffRing* ring = rings[w].get();
+    if (ring == nullptr) continue;
+    for (uint32_t i = 0; i < kPerPass; ++i) {
+      const std::span<const std::byte> m = ring->Peek();
+      if (m.empty()) break;
+      SLUICE_ASSERT(m.size() >= sizeof(HandoffHeader));
+      HandoffHeader h;
+      std::memcpy(&h, m.data(), sizeof h);
+      const std::span<const std::byte> payload = m.subspan(sizeof h);
+      switch (h.kind) {
+        case HandoffKind::kAdd:
+        case HandoffKind::kRemove:
+          // Whatever the board said of an earlier partition of that name no longer holds.
+          config_.status->handoff->board.Set(h.queue, h.partition, replication::ReplicatedBoard::kNo,
+                                             replication::ReplicatedBoard::kNo);
+          if (h.kind == HandoffKind::kAdd) AddPartition(h.queue, h.partition, h.base);
+          else RemovePartition(h.queue, h.partition);
+          break;
+        case HandoffKind::kBatch:
+          ++handoff_batches_;
+          if (primary_ != nullptr) primary_->Offer(h.queue, h.partition, payload, h.base, h.end, h.now_ns);
+          break;
+        case HandoffKind::kFromLog:
+          ++handoff_from_log_;
+          if (primary_ != nullptr) primary_->OfferFromLog(h.queue, h.partition, h.base, h.end, h.now_ns);
+          break;
+        case HandoffKind::kAck:
+          SLUICE_ASSERT(payload.size() == h.group_len);
+          ++acks_drained_[w];
+          (void)OfferAck(h.queue, h.partition, h.ack_kind, h.ref_partition,
+                         std::string_view(reinterpret_cast<const char*>(payload.data()),
+                                          payload.size()),
+                         h.base);
+          break;
+        default: SLUICE_ASSERT(false);
+      }
+      ring->Pop();
+      ++work;
+    }
+  }
+  return work;
+}
+
+void ReplicationShell::PublishBoard(uint64_t now_ns) {
+  // Every pass: what the shard lcores' sync replies wait for (the lag bound applied here).
+  replication::ReplicatedBoard& board = config_.status->handoff->board;
+  primary_->ForEachStreamer([&](const replication::Streamer& st) {
+    const uint32_t q = st.queue(), p = st.partition();
+    uint64_t end = 0, applied = 0;
+    if (!Replicated(q, p, now_ns, &end)) {
+      board.Set(q, p, replication::ReplicatedBoard::kNo, replication::ReplicatedBoard::kNo);
+      return;
+    }
+    if (!AckReplicated(q, p, now_ns, &applied)) applied = replication::ReplicatedBoard::kNo;
+    board.Set(q, p, end, applied);
+  });
+}
+
 void ReplicationShell::SendAckSnapshots(Persistence* storage) {
   // A standby that cannot continue a partition's ack-log stream gets the whole ack log: written
   // out first (so it holds every record offered), then read back (blocking, rare: a standby
@@ -303,6 +386,14 @@ void ReplicationShell::SendAckSnapshots(Persistence* storage) {
     if (ack_snapshots_.size() < 4) ack_snapshots_.emplace_back(q, p);
   });
   if (ack_snapshots_.empty()) return;
+  if (config_.dedicated) {
+    // The shard lcores write the ack logs: not before each has written every record this lcore
+    // took from it (a pass or two later), or the snapshot would miss one it counts as sent.
+    const ReplicationHandoff& h = *config_.status->handoff;
+    for (size_t w = 0; w < acks_drained_.size(); ++w) {
+      if (h.acks_flushed[w].load(std::memory_order_acquire) < acks_drained_[w]) return;
+    }
+  }
   storage->SettleAcks();  // the ack logs' writes go through the ring: completed before reading
   for (const auto& [q, p] : ack_snapshots_) {
     const std::string data_dir = DataDirOf(config_.storage, q, p);
@@ -555,8 +646,10 @@ uint32_t ReplicationShell::Poll(uint64_t now_ns, Persistence* storage, TxBuffer*
                                 LcoreCounters& c) {
   tx_ = tx;
   counters_ = &c;
+  if (log_reader_ != nullptr) storage = log_reader_.get();  // a dedicated replication lcore
   storage_ = storage;
   uint32_t work = 0;
+  if (config_.dedicated) work += DrainHandoff(now_ns);
   if (primary_ != nullptr) {
     // Catch-up: batches memory no longer holds, read back from the log (bounded per pass).
     if (storage != nullptr) {
@@ -584,6 +677,7 @@ uint32_t ReplicationShell::Poll(uint64_t now_ns, Persistence* storage, TxBuffer*
                             catalog_scratch_.size()});
     }
     work += primary_->Poll(now_ns, *this);
+    if (config_.dedicated) PublishBoard(now_ns);
     PublishFence();
   } else {
     StandbyPass(now_ns);
@@ -748,6 +842,11 @@ void ReplicationShell::PublishStatus() {
     f.Set(F::kLinkSteered, steer_->handed_off);
     f.Set(F::kLinkSteerDropped, steer_->full);
     s.link_steered_in.store(steer_->taken, kR);
+  }
+  if (config_.dedicated) {
+    f.Set(F::kHandoffBatches, handoff_batches_);
+    f.Set(F::kHandoffFromLog, handoff_from_log_);
+    f.Set(F::kHandoffAcksLost, box.handoff->acks_lost.load(kR));
   }
   if (primary_ != nullptr) {
     f.Set(F::kAcklogLag, primary_->ack_lag());
@@ -1046,7 +1145,9 @@ void ReplicationShell::SetTable(const QueueTable& table) {
   for (const QueueInfo& q : table.queues()) {
     if (q.config.durability == shard::Durability::kNone) continue;
     for (uint32_t p = 0; p < q.partition_shard.size(); ++p) {
-      if (table.WorkerOfShard(q.partition_shard[p]) != config_.worker) continue;
+      if (!config_.dedicated && table.WorkerOfShard(q.partition_shard[p]) != config_.worker) {
+        continue;  // a dedicated replication lcore writes every partition
+      }
       wanted[Key(q.id, p)] = true;
       if (parts_.contains(Key(q.id, p))) continue;
       if (absl::Status st = OpenStandbyPartition(q.id, p, q.config.durability); !st.ok()) {

@@ -49,6 +49,7 @@
 #include "dataplane/persistence.h"
 #include "dataplane/port.h"
 #include "dataplane/queue_table.h"
+#include "dataplane/replication_handoff.h"
 #include "dataplane/replicator.h"
 #include "dataplane/tx_buffer.h"
 #include "hwconf/layout.h"
@@ -86,6 +87,10 @@ enum class ReplicationFigure : uint8_t {
   // Link frames that arrived on another channel's queue and were handed over, and those dropped
   // because the ring to their channel was full (recovered by retransmission; link_steering.h).
   kLinkSteered, kLinkSteerDropped,
+  // A dedicated replication lcore (replication_handoff.h): batches the shard lcores handed over
+  // with their bytes; without them (the ring was full: read back from the log); ack records
+  // that could not be handed over (their partitions' sync replies say NOT_REPLICATED).
+  kHandoffBatches, kHandoffFromLog, kHandoffAcksLost,
   kLagOffsets,  // primary: offered - acked, all partitions (/v1/role's replication_lag_bytes)
   kCount
 };
@@ -95,7 +100,8 @@ inline constexpr std::array<std::string_view, kReplicationFigures> kReplicationF
     "backfill_reads_async", "backfill_read_errors", "rx_malformed", "rx_stale_epoch",
     "truncated_records", "behind_start_restarts", "acklog_records_sent", "acklog_records_resent",
     "acklog_snapshots_sent", "acklog_records_applied", "acklog_snapshots_applied",
-    "acklog_dropped", "acklog_lag", "link_steered", "link_steer_dropped", "lag_offsets"};
+    "acklog_dropped", "acklog_lag", "link_steered", "link_steer_dropped", "handoff_batches",
+    "handoff_from_log", "handoff_acks_lost", "lag_offsets"};
 static_assert(!kReplicationFigureNames.back().empty(), "a figure without a name");
 struct ReplicationFigures {
   std::array<std::atomic<uint64_t>, kReplicationFigures> v{};
@@ -180,6 +186,8 @@ struct ReplicationStatus {
   // Frames that reach the lcore of another channel than theirs are handed over through these
   // rings (a DPDK link with several channels; set up before the workers start).
   LinkSteering steering;
+  // A dedicated replication lcore (replication_handoff.h; null: channels on the shard lcores).
+  ReplicationHandoff* handoff = nullptr;
   // The DPDK link port is started and restarted by channel 0 only; the others poll it while
   // this says it runs.
   std::atomic<bool> link_ready{false};
@@ -193,6 +201,10 @@ struct ReplicationStatus {
 // Main thread, every few ms: the channels' figures summed (lag, counters), and-ed (connected,
 // caught up, catalog) and max-ed (epoch) into the box's.
 void AggregateReplicationStatus(ReplicationStatus& s);
+// A purge of a sync queue's partition settled (Replicator::PurgeSettled): recorded for the
+// control thread that waits for it (a mutex: once per partition per purge).
+void SettlePurge(ReplicationStatus& s, uint32_t queue, uint32_t partition, uint64_t generation,
+                 Errc errc);
 // A standby channel adopted `epoch` (after cutting its divergent tails): recorded for it, the
 // box's epoch is the highest, the file written whole. Returns the box's epoch.
 absl::StatusOr<uint64_t> AdoptChannelEpoch(ReplicationStatus& s, uint16_t channel, uint64_t epoch);
@@ -220,6 +232,10 @@ struct ReplicationShellConfig {
   uint16_t channels = 1;
   uint32_t layout_shape = 0;          // replication::LayoutShapeHash of this box
   uint16_t worker = 0;                // standby: writes the partitions of this worker's shards
+  // A dedicated replication lcore (status->handoff): this channel replicates every partition
+  // (standby: writes them all), takes the shard lcores' batches from the hand-off rings and
+  // reads catch-up batches from the log files itself (LogFileReader).
+  bool dedicated = false;
   rte_be32_t peer_ipv4 = 0;
   rte_be16_t peer_udp_port = 0;
   rte_mempool* pool = nullptr;
@@ -275,7 +291,10 @@ class ReplicationShell final : public Replicator,
   bool link_rx_interrupts() const { return config_.link->rx_interrupts; }
   int udp_fd() const { return udp_fd_; }
   // No link frame another channel handed to this one waits (Worker::Sleep checks it last).
-  bool LinkRingsEmpty() const { return !steer_.has_value() || steer_->InboundEmpty(); }
+  bool LinkRingsEmpty() const {
+    return (!steer_.has_value() || steer_->InboundEmpty()) && HandoffEmpty();
+  }
+  bool HandoffEmpty() const;
 
   // Worker pass: frames from the link (and ARP on it), then what is due to send (and, standby,
   // storage completions). `storage`: the worker's (primary catch-up reads). `tx`: this worker's
@@ -332,6 +351,13 @@ class ReplicationShell final : public Replicator,
   uint64_t next_log_start_ns_ = 0;
   void PublishStatus();
   void PublishFence();
+  // A dedicated replication lcore: the shard lcores' messages, then the board they read.
+  uint32_t DrainHandoff(uint64_t now_ns);
+  void PublishBoard(uint64_t now_ns);
+  std::unique_ptr<LogFileReader> log_reader_;
+  std::vector<uint64_t> acks_drained_;  // [worker]: ack records taken from its ring
+  uint64_t handoff_batches_ = 0;
+  uint64_t handoff_from_log_ = 0;
   bool fence_published_ = false;
   bool shape_logged_ = false;
 

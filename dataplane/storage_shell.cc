@@ -581,6 +581,14 @@ void StorageShell::FlushAcks() {
   SyncAckStats();
 }
 
+bool StorageShell::AcksSettled() const {
+  if (!ack_ring_->idle() || !ack_dirty_.empty()) return false;
+  for (const auto& [key, p] : parts_) {
+    if (p->acks.has_value() && p->acks->busy()) return false;
+  }
+  return true;
+}
+
 void StorageShell::SettleAcks() {
   FlushAcks();
   // A completion may queue the rest of a short write or the next buffer: until all is quiet.

@@ -184,6 +184,9 @@ class StorageShell final : public Persistence {
   uint32_t registered_regions() const { return writer_->registered_regions(); }
   // Writes submitted and not yet completed: the kernel still has work to do for them.
   bool AwaitingKernel() const { return writer_->in_flight() != 0 || !ack_ring_->idle(); }
+  // Every ack-log entry appended so far is written (nothing buffered, in flight or wanted). One
+  // look at each partition: used per pass only with a dedicated replication lcore.
+  bool AcksSettled() const;
   const storage::AckRingStats& ack_ring_stats() const { return ack_ring_->stats(); }
   void InjectAckFaults(const storage::AckFaultInjection& f) { ack_ring_->InjectFaults(f); }
   // Every ack log written out and synced as asked (blocking; Close, shutdown, ack snapshots).

@@ -10,6 +10,7 @@
 
 #include "dataplane/frame_handler.h"
 #include "dataplane/idle.h"
+#include "dataplane/replication_handoff.h"
 #include "dataplane/replication_shell.h"
 #include "dataplane/storage_shell.h"
 #include "dataplane/table_publisher.h"
@@ -20,9 +21,10 @@ namespace sluice::dataplane {
 
 Worker::Worker(uint16_t index, const hwconf::Lcore& conf, const SharedRuntime& shared,
                std::unique_ptr<StorageShell> storage,
-               std::unique_ptr<ReplicationShell> replication)
+               std::unique_ptr<ReplicationShell> replication,
+               std::unique_ptr<HandoffReplicator> handoff)
     : index_(index), conf_(conf), shared_(shared), storage_(std::move(storage)),
-      replication_(std::move(replication)) {
+      replication_(std::move(replication)), handoff_(std::move(handoff)) {
   // A reader of the queue table from here on (before the first load: a table this worker holds
   // is never freed under it); the lcore reports quiescent states once it runs.
   shared.tables->Register(index);
@@ -57,7 +59,7 @@ Worker::Worker(uint16_t index, const hwconf::Lcore& conf, const SharedRuntime& s
   }
   // A standby's logs are the replication shell's: it opens them (on this thread, before launch).
   if (replication_ != nullptr) replication_->SetTable(*table_);
-  if (replication_ == nullptr && shared.replication_status != nullptr) {
+  if (replication_ == nullptr && handoff_ == nullptr && shared.replication_status != nullptr) {
     role_view_ = std::make_unique<ReplicationRoleView>(*shared.replication_status);
   }
   handler_ = std::make_unique<FrameHandler>(*this, shared);
@@ -89,11 +91,13 @@ Worker::~Worker() {
 Persistence* Worker::frontend_storage() {
   if (replication_ != nullptr && !replication_->Writable()) return nullptr;
   if (role_view_ != nullptr && !role_view_->Writable()) return nullptr;
+  if (handoff_ != nullptr && !handoff_->Writable()) return nullptr;
   return storage_.get();
 }
 
 Replicator* Worker::replicator() {
   if (replication_ != nullptr) return replication_.get();
+  if (handoff_ != nullptr) return handoff_.get();
   return role_view_.get();
 }
 
@@ -295,6 +299,11 @@ int Worker::Run(const std::atomic<bool>& stop) {
     }
     FlushTx();
     AnswerStatsRequest();
+    // Its ack records are in the files now, once the ack logs' writes (through the ring, so
+    // asynchronous) have completed: until then the replication lcore's snapshot waits.
+    if (handoff_ != nullptr && (storage_ == nullptr || storage_->AcksSettled())) {
+      handoff_->PassEnded();
+    }
     tables.Quiescent(index_);  // the table loaded above is not read again before the next load
     pass_worked = work != 0;
     if (work == 0 && AwaitingKernel()) {

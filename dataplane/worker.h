@@ -29,6 +29,7 @@ class StartupRecovery;
 class StorageShell;
 class ReplicationShell;
 class ReplicationRoleView;
+class HandoffReplicator;
 struct ReplicationStatus;
 class Persistence;
 struct StorageFault;
@@ -101,7 +102,8 @@ class Worker {
   // `replication`: this worker polls the replication link (null: it does not, or no replication).
   Worker(uint16_t index, const hwconf::Lcore& conf, const SharedRuntime& shared,
          std::unique_ptr<StorageShell> storage,
-         std::unique_ptr<ReplicationShell> replication = nullptr);
+         std::unique_ptr<ReplicationShell> replication = nullptr,
+         std::unique_ptr<HandoffReplicator> handoff = nullptr);
   ~Worker();
   Worker(const Worker&) = delete;
   Worker& operator=(const Worker&) = delete;
@@ -167,6 +169,8 @@ class Worker {
   std::unique_ptr<StorageShell> storage_;  // before handler_: the frontend uses it
   std::unique_ptr<ReplicationShell> replication_;  // likewise
   std::unique_ptr<ReplicationRoleView> role_view_;  // other workers of a replicated box
+  // A shard lcore of a box with a dedicated replication lcore: hands its batches to it.
+  std::unique_ptr<HandoffReplicator> handoff_;
   std::unique_ptr<FrameHandler> handler_;
   const QueueTable* table_ = nullptr;
   std::vector<PartitionFigures> figures_;  // built here, swapped into the mailbox

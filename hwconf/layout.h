@@ -97,6 +97,9 @@ struct Replication {
   std::string etcd;                    // "http://a.b.c.d:port" of an etcd v3 endpoint
   uint32_t etcd_lease_ms = 3000;       // the leader key's lease (etcd counts whole seconds)
   std::string etcd_key = "/sluice/leader";  // the leader key; one per pair
+  // A dedicated replication lcore (docs/replication.md §1): its DPDK lcore id, or -1 (the
+  // default) for channels on the lcores that own shards.
+  int lcore = -1;
 };
 
 struct Control {

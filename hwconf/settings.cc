@@ -534,6 +534,13 @@ std::vector<Field<Replication>> ReplicationFields() {
                             "primary died."},
       {.key = "etcd_key", .codec = Str(&Replication::etcd_key, EtcdKey, "\"/...\""),
        .doc = "The leader key; one per pair (two pairs sharing an etcd need distinct keys)."},
+      {.key = "lcore", .codec = Int(&Replication::lcore, -1, kMaxLcore),
+       .doc = "A dedicated replication lcore (an `[[lcore]]` id): it alone polls the link (over "
+              "a DPDK port its `rx` lists the link's only queue; over kernel UDP its socket, and "
+              "its `rx` may be empty) and replicates every partition; the lcores that own shards "
+              "hand it their durable batches through rings (a copy per batch, a wake-up). It "
+              "must own no shards. -1 (default): every lcore that owns shards is a replication "
+              "channel itself (docs/replication.md §1)."},
   };
 }
 

@@ -171,7 +171,11 @@ void CheckLcores(Reporter& r, const Layout& l) {
       r.Error(key, Cat("lcore ", c.id,
                                 " is the main lcore (eal.main_lcore); a worker needs its own lcore"));
     }
-    if (c.rx.empty() && c.shards.empty()) {
+    // A replication lcore over the kernel UDP link polls its socket, not an RX queue.
+    const bool udp_replication_lcore = c.id == l.replication.lcore &&
+                                       l.replication.role != ReplicationRole::kNone &&
+                                       l.replication.link_port.empty();
+    if (c.rx.empty() && c.shards.empty() && !udp_replication_lcore) {
       r.Error(Path("lcore", i), Cat("lcore ", c.id, " has no rx queues and no shards"));
     }
   }
@@ -299,6 +303,30 @@ void CheckReplication(Reporter& r, const Layout& l) {
   }
   if (rep.role != ReplicationRole::kNone && rep.peer.empty()) {
     r.Error("replication.peer", Cat("is required with role = \"", ToString(rep.role), "\""));
+  }
+  if (rep.lcore >= 0) {
+    // A dedicated replication lcore (docs/replication.md §1): it replicates every partition, so
+    // it owns none (the shard lcores hand it their batches) and it alone polls the link.
+    const Lcore* c = nullptr;
+    for (const Lcore& x : l.lcores)
+      if (x.id == rep.lcore) c = &x;
+    if (rep.role == ReplicationRole::kNone) {
+      r.Error("replication.lcore", "is set but role = \"none\": nothing to replicate");
+    } else if (c == nullptr) {
+      r.Error("replication.lcore", Cat("lcore ", rep.lcore, " is not an [[lcore]]"));
+    } else if (!c->shards.empty()) {
+      r.Error("replication.lcore", Cat("lcore ", rep.lcore, " owns shards; a replication lcore "
+                                       "owns none (the shard lcores hand it their batches)"));
+    } else if (!rep.link_port.empty()) {
+      const Port* port = l.FindPort(rep.link_port);
+      size_t polled = 0;
+      for (const RxQueueRef& q : c->rx) polled += q.port == rep.link_port;
+      if (polled != 1 || (port != nullptr && port->rx_queues != 1)) {
+        r.Error("replication.lcore",
+                Cat("lcore ", rep.lcore, " must poll the link's only queue (\"", rep.link_port,
+                    ":0\"; the port with rx_queues = 1): it alone runs the link"));
+      }
+    }
   }
   for (size_t i = 0; i < l.ports.size(); ++i) {
     const Port& p = l.ports[i];

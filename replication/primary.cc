@@ -85,6 +85,19 @@ void Streamer::Offer(std::span<const std::byte> bytes, uint64_t base, uint64_t e
   DropAcked();  // if the standby acked it already (catch-up overtaking), it need not stay
 }
 
+void Streamer::OfferFromLog(uint64_t base, uint64_t end, uint64_t now_ns, LinkCounters& c) {
+  if (end <= offered_end_) return;
+  SLUICE_ASSERT(base == offered_end_ && end > base);
+  if (acked_end_ == offered_end_) waiting_since_ns_ = now_ns;
+  offered_end_ = end;
+  // The ring holds a contiguous run of offsets ending at offered_end: what it holds now no
+  // longer ends there, so it goes (read back from the log if the standby still needs it).
+  while (count_ > 0) {
+    if (EntryAt(0).end > acked_end_) ++c.ring_evictions;
+    PopHead();
+  }
+}
+
 void Streamer::DropAcked() {
   while (count_ > 0 && EntryAt(0).end <= acked_end_) PopHead();
 }
@@ -320,6 +333,11 @@ Streamer* PrimaryLink::FindMut(uint32_t queue, uint32_t partition) {
 const Streamer* PrimaryLink::Find(uint32_t queue, uint32_t partition) const {
   auto it = streamers_.find(PartitionKey(queue, partition));
   return it == streamers_.end() ? nullptr : it->second.get();
+}
+
+void PrimaryLink::OfferFromLog(uint32_t queue, uint32_t partition, uint64_t base, uint64_t end,
+                               uint64_t now_ns) {
+  if (Streamer* s = FindMut(queue, partition)) s->OfferFromLog(base, end, now_ns, counters_);
 }
 
 void PrimaryLink::Offer(uint32_t queue, uint32_t partition, std::span<const std::byte> bytes,

@@ -46,6 +46,10 @@ class Streamer {
   // back from the log if the standby still needs them).
   void Offer(std::span<const std::byte> bytes, uint64_t base, uint64_t end, uint64_t now_ns,
              LinkCounters& c);
+  // Batches [base, end) the log holds but memory does not (a dedicated replication lcore's
+  // hand-off ring was full: docs/replication.md §1): offered without their bytes, read back
+  // from the log when the standby needs them, as a batch too large for the ring.
+  void OfferFromLog(uint64_t base, uint64_t end, uint64_t now_ns, LinkCounters& c);
   // The standby stated its durable end (HELLO): stream from there.
   void Connect(uint64_t stated_end, uint64_t now_ns);
   void Disconnect();
@@ -179,6 +183,8 @@ class PrimaryLink {
   void SetLogStart(uint32_t queue, uint32_t partition, uint64_t start);
 
   // Data path.
+  void OfferFromLog(uint32_t queue, uint32_t partition, uint64_t base, uint64_t end,
+                    uint64_t now_ns);
   void Offer(uint32_t queue, uint32_t partition, std::span<const std::byte> bytes, uint64_t base,
              uint64_t end, uint64_t now_ns);
   void OnDatagram(std::span<const std::byte> datagram, uint64_t now_ns);

@@ -34,7 +34,8 @@ class Box:
     """One sluiced of the pair. `net`: the third octet of its client subnet (198.18.NET.0/24)."""
 
     def __init__(self, root, tag, name, net, link_ip, peer_ip, memif_role, socket_path, rest_port,
-                 role, queues, link="memif", vdev_args="", workers=1, segment_bytes=8 << 20):
+                 role, queues, link="memif", vdev_args="", workers=1, segment_bytes=8 << 20,
+                 dedicated=False):
         self.name = name
         self.dir = os.path.join(root, name)
         os.makedirs(self.dir)
@@ -74,10 +75,25 @@ udp_port = {LINK_PORT}
             f'\n[[lcore]]\nid = {w + 1}\nrx = ["client0:{w}"{link_rx.format(w=w)}]\n'
             f'shards = [{2 * w}, {2 * w + 1}]\nidle = "adaptive"\n' for w in range(1, workers))
         lcore_cpus = ",".join(f"{i}@{i % 2}" for i in range(workers + 1))
+        eal_lcores = list(range(workers + 1))
+        lcore_extra = ""
+        if dedicated:
+            # A dedicated replication lcore (docs/replication.md §1): lcore 1 owns the shards and
+            # polls both client queues (TAP: as many RX as TX queues, one per worker); lcore 2
+            # owns no shard and alone polls the link (one queue). Two CPUs: the shard lcore has
+            # CPU 1 to itself, the replication lcore shares CPU 0 with the main thread.
+            assert workers == 1
+            eal_lcores = [0, 1, 2]
+            lcore_cpus = "0@0,1@1,2@0"
+            rx = '["client0:0", "client0:1"]'
+            lcore_extra = ('\n[[lcore]]\nid = 2\n' +
+                           ('rx = ["link:0"]\n' if link in ("memif", "af_packet") else 'rx = []\n') +
+                           'idle = "adaptive"\n')
+            replication += "\nlcore = 2"
         with open(self.layout, "w") as f:
             f.write(f"""
 [eal]
-lcores = {list(range(workers + 1))}
+lcores = {eal_lcores}
 main_lcore = 0
 memory_mb = 256
 hugepages = false
@@ -87,7 +103,7 @@ lcore_cpus = "{lcore_cpus}"
 [[port]]
 name = "client0"
 vdev = "net_tap_{tag}{name},iface=slr{tag}{name}"
-rx_queues = {workers}
+rx_queues = {len(eal_lcores) - 1}
 ipv4 = "198.18.{net}.1"
 udp_port = {CLIENT_PORT}
 kernel_ipv4 = "198.18.{net}.2/24"
@@ -97,7 +113,7 @@ id = 1
 rx = {rx}
 shards = [0, 1]
 idle = "adaptive"
-{more_lcores}
+{more_lcores}{lcore_extra}
 [dataplane]
 shards = {2 * workers}
 
@@ -185,7 +201,8 @@ partitions = 2
 
 
 class Pair:
-    def __init__(self, queues=QUEUES, link="memif", vdev_args="", workers=1, segment_bytes=8 << 20):
+    def __init__(self, queues=QUEUES, link="memif", vdev_args="", workers=1, segment_bytes=8 << 20,
+                 dedicated=False):
         self.tag = secrets.token_hex(2)
         self.root = tempfile.mkdtemp(prefix=f"sluice-repl-{self.tag}-")
         sock = os.path.join(self.root, "link.sock")
@@ -201,9 +218,9 @@ class Pair:
             # channel c of a box binds its port + c
             ips = ("7512", "7522")
         self.a = Box(self.root, self.tag, "a", 10, ips[0], ips[1], "server", sock,
-                     7480, "primary", queues, link, vdev_args, workers, segment_bytes)
+                     7480, "primary", queues, link, vdev_args, workers, segment_bytes, dedicated)
         self.b = Box(self.root, self.tag, "b", 11, ips[1], ips[0], "client", sock,
-                     7481, "standby", queues, link, vdev_args, workers, segment_bytes)
+                     7481, "standby", queues, link, vdev_args, workers, segment_bytes, dedicated)
 
     def close(self, failed):
         for box in (self.a, self.b):
@@ -682,6 +699,92 @@ class ReplicationTest(unittest.TestCase):
                             "memif, 2 lcores per box, 2 queue pairs", partitions=4,
                             check_channels=check_channels)
         print(f"batches sent per round by channel 0 / channel 1 of the primary: {checked}")
+
+    def test_a_dedicated_replication_lcore_replicates_every_shard(self):
+        """[replication] lcore (docs/replication.md §1): on each box one lcore owns the shards and
+        another, owning none, alone polls the memif link and runs the one channel for every
+        partition; the shard lcore hands it each durable batch through a ring, and sync acks
+        wait for the standby's durable ends it publishes back. Sync producers, SIGKILL of the
+        primary, promotion, rejoin, rounds: every acked message on the final primary exactly
+        once, in order, intact; every round, batches crossed the hand-off."""
+        self.pair.close(False)
+        self.pair = Pair(dedicated=True)
+        handed = []
+
+        def check_handoff(primary, standby):
+            def crossed():
+                c = repl_counters(primary)
+                return c.get("handoff_batches", 0) > 0 and c.get("batches_sent", 0) > 0
+            harness.wait_for(crossed, 5, f"batches handed to {primary.name}'s replication lcore")
+            c = repl_counters(primary)
+            self.assertEqual(c.get("handoff_acks_lost"), 0, f"{primary.name}: {c}")
+            handed.append((c["handoff_batches"], c["handoff_from_log"]))
+            for box in (primary, standby):
+                self.assertIn("replicates every partition (dedicated)", box.log())
+
+        self.sigkill_rounds(int(os.environ.get("SLUICE_REPL_DEDICATED_ROUNDS", "3")),
+                            "memif, a shard lcore and a replication lcore per box",
+                            check_channels=check_handoff)
+        print(f"batches handed over with bytes / without (read back from the log), per round: "
+              f"{handed}")
+        self.assertGreater(sum(b for b, _ in handed), 0)
+
+    def test_a_dedicated_replication_lcore_catches_a_wiped_standby_up_from_the_log(self):
+        """With [replication] lcore, catch-up reads are the replication lcore's own (it writes
+        none of the primary's logs: LogFileReader reads the segment files, read-only): a wiped
+        standby, a restarted primary (its memory holds nothing), every batch read back from the
+        log, then the standby promoted with every acked message."""
+        self.pair.close(False)
+        self.pair = Pair(dedicated=True)
+        a, b = self.pair.a, self.pair.b
+        self.start_pair()
+        queue_id = lookup(a)
+        p = Producer()
+        for i in range(200):
+            self.assertEqual(p.send_one(a.server, queue_id, i % 2), "OK")
+        b.kill()
+        shutil.rmtree(b.data_dir)
+        a.stop()
+        a.start()
+        b.start()
+        wait_in_sync(a, b, timeout_s=60)
+        counters = repl_counters(a)
+        self.assertGreater(counters["backfill_batches"], 0, counters)
+        self.assertGreater(counters["backfill_reads_async"], 0, counters)
+        self.assertEqual(counters["backfill_read_errors"], 0, counters)
+        for i in range(20):
+            self.assertEqual(p.send_one(a.server, queue_id, i % 2), "OK")
+        self.assertGreater(repl_counters(a)["handoff_batches"], 0)
+        a.kill()
+        before = b.log_size()
+        status, body = b.http("POST", "/v1/promote", {})
+        self.assertEqual(status, 202, body)
+        b.wait_running(after=before)
+        harness.wait_for(lambda: b.role().get("role") == "primary", 30, "b to be primary")
+        for part in (0, 1):
+            got = fetch_partition(b, queue_id, part, len(p.acked[part]))
+            self.assertEqual(got, [(o, pl) for (_, o, pl) in p.acked[part]])
+        print(f"\ndedicated replication lcore, wiped standby: {counters['backfill_batches']} "
+              f"batches read back from the log files, then promoted with all "
+              f"{sum(len(v) for v in p.acked.values())} acked messages")
+        p.sock.close()
+        self._failed = False
+
+    def test_a_dedicated_replication_lcore_over_kernel_udp(self):
+        """[replication] lcore with the kernel UDP link: the replication lcore polls no RX queue,
+        only its socket (listen port + 0); the rounds of the memif variant."""
+        self.pair.close(False)
+        self.pair = Pair(link="udp", dedicated=True)
+
+        def check_handoff(primary, standby):
+            harness.wait_for(lambda: repl_counters(primary).get("handoff_batches", 0) > 0, 5,
+                             f"batches handed to {primary.name}'s replication lcore")
+            for box in (self.pair.a, self.pair.b):
+                self.assertIn("(1 socket(s): port + channel)", box.log())
+
+        self.sigkill_rounds(int(os.environ.get("SLUICE_REPL_DEDICATED_UDP_ROUNDS", "2")),
+                            "kernel UDP, a shard lcore and a replication lcore per box",
+                            check_channels=check_handoff)
 
     def test_two_lcores_replicate_over_af_packet_by_steering(self):
         """Several channels over a link that does not keep queues apart (docs/replication.md §1):
@@ -1436,9 +1539,9 @@ class ReplicationTest(unittest.TestCase):
 
     # ---- ack-log replication (docs/replication.md §13) ----
 
-    def start_ack_pair(self, workers=1):
+    def start_ack_pair(self, workers=1, dedicated=False):
         self.pair.close(False)
-        self.pair = Pair(queues=ACK_QUEUES, workers=workers)
+        self.pair = Pair(queues=ACK_QUEUES, workers=workers, dedicated=dedicated)
         self.start_pair()
         return self.pair.a, self.pair.b
 
@@ -1588,6 +1691,34 @@ class ReplicationTest(unittest.TestCase):
         print(f"\nstream consumer across a failover: {2 * before} messages from the primary, "
               f"{2 * after} pushed by the promoted standby, each once and in order "
               f"({said.strip()})")
+        self._failed = False
+
+    def test_acklog_crosses_a_dedicated_replication_lcore(self):
+        """With [replication] lcore the shard lcore hands its ack-log records (deletes, purge
+        marks) to the replication lcore through its ring with the batches (docs/replication.md
+        §1): deleted and purged messages stay gone on the promoted standby, none was lost on the
+        way."""
+        a, b = self.start_ack_pair(dedicated=True)
+        jobs = [f"job-{i}" for i in range(30)]
+        cli_produce(a, "jobs", jobs)
+        leased = receive_all(a, "jobs")
+        self.assertEqual(sorted(p for _, p in leased), sorted(jobs))
+        deleted = {p for i, (_, p) in enumerate(sorted(leased, key=lambda x: x[1])) if i % 3 == 0}
+        cli(a, "delete", "jobs", *[r for r, p in leased if p in deleted])
+        cli_produce(a, "pw", [f"w-{i}" for i in range(5)])
+        status, body = a.http("POST", "/v1/queues/pw/purge", {})
+        self.assertEqual(status, 200, body)
+        ca, cb = wait_acks_replicated(a, b, len(deleted) + 1)
+        self.assertGreater(ca["handoff_batches"], 0, ca)
+        self.assertEqual(ca["handoff_acks_lost"], 0, ca)
+        kill_and_promote(a, b)
+        got = [p for _, p in receive_all(b, "jobs")]
+        self.assertEqual(sorted(got), sorted(set(jobs) - deleted),
+                         "deleted messages came back, or undeleted ones are missing")
+        self.assertEqual(receive_all(b, "pw"), [], "purged work-queue messages came back")
+        print(f"\nack log over a replication lcore: {len(deleted)} deletes and a purge handed "
+              f"over ({ca['acklog_records_sent']} records sent, {cb['acklog_records_applied']} "
+              f"applied); the promoted standby delivered exactly the other {len(got)}")
         self._failed = False
 
     def test_acklog_purge_stays_purged_after_failover(self):

@@ -258,6 +258,24 @@ std::vector<ErrorCase> Cases() {
        "replication.peer", "is required with role = \"standby\""},
       {"EtcdWithoutRole", {}, "\n[replication]\netcd = \"http://127.0.0.1:2379\" #<\n",
        "replication.etcd", "is set but role = \"none\""},
+      // A dedicated replication lcore (docs/replication.md §1).
+      {"ReplicationLcoreWithoutRole", {}, "\n[replication]\nlcore = 1 #<\n",
+       "replication.lcore", "is set but role = \"none\""},
+      {"ReplicationLcoreNotAnLcore", {},
+       "\n[replication]\nrole = \"primary\"\nlisten = \"127.0.0.1:7412\"\n"
+       "peer = \"127.0.0.1:7413\"\nlcore = 5 #<\n",
+       "replication.lcore", "lcore 5 is not an [[lcore]]"},
+      {"ReplicationLcoreOwnsShards", {},
+       "\n[replication]\nrole = \"primary\"\nlisten = \"127.0.0.1:7412\"\n"
+       "peer = \"127.0.0.1:7413\"\nlcore = 1 #<\n",
+       "replication.lcore", "lcore 1 owns shards; a replication lcore owns none"},
+      {"ReplicationLcoreDoesNotPollTheLink", {{kLcores, kTwoWorkers}},
+       "\n[[port]]\nname = \"link\"\nvdev = \"net_memif0\"\nipv4 = \"198.18.2.1\"\n"
+       "role = \"replication\"\nrx_queues = 2\n"
+       "\n[[lcore]]\nid = 2\nrx = [\"link:0\"]\n"
+       "\n[replication]\nrole = \"primary\"\nlink_port = \"link\"\n"
+       "peer = \"198.18.2.2:7412\"\nlcore = 2 #<\n",
+       "replication.lcore", "lcore 2 must poll the link's only queue"},
       {"UnusedReplicationPort", {},
        "\n[[port]]\nname = \"link\"\nvdev = \"net_memif0\"\nipv4 = \"198.18.2.1\"\n"
        "role = \"replication\" #<\n",

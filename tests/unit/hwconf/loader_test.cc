@@ -312,5 +312,25 @@ TEST(SettingsTest, ReadmeReferenceIsTheGeneratedOne) {
       << "hwconf/README.md is stale: paste `sluice-hwconf settings --markdown` between the markers";
 }
 
+// A dedicated replication lcore (docs/replication.md §1): it owns no shards; over kernel UDP it
+// polls no RX queue at all (its socket), over a DPDK link the link's only queue.
+TEST(LoaderTest, ADedicatedReplicationLcoreLoads) {
+  const Layout udp = MustLoad(test::Edit(
+      "lcores = [0, 1]", "lcores = [0, 1, 2]",
+      "\n[[lcore]]\nid = 2\nrx = []\n"
+      "\n[replication]\nrole = \"primary\"\nlisten = \"127.0.0.1:7412\"\n"
+      "peer = \"127.0.0.1:7413\"\nlcore = 2\n"));
+  EXPECT_EQ(udp.replication.lcore, 2);
+  const Layout memif = MustLoad(test::Edit(
+      "lcores = [0, 1]", "lcores = [0, 1, 2]",
+      "\n[[port]]\nname = \"link\"\nvdev = \"net_memif0\"\nipv4 = \"198.18.2.1\"\n"
+      "role = \"replication\"\n"
+      "\n[[lcore]]\nid = 2\nrx = [\"link:0\"]\n"
+      "\n[replication]\nrole = \"standby\"\nlink_port = \"link\"\npeer = \"198.18.2.2:7412\"\n"
+      "lcore = 2\n"));
+  EXPECT_EQ(memif.replication.lcore, 2);
+  EXPECT_EQ(MustLoad(kMinimal).replication.lcore, -1);  // default: channels on shard lcores
+}
+
 }  // namespace
 }  // namespace sluice::hwconf

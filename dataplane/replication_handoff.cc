@@ -1,0 +1,265 @@
+#include "dataplane/replication_handoff.h"
+
+#include <unistd.h>
+
+#include <chrono>
+#include <cstring>
+
+#include "dataplane/replication_shell.h"
+#include "dataplane/storage_shell.h"
+#include "dataplane/worker.h"
+#include "protocol/assert.h"
+#include "storage/recovery.h"
+
+namespace sluice::dataplane {
+namespace {
+
+uint64_t HandoffKey(uint32_t q, uint32_t p) { return (uint64_t{q} << 32) | p; }
+constexpr uint32_t kMaxReadBatchBytes = (1u << 20) + 8192;
+// A partition's log state is found again (a recovery scan, read-only) at most this often: a
+// batch the standby asks for that is not durable yet is asked for again every pass.
+constexpr uint64_t kReloadIntervalNs = 1'000'000;
+constexpr uint64_t kLogStartIntervalNs = 500'000'000;
+
+uint64_t MonotonicNs() {
+  return static_cast<uint64_t>(std::chrono::duration_cast<std::chrono::nanoseconds>(
+                                   std::chrono::steady_clock::now().time_since_epoch())
+                                   .count());
+}
+
+}  // namespace
+
+// ---- shard lcore side ---------------------------------------------------------------------------
+
+HandoffReplicator::HandoffReplicator(const ReplicationStatus& status, ReplicationHandoff& handoff,
+                                     uint16_t worker)
+    : status_(status), handoff_(handoff), ring_(*handoff.rings.at(worker)), worker_(worker) {
+  parts_.reserve(1024);
+  deferred_.reserve(1024);
+}
+
+bool HandoffReplicator::Writable() const {
+  return ReplicationRoleView(status_).Writable();
+}
+
+void HandoffReplicator::PrimaryAddress(uint32_t* ipv4, uint16_t* port) const {
+  ReplicationRoleView(status_).PrimaryAddress(ipv4, port);
+}
+
+void HandoffReplicator::Wake() const {
+  WakeSignal& w = *handoff_.wake;
+  if (w.sleeping.load(std::memory_order_seq_cst)) {
+    const uint64_t one = 1;
+    [[maybe_unused]] ssize_t n = write(w.fd, &one, sizeof one);  // only when it sleeps
+  }
+}
+
+bool HandoffReplicator::Push(const HandoffHeader& h, std::span<const std::byte> payload) const {
+  if (!ring_.Push({reinterpret_cast<const std::byte*>(&h), sizeof h}, payload)) return false;
+  Wake();
+  return true;
+}
+
+void HandoffReplicator::Retry() const {
+  if (control_.empty() && deferred_.empty()) return;
+  size_t done = 0;
+  while (done < control_.size() && Push(control_[done], {})) ++done;
+  control_.erase(control_.begin(), control_.begin() + static_cast<long>(done));
+  if (!control_.empty()) return;  // data of a partition never overtakes its opening
+  size_t kept = 0;
+  for (uint64_t k : deferred_) {
+    auto it = parts_.find(k);
+    if (it == parts_.end()) continue;
+    Part& p = it->second;
+    if (p.handed_end < p.offered_end) {
+      HandoffHeader h{HandoffKind::kFromLog, 0, 0, static_cast<uint32_t>(k >> 32),
+                      static_cast<uint32_t>(k), 0, p.handed_end, p.offered_end, 0};
+      if (Push(h, {})) {
+        p.handed_end = p.offered_end;
+      } else {
+        deferred_[kept++] = k;
+        continue;
+      }
+    }
+    p.deferred = false;
+  }
+  deferred_.resize(kept);
+}
+
+void HandoffReplicator::AddPartition(uint32_t queue, uint32_t partition, uint64_t log_end) {
+  Part& p = parts_[HandoffKey(queue, partition)];
+  p = Part{log_end, log_end, 0, false, false};
+  std::erase(deferred_, HandoffKey(queue, partition));
+  HandoffHeader h{HandoffKind::kAdd, 0, 0, queue, partition, 0, log_end, log_end, 0};
+  Retry();
+  if (!control_.empty() || !Push(h, {})) control_.push_back(h);  // control path: may allocate
+}
+
+void HandoffReplicator::RemovePartition(uint32_t queue, uint32_t partition) {
+  parts_.erase(HandoffKey(queue, partition));
+  std::erase(deferred_, HandoffKey(queue, partition));
+  HandoffHeader h{HandoffKind::kRemove, 0, 0, queue, partition, 0, 0, 0, 0};
+  Retry();
+  if (!control_.empty() || !Push(h, {})) control_.push_back(h);
+}
+
+void HandoffReplicator::Offer(uint32_t queue, uint32_t partition, std::span<const std::byte> bytes,
+                              uint64_t base, uint64_t end, uint64_t now_ns) {
+  Retry();
+  auto it = parts_.find(HandoffKey(queue, partition));
+  if (it == parts_.end()) return;
+  Part& p = it->second;
+  if (end <= p.offered_end) return;  // offered before (storage re-offers throttled batches)
+  SLUICE_ASSERT(base == p.offered_end);
+  p.offered_end = end;
+  if (p.handed_end == base && control_.empty() && bytes.size() <= ring_.max_message() - sizeof(HandoffHeader)) {
+    HandoffHeader h{HandoffKind::kBatch, 0, 0, queue, partition, 0, base, end, now_ns};
+    if (Push(h, bytes)) {
+      p.handed_end = end;
+      return;
+    }
+  }
+  // Not in the ring: the range is offered without bytes (read back from the log), now or later.
+  handoff_.batches_from_log.fetch_add(1, std::memory_order_relaxed);
+  if (control_.empty()) {
+    HandoffHeader h{HandoffKind::kFromLog, 0, 0, queue, partition, 0, p.handed_end, end, now_ns};
+    if (Push(h, {})) {
+      p.handed_end = end;
+      return;
+    }
+  }
+  handoff_.deferred.fetch_add(1, std::memory_order_relaxed);
+  if (!p.deferred) {
+    p.deferred = true;
+    deferred_.push_back(HandoffKey(queue, partition));  // reserved: no allocation below 1024 partitions
+  }
+}
+
+bool HandoffReplicator::Replicated(uint32_t queue, uint32_t partition, uint64_t now_ns,
+                                   uint64_t* end) const {
+  (void)now_ns;  // the replication lcore applied the lag bound when it published
+  Retry();
+  return handoff_.board.Replicated(queue, partition, end);
+}
+
+uint64_t HandoffReplicator::OfferAck(uint32_t queue, uint32_t partition, uint8_t kind,
+                                     uint32_t ref_partition, std::string_view group,
+                                     uint64_t offset) {
+  SLUICE_ASSERT(kind >= kAckDelete && kind <= kAckDeletedBelow && group.size() <= 0xffff);
+  Retry();
+  auto it = parts_.find(HandoffKey(queue, partition));
+  if (it == parts_.end()) return 0;
+  Part& p = it->second;
+  ++p.acks;
+  HandoffHeader h{HandoffKind::kAck, kind, static_cast<uint16_t>(group.size()), queue, partition,
+                  ref_partition, offset, 0, 0};
+  if (!control_.empty() ||
+      !Push(h, {reinterpret_cast<const std::byte*>(group.data()), group.size()})) {
+    // The standby misses this record: the partition's sync replies say NOT_REPLICATED from now
+    // on (AckReplicated), counted and never silent.
+    handoff_.acks_lost.fetch_add(1, std::memory_order_relaxed);
+    p.acks_broken = true;
+  } else {
+    ++acks_pushed_;
+  }
+  return p.acks;
+}
+
+bool HandoffReplicator::AckReplicated(uint32_t queue, uint32_t partition, uint64_t now_ns,
+                                      uint64_t* applied) const {
+  (void)now_ns;
+  Retry();
+  auto it = parts_.find(HandoffKey(queue, partition));
+  if (it == parts_.end() || it->second.acks_broken) return false;
+  return handoff_.board.AcksApplied(queue, partition, applied);
+}
+
+void HandoffReplicator::PassEnded() {
+  if (handoff_.acks_flushed == nullptr) return;
+  handoff_.acks_flushed[worker_].store(acks_pushed_at_pass_end_, std::memory_order_release);
+  acks_pushed_at_pass_end_ = acks_pushed_;
+}
+
+void HandoffReplicator::PurgeSettled(uint32_t queue, uint32_t partition, uint64_t generation,
+                                     Errc errc) {
+  SettlePurge(const_cast<ReplicationStatus&>(status_), queue, partition, generation, errc);
+}
+
+// ---- replication lcore: catch-up reads ----------------------------------------------------------
+
+LogFileReader::LogFileReader(const hwconf::Storage& storage) : storage_(storage) {
+  results_.resize(kCatchupReads);
+  for (Result& r : results_) r.buf.resize(kMaxReadBatchBytes);
+  logs_.reserve(1024);
+}
+
+LogFileReader::Log& LogFileReader::Load(uint32_t queue, uint32_t partition, bool again) const {
+  Log& l = logs_[HandoffKey(queue, partition)];
+  if (l.loaded && !again) return l;
+  const uint64_t now = MonotonicNs();
+  if (l.loaded_ns != 0 && now < l.loaded_ns + kReloadIntervalNs) return l;
+  l.loaded_ns = now;
+  // Read-only: no repair, no cut of a tail the shard lcore is writing right now.
+  storage::RecoveryOptions o = RecoveryOptionsOf(storage_);
+  o.repair = false;
+  o.verify_all = false;
+  const std::string dir = DataDirOf(storage_, queue, partition);
+  storage::RecoveredPartition rec = storage::RecoverPartition(
+      storage::PartitionToRecover{dir, storage::PartitionId{queue, partition}, UINT64_MAX, false},
+      o);
+  ++reloads_;
+  l.loaded = rec.status.ok();
+  l.state = rec.status.ok() ? std::move(rec.log) : storage::LogState{};
+  l.reader.emplace(dir, storage::PartitionId{queue, partition}, o.align_bytes);
+  return l;
+}
+
+Errc LogFileReader::StartBatchRead(uint32_t queue, uint32_t partition, uint64_t offset,
+                                   uint64_t hint_segment, uint64_t hint_position,
+                                   uint64_t cookie) {
+  (void)hint_segment, (void)hint_position;  // BatchReader continues sequential reads itself
+  if (ready_ == results_.size()) return Errc::kThrottled;
+  Result& res = results_[ready_];
+  uint32_t len = 0;
+  uint64_t end = 0;
+  Log* l = &Load(queue, partition, false);
+  Errc e = l->loaded ? l->reader->Read(l->state, offset, res.buf, &len, &end)
+                     : Errc::kStorageFailed;
+  if (e == Errc::kOffsetOutOfRange || !l->loaded) {
+    // Written on since the state was found (or not found yet): found again, once.
+    l = &Load(queue, partition, true);
+    e = l->loaded ? l->reader->Read(l->state, offset, res.buf, &len, &end) : Errc::kStorageFailed;
+  }
+  res.read = BatchRead{};
+  res.read.cookie = cookie;
+  res.read.errc = e;
+  if (e == Errc::kOk) {
+    res.read.base = offset;
+    res.read.end = end;
+    res.read.bytes = {res.buf.data(), len};
+  } else if (e != Errc::kOffsetOutOfRange) {
+    res.read.errc = Errc::kStorageFailed;
+  }
+  ++ready_;
+  return Errc::kOk;
+}
+
+uint32_t LogFileReader::PollBatchReads(absl::FunctionRef<void(const BatchRead&)> fn) {
+  const uint32_t n = ready_;
+  for (uint32_t i = 0; i < n; ++i) fn(results_[i].read);
+  ready_ = 0;
+  return n;
+}
+
+uint64_t LogFileReader::FirstSegmentBase(uint32_t queue, uint32_t partition) const {
+  // Once a second per partition (SendLogStarts), and after a read found nothing: retention may
+  // have removed segments since (a state younger than half a second answers as it is).
+  auto it = logs_.find(HandoffKey(queue, partition));
+  const bool fresh = it != logs_.end() && it->second.loaded &&
+                     MonotonicNs() < it->second.loaded_ns + kLogStartIntervalNs;
+  const Log& l = Load(queue, partition, !fresh);
+  if (!l.loaded || l.state.segments.empty()) return shard::kNoOffset;
+  return l.state.start_offset();
+}
+
+}  // namespace sluice::dataplane

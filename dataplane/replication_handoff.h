@@ -1,0 +1,192 @@
+// A dedicated replication lcore (docs/replication.md §1, "A replication lcore"; the layout's
+// [replication] lcore). That lcore alone polls the link and runs one replication channel for
+// every partition of the box; the lcores that own shards do not touch the link. What crosses
+// between them:
+//   - shard lcore -> replication lcore: each durable batch as storage took it, the partition's
+//     ack-log records, partitions opened and closed, through one single-producer /
+//     single-consumer HandoffRing per shard lcore (replication/handoff_ring.h). The copy into
+//     the ring is the one a channel on the shard lcore would not make: PrimaryLink copies the
+//     batch again into its ring of unacked batches on the replication lcore (kept: that ring
+//     must outlive the hand-off ring's slot, and it evicts independently);
+//   - replication lcore -> shard lcores: per partition, the standby's durable end while in sync
+//     and the ack records it applied (replication::ReplicatedBoard, atomics), which the sync
+//     replies of the shard lcores wait for.
+// A full ring never blocks and never loses a batch: the batch is then offered without its bytes
+// (a header that says [base, end) is in the log), read back from the log on the replication
+// lcore when the standby needs it; if even that does not fit, the shard lcore keeps the
+// partition's un-handed range and hands it at its next call. An ack record that cannot be
+// handed over is counted and its partition's ack replication stops counting as in sync (sync
+// DELETE/COMMIT replies answer NOT_REPLICATED): never silently.
+#pragma once
+
+#include <atomic>
+#include <cstdint>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "absl/container/flat_hash_map.h"
+#include "dataplane/persistence.h"
+#include "dataplane/replicator.h"
+#include "hwconf/layout.h"
+#include "replication/handoff_ring.h"
+#include "storage/batch_reader.h"
+#include "storage/log_state.h"
+
+namespace sluice::dataplane {
+
+struct WakeSignal;
+struct ReplicationStatus;
+
+// The hand-off, set up by the main thread before the workers start.
+struct ReplicationHandoff {
+  static constexpr uint32_t kRingBytes = 8u << 20;  // per shard lcore: ~30 batches of 256 KiB
+  std::vector<std::unique_ptr<replication::HandoffRing>> rings;  // [worker]; null: no shards
+  replication::ReplicatedBoard board;
+  WakeSignal* wake = nullptr;  // the replication lcore's
+  // Counted by the shard lcores (rare events: an atomic add each).
+  std::atomic<uint64_t> batches_from_log{0};  // batches handed without bytes (ring full)
+  std::atomic<uint64_t> deferred{0};          // hand-offs that waited for the next call
+  std::atomic<uint64_t> acks_lost{0};         // ack records not handed over (ring full)
+  // [worker]: ack records that shard lcore handed over and has since written to its ack logs
+  // (FlushAcks, once per pass: published a pass late). An ack-log snapshot for the standby is
+  // read from the files only once they hold every record the replication lcore took.
+  std::unique_ptr<std::atomic<uint64_t>[]> acks_flushed;
+};
+
+// The message format of the rings.
+enum class HandoffKind : uint8_t { kAdd = 1, kRemove, kBatch, kFromLog, kAck };
+struct HandoffHeader {
+  HandoffKind kind;
+  uint8_t ack_kind;
+  uint16_t group_len;
+  uint32_t queue;
+  uint32_t partition;
+  uint32_t ref_partition;
+  uint64_t base;    // kBatch/kFromLog: first offset; kAdd: log end; kAck: the offset named
+  uint64_t end;
+  uint64_t now_ns;
+};
+
+// What a shard lcore's Frontend sees of replication when a replication lcore runs it.
+class HandoffReplicator final : public Replicator {
+ public:
+  HandoffReplicator(const ReplicationStatus& status, ReplicationHandoff& handoff, uint16_t worker);
+
+  bool Writable() const override;
+  void PrimaryAddress(uint32_t* ipv4, uint16_t* port) const override;
+  void AddPartition(uint32_t queue, uint32_t partition, uint64_t log_end) override;
+  void RemovePartition(uint32_t queue, uint32_t partition) override;
+  void Offer(uint32_t queue, uint32_t partition, std::span<const std::byte> bytes, uint64_t base,
+             uint64_t end, uint64_t now_ns) override;
+  bool Replicated(uint32_t queue, uint32_t partition, uint64_t now_ns,
+                  uint64_t* end) const override;
+  uint64_t OfferAck(uint32_t queue, uint32_t partition, uint8_t kind, uint32_t ref_partition,
+                    std::string_view group, uint64_t offset) override;
+  bool AckReplicated(uint32_t queue, uint32_t partition, uint64_t now_ns,
+                     uint64_t* applied) const override;
+  void PurgeSettled(uint32_t queue, uint32_t partition, uint64_t purge_generation,
+                    Errc errc) override;
+
+  // The end of a worker pass whose ack logs are settled (StorageShell::AcksSettled: the ring's
+  // writes are asynchronous): every ack record handed over before the last such call has been
+  // written to its ack log since (the Frontend starts the writes once per pass).
+  void PassEnded();
+
+ private:
+  struct Part {
+    uint64_t handed_end = 0;   // the replication lcore was told up to here
+    uint64_t offered_end = 0;  // storage offered up to here
+    uint64_t acks = 0;         // ack records offered (OfferAck's count)
+    bool acks_broken = false;  // one was not handed over
+    bool deferred = false;     // in deferred_
+  };
+  bool Push(const HandoffHeader& h, std::span<const std::byte> payload) const;
+  // Hands over what earlier calls could not (a call of any kind tries again).
+  void Retry() const;
+  void Wake() const;
+
+  const ReplicationStatus& status_;
+  ReplicationHandoff& handoff_;
+  replication::HandoffRing& ring_;
+  mutable absl::flat_hash_map<uint64_t, Part> parts_;
+  mutable std::vector<HandoffHeader> control_;  // partitions opened/closed, not yet handed
+  mutable std::vector<uint64_t> deferred_;      // partitions with an un-handed range
+  const uint16_t worker_;
+  uint64_t acks_pushed_ = 0;
+  uint64_t acks_pushed_at_pass_end_ = 0;
+};
+
+// The replication lcore's catch-up reads (docs/replication.md §3): it writes none of the
+// primary's logs, so it reads them itself, read-only, from the segment files: the partition's
+// log as recovery finds it (no repair), then the batch by BatchReader. Blocking preads, on the
+// replication lcore only (it serves no client): a shard lcore never waits for them. A log state
+// that no longer reaches the offset asked is found again once (the shard lcore wrote on);
+// segments retention removed answer kOffsetOutOfRange as on a channel.
+class LogFileReader final : public Persistence {
+ public:
+  explicit LogFileReader(const hwconf::Storage& storage);
+
+  Errc StartBatchRead(uint32_t queue, uint32_t partition, uint64_t offset, uint64_t hint_segment,
+                      uint64_t hint_position, uint64_t cookie) override;
+  uint32_t PollBatchReads(absl::FunctionRef<void(const BatchRead&)> fn) override;
+  uint64_t FirstSegmentBase(uint32_t queue, uint32_t partition) const override;
+  uint64_t LogStart(uint32_t queue, uint32_t partition) const override {
+    return FirstSegmentBase(queue, partition);
+  }
+  void FlushAcks() override {}  // the shard lcores write the ack logs (once per pass)
+
+  // Not used on the replication lcore (it owns no partition).
+  absl::StatusOr<RecoveredLog> Open(uint32_t, uint32_t, shard::Durability,
+                                    absl::FunctionRef<absl::Status(const RecoveredMessage&)>,
+                                    absl::FunctionRef<void(std::string_view, uint64_t)>) override {
+    return absl::UnimplementedError("the replication lcore opens no partition");
+  }
+  void Close(uint32_t, uint32_t, bool) override {}
+  bool Idle(uint32_t, uint32_t) const override { return true; }
+  Errc Submit(uint32_t, uint32_t, const shard::SealedBatch&) override { return Errc::kStorageFailed; }
+  uint32_t Poll(absl::FunctionRef<void(uint32_t, uint32_t, shard::DurableOffset, Errc,
+                                       std::string_view)>) override { return 0; }
+  void Removed(uint32_t, uint32_t, uint64_t) override {}
+  void Committed(uint32_t, uint32_t, std::string_view, uint64_t) override {}
+  absl::Status Purged(uint32_t, uint32_t, uint64_t) override { return absl::OkStatus(); }
+  bool HasClosedSegments(uint32_t, uint32_t) const override { return false; }
+  uint32_t EnforceRetention(uint32_t, uint32_t, uint64_t, uint64_t, uint64_t, uint64_t) override {
+    return 0;
+  }
+  Errc Fetch(uint32_t, uint32_t, bool, uint64_t, uint32_t, uint64_t) override {
+    return Errc::kUnknownPartition;
+  }
+  uint32_t PollReads(absl::FunctionRef<void(uint64_t, Errc, uint64_t,
+                                            std::span<const shard::StoredMessage>)>) override {
+    return 0;
+  }
+  uint64_t LogBytes(uint32_t, uint32_t) const override { return 0; }
+  void Drain(absl::FunctionRef<void(uint32_t, uint32_t, shard::DurableOffset, Errc,
+                                    std::string_view)>) override {}
+  const BatchPolicy& batch_policy() const override { return policy_; }
+
+  uint64_t reloads() const { return reloads_; }
+
+ private:
+  struct Log {
+    storage::LogState state;
+    std::optional<storage::BatchReader> reader;
+    bool loaded = false;
+    uint64_t loaded_ns = 0;
+  };
+  Log& Load(uint32_t queue, uint32_t partition, bool again) const;
+  hwconf::Storage storage_;
+  BatchPolicy policy_;
+  mutable absl::flat_hash_map<uint64_t, Log> logs_;
+  struct Result {
+    BatchRead read;
+    std::vector<std::byte> buf;
+  };
+  std::vector<Result> results_;  // kCatchupReads, buffers sized once
+  uint32_t ready_ = 0;
+  mutable uint64_t reloads_ = 0;
+};
+
+}  // namespace sluice::dataplane
