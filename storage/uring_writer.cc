@@ -204,6 +204,8 @@ struct UringWriter::Impl {
   // else with io_uring_register_files_update (the blocking paths).
   void Install(Part& p, PartitionHandle h, PreparedFiles files, bool via_ring);
   void RegisterViaRing(PartitionHandle h, SegmentFile& f, uint8_t i);
+  // A new open partition (the last of `parts`) at the log's end, with no files yet.
+  absl::StatusOr<PartitionHandle> AddPart(const PartitionSpec& spec, LogState state);
   absl::Status Roll(Part& p, PartitionHandle h, uint64_t base);
   // Both rolls: the active segment closes (its files once nothing is in flight on them) and the
   // log gains a segment starting at `base`.
@@ -380,6 +382,22 @@ absl::Status UringWriter::Impl::OpenActive(Part& p, PartitionHandle h) {
   return absl::OkStatus();
 }
 
+absl::StatusOr<PartitionHandle> UringWriter::Impl::AddPart(const PartitionSpec& spec,
+                                                           LogState state) {
+  if (parts.size() >= cfg.max_partitions) {
+    return absl::ResourceExhaustedError("storage writer: max_partitions reached");
+  }
+  const PartitionHandle h = static_cast<PartitionHandle>(parts.size());
+  parts.emplace_back();  // reserved to max_partitions: no allocation
+  Part& p = parts.back();
+  p.open = true;
+  p.spec = spec;
+  p.log = std::move(state);
+  p.submitted_end = p.durable_end = p.reported_end = p.log.next_offset;
+  p.flights.Reset(cfg.max_batches_in_flight);
+  return h;
+}
+
 // Gives segment file i (f) a registered-file slot through the ring (a files-update request):
 // until that completes, writes use the plain fd. Needs a free slot and a free request.
 void UringWriter::Impl::RegisterViaRing(PartitionHandle h, SegmentFile& f, uint8_t i) {
@@ -465,17 +483,10 @@ absl::StatusOr<PartitionHandle> UringWriter::AdoptPartition(const PartitionSpec&
   Impl& m = *impl_;
   SLUICE_ASSERT(spec.durability != shard::Durability::kNone && files.dir.has_value() &&
                 files.log.valid() && !state.segments.empty());
-  if (m.parts.size() >= m.cfg.max_partitions) {
-    return absl::ResourceExhaustedError("storage writer: max_partitions reached");
-  }
-  const PartitionHandle h = static_cast<PartitionHandle>(m.parts.size());
-  m.parts.emplace_back();  // reserved to max_partitions: no allocation
+  absl::StatusOr<PartitionHandle> added = m.AddPart(spec, std::move(state));
+  if (!added.ok()) return added.status();
+  const PartitionHandle h = *added;
   Part& p = m.parts.back();
-  p.open = true;
-  p.spec = spec;
-  p.log = std::move(state);
-  p.submitted_end = p.durable_end = p.reported_end = p.log.next_offset;
-  p.flights.Reset(m.cfg.max_batches_in_flight);
   p.dir = std::move(files.dir);
   p.dir_fd = std::move(files.dir_fd);
   if (m.preparer) {
@@ -490,17 +501,10 @@ absl::StatusOr<PartitionHandle> UringWriter::AdoptPartition(const PartitionSpec&
 absl::StatusOr<PartitionHandle> UringWriter::OpenPartition(const PartitionSpec& spec,
                                                            LogState state) {
   Impl& m = *impl_;
-  if (m.parts.size() >= m.cfg.max_partitions) {
-    return absl::ResourceExhaustedError("storage writer: max_partitions reached");
-  }
-  const PartitionHandle h = static_cast<PartitionHandle>(m.parts.size());
-  m.parts.emplace_back();
+  absl::StatusOr<PartitionHandle> added = m.AddPart(spec, std::move(state));
+  if (!added.ok()) return added.status();
+  const PartitionHandle h = *added;
   Part& p = m.parts.back();
-  p.open = true;
-  p.spec = spec;
-  p.log = std::move(state);
-  p.submitted_end = p.durable_end = p.reported_end = p.log.next_offset;
-  p.flights.Reset(m.cfg.max_batches_in_flight);
   if (spec.durability == shard::Durability::kNone) return h;  // memory only: no files
 
   absl::StatusOr<PartitionDir> dir = PartitionDir::Open(spec.data_dir, spec.id, true);
