@@ -8,6 +8,7 @@
 
 #include <rte_ethdev.h>
 
+#include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "dataplane/storage_shell.h"
 #include "protocol/assert.h"
@@ -1261,8 +1262,11 @@ absl::Status ReplicationShell::RestartAt(uint32_t queue, uint32_t partition, uin
   if (!dir.ok()) return dir.status();
   if (absl::Status st = storage::RestartLog(*dir, start, config_.storage.segment_bytes); !st.ok()) {
     // Reopened as it is now (a crash at this point would recover the same way): the next
-    // LOG_START tries again.
-    (void)OpenStandbyPartition(queue, partition, d);
+    // LOG_START tries again. A reopen that fails too is said with the restart's failure.
+    if (absl::Status reopened = OpenStandbyPartition(queue, partition, d); !reopened.ok()) {
+      return absl::Status(st.code(), absl::StrCat(st.message(), "; reopening the log as it was "
+                                                  "failed too: ", reopened.message()));
+    }
     return st;
   }
   // Recovery compacts the ack log to the new start (nothing below it is named any more); the
