@@ -85,6 +85,7 @@ Worker::Worker(uint16_t index, const hwconf::Lcore& conf, const SharedRuntime& s
 }
 
 Worker::~Worker() {
+  FreeSpares();  // Run frees them on its lcore; only a worker that never ran gets here with none
   if (epoll_fd_ >= 0) close(epoll_fd_);
 }
 
@@ -160,7 +161,10 @@ void Worker::AnswerStatsRequest() {
 // 4 ms with a polling worker and 81 us (write) / 233 us (dsync) with this yield
 // (docs/storage.md §4). Only an empty pass yields, so a busy lcore makes no extra system call.
 bool Worker::AwaitingKernel() const {
-  if (storage_ != nullptr && storage_->AwaitingKernel()) return true;
+  // A shell with no durable partition open has nothing in the kernel: closing a partition waits
+  // for its writes and its ack log's (StorageShell::Close). Asked twice per pass, so the writer
+  // and the ack ring are not, on an in-memory lcore.
+  if (storage_ != nullptr && storage_->Persisting() && storage_->AwaitingKernel()) return true;
   return replication_ != nullptr && replication_->AwaitingKernel();
 }
 
@@ -321,6 +325,7 @@ int Worker::Run(const std::atomic<bool>& stop) {
   handler_->Drain(NowNs());
   if (replication_ != nullptr) replication_->Drain();
   FlushTx();
+  FreeSpares();
   tables.Unregister(index_);
   return 0;
 }
