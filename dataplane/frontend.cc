@@ -673,7 +673,10 @@ uint32_t Frontend::Impl::Service(uint64_t now_ns) {
   for (auto& s : shards_) {
     if (!s) continue;
     sealed_.clear();
-    work += s->SealDue([&](const shard::Partition& pt) { return SealNow(pt, now_ns); },
+    // An in-memory partition seals every pass: answered here, without SealNow's call.
+    work += s->SealDue([&](const shard::Partition& pt) {
+                         return !Persisted(pt) || SealNow(pt, now_ns);
+                       },
                        [this](const shard::Partition& pt) { sealed_.push_back(&pt); });
     for (const shard::Partition* pt : sealed_) {
       if (Persisted(*pt)) {

@@ -4,6 +4,7 @@
 #pragma once
 
 #include <array>
+#include <bit>
 #include <cstdint>
 #include <cstring>
 
@@ -35,9 +36,10 @@ struct Peer {
   uint64_t Word0() const {
     return (uint64_t{ipv4} << 32) | (uint64_t{udp_port} << 16) | port_id;
   }
-  uint64_t Word1() const {
+  uint64_t Word1() const {  // byte i at bits 8i, as FromWords reads it (one 6-byte load)
+    static_assert(std::endian::native == std::endian::little);
     uint64_t w = 0;
-    for (int i = 0; i < 6; ++i) w |= uint64_t{mac.addr_bytes[i]} << (8 * i);
+    std::memcpy(&w, mac.addr_bytes, sizeof mac.addr_bytes);
     return w;
   }
   static Peer FromWords(uint64_t w0, uint64_t w1) {

@@ -286,7 +286,7 @@ int Worker::Run(const std::atomic<bool>& stop) {
     pass_start_ns = now_ns_;
     LoadTable();
     uint32_t work = PollRx();
-    work += PollRings();
+    if (!inbound_.empty()) work += PollRings();  // a lone worker has no hand-off rings
     TxBuffer* link_tx = replication_ != nullptr && replication_->has_port()
                             ? &tx_[replication_->link_port_id()] : nullptr;
     if (replication_ != nullptr) work += replication_->PollLink(NowNs(), link_tx, counters_);
