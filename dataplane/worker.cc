@@ -140,10 +140,7 @@ void Worker::LoadTable() {
   handler_->SetTable(*t);
 }
 
-void Worker::AnswerStatsRequest() {
-  StatsMailbox& box = shared_.stats[index_];
-  const uint64_t requested = box.requested.load(std::memory_order_acquire);
-  if (requested == box.published.load(std::memory_order_relaxed)) return;
+void Worker::PublishStats(StatsMailbox& box, uint64_t requested) {
   figures_.clear();
   handler_->CollectPartitionStats(&figures_);
   box.figures.swap(figures_);
@@ -160,7 +157,8 @@ void Worker::AnswerStatsRequest() {
 // a spinning thread for it until the next tick (4 ms at HZ=250): a window-1 durable produce took
 // 4 ms with a polling worker and 81 us (write) / 233 us (dsync) with this yield
 // (docs/storage.md §4). Only an empty pass yields, so a busy lcore makes no extra system call.
-bool Worker::AwaitingKernel() const {
+// Inlined into Run (asked twice per pass; GCC left it a call).
+[[gnu::always_inline]] inline bool Worker::AwaitingKernel() const {
   // A shell with no durable partition open has nothing in the kernel: closing a partition waits
   // for its writes and its ack log's (StorageShell::Close). Asked twice per pass, so the writer
   // and the ack ring are not, on an in-memory lcore.
