@@ -85,7 +85,7 @@ Worker::Worker(uint16_t index, const hwconf::Lcore& conf, const SharedRuntime& s
 }
 
 Worker::~Worker() {
-  FreeSpares();  // Run frees them on its lcore; only a worker that never ran gets here with none
+  FreeSpares();  // none normally: Run frees them on its lcore when it ends
   if (epoll_fd_ >= 0) close(epoll_fd_);
 }
 

@@ -187,9 +187,10 @@ class Worker {
     if (retired_n_ == 0) return;
     uint32_t n = retired_n_;
     retired_n_ = 0;
-    if (spare_n_ < kSpares) {
-      // The last reference (a frame handed to other workers may still be theirs): then a plain
-      // direct mbuf of one segment, ready for the pool or for reuse.
+    // One segment only (a chain goes to the bulk free, which frees every segment). Kept when
+    // this was the last reference (a frame handed to other workers may still be theirs): then a
+    // plain direct mbuf, ready for the pool or for reuse.
+    if (spare_n_ < kSpares && retired_[n - 1]->nb_segs == 1) {
       rte_mbuf* m = rte_pktmbuf_prefree_seg(retired_[--n]);
       if (m != nullptr) {
         if (m->pool == shared_.pool) {
