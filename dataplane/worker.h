@@ -156,7 +156,7 @@ class Worker {
   // Sleeps up to `ns`, or until a packet or a hand-off arrives (when the ports can tell).
   void Sleep(uint64_t ns);
   bool RingsEmpty() const;
-  bool AwaitingKernel() const;
+  inline bool AwaitingKernel() const;  // defined and used in worker.cc only (inlined into Run)
   void SetUpWakeups();
   void LoadTable();         // start of a pass: a newer table? reconcile partitions
   // End of a pass: figures asked for by the control thread. Inline: a pass asks, and nearly
