@@ -304,31 +304,54 @@ void FrameHandler::AnswerMalformed(std::span<const std::byte> datagram, p::Decod
               datagram.size());
 }
 
+const FrameHandler::Route* FrameHandler::RouteTo(const Endpoint& to) {
+  const uint64_t h = (to.w0 ^ to.w1) * 0x9E3779B97F4A7C15ull;
+  Route& r = routes_[h >> (64 - std::countr_zero(kRoutes))];
+  if (r.to == to) return &r;
+  return BuildRoute(r, to);
+}
+
+const FrameHandler::Route* FrameHandler::BuildRoute(Route& r, const Endpoint& to) {
+  const Peer peer = Peer::FromWords(to.w0, to.w1);
+  const PortRuntime* port = PortById(peer.port_id);
+  SLUICE_ASSERT(port != nullptr);
+  // One datagram, no IP fragments: a reply must fit the port's MTU (and one mbuf: every mbuf of
+  // the pool has the same room, RTE_PKTMBUF_HEADROOM in front).
+  const size_t mbuf_room = rte_pktmbuf_data_room_size(shared_.pool) - RTE_PKTMBUF_HEADROOM;
+  const size_t room = std::min<size_t>(mbuf_room, size_t{port->conf->mtu} + RTE_ETHER_HDR_LEN);
+  SLUICE_ASSERT(room > kDatagramHeaderBytes);
+  r.to = to;
+  r.port = port;
+  r.room = static_cast<uint32_t>(room - kDatagramHeaderBytes);
+  r.headers = MakeDatagramTemplate(port->addr, peer);
+  return &r;
+}
+
 ReplyBuffer FrameHandler::Acquire(const Endpoint& to, size_t max_bytes) {
   uint32_t h = 0;
   while (h < replies_.size() && replies_[h].m != nullptr) ++h;
   SLUICE_ASSERT(h < replies_.size());  // the frontend holds at most kMaxOutstanding
-  PendingReply& r = replies_[h];
-  r.to = Peer::FromWords(to.w0, to.w1);
-  r.port = PortById(r.to.port_id);
-  SLUICE_ASSERT(r.port != nullptr);
-  r.m = rte_pktmbuf_alloc(shared_.pool);
-  if (r.m == nullptr) {
+  const Route* route = RouteTo(to);
+  rte_mbuf* m = worker_.AllocReply();
+  if (m == nullptr) {
     worker_.mutable_counters().Drop(DropReason::kNoMbuf);
     return {};
   }
-  // One datagram, no IP fragments: the reply must fit the port's MTU.
-  const size_t room = std::min<size_t>(rte_pktmbuf_tailroom(r.m),
-                                       size_t{r.port->conf->mtu} + RTE_ETHER_HDR_LEN);
-  const size_t cap = std::min(max_bytes, room - kDatagramHeaderBytes);
-  return {{rte_pktmbuf_mtod_offset(r.m, std::byte*, kDatagramHeaderBytes), cap}, h};
+  SLUICE_ASSERT(rte_pktmbuf_tailroom(m) >= route->room + kDatagramHeaderBytes);
+  CopyDatagramHeaders(m, route->headers);
+  PendingReply& r = replies_[h];
+  r.m = m;
+  r.ip_sum = route->headers.ip_sum;
+  r.port_id = route->port->addr.port_id;
+  const size_t cap = std::min<size_t>(max_bytes, route->room);
+  return {{rte_pktmbuf_mtod_offset(m, std::byte*, kDatagramHeaderBytes), cap}, h};
 }
 
 void FrameHandler::Send(const ReplyBuffer& buffer, size_t bytes) {
   PendingReply& r = replies_[buffer.handle];
   SLUICE_ASSERT(r.m != nullptr && bytes <= buffer.bytes.size());
-  WriteDatagramHeaders(r.m, r.port->addr, r.to, static_cast<uint16_t>(bytes));
-  worker_.Transmit(r.port->addr.port_id, r.m);
+  FinishDatagramHeaders(r.m, r.ip_sum, static_cast<uint16_t>(bytes));
+  worker_.Transmit(r.port_id, r.m);
   r.m = nullptr;
 }
 

@@ -72,12 +72,28 @@ class FrameHandler final : public ReplyChannel {
   VerifiedMemo verified_memo_;    // this worker's last verified source (no lookup per frame)
   uint32_t produce_rr_ = 0;  // round-robin cursor for keyless messages without a partition
   uint32_t receive_rr_ = 0;  // and for RECEIVE from any partition
+  // A reply buffer handed out: its mbuf already holds the headers (copied from its route's
+  // template at Acquire), so nothing refers to the route cache after that.
   struct PendingReply {
     rte_mbuf* m = nullptr;
-    const PortRuntime* port = nullptr;
-    Peer to;
+    uint32_t ip_sum = 0;  // the template's IPv4 header sum, for the checksum at Send
+    uint16_t port_id = 0;
   };
   std::array<PendingReply, kMaxOutstanding> replies_{};
+  // Reply destinations seen lately, each with its pre-built Ethernet/IPv4/UDP headers: a reply
+  // copies them instead of writing every field and summing the IPv4 header (most replies go to
+  // a client that was answered moments ago). Direct-mapped by endpoint; a miss builds the entry.
+  struct Route {
+    Endpoint to{~uint64_t{0}, ~uint64_t{0}};  // no real endpoint (its port id would be 0xffff)
+    const PortRuntime* port = nullptr;
+    uint32_t room = 0;  // payload bytes one datagram to it can carry (mbuf and the port's MTU)
+    DatagramTemplate headers;
+  };
+  static constexpr uint32_t kRoutes = 64;
+  static_assert((kRoutes & (kRoutes - 1)) == 0);
+  const Route* RouteTo(const Endpoint& to);
+  const Route* BuildRoute(Route& slot, const Endpoint& to);
+  std::array<Route, kRoutes> routes_{};
 };
 
 }  // namespace sluice::dataplane

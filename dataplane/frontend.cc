@@ -99,6 +99,7 @@ void Frontend::Impl::AddPartition(const QueueInfo& q, uint32_t partition) {
 absl::Status Frontend::Impl::RestoreLog(shard::Shard& s, const QueueInfo& q, uint32_t part,
                                         shard::Durability durability) {
   const shard::QueueId id{q.id};
+  storage_used_ = true;
   absl::StatusOr<RecoveredLog> log = persistence_->Open(
       q.id, part, durability,
       [&](const RecoveredMessage& r) -> absl::Status {
@@ -304,7 +305,7 @@ void Frontend::Impl::LearnNew(const Endpoint& from) {
   learned_ = from;
 }
 
-Endpoint Frontend::Impl::EndpointOf(uint64_t w0) const {
+Endpoint Frontend::Impl::EndpointOfOther(uint64_t w0) const {
   auto it = peer_mac_.find(w0);
   return Endpoint{w0, it == peer_mac_.end() ? 0 : it->second};
 }
@@ -375,9 +376,11 @@ void Frontend::Impl::Close(OpenFrame* f, bool more) {
 void Frontend::Impl::CloseAll() {
   for (auto& s : shards_)
     if (s) s->Flush();
-  if (open_used_ == 0) return;
-  for (OpenFrame& f : open_)
-    if (f.used) Close(&f);
+  // Most passes leave one frame open (the ACK of a window-1 PRODUCE): stop at the last one.
+  for (size_t i = 0; open_used_ != 0; ++i) {
+    SLUICE_ASSERT(i < open_.size());
+    if (open_[i].used) Close(&open_[i]);
+  }
 }
 
 void Frontend::Impl::Error(const p::FrameView& f, const Endpoint& to, Errc errc,
@@ -670,7 +673,10 @@ uint32_t Frontend::Impl::Service(uint64_t now_ns) {
   for (auto& s : shards_) {
     if (!s) continue;
     sealed_.clear();
-    work += s->SealDue([&](const shard::Partition& pt) { return SealNow(pt, now_ns); },
+    // An in-memory partition seals every pass: answered here, without SealNow's call.
+    work += s->SealDue([&](const shard::Partition& pt) {
+                         return !Persisted(pt) || SealNow(pt, now_ns);
+                       },
                        [this](const shard::Partition& pt) { sealed_.push_back(&pt); });
     for (const shard::Partition* pt : sealed_) {
       if (Persisted(*pt)) {
@@ -681,7 +687,8 @@ uint32_t Frontend::Impl::Service(uint64_t now_ns) {
       }
     }
   }
-  if (persistence_ != nullptr) {
+  if (persistence_ != nullptr && (storage_used_ || !storage_polled_)) {
+    storage_polled_ = true;
     if (!to_submit_.empty()) work += SubmitBatches();
     work += persistence_->Poll([this](uint32_t q, uint32_t part, shard::DurableOffset d, Errc e,
                                       std::string_view why) { OnStorage(q, part, d, e, why); });

@@ -148,7 +148,11 @@ class Frontend::Impl final : public shard::ShardSink {
   }
   bool MineNotOwned(const QueueInfo& q, uint32_t partition, const RouteContext& route,
                     Errc* answer) const;
-  Endpoint EndpointOf(uint64_t w0) const;
+  // Most replies go to the client learned last: no hashing for them.
+  Endpoint EndpointOf(uint64_t w0) const {
+    return w0 == learned_.w0 ? learned_ : EndpointOfOther(w0);
+  }
+  Endpoint EndpointOfOther(uint64_t w0) const;
   void Learn(const Endpoint& from) {
     // Most frames come from the client the previous one came from: no hashing for them.
     if (from.w0 != learned_.w0 || from.w1 != learned_.w1) LearnNew(from);
@@ -257,6 +261,12 @@ class Frontend::Impl final : public shard::ShardSink {
   std::unique_ptr<Reassembly> reassembly_;
   std::vector<const shard::Partition*> sealed_;  // Service: partitions sealed this pass
   Persistence* persistence_ = nullptr;  // null: every partition lives in memory only
+  // Whether this worker ever opened a log (a durable partition, even one whose log failed): until
+  // then no write, read or ack-log entry of its can be in storage, and the pass does not poll it
+  // (in-memory queues on a box with storage). Never cleared: a log closed since may still have
+  // a read in flight.
+  bool storage_used_ = false;
+  bool storage_polled_ = false;  // the first pass polls anyway (the shell learns the loop runs)
   // Replication (null: none). On a primary, every durable partition's batches are offered to it
   // and sync queues' acks wait for the standby (ReleaseSync, OnAck); on a standby (or a fenced
   // primary) every request is answered NOT_PRIMARY.

@@ -193,4 +193,22 @@ void WriteDatagramHeaders(rte_mbuf* m, const PortAddress& self, const Peer& to,
   m->ol_flags = 0;
 }
 
+DatagramTemplate MakeDatagramTemplate(const PortAddress& self, const Peer& to) {
+  DatagramTemplate t;
+  // Written by WriteDatagramHeaders into a scratch mbuf, so that the two never disagree.
+  alignas(RTE_CACHE_LINE_SIZE) rte_mbuf m{};
+  alignas(8) uint8_t buf[kDatagramHeaderBytes]{};
+  m.buf_addr = buf;
+  m.buf_len = sizeof buf;
+  m.data_off = 0;
+  WriteDatagramHeaders(&m, self, to, 0);
+  const uint16_t zero = 0;
+  std::memcpy(buf + kIpTotalLengthAt, &zero, 2);
+  std::memcpy(buf + kIpChecksumAt, &zero, 2);
+  std::memcpy(buf + kUdpLengthAt, &zero, 2);
+  std::memcpy(t.bytes.data(), buf, kDatagramHeaderBytes);
+  t.ip_sum = rte_raw_cksum(buf + sizeof(rte_ether_hdr), sizeof(rte_ipv4_hdr));
+  return t;
+}
+
 }  // namespace sluice::dataplane

@@ -3,7 +3,10 @@
 // one single-segment mbuf at a time, allocates nothing and never blocks.
 #pragma once
 
+#include <array>
+#include <bit>
 #include <cstdint>
+#include <cstring>
 
 #include <rte_ether.h>
 #include <rte_ip.h>
@@ -33,9 +36,10 @@ struct Peer {
   uint64_t Word0() const {
     return (uint64_t{ipv4} << 32) | (uint64_t{udp_port} << 16) | port_id;
   }
-  uint64_t Word1() const {
+  uint64_t Word1() const {  // byte i at bits 8i, as FromWords reads it (one 6-byte load)
+    static_assert(std::endian::native == std::endian::little);
     uint64_t w = 0;
-    for (int i = 0; i < 6; ++i) w |= uint64_t{mac.addr_bytes[i]} << (8 * i);
+    std::memcpy(&w, mac.addr_bytes, sizeof mac.addr_bytes);
     return w;
   }
   static Peer FromWords(uint64_t w0, uint64_t w1) {
@@ -75,5 +79,48 @@ inline uint16_t DatagramPayloadLength(const rte_mbuf* m) {
 // computed; the UDP checksum is left 0 (optional over IPv4, and the sluice frame carries its own
 // integrity where it matters: batches have CRC32C).
 void WriteDatagramHeaders(rte_mbuf* m, const PortAddress& self, const Peer& to, uint16_t payload_len);
+
+// The same headers pre-built for one (self, to) pair: a reply copies them in one go and patches
+// the three length-dependent fields, the IPv4 checksum computed incrementally (RFC 1624) from the
+// sum of the template. Byte for byte what WriteDatagramHeaders writes.
+struct DatagramTemplate {
+  std::array<uint8_t, kDatagramHeaderBytes> bytes{};  // total and UDP lengths 0, checksum 0
+  uint32_t ip_sum = 0;  // ones'-complement sum (folded) of the template's IPv4 header
+};
+DatagramTemplate MakeDatagramTemplate(const PortAddress& self, const Peer& to);
+
+// Byte offsets of the fields a reply patches (Ethernet + IPv4 without options + UDP).
+inline constexpr uint16_t kIpTotalLengthAt = sizeof(rte_ether_hdr) + 2;
+inline constexpr uint16_t kIpChecksumAt = sizeof(rte_ether_hdr) + 10;
+inline constexpr uint16_t kUdpLengthAt = sizeof(rte_ether_hdr) + sizeof(rte_ipv4_hdr) + 4;
+
+// Copies the template's headers in front of the payload (at rte_pktmbuf_mtod(m)).
+inline void CopyDatagramHeaders(rte_mbuf* m, const DatagramTemplate& t) {
+  std::memcpy(rte_pktmbuf_mtod(m, uint8_t*), t.bytes.data(), kDatagramHeaderBytes);
+}
+
+// Completes headers copied by CopyDatagramHeaders for `payload_len` bytes of payload (`ip_sum`:
+// the template's) and sets the mbuf lengths, as WriteDatagramHeaders does.
+inline void FinishDatagramHeaders(rte_mbuf* m, uint32_t ip_sum, uint16_t payload_len) {
+  uint8_t* h = rte_pktmbuf_mtod(m, uint8_t*);
+  const uint16_t udp_len = static_cast<uint16_t>(sizeof(rte_udp_hdr) + payload_len);
+  const uint16_t ip_total = static_cast<uint16_t>(sizeof(rte_ipv4_hdr) + udp_len);
+  const rte_be16_t total_be = rte_cpu_to_be_16(ip_total);
+  // The sum is taken over the header's 16-bit words as they lie in memory (as rte_raw_cksum
+  // does), so the stored big-endian length adds as it is.
+  // Both terms are at most 0xffff: one fold ends the carries.
+  uint32_t sum = ip_sum + total_be;
+  sum = (sum & 0xffff) + (sum >> 16);
+  const uint16_t csum = static_cast<uint16_t>(~sum);
+  const rte_be16_t udp_be = rte_cpu_to_be_16(udp_len);
+  std::memcpy(h + kIpTotalLengthAt, &total_be, 2);
+  std::memcpy(h + kIpChecksumAt, &csum, 2);
+  std::memcpy(h + kUdpLengthAt, &udp_be, 2);
+  m->data_len = m->pkt_len = kDatagramHeaderBytes + payload_len;
+  m->l2_len = sizeof(rte_ether_hdr);
+  m->l3_len = sizeof(rte_ipv4_hdr);
+  m->l4_len = sizeof(rte_udp_hdr);
+  m->ol_flags = 0;
+}
 
 }  // namespace sluice::dataplane

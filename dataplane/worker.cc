@@ -85,6 +85,7 @@ Worker::Worker(uint16_t index, const hwconf::Lcore& conf, const SharedRuntime& s
 }
 
 Worker::~Worker() {
+  FreeSpares();  // none normally: Run frees them on its lcore when it ends
   if (epoll_fd_ >= 0) close(epoll_fd_);
 }
 
@@ -139,10 +140,7 @@ void Worker::LoadTable() {
   handler_->SetTable(*t);
 }
 
-void Worker::AnswerStatsRequest() {
-  StatsMailbox& box = shared_.stats[index_];
-  const uint64_t requested = box.requested.load(std::memory_order_acquire);
-  if (requested == box.published.load(std::memory_order_relaxed)) return;
+void Worker::PublishStats(StatsMailbox& box, uint64_t requested) {
   figures_.clear();
   handler_->CollectPartitionStats(&figures_);
   box.figures.swap(figures_);
@@ -159,8 +157,12 @@ void Worker::AnswerStatsRequest() {
 // a spinning thread for it until the next tick (4 ms at HZ=250): a window-1 durable produce took
 // 4 ms with a polling worker and 81 us (write) / 233 us (dsync) with this yield
 // (docs/storage.md §4). Only an empty pass yields, so a busy lcore makes no extra system call.
-bool Worker::AwaitingKernel() const {
-  if (storage_ != nullptr && storage_->AwaitingKernel()) return true;
+// Inlined into Run (asked twice per pass; GCC left it a call).
+[[gnu::always_inline]] inline bool Worker::AwaitingKernel() const {
+  // A shell with no durable partition open has nothing in the kernel: closing a partition waits
+  // for its writes and its ack log's (StorageShell::Close). Asked twice per pass, so the writer
+  // and the ack ring are not, on an in-memory lcore.
+  if (storage_ != nullptr && storage_->Persisting() && storage_->AwaitingKernel()) return true;
   return replication_ != nullptr && replication_->AwaitingKernel();
 }
 
@@ -282,7 +284,7 @@ int Worker::Run(const std::atomic<bool>& stop) {
     pass_start_ns = now_ns_;
     LoadTable();
     uint32_t work = PollRx();
-    work += PollRings();
+    if (!inbound_.empty()) work += PollRings();  // a lone worker has no hand-off rings
     TxBuffer* link_tx = replication_ != nullptr && replication_->has_port()
                             ? &tx_[replication_->link_port_id()] : nullptr;
     if (replication_ != nullptr) work += replication_->PollLink(NowNs(), link_tx, counters_);
@@ -321,6 +323,7 @@ int Worker::Run(const std::atomic<bool>& stop) {
   handler_->Drain(NowNs());
   if (replication_ != nullptr) replication_->Drain();
   FlushTx();
+  FreeSpares();
   tables.Unregister(index_);
   return 0;
 }

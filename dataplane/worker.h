@@ -133,6 +133,14 @@ class Worker {
     if (retired_n_ == retired_.size()) FreeRetired();
     retired_[retired_n_++] = m;
   }
+  // An mbuf for a reply: a received frame this worker retired (kept by FreeRetired), reset as
+  // rte_pktmbuf_alloc would, or else one from the pool. Null when the pool is empty.
+  rte_mbuf* AllocReply() {
+    if (spare_n_ == 0) return rte_pktmbuf_alloc(shared_.pool);
+    rte_mbuf* m = spare_[--spare_n_];
+    rte_pktmbuf_reset(m);
+    return m;
+  }
   LcoreCounters& mutable_counters() { return counters_; }
   // Time of the current loop pass (read once per pass: frames of a pass share it).
   uint64_t NowNs() const { return now_ns_; }
@@ -148,10 +156,17 @@ class Worker {
   // Sleeps up to `ns`, or until a packet or a hand-off arrives (when the ports can tell).
   void Sleep(uint64_t ns);
   bool RingsEmpty() const;
-  bool AwaitingKernel() const;
+  inline bool AwaitingKernel() const;  // defined and used in worker.cc only (inlined into Run)
   void SetUpWakeups();
   void LoadTable();         // start of a pass: a newer table? reconcile partitions
-  void AnswerStatsRequest();  // end of a pass: figures asked for by the control thread
+  // End of a pass: figures asked for by the control thread. Inline: a pass asks, and nearly
+  // every pass finds nothing asked (a call per pass cost more than the two loads).
+  void AnswerStatsRequest() {
+    StatsMailbox& box = shared_.stats[index_];
+    const uint64_t requested = box.requested.load(std::memory_order_acquire);
+    if (requested != box.published.load(std::memory_order_relaxed)) PublishStats(box, requested);
+  }
+  void PublishStats(StatsMailbox& box, uint64_t requested);
 
   const uint16_t index_;
   const hwconf::Lcore& conf_;
@@ -161,10 +176,34 @@ class Worker {
   std::vector<TxBuffer> tx_;  // indexed by port id
   std::array<rte_mbuf*, kRxBurst> retired_{};  // Retire(): freed at the end of each burst
   uint32_t retired_n_ = 0;
+  // A received frame is freed and a reply allocated in the same pass (a window-1 PRODUCE and
+  // its ACK): instead of a mempool put and get, the last frame of a burst is kept as the next
+  // reply's mbuf while fewer than kSpares are kept (one per burst: a flood's frames still go in
+  // one bulk free).
+  static constexpr uint32_t kSpares = 4;
+  std::array<rte_mbuf*, kSpares> spare_{};
+  uint32_t spare_n_ = 0;
   void FreeRetired() {
     if (retired_n_ == 0) return;
-    rte_pktmbuf_free_bulk(retired_.data(), retired_n_);
+    uint32_t n = retired_n_;
     retired_n_ = 0;
+    // One segment only (a chain goes to the bulk free, which frees every segment). Kept when
+    // this was the last reference (a frame handed to other workers may still be theirs): then a
+    // plain direct mbuf, ready for the pool or for reuse.
+    if (spare_n_ < kSpares && retired_[n - 1]->nb_segs == 1) {
+      rte_mbuf* m = rte_pktmbuf_prefree_seg(retired_[--n]);
+      if (m != nullptr) {
+        if (m->pool == shared_.pool) {
+          spare_[spare_n_++] = m;
+        } else {
+          rte_mbuf_raw_free(m);
+        }
+      }
+    }
+    if (n != 0) rte_pktmbuf_free_bulk(retired_.data(), n);
+  }
+  void FreeSpares() {
+    while (spare_n_ != 0) rte_mbuf_raw_free(spare_[--spare_n_]);
   }
   std::unique_ptr<StorageShell> storage_;  // before handler_: the frontend uses it
   std::unique_ptr<ReplicationShell> replication_;  // likewise
