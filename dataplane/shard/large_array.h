@@ -38,6 +38,17 @@ inline std::byte* AllocateLarge(size_t bytes, size_t align) {
   return p;
 }
 
+// Writes one byte per 4 KiB page of [p, p + bytes) (a huge page faults in whole at its first
+// byte): the page faults happen now, at start-up, not on the message path. The bytes written are
+// what was there (fresh memory reads as zero; memory in use keeps its contents).
+inline void TouchPages(std::byte* p, size_t bytes) {
+  constexpr size_t kPage = 4096;
+  for (size_t i = 0; i < bytes; i += kPage) {
+    volatile std::byte* b = p + i;  // volatile: a read-back write must not be optimized away
+    *b = *b;
+  }
+}
+
 // A fixed-size array of T in such memory: sized once, elements value-initialized, never moved
 // (TimerNodes inside are linked by address).
 template <typename T>

@@ -19,6 +19,7 @@ WorkQueue::WorkQueue(const WorkQueueEnv& env)
     : env_(env),
       config_(*env.config),
       slots_(env.config->max_messages),
+      by_offset_(std::bit_ceil(uint64_t{env.config->max_messages})),
       pending_(env.config->max_messages),
       levels_(std::clamp<uint32_t>(env.config->priority_levels, 1, kMaxLevels)) {
   for (uint32_t i = 0; i < slots_.size(); ++i) {
@@ -102,6 +103,9 @@ void WorkQueue::Add(const PartitionLog::Appended& a, const MessageIn& m) {
   // Offsets reach the queue in order (the log is dense), so durability walks `pending_` in order.
   SLUICE_ASSERT(pending_.empty() || slots_[pending_.back()].offset < s.offset);
   pending_.push_back(i);
+  const uint64_t mask = by_offset_.size() - 1;
+  by_offset_[a.offset & mask] = i;
+  __builtin_prefetch(&by_offset_[(a.offset + 256) & mask], 1);  // a store miss stalls the rest
 }
 
 void WorkQueue::OnDurable(DurableOffset durable) {
@@ -177,6 +181,16 @@ void WorkQueue::Lease(uint32_t i, const ReplyTarget& target, uint32_t visibility
   Slot& s = slots_[i];
   SLUICE_ASSERT(s.state == State::kReady);
   ReadyUnlink(i);
+  // Leases mostly follow offset order: start loading the slot of the message kLeaseAhead offsets
+  // on (both lines), and the hint entries further on. A wrong hint (nacks, priorities, delays
+  // reorder leases) costs a wasted prefetch, nothing else.
+  {
+    const uint64_t mask = by_offset_.size() - 1;
+    const char* ahead = reinterpret_cast<const char*>(&slots_[by_offset_[(s.offset + kLeaseAhead) & mask]]);
+    __builtin_prefetch(ahead, 1);
+    __builtin_prefetch(ahead + 64, 1);
+    __builtin_prefetch(&by_offset_[(s.offset + 4 * kLeaseAhead) & mask]);
+  }
   env_.wheel->Cancel(&s.timer);  // its TTL timer; the lease timer replaces it
   s.state = State::kLeased;
   ++s.generation;
@@ -457,7 +471,7 @@ void WorkQueue::ArmExpiry(uint32_t i) {
 void WorkQueue::ListPush(List& list, uint32_t i, bool front) {
   Slot& s = slots_[i];
   if (front) {
-    s.prev = kNil;
+    s.prev = kNil;  // not read while it is the head (see ListUnlink)
     s.next = list.head;
     if (list.head != kNil) slots_[list.head].prev = i; else list.tail = i;
     list.head = i;
@@ -469,10 +483,20 @@ void WorkQueue::ListPush(List& list, uint32_t i, bool front) {
   }
 }
 
+// The head's `prev` is never read (a slot is the head iff list.head names it), so taking the head
+// leaves the next slot alone: that slot is the next to be leased and, at millions of messages,
+// not in any cache yet. Writing its `prev` here was a store that missed and held up every store
+// behind it (x86 commits stores in order); now it is only prefetched (Lease).
 void WorkQueue::ListUnlink(List& list, uint32_t i) {
   Slot& s = slots_[i];
-  if (s.prev != kNil) slots_[s.prev].next = s.next; else list.head = s.next;
-  if (s.next != kNil) slots_[s.next].prev = s.prev; else list.tail = s.prev;
+  if (list.head == i) {
+    list.head = s.next;
+    if (s.next == kNil) list.tail = kNil;
+  } else {
+    SLUICE_ASSERT(s.prev != kNil);
+    slots_[s.prev].next = s.next;
+    if (s.next != kNil) slots_[s.next].prev = s.prev; else list.tail = s.prev;
+  }
   s.prev = s.next = kNil;
 }
 
