@@ -111,8 +111,7 @@ class WorkQueue final : private TimerClient {
     uint64_t expire_at_ns = UINT64_MAX;  // append time + TTL
     uint32_t generation = 0;          // bumped per lease and when freed (receipts)
     uint32_t first_generation = 0;    // generation when this message took the slot
-    // Ready list (`prev` is not kept for the list's head); `next` also links the free list.
-    uint32_t prev = kNil, next = kNil;
+    uint32_t prev = kNil, next = kNil;  // ready list; `next` also links the free list
     uint32_t gprev = kNil, gnext = kNil;  // group list (offset order)
     uint32_t group = kNil;
   };
