@@ -38,14 +38,14 @@ inline std::byte* AllocateLarge(size_t bytes, size_t align) {
   return p;
 }
 
-// Writes one byte per 4 KiB page of [p, p + bytes) (a huge page faults in whole at its first
-// byte): the page faults happen now, at start-up, not on the message path. The bytes written are
-// what was there (fresh memory reads as zero; memory in use keeps its contents).
+// Writes a zero byte to each 4 KiB page of fresh memory [p, p + bytes) (a huge page faults in
+// whole at its first write): the page faults happen now, at start-up, not on the message path.
+// A write, not a read: a read of untouched memory maps the shared zero page and the first write
+// would fault again.
 inline void TouchPages(std::byte* p, size_t bytes) {
   constexpr size_t kPage = 4096;
   for (size_t i = 0; i < bytes; i += kPage) {
-    volatile std::byte* b = p + i;  // volatile: a read-back write must not be optimized away
-    *b = *b;
+    *static_cast<volatile std::byte*>(p + i) = std::byte{0};  // volatile: must not be elided
   }
 }
 

@@ -110,9 +110,10 @@ struct ShardConfig {
   std::span<std::byte> arena;
   // The shard allocates the chunks (no arena): touch every page of them now, so that no send
   // takes a page fault later. A first write to an untouched chunk otherwise faults on the message
-  // path, and a transparent-huge-page fault zeroes 2 MiB and may compact memory first: ~1 ms seen
-  // here, 100 ns per message at 10 M in flight (bench_shard, session 8). Off by default: tests make
-  // thousands of small shards and would pay for memory they never use.
+  // path, and a transparent-huge-page fault zeroes 2 MiB and may compact memory first: 67 faults
+  // took 0.4 s of kernel time in one 10 M in-flight run of bench_shard (session 8), half its
+  // figure. Off by default: tests make thousands of small shards and would pay for memory they
+  // never use. A long-running shard (the dataplane) wants it on.
   bool prefault_pool = false;
   // Optional histograms the shard fills (the shell's, shared by the shards of one lcore): the
   // time from Append to the kOk ack of each message, as the clock passed in sees it (ns), and the
