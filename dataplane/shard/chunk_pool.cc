@@ -8,13 +8,14 @@
 namespace sluice::shard {
 
 ChunkPool::ChunkPool(uint32_t chunk_bytes, uint32_t chunks, uint32_t align,
-                     std::span<std::byte> arena)
+                     std::span<std::byte> arena, bool prefault)
     : chunk_bytes_(chunk_bytes), capacity_(chunks) {
   SLUICE_ASSERT(chunk_bytes > 0 && align > 0 && chunk_bytes % align == 0);
   const size_t total = static_cast<size_t>(chunk_bytes) * chunks;
   if (arena.empty()) {
     base_ = AllocateLarge(total, align);  // huge pages when large: records are touched at random
     owned_ = true;
+    if (prefault) TouchPages(base_, total);
   } else {
     SLUICE_ASSERT(arena.size() >= total);
     SLUICE_ASSERT(reinterpret_cast<uintptr_t>(arena.data()) % align == 0);

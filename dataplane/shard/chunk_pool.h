@@ -14,8 +14,10 @@ class ChunkPool {
  public:
   static constexpr uint32_t kNone = UINT32_MAX;
 
-  // `arena` empty: allocate chunk_bytes * chunks aligned to `align`. Otherwise use it (not owned).
-  ChunkPool(uint32_t chunk_bytes, uint32_t chunks, uint32_t align, std::span<std::byte> arena);
+  // `arena` empty: allocate chunk_bytes * chunks aligned to `align`, and with `prefault` touch
+  // every page of it now (ShardConfig::prefault_pool). Otherwise use `arena` (not owned).
+  ChunkPool(uint32_t chunk_bytes, uint32_t chunks, uint32_t align, std::span<std::byte> arena,
+            bool prefault = false);
   ~ChunkPool();
   ChunkPool(const ChunkPool&) = delete;
   ChunkPool& operator=(const ChunkPool&) = delete;

@@ -38,6 +38,17 @@ inline std::byte* AllocateLarge(size_t bytes, size_t align) {
   return p;
 }
 
+// Writes a zero byte to each 4 KiB page of fresh memory [p, p + bytes) (a huge page faults in
+// whole at its first write): the page faults happen now, at start-up, not on the message path.
+// A write, not a read: a read of untouched memory maps the shared zero page and the first write
+// would fault again.
+inline void TouchPages(std::byte* p, size_t bytes) {
+  constexpr size_t kPage = 4096;
+  for (size_t i = 0; i < bytes; i += kPage) {
+    *static_cast<volatile std::byte*>(p + i) = std::byte{0};  // volatile: must not be elided
+  }
+}
+
 // A fixed-size array of T in such memory: sized once, elements value-initialized, never moved
 // (TimerNodes inside are linked by address).
 template <typename T>

@@ -81,6 +81,7 @@ PartitionLog::Appended PartitionLog::Append(std::span<const std::byte> record, u
   out.location = {current_, pos_ + static_cast<uint32_t>(sizeof(RecordHeader)),
                   static_cast<uint32_t>(record.size())};
   pos_ += need;
+  PrefetchAhead();
   ++open_.count;
   open_.last_timestamp_ns = ts;
   last_timestamp_ns_ = ts;
@@ -154,6 +155,7 @@ bool PartitionLog::NewChunk() {
   if (id == ChunkPool::kNone) return false;
   current_ = id;
   pos_ = 0;
+  prefetched_ = 0;
   ++chunks_held_;
   if (config_.indexed) {
     chunks_.push_back({id, next_, next_, last_timestamp_ns_});
@@ -175,6 +177,7 @@ bool PartitionLog::Seal() {
   last_sealed_bytes_ = open_.used_bytes;
   last_sealed_count_ = open_.count;
   pos_ = padded;
+  PrefetchAhead();  // the padding moved pos_ on
   sealed_ = next_;
   batch_open_ = false;
   return true;

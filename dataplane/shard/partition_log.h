@@ -15,6 +15,7 @@
 // RecordLocation; a chunk is freed as soon as it is closed and its last message is gone.
 #pragma once
 
+#include <algorithm>
 #include <cstddef>
 #include <cstdint>
 #include <span>
@@ -155,6 +156,17 @@ class PartitionLog {
         batch_open_ ? pos_ : uint64_t{AlignUp(pos_)} + config_.batch_header_bytes;
     return start + need <= pool_.chunk_bytes();
   }
+  // Prefetches the current chunk's lines up to kWriteAhead bytes past pos_ (those not asked for
+  // yet). Records and batch padding are written in address order into chunks last touched a whole
+  // queue ago (at millions of messages: in no cache), and a store that misses holds up every
+  // store behind it (x86 commits stores in order). The hardware prefetchers do not run far enough
+  // ahead on this path: asking ~32 small records ahead hides the memory latency.
+  void PrefetchAhead() {
+    const uint32_t to = std::min(pos_ + kWriteAhead, pool_.chunk_bytes());
+    const std::byte* base = pool_.data(current_);
+    for (; prefetched_ < to; prefetched_ += 64) __builtin_prefetch(base + prefetched_, 1);
+  }
+  static constexpr uint32_t kWriteAhead = 4096;
   bool NewChunk();
   bool EvictOldest();
   uint32_t AlignUp(uint32_t pos) const { return (pos + align_ - 1) & ~(align_ - 1); }
@@ -165,6 +177,7 @@ class PartitionLog {
 
   uint32_t current_ = ChunkPool::kNone;  // chunk being written
   uint32_t pos_ = 0;                     // next free byte in current_
+  uint32_t prefetched_ = 0;              // current_'s lines below this were prefetched
   uint32_t chunks_held_ = 0;
 
   bool batch_open_ = false;

@@ -39,7 +39,8 @@ Partition::Partition(QueueId queue, uint32_t index, const QueueConfig& config,
 Shard::Shard(const ShardConfig& config, ShardSink* sink)
     : config_(config),
       sink_(sink),
-      pool_(config.chunk_bytes, config.pool_chunks, config.batch_align_bytes, config.arena) {
+      pool_(config.chunk_bytes, config.pool_chunks, config.batch_align_bytes, config.arena,
+            config.prefault_pool) {
   SLUICE_ASSERT(sink_ != nullptr && config_.timer_tick_ns > 0);
   partitions_.reserve(config_.max_partitions);
   streams_.reserve(config_.max_partitions);

@@ -19,6 +19,7 @@ WorkQueue::WorkQueue(const WorkQueueEnv& env)
     : env_(env),
       config_(*env.config),
       slots_(env.config->max_messages),
+      by_offset_(std::bit_ceil(uint64_t{env.config->max_messages})),
       pending_(env.config->max_messages),
       levels_(std::clamp<uint32_t>(env.config->priority_levels, 1, kMaxLevels)) {
   for (uint32_t i = 0; i < slots_.size(); ++i) {
@@ -102,6 +103,9 @@ void WorkQueue::Add(const PartitionLog::Appended& a, const MessageIn& m) {
   // Offsets reach the queue in order (the log is dense), so durability walks `pending_` in order.
   SLUICE_ASSERT(pending_.empty() || slots_[pending_.back()].offset < s.offset);
   pending_.push_back(i);
+  const uint64_t mask = by_offset_.size() - 1;
+  by_offset_[a.offset & mask] = i;
+  __builtin_prefetch(&by_offset_[(a.offset + 256) & mask], 1);  // a store miss stalls the rest
 }
 
 void WorkQueue::OnDurable(DurableOffset durable) {
@@ -177,6 +181,16 @@ void WorkQueue::Lease(uint32_t i, const ReplyTarget& target, uint32_t visibility
   Slot& s = slots_[i];
   SLUICE_ASSERT(s.state == State::kReady);
   ReadyUnlink(i);
+  // Leases mostly follow offset order: start loading the slot of the message kLeaseAhead offsets
+  // on (both lines), and the hint entries further on. A wrong hint (nacks, priorities, delays
+  // reorder leases) costs a wasted prefetch, nothing else.
+  {
+    const uint64_t mask = by_offset_.size() - 1;
+    const Slot* ahead = &slots_[by_offset_[(s.offset + kLeaseAhead) & mask]];
+    __builtin_prefetch(ahead, 1);
+    __builtin_prefetch(reinterpret_cast<const char*>(ahead) + 64, 1);  // Slot: two lines
+    __builtin_prefetch(&by_offset_[(s.offset + 4 * kLeaseAhead) & mask]);
+  }
   env_.wheel->Cancel(&s.timer);  // its TTL timer; the lease timer replaces it
   s.state = State::kLeased;
   ++s.generation;

@@ -161,6 +161,12 @@ class WorkQueue final : private TimerClient {
   WorkQueueEnv env_;
   const QueueConfig& config_;
   LargeArray<Slot> slots_;  // sized once; nodes inside must never move
+  // The slot of the message at each offset (masked; entries are overwritten as offsets move on,
+  // so an entry is a hint, never trusted): the order leases usually follow, known far enough
+  // ahead to prefetch the slot a lease will take kLeaseAhead leases from now (Lease). The ready
+  // list alone names only the next one, a memory latency too late at millions of messages.
+  LargeArray<uint32_t> by_offset_;
+  static constexpr uint64_t kLeaseAhead = 32;
   uint32_t free_slot_ = kNil;
   uint32_t used_slots_ = 0;
   Ring<uint32_t> pending_;   // slots appended but not durable, in offset order

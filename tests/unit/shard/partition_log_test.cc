@@ -1,12 +1,16 @@
 #include "dataplane/shard/partition_log.h"
 
 #include <gtest/gtest.h>
+#include <sys/mman.h>
+#include <sys/resource.h>
 
 #include "absl/strings/str_cat.h"
 
+#include <cstring>
 #include <string>
 #include <vector>
 
+#include "dataplane/shard/large_array.h"
 #include "tests/unit/shard/test_sink.h"
 
 namespace sluice::shard {
@@ -26,6 +30,39 @@ LogConfig Indexed(uint32_t max_chunks) {
   c.batch_align_bytes = kAlign;
   c.batch_header_bytes = 64;
   return c;
+}
+
+long MinorFaults() {
+  rusage ru{};
+  getrusage(RUSAGE_SELF, &ru);
+  return ru.ru_minflt;
+}
+
+// ShardConfig::prefault_pool: the pool's pages fault in when it is built (TouchPages), so writing
+// every byte of it afterwards (what sends do) takes no page fault. Fresh mapped memory for the
+// TouchPages check (malloc may hand back memory touched before), the pool as the shard builds it.
+TEST(ChunkPool, PrefaultLeavesNoPageFaultForTheMessagePath) {
+  constexpr size_t kBytes = size_t{8} << 20;  // 4 huge pages, or 2048 small ones
+  for (const bool touch : {false, true}) {
+    void* m = mmap(nullptr, kBytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    ASSERT_NE(m, MAP_FAILED);
+    auto* p = static_cast<std::byte*>(m);
+    (void)madvise(p, kBytes, MADV_HUGEPAGE);
+    if (touch) TouchPages(p, kBytes);
+    const long before = MinorFaults();
+    std::memset(p, 1, kBytes);
+    const long faults = MinorFaults() - before;
+    munmap(p, kBytes);
+    if (touch) {
+      EXPECT_LT(faults, 2);
+    } else {
+      EXPECT_GE(faults, 3) << "untouched memory should fault: the check above means nothing";
+    }
+  }
+  ChunkPool pool(256 * 1024, 32, 4096, {}, /*prefault=*/true);
+  const long before = MinorFaults();
+  for (uint32_t c = 0; c < pool.capacity(); ++c) std::memset(pool.data(c), 1, pool.chunk_bytes());
+  EXPECT_LT(MinorFaults() - before, 2);
 }
 
 TEST(PartitionLog, OffsetsAreDenseAndRecordsReadBack) {
