@@ -12,6 +12,10 @@ shard::ShardConfig EngineShardConfig(uint32_t largest_message_bytes) {
   sc.chunk_bytes = 256 * 1024;
   while (sc.chunk_bytes < 2 * largest_message_bytes + 16 * 1024) sc.chunk_bytes *= 2;
   sc.pool_chunks = std::max<uint32_t>(16, (64u << 20) / sc.chunk_bytes);  // 64 MiB per shard
+  // Touched at start-up: a first write into a fresh page is a page fault (a huge-page one may
+  // compact memory first), i.e. a kernel entry of up to milliseconds on the append path the
+  // first time a shard fills its pool (docs/benchmarks.md, the work cycle at 10 M in flight).
+  sc.prefault_pool = true;
   // Durable queues' batches are written with O_DIRECT: 4 KiB-aligned. Queues with durability
   // `none` never reach a disk: their batches need only a cache line of alignment.
   sc.batch_align_bytes = 4096;
