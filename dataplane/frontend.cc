@@ -119,6 +119,7 @@ absl::Status Frontend::Impl::RestoreLog(shard::Shard& s, const QueueInfo& q, uin
         in.ttl_ms = m->ttl_ms;
         in.dedup_id = m->dedup_id;
         in.group = m->group_id;
+        in.body = m->payload;  // content dedup is rebuilt like dedup ids
         in.producer_id = r.producer_id;
         in.sequence = m->sequence;
         in.timestamp_ns = m->timestamp_ns;
@@ -519,6 +520,7 @@ shard::MessageIn MessageInOf(const p::MessageView& m, uint64_t producer_id) {
   in.ttl_ms = m.ttl_ms;
   in.dedup_id = m.dedup_id;
   in.group = m.group_id;
+  in.body = m.payload;
   in.producer_id = producer_id;
   in.sequence = m.sequence;
   in.timestamp_ns = m.timestamp_ns;
@@ -533,6 +535,7 @@ shard::MessageIn MessageInOf(p::RecordRef r, uint64_t producer_id) {
   in.delay_ms = r.delay_ms();
   in.ttl_ms = r.ttl_ms();
   r.DedupAndGroup(&in.dedup_id, &in.group);
+  in.body = r.payload();
   in.producer_id = producer_id;
   in.sequence = r.sequence();
   in.timestamp_ns = r.timestamp_ns();

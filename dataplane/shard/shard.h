@@ -226,6 +226,9 @@ class Shard {
   AppendResult Reject(const ReplyTarget& target, QueueId queue, const MessageIn& m, Errc errc);
   // Answers every append of `p` still waiting for durability with `errc`.
   void RejectPendingAcks(Partition& p, Errc errc);
+  // What m is deduplicated by (its dedup id, else its payload on content_dedup queues), or
+  // kNoDedup (shard.cc).
+  static uint64_t DedupHash(const Partition& p, const MessageIn& m);
   AppendResult Duplicate(Partition& p, const ReplyTarget& target, const MessageIn& m,
                          uint64_t offset);
   Errc WorkPartition(QueueId queue, uint32_t partition, WorkQueue** out);

@@ -313,6 +313,24 @@ TEST(CatalogOpen, RejectsADocumentThatIsNotACatalog) {
   EXPECT_EQ(Catalog::Open(store2, {}).status().code(), absl::StatusCode::kDataLoss);  // id >= next
 }
 
+TEST(CatalogOpen, ADocumentFromBeforeContentDedupLoadsWithItOff) {
+  MemoryStore store;
+  ASSERT_TRUE(store.Save(0, R"({"format":"sluice-catalog","format_version":1,"next_id":6,
+      "queues":[{"name":"a","id":5,"type":"work","attributes":{"dedup_window_ms":60000}}]})")
+                  .ok());
+  auto c = Catalog::Open(store, {});
+  ASSERT_TRUE(c.ok()) << c.status();
+  absl::StatusOr<QueueMeta> q = (*c)->Describe("a");
+  ASSERT_TRUE(q.ok());
+  EXPECT_FALSE(q->spec.attributes.content_dedup);
+  EXPECT_EQ(q->spec.attributes.dedup_window_ms, 60'000u);
+  // Turned on live, and kept by the store (what the standby is sent, too).
+  ASSERT_TRUE((*c)->Update("a", Patch({{"content_dedup", true}})).ok());
+  auto reopened = Catalog::Open(store, {});
+  ASSERT_TRUE(reopened.ok()) << reopened.status();
+  EXPECT_TRUE((*reopened)->Describe("a")->spec.attributes.content_dedup);
+}
+
 TEST(CatalogOpen, WithTheFileStore) {
   const std::string dir = testing::MakeTempDir();
   {
