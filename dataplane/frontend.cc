@@ -550,7 +550,10 @@ template <class M>
 
 void Frontend::Impl::AppendMessage(const QueueInfo& q, const shard::ReplyTarget& target,
                                    uint64_t producer_id, const M& m, uint64_t now_ns) {
-  const shard::MessageIn in = MessageInOf(m, producer_id);
+  shard::MessageIn in = MessageInOf(m, producer_id);
+  // A dead letter another worker handed over (the only internal PRODUCE) is, like one moved on
+  // this worker (FlushDeadLetters), never deduplicated by its content.
+  if (target.endpoint == kInternalEndpoint.w0) in.body = {};
   const shard::AppendResult r =
       shards_[q.partition_shard[in.partition]]->Append(target, shard::QueueId{q.id}, in, now_ns);
   if (r.errc == Errc::kOk) ++counters_.produced;
