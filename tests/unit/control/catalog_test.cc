@@ -324,11 +324,16 @@ TEST(CatalogOpen, ADocumentFromBeforeContentDedupLoadsWithItOff) {
   ASSERT_TRUE(q.ok());
   EXPECT_FALSE(q->spec.attributes.content_dedup);
   EXPECT_EQ(q->spec.attributes.dedup_window_ms, 60'000u);
-  // Turned on live, and kept by the store (what the standby is sent, too).
+  // Turned on live, kept by the store, and adopted by a standby from the primary's export.
   ASSERT_TRUE((*c)->Update("a", Patch({{"content_dedup", true}})).ok());
   auto reopened = Catalog::Open(store, {});
   ASSERT_TRUE(reopened.ok()) << reopened.status();
   EXPECT_TRUE((*reopened)->Describe("a")->spec.attributes.content_dedup);
+  MemoryStore standby_store;
+  auto standby = Catalog::Open(standby_store, {});
+  ASSERT_TRUE(standby.ok());
+  ASSERT_TRUE((*standby)->Replace((*c)->Export()).ok());
+  EXPECT_TRUE((*standby)->Describe("a")->spec.attributes.content_dedup);
 }
 
 TEST(CatalogOpen, WithTheFileStore) {
