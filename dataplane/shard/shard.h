@@ -105,9 +105,10 @@ class Shard {
   // The settings that may change while a partition lives (a queue attribute update): default
   // visibility timeout, max receive count and dead-letter queue, default delay and TTL, max
   // message size (within what a chunk holds), stream retention, dedup window, content dedup.
-  // They apply to what comes next (a message keeps the delay and TTL it was sent with; a lease keeps its deadline;
-  // a dedup id's window counts from when it was seen, see DedupTable::SetWindow). Table sizes,
-  // priority levels, FIFO and durability are fixed at AddPartition: ignored here.
+  // They apply to what comes next (a message keeps the delay and TTL it was sent with; a lease
+  // keeps its deadline; a dedup id's window counts from when it was seen, see
+  // DedupTable::SetWindow). Table sizes, priority levels, FIFO and durability are fixed at
+  // AddPartition: ignored here.
   // kInvalidArgument if max_message_bytes no longer fits a chunk (nothing changed then).
   Errc UpdateLiveConfig(QueueId queue, uint32_t partition, const QueueConfig& next);
   // Purge: drops every message that is durable now, keeping the partition and its offsets.
