@@ -12,7 +12,8 @@
 // nor a target's content_dedup swallows it), and deletes it from the dead-letter queue only once
 // the target acknowledged it. A crash in between leaves the dead letter leased: it comes back
 // after the lease and is moved again (at-least-once; within the target's dedup window the id
-// makes the second move a DUPLICATE). A message with no target (no --to, no source header) stays in the DLQ.
+// makes the second move a DUPLICATE). A message with no target (no --to, no source header)
+// stays in the DLQ.
 #pragma once
 
 #include <cstdint>
