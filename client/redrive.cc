@@ -79,6 +79,14 @@ absl::StatusOr<RedriveResult> Redrive(Connection& conn, std::string_view dlq,
       out.correlation_id = m.correlation_id;
       out.group_id = m.group_id;
       out.timestamp_ns = m.timestamp_ns;
+      // A dedup id of this dead letter's own (the original one is dropped: its window would
+      // swallow the message): an id wins over the content, so a target with content_dedup does
+      // not take the same body sent within its window as a duplicate either, while a redrive
+      // retried after a crash between produce and delete is deduplicated by the id.
+      const std::string dedup_id =
+          absl::StrCat("sluice-redrive:", absl::string_view(dlq.data(), dlq.size()), ":",
+                       m.partition, ":", m.offset);
+      out.dedup_id = dedup_id;
       // Back to its own partition when it returns to its source queue without a key or group
       // (keeps per-partition order for what has no routing key).
       uint32_t source_partition = 0;

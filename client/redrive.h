@@ -7,10 +7,13 @@
 // sluice-dlq-source-queue / -source-partition / -reason / ... The redrive leases a batch from the
 // dead-letter queue, re-produces each message to its target with its original attributes (key,
 // application headers, group id, reply-to, correlation id, priority, TTL, payload; the
-// sluice-dlq-* headers removed, the dedup id dropped so that the dedup window does not swallow
-// it), and deletes it from the dead-letter queue only once the target acknowledged it. A crash in
-// between leaves the dead letter leased: it comes back after the lease and is moved again
-// (at-least-once). A message with no target (no --to, no source header) stays in the DLQ.
+// sluice-dlq-* headers removed, the dedup id replaced by one naming the dead letter,
+// "sluice-redrive:<dlq>:<partition>:<offset>", so that neither the dedup window of the original id
+// nor a target's content_dedup swallows it), and deletes it from the dead-letter queue only once
+// the target acknowledged it. A crash in between leaves the dead letter leased: it comes back
+// after the lease and is moved again (at-least-once; within the target's dedup window the id
+// makes the second move a DUPLICATE). A message with no target (no --to, no source header)
+// stays in the DLQ.
 #pragma once
 
 #include <cstdint>

@@ -23,6 +23,7 @@ shard::QueueConfig ToShardQueueConfig(const QueueMeta& queue, const CatalogSnaps
   c.priority_levels = static_cast<uint8_t>(a.priority_levels);  // validated 1..16
   c.fifo = a.fifo;
   c.dedup_window_ms = a.dedup_window_ms;
+  c.content_dedup = a.content_dedup;
   c.retention_bytes = a.retention_bytes;
   c.retention_ms = a.retention_ms;
   return c;

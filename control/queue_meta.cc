@@ -104,17 +104,18 @@ Access UintAccess() {
       [](const QueueAttributes& a) { return static_cast<uint64_t>(a.*M); }};
 }
 
+template <auto M>
 Access BoolAccess() {
-  return {[](const QueueAttributes& a) { return Json(a.fifo); },
+  return {[](const QueueAttributes& a) { return Json(a.*M); },
           [](QueueAttributes& a, const Json& v, std::string_view field) {
             if (!v.is_boolean()) {
               return FieldError(field, absl::StrCat(A(field), " must be true or false, got ",
                                                     v.type_name()));
             }
-            a.fifo = v.get<bool>();
+            a.*M = v.get<bool>();
             return absl::OkStatus();
           },
-          [](QueueAttributes& d, const QueueAttributes& s) { d.fifo = s.fifo; }, nullptr};
+          [](QueueAttributes& d, const QueueAttributes& s) { d.*M = s.*M; }, nullptr};
 }
 
 #define SLUICE_ENUM_ACCESS(member, table)                                                \
@@ -164,6 +165,9 @@ constexpr std::array kInfo = {
     AttributeInfo{"dedup_window_ms", AttrKind::kUint, AppliesTo::kBoth, true, "ms", 0,
                   kMaxDedupWindowMs, "",
                   "How long a dedup id is remembered; 0 = no dedup (at most 1 h; default 5 min)."},
+    AttributeInfo{"content_dedup", AttrKind::kBool, AppliesTo::kBoth, true, "", 0, 0, "",
+                  "A message sent without a dedup id is deduplicated by a 64-bit hash of its "
+                  "payload within dedup_window_ms (a hash collision counts as a duplicate)."},
     AttributeInfo{"replication", AttrKind::kEnum, AppliesTo::kBoth, true, "", 0, 0, "async|sync",
                   "`async`: ack after local durability; `sync`: after the standby's too. "
                   "Default: the layout's replication.mode."},
@@ -193,8 +197,9 @@ const std::array<Access, kInfo.size()>& AccessTable() {
       UintAccess<&QueueAttributes::delay_ms>(),
       UintAccess<&QueueAttributes::ttl_ms>(),
       UintAccess<&QueueAttributes::priority_levels>(),
-      BoolAccess(),
+      BoolAccess<&QueueAttributes::fifo>(),
       UintAccess<&QueueAttributes::dedup_window_ms>(),
+      BoolAccess<&QueueAttributes::content_dedup>(),
       SLUICE_ENUM_ACCESS(replication, kReplicationModes),
       SLUICE_ENUM_ACCESS(replication_degrade, kDegrades),
   };
@@ -377,6 +382,10 @@ absl::Status Validate(const QueueSpec& spec, const MetaOptions& options) {
       return FieldError(AttrField("max_receive_count"),
                         "max_receive_count must be at least 1 when dead_letter_queue is set");
     }
+  }
+  if (a.content_dedup && a.dedup_window_ms == 0) {
+    return FieldError(AttrField("content_dedup"),
+                      "content_dedup needs a dedup window: dedup_window_ms must be at least 1");
   }
   if (a.fifo && a.priority_levels > 1) {
     return FieldError(AttrField("priority_levels"),

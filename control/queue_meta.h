@@ -59,6 +59,7 @@ struct QueueAttributes {
   uint32_t priority_levels = 1;                  // work: 1 .. 16
   bool fifo = false;                             // work: per-group order
   uint32_t dedup_window_ms = 300'000;            // both: dedup ids remembered; 0 = off; .. 1 h
+  bool content_dedup = false;                    // both: no dedup id -> dedup by payload hash
   ReplicationMode replication = ReplicationMode::kAsync;  // both: async | sync
   Degrade replication_degrade = Degrade::kDeny;  // both: sync queues with the standby down
 

@@ -119,6 +119,7 @@ absl::Status Frontend::Impl::RestoreLog(shard::Shard& s, const QueueInfo& q, uin
         in.ttl_ms = m->ttl_ms;
         in.dedup_id = m->dedup_id;
         in.group = m->group_id;
+        in.body = m->payload;  // content dedup is rebuilt like dedup ids
         in.producer_id = r.producer_id;
         in.sequence = m->sequence;
         in.timestamp_ns = m->timestamp_ns;
@@ -519,6 +520,7 @@ shard::MessageIn MessageInOf(const p::MessageView& m, uint64_t producer_id) {
   in.ttl_ms = m.ttl_ms;
   in.dedup_id = m.dedup_id;
   in.group = m.group_id;
+  in.body = m.payload;
   in.producer_id = producer_id;
   in.sequence = m.sequence;
   in.timestamp_ns = m.timestamp_ns;
@@ -533,6 +535,7 @@ shard::MessageIn MessageInOf(p::RecordRef r, uint64_t producer_id) {
   in.delay_ms = r.delay_ms();
   in.ttl_ms = r.ttl_ms();
   r.DedupAndGroup(&in.dedup_id, &in.group);
+  in.body = r.payload();
   in.producer_id = producer_id;
   in.sequence = r.sequence();
   in.timestamp_ns = r.timestamp_ns();
@@ -547,7 +550,10 @@ template <class M>
 
 void Frontend::Impl::AppendMessage(const QueueInfo& q, const shard::ReplyTarget& target,
                                    uint64_t producer_id, const M& m, uint64_t now_ns) {
-  const shard::MessageIn in = MessageInOf(m, producer_id);
+  shard::MessageIn in = MessageInOf(m, producer_id);
+  // A dead letter another worker handed over (the only internal PRODUCE) is, like one moved on
+  // this worker (FlushDeadLetters), never deduplicated by its content.
+  if (target.endpoint == kInternalEndpoint.w0) in.body = {};
   const shard::AppendResult r =
       shards_[q.partition_shard[in.partition]]->Append(target, shard::QueueId{q.id}, in, now_ns);
   if (r.errc == Errc::kOk) ++counters_.produced;

@@ -581,6 +581,12 @@ class RecordRef {
     *dedup = std::string_view(v, dedup_len);
     *group = std::string_view(v + dedup_len + ((w >> 40) & 0xFF) + ((w >> 48) & 0xFF), w >> 56);
   }
+  // The payload (a fragment's slice for a fragment): the record's last payload_len bytes
+  // (ValidateFrame checked that the lengths add up to record_len).
+  std::span<const std::byte> payload() const {
+    const uint32_t n = le::U32(p_ + 40);
+    return {p_ + size() - n, n};
+  }
   // The whole record decoded (every field), as MessageRange's iterator yields it.
   MessageView View() const;
 

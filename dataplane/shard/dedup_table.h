@@ -1,12 +1,15 @@
-// Dedup by the producer's dedup id within a time window (one partition). Ids are kept as 64-bit
-// hashes: no string storage, no allocation. Two different ids colliding would make the second
-// look like a duplicate; at 2^-64 per pair that is far below the other ways to lose a message.
+// Dedup by the producer's dedup id, or by the payload's content when the queue asks and the
+// message has no id, within a time window (one partition). Ids and contents are kept as 64-bit
+// hashes: no string storage, no allocation. Two different ids (or payloads) colliding would make
+// the second look like a duplicate; at 2^-63 per pair that is far below the other ways to lose a
+// message.
 // Capacity is fixed; when full, the oldest id is forgotten early (and counted) rather than
 // growing the table.
 #pragma once
 
 #include <cstdint>
 #include <optional>
+#include <span>
 #include <string_view>
 
 #include "absl/container/flat_hash_map.h"
@@ -24,7 +27,17 @@ class DedupTable {
 
   bool enabled() const { return window_ns_ != 0; }
   uint64_t window_ns() const { return window_ns_; }
-  static uint64_t Hash(std::string_view id) { return absl::Hash<std::string_view>{}(id); }
+  // Ids and contents live in one table; the top bit keeps the two domains apart, so a dedup id
+  // never matches a payload whatever the bytes (63 bits of hash remain in each domain).
+  static constexpr uint64_t kContentBit = uint64_t{1} << 63;
+  static uint64_t Hash(std::string_view id) {
+    return absl::Hash<std::string_view>{}(id) & ~kContentBit;
+  }
+  static uint64_t HashContent(std::span<const std::byte> body) {
+    return absl::Hash<std::string_view>{}(
+               std::string_view(reinterpret_cast<const char*>(body.data()), body.size())) |
+           kContentBit;
+  }
 
   // A new window (a live queue attribute update; control path, may allocate). An id's window
   // always counts from when it was first seen: a shorter window forgets the ids older than it at

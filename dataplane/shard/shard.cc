@@ -119,6 +119,7 @@ Errc Shard::UpdateLiveConfig(QueueId queue, uint32_t partition, const QueueConfi
     c.retention_ms = next.retention_ms;
     p->log_.SetRetention(next.retention_bytes, next.retention_ms);
   }
+  c.content_dedup = next.content_dedup;  // read per message: applies from the next append
   if (c.dedup_window_ms != next.dedup_window_ms) {
     c.dedup_window_ms = next.dedup_window_ms;
     p->dedup_.SetWindow(uint64_t{next.dedup_window_ms} * 1'000'000, c.max_dedup_entries);
@@ -200,6 +201,22 @@ AppendResult Shard::Reject(const ReplyTarget& target, QueueId queue, const Messa
   return {errc, kNoOffset};
 }
 
+namespace {
+
+// No DedupHash: Hash() clears the top bit, so an id hash is never all ones; a content hash could
+// be (2^-63), in which case that one payload is simply not deduplicated.
+constexpr uint64_t kNoDedup = ~uint64_t{0};
+
+}  // namespace
+
+// The content hash is computed only for the queues that ask.
+uint64_t Shard::DedupHash(const Partition& p, const MessageIn& m) {
+  if (!p.dedup_.enabled()) return kNoDedup;
+  if (!m.dedup_id.empty()) return DedupTable::Hash(m.dedup_id);
+  if (p.config_.content_dedup && m.body.data() != nullptr) return DedupTable::HashContent(m.body);
+  return kNoDedup;
+}
+
 // A retransmit or a dedup-id hit: acked with the original offset once that is durable.
 AppendResult Shard::Duplicate(Partition& p, const ReplyTarget& target, const MessageIn& m,
                               uint64_t offset) {
@@ -236,8 +253,8 @@ AppendResult Shard::Append(const ReplyTarget& target, QueueId queue, const Messa
   if (check.verdict == ProducerTable::Verdict::kDuplicate) {
     return Duplicate(*p, target, m, check.offset);
   }
-  const bool dedup = p->dedup_.enabled() && !m.dedup_id.empty();
-  const uint64_t dedup_hash = dedup ? DedupTable::Hash(m.dedup_id) : 0;
+  const uint64_t dedup_hash = DedupHash(*p, m);
+  const bool dedup = dedup_hash != kNoDedup;
   if (dedup) {
     if (const std::optional<uint64_t> original = p->dedup_.Find(dedup_hash, now_ns_)) {
       // The producer's sequence still advances: this sequence is answered, by the original.
@@ -364,9 +381,9 @@ Errc Shard::Restore(QueueId queue, const MessageIn& m, uint64_t offset, uint64_t
   SLUICE_ASSERT(p->acks_.empty());  // nothing appended yet
   SeeTime(timestamp_ns);  // it was stored in the past: now is at least that late
   p->producers_.Restore(m.producer_id, m.sequence, offset);
-  if (p->dedup_.enabled() && !m.dedup_id.empty()) {
+  if (const uint64_t h = DedupHash(*p, m); h != kNoDedup) {
     // Expiry counts from the original append time, as it would have without the restart.
-    p->dedup_.Insert(DedupTable::Hash(m.dedup_id), offset, timestamp_ns);
+    p->dedup_.Insert(h, offset, timestamp_ns);
   }
   if (deleted) return Errc::kOk;
   if (p->work_ != nullptr && p->work_->Admit(m.group) != Errc::kOk) return Errc::kThrottled;

@@ -104,10 +104,11 @@ class Shard {
   Errc AddPartition(QueueId queue, uint32_t partition, const QueueConfig& config);
   // The settings that may change while a partition lives (a queue attribute update): default
   // visibility timeout, max receive count and dead-letter queue, default delay and TTL, max
-  // message size (within what a chunk holds), stream retention, dedup window. They apply to what
-  // comes next (a message keeps the delay and TTL it was sent with; a lease keeps its deadline;
-  // a dedup id's window counts from when it was seen, see DedupTable::SetWindow). Table sizes,
-  // priority levels, FIFO and durability are fixed at AddPartition: ignored here.
+  // message size (within what a chunk holds), stream retention, dedup window, content dedup.
+  // They apply to what comes next (a message keeps the delay and TTL it was sent with; a lease
+  // keeps its deadline; a dedup id's window counts from when it was seen, see
+  // DedupTable::SetWindow). Table sizes, priority levels, FIFO and durability are fixed at
+  // AddPartition: ignored here.
   // kInvalidArgument if max_message_bytes no longer fits a chunk (nothing changed then).
   Errc UpdateLiveConfig(QueueId queue, uint32_t partition, const QueueConfig& next);
   // Purge: drops every message that is durable now, keeping the partition and its offsets.
@@ -226,6 +227,9 @@ class Shard {
   AppendResult Reject(const ReplyTarget& target, QueueId queue, const MessageIn& m, Errc errc);
   // Answers every append of `p` still waiting for durability with `errc`.
   void RejectPendingAcks(Partition& p, Errc errc);
+  // What m is deduplicated by (its dedup id, else its payload on content_dedup queues), or
+  // kNoDedup (shard.cc).
+  static uint64_t DedupHash(const Partition& p, const MessageIn& m);
   AppendResult Duplicate(Partition& p, const ReplyTarget& target, const MessageIn& m,
                          uint64_t offset);
   Errc WorkPartition(QueueId queue, uint32_t partition, WorkQueue** out);

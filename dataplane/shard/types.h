@@ -70,6 +70,9 @@ struct QueueConfig {
   uint8_t priority_levels = 1;              // 1..16 (the wire's 0..15); higher is handed out first
   bool fifo = false;                        // per-group order: one leased message per group
   uint32_t dedup_window_ms = 0;             // 0 = no dedup by dedup id (any queue type)
+  // Within dedup_window_ms, a message without a dedup id is deduplicated by a 64-bit hash of its
+  // payload (MessageIn::body; SQS's ContentBasedDeduplication hashes the body only, so do we).
+  bool content_dedup = false;
 
   // Streams: partitions of the whole queue. The shard holding partition 0 is the queue's
   // consumer-group coordinator and assigns partitions [0, partitions) to group members.
@@ -133,6 +136,10 @@ struct MessageIn {
   uint32_t ttl_ms = 0;         // 0 = queue default
   std::string_view dedup_id;   // empty = none
   std::string_view group;      // empty = none (fifo queues: the message is ungrouped)
+  // The payload inside `record`, for content dedup (QueueConfig::content_dedup). data() ==
+  // nullptr = not given: the message is never deduplicated by content (internal moves such as
+  // dead-lettering, which carry no dedup id either). An empty payload has a non-null data().
+  std::span<const std::byte> body;
   uint64_t producer_id = 0;    // 0 = not idempotent (ProducerTable)
   uint64_t sequence = 0;
   uint64_t timestamp_ns = 0;   // producer's clock; carried inside the record, unused here

@@ -112,6 +112,13 @@ class WorkQueueFeaturesTest(unittest.TestCase):
             got = receive("work", "--max", "10", "--delete")
             self.assertEqual(payloads(got), ["order-1", "order-2"])
             self.assertEqual(got[0][2]["dedup_id"], "o-1")
+            # Content dedup, turned on live: without a dedup id the same payload within the window
+            # is acknowledged, not appended twice; a dedup id still wins over the content.
+            sluicectl("queue", "update", "work", "--attr", "content_dedup=true")
+            produce("work", ["same body", "same body", "other body"])
+            produce("work", ["same body"], "--dedup-id", "o-3")
+            self.assertEqual(payloads(receive("work", "--max", "10", "--delete")),
+                             ["same body", "other body", "same body"])
 
             # TTL: a message whose time to live passes before anyone receives it is never
             # delivered. (The sleep is the TTL under test, not a synchronisation.)
@@ -136,6 +143,9 @@ class WorkQueueFeaturesTest(unittest.TestCase):
 
     def test_dead_letters_keep_attributes_and_redrive_moves_them_back(self):
         with Namespace(), Sluiced(queues=QUEUES):
+            # The redrive gives each dead letter a dedup id of its own: the same payloads sent
+            # back within the window are not taken for duplicates of the originals.
+            sluicectl("queue", "update", "jobs", "--attr", "content_dedup=true")
             produce("jobs", ["poison"], "--key", "k-7", "--header", "app=billing,v=2",
                     "--correlation-id", "c-1", "--priority", "3")
             produce("jobs", ["bad-1", "bad-2"], "--partition", "1")

@@ -313,6 +313,29 @@ TEST(CatalogOpen, RejectsADocumentThatIsNotACatalog) {
   EXPECT_EQ(Catalog::Open(store2, {}).status().code(), absl::StatusCode::kDataLoss);  // id >= next
 }
 
+TEST(CatalogOpen, ADocumentFromBeforeContentDedupLoadsWithItOff) {
+  MemoryStore store;
+  ASSERT_TRUE(store.Save(0, R"({"format":"sluice-catalog","format_version":1,"next_id":6,
+      "queues":[{"name":"a","id":5,"type":"work","attributes":{"dedup_window_ms":60000}}]})")
+                  .ok());
+  auto c = Catalog::Open(store, {});
+  ASSERT_TRUE(c.ok()) << c.status();
+  absl::StatusOr<QueueMeta> q = (*c)->Describe("a");
+  ASSERT_TRUE(q.ok());
+  EXPECT_FALSE(q->spec.attributes.content_dedup);
+  EXPECT_EQ(q->spec.attributes.dedup_window_ms, 60'000u);
+  // Turned on live, kept by the store, and adopted by a standby from the primary's export.
+  ASSERT_TRUE((*c)->Update("a", Patch({{"content_dedup", true}})).ok());
+  auto reopened = Catalog::Open(store, {});
+  ASSERT_TRUE(reopened.ok()) << reopened.status();
+  EXPECT_TRUE((*reopened)->Describe("a")->spec.attributes.content_dedup);
+  MemoryStore standby_store;
+  auto standby = Catalog::Open(standby_store, {});
+  ASSERT_TRUE(standby.ok());
+  ASSERT_TRUE((*standby)->Replace((*c)->Export()).ok());
+  EXPECT_TRUE((*standby)->Describe("a")->spec.attributes.content_dedup);
+}
+
 TEST(CatalogOpen, WithTheFileStore) {
   const std::string dir = testing::MakeTempDir();
   {

@@ -188,6 +188,46 @@ TEST(QueueMeta, FifoHasOnePriorityLevel) {
   EXPECT_TRUE(CreateStatus(WorkBody({{"fifo", true}, {"dedup_window_ms", 60'000}})).ok());
 }
 
+TEST(QueueMeta, ContentDedup) {
+  EXPECT_FALSE(MetaOptions{}.defaults.content_dedup);  // off unless the queue asks
+  const AttributeInfo* info = FindAttribute("content_dedup");
+  ASSERT_NE(info, nullptr);
+  EXPECT_EQ(info->kind, AttrKind::kBool);
+  EXPECT_TRUE(info->live);
+  absl::StatusOr<QueueSpec> s = SpecFromJson(WorkBody({{"content_dedup", true}}), MetaOptions{});
+  ASSERT_TRUE(s.ok()) << s.status();
+  EXPECT_TRUE(s->attributes.content_dedup);
+  EXPECT_FALSE(s->attributes.fifo);  // the bool accessors are per member
+  EXPECT_TRUE(CreateStatus(Json{{"name", "s"}, {"type", "stream"},
+                                {"attributes", {{"content_dedup", true}}}}).ok());  // both types
+  ExpectError(CreateStatus(WorkBody({{"content_dedup", "yes"}})),
+              absl::StatusCode::kInvalidArgument, "attributes.content_dedup", "true or false");
+  // Without a window there is nothing to deduplicate within: said, not silently ignored.
+  ExpectError(CreateStatus(WorkBody({{"content_dedup", true}, {"dedup_window_ms", 0}})),
+              absl::StatusCode::kInvalidArgument, "attributes.content_dedup", "dedup_window_ms");
+  EXPECT_EQ(*ParseAttributeValue("content_dedup", "true"), true);
+  ExpectError(ParseAttributeValue("content_dedup", "1").status(),
+              absl::StatusCode::kInvalidArgument, "attributes.content_dedup");
+  absl::StatusOr<AttributePatch> p = PatchFromJson(Json{{"attributes", {{"content_dedup", true}}}});
+  ASSERT_TRUE(p.ok());
+  QueueAttributes a;
+  ApplyPatch(*p, &a);
+  EXPECT_TRUE(a.content_dedup);
+  EXPECT_FALSE(a.fifo);
+  EXPECT_EQ(FirstDifference(QueueAttributes{}, a), "content_dedup");
+  // A queue stored before the attribute existed has none: it reads back as off.
+  QueueMeta old;
+  old.id = 3;
+  old.spec.name = "old";
+  old.spec.type = QueueType::kWork;
+  Json stored = ToJson(old, /*all=*/true);
+  ASSERT_EQ(stored["attributes"].erase("content_dedup"), 1u);
+  absl::StatusOr<QueueMeta> back = MetaFromJson(stored, MetaOptions{});
+  ASSERT_TRUE(back.ok()) << back.status();
+  EXPECT_FALSE(back->spec.attributes.content_dedup);
+  EXPECT_EQ(*back, old);
+}
+
 TEST(QueueMeta, JsonRoundTrip) {
   QueueMeta m;
   m.id = 7;
@@ -199,6 +239,7 @@ TEST(QueueMeta, JsonRoundTrip) {
   m.spec.attributes.max_receive_count = 5;
   m.spec.attributes.dead_letter_queue = "orders-dlq";
   m.spec.attributes.fifo = true;
+  m.spec.attributes.content_dedup = true;
   m.spec.attributes.replication = ReplicationMode::kSync;
   m.created_at_ms = 1000;
   m.updated_at_ms = 2000;

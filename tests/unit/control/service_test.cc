@@ -187,6 +187,7 @@ TEST(EngineConfig, CatalogQueueToShardSettings) {
   s.attributes.ttl_ms = 20;
   s.attributes.priority_levels = 8;
   s.attributes.dedup_window_ms = 30;
+  s.attributes.content_dedup = true;
   s.attributes.max_message_bytes = 4096;
   ASSERT_TRUE(catalog->Create(s).ok());
   auto snap = catalog->Snapshot();
@@ -203,6 +204,7 @@ TEST(EngineConfig, CatalogQueueToShardSettings) {
   EXPECT_EQ(c.ttl_ms, 20u);
   EXPECT_EQ(c.priority_levels, 8);
   EXPECT_EQ(c.dedup_window_ms, 30u);
+  EXPECT_TRUE(c.content_dedup);
   EXPECT_EQ(c.max_message_bytes, 4096u);
   EXPECT_EQ(c.memory_budget_chunks, 7u);  // capacities from the base
   const shard::QueueConfig d = ToShardQueueConfig(*snap->Find("dlq"), *snap);

@@ -151,6 +151,48 @@ TEST_F(FrontendTest, ProduceIsAckedOnlyAfterServiceAndRetransmitIsDuplicate) {
   EXPECT_EQ(frontend_->counters().produced, 2u);
 }
 
+// Content dedup through the worker's produce path (records read in place: RecordRef::payload),
+// live from a new table; a dead letter handed over by another worker is never deduplicated by it.
+TEST_F(FrontendTest, ContentDedupByThePayloadOfRecordsReadInPlace) {
+  std::vector<QueueInfo> queues = table_->queues();
+  queues[1].config.dedup_window_ms = 60'000;  // jobs
+  queues[1].config.content_dedup = true;
+  auto next = QueueTable::Build(layout_, queues, 2);
+  ASSERT_TRUE(next.ok()) << next.status();
+  frontend_->SetTable(**next);
+  table_ = std::move(*next);
+  std::string body = "same body", other = "other";
+  std::vector<p::MessageSpec> msgs(3);
+  for (int i = 0; i < 3; ++i) {
+    msgs[i].partition = 0;
+    msgs[i].sequence = static_cast<uint64_t>(i);
+    msgs[i].payload = Bytes(i == 1 ? other : body);
+  }
+  Feed(Produce(2, 4, msgs));
+  frontend_->Service(2'000'000);
+  uint32_t ok = 0, dup = 0;
+  for (const p::AckRange& a : Acks()) {
+    if (a.errc == Errc::kOk) ok += a.count;
+    if (a.errc == Errc::kDuplicate) {
+      ++dup;
+      EXPECT_EQ(a.first_offset, 0u);
+    }
+  }
+  EXPECT_EQ(ok, 2u);
+  EXPECT_EQ(dup, 1u);
+  EXPECT_EQ(frontend_->counters().produced, 2u);
+  // The same body as an internal hand-off (address 0, no reply): appended.
+  msgs.resize(1);
+  auto frame = Produce(2, 0, msgs);
+  auto f = p::DecodeFrame(frame);
+  ASSERT_TRUE(f.has_value());
+  RouteContext route;
+  route.receiver = true;
+  frontend_->OnFrame(*f, kInternalEndpoint, route, 3'000'000);
+  frontend_->Service(3'000'000);
+  EXPECT_EQ(frontend_->counters().produced, 3u);
+}
+
 TEST_F(FrontendTest, UnknownPartitionIsAnsweredByTheReceiver) {
   std::string a = "x";
   p::MessageSpec m;

@@ -95,6 +95,8 @@ TEST(RecordRef, MatchesTheFullDecodeOfRandomFrames) {
       EXPECT_EQ(rec.dedup_id().size(), m.dedup_id.size());
       EXPECT_EQ(rec.group_id().data(), m.group_id.data());
       EXPECT_EQ(rec.group_id().size(), m.group_id.size());
+      EXPECT_EQ(rec.payload().data(), m.payload.data());  // what content dedup hashes
+      EXPECT_EQ(rec.payload().size(), m.payload.size());
       std::string_view dedup, group;
       rec.DedupAndGroup(&dedup, &group);
       EXPECT_EQ(dedup.size(), m.dedup_id.size());

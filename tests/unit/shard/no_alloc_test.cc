@@ -61,6 +61,7 @@ TEST(NoAlloc, MessagePathDoesNotAllocateAfterWarmUp) {
   work.max_message_bytes = 1024;
   work.fifo = true;
   work.dedup_window_ms = 50;
+  work.content_dedup = true;
   work.ttl_ms = 10'000;
   work.priority_levels = 3;
   work.max_receive_count = 3;
@@ -88,6 +89,8 @@ TEST(NoAlloc, MessagePathDoesNotAllocateAfterWarmUp) {
     m.producer_id = 5;
     m.sequence = seq;
     m.dedup_id = dedup_ids[i % dedup_ids.size()];
+    m.body = m.record;
+    if (i % 4 == 0) m.dedup_id = {};  // deduplicated by its payload (content_dedup)
     m.group = groups[i % groups.size()];
     m.priority = static_cast<uint8_t>(i % 3);
     const Errc e = shard.Append({1, 1, 1}, QueueId{1}, m, now).errc;

@@ -163,6 +163,21 @@ TEST_F(RestoreTest, DedupIdsSurviveWithinTheirWindow) {
   EXPECT_EQ(shard_->Append(kProducer, kQ, m, kT0 + 1001 * kMs).errc, Errc::kOk);
 }
 
+TEST_F(RestoreTest, ContentDedupSurvivesWithinItsWindow) {
+  Make(QueueType::kWork, /*dedup_window_ms=*/1000);
+  QueueConfig qc = shard_->Find(kQ, 0)->config();
+  qc.content_dedup = true;
+  ASSERT_EQ(shard_->UpdateLiveConfig(kQ, 0, qc), Errc::kOk);
+  MessageIn m = Msg("same body");
+  m.body = m.record;
+  ASSERT_EQ(shard_->Restore(kQ, m, 0, kT0, false), Errc::kOk);
+  ASSERT_EQ(shard_->EndRestore(kQ, 0, 1), Errc::kOk);
+  const AppendResult again = shard_->Append(kProducer, kQ, m, kT0 + 500 * kMs);
+  EXPECT_EQ(again.errc, Errc::kDuplicate);
+  EXPECT_EQ(again.offset, 0u);
+  EXPECT_EQ(shard_->Append(kProducer, kQ, m, kT0 + 1001 * kMs).errc, Errc::kOk);
+}
+
 TEST_F(RestoreTest, WorkQueueLargerThanItsBudgetIsReported) {
   Make(QueueType::kWork, 0, /*budget_chunks=*/1);
   const std::string big(3000, 'x');

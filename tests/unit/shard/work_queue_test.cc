@@ -43,6 +43,7 @@ class WorkTest : public ::testing::Test {
     m.priority = priority;
     m.group = group;
     m.dedup_id = dedup;
+    m.body = m.record;  // here the record is all payload (content dedup hashes the body)
     const AppendResult r = shard_->Append(kProducer, kQ, m, now_);
     Durable();
     return r;
@@ -339,6 +340,61 @@ TEST_F(WorkTest, DedupIdWithinTheWindowIsAckedWithTheOriginalOffset) {
   Advance(1000);
   EXPECT_EQ(Send("x late", 0, 0, {}, "id-1").offset, 2u);  // window over
   EXPECT_EQ(Receive(10), (std::vector<std::string>{"x", "y", "x late"}));
+}
+
+TEST_F(WorkTest, ContentDedupTakesTheSameBodyWithoutIdAsADuplicate) {
+  QueueConfig qc;
+  qc.dedup_window_ms = 1000;
+  qc.content_dedup = true;
+  Make(qc);
+  EXPECT_EQ(Send("x").offset, 0u);
+  const AppendResult dup = Send("x");
+  EXPECT_EQ(dup.errc, Errc::kDuplicate);
+  EXPECT_EQ(dup.offset, 0u);
+  EXPECT_EQ(sink_.acks.back().errc, Errc::kDuplicate);
+  EXPECT_EQ(sink_.acks.back().first_offset, 0u);
+  EXPECT_EQ(Send("y").offset, 1u);  // another body
+  // An explicit dedup id wins over the content: same body, new id -> appended; same id -> dup.
+  EXPECT_EQ(Send("x", 0, 0, {}, "id-1").offset, 2u);
+  EXPECT_EQ(Send("other", 0, 0, {}, "id-1").offset, 2u);
+  // Ids and bodies are apart by construction: an id equal to a remembered body is new.
+  EXPECT_EQ(Send("z", 0, 0, {}, "y").offset, 3u);
+  // A message without a body view (an internal move) is never deduplicated by content.
+  EXPECT_EQ(shard_->Append(kProducer, kQ, Msg("x"), now_).errc, Errc::kOk);
+  Durable();
+  // The window edge: "x" was first seen at now_; still a duplicate 1 ms before the end.
+  Advance(999);
+  EXPECT_EQ(Send("x").errc, Errc::kDuplicate);
+  Advance(1);
+  EXPECT_EQ(Send("x").offset, 5u);  // window over: appended, remembered anew
+  EXPECT_EQ(Send("x").offset, 5u);
+  EXPECT_EQ(Receive(10), (std::vector<std::string>{"x", "y", "x", "z", "x", "x"}));
+}
+
+TEST_F(WorkTest, ContentDedupOffAppendsEqualBodies) {
+  QueueConfig qc;
+  qc.dedup_window_ms = 1000;  // dedup ids on, content dedup off (the default)
+  Make(qc);
+  EXPECT_EQ(Send("x").offset, 0u);
+  EXPECT_EQ(Send("x").offset, 1u);
+  EXPECT_EQ(Receive(10), (std::vector<std::string>{"x", "x"}));
+}
+
+TEST_F(WorkTest, ContentDedupChangesLive) {
+  QueueConfig qc;
+  qc.dedup_window_ms = 1000;
+  qc.max_messages = 64;
+  qc.max_message_bytes = 4096;  // what a 16 KiB chunk takes (UpdateLiveConfig checks it)
+  Make(qc);
+  EXPECT_EQ(Send("x").errc, Errc::kOk);
+  EXPECT_EQ(Send("x").errc, Errc::kOk);  // off
+  qc.content_dedup = true;
+  ASSERT_EQ(shard_->UpdateLiveConfig(kQ, 0, qc), Errc::kOk);
+  EXPECT_EQ(Send("x").offset, 2u);  // bodies are remembered from now on
+  EXPECT_EQ(Send("x").errc, Errc::kDuplicate);
+  qc.content_dedup = false;
+  ASSERT_EQ(shard_->UpdateLiveConfig(kQ, 0, qc), Errc::kOk);
+  EXPECT_EQ(Send("x").offset, 3u);
 }
 
 TEST_F(WorkTest, LongPollIsAnsweredTheMomentAMessageIsReady) {
