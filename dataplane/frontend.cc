@@ -378,6 +378,13 @@ void Frontend::Impl::Close(OpenFrame* f, bool more) {
   replies_.Send(f->buffer, *n);
 }
 
+void Frontend::Impl::Discard(OpenFrame* f) {
+  SLUICE_ASSERT(f->used && open_used_ > 0);
+  f->used = false;
+  --open_used_;
+  replies_.Abandon(f->buffer);
+}
+
 void Frontend::Impl::CloseAll() {
   for (auto& s : shards_)
     if (s) s->Flush();

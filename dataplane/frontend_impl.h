@@ -164,6 +164,7 @@ class Frontend::Impl final : public shard::ShardSink {
   OpenFrame* Open(p::FrameType type, const shard::ReplyTarget& t, uint64_t key, uint32_t queue,
                   uint32_t partition);
   void Close(OpenFrame* f, bool more = false);
+  void Discard(OpenFrame* f);  // releases an open frame unsent (its buffer back, the count down)
   void CloseAll();
 
   void Error(const p::FrameView& f, const Endpoint& to, Errc errc, std::string_view detail);

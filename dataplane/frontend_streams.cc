@@ -168,8 +168,7 @@ void Frontend::Impl::SendRecords(p::FrameType type, const shard::ReplyTarget& t,
       });
   pinned_ = nullptr;
   if (r.errc != Errc::kOk) {
-    out->used = false;
-    replies_.Abandon(out->buffer);
+    Discard(out);
     const Endpoint to = EndpointOf(t.endpoint);
     ReplyBuffer buf = replies_.Acquire(to, p::kHeaderBytes + p::kErrorFixedBytes + 64);
     if (!buf.ok()) return;

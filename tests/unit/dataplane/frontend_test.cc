@@ -257,6 +257,39 @@ TEST_F(FrontendTest, FragmentedMessageIsReassembledAndDeliveredInFragments) {
   EXPECT_EQ(rebuilt, big);
 }
 
+// A FETCH the engine refuses (here past the end) is answered with an ERROR and leaves no reply
+// frame counted as open: the pass's CloseAll, and the next request's ACK, still work (the
+// refused frame was once released without its count, which CloseAll then asserted on).
+TEST_F(FrontendTest, RefusedFetchLeavesNoFrameOpen) {
+  std::vector<std::byte> buf(256);
+  p::FetchRequest req;
+  req.queue_id = 1;
+  req.partition = 0;
+  req.start_kind = p::StartKind::kOffset;
+  req.start_value = 1000;  // the partition is empty
+  req.max_messages = 10;
+  auto n = p::EncodeFetch(buf, {1, 5, 0}, req);
+  buf.resize(*n);
+  Feed(buf);
+  frontend_->Service(2'000'000);
+  ASSERT_EQ(channel_.sent.size(), 1u);
+  auto f = p::DecodeFrame(channel_.sent[0]);
+  ASSERT_TRUE(f.has_value());
+  ASSERT_EQ(f->header.type, p::FrameType::kError);
+  EXPECT_EQ(p::DecodeErrorFrame(*f)->errc, Errc::kOffsetOutOfRange);
+
+  channel_.sent.clear();
+  p::MessageSpec m;
+  m.partition = 0;
+  m.sequence = 0;
+  m.payload = Bytes("after");
+  Feed(Produce(1, 3, {m}));
+  frontend_->Service(3'000'000);
+  auto acks = Acks();
+  ASSERT_EQ(acks.size(), 1u);
+  EXPECT_EQ(acks[0].errc, Errc::kOk);
+}
+
 TEST_F(FrontendTest, ReceiveDeleteAndStaleReceipt) {
   std::string a = "job";
   p::MessageSpec m;
