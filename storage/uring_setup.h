@@ -15,6 +15,7 @@ namespace sluice::storage {
 struct RingFeatures {
   bool single_issuer = false;
   bool defer_taskrun = false;
+  bool taskrun_flag = false;  // IORING_SQ_TASKRUN says when completion work waits (DEFER_TASKRUN)
   bool sqpoll = false;
   bool registered_buffers = false;
   bool registered_files = false;
@@ -31,8 +32,9 @@ struct RingOptions {
 absl::Status InitRing(io_uring* ring, const RingOptions& options, RingFeatures* features);
 // Enables a disabled ring for the calling thread (no-op otherwise).
 void EnableRing(io_uring* ring, RingFeatures* features);
-// Submits what was prepared; with DEFER_TASKRUN also runs completion task work. wait: block for
-// at least one completion. Returns io_uring_submit*'s result.
+// Submits what was prepared; with DEFER_TASKRUN also runs completion task work (with nothing to
+// submit, only when the kernel flagged some: no system call otherwise). wait: block for at least
+// one completion. Returns io_uring_submit*'s result (0 when it made no system call).
 int SubmitRing(io_uring* ring, const RingFeatures& features, bool have_sqes, bool in_flight,
                bool wait);
 
