@@ -1,5 +1,6 @@
 #include "storage/uring_setup.h"
 
+#include <sched.h>
 #include <sys/syscall.h>
 #include <unistd.h>
 
@@ -71,6 +72,42 @@ int SubmitRing(io_uring* ring, const RingFeatures& f, bool have_sqes, bool in_fl
     return io_uring_get_events(ring);
   }
   return 0;
+}
+
+namespace {
+
+// struct sched_attr (include/uapi/linux/sched/types.h, SCHED_ATTR_SIZE_VER1): the kernel's header
+// cannot be included next to glibc's <sched.h> (both define sched_param).
+struct SchedAttr {
+  uint32_t size;
+  uint32_t sched_policy;
+  uint64_t sched_flags;
+  int32_t sched_nice;
+  uint32_t sched_priority;
+  uint64_t sched_runtime;
+  uint64_t sched_deadline;
+  uint64_t sched_period;
+  uint32_t sched_util_min;
+  uint32_t sched_util_max;
+};
+static_assert(sizeof(SchedAttr) == 56);
+
+}  // namespace
+
+absl::Status SetThreadSlice(uint64_t slice_ns) {
+  SchedAttr a{};
+  // glibc 2.36 has no wrapper for either call.
+  if (::syscall(SYS_sched_getattr, 0, &a, sizeof a, 0) != 0) {
+    return ErrnoStatus(errno, "sched_getattr", "the storage thread");
+  }
+  if (a.sched_policy != SCHED_OTHER && a.sched_policy != SCHED_BATCH) return absl::OkStatus();
+  a.size = sizeof a;
+  a.sched_flags = 0;
+  a.sched_runtime = slice_ns;  // policy, nice value kept as read
+  if (::syscall(SYS_sched_setattr, 0, &a, 0) != 0) {
+    return ErrnoStatus(errno, "sched_setattr (slice)", "the storage thread");
+  }
+  return absl::OkStatus();
 }
 
 }  // namespace sluice::storage

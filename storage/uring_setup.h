@@ -38,4 +38,14 @@ void EnableRing(io_uring* ring, RingFeatures* features);
 int SubmitRing(io_uring* ring, const RingFeatures& features, bool have_sqes, bool in_flight,
                bool wait);
 
+// Gives the calling thread a short scheduler slice (EEVDF's per-task slice, sched_attr.
+// sched_runtime; Linux 6.12+), keeping its policy and nice value. Why: a direct write into a
+// preallocated (unwritten) extent completes in a kworker bound to the CPU that took the
+// interrupt, often the polling thread's own. While the poller holds its slice, the woken kworker
+// waits (up to a scheduler tick, 4 ms at HZ=250) and so does every write's completion; with a
+// short slice the kworker preempts it within `slice_ns`. Only fair-class threads (SCHED_OTHER,
+// SCHED_BATCH) are changed. Returns the error of sched_setattr (the kernel refuses a slice
+// outside [0.1 ms, 100 ms]); a kernel without per-task slices ignores it.
+absl::Status SetThreadSlice(uint64_t slice_ns);
+
 }  // namespace sluice::storage

@@ -280,6 +280,12 @@ void UringWriter::Impl::Adopt() {
     const int rc = io_uring_register_eventfd(&ring, cfg.completion_eventfd);
     SLUICE_ASSERT(rc == 0);  // a valid eventfd on our own ring: failing means a bug
   }
+  if (!enabled && cfg.owner_slice_ns != 0) {
+    // Once, on the owning thread. Not fatal: completions then wait longer for the kworker.
+    if (absl::Status s = SetThreadSlice(cfg.owner_slice_ns); !s.ok()) {
+      std::fprintf(stderr, "sluice storage: warning: %s\n", std::string(s.message()).c_str());
+    }
+  }
   enabled = true;
 }
 

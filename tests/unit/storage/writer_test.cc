@@ -6,6 +6,9 @@
 #include <unistd.h>
 
 #include <filesystem>
+#include <fstream>
+#include <string>
+#include <thread>
 
 #include "storage/recovery.h"
 #include "tests/unit/storage/test_util.h"
@@ -121,8 +124,46 @@ TEST(UringWriter, RingUsesTheBestSetupTheKernelOffers) {
   // Kernel 6.x: all present. On an older kernel the fallback is a plain ring; say so.
   if (!f.defer_taskrun) GTEST_SKIP() << "kernel without DEFER_TASKRUN: fallback ring in use";
   EXPECT_TRUE(f.single_issuer);
+  // Polls with writes in flight enter the kernel only when the kernel flags completion work:
+  // every Flush in these tests waits for its writes through that path.
+  EXPECT_TRUE(f.taskrun_flag);
   EXPECT_TRUE(f.registered_buffers);
   EXPECT_TRUE(f.registered_files);
+}
+
+// The scheduler slice of the calling thread (EEVDF, /proc/thread-self/sched), 0 if not shown.
+uint64_t ThreadSlice() {
+  std::ifstream in("/proc/thread-self/sched");
+  std::string line;
+  while (std::getline(in, line)) {
+    if (line.rfind("se.slice", 0) == 0) return std::stoull(line.substr(line.find(':') + 1));
+  }
+  return 0;
+}
+
+// The ring's owner gets the configured slice when it adopts the ring (its first Poll), so that
+// the kworker finishing its writes preempts it soon; a writer without it leaves the thread alone.
+TEST(UringWriter, OwnerSliceIsSetOnTheThreadThatAdoptsTheRing) {
+  uint64_t before = 0, with = 0, without = 0;
+  std::thread t([&] {
+    before = ThreadSlice();
+    Producer prod;
+    auto plain = UringWriter::Create(Config(prod.pool.region()));
+    ASSERT_TRUE(plain.ok());
+    (*plain)->Poll([](const Completion&) {});
+    without = ThreadSlice();
+    WriterConfig c = Config(prod.pool.region());
+    c.owner_slice_ns = 200'000;
+    auto w = UringWriter::Create(c);
+    ASSERT_TRUE(w.ok());
+    EXPECT_EQ(ThreadSlice(), before);  // created: nothing changes until the owner adopts it
+    (*w)->Poll([](const Completion&) {});
+    with = ThreadSlice();
+  });
+  t.join();
+  if (before == 0) GTEST_SKIP() << "kernel without per-task slices in /proc/thread-self/sched";
+  EXPECT_EQ(without, before);
+  EXPECT_EQ(with, 200'000u);
 }
 
 TEST(UringWriter, SqpollWhenConfigured) {
