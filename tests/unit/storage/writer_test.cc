@@ -141,28 +141,44 @@ uint64_t ThreadSlice() {
   return 0;
 }
 
-// The ring's owner gets the configured slice when it adopts the ring (its first Poll), so that
-// the kworker finishing its writes preempts it soon; a writer without it leaves the thread alone.
-TEST(UringWriter, OwnerSliceIsSetOnTheThreadThatAdoptsTheRing) {
-  uint64_t before = 0, with = 0, without = 0;
+// The ring's owner gets the configured slice at its first write, so that the kworker finishing
+// its writes preempts it soon; polling alone, or a writer without the setting, leaves it alone.
+TEST(UringWriter, OwnerSliceIsSetOnTheThreadThatWrites) {
+  uint64_t before = 0, polled = 0, with = 0, without = 0;
   std::thread t([&] {
     before = ThreadSlice();
+    TempDir tmp;
+    {
+      Producer prod;
+      auto plain = UringWriter::Create(Config(prod.pool.region()));
+      ASSERT_TRUE(plain.ok());
+      auto h = (*plain)->OpenPartition({tmp.path() + "/a", {1, 0}, shard::Durability::kWrite, 0},
+                                       LogState{});
+      ASSERT_TRUE(h.ok()) << h.status();
+      prod.Batch(3);
+      prod.Flush(**plain, *h);
+      EXPECT_EQ(prod.log.durable_end().value, 3u);
+      without = ThreadSlice();
+    }
     Producer prod;
-    auto plain = UringWriter::Create(Config(prod.pool.region()));
-    ASSERT_TRUE(plain.ok());
-    (*plain)->Poll([](const Completion&) {});
-    without = ThreadSlice();
     WriterConfig c = Config(prod.pool.region());
     c.owner_slice_ns = 200'000;
     auto w = UringWriter::Create(c);
     ASSERT_TRUE(w.ok());
-    EXPECT_EQ(ThreadSlice(), before);  // created: nothing changes until the owner adopts it
+    auto h = (*w)->OpenPartition({tmp.path() + "/b", {1, 0}, shard::Durability::kWrite, 0},
+                                 LogState{});
+    ASSERT_TRUE(h.ok()) << h.status();
     (*w)->Poll([](const Completion&) {});
+    polled = ThreadSlice();  // adopted the ring, wrote nothing yet
+    prod.Batch(3);
+    prod.Flush(**w, *h);
+    EXPECT_EQ(prod.log.durable_end().value, 3u);
     with = ThreadSlice();
   });
   t.join();
   if (before == 0) GTEST_SKIP() << "kernel without per-task slices in /proc/thread-self/sched";
   EXPECT_EQ(without, before);
+  EXPECT_EQ(polled, before);
   EXPECT_EQ(with, 200'000u);
 }
 
