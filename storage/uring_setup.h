@@ -44,8 +44,8 @@ int SubmitRing(io_uring* ring, const RingFeatures& features, bool have_sqes, boo
 // interrupt, often the polling thread's own. While the poller holds its slice, the woken kworker
 // waits (up to a scheduler tick, 4 ms at HZ=250) and so does every write's completion; with a
 // short slice the kworker preempts it within `slice_ns`. Only fair-class threads (SCHED_OTHER,
-// SCHED_BATCH) are changed. Returns the error of sched_setattr (the kernel refuses a slice
-// outside [0.1 ms, 100 ms]); a kernel without per-task slices ignores it.
+// SCHED_BATCH) are changed. Returns the error of sched_getattr/sched_setattr; the kernel keeps
+// the slice within [0.1 ms, 100 ms], and one without per-task slices ignores it.
 absl::Status SetThreadSlice(uint64_t slice_ns);
 
 }  // namespace sluice::storage

@@ -64,8 +64,9 @@ TEST(Crc32c, InterleavedPathsMatchTheTableDrivenCrc) {
       Fill(3 * 8192 * 3 + 4096, [](size_t i) { return (i * 2654435761u) >> 13; });
   const std::span<const std::byte> all(data);
   // 511-513: where Crc32c hands over to ISA-L when the build has it (crc32c.cc).
-  std::vector<size_t> lengths = {0, 1, 7, 8, 511, 512, 513, 767, 768, 769, 1535, 1536, 24575, 24576, 24577,
-                                 25343, 25344, 49152, 49153, 73727, 73728, 73729};
+  std::vector<size_t> lengths = {0,     1,     7,     8,     511,   512,   513,   767,
+                                 768,   769,   1535,  1536,  24575, 24576, 24577, 25343,
+                                 25344, 49152, 49153, 73727, 73728, 73729};
   for (size_t l = 100; l < 80000; l += 997) lengths.push_back(l);
   for (size_t start : {0, 1, 3, 8, 13}) {
     for (size_t len : lengths) {
