@@ -1,5 +1,6 @@
 #include "storage/uring_setup.h"
 
+#include <sched.h>
 #include <sys/syscall.h>
 #include <unistd.h>
 
@@ -26,7 +27,12 @@ absl::Status InitRing(io_uring* ring, const RingOptions& o, RingFeatures* featur
     std::fprintf(stderr, "sluice storage: warning: SQPOLL ring refused (%s); using a plain ring\n",
                  std::strerror(-err));
   }
+  // TASKRUN_FLAG: the kernel sets IORING_SQ_TASKRUN in the shared SQ flags when completion work
+  // is waiting for us, so a pass with writes in flight and nothing to submit enters the kernel
+  // only when there is something to collect (SubmitRing), not once (or twice) per pass.
   const uint32_t tries[] = {
+      IORING_SETUP_SINGLE_ISSUER | IORING_SETUP_DEFER_TASKRUN | IORING_SETUP_TASKRUN_FLAG |
+          IORING_SETUP_R_DISABLED,
       IORING_SETUP_SINGLE_ISSUER | IORING_SETUP_DEFER_TASKRUN | IORING_SETUP_R_DISABLED,
       IORING_SETUP_SINGLE_ISSUER | IORING_SETUP_R_DISABLED, 0};
   for (uint32_t flags : tries) {
@@ -36,6 +42,7 @@ absl::Status InitRing(io_uring* ring, const RingOptions& o, RingFeatures* featur
     if (err == 0) {
       features->single_issuer = (flags & IORING_SETUP_SINGLE_ISSUER) != 0;
       features->defer_taskrun = (flags & IORING_SETUP_DEFER_TASKRUN) != 0;
+      features->taskrun_flag = (flags & IORING_SETUP_TASKRUN_FLAG) != 0;
       features->disabled = (flags & IORING_SETUP_R_DISABLED) != 0;
       return absl::OkStatus();
     }
@@ -55,8 +62,52 @@ void EnableRing(io_uring* ring, RingFeatures* features) {
 int SubmitRing(io_uring* ring, const RingFeatures& f, bool have_sqes, bool in_flight, bool wait) {
   if (wait && (in_flight || have_sqes)) return io_uring_submit_and_wait(ring, 1);
   if (have_sqes) return f.defer_taskrun ? io_uring_submit_and_get_events(ring) : io_uring_submit(ring);
-  if (f.defer_taskrun && in_flight) return io_uring_get_events(ring);
+  if (f.defer_taskrun && in_flight) {
+    // Nothing completed since the last look (no task work queued, no CQ overflow): no system
+    // call. A completion that lands just after this load is seen by the next pass.
+    if (f.taskrun_flag &&
+        (IO_URING_READ_ONCE(*ring->sq.kflags) & (IORING_SQ_TASKRUN | IORING_SQ_CQ_OVERFLOW)) == 0) {
+      return 0;
+    }
+    return io_uring_get_events(ring);
+  }
   return 0;
+}
+
+namespace {
+
+// struct sched_attr (include/uapi/linux/sched/types.h, SCHED_ATTR_SIZE_VER1): the kernel's header
+// cannot be included next to glibc's <sched.h> (both define sched_param).
+struct SchedAttr {
+  uint32_t size;
+  uint32_t sched_policy;
+  uint64_t sched_flags;
+  int32_t sched_nice;
+  uint32_t sched_priority;
+  uint64_t sched_runtime;
+  uint64_t sched_deadline;
+  uint64_t sched_period;
+  uint32_t sched_util_min;
+  uint32_t sched_util_max;
+};
+static_assert(sizeof(SchedAttr) == 56);
+
+}  // namespace
+
+absl::Status SetThreadSlice(uint64_t slice_ns) {
+  SchedAttr a{};
+  // glibc 2.36 has no wrapper for either call.
+  if (::syscall(SYS_sched_getattr, 0, &a, sizeof a, 0) != 0) {
+    return ErrnoStatus(errno, "sched_getattr", "the storage thread");
+  }
+  if (a.sched_policy != SCHED_OTHER && a.sched_policy != SCHED_BATCH) return absl::OkStatus();
+  a.size = sizeof a;
+  a.sched_flags = 0;
+  a.sched_runtime = slice_ns;  // policy, nice value kept as read
+  if (::syscall(SYS_sched_setattr, 0, &a, 0) != 0) {
+    return ErrnoStatus(errno, "sched_setattr (slice)", "the storage thread");
+  }
+  return absl::OkStatus();
 }
 
 }  // namespace sluice::storage

@@ -148,6 +148,7 @@ struct UringWriter::Impl {
   bool ring_ok = false;
   std::vector<std::span<std::byte>> regions;  // the ring's buffer table, in index order
   bool enabled = false;  // R_DISABLED rings are enabled by the owning thread's first call
+  bool slice_set = false;  // the owner's first write applied cfg.owner_slice_ns
   RingFeatures features;
   WriterStats stats;
   FaultInjection faults;
@@ -856,6 +857,16 @@ Errc UringWriter::SubmitImpl(PartitionHandle h, const shard::SealedBatch& batch,
     p.submitted_end = p.durable_end = batch.end_offset();
     m.MarkDirty(h, p);
     return Errc::kOk;
+  }
+  if (!m.slice_set) {
+    // The owning thread's first write (a thread with in-memory queues only is left alone).
+    // Not fatal: completions then wait longer for the kworker.
+    m.slice_set = true;
+    if (m.cfg.owner_slice_ns != 0) {
+      if (absl::Status s = SetThreadSlice(m.cfg.owner_slice_ns); !s.ok()) {
+        std::fprintf(stderr, "sluice storage: warning: %s\n", std::string(s.message()).c_str());
+      }
+    }
   }
   const uint32_t stride = static_cast<uint32_t>(batch.bytes.size());
   SLUICE_ASSERT(stride % m.cfg.align_bytes == 0 &&

@@ -84,6 +84,12 @@ struct WriterConfig {
   uint32_t spare_request_fill_percent = 0;
   // Signalled (eventfd write) on each completion, so a thread sleeping in epoll wakes for it.
   int completion_eventfd = -1;
+  // Non-zero: the thread that owns the ring gets this scheduler slice at its first write
+  // (SetThreadSlice, uring_setup.h), so the kernel's completion work for its writes (a kworker
+  // on its CPU) preempts it within that time instead of waiting for its slice to end or for an
+  // empty pass. A writer that never writes (in-memory queues only) leaves the thread alone.
+  // sluiced's workers: 100 us.
+  uint64_t owner_slice_ns = 0;
 };
 
 struct PartitionSpec {

@@ -45,14 +45,28 @@ TEST(Crc32c, ContinuesAcrossSplitsAndAlignments) {
   }
 }
 
+// A CRC continued across the two implementations (short pieces: the SSE4.2 loop; long ones:
+// ISA-L when built with it) is the CRC of the whole.
+TEST(Crc32c, ContinuesAcrossImplementations) {
+  const std::vector<std::byte> data = Fill(300000, [](size_t i) { return (i * 7919) ^ (i >> 5); });
+  const std::span<const std::byte> all(data);
+  const uint32_t whole = Crc32c(all);
+  EXPECT_EQ(whole, sluice::protocol::Crc32c(all));
+  for (size_t split : {1, 100, 511, 512, 4096, 299488, 299489, 299999}) {
+    EXPECT_EQ(Crc32c(all.subspan(split), Crc32c(all.first(split))), whole) << split;
+  }
+}
+
 // The 3-way interleaved paths (blocks of 3 x 256 and 3 x 8192 bytes) against protocol/'s
 // table-driven CRC32C, over lengths around every block boundary and misaligned starts.
 TEST(Crc32c, InterleavedPathsMatchTheTableDrivenCrc) {
   const std::vector<std::byte> data =
       Fill(3 * 8192 * 3 + 4096, [](size_t i) { return (i * 2654435761u) >> 13; });
   const std::span<const std::byte> all(data);
-  std::vector<size_t> lengths = {0, 1, 7, 8, 767, 768, 769, 1535, 1536, 24575, 24576, 24577,
-                                 25343, 25344, 49152, 49153, 73727, 73728, 73729};
+  // 511-513: where Crc32c hands over to ISA-L when the build has it (crc32c.cc).
+  std::vector<size_t> lengths = {0,     1,     7,     8,     511,   512,   513,   767,
+                                 768,   769,   1535,  1536,  24575, 24576, 24577, 25343,
+                                 25344, 49152, 49153, 73727, 73728, 73729};
   for (size_t l = 100; l < 80000; l += 997) lengths.push_back(l);
   for (size_t start : {0, 1, 3, 8, 13}) {
     for (size_t len : lengths) {

@@ -6,6 +6,9 @@
 #include <unistd.h>
 
 #include <filesystem>
+#include <fstream>
+#include <string>
+#include <thread>
 
 #include "storage/recovery.h"
 #include "tests/unit/storage/test_util.h"
@@ -121,8 +124,62 @@ TEST(UringWriter, RingUsesTheBestSetupTheKernelOffers) {
   // Kernel 6.x: all present. On an older kernel the fallback is a plain ring; say so.
   if (!f.defer_taskrun) GTEST_SKIP() << "kernel without DEFER_TASKRUN: fallback ring in use";
   EXPECT_TRUE(f.single_issuer);
+  // Polls with writes in flight enter the kernel only when the kernel flags completion work:
+  // every Flush in these tests waits for its writes through that path.
+  EXPECT_TRUE(f.taskrun_flag);
   EXPECT_TRUE(f.registered_buffers);
   EXPECT_TRUE(f.registered_files);
+}
+
+// The scheduler slice of the calling thread (EEVDF, /proc/thread-self/sched), 0 if not shown.
+uint64_t ThreadSlice() {
+  std::ifstream in("/proc/thread-self/sched");
+  std::string line;
+  while (std::getline(in, line)) {
+    if (line.rfind("se.slice", 0) == 0) return std::stoull(line.substr(line.find(':') + 1));
+  }
+  return 0;
+}
+
+// The ring's owner gets the configured slice at its first write, so that the kworker finishing
+// its writes preempts it soon; polling alone, or a writer without the setting, leaves it alone.
+TEST(UringWriter, OwnerSliceIsSetOnTheThreadThatWrites) {
+  uint64_t before = 0, polled = 0, with = 0, without = 0;
+  std::thread t([&] {
+    before = ThreadSlice();
+    TempDir tmp;
+    {
+      Producer prod;
+      auto plain = UringWriter::Create(Config(prod.pool.region()));
+      ASSERT_TRUE(plain.ok());
+      auto h = (*plain)->OpenPartition({tmp.path() + "/a", {1, 0}, shard::Durability::kWrite, 0},
+                                       LogState{});
+      ASSERT_TRUE(h.ok()) << h.status();
+      prod.Batch(3);
+      prod.Flush(**plain, *h);
+      EXPECT_EQ(prod.log.durable_end().value, 3u);
+      without = ThreadSlice();
+    }
+    Producer prod;
+    WriterConfig c = Config(prod.pool.region());
+    c.owner_slice_ns = 200'000;
+    auto w = UringWriter::Create(c);
+    ASSERT_TRUE(w.ok());
+    auto h = (*w)->OpenPartition({tmp.path() + "/b", {1, 0}, shard::Durability::kWrite, 0},
+                                 LogState{});
+    ASSERT_TRUE(h.ok()) << h.status();
+    (*w)->Poll([](const Completion&) {});
+    polled = ThreadSlice();  // adopted the ring, wrote nothing yet
+    prod.Batch(3);
+    prod.Flush(**w, *h);
+    EXPECT_EQ(prod.log.durable_end().value, 3u);
+    with = ThreadSlice();
+  });
+  t.join();
+  if (before == 0) GTEST_SKIP() << "kernel without per-task slices in /proc/thread-self/sched";
+  EXPECT_EQ(without, before);
+  EXPECT_EQ(polled, before);
+  EXPECT_EQ(with, 200'000u);
 }
 
 TEST(UringWriter, SqpollWhenConfigured) {
