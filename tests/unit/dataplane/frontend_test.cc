@@ -279,10 +279,11 @@ TEST_F(FrontendTest, RefusedFetchLeavesNoFrameOpen) {
   EXPECT_EQ(p::DecodeErrorFrame(*f)->errc, Errc::kOffsetOutOfRange);
 
   channel_.sent.clear();
+  const std::string after = "after";  // outlives the spec that points into it
   p::MessageSpec m;
   m.partition = 0;
   m.sequence = 0;
-  m.payload = Bytes("after");
+  m.payload = Bytes(after);
   Feed(Produce(1, 3, {m}));
   frontend_->Service(3'000'000);
   auto acks = Acks();
