@@ -363,14 +363,14 @@ Frontend::Impl::OpenFrame* Frontend::Impl::Open(p::FrameType type, const shard::
 }
 
 void Frontend::Impl::Close(OpenFrame* f, bool more) {
+  auto n = f->writer.Finish();
+  if (!n) {
+    Discard(f);
+    return;
+  }
   SLUICE_ASSERT(f->used && open_used_ > 0);
   f->used = false;
   --open_used_;
-  auto n = f->writer.Finish();
-  if (!n) {
-    replies_.Abandon(f->buffer);
-    return;
-  }
   if (more) {  // more frames follow for this request (MESSAGES / FETCH split over datagrams)
     const uint16_t flags = p::le::U16(f->buffer.bytes.data() + 6) | p::kFlagMore;
     p::le::Store<uint16_t>(f->buffer.bytes.data() + 6, flags);
@@ -378,6 +378,8 @@ void Frontend::Impl::Close(OpenFrame* f, bool more) {
   replies_.Send(f->buffer, *n);
 }
 
+// Every way out of an open frame (sent or not) takes its count down with it: CloseAll relies on
+// the count to stop.
 void Frontend::Impl::Discard(OpenFrame* f) {
   SLUICE_ASSERT(f->used && open_used_ > 0);
   f->used = false;
