@@ -360,7 +360,7 @@ def fetch_from(c, queue_id, part, kind, value=0, max_messages=200):
 
 def fetch_frames(c, queue_id, part, count, max_frame=1472):
     """FETCHes offsets [0, count) of a partition through wire.Client `c`: [(offset, payload)]
-    and the flags of every MESSAGES frame (an ERROR fails)."""
+    and (flags, high watermark) of every MESSAGES frame (an ERROR fails)."""
     got, flags, offset = [], [], 0
     for _ in range(count + 10):  # bounded: every frame brings at least one message
         if offset >= count:
@@ -374,7 +374,7 @@ def fetch_frames(c, queue_id, part, count, max_frame=1472):
         prefix, msgs = wire.parse_messages(reply)
         if not msgs:
             raise AssertionError(f"fetch at {offset} returned nothing ({prefix})")
-        flags.append(h["flags"])
+        flags.append((h["flags"], prefix["high_watermark"]))
         got += [(m[0], m[4]) for m in msgs]
         offset = prefix["next_offset"]
     return got, flags
@@ -851,8 +851,9 @@ class ReplicationTest(unittest.TestCase):
     def replica_reads(self, n=300):
         """A standby's replica reads (docs/replication.md §6), checked the same way in every
         layout: `n` sync messages produced on the primary over 2 partitions; the standby's
-        FETCH returns them all, in order, payloads intact, every frame marked REPLICA (0x0008),
-        in frames of 1472 and of 65000 bytes; EARLIEST starts at 0; an offset at or past the
+        FETCH returns them all, in order, payloads intact, every frame marked REPLICA (0x0008)
+        with the replicated end as its watermark, in frames of 1472 and of 65000 bytes;
+        EARLIEST starts at 0; an offset at or past the
         replicated end answers OFFSET_OUT_OF_RANGE, an unknown queue or partition NOT_PRIMARY;
         SUBSCRIBE from an offset pushes what is held, then live messages as the primary
         streams them, every DELIVER marked REPLICA; EARLIEST and LATEST start at 0 and at the
@@ -871,8 +872,10 @@ class ReplicationTest(unittest.TestCase):
                 for max_frame in (1472, 65000):
                     got, flags = fetch_frames(c, queue_id, part, len(acked), max_frame)
                     self.assertEqual(got, acked, f"partition {part}, frames of {max_frame}")
-                    self.assertTrue(flags and all(f & 0x0008 for f in flags),
+                    self.assertTrue(flags and all(f & 0x0008 for f, _ in flags),
                                     f"MESSAGES not all marked REPLICA: {flags}")
+                    # The watermark is the replica's durable end (sync: every acked message).
+                    self.assertEqual({hw for _, hw in flags}, {len(acked)})
                 # EARLIEST: the replicated log's start.
                 kind, msgs, flags, _ = fetch_from(c, queue_id, part, 1)
                 self.assertEqual((kind, msgs[0]), ("MESSAGES", acked[0]))
