@@ -70,7 +70,7 @@ udp_port = {LINK_PORT}
             replication = f'link_port = ""\nlisten = "127.0.0.1:{link_ip}"\npeer = "127.0.0.1:{peer_ip}"'
         # Worker w > 0: its own shards, its own link queue (kernel UDP: its own socket, on port
         # + w) and client queue (TAP wants as many RX queues as TX queues, one per worker).
-        link_rx = ', "link:{w}"' if link in ("memif", "af_packet") else ""
+        link_rx = ', "link:{w}"' if link in ("memif", "af_packet") and not dedicated else ""
         more_lcores = "".join(
             f'\n[[lcore]]\nid = {w + 1}\nrx = ["client0:{w}"{link_rx.format(w=w)}]\n'
             f'shards = [{2 * w}, {2 * w + 1}]\nidle = "adaptive"\n' for w in range(1, workers))
@@ -78,18 +78,22 @@ udp_port = {LINK_PORT}
         eal_lcores = list(range(workers + 1))
         lcore_extra = ""
         if dedicated:
-            # A dedicated replication lcore (docs/replication.md §1): lcore 1 owns the shards and
-            # polls both client queues (TAP: as many RX as TX queues, one per worker); lcore 2
-            # owns no shard and alone polls the link (one queue). Two CPUs: the shard lcore has
-            # CPU 1 to itself, the replication lcore shares CPU 0 with the main thread.
-            assert workers == 1
-            eal_lcores = [0, 1, 2]
-            lcore_cpus = "0@0,1@1,2@0"
-            rx = '["client0:0", "client0:1"]'
-            lcore_extra = ('\n[[lcore]]\nid = 2\n' +
+            # A dedicated replication lcore (docs/replication.md §1): lcores 1..workers own the
+            # shards, lcore 1 also polls the client queue of the last worker (TAP: as many RX as
+            # TX queues, one per worker); lcore workers + 1 owns no shard and alone polls the
+            # link (one queue). Two CPUs: shard lcore 1 has CPU 1 to itself (a second shard
+            # lcore shares CPU 0), the replication lcore shares CPU 0 with the main thread.
+            assert workers in (1, 2)
+            repl_lcore = workers + 1
+            eal_lcores = list(range(workers + 2))
+            lcore_cpus = "0@0,1@1," + "".join(f"{i}@0," for i in range(2, workers + 2))[:-1]
+            if link in ("memif", "af_packet"):
+                link_port = link_port.replace(f"rx_queues = {workers}", "rx_queues = 1")
+            rx = f'["client0:0", "client0:{workers}"]'
+            lcore_extra = (f'\n[[lcore]]\nid = {repl_lcore}\n' +
                            ('rx = ["link:0"]\n' if link in ("memif", "af_packet") else 'rx = []\n') +
                            'idle = "adaptive"\n')
-            replication += "\nlcore = 2"
+            replication += f"\nlcore = {repl_lcore}"
         with open(self.layout, "w") as f:
             f.write(f"""
 [eal]
@@ -848,9 +852,9 @@ class ReplicationTest(unittest.TestCase):
                             "kernel UDP, a shard lcore and a replication lcore per box",
                             check_channels=check_handoff)
 
-    def replica_reads(self, n=300):
+    def replica_reads(self, n=300, partitions=2):
         """A standby's replica reads (docs/replication.md §6), checked the same way in every
-        layout: `n` sync messages produced on the primary over 2 partitions; the standby's
+        layout: `n` sync messages produced on the primary over `partitions`; the standby's
         FETCH returns them all, in order, payloads intact, every frame marked REPLICA (0x0008)
         with the replicated end as its watermark, in frames of 1472 and of 65000 bytes;
         EARLIEST starts at 0; an offset at or past the
@@ -861,13 +865,13 @@ class ReplicationTest(unittest.TestCase):
         a, b = self.pair.a, self.pair.b
         self.start_pair()
         queue_id = lookup(a)
-        p = Producer()
+        p = Producer(partitions=partitions)
         for i in range(n):
-            self.assertEqual(p.send_one(a.server, queue_id, i % 2), "OK")
+            self.assertEqual(p.send_one(a.server, queue_id, i % partitions), "OK")
         # Sync queues: acked means durable on the standby too.
         c = fetch_client(b, client_id=41)
         try:
-            for part in (0, 1):
+            for part in range(partitions):
                 acked = [(o, pl) for (_, o, pl) in p.acked[part]]
                 for max_frame in (1472, 65000):
                     got, flags = fetch_frames(c, queue_id, part, len(acked), max_frame)
@@ -936,6 +940,19 @@ class ReplicationTest(unittest.TestCase):
         self.assertIn("replicates every partition (dedicated)", b.log())
         print(f"through the rings: {counters['replica_reads_served']} reads served, "
               f"{counters['replica_reads_throttled']} throttled")
+        p.sock.close()
+        self._failed = False
+
+    def test_a_dedicated_replication_lcore_serves_replica_reads_to_two_shard_lcores(self):
+        """The same with two shard lcores (shards 0-1 and 2-3, the events queue's 4 partitions
+        on both) beside the replication lcore: whichever shard lcore a client's frames land on
+        reads every partition through its own rings, also those of the other's shards."""
+        self.pair.close(False)
+        self.pair = Pair(queues=QUEUES.replace("partitions = 2", "partitions = 4"), workers=2,
+                         dedicated=True)
+        _, b, p = self.replica_reads(partitions=4)
+        harness.wait_for(lambda: repl_counters(b).get("replica_reads_served", 0) > 0, 5,
+                         "the replication lcore's replica reads counted")
         p.sock.close()
         self._failed = False
 
