@@ -857,8 +857,9 @@ class ReplicationTest(unittest.TestCase):
         layout: `n` sync messages produced on the primary over `partitions`; the standby's
         FETCH returns them all, in order, payloads intact, every frame marked REPLICA (0x0008)
         with the replicated end as its watermark, in frames of 1472 and of 65000 bytes;
-        EARLIEST starts at 0; an offset at or past the
-        replicated end answers OFFSET_OUT_OF_RANGE, an unknown queue or partition NOT_PRIMARY;
+        EARLIEST starts at 0; by timestamp from the first message, past the last one nothing
+        (next offset: the end); an offset at or past the replicated end answers
+        OFFSET_OUT_OF_RANGE, an unknown queue or partition NOT_PRIMARY;
         SUBSCRIBE from an offset pushes what is held, then live messages as the primary
         streams them, every DELIVER marked REPLICA; EARLIEST and LATEST start at 0 and at the
         end, beyond the end is OFFSET_OUT_OF_RANGE. Returns (primary, standby, producer)."""
@@ -891,6 +892,21 @@ class ReplicationTest(unittest.TestCase):
                                  ("ERROR", "OFFSET_OUT_OF_RANGE"))
                 self.assertEqual(fetch_from(c, queue_id, part, 0, end + 1000)[:2],
                                  ("ERROR", "OFFSET_OUT_OF_RANGE"))
+            # By timestamp: from the first message stamped at or after it; past the last one.
+            reply = c.call(lambda r: wire.fetch_by_time(queue_id, 0, 1, 10, 41, r),
+                           (wire.MESSAGES, wire.ERROR))
+            self.assertEqual(wire.parse_header(reply)["type"], wire.MESSAGES)
+            self.assertTrue(wire.parse_header(reply)["flags"] & 0x0008)
+            self.assertEqual([(m[0], m[4]) for m in wire.parse_messages(reply)[1]][:1],
+                             [(o, pl) for (_, o, pl) in p.acked[0][:1]])
+            reply = c.call(lambda r: wire.fetch_by_time(queue_id, 0, time.time_ns() + 10**12, 10,
+                                                        41, r), (wire.MESSAGES, wire.ERROR))
+            h = wire.parse_header(reply)
+            self.assertEqual((h["type"], h["count"], bool(h["flags"] & 0x0008)),
+                             (wire.MESSAGES, 0, True))
+            prefix = wire.parse_messages(reply)[0]
+            self.assertEqual((prefix["next_offset"], prefix["high_watermark"]),
+                             (len(p.acked[0]), len(p.acked[0])))
             self.assertEqual(fetch_from(c, 4242, 0, 0)[:2], ("ERROR", "NOT_PRIMARY"))
             self.assertEqual(fetch_from(c, queue_id, 7, 0)[:2], ("ERROR", "NOT_PRIMARY"))
             # SUBSCRIBE: from an offset, what the standby holds, then live pushes.
