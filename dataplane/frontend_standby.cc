@@ -50,8 +50,9 @@ bool Frontend::Impl::OnStandbyFetch(const p::FrameView& f, const Endpoint& from,
 // so its SUBSCRIBE is served here: per subscription, replica reads from next_offset while the
 // standby's durable end is ahead and the consumer's credit allows, each pushed as DELIVER frames
 // marked REPLICA. Credits, NAK (rewind) and UNSUBSCRIBE as on a primary; a consumer silent for
-// three heartbeats is dropped. Only the receiving worker (the one with the replica reader) holds
-// them. Start positions: an offset, EARLIEST or LATEST (a timestamp or COMMITTED needs the
+// three heartbeats is dropped. Only the receiving worker holds them: with channels, the one
+// whose channel holds the replica reader; with a dedicated replication lcore, any shard lcore,
+// whose Replicator reads through its rings to that lcore (docs/replication.md §1, §6). Start positions: an offset, EARLIEST or LATEST (a timestamp or COMMITTED needs the
 // primary: NOT_PRIMARY).
 
 Frontend::Impl::ReplicaSub* Frontend::Impl::FindReplicaSub(uint64_t client_id, uint64_t client_sub,

@@ -64,7 +64,11 @@ void Frontend::Impl::OnColdRead(uint64_t cookie, Errc errc, uint64_t next_offset
     OnReplicaPush(replica_subs_[static_cast<size_t>(c.replica_sub)], c, errc, next_offset, records);
     return;
   }
-  if (ShardOf(c.queue, c.partition) == nullptr) return;  // removed since
+  // Removed since. (A replica read is any receiving lcore's: with a dedicated replication lcore
+  // it need not own the partition's shard, docs/replication.md §6.)
+  if (c.replica ? table_->Find(c.queue) == nullptr : ShardOf(c.queue, c.partition) == nullptr) {
+    return;
+  }
   if (errc != Errc::kOk) {
     ErrorTo(c.target, p::FrameType::kFetch, errc);
     return;
@@ -186,8 +190,11 @@ void Frontend::Impl::SendRecords(p::FrameType type, const shard::ReplyTarget& t,
   std::byte* prefix = out->buffer.bytes.data() + p::kHeaderBytes;
   if (type == p::FrameType::kMessages) {
     p::le::Store<uint64_t>(prefix + 8, next);
-    p::le::Store<uint64_t>(prefix + 16, s->Find(shard::QueueId{queue}, partition)
-                                            ->log().durable_end().value);
+    // A standby's engine holds none of the replicated records: its watermark is the replica's.
+    p::le::Store<uint64_t>(prefix + 16, (reply_flags_ & p::kFlagReplica) != 0
+                                            ? replicator_->ReplicaEnd(queue, partition)
+                                            : s->Find(shard::QueueId{queue}, partition)
+                                                  ->log().durable_end().value);
   }
   Close(out);
 }

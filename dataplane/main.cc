@@ -544,6 +544,8 @@ int SetUpReplicationLink(const hwconf::Layout& layout, const SharedRuntime& rt,
     }
     r->handoff->wake = &rt.wake[dedicated];
     r->handoff->acks_flushed = std::make_unique<std::atomic<uint64_t>[]>(rt.worker_count);
+    // A standby's shard lcores read its replicated logs through the replication lcore.
+    if (r->role == hwconf::ReplicationRole::kStandby) r->handoff->SetUpReplicaReads(rt.wake);
     r->status.handoff = r->handoff.get();
     std::printf("sluiced: replication: lcore %d replicates every partition (dedicated); the "
                 "shard lcores hand it their batches through rings of %u MiB\n",

@@ -2,6 +2,7 @@
 
 #include <unistd.h>
 
+#include <algorithm>
 #include <chrono>
 #include <cstring>
 
@@ -36,6 +37,18 @@ HandoffReplicator::HandoffReplicator(const ReplicationStatus& status, Replicatio
     : status_(status), handoff_(handoff), ring_(*handoff.rings.at(worker)), worker_(worker) {
   parts_.reserve(1024);
   deferred_.reserve(1024);
+  if (worker < handoff.reads.size() && handoff.reads[worker] != nullptr) {
+    reads_ = handoff.reads[worker].get();
+    answer_records_.reserve(replication::kMaxReplicaAnswerRecords);
+  }
+}
+
+void ReplicationHandoff::SetUpReplicaReads(WakeSignal* workers_wake) {
+  reads.resize(rings.size());
+  for (size_t w = 0; w < rings.size(); ++w) {
+    if (rings[w] != nullptr) reads[w] = std::make_unique<ReadRings>();
+  }
+  worker_wake = workers_wake;
 }
 
 bool HandoffReplicator::Writable() const {
@@ -183,6 +196,67 @@ void HandoffReplicator::PassEnded() {
 void HandoffReplicator::PurgeSettled(uint32_t queue, uint32_t partition, uint64_t generation,
                                      Errc errc) {
   SettlePurge(const_cast<ReplicationStatus&>(status_), queue, partition, generation, errc);
+}
+
+// ---- shard lcore: replica reads (a standby) ------------------------------------------------------
+
+Errc HandoffReplicator::ReadReplica(uint32_t queue, uint32_t partition, uint64_t value,
+                                    uint32_t max_records, uint64_t cookie, bool by_timestamp) {
+  if (reads_ == nullptr) return Errc::kUnknownPartition;  // a primary: no replica
+  // Refused at once as the replication lcore's ReplicationShell::ReadReplica would (it checks
+  // again, against its writer: what these boards say may be a moment old).
+  uint64_t start = 0;
+  if (!handoff_.replica_start.Start(queue, partition, &start)) return Errc::kUnknownPartition;
+  if (!by_timestamp && (value < start || value >= ReplicaEnd(queue, partition))) {
+    return Errc::kOffsetOutOfRange;  // below the start (retention) or not durable here yet
+  }
+  SLUICE_ASSERT(cookie <= UINT32_MAX);  // the Frontend's read slot
+  replication::ReplicaReadRequest r;
+  r.value = value;
+  r.cookie = cookie;
+  r.queue = queue;
+  r.partition = partition;
+  r.max_records = max_records;
+  r.by_timestamp = by_timestamp ? 1 : 0;
+  // kMaxReplicaReads out keeps the answer ring from ever filling (replica_reads.h); the request
+  // ring holds as many, so a refused push is an invariant broken, still answered THROTTLED.
+  if (reads_out_ >= replication::kMaxReplicaReads ||
+      !replication::PushReplicaRequest(reads_->requests, r)) {
+    handoff_.replica_reads_throttled.fetch_add(1, std::memory_order_relaxed);
+    return Errc::kThrottled;
+  }
+  ++reads_out_;
+  Wake();
+  return Errc::kOk;
+}
+
+uint64_t HandoffReplicator::ReplicaStart(uint32_t queue, uint32_t partition) const {
+  uint64_t start = 0;
+  if (reads_ == nullptr || !handoff_.replica_start.Start(queue, partition, &start)) return 0;
+  return std::min(start, ReplicaEnd(queue, partition));
+}
+
+uint64_t HandoffReplicator::ReplicaEnd(uint32_t queue, uint32_t partition) const {
+  // The standby's channels publish their durable ends there (0: not open).
+  return reads_ == nullptr ? 0 : status_.durable.DurableEnd(queue, partition);
+}
+
+uint32_t HandoffReplicator::PollReplicaReads(
+    absl::FunctionRef<void(uint64_t, Errc, uint64_t, std::span<const shard::StoredMessage>)> fn) {
+  if (reads_ == nullptr) return 0;
+  uint32_t n = 0;
+  for (std::span<const std::byte> m = reads_->answers.Peek(); !m.empty();
+       m = reads_->answers.Peek()) {
+    replication::ReplicaAnswerHeader h;
+    replication::DecodeReplicaAnswer(m, &h, &answer_records_);
+    // The records point into the ring: used before the slot is released.
+    fn(h.cookie, static_cast<Errc>(h.errc), h.next_offset, answer_records_);
+    reads_->answers.Pop();
+    SLUICE_ASSERT(reads_out_ > 0);
+    --reads_out_;
+    ++n;
+  }
+  return n;
 }
 
 // ---- replication lcore: catch-up reads ----------------------------------------------------------

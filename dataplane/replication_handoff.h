@@ -10,7 +10,11 @@
 //     must outlive the hand-off ring's slot, and it evicts independently);
 //   - replication lcore -> shard lcores: per partition, the standby's durable end while in sync
 //     and the ack records it applied (replication::ReplicatedBoard, atomics), which the sync
-//     replies of the shard lcores wait for.
+//     replies of the shard lcores wait for;
+//   - on a standby, replica reads (FETCH / SUBSCRIBE of replicated data, docs/replication.md
+//     §6): the replicated logs are the replication lcore's, so a shard lcore's Frontend reads
+//     them through a request ring and an answer ring of its own (replication/replica_reads.h),
+//     and sees each partition's start (ReplicaStartBoard) and durable end (DurableBoard).
 // A full ring never blocks and never loses a batch: the batch is then offered without its bytes
 // (a header that says [base, end) is in the log), read back from the log on the replication
 // lcore when the standby needs it; if even that does not fit, the shard lcore keeps the
@@ -31,6 +35,7 @@
 #include "dataplane/replicator.h"
 #include "hwconf/layout.h"
 #include "replication/handoff_ring.h"
+#include "replication/replica_reads.h"
 #include "storage/batch_reader.h"
 #include "storage/log_state.h"
 
@@ -53,6 +58,20 @@ struct ReplicationHandoff {
   // (FlushAcks, once per pass: published a pass late). An ack-log snapshot for the standby is
   // read from the files only once they hold every record the replication lcore took.
   std::unique_ptr<std::atomic<uint64_t>[]> acks_flushed;
+
+  // A standby's replica reads (docs/replication.md §6): per shard lcore, its requests to the
+  // replication lcore and the answers back (replication/replica_reads.h). Set up on a standby
+  // only (SetUpReplicaReads, main thread, before the workers start): a primary serves no
+  // replica read.
+  struct ReadRings {
+    replication::HandoffRing requests{replication::kReplicaRequestRingBytes};
+    replication::HandoffRing answers{replication::kReplicaAnswerRingBytes};
+  };
+  std::vector<std::unique_ptr<ReadRings>> reads;  // [worker]; null: no shards (or a primary)
+  replication::ReplicaStartBoard replica_start;   // written by the replication lcore
+  WakeSignal* worker_wake = nullptr;              // [worker]: a shard lcore's, for its answers
+  std::atomic<uint64_t> replica_reads_throttled{0};  // refused: kMaxReplicaReads out already
+  void SetUpReplicaReads(WakeSignal* workers_wake);  // for every lcore with a hand-off ring
 };
 
 // The message format of the rings.
@@ -88,6 +107,19 @@ class HandoffReplicator final : public Replicator {
                      uint64_t* applied) const override;
   void PurgeSettled(uint32_t queue, uint32_t partition, uint64_t purge_generation,
                     Errc errc) override;
+  // A standby's replica reads, served by the replication lcore through this lcore's read rings
+  // (ReplicationHandoff::reads): what is refused at once is refused here, as a channel refuses
+  // it (a partition not open there, an offset outside [start, durable end), kMaxReplicaReads
+  // out: THROTTLED, counted); the rest is answered through PollReplicaReads.
+  Errc ReadReplica(uint32_t queue, uint32_t partition, uint64_t value, uint32_t max_records,
+                   uint64_t cookie, bool by_timestamp) override;
+  uint64_t ReplicaStart(uint32_t queue, uint32_t partition) const override;
+  uint64_t ReplicaEnd(uint32_t queue, uint32_t partition) const override;
+  uint32_t PollReplicaReads(
+      absl::FunctionRef<void(uint64_t, Errc, uint64_t, std::span<const shard::StoredMessage>)> fn)
+      override;
+  // No answer waits (Worker::Sleep checks it last: the replication lcore wakes it otherwise).
+  bool RepliesEmpty() const { return reads_ == nullptr || reads_->answers.Empty(); }
 
   // The end of a worker pass whose ack logs are settled (StorageShell::AcksSettled: the ring's
   // writes are asynchronous): every ack record handed over before the last such call has been
@@ -116,6 +148,9 @@ class HandoffReplicator final : public Replicator {
   const uint16_t worker_;
   uint64_t acks_pushed_ = 0;
   uint64_t acks_pushed_at_pass_end_ = 0;
+  ReplicationHandoff::ReadRings* reads_ = nullptr;  // a standby's
+  uint32_t reads_out_ = 0;  // requests whose answer this lcore has not taken yet
+  std::vector<shard::StoredMessage> answer_records_;  // reserved once
 };
 
 // The replication lcore's catch-up reads (docs/replication.md §3): it writes none of the

@@ -11,6 +11,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "dataplane/storage_shell.h"
+#include "dataplane/worker.h"
 #include "protocol/assert.h"
 #include "storage/ack_log.h"
 #include "storage/recovery.h"
@@ -309,6 +310,8 @@ bool ReplicationShell::HandoffEmpty() const {
   if (!config_.dedicated) return true;
   for (const auto& r : config_.status->handoff->rings)
     if (r != nullptr && !r->Empty()) return false;
+  for (const auto& r : config_.status->handoff->reads)
+    if (r != nullptr && !r->requests.Empty()) return false;
   return true;
 }
 
@@ -418,6 +421,14 @@ void ReplicationShell::SendAckSnapshots(Persistence* storage) {
 
 Errc ReplicationShell::ReadReplica(uint32_t queue, uint32_t partition, uint64_t value,
                                    uint32_t max_records, uint64_t cookie, bool by_timestamp) {
+  bool polled = false;
+  return StartReplicaRead(queue, partition, value, max_records, cookie, by_timestamp, &polled);
+}
+
+Errc ReplicationShell::StartReplicaRead(uint32_t queue, uint32_t partition, uint64_t value,
+                                        uint32_t max_records, uint64_t cookie, bool by_timestamp,
+                                        bool* answered_by_poll) {
+  *answered_by_poll = false;
   if (reader_ == nullptr) return Errc::kUnknownPartition;
   auto it = parts_.find(Key(queue, partition));
   if (it == parts_.end()) return Errc::kUnknownPartition;
@@ -436,7 +447,74 @@ Errc ReplicationShell::ReadReplica(uint32_t queue, uint32_t partition, uint64_t 
   r.value = value;
   r.max_records = std::max<uint32_t>(1, max_records);
   r.cookie = cookie;
-  return reader_->Fetch(r);
+  const Errc e = reader_->Fetch(r);
+  *answered_by_poll = e != Errc::kThrottled;  // kOk, or a refusal also reported through Poll
+  return e;
+}
+
+// ---- a dedicated replication lcore on a standby: the shard lcores' replica reads ---------------
+
+namespace {
+// A read started for a shard lcore: its cookie says which lcore and which of its read slots.
+constexpr uint64_t kShardRead = uint64_t{1} << 63;
+uint64_t ShardReadCookie(size_t worker, uint64_t cookie) {
+  return kShardRead | (uint64_t{worker} << 32) | cookie;
+}
+}  // namespace
+
+void ReplicationShell::AnswerShardRead(uint64_t tagged, Errc errc, uint64_t next_offset,
+                                       std::span<const shard::StoredMessage> records) {
+  ReplicationHandoff& h = *config_.status->handoff;
+  const size_t w = static_cast<size_t>((tagged & ~kShardRead) >> 32);
+  SLUICE_ASSERT(w < h.reads.size() && h.reads[w] != nullptr);
+  const replication::ReplicaAnswered a = replication::PushReplicaAnswer(
+      h.reads[w]->answers, tagged & UINT32_MAX, errc, next_offset, records);
+  // The shard lcore has at most kMaxReplicaReads out, each answered once: room by construction.
+  SLUICE_ASSERT(a != replication::ReplicaAnswered::kNoRoom);
+  if (a == replication::ReplicaAnswered::kThrottled) ++replica_answers_throttled_;
+  ++replica_reads_served_;
+  WakeSignal& wake = h.worker_wake[w];
+  if (wake.sleeping.load(std::memory_order_seq_cst)) {
+    const uint64_t one = 1;
+    [[maybe_unused]] ssize_t n = write(wake.fd, &one, sizeof one);  // only when it sleeps
+  }
+}
+
+uint32_t ReplicationShell::ServeReplicaReads() {
+  ReplicationHandoff& h = *config_.status->handoff;
+  uint32_t work = 0;
+  for (size_t w = 0; w < h.reads.size(); ++w) {
+    if (h.reads[w] == nullptr) continue;
+    replication::HandoffRing& ring = h.reads[w]->requests;
+    // At most kMaxReplicaReads wait in a ring (the shard lcore has no more out).
+    replication::ReplicaReadRequest r;
+    while (replication::PeekReplicaRequest(ring, &r)) {
+      const uint64_t tagged = ShardReadCookie(w, r.cookie);
+      bool polled = false;
+      const Errc e = StartReplicaRead(r.queue, r.partition, r.value, r.max_records, tagged,
+                                      r.by_timestamp != 0, &polled);
+      if (polled) {
+        ++replica_reads_inflight_;
+      } else {
+        AnswerShardRead(tagged, e, r.value, {});  // refused now, as a channel refuses it
+      }
+      ring.Pop();
+      ++work;
+    }
+  }
+  // The reads' answers (the reader submits the ones just started here).
+  work += PollReplicaReads([](uint64_t, Errc, uint64_t, std::span<const shard::StoredMessage>) {
+    // The replication lcore takes no client frame (it polls only the link): every replica
+    // read it starts is a shard lcore's, answered above.
+    SLUICE_ASSERT(false);
+  });
+  return work;
+}
+
+void ReplicationShell::PublishReplicaStart(const StandbyPart& p) {
+  if (!config_.dedicated || config_.status->handoff == nullptr) return;
+  config_.status->handoff->replica_start.Set(p.queue, p.partition,
+                                             writer_->log(p.handle).start_offset());
 }
 
 uint64_t ReplicationShell::ReplicaEnd(uint32_t queue, uint32_t partition) const {
@@ -459,6 +537,12 @@ uint32_t ReplicationShell::PollReplicaReads(
     r.ForEach([&](const storage::RecordView& v) {
       read_records_.push_back(shard::StoredMessage{v.offset, v.timestamp_ns, v.record});
     });
+    if ((r.cookie & kShardRead) != 0) {  // a shard lcore's (a dedicated replication lcore)
+      SLUICE_ASSERT(replica_reads_inflight_ > 0);
+      --replica_reads_inflight_;
+      AnswerShardRead(r.cookie, r.errc, r.next_offset, read_records_);
+      return;
+    }
     fn(r.cookie, r.errc, r.next_offset, read_records_);
   });
 }
@@ -682,6 +766,7 @@ uint32_t ReplicationShell::Poll(uint64_t now_ns, Persistence* storage, TxBuffer*
     PublishFence();
   } else {
     StandbyPass(now_ns);
+    if (config_.dedicated) work += ServeReplicaReads();
     work += writer_->Poll([&](const storage::Completion& comp) {
       auto it = by_handle_.find(comp.handle);
       if (it == by_handle_.end()) return;
@@ -848,6 +933,15 @@ void ReplicationShell::PublishStatus() {
     f.Set(F::kHandoffBatches, handoff_batches_);
     f.Set(F::kHandoffFromLog, handoff_from_log_);
     f.Set(F::kHandoffAcksLost, box.handoff->acks_lost.load(kR));
+    f.Set(F::kReplicaReadsServed, replica_reads_served_);
+    f.Set(F::kReplicaReadsThrottled,
+          box.handoff->replica_reads_throttled.load(kR) + replica_answers_throttled_);
+    // The shard lcores' view of each partition's start: retention moves it (through the
+    // writer's ring), so it is published again with the status (the replication lcore checks
+    // every read against its writer anyway).
+    if (standby_ != nullptr) {
+      for (const auto& [k, p] : parts_) PublishReplicaStart(*p);
+    }
   }
   if (primary_ != nullptr) {
     f.Set(F::kAcklogLag, primary_->ack_lag());
@@ -1115,6 +1209,7 @@ absl::Status ReplicationShell::OpenStandbyPartition(uint32_t queue, uint32_t par
                  replication::DurableBoard::kSlots);
   }
   standby_->AddPartition(queue, partition, end);
+  PublishReplicaStart(*parts_.at(Key(queue, partition)));
   return absl::OkStatus();
 }
 
@@ -1134,6 +1229,7 @@ void ReplicationShell::CloseStandbyPartition(uint32_t queue, uint32_t partition,
   }
   by_handle_.erase(it->second->handle);
   config_.status->durable.Set(queue, partition, 0);
+  if (config_.dedicated) config_.status->handoff->replica_start.Close(queue, partition);
   if (!keep_applier) standby_->RemovePartition(queue, partition);
   parts_.erase(it);
 }

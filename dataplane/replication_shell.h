@@ -91,6 +91,9 @@ enum class ReplicationFigure : uint8_t {
   // with their bytes; without them (the ring was full: read back from the log); ack records
   // that could not be handed over (their partitions' sync replies say NOT_REPLICATED).
   kHandoffBatches, kHandoffFromLog, kHandoffAcksLost,
+  // A dedicated replication lcore on a standby: replica reads it served for the shard lcores,
+  // and those refused THROTTLED for want of room (kMaxReplicaReads out on a shard lcore).
+  kReplicaReadsServed, kReplicaReadsThrottled,
   kLagOffsets,  // primary: offered - acked, all partitions (/v1/role's replication_lag_bytes)
   kCount
 };
@@ -101,7 +104,8 @@ inline constexpr std::array<std::string_view, kReplicationFigures> kReplicationF
     "truncated_records", "behind_start_restarts", "acklog_records_sent", "acklog_records_resent",
     "acklog_snapshots_sent", "acklog_records_applied", "acklog_snapshots_applied",
     "acklog_dropped", "acklog_lag", "link_steered", "link_steer_dropped", "handoff_batches",
-    "handoff_from_log", "handoff_acks_lost", "lag_offsets"};
+    "handoff_from_log", "handoff_acks_lost", "replica_reads_served", "replica_reads_throttled",
+    "lag_offsets"};
 static_assert(!kReplicationFigureNames.back().empty(), "a figure without a name");
 struct ReplicationFigures {
   std::array<std::atomic<uint64_t>, kReplicationFigures> v{};
@@ -284,7 +288,8 @@ class ReplicationShell final : public Replicator,
   // The standby's writes, or the primary's catch-up reads, submitted and not yet completed
   // (Worker::AwaitingKernel: an empty pass yields to the kernel's share of them).
   bool AwaitingKernel() const {
-    return (writer_ != nullptr && writer_->in_flight() != 0) || catchup_in_flight_ != 0;
+    return (writer_ != nullptr && writer_->in_flight() != 0) || catchup_in_flight_ != 0 ||
+           replica_reads_inflight_ != 0;
   }
   uint16_t link_port_id() const { return config_.link->addr.port_id; }
   uint16_t link_queue() const { return config_.link_queue; }
@@ -356,6 +361,18 @@ class ReplicationShell final : public Replicator,
   void PublishBoard(uint64_t now_ns);
   std::unique_ptr<LogFileReader> log_reader_;
   std::vector<uint64_t> acks_drained_;  // [worker]: ack records taken from its ring
+  // A standby's replica reads ReadReplica starts: also from a shard lcore's request (a
+  // dedicated replication lcore), answered through that lcore's answer ring (AnswerShardRead).
+  // *answered_by_poll: the reader reports the result through Poll (kOk, or its own refusal).
+  Errc StartReplicaRead(uint32_t queue, uint32_t partition, uint64_t value, uint32_t max_records,
+                        uint64_t cookie, bool by_timestamp, bool* answered_by_poll);
+  uint32_t ServeReplicaReads();
+  void AnswerShardRead(uint64_t tagged_cookie, Errc errc, uint64_t next_offset,
+                       std::span<const shard::StoredMessage> records);
+  uint32_t replica_reads_inflight_ = 0;   // shard lcores' reads the reader holds
+  uint64_t replica_reads_served_ = 0;     // answered
+  uint64_t replica_answers_throttled_ = 0;  // answered THROTTLED for want of room (never, by
+                                            // construction: replica_reads.h)
   uint64_t handoff_batches_ = 0;
   uint64_t handoff_from_log_ = 0;
   bool fence_published_ = false;
@@ -373,6 +390,8 @@ class ReplicationShell final : public Replicator,
     bool ack_dirty = false;               // in ack_dirty_
   };
   void FlushStandbyAcks();
+  // A dedicated replication lcore: the partition's start, for the shard lcores' replica reads.
+  void PublishReplicaStart(const StandbyPart& p);
   void SendAckSnapshots(Persistence* storage);
   // Standby batches being written: a FIFO over one aligned arena (O_DIRECT needs the alignment).
   struct Pending {

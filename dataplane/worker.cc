@@ -169,7 +169,9 @@ void Worker::PublishStats(StatsMailbox& box, uint64_t requested) {
 bool Worker::RingsEmpty() const {
   for (rte_ring* r : inbound_)
     if (rte_ring_count(r) != 0) return false;
-  // Link frames another channel's lcore handed to this one wake it the same way.
+  // Link frames another channel's lcore handed to this one wake it the same way, and so do the
+  // replica reads a dedicated replication lcore answered.
+  if (handoff_ != nullptr && !handoff_->RepliesEmpty()) return false;
   return replication_ == nullptr || replication_->LinkRingsEmpty();
 }
 

@@ -70,7 +70,7 @@ udp_port = {LINK_PORT}
             replication = f'link_port = ""\nlisten = "127.0.0.1:{link_ip}"\npeer = "127.0.0.1:{peer_ip}"'
         # Worker w > 0: its own shards, its own link queue (kernel UDP: its own socket, on port
         # + w) and client queue (TAP wants as many RX queues as TX queues, one per worker).
-        link_rx = ', "link:{w}"' if link in ("memif", "af_packet") else ""
+        link_rx = ', "link:{w}"' if link in ("memif", "af_packet") and not dedicated else ""
         more_lcores = "".join(
             f'\n[[lcore]]\nid = {w + 1}\nrx = ["client0:{w}"{link_rx.format(w=w)}]\n'
             f'shards = [{2 * w}, {2 * w + 1}]\nidle = "adaptive"\n' for w in range(1, workers))
@@ -78,18 +78,22 @@ udp_port = {LINK_PORT}
         eal_lcores = list(range(workers + 1))
         lcore_extra = ""
         if dedicated:
-            # A dedicated replication lcore (docs/replication.md §1): lcore 1 owns the shards and
-            # polls both client queues (TAP: as many RX as TX queues, one per worker); lcore 2
-            # owns no shard and alone polls the link (one queue). Two CPUs: the shard lcore has
-            # CPU 1 to itself, the replication lcore shares CPU 0 with the main thread.
-            assert workers == 1
-            eal_lcores = [0, 1, 2]
-            lcore_cpus = "0@0,1@1,2@0"
-            rx = '["client0:0", "client0:1"]'
-            lcore_extra = ('\n[[lcore]]\nid = 2\n' +
+            # A dedicated replication lcore (docs/replication.md §1): lcores 1..workers own the
+            # shards, lcore 1 also polls the client queue of the last worker (TAP: as many RX as
+            # TX queues, one per worker); lcore workers + 1 owns no shard and alone polls the
+            # link (one queue). Two CPUs: shard lcore 1 has CPU 1 to itself (a second shard
+            # lcore shares CPU 0), the replication lcore shares CPU 0 with the main thread.
+            assert workers in (1, 2)
+            repl_lcore = workers + 1
+            eal_lcores = list(range(workers + 2))
+            lcore_cpus = "0@0,1@1," + "".join(f"{i}@0," for i in range(2, workers + 2))[:-1]
+            if link in ("memif", "af_packet"):
+                link_port = link_port.replace(f"rx_queues = {workers}", "rx_queues = 1")
+            rx = f'["client0:0", "client0:{workers}"]'
+            lcore_extra = (f'\n[[lcore]]\nid = {repl_lcore}\n' +
                            ('rx = ["link:0"]\n' if link in ("memif", "af_packet") else 'rx = []\n') +
                            'idle = "adaptive"\n')
-            replication += "\nlcore = 2"
+            replication += f"\nlcore = {repl_lcore}"
         with open(self.layout, "w") as f:
             f.write(f"""
 [eal]
@@ -356,6 +360,61 @@ def fetch_from(c, queue_id, part, kind, value=0, max_messages=200):
         return ("ERROR", wire.parse_error(reply), h["flags"])
     prefix, msgs = wire.parse_messages(reply)
     return ("MESSAGES", [(m[0], m[4]) for m in msgs], h["flags"], prefix["next_offset"])
+
+
+def fetch_frames(c, queue_id, part, count, max_frame=1472):
+    """FETCHes offsets [0, count) of a partition through wire.Client `c`: [(offset, payload)]
+    and (flags, high watermark) of every MESSAGES frame (an ERROR fails)."""
+    got, flags, offset = [], [], 0
+    for _ in range(count + 10):  # bounded: every frame brings at least one message
+        if offset >= count:
+            break
+        body = struct.pack("<IHBBQHHI", queue_id, part, 0, 0, offset, 500, max_frame, 0)
+        reply = c.call(lambda r: wire.frame(wire.FETCH, body, client=c.client_id, request=r),
+                       (wire.MESSAGES, wire.ERROR))
+        h = wire.parse_header(reply)
+        if h["type"] == wire.ERROR:
+            raise AssertionError(f"fetch error {wire.parse_error(reply)} at offset {offset}")
+        prefix, msgs = wire.parse_messages(reply)
+        if not msgs:
+            raise AssertionError(f"fetch at {offset} returned nothing ({prefix})")
+        flags.append((h["flags"], prefix["high_watermark"]))
+        got += [(m[0], m[4]) for m in msgs]
+        offset = prefix["next_offset"]
+    return got, flags
+
+
+def subscribe_from(c, queue_id, part, sub, kind, value=0, credits=1000):
+    """SUBSCRIBE (start kind 0 offset, 1 earliest, 2 latest) through wire.Client `c`: the
+    RESULT's (marked REPLICA, errc, start) or ("ERROR", the ERROR's errc name)."""
+    body = struct.pack("<QIHBBQII", sub, queue_id, part, kind, 0, value, credits, 0)
+    reply = c.call(lambda r: wire.frame(wire.SUBSCRIBE, body, client=c.client_id, request=r),
+                   (wire.RESULT, wire.ERROR))
+    h = wire.parse_header(reply)
+    if h["type"] == wire.ERROR:
+        return ("ERROR", wire.parse_error(reply))
+    errc, _, _, start = struct.unpack_from("<HHIQ", reply, 40)
+    return (bool(h["flags"] & 0x0008), wire.ERRC.get(errc, "?"), start)
+
+
+def pump_delivers(sock, sub, got, until_count, timeout_s, flags):
+    """DELIVER frames of subscription `sub` into got {offset: payload} until it holds
+    `until_count` or `timeout_s` passed; every frame's flags into `flags`."""
+    deadline = time.monotonic() + timeout_s
+    while len(got) < until_count and time.monotonic() < deadline:
+        try:
+            data, _ = sock.recvfrom(65536)
+        except (TimeoutError, socket.timeout):
+            continue
+        h = wire.parse_header(data)
+        if h["type"] != wire.DELIVER:
+            continue
+        prefix, msgs = wire.parse_messages(data)
+        if prefix["subscription"] != sub:
+            continue
+        flags.append(h["flags"])
+        for m in msgs:
+            got[m[0]] = m[4]
 
 
 def fetch_client(box, client_id=13):
@@ -792,6 +851,126 @@ class ReplicationTest(unittest.TestCase):
         self.sigkill_rounds(int(os.environ.get("SLUICE_REPL_DEDICATED_UDP_ROUNDS", "2")),
                             "kernel UDP, a shard lcore and a replication lcore per box",
                             check_channels=check_handoff)
+
+    def replica_reads(self, n=300, partitions=2):
+        """A standby's replica reads (docs/replication.md §6), checked the same way in every
+        layout: `n` sync messages produced on the primary over `partitions`; the standby's
+        FETCH returns them all, in order, payloads intact, every frame marked REPLICA (0x0008)
+        with the replicated end as its watermark, in frames of 1472 and of 65000 bytes;
+        EARLIEST starts at 0; by timestamp from the first message, past the last one nothing
+        (next offset: the end); an offset at or past the replicated end answers
+        OFFSET_OUT_OF_RANGE, an unknown queue or partition NOT_PRIMARY;
+        SUBSCRIBE from an offset pushes what is held, then live messages as the primary
+        streams them, every DELIVER marked REPLICA; EARLIEST and LATEST start at 0 and at the
+        end, beyond the end is OFFSET_OUT_OF_RANGE. Returns (primary, standby, producer)."""
+        a, b = self.pair.a, self.pair.b
+        self.start_pair()
+        queue_id = lookup(a)
+        p = Producer(partitions=partitions)
+        for i in range(n):
+            self.assertEqual(p.send_one(a.server, queue_id, i % partitions), "OK")
+        # Sync queues: acked means durable on the standby too.
+        c = fetch_client(b, client_id=41)
+        try:
+            for part in range(partitions):
+                acked = [(o, pl) for (_, o, pl) in p.acked[part]]
+                for max_frame in (1472, 65000):
+                    got, flags = fetch_frames(c, queue_id, part, len(acked), max_frame)
+                    self.assertEqual(got, acked, f"partition {part}, frames of {max_frame}")
+                    self.assertTrue(flags and all(f & 0x0008 for f, _ in flags),
+                                    f"MESSAGES not all marked REPLICA: {flags}")
+                    # The watermark is the replica's durable end (sync: every acked message).
+                    self.assertEqual({hw for _, hw in flags}, {len(acked)})
+                # EARLIEST: the replicated log's start.
+                kind, msgs, flags, _ = fetch_from(c, queue_id, part, 1)
+                self.assertEqual((kind, msgs[0]), ("MESSAGES", acked[0]))
+                self.assertTrue(flags & 0x0008)
+                end = len(acked)
+                # At and past the replicated end, an unknown queue, an unknown partition:
+                # refused as on a standby whose channels run on its shard lcores.
+                self.assertEqual(fetch_from(c, queue_id, part, 0, end)[:2],
+                                 ("ERROR", "OFFSET_OUT_OF_RANGE"))
+                self.assertEqual(fetch_from(c, queue_id, part, 0, end + 1000)[:2],
+                                 ("ERROR", "OFFSET_OUT_OF_RANGE"))
+            # By timestamp: from the first message stamped at or after it; past the last one.
+            reply = c.call(lambda r: wire.fetch_by_time(queue_id, 0, 1, 10, 41, r),
+                           (wire.MESSAGES, wire.ERROR))
+            self.assertEqual(wire.parse_header(reply)["type"], wire.MESSAGES)
+            self.assertTrue(wire.parse_header(reply)["flags"] & 0x0008)
+            self.assertEqual([(m[0], m[4]) for m in wire.parse_messages(reply)[1]][:1],
+                             [(o, pl) for (_, o, pl) in p.acked[0][:1]])
+            reply = c.call(lambda r: wire.fetch_by_time(queue_id, 0, time.time_ns() + 10**12, 10,
+                                                        41, r), (wire.MESSAGES, wire.ERROR))
+            h = wire.parse_header(reply)
+            self.assertEqual((h["type"], h["count"], bool(h["flags"] & 0x0008)),
+                             (wire.MESSAGES, 0, True))
+            prefix = wire.parse_messages(reply)[0]
+            self.assertEqual((prefix["next_offset"], prefix["high_watermark"]),
+                             (len(p.acked[0]), len(p.acked[0])))
+            self.assertEqual(fetch_from(c, 4242, 0, 0)[:2], ("ERROR", "NOT_PRIMARY"))
+            self.assertEqual(fetch_from(c, queue_id, 7, 0)[:2], ("ERROR", "NOT_PRIMARY"))
+            # SUBSCRIBE: from an offset, what the standby holds, then live pushes.
+            end0 = len(p.acked[0])
+            self.assertEqual(subscribe_from(c, queue_id, 0, 7, 0, 10), (True, "OK", 10))
+            got, flags = {}, []
+            pump_delivers(c.sock, 7, got, end0 - 10, 20, flags)
+            for i in range(20):
+                self.assertEqual(p.send_one(a.server, queue_id, 0), "OK")
+            c.sock.sendto(wire.credit(7, 0, 10 + len(got), 1000, client=41, request=9999),
+                          b.server)
+            pump_delivers(c.sock, 7, got, end0 + 20 - 10, 20, flags)
+            self.assertEqual(got, {o: pl for (_, o, pl) in p.acked[0][10:]},
+                             "pushed offsets and payloads are the acked ones")
+            self.assertTrue(flags and all(f & 0x0008 for f in flags),
+                            f"DELIVER not all marked REPLICA: {flags}")
+            end1 = len(p.acked[1])
+            self.assertEqual(subscribe_from(c, queue_id, 1, 8, 1), (True, "OK", 0))
+            self.assertEqual(subscribe_from(c, queue_id, 1, 9, 2), (True, "OK", end1))
+            self.assertEqual(subscribe_from(c, queue_id, 1, 10, 0, end1 + 5),
+                             (True, "OFFSET_OUT_OF_RANGE", 0))
+            self.assertEqual(subscribe_from(c, 4242, 0, 11, 0), ("ERROR", "NOT_PRIMARY"))
+        finally:
+            c.sock.close()
+        print(f"\nreplica reads: {n} messages FETCHed from the standby in order, intact, "
+              f"marked REPLICA; {len(got)} pushed to a subscription (20 live); out of range, "
+              f"unknown queue and partition refused")
+        return a, b, p
+
+    def test_standby_replica_reads_and_their_refusals(self):
+        """The default layout (channels on the shard lcores): the answers the dedicated
+        replication lcore's replica reads must give too."""
+        _, _, p = self.replica_reads()
+        p.sock.close()
+        self._failed = False
+
+    def test_a_dedicated_replication_lcore_serves_replica_reads(self):
+        """[replication] lcore: the standby's replicated logs are the replication lcore's, the
+        FETCH and SUBSCRIBE arrive on its shard lcore, which reads through its request and
+        answer rings (docs/replication.md §1, §6): the same answers as the default layout."""
+        self.pair.close(False)
+        self.pair = Pair(dedicated=True)
+        _, b, p = self.replica_reads()
+        harness.wait_for(lambda: repl_counters(b).get("replica_reads_served", 0) > 0, 5,
+                         "the replication lcore's replica reads counted")
+        counters = repl_counters(b)
+        self.assertIn("replicates every partition (dedicated)", b.log())
+        print(f"through the rings: {counters['replica_reads_served']} reads served, "
+              f"{counters['replica_reads_throttled']} throttled")
+        p.sock.close()
+        self._failed = False
+
+    def test_a_dedicated_replication_lcore_serves_replica_reads_to_two_shard_lcores(self):
+        """The same with two shard lcores (shards 0-1 and 2-3, the events queue's 4 partitions
+        on both) beside the replication lcore: whichever shard lcore a client's frames land on
+        reads every partition through its own rings, also those of the other's shards."""
+        self.pair.close(False)
+        self.pair = Pair(queues=QUEUES.replace("partitions = 2", "partitions = 4"), workers=2,
+                         dedicated=True)
+        _, b, p = self.replica_reads(partitions=4)
+        harness.wait_for(lambda: repl_counters(b).get("replica_reads_served", 0) > 0, 5,
+                         "the replication lcore's replica reads counted")
+        p.sock.close()
+        self._failed = False
 
     def test_two_lcores_replicate_over_af_packet_by_steering(self):
         """Several channels over a link that does not keep queues apart (docs/replication.md §1):

@@ -8,6 +8,7 @@
 #include <unistd.h>
 
 #include <cstring>
+#include <string>
 #include <vector>
 
 #include <gtest/gtest.h>
@@ -183,6 +184,151 @@ TEST_F(HandoffTest, OpeningsThatDidNotFitGoFirstAndDataNeverOvertakesThem) {
   EXPECT_EQ(t[1].h.kind, HandoffKind::kFromLog);
   EXPECT_EQ(t[1].h.base, 7u);
   EXPECT_EQ(t[1].h.end, 8u);
+}
+
+// ---- a standby's replica reads through the replication lcore (docs/replication.md §6) -------
+
+class ReplicaReadTest : public ::testing::Test {
+ protected:
+  ReplicaReadTest() {
+    for (WakeSignal& w : wake_) w.fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+    handoff_.rings.resize(2);
+    handoff_.rings[1] = std::make_unique<replication::HandoffRing>(4096);  // worker 1 owns shards
+    handoff_.wake = &wake_[0];
+    handoff_.SetUpReplicaReads(wake_);
+    status_.role.store(2);
+    status_.handoff = &handoff_;
+    r_ = std::make_unique<HandoffReplicator>(status_, handoff_, 1);
+  }
+  ~ReplicaReadTest() override {
+    for (WakeSignal& w : wake_) close(w.fd);
+  }
+  ReplicationHandoff::ReadRings& rings() { return *handoff_.reads[1]; }
+  // What the replication lcore took: the requests in order.
+  std::vector<replication::ReplicaReadRequest> Requests() {
+    std::vector<replication::ReplicaReadRequest> out;
+    replication::ReplicaReadRequest q;
+    while (replication::PeekReplicaRequest(rings().requests, &q)) {
+      out.push_back(q);
+      rings().requests.Pop();
+    }
+    return out;
+  }
+  void Answer(uint64_t cookie, Errc errc, uint64_t next,
+              const std::vector<shard::StoredMessage>& records) {
+    ASSERT_EQ(replication::PushReplicaAnswer(rings().answers, cookie, errc, next,
+                                             std::span<const shard::StoredMessage>(records)),
+              replication::ReplicaAnswered::kAsRead);
+  }
+
+  WakeSignal wake_[2];
+  ReplicationStatus status_;
+  ReplicationHandoff handoff_;
+  std::unique_ptr<HandoffReplicator> r_;
+};
+
+TEST_F(ReplicaReadTest, APrimaryHasNoReplicaToRead) {
+  ReplicationHandoff primary;
+  primary.rings.resize(1);
+  primary.rings[0] = std::make_unique<replication::HandoffRing>(4096);
+  primary.wake = &wake_[0];
+  HandoffReplicator r(status_, primary, 0);  // no read rings: SetUpReplicaReads not called
+  EXPECT_EQ(r.ReadReplica(1, 0, 0, 10, 0, false), Errc::kUnknownPartition);
+  EXPECT_EQ(r.ReplicaEnd(1, 0), 0u);
+  EXPECT_TRUE(r.RepliesEmpty());
+}
+
+TEST_F(ReplicaReadTest, RefusedAtOnceAsTheChannelWouldWithoutARequest) {
+  EXPECT_EQ(r_->ReadReplica(3, 0, 0, 10, 0, false), Errc::kUnknownPartition);  // not open
+  handoff_.replica_start.Set(3, 0, 100);
+  status_.durable.Set(3, 0, 250);
+  EXPECT_EQ(r_->ReplicaStart(3, 0), 100u);
+  EXPECT_EQ(r_->ReplicaEnd(3, 0), 250u);
+  EXPECT_EQ(r_->ReadReplica(3, 0, 99, 10, 0, false), Errc::kOffsetOutOfRange);   // retention
+  EXPECT_EQ(r_->ReadReplica(3, 0, 250, 10, 0, false), Errc::kOffsetOutOfRange);  // not durable
+  EXPECT_TRUE(Requests().empty());
+  // In range, and by timestamp (the reader finds the offset): asked.
+  EXPECT_EQ(r_->ReadReplica(3, 0, 100, 10, 5, false), Errc::kOk);
+  EXPECT_EQ(r_->ReadReplica(3, 0, 123456789, 10, 6, true), Errc::kOk);
+  const auto q = Requests();
+  ASSERT_EQ(q.size(), 2u);
+  EXPECT_EQ(q[0].value, 100u);
+  EXPECT_EQ(q[0].cookie, 5u);
+  EXPECT_EQ(q[0].queue, 3u);
+  EXPECT_EQ(q[0].max_records, 10u);
+  EXPECT_EQ(q[0].by_timestamp, 0u);
+  EXPECT_EQ(q[1].by_timestamp, 1u);
+  EXPECT_EQ(q[1].value, 123456789u);
+  // Closed: not open any more.
+  handoff_.replica_start.Close(3, 0);
+  EXPECT_EQ(r_->ReadReplica(3, 0, 100, 10, 7, false), Errc::kUnknownPartition);
+  EXPECT_EQ(r_->ReplicaStart(3, 0), 0u);
+}
+
+TEST_F(ReplicaReadTest, AnswersComeBackWithTheirRecordsAndFreeTheirPlace) {
+  handoff_.replica_start.Set(1, 1, 0);
+  status_.durable.Set(1, 1, 1000);
+  for (uint64_t i = 0; i < replication::kMaxReplicaReads; ++i) {
+    ASSERT_EQ(r_->ReadReplica(1, 1, i * 10, 3, i, false), Errc::kOk);
+  }
+  // One more than may be out: THROTTLED, counted, nothing asked.
+  EXPECT_EQ(r_->ReadReplica(1, 1, 500, 3, 9, false), Errc::kThrottled);
+  EXPECT_EQ(handoff_.replica_reads_throttled.load(), 1u);
+  EXPECT_EQ(Requests().size(), replication::kMaxReplicaReads);
+  EXPECT_TRUE(r_->RepliesEmpty());
+  const std::string a = "alpha", b = "be";
+  const std::vector<shard::StoredMessage> recs = {
+      {0, 11, {reinterpret_cast<const std::byte*>(a.data()), a.size()}},
+      {1, 12, {reinterpret_cast<const std::byte*>(b.data()), b.size()}}};
+  Answer(0, Errc::kOk, 2, recs);
+  Answer(1, Errc::kStorageFailed, 10, {});
+  EXPECT_FALSE(r_->RepliesEmpty());
+  struct Got {
+    uint64_t cookie;
+    Errc errc;
+    uint64_t next;
+    std::vector<std::string> records;
+    std::vector<uint64_t> offsets;
+  };
+  std::vector<Got> got;
+  EXPECT_EQ(r_->PollReplicaReads([&](uint64_t cookie, Errc e, uint64_t next,
+                                     std::span<const shard::StoredMessage> rs) {
+              Got g{cookie, e, next, {}, {}};
+              for (const auto& m : rs) {
+                g.records.emplace_back(reinterpret_cast<const char*>(m.record.data()),
+                                       m.record.size());
+                g.offsets.push_back(m.offset);
+              }
+              got.push_back(std::move(g));
+            }),
+            2u);
+  ASSERT_EQ(got.size(), 2u);
+  EXPECT_EQ(got[0].cookie, 0u);
+  EXPECT_EQ(got[0].errc, Errc::kOk);
+  EXPECT_EQ(got[0].next, 2u);
+  EXPECT_EQ(got[0].records, (std::vector<std::string>{"alpha", "be"}));
+  EXPECT_EQ(got[0].offsets, (std::vector<uint64_t>{0, 1}));
+  EXPECT_EQ(got[1].cookie, 1u);
+  EXPECT_EQ(got[1].errc, Errc::kStorageFailed);
+  EXPECT_TRUE(got[1].records.empty());
+  EXPECT_TRUE(r_->RepliesEmpty());
+  // Two answered: two more may be asked, not three.
+  EXPECT_EQ(r_->ReadReplica(1, 1, 40, 3, 4, false), Errc::kOk);
+  EXPECT_EQ(r_->ReadReplica(1, 1, 50, 3, 5, false), Errc::kOk);
+  EXPECT_EQ(r_->ReadReplica(1, 1, 60, 3, 6, false), Errc::kThrottled);
+  EXPECT_EQ(handoff_.replica_reads_throttled.load(), 2u);
+}
+
+TEST_F(ReplicaReadTest, ASleepingReplicationLcoreIsWokenByARequest) {
+  handoff_.replica_start.Set(1, 0, 0);
+  status_.durable.Set(1, 0, 10);
+  uint64_t n = 0;
+  ASSERT_EQ(r_->ReadReplica(1, 0, 0, 1, 0, false), Errc::kOk);
+  EXPECT_LT(read(wake_[0].fd, &n, sizeof n), 0);  // awake: not written
+  wake_[0].sleeping.store(true);
+  ASSERT_EQ(r_->ReadReplica(1, 0, 1, 1, 1, false), Errc::kOk);
+  EXPECT_EQ(read(wake_[0].fd, &n, sizeof n), static_cast<ssize_t>(sizeof n));
+  EXPECT_EQ(n, 1u);
 }
 
 }  // namespace
