@@ -15,15 +15,25 @@ void Frontend::Impl::ErrorNotPrimary(const p::FrameView& f, const Endpoint& to) 
   SendError(f, to, e);
 }
 
+// A replica read is served by the partition's owner, as on a primary (the frame handler hands
+// the frame to it): with channels, the owner's channel is the one that writes the partition
+// (another lcore's channel holds none of it); with a dedicated replication lcore, the owner
+// reads through its rings like any shard lcore. The receiver answers what no owner takes:
+// an unknown queue or partition (NOT_PRIMARY, the caller) and a full hand-off ring (THROTTLED).
 bool Frontend::Impl::OnStandbyFetch(const p::FrameView& f, const Endpoint& from,
                                     const RouteContext& route) {
-  if (!route.receiver) return true;  // the receiver answers (the standby's link worker)
   auto r = p::DecodeFetch(f);
   const QueueInfo* q = table_->Find(r->queue_id);
   if (q == nullptr || !q->is_stream() || r->partition >= q->partition_shard.size()) return false;
   if (r->start_kind != p::StartKind::kOffset && r->start_kind != p::StartKind::kEarliest &&
       r->start_kind != p::StartKind::kTimestamp) {
     return false;
+  }
+  Errc handed;
+  if (!Mine(*q, r->partition, route, &handed)) return true;  // its owner answers
+  if (handed != Errc::kOk) {
+    Error(f, from, handed, "partition not available");
+    return true;
   }
   size_t slot = 0;
   while (slot < cold_.size() && cold_[slot].used) ++slot;
@@ -50,9 +60,10 @@ bool Frontend::Impl::OnStandbyFetch(const p::FrameView& f, const Endpoint& from,
 // so its SUBSCRIBE is served here: per subscription, replica reads from next_offset while the
 // standby's durable end is ahead and the consumer's credit allows, each pushed as DELIVER frames
 // marked REPLICA. Credits, NAK (rewind) and UNSUBSCRIBE as on a primary; a consumer silent for
-// three heartbeats is dropped. Only the receiving worker holds them: with channels, the one
-// whose channel holds the replica reader; with a dedicated replication lcore, any shard lcore,
-// whose Replicator reads through its rings to that lcore (docs/replication.md §1, §6). Start positions: an offset, EARLIEST or LATEST (a timestamp or COMMITTED needs the
+// three heartbeats is dropped. The partition's owner holds them, as on a primary: with
+// channels, the lcore whose channel writes the partition; with a dedicated replication lcore,
+// the shard lcore, whose Replicator reads through its rings to that lcore (docs/replication.md
+// §1, §6). CREDIT, NAK and UNSUBSCRIBE reach every worker; the one holding the subscription acts. Start positions: an offset, EARLIEST or LATEST (a timestamp or COMMITTED needs the
 // primary: NOT_PRIMARY).
 
 Frontend::Impl::ReplicaSub* Frontend::Impl::FindReplicaSub(uint64_t client_id, uint64_t client_sub,
@@ -78,15 +89,25 @@ bool Frontend::Impl::OnStandbySubscription(const p::FrameView& f, const Endpoint
           r->start_kind != p::StartKind::kLatest) {
         return false;
       }
-      if (!route.receiver) return true;
       const uint32_t parts = static_cast<uint32_t>(q->partition_shard.size());
       const uint32_t first = r->partition == p::kAnyPartition ? 0 : r->partition;
       const uint32_t last = r->partition == p::kAnyPartition ? parts : r->partition + 1;
       if (first >= parts) return false;
-      OpenFrame* out = Open(p::FrameType::kResult, target, f.header.request_id, 0, 0);
-      if (out == nullptr) return true;
-      out->writer.BeginResult(IdsOf(target, p::kFlagReplica), p::FrameType::kSubscribe);
+      // Each owner answers for its partitions, in a RESULT of its own (as on a primary).
+      OpenFrame* out = nullptr;
       for (uint32_t part = first; part < last && part < parts; ++part) {
+        Errc handed;
+        if (!Mine(*q, part, route, &handed)) continue;
+        if (out == nullptr) {
+          out = Open(p::FrameType::kResult, target, f.header.request_id, 0, 0);
+          if (out == nullptr) return true;
+          out->writer.BeginResult(IdsOf(target, p::kFlagReplica), p::FrameType::kSubscribe);
+        }
+        if (handed != Errc::kOk) {  // the owner's hand-off ring was full
+          ++counters_.rejected;
+          out->writer.AddResult(p::ResultItem{handed, part, 0});
+          continue;
+        }
         const uint64_t end = replicator_->ReplicaEnd(q->id, part);
         const uint64_t oldest = replicator_->ReplicaStart(q->id, part);
         uint64_t start = r->start_kind == p::StartKind::kOffset   ? r->start_value
@@ -119,7 +140,7 @@ bool Frontend::Impl::OnStandbySubscription(const p::FrameView& f, const Endpoint
         }
         out->writer.AddResult(p::ResultItem{errc, part, start});
       }
-      Close(out);  // before the first DELIVER
+      if (out != nullptr) Close(out);  // before the first DELIVER
       return true;
     }
     case p::FrameType::kCredit: {

@@ -972,6 +972,16 @@ class ReplicationTest(unittest.TestCase):
         p.sock.close()
         self._failed = False
 
+    def test_two_channels_serve_replica_reads_of_every_partition(self):
+        """The default layout with two shard lcores, each a channel writing its own shards'
+        partitions: a client's reads land on one lcore's queue and must be served for every
+        partition, also those the other lcore's channel writes."""
+        self.pair.close(False)
+        self.pair = Pair(queues=QUEUES.replace("partitions = 2", "partitions = 4"), workers=2)
+        _, _, p = self.replica_reads(partitions=4)
+        p.sock.close()
+        self._failed = False
+
     def test_two_lcores_replicate_over_af_packet_by_steering(self):
         """Several channels over a link that does not keep queues apart (docs/replication.md §1):
         the memif variant above over DPDK's af_packet PMD on a veth pair with 2 queue pairs.
