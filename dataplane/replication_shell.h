@@ -57,6 +57,7 @@
 #include "replication/primary.h"
 #include "replication/standby.h"
 #include "replication/state_file.h"
+#include "storage/ack_ring.h"
 #include "storage/batch_reader.h"
 #include "storage/uring_reader.h"
 #include "storage/uring_writer.h"
@@ -289,7 +290,7 @@ class ReplicationShell final : public Replicator,
   // (Worker::AwaitingKernel: an empty pass yields to the kernel's share of them).
   bool AwaitingKernel() const {
     return (writer_ != nullptr && writer_->in_flight() != 0) || catchup_in_flight_ != 0 ||
-           replica_reads_inflight_ != 0;
+           replica_reads_inflight_ != 0 || (ack_ring_ != nullptr && !ack_ring_->idle());
   }
   uint16_t link_port_id() const { return config_.link->addr.port_id; }
   uint16_t link_queue() const { return config_.link_queue; }
@@ -389,7 +390,12 @@ class ReplicationShell final : public Replicator,
     std::optional<storage::AckLog> acks;  // the primary's ack records, replicated
     bool ack_dirty = false;               // in ack_dirty_
   };
+  // The standby's ack logs write through ack_ring_ (docs/storage.md §6), as the primary's do:
+  // nothing blocks on a pass. Settle (control path: close, cut, restart, a replaced log) waits
+  // for the log's requests in flight after queueing what it buffers.
   void FlushStandbyAcks();
+  void SettleStandbyAcks(storage::AckLog& log);
+  void OnStandbyAckFailed(storage::AckLog& log);
   // A dedicated replication lcore: the partition's start, for the shard lcores' replica reads.
   void PublishReplicaStart(const StandbyPart& p);
   void SendAckSnapshots(Persistence* storage);
@@ -461,6 +467,7 @@ class ReplicationShell final : public Replicator,
   uint32_t backfills_this_pass_ = 0;
   // Standby storage.
   std::unique_ptr<storage::UringWriter> writer_;
+  std::unique_ptr<storage::AckRing> ack_ring_;  // standby: its ack logs' writes
   std::unique_ptr<storage::UringReader> reader_;  // standby reads of the replicated log
   std::vector<shard::StoredMessage> read_records_;
   absl::flat_hash_map<uint64_t, std::unique_ptr<StandbyPart>> parts_;
