@@ -387,9 +387,7 @@ void Frontend::Impl::Discard(OpenFrame* f) {
   replies_.Abandon(f->buffer);
 }
 
-void Frontend::Impl::CloseAll() {
-  for (auto& s : shards_)
-    if (s) s->Flush();
+void Frontend::Impl::CloseOpen() {
   // Most passes leave one frame open (the ACK of a window-1 PRODUCE): stop at the last one.
   for (size_t i = 0; open_used_ != 0; ++i) {
     SLUICE_ASSERT(i < open_.size());
@@ -434,7 +432,9 @@ void Frontend::Impl::OnFrame(const p::FrameView& f, const Endpoint& from,
     return;
   }
   switch (f.header.type) {
-    case p::FrameType::kProduce: OnProduce(f, from, route, now_ns); break;
+    case p::FrameType::kProduce:
+      OnProduce(f, p::DecodeValidatedProduce(f), from, route, now_ns);
+      break;
     case p::FrameType::kReceive: OnReceive(f, from, route, now_ns); break;
     case p::FrameType::kDelete:
     case p::FrameType::kNack:
@@ -457,9 +457,12 @@ void Frontend::Impl::OnFrame(const p::FrameView& f, const Endpoint& from,
   CloseAll();
 }
 
-void Frontend::Impl::OnProduce(const p::FrameView& f, const Endpoint& from,
-                               const RouteContext& route, uint64_t now_ns) {
-  const p::ProduceView produce = p::DecodeValidatedProduce(f);
+// Inlined into OnProduceFrame (the receiver's path), called from OnFrame for the rest.
+[[gnu::always_inline]] inline void Frontend::Impl::OnProduce(const p::FrameView& f,
+                                                             const p::ProduceView& produce,
+                                                             const Endpoint& from,
+                                                             const RouteContext& route,
+                                                             uint64_t now_ns) {
   const QueueInfo* q = table_->Find(produce.queue_id);
   if (q == nullptr) {
     if (route.receiver) Error(f, from, Errc::kUnknownQueue, "unknown queue id");
@@ -515,6 +518,22 @@ void Frontend::Impl::OnProduce(const p::FrameView& f, const Endpoint& from,
     AppendMessage(*q, target, produce.producer_id, *whole, now_ns);
     reassembly_->Release();
   }
+}
+
+// OnFrame for a PRODUCE, its view decoded by the caller: the same steps in the same order.
+void Frontend::Impl::OnProduceFrame(const p::FrameView& f, const p::ProduceView& produce,
+                                    const Endpoint& from, const RouteContext& route,
+                                    uint64_t now_ns) {
+  SLUICE_ASSERT(f.header.type == p::FrameType::kProduce);
+  if (replicator_ != nullptr && !replicator_->Writable()) {
+    OnFrame(f, from, route, now_ns);  // a standby's answers
+    return;
+  }
+  now_ns_ = std::max(now_ns_, now_ns);
+  Learn(from);
+  OnProduce(f, produce, from, route, now_ns);
+  if (!dl_pending_.empty()) FlushDeadLetters(now_ns);
+  CloseAll();
 }
 
 namespace {
@@ -814,6 +833,11 @@ Frontend::~Frontend() = default;
 void Frontend::OnFrame(const p::FrameView& frame, const Endpoint& from, const RouteContext& route,
                        uint64_t now_ns) {
   impl_->OnFrame(frame, from, route, now_ns);
+}
+
+void Frontend::OnProduce(const p::FrameView& frame, const p::ProduceView& produce,
+                         const Endpoint& from, const RouteContext& route, uint64_t now_ns) {
+  impl_->OnProduceFrame(frame, produce, from, route, now_ns);
 }
 
 uint32_t Frontend::Service(uint64_t now_ns) { return impl_->Service(now_ns); }
