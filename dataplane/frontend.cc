@@ -555,19 +555,22 @@ shard::MessageIn MessageInOf(const p::MessageView& m, uint64_t producer_id) {
   return in;
 }
 
+// Every field in one initializer: filled one by one after a default construction, the struct
+// was zeroed first (an 88-byte `rep stos` per message).
 shard::MessageIn MessageInOf(p::RecordRef r, uint64_t producer_id) {
-  shard::MessageIn in;
-  in.record = r.record();
-  in.partition = r.partition();
-  in.priority = r.priority();
-  in.delay_ms = r.delay_ms();
-  in.ttl_ms = r.ttl_ms();
-  r.DedupAndGroup(&in.dedup_id, &in.group);
-  in.body = r.payload();
-  in.producer_id = producer_id;
-  in.sequence = r.sequence();
-  in.timestamp_ns = r.timestamp_ns();
-  return in;
+  std::string_view dedup_id, group;
+  r.DedupAndGroup(&dedup_id, &group);
+  return shard::MessageIn{.record = r.record(),
+                          .partition = r.partition(),
+                          .priority = r.priority(),
+                          .delay_ms = r.delay_ms(),
+                          .ttl_ms = r.ttl_ms(),
+                          .dedup_id = dedup_id,
+                          .group = group,
+                          .body = r.payload(),
+                          .producer_id = producer_id,
+                          .sequence = r.sequence(),
+                          .timestamp_ns = r.timestamp_ns()};
 }
 
 }  // namespace
@@ -575,9 +578,9 @@ shard::MessageIn MessageInOf(p::RecordRef r, uint64_t producer_id) {
 // One message to its shard. Only a reassembled message needs a MessageView of its own: one
 // default-constructed for every message cost a 168-byte `rep stos` per message.
 template <class M>
-
-void Frontend::Impl::AppendMessage(const QueueInfo& q, const shard::ReplyTarget& target,
-                                   uint64_t producer_id, const M& m, uint64_t now_ns) {
+[[gnu::always_inline]] inline void Frontend::Impl::AppendMessage(
+    const QueueInfo& q, const shard::ReplyTarget& target, uint64_t producer_id, const M& m,
+    uint64_t now_ns) {
   shard::MessageIn in = MessageInOf(m, producer_id);
   // A dead letter another worker handed over (the only internal PRODUCE) is, like one moved on
   // this worker (FlushDeadLetters), never deduplicated by its content.
