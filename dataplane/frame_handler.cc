@@ -108,8 +108,8 @@ void FrameHandler::OnDatagram(rte_mbuf* m, const Peer& from, const PortRuntime& 
   const Endpoint ep = EndpointOf(from);
   std::span<const std::byte> datagram = PayloadOf(m);
 
-  p::FrameView frame;
-  const p::DecodeError err = p::DecodeValidFrame(datagram, &frame);
+  p::DecodeError err;
+  const p::FrameView frame = p::DecodeValidFrame(datagram, &err);
   if (err != p::DecodeError::kOk) [[unlikely]] {
     c.Drop(DropReason::kMalformedFrame);
     AnswerMalformed(datagram, err, ep);

@@ -1039,23 +1039,24 @@ DecodeError ValidateFrame(const FrameView& f) {
 }
 
 // The per-frame receive step of the dataplane: returning the view through DecodeResult cost a
-// copy of it (96 bytes) per frame, and ValidateFrame's switch a call for the common PRODUCE.
-DecodeError DecodeValidFrame(std::span<const std::byte> d, FrameView* f) {
-  if (DecodeError e = CheckHeader(d); e != DecodeError::kOk) return e;
-  std::memcpy(&f->header, d.data(), kHeaderBytes);
-  const uint32_t length = f->header.length;
-  f->bytes = d.first(length);
-  const size_t tag = (f->header.flags & kFlagAuth) != 0 ? kAuthTagBytes : 0;
-  f->body = f->bytes.subspan(kHeaderBytes, length - kHeaderBytes - tag);
-  if (tag != 0) {
-    f->auth_tag = f->bytes.last(tag);
-    f->authenticated = f->bytes.first(length - tag);
-  } else {
-    f->auth_tag = {};
-    f->authenticated = {};
+// copy of it (96 bytes) per frame, a view default-constructed by the caller and filled here a
+// zeroing of it, and ValidateFrame's switch a call for the common PRODUCE. The view is built
+// once, in the caller's slot.
+FrameView DecodeValidFrame(std::span<const std::byte> d, DecodeError* error) {
+  if (DecodeError e = CheckHeader(d); e != DecodeError::kOk) {
+    *error = e;
+    return {};
   }
-  if (f->header.type == FrameType::kProduce) return CheckProduce(*f);
-  return ValidateFrame(*f);
+  FrameHeader h;
+  std::memcpy(&h, d.data(), kHeaderBytes);
+  const uint32_t length = h.length;
+  const std::span<const std::byte> bytes = d.first(length);
+  const size_t tag = (h.flags & kFlagAuth) != 0 ? kAuthTagBytes : 0;
+  FrameView f{h, bytes.subspan(kHeaderBytes, length - kHeaderBytes - tag),
+              tag != 0 ? bytes.last(tag) : std::span<const std::byte>{},
+              tag != 0 ? bytes.first(length - tag) : std::span<const std::byte>{}, bytes};
+  *error = f.header.type == FrameType::kProduce ? CheckProduce(f) : ValidateFrame(f);
+  return f;
 }
 
 // ---- FrameWriter --------------------------------------------------------------------------------

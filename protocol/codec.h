@@ -777,10 +777,10 @@ DecodeResult<ReplyView> DecodeReply(const FrameView& f);
 // Runs the decoder of the frame's type; kOk when the whole frame is valid.
 DecodeError ValidateFrame(const FrameView& f);
 
-// DecodeFrame and ValidateFrame in one call, the view written into *f (the dataplane's receive
-// step): the same checks in the same order, so the same error for every datagram. A PRODUCE's
-// checks run inline. *f is meaningful only when kOk.
-DecodeError DecodeValidFrame(std::span<const std::byte> datagram, FrameView* f);
+// DecodeFrame and ValidateFrame in one call (the dataplane's receive step): the same checks in
+// the same order, so the same error for every datagram, in *error. A PRODUCE's checks run
+// inline. The view is meaningful only when *error is kOk.
+FrameView DecodeValidFrame(std::span<const std::byte> datagram, DecodeError* error);
 
 // ---- encoding -----------------------------------------------------------------------------------
 
