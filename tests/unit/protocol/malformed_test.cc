@@ -38,10 +38,28 @@ struct Bytes {
   void Append(size_t n) { Resize(b.size() + n); }
 };
 
+bool SameSpan(std::span<const std::byte> a, std::span<const std::byte> b) {
+  return a.data() == b.data() && a.size() == b.size();
+}
+
+// DecodeFrame then ValidateFrame; every input also goes through DecodeValidFrame (the
+// dataplane's one-call receive step), which must give the same verdict and, when kOk, the same
+// view.
 DecodeError Decode(std::span<const std::byte> d) {
   auto f = DecodeFrame(d);
-  if (!f) return f.error();
-  return ValidateFrame(*f);
+  const DecodeError want = f ? ValidateFrame(*f) : f.error();
+  DecodeError got = DecodeError::kOk;
+  const FrameView v = DecodeValidFrame(d, &got);
+  EXPECT_EQ(got, want) << "DecodeValidFrame: " << DecodeErrorName(got) << ", DecodeFrame + "
+                       << "ValidateFrame: " << DecodeErrorName(want);
+  if (want == DecodeError::kOk && got == DecodeError::kOk) {
+    EXPECT_EQ(v.header, f->header);
+    EXPECT_TRUE(SameSpan(v.body, f->body));
+    EXPECT_TRUE(SameSpan(v.auth_tag, f->auth_tag));
+    EXPECT_TRUE(SameSpan(v.authenticated, f->authenticated));
+    EXPECT_TRUE(SameSpan(v.bytes, f->bytes));
+  }
+  return want;
 }
 
 // ---- base frames ------------------------------------------------------------------------------
