@@ -1042,7 +1042,7 @@ DecodeError ValidateFrame(const FrameView& f) {
 // copy of it (96 bytes) per frame, a view default-constructed by the caller and filled here a
 // zeroing of it, and ValidateFrame's switch a call for the common PRODUCE. The view is built
 // once, in the caller's slot.
-FrameView DecodeValidFrame(std::span<const std::byte> d, DecodeError* error) {
+FrameView DecodeAnyValidFrame(std::span<const std::byte> d, DecodeError* error) {
   if (DecodeError e = CheckHeader(d); e != DecodeError::kOk) {
     *error = e;
     return {};
