@@ -68,11 +68,12 @@ bool FrameHandler::NeedsVerifiedSource(p::FrameType t) const {
          t == p::FrameType::kOpenInbox;  // replies are pushed to the inbox's address
 }
 
-// The common frame, by itself: its prefix decoded once for routing and appending, the queue
-// looked up once here, no dispatch on the type (OwnersOf's switch, the frontend's). The same
-// checks, in the same order, as every other request's path above.
-// Inlined into OnDatagram, its one caller (a call and its register saves per frame).
-[[gnu::always_inline]] inline void FrameHandler::OnProduce(rte_mbuf* m, const p::FrameView& frame, const Endpoint& ep) {
+// The common frame, by itself: its prefix decoded once for routing and appending, no dispatch on
+// the type (OwnersOf's switch, the frontend's). The same steps, in the same order, as the general
+// path of OnDatagram below took for a PRODUCE. Inlined into OnDatagram, its one caller (a call
+// and its register saves per frame).
+[[gnu::always_inline]] inline void FrameHandler::OnProduce(rte_mbuf* m, const p::FrameView& frame,
+                                                           const Endpoint& ep) {
   const p::ProduceView produce = p::DecodeValidatedProduce(frame);
   RouteContext route;
   route.receiver = true;
@@ -193,7 +194,7 @@ uint64_t FrameHandler::OwnersOf(const p::FrameView& f, uint8_t* payload, RouteCo
   auto all_workers = [&] { return shared_.worker_count >= 64 ? ~0ull : Bit(shared_.worker_count) - 1; };
 
   switch (f.header.type) {
-    case p::FrameType::kProduce: {
+    case p::FrameType::kProduce: {  // OnProduce routes a received PRODUCE itself (the same call)
       const p::ProduceView produce = p::DecodeValidatedProduce(f);
       const QueueInfo* q = table.Find(produce.queue_id);
       if (q == nullptr) return 0;
