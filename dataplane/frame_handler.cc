@@ -68,44 +68,76 @@ bool FrameHandler::NeedsVerifiedSource(p::FrameType t) const {
          t == p::FrameType::kOpenInbox;  // replies are pushed to the inbox's address
 }
 
+// The common frame, by itself: its prefix decoded once for routing and appending, no dispatch on
+// the type (OwnersOf's switch, the frontend's). The same steps, in the same order, as the general
+// path of OnDatagram below took for a PRODUCE. Inlined into OnDatagram, its one caller (a call
+// and its register saves per frame).
+[[gnu::always_inline]] inline void FrameHandler::OnProduce(rte_mbuf* m, const p::FrameView& frame,
+                                                           const Endpoint& ep) {
+  const p::ProduceView produce = p::DecodeValidatedProduce(frame);
+  RouteContext route;
+  route.receiver = true;
+  uint64_t owners = 0;
+  if (const QueueInfo* q = worker_.table().Find(produce.queue_id); q != nullptr) {
+    owners = RouteProduce(*q, worker_.index(), frame, produce,
+                          reinterpret_cast<std::byte*>(DatagramPayload(m)), &produce_rr_);
+  }
+  // Each owner answers a PRODUCE with its own ACK frame: from an unverified source, the sum must
+  // not exceed the request (docs/protocol.md, amplification rule).
+  const size_t request_bytes = frame.bytes.size();
+  if (std::popcount(owners) > 1 &&
+      std::popcount(owners) * (p::kHeaderBytes + p::kAckPrefixBytes) +
+              frame.header.count * p::kAckRangeBytes > request_bytes &&
+      !Verified(ep, frame.header.client_id)) {
+    AnswerError(frame.header, static_cast<uint8_t>(p::FrameType::kProduce),
+                Errc::kUnverifiedSource,
+                "PRODUCE spans several shards: verify the source address first", ep,
+                request_bytes);
+    rte_pktmbuf_free(m);
+    return;
+  }
+  m->hash.usr = 0;  // route.any_partition: a PRODUCE resolves kAnyPartition in the frame itself
+  // Most frames are this worker's alone: no walk over the workers for them.
+  if ((owners & ~Bit(worker_.index())) != 0) HandOffToOwners(m, owners, &route);
+  frontend_->OnProduce(frame, produce, ep, route, worker_.NowNs());
+  worker_.Retire(m);
+}
+
 void FrameHandler::OnDatagram(rte_mbuf* m, const Peer& from, const PortRuntime& port) {
   (void)port;
   LcoreCounters& c = worker_.mutable_counters();
   const Endpoint ep = EndpointOf(from);
   std::span<const std::byte> datagram = PayloadOf(m);
 
-  auto frame = p::DecodeFrame(datagram);
-  p::DecodeError err = frame ? p::ValidateFrame(*frame) : frame.error();
-  if (err != p::DecodeError::kOk) {
+  p::DecodeError err;
+  const p::FrameView frame = p::DecodeValidFrame(datagram, &err);
+  if (err != p::DecodeError::kOk) [[unlikely]] {
     c.Drop(DropReason::kMalformedFrame);
     AnswerMalformed(datagram, err, ep);
     rte_pktmbuf_free(m);
     return;
   }
   ++c.frames;
-  const p::FrameType type = frame->header.type;
+  const p::FrameType type = frame.header.type;
+  if (type == p::FrameType::kProduce) [[likely]] {
+    OnProduce(m, frame, ep);
+    return;
+  }
   if (type == p::FrameType::kHeartbeat) {
-    AnswerHeartbeat(*frame, ep);
+    AnswerHeartbeat(frame, ep);
     rte_pktmbuf_free(m);
     return;
   }
   if (type == p::FrameType::kLookup) {
-    AnswerLookup(*frame, ep);
+    AnswerLookup(frame, ep);
     rte_pktmbuf_free(m);
     return;
   }
   // Asked only where the answer matters: a request whose reply may outgrow it, or a PRODUCE that
-  // spans several shards (below). A single-shard PRODUCE, the common frame, never asks, so an
+  // spans several shards (OnProduce). A single-shard PRODUCE, the common frame, never asks, so an
   // unverified producer (which the memo cannot remember) costs no shared-table lookup per frame.
-  auto verified = [&] {
-    return verified_memo_.IsVerified(ep.w0, frame->header.client_id, worker_.NowNs(),
-                                     AddressCheck::kVerifiedForNs,
-                                     [this](uint64_t endpoint, uint64_t client, uint64_t* at) {
-                                       return address_check_.VerifiedAt(endpoint, client, at);
-                                     });
-  };
-  if (NeedsVerifiedSource(type) && !verified()) {
-    AnswerError(frame->header, static_cast<uint8_t>(type), Errc::kUnverifiedSource,
+  if (NeedsVerifiedSource(type) && !Verified(ep, frame.header.client_id)) {
+    AnswerError(frame.header, static_cast<uint8_t>(type), Errc::kUnverifiedSource,
                 "source address not verified: send HEARTBEAT and echo the server's cookie first",
                 ep, datagram.size());
     rte_pktmbuf_free(m);
@@ -114,33 +146,33 @@ void FrameHandler::OnDatagram(rte_mbuf* m, const Peer& from, const PortRuntime& 
 
   RouteContext route;
   route.receiver = true;
-  const uint64_t owners = OwnersOf(*frame, DatagramPayload(m), &route);
-  // Each owner answers a PRODUCE with its own ACK frame: from an unverified source, the sum must
-  // not exceed the request (docs/protocol.md, amplification rule).
-  if (type == p::FrameType::kProduce && std::popcount(owners) > 1 &&
-      std::popcount(owners) * (p::kHeaderBytes + p::kAckPrefixBytes) +
-              frame->header.count * p::kAckRangeBytes > datagram.size() &&
-      !verified()) {
-    AnswerError(frame->header, static_cast<uint8_t>(type), Errc::kUnverifiedSource,
-                "PRODUCE spans several shards: verify the source address first", ep,
-                datagram.size());
-    rte_pktmbuf_free(m);
-    return;
-  }
+  const uint64_t owners = OwnersOf(frame, DatagramPayload(m), &route);
   m->hash.usr = route.any_partition;  // owners of a RECEIVE(any) need the partition chosen here
+  HandOffToOwners(m, owners, &route);
+  // The receiver always looks at the frame: it owns some items, or must answer for items nobody
+  // could take (unknown queue or partition, full rings).
+  frontend_->OnFrame(frame, ep, route, worker_.NowNs());
+  worker_.Retire(m);
+}
+
+bool FrameHandler::Verified(const Endpoint& ep, uint64_t client_id) {
+  return verified_memo_.IsVerified(ep.w0, client_id, worker_.NowNs(),
+                                   AddressCheck::kVerifiedForNs,
+                                   [this](uint64_t endpoint, uint64_t client, uint64_t* at) {
+                                     return address_check_.VerifiedAt(endpoint, client, at);
+                                   });
+}
+
+void FrameHandler::HandOffToOwners(rte_mbuf* m, uint64_t owners, RouteContext* route) {
   for (uint16_t w = 0; w < shared_.worker_count; ++w) {
     if (w == worker_.index() || (owners & Bit(w)) == 0) continue;
     rte_mbuf_refcnt_update(m, 1);
     if (!worker_.HandOff(w, m)) {
       rte_mbuf_refcnt_update(m, -1);
-      ++c.throttled;
-      route.throttled_workers |= Bit(w);
+      ++worker_.mutable_counters().throttled;
+      route->throttled_workers |= Bit(w);
     }
   }
-  // The receiver always looks at the frame: it owns some items, or must answer for items nobody
-  // could take (unknown queue or partition, full rings).
-  frontend_->OnFrame(*frame, ep, route, worker_.NowNs());
-  worker_.Retire(m);
 }
 
 void FrameHandler::OnHandoff(rte_mbuf* m) {
@@ -162,7 +194,7 @@ uint64_t FrameHandler::OwnersOf(const p::FrameView& f, uint8_t* payload, RouteCo
   auto all_workers = [&] { return shared_.worker_count >= 64 ? ~0ull : Bit(shared_.worker_count) - 1; };
 
   switch (f.header.type) {
-    case p::FrameType::kProduce: {
+    case p::FrameType::kProduce: {  // OnProduce routes a received PRODUCE itself (the same call)
       const p::ProduceView produce = p::DecodeValidatedProduce(f);
       const QueueInfo* q = table.Find(produce.queue_id);
       if (q == nullptr) return 0;

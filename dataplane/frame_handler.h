@@ -63,6 +63,13 @@ class FrameHandler final : public ReplyChannel {
   void AnswerMalformed(std::span<const std::byte> datagram, protocol::DecodeError e,
                        const Endpoint& to);
   bool NeedsVerifiedSource(protocol::FrameType t) const;
+  // A validated PRODUCE received from `from` (OnDatagram's common case). Consumes the mbuf.
+  void OnProduce(rte_mbuf* m, const protocol::FrameView& frame, const Endpoint& from);
+  // Whether the source address of `ep` was verified for `client_id` (the memo, else the table).
+  bool Verified(const Endpoint& ep, uint64_t client_id);
+  // Hands the frame to every owner in `owners` but this worker (a reference each); a full ring
+  // marks the owner in route->throttled_workers.
+  void HandOffToOwners(rte_mbuf* m, uint64_t owners, RouteContext* route);
   const PortRuntime* PortById(uint16_t port_id) const;
 
   Worker& worker_;

@@ -387,9 +387,7 @@ void Frontend::Impl::Discard(OpenFrame* f) {
   replies_.Abandon(f->buffer);
 }
 
-void Frontend::Impl::CloseAll() {
-  for (auto& s : shards_)
-    if (s) s->Flush();
+void Frontend::Impl::CloseOpen() {
   // Most passes leave one frame open (the ACK of a window-1 PRODUCE): stop at the last one.
   for (size_t i = 0; open_used_ != 0; ++i) {
     SLUICE_ASSERT(i < open_.size());
@@ -434,7 +432,9 @@ void Frontend::Impl::OnFrame(const p::FrameView& f, const Endpoint& from,
     return;
   }
   switch (f.header.type) {
-    case p::FrameType::kProduce: OnProduce(f, from, route, now_ns); break;
+    case p::FrameType::kProduce:
+      OnProduce(f, p::DecodeValidatedProduce(f), from, route, now_ns);
+      break;
     case p::FrameType::kReceive: OnReceive(f, from, route, now_ns); break;
     case p::FrameType::kDelete:
     case p::FrameType::kNack:
@@ -457,9 +457,12 @@ void Frontend::Impl::OnFrame(const p::FrameView& f, const Endpoint& from,
   CloseAll();
 }
 
-void Frontend::Impl::OnProduce(const p::FrameView& f, const Endpoint& from,
-                               const RouteContext& route, uint64_t now_ns) {
-  const p::ProduceView produce = p::DecodeValidatedProduce(f);
+// Inlined into OnProduceFrame (the receiver's path), called from OnFrame for the rest.
+[[gnu::always_inline]] inline void Frontend::Impl::OnProduce(const p::FrameView& f,
+                                                             const p::ProduceView& produce,
+                                                             const Endpoint& from,
+                                                             const RouteContext& route,
+                                                             uint64_t now_ns) {
   const QueueInfo* q = table_->Find(produce.queue_id);
   if (q == nullptr) {
     if (route.receiver) Error(f, from, Errc::kUnknownQueue, "unknown queue id");
@@ -517,6 +520,22 @@ void Frontend::Impl::OnProduce(const p::FrameView& f, const Endpoint& from,
   }
 }
 
+// OnFrame for a PRODUCE, its view decoded by the caller: the same steps in the same order.
+void Frontend::Impl::OnProduceFrame(const p::FrameView& f, const p::ProduceView& produce,
+                                    const Endpoint& from, const RouteContext& route,
+                                    uint64_t now_ns) {
+  SLUICE_ASSERT(f.header.type == p::FrameType::kProduce);
+  if (replicator_ != nullptr && !replicator_->Writable()) {
+    OnFrame(f, from, route, now_ns);  // a standby's answers
+    return;
+  }
+  now_ns_ = std::max(now_ns_, now_ns);
+  Learn(from);
+  OnProduce(f, produce, from, route, now_ns);
+  if (!dl_pending_.empty()) FlushDeadLetters(now_ns);
+  CloseAll();
+}
+
 namespace {
 
 // The engine's view of one message, from a decoded MessageView or straight from the record.
@@ -536,19 +555,22 @@ shard::MessageIn MessageInOf(const p::MessageView& m, uint64_t producer_id) {
   return in;
 }
 
+// Every field in one initializer: filled one by one after a default construction, the struct
+// was zeroed first (an 88-byte `rep stos` per message).
 shard::MessageIn MessageInOf(p::RecordRef r, uint64_t producer_id) {
-  shard::MessageIn in;
-  in.record = r.record();
-  in.partition = r.partition();
-  in.priority = r.priority();
-  in.delay_ms = r.delay_ms();
-  in.ttl_ms = r.ttl_ms();
-  r.DedupAndGroup(&in.dedup_id, &in.group);
-  in.body = r.payload();
-  in.producer_id = producer_id;
-  in.sequence = r.sequence();
-  in.timestamp_ns = r.timestamp_ns();
-  return in;
+  std::string_view dedup_id, group;
+  r.DedupAndGroup(&dedup_id, &group);
+  return shard::MessageIn{.record = r.record(),
+                          .partition = r.partition(),
+                          .priority = r.priority(),
+                          .delay_ms = r.delay_ms(),
+                          .ttl_ms = r.ttl_ms(),
+                          .dedup_id = dedup_id,
+                          .group = group,
+                          .body = r.payload(),
+                          .producer_id = producer_id,
+                          .sequence = r.sequence(),
+                          .timestamp_ns = r.timestamp_ns()};
 }
 
 }  // namespace
@@ -556,9 +578,9 @@ shard::MessageIn MessageInOf(p::RecordRef r, uint64_t producer_id) {
 // One message to its shard. Only a reassembled message needs a MessageView of its own: one
 // default-constructed for every message cost a 168-byte `rep stos` per message.
 template <class M>
-
-void Frontend::Impl::AppendMessage(const QueueInfo& q, const shard::ReplyTarget& target,
-                                   uint64_t producer_id, const M& m, uint64_t now_ns) {
+[[gnu::always_inline]] inline void Frontend::Impl::AppendMessage(
+    const QueueInfo& q, const shard::ReplyTarget& target, uint64_t producer_id, const M& m,
+    uint64_t now_ns) {
   shard::MessageIn in = MessageInOf(m, producer_id);
   // A dead letter another worker handed over (the only internal PRODUCE) is, like one moved on
   // this worker (FlushDeadLetters), never deduplicated by its content.
@@ -814,6 +836,11 @@ Frontend::~Frontend() = default;
 void Frontend::OnFrame(const p::FrameView& frame, const Endpoint& from, const RouteContext& route,
                        uint64_t now_ns) {
   impl_->OnFrame(frame, from, route, now_ns);
+}
+
+void Frontend::OnProduce(const p::FrameView& frame, const p::ProduceView& produce,
+                         const Endpoint& from, const RouteContext& route, uint64_t now_ns) {
+  impl_->OnProduceFrame(frame, produce, from, route, now_ns);
 }
 
 uint32_t Frontend::Service(uint64_t now_ns) { return impl_->Service(now_ns); }

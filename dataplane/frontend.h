@@ -132,6 +132,10 @@ class Frontend {
   // A validated frame (protocol::ValidateFrame passed) from `from`.
   void OnFrame(const protocol::FrameView& frame, const Endpoint& from, const RouteContext& route,
                uint64_t now_ns);
+  // The same for a validated PRODUCE whose view the caller already holds (the receiver's path:
+  // one decode of its prefix for routing and appending, no dispatch on the type).
+  void OnProduce(const protocol::FrameView& frame, const protocol::ProduceView& produce,
+                 const Endpoint& from, const RouteContext& route, uint64_t now_ns);
 
   // Closes batches that are due, hands them to storage (durability none: durable at once),
   // applies storage completions, timers, deliveries. Returns work done.

@@ -77,7 +77,8 @@ uint16_t Ipv4HeaderSum(const rte_ipv4_hdr* ip, uint16_t ip_hlen) {
 
 }  // namespace
 
-RxVerdict ClassifyFrame(rte_mbuf* m, const PortAddress& self, LcoreCounters& c, Peer* peer) {
+RxVerdict ClassifyAnyFrame(rte_mbuf* m, const PortAddress& self, LcoreCounters& c,
+                           Peer* peer) {
   if (m->nb_segs != 1) {
     c.Drop(DropReason::kMultiSegment);
     return RxVerdict::kDrop;

@@ -62,9 +62,77 @@ enum class RxVerdict {
 inline constexpr uint16_t kDatagramHeaderBytes =
     sizeof(rte_ether_hdr) + sizeof(rte_ipv4_hdr) + sizeof(rte_udp_hdr);
 
-// Classifies one received frame. Trusts the port's checksum offload flags when it set them and
-// verifies in software otherwise.
-RxVerdict ClassifyFrame(rte_mbuf* m, const PortAddress& self, LcoreCounters& counters, Peer* peer);
+// Classifies one received frame (every case, every check: ClassifyFrame's fallback). Trusts the
+// port's checksum offload flags when it set them and verifies in software otherwise.
+RxVerdict ClassifyAnyFrame(rte_mbuf* m, const PortAddress& self, LcoreCounters& counters,
+                           Peer* peer);
+
+// The common frame only: a UDP datagram to the sluice port in an IPv4 header without options,
+// in one segment, with no checksum offload verdict but GOOD (or none) and no UDP checksum to
+// verify. True (and the same mbuf fields and *peer as ClassifyAnyFrame sets for kDatagram) only
+// when every check ClassifyAnyFrame makes passes; false leaves everything untouched. The
+// header's fields are compared a few words at a time instead of one by one (~160 -> ~60
+// instructions per frame on the x1 flood).
+inline bool ClassifyCommonDatagram(rte_mbuf* m, const PortAddress& self, Peer* peer) {
+  constexpr uint32_t kEth = sizeof(rte_ether_hdr), kIp = sizeof(rte_ipv4_hdr);
+  constexpr uint32_t kUdp = sizeof(rte_udp_hdr);
+  if (m->nb_segs != 1 || m->data_len < kEth + kIp + kUdp) return false;
+  // Offload verdicts: BAD, or anything but GOOD/none for the UDP checksum, takes the long way.
+  const uint64_t ip_csum = m->ol_flags & RTE_MBUF_F_RX_IP_CKSUM_MASK;
+  const uint64_t l4_csum = m->ol_flags & RTE_MBUF_F_RX_L4_CKSUM_MASK;
+  if (ip_csum == RTE_MBUF_F_RX_IP_CKSUM_BAD || l4_csum == RTE_MBUF_F_RX_L4_CKSUM_BAD) return false;
+  const uint8_t* b = rte_pktmbuf_mtod(m, const uint8_t*);
+  auto load16 = [b](uint32_t at) { uint16_t v; std::memcpy(&v, b + at, 2); return v; };
+  auto load32 = [b](uint32_t at) { uint32_t v; std::memcpy(&v, b + at, 4); return v; };
+  // Ether type IPv4 (08 00), version 4 with a 20-byte header (0x45): bytes 12..14.
+  if ((load32(kEth - 2) & 0xffffff) != 0x450008) return false;
+  const uint32_t ip_total = rte_be_to_cpu_16(load16(kEth + 2));
+  if (ip_total < kIp + kUdp || ip_total > m->data_len - kEth) return false;
+  // Fragment bits (MF, offset) 0 and protocol UDP: bytes 20..21 and 23.
+  if ((load16(kEth + 6) & rte_cpu_to_be_16(RTE_IPV4_HDR_MF_FLAG | RTE_IPV4_HDR_OFFSET_MASK)) != 0 ||
+      b[kEth + 9] != IPPROTO_UDP) {
+    return false;
+  }
+  const uint32_t src = load32(kEth + 12);
+  if (load32(kEth + 16) != self.ipv4 || src == 0) return false;
+  const uint32_t udp_at = kEth + kIp;
+  // UDP length = the IP payload, destination port ours, no checksum (0) unless the port verified
+  // it (GOOD): bytes 36..41.
+  if (rte_be_to_cpu_16(load16(udp_at + 4)) != ip_total - kIp ||
+      load16(udp_at + 2) != self.udp_port ||
+      (l4_csum != RTE_MBUF_F_RX_L4_CKSUM_GOOD && load16(udp_at + 6) != 0)) {
+    return false;
+  }
+  if (ip_csum != RTE_MBUF_F_RX_IP_CKSUM_GOOD) {
+    // The header's ones'-complement sum in 32-bit words (2^16 = 1 modulo 0xffff: the same folded
+    // value as rte_raw_cksum's 16-bit words); 0xffff when its checksum is right.
+    uint64_t sum = uint64_t{load32(kEth)} + load32(kEth + 4) + load32(kEth + 8) +
+                   load32(kEth + 12) + load32(kEth + 16);
+    sum = (sum & 0xffffffff) + (sum >> 32);
+    sum = (sum & 0xffff) + (sum >> 16);
+    sum = (sum & 0xffff) + (sum >> 16);
+    sum = (sum & 0xffff) + (sum >> 16);
+    if (sum != 0xffff) return false;
+  }
+  m->l2_len = kEth;
+  m->l3_len = kIp;
+  m->l4_len = kUdp;
+  // Drop Ethernet padding so that the payload length is exactly the UDP payload.
+  m->data_len = m->pkt_len = kEth + ip_total;
+  std::memcpy(peer->mac.addr_bytes, b + 6, RTE_ETHER_ADDR_LEN);
+  peer->ipv4 = src;
+  peer->udp_port = load16(udp_at);
+  peer->port_id = self.port_id;
+  return true;
+}
+
+// Classifies one received frame: the common datagram inline, anything else (ARP, ICMP, options,
+// every reason to drop) by ClassifyAnyFrame, with the same verdicts and counters.
+inline RxVerdict ClassifyFrame(rte_mbuf* m, const PortAddress& self, LcoreCounters& counters,
+                               Peer* peer) {
+  if (ClassifyCommonDatagram(m, self, peer)) [[likely]] return RxVerdict::kDatagram;
+  return ClassifyAnyFrame(m, self, counters, peer);
+}
 
 // The sluice payload of a datagram classified as kDatagram.
 inline uint8_t* DatagramPayload(rte_mbuf* m) {

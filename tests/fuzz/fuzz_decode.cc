@@ -7,7 +7,9 @@
 //   - a frame that decodes is canonical: re-encoding every record from its view gives back the
 //     same bytes, and re-encoding fixed-body frames gives back the same frame;
 //   - views point inside the input;
-//   - a PRODUCE's records read in place (RecordRef, the worker's walk) agree with the full decode.
+//   - a PRODUCE's records read in place (RecordRef, the worker's walk) agree with the full decode;
+//   - the worker's one-call receive step (DecodeValidFrame, with its inline acceptor of the common
+//     PRODUCE) gives DecodeFrame + ValidateFrame's verdict and view.
 #include <cstddef>
 #include <cstdint>
 #include <cstring>
@@ -333,6 +335,20 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     FUZZ_CHECK(f->bytes.size() == size);
     FUZZ_CHECK(sp::kHeaderBytes + f->body.size() + f->auth_tag.size() == size);
     CheckFrame(*f);
+  }
+  {
+    const sp::DecodeError want = f ? sp::ValidateFrame(*f) : f.error();
+    sp::DecodeError got = sp::DecodeError::kOk, any = sp::DecodeError::kOk;
+    const sp::FrameView v = sp::DecodeValidFrame(d, &got);
+    (void)sp::DecodeAnyValidFrame(d, &any);
+    FUZZ_CHECK(got == want && any == want);
+    FUZZ_CHECK(!sp::IsCommonProduce(d) || want == sp::DecodeError::kOk);
+    if (want == sp::DecodeError::kOk) {
+      FUZZ_CHECK(v.header == f->header);
+      FUZZ_CHECK(v.body.data() == f->body.data() && v.body.size() == f->body.size());
+      FUZZ_CHECK(v.auth_tag.size() == f->auth_tag.size());
+      FUZZ_CHECK(v.bytes.data() == f->bytes.data() && v.bytes.size() == f->bytes.size());
+    }
   }
   // The same bytes as one stored message record.
   auto m = sp::DecodeMessageRecord(d);

@@ -38,10 +38,36 @@ struct Bytes {
   void Append(size_t n) { Resize(b.size() + n); }
 };
 
+bool SameSpan(std::span<const std::byte> a, std::span<const std::byte> b) {
+  return a.data() == b.data() && a.size() == b.size();
+}
+
+// DecodeFrame then ValidateFrame; every input also goes through DecodeValidFrame (the
+// dataplane's one-call receive step), which must give the same verdict and, when kOk, the same
+// view.
 DecodeError Decode(std::span<const std::byte> d) {
   auto f = DecodeFrame(d);
-  if (!f) return f.error();
-  return ValidateFrame(*f);
+  const DecodeError want = f ? ValidateFrame(*f) : f.error();
+  DecodeError any = DecodeError::kOk;
+  (void)DecodeAnyValidFrame(d, &any);
+  EXPECT_EQ(any, want) << "DecodeAnyValidFrame: " << DecodeErrorName(any)
+                       << ", DecodeFrame + ValidateFrame: " << DecodeErrorName(want);
+  // The inline acceptor never accepts what the full checks refuse.
+  if (IsCommonProduce(d)) {
+    EXPECT_EQ(want, DecodeError::kOk);
+  }
+  DecodeError got = DecodeError::kOk;
+  const FrameView v = DecodeValidFrame(d, &got);
+  EXPECT_EQ(got, want) << "DecodeValidFrame: " << DecodeErrorName(got) << ", DecodeFrame + "
+                       << "ValidateFrame: " << DecodeErrorName(want);
+  if (want == DecodeError::kOk && got == DecodeError::kOk) {
+    EXPECT_EQ(v.header, f->header);
+    EXPECT_TRUE(SameSpan(v.body, f->body));
+    EXPECT_TRUE(SameSpan(v.auth_tag, f->auth_tag));
+    EXPECT_TRUE(SameSpan(v.authenticated, f->authenticated));
+    EXPECT_TRUE(SameSpan(v.bytes, f->bytes));
+  }
+  return want;
 }
 
 // ---- base frames ------------------------------------------------------------------------------
@@ -491,6 +517,56 @@ TEST(Malformed, EveryByteFlipped) {
       }
     }
   }
+}
+
+// The x1 flood's frame (one record, no key, no headers, producer 0) is the inline acceptor's
+// shape, and so is one with a key, a dedup id and a group; every byte of it changed to each of a
+// few values goes through Decode, which checks that the acceptor never takes a frame the full
+// checks refuse, and that DecodeValidFrame gives the full checks' verdict and view.
+TEST(Malformed, CommonProduceShape) {
+  MessageSpec plain;
+  plain.payload = kPayload;
+  MessageSpec keyed = plain;
+  keyed.key = "key";
+  keyed.dedup_id = "d1";
+  keyed.group_id = "g";
+  keyed.partition = kAnyPartition;
+  uint32_t accepted = 0;
+  for (const MessageSpec& m : {plain, keyed}) {
+    const Bytes full = Produce({m});
+    ASSERT_TRUE(IsCommonProduce(full.b));
+    for (size_t i = 0; i < full.b.size(); ++i) {
+      for (uint8_t v : {uint8_t{0x00}, uint8_t{0x01}, uint8_t{0x10}, uint8_t{0x7F},
+                        uint8_t{0xFF}}) {
+        Bytes x = full;
+        x.P8(i, v);
+        accepted += IsCommonProduce(x.b) ? 1 : 0;
+        (void)Decode(x.b);
+      }
+    }
+    // Cut short (with the length patched) and grown by a byte: never the common shape.
+    Bytes cut = full;
+    cut.Resize(full.b.size() - 1);
+    EXPECT_FALSE(IsCommonProduce(cut.b));
+    (void)Decode(cut.b);
+    Bytes grown = full;
+    grown.Append(1);
+    EXPECT_FALSE(IsCommonProduce(grown.b));
+    EXPECT_EQ(Decode(grown.b), DecodeError::kTrailingBytes);
+  }
+  EXPECT_GT(accepted, 100u);  // the changed payload, ids and the like stay common
+}
+
+// Headers, a fragment, two records, frame flags: valid, but not the inline shape.
+TEST(Malformed, OtherValidProducesTakeTheFullChecks) {
+  const Bytes with_headers = Produce({BaseMessage()});
+  EXPECT_FALSE(IsCommonProduce(with_headers.b));
+  EXPECT_EQ(Decode(with_headers.b), DecodeError::kOk);
+  MessageSpec plain;
+  plain.payload = kPayload;
+  const Bytes two = Produce({plain, plain});
+  EXPECT_FALSE(IsCommonProduce(two.b));
+  EXPECT_EQ(Decode(two.b), DecodeError::kOk);
 }
 
 }  // namespace
