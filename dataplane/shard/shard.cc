@@ -221,8 +221,12 @@ uint64_t Shard::DedupHash(const Partition& p, const MessageIn& m) {
 AppendResult Shard::Duplicate(Partition& p, const ReplyTarget& target, const MessageIn& m,
                               uint64_t offset) {
   if (offset != kNoOffset && offset >= p.log_.durable_end().value) {
-    if (p.acks_.full()) return Reject(target, p.queue_, m, Errc::kThrottled);
-    p.acks_.push_back({target, m.producer_id, m.sequence, offset, now_ns_, Errc::kDuplicate});
+    if (p.pending_messages_ >= p.acks_.capacity()) {
+      return Reject(target, p.queue_, m, Errc::kThrottled);
+    }
+    p.acks_.push_back({target, m.producer_id, m.sequence, offset, now_ns_, 1,
+                       Partition::PendingAck::kStepUnknown, Errc::kDuplicate});
+    ++p.pending_messages_;
   } else {
     ++counters_.acked;
     ++p.counters_.acked;
@@ -230,6 +234,37 @@ AppendResult Shard::Duplicate(Partition& p, const ReplyTarget& target, const Mes
   }
   ++counters_.duplicates;
   return {Errc::kDuplicate, offset};
+}
+
+// The kOk ack of the message just appended at `offset`: it extends the last run when that run is
+// this producer's to this target, of this pass (same append time), ends just before `offset`, and
+// the sequence follows its step. Fields are compared and written in place (no PendingAck built
+// on the stack and copied: that was a store-forwarding stall per message).
+[[gnu::always_inline]] inline void Shard::AddPendingAck(Partition& p, const ReplyTarget& target,
+                                                       const MessageIn& m, uint64_t offset) {
+  ++p.pending_messages_;
+  if (!p.acks_.empty()) {
+    Partition::PendingAck& b = p.acks_.back();
+    if (b.offset + b.count == offset && b.errc == Errc::kOk && b.appended_ns == now_ns_ &&
+        b.producer_id == m.producer_id && b.target == target && b.count != UINT32_MAX) {
+      // count 1: step unknown, (count - 1) * step is 0 whatever it holds.
+      const uint64_t d = m.sequence - (b.sequence + uint64_t{b.count - 1} * b.sequence_step);
+      if (b.sequence_step == Partition::PendingAck::kStepUnknown ? d <= 1 : d == b.sequence_step) {
+        b.sequence_step = static_cast<uint8_t>(d);
+        ++b.count;
+        return;
+      }
+    }
+  }
+  Partition::PendingAck& ack = p.acks_.emplace_back();
+  ack.target = target;
+  ack.producer_id = m.producer_id;
+  ack.sequence = m.sequence;
+  ack.offset = offset;
+  ack.appended_ns = now_ns_;
+  ack.count = 1;
+  ack.sequence_step = Partition::PendingAck::kStepUnknown;
+  ack.errc = Errc::kOk;
 }
 
 AppendResult Shard::Append(const ReplyTarget& target, QueueId queue, const MessageIn& m,
@@ -253,7 +288,7 @@ AppendResult Shard::Append(const ReplyTarget& target, QueueId queue, const Messa
   if (check.verdict == ProducerTable::Verdict::kDuplicate) {
     return Duplicate(*p, target, m, check.offset);
   }
-  const uint64_t dedup_hash = DedupHash(*p, m);
+  const uint64_t dedup_hash = p->dedup_.enabled() ? DedupHash(*p, m) : kNoDedup;
   const bool dedup = dedup_hash != kNoDedup;
   if (dedup) {
     if (const std::optional<uint64_t> original = p->dedup_.Find(dedup_hash, now_ns_)) {
@@ -267,7 +302,8 @@ AppendResult Shard::Append(const ReplyTarget& target, QueueId queue, const Messa
   }
 
   // Capacity checks before any side effect, so a throttled message leaves no trace.
-  if (p->acks_.full() || (p->work_ != nullptr && p->work_->Admit(m.group) != Errc::kOk)) {
+  if (p->pending_messages_ >= p->acks_.capacity() ||
+      (p->work_ != nullptr && p->work_->Admit(m.group) != Errc::kOk)) {
     ++p->counters_.throttled;
     return Reject(target, queue, m, Errc::kThrottled);
   }
@@ -288,13 +324,7 @@ AppendResult Shard::Append(const ReplyTarget& target, QueueId queue, const Messa
     ++counters_.producer_evictions;
   }
   if (dedup && p->dedup_.Insert(dedup_hash, a.offset, now_ns_)) ++counters_.dedup_evictions;
-  Partition::PendingAck& ack = p->acks_.emplace_back();
-  ack.target = target;
-  ack.producer_id = m.producer_id;
-  ack.sequence = m.sequence;
-  ack.offset = a.offset;
-  ack.appended_ns = now_ns_;
-  ack.errc = Errc::kOk;
+  AddPendingAck(*p, target, m, a.offset);
   ++counters_.appended;
   counters_.appended_bytes += record_bytes;
   ++p->counters_.messages_in;
@@ -359,10 +389,14 @@ void Shard::RejectPendingAcks(Partition& p, Errc errc) {
     MessageIn m;
     m.partition = static_cast<uint16_t>(p.index_);
     m.producer_id = pa.producer_id;
-    m.sequence = pa.sequence;
-    Reject(pa.target, p.queue_, m, errc);
+    const uint64_t step = pa.count > 1 ? pa.sequence_step : 0;
+    for (uint32_t i = 0; i < pa.count; ++i) {  // one answer per message, as they came
+      m.sequence = pa.sequence + i * step;
+      Reject(pa.target, p.queue_, m, errc);
+    }
     p.acks_.pop_front();
   }
+  p.pending_messages_ = 0;
 }
 
 Errc Shard::FailPartition(QueueId queue, uint32_t partition) {
@@ -406,17 +440,46 @@ Errc Shard::MarkDurable(QueueId queue, uint32_t partition, DurableOffset durable
   if (p == nullptr) return Errc::kUnknownPartition;
   p->log_.MarkDurable(durable);
   const uint64_t end = p->log_.durable_end().value;
+  // Counters and the latency histogram once per call and per run of one append time (the
+  // messages of one pass share it), not per message: the same totals and buckets.
+  uint64_t acked = 0;
+  uint64_t run_appended_ns = 0;
+  uint64_t run = 0;  // kOk acks appended at run_appended_ns, not yet recorded
+  AckLatencyHistogram* const latency = config_.ack_latency_ns;
+  const QueueId queue_id = p->queue_;
+  const uint32_t index = p->index_;
   while (!p->acks_.empty() && p->acks_.front().offset < end) {
-    const Partition::PendingAck& pa = p->acks_.front();
-    acks_out_.Add(pa.target, p->queue_, p->index_, pa.producer_id, pa.sequence, pa.offset, pa.errc,
-                  *sink_);
-    ++counters_.acked;
-    ++p->counters_.acked;
-    if (config_.ack_latency_ns != nullptr && pa.errc == Errc::kOk) {
-      config_.ack_latency_ns->Record(now_ns_ >= pa.appended_ns ? now_ns_ - pa.appended_ns : 0);
+    Partition::PendingAck& pa = p->acks_.front();
+    // A run may end past `end` (it spans a batch boundary): its durable head goes, the rest
+    // stays. A duplicate's entry (count 1) goes whole once its original is durable.
+    const uint32_t n = static_cast<uint32_t>(std::min<uint64_t>(pa.count, end - pa.offset));
+    const uint64_t step = pa.count > 1 ? pa.sequence_step : 0;
+    acks_out_.AddRun(pa.target, queue_id, index, pa.producer_id, pa.sequence, step, n, pa.offset,
+                     pa.errc, *sink_);
+    acked += n;
+    if (latency != nullptr && pa.errc == Errc::kOk) {
+      if (pa.appended_ns != run_appended_ns && run != 0) {
+        latency->Record(now_ns_ >= run_appended_ns ? now_ns_ - run_appended_ns : 0, run);
+        run = 0;
+      }
+      run_appended_ns = pa.appended_ns;
+      run += n;
+    }
+    if (n < pa.count) {
+      pa.offset += n;
+      pa.sequence += n * step;
+      pa.count -= n;
+      if (pa.count == 1) pa.sequence_step = Partition::PendingAck::kStepUnknown;
+      break;
     }
     p->acks_.pop_front();
   }
+  p->pending_messages_ -= acked;
+  if (run != 0) {
+    latency->Record(now_ns_ >= run_appended_ns ? now_ns_ - run_appended_ns : 0, run);
+  }
+  counters_.acked += acked;
+  p->counters_.acked += acked;
   if (p->work_ != nullptr) p->work_->OnDurable(p->log_.durable_end());
   if (p->stream_ != nullptr) p->stream_->Pump(kPushBudget);
   return Errc::kOk;
@@ -598,8 +661,9 @@ uint64_t Shard::Tick(uint64_t now_ns) {
   for (Partition* p : coordinators_) {
     if (now_ns_ >= p->groups_->next_expiry_ns()) work += p->groups_->Expire(now_ns_);
   }
+  // Both asked inline: a stream without retention bounds or subscribers costs two compares.
   for (Partition* p : streams_) {
-    work += p->log_.EnforceRetention(now_ns_);
+    if (p->log_.RetentionMayApply()) work += p->log_.EnforceRetention(now_ns_);
     if (p->stream_->Backlogged()) work += p->stream_->Pump(kPushBudget);
   }
   return work;
