@@ -41,6 +41,17 @@ class AckCoalescer {
       open_.count += n - 1;  // the open range now ends at the first message: the rest extend it
       return;
     }
+    if (step == 0 && offset != kNoOffset) {
+      // Each message repeats the sequence the open range ends at, so none extends it: each one
+      // closes the open range and opens its own (target, producer, errc are already these).
+      for (uint32_t i = 1; i < n; ++i) {
+        sink.OnAck(open_);
+        open_.first_sequence = first_sequence;
+        open_.count = 1;
+        open_.first_offset = offset + i;
+      }
+      return;
+    }
     for (uint32_t i = 1; i < n; ++i) {
       Add(target, queue, partition, producer_id, first_sequence + i * step,
           offset == kNoOffset ? kNoOffset : offset + i, errc, sink);

@@ -97,6 +97,7 @@ Errc Shard::AddPartition(QueueId queue, uint32_t partition, const QueueConfig& c
                                                         &counters_, &p->counters_, sink_,
                                                         &now_ns_});
   }
+  p->UpdatePlainStream();
   partitions_.emplace(Key(queue, partition), std::move(p));
   return Errc::kOk;
 }
@@ -123,6 +124,7 @@ Errc Shard::UpdateLiveConfig(QueueId queue, uint32_t partition, const QueueConfi
   if (c.dedup_window_ms != next.dedup_window_ms) {
     c.dedup_window_ms = next.dedup_window_ms;
     p->dedup_.SetWindow(uint64_t{next.dedup_window_ms} * 1'000'000, c.max_dedup_entries);
+    p->UpdatePlainStream();
   }
   return Errc::kOk;
 }
@@ -236,40 +238,14 @@ AppendResult Shard::Duplicate(Partition& p, const ReplyTarget& target, const Mes
   return {Errc::kDuplicate, offset};
 }
 
-// The kOk ack of the message just appended at `offset`: it extends the last run when that run is
-// this producer's to this target, of this pass (same append time), ends just before `offset`, and
-// the sequence follows its step. Fields are compared and written in place (no PendingAck built
-// on the stack and copied: that was a store-forwarding stall per message).
-[[gnu::always_inline]] inline void Shard::AddPendingAck(Partition& p, const ReplyTarget& target,
-                                                       const MessageIn& m, uint64_t offset) {
-  ++p.pending_messages_;
-  if (!p.acks_.empty()) {
-    Partition::PendingAck& b = p.acks_.back();
-    if (b.offset + b.count == offset && b.errc == Errc::kOk && b.appended_ns == now_ns_ &&
-        b.producer_id == m.producer_id && b.target == target && b.count != UINT32_MAX) {
-      // count 1: step unknown, (count - 1) * step is 0 whatever it holds.
-      const uint64_t d = m.sequence - (b.sequence + uint64_t{b.count - 1} * b.sequence_step);
-      if (b.sequence_step == Partition::PendingAck::kStepUnknown ? d <= 1 : d == b.sequence_step) {
-        b.sequence_step = static_cast<uint8_t>(d);
-        ++b.count;
-        return;
-      }
-    }
-  }
-  Partition::PendingAck& ack = p.acks_.emplace_back();
-  ack.target = target;
-  ack.producer_id = m.producer_id;
-  ack.sequence = m.sequence;
-  ack.offset = offset;
-  ack.appended_ns = now_ns_;
-  ack.count = 1;
-  ack.sequence_step = Partition::PendingAck::kStepUnknown;
-  ack.errc = Errc::kOk;
+AppendResult Shard::LogRefused(Partition& p, const ReplyTarget& target, const MessageIn& m,
+                               Errc errc) {
+  if (errc == Errc::kThrottled) ++p.counters_.throttled;
+  return Reject(target, p.queue_, m, errc);
 }
 
-AppendResult Shard::Append(const ReplyTarget& target, QueueId queue, const MessageIn& m,
-                           uint64_t now_ns) {
-  SeeTime(now_ns);
+// Every append the inline path in shard.h does not take (SeeTime was called there).
+AppendResult Shard::AppendSlow(const ReplyTarget& target, QueueId queue, const MessageIn& m) {
   // The record's two words one by one: the caller stored them moments ago as two 8-byte stores,
   // and the span copied whole was reloaded as one 16-byte vector (a store-forwarding stall).
   const std::byte* const record = m.record.data();
@@ -309,14 +285,8 @@ AppendResult Shard::Append(const ReplyTarget& target, QueueId queue, const Messa
   }
   const PartitionLog::Appended a =
       p->log_.Append(std::span<const std::byte>(record, record_bytes), now_ns_, m.producer_id);
-  if (a.errc != Errc::kOk) {
-    if (a.errc == Errc::kThrottled) ++p->counters_.throttled;
-    return Reject(target, queue, m, a.errc);
-  }
-  if (!p->open_listed_) {  // SealAll visits only partitions with an open batch
-    p->open_listed_ = true;
-    open_batches_.push_back(p);
-  }
+  if (a.errc != Errc::kOk) return LogRefused(*p, target, m, a.errc);
+  if (!p->open_listed_) ListOpen(*p);
 
   if (p->work_ != nullptr) p->work_->Add(a, m);
   if (check.verdict == ProducerTable::Verdict::kNew &&
@@ -403,6 +373,7 @@ Errc Shard::FailPartition(QueueId queue, uint32_t partition) {
   Partition* p = Get(queue, partition);
   if (p == nullptr) return Errc::kUnknownPartition;
   p->failed_ = true;
+  p->UpdatePlainStream();
   RejectPendingAcks(*p, Errc::kStorageFailed);
   Flush();
   return Errc::kOk;
@@ -440,11 +411,10 @@ Errc Shard::MarkDurable(QueueId queue, uint32_t partition, DurableOffset durable
   if (p == nullptr) return Errc::kUnknownPartition;
   p->log_.MarkDurable(durable);
   const uint64_t end = p->log_.durable_end().value;
-  // Counters and the latency histogram once per call and per run of one append time (the
-  // messages of one pass share it), not per message: the same totals and buckets.
+  // Per run of appends (one producer, target and append time), not per message: the coalescer
+  // takes the run at once, the latency histogram gets the run's count in one bucket, the counters
+  // are added once per call. The same ranges, totals and buckets as message by message.
   uint64_t acked = 0;
-  uint64_t run_appended_ns = 0;
-  uint64_t run = 0;  // kOk acks appended at run_appended_ns, not yet recorded
   AckLatencyHistogram* const latency = config_.ack_latency_ns;
   const QueueId queue_id = p->queue_;
   const uint32_t index = p->index_;
@@ -452,22 +422,19 @@ Errc Shard::MarkDurable(QueueId queue, uint32_t partition, DurableOffset durable
     Partition::PendingAck& pa = p->acks_.front();
     // A run may end past `end` (it spans a batch boundary): its durable head goes, the rest
     // stays. A duplicate's entry (count 1) goes whole once its original is durable.
-    const uint32_t n = static_cast<uint32_t>(std::min<uint64_t>(pa.count, end - pa.offset));
-    const uint64_t step = pa.count > 1 ? pa.sequence_step : 0;
-    acks_out_.AddRun(pa.target, queue_id, index, pa.producer_id, pa.sequence, step, n, pa.offset,
-                     pa.errc, *sink_);
+    const uint64_t left = end - pa.offset;
+    const uint32_t n = left < pa.count ? static_cast<uint32_t>(left) : pa.count;
+    // n > 1 only for a run of two or more, whose step is known (0 or 1).
+    SLUICE_ASSERT(n == 1 || pa.sequence_step <= 1);
+    acks_out_.AddRun(pa.target, queue_id, index, pa.producer_id, pa.sequence, pa.sequence_step, n,
+                     pa.offset, pa.errc, *sink_);
     acked += n;
     if (latency != nullptr && pa.errc == Errc::kOk) {
-      if (pa.appended_ns != run_appended_ns && run != 0) {
-        latency->Record(now_ns_ >= run_appended_ns ? now_ns_ - run_appended_ns : 0, run);
-        run = 0;
-      }
-      run_appended_ns = pa.appended_ns;
-      run += n;
+      latency->Record(now_ns_ >= pa.appended_ns ? now_ns_ - pa.appended_ns : 0, n);
     }
-    if (n < pa.count) {
+    if (n < pa.count) [[unlikely]] {
       pa.offset += n;
-      pa.sequence += n * step;
+      pa.sequence += n * pa.sequence_step;
       pa.count -= n;
       if (pa.count == 1) pa.sequence_step = Partition::PendingAck::kStepUnknown;
       break;
@@ -475,9 +442,6 @@ Errc Shard::MarkDurable(QueueId queue, uint32_t partition, DurableOffset durable
     p->acks_.pop_front();
   }
   p->pending_messages_ -= acked;
-  if (run != 0) {
-    latency->Record(now_ns_ >= run_appended_ns ? now_ns_ - run_appended_ns : 0, run);
-  }
   counters_.acked += acked;
   p->counters_.acked += acked;
   if (p->work_ != nullptr) p->work_->OnDurable(p->log_.durable_end());

@@ -82,6 +82,10 @@ class Partition {
   uint32_t index_;
   bool open_listed_ = false;  // in Shard::open_batches_
   bool failed_ = false;       // storage failed: no more appends
+  // A stream that has not failed and deduplicates by nothing but producer sequences: appends may
+  // take Shard::Append's inline path (UpdatePlainStream keeps it true to those fields).
+  bool plain_stream_ = false;
+  void UpdatePlainStream() { plain_stream_ = stream_ != nullptr && !failed_ && !dedup_.enabled(); }
   // Written on the owning lcore only; mutable so that the const Fetch counts what it reads.
   mutable PartitionCounters counters_;
   QueueConfig config_;
@@ -139,8 +143,31 @@ class Shard {
 
   // ---- produce ----
   // Stream append or work-queue send. The partition is message.partition.
-  AppendResult Append(const ReplyTarget& target, QueueId queue, const MessageIn& message,
-                      uint64_t now_ns);
+  // Inline: the common stream append (the partition asked for last, a plain stream, a message
+  // within the size limit from producer id 0 or the next sequence of the producer seen last, room
+  // for its ack, room in the open batch) is done here, in the caller's frame; anything else —
+  // every check, error and side path — is AppendSlow's, which decides from scratch.
+  AppendResult Append(const ReplyTarget& target, QueueId queue, const MessageIn& m,
+                      uint64_t now_ns) {
+    SeeTime(now_ns);
+    Partition* p = Get(queue, m.partition);
+    if (p == nullptr || !p->plain_stream_ || m.record.size() > p->config_.max_message_bytes ||
+        p->pending_messages_ >= p->acks_.capacity() ||
+        (m.producer_id != 0 && !p->producers_.IsNextOfLast(m.producer_id, m.sequence)))
+        [[unlikely]] {
+      return AppendSlow(target, queue, m);
+    }
+    const PartitionLog::Appended a = p->log_.Append(m.record, now_ns_, m.producer_id);
+    if (a.errc != Errc::kOk) [[unlikely]] return LogRefused(*p, target, m, a.errc);
+    if (!p->open_listed_) [[unlikely]] ListOpen(*p);
+    if (m.producer_id != 0) p->producers_.RecordNext(m.sequence, a.offset);
+    AddPendingAck(*p, target, m, a.offset);
+    ++counters_.appended;
+    counters_.appended_bytes += m.record.size();
+    ++p->counters_.messages_in;
+    p->counters_.bytes_in += m.record.size();
+    return {Errc::kOk, a.offset};
+  }
   bool SealBatch(QueueId queue, uint32_t partition);  // true if a batch was sealed
   // Seals every open batch (visiting only partitions appended to since the last call) and calls
   // `sealed` for each partition that had one. Returns batches sealed.
@@ -237,7 +264,43 @@ class Shard {
   }
   void Advance(uint64_t now_ns);
   void Ack(Partition& p, const ReplyTarget& target, const MessageIn& m, uint64_t offset, Errc errc);
-  void AddPendingAck(Partition& p, const ReplyTarget& target, const MessageIn& m, uint64_t offset);
+  AppendResult AppendSlow(const ReplyTarget& target, QueueId queue, const MessageIn& m);
+  AppendResult LogRefused(Partition& p, const ReplyTarget& target, const MessageIn& m, Errc errc);
+  void ListOpen(Partition& p) {  // SealAll visits only partitions with an open batch
+    p.open_listed_ = true;
+    open_batches_.push_back(&p);
+  }
+  // The kOk ack of the message just appended at `offset`: it extends the last run when that run
+  // is this producer's to this target, of this pass (same append time), ends just before
+  // `offset`, and the sequence follows its step. Fields are compared and written in place (no
+  // PendingAck built on the stack and copied: that was a store-forwarding stall per message).
+  void AddPendingAck(Partition& p, const ReplyTarget& target, const MessageIn& m,
+                     uint64_t offset) {
+    ++p.pending_messages_;
+    if (!p.acks_.empty()) {
+      Partition::PendingAck& b = p.acks_.back();
+      if (b.offset + b.count == offset && b.errc == Errc::kOk && b.appended_ns == now_ns_ &&
+          b.producer_id == m.producer_id && b.target == target && b.count != UINT32_MAX) {
+        // count 1: step unknown, (count - 1) * step is 0 whatever it holds.
+        const uint64_t d = m.sequence - (b.sequence + uint64_t{b.count - 1} * b.sequence_step);
+        if (b.sequence_step == Partition::PendingAck::kStepUnknown ? d <= 1
+                                                                  : d == b.sequence_step) {
+          b.sequence_step = static_cast<uint8_t>(d);
+          ++b.count;
+          return;
+        }
+      }
+    }
+    Partition::PendingAck& ack = p.acks_.emplace_back();
+    ack.target = target;
+    ack.producer_id = m.producer_id;
+    ack.sequence = m.sequence;
+    ack.offset = offset;
+    ack.appended_ns = now_ns_;
+    ack.count = 1;
+    ack.sequence_step = Partition::PendingAck::kStepUnknown;
+    ack.errc = Errc::kOk;
+  }
   AppendResult Reject(const ReplyTarget& target, QueueId queue, const MessageIn& m, Errc errc);
   // Answers every append of `p` still waiting for durability with `errc`.
   void RejectPendingAcks(Partition& p, Errc errc);

@@ -3,11 +3,13 @@
 // partition with random appends — two reply targets, producer id 0 with a repeated or a rising
 // sequence, two idempotent producers with retransmits and gaps, dedup-id hits, time that often
 // stands still across seals (runs spanning batch boundaries), MarkDurable to any point up to the
-// sealed end (runs split), Flush at random, a small pending-ack limit (THROTTLED), and at the end
-// a storage failure (every waiting append answered one by one) — and checks the ACK ranges
+// sealed end (runs split), Flush at random, a small pending-ack limit (THROTTLED), a small index
+// (the oldest durable chunk evicted, or THROTTLED), retention, and at the end a storage failure
+// (every waiting append answered one by one, later appends refused) — and checks the ACK ranges
 // against a reference that keeps one entry per message and feeds the coalescer message by
 // message (what the shard did before runs): the same ranges in the same order, the same
-// pending count, acked counter and ack-latency histogram. The failing seed is printed
+// pending count, acked counter and ack-latency histogram, and that the log reads back what was
+// appended at each offset. The failing seed is printed
 // (ACK_RUNS_SEED=<seed> replays it).
 #include <gtest/gtest.h>
 
@@ -33,6 +35,7 @@ using testing::RecordingSink;
 
 constexpr QueueId kQ{3};
 constexpr uint32_t kPendingLimit = 16;  // a power of two: the ring's capacity is the limit
+constexpr uint32_t kIndex = 64;
 
 std::string Describe(const AckRange& a) {
   return absl::StrCat("{target ", a.target.endpoint, " producer ", a.producer_id, " seq ",
@@ -50,7 +53,11 @@ bool Same(const AckRange& a, const AckRange& b) {
 
 class Runner {
  public:
-  explicit Runner(uint64_t seed) : rng_(seed) {
+  // Odd seeds deduplicate by id too (every append takes Shard::AppendSlow); even seeds do not
+  // (Shard::Append's inline path takes most), and every third keeps only two chunks by
+  // retention_bytes. The index holds 64 messages of ~600 bytes over ~3 of the 16 KiB chunks:
+  // appends evict the oldest durable chunk (PartitionLog::AppendSlow) or are THROTTLED.
+  explicit Runner(uint64_t seed) : rng_(seed), dedup_(seed % 2 == 1) {
     ShardConfig sc;
     sc.chunk_bytes = 16 * 1024;
     sc.pool_chunks = 64;
@@ -60,11 +67,12 @@ class Runner {
     QueueConfig qc;
     qc.type = QueueType::kStream;
     qc.durability = Durability::kNone;
-    qc.max_message_bytes = 256;
-    qc.memory_budget_chunks = 64;
-    qc.max_messages = 1 << 14;
+    qc.max_message_bytes = 1024;
+    qc.memory_budget_chunks = 8;
+    qc.max_messages = kIndex;
     qc.max_pending_acks = kPendingLimit;
-    qc.dedup_window_ms = 60'000;
+    qc.dedup_window_ms = dedup_ ? 60'000 : 0;
+    if (seed % 3 == 0) qc.retention_bytes = 2 * sc.chunk_bytes;
     SLUICE_ASSERT(shard_->AddPartition(kQ, 0, qc) == Errc::kOk);
   }
 
@@ -80,11 +88,15 @@ class Runner {
         MarkDurable();
       } else if (r < 92) {
         Flush();
-      } else {
+      } else if (r < 96) {
         if (rng_() % 2 == 0) now_ += 1 + rng_() % 5'000;  // else time stands still
+      } else {
+        shard_->Tick(now_);  // retention
       }
       if (std::string e = Check(op); !e.empty()) return e;
     }
+    // What the log holds reads back: the appended records at their offsets.
+    if (std::string e = CheckLog(); !e.empty()) return e;
     // Storage fails: every waiting append is answered, message by message, in order.
     shard_->FailPartition(kQ, 0);
     for (const Pending& pa : pending_) {
@@ -93,6 +105,13 @@ class Runner {
     }
     pending_.clear();
     ref_.Flush(ref_sink_);
+    MessageIn late;
+    const std::string payload = "late";
+    late.record = testing::Bytes(payload);
+    if (shard_->Append({1, 10, 0}, kQ, late, now_).errc != Errc::kStorageFailed) {
+      return "an append after the storage failure was not refused";
+    }
+    ref_.Add({1, 10, 0}, kQ, 0, 0, 0, kNoOffset, Errc::kStorageFailed, ref_sink_);
     Flush();
     return Check(ops);
   }
@@ -118,7 +137,7 @@ class Runner {
       const uint64_t r = rng_() % 10;
       seq = r < 7 ? next : r < 9 ? next - std::min<uint64_t>(next, 1 + rng_() % 3) : next + 1;
     }
-    std::string payload = absl::StrCat("m", counter_++);
+    std::string payload = absl::StrCat("m", counter_++, std::string(550 + rng_() % 100, '.'));
     std::string dedup;
     if (rng_() % 8 == 0) dedup = absl::StrCat("d", rng_() % 6);
     MessageIn m;
@@ -127,13 +146,30 @@ class Runner {
     m.producer_id = producer;
     m.sequence = seq;
     m.dedup_id = dedup;
+    if (!dedup_) m.dedup_id = {};
     const uint64_t pending_before = pending_.size();
+    const Partition* part = shard_->Find(kQ, 0);
+    const bool index_full =
+        part->log().written_end().value - part->log().start_offset() >= kIndex;
     const AppendResult res = shard_->Append(target, kQ, m, now_);
+    if (res.errc == Errc::kOk) stored_[res.offset] = payload;
+    // Dedup ids (odd seeds): a known id from producer id 0 is answered by its original.
+    if (dedup_ && !dedup.empty()) {
+      auto seen = dedup_seen_.find(dedup);
+      if (seen != dedup_seen_.end() && producer == 0 &&
+          !(res.errc == Errc::kThrottled ||
+            (res.errc == Errc::kDuplicate && res.offset == seen->second))) {
+        dedup_missed_ = true;
+      }
+      if (res.errc == Errc::kOk) dedup_seen_.emplace(dedup, res.offset);
+    }
     if (producer != 0 && seq == next_[producer] &&
         (res.errc == Errc::kOk || res.errc == Errc::kDuplicate)) {
       ++next_[producer];  // appended, or answered by a dedup-id original: the sequence advances
     }
-    if (res.errc == Errc::kThrottled && pending_before < kPendingLimit) throttled_wrongly_ = true;
+    if (res.errc == Errc::kThrottled && pending_before < kPendingLimit && !index_full) {
+      throttled_wrongly_ = true;  // neither the ack limit nor the log (index full, not evictable)
+    }
     if (res.errc == Errc::kOk && pending_before >= kPendingLimit) accepted_over_limit_ = true;
     // The reference: one entry per message (the shard before runs).
     const bool waits = res.errc == Errc::kOk ||
@@ -170,6 +206,31 @@ class Runner {
     ref_.Flush(ref_sink_);
   }
 
+  std::string CheckLog() {
+    uint64_t n = 0;
+    std::string error;
+    const FetchResult f = shard_->Fetch(kQ, 0, StartPosition::Earliest(), 1 << 20, 1 << 30,
+                                        [&](const StoredMessage& sm) {
+                                          auto it = stored_.find(sm.offset);
+                                          if (error.empty() &&
+                                              (it == stored_.end() ||
+                                               testing::Str(sm.record) != it->second)) {
+                                            error = absl::StrCat("offset ", sm.offset,
+                                                                 " reads back wrong");
+                                          }
+                                          ++n;
+                                        });
+    if (!error.empty()) return error;
+    if (f.errc != Errc::kOk || f.next_offset != durable_) {
+      return absl::StrCat("fetch ended at ", f.next_offset, ", durable ", durable_);
+    }
+    if (n == 0 && durable_ != 0 && stored_.size() > 0 &&
+        shard_->Find(kQ, 0)->log().start_offset() < durable_) {
+      return "nothing read back";
+    }
+    return {};
+  }
+
   std::string Check(int op) {
     const std::vector<AckRange>& got = sink_.acks;
     const std::vector<AckRange>& want = ref_sink_.acks;
@@ -197,12 +258,17 @@ class Runner {
         return absl::StrCat("op ", op, ": latency bucket ", b);
       }
     }
+    if (dedup_missed_) return absl::StrCat("op ", op, ": a known dedup id was appended again");
     if (throttled_wrongly_) return absl::StrCat("op ", op, ": THROTTLED below the limit");
     if (accepted_over_limit_) return absl::StrCat("op ", op, ": appended past the limit");
     return {};
   }
 
   std::mt19937_64 rng_;
+  const bool dedup_;
+  std::map<uint64_t, std::string> stored_;  // offset -> payload
+  std::map<std::string, uint64_t> dedup_seen_;  // dedup id -> offset of its original
+  bool dedup_missed_ = false;
   RecordingSink sink_;
   RecordingSink ref_sink_;
   AckCoalescer ref_;
