@@ -124,8 +124,8 @@ Errc Shard::UpdateLiveConfig(QueueId queue, uint32_t partition, const QueueConfi
   if (c.dedup_window_ms != next.dedup_window_ms) {
     c.dedup_window_ms = next.dedup_window_ms;
     p->dedup_.SetWindow(uint64_t{next.dedup_window_ms} * 1'000'000, c.max_dedup_entries);
-    p->UpdatePlainStream();
   }
+  p->UpdatePlainStream();  // the window or content dedup may have changed
   return Errc::kOk;
 }
 

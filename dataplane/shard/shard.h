@@ -82,10 +82,13 @@ class Partition {
   uint32_t index_;
   bool open_listed_ = false;  // in Shard::open_batches_
   bool failed_ = false;       // storage failed: no more appends
-  // A stream that has not failed and deduplicates by nothing but producer sequences: appends may
-  // take Shard::Append's inline path (UpdatePlainStream keeps it true to those fields).
+  // A stream that has not failed and does not deduplicate by content: its appends without a
+  // dedup id may take Shard::Append's inline path (UpdatePlainStream keeps it true to those
+  // fields). Every queue has a dedup window by default (for messages that carry an id).
   bool plain_stream_ = false;
-  void UpdatePlainStream() { plain_stream_ = stream_ != nullptr && !failed_ && !dedup_.enabled(); }
+  void UpdatePlainStream() {
+    plain_stream_ = stream_ != nullptr && !failed_ && !(dedup_.enabled() && config_.content_dedup);
+  }
   // Written on the owning lcore only; mutable so that the const Fetch counts what it reads.
   mutable PartitionCounters counters_;
   QueueConfig config_;
@@ -144,14 +147,16 @@ class Shard {
   // ---- produce ----
   // Stream append or work-queue send. The partition is message.partition.
   // Inline: the common stream append (the partition asked for last, a plain stream, a message
-  // within the size limit from producer id 0 or the next sequence of the producer seen last, room
+  // without a dedup id, within the size limit, from producer id 0 or the next sequence of the
+  // producer seen last, room
   // for its ack, room in the open batch) is done here, in the caller's frame; anything else —
   // every check, error and side path — is AppendSlow's, which decides from scratch.
   AppendResult Append(const ReplyTarget& target, QueueId queue, const MessageIn& m,
                       uint64_t now_ns) {
     SeeTime(now_ns);
     Partition* p = Get(queue, m.partition);
-    if (p == nullptr || !p->plain_stream_ || m.record.size() > p->config_.max_message_bytes ||
+    if (p == nullptr || !p->plain_stream_ || !m.dedup_id.empty() ||
+        m.record.size() > p->config_.max_message_bytes ||
         p->pending_messages_ >= p->acks_.capacity() ||
         (m.producer_id != 0 && !p->producers_.IsNextOfLast(m.producer_id, m.sequence)))
         [[unlikely]] {

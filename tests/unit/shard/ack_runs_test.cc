@@ -53,11 +53,14 @@ bool Same(const AckRange& a, const AckRange& b) {
 
 class Runner {
  public:
-  // Odd seeds deduplicate by id too (every append takes Shard::AppendSlow); even seeds do not
-  // (Shard::Append's inline path takes most), and every third keeps only two chunks by
+  // Odd seeds have a dedup window (appends with a dedup id take Shard::AppendSlow, the others
+  // mostly the inline path, as on a queue with the default window); seeds 3 mod 4 deduplicate by
+  // content too (every append takes AppendSlow; some payloads repeat); even seeds have no window.
+  // Every third keeps only two chunks by
   // retention_bytes. The index holds 64 messages of ~600 bytes over ~3 of the 16 KiB chunks:
   // appends evict the oldest durable chunk (PartitionLog::AppendSlow) or are THROTTLED.
-  explicit Runner(uint64_t seed) : rng_(seed), dedup_(seed % 2 == 1) {
+  explicit Runner(uint64_t seed)
+      : rng_(seed), dedup_(seed % 2 == 1), content_dedup_(seed % 4 == 3) {
     ShardConfig sc;
     sc.chunk_bytes = 16 * 1024;
     sc.pool_chunks = 64;
@@ -72,6 +75,7 @@ class Runner {
     qc.max_messages = kIndex;
     qc.max_pending_acks = kPendingLimit;
     qc.dedup_window_ms = dedup_ ? 60'000 : 0;
+    qc.content_dedup = content_dedup_;
     if (seed % 3 == 0) qc.retention_bytes = 2 * sc.chunk_bytes;
     SLUICE_ASSERT(shard_->AddPartition(kQ, 0, qc) == Errc::kOk);
   }
@@ -138,6 +142,7 @@ class Runner {
       seq = r < 7 ? next : r < 9 ? next - std::min<uint64_t>(next, 1 + rng_() % 3) : next + 1;
     }
     std::string payload = absl::StrCat("m", counter_++, std::string(550 + rng_() % 100, '.'));
+    if (rng_() % 8 == 0) payload = absl::StrCat("same", rng_() % 4, std::string(600, '.'));
     std::string dedup;
     if (rng_() % 8 == 0) dedup = absl::StrCat("d", rng_() % 6);
     MessageIn m;
@@ -153,15 +158,17 @@ class Runner {
         part->log().written_end().value - part->log().start_offset() >= kIndex;
     const AppendResult res = shard_->Append(target, kQ, m, now_);
     if (res.errc == Errc::kOk) stored_[res.offset] = payload;
-    // Dedup ids (odd seeds): a known id from producer id 0 is answered by its original.
-    if (dedup_ && !dedup.empty()) {
-      auto seen = dedup_seen_.find(dedup);
+    // Dedup ids (odd seeds), or payloads (content dedup): a known one from producer id 0 is
+    // answered by its original.
+    const std::string key = !dedup.empty() ? dedup : content_dedup_ ? "content:" + payload : "";
+    if (dedup_ && !key.empty()) {
+      auto seen = dedup_seen_.find(key);
       if (seen != dedup_seen_.end() && producer == 0 &&
           !(res.errc == Errc::kThrottled ||
             (res.errc == Errc::kDuplicate && res.offset == seen->second))) {
         dedup_missed_ = true;
       }
-      if (res.errc == Errc::kOk) dedup_seen_.emplace(dedup, res.offset);
+      if (res.errc == Errc::kOk) dedup_seen_.emplace(key, res.offset);
     }
     if (producer != 0 && seq == next_[producer] &&
         (res.errc == Errc::kOk || res.errc == Errc::kDuplicate)) {
@@ -266,6 +273,7 @@ class Runner {
 
   std::mt19937_64 rng_;
   const bool dedup_;
+  const bool content_dedup_;
   std::map<uint64_t, std::string> stored_;  // offset -> payload
   std::map<std::string, uint64_t> dedup_seen_;  // dedup id -> offset of its original
   bool dedup_missed_ = false;
@@ -285,6 +293,38 @@ class Runner {
   bool throttled_wrongly_ = false;
   bool accepted_over_limit_ = false;
 };
+
+// Shard::Append's inline path is for streams that do not deduplicate by content: turning content
+// dedup on (a live attribute) must send the next appends through the full path at once, and a
+// storage failure must refuse them.
+TEST(ShardAckRuns, LiveContentDedupAndFailureLeaveTheInlinePath) {
+  RecordingSink sink;
+  Shard shard(ShardConfig{}, &sink);
+  QueueConfig qc;
+  qc.type = QueueType::kStream;
+  qc.max_message_bytes = 1024;
+  qc.dedup_window_ms = 60'000;  // the default window: ids only, while content_dedup is off
+  ASSERT_EQ(shard.AddPartition(kQ, 0, qc), Errc::kOk);
+  const std::string payload = "same payload";
+  MessageIn m;
+  m.record = testing::Bytes(payload);
+  m.body = m.record;
+  const uint64_t now = 1'000'000'000;
+  EXPECT_EQ(shard.Append({1, 1, 0}, kQ, m, now).errc, Errc::kOk);
+  EXPECT_EQ(shard.Append({1, 1, 0}, kQ, m, now).errc, Errc::kOk);  // no content dedup yet
+  qc.content_dedup = true;
+  ASSERT_EQ(shard.UpdateLiveConfig(kQ, 0, qc), Errc::kOk);
+  const AppendResult first = shard.Append({1, 1, 0}, kQ, m, now);
+  EXPECT_EQ(first.errc, Errc::kOk);
+  const AppendResult again = shard.Append({1, 1, 0}, kQ, m, now);
+  EXPECT_EQ(again.errc, Errc::kDuplicate);
+  EXPECT_EQ(again.offset, first.offset);
+  qc.content_dedup = false;
+  ASSERT_EQ(shard.UpdateLiveConfig(kQ, 0, qc), Errc::kOk);
+  EXPECT_EQ(shard.Append({1, 1, 0}, kQ, m, now).errc, Errc::kOk);
+  shard.FailPartition(kQ, 0);
+  EXPECT_EQ(shard.Append({1, 1, 0}, kQ, m, now).errc, Errc::kStorageFailed);
+}
 
 TEST(ShardAckRuns, MatchAckPerMessageReference) {
   uint64_t first = 1, count = 1500;
