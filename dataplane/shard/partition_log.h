@@ -243,18 +243,14 @@ class PartitionLog {
   // queue ago (at millions of messages: in no cache), and a store that misses holds up every
   // store behind it (x86 commits stores in order). The hardware prefetchers do not run far enough
   // ahead on this path: asking ~32 small records ahead hides the memory latency.
-  // Per call a compare; the lines go in blocks of kPrefetchBlock bytes (4 at a time, unrolled),
-  // once the write position comes within kWriteAhead - kPrefetchBlock of the prefetched end.
+  // Per call a compare; the lines go kPrefetchBlock bytes at a time, once the write position
+  // comes within kWriteAhead - kPrefetchBlock of the prefetched end. One prefetch per loop turn:
+  // four per turn (fewer instructions) made 1 KiB appends ~10 % slower in bench_frontend.
   void PrefetchAhead() {
     if (pos_ + kWriteAhead <= prefetched_ + kPrefetchBlock) return;
     const uint32_t to = std::min(pos_ + kWriteAhead, pool_.chunk_bytes());
     const std::byte* base = pool_.data(current_);
-    for (; prefetched_ < to; prefetched_ += 256) {
-      __builtin_prefetch(base + prefetched_, 1);
-      __builtin_prefetch(base + prefetched_ + 64, 1);
-      __builtin_prefetch(base + prefetched_ + 128, 1);
-      __builtin_prefetch(base + prefetched_ + 192, 1);
-    }
+    for (; prefetched_ < to; prefetched_ += 64) __builtin_prefetch(base + prefetched_, 1);
   }
   static constexpr uint32_t kWriteAhead = 4096;
   static constexpr uint32_t kPrefetchBlock = 1024;
