@@ -172,13 +172,6 @@ bool PartitionLog::Seal() {
   return true;
 }
 
-void PartitionLog::MarkDurable(DurableOffset durable) {
-  SLUICE_ASSERT(durable.value <= sealed_);  // only sealed bytes can have reached storage
-  if (durable.value <= durable_) return;     // late or repeated completions are harmless
-  durable_ = durable.value;
-  while (!batches_.empty() && batches_.front().end_offset() <= durable_) batches_.pop_front();
-}
-
 void PartitionLog::ForEachUndurableBatch(absl::FunctionRef<void(const SealedBatch&)> fn) const {
   for (uint64_t i = 0; i < batches_.size(); ++i) fn(batches_[i]);
 }

@@ -117,7 +117,13 @@ class PartitionLog {
   uint32_t last_sealed_bytes() const { return last_sealed_bytes_; }
   uint32_t last_sealed_count() const { return last_sealed_count_; }
   // Offsets below `durable` met the durability mode; their batches leave the undurable list.
-  void MarkDurable(DurableOffset durable);
+  // Inline: once per sealed batch of an in-memory partition (every pass of the worker).
+  void MarkDurable(DurableOffset durable) {
+    SLUICE_ASSERT(durable.value <= sealed_);  // only sealed bytes can have reached storage
+    if (durable.value <= durable_) return;     // late or repeated completions are harmless
+    durable_ = durable.value;
+    while (!batches_.empty() && batches_.front().end_offset() <= durable_) batches_.pop_front();
+  }
   // Sealed batches not yet wholly durable, oldest first.
   void ForEachUndurableBatch(absl::FunctionRef<void(const SealedBatch&)> fn) const;
 
