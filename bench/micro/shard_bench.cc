@@ -196,9 +196,10 @@ BENCHMARK(BM_StreamAppend)->DenseRange(0, std::size(kAppendVariants) - 1);
 // sealed, Tick and Flush. The shard is configured as `EngineShardConfig` configures it (64 B
 // alignment for in-memory batches, the three histograms, the prefaulted pool) and the queue as
 // `ConfigOf` does (a stream, 64 chunks of budget, 65 536 index entries: in steady state every
-// append past the index's end evicts the oldest chunk). Producer id 0 with a fixed sequence is
-// the x1 flood's shape (sluice-loadgen --produce-flood: one pre-built frame, so every ack is a
-// range of its own); "idempotent" numbers its messages (one range per pass).
+// append past the index's end evicts the oldest chunk). Producer id 0 with a fixed sequence (a
+// replayed frame: every ack a range of its own, the worst case for the ack path) or numbered
+// sequences ("idempotent": one range per pass; sluice-loadgen --produce-flood numbers its
+// producer-0 messages too, so the flood's acks are of this shape).
 // The pass is one noinline function, so that callgrind can count it alone
 // (--toggle-collect='*WorkerPass*'; docs/benchmarks.md, shard micro-benchmarks, session 9).
 struct PassVariant {
