@@ -201,7 +201,8 @@ BENCHMARK(BM_StreamAppend)->DenseRange(0, std::size(kAppendVariants) - 1);
 // sequences ("idempotent": one range per pass; sluice-loadgen --produce-flood numbers its
 // producer-0 messages too, so the flood's acks are of this shape).
 // The pass is one noinline function, so that callgrind can count it alone
-// (--toggle-collect='*WorkerPass*'; docs/benchmarks.md, shard micro-benchmarks, session 9).
+// (--toggle-collect='(anonymous namespace)::WorkerPass(*'; docs/benchmarks.md, shard
+// micro-benchmarks, session 9).
 struct PassVariant {
   uint32_t per_pass;
   bool idempotent;
