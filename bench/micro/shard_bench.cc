@@ -1,6 +1,8 @@
 // Shard engine micro-benchmarks (dataplane/shard): the per-message costs of the queue engine with
 // no I/O: a work-queue send+receive+delete cycle at 1k, 1M and 10M messages in flight, stream append
-// (64 B and 1 KiB, plain and idempotent producer) including seal + durable + ack, and the timer
+// (64 B and 1 KiB, plain and idempotent producer) including seal + durable + ack, the worker's
+// pass over an in-memory stream (BM_WorkerPass: appends + SealDue + MarkDurable + Tick + Flush as
+// dataplane/frontend.cc calls them), and the timer
 // wheel's insert+cancel and insert+expire. Time per iteration is ns per message (or per timer).
 //
 // The shell's cadence is modelled: one SealBatch + MarkDurable (durability `none`) + Flush per
@@ -187,6 +189,101 @@ void BM_StreamAppend(benchmark::State& state) {
   state.SetLabel(std::to_string(v.payload_bytes) + "B" + (v.idempotent ? "/idempotent" : ""));
 }
 BENCHMARK(BM_StreamAppend)->DenseRange(0, std::size(kAppendVariants) - 1);
+
+// The worker's pass over an in-memory stream, as the frontend drives it (dataplane/frontend.cc,
+// `Frontend::Impl::Service`): `per_pass` single-message Appends (one 64 B message per PRODUCE
+// frame), then SealDue with the in-memory predicate, MarkDurable(sealed end, now) of what was
+// sealed, Tick and Flush. The shard is configured as `EngineShardConfig` configures it (64 B
+// alignment for in-memory batches, the three histograms, the prefaulted pool) and the queue as
+// `ConfigOf` does (a stream, 64 chunks of budget, 65 536 index entries: in steady state every
+// append past the index's end evicts the oldest chunk). Producer id 0 with a fixed sequence (a
+// replayed frame: every ack a range of its own, the worst case for the ack path) or numbered
+// sequences ("idempotent": one range per pass; sluice-loadgen --produce-flood numbers its
+// producer-0 messages too, so the flood's acks are of this shape).
+// The pass is one noinline function, so that callgrind can count it alone
+// (--toggle-collect='(anonymous namespace)::WorkerPass(*'; docs/benchmarks.md, shard
+// micro-benchmarks, session 9).
+struct PassVariant {
+  uint32_t per_pass;
+  bool idempotent;
+};
+constexpr PassVariant kPassVariants[] = {{32, false}, {32, true}, {1, false}, {1, true}};
+
+struct PassHistograms {
+  ss::AckLatencyHistogram ack_latency_ns;
+  ss::BatchBytesHistogram batch_bytes;
+  ss::BatchMessagesHistogram batch_messages;
+};
+
+[[gnu::noinline]] void WorkerPass(ss::Shard& shard, ss::MessageIn& m, uint32_t per_pass,
+                                  bool idempotent, uint64_t now) {
+  const ss::ReplyTarget target{1, 1, 0};  // produce acks carry no request id
+  for (uint32_t i = 0; i < per_pass; ++i) {
+    shard.Append(target, kQ, m, now);
+    if (idempotent) ++m.sequence;
+  }
+  shard.SealDue([](const ss::Partition&) { return true; },
+                [&](const ss::Partition& pt) {
+                  shard.MarkDurable(pt.queue(), pt.index(),
+                                    ss::DurableOffset{pt.log().sealed_end().value}, now);
+                });
+  shard.Tick(now);
+  shard.Flush();
+}
+
+void BM_WorkerPass(benchmark::State& state) {
+  const PassVariant v = kPassVariants[state.range(0)];
+  const std::string payload(108, 'p');  // a 64 B message's record: 44 B of fields + payload
+  PassHistograms h;
+  ss::ShardConfig sc;
+  sc.chunk_bytes = 256 * 1024;
+  sc.pool_chunks = 256;
+  sc.prefault_pool = true;
+  sc.batch_align_bytes = 4096;
+  sc.memory_batch_align_bytes = 64;
+  sc.batch_header_bytes = 64;
+  sc.ack_latency_ns = &h.ack_latency_ns;
+  sc.batch_bytes = &h.batch_bytes;
+  sc.batch_messages = &h.batch_messages;
+  BenchSink sink;
+  ss::Shard shard(sc, &sink);
+  ss::QueueConfig qc;
+  qc.type = ss::QueueType::kStream;
+  qc.durability = ss::Durability::kNone;
+  qc.max_message_bytes = 64 * 1024;
+  qc.memory_budget_chunks = 64;
+  if (shard.AddPartition(kQ, 0, qc) != Errc::kOk) {
+    state.SkipWithError("AddPartition failed");
+    return;
+  }
+  ss::MessageIn m;
+  m.record = {reinterpret_cast<const std::byte*>(payload.data()), payload.size()};
+  m.body = m.record.subspan(44);
+  m.producer_id = v.idempotent ? 42 : 0;
+  uint64_t now = 1'000'000'000;
+  for (auto _ : state) {
+    WorkerPass(shard, m, v.per_pass, v.idempotent, now);
+    now += 3'000;  // a pass of 32 frames takes ~3 us: the 1 ms timer tick turns every ~330 passes
+  }
+  const ss::ShardCounters& c = shard.counters();
+  const uint64_t n = static_cast<uint64_t>(state.iterations()) * v.per_pass;
+  const ss::Partition* p = shard.Find(kQ, 0);
+  if (c.appended != n || c.throttled != 0 || sink.acked_messages != n ||
+      p->log().durable_end().value != n || p->pending_acks() != 0) {
+    state.SkipWithError("not every message was appended, made durable and acked");
+  }
+  state.SetItemsProcessed(static_cast<int64_t>(n));
+  // CPU ns per message (kInvert: seconds per unit; the unit is 1e-9 of a message).
+  state.counters["ns_per_msg"] =
+      benchmark::Counter(static_cast<double>(n) * 1e-9,
+                         benchmark::Counter::kIsRate | benchmark::Counter::kInvert);
+  state.counters["acks_per_msg"] = benchmark::Counter(static_cast<double>(sink.acks) / n);
+  std::string label = std::to_string(v.per_pass);  // not "x" + ...: GCC 12's -Wrestrict misfires
+  label.insert(label.begin(), 'x');
+  label.append(v.idempotent ? "/idempotent" : "/producer0");
+  state.SetLabel(label);
+}
+BENCHMARK(BM_WorkerPass)->DenseRange(0, std::size(kPassVariants) - 1);
 
 struct Noop final : ss::TimerClient {
   uint64_t fired = 0;

@@ -29,6 +29,35 @@ class AckCoalescer {
     open_.errc = errc;
   }
 
+  // The same as Add for each of `n` messages: sequences first_sequence + i * step (step 0 or 1),
+  // offsets offset + i. Step 1: the first may extend the open range, the rest extend it (one
+  // add). Step 0 (a repeated sequence): every message after the first is a range of its own.
+  void AddRun(const ReplyTarget& target, QueueId queue, uint32_t partition, uint64_t producer_id,
+              uint64_t first_sequence, uint64_t step, uint32_t n, uint64_t offset, Errc errc,
+              ShardSink& sink) {
+    Add(target, queue, partition, producer_id, first_sequence, offset, errc, sink);
+    if (n == 1) return;
+    if (step == 1 && offset != kNoOffset && uint64_t{open_.count} + n - 1 <= UINT32_MAX) {
+      open_.count += n - 1;  // the open range now ends at the first message: the rest extend it
+      return;
+    }
+    if (step == 0 && offset != kNoOffset) {
+      // Each message repeats the sequence the open range ends at, so none extends it: each one
+      // closes the open range and opens its own (target, producer, errc are already these).
+      for (uint32_t i = 1; i < n; ++i) {
+        sink.OnAck(open_);
+        open_.first_sequence = first_sequence;
+        open_.count = 1;
+        open_.first_offset = offset + i;
+      }
+      return;
+    }
+    for (uint32_t i = 1; i < n; ++i) {
+      Add(target, queue, partition, producer_id, first_sequence + i * step,
+          offset == kNoOffset ? kNoOffset : offset + i, errc, sink);
+    }
+  }
+
   void Flush(ShardSink& sink) {
     if (open_.count == 0) return;
     sink.OnAck(open_);

@@ -39,8 +39,8 @@ PartitionLog::~PartitionLog() {
   if (current_ != ChunkPool::kNone && pool_.live(current_) == 0) pool_.Release(current_);
 }
 
-PartitionLog::Appended PartitionLog::Append(std::span<const std::byte> record, uint64_t now_ns,
-                                            uint64_t producer_id) {
+PartitionLog::Appended PartitionLog::AppendSlow(std::span<const std::byte> record,
+                                                uint64_t now_ns, uint64_t producer_id) {
   const uint32_t need = static_cast<uint32_t>(sizeof(RecordHeader) + record.size());
   SLUICE_ASSERT(config_.batch_header_bytes + uint64_t{need} <= pool_.chunk_bytes());
   Appended out;
@@ -55,46 +55,25 @@ PartitionLog::Appended PartitionLog::Append(std::span<const std::byte> record, u
       return out;
     }
   }
-  const uint64_t ts = std::max(now_ns, last_timestamp_ns_);  // monotonic: timestamp search works
-  if (!batch_open_) {
-    open_start_ = AlignUp(pos_);
-    std::memset(pool_.data(current_) + open_start_, 0, config_.batch_header_bytes);
-    pos_ = open_start_ + config_.batch_header_bytes;
-    batch_open_ = true;
-    open_ = SealedBatch{};
-    open_.header_bytes = config_.batch_header_bytes;
-    open_.first_offset = next_;
-    open_.first_timestamp_ns = ts;
-  }
-  // The header's fields go straight to the chunk: a RecordHeader built on the stack and copied
-  // is stored in pieces and reloaded as one vector, a store-forwarding stall on every append.
-  std::byte* dst = pool_.data(current_) + pos_;
-  static_assert(std::endian::native == std::endian::little);  // length, then reserved 0
-  const uint64_t length_and_reserved = record.size();
-  std::memcpy(dst + offsetof(RecordHeader, length), &length_and_reserved, 8);
-  std::memcpy(dst + offsetof(RecordHeader, timestamp_ns), &ts, 8);
-  std::memcpy(dst + offsetof(RecordHeader, producer_id), &producer_id, 8);
-  if (!record.empty()) std::memcpy(dst + sizeof(RecordHeader), record.data(), record.size());
-
-  out.offset = next_++;
-  out.timestamp_ns = ts;
-  out.location = {current_, pos_ + static_cast<uint32_t>(sizeof(RecordHeader)),
-                  static_cast<uint32_t>(record.size())};
-  pos_ += need;
-  PrefetchAhead();
-  ++open_.count;
-  open_.last_timestamp_ns = ts;
-  last_timestamp_ns_ = ts;
-  if (config_.indexed) {
-    index_.push_back({out.location.chunk, out.location.pos, out.location.length, ts});
-    ChunkSpan& chunk = chunks_.back();
-    chunk.end_offset = next_;
-    chunk.last_timestamp_ns = ts;
-    SLUICE_ASSERT(start_ + index_.size() == next_);  // the index is dense
-  } else {
-    ++pool_.live(current_);
-  }
+  out = Write(record, now_ns, producer_id, need);
+  SLUICE_ASSERT(!config_.indexed || start_ + index_.size() == next_);  // the index is dense
   return out;
+}
+
+void PartitionLog::OpenBatch(uint64_t ts) {
+  open_start_ = AlignUp(pos_);
+  std::byte* header = pool_.data(current_) + open_start_;
+  if (config_.batch_header_bytes == 64) {
+    std::memset(header, 0, 64);  // the usual size: two vector stores, not a call
+  } else {
+    std::memset(header, 0, config_.batch_header_bytes);
+  }
+  pos_ = open_start_ + config_.batch_header_bytes;
+  batch_open_ = true;
+  open_ = SealedBatch{};
+  open_.header_bytes = config_.batch_header_bytes;
+  open_.first_offset = next_;
+  open_.first_timestamp_ns = ts;
 }
 
 PartitionLog::Appended PartitionLog::Restore(std::span<const std::byte> record, uint64_t offset,
@@ -158,6 +137,7 @@ bool PartitionLog::NewChunk() {
   prefetched_ = 0;
   ++chunks_held_;
   if (config_.indexed) {
+    FinishCurrentSpan();  // the chunk being left: its end and last time (not kept per record)
     chunks_.push_back({id, next_, next_, last_timestamp_ns_});
     EnforceRetention(0);  // retention_bytes counts whole chunks
   }
@@ -169,9 +149,18 @@ bool PartitionLog::Seal() {
   const uint32_t end = pos_;
   const uint32_t padded = AlignUp(end);
   std::byte* base = pool_.data(current_);
-  std::memset(base + end, 0, padded - end);  // deterministic bytes for CRC and O_DIRECT
+  // Deterministic bytes for CRC and O_DIRECT. Padding under 64 bytes (every in-memory batch,
+  // 64 B aligned) is zeroed as one 64-byte block when the chunk has room: the bytes past `padded`
+  // are free space of the current chunk, which the next batch writes before anything reads it.
+  if (padded - end < 64 && end + 64 <= pool_.chunk_bytes()) {
+    std::memset(base + end, 0, 64);
+  } else {
+    std::memset(base + end, 0, padded - end);
+  }
   open_.bytes = {base + open_start_, padded - open_start_};
   open_.used_bytes = end - open_start_;
+  open_.count = static_cast<uint32_t>(next_ - open_.first_offset);  // not counted per record
+  open_.last_timestamp_ns = last_timestamp_ns_;
   SLUICE_ASSERT(open_.count > 0 && open_.end_offset() == next_);
   batches_.push_back(open_);
   last_sealed_bytes_ = open_.used_bytes;
@@ -181,13 +170,6 @@ bool PartitionLog::Seal() {
   sealed_ = next_;
   batch_open_ = false;
   return true;
-}
-
-void PartitionLog::MarkDurable(DurableOffset durable) {
-  SLUICE_ASSERT(durable.value <= sealed_);  // only sealed bytes can have reached storage
-  if (durable.value <= durable_) return;     // late or repeated completions are harmless
-  durable_ = durable.value;
-  while (!batches_.empty() && batches_.front().end_offset() <= durable_) batches_.pop_front();
 }
 
 void PartitionLog::ForEachUndurableBatch(absl::FunctionRef<void(const SealedBatch&)> fn) const {
@@ -238,7 +220,7 @@ bool PartitionLog::EvictOldest() {
   const ChunkSpan oldest = chunks_.front();
   if (oldest.end_offset > durable_) return false;
   SLUICE_ASSERT(oldest.first_offset == start_);
-  for (uint64_t o = start_; o < oldest.end_offset; ++o) index_.pop_front();
+  index_.pop_front(oldest.end_offset - start_);
   start_ = oldest.end_offset;
   chunks_.pop_front();
   pool_.Release(oldest.chunk);
@@ -256,10 +238,8 @@ uint64_t PartitionLog::TruncateBefore(uint64_t offset) {
     const bool evicted = EvictOldest();
     SLUICE_ASSERT(evicted);
   }
-  while (start_ < offset) {
-    index_.pop_front();
-    ++start_;
-  }
+  index_.pop_front(offset - start_);
+  start_ = offset;
   if (!chunks_.empty()) chunks_.front().first_offset = start_;  // the rest of it stays held
   SLUICE_ASSERT(start_ + index_.size() == next_);
   return dropped;
@@ -273,7 +253,7 @@ uint32_t PartitionLog::EnforceRetention(uint64_t now_ns) {
     ++evicted;  // keeps at least retention_bytes of whole chunks besides the current one
   }
   const uint64_t age_ns = config_.retention_ms * 1'000'000;
-  while (config_.retention_ms != 0 && now_ns != 0 && !chunks_.empty() &&
+  while (config_.retention_ms != 0 && now_ns != 0 && chunks_.size() >= 2 &&
          chunks_.front().last_timestamp_ns + age_ns < now_ns && EvictOldest()) {
     ++evicted;
   }

@@ -61,9 +61,39 @@ class ProducerTable {
     return {Verdict::kDuplicate, remembered ? e.offset : UINT64_MAX, slot};
   }
 
+  // The shard's inline append path: true if `sequence` is the next one of `producer_id` (not 0),
+  // the producer recorded last, which heads the LRU list (Classify would say kNew and Record would
+  // take its inline path). RecordNext then records it.
+  bool IsNextOfLast(uint64_t producer_id, uint64_t sequence) const {
+    return producer_id == last_id_ && last_slot_ == lru_head_ && sequence == states_[last_slot_].next;
+  }
+  void RecordNext(uint64_t sequence, uint64_t offset) {
+    State& s = states_[last_slot_];
+    SLUICE_ASSERT(sequence == s.next);
+    s.window[sequence % kWindow] = {sequence, offset};
+    ++s.next;
+  }
+
   // After a kNew message was appended at `offset`. Returns true if another producer was evicted.
-  bool Record(const Check& check, uint64_t producer_id, uint64_t sequence, uint64_t offset) {
+  // Inline for the producer recorded last while it heads the LRU list (a run of messages from one
+  // producer: every one but the first): its window entry and next sequence, nothing else.
+  [[gnu::always_inline]] bool Record(const Check& check, uint64_t producer_id, uint64_t sequence,
+                                     uint64_t offset) {
     SLUICE_ASSERT(check.verdict == Verdict::kNew);
+    if (check.slot == last_slot_ && check.slot == lru_head_ && producer_id == last_id_) {
+      State& s = states_[check.slot];
+      SLUICE_ASSERT(sequence == s.next);
+      s.window[sequence % kWindow] = {sequence, offset};
+      ++s.next;
+      return false;
+    }
+    return RecordSlow(check, producer_id, sequence, offset);
+  }
+
+  // A new producer, an eviction or an LRU move: out of line, so that Record stays small enough to
+  // inline into Shard::Append.
+  [[gnu::noinline]] bool RecordSlow(const Check& check, uint64_t producer_id, uint64_t sequence,
+                                    uint64_t offset) {
     bool evicted = false;
     uint32_t slot = check.slot;
     if (slot == kNil) {

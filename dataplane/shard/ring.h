@@ -49,6 +49,11 @@ class Ring {
     SLUICE_ASSERT(!empty());
     ++head_;
   }
+  // Drops the n oldest (trivially destructible T: nothing to run per element).
+  void pop_front(uint64_t n) {
+    SLUICE_ASSERT(n <= size());
+    head_ += n;
+  }
 
  private:
   std::unique_ptr<T[]> items_;

@@ -97,6 +97,7 @@ Errc Shard::AddPartition(QueueId queue, uint32_t partition, const QueueConfig& c
                                                         &counters_, &p->counters_, sink_,
                                                         &now_ns_});
   }
+  p->UpdatePlainStream();
   partitions_.emplace(Key(queue, partition), std::move(p));
   return Errc::kOk;
 }
@@ -124,6 +125,7 @@ Errc Shard::UpdateLiveConfig(QueueId queue, uint32_t partition, const QueueConfi
     c.dedup_window_ms = next.dedup_window_ms;
     p->dedup_.SetWindow(uint64_t{next.dedup_window_ms} * 1'000'000, c.max_dedup_entries);
   }
+  p->UpdatePlainStream();  // the window or content dedup may have changed
   return Errc::kOk;
 }
 
@@ -221,8 +223,12 @@ uint64_t Shard::DedupHash(const Partition& p, const MessageIn& m) {
 AppendResult Shard::Duplicate(Partition& p, const ReplyTarget& target, const MessageIn& m,
                               uint64_t offset) {
   if (offset != kNoOffset && offset >= p.log_.durable_end().value) {
-    if (p.acks_.full()) return Reject(target, p.queue_, m, Errc::kThrottled);
-    p.acks_.push_back({target, m.producer_id, m.sequence, offset, now_ns_, Errc::kDuplicate});
+    if (p.pending_messages_ >= p.acks_.capacity()) {
+      return Reject(target, p.queue_, m, Errc::kThrottled);
+    }
+    p.acks_.push_back({target, m.producer_id, m.sequence, offset, now_ns_, 1,
+                       Partition::PendingAck::kStepUnknown, Errc::kDuplicate});
+    ++p.pending_messages_;
   } else {
     ++counters_.acked;
     ++p.counters_.acked;
@@ -232,9 +238,14 @@ AppendResult Shard::Duplicate(Partition& p, const ReplyTarget& target, const Mes
   return {Errc::kDuplicate, offset};
 }
 
-AppendResult Shard::Append(const ReplyTarget& target, QueueId queue, const MessageIn& m,
-                           uint64_t now_ns) {
-  SeeTime(now_ns);
+AppendResult Shard::LogRefused(Partition& p, const ReplyTarget& target, const MessageIn& m,
+                               Errc errc) {
+  if (errc == Errc::kThrottled) ++p.counters_.throttled;
+  return Reject(target, p.queue_, m, errc);
+}
+
+// Every append the inline path in shard.h does not take (SeeTime was called there).
+AppendResult Shard::AppendSlow(const ReplyTarget& target, QueueId queue, const MessageIn& m) {
   // The record's two words one by one: the caller stored them moments ago as two 8-byte stores,
   // and the span copied whole was reloaded as one 16-byte vector (a store-forwarding stall).
   const std::byte* const record = m.record.data();
@@ -253,7 +264,7 @@ AppendResult Shard::Append(const ReplyTarget& target, QueueId queue, const Messa
   if (check.verdict == ProducerTable::Verdict::kDuplicate) {
     return Duplicate(*p, target, m, check.offset);
   }
-  const uint64_t dedup_hash = DedupHash(*p, m);
+  const uint64_t dedup_hash = p->dedup_.enabled() ? DedupHash(*p, m) : kNoDedup;
   const bool dedup = dedup_hash != kNoDedup;
   if (dedup) {
     if (const std::optional<uint64_t> original = p->dedup_.Find(dedup_hash, now_ns_)) {
@@ -267,20 +278,15 @@ AppendResult Shard::Append(const ReplyTarget& target, QueueId queue, const Messa
   }
 
   // Capacity checks before any side effect, so a throttled message leaves no trace.
-  if (p->acks_.full() || (p->work_ != nullptr && p->work_->Admit(m.group) != Errc::kOk)) {
+  if (p->pending_messages_ >= p->acks_.capacity() ||
+      (p->work_ != nullptr && p->work_->Admit(m.group) != Errc::kOk)) {
     ++p->counters_.throttled;
     return Reject(target, queue, m, Errc::kThrottled);
   }
   const PartitionLog::Appended a =
       p->log_.Append(std::span<const std::byte>(record, record_bytes), now_ns_, m.producer_id);
-  if (a.errc != Errc::kOk) {
-    if (a.errc == Errc::kThrottled) ++p->counters_.throttled;
-    return Reject(target, queue, m, a.errc);
-  }
-  if (!p->open_listed_) {  // SealAll visits only partitions with an open batch
-    p->open_listed_ = true;
-    open_batches_.push_back(p);
-  }
+  if (a.errc != Errc::kOk) return LogRefused(*p, target, m, a.errc);
+  if (!p->open_listed_) ListOpen(*p);
 
   if (p->work_ != nullptr) p->work_->Add(a, m);
   if (check.verdict == ProducerTable::Verdict::kNew &&
@@ -288,13 +294,7 @@ AppendResult Shard::Append(const ReplyTarget& target, QueueId queue, const Messa
     ++counters_.producer_evictions;
   }
   if (dedup && p->dedup_.Insert(dedup_hash, a.offset, now_ns_)) ++counters_.dedup_evictions;
-  Partition::PendingAck& ack = p->acks_.emplace_back();
-  ack.target = target;
-  ack.producer_id = m.producer_id;
-  ack.sequence = m.sequence;
-  ack.offset = a.offset;
-  ack.appended_ns = now_ns_;
-  ack.errc = Errc::kOk;
+  AddPendingAck(*p, target, m, a.offset);
   ++counters_.appended;
   counters_.appended_bytes += record_bytes;
   ++p->counters_.messages_in;
@@ -359,16 +359,21 @@ void Shard::RejectPendingAcks(Partition& p, Errc errc) {
     MessageIn m;
     m.partition = static_cast<uint16_t>(p.index_);
     m.producer_id = pa.producer_id;
-    m.sequence = pa.sequence;
-    Reject(pa.target, p.queue_, m, errc);
+    const uint64_t step = pa.count > 1 ? pa.sequence_step : 0;
+    for (uint32_t i = 0; i < pa.count; ++i) {  // one answer per message, as they came
+      m.sequence = pa.sequence + i * step;
+      Reject(pa.target, p.queue_, m, errc);
+    }
     p.acks_.pop_front();
   }
+  p.pending_messages_ = 0;
 }
 
 Errc Shard::FailPartition(QueueId queue, uint32_t partition) {
   Partition* p = Get(queue, partition);
   if (p == nullptr) return Errc::kUnknownPartition;
   p->failed_ = true;
+  p->UpdatePlainStream();
   RejectPendingAcks(*p, Errc::kStorageFailed);
   Flush();
   return Errc::kOk;
@@ -406,17 +411,39 @@ Errc Shard::MarkDurable(QueueId queue, uint32_t partition, DurableOffset durable
   if (p == nullptr) return Errc::kUnknownPartition;
   p->log_.MarkDurable(durable);
   const uint64_t end = p->log_.durable_end().value;
+  // Per run of appends (one producer, target and append time), not per message: the coalescer
+  // takes the run at once, the latency histogram gets the run's count in one bucket, the counters
+  // are added once per call. The same ranges, totals and buckets as message by message.
+  uint64_t acked = 0;
+  AckLatencyHistogram* const latency = config_.ack_latency_ns;
+  const QueueId queue_id = p->queue_;
+  const uint32_t index = p->index_;
   while (!p->acks_.empty() && p->acks_.front().offset < end) {
-    const Partition::PendingAck& pa = p->acks_.front();
-    acks_out_.Add(pa.target, p->queue_, p->index_, pa.producer_id, pa.sequence, pa.offset, pa.errc,
-                  *sink_);
-    ++counters_.acked;
-    ++p->counters_.acked;
-    if (config_.ack_latency_ns != nullptr && pa.errc == Errc::kOk) {
-      config_.ack_latency_ns->Record(now_ns_ >= pa.appended_ns ? now_ns_ - pa.appended_ns : 0);
+    Partition::PendingAck& pa = p->acks_.front();
+    // A run may end past `end` (it spans a batch boundary): its durable head goes, the rest
+    // stays. A duplicate's entry (count 1) goes whole once its original is durable.
+    const uint64_t left = end - pa.offset;
+    const uint32_t n = left < pa.count ? static_cast<uint32_t>(left) : pa.count;
+    // n > 1 only for a run of two or more, whose step is known (0 or 1).
+    SLUICE_ASSERT(n == 1 || pa.sequence_step <= 1);
+    acks_out_.AddRun(pa.target, queue_id, index, pa.producer_id, pa.sequence, pa.sequence_step, n,
+                     pa.offset, pa.errc, *sink_);
+    acked += n;
+    if (latency != nullptr && pa.errc == Errc::kOk) {
+      latency->Record(now_ns_ >= pa.appended_ns ? now_ns_ - pa.appended_ns : 0, n);
+    }
+    if (n < pa.count) [[unlikely]] {
+      pa.offset += n;
+      pa.sequence += n * pa.sequence_step;
+      pa.count -= n;
+      if (pa.count == 1) pa.sequence_step = Partition::PendingAck::kStepUnknown;
+      break;
     }
     p->acks_.pop_front();
   }
+  p->pending_messages_ -= acked;
+  counters_.acked += acked;
+  p->counters_.acked += acked;
   if (p->work_ != nullptr) p->work_->OnDurable(p->log_.durable_end());
   if (p->stream_ != nullptr) p->stream_->Pump(kPushBudget);
   return Errc::kOk;
@@ -598,8 +625,9 @@ uint64_t Shard::Tick(uint64_t now_ns) {
   for (Partition* p : coordinators_) {
     if (now_ns_ >= p->groups_->next_expiry_ns()) work += p->groups_->Expire(now_ns_);
   }
+  // Both asked inline: a stream without retention bounds or subscribers costs two compares.
   for (Partition* p : streams_) {
-    work += p->log_.EnforceRetention(now_ns_);
+    if (p->log_.RetentionMayApply()) work += p->log_.EnforceRetention(now_ns_);
     if (p->stream_->Backlogged()) work += p->stream_->Pump(kPushBudget);
   }
   return work;

@@ -51,18 +51,28 @@ class Partition {
   const Stream* stream() const { return stream_.get(); }
   // Partition 0 of a stream: the queue's consumer-group coordinator; nullptr elsewhere.
   const GroupCoordinator* groups() const { return groups_.get(); }
-  uint64_t pending_acks() const { return acks_.size(); }
+  // Appends (messages) waiting for durability to be acked.
+  uint64_t pending_acks() const { return pending_messages_; }
   bool failed() const { return failed_; }
   const PartitionCounters& counters() const { return counters_; }
 
  private:
   friend class Shard;
+  // A run of `count` appends waiting for durability: one producer, one reply target, one append
+  // time, consecutive offsets from `offset`, sequences from `sequence` going up by
+  // `sequence_step` (1: a numbering producer; 0: one that repeats its sequence, such as producer
+  // id 0 replaying a frame). A pass's messages from one client are one entry, not one each: the
+  // ring's pushes and MarkDurable's walk are per run (they were ~70 instructions per message).
+  // Only kOk appends form runs; a duplicate waiting for its original is an entry of its own.
   struct PendingAck {
+    static constexpr uint8_t kStepUnknown = 2;  // count 1: the next append decides
     ReplyTarget target;
     uint64_t producer_id;
-    uint64_t sequence;
-    uint64_t offset;
+    uint64_t sequence;     // the first message's
+    uint64_t offset;       // the first message's (a duplicate's: its original)
     uint64_t appended_ns;  // ack latency
+    uint32_t count;
+    uint8_t sequence_step;
     Errc errc;
   };
   Partition(QueueId queue, uint32_t index, const QueueConfig& config, const ShardConfig& shard,
@@ -72,6 +82,13 @@ class Partition {
   uint32_t index_;
   bool open_listed_ = false;  // in Shard::open_batches_
   bool failed_ = false;       // storage failed: no more appends
+  // A stream that has not failed and does not deduplicate by content: its appends without a
+  // dedup id may take Shard::Append's inline path (UpdatePlainStream keeps it true to those
+  // fields). Every queue has a dedup window by default (for messages that carry an id).
+  bool plain_stream_ = false;
+  void UpdatePlainStream() {
+    plain_stream_ = stream_ != nullptr && !failed_ && !(dedup_.enabled() && config_.content_dedup);
+  }
   // Written on the owning lcore only; mutable so that the const Fetch counts what it reads.
   mutable PartitionCounters counters_;
   QueueConfig config_;
@@ -79,6 +96,9 @@ class Partition {
   ProducerTable producers_;
   DedupTable dedup_;
   Ring<PendingAck> acks_;  // waiting for durability, in offset order of first append
+  // Messages in acks_' runs: bounded by acks_.capacity() (max_pending_acks, rounded up to a
+  // power of two, as when every message had an entry), so the ring cannot overflow either.
+  uint64_t pending_messages_ = 0;
   std::unique_ptr<Stream> stream_;
   std::unique_ptr<WorkQueue> work_;
   std::unique_ptr<GroupCoordinator> groups_;
@@ -126,8 +146,33 @@ class Shard {
 
   // ---- produce ----
   // Stream append or work-queue send. The partition is message.partition.
-  AppendResult Append(const ReplyTarget& target, QueueId queue, const MessageIn& message,
-                      uint64_t now_ns);
+  // Inline: the common stream append (the partition asked for last, a plain stream, a message
+  // without a dedup id, within the size limit, from producer id 0 or the next sequence of the
+  // producer seen last, room
+  // for its ack, room in the open batch) is done here, in the caller's frame; anything else —
+  // every check, error and side path — is AppendSlow's, which decides from scratch.
+  AppendResult Append(const ReplyTarget& target, QueueId queue, const MessageIn& m,
+                      uint64_t now_ns) {
+    SeeTime(now_ns);
+    Partition* p = Get(queue, m.partition);
+    if (p == nullptr || !p->plain_stream_ || !m.dedup_id.empty() ||
+        m.record.size() > p->config_.max_message_bytes ||
+        p->pending_messages_ >= p->acks_.capacity() ||
+        (m.producer_id != 0 && !p->producers_.IsNextOfLast(m.producer_id, m.sequence)))
+        [[unlikely]] {
+      return AppendSlow(target, queue, m);
+    }
+    const PartitionLog::Appended a = p->log_.Append(m.record, now_ns_, m.producer_id);
+    if (a.errc != Errc::kOk) [[unlikely]] return LogRefused(*p, target, m, a.errc);
+    if (!p->open_listed_) [[unlikely]] ListOpen(*p);
+    if (m.producer_id != 0) p->producers_.RecordNext(m.sequence, a.offset);
+    AddPendingAck(*p, target, m, a.offset);
+    ++counters_.appended;
+    counters_.appended_bytes += m.record.size();
+    ++p->counters_.messages_in;
+    p->counters_.bytes_in += m.record.size();
+    return {Errc::kOk, a.offset};
+  }
   bool SealBatch(QueueId queue, uint32_t partition);  // true if a batch was sealed
   // Seals every open batch (visiting only partitions appended to since the last call) and calls
   // `sealed` for each partition that had one. Returns batches sealed.
@@ -224,6 +269,43 @@ class Shard {
   }
   void Advance(uint64_t now_ns);
   void Ack(Partition& p, const ReplyTarget& target, const MessageIn& m, uint64_t offset, Errc errc);
+  AppendResult AppendSlow(const ReplyTarget& target, QueueId queue, const MessageIn& m);
+  AppendResult LogRefused(Partition& p, const ReplyTarget& target, const MessageIn& m, Errc errc);
+  void ListOpen(Partition& p) {  // SealAll visits only partitions with an open batch
+    p.open_listed_ = true;
+    open_batches_.push_back(&p);
+  }
+  // The kOk ack of the message just appended at `offset`: it extends the last run when that run
+  // is this producer's to this target, of this pass (same append time), ends just before
+  // `offset`, and the sequence follows its step. Fields are compared and written in place (no
+  // PendingAck built on the stack and copied: that was a store-forwarding stall per message).
+  void AddPendingAck(Partition& p, const ReplyTarget& target, const MessageIn& m,
+                     uint64_t offset) {
+    ++p.pending_messages_;
+    if (!p.acks_.empty()) {
+      Partition::PendingAck& b = p.acks_.back();
+      if (b.offset + b.count == offset && b.errc == Errc::kOk && b.appended_ns == now_ns_ &&
+          b.producer_id == m.producer_id && b.target == target && b.count != UINT32_MAX) {
+        // count 1: step unknown, (count - 1) * step is 0 whatever it holds.
+        const uint64_t d = m.sequence - (b.sequence + uint64_t{b.count - 1} * b.sequence_step);
+        if (b.sequence_step == Partition::PendingAck::kStepUnknown ? d <= 1
+                                                                  : d == b.sequence_step) {
+          b.sequence_step = static_cast<uint8_t>(d);
+          ++b.count;
+          return;
+        }
+      }
+    }
+    Partition::PendingAck& ack = p.acks_.emplace_back();
+    ack.target = target;
+    ack.producer_id = m.producer_id;
+    ack.sequence = m.sequence;
+    ack.offset = offset;
+    ack.appended_ns = now_ns_;
+    ack.count = 1;
+    ack.sequence_step = Partition::PendingAck::kStepUnknown;
+    ack.errc = Errc::kOk;
+  }
   AppendResult Reject(const ReplyTarget& target, QueueId queue, const MessageIn& m, Errc errc);
   // Answers every append of `p` still waiting for durability with `errc`.
   void RejectPendingAcks(Partition& p, Errc errc);

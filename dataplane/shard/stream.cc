@@ -82,8 +82,7 @@ void Stream::Credit(uint32_t index, uint32_t credits) {
   sub.credits = static_cast<uint32_t>(std::min<uint64_t>(uint64_t{sub.credits} + credits, UINT32_MAX));
 }
 
-uint64_t Stream::Pump(uint32_t budget) {
-  if (active_subs_ == 0) return 0;
+uint64_t Stream::PumpAll(uint32_t budget) {
   uint64_t delivered = 0;
   for (Subscription& sub : subs_) {
     if (sub.active && sub.credits > 0) delivered += PumpOne(sub, budget);
@@ -119,8 +118,7 @@ uint64_t Stream::PumpOne(Subscription& sub, uint32_t budget) {
   return n;
 }
 
-bool Stream::Backlogged() const {
-  if (active_subs_ == 0) return false;
+bool Stream::AnyBacklogged() const {
   const uint64_t durable = env_.log->durable_end().value;
   for (const Subscription& sub : subs_) {
     if (sub.active && sub.credits > 0 && sub.next_offset < durable) return true;

@@ -83,6 +83,47 @@ TEST(PartitionLog, OffsetsAreDenseAndRecordsReadBack) {
   EXPECT_FALSE(log.Read(10, &m));
 }
 
+// Records up to 128 bytes are copied inline with overlapping 32-byte moves (PartitionLog::
+// CopyRecord): every length from 0 to 300 (both sides of each branch: 31/32, 64/65, 128/129)
+// reads back byte for byte, each header gives its length, and nothing past a record's end is
+// written (a record followed by the next one's header reads back whole); sealed batches count
+// and time their records (tallied at Seal, not per record), across chunks.
+TEST(PartitionLog, EveryRecordLengthCopiesExactly) {
+  ChunkPool pool(kChunk, 64, kAlign, {});
+  PartitionLog log(pool, Indexed(64));
+  std::vector<std::string> records;
+  uint64_t batches = 0, in_batches = 0;
+  for (uint32_t len = 0; len <= 300; ++len) {
+    std::string r(len, '\0');
+    for (uint32_t i = 0; i < len; ++i) r[i] = static_cast<char>('A' + (len * 7 + i) % 61);
+    const auto a = log.Append(Bytes(r), 1000 + len);
+    ASSERT_EQ(a.errc, Errc::kOk) << len;
+    ASSERT_EQ(a.offset, len);
+    records.push_back(std::move(r));
+    if (len % 7 == 6 && log.Seal()) ++batches;
+  }
+  if (log.Seal()) ++batches;
+  log.ForEachUndurableBatch([&](const SealedBatch& b) {
+    in_batches += b.count;
+    StoredMessage last;
+    ASSERT_TRUE(log.Read(b.end_offset() - 1, &last));
+    EXPECT_EQ(b.last_timestamp_ns, last.timestamp_ns);
+    RecordHeader h;
+    std::memcpy(&h, b.bytes.data() + b.header_bytes, sizeof h);
+    EXPECT_EQ(h.length, records[b.first_offset].size());
+    EXPECT_EQ(h.reserved, 0u);
+  });
+  EXPECT_EQ(in_batches, records.size());
+  EXPECT_GT(batches, 40u);
+  for (uint32_t len = 0; len < records.size(); ++len) {
+    StoredMessage m;
+    ASSERT_TRUE(log.Read(len, &m));
+    ASSERT_EQ(Str(m.record), records[len]) << "length " << len;
+    EXPECT_EQ(m.timestamp_ns, 1000u + len);
+  }
+  EXPECT_GT(log.chunks_held(), 2u);  // the lengths crossed chunk ends too
+}
+
 TEST(PartitionLog, TimestampsNeverGoBackwardsAndSearchFindsFirstAtOrAfter) {
   ChunkPool pool(kChunk, 4, kAlign, {});
   PartitionLog log(pool, Indexed(4));
