@@ -64,11 +64,8 @@ void Frontend::Impl::OnColdRead(uint64_t cookie, Errc errc, uint64_t next_offset
     OnReplicaPush(replica_subs_[static_cast<size_t>(c.replica_sub)], c, errc, next_offset, records);
     return;
   }
-  // Removed since. (A replica read is any receiving lcore's: with a dedicated replication lcore
-  // it need not own the partition's shard, docs/replication.md §6.)
-  if (c.replica ? table_->Find(c.queue) == nullptr : ShardOf(c.queue, c.partition) == nullptr) {
-    return;
-  }
+  if (ShardOf(c.queue, c.partition) == nullptr) return;  // removed since (replica reads too:
+                                                         // the partition's owner serves them)
   if (errc != Errc::kOk) {
     ErrorTo(c.target, p::FrameType::kFetch, errc);
     return;

@@ -294,12 +294,7 @@ AppendResult Shard::AppendSlow(const ReplyTarget& target, QueueId queue, const M
     ++counters_.producer_evictions;
   }
   if (dedup && p->dedup_.Insert(dedup_hash, a.offset, now_ns_)) ++counters_.dedup_evictions;
-  AddPendingAck(*p, target, m, a.offset);
-  ++counters_.appended;
-  counters_.appended_bytes += record_bytes;
-  ++p->counters_.messages_in;
-  p->counters_.bytes_in += record_bytes;
-  return {Errc::kOk, a.offset};
+  return Accepted(*p, target, m, a.offset);
 }
 
 void Shard::RecordSealed(const Partition& p) {

@@ -166,12 +166,7 @@ class Shard {
     if (a.errc != Errc::kOk) [[unlikely]] return LogRefused(*p, target, m, a.errc);
     if (!p->open_listed_) [[unlikely]] ListOpen(*p);
     if (m.producer_id != 0) p->producers_.RecordNext(m.sequence, a.offset);
-    AddPendingAck(*p, target, m, a.offset);
-    ++counters_.appended;
-    counters_.appended_bytes += m.record.size();
-    ++p->counters_.messages_in;
-    p->counters_.bytes_in += m.record.size();
-    return {Errc::kOk, a.offset};
+    return Accepted(*p, target, m, a.offset);
   }
   bool SealBatch(QueueId queue, uint32_t partition);  // true if a batch was sealed
   // Seals every open batch (visiting only partitions appended to since the last call) and calls
@@ -305,6 +300,16 @@ class Shard {
     ack.count = 1;
     ack.sequence_step = Partition::PendingAck::kStepUnknown;
     ack.errc = Errc::kOk;
+  }
+  // The end of every accepted append (inline and slow path): its ack waits, counted.
+  AppendResult Accepted(Partition& p, const ReplyTarget& target, const MessageIn& m,
+                        uint64_t offset) {
+    AddPendingAck(p, target, m, offset);
+    ++counters_.appended;
+    counters_.appended_bytes += m.record.size();
+    ++p.counters_.messages_in;
+    p.counters_.bytes_in += m.record.size();
+    return {Errc::kOk, offset};
   }
   AppendResult Reject(const ReplyTarget& target, QueueId queue, const MessageIn& m, Errc errc);
   // Answers every append of `p` still waiting for durability with `errc`.
