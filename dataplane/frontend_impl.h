@@ -339,8 +339,18 @@ class Frontend::Impl final : public shard::ShardSink {
     uint64_t last_credit_ns = 0;
     uint64_t last_push_ns = 0;
     bool reading = false;       // a replica read for it is in flight (cold_)...
-    uint64_t read_from = 0;     // ...from this offset
+    uint64_t read_from = 0;     // ...from this offset (UINT64_MAX: a replaced one's, dropped)
+    // A SUBSCRIBE from a timestamp: the start is not known yet. The first read goes by
+    // timestamp; its answer resolves the start, sends the RESULT (request_id) and pushes what
+    // it read. Until then credit_end holds only what CREDITs said; initial_credits count from
+    // the start.
+    bool resolving = false;
+    uint64_t resolve_ts = 0;
+    uint64_t request_id = 0;
+    uint32_t initial_credits = 0;
   };
+  // The RESULT of a SUBSCRIBE whose start was resolved later (from a timestamp): one item.
+  void SendReplicaSubResult(const ReplicaSub& s, Errc errc, uint64_t start);
   static constexpr size_t kMaxReplicaSubs = 64;
   std::array<ReplicaSub, kMaxReplicaSubs> replica_subs_{};
   ReplicaSub* FindReplicaSub(uint64_t client_id, uint64_t client_sub, uint32_t partition);

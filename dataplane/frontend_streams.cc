@@ -71,10 +71,11 @@ void Frontend::Impl::OnColdRead(uint64_t cookie, Errc errc, uint64_t next_offset
     return;
   }
   // Segments may still hold records below a purge mark (a time search can land there): they
-  // are not the log's any more. A standby's replica reads come from its replication shell (it
-  // has no local Persistence, and purge marks are not replicated: docs/replication.md).
-  const uint64_t start =
-      c.replica || persistence_ == nullptr ? 0 : persistence_->LogStart(c.queue, c.partition);
+  // are not the log's any more. A standby's replica reads: its replicated purge mark
+  // (ReplicaStart, docs/replication.md §6).
+  const uint64_t start = c.replica               ? replicator_->ReplicaStart(c.queue, c.partition)
+                         : persistence_ == nullptr ? 0
+                                                   : persistence_->LogStart(c.queue, c.partition);
   size_t below = 0;
   while (below < records.size() && records[below].offset < start) ++below;
   records = records.subspan(below);

@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <chrono>
+#include <cstdio>
 #include <cstring>
 
 #include "dataplane/replication_shell.h"
@@ -234,6 +235,19 @@ uint64_t HandoffReplicator::ReplicaStart(uint32_t queue, uint32_t partition) con
   uint64_t start = 0;
   if (reads_ == nullptr || !handoff_.replica_start.Start(queue, partition, &start)) return 0;
   return std::min(start, ReplicaEnd(queue, partition));
+}
+
+bool HandoffReplicator::ReplicaCommitted(uint32_t queue, uint32_t partition,
+                                         std::string_view group, uint64_t* offset) const {
+  // The replication lcore applies partition 0's ack stream and writes each commit there (the
+  // key as Frontend::PersistGroupCommit logs it).
+  if (reads_ == nullptr) return false;
+  char key[300];
+  const int n = std::snprintf(key, sizeof key, "%u:%.*s", partition,
+                              static_cast<int>(group.size()), group.data());
+  if (n <= 0 || static_cast<size_t>(n) >= sizeof key) return false;
+  return handoff_.replica_commits.Get(queue, std::string_view(key, static_cast<size_t>(n)),
+                                      offset);
 }
 
 uint64_t HandoffReplicator::ReplicaEnd(uint32_t queue, uint32_t partition) const {

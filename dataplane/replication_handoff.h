@@ -69,6 +69,7 @@ struct ReplicationHandoff {
   };
   std::vector<std::unique_ptr<ReadRings>> reads;  // [worker]; null: no shards (or a primary)
   replication::ReplicaStartBoard replica_start;   // written by the replication lcore
+  replication::ReplicaCommitBoard replica_commits;  // so are the replicated group commits
   WakeSignal* worker_wake = nullptr;              // [worker]: a shard lcore's, for its answers
   std::atomic<uint64_t> replica_reads_throttled{0};  // refused: kMaxReplicaReads out already
   void SetUpReplicaReads(WakeSignal* workers_wake);  // for every lcore with a hand-off ring
@@ -115,6 +116,8 @@ class HandoffReplicator final : public Replicator {
                    uint64_t cookie, bool by_timestamp) override;
   uint64_t ReplicaStart(uint32_t queue, uint32_t partition) const override;
   uint64_t ReplicaEnd(uint32_t queue, uint32_t partition) const override;
+  bool ReplicaCommitted(uint32_t queue, uint32_t partition, std::string_view group,
+                        uint64_t* offset) const override;
   uint32_t PollReplicaReads(
       absl::FunctionRef<void(uint64_t, Errc, uint64_t, std::span<const shard::StoredMessage>)> fn)
       override;

@@ -445,9 +445,10 @@ Errc ReplicationShell::StartReplicaRead(uint32_t queue, uint32_t partition, uint
   // refusal through Poll, where the caller (which answers the error now) holds no read.
   const storage::PartitionHandle h = it->second->handle;
   if (writer_->failed(h)) return Errc::kStorageFailed;
-  if (!by_timestamp && (value < writer_->log(h).start_offset() ||
-                        value >= writer_->durable(h).value)) {
-    return Errc::kOffsetOutOfRange;  // below the start (retention) or not durable here yet
+  if (!by_timestamp && (value < ReadStart(*it->second) || value >= writer_->durable(h).value)) {
+    // Below the start (retention, or a replicated purge mark: as a primary answers an offset
+    // it purged) or not durable here yet.
+    return Errc::kOffsetOutOfRange;
   }
   storage::FetchRequest r;
   r.partition = h;
@@ -521,8 +522,43 @@ uint32_t ReplicationShell::ServeReplicaReads() {
 
 void ReplicationShell::PublishReplicaStart(const StandbyPart& p) {
   if (!config_.dedicated || config_.status->handoff == nullptr) return;
-  config_.status->handoff->replica_start.Set(p.queue, p.partition,
-                                             writer_->log(p.handle).start_offset());
+  config_.status->handoff->replica_start.Set(p.queue, p.partition, ReadStart(p));
+}
+
+uint64_t ReplicationShell::ReadStart(const StandbyPart& p) const {
+  return std::max(writer_->log(p.handle).start_offset(), p.purged_below);
+}
+
+void ReplicationShell::TakeAckState(StandbyPart& p, const storage::AckState& state) {
+  // Control path (a partition opened, a snapshot applied): allocates.
+  p.purged_below = state.deleted_below;
+  p.commits.clear();
+  for (const auto& [key, offset] : state.commits) p.commits[key] = offset;
+  if (!config_.dedicated || config_.status->handoff == nullptr) return;
+  replication::ReplicaCommitBoard& board = config_.status->handoff->replica_commits;
+  for (const auto& [key, offset] : state.commits) board.Set(p.queue, key, offset);
+  if (p.partition == 0) {  // commits the snapshot no longer holds are gone
+    board.Retain(p.queue, [&](std::string_view key) {
+      return p.commits.contains(absl::string_view(key.data(), key.size()));
+    });
+  }
+  PublishReplicaStart(p);
+}
+
+bool ReplicationShell::ReplicaCommitted(uint32_t queue, uint32_t partition,
+                                        std::string_view group, uint64_t* offset) const {
+  // The queue's commits are in partition 0's ack log (Frontend::PersistGroupCommit's key): with
+  // channels, partition 0's owner holds it, and only it asks (Replicator).
+  auto it = parts_.find(Key(queue, 0));
+  if (it == parts_.end()) return false;
+  char key[300];
+  const int n = std::snprintf(key, sizeof key, "%u:%.*s", partition,
+                              static_cast<int>(group.size()), group.data());
+  if (n <= 0 || static_cast<size_t>(n) >= sizeof key) return false;
+  auto c = it->second->commits.find(absl::string_view(key, static_cast<size_t>(n)));
+  if (c == it->second->commits.end()) return false;
+  *offset = c->second;
+  return true;
 }
 
 uint64_t ReplicationShell::ReplicaEnd(uint32_t queue, uint32_t partition) const {
@@ -531,10 +567,11 @@ uint64_t ReplicationShell::ReplicaEnd(uint32_t queue, uint32_t partition) const 
 }
 
 uint64_t ReplicationShell::ReplicaStart(uint32_t queue, uint32_t partition) const {
-  // Retention removes segments from below (RetainStandby): reads start at the oldest kept.
+  // Retention removes segments from below (RetainStandby), a purge mark hides what is below it
+  // (§13): reads start at the oldest served.
   auto it = parts_.find(Key(queue, partition));
   if (it == parts_.end() || writer_ == nullptr) return 0;
-  return std::min(writer_->log(it->second->handle).start_offset(), it->second->durable_end);
+  return std::min(ReadStart(*it->second), it->second->durable_end);
 }
 
 uint32_t ReplicationShell::PollReplicaReads(
@@ -1211,6 +1248,7 @@ absl::Status ReplicationShell::OpenStandbyPartition(uint32_t queue, uint32_t par
   part->acks.emplace(std::move(*acks));
   // Its address is the ring's user data: the part is heap-held by parts_ and never moves.
   part->acks->Attach(ack_ring_.get(), Key(queue, partition));
+  TakeAckState(*part, rec->acks);
   by_handle_[*h] = part.get();
   parts_[Key(queue, partition)] = std::move(part);
   if (!config_.status->durable.Set(queue, partition, end)) {
@@ -1441,6 +1479,20 @@ bool ReplicationShell::AppendAck(uint32_t queue, uint32_t partition,
       return false;
     }
   }
+  // What replica reads need of it (StandbyPart), as the record is applied.
+  if (r.kind == replication::AckRecordKind::kCommit) {
+    // (absl::string_view: this Abseil's own type, which its string hash takes)
+    auto c = part->commits.find(absl::string_view(r.group.data(), r.group.size()));
+    if (c != part->commits.end()) {
+      c->second = r.offset;
+    } else {
+      part->commits.emplace(std::string(r.group), r.offset);  // a group's first commit here
+    }
+    if (config_.dedicated) config_.status->handoff->replica_commits.Set(queue, r.group, r.offset);
+  } else if (r.kind == replication::AckRecordKind::kDeletedBelow) {
+    part->purged_below = std::max(part->purged_below, r.offset);
+    PublishReplicaStart(*part);
+  }
   if (r.kind == replication::AckRecordKind::kDeletedBelow) {
     // A purge mark goes at once with an fdatasync linked behind it, as on the primary (rare:
     // once per purge); a failure counts as an apply failure when it completes.
@@ -1474,6 +1526,7 @@ bool ReplicationShell::ReplaceAcks(uint32_t queue, uint32_t partition,
   }
   part->acks.emplace(std::move(*acks));
   part->acks->Attach(ack_ring_.get(), Key(queue, partition));
+  TakeAckState(*part, state);
   return true;
 }
 

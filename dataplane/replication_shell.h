@@ -330,6 +330,8 @@ class ReplicationShell final : public Replicator,
                    uint64_t cookie, bool by_timestamp) override;
   uint64_t ReplicaEnd(uint32_t queue, uint32_t partition) const override;
   uint64_t ReplicaStart(uint32_t queue, uint32_t partition) const override;
+  bool ReplicaCommitted(uint32_t queue, uint32_t partition, std::string_view group,
+                        uint64_t* offset) const override;
   uint32_t PollReplicaReads(
       absl::FunctionRef<void(uint64_t, Errc, uint64_t, std::span<const shard::StoredMessage>)> fn)
       override;
@@ -389,7 +391,18 @@ class ReplicationShell final : public Replicator,
     bool failed = false;
     std::optional<storage::AckLog> acks;  // the primary's ack records, replicated
     bool ack_dirty = false;               // in ack_dirty_
+    // What replica reads need of those records (docs/replication.md §6), kept as they are
+    // applied, on this lcore (no lock): the purge mark (nothing below it is served) and, in
+    // partition 0's, the queue's group commits ("<partition>:<group>" -> offset; a new key
+    // allocates once, a commit of a known one updates in place).
+    uint64_t purged_below = 0;
+    absl::flat_hash_map<std::string, uint64_t> commits;
   };
+  // The first offset replica reads serve: the log's start or the purge mark, the higher.
+  uint64_t ReadStart(const StandbyPart& p) const;
+  // The part's ack state changed whole (opened, a snapshot): its purge mark and commits follow,
+  // and with a dedicated replication lcore the shard lcores' boards.
+  void TakeAckState(StandbyPart& p, const storage::AckState& state);
   // The standby's ack logs write through ack_ring_ (docs/storage.md §6), as the primary's do:
   // nothing blocks on a pass. Settle (control path: close, cut, restart, a replaced log) waits
   // for the log's requests in flight after queueing what it buffers.

@@ -79,8 +79,9 @@ class Replicator {
     (void)by_timestamp;
     return Errc::kUnknownPartition;
   }
-  // The oldest offset the standby's log still holds (retention removes what the primary
-  // removed: docs/replication.md §4); EARLIEST starts there, an offset below it is out of range.
+  // The oldest offset the standby serves: its log's start (retention removes what the primary
+  // removed: docs/replication.md §4) or the replicated purge mark, whichever is higher (§13);
+  // EARLIEST starts there, an offset below it is out of range.
   virtual uint64_t ReplicaStart(uint32_t queue, uint32_t partition) const {
     (void)queue;
     (void)partition;
@@ -91,6 +92,15 @@ class Replicator {
     (void)queue;
     (void)partition;
     return 0;
+  }
+  // A standby: the offset `group` last committed for `partition` (the next to read), as this
+  // box's replicated ack log holds it (docs/replication.md §6, §13); false: no commit known. A
+  // queue's commits are all in partition 0's ack log, so only the partition's owner of the
+  // queue's partition 0 asks (as only the coordinator answers COMMITTED on a primary).
+  virtual bool ReplicaCommitted(uint32_t queue, uint32_t partition, std::string_view group,
+                                uint64_t* offset) const {
+    (void)queue, (void)partition, (void)group, (void)offset;
+    return false;
   }
   virtual uint32_t PollReplicaReads(
       absl::FunctionRef<void(uint64_t cookie, Errc errc, uint64_t next_offset,

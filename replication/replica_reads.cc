@@ -58,4 +58,56 @@ bool ReplicaStartBoard::Start(uint32_t queue, uint32_t partition, uint64_t* star
   return false;
 }
 
+uint32_t ReplicaCommitBoard::Home(uint32_t queue, std::string_view key) {
+  uint64_t h = 0xcbf29ce484222325ull ^ queue;  // FNV-1a over the queue and the key
+  for (char c : key) h = (h ^ static_cast<uint8_t>(c)) * 0x100000001b3ull;
+  return static_cast<uint32_t>((h * 0x9E3779B97F4A7C15ull) >> 40) % kSlots;
+}
+
+bool ReplicaCommitBoard::Set(uint32_t queue, std::string_view key, uint64_t offset) {
+  if (key.size() > kMaxKeyBytes || offset == kNone) return false;
+  for (uint32_t i = 0, s = Home(queue, key); i < kSlots; ++i, s = (s + 1) % kSlots) {
+    Slot& slot = slots_[s];
+    if (slot.used.load(std::memory_order_relaxed) == 0) {
+      // The key and the offset first, then the slot: a reader that sees it used sees them.
+      slot.queue = queue;
+      slot.len = static_cast<uint32_t>(key.size());
+      std::memcpy(slot.key, key.data(), key.size());
+      slot.offset.store(offset, std::memory_order_relaxed);
+      slot.used.store(1, std::memory_order_release);
+      return true;
+    }
+    if (slot.queue == queue && std::string_view(slot.key, slot.len) == key) {
+      slot.offset.store(offset, std::memory_order_release);
+      return true;
+    }
+  }
+  return false;
+}
+
+void ReplicaCommitBoard::Retain(uint32_t queue,
+                                absl::FunctionRef<bool(std::string_view key)> keep) {
+  for (uint32_t s = 0; s < kSlots; ++s) {
+    Slot& slot = slots_[s];
+    if (slot.used.load(std::memory_order_relaxed) == 0 || slot.queue != queue) continue;
+    if (!keep(std::string_view(slot.key, slot.len))) {
+      slot.offset.store(kNone, std::memory_order_release);
+    }
+  }
+}
+
+bool ReplicaCommitBoard::Get(uint32_t queue, std::string_view key, uint64_t* offset) const {
+  if (key.size() > kMaxKeyBytes) return false;
+  for (uint32_t i = 0, s = Home(queue, key); i < kSlots; ++i, s = (s + 1) % kSlots) {
+    const Slot& slot = slots_[s];
+    if (slot.used.load(std::memory_order_acquire) == 0) return false;
+    if (slot.queue != queue || std::string_view(slot.key, slot.len) != key) continue;
+    const uint64_t v = slot.offset.load(std::memory_order_acquire);
+    if (v == kNone) return false;
+    *offset = v;
+    return true;
+  }
+  return false;
+}
+
 }  // namespace sluice::replication

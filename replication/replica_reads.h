@@ -29,8 +29,10 @@
 #include <cstring>
 #include <memory>
 #include <span>
+#include <string_view>
 #include <vector>
 
+#include "absl/functional/function_ref.h"
 #include "protocol/assert.h"
 #include "protocol/errc.h"
 #include "replication/handoff_ring.h"
@@ -185,6 +187,41 @@ class ReplicaStartBoard {
     std::atomic<uint64_t> start{kClosed};
   };
   bool Store(uint32_t queue, uint32_t partition, uint64_t start);
+  std::unique_ptr<Slot[]> slots_ = std::make_unique<Slot[]>(kSlots);
+};
+
+// A standby's consumer-group commits, for a SUBSCRIBE from COMMITTED on a shard lcore with a
+// dedicated replication lcore (docs/replication.md §6): the replication lcore applies partition
+// 0's ack stream, where every commit of a queue is logged under "<partition>:<group>" (§13), and
+// writes each here; the shard lcores read it without a round trip. One writer, any number of
+// readers, no lock: insert-only open addressing over a fixed table. A slot's key (queue and the
+// "<partition>:<group>" bytes) is written once, before the slot is published (release), and
+// never changes; only its offset does (an atomic). A commit a snapshot no longer holds reads as
+// none (kNone). A full table drops the commit (Set false): that group then starts as a group
+// without a commit does.
+class ReplicaCommitBoard {
+ public:
+  static constexpr uint32_t kSlots = 4096;
+  static constexpr uint32_t kMaxKeyBytes = 272;  // "<partition u32>:" + a group of 255 bytes
+
+  // Writer.
+  bool Set(uint32_t queue, std::string_view key, uint64_t offset);
+  // Every commit of `queue` reads as none, except those `keep(key)` says stay (a snapshot
+  // replaced the queue's commits: control path, a scan of the table).
+  void Retain(uint32_t queue, absl::FunctionRef<bool(std::string_view key)> keep);
+  // Readers: false when the queue has no such commit.
+  bool Get(uint32_t queue, std::string_view key, uint64_t* offset) const;
+
+ private:
+  static constexpr uint64_t kNone = UINT64_MAX;
+  struct Slot {
+    std::atomic<uint32_t> used{0};
+    uint32_t queue = 0;
+    uint32_t len = 0;
+    char key[kMaxKeyBytes];
+    std::atomic<uint64_t> offset{kNone};
+  };
+  static uint32_t Home(uint32_t queue, std::string_view key);
   std::unique_ptr<Slot[]> slots_ = std::make_unique<Slot[]>(kSlots);
 };
 

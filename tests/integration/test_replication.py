@@ -397,6 +397,41 @@ def subscribe_from(c, queue_id, part, sub, kind, value=0, credits=1000):
     return (bool(h["flags"] & 0x0008), wire.ERRC.get(errc, "?"), start)
 
 
+def subscribe_group(c, queue_id, part, sub, kind, value=0, credits=1000, group=b""):
+    """SUBSCRIBE (start kind 0 offset, 1 earliest, 2 latest, 3 timestamp, 4 committed, with
+    `group`) through wire.Client `c`: as subscribe_from."""
+    body = struct.pack("<QIHBBQII", sub, queue_id, part, kind, len(group), value, credits,
+                       0) + group
+    reply = c.call(lambda r: wire.frame(wire.SUBSCRIBE, body, client=c.client_id, request=r),
+                   (wire.RESULT, wire.ERROR))
+    h = wire.parse_header(reply)
+    if h["type"] == wire.ERROR:
+        return ("ERROR", wire.parse_error(reply))
+    errc, _, _, start = struct.unpack_from("<HHIQ", reply, 40)
+    return (bool(h["flags"] & 0x0008), wire.ERRC.get(errc, "?"), start)
+
+
+def pump_ordered(sock, sub, until_count, timeout_s):
+    """DELIVER frames of subscription `sub`, in arrival order, until `until_count` messages or
+    `timeout_s`: ([(offset, payload)], every frame marked REPLICA)."""
+    got, replica = [], True
+    deadline = time.monotonic() + timeout_s
+    while len(got) < until_count and time.monotonic() < deadline:
+        try:
+            data, _ = sock.recvfrom(65536)
+        except (TimeoutError, socket.timeout):
+            continue
+        h = wire.parse_header(data)
+        if h["type"] != wire.DELIVER:
+            continue
+        prefix, msgs = wire.parse_messages(data)
+        if prefix["subscription"] != sub or not msgs:
+            continue
+        replica = replica and bool(h["flags"] & 0x0008)
+        got.extend((m[0], m[4]) for m in msgs)
+    return got, replica
+
+
 def pump_delivers(sock, sub, got, until_count, timeout_s, flags):
     """DELIVER frames of subscription `sub` into got {offset: payload} until it holds
     `until_count` or `timeout_s` passed; every frame's flags into `flags`."""
@@ -981,6 +1016,77 @@ class ReplicationTest(unittest.TestCase):
         _, _, p = self.replica_reads(partitions=4)
         p.sock.close()
         self._failed = False
+
+    def replica_subscription_starts(self, dedicated):
+        """SUBSCRIBE on the standby from a timestamp, from a group's COMMITTED offset and after a
+        purge (docs/replication.md §6): from a time between two produced batches, exactly the
+        second batch is pushed, in order, every frame marked REPLICA (the RESULT names its first
+        offset); from COMMITTED after the group committed k on the primary (a sync queue: the
+        commit's RESULT waits for the standby's ack log), the subscription starts at k, and a
+        partition the group never committed starts at EARLIEST; after a purge (sync: answered
+        once the standby holds the mark), EARLIEST starts at the mark, an offset below it is
+        OFFSET_OUT_OF_RANGE (SUBSCRIBE and FETCH, as the primary answers), a FETCH from EARLIEST
+        holds nothing below it, and what is produced after it is pushed."""
+        a, b = self.start_ack_pair(dedicated=dedicated)
+        ticks_id, ps_id = lookup_name(a, "ticks"), lookup_name(a, "ps")
+        first = [f"t-{i}" for i in range(20)]
+        second = [f"u-{i}" for i in range(15)]
+        cli_produce(a, "ticks", first, "--partition", "0")
+        t_mid = time.time_ns()  # after the first batch was stamped, before the second
+        cli_produce(a, "ticks", second, "--partition", "0")
+        c = fetch_client(b, client_id=51)
+        try:
+            # From a timestamp.
+            self.assertEqual(subscribe_group(c, ticks_id, 0, 1, 3, t_mid), (True, "OK", 20))
+            got, replica = pump_ordered(c.sock, 1, len(second), 10)
+            self.assertEqual(got, [(20 + i, p.encode()) for i, p in enumerate(second)])
+            self.assertTrue(replica, "DELIVER not all marked REPLICA")
+            # From COMMITTED: the group commits 13 on partition 0 at the primary.
+            sock = harness.udp_socket(1.0)
+            try:
+                send_commit(sock, a, ticks_id, "g", {0: 13}, request=1)
+                answers = collect_results(sock, {1}, 5)
+            finally:
+                sock.close()
+            self.assertEqual(answers[1][1], ["OK"])
+            self.assertEqual(subscribe_group(c, ticks_id, 0, 2, 4, group=b"g"), (True, "OK", 13))
+            got, replica = pump_ordered(c.sock, 2, 35 - 13, 10)
+            self.assertEqual([o for o, _ in got], list(range(13, 35)))
+            self.assertTrue(replica)
+            self.assertEqual(subscribe_group(c, ticks_id, 1, 3, 4, group=b"g"), (True, "OK", 0))
+            self.assertEqual(subscribe_group(c, ticks_id, 0, 4, 4, group=b"other"),
+                             (True, "OK", 0))
+            # A purge: the standby hides what is below its mark.
+            cli_produce(a, "ps", [f"s-{i}" for i in range(6)])
+            status, body = a.http("POST", "/v1/queues/ps/purge", {})
+            self.assertEqual(status, 200, body)
+            self.assertEqual(subscribe_group(c, ps_id, 0, 5, 1), (True, "OK", 6))
+            self.assertEqual(subscribe_group(c, ps_id, 0, 6, 0, 2),
+                             (True, "OFFSET_OUT_OF_RANGE", 0))
+            self.assertEqual(fetch_from(c, ps_id, 0, 0, 2)[:2], ("ERROR", "OFFSET_OUT_OF_RANGE"))
+            kind, msgs, flags, next_offset = fetch_from(c, ps_id, 0, 1)
+            self.assertEqual((kind, msgs, bool(flags & 0x0008), next_offset),
+                             ("MESSAGES", [], True, 6))
+            cli_produce(a, "ps", ["after-0", "after-1"])
+            got, replica = pump_ordered(c.sock, 5, 2, 10)
+            self.assertEqual(got, [(6, b"after-0"), (7, b"after-1")])
+            self.assertTrue(replica)
+        finally:
+            c.sock.close()
+        print(f"\nstandby SUBSCRIBE starts ({'dedicated replication lcore' if dedicated else 'channels'}):"
+              f" from a timestamp at 20, pushed {len(second)} in order; from COMMITTED at 13; "
+              f"after a purge EARLIEST at the mark 6, below it OFFSET_OUT_OF_RANGE")
+        self._failed = False
+
+    def test_standby_subscribes_from_a_timestamp_a_commit_and_a_purge_mark(self):
+        """The default layout (channels on the shard lcores)."""
+        self.replica_subscription_starts(dedicated=False)
+
+    def test_a_dedicated_replication_lcore_subscribes_from_a_timestamp_a_commit_and_a_purge_mark(
+            self):
+        """[replication] lcore: the same answers through the shard lcore's rings and the boards
+        the replication lcore writes (its purge marks and group commits)."""
+        self.replica_subscription_starts(dedicated=True)
 
     def test_two_lcores_replicate_over_af_packet_by_steering(self):
         """Several channels over a link that does not keep queues apart (docs/replication.md §1):

@@ -265,6 +265,22 @@ TEST_F(ReplicaReadTest, RefusedAtOnceAsTheChannelWouldWithoutARequest) {
   EXPECT_EQ(r_->ReplicaStart(3, 0), 0u);
 }
 
+TEST_F(ReplicaReadTest, ACommittedOffsetIsReadFromTheBoardUnderItsAckLogKey) {
+  // The replication lcore writes partition 0's commits under "<partition>:<group>", the key the
+  // primary logs them with (Frontend::PersistGroupCommit).
+  uint64_t o = 0;
+  EXPECT_FALSE(r_->ReplicaCommitted(3, 1, "g", &o));
+  ASSERT_TRUE(handoff_.replica_commits.Set(3, "1:g", 42));
+  ASSERT_TRUE(handoff_.replica_commits.Set(3, "0:g", 7));
+  EXPECT_TRUE(r_->ReplicaCommitted(3, 1, "g", &o));
+  EXPECT_EQ(o, 42u);
+  EXPECT_TRUE(r_->ReplicaCommitted(3, 0, "g", &o));
+  EXPECT_EQ(o, 7u);
+  EXPECT_FALSE(r_->ReplicaCommitted(3, 2, "g", &o));
+  EXPECT_FALSE(r_->ReplicaCommitted(4, 1, "g", &o));
+  EXPECT_FALSE(r_->ReplicaCommitted(3, 1, "h", &o));
+}
+
 TEST_F(ReplicaReadTest, AnswersComeBackWithTheirRecordsAndFreeTheirPlace) {
   handoff_.replica_start.Set(1, 1, 0);
   status_.durable.Set(1, 1, 1000);

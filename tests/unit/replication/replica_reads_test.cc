@@ -6,6 +6,7 @@
 
 #include <atomic>
 #include <random>
+#include <string>
 #include <thread>
 #include <vector>
 
@@ -230,6 +231,50 @@ TEST(ReplicaReads, StartBoard) {
       ASSERT_TRUE(b.Start(q + 10, p, &s));
       EXPECT_EQ(s, q * 1000 + p);
     }
+  }
+}
+
+TEST(ReplicaReads, CommitBoard) {
+  ReplicaCommitBoard b;
+  uint64_t o = 99;
+  EXPECT_FALSE(b.Get(1, "0:g", &o));
+  EXPECT_TRUE(b.Set(1, "0:g", 5));
+  EXPECT_TRUE(b.Get(1, "0:g", &o));
+  EXPECT_EQ(o, 5u);
+  EXPECT_TRUE(b.Set(1, "0:g", 9));  // a later commit updates in place
+  EXPECT_TRUE(b.Get(1, "0:g", &o));
+  EXPECT_EQ(o, 9u);
+  EXPECT_FALSE(b.Get(2, "0:g", &o));  // another queue
+  EXPECT_FALSE(b.Get(1, "0:h", &o));
+  EXPECT_FALSE(b.Get(1, "0:", &o));
+  EXPECT_TRUE(b.Set(1, "1:g", 0));  // offset 0 is a commit too
+  EXPECT_TRUE(b.Get(1, "1:g", &o));
+  EXPECT_EQ(o, 0u);
+  // A snapshot without "0:g": it reads as none; other queues keep theirs.
+  EXPECT_TRUE(b.Set(2, "0:g", 3));
+  b.Retain(1, [](std::string_view key) { return key == "1:g"; });
+  EXPECT_FALSE(b.Get(1, "0:g", &o));
+  EXPECT_TRUE(b.Get(1, "1:g", &o));
+  EXPECT_TRUE(b.Get(2, "0:g", &o));
+  EXPECT_EQ(o, 3u);
+  EXPECT_TRUE(b.Set(1, "0:g", 11));  // committed again
+  EXPECT_TRUE(b.Get(1, "0:g", &o));
+  EXPECT_EQ(o, 11u);
+  // The longest key: a group of 255 bytes after "<u32>:".
+  const std::string longest = "4294967295:" + std::string(255, 'x');
+  ASSERT_LE(longest.size(), ReplicaCommitBoard::kMaxKeyBytes);
+  EXPECT_TRUE(b.Set(7, longest, 1));
+  EXPECT_TRUE(b.Get(7, longest, &o));
+  EXPECT_FALSE(b.Set(7, std::string(ReplicaCommitBoard::kMaxKeyBytes + 1, 'x'), 1));
+  // Many groups: each its own, until the table is full.
+  uint32_t set = 0;
+  for (uint32_t g = 0; g < ReplicaCommitBoard::kSlots + 10; ++g) {
+    if (b.Set(9, std::to_string(g % 4) + ":group" + std::to_string(g), g)) ++set;
+  }
+  EXPECT_EQ(set, ReplicaCommitBoard::kSlots - 4);  // 4 slots held above
+  for (uint32_t g = 0; g < set; ++g) {
+    ASSERT_TRUE(b.Get(9, std::to_string(g % 4) + ":group" + std::to_string(g), &o));
+    EXPECT_EQ(o, g);
   }
 }
 
