@@ -1025,8 +1025,8 @@ class ReplicationTest(unittest.TestCase):
         commit's RESULT waits for the standby's ack log), the subscription starts at k, and a
         partition the group never committed starts at EARLIEST; after a purge (sync: answered
         once the standby holds the mark), EARLIEST starts at the mark, an offset below it is
-        OFFSET_OUT_OF_RANGE (SUBSCRIBE and FETCH, as the primary answers), a FETCH from EARLIEST
-        holds nothing below it, and what is produced after it is pushed."""
+        OFFSET_OUT_OF_RANGE (SUBSCRIBE and FETCH, as the primary answers), what is produced after
+        it is pushed, and a FETCH from EARLIEST returns that, nothing below the mark."""
         a, b = self.start_ack_pair(dedicated=dedicated)
         ticks_id, ps_id = lookup_name(a, "ticks"), lookup_name(a, "ps")
         first = [f"t-{i}" for i in range(20)]
@@ -1064,13 +1064,14 @@ class ReplicationTest(unittest.TestCase):
             self.assertEqual(subscribe_group(c, ps_id, 0, 6, 0, 2),
                              (True, "OFFSET_OUT_OF_RANGE", 0))
             self.assertEqual(fetch_from(c, ps_id, 0, 0, 2)[:2], ("ERROR", "OFFSET_OUT_OF_RANGE"))
-            kind, msgs, flags, next_offset = fetch_from(c, ps_id, 0, 1)
-            self.assertEqual((kind, msgs, bool(flags & 0x0008), next_offset),
-                             ("MESSAGES", [], True, 6))
             cli_produce(a, "ps", ["after-0", "after-1"])
             got, replica = pump_ordered(c.sock, 5, 2, 10)
             self.assertEqual(got, [(6, b"after-0"), (7, b"after-1")])
             self.assertTrue(replica)
+            # The segment still holds the purged records: a FETCH from EARLIEST starts above.
+            kind, msgs, flags, next_offset = fetch_from(c, ps_id, 0, 1)
+            self.assertEqual((kind, msgs, bool(flags & 0x0008), next_offset),
+                             ("MESSAGES", [(6, b"after-0"), (7, b"after-1")], True, 8))
         finally:
             c.sock.close()
         print(f"\nstandby SUBSCRIBE starts ({'dedicated replication lcore' if dedicated else 'channels'}):"
