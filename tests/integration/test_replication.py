@@ -411,6 +411,18 @@ def subscribe_group(c, queue_id, part, sub, kind, value=0, credits=1000, group=b
     return (bool(h["flags"] & 0x0008), wire.ERRC.get(errc, "?"), start)
 
 
+def stamp_of(c, queue_id, part, offset):
+    """The server timestamp of the message at `offset`, FETCHed through wire.Client `c`."""
+    body = struct.pack("<IHBBQHHI", queue_id, part, 0, 0, offset, 1, 1472, 0)
+    reply = c.call(lambda r: wire.frame(wire.FETCH, body, client=c.client_id, request=r),
+                   (wire.MESSAGES, wire.ERROR))
+    h = wire.parse_header(reply)
+    assert h["type"] == wire.MESSAGES and h["count"] == 1, h
+    got, ts = struct.unpack_from("<QQ", reply, wire.HEADER.size + 24)
+    assert got == offset, (got, offset)
+    return ts
+
+
 def pump_ordered(sock, sub, until_count, timeout_s):
     """DELIVER frames of subscription `sub`, in arrival order, until `until_count` messages or
     `timeout_s`: ([(offset, payload)], every frame marked REPLICA)."""
@@ -1032,11 +1044,13 @@ class ReplicationTest(unittest.TestCase):
         first = [f"t-{i}" for i in range(20)]
         second = [f"u-{i}" for i in range(15)]
         cli_produce(a, "ticks", first, "--partition", "0")
-        t_mid = time.time_ns()  # after the first batch was stamped, before the second
         cli_produce(a, "ticks", second, "--partition", "0")
         c = fetch_client(b, client_id=51)
         try:
-            # From a timestamp.
+            # From a timestamp: just after the first batch's last stamp (the primary's clock,
+            # read back: a client's clock is not the server's to the microsecond).
+            t_mid = stamp_of(c, ticks_id, 0, 19) + 1
+            self.assertGreaterEqual(stamp_of(c, ticks_id, 0, 20), t_mid)
             self.assertEqual(subscribe_group(c, ticks_id, 0, 1, 3, t_mid), (True, "OK", 20))
             got, replica = pump_ordered(c.sock, 1, len(second), 10)
             self.assertEqual(got, [(20 + i, p.encode()) for i, p in enumerate(second)])
