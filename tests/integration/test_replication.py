@@ -1318,7 +1318,6 @@ class ReplicationTest(unittest.TestCase):
 
             pump(120, 20)
             self.assertEqual(len(got), 120, "the standby pushed what it held")
-            t_mid = time.time_ns()  # after the first 120 were stamped, before the next 30
             # Live: the primary streams more; the standby pushes them as they are replicated.
             for i in range(30):
                 self.assertEqual(p.send_one(a.server, queue_id, 0), "OK")
@@ -1326,7 +1325,11 @@ class ReplicationTest(unittest.TestCase):
             pump(150, 20)
             acked = {off: payload for (_, off, payload) in p.acked[0]}
             self.assertEqual(got, acked, "pushed offsets and payloads are the acked ones")
-            # FETCH by timestamp on the standby: from the first message after t_mid.
+            # FETCH by timestamp on the standby: from the first message after t_mid, just after
+            # the 120th message's stamp (the primary's clock, read back: it is the boot's
+            # realtime advanced by the TSC, which drifts from the client's clock by more than
+            # two sends take).
+            t_mid = stamp_of(c, queue_id, 0, 119) + 1
             reply = c.call(lambda r: wire.fetch_by_time(queue_id, 0, t_mid, 10, 21, r),
                            (wire.MESSAGES, wire.ERROR))
             self.assertEqual(wire.parse_header(reply)["type"], wire.MESSAGES, reply)
