@@ -19,7 +19,8 @@
 // still checks: an answer that does not fit goes as THROTTLED without records.
 //
 // The shard lcores also need, without a round trip, each partition's replicated start (the
-// standby's retention moves it: docs/replication.md §4) and whether it is open here at all:
+// standby's retention moves it: docs/replication.md §4; so does a replicated purge mark, §6) and
+// whether it is open here at all:
 // ReplicaStartBoard, which the replication lcore writes. (Its durable end is on the
 // DurableBoard already.)
 #pragma once
