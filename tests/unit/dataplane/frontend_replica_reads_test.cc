@@ -17,9 +17,7 @@
 #include "protocol/codec.h"
 
 namespace sluice::dataplane {
-// Named, not anonymous: the unity build compiles this file with the other Frontend tests, whose
-// helpers have the same names.
-namespace replica_reads_test {
+namespace {
 namespace p = protocol;
 
 class Channel final : public ReplyChannel {
@@ -374,5 +372,5 @@ TEST_F(FrontendReplicaReads, APurgeMarkHidesWhatIsBelowIt) {
   EXPECT_TRUE(s.all_replica);
 }
 
-}  // namespace replica_reads_test
+}  // namespace
 }  // namespace sluice::dataplane
