@@ -3,6 +3,7 @@
 #include <sched.h>
 #include <sys/epoll.h>
 #include <sys/eventfd.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <rte_cycles.h>
@@ -78,8 +79,7 @@ Worker::Worker(uint16_t index, const hwconf::Lcore& conf, const SharedRuntime& s
                   "io_uring\n", index, storage_->registered_regions(), bytes >> 20);
     }
   }
-  tsc_start_ = shared.tsc_start;
-  ns_per_cycle_q32_ = (1'000'000'000ull << 32) / shared.tsc_hz;
+  clock_.Start(shared.tsc_start, shared.unix_ns_at_start, shared.tsc_hz);
   UpdateClock();
   SetUpWakeups();
 }
@@ -211,9 +211,14 @@ void Worker::Sleep(uint64_t ns) {
 }
 
 void Worker::UpdateClock() {
-  const uint64_t cycles = rte_rdtsc() - tsc_start_;
-  now_ns_ = shared_.unix_ns_at_start +
-            static_cast<uint64_t>((static_cast<unsigned __int128>(cycles) * ns_per_cycle_q32_) >> 32);
+  const uint64_t tsc = rte_rdtsc();
+  if (clock_.AnchorDue(tsc)) {  // every ~60 ms (wall_clock.h)
+    timespec t{};
+    clock_gettime(CLOCK_REALTIME, &t);
+    clock_.Anchor(tsc, static_cast<uint64_t>(t.tv_sec) * 1'000'000'000ull +
+                           static_cast<uint64_t>(t.tv_nsec));
+  }
+  now_ns_ = clock_.Now(tsc);
 }
 
 bool Worker::HandOff(uint16_t to, rte_mbuf* m) {

@@ -19,6 +19,7 @@
 #include "dataplane/port.h"
 #include "dataplane/queue_table.h"
 #include "dataplane/tx_buffer.h"
+#include "dataplane/wall_clock.h"
 #include "hwconf/layout.h"
 
 namespace sluice::dataplane {
@@ -78,7 +79,8 @@ struct SharedRuntime {
   uint64_t tsc_hz = 0;
   uint64_t tsc_start = 0;  // one time base for every worker (cookies, verification times)
   // Wall-clock time at tsc_start: the clock every worker passes to its shards reads Unix time,
-  // so that timestamps in logs survive restarts (timestamp fetches, TTLs, dedup windows).
+  // so that timestamps in logs survive restarts (timestamp fetches, TTLs, dedup windows); each
+  // worker's WallClock keeps it on CLOCK_REALTIME from there (wall_clock.h).
   uint64_t unix_ns_at_start = 0;
   // Storage: null when every queue is in memory (no durable queue in the layout).
   StartupRecovery* recovery = nullptr;
@@ -214,8 +216,7 @@ class Worker {
   const QueueTable* table_ = nullptr;
   std::vector<PartitionFigures> figures_;  // built here, swapped into the mailbox
   void UpdateClock();
-  uint64_t tsc_start_ = 0;
-  uint64_t ns_per_cycle_q32_ = 0;  // nanoseconds per TSC cycle, 32.32 fixed point
+  WallClock clock_;
   uint64_t now_ns_ = 0;
   int epoll_fd_ = -1;
   bool rx_wakeups_ = false;  // every RX queue can interrupt
