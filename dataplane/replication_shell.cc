@@ -66,7 +66,9 @@ absl::StatusOr<std::unique_ptr<ReplicationShell>> ReplicationShell::Create(
   }
   if (c.dedicated) {
     SLUICE_ASSERT(c.status->handoff != nullptr);
-    s->log_reader_ = std::make_unique<LogFileReader>(c.storage);
+    absl::StatusOr<std::unique_ptr<LogFileReader>> reader = LogFileReader::Create(c.storage);
+    if (!reader.ok()) return reader.status();
+    s->log_reader_ = std::move(*reader);
   }
   return s;
 }

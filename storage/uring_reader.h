@@ -80,9 +80,10 @@ class FetchResult {
 
 class UringReader {
  public:
-  // `writer` gives the partitions' segments and indexes; both run on the same thread.
+  // `logs` gives the partitions' segments and indexes (a UringWriter, or any ReadableLogs);
+  // both run on the same thread.
   static absl::StatusOr<std::unique_ptr<UringReader>> Create(const ReaderConfig& config,
-                                                             UringWriter* writer);
+                                                             const ReadableLogs* logs);
   ~UringReader();
   UringReader(const UringReader&) = delete;
   UringReader& operator=(const UringReader&) = delete;
@@ -101,6 +102,7 @@ class UringReader {
     uint64_t read_errors = 0;  // reads (or opens of present segments) the kernel failed
     uint64_t bad_batches = 0;  // batches whose header or CRC did not verify
     uint64_t reads_hinted = 0; // kBatch requests that started at their hint
+    uint64_t submits = 0;    // passes that submitted prepared reads or opens to the ring
   };
   const Stats& stats() const;
 
