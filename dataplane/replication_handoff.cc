@@ -18,8 +18,9 @@ namespace sluice::dataplane {
 namespace {
 
 uint64_t HandoffKey(uint32_t q, uint32_t p) { return (uint64_t{q} << 32) | p; }
-// A partition's log state is found again (a recovery scan, read-only) at most this often: a
-// batch the standby asks for that is not durable yet is asked for again every pass.
+// A partition's log state is found again (refreshed from its known end, or a recovery scan
+// from scratch; read-only, blocking) at most this often: a batch the standby asks for that is
+// not durable yet is asked for again every pass.
 constexpr uint64_t kReloadIntervalNs = 1'000'000;
 constexpr uint64_t kLogStartIntervalNs = 500'000'000;
 

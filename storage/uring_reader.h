@@ -1,5 +1,6 @@
 // Reads of data no longer in memory, through the lcore's own io_uring (a second ring beside the
-// writer's, on the same thread): a fetch from an offset or a timestamp is one index lookup in
+// writer's, on the same thread; or, on a dedicated replication lcore, which writes none of the
+// logs it reads, a ring over the log states it found on disk: ReadableLogs): a fetch from an offset or a timestamp is one index lookup in
 // memory, then one read of the index interval that holds the answer. The lcore never blocks:
 // Fetch prepares the read, Poll reaps finished ones and hands their records to the caller.
 //
@@ -7,7 +8,7 @@
 //   ...each loop pass...
 //   reader.Poll([&](const FetchResult& r) { r.ForEach([&](const RecordView& m) {...}); });
 //
-// Only durable bytes are read (below the writer's durable end of each segment). Every batch read
+// Only durable bytes are read (below ReadableLogs::durable and each segment's end_position). Every batch read
 // is CRC-checked; a bad one ends the fetch with kStorageFailed.
 //
 // FetchBy::kBatch is replication catch-up's read (docs/replication.md §3): the one durable batch
