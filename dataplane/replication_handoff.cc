@@ -1,5 +1,6 @@
 #include "dataplane/replication_handoff.h"
 
+#include <fcntl.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -12,14 +13,15 @@
 #include "dataplane/worker.h"
 #include "protocol/assert.h"
 #include "storage/recovery.h"
+#include "storage/segment.h"
 
 namespace sluice::dataplane {
 namespace {
 
 uint64_t HandoffKey(uint32_t q, uint32_t p) { return (uint64_t{q} << 32) | p; }
-constexpr uint32_t kMaxReadBatchBytes = (1u << 20) + 8192;
-// A partition's log state is found again (a recovery scan, read-only) at most this often: a
-// batch the standby asks for that is not durable yet is asked for again every pass.
+// A partition's log state is found again (refreshed from its known end, or a recovery scan
+// from scratch; read-only, blocking) at most this often: a batch the standby asks for that is
+// not durable yet is asked for again every pass.
 constexpr uint64_t kReloadIntervalNs = 1'000'000;
 constexpr uint64_t kLogStartIntervalNs = 500'000'000;
 
@@ -275,77 +277,171 @@ uint32_t HandoffReplicator::PollReplicaReads(
 
 // ---- replication lcore: catch-up reads ----------------------------------------------------------
 
-LogFileReader::LogFileReader(const hwconf::Storage& storage) : storage_(storage) {
-  results_.resize(kCatchupReads);
-  for (Result& r : results_) r.buf.resize(kMaxReadBatchBytes);
-  logs_.reserve(1024);
+absl::StatusOr<std::unique_ptr<LogFileReader>> LogFileReader::Create(
+    const hwconf::Storage& storage) {
+  std::unique_ptr<LogFileReader> r(new LogFileReader(storage));
+  // As a shard lcore's catch-up reader (StorageShell): kCatchupReads reads in flight, each
+  // buffer (allocated and registered here, once) holding the largest batch and an index
+  // interval; a read is near its batch's size.
+  storage::ReaderConfig rc;
+  rc.max_reads = kCatchupReads;
+  rc.align_bytes = r->options_.align_bytes;
+  absl::StatusOr<std::unique_ptr<storage::UringReader>> reader =
+      storage::UringReader::Create(rc, static_cast<const storage::ReadableLogs*>(r.get()));
+  if (!reader.ok()) return reader.status();
+  r->reader_ = std::move(*reader);
+  return r;
 }
 
-LogFileReader::Log& LogFileReader::Load(uint32_t queue, uint32_t partition, bool again) const {
-  Log& l = logs_[HandoffKey(queue, partition)];
-  if (l.loaded && !again) return l;
+LogFileReader::LogFileReader(const hwconf::Storage& storage)
+    : storage_(storage), options_(RecoveryOptionsOf(storage)) {
+  // Read-only: no repair, no cut of a tail the shard lcore is writing right now.
+  options_.repair = false;
+  options_.verify_all = false;
+  logs_.reserve(1024);
+  handles_.reserve(1024);
+}
+
+LogFileReader::~LogFileReader() = default;
+
+storage::PartitionHandle LogFileReader::Handle(uint32_t queue, uint32_t partition) const {
+  auto [it, added] = handles_.try_emplace(HandoffKey(queue, partition),
+                                          static_cast<storage::PartitionHandle>(logs_.size()));
+  if (added) {  // once per partition
+    auto l = std::make_unique<Log>();
+    l->spec.data_dir = DataDirOf(storage_, queue, partition);
+    l->spec.id = storage::PartitionId{queue, partition};
+    logs_.push_back(std::move(l));
+  }
+  return it->second;
+}
+
+void LogFileReader::Recover(Log& l) const {
+  storage::RecoveredPartition rec = storage::RecoverPartition(
+      storage::PartitionToRecover{l.spec.data_dir, l.spec.id, UINT64_MAX, false}, options_);
+  ++reloads_;
+  l.loaded = rec.status.ok();
+  l.stale = false;
+  // The segments' read fds go with the old state: the files may not be the same ones (a
+  // recreated partition), and neither may the directory.
+  l.state = rec.status.ok() ? std::move(rec.log) : storage::LogState{};
+  const std::string path =
+      l.spec.data_dir + "/" + storage::PartitionDir::DirName(l.spec.id);
+  l.dir = storage::Fd(::open(path.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
+}
+
+LogFileReader::Log& LogFileReader::Load(storage::PartitionHandle h, Reload how) const {
+  Log& l = *logs_[h];
+  if (how == Reload::kIfUnloaded && l.loaded && !l.stale) return l;
   const uint64_t now = MonotonicNs();
   if (l.loaded_ns != 0 && now < l.loaded_ns + kReloadIntervalNs) return l;
   l.loaded_ns = now;
-  // Read-only: no repair, no cut of a tail the shard lcore is writing right now.
-  storage::RecoveryOptions o = RecoveryOptionsOf(storage_);
-  o.repair = false;
-  o.verify_all = false;
-  const std::string dir = DataDirOf(storage_, queue, partition);
-  storage::RecoveredPartition rec = storage::RecoverPartition(
-      storage::PartitionToRecover{dir, storage::PartitionId{queue, partition}, UINT64_MAX, false},
-      o);
-  ++reloads_;
-  l.loaded = rec.status.ok();
-  l.state = rec.status.ok() ? std::move(rec.log) : storage::LogState{};
-  l.reader.emplace(dir, storage::PartitionId{queue, partition}, o.align_bytes);
+  if (l.loaded && !l.stale && how != Reload::kFromScratch) {
+    // The shard lcore wrote on, or retention removed segments: the tail from its known end.
+    ++refreshes_;
+    if (storage::RefreshLog(l.spec.data_dir, l.spec.id, options_, &l.state, &refresh_bytes_)
+            .ok()) {
+      return l;
+    }
+  }
+  Recover(l);
   return l;
+}
+
+bool LogFileReader::Issue(uint32_t i, uint64_t hint_segment, uint64_t hint_position) {
+  const Request& q = requests_[i];
+  storage::FetchRequest r;
+  r.partition = q.handle;
+  r.by = storage::FetchBy::kBatch;
+  r.value = q.offset;
+  r.cookie = i;
+  r.hint_segment = hint_segment;
+  r.hint_position = hint_position;
+  // kOk, or an answer without I/O (out of range, a log not found) that Poll delivers too.
+  return reader_->Fetch(r) != Errc::kThrottled;
 }
 
 Errc LogFileReader::StartBatchRead(uint32_t queue, uint32_t partition, uint64_t offset,
                                    uint64_t hint_segment, uint64_t hint_position,
                                    uint64_t cookie) {
-  (void)hint_segment, (void)hint_position;  // BatchReader continues sequential reads itself
-  if (ready_ == results_.size()) return Errc::kThrottled;
-  Result& res = results_[ready_];
-  uint32_t len = 0;
-  uint64_t end = 0;
-  Log* l = &Load(queue, partition, false);
-  Errc e = l->loaded ? l->reader->Read(l->state, offset, res.buf, &len, &end)
-                     : Errc::kStorageFailed;
-  if (e == Errc::kOffsetOutOfRange || !l->loaded) {
-    // Written on since the state was found (or not found yet): found again, once.
-    l = &Load(queue, partition, true);
-    e = l->loaded ? l->reader->Read(l->state, offset, res.buf, &len, &end) : Errc::kStorageFailed;
+  if (in_flight_ == requests_.size()) return Errc::kThrottled;
+  uint32_t i = 0;
+  while (requests_[i].busy) ++i;
+  const storage::PartitionHandle h = Handle(queue, partition);
+  const Log* l = &Load(h, Reload::kIfUnloaded);
+  if (!l->loaded || offset < l->state.start_offset() || offset >= l->state.next_offset) {
+    // Written on since the state was found, or retention moved its start: found again, once.
+    l = &Load(h, Reload::kRefresh);
   }
-  res.read = BatchRead{};
-  res.read.cookie = cookie;
-  res.read.errc = e;
-  if (e == Errc::kOk) {
-    res.read.base = offset;
-    res.read.end = end;
-    res.read.bytes = {res.buf.data(), len};
-  } else if (e != Errc::kOffsetOutOfRange) {
-    res.read.errc = Errc::kStorageFailed;
-  }
-  ++ready_;
+  requests_[i] = Request{true, hint_segment != UINT64_MAX, false, h, offset, cookie};
+  const bool issued = Issue(i, hint_segment, hint_position);
+  SLUICE_ASSERT(issued);  // one reader slot per request, and a request was free
+  ++in_flight_;
   return Errc::kOk;
 }
 
 uint32_t LogFileReader::PollBatchReads(absl::FunctionRef<void(const BatchRead&)> fn) {
-  const uint32_t n = ready_;
-  for (uint32_t i = 0; i < n; ++i) fn(results_[i].read);
-  ready_ = 0;
+  if (in_flight_ == 0) return 0;
+  uint32_t n = 0;
+  reader_->Poll([&](const storage::FetchResult& r) {
+    SLUICE_ASSERT(r.cookie < requests_.size() && requests_[r.cookie].busy);
+    const uint32_t i = static_cast<uint32_t>(r.cookie);
+    Request& q = requests_[i];
+    Log& l = *logs_[q.handle];
+    // No batch starts where the state says one does (an unhinted read: a hint may just be
+    // stale, which the caller handles): the state is not the files' (a recreated partition).
+    if (r.errc == Errc::kOffsetOutOfRange && !q.retried && !q.hinted &&
+        q.offset >= l.state.start_offset() && q.offset < l.state.next_offset) {
+      l.stale = true;
+      retry_[retries_++] = i;
+      return;
+    }
+    BatchRead b;
+    b.cookie = q.cookie;
+    b.errc = r.errc;
+    if (r.errc == Errc::kOk) {
+      b.base = r.first_offset;
+      b.end = r.next_offset;
+      b.bytes = r.batch();
+      b.next_hint_segment = r.segment_base;
+      b.next_hint_position = r.end_position;
+    } else if (r.errc != Errc::kOffsetOutOfRange) {
+      // An I/O error or a batch that does not verify. A segment retention removed since the
+      // state was found fails its open: the offset is below the log's start now, as on a
+      // channel. Else the caller tries again later, on a state found from scratch.
+      const Log& now = Load(q.handle, Reload::kRefresh);
+      if (now.loaded && q.offset < now.state.start_offset()) {
+        b.errc = Errc::kOffsetOutOfRange;
+      } else {
+        b.errc = Errc::kStorageFailed;
+        l.stale = true;
+      }
+    }
+    q.busy = false;
+    --in_flight_;
+    ++n;
+    fn(b);
+  });
+  // Their reader slots are free now.
+  for (uint32_t k = 0; k < retries_; ++k) {
+    Request& q = requests_[retry_[k]];
+    q.retried = true;
+    Load(q.handle, Reload::kFromScratch);
+    const bool issued = Issue(retry_[k], UINT64_MAX, 0);
+    SLUICE_ASSERT(issued);
+  }
+  retries_ = 0;
   return n;
 }
 
 uint64_t LogFileReader::FirstSegmentBase(uint32_t queue, uint32_t partition) const {
   // Once a second per partition (SendLogStarts), and after a read found nothing: retention may
   // have removed segments since (a state younger than half a second answers as it is).
-  auto it = logs_.find(HandoffKey(queue, partition));
-  const bool fresh = it != logs_.end() && it->second.loaded &&
-                     MonotonicNs() < it->second.loaded_ns + kLogStartIntervalNs;
-  const Log& l = Load(queue, partition, !fresh);
+  const storage::PartitionHandle h = Handle(queue, partition);
+  const Log& cur = *logs_[h];
+  const bool fresh =
+      cur.loaded && !cur.stale && MonotonicNs() < cur.loaded_ns + kLogStartIntervalNs;
+  const Log& l = Load(h, fresh ? Reload::kIfUnloaded : Reload::kRefresh);
   if (!l.loaded || l.state.segments.empty()) return shard::kNoOffset;
   return l.state.start_offset();
 }

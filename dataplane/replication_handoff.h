@@ -23,6 +23,7 @@
 // DELETE/COMMIT replies answer NOT_REPLICATED): never silently.
 #pragma once
 
+#include <array>
 #include <atomic>
 #include <cstdint>
 #include <memory>
@@ -36,8 +37,10 @@
 #include "hwconf/layout.h"
 #include "replication/handoff_ring.h"
 #include "replication/replica_reads.h"
-#include "storage/batch_reader.h"
 #include "storage/log_state.h"
+#include "storage/readable_logs.h"
+#include "storage/recovery.h"
+#include "storage/uring_reader.h"
 
 namespace sluice::dataplane {
 
@@ -157,14 +160,23 @@ class HandoffReplicator final : public Replicator {
 };
 
 // The replication lcore's catch-up reads (docs/replication.md §3): it writes none of the
-// primary's logs, so it reads them itself, read-only, from the segment files: the partition's
-// log as recovery finds it (no repair), then the batch by BatchReader. Blocking preads, on the
-// replication lcore only (it serves no client): a shard lcore never waits for them. A log state
-// that no longer reaches the offset asked is found again once (the shard lcore wrote on);
-// segments retention removed answer kOffsetOutOfRange as on a channel.
-class LogFileReader final : public Persistence {
+// primary's logs, so it reads them itself, read-only, from the segment files, through an
+// io_uring of its own: a storage::UringReader over the log states this class finds on disk (it
+// is the reader's ReadableLogs). StartBatchRead submits (kThrottled when its kCatchupReads
+// slots are busy), PollBatchReads reaps and hands over verified batches, each segment's file is
+// opened once through the ring and kept: the replication lcore never waits for a read, so the
+// live batches of other partitions and the acks of sync producers do not wait behind one.
+// A partition's log state comes from a recovery scan (read-only, no repair) on first use, then
+// is refreshed (storage::RefreshLog: retention at the front, the tail scanned on from its known
+// end) when a read asks outside it, at most every kReloadIntervalNs, and for FirstSegmentBase
+// every kLogStartIntervalNs. A read that finds no batch where the state says one starts finds
+// the state again from scratch and is tried again, once; segments retention removed answer
+// kOffsetOutOfRange as on a channel. The blocking part left is that state-finding: small, and
+// rare next to the reads.
+class LogFileReader final : public Persistence, private storage::ReadableLogs {
  public:
-  explicit LogFileReader(const hwconf::Storage& storage);
+  static absl::StatusOr<std::unique_ptr<LogFileReader>> Create(const hwconf::Storage& storage);
+  ~LogFileReader();
 
   Errc StartBatchRead(uint32_t queue, uint32_t partition, uint64_t offset, uint64_t hint_segment,
                       uint64_t hint_position, uint64_t cookie) override;
@@ -205,26 +217,66 @@ class LogFileReader final : public Persistence {
                                     std::string_view)>) override {}
   const BatchPolicy& batch_policy() const override { return policy_; }
 
-  uint64_t reloads() const { return reloads_; }
+  uint32_t in_flight() const { return in_flight_; }
+  uint64_t reloads() const { return reloads_; }      // log states found from scratch
+  uint64_t refreshes() const { return refreshes_; }  // ... and refreshed (RefreshLog)
+  uint64_t refresh_bytes() const { return refresh_bytes_; }  // bytes of batches refreshes read
+  const storage::UringReader::Stats& read_stats() const { return reader_->stats(); }
 
  private:
   struct Log {
     storage::LogState state;
-    std::optional<storage::BatchReader> reader;
+    storage::PartitionSpec spec;
+    storage::Fd dir;  // the partition directory: the ring opens segments relative to it
     bool loaded = false;
+    bool stale = false;  // a read failed: found from scratch before the next read
     uint64_t loaded_ns = 0;
   };
-  Log& Load(uint32_t queue, uint32_t partition, bool again) const;
-  hwconf::Storage storage_;
-  BatchPolicy policy_;
-  mutable absl::flat_hash_map<uint64_t, Log> logs_;
-  struct Result {
-    BatchRead read;
-    std::vector<std::byte> buf;
+  enum class Reload : uint8_t { kIfUnloaded, kRefresh, kFromScratch };
+  // One read handed to the UringReader (its cookie is the index here).
+  struct Request {
+    bool busy = false;
+    bool hinted = false;
+    bool retried = false;
+    storage::PartitionHandle handle = 0;
+    uint64_t offset = 0;
+    uint64_t cookie = 0;  // the caller's
   };
-  std::vector<Result> results_;  // kCatchupReads, buffers sized once
-  uint32_t ready_ = 0;
+
+  explicit LogFileReader(const hwconf::Storage& storage);
+  storage::PartitionHandle Handle(uint32_t queue, uint32_t partition) const;
+  Log& Load(storage::PartitionHandle h, Reload how) const;
+  void Recover(Log& l) const;
+  bool Issue(uint32_t request, uint64_t hint_segment, uint64_t hint_position);
+
+  // storage::ReadableLogs: the states found, read-only; a partition is never closed here.
+  bool is_open(storage::PartitionHandle) const override { return true; }
+  bool failed(storage::PartitionHandle h) const override { return !logs_[h]->loaded; }
+  const storage::LogState& log(storage::PartitionHandle h) const override {
+    return logs_[h]->state;
+  }
+  const storage::PartitionSpec& spec(storage::PartitionHandle h) const override {
+    return logs_[h]->spec;
+  }
+  shard::DurableOffset durable(storage::PartitionHandle h) const override {
+    return shard::DurableOffset{logs_[h]->state.next_offset};
+  }
+  int dir_fd(storage::PartitionHandle h) const override { return logs_[h]->dir.get(); }
+
+  hwconf::Storage storage_;
+  storage::RecoveryOptions options_;
+  BatchPolicy policy_;
+  mutable std::vector<std::unique_ptr<Log>> logs_;  // [handle]
+  mutable absl::flat_hash_map<uint64_t, storage::PartitionHandle> handles_;
+  std::array<Request, kCatchupReads> requests_{};
+  uint32_t in_flight_ = 0;
+  std::array<uint32_t, kCatchupReads> retry_{};  // requests to issue again after a poll
+  uint32_t retries_ = 0;
   mutable uint64_t reloads_ = 0;
+  mutable uint64_t refreshes_ = 0;
+  mutable uint64_t refresh_bytes_ = 0;
+  // Last: destroyed first (it drains its reads, which look at logs_).
+  std::unique_ptr<storage::UringReader> reader_;
 };
 
 }  // namespace sluice::dataplane

@@ -66,7 +66,9 @@ absl::StatusOr<std::unique_ptr<ReplicationShell>> ReplicationShell::Create(
   }
   if (c.dedicated) {
     SLUICE_ASSERT(c.status->handoff != nullptr);
-    s->log_reader_ = std::make_unique<LogFileReader>(c.storage);
+    absl::StatusOr<std::unique_ptr<LogFileReader>> reader = LogFileReader::Create(c.storage);
+    if (!reader.ok()) return reader.status();
+    s->log_reader_ = std::move(*reader);
   }
   return s;
 }
@@ -957,6 +959,11 @@ void ReplicationShell::PublishStatus() {
   f.Set(F::kBackfillBatches, c.backfill_batches);
   f.Set(F::kBackfillReadsAsync, backfill_reads_async_);
   f.Set(F::kBackfillReadErrors, backfill_read_errors_);
+  if (log_reader_ != nullptr) {
+    f.Set(F::kLogReaderRingReads, log_reader_->read_stats().reads);
+    f.Set(F::kLogReaderRefreshes, log_reader_->refreshes());
+    f.Set(F::kLogReaderRescans, log_reader_->reloads());
+  }
   f.Set(F::kRxMalformed, c.rx_malformed);
   f.Set(F::kRxStaleEpoch, c.rx_stale_epoch);
   f.Set(F::kAcklogRecordsSent, c.acklog_records_sent);

@@ -95,6 +95,9 @@ enum class ReplicationFigure : uint8_t {
   // A dedicated replication lcore on a standby: replica reads it served for the shard lcores,
   // and those refused THROTTLED for want of room (kMaxReplicaReads out on a shard lcore).
   kReplicaReadsServed, kReplicaReadsThrottled,
+  // A dedicated replication lcore on a primary (LogFileReader): catch-up reads its own io_uring
+  // made, log states refreshed from their known end, and found from scratch (a recovery scan).
+  kLogReaderRingReads, kLogReaderRefreshes, kLogReaderRescans,
   kLagOffsets,  // primary: offered - acked, all partitions (/v1/role's replication_lag_bytes)
   kCount
 };
@@ -106,7 +109,7 @@ inline constexpr std::array<std::string_view, kReplicationFigures> kReplicationF
     "acklog_snapshots_sent", "acklog_records_applied", "acklog_snapshots_applied",
     "acklog_dropped", "acklog_lag", "link_steered", "link_steer_dropped", "handoff_batches",
     "handoff_from_log", "handoff_acks_lost", "replica_reads_served", "replica_reads_throttled",
-    "lag_offsets"};
+    "log_reader_ring_reads", "log_reader_refreshes", "log_reader_rescans", "lag_offsets"};
 static_assert(!kReplicationFigureNames.back().empty(), "a figure without a name");
 struct ReplicationFigures {
   std::array<std::atomic<uint64_t>, kReplicationFigures> v{};

@@ -242,6 +242,136 @@ RecoveredPartition RecoverPartition(const PartitionToRecover& what, const Recove
   return std::move(r.out);
 }
 
+namespace {
+
+// Scans segment `seg` on from its end (its index gets an entry every index_interval_bytes, as
+// recovery rebuilds one). FailedPrecondition: a whole valid batch of another offset (or another
+// partition) stands where the segment should go on.
+absl::Status ScanOn(const PartitionDir& dir, PartitionId id, const RecoveryOptions& o,
+                    SegmentState* seg, uint64_t* scanned) {
+  uint64_t last_entry = seg->index.empty() ? 0 : seg->index.entries().back().position;
+  bool first = seg->end_position == 0;
+  // Most refreshes find a few new batches: a small first read (the scan reads on as needed).
+  constexpr size_t kTailChunkBytes = 256 << 10;
+  absl::StatusOr<ScanEnd> end = ScanSegment(
+      dir.LogPath(seg->base_offset), id, seg->end_position, seg->end_offset, o.align_bytes,
+      [&](const BatchHeader& h, std::span<const std::byte>, uint64_t position) {
+        if (first) seg->first_timestamp_ns = h.first_timestamp_ns;
+        first = false;
+        // (The scan's first batch may be the index's last entry, a checkpoint: not added twice.)
+        if (seg->index.empty() || position >= last_entry + o.index_interval_bytes) {
+          seg->index.Add(MakeIndexEntry(IndexKind::kBatch, h.base_offset, position,
+                                        h.first_timestamp_ns));
+          last_entry = position;
+        }
+        return true;
+      },
+      kTailChunkBytes);
+  if (!end.ok()) return end.status();
+  *scanned += end->bytes;
+  if (end->batches > 0) {
+    seg->end_offset = end->next_offset;
+    seg->end_position = end->position;
+    seg->last_timestamp_ns = end->last_timestamp_ns;
+  }
+  // A torn batch (the writer is at it) ends the state for now; a whole valid one that does not
+  // continue the log means the files are not the ones the state was found in.
+  if (end->stop == BatchCheck::kBadRecords || end->stop == BatchCheck::kWrongPartition) {
+    return absl::FailedPreconditionError(absl::StrCat(
+        "partition ", id.queue, "-", id.partition, ": segment ", seg->base_offset, " position ",
+        end->position, " holds a batch that does not continue the log (offset ",
+        end->bad.base_offset, ", expected ", seg->end_offset, ")"));
+  }
+  return absl::OkStatus();
+}
+
+}  // namespace
+
+absl::Status RefreshLog(const std::string& data_dir, PartitionId id, const RecoveryOptions& o,
+                        LogState* log, uint64_t* scanned) {
+  auto gone = [&](const char* why) {
+    return absl::FailedPreconditionError(
+        absl::StrCat("partition ", id.queue, "-", id.partition, ": ", why));
+  };
+  absl::StatusOr<PartitionDir> dir = PartitionDir::Open(data_dir, id, false);
+  if (!dir.ok()) {
+    if (absl::IsNotFound(dir.status()) && log->segments.empty()) return absl::OkStatus();
+    return absl::IsNotFound(dir.status()) ? gone("its directory is gone") : dir.status();
+  }
+  absl::StatusOr<std::vector<uint64_t>> bases = dir->ListSegments();
+  if (!bases.ok()) return bases.status();
+  if (bases->empty()) {
+    return log->segments.empty() ? absl::OkStatus() : gone("its segments are gone");
+  }
+  // Retention removes from the front.
+  size_t drop = 0;
+  while (drop < log->segments.size() && log->segments[drop].base_offset < bases->front()) ++drop;
+  log->segments.erase(log->segments.begin(), log->segments.begin() + static_cast<ptrdiff_t>(drop));
+  if (drop > 0 && log->segments.empty()) return gone("every known segment is gone");
+  const size_t known = log->segments.size();
+  if (bases->size() < known) return gone("a known segment is gone");
+  for (size_t k = 0; k < known; ++k) {
+    if ((*bases)[k] != log->segments[k].base_offset) return gone("a known segment is gone");
+  }
+  if (known > 0) {
+    SegmentState& last = log->segments.back();
+    // Rolled since (a later segment exists): its seal, once written, says where it ends.
+    bool sealed = false;
+    if (bases->size() > known) {
+      absl::StatusOr<SegmentIndex> index = dir->LoadIndex(last.base_offset);
+      if (index.ok() && index->seal().has_value() && index->seal()->offset >= last.end_offset) {
+        last.end_offset = index->seal()->offset;
+        last.end_position = index->seal()->position;
+        last.last_timestamp_ns = index->seal()->timestamp_ns;
+        last.index = std::move(*index);
+        sealed = true;
+      }
+    }
+    if (!sealed) {
+      if (absl::Status st = ScanOn(*dir, id, o, &last, scanned); !st.ok()) return st;
+    }
+    last.closed = bases->size() > known;
+  }
+  // Segments new since: as recovery adds them, while each continues the last.
+  for (size_t k = known; k < bases->size(); ++k) {
+    const uint64_t base = (*bases)[k];
+    if (!log->segments.empty() && base != log->segments.back().end_offset) break;  // not yet
+    SegmentState seg;
+    seg.base_offset = seg.end_offset = base;
+    absl::StatusOr<SegmentIndex> index = dir->LoadIndex(base);
+    const bool last = k + 1 == bases->size();
+    if (index.ok() && index->seal().has_value() && !last) {
+      seg.end_offset = index->seal()->offset;
+      seg.end_position = index->seal()->position;
+      seg.first_timestamp_ns = index->entries().empty() ? 0 : index->entries().front().timestamp_ns;
+      seg.last_timestamp_ns = index->seal()->timestamp_ns;
+      seg.index = std::move(*index);
+    } else {
+      if (index.ok() && !index->empty()) {  // scan from the last checkpoint
+        const IndexEntry cp = index->entries().back();
+        for (const IndexEntry& e : index->entries()) seg.index.Add(e);
+        seg.first_timestamp_ns = index->entries().front().timestamp_ns;
+        seg.end_offset = cp.offset;
+        seg.end_position = cp.position;
+      }
+      if (absl::Status st = ScanOn(*dir, id, o, &seg, scanned); !st.ok()) {
+        if (!absl::IsFailedPrecondition(st)) return st;
+        if (seg.end_position == 0) return st;
+        // The checkpoint itself did not hold: from the segment's start.
+        seg = SegmentState{};
+        seg.base_offset = seg.end_offset = base;
+        if (absl::Status again = ScanOn(*dir, id, o, &seg, scanned); !again.ok()) return again;
+      }
+    }
+    seg.closed = !last;
+    log->segments.push_back(std::move(seg));
+  }
+  for (size_t k = 0; k + 1 < log->segments.size(); ++k) log->segments[k].closed = true;
+  if (!log->segments.empty()) log->segments.back().closed = false;
+  log->next_offset = log->segments.empty() ? log->next_offset : log->segments.back().end_offset;
+  return absl::OkStatus();
+}
+
 RecoveryRun RecoverAll(std::span<const PartitionToRecover> what, const RecoveryOptions& options) {
   const auto t0 = std::chrono::steady_clock::now();
   RecoveryRun run;

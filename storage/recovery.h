@@ -77,6 +77,22 @@ struct RecoveredPartition {
 
 RecoveredPartition RecoverPartition(const PartitionToRecover& what, const RecoveryOptions& options);
 
+// A log's state found again, read-only, from an earlier one that it updates in place: for a
+// reader of a log another thread writes (a dedicated replication lcore's LogFileReader, which
+// writes none of the primary's logs). Segments no longer in the directory leave `log` from its
+// front (retention); the last known segment is scanned on from its known end, batch by batch
+// and verified as recovery verifies; segments after it are added as recovery adds them with
+// verify_all off (a sealed index trusted, else a scan from its last checkpoint), while each
+// continues the one before. Nothing below the last known segment's end is read again, no index
+// of a known segment is loaded again, the ack log is not read, and nothing is repaired: a torn
+// or half-written tail just ends the state there for now. The segments kept keep their read_fd.
+// FailedPrecondition: what is on disk does not continue `log` (a known segment missing from the
+// middle, every known one gone, a valid batch of another offset where the log should go on: the
+// partition was recreated): the caller finds the state from scratch (RecoverPartition); `log`
+// is then unspecified. `*scanned`: bytes of batches read.
+absl::Status RefreshLog(const std::string& data_dir, PartitionId id, const RecoveryOptions& o,
+                        LogState* log, uint64_t* scanned);
+
 struct RecoveryRun {
   std::vector<RecoveredPartition> partitions;  // same order as the input
   double seconds = 0;

@@ -82,7 +82,8 @@ const IndexEntry* SegmentIndex::Next(const IndexEntry* e) const {
 
 absl::StatusOr<ScanEnd> ScanSegment(
     const std::string& path, PartitionId id, uint64_t position, uint64_t offset, uint32_t align,
-    absl::FunctionRef<bool(const BatchHeader&, std::span<const std::byte>, uint64_t)> fn) {
+    absl::FunctionRef<bool(const BatchHeader&, std::span<const std::byte>, uint64_t)> fn,
+    size_t chunk_bytes) {
   SLUICE_ASSERT(position % align == 0);
   bool direct = false;
   absl::StatusOr<Fd> fd = OpenMaybeDirect(path, O_RDONLY, &direct);
@@ -93,7 +94,7 @@ absl::StatusOr<ScanEnd> ScanSegment(
   ScanEnd end;
   end.position = position;
   end.next_offset = offset;
-  AlignedBuffer buf(kScanChunkBytes);
+  AlignedBuffer buf(chunk_bytes != 0 ? AlignUp(chunk_bytes, 4096) : kScanChunkBytes);
   uint64_t buf_pos = position;  // file position of buf[0]
   size_t buf_len = 0;
   // Makes [pos, pos + need) available in buf (need <= capacity); false at end of file.

@@ -87,10 +87,13 @@ struct ScanEnd {
 // Walks valid batches of a segment file from `position` (a batch start whose base offset is
 // `offset`) until the first one that is not valid, the end of the file, or fn returns false. A
 // batch is valid when VerifyBatch accepts it, it belongs to `id` and its base offset continues
-// the previous one. Reads with O_DIRECT where the file allows, in large sequential chunks.
+// the previous one. Reads with O_DIRECT where the file allows, in large sequential chunks
+// (`chunk_bytes`, 0: 4 MiB; a scan that expects little, such as RefreshLog's of a log's tail,
+// reads less of a preallocated segment's zeros).
 absl::StatusOr<ScanEnd> ScanSegment(
     const std::string& path, PartitionId id, uint64_t position, uint64_t offset, uint32_t align,
-    absl::FunctionRef<bool(const BatchHeader&, std::span<const std::byte>, uint64_t position)> fn);
+    absl::FunctionRef<bool(const BatchHeader&, std::span<const std::byte>, uint64_t position)> fn,
+    size_t chunk_bytes = 0);
 
 // The directory of one partition.
 class PartitionDir {

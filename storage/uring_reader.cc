@@ -57,7 +57,7 @@ constexpr uint64_t kOpenTag = uint64_t{1} << 32;
 
 struct UringReader::Impl {
   ReaderConfig cfg;
-  UringWriter* writer = nullptr;
+  const ReadableLogs* logs = nullptr;
   io_uring ring{};
   bool ring_ok = false;
   RingFeatures features;
@@ -91,7 +91,7 @@ struct UringReader::Impl {
   void OnOpen(uint32_t i, int res);
   // Where segment `base` is in the log now (retention may have shifted or removed it).
   bool Find(PartitionHandle h, uint64_t base, size_t* index) const {
-    const LogState& log = writer->log(h);
+    const LogState& log = logs->log(h);
     size_t k = 0;
     while (k < log.segments.size() && log.segments[k].base_offset < base) ++k;
     *index = k;
@@ -101,9 +101,9 @@ struct UringReader::Impl {
 
 void UringReader::Impl::Issue(uint32_t i, size_t seg_index, uint64_t position) {
   Slot& s = slots[i];
-  const LogState& log = writer->log(s.req.partition);
+  const LogState& log = logs->log(s.req.partition);
   if (seg_index >= log.segments.size()) {  // past the end: nothing more to give
-    s.result.next_offset = writer->durable(s.req.partition).value;
+    s.result.next_offset = logs->durable(s.req.partition).value;
     Finish(i, s.req.by != FetchBy::kTimestamp ? Errc::kOffsetOutOfRange : Errc::kOk);
     return;
   }
@@ -113,7 +113,7 @@ void UringReader::Impl::Issue(uint32_t i, size_t seg_index, uint64_t position) {
     return;
   }
   SegmentState& mseg = const_cast<SegmentState&>(seg);  // read_fd is the reader's cache
-  if (!mseg.read_fd && writer->dir_fd(s.req.partition) >= 0) {
+  if (!mseg.read_fd && logs->dir_fd(s.req.partition) >= 0) {
     s.segment_base = seg.base_offset;
     s.open_position = position;
     std::snprintf(s.name, sizeof s.name, "%020" PRIu64 ".log", seg.base_offset);
@@ -121,8 +121,8 @@ void UringReader::Impl::Issue(uint32_t i, size_t seg_index, uint64_t position) {
     return;
   }
   if (!mseg.read_fd) {  // no directory fd (not expected): the blocking open
-    absl::StatusOr<PartitionDir> dir = PartitionDir::Open(writer->spec(s.req.partition).data_dir,
-                                                          writer->spec(s.req.partition).id, false);
+    absl::StatusOr<PartitionDir> dir = PartitionDir::Open(logs->spec(s.req.partition).data_dir,
+                                                          logs->spec(s.req.partition).id, false);
     if (!dir.ok()) {
       Finish(i, Errc::kStorageFailed);
       return;
@@ -162,7 +162,7 @@ void UringReader::Impl::PrepOpen(uint32_t i, bool direct) {
   s.open_direct = direct;
   io_uring_sqe* sqe = io_uring_get_sqe(&ring);
   SLUICE_ASSERT(sqe != nullptr);  // entries >= slots, one request per slot at a time
-  io_uring_prep_openat(sqe, writer->dir_fd(s.req.partition), s.name,
+  io_uring_prep_openat(sqe, logs->dir_fd(s.req.partition), s.name,
                        O_RDONLY | O_CLOEXEC | (direct ? O_DIRECT : 0), 0);
   io_uring_sqe_set_data64(sqe, kOpenTag | i);
   s.in_ring = true;
@@ -175,7 +175,7 @@ void UringReader::Impl::OnOpen(uint32_t i, int res) {
   Slot& s = slots[i];
   s.in_ring = false;
   --in_ring;
-  if (!writer->is_open(s.req.partition)) {  // closed (queue deleted) meanwhile
+  if (!logs->is_open(s.req.partition)) {  // closed (queue deleted) meanwhile
     Fd dropped(res);
     Finish(i, Errc::kUnknownPartition);
     return;
@@ -202,7 +202,7 @@ void UringReader::Impl::OnOpen(uint32_t i, int res) {
     }
     return;
   }
-  SegmentState& mseg = const_cast<SegmentState&>(writer->log(s.req.partition).segments[seg]);
+  SegmentState& mseg = const_cast<SegmentState&>(logs->log(s.req.partition).segments[seg]);
   // Once per segment and reader, not per fetch (another fetch may have opened it first).
   if (!mseg.read_fd) mseg.read_fd = std::make_shared<Fd>(std::move(fd));
   Issue(i, seg, s.open_position);
@@ -281,7 +281,7 @@ void UringReader::Impl::OnRead(uint32_t i, int res) {
 void UringReader::Impl::Continue(uint32_t i, uint64_t pos) {
   Slot& s = slots[i];
   size_t seg = 0;
-  if (!writer->is_open(s.req.partition)) {
+  if (!logs->is_open(s.req.partition)) {
     Finish(i, Errc::kUnknownPartition);  // closed (queue deleted) since the read was issued
   } else if (Find(s.req.partition, s.segment_base, &seg)) {
     Issue(i, seg, s.position + pos);
@@ -296,11 +296,11 @@ void UringReader::Impl::OnBatchRead(uint32_t i, std::span<const std::byte> got) 
   Slot& s = slots[i];
   // Closed (queue deleted) while the read was in flight: the handle may name another partition
   // by now, so nothing of the log is looked at (the bytes are still valid: the slot holds the fd).
-  if (!writer->is_open(s.req.partition)) {
+  if (!logs->is_open(s.req.partition)) {
     Finish(i, Errc::kUnknownPartition);
     return;
   }
-  const PartitionId id = writer->spec(s.req.partition).id;
+  const PartitionId id = logs->spec(s.req.partition).id;
   uint64_t pos = 0;
   while (pos < got.size()) {
     BatchHeader h;
@@ -362,10 +362,10 @@ void UringReader::Impl::OnBatchRead(uint32_t i, std::span<const std::byte> got) 
 }
 
 absl::StatusOr<std::unique_ptr<UringReader>> UringReader::Create(const ReaderConfig& config,
-                                                                 UringWriter* writer) {
+                                                                 const ReadableLogs* logs) {
   auto impl = std::make_unique<Impl>();
   impl->cfg = config;
-  impl->writer = writer;
+  impl->logs = logs;
   RingOptions o;
   o.entries = std::max<uint32_t>(8, config.max_reads);
   if (absl::Status s = InitRing(&impl->ring, o, &impl->features); !s.ok()) return s;
@@ -403,12 +403,12 @@ Errc UringReader::Fetch(const FetchRequest& req) {
   s.result.cookie = req.cookie;
   s.result.align_ = m.cfg.align_bytes;
   ++m.stats.fetches;
-  if (m.writer->failed(req.partition)) {
+  if (m.logs->failed(req.partition)) {
     m.Finish(i, Errc::kStorageFailed);
     return Errc::kStorageFailed;
   }
-  const LogState& log = m.writer->log(req.partition);
-  const uint64_t durable = m.writer->durable(req.partition).value;
+  const LogState& log = m.logs->log(req.partition);
+  const uint64_t durable = m.logs->durable(req.partition).value;
   s.result.next_offset = req.by != FetchBy::kTimestamp ? req.value : durable;
   // One lookup: the segment, then the index entry at or before the target.
   size_t seg = 0;
@@ -444,6 +444,7 @@ uint32_t UringReader::Poll(absl::FunctionRef<void(const FetchResult&)> fn) {
   Impl& m = *impl_;
   EnableRing(&m.ring, &m.features);
   if (m.in_ring == 0 && m.pending_sqes == 0 && m.done.empty()) return 0;  // no fetch of ours
+  if (m.pending_sqes > 0) ++m.stats.submits;
   SubmitRing(&m.ring, m.features, m.pending_sqes > 0, m.in_ring > 0, false);
   m.pending_sqes = 0;
   io_uring_cqe* cqes[32];
@@ -468,6 +469,7 @@ uint32_t UringReader::Poll(absl::FunctionRef<void(const FetchResult&)> fn) {
   }
   m.done.clear();
   if (m.pending_sqes > 0) {  // continuations issued while reaping
+    ++m.stats.submits;
     SubmitRing(&m.ring, m.features, true, true, false);
     m.pending_sqes = 0;
   }
@@ -479,6 +481,7 @@ void UringReader::Drain(absl::FunctionRef<void(const FetchResult&)> fn) {
   EnableRing(&m.ring, &m.features);
   while (m.in_ring > 0 || m.pending_sqes > 0 || !m.done.empty()) {
     if (m.in_ring > 0 || m.pending_sqes > 0) {
+      if (m.pending_sqes > 0) ++m.stats.submits;
       if (SubmitRing(&m.ring, m.features, m.pending_sqes > 0, true, true) < 0) break;
       m.pending_sqes = 0;
     }

@@ -1,5 +1,6 @@
 // Reads of data no longer in memory, through the lcore's own io_uring (a second ring beside the
-// writer's, on the same thread): a fetch from an offset or a timestamp is one index lookup in
+// writer's, on the same thread; or, on a dedicated replication lcore, which writes none of the
+// logs it reads, a ring over the log states it found on disk: ReadableLogs): a fetch from an offset or a timestamp is one index lookup in
 // memory, then one read of the index interval that holds the answer. The lcore never blocks:
 // Fetch prepares the read, Poll reaps finished ones and hands their records to the caller.
 //
@@ -7,7 +8,7 @@
 //   ...each loop pass...
 //   reader.Poll([&](const FetchResult& r) { r.ForEach([&](const RecordView& m) {...}); });
 //
-// Only durable bytes are read (below the writer's durable end of each segment). Every batch read
+// Only durable bytes are read (below ReadableLogs::durable and each segment's end_position). Every batch read
 // is CRC-checked; a bad one ends the fetch with kStorageFailed.
 //
 // FetchBy::kBatch is replication catch-up's read (docs/replication.md §3): the one durable batch
@@ -80,9 +81,10 @@ class FetchResult {
 
 class UringReader {
  public:
-  // `writer` gives the partitions' segments and indexes; both run on the same thread.
+  // `logs` gives the partitions' segments and indexes (a UringWriter, or any ReadableLogs);
+  // both run on the same thread.
   static absl::StatusOr<std::unique_ptr<UringReader>> Create(const ReaderConfig& config,
-                                                             UringWriter* writer);
+                                                             const ReadableLogs* logs);
   ~UringReader();
   UringReader(const UringReader&) = delete;
   UringReader& operator=(const UringReader&) = delete;
@@ -101,6 +103,7 @@ class UringReader {
     uint64_t read_errors = 0;  // reads (or opens of present segments) the kernel failed
     uint64_t bad_batches = 0;  // batches whose header or CRC did not verify
     uint64_t reads_hinted = 0; // kBatch requests that started at their hint
+    uint64_t submits = 0;    // passes that submitted prepared reads or opens to the ring
   };
   const Stats& stats() const;
 

@@ -50,6 +50,7 @@
 #include "storage/batch_format.h"
 #include "storage/io.h"
 #include "storage/log_state.h"
+#include "storage/readable_logs.h"
 #include "storage/segment.h"
 #include "storage/uring_setup.h"
 
@@ -91,15 +92,6 @@ struct WriterConfig {
   // sluiced's workers: 100 us.
   uint64_t owner_slice_ns = 0;
 };
-
-struct PartitionSpec {
-  std::string data_dir;
-  PartitionId id;
-  shard::Durability durability = shard::Durability::kWrite;
-  uint64_t epoch = 0;
-};
-
-using PartitionHandle = uint32_t;
 
 // A partition's files opened ahead, on a thread other than the writer's (UringWriter::
 // PrepareFiles): the slow, blocking part of OpenPartition (directory create, first segment
@@ -168,7 +160,7 @@ struct WriterStats {
 // Threads: Create and OpenPartition may run on any thread before the first Submit/Poll/Drain;
 // the ring is created disabled and the first of those calls adopts it for the calling thread
 // (SINGLE_ISSUER). From then on every call, OpenPartition included, comes from that thread.
-class UringWriter {
+class UringWriter final : public ReadableLogs {
  public:
   static absl::StatusOr<std::unique_ptr<UringWriter>> Create(const WriterConfig& config);
   ~UringWriter();
@@ -222,20 +214,20 @@ class UringWriter {
   };
   absl::StatusOr<uint32_t> EnforceRetention(PartitionHandle h, const Retention& r);
 
-  bool failed(PartitionHandle h) const;
+  bool failed(PartitionHandle h) const override;
   // Not closed (ClosePartition): a read that completes after its partition closed checks this.
-  bool is_open(PartitionHandle h) const;
+  bool is_open(PartitionHandle h) const override;
   const std::string& failure(PartitionHandle h) const;  // what failed, for logs and stats
-  const LogState& log(PartitionHandle h) const;         // for the reader and stats
-  const PartitionSpec& spec(PartitionHandle h) const;
+  const LogState& log(PartitionHandle h) const override;         // for the reader and stats
+  const PartitionSpec& spec(PartitionHandle h) const override;
   bool direct_io(PartitionHandle h) const;
-  shard::DurableOffset durable(PartitionHandle h) const;
+  shard::DurableOffset durable(PartitionHandle h) const override;
   uint32_t in_flight() const;
   // The partition's next segment is prepared (a roll now is a rename, not a create).
   bool spare_ready(PartitionHandle h) const;
   // The partition directory, opened by OpenPartition (-1 for durability none): the reader opens
   // segments relative to it through its ring.
-  int dir_fd(PartitionHandle h) const;
+  int dir_fd(PartitionHandle h) const override;
 
   const RingFeatures& features() const;
   const WriterStats& stats() const;

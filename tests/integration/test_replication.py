@@ -858,6 +858,11 @@ class ReplicationTest(unittest.TestCase):
         self.assertGreater(counters["backfill_batches"], 0, counters)
         self.assertGreater(counters["backfill_reads_async"], 0, counters)
         self.assertEqual(counters["backfill_read_errors"], 0, counters)
+        # Through the replication lcore's own io_uring (one read per batch, hinted), and the
+        # log's state found from scratch once per partition read (then refreshed).
+        self.assertGreaterEqual(counters["log_reader_ring_reads"], counters["backfill_batches"],
+                                counters)
+        self.assertLessEqual(counters["log_reader_rescans"], 4, counters)
         for i in range(20):
             self.assertEqual(p.send_one(a.server, queue_id, i % 2), "OK")
 
@@ -878,7 +883,10 @@ class ReplicationTest(unittest.TestCase):
             got = fetch_partition(b, queue_id, part, len(p.acked[part]))
             self.assertEqual(got, [(o, pl) for (_, o, pl) in p.acked[part]])
         print(f"\ndedicated replication lcore, wiped standby: {counters['backfill_batches']} "
-              f"batches read back from the log files, then promoted with all "
+              f"batches read back from the log files ({counters['log_reader_ring_reads']} "
+              f"reads through its io_uring, {counters['log_reader_refreshes']} log states "
+              f"refreshed, {counters['log_reader_rescans']} found from scratch), then promoted "
+              f"with all "
               f"{sum(len(v) for v in p.acked.values())} acked messages")
         p.sock.close()
         self._failed = False
