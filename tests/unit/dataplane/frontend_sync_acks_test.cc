@@ -13,37 +13,12 @@
 
 #include "dataplane/frontend.h"
 #include "hwconf/layout.h"
+#include "tests/unit/dataplane/fake_reply_channel.h"
 #include "protocol/codec.h"
 
 namespace sluice::dataplane {
 namespace {
 namespace p = protocol;
-
-class Channel final : public ReplyChannel {
- public:
-  ReplyBuffer Acquire(const Endpoint&, size_t max_bytes) override {
-    for (uint32_t h = 0; h < kMaxOutstanding; ++h) {
-      if (!busy_[h]) {
-        busy_[h] = true;
-        buffers_[h].assign(std::min<size_t>(max_bytes, 1472), std::byte{0});
-        return {buffers_[h], h};
-      }
-    }
-    ADD_FAILURE() << "more than kMaxOutstanding buffers held";
-    return {};
-  }
-  void Send(const ReplyBuffer& b, size_t bytes) override {
-    sent.emplace_back(b.bytes.begin(), b.bytes.begin() + static_cast<ptrdiff_t>(bytes));
-    busy_[b.handle] = false;
-  }
-  void Abandon(const ReplyBuffer& b) override { busy_[b.handle] = false; }
-  bool HandOffRecord(uint16_t, uint32_t, std::span<const std::byte>) override { return true; }
-  std::vector<std::vector<std::byte>> sent;
-
- private:
-  std::array<bool, kMaxOutstanding> busy_{};
-  std::array<std::vector<std::byte>, kMaxOutstanding> buffers_;
-};
 
 // Durable at once: every batch submitted is reported durable by the next Poll.
 class Storage final : public Persistence {
@@ -232,7 +207,7 @@ class FrontendSyncAcks : public ::testing::Test {
 
   hwconf::Layout layout_;
   std::unique_ptr<const QueueTable> table_;
-  Channel channel_;
+  FakeReplyChannel channel_;
   Storage storage_;
   Standby standby_;
   std::unique_ptr<Frontend> frontend_;
