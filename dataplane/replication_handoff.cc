@@ -396,16 +396,9 @@ uint32_t LogFileReader::PollBatchReads(absl::FunctionRef<void(const BatchRead&)>
       retry_[retries_++] = i;
       return;
     }
-    BatchRead b;
+    BatchRead b = BatchReadOf(r);
     b.cookie = q.cookie;
-    b.errc = r.errc;
-    if (r.errc == Errc::kOk) {
-      b.base = r.first_offset;
-      b.end = r.next_offset;
-      b.bytes = r.batch();
-      b.next_hint_segment = r.segment_base;
-      b.next_hint_position = r.end_position;
-    } else if (r.errc != Errc::kOffsetOutOfRange) {
+    if (r.errc != Errc::kOk && r.errc != Errc::kOffsetOutOfRange) {
       // An I/O error or a batch that does not verify. A segment retention removed since the
       // state was found fails its open: the offset is below the log's start now, as on a
       // channel. Else the caller tries again later, on a state found from scratch.

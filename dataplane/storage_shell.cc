@@ -479,20 +479,22 @@ Errc StorageShell::StartBatchRead(uint32_t queue, uint32_t partition, uint64_t o
   return catchup_->Fetch(r);
 }
 
+Persistence::BatchRead BatchReadOf(const storage::FetchResult& r) {
+  Persistence::BatchRead b;
+  b.cookie = r.cookie;
+  b.errc = r.errc;
+  if (r.errc == Errc::kOk) {
+    b.base = r.first_offset;
+    b.end = r.next_offset;
+    b.bytes = r.batch();
+    b.next_hint_segment = r.segment_base;
+    b.next_hint_position = r.end_position;
+  }
+  return b;
+}
+
 uint32_t StorageShell::PollBatchReads(absl::FunctionRef<void(const BatchRead&)> fn) {
-  return catchup_->Poll([&](const storage::FetchResult& r) {
-    BatchRead b;
-    b.cookie = r.cookie;
-    b.errc = r.errc;
-    if (r.errc == Errc::kOk) {
-      b.base = r.first_offset;
-      b.end = r.next_offset;
-      b.bytes = r.batch();
-      b.next_hint_segment = r.segment_base;
-      b.next_hint_position = r.end_position;
-    }
-    fn(b);
-  });
+  return catchup_->Poll([&](const storage::FetchResult& r) { fn(BatchReadOf(r)); });
 }
 
 uint32_t StorageShell::PollReads(

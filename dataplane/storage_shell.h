@@ -106,6 +106,10 @@ struct StorageShellConfig {
 
 storage::RecoveryOptions RecoveryOptionsOf(const hwconf::Storage& storage);
 
+// A catch-up read's result as the streamer takes it (Persistence::PollBatchReads), with the hint
+// for the read that continues it. The bytes stay the reader's: valid in the callback only.
+Persistence::BatchRead BatchReadOf(const storage::FetchResult& r);
+
 // Written by the worker's lcore, read by the main lcore (stats file): relaxed atomics.
 struct StorageShellStats {
   Counter opened;            // partitions opened (minus `closed`: open now)
