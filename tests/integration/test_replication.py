@@ -1260,6 +1260,9 @@ class ReplicationTest(unittest.TestCase):
         cut = [l for l in a.log()[before:].splitlines() if "cut the divergent tail" in l]
         dropped = sum(int(l.split("): ")[1].split()[0]) for l in cut)
         self.assertEqual(dropped, degraded, cut)
+        # Each cut ran on the shell's file worker, off the channel's lcore.
+        harness.wait_for(lambda: repl_counters(a).get("standby_file_jobs", 0) >= len(cut), 10,
+                         "the cuts counted as file jobs")
         # The new primary serves the replicated messages at their offsets; writes go on.
         for part in (0, 1):
             got = fetch_partition(b, queue_id, part, len(replicated[part]))
@@ -1293,6 +1296,10 @@ class ReplicationTest(unittest.TestCase):
             "attributes": {"replication": "sync", "retention_ms": 3600000}})
         self.assertIn(status, (200, 201), body)
         harness.wait_for(lambda: "orders" in queues_of(b), 10, "orders on the standby")
+        # Its partition opened on the standby's file worker (recovery of the new directory, the
+        # first segment's creation), adopted by the channel's lcore.
+        harness.wait_for(lambda: repl_counters(b).get("standby_file_jobs", 0) >= 1, 10,
+                         "the standby's open counted as a file job")
         qa, qb = queues_of(a)["orders"], queues_of(b)["orders"]
         self.assertEqual((qa["id"], qa["attributes"]), (qb["id"], qb["attributes"]))
         harness.wait_for(lambda: a.role().get("catalog_replicated"), 10, "catalog acked")
@@ -1544,6 +1551,8 @@ class ReplicationTest(unittest.TestCase):
         s = found[-1]
         self.assertGreaterEqual(found[0], start_a)  # the primary's first segment then
         self.assertEqual(repl_counters(b)["behind_start_restarts"], len(found))
+        # Each restart ran on the shell's file worker, off the channel's lcore.
+        self.assertGreaterEqual(repl_counters(b)["standby_file_jobs"], len(found))
         self.assertNotIn("cannot restart", b.log())
         self.assertNotIn("it cannot catch up", a.log())
         # The primary says it at most once per restart (the standby may have restarted on
