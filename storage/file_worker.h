@@ -72,6 +72,11 @@ class FileWorker {
   // Jobs submitted and not yet done (for tests and stats; takes the lock).
   uint32_t pending();
   uint64_t completed() const { return completed_.load(std::memory_order_relaxed); }
+  // The destructor has begun (tests: a shutdown with jobs still queued).
+  bool stopping() {
+    std::lock_guard<std::mutex> lock(mu_);
+    return stop_;
+  }
 
  private:
   void Run();

@@ -142,9 +142,16 @@ TEST(FileWorker, JobsQueuedAtShutdownRunToTheEnd) {
     queued.back()->Open();
     ASSERT_TRUE(w->Submit(queued.back()));
   }
-  // The destructor runs while a job is blocked and three wait; the release may come before or
-  // after it asked the thread to stop: either way every job completes.
+  // The destructor runs while a job is blocked and three wait: released only once the
+  // destructor asked the thread to stop, every job still completes, in order.
+  FileWorker* raw = w.get();
   std::thread closer([&] { w.reset(); });
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(10);
+  while (!raw->stopping()) {  // alive: its destructor waits for the blocked job
+    ASSERT_LT(std::chrono::steady_clock::now(), deadline);
+    std::this_thread::yield();
+  }
+  EXPECT_FALSE(queued[0]->done());
   blocked->Release();
   closer.join();
   EXPECT_TRUE(blocked->done());
