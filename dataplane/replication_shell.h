@@ -356,8 +356,9 @@ class ReplicationShell final : public Replicator,
   absl::Status OpenStandbyPartition(uint32_t queue, uint32_t partition, shard::Durability d);
   void CloseStandbyPartition(uint32_t queue, uint32_t partition, bool keep_applier = false);
   // A standby partition's blocking file work runs on the shell's file worker, off this lcore
-  // (docs/replication.md §4 "Off the lcore"): an open at runtime, a cut of a divergent tail
-  // (closed first, its writes in flight complete), a restart at the primary's start. While its
+  // (docs/replication.md §4 "Off the lcore"): a cut of a divergent tail (closed first, its
+  // writes in flight complete), a restart at the primary's start (an open at runtime has the
+  // same job, not wired in: kOpenOffLcore in the .cc). While its
   // job runs the partition is closed here (not in parts_): the applier keeps the batches for it
   // and the ack stream its records (Apply and AppendAck refuse, they are offered again), a cut
   // partition stays divergent (nothing of the new primary applied, the epoch not adopted, no
