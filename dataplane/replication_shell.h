@@ -59,6 +59,8 @@
 #include "replication/state_file.h"
 #include "storage/ack_ring.h"
 #include "storage/batch_reader.h"
+#include "storage/file_worker.h"
+#include "storage/log_jobs.h"
 #include "storage/uring_reader.h"
 #include "storage/uring_writer.h"
 
@@ -98,6 +100,10 @@ enum class ReplicationFigure : uint8_t {
   // A dedicated replication lcore on a primary (LogFileReader): catch-up reads its own io_uring
   // made, log states refreshed from their known end, and found from scratch (a recovery scan).
   kLogReaderRingReads, kLogReaderRefreshes, kLogReaderRescans,
+  // A standby's partition file work done off its lcore, by the shell's file worker
+  // (docs/replication.md §4 "Off the lcore"): opens of partitions of queues the catalog brought,
+  // cuts of divergent tails, restarts at the primary's start.
+  kStandbyFileJobs,
   kLagOffsets,  // primary: offered - acked, all partitions (/v1/role's replication_lag_bytes)
   kCount
 };
@@ -109,7 +115,8 @@ inline constexpr std::array<std::string_view, kReplicationFigures> kReplicationF
     "acklog_snapshots_sent", "acklog_records_applied", "acklog_snapshots_applied",
     "acklog_dropped", "acklog_lag", "link_steered", "link_steer_dropped", "handoff_batches",
     "handoff_from_log", "handoff_acks_lost", "replica_reads_served", "replica_reads_throttled",
-    "log_reader_ring_reads", "log_reader_refreshes", "log_reader_rescans", "lag_offsets"};
+    "log_reader_ring_reads", "log_reader_refreshes", "log_reader_rescans",
+    "standby_file_jobs", "lag_offsets"};
 static_assert(!kReplicationFigureNames.back().empty(), "a figure without a name");
 struct ReplicationFigures {
   std::array<std::atomic<uint64_t>, kReplicationFigures> v{};
@@ -312,6 +319,8 @@ class ReplicationShell final : public Replicator,
   uint32_t Poll(uint64_t now_ns, Persistence* storage, TxBuffer* tx, LcoreCounters& c);
   // Standby: the partitions of durable queues follow the queue table.
   void SetTable(const QueueTable& table);
+  // Standby: partition file jobs (open, cut, restart) under way on the file worker.
+  size_t standby_jobs() const { return standby_jobs_.size(); }
   void Drain();
 
   // Replicator
@@ -352,9 +361,44 @@ class ReplicationShell final : public Replicator,
   explicit ReplicationShell(const ReplicationShellConfig& c);
   absl::Status OpenStandbyPartition(uint32_t queue, uint32_t partition, shard::Durability d);
   void CloseStandbyPartition(uint32_t queue, uint32_t partition, bool keep_applier = false);
-  absl::Status Truncate(uint32_t queue, uint32_t partition, uint64_t to);
-  // The log ends below the primary's start: restarted empty there (docs/replication.md §4).
-  absl::Status RestartAt(uint32_t queue, uint32_t partition, uint64_t start);
+  // A standby partition's blocking file work runs on the shell's file worker, off this lcore
+  // (docs/replication.md §4 "Off the lcore"): a cut of a divergent tail (closed first, its
+  // writes in flight complete), a restart at the primary's start (an open at runtime has the
+  // same job, not wired in: kOpenOffLcore in the .cc). While its
+  // job runs the partition is closed here (not in parts_): the applier keeps the batches for it
+  // and the ack stream its records (Apply and AppendAck refuse, they are offered again), a cut
+  // partition stays divergent (nothing of the new primary applied, the epoch not adopted, no
+  // ACK sent), replica reads of it answer THROTTLED. The lcore adopts the result
+  // (UringWriter::AdoptPartition: no blocking file-system call).
+  struct StandbyJob {
+    std::shared_ptr<storage::PartitionOpenJob> job;
+    shard::Durability durability = shard::Durability::kWrite;
+    std::string name;  // the queue's, for the log
+    uint64_t ours = 0;  // a cut's or restart's: this log's end before it
+    bool gone = false;  // the table dropped the partition meanwhile: closed once adopted
+  };
+  void StartStandbyJob(storage::PartitionOpenJob::Change change, uint32_t queue,
+                       uint32_t partition, uint64_t ours, uint64_t offset, uint64_t now_ns);
+  void PollStandbyJobs(uint64_t now_ns);
+  void FinishStandbyJob(uint32_t queue, uint32_t partition, StandbyJob& j, uint64_t now_ns);
+  absl::Status AdoptStandbyPartition(uint32_t queue, uint32_t partition, shard::Durability d,
+                                     storage::PartitionOpenJob& job);
+  // The lcore half of an open: the partition's state here, the applier, the boards.
+  void InstallStandbyPart(uint32_t queue, uint32_t partition, shard::Durability d,
+                          const std::string& data_dir, uint64_t end, storage::AckLog acks,
+                          const storage::AckState& ack_state, storage::PartitionHandle h);
+  std::unique_ptr<storage::FileWorker> files_;  // standby: created with the shell (main thread)
+  absl::flat_hash_map<uint64_t, StandbyJob> standby_jobs_;
+  // After a cut or restart that failed: not tried again before this time (a second).
+  absl::flat_hash_map<uint64_t, uint64_t> change_retry_ns_;
+  // The durable partitions of the last table written here, with their durability and name.
+  struct Wanted {
+    shard::Durability durability;
+    std::string name;
+  };
+  absl::flat_hash_map<uint64_t, Wanted> wanted_;
+  bool running_ = false;  // the lcore's loop runs (a pass came): opens go to the file worker
+  uint64_t standby_file_jobs_ = 0;
   void StandbyPass(uint64_t now_ns);
   // Retention (docs/replication.md §4): the primary's stated log starts, once a second.
   void SendLogStarts(uint64_t now_ns, Persistence* storage);

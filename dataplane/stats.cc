@@ -56,10 +56,12 @@ std::string CountersJson(const Worker& w) {
         &s,
         ", \"ack_writes_async\": %u, \"ack_syncs_async\": %u, \"ack_sync_requests\": %u, "
         "\"ack_syncs_done\": %u, \"ack_write_waits\": %u, \"ack_failures\": %u, "
-        "\"opens_off_lcore\": %u, \"opens_on_lcore\": %u}",
+        "\"opens_off_lcore\": %u, \"opens_on_lcore\": %u, \"dirs_removed\": %u, "
+        "\"dir_removal_errors\": %u}",
         ss.ack_writes_async.load(), ss.ack_syncs_async.load(), ss.ack_sync_requests.load(),
         ss.ack_syncs_done.load(), ss.ack_write_waits.load(), ss.ack_failures.load(),
-        ss.opens_off_lcore.load(), ss.opens_on_lcore.load());
+        ss.opens_off_lcore.load(), ss.opens_on_lcore.load(), ss.dirs_removed.load(),
+        ss.dir_removal_errors.load());
   }
   absl::StrAppend(&s, ", \"shards\": ", w.handler().ShardStatsJson(), "}");
   return s;

@@ -186,11 +186,26 @@ StorageShell::StorageShell(const StorageShellConfig& config, StartupRecovery* st
   by_handle_.reserve(1024);
   ack_dirty_.reserve(1024);
   ack_failed_.reserve(1024);
+  // Created here, i.e. on the thread that creates the shell: sluiced's main thread (the
+  // housekeeping CPU), never a polling worker's (storage/file_worker.h).
+  files_ = std::make_unique<storage::FileWorker>("sluice-files", kMaxFileJobs);
+  removals_.reserve(kMaxFileJobs);
 }
 
 StorageShell::~StorageShell() {
   // The ack logs' buffers are the kernel's until their writes complete.
   ack_ring_->Drain([](storage::AckLog&) {});
+  // Removals not handed over yet (the worker was full) go now; the worker runs what it holds
+  // to the end before its thread joins (~FileWorker).
+  for (const auto& job : removals_) {
+    if (job->state() == storage::FileJob::kIdle) (void)files_->Submit(job);
+  }
+  files_.reset();
+  for (const auto& job : removals_) {
+    if (job->done() && !job->status().ok()) {
+      std::fprintf(stderr, "sluiced: %s\n", std::string(job->status().message()).c_str());
+    }
+  }
 }
 
 StorageShell::Part* StorageShell::Find(uint32_t q, uint32_t p) {
@@ -318,9 +333,14 @@ void StorageShell::Close(uint32_t queue, uint32_t partition, bool remove) {
   std::erase(ack_failed_, &p);
   by_handle_.erase(p.handle);
   if (remove) {
-    std::error_code ec;
-    std::filesystem::remove_all(p.dir, ec);
-    if (ec) std::fprintf(stderr, "sluiced: removing %s: %s\n", p.dir.c_str(), ec.message().c_str());
+    // The directory goes on the file worker's thread (blocking unlinks, off the lcore); Poll
+    // takes the result. Nothing here uses the directory any more (its files are closed above),
+    // and queue ids are never reused, so no later partition can be given this directory while
+    // the removal runs. A crash before it completes leaves a directory of no queue, as a crash
+    // in the middle of the removal did before.
+    auto job = std::make_shared<storage::RemoveTreeJob>(p.dir);
+    (void)files_->Submit(job);  // refused (the worker is full): handed over by a later Poll
+    removals_.push_back(std::move(job));
   }
   parts_.erase(it);
   ++stats_.closed;
@@ -378,8 +398,30 @@ uint32_t StorageShell::Poll(absl::FunctionRef<void(uint32_t, uint32_t, shard::Du
     ++n;
   }
   ack_failed_.clear();
+  if (!removals_.empty()) n += PollRemovals();
   // A retention removal completes without a completion to report: its count goes over here.
   if (writer_->stats().retention_removed != stats_.segments_removed.load()) SyncWriterStats();
+  return n;
+}
+
+uint32_t StorageShell::PollRemovals() {
+  uint32_t n = 0;
+  for (const auto& job : removals_) {
+    if (job->state() == storage::FileJob::kIdle && !files_->Submit(job)) break;  // still full
+  }
+  // In order: the worker runs them in the order handed over.
+  while (!removals_.empty() && removals_.front()->done()) {
+    const storage::RemoveTreeJob& job = *removals_.front();
+    if (job.status().ok()) {
+      ++stats_.dirs_removed;
+    } else {
+      // As before the worker: said, and the directory stays (it belongs to no queue).
+      ++stats_.dir_removal_errors;
+      std::fprintf(stderr, "sluiced: %s\n", std::string(job.status().message()).c_str());
+    }
+    removals_.erase(removals_.begin());
+    ++n;
+  }
   return n;
 }
 

@@ -27,6 +27,7 @@
 #include "hwconf/layout.h"
 #include "storage/ack_log.h"
 #include "storage/ack_ring.h"
+#include "storage/file_worker.h"
 #include "storage/recovery.h"
 #include "storage/uring_reader.h"
 #include "storage/uring_writer.h"
@@ -97,6 +98,10 @@ class StartupRecovery {
   uint64_t bytes_scanned_ = 0;
 };
 
+// Control-path file jobs a shell's file worker holds at once (storage/file_worker.h): removals
+// of a deleted queue's partitions; more wait in the shell for room.
+inline constexpr uint32_t kMaxFileJobs = 64;
+
 struct StorageShellConfig {
   hwconf::Storage storage;  // data_dirs, uring_depth, sqpoll, segment_bytes, batch bytes/time
   uint64_t epoch = 0;
@@ -140,6 +145,10 @@ struct StorageShellStats {
   Counter rolls_blocking;    // segment rolls that created the file on the lcore (spares off only)
   Counter roll_waits;        // rolls that held their batch until the spare was ready
   Counter spare_failures;    // spare preparations that failed (the partition fails)
+  // A deleted queue's partition directories, removed by the shell's file worker (off the
+  // lcore), and the removals that failed (logged; the directory stays, owned by no queue).
+  Counter dirs_removed;
+  Counter dir_removal_errors;
 };
 
 class StorageShell final : public Persistence {
@@ -197,6 +206,11 @@ class StorageShell final : public Persistence {
   void SettleAcks() override;
   // Durable partitions open here (in-memory queues have none).
   bool Persisting() const { return !parts_.empty(); }
+  // Directory removals (a deleted queue's partitions) handed to the file worker and not yet
+  // seen completed by Poll.
+  size_t removals_pending() const { return removals_.size(); }
+  // The shell's control-path file worker (tests hold it with a job of their own).
+  storage::FileWorker& file_worker() { return *files_; }
 
  private:
   struct Part {
@@ -228,6 +242,8 @@ class StorageShell final : public Persistence {
   // full, flushes, and waits for the ring if the other buffer is still being written (counted).
   // False: not logged (the log failed; counted in ack_flush_errors).
   bool AppendAck(Part* p, absl::FunctionRef<bool(storage::AckLog&)> append);
+  // Hands removals waiting for room to the file worker, and takes those completed (Poll).
+  uint32_t PollRemovals();
   void Report(const storage::Completion& c,
               absl::FunctionRef<void(uint32_t, uint32_t, shard::DurableOffset, Errc,
                                      std::string_view)> fn);
@@ -250,6 +266,10 @@ class StorageShell final : public Persistence {
   std::vector<Part*> ack_failed_;
   bool running_ = false;  // the worker's loop called us (FlushAcks): opens from now on are its
   StorageShellStats stats_;
+  // Control-path file work off the lcore (storage/file_worker.h): a deleted queue's partition
+  // directories are removed there. removals_: handed over (or waiting for room), in order.
+  std::unique_ptr<storage::FileWorker> files_;
+  std::vector<std::shared_ptr<storage::RemoveTreeJob>> removals_;
 };
 
 }  // namespace sluice::dataplane

@@ -191,6 +191,23 @@ void StandbyLink::RemovePartition(uint32_t queue, uint32_t partition) {
     ack_order_.erase(std::find(ack_order_.begin(), ack_order_.end(), r->second.get()));
     ack_receivers_.erase(r);
   }
+  // A partition no longer here has no tail to cut (its queue was deleted while its cut ran off
+  // the lcore): the others' cuts alone hold the new epoch back.
+  const size_t before = divergent_.size();
+  std::erase_if(divergent_, [&](const Divergent& d) {
+    return d.queue == queue && d.partition == partition;
+  });
+  if (divergent_.size() != before) AdoptPendingEpochIfCut();
+}
+
+void StandbyLink::AdoptPendingEpochIfCut() {
+  if (divergent_.empty() && pending_epoch_ != 0) {
+    AdoptEpoch(pending_epoch_);
+    pending_epoch_ = 0;
+    synced_boot_id_ = primary_boot_id_;
+    hello_due_ = true;
+    CheckCaughtUp();
+  }
 }
 
 Applier* StandbyLink::FindMut(uint32_t queue, uint32_t partition) {
@@ -307,22 +324,19 @@ void StandbyLink::Truncated(uint32_t queue, uint32_t partition, uint64_t end) {
     const Divergent& d = divergent_[i];
     if (d.queue != queue || d.partition != partition) continue;
     SLUICE_ASSERT(end <= d.truncate_to);
-    if (Applier* a = FindMut(queue, partition)) {
-      truncated_records_ += a->expected() - end;
-      a->Truncated(end);
-    }
-    // Its ack log is an older primary's: the new primary's snapshot replaces it.
-    if (AckReceiver* r = FindAckMut(queue, partition)) r->Reset();
     divergent_.erase(divergent_.begin() + static_cast<ptrdiff_t>(i));
     break;
   }
-  if (divergent_.empty() && pending_epoch_ != 0) {
-    AdoptEpoch(pending_epoch_);
-    pending_epoch_ = 0;
-    synced_boot_id_ = primary_boot_id_;
-    hello_due_ = true;
-    CheckCaughtUp();
+  // The applier follows the log even when no divergence names it any more (the cut ran off the
+  // lcore and a newer primary's HELLO found none meanwhile): what it took past `end` is gone
+  // from the disk, and is taken again from the primary.
+  if (Applier* a = FindMut(queue, partition); a != nullptr && end <= a->expected()) {
+    truncated_records_ += a->expected() - end;
+    a->Truncated(end);
+    // Its ack log is an older primary's: the new primary's snapshot replaces it.
+    if (AckReceiver* r = FindAckMut(queue, partition)) r->Reset();
   }
+  AdoptPendingEpochIfCut();
 }
 
 void StandbyLink::ForEachBehindStart(
@@ -507,6 +521,10 @@ bool StandbyLink::SendHello(uint64_t /*now_ns*/, LinkOutput& out) {
 }
 
 bool StandbyLink::SendAcks(LinkOutput& out, bool all) {
+  // Between two primaries' logs (a cut under way, off the lcore: it may take several passes):
+  // no durable end is stated, the cut partitions' ends being the older primary's. They go once
+  // the cuts are made (ack_due stays set; the heartbeat states all).
+  if (divergent()) return true;
   // As many ACK datagrams as the due entries need (bounded by the partition count).
   size_t i = 0;
   while (i < order_.size()) {

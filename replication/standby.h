@@ -174,8 +174,9 @@ class StandbyLink {
   }
   // A primary of a newer epoch said HELLO and some of our logs hold a tail it does not (we were
   // the primary before it, or followed one): fn(queue, partition, our_end, truncate_to) for
-  // each. The shell cuts those logs (blocking, rare) and calls Truncated; the new epoch is
-  // adopted, and nothing of that primary applied, only once none is left.
+  // each. The shell cuts those logs (off its lcore: it may take several passes) and calls
+  // Truncated; the new epoch is adopted, nothing of that primary applied and no ACK sent, only
+  // once none is left. A partition removed meanwhile (RemovePartition) leaves the list.
   bool divergent() const { return !divergent_.empty(); }
   void ForEachDivergent(absl::FunctionRef<void(uint32_t, uint32_t, uint64_t, uint64_t)> fn) const;
   void Truncated(uint32_t queue, uint32_t partition, uint64_t end);
@@ -183,7 +184,7 @@ class StandbyLink {
   // away longer than the primary's retention keeps, and the primary cannot send what it needs
   // (docs/replication.md §4 "Behind the start"). fn(queue, partition, our_end, primary_start)
   // for each noted since the last call (a LOG_START notes them again every second while they
-  // stay behind). The shell restarts each log empty at primary_start (blocking, rare) and calls
+  // stay behind). The shell restarts each log empty at primary_start (off its lcore) and calls
   // Restarted. Nothing while divergent.
   void ForEachBehindStart(absl::FunctionRef<void(uint32_t, uint32_t, uint64_t, uint64_t)> fn);
   void Restarted(uint32_t queue, uint32_t partition, uint64_t start);
@@ -222,6 +223,7 @@ class StandbyLink {
     uint64_t ours, truncate_to;
   };
   void AdoptEpoch(uint64_t epoch);
+  void AdoptPendingEpochIfCut();  // the epoch a divergence held back, once no cut is left
   void CheckCaughtUp();
   absl::flat_hash_map<uint64_t, uint64_t> primary_ends_;  // from its last HELLO
   std::vector<Divergent> divergent_;

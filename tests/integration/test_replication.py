@@ -1392,6 +1392,9 @@ class ReplicationTest(unittest.TestCase):
         cut = [l for l in a.log()[before:].splitlines() if "cut the divergent tail" in l]
         dropped = sum(int(l.split("): ")[1].split()[0]) for l in cut)
         self.assertEqual(dropped, degraded, cut)
+        # Each cut ran on the shell's file worker, off the channel's lcore.
+        harness.wait_for(lambda: repl_counters(a).get("standby_file_jobs", 0) >= len(cut), 10,
+                         "the cuts counted as file jobs")
         # The new primary serves the replicated messages at their offsets; writes go on.
         for part in (0, 1):
             got = fetch_partition(b, queue_id, part, len(replicated[part]))
@@ -1676,6 +1679,8 @@ class ReplicationTest(unittest.TestCase):
         s = found[-1]
         self.assertGreaterEqual(found[0], start_a)  # the primary's first segment then
         self.assertEqual(repl_counters(b)["behind_start_restarts"], len(found))
+        # Each restart ran on the shell's file worker, off the channel's lcore.
+        self.assertGreaterEqual(repl_counters(b)["standby_file_jobs"], len(found))
         self.assertNotIn("cannot restart", b.log())
         self.assertNotIn("it cannot catch up", a.log())
         # The primary says it at most once per restart (the standby may have restarted on

@@ -8,7 +8,9 @@
   partition keeps serving;
 - a work queue created at runtime: its partitions' files are opened off the lcore, its deletes
   and a purge mark go through the lcore's io_uring (no blocking file call on the lcore, asserted
-  by the stats file's counters), and they survive a SIGKILL.
+  by the stats file's counters), and they survive a SIGKILL;
+- a queue deleted at runtime: its partitions' directories are removed by the worker's file
+  worker thread (dirs_removed), not on the lcore.
 """
 
 import hashlib
@@ -295,6 +297,29 @@ class StorageTest(unittest.TestCase):
             self.assertEqual(sluice("receive", "jobs", "--max", "10", "--wait-ms", "200").stdout, "")
             # Still writable after the restart (opened by start-up recovery this time).
             sluice("produce", "rt-jobs", input="after\n")
+
+    def test_a_deleted_queues_directories_are_removed_off_the_lcore(self):
+        with Namespace(), Sluiced(queues=WORK, durability="write") as s:
+            sluicectl("queue", "create", "rt-gone", "--type", "stream", "--partitions", "2")
+            sluice("produce", "rt-gone", input="".join(f"g-{i}\n" for i in range(20)))
+            dirs = sorted(d for d in os.listdir(s.data_dir)
+                          if not d.startswith(".") and os.path.isdir(os.path.join(s.data_dir, d)))
+            before = set(dirs)
+            self.assertGreaterEqual(len(before), 3, dirs)  # jobs-0, and rt-gone's two
+            sluicectl("queue", "delete", "rt-gone")
+            # The worker closed both partitions and handed their directories to its file worker;
+            # its passes saw the removals complete and counted them.
+            harness.wait_for(lambda: storage_stats(s).get("dirs_removed", 0) >= 2, 10,
+                             "the stats file to count the removals")
+            st = storage_stats(s)
+            self.assertEqual(st["dirs_removed"], 2, st)
+            self.assertEqual(st["dir_removal_errors"], 0, st)
+            left = {d for d in os.listdir(s.data_dir)
+                    if not d.startswith(".") and os.path.isdir(os.path.join(s.data_dir, d))}
+            self.assertEqual(len(before - left), 2, (before, left))
+            # The layout's queue serves on.
+            sluice("produce", "jobs", input="still\n")
+            self.assertIn("still", sluice("receive", "jobs", "--max", "1", "--wait-ms", "500").stdout)
 
     def test_segments_of_deleted_work_messages_are_removed(self):
         with Namespace(), Sluiced(queues=WORK, durability="write", segment_bytes=1 << 20) as s:

@@ -1,14 +1,17 @@
 // The storage shell's lcore-side promises (docs/storage.md §3, §10), without DPDK or a frontend:
 // a partition prepared off the lcore is adopted with no blocking file call (opens_off_lcore), the
-// ack logs write and sync through the ack ring (ack_writes_async, ack_syncs_done), and an ack-log
-// write error fails the partition, reported through Poll like a failed segment write.
+// ack logs write and sync through the ack ring (ack_writes_async, ack_syncs_done), an ack-log
+// write error fails the partition, reported through Poll like a failed segment write, and a
+// deleted queue's partition directory is removed by the file worker, not on the lcore.
 #include "dataplane/storage_shell.h"
 
 #include <gtest/gtest.h>
 #include <stdlib.h>
 
 #include <chrono>
+#include <condition_variable>
 #include <filesystem>
+#include <mutex>
 #include <string>
 #include <vector>
 
@@ -148,6 +151,81 @@ TEST(StorageShell, AnAckLogWriteErrorFailsThePartitionAndIsReportedOnce) {
   EXPECT_FALSE(LoadAcks(tmp.path, 5, 0).IsDeleted(1));
   s.Close(5, 0, false);
   s.Close(5, 1, false);
+}
+
+// Holds the shell's file worker (a disk that does not answer) until released.
+class HoldJob final : public storage::FileJob {
+ public:
+  void Release() {
+    std::lock_guard<std::mutex> lock(mu_);
+    open_ = true;
+    cv_.notify_all();
+  }
+
+ protected:
+  absl::Status Run() override {
+    std::unique_lock<std::mutex> lock(mu_);
+    cv_.wait(lock, [&] { return open_; });
+    return absl::OkStatus();
+  }
+
+ private:
+  std::mutex mu_;
+  std::condition_variable cv_;
+  bool open_ = false;
+};
+
+TEST(StorageShell, ADeletedPartitionsDirectoryIsRemovedOffTheLcore) {
+  TempDir tmp;
+  StorageShellConfig config = Config(tmp.path);
+  StartupRecovery store;
+  store.PrepareAll(config.storage, {{6, 0}, {6, 1}});
+  auto shell = StorageShell::Create(config, &store);
+  ASSERT_TRUE(shell.ok()) << shell.status();
+  StorageShell& s = **shell;
+  ASSERT_TRUE(OpenEmpty(s, 6, 0).ok());
+  ASSERT_TRUE(OpenEmpty(s, 6, 1).ok());
+  auto dir_of = [&](uint32_t p) {
+    auto d = storage::PartitionDir::Open(DataDirOf(config.storage, 6, p),
+                                         storage::PartitionId{6, p}, false);
+    EXPECT_TRUE(d.ok());
+    return d.ok() ? d->path() : std::string();
+  };
+  const std::string dir0 = dir_of(0), dir1 = dir_of(1);
+  ASSERT_TRUE(std::filesystem::exists(dir0));
+  s.Removed(6, 0, 0);  // an ack-log entry in the ring when the partition closes
+  // The worker is busy (a slow disk): closing the deleted partition returns anyway, and the
+  // lcore's passes go on while its directory is still there.
+  auto hold = std::make_shared<HoldJob>();
+  ASSERT_TRUE(s.file_worker().Submit(hold));
+  s.Close(6, 0, /*remove=*/true);
+  EXPECT_EQ(s.removals_pending(), 1u);
+  std::vector<Report> reports;
+  for (int i = 0; i < 100; ++i) {
+    s.Poll([&](uint32_t q, uint32_t p, shard::DurableOffset, Errc e, std::string_view why) {
+      reports.push_back({q, p, e, std::string(why)});
+    });
+    s.FlushAcks();
+  }
+  EXPECT_TRUE(std::filesystem::exists(dir0)) << "removed on the lcore";
+  EXPECT_EQ(s.removals_pending(), 1u);
+  EXPECT_EQ(s.stats().dirs_removed.load(), 0u);
+  // Released: the next passes see it done and count it; the other partition is untouched.
+  hold->Release();
+  ASSERT_TRUE(Passes(s, &reports, [&] { return s.removals_pending() == 0; }));
+  EXPECT_FALSE(std::filesystem::exists(dir0));
+  EXPECT_TRUE(std::filesystem::exists(dir1));
+  EXPECT_EQ(s.stats().dirs_removed.load(), 1u);
+  EXPECT_EQ(s.stats().dir_removal_errors.load(), 0u);
+  EXPECT_TRUE(reports.empty());
+  // A removal still with the worker when the shell goes is completed, not abandoned.
+  auto hold2 = std::make_shared<HoldJob>();
+  ASSERT_TRUE(s.file_worker().Submit(hold2));
+  s.Close(6, 1, /*remove=*/true);
+  EXPECT_TRUE(std::filesystem::exists(dir1));
+  hold2->Release();
+  shell->reset();
+  EXPECT_FALSE(std::filesystem::exists(dir1));
 }
 
 }  // namespace

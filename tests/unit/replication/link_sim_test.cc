@@ -1024,6 +1024,61 @@ TEST(LinkSim, DivergentStandbyTailIsCutThenItFollows) {
   EXPECT_TRUE(standby.caught_up());
 }
 
+TEST(LinkSim, ACutUnderWayStatesNoDurableEndAndARemovedPartitionHoldsNoEpochBack) {
+  // The shell cuts divergent tails off its lcore (docs/replication.md §4 "Off the lcore"): the
+  // cut takes several passes, during which the standby is between two primaries' logs. It
+  // states no durable end then (its divergent partitions' ends are the older primary's), and a
+  // partition removed meanwhile (its queue deleted) leaves the list of cuts to make.
+  StandbyConfig sc;
+  sc.epoch = 1;
+  StandbyLink standby(sc);
+  standby.AddPartition(5, 0, 100);
+  standby.AddPartition(5, 1, 50);
+  PrimaryConfig pc;
+  pc.epoch = 2;
+  PrimaryLink primary(pc);
+  primary.AddPartition(5, 0, 60, /*epoch_start=*/60);
+  primary.AddPartition(5, 1, 30, /*epoch_start=*/30);
+  SimWire p2s(1, 0), s2p(2, 0);
+  SimDisk disk;
+  uint32_t acks = 0;
+  auto run = [&](uint64_t from, uint64_t to) {
+    for (uint64_t t = from; t < to; ++t) {
+      const uint64_t now = t * 1'000'000;
+      EmptyAckSnapshots(primary);
+      primary.Poll(now, p2s);
+      p2s.Deliver(now, [&](std::span<const std::byte> d) { standby.OnDatagram(d, now, disk); });
+      standby.Poll(now, s2p, disk);
+      s2p.Deliver(now, [&](std::span<const std::byte> d) {
+        LinkMessage m;
+        if (DecodeLink(d, &m) == DecodeError::kOk && m.type == MsgType::kAck) ++acks;
+        primary.OnDatagram(d, now);
+      });
+    }
+  };
+  run(1, 20);
+  int reported = 0;
+  standby.ForEachDivergent([&](uint32_t, uint32_t, uint64_t, uint64_t) { ++reported; });
+  ASSERT_EQ(reported, 2);
+  // The cuts under way for 80 ms (8 heartbeats): no ACK of any partition.
+  acks = 0;
+  run(20, 100);
+  EXPECT_EQ(acks, 0u);
+  EXPECT_EQ(standby.epoch(), 1u);
+  // Partition 1's queue is deleted while its cut runs: partition 0's cut alone holds the epoch.
+  standby.RemovePartition(5, 1);
+  EXPECT_TRUE(standby.divergent());
+  EXPECT_EQ(standby.epoch(), 1u);
+  standby.Truncated(5, 0, 60);
+  EXPECT_FALSE(standby.divergent());
+  EXPECT_EQ(standby.epoch(), 2u);
+  run(100, 150);
+  EXPECT_GT(acks, 0u);
+  uint64_t e = 0;
+  EXPECT_TRUE(primary.Replicated(5, 0, 150'000'000, 1'000'000'000, &e));
+  EXPECT_EQ(e, 60u);
+}
+
 TEST(LinkSim, HelloOfManyPartitionsGoesInParts) {
   // 150 partitions: a HELLO needs three datagrams each way. The divergent partition is in the
   // last part of the primary's HELLO; every partition connects at the end the standby stated.

@@ -8,6 +8,11 @@
 #include <cstdio>
 #include <filesystem>
 
+#include <chrono>
+#include <thread>
+
+#include "storage/file_worker.h"
+#include "storage/log_jobs.h"
 #include "storage/segment.h"
 #include "storage/uring_writer.h"
 #include "tests/unit/storage/test_util.h"
@@ -375,6 +380,132 @@ TEST(Recovery, LogRestartedAtALaterStartAndEveryCrashPointOnTheWay) {
   ASSERT_TRUE(r2.status.ok());
   EXPECT_EQ(r2.log.start_offset(), start);
   EXPECT_EQ(r2.log.next_offset, start);
+}
+
+// ---- a standby's partition file work off the lcore (storage/log_jobs.h) ----------------------
+
+// Runs `job` on a file worker, polling as the lcore does (bounded: 20 s).
+bool RunOffLcore(FileWorker& w, const std::shared_ptr<PartitionOpenJob>& job) {
+  if (!w.Submit(job)) return false;
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(20);
+  while (!job->done()) {
+    if (std::chrono::steady_clock::now() > deadline) return false;
+    std::this_thread::yield();
+  }
+  return true;
+}
+
+std::shared_ptr<PartitionOpenJob> Job(const std::string& dir, PartitionOpenJob::Change change,
+                                      uint64_t offset) {
+  auto job = std::make_shared<PartitionOpenJob>();
+  job->data_dir = dir;
+  job->id = kId;
+  job->change = change;
+  job->offset = offset;
+  job->segment_bytes = kSegment;
+  job->recovery = Opts();
+  return job;
+}
+
+// The job's result is adopted as the lcore does (no blocking call there) and continues at `end`.
+void AdoptAndCheck(const std::string& dir, PartitionOpenJob& job, uint64_t start, uint64_t end) {
+  ASSERT_TRUE(job.status().ok()) << job.status();
+  ASSERT_TRUE(job.acks.has_value());
+  EXPECT_TRUE(job.rec.records.empty());
+  EXPECT_EQ(job.rec.log.start_offset(), start);
+  EXPECT_EQ(job.rec.log.next_offset, end);
+  WriterConfig c;
+  c.segment_bytes = kSegment;
+  auto w = UringWriter::Create(c);
+  ASSERT_TRUE(w.ok());
+  auto h = (*w)->AdoptPartition({dir, kId, shard::Durability::kWrite, 1}, std::move(job.rec.log),
+                                std::move(job.files));
+  ASSERT_TRUE(h.ok()) << h.status();
+  EXPECT_EQ((*w)->durable(*h).value, end);
+  EXPECT_EQ((*w)->log(*h).start_offset(), start);
+  (*w)->ClosePartition(*h);
+}
+
+TEST(PartitionOpenJob, ACutOffTheLcoreDropsTheTailAndOpensTheRest) {
+  TempDir tmp;
+  const std::vector<BatchAt> batches = WriteLog(tmp.path(), 40, 10, 3000);
+  auto dir = PartitionDir::Open(tmp.path(), kId, false);
+  const std::vector<uint64_t> bases = *dir->ListSegments();
+  ASSERT_GE(bases.size(), 3u);
+  // A batch in the first segment, not its first: the cut zeroes the rest of that segment and
+  // removes every later one.
+  const BatchAt* cut = nullptr;
+  for (const BatchAt& b : batches) {
+    if (b.segment == bases[0] && b.base > bases[0]) cut = &b;
+  }
+  ASSERT_NE(cut, nullptr);
+  FileWorker w("test-files", 4);
+  auto job = Job(tmp.path(), PartitionOpenJob::Change::kCut, cut->base);
+  job->closed_log = RecoverPartition({tmp.path(), kId}, Opts()).log;  // as the writer had it
+  ASSERT_TRUE(RunOffLcore(w, job));
+  EXPECT_TRUE(job->change_status.ok()) << job->change_status;
+  EXPECT_FALSE(job->closed_log.has_value());  // released on the worker's thread
+  EXPECT_EQ(*dir->ListSegments(), std::vector<uint64_t>{bases[0]});
+  AdoptAndCheck(tmp.path(), *job, 0, cut->base);
+  // Made again from the files alone (a reopen that failed left the partition closed): the same
+  // cut is a no-op, and the log opens at the same end.
+  auto again = Job(tmp.path(), PartitionOpenJob::Change::kCut, cut->base);
+  ASSERT_TRUE(RunOffLcore(w, again));
+  EXPECT_TRUE(again->change_status.ok()) << again->change_status;
+  AdoptAndCheck(tmp.path(), *again, 0, cut->base);
+  RecoveredPartition r = RecoverPartition({tmp.path(), kId}, Opts());
+  ASSERT_TRUE(r.status.ok());
+  EXPECT_EQ(r.log.next_offset, cut->base);
+  EXPECT_FALSE(r.report.cut);
+}
+
+TEST(PartitionOpenJob, ACutThatFailsLeavesTheLogAsItWasAndOpensIt) {
+  TempDir tmp;
+  const std::vector<BatchAt> batches = WriteLog(tmp.path(), 40, 10, 3000);
+  const uint64_t end = batches.back().end;
+  auto dir = PartitionDir::Open(tmp.path(), kId, false);
+  const std::vector<uint64_t> bases = *dir->ListSegments();
+  FileWorker w("test-files", 4);
+  // No batch starts there: the cut is refused before anything changes, and the partition is
+  // opened as it is (the shell says so, keeps it divergent and tries again).
+  auto job = Job(tmp.path(), PartitionOpenJob::Change::kCut, batches[5].base + 1);
+  ASSERT_TRUE(RunOffLcore(w, job));
+  EXPECT_FALSE(job->change_status.ok());
+  EXPECT_EQ(*dir->ListSegments(), bases);
+  AdoptAndCheck(tmp.path(), *job, 0, end);
+}
+
+TEST(PartitionOpenJob, ARestartOffTheLcoreOpensTheLogEmptyAtTheNewStart) {
+  TempDir tmp;
+  const std::vector<BatchAt> batches = WriteLog(tmp.path(), 40, 10, 3000);
+  const uint64_t end = batches.back().end;
+  auto dir = PartitionDir::Open(tmp.path(), kId, false);
+  const std::vector<uint64_t> bases = *dir->ListSegments();
+  FileWorker w("test-files", 4);
+  // A start inside the log: refused, nothing removed, the log opened as it was.
+  auto refused = Job(tmp.path(), PartitionOpenJob::Change::kRestart, bases.back());
+  ASSERT_TRUE(RunOffLcore(w, refused));
+  EXPECT_FALSE(refused->change_status.ok());
+  EXPECT_EQ(*dir->ListSegments(), bases);
+  AdoptAndCheck(tmp.path(), *refused, 0, end);
+  // Past its end: every segment removed (RestartLog's order), one created at the start.
+  const uint64_t start = end + 123;
+  auto job = Job(tmp.path(), PartitionOpenJob::Change::kRestart, start);
+  ASSERT_TRUE(RunOffLcore(w, job));
+  EXPECT_TRUE(job->change_status.ok()) << job->change_status;
+  EXPECT_EQ(*dir->ListSegments(), std::vector<uint64_t>{start});
+  AdoptAndCheck(tmp.path(), *job, start, start);
+}
+
+TEST(PartitionOpenJob, ANewPartitionIsCreatedOffTheLcore) {
+  TempDir tmp;
+  FileWorker w("test-files", 4);
+  auto job = Job(tmp.path(), PartitionOpenJob::Change::kNone, 0);
+  ASSERT_TRUE(RunOffLcore(w, job));
+  EXPECT_TRUE(job->files.created);  // its first segment: created, preallocated, synced
+  AdoptAndCheck(tmp.path(), *job, 0, 0);
+  auto dir = PartitionDir::Open(tmp.path(), kId, false);
+  EXPECT_EQ(*dir->ListSegments(), std::vector<uint64_t>{0});
 }
 
 }  // namespace

@@ -1,0 +1,71 @@
+// A partition log's control-path file work as a job for the file worker (storage/file_worker.h):
+// a standby's partition opened, after a cut of a divergent tail or a restart of its log at the
+// primary's start when one is asked for (docs/replication.md §4). Everything blocking happens in
+// Run, on the worker's thread: the change (preads to find the cut, ftruncate, unlinks, fsyncs, a
+// segment's creation), the recovery of what the change left, the ack log's rewrite, the active
+// segment's opening (UringWriter::PrepareFiles). The lcore then only adopts the result
+// (UringWriter::AdoptPartition: no blocking file-system call).
+//
+// The steps and their order are those the lcore made before (ReplicationShell::Truncate and
+// RestartAt until session 10): a crash at any point leaves what a crash at the same point left
+// then, and recovery reads it the same way (storage_recovery_test
+// LogRestartedAtALaterStartAndEveryCrashPointOnTheWay; log_jobs_test for the cut).
+#pragma once
+
+#include <cstdint>
+#include <optional>
+#include <string>
+
+#include "absl/status/status.h"
+#include "storage/ack_log.h"
+#include "storage/file_worker.h"
+#include "storage/log_state.h"
+#include "storage/recovery.h"
+#include "storage/segment.h"
+#include "storage/uring_writer.h"
+
+namespace sluice::storage {
+
+// Cuts the closed log of (data_dir, id) at `to` (the first offset dropped; a batch boundary of
+// `log`, or its end): zeros from there to the end of its segment (the preallocated size stays,
+// fsynced), later segments removed (each unlink followed by a directory fsync), the cut
+// segment's index removed (recovery rebuilds it). Blocking; the partition's writer must have
+// closed it.
+absl::Status CutLog(const std::string& data_dir, PartitionId id, const LogState& log, uint64_t to);
+
+class PartitionOpenJob final : public FileJob {
+ public:
+  enum class Change : uint8_t { kNone, kCut, kRestart };
+
+  // ---- input, set before Submit ----
+  std::string data_dir;
+  PartitionId id{};
+  Change change = Change::kNone;
+  // kCut: the first offset dropped; kRestart: the log's new start (RestartLog).
+  uint64_t offset = 0;
+  // kCut: the log as its writer closed it (where the cut falls). Unset: recovered from the files
+  // first (a partition a failed reopen left closed).
+  std::optional<LogState> closed_log;
+  // kNone: start-up recovery's result for the partition, used instead of recovering again.
+  std::optional<RecoveredPartition> recovered;
+  uint64_t segment_bytes = 0;
+  bool direct_io = true;  // the adopting writer's
+  RecoveryOptions recovery;
+
+  // ---- output, the lcore's once done() ----
+  // The cut's or restart's own result. Not OK: the files are as that step left them (as a crash
+  // there would), and the log is opened as it now is, when it can be (status()).
+  absl::Status change_status;
+  RecoveredPartition rec;  // its log state and ack state (no records)
+  std::optional<AckLog> acks;  // compacted to the log's start, open for appending
+  PreparedFiles files;         // for UringWriter::AdoptPartition
+  // status(): the open's (recovery, ack log, active segment). OK: adopt rec.log with files.
+
+ protected:
+  absl::Status Run() override;
+
+ private:
+  absl::Status ApplyChange();
+};
+
+}  // namespace sluice::storage
