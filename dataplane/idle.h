@@ -13,6 +13,7 @@
 #include <rte_pause.h>
 
 #include "hwconf/layout.h"
+#include "protocol/assert.h"
 
 namespace sluice::dataplane {
 
@@ -23,12 +24,12 @@ class IdlePolicy {
   static constexpr uint32_t kPausePasses = 1024;
   static constexpr uint64_t kSleepMinNs = 1'000;
   // With interrupts a sleep ends on the next packet, so it can be long; without, it bounds the
-  // latency a sleeping worker adds.
-  static constexpr uint64_t kSleepMaxNs = 50'000;
+  // latency a sleeping worker adds: the layout's idle_sleep_max_us (hwconf::Lcore).
   static constexpr uint64_t kSleepMaxWithWakeupNs = 1'000'000;
 
-  IdlePolicy(hwconf::IdlePolicy mode, bool wakeups)
-      : mode_(mode), max_ns_(wakeups ? kSleepMaxWithWakeupNs : kSleepMaxNs) {
+  IdlePolicy(hwconf::IdlePolicy mode, bool wakeups, uint64_t sleep_max_ns)
+      : mode_(mode), max_ns_(wakeups ? kSleepMaxWithWakeupNs : sleep_max_ns) {
+    SLUICE_ASSERT(max_ns_ >= kSleepMinNs);
     // Sleeps of a few microseconds need a small timer slack (the default is 50 us).
     if (mode_ == hwconf::IdlePolicy::kAdaptive) prctl(PR_SET_TIMERSLACK, 1000UL, 0, 0, 0);
   }

@@ -103,6 +103,12 @@ absl::StatusOr<PortRuntime> SetupPort(const hwconf::Port& port, rte_mempool* poo
                  "that polls it retries\n", port.name.c_str(), rte_strerror(-rc));
     rt.started = false;
   }
+  // A PMD may accept intr_conf.rxq and still give its queues no event fd (DPDK 22.11's memif and
+  // af_packet: "Rx Intr handle unset"): no RX interrupts, then, and an idle adaptive worker
+  // sleeps on a timer (hwconf::Lcore::idle_sleep_max_us).
+  for (uint16_t q = 0; rt.rx_interrupts && q < port.rx_queues; ++q) {
+    rt.rx_interrupts = rte_eth_dev_rx_intr_ctl_q_get_fd(*id, q) >= 0;
+  }
   if (int rc = rte_eth_macaddr_get(*id, &rt.addr.mac); rc != 0) {
     return PortError(port, "macaddr_get", rc);
   }

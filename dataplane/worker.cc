@@ -278,7 +278,7 @@ void Worker::FlushTx() {
 
 int Worker::Run(const std::atomic<bool>& stop) {
   MarkPollerThread();
-  IdlePolicy idle(conf_.idle, rx_wakeups_);
+  IdlePolicy idle(conf_.idle, rx_wakeups_, uint64_t{conf_.idle_sleep_max_us} * 1000);
   TablePublisher& tables = *shared_.tables;
   uint64_t pass_start_ns = now_ns_;
   bool pass_worked = false;

@@ -468,6 +468,12 @@ std::vector<Field<Lcore>> LcoreFields() {
       {.key = "idle", .codec = Enum(&Lcore::idle, kIdlePolicies),
        .doc = "`poll`: spin (a dedicated core). `adaptive`: after a run of empty polls, pause "
               "then sleep briefly (shared machines, laptops, TAP)."},
+      {.key = "idle_sleep_max_us", .codec = Int(&Lcore::idle_sleep_max_us, 1, 1000), .unit = "µs",
+       .doc = "`adaptive` only: the longest idle sleep when an RX queue of this worker cannot "
+              "wake it (memif, af_packet, a NIC without RX interrupts): the latency a quiet "
+              "worker may add to the next frame, against the CPU it burns idle (at 50, about "
+              "20,000 wake-ups a second). Where every RX queue has interrupts (TAP, kernel UDP "
+              "link), a sleep ends at the next frame and lasts up to 1 ms."},
   };
 }
 

@@ -43,6 +43,87 @@ def require_root():
         raise unittest.SkipTest("integration tests need root (network namespaces, TAP, DPDK)")
 
 
+# What this test process started, so that it ends with the process even when meson kills it at
+# its timeout (SIGTERM, then SIGKILL 0.5 s later), when no tearDown or `with` exit runs: the
+# process groups of spawn() (daemons, clients) and the namespaces of Namespace. Left behind, a
+# pair of polling sluiceds takes CPU from every later run on the machine.
+_owned_procs = []
+_owned_namespaces = set()
+_PR_SET_PDEATHSIG = 1
+_libc = ctypes.CDLL(None, use_errno=True)
+
+
+def _die_with_parent():
+    """In the child before exec: SIGKILL when the process that forked it dies, however it dies
+    (SIGKILL included, which no handler sees). Tests spawn from their main thread only: the
+    "parent" of PR_SET_PDEATHSIG is the forking thread."""
+    if _libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0) != 0:
+        os._exit(127)
+
+
+def spawn(argv, **kwargs):
+    """subprocess.Popen in a process group of its own (ended by its PID with os.killpg), that
+    dies with this process and is killed by the SIGTERM handler below."""
+    _owned_procs[:] = [p for p in _owned_procs if p.poll() is None]
+    proc = subprocess.Popen(argv, start_new_session=True, preexec_fn=_die_with_parent, **kwargs)
+    _owned_procs.append(proc)
+    return proc
+
+
+def _end_everything_owned(signum, _frame):
+    for proc in list(_owned_procs):
+        if proc.poll() is None:  # not reaped: its PID, the group's ID, is not reused yet
+            try:
+                os.killpg(proc.pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+    for name in list(_owned_namespaces):
+        subprocess.run(["ip", "netns", "del", name], check=False, stderr=subprocess.DEVNULL)
+    # Not sys.exit: unittest reports a SystemExit as a test error and goes on to the next test.
+    os._exit(128 + signum)
+
+
+signal.signal(signal.SIGTERM, _end_everything_owned)
+
+
+def cost(seconds):
+    """Marks a test that takes much longer than most (SIGKILL rounds): shard_tests() spreads the
+    marked ones first."""
+    def mark(test):
+        test.cost_s = seconds
+        return test
+    return mark
+
+
+def shard_tests(tests):
+    """With SLUICE_TEST_SHARD=i/n in the environment (meson runs a long suite as n tests side by
+    side, tests/integration/meson.build), the i-th of n disjoint parts of `tests` (a TestSuite):
+    longest first, each to the part with the least cost so far (costs: cost() or 10 s), so that
+    every test runs in exactly one part and the parts take about as long. Unset: all of them."""
+    spec = os.environ.get("SLUICE_TEST_SHARD", "")
+    if not spec:
+        return tests
+    index, count = (int(x) for x in spec.split("/"))
+    assert 0 <= index < count, spec
+
+    def flatten(suite):
+        for t in suite:
+            yield from (flatten(t) if isinstance(t, unittest.TestSuite) else (t,))
+
+    def cost_of(test):
+        return getattr(getattr(test, test._testMethodName, None), "cost_s", 10)
+
+    everything = sorted(flatten(tests), key=lambda t: (-cost_of(t), t.id()))
+    load = [0.0] * count
+    mine = unittest.TestSuite()
+    for t in everything:
+        part = min(range(count), key=lambda i: (load[i], i))
+        load[part] += cost_of(t)
+        if part == index:
+            mine.addTest(t)
+    return mine
+
+
 def wait_for(cond, timeout_s, what, interval_s=0.01):
     """Polls cond() until it is truthy; fails the test with `what` after timeout_s."""
     deadline = time.monotonic() + timeout_s
@@ -65,6 +146,7 @@ class Namespace:
 
     def __enter__(self):
         subprocess.run(["ip", "netns", "add", self.name], check=True)
+        _owned_namespaces.add(self.name)
         self._home_fd = os.open("/proc/self/ns/net", os.O_RDONLY)
         fd = os.open(f"/run/netns/{self.name}", os.O_RDONLY)
         try:
@@ -80,6 +162,7 @@ class Namespace:
             self._libc.setns(self._home_fd, CLONE_NEWNET)
             os.close(self._home_fd)
         subprocess.run(["ip", "netns", "del", self.name], check=False)
+        _owned_namespaces.discard(self.name)
 
 
 class Sluiced:
@@ -162,10 +245,10 @@ listen = "{REST_ADDRESS}"
         """Starts sluiced (again, after stop() or kill(): same layout, same data directory)."""
         log = self._log_file
         self._log_offset = os.path.getsize(self.log_path)
-        self.proc = subprocess.Popen(
+        self.proc = spawn(
             [binary("dataplane/sluiced"), "--hwconf", self.layout, "--stats-file", self.stats_path,
              *self.args],
-            stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+            stdout=log, stderr=subprocess.STDOUT)
         try:
             wait_for(lambda: self.proc.poll() is not None or "sluiced: running" in self.run_log(),
                      60, "sluiced to start")

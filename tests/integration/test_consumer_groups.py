@@ -28,11 +28,10 @@ class Member:
     def __init__(self, name, *extra):
         self.name = name
         env = dict(os.environ, SLUICE_SERVER=f"{harness.SERVER_IP}:{harness.SERVER_PORT}")
-        self.proc = subprocess.Popen(
+        self.proc = harness.spawn(
             [harness.binary("client/sluice"), "consume", "ticks", "--group", "g", "--from",
              "earliest", "--format", "offsets", "--session-ms", "1000", *extra],
-            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
-            start_new_session=True)
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
         self.lines = []  # (partition, offset, payload)
         self.errors = []
         self._lock = threading.Lock()

@@ -337,19 +337,17 @@ class ControlTest(unittest.TestCase):
             # block the consumer, and let its subscription lapse (no CREDIT for 3 s).
             consumed_path = os.path.join(s.dir, "consumed.txt")
             consumed = open(consumed_path, "w")
-            consumer = subprocess.Popen(
+            consumer = harness.spawn(
                 [cli, "consume", "events", "--from", "earliest", "--count", str(n),
                  "--timeout-ms", "30000"],
-                stdout=consumed, stderr=subprocess.PIPE, text=True, env=env,
-                start_new_session=True)
+                stdout=consumed, stderr=subprocess.PIPE, text=True, env=env)
             expected = [f"e-{i:06d}" for i in range(n)]
-            producer = subprocess.Popen(
+            producer = harness.spawn(
                 [cli, "produce", "events"], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                stderr=subprocess.PIPE, text=True, env=env, start_new_session=True)
-            work_producer = subprocess.Popen(
+                stderr=subprocess.PIPE, text=True, env=env)
+            work_producer = harness.spawn(
                 [cli, "produce", "jobs", "--count", "5000", "--size", "64"],
-                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
-                start_new_session=True)
+                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
             try:
                 producer.stdin.write("\n".join(expected[: n // 2]) + "\n")
                 producer.stdin.flush()

@@ -71,12 +71,12 @@ class Etcd:
             raise unittest.SkipTest("etcd-server is not installed (scripts/install-deps)")
         peer = f"http://127.0.0.1:{self.peer_port}"
         self._log = open(self.log_path, "w")
-        self.proc = subprocess.Popen(
+        self.proc = harness.spawn(
             [etcd, "--name", "sluice-it", "--data-dir", self.dir,
              "--listen-client-urls", self.url, "--advertise-client-urls", self.url,
              "--listen-peer-urls", peer, "--initial-advertise-peer-urls", peer,
              "--initial-cluster", f"sluice-it={peer}", "--initial-cluster-state", "new"],
-            stdout=self._log, stderr=subprocess.STDOUT, start_new_session=True)
+            stdout=self._log, stderr=subprocess.STDOUT)
         harness.wait_for(lambda: self.proc.poll() is not None or self.healthy(), 30, "etcd")
         if self.proc.poll() is not None:
             raise AssertionError(f"etcd exited {self.proc.returncode}:\n{self.log()}")

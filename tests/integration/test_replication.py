@@ -28,6 +28,11 @@ import wire
 
 CLIENT_PORT = 7411
 LINK_PORT = 7412
+# memif and af_packet queues have no RX interrupt fd, so an idle adaptive lcore polling the link
+# sleeps on a timer: at the default cap (50 µs) each box of an idle pair burns ~19 % of a CPU,
+# at 500 µs ~3 % (docs/architecture.md, idle policy). The suite runs many pairs side by side on
+# two CPUs; the added latency (up to 0.5 ms a hop after a quiet spell) is within every bound here.
+IDLE = "idle_sleep_max_us = 500"
 
 
 class Box:
@@ -73,7 +78,7 @@ udp_port = {LINK_PORT}
         link_rx = ', "link:{w}"' if link in ("memif", "af_packet") and not dedicated else ""
         more_lcores = "".join(
             f'\n[[lcore]]\nid = {w + 1}\nrx = ["client0:{w}"{link_rx.format(w=w)}]\n'
-            f'shards = [{2 * w}, {2 * w + 1}]\nidle = "adaptive"\n' for w in range(1, workers))
+            f'shards = [{2 * w}, {2 * w + 1}]\nidle = "adaptive"\n{IDLE}\n' for w in range(1, workers))
         lcore_cpus = ",".join(f"{i}@{i % 2}" for i in range(workers + 1))
         eal_lcores = list(range(workers + 1))
         lcore_extra = ""
@@ -92,7 +97,7 @@ udp_port = {LINK_PORT}
             rx = f'["client0:0", "client0:{workers}"]'
             lcore_extra = (f'\n[[lcore]]\nid = {repl_lcore}\n' +
                            ('rx = ["link:0"]\n' if link in ("memif", "af_packet") else 'rx = []\n') +
-                           'idle = "adaptive"\n')
+                           f'idle = "adaptive"\n{IDLE}\n')
             replication += f"\nlcore = {repl_lcore}"
         with open(self.layout, "w") as f:
             f.write(f"""
@@ -117,6 +122,7 @@ id = 1
 rx = {rx}
 shards = [0, 1]
 idle = "adaptive"
+{IDLE}
 {more_lcores}{lcore_extra}
 [dataplane]
 shards = {2 * workers}
@@ -141,9 +147,9 @@ listen = "{self.rest}"
 
     def start(self, args=()):
         self._log_offset = os.path.getsize(self.log_path)
-        self.proc = subprocess.Popen(
+        self.proc = harness.spawn(
             [harness.binary("dataplane/sluiced"), "--hwconf", self.layout, *args],
-            stdout=self._log, stderr=subprocess.STDOUT, start_new_session=True)
+            stdout=self._log, stderr=subprocess.STDOUT)
         self.wait_running()
 
     def wait_running(self, after=None):
@@ -749,9 +755,11 @@ class ReplicationTest(unittest.TestCase):
         p.sock.close()
         self._failed = False
 
+    @harness.cost(60)
     def test_sigkill_primary_promote_standby_rounds(self):
         self.sigkill_rounds(int(os.environ.get("SLUICE_REPL_ROUNDS", "10")), "memif")
 
+    @harness.cost(20)
     def test_af_packet_veth_link_sigkill_rounds(self):
         """The same over DPDK's af_packet PMD on a veth pair (the issue's "once by af_packet")."""
         self.pair.close(False)
@@ -775,6 +783,7 @@ class ReplicationTest(unittest.TestCase):
                 self.assertEqual(c.get(f"channel{i}_rx_shape_mismatch"), 0, f"{box.name}: {c}")
         return pc, sc
 
+    @harness.cost(70)
     def test_two_lcores_replicate_their_shards_over_two_memif_queues(self):
         """Replication from two worker lcores on each box (docs/replication.md §1): shards 0-1 on
         the first, 2-3 on the second, the events queue's 4 partitions on both, a memif link with
@@ -806,6 +815,7 @@ class ReplicationTest(unittest.TestCase):
                             check_channels=check_channels)
         print(f"batches sent per round by channel 0 / channel 1 of the primary: {checked}")
 
+    @harness.cost(40)
     def test_a_dedicated_replication_lcore_replicates_every_shard(self):
         """[replication] lcore (docs/replication.md §1): on each box one lcore owns the shards and
         another, owning none, alone polls the memif link and runs the one channel for every
@@ -1014,6 +1024,7 @@ class ReplicationTest(unittest.TestCase):
         p.sock.close()
         self._failed = False
 
+    @harness.cost(20)
     def test_a_dedicated_replication_lcore_serves_replica_reads_to_two_shard_lcores(self):
         """The same with two shard lcores (shards 0-1 and 2-3, the events queue's 4 partitions
         on both) beside the replication lcore: whichever shard lcore a client's frames land on
@@ -1111,6 +1122,7 @@ class ReplicationTest(unittest.TestCase):
         the replication lcore writes (its purge marks and group commits)."""
         self.replica_subscription_starts(dedicated=True)
 
+    @harness.cost(40)
     def test_two_lcores_replicate_over_af_packet_by_steering(self):
         """Several channels over a link that does not keep queues apart (docs/replication.md §1):
         the memif variant above over DPDK's af_packet PMD on a veth pair with 2 queue pairs.
@@ -1169,6 +1181,7 @@ class ReplicationTest(unittest.TestCase):
               f"handed over / dropped on a full ring, per box and round: {checked}")
         self.assertGreater(sum(s for _, s, _ in checked), 0)
 
+    @harness.cost(30)
     def test_two_lcores_replicate_over_two_kernel_udp_sockets(self):
         """The kernel UDP link with several channels: each worker lcore that owns shards has its
         own socket, on the listen port + its channel, talking to the peer's port + channel
@@ -1985,10 +1998,10 @@ class ReplicationTest(unittest.TestCase):
         after = 1000
         total = 2 * (before + after)
         servers = "%s:%d,%s:%d" % (*a.server, *b.server)
-        consumer = subprocess.Popen(
+        consumer = harness.spawn(
             [harness.binary("client/sluice"), "--server", servers, "consume", "ticks", "--from",
              "earliest", "--count", str(total), "--timeout-ms", "30000", "--format", "offsets"],
-            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
         lines, err = [], []
         readers = [threading.Thread(target=lambda: lines.extend(consumer.stdout), daemon=True),
                    threading.Thread(target=lambda: err.extend(consumer.stderr), daemon=True)]
@@ -2223,6 +2236,10 @@ class ReplicationTest(unittest.TestCase):
               f"at the last reply; the promoted standby delivered {len(got_jobs)} jobs, none "
               f"deleted with an OK, and the group resumed at its committed offsets")
         self._failed = False
+
+
+def load_tests(loader, tests, pattern):
+    return harness.shard_tests(tests)  # SLUICE_TEST_SHARD: meson runs the suite in parts
 
 
 if __name__ == "__main__":

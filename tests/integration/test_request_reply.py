@@ -23,9 +23,9 @@ visibility_timeout_ms = 5000
 class Responder:
     def __init__(self, *args):
         env = dict(os.environ, SLUICE_SERVER=f"{harness.SERVER_IP}:{harness.SERVER_PORT}")
-        self.proc = subprocess.Popen([harness.binary("client/sluice"), "respond", "svc", *args],
+        self.proc = harness.spawn([harness.binary("client/sluice"), "respond", "svc", *args],
                                      stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                                     env=env, start_new_session=True)
+                                     env=env)
 
     def stop(self):
         if self.proc.poll() is None:
@@ -64,11 +64,10 @@ class RequestReplyTest(unittest.TestCase):
 
             # A failing handler hands the request back; a working one answers it later.
             responder = Responder("--exec", "exit 1")
-            requester = subprocess.Popen(
+            requester = harness.spawn(
                 [harness.binary("client/sluice"), "request", "svc", "retry me", "--timeout-ms",
                  "10000"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                env=dict(os.environ, SLUICE_SERVER=f"{harness.SERVER_IP}:{harness.SERVER_PORT}"),
-                start_new_session=True)
+                env=dict(os.environ, SLUICE_SERVER=f"{harness.SERVER_IP}:{harness.SERVER_PORT}"))
             try:
                 wait_for(lambda: responder.proc.stdout.readline() == "failed\n", 10,
                          "a failed attempt")

@@ -48,16 +48,15 @@ class StreamsTest(unittest.TestCase):
             n = 20_000
             env = dict(os.environ, SLUICE_SERVER=f"{harness.SERVER_IP}:{harness.SERVER_PORT}")
             cli = harness.binary("client/sluice")
-            consumers = [subprocess.Popen(
+            consumers = [harness.spawn(
                 [cli, "consume", "events", "--from", "earliest", "--count", str(2 * n),
                  "--format", "offsets", "--timeout-ms", "20000"],
-                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
-                start_new_session=True) for _ in range(2)]
+                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env) for _ in range(2)]
             producers = []
             for prefix in ("p", "q"):
-                producers.append(subprocess.Popen(
+                producers.append(harness.spawn(
                     [cli, "produce", "events"], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                    stderr=subprocess.PIPE, text=True, env=env, start_new_session=True))
+                    stderr=subprocess.PIPE, text=True, env=env))
             data = {prefix: "".join(f"{prefix}-{i:06d}\n" for i in range(n)) for prefix in "pq"}
             try:
                 outs = [p.communicate(data[prefix], timeout=120)
