@@ -384,6 +384,7 @@ void LogFileReader::Adopt(storage::PartitionHandle h) const {
   std::swap(l.state, j.log);
   l.loaded = j.status().ok();
   l.stale = false;
+  l.rescanned = j.rescanned;
   l.loaded_ns = MonotonicNs();
   if (j.rescanned) std::swap(l.dir, j.dir);  // the files may not be the same ones
   // What was replaced may hold the last fd of a segment retention unlinked (or, after a scan
@@ -467,6 +468,15 @@ uint32_t LogFileReader::Resume(absl::FunctionRef<void(const BatchRead&)> fn) {
     q.wait = Wait::kNone;
     if (w == Wait::kIssue) {
       const bool issued = Issue(i, UINT64_MAX, 0);  // its reader slot is free since it answered
+      SLUICE_ASSERT(issued);
+      continue;
+    }
+    const Log& l = *logs_[q.handle];
+    if (!q.retried && l.rescanned && l.loaded && q.offset >= l.state.start_offset()) {
+      // Found from scratch: the read failed on files that are not these (a recreated
+      // partition: its segment opened relative to the removed directory). Tried again, once.
+      q.retried = true;
+      const bool issued = Issue(i, UINT64_MAX, 0);
       SLUICE_ASSERT(issued);
       continue;
     }

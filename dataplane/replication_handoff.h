@@ -253,13 +253,15 @@ class LogFileReader final : public Persistence, private storage::ReadableLogs {
     // Finding the state anew on the file worker (running, or done and not adopted yet).
     std::shared_ptr<storage::LogStateJob> job;
     bool job_refreshes = false;  // it started from the known state (RefreshLog)
+    bool rescanned = false;      // the state adopted last was found from scratch
   };
   enum class Find : uint8_t { kRefresh, kFromScratch };
   // A taken read that waits for its partition's state being found.
   enum class Wait : uint8_t {
     kNone,
     kIssue,    // no batch where the old state said: tried again on the state found from scratch
-    kVerdict,  // failed: out of range if the refreshed state starts above it, else failed
+    kVerdict,  // failed: out of range if the refreshed state starts above it, tried again
+               // once if it was found from scratch (other files), else failed
   };
   // One read handed to the UringReader (its cookie is the index here).
   struct Request {

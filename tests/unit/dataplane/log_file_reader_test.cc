@@ -17,6 +17,7 @@
 #include <chrono>
 #include <condition_variable>
 #include <cstdio>
+#include <filesystem>
 #include <map>
 #include <mutex>
 #include <string>
@@ -575,6 +576,68 @@ TEST_F(LogFileReaderTest, TheStateAdoptedIsTheOneAScanFromScratchFinds) {
   EXPECT_EQ(ReadOne(10).errc, Errc::kOffsetOutOfRange);
   EXPECT_EQ(reader_->reloads(), 1u);  // every state after the first refreshed, not rescanned
   EXPECT_GE(reader_->refreshes(), 5u);
+}
+
+// The partition deleted and created again with other batches (7 records each, not 10) after the
+// state was found: a read at a batch start of the old log finds none there; the state is found
+// again from scratch on the worker — the read keeps its slot, unanswered, while the worker is
+// held — and the read is tried again on it: out of range (no batch starts there now), not an
+// error; a batch start of the new log then reads its bytes.
+TEST_F(LogFileReaderTest, ARecreatedPartitionIsFoundAgainFromScratchOffTheLcore) {
+  Write(30);
+  // The state found (FirstSegmentBase starts the job; a pass adopts it), no segment opened yet:
+  // a file the reader holds open would still be read after its removal.
+  const auto deadline = InSeconds(10);
+  while (reader_->log_state(kQueue, kPartition) == nullptr &&
+         std::chrono::steady_clock::now() < deadline) {
+    reader_->FirstSegmentBase(kQueue, kPartition);
+    PollOnce();
+  }
+  ASSERT_NE(reader_->log_state(kQueue, kPartition), nullptr);
+  EXPECT_EQ(reader_->log_state(kQueue, kPartition)->next_offset, 300u);
+  writer_->ClosePartition(h_);
+  const std::string data_dir = DataDirOf(layout_, kQueue, kPartition);
+  std::filesystem::remove_all(data_dir + "/" +
+                              storage::PartitionDir::DirName({kQueue, kPartition}));
+  Producer other{64 << 10, 512};
+  storage::WriterConfig c;
+  c.segment_bytes = layout_.segment_bytes;
+  c.index_interval_bytes = 16 << 10;
+  c.buffers = other.pool.region();
+  auto w = std::move(*storage::UringWriter::Create(c));
+  const storage::PartitionHandle h =
+      *w->OpenPartition({data_dir, {kQueue, kPartition}, shard::Durability::kWrite, 0},
+                        storage::LogState{});
+  for (int b = 0; b < 40; ++b) other.Batch(7, 150);
+  other.Flush(*w, h);
+  storage::testing::Settle(*w);
+  ASSERT_EQ(w->durable(h).value, 280u);
+  std::this_thread::sleep_for(std::chrono::milliseconds(2));  // past the 1 ms between findings
+  {
+    HeldWorker held(reader_->file_worker());
+    ASSERT_EQ(reader_->StartBatchRead(kQueue, kPartition, 20, UINT64_MAX, 0, 5), Errc::kOk);
+    for (int pass = 0; pass < 200; ++pass) PollOnce();
+    EXPECT_TRUE(answers_.empty());
+    EXPECT_EQ(reader_->in_flight(), 1u);
+    EXPECT_EQ(reader_->reloads(), 1u);
+    held.Release();
+    const std::map<uint64_t, Got> got = PollUntil(1);
+    ASSERT_EQ(got.size(), 1u);
+    EXPECT_EQ(got.at(5).errc, Errc::kOffsetOutOfRange);
+  }
+  EXPECT_EQ(reader_->reloads(), 2u);
+  const Got g = ReadOne(21);
+  ASSERT_EQ(g.errc, Errc::kOk);
+  storage::BatchReader r(data_dir, {kQueue, kPartition});
+  std::vector<std::byte> buf(2 << 20);
+  uint32_t len = 0;
+  uint64_t end = 0;
+  ASSERT_EQ(r.Read(w->log(h), 21, buf, &len, &end), Errc::kOk);
+  buf.resize(len);
+  EXPECT_EQ(g.bytes, buf);
+  EXPECT_EQ(g.end, 28u);
+  ASSERT_NE(reader_->log_state(kQueue, kPartition), nullptr);
+  ExpectSame(*reader_->log_state(kQueue, kPartition), Scan(layout_));
 }
 
 }  // namespace
