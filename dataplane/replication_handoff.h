@@ -181,7 +181,7 @@ class HandoffReplicator final : public Replicator {
 // that looks at the partition, and every PollBatchReads). Meanwhile a read that needs that
 // state answers kThrottled, as when the slots are busy, and is asked again in a later pass; a
 // read already taken that waits for it (tried again on a state found from scratch, or an error
-// whose verdict, kOffsetOutOfRange or kStorageFailed, depends on the refreshed start) keeps its
+// whose verdict, kOffsetOutOfRange or kStorageFailed, depends on the state found) keeps its
 // slot and is answered through PollBatchReads; FirstSegmentBase answers from the state it has.
 // What the adopted state replaced (read fds, possibly of segments retention unlinked) is closed
 // on the worker too.
