@@ -20,10 +20,14 @@ namespace {
 
 uint64_t HandoffKey(uint32_t q, uint32_t p) { return (uint64_t{q} << 32) | p; }
 // A partition's log state is found again (refreshed from its known end, or a recovery scan
-// from scratch; read-only, blocking) at most this often: a batch the standby asks for that is
+// from scratch; read-only, on the reader's file worker) at most this often (counted from the
+// adoption of the last state found): a batch the standby asks for that is
 // not durable yet is asked for again every pass.
 constexpr uint64_t kReloadIntervalNs = 1'000'000;
 constexpr uint64_t kLogStartIntervalNs = 500'000'000;
+// Partitions whose state is being found at once (jobs queued or running on the reader's file
+// worker); more wait for a later call.
+constexpr uint32_t kMaxStateJobs = 64;
 
 uint64_t MonotonicNs() {
   return static_cast<uint64_t>(std::chrono::duration_cast<std::chrono::nanoseconds>(
@@ -290,6 +294,9 @@ absl::StatusOr<std::unique_ptr<LogFileReader>> LogFileReader::Create(
       storage::UringReader::Create(rc, static_cast<const storage::ReadableLogs*>(r.get()));
   if (!reader.ok()) return reader.status();
   r->reader_ = std::move(*reader);
+  // Created here, at start-up, on the thread that creates the shells (sluiced's main thread:
+  // the housekeeping CPU, never a polling lcore's; storage/file_worker.h).
+  r->files_ = std::make_unique<storage::FileWorker>("sluice-logread", kMaxStateJobs);
   return r;
 }
 
@@ -300,6 +307,7 @@ LogFileReader::LogFileReader(const hwconf::Storage& storage)
   options_.verify_all = false;
   logs_.reserve(1024);
   handles_.reserve(1024);
+  finding_.reserve(1024);
 }
 
 LogFileReader::~LogFileReader() = default;
@@ -316,36 +324,101 @@ storage::PartitionHandle LogFileReader::Handle(uint32_t queue, uint32_t partitio
   return it->second;
 }
 
-void LogFileReader::Recover(Log& l) const {
-  storage::RecoveredPartition rec = storage::RecoverPartition(
-      storage::PartitionToRecover{l.spec.data_dir, l.spec.id, UINT64_MAX, false}, options_);
-  ++reloads_;
-  l.loaded = rec.status.ok();
-  l.stale = false;
-  // The segments' read fds go with the old state: the files may not be the same ones (a
-  // recreated partition), and neither may the directory.
-  l.state = rec.status.ok() ? std::move(rec.log) : storage::LogState{};
-  const std::string path =
-      l.spec.data_dir + "/" + storage::PartitionDir::DirName(l.spec.id);
-  l.dir = storage::Fd(::open(path.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
+const storage::LogState* LogFileReader::log_state(uint32_t queue, uint32_t partition) const {
+  auto it = handles_.find(HandoffKey(queue, partition));
+  if (it == handles_.end() || !logs_[it->second]->loaded) return nullptr;
+  return &logs_[it->second]->state;
 }
 
-LogFileReader::Log& LogFileReader::Load(storage::PartitionHandle h, Reload how) const {
+bool LogFileReader::Finding(storage::PartitionHandle h, Find how) const {
   Log& l = *logs_[h];
-  if (how == Reload::kIfUnloaded && l.loaded && !l.stale) return l;
-  const uint64_t now = MonotonicNs();
-  if (l.loaded_ns != 0 && now < l.loaded_ns + kReloadIntervalNs) return l;
-  l.loaded_ns = now;
-  if (l.loaded && !l.stale && how != Reload::kFromScratch) {
-    // The shard lcore wrote on, or retention removed segments: the tail from its known end.
-    ++refreshes_;
-    if (storage::RefreshLog(l.spec.data_dir, l.spec.id, options_, &l.state, &refresh_bytes_)
-            .ok()) {
-      return l;
+  if (l.job != nullptr) return true;
+  if (l.loaded_ns != 0 && MonotonicNs() < l.loaded_ns + kReloadIntervalNs) return false;
+  auto job = std::make_shared<storage::LogStateJob>();  // a control-path allocation, rare
+  job->data_dir = l.spec.data_dir;
+  job->id = l.spec.id;
+  job->recovery = options_;
+  const bool refresh = l.loaded && !l.stale && how == Find::kRefresh;
+  // The shard lcore wrote on, or retention removed segments: the tail from its known end, on a
+  // copy (the reads in flight go on with the state as it is; the copy shares its read fds).
+  if (refresh) job->known.emplace(l.state);
+  if (!files_->Submit(job)) return false;  // kMaxStateJobs partitions at once: a later call
+  l.job = std::move(job);
+  l.job_refreshes = refresh;
+  finding_.push_back(h);
+  ++jobs_;
+  return true;
+}
+
+bool LogFileReader::InRing(storage::PartitionHandle h) const {
+  for (const Request& q : requests_) {
+    if (q.busy && q.wait == Wait::kNone && q.handle == h) return true;
+  }
+  return false;
+}
+
+void LogFileReader::Adopt(storage::PartitionHandle h) const {
+  Log& l = *logs_[h];
+  if (l.job == nullptr || !l.job->done()) return;
+  storage::LogStateJob& j = *l.job;
+  // A scan from scratch brings a new directory fd: a read in the ring may have been prepared
+  // with the old one (an open not submitted yet); adopted once it is out.
+  if (j.rescanned && InRing(h)) return;
+  if (l.job_refreshes) ++refreshes_;
+  if (j.rescanned) ++reloads_;
+  refresh_bytes_ += j.scanned_bytes;
+  if (j.status().ok() && j.refreshed) {
+    // The same files: read fds the reader opened since the copy was made are kept (both lists
+    // ascend by base offset).
+    size_t k = 0;
+    for (storage::SegmentState& s : j.log.segments) {
+      while (k < l.state.segments.size() && l.state.segments[k].base_offset < s.base_offset) ++k;
+      if (s.read_fd == nullptr && k < l.state.segments.size() &&
+          l.state.segments[k].base_offset == s.base_offset) {
+        s.read_fd = l.state.segments[k].read_fd;
+      }
     }
   }
-  Recover(l);
-  return l;
+  // Not found (an I/O error; j.log empty): no state, every read answers kStorageFailed until a
+  // later job finds one. Either way what the state replaces is in j from here on.
+  std::swap(l.state, j.log);
+  l.loaded = j.status().ok();
+  l.stale = false;
+  l.rescanned = j.rescanned;
+  l.loaded_ns = MonotonicNs();
+  if (j.rescanned) std::swap(l.dir, j.dir);  // the files may not be the same ones
+  // What was replaced may hold the last fd of a segment retention unlinked (or, after a scan
+  // from scratch, of another partition's files): closed on the worker, not here.
+  bool last_fds = j.dir.valid();
+  for (const storage::SegmentState& s : j.log.segments) last_fds |= s.read_fd.use_count() == 1;
+  if (last_fds) {
+    auto release = std::make_shared<storage::ReleaseLogStateJob>();
+    release->log = std::move(j.log);
+    release->dir = std::move(j.dir);
+    if (!files_->Submit(release)) {
+      // The worker is full (kMaxStateJobs partitions being found): closed here, rarely.
+    }
+  }
+  l.job.reset();
+  std::erase(finding_, h);
+}
+
+void LogFileReader::AdoptDone() const {
+  // Backwards: Adopt erases what it adopts.
+  for (size_t k = finding_.size(); k-- > 0;) Adopt(finding_[k]);
+}
+
+void LogFileReader::Judge(Request& q, BatchRead* b) const {
+  // A segment retention removed since the state was found fails its open: the offset is below
+  // the log's start now, as on a channel. Else the caller tries again later, on a state found
+  // from scratch.
+  Log& l = *logs_[q.handle];
+  if (l.loaded && q.offset < l.state.start_offset()) {
+    b->errc = Errc::kOffsetOutOfRange;
+  } else {
+    b->errc = Errc::kStorageFailed;
+    l.stale = true;
+  }
 }
 
 bool LogFileReader::Issue(uint32_t i, uint64_t hint_segment, uint64_t hint_position) {
@@ -365,24 +438,62 @@ Errc LogFileReader::StartBatchRead(uint32_t queue, uint32_t partition, uint64_t 
                                    uint64_t hint_segment, uint64_t hint_position,
                                    uint64_t cookie) {
   if (in_flight_ == requests_.size()) return Errc::kThrottled;
+  const storage::PartitionHandle h = Handle(queue, partition);
+  Adopt(h);
+  const Log& l = *logs_[h];
+  // No state yet (or a read found it stale), or one the offset is outside of (written on since,
+  // or retention moved its start): found off the lcore first, the read asked again meanwhile.
+  const bool need = !l.loaded || l.stale;
+  if ((need || offset < l.state.start_offset() || offset >= l.state.next_offset) &&
+      Finding(h, need ? Find::kFromScratch : Find::kRefresh)) {
+    ++throttled_finding_;
+    return Errc::kThrottled;
+  }
   uint32_t i = 0;
   while (requests_[i].busy) ++i;
-  const storage::PartitionHandle h = Handle(queue, partition);
-  const Log* l = &Load(h, Reload::kIfUnloaded);
-  if (!l->loaded || offset < l->state.start_offset() || offset >= l->state.next_offset) {
-    // Written on since the state was found, or retention moved its start: found again, once.
-    l = &Load(h, Reload::kRefresh);
-  }
-  requests_[i] = Request{true, hint_segment != UINT64_MAX, false, h, offset, cookie};
+  requests_[i] = Request{true, hint_segment != UINT64_MAX, false, Wait::kNone, h, offset, cookie,
+                         {}};
   const bool issued = Issue(i, hint_segment, hint_position);
   SLUICE_ASSERT(issued);  // one reader slot per request, and a request was free
   ++in_flight_;
   return Errc::kOk;
 }
 
-uint32_t LogFileReader::PollBatchReads(absl::FunctionRef<void(const BatchRead&)> fn) {
-  if (in_flight_ == 0) return 0;
+uint32_t LogFileReader::Resume(absl::FunctionRef<void(const BatchRead&)> fn) {
   uint32_t n = 0;
+  for (uint32_t i = 0; i < requests_.size(); ++i) {
+    Request& q = requests_[i];
+    if (!q.busy || q.wait == Wait::kNone || logs_[q.handle]->job != nullptr) continue;
+    const Wait w = q.wait;
+    q.wait = Wait::kNone;
+    if (w == Wait::kIssue) {
+      const bool issued = Issue(i, UINT64_MAX, 0);  // its reader slot is free since it answered
+      SLUICE_ASSERT(issued);
+      continue;
+    }
+    const Log& l = *logs_[q.handle];
+    if (!q.retried && l.rescanned && l.loaded && q.offset >= l.state.start_offset()) {
+      // Found from scratch: the read failed on files that are not these (a recreated
+      // partition: its segment opened relative to the removed directory). Tried again, once.
+      q.retried = true;
+      const bool issued = Issue(i, UINT64_MAX, 0);
+      SLUICE_ASSERT(issued);
+      continue;
+    }
+    BatchRead b = q.answer;
+    Judge(q, &b);
+    q.busy = false;
+    --in_flight_;
+    ++n;
+    fn(b);
+  }
+  return n;
+}
+
+uint32_t LogFileReader::PollBatchReads(absl::FunctionRef<void(const BatchRead&)> fn) {
+  AdoptDone();  // states found since the last pass
+  uint32_t n = Resume(fn);
+  if (in_flight_ == 0) return n;
   reader_->Poll([&](const storage::FetchResult& r) {
     SLUICE_ASSERT(r.cookie < requests_.size() && requests_[r.cookie].busy);
     const uint32_t i = static_cast<uint32_t>(r.cookie);
@@ -393,22 +504,26 @@ uint32_t LogFileReader::PollBatchReads(absl::FunctionRef<void(const BatchRead&)>
     if (r.errc == Errc::kOffsetOutOfRange && !q.retried && !q.hinted &&
         q.offset >= l.state.start_offset() && q.offset < l.state.next_offset) {
       l.stale = true;
-      retry_[retries_++] = i;
+      q.retried = true;
+      if (Finding(q.handle, Find::kFromScratch)) {
+        q.wait = Wait::kIssue;  // keeps its slot; issued again once the state is adopted
+      } else {
+        retry_[retries_++] = i;  // found too recently: tried again on the state as it is
+      }
       return;
     }
     BatchRead b = BatchReadOf(r);
     b.cookie = q.cookie;
     if (r.errc != Errc::kOk && r.errc != Errc::kOffsetOutOfRange) {
-      // An I/O error or a batch that does not verify. A segment retention removed since the
-      // state was found fails its open: the offset is below the log's start now, as on a
-      // channel. Else the caller tries again later, on a state found from scratch.
-      const Log& now = Load(q.handle, Reload::kRefresh);
-      if (now.loaded && q.offset < now.state.start_offset()) {
-        b.errc = Errc::kOffsetOutOfRange;
-      } else {
-        b.errc = Errc::kStorageFailed;
-        l.stale = true;
+      // An I/O error or a batch that does not verify: judged on the state refreshed, once it is
+      // (the answer waits, keeping its slot), else on the state as it is.
+      if (Finding(q.handle, Find::kRefresh)) {
+        q.wait = Wait::kVerdict;
+        q.answer = b;
+        q.answer.bytes = {};
+        return;
       }
+      Judge(q, &b);
     }
     q.busy = false;
     --in_flight_;
@@ -417,9 +532,6 @@ uint32_t LogFileReader::PollBatchReads(absl::FunctionRef<void(const BatchRead&)>
   });
   // Their reader slots are free now.
   for (uint32_t k = 0; k < retries_; ++k) {
-    Request& q = requests_[retry_[k]];
-    q.retried = true;
-    Load(q.handle, Reload::kFromScratch);
     const bool issued = Issue(retry_[k], UINT64_MAX, 0);
     SLUICE_ASSERT(issued);
   }
@@ -429,12 +541,14 @@ uint32_t LogFileReader::PollBatchReads(absl::FunctionRef<void(const BatchRead&)>
 
 uint64_t LogFileReader::FirstSegmentBase(uint32_t queue, uint32_t partition) const {
   // Once a second per partition (SendLogStarts), and after a read found nothing: retention may
-  // have removed segments since (a state younger than half a second answers as it is).
+  // have removed segments since (a state younger than half a second answers as it is). The
+  // state is found again off the lcore; meanwhile this answers from the state it has (a start
+  // no later than the log's: a standby told it keeps a little more, a second longer).
   const storage::PartitionHandle h = Handle(queue, partition);
-  const Log& cur = *logs_[h];
-  const bool fresh =
-      cur.loaded && !cur.stale && MonotonicNs() < cur.loaded_ns + kLogStartIntervalNs;
-  const Log& l = Load(h, fresh ? Reload::kIfUnloaded : Reload::kRefresh);
+  Adopt(h);
+  const Log& l = *logs_[h];
+  const bool fresh = l.loaded && !l.stale && MonotonicNs() < l.loaded_ns + kLogStartIntervalNs;
+  if (!fresh) Finding(h, Find::kRefresh);
   if (!l.loaded || l.state.segments.empty()) return shard::kNoOffset;
   return l.state.start_offset();
 }

@@ -37,6 +37,8 @@
 #include "hwconf/layout.h"
 #include "replication/handoff_ring.h"
 #include "replication/replica_reads.h"
+#include "storage/file_worker.h"
+#include "storage/log_jobs.h"
 #include "storage/log_state.h"
 #include "storage/readable_logs.h"
 #include "storage/recovery.h"
@@ -171,8 +173,18 @@ class HandoffReplicator final : public Replicator {
 // end) when a read asks outside it, at most every kReloadIntervalNs, and for FirstSegmentBase
 // every kLogStartIntervalNs. A read that finds no batch where the state says one starts finds
 // the state again from scratch and is tried again, once; segments retention removed answer
-// kOffsetOutOfRange as on a channel. The blocking part left is that state-finding: small, and
-// rare next to the reads.
+// kOffsetOutOfRange as on a channel.
+// Finding a state is blocking file I/O (a directory listing, preads of the new tail; a scan from
+// scratch), so it never runs on the lcore: it is a storage::LogStateJob on this reader's own
+// FileWorker (one thread, created with the reader at start-up), at most one per partition at a
+// time. The lcore starts it, polls on, and adopts the state found in a later call (any call
+// that looks at the partition, and every PollBatchReads). Meanwhile a read that needs that
+// state answers kThrottled, as when the slots are busy, and is asked again in a later pass; a
+// read already taken that waits for it (tried again on a state found from scratch, or an error
+// whose verdict, kOffsetOutOfRange or kStorageFailed, depends on the state found) keeps its
+// slot and is answered through PollBatchReads; FirstSegmentBase answers from the state it has.
+// What the adopted state replaced (read fds, possibly of segments retention unlinked) is closed
+// on the worker too.
 class LogFileReader final : public Persistence, private storage::ReadableLogs {
  public:
   static absl::StatusOr<std::unique_ptr<LogFileReader>> Create(const hwconf::Storage& storage);
@@ -219,9 +231,16 @@ class LogFileReader final : public Persistence, private storage::ReadableLogs {
 
   uint32_t in_flight() const { return in_flight_; }
   uint64_t reloads() const { return reloads_; }      // log states found from scratch
-  uint64_t refreshes() const { return refreshes_; }  // ... and refreshed (RefreshLog)
+  uint64_t refreshes() const { return refreshes_; }  // ... and refreshed (RefreshLog tried)
   uint64_t refresh_bytes() const { return refresh_bytes_; }  // bytes of batches refreshes read
+  uint64_t jobs() const { return jobs_; }  // state-finding jobs submitted to the file worker
+  // Reads refused (kThrottled) because their partition's state was being found.
+  uint64_t throttled_finding() const { return throttled_finding_; }
   const storage::UringReader::Stats& read_stats() const { return reader_->stats(); }
+  // Tests: the worker the state-finding runs on (to hold it busy), and the state a partition's
+  // reads use now (nullptr: none found yet, or the last scan failed).
+  storage::FileWorker& file_worker() { return *files_; }
+  const storage::LogState* log_state(uint32_t queue, uint32_t partition) const;
 
  private:
   struct Log {
@@ -230,23 +249,48 @@ class LogFileReader final : public Persistence, private storage::ReadableLogs {
     storage::Fd dir;  // the partition directory: the ring opens segments relative to it
     bool loaded = false;
     bool stale = false;  // a read failed: found from scratch before the next read
-    uint64_t loaded_ns = 0;
+    uint64_t loaded_ns = 0;  // when the last state found was adopted (0: never)
+    // Finding the state anew on the file worker (running, or done and not adopted yet).
+    std::shared_ptr<storage::LogStateJob> job;
+    bool job_refreshes = false;  // it started from the known state (RefreshLog)
+    bool rescanned = false;      // the state adopted last was found from scratch
   };
-  enum class Reload : uint8_t { kIfUnloaded, kRefresh, kFromScratch };
+  enum class Find : uint8_t { kRefresh, kFromScratch };
+  // A taken read that waits for its partition's state being found.
+  enum class Wait : uint8_t {
+    kNone,
+    kIssue,    // no batch where the old state said: tried again on the state found from scratch
+    kVerdict,  // failed: out of range if the refreshed state starts above it, tried again
+               // once if it was found from scratch (other files), else failed
+  };
   // One read handed to the UringReader (its cookie is the index here).
   struct Request {
     bool busy = false;
     bool hinted = false;
     bool retried = false;
+    Wait wait = Wait::kNone;
     storage::PartitionHandle handle = 0;
     uint64_t offset = 0;
     uint64_t cookie = 0;  // the caller's
+    BatchRead answer;     // kVerdict: the failed read's (no bytes)
   };
 
   explicit LogFileReader(const hwconf::Storage& storage);
   storage::PartitionHandle Handle(uint32_t queue, uint32_t partition) const;
-  Log& Load(storage::PartitionHandle h, Reload how) const;
-  void Recover(Log& l) const;
+  // True while a job finds h's state (started now, or before and not adopted yet). False: none
+  // runs, and none was started (adopted less than kReloadIntervalNs ago, or the worker is
+  // full): the caller goes on with the state as it is, as a read asked too soon always did.
+  // kRefresh starts from the known state; a log without one, or stale, is found from scratch.
+  bool Finding(storage::PartitionHandle h, Find how) const;
+  // Takes h's job's result if it is done (not while a read of h is in the ring after a scan
+  // from scratch: its open may still name the old directory fd).
+  void Adopt(storage::PartitionHandle h) const;
+  void AdoptDone() const;  // every partition's
+  bool InRing(storage::PartitionHandle h) const;
+  // A failed read's answer on the state as it is now.
+  void Judge(Request& q, BatchRead* b) const;
+  // Waiting reads whose partition's state has been adopted: issued again, or answered.
+  uint32_t Resume(absl::FunctionRef<void(const BatchRead&)> fn);
   bool Issue(uint32_t request, uint64_t hint_segment, uint64_t hint_position);
 
   // storage::ReadableLogs: the states found, read-only; a partition is never closed here.
@@ -272,9 +316,14 @@ class LogFileReader final : public Persistence, private storage::ReadableLogs {
   uint32_t in_flight_ = 0;
   std::array<uint32_t, kCatchupReads> retry_{};  // requests to issue again after a poll
   uint32_t retries_ = 0;
+  mutable std::vector<storage::PartitionHandle> finding_;  // partitions with a job (reserved)
   mutable uint64_t reloads_ = 0;
   mutable uint64_t refreshes_ = 0;
   mutable uint64_t refresh_bytes_ = 0;
+  mutable uint64_t jobs_ = 0;
+  uint64_t throttled_finding_ = 0;
+  // Joined (its queued jobs run to the end: each owns what it works on) after reader_ is gone.
+  std::unique_ptr<storage::FileWorker> files_;
   // Last: destroyed first (it drains its reads, which look at logs_).
   std::unique_ptr<storage::UringReader> reader_;
 };

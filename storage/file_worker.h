@@ -1,13 +1,16 @@
 // Control-path file work off the polling lcore: a thread that runs blocking file-system jobs
 // (unlinks, directory fsyncs, a segment's creation, a log's cut or restart, a partition's
-// recovery and opening) and hands each result back through the job's atomic state, which the
-// lcore looks at in its pass. The lcore never waits for a job (Seastar's syscall thread: the
-// blocking call runs elsewhere, the result comes back to the reactor).
+// recovery and opening, a read-only log state found again) and hands each result back through
+// the job's atomic state, which the lcore looks at in its pass. The lcore never waits for a job
+// (Seastar's syscall thread: the blocking call runs elsewhere, the result comes back to the
+// reactor).
 //
-// One FileWorker per shell (a storage shell, a standby's replication shell). The lcore takes the
-// worker's mutex once per job (Submit), never per message or per batch; a job in flight costs it
-// one acquire load per pass (FileJob::done). Jobs run one at a time, in the order submitted: two
-// jobs on one partition keep their order, as the same calls on the lcore did.
+// One FileWorker per shell (a storage shell, a standby's replication shell), and one per
+// dedicated replication lcore's LogFileReader (dataplane/replication_handoff.h: the log states
+// of its catch-up reads). The lcore takes the worker's mutex once per job (Submit), never per
+// message or per batch; a job in flight costs it one acquire load per pass (FileJob::done).
+// Jobs run one at a time, in the order submitted: two jobs on one partition keep their order,
+// as the same calls on the lcore did.
 //
 // The thread inherits the CPU affinity of the thread that creates the worker: sluiced creates
 // its shells on the main thread (main.cc, before the workers launch), i.e. the housekeeping

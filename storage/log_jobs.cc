@@ -89,4 +89,30 @@ absl::Status PartitionOpenJob::Run() {
   return absl::OkStatus();
 }
 
+absl::Status LogStateJob::Run() {
+  if (known.has_value()) {
+    if (RefreshLog(data_dir, id, recovery, &*known, &scanned_bytes).ok()) {
+      refreshed = true;
+      log = std::move(*known);
+      known.reset();
+      return absl::OkStatus();
+    }
+    known.reset();  // unspecified now; its read fds (shared with the lcore's state) dropped here
+  }
+  rescanned = true;
+  RecoveredPartition rec = RecoverPartition(PartitionToRecover{data_dir, id, UINT64_MAX, false},
+                                            recovery);
+  const std::string path = data_dir + "/" + PartitionDir::DirName(id);
+  dir = Fd(::open(path.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
+  if (!rec.status.ok()) return rec.status;
+  log = std::move(rec.log);
+  return absl::OkStatus();
+}
+
+absl::Status ReleaseLogStateJob::Run() {
+  log = LogState{};
+  dir = Fd();
+  return absl::OkStatus();
+}
+
 }  // namespace sluice::storage

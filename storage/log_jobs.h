@@ -1,4 +1,4 @@
-// A partition log's control-path file work as a job for the file worker (storage/file_worker.h):
+// A partition log's control-path file work as jobs for the file worker (storage/file_worker.h):
 // a standby's partition opened, after a cut of a divergent tail or a restart of its log at the
 // primary's start when one is asked for (docs/replication.md §4). Everything blocking happens in
 // Run, on the worker's thread: the change (preads to find the cut, ftruncate, unlinks, fsyncs, a
@@ -66,6 +66,48 @@ class PartitionOpenJob final : public FileJob {
 
  private:
   absl::Status ApplyChange();
+};
+
+// A log's state found again off the lcore, read-only, for a reader of a log another thread
+// writes (a dedicated replication lcore's LogFileReader, dataplane/replication_handoff.h): the
+// blocking part of its catch-up reads. From `known` when set (RefreshLog: retention's removals
+// from the front, the tail scanned on from its known end); else, or when the files do not
+// continue `known` (RefreshLog's FailedPrecondition: a recreated partition) or the refresh
+// fails, a recovery scan from scratch (RecoverPartition with `recovery`, which the reader sets
+// to repair nothing), which also opens the partition directory anew. The lcore copies its state
+// into `known` (the copy shares the segments' read fds), keeps reading with its own meanwhile,
+// and adopts `log` once done().
+class LogStateJob final : public FileJob {
+ public:
+  // ---- input, set before Submit ----
+  std::string data_dir;
+  PartitionId id{};
+  RecoveryOptions recovery;
+  std::optional<LogState> known;  // unset: from scratch
+
+  // ---- output, the lcore's once done() ----
+  LogState log;              // status() OK: the state found
+  bool refreshed = false;    // RefreshLog continued `known` (no scan from scratch)
+  bool rescanned = false;    // a recovery scan from scratch ran
+  uint64_t scanned_bytes = 0;  // bytes of batches RefreshLog read
+  Fd dir;                    // rescanned: the partition directory (-1: none, e.g. no files yet)
+  // status(): not OK when no state could be found (the scan's I/O error): the reader then
+  // answers kStorageFailed for the partition until a later job finds one.
+
+ protected:
+  absl::Status Run() override;
+};
+
+// What a reader replaced, released on the worker's thread: a log state whose segments' read fds
+// may be the last descriptors of files retention unlinked (their close frees the blocks: not a
+// call for a polling lcore), and a partition directory's fd.
+class ReleaseLogStateJob final : public FileJob {
+ public:
+  LogState log;
+  Fd dir;
+
+ protected:
+  absl::Status Run() override;
 };
 
 }  // namespace sluice::storage

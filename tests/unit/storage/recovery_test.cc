@@ -385,7 +385,7 @@ TEST(Recovery, LogRestartedAtALaterStartAndEveryCrashPointOnTheWay) {
 // ---- a standby's partition file work off the lcore (storage/log_jobs.h) ----------------------
 
 // Runs `job` on a file worker, polling as the lcore does (bounded: 20 s).
-bool RunOffLcore(FileWorker& w, const std::shared_ptr<PartitionOpenJob>& job) {
+bool RunOffLcore(FileWorker& w, const std::shared_ptr<FileJob>& job) {
   if (!w.Submit(job)) return false;
   const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(20);
   while (!job->done()) {
@@ -605,6 +605,74 @@ TEST(RefreshLog, AnotherLogInTheSamePlaceIsNotTakenForAContinuation) {
   WriteLog(tmp.path(), 120, 7, 150);  // other batch boundaries, other segment bases
   uint64_t scanned = 0;
   EXPECT_TRUE(absl::IsFailedPrecondition(RefreshLog(tmp.path(), kId, o, &st, &scanned)));
+}
+
+// The reader's state job (a dedicated replication lcore's LogFileReader) on the file worker: from
+// a known state it refreshes (no scan from scratch), and the state it hands back is the scan's;
+// without one, or when the files are another log (the partition recreated), it scans from
+// scratch and opens the partition directory anew.
+TEST(LogStateJob, RefreshesAKnownStateElseScansFromScratch) {
+  TempDir tmp;
+  WriteLog(tmp.path(), 30, 10, 150);
+  RecoveryOptions o = Opts();
+  o.repair = false;
+  o.verify_all = false;
+  FileWorker w("test-files", 4);
+  auto job = [&](std::optional<LogState> known) {
+    auto j = std::make_shared<LogStateJob>();
+    j->data_dir = tmp.path();
+    j->id = kId;
+    j->recovery = o;
+    j->known = std::move(known);
+    EXPECT_TRUE(RunOffLcore(w, j));
+    EXPECT_TRUE(j->status().ok()) << j->status();
+    return j;
+  };
+  auto first = job(std::nullopt);
+  EXPECT_TRUE(first->rescanned);
+  EXPECT_FALSE(first->refreshed);
+  EXPECT_TRUE(first->dir.valid());
+  EXPECT_EQ(first->log.next_offset, 300u);
+
+  // Written on (another writer appends to the same log: recovered, then opened at its end).
+  WriteLog(tmp.path() + "/more", 60, 10, 150);  // a longer log elsewhere, copied in below
+  std::filesystem::remove_all(tmp.path() + "/" + PartitionDir::DirName(kId));
+  std::filesystem::rename(tmp.path() + "/more/" + PartitionDir::DirName(kId),
+                          tmp.path() + "/" + PartitionDir::DirName(kId));
+  // The same batches up to 300 (WriteLog is deterministic), 300 more after them.
+  auto refreshed = job(first->log);
+  EXPECT_TRUE(refreshed->refreshed);
+  EXPECT_FALSE(refreshed->rescanned);
+  EXPECT_FALSE(refreshed->dir.valid());  // the reader keeps its directory fd
+  EXPECT_FALSE(refreshed->known.has_value());
+  EXPECT_GT(refreshed->scanned_bytes, 0u);
+  RecoveredPartition scan = RecoverPartition({tmp.path(), kId, UINT64_MAX, false}, o);
+  ASSERT_TRUE(scan.status.ok());
+  ASSERT_EQ(refreshed->log.segments.size(), scan.log.segments.size());
+  EXPECT_EQ(refreshed->log.next_offset, 600u);
+  for (size_t k = 0; k < scan.log.segments.size(); ++k) {
+    EXPECT_EQ(refreshed->log.segments[k].base_offset, scan.log.segments[k].base_offset) << k;
+    EXPECT_EQ(refreshed->log.segments[k].end_offset, scan.log.segments[k].end_offset) << k;
+    EXPECT_EQ(refreshed->log.segments[k].end_position, scan.log.segments[k].end_position) << k;
+  }
+
+  // Another log in the same place (other batch boundaries, other segment bases, longer): the
+  // refresh refuses it, the job scans from scratch.
+  std::filesystem::remove_all(tmp.path() + "/" + PartitionDir::DirName(kId));
+  WriteLog(tmp.path(), 120, 7, 150);
+  auto other = job(refreshed->log);
+  EXPECT_FALSE(other->refreshed);
+  EXPECT_TRUE(other->rescanned);
+  EXPECT_TRUE(other->dir.valid());
+  EXPECT_EQ(other->log.next_offset, 840u);
+
+  // What a reader replaced is released on the worker's thread.
+  auto release = std::make_shared<ReleaseLogStateJob>();
+  release->log = std::move(other->log);
+  release->dir = std::move(other->dir);
+  ASSERT_TRUE(RunOffLcore(w, release));
+  EXPECT_TRUE(release->log.segments.empty());
+  EXPECT_FALSE(release->dir.valid());
 }
 
 }  // namespace
