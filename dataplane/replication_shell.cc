@@ -1304,13 +1304,6 @@ void ReplicationShell::CloseStandbyPartition(uint32_t queue, uint32_t partition,
   parts_.erase(it);
 }
 
-// Opens at runtime on the file worker: NOT WIRED IN. With it on, test_replication.py
-// test_standby_removes_what_the_primarys_retention_removed failed 2 runs of 2 (the standby's
-// EARLIEST replica read started one segment above its first segment file) and passed with it
-// off; the cause is not found yet (docs/replication.md §4 "Off the lcore", §12). Until then a
-// partition the catalog brings is opened on the lcore with blocking calls, as before.
-constexpr bool kOpenOffLcore = false;
-
 void ReplicationShell::SetTable(const QueueTable& table) {
   if (standby_ == nullptr) return;
   // The durable partitions of this worker's shards are written here (this channel's: the
@@ -1336,7 +1329,7 @@ void ReplicationShell::SetTable(const QueueTable& table) {
       j->second.gone = false;  // wanted again before its job completed
       continue;
     }
-    if (running_ && kOpenOffLcore) {
+    if (running_) {
       // The lcore runs: recovery, the ack log's rewrite and the first segment's creation go to
       // the file worker; the partition joins when they are done (PollStandbyJobs).
       StartStandbyJob(storage::PartitionOpenJob::Change::kNone, q, p, 0, 0, 0);

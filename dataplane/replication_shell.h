@@ -362,14 +362,15 @@ class ReplicationShell final : public Replicator,
   absl::Status OpenStandbyPartition(uint32_t queue, uint32_t partition, shard::Durability d);
   void CloseStandbyPartition(uint32_t queue, uint32_t partition, bool keep_applier = false);
   // A standby partition's blocking file work runs on the shell's file worker, off this lcore
-  // (docs/replication.md §4 "Off the lcore"): a cut of a divergent tail (closed first, its
-  // writes in flight complete), a restart at the primary's start (an open at runtime has the
-  // same job, not wired in: kOpenOffLcore in the .cc). While its
-  // job runs the partition is closed here (not in parts_): the applier keeps the batches for it
-  // and the ack stream its records (Apply and AppendAck refuse, they are offered again), a cut
-  // partition stays divergent (nothing of the new primary applied, the epoch not adopted, no
-  // ACK sent), replica reads of it answer THROTTLED. The lcore adopts the result
-  // (UringWriter::AdoptPartition: no blocking file-system call).
+  // (docs/replication.md §4 "Off the lcore"): an open at runtime (a partition the catalog
+  // brings), a cut of a divergent tail (closed first, its writes in flight complete), a restart
+  // at the primary's start. While its job runs the partition is not in parts_: for a cut or a
+  // restart the applier keeps the batches for it and the ack stream its records (Apply and
+  // AppendAck refuse, they are offered again), a cut partition stays divergent (nothing of the
+  // new primary applied, the epoch not adopted, no ACK sent); a partition being opened has no
+  // applier yet (what the primary sends for it is dropped, and sent again once the opened
+  // partition's HELLO says where it stands); replica reads of it answer THROTTLED. The lcore
+  // adopts the result (UringWriter::AdoptPartition: no blocking file-system call).
   struct StandbyJob {
     std::shared_ptr<storage::PartitionOpenJob> job;
     shard::Durability durability = shard::Durability::kWrite;
