@@ -104,6 +104,9 @@ enum class ReplicationFigure : uint8_t {
   // (docs/replication.md §4 "Off the lcore"): opens of partitions of queues the catalog brought,
   // cuts of divergent tails, restarts at the primary's start.
   kStandbyFileJobs,
+  // Ack-log snapshots whose file work ran on the shell's file worker (docs/replication.md §13):
+  // on a primary, ack logs read for a snapshot and sent; on a standby, ack logs replaced by one.
+  kAcklogSnapshotJobs,
   kLagOffsets,  // primary: offered - acked, all partitions (/v1/role's replication_lag_bytes)
   kCount
 };
@@ -116,7 +119,7 @@ inline constexpr std::array<std::string_view, kReplicationFigures> kReplicationF
     "acklog_dropped", "acklog_lag", "link_steered", "link_steer_dropped", "handoff_batches",
     "handoff_from_log", "handoff_acks_lost", "replica_reads_served", "replica_reads_throttled",
     "log_reader_ring_reads", "log_reader_refreshes", "log_reader_rescans",
-    "standby_file_jobs", "lag_offsets"};
+    "standby_file_jobs", "acklog_snapshot_jobs", "lag_offsets"};
 static_assert(!kReplicationFigureNames.back().empty(), "a figure without a name");
 struct ReplicationFigures {
   std::array<std::atomic<uint64_t>, kReplicationFigures> v{};
@@ -388,7 +391,9 @@ class ReplicationShell final : public Replicator,
   void InstallStandbyPart(uint32_t queue, uint32_t partition, shard::Durability d,
                           const std::string& data_dir, uint64_t end, storage::AckLog acks,
                           const storage::AckState& ack_state, storage::PartitionHandle h);
-  std::unique_ptr<storage::FileWorker> files_;  // standby: created with the shell (main thread)
+  // Created with the shell (main thread): a standby's partition jobs and ack-log replacements,
+  // a primary's ack-log reads for snapshots.
+  std::unique_ptr<storage::FileWorker> files_;
   absl::flat_hash_map<uint64_t, StandbyJob> standby_jobs_;
   // After a cut or restart that failed: not tried again before this time (a second).
   absl::flat_hash_map<uint64_t, uint64_t> change_retry_ns_;
@@ -400,6 +405,25 @@ class ReplicationShell final : public Replicator,
   absl::flat_hash_map<uint64_t, Wanted> wanted_;
   bool running_ = false;  // the lcore's loop runs (a pass came): opens go to the file worker
   uint64_t standby_file_jobs_ = 0;
+  // A partition's ack log replaced by the primary's snapshot (ReplaceAcks) on the file worker:
+  // the temporary file, its fsync, the rename and the directory fsync are the job's
+  // (storage::AckReplaceJob). While it runs the partition's old log takes nothing: the receiver
+  // offers the snapshot again each pass (ReplaceAcks answers false until the job is done, then
+  // adopts it if it wrote that same state) and keeps the records after it; AppendAck refuses.
+  // An entry stays until its job is done, also when its partition was closed or reopened
+  // meanwhile (`incarnation`: then its result is dropped), so that the worker never holds more
+  // jobs than standby_jobs_ and ack_replaces_ count (kMaxFileJobs).
+  struct AckReplace {
+    std::shared_ptr<storage::AckReplaceJob> job;
+    uint64_t incarnation = 0;
+  };
+  absl::flat_hash_map<uint64_t, AckReplace> ack_replaces_;
+  uint64_t acklog_snapshot_jobs_ = 0;  // both roles: kAcklogSnapshotJobs
+  uint64_t incarnations_ = 0;
+  uint64_t pass_ns_ = 0;  // the current pass's time (ReplaceAcks has none of its own)
+  size_t FileJobsUnderWay() const { return standby_jobs_.size() + ack_replaces_.size(); }
+  // Done replacements whose partition is gone or was reopened: dropped.
+  void ReapAckReplaces();
   void StandbyPass(uint64_t now_ns);
   // Retention (docs/replication.md §4): the primary's stated log starts, once a second.
   void SendLogStarts(uint64_t now_ns, Persistence* storage);
@@ -445,6 +469,9 @@ class ReplicationShell final : public Replicator,
     // allocates once, a commit of a known one updates in place).
     uint64_t purged_below = 0;
     absl::flat_hash_map<std::string, uint64_t> commits;
+    uint64_t incarnation = 0;  // distinct per open (an ack replacement's job names it)
+    bool replacing_acks = false;     // its ack log is being replaced (ack_replaces_)
+    uint64_t ack_retry_ns = 0;       // after a failed replacement: not before this
   };
   // The first offset replica reads serve: the log's start or the purge mark, the higher.
   uint64_t ReadStart(const StandbyPart& p) const;
@@ -460,6 +487,16 @@ class ReplicationShell final : public Replicator,
   // A dedicated replication lcore: the partition's start, for the shard lcores' replica reads.
   void PublishReplicaStart(const StandbyPart& p);
   void SendAckSnapshots(Persistence* storage);
+  // Primary: the ack logs being read for snapshots on the file worker (storage::AckLoadJob),
+  // with the records offered when each was flushed (AckSender::SetSnapshot's live base). An
+  // entry stays until its job is done (`stale`: its partition was removed meanwhile, the result
+  // goes).
+  struct AckLoad {
+    std::shared_ptr<storage::AckLoadJob> job;
+    uint64_t live_base = 0;
+    bool stale = false;
+  };
+  absl::flat_hash_map<uint64_t, AckLoad> ack_loads_;
   // Standby batches being written: a FIFO over one aligned arena (O_DIRECT needs the alignment).
   struct Pending {
     StandbyPart* part;

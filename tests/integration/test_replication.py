@@ -594,14 +594,19 @@ def repl_counters(box):
 def wait_acks_replicated(primary, standby, applied_at_least, snapshots_at_least=0):
     """Every ack record the primary logged so far is in the standby's ack logs: a status of the
     primary published after this call says no record is waiting (acklog_lag 0), and the standby
-    has written at least `applied_at_least` records and `snapshots_at_least` snapshots."""
+    has written at least `applied_at_least` records and `snapshots_at_least` snapshots. Every
+    snapshot's file work ran on the boxes' file workers (docs/replication.md §13): each one the
+    primary sent was read by a job, each one the standby applied written by one
+    (acklog_snapshot_jobs)."""
     seq0 = repl_counters(primary)["status_seq"]
 
     def settled():
         c, s = repl_counters(primary), repl_counters(standby)
         return (c.get("status_seq", 0) >= seq0 + 2 and c.get("acklog_lag") == 0 and
                 s.get("acklog_records_applied", 0) >= applied_at_least and
-                s.get("acklog_snapshots_applied", 0) >= snapshots_at_least)
+                s.get("acklog_snapshots_applied", 0) >= snapshots_at_least and
+                c.get("acklog_snapshot_jobs") == c.get("acklog_snapshots_sent") and
+                s.get("acklog_snapshot_jobs") == s.get("acklog_snapshots_applied"))
     harness.wait_for(settled, 20, f"{standby.name} to apply the ack records of {primary.name}")
     return repl_counters(primary), repl_counters(standby)
 
