@@ -7,10 +7,12 @@
 //     blocks on them);
 //   - on a standby: the StandbyLink and its own io_uring writer, which writes the primary's
 //     batches byte for byte into this box's logs (UringWriter::SubmitEncoded) and reports their
-//     durable ends back as ACKs; divergent tails are cut here (blocking, rare);
-//   - the ack logs (docs/replication.md §13): on a primary, a partition's ack log read back as a
-//     snapshot for a standby that cannot continue its ack stream (rare); on a standby, the
-//     replicated ack records appended to its partitions' ack logs (written out once per pass);
+//     durable ends back as ACKs; a partition's blocking file work (an open at runtime, a cut of
+//     a divergent tail, a restart behind the primary's start) runs on its file worker;
+//   - the ack logs (docs/replication.md §13): on a primary, a partition's ack log read back (on
+//     the file worker) as a snapshot for a standby that cannot continue its ack stream (rare);
+//     on a standby, the replicated ack records appended to its partitions' ack logs (written
+//     out once per pass), a snapshot replacing one whole on the file worker;
 //   - the link port's RX and TX queue numbered like its channel: the link is IPv4/UDP from the
 //     port's udp_port + channel to [replication] peer's port + channel; until the peer's MAC is
 //     learned from its first frame, frames go to the Ethernet broadcast address (a

@@ -158,7 +158,9 @@ class AckSink {
   // Appends one record (kinds kDelete, kCommit, kDeletedBelow) to the partition's ack log;
   // false: not now (offered again next pass).
   virtual bool AppendAck(uint32_t queue, uint32_t partition, const AckRecord& r) = 0;
-  // Replaces the partition's ack log with `state` (atomically: a snapshot). Rare, blocking.
+  // Replaces the partition's ack log with `state` (atomically: a snapshot). Rare. False: not
+  // (yet) done, offered again next pass with the same state unless a newer snapshot replaced it
+  // (the shell's replacement runs off the lcore and answers true once adopted).
   virtual bool ReplaceAcks(uint32_t queue, uint32_t partition, const storage::AckState& state) = 0;
 
  protected:
