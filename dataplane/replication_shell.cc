@@ -31,6 +31,10 @@ constexpr uint64_t kSyncLagBoundNs = Replicator::kSyncLagBoundNs;
 
 uint64_t Key(uint32_t q, uint32_t p) { return (uint64_t{q} << 32) | p; }
 
+bool SameAckState(const storage::AckState& a, const storage::AckState& b) {
+  return a.deleted_below == b.deleted_below && a.deleted == b.deleted && a.commits == b.commits;
+}
+
 }  // namespace
 
 absl::StatusOr<std::unique_ptr<ReplicationShell>> ReplicationShell::Create(
@@ -67,6 +71,9 @@ absl::StatusOr<std::unique_ptr<ReplicationShell>> ReplicationShell::Create(
     // CPU), so the file worker never runs on a polling lcore's CPU (storage/file_worker.h).
     s->files_ = std::make_unique<storage::FileWorker>("sluice-sbfiles", kMaxFileJobs);
     s->standby_jobs_.reserve(kMaxFileJobs);
+  } else {
+    // A primary's: the ack logs read for snapshots (SendAckSnapshots). Same thread placement.
+    s->files_ = std::make_unique<storage::FileWorker>("sluice-pfiles", kMaxFileJobs);
   }
   if (c.dedicated) {
     SLUICE_ASSERT(c.status->handoff != nullptr);
@@ -249,6 +256,10 @@ void ReplicationShell::AddPartition(uint32_t queue, uint32_t partition, uint64_t
 
 void ReplicationShell::RemovePartition(uint32_t queue, uint32_t partition) {
   if (primary_ != nullptr) primary_->RemovePartition(queue, partition);
+  // A snapshot being read for it names records of its sender, which is gone.
+  if (auto it = ack_loads_.find(Key(queue, partition)); it != ack_loads_.end()) {
+    it->second.stale = true;
+  }
 }
 
 void ReplicationShell::Offer(uint32_t queue, uint32_t partition, std::span<const std::byte> bytes,
@@ -400,13 +411,42 @@ void ReplicationShell::PublishBoard(uint64_t now_ns) {
 
 void ReplicationShell::SendAckSnapshots(Persistence* storage) {
   // A standby that cannot continue a partition's ack-log stream gets the whole ack log: written
-  // out first (so it holds every record offered), then read back (blocking, rare: a standby
-  // connecting, a restart, a ring overflow). At most 4 a pass.
+  // out first (so it holds every record offered), then read back on the file worker (rare: a
+  // standby connecting, a restart, a ring overflow). At most 4 started a pass.
+  if (!ack_loads_.empty()) {
+    for (auto it = ack_loads_.begin(); it != ack_loads_.end();) {
+      if (!it->second.job->done()) {
+        ++it;
+        continue;
+      }
+      const uint32_t q = static_cast<uint32_t>(it->first >> 32);
+      const uint32_t p = static_cast<uint32_t>(it->first);
+      const AckLoad load = std::move(it->second);
+      ack_loads_.erase(it++);
+      if (load.stale) continue;
+      if (!load.job->status().ok()) {
+        if (!ack_snapshot_error_logged_) {
+          ack_snapshot_error_logged_ = true;
+          std::fprintf(stderr, "sluiced: replication: queue %u partition %u: cannot read the ack "
+                       "log for the standby: %s; retrying\n", q, p,
+                       std::string(load.job->status().message()).c_str());
+        }
+        continue;  // still wanted: read again
+      }
+      // Not taken (the standby went, or the ring lost records offered since the flush): a
+      // partition that still wants one is read again below.
+      if (primary_->SetAckSnapshot(q, p, load.job->state, load.live_base)) {
+        ++acklog_snapshot_jobs_;
+      }
+    }
+  }
   ack_snapshots_.clear();
   primary_->ForEachAckSnapshot([&](uint32_t q, uint32_t p) {
-    if (ack_snapshots_.size() < 4) ack_snapshots_.emplace_back(q, p);
+    if (ack_snapshots_.size() < 4 && !ack_loads_.contains(Key(q, p))) {
+      ack_snapshots_.emplace_back(q, p);
+    }
   });
-  if (ack_snapshots_.empty()) return;
+  if (ack_snapshots_.empty() || ack_loads_.size() + ack_snapshots_.size() > kMaxFileJobs) return;
   if (config_.dedicated) {
     // The shard lcores write the ack logs: not before each has written every record this lcore
     // took from it (a pass or two later), or the snapshot would miss one it counts as sent.
@@ -415,24 +455,16 @@ void ReplicationShell::SendAckSnapshots(Persistence* storage) {
       if (h.acks_flushed[w].load(std::memory_order_acquire) < acks_drained_[w]) return;
     }
   }
-  storage->SettleAcks();  // the ack logs' writes go through the ring: completed before reading
+  // The ack logs' writes go through the ring: completed before the file is read (a wait on the
+  // ring, no file-system call here). Every record offered so far is then in the file.
+  storage->SettleAcks();
   for (const auto& [q, p] : ack_snapshots_) {
-    const std::string data_dir = DataDirOf(config_.storage, q, p);
-    auto dir = storage::PartitionDir::Open(data_dir, storage::PartitionId{q, p}, false);
-    storage::AckLoadReport report;
-    absl::StatusOr<storage::AckState> state =
-        dir.ok() ? storage::AckLog::Load(dir->AckLogPath(), &report)
-                 : absl::StatusOr<storage::AckState>(dir.status());
-    if (!state.ok()) {
-      if (!ack_snapshot_error_logged_) {
-        ack_snapshot_error_logged_ = true;
-        std::fprintf(stderr, "sluiced: replication: queue %u partition %u: cannot read the ack log "
-                     "for the standby: %s; retrying\n", q, p,
-                     std::string(state.status().message()).c_str());
-      }
-      continue;
-    }
-    primary_->SetAckSnapshot(q, p, *state);
+    auto job = std::make_shared<storage::AckLoadJob>();
+    job->data_dir = DataDirOf(config_.storage, q, p);
+    job->id = storage::PartitionId{q, p};
+    const bool submitted = files_->Submit(job);
+    SLUICE_ASSERT(submitted);  // at most kMaxFileJobs under way (all of them ack_loads_)
+    ack_loads_.emplace(Key(q, p), AckLoad{job, primary_->AckOffered(q, p), false});
   }
 }
 
@@ -1006,6 +1038,7 @@ void ReplicationShell::PublishStatus() {
       for (const auto& [k, p] : parts_) PublishReplicaStart(*p);
     }
   }
+  f.Set(F::kAcklogSnapshotJobs, acklog_snapshot_jobs_);
   if (primary_ != nullptr) {
     f.Set(F::kAcklogLag, primary_->ack_lag());
     uint64_t lag = 0, partitions = 0;
@@ -1166,6 +1199,8 @@ void ReplicationShell::RetainStandby(uint32_t queue, uint32_t partition, uint64_
 
 void ReplicationShell::StandbyPass(uint64_t now_ns) {
   running_ = true;
+  pass_ns_ = now_ns;
+  if (!ack_replaces_.empty()) ReapAckReplaces();
   // Partition file jobs the worker finished: adopted (a cut's Truncated may adopt the epoch,
   // persisted below in this same pass).
   if (!standby_jobs_.empty()) PollStandbyJobs(now_ns);
@@ -1270,6 +1305,7 @@ void ReplicationShell::InstallStandbyPart(uint32_t queue, uint32_t partition, sh
   part->data_dir = data_dir;
   part->durability = d;
   part->durable_end = end;
+  part->incarnation = ++incarnations_;
   part->acks.emplace(std::move(acks));
   // Its address is the ring's user data: the part is heap-held by parts_ and never moves.
   part->acks->Attach(ack_ring_.get(), Key(queue, partition));
@@ -1304,13 +1340,6 @@ void ReplicationShell::CloseStandbyPartition(uint32_t queue, uint32_t partition,
   parts_.erase(it);
 }
 
-// Opens at runtime on the file worker: NOT WIRED IN. With it on, test_replication.py
-// test_standby_removes_what_the_primarys_retention_removed failed 2 runs of 2 (the standby's
-// EARLIEST replica read started one segment above its first segment file) and passed with it
-// off; the cause is not found yet (docs/replication.md §4 "Off the lcore", §12). Until then a
-// partition the catalog brings is opened on the lcore with blocking calls, as before.
-constexpr bool kOpenOffLcore = false;
-
 void ReplicationShell::SetTable(const QueueTable& table) {
   if (standby_ == nullptr) return;
   // The durable partitions of this worker's shards are written here (this channel's: the
@@ -1336,7 +1365,7 @@ void ReplicationShell::SetTable(const QueueTable& table) {
       j->second.gone = false;  // wanted again before its job completed
       continue;
     }
-    if (running_ && kOpenOffLcore) {
+    if (running_) {
       // The lcore runs: recovery, the ack log's rewrite and the first segment's creation go to
       // the file worker; the partition joins when they are done (PollStandbyJobs).
       StartStandbyJob(storage::PartitionOpenJob::Change::kNone, q, p, 0, 0, 0);
@@ -1412,7 +1441,7 @@ void ReplicationShell::StartStandbyJob(storage::PartitionOpenJob::Change change,
       change_retry_ns_.erase(r);
     }
   }
-  if (standby_jobs_.size() >= kMaxFileJobs) return;  // a later pass
+  if (FileJobsUnderWay() >= kMaxFileJobs) return;  // a later pass
   auto w = wanted_.find(k);
   auto open = parts_.find(k);
   if (open == parts_.end() && w == wanted_.end()) return;  // no longer a partition of ours
@@ -1460,7 +1489,8 @@ void ReplicationShell::StartStandbyJob(storage::PartitionOpenJob::Change change,
   // writer's ring), its ack log's requests too; the applier stays.
   if (open != parts_.end()) CloseStandbyPartition(queue, partition, /*keep_applier=*/true);
   const bool submitted = files_->Submit(j.job);
-  SLUICE_ASSERT(submitted);  // the worker holds only this shell's jobs, fewer than its bound
+  // The worker holds only this shell's jobs (standby_jobs_, ack_replaces_), fewer than its bound.
+  SLUICE_ASSERT(submitted);
   standby_jobs_.emplace(k, std::move(j));
 }
 
@@ -1587,6 +1617,8 @@ bool ReplicationShell::AppendAck(uint32_t queue, uint32_t partition,
   auto it = parts_.find(Key(queue, partition));
   if (it == parts_.end() || !it->second->acks.has_value()) return false;
   StandbyPart* part = it->second.get();
+  // Its log is being replaced (a snapshot the receiver applies first: never reached then).
+  if (part->replacing_acks) return false;
   auto append = [&] {
     switch (r.kind) {
       case replication::AckRecordKind::kDelete: return part->acks->Delete(r.offset);
@@ -1639,26 +1671,66 @@ bool ReplicationShell::AppendAck(uint32_t queue, uint32_t partition,
 
 bool ReplicationShell::ReplaceAcks(uint32_t queue, uint32_t partition,
                                    const storage::AckState& state) {
+  // The primary's ack state replaces ours whole (temporary file, fsync, rename, directory
+  // fsync): on the file worker. The receiver offers the snapshot every pass until this says it
+  // is in (true), and keeps the records after it meanwhile.
   auto it = parts_.find(Key(queue, partition));
   if (it == parts_.end()) return false;
   StandbyPart* part = it->second.get();
-  auto dir = storage::PartitionDir::Open(part->data_dir, storage::PartitionId{queue, partition},
-                                         true);
-  if (!dir.ok()) return false;
-  // The primary's ack state replaces ours whole (tmp file, fsync, rename): blocking, rare. The
-  // old log's requests complete first (the ring holds its address and buffers).
-  if (part->acks.has_value()) SettleStandbyAcks(*part->acks);
-  absl::StatusOr<storage::AckLog> acks =
-      storage::AckLog::Open(dir->path(), dir->AckLogPath(), state);
-  if (!acks.ok()) {
-    std::fprintf(stderr, "sluiced: standby: queue %u partition %u: cannot replace the ack log: "
-                 "%s; retrying\n", queue, partition, std::string(acks.status().message()).c_str());
-    return false;
+  const uint64_t k = Key(queue, partition);
+  if (auto r = ack_replaces_.find(k); r != ack_replaces_.end()) {
+    if (!r->second.job->done()) return false;  // under way
+    const std::shared_ptr<storage::AckReplaceJob> job = std::move(r->second.job);
+    const bool ours = r->second.incarnation == part->incarnation;
+    ack_replaces_.erase(r);
+    if (ours && !job->status().ok()) {
+      std::fprintf(stderr, "sluiced: standby: queue %u partition %u: cannot replace the ack log: "
+                   "%s; retrying\n", queue, partition,
+                   std::string(job->status().message()).c_str());
+      part->ack_retry_ns = pass_ns_ + 1'000'000'000;
+      return false;
+    }
+    if (ours && SameAckState(job->state, state)) {
+      // The old log took nothing since it was settled (replacing_acks): it goes, unread.
+      part->acks.emplace(std::move(*job->acks));
+      part->acks->Attach(ack_ring_.get(), k);
+      part->replacing_acks = false;
+      TakeAckState(*part, state);
+      ++acklog_snapshot_jobs_;
+      return true;
+    }
+    // Written for a partition since reopened, or a snapshot a newer one (a new generation)
+    // replaced meanwhile: this one is written next.
   }
-  part->acks.emplace(std::move(*acks));
-  part->acks->Attach(ack_ring_.get(), Key(queue, partition));
-  TakeAckState(*part, state);
-  return true;
+  if (pass_ns_ < part->ack_retry_ns || FileJobsUnderWay() >= kMaxFileJobs) return false;
+  // The old log's requests complete first (the ring holds its address and buffers); from now
+  // on it takes nothing (AppendAck refuses), and the job's rename replaces its file.
+  if (part->acks.has_value()) SettleStandbyAcks(*part->acks);
+  if (part->ack_dirty) {
+    part->ack_dirty = false;
+    std::erase(ack_dirty_, part);
+  }
+  auto job = std::make_shared<storage::AckReplaceJob>();
+  job->data_dir = part->data_dir;
+  job->id = storage::PartitionId{queue, partition};
+  job->state = state;  // a copy (rare: a snapshot)
+  const bool submitted = files_->Submit(job);
+  SLUICE_ASSERT(submitted);  // fewer than kMaxFileJobs of this shell's under way
+  ack_replaces_.emplace(k, AckReplace{job, part->incarnation});
+  part->replacing_acks = true;
+  return false;
+}
+
+void ReplicationShell::ReapAckReplaces() {
+  for (auto it = ack_replaces_.begin(); it != ack_replaces_.end();) {
+    auto p = parts_.find(it->first);
+    const bool stale = p == parts_.end() || p->second->incarnation != it->second.incarnation;
+    if (stale && it->second.job->done()) {
+      ack_replaces_.erase(it++);  // its partition was closed or reopened: the result goes
+    } else {
+      ++it;
+    }
+  }
 }
 
 void ReplicationShell::FlushStandbyAcks() {

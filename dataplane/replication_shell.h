@@ -7,10 +7,12 @@
 //     blocks on them);
 //   - on a standby: the StandbyLink and its own io_uring writer, which writes the primary's
 //     batches byte for byte into this box's logs (UringWriter::SubmitEncoded) and reports their
-//     durable ends back as ACKs; divergent tails are cut here (blocking, rare);
-//   - the ack logs (docs/replication.md §13): on a primary, a partition's ack log read back as a
-//     snapshot for a standby that cannot continue its ack stream (rare); on a standby, the
-//     replicated ack records appended to its partitions' ack logs (written out once per pass);
+//     durable ends back as ACKs; a partition's blocking file work (an open at runtime, a cut of
+//     a divergent tail, a restart behind the primary's start) runs on its file worker;
+//   - the ack logs (docs/replication.md §13): on a primary, a partition's ack log read back (on
+//     the file worker) as a snapshot for a standby that cannot continue its ack stream (rare);
+//     on a standby, the replicated ack records appended to its partitions' ack logs (written
+//     out once per pass), a snapshot replacing one whole on the file worker;
 //   - the link port's RX and TX queue numbered like its channel: the link is IPv4/UDP from the
 //     port's udp_port + channel to [replication] peer's port + channel; until the peer's MAC is
 //     learned from its first frame, frames go to the Ethernet broadcast address (a
@@ -104,6 +106,9 @@ enum class ReplicationFigure : uint8_t {
   // (docs/replication.md §4 "Off the lcore"): opens of partitions of queues the catalog brought,
   // cuts of divergent tails, restarts at the primary's start.
   kStandbyFileJobs,
+  // Ack-log snapshots whose file work ran on the shell's file worker (docs/replication.md §13):
+  // on a primary, ack logs read for a snapshot and sent; on a standby, ack logs replaced by one.
+  kAcklogSnapshotJobs,
   kLagOffsets,  // primary: offered - acked, all partitions (/v1/role's replication_lag_bytes)
   kCount
 };
@@ -116,7 +121,7 @@ inline constexpr std::array<std::string_view, kReplicationFigures> kReplicationF
     "acklog_dropped", "acklog_lag", "link_steered", "link_steer_dropped", "handoff_batches",
     "handoff_from_log", "handoff_acks_lost", "replica_reads_served", "replica_reads_throttled",
     "log_reader_ring_reads", "log_reader_refreshes", "log_reader_rescans",
-    "standby_file_jobs", "lag_offsets"};
+    "standby_file_jobs", "acklog_snapshot_jobs", "lag_offsets"};
 static_assert(!kReplicationFigureNames.back().empty(), "a figure without a name");
 struct ReplicationFigures {
   std::array<std::atomic<uint64_t>, kReplicationFigures> v{};
@@ -362,14 +367,15 @@ class ReplicationShell final : public Replicator,
   absl::Status OpenStandbyPartition(uint32_t queue, uint32_t partition, shard::Durability d);
   void CloseStandbyPartition(uint32_t queue, uint32_t partition, bool keep_applier = false);
   // A standby partition's blocking file work runs on the shell's file worker, off this lcore
-  // (docs/replication.md §4 "Off the lcore"): a cut of a divergent tail (closed first, its
-  // writes in flight complete), a restart at the primary's start (an open at runtime has the
-  // same job, not wired in: kOpenOffLcore in the .cc). While its
-  // job runs the partition is closed here (not in parts_): the applier keeps the batches for it
-  // and the ack stream its records (Apply and AppendAck refuse, they are offered again), a cut
-  // partition stays divergent (nothing of the new primary applied, the epoch not adopted, no
-  // ACK sent), replica reads of it answer THROTTLED. The lcore adopts the result
-  // (UringWriter::AdoptPartition: no blocking file-system call).
+  // (docs/replication.md §4 "Off the lcore"): an open at runtime (a partition the catalog
+  // brings), a cut of a divergent tail (closed first, its writes in flight complete), a restart
+  // at the primary's start. While its job runs the partition is not in parts_: for a cut or a
+  // restart the applier keeps the batches for it and the ack stream its records (Apply and
+  // AppendAck refuse, they are offered again), a cut partition stays divergent (nothing of the
+  // new primary applied, the epoch not adopted, no ACK sent); a partition being opened has no
+  // applier yet (what the primary sends for it is dropped, and sent again once the opened
+  // partition's HELLO says where it stands); replica reads of it answer THROTTLED. The lcore
+  // adopts the result (UringWriter::AdoptPartition: no blocking file-system call).
   struct StandbyJob {
     std::shared_ptr<storage::PartitionOpenJob> job;
     shard::Durability durability = shard::Durability::kWrite;
@@ -387,7 +393,9 @@ class ReplicationShell final : public Replicator,
   void InstallStandbyPart(uint32_t queue, uint32_t partition, shard::Durability d,
                           const std::string& data_dir, uint64_t end, storage::AckLog acks,
                           const storage::AckState& ack_state, storage::PartitionHandle h);
-  std::unique_ptr<storage::FileWorker> files_;  // standby: created with the shell (main thread)
+  // Created with the shell (main thread): a standby's partition jobs and ack-log replacements,
+  // a primary's ack-log reads for snapshots.
+  std::unique_ptr<storage::FileWorker> files_;
   absl::flat_hash_map<uint64_t, StandbyJob> standby_jobs_;
   // After a cut or restart that failed: not tried again before this time (a second).
   absl::flat_hash_map<uint64_t, uint64_t> change_retry_ns_;
@@ -399,6 +407,25 @@ class ReplicationShell final : public Replicator,
   absl::flat_hash_map<uint64_t, Wanted> wanted_;
   bool running_ = false;  // the lcore's loop runs (a pass came): opens go to the file worker
   uint64_t standby_file_jobs_ = 0;
+  // A partition's ack log replaced by the primary's snapshot (ReplaceAcks) on the file worker:
+  // the temporary file, its fsync, the rename and the directory fsync are the job's
+  // (storage::AckReplaceJob). While it runs the partition's old log takes nothing: the receiver
+  // offers the snapshot again each pass (ReplaceAcks answers false until the job is done, then
+  // adopts it if it wrote that same state) and keeps the records after it; AppendAck refuses.
+  // An entry stays until its job is done, also when its partition was closed or reopened
+  // meanwhile (`incarnation`: then its result is dropped), so that the worker never holds more
+  // jobs than standby_jobs_ and ack_replaces_ count (kMaxFileJobs).
+  struct AckReplace {
+    std::shared_ptr<storage::AckReplaceJob> job;
+    uint64_t incarnation = 0;
+  };
+  absl::flat_hash_map<uint64_t, AckReplace> ack_replaces_;
+  uint64_t acklog_snapshot_jobs_ = 0;  // both roles: kAcklogSnapshotJobs
+  uint64_t incarnations_ = 0;
+  uint64_t pass_ns_ = 0;  // the current pass's time (ReplaceAcks has none of its own)
+  size_t FileJobsUnderWay() const { return standby_jobs_.size() + ack_replaces_.size(); }
+  // Done replacements whose partition is gone or was reopened: dropped.
+  void ReapAckReplaces();
   void StandbyPass(uint64_t now_ns);
   // Retention (docs/replication.md §4): the primary's stated log starts, once a second.
   void SendLogStarts(uint64_t now_ns, Persistence* storage);
@@ -444,6 +471,9 @@ class ReplicationShell final : public Replicator,
     // allocates once, a commit of a known one updates in place).
     uint64_t purged_below = 0;
     absl::flat_hash_map<std::string, uint64_t> commits;
+    uint64_t incarnation = 0;  // distinct per open (an ack replacement's job names it)
+    bool replacing_acks = false;     // its ack log is being replaced (ack_replaces_)
+    uint64_t ack_retry_ns = 0;       // after a failed replacement: not before this
   };
   // The first offset replica reads serve: the log's start or the purge mark, the higher.
   uint64_t ReadStart(const StandbyPart& p) const;
@@ -459,6 +489,16 @@ class ReplicationShell final : public Replicator,
   // A dedicated replication lcore: the partition's start, for the shard lcores' replica reads.
   void PublishReplicaStart(const StandbyPart& p);
   void SendAckSnapshots(Persistence* storage);
+  // Primary: the ack logs being read for snapshots on the file worker (storage::AckLoadJob),
+  // with the records offered when each was flushed (AckSender::SetSnapshot's live base). An
+  // entry stays until its job is done (`stale`: its partition was removed meanwhile, the result
+  // goes).
+  struct AckLoad {
+    std::shared_ptr<storage::AckLoadJob> job;
+    uint64_t live_base = 0;
+    bool stale = false;
+  };
+  absl::flat_hash_map<uint64_t, AckLoad> ack_loads_;
   // Standby batches being written: a FIFO over one aligned arena (O_DIRECT needs the alignment).
   struct Pending {
     StandbyPart* part;

@@ -170,9 +170,12 @@ void AckSender::OnPosition(const AckLogPosition& p, uint64_t now_ns, LinkCounter
   }
 }
 
-void AckSender::SetSnapshot(const storage::AckState& state, uint64_t now_ns, LinkCounters& c) {
-  // Control path: allocates. Every record offered so far is in `state` (the shell flushed the
-  // ack log before reading it), so the generation continues with the next live record.
+bool AckSender::SetSnapshot(const storage::AckState& state, uint64_t live_base, uint64_t now_ns,
+                            LinkCounters& c) {
+  // Control path: allocates. Every record offered below `live_base` is in `state` (the shell
+  // flushed the ack log before reading it), so the generation continues with that live record.
+  SLUICE_ASSERT(live_base <= live_end_);
+  if (live_base < live_end_ && (ring_.empty() || ring_.first_seq() > live_base)) return false;
   snap_.clear();
   snap_pos_.clear();
   auto put = [&](const AckRecord& r) {
@@ -193,7 +196,7 @@ void AckSender::SetSnapshot(const storage::AckState& state, uint64_t now_ns, Lin
   put({AckRecordKind::kSnapshotEnd, partition_, 0, {}});
   snap_count_ = snap_pos_.size();
   snap_pos_.push_back(static_cast<uint32_t>(snap_.size()));
-  snap_live_base_ = live_end_;
+  snap_live_base_ = live_base;
   while (!ring_.empty() && ring_.first_seq() < snap_live_base_) ring_.PopFront();
   if (ring_.empty()) ring_.Clear(live_end_);
   gen_ = (uint64_t{gen_hi_} << 32) | ++gen_counter_;
@@ -202,6 +205,7 @@ void AckSender::SetSnapshot(const storage::AckState& state, uint64_t now_ns, Lin
   state_ = State::kStreaming;
   snapshot_ns_ = now_ns;
   ++c.acklog_snapshots_sent;
+  return true;
 }
 
 uint32_t AckSender::Poll(uint64_t now_ns, uint64_t epoch, uint32_t max_datagram_bytes,

@@ -91,7 +91,16 @@ class AckSender {
   // The standby needs a snapshot: the shell reads the partition's ack log (which holds every
   // record offered so far: flushed first) and hands it to SetSnapshot. Control path.
   bool WantsSnapshot() const { return state_ == State::kNeedSnapshot; }
-  void SetSnapshot(const storage::AckState& state, uint64_t now_ns, LinkCounters& c);
+  void SetSnapshot(const storage::AckState& state, uint64_t now_ns, LinkCounters& c) {
+    SetSnapshot(state, live_end_, now_ns, c);
+  }
+  // The same for a state read later than the log was flushed (off the lcore, while records
+  // went on being offered): `live_base` is offered() when the log was flushed, so `state` holds
+  // every record below it (and perhaps some after: applied again, in order, they change
+  // nothing). The generation continues with live record `live_base`, from the ring. False
+  // (nothing changes, a snapshot is still wanted): the ring no longer holds them all.
+  bool SetSnapshot(const storage::AckState& state, uint64_t live_base, uint64_t now_ns,
+                   LinkCounters& c);
   // Sends due records, at most *datagrams datagrams (decremented). Returns datagrams sent.
   uint32_t Poll(uint64_t now_ns, uint64_t epoch, uint32_t max_datagram_bytes, uint32_t* datagrams,
                 LinkOutput& out, LinkCounters& c);
@@ -149,7 +158,9 @@ class AckSink {
   // Appends one record (kinds kDelete, kCommit, kDeletedBelow) to the partition's ack log;
   // false: not now (offered again next pass).
   virtual bool AppendAck(uint32_t queue, uint32_t partition, const AckRecord& r) = 0;
-  // Replaces the partition's ack log with `state` (atomically: a snapshot). Rare, blocking.
+  // Replaces the partition's ack log with `state` (atomically: a snapshot). Rare. False: not
+  // (yet) done, offered again next pass with the same state unless a newer snapshot replaced it
+  // (the shell's replacement runs off the lcore and answers true once adopted).
   virtual bool ReplaceAcks(uint32_t queue, uint32_t partition, const storage::AckState& state) = 0;
 
  protected:

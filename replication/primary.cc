@@ -316,6 +316,18 @@ void PrimaryLink::SetAckSnapshot(uint32_t queue, uint32_t partition,
   if (a != nullptr && a->WantsSnapshot()) a->SetSnapshot(state, last_now_ns_, counters_);
 }
 
+bool PrimaryLink::SetAckSnapshot(uint32_t queue, uint32_t partition,
+                                 const storage::AckState& state, uint64_t live_base) {
+  AckSender* a = FindAckMut(queue, partition);
+  if (a == nullptr || !a->WantsSnapshot() || live_base > a->offered()) return false;
+  return a->SetSnapshot(state, live_base, last_now_ns_, counters_);
+}
+
+uint64_t PrimaryLink::AckOffered(uint32_t queue, uint32_t partition) const {
+  const AckSender* a = FindAck(queue, partition);
+  return a == nullptr ? 0 : a->offered();
+}
+
 uint64_t PrimaryLink::ack_lag() const {
   uint64_t lag = 0;
   for (const AckSender* a : ack_order_) lag += a->lag();

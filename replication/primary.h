@@ -208,6 +208,12 @@ class PrimaryLink {
   // hands it to SetAckSnapshot. Control path (rare).
   void ForEachAckSnapshot(absl::FunctionRef<void(uint32_t queue, uint32_t partition)> fn) const;
   void SetAckSnapshot(uint32_t queue, uint32_t partition, const storage::AckState& state);
+  // The same for a state read off the lcore (AckSender::SetSnapshot with `live_base`, which
+  // AckOffered gave when the log was flushed). False: not taken (no longer wanted, or the ring
+  // lost records since: the partition is still listed by ForEachAckSnapshot, read it again).
+  bool SetAckSnapshot(uint32_t queue, uint32_t partition, const storage::AckState& state,
+                      uint64_t live_base);
+  uint64_t AckOffered(uint32_t queue, uint32_t partition) const;
   const AckSender* FindAck(uint32_t queue, uint32_t partition) const;
   // Ack records of every partition the standby has not written to its ack logs (0: in step).
   uint64_t ack_lag() const;

@@ -115,4 +115,22 @@ absl::Status ReleaseLogStateJob::Run() {
   return absl::OkStatus();
 }
 
+absl::Status AckLoadJob::Run() {
+  absl::StatusOr<PartitionDir> dir = PartitionDir::Open(data_dir, id, false);
+  if (!dir.ok()) return dir.status();
+  absl::StatusOr<AckState> s = AckLog::Load(dir->AckLogPath(), &report);
+  if (!s.ok()) return s.status();
+  state = std::move(*s);
+  return absl::OkStatus();
+}
+
+absl::Status AckReplaceJob::Run() {
+  absl::StatusOr<PartitionDir> dir = PartitionDir::Open(data_dir, id, true);
+  if (!dir.ok()) return dir.status();
+  absl::StatusOr<AckLog> a = AckLog::Open(dir->path(), dir->AckLogPath(), state);
+  if (!a.ok()) return a.status();
+  acks.emplace(std::move(*a));
+  return absl::OkStatus();
+}
+
 }  // namespace sluice::storage

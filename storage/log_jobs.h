@@ -68,6 +68,41 @@ class PartitionOpenJob final : public FileJob {
   absl::Status ApplyChange();
 };
 
+// A partition's ack log read whole (AckLog::Load: open, reads), for a primary's snapshot of it
+// to a standby that cannot continue its ack stream (docs/replication.md §13). The lcore flushed
+// the log (its writes completed) before submitting it.
+class AckLoadJob final : public FileJob {
+ public:
+  // ---- input, set before Submit ----
+  std::string data_dir;
+  PartitionId id{};
+
+  // ---- output, the lcore's once done() and status() is OK ----
+  AckState state;
+  AckLoadReport report;
+
+ protected:
+  absl::Status Run() override;
+};
+
+// A partition's ack log replaced whole by `state` (a standby taking the primary's snapshot,
+// docs/replication.md §13): AckLog::Open's temporary file, fsync, rename and directory fsync, on
+// the worker's thread. The lcore adopts the opened log; until then the partition's old log takes
+// nothing (the ack stream's records after the snapshot wait in its receiver).
+class AckReplaceJob final : public FileJob {
+ public:
+  // ---- input, set before Submit ----
+  std::string data_dir;
+  PartitionId id{};
+  AckState state;  // also what the lcore checks the result against when it adopts it
+
+  // ---- output, the lcore's once done() and status() is OK ----
+  std::optional<AckLog> acks;  // open for appending
+
+ protected:
+  absl::Status Run() override;
+};
+
 // A log's state found again off the lcore, read-only, for a reader of a log another thread
 // writes (a dedicated replication lcore's LogFileReader, dataplane/replication_handoff.h): the
 // blocking part of its catch-up reads. From `known` when set (RefreshLog: retention's removals

@@ -600,14 +600,19 @@ def repl_counters(box):
 def wait_acks_replicated(primary, standby, applied_at_least, snapshots_at_least=0):
     """Every ack record the primary logged so far is in the standby's ack logs: a status of the
     primary published after this call says no record is waiting (acklog_lag 0), and the standby
-    has written at least `applied_at_least` records and `snapshots_at_least` snapshots."""
+    has written at least `applied_at_least` records and `snapshots_at_least` snapshots. Every
+    snapshot's file work ran on the boxes' file workers (docs/replication.md §13): each one the
+    primary sent was read by a job, each one the standby applied written by one
+    (acklog_snapshot_jobs)."""
     seq0 = repl_counters(primary)["status_seq"]
 
     def settled():
         c, s = repl_counters(primary), repl_counters(standby)
         return (c.get("status_seq", 0) >= seq0 + 2 and c.get("acklog_lag") == 0 and
                 s.get("acklog_records_applied", 0) >= applied_at_least and
-                s.get("acklog_snapshots_applied", 0) >= snapshots_at_least)
+                s.get("acklog_snapshots_applied", 0) >= snapshots_at_least and
+                c.get("acklog_snapshot_jobs") == c.get("acklog_snapshots_sent") and
+                s.get("acklog_snapshot_jobs") == s.get("acklog_snapshots_applied"))
     harness.wait_for(settled, 20, f"{standby.name} to apply the ack records of {primary.name}")
     return repl_counters(primary), repl_counters(standby)
 
@@ -1441,6 +1446,11 @@ class ReplicationTest(unittest.TestCase):
             "attributes": {"replication": "sync", "retention_ms": 3600000}})
         self.assertIn(status, (200, 201), body)
         harness.wait_for(lambda: "orders" in queues_of(b), 10, "orders on the standby")
+        # Its partition opened on the standby's file worker (recovery of the new directory, the
+        # ack log, the first segment's creation), adopted by the channel's lcore: the one file
+        # job of this pair (no cut, no restart).
+        harness.wait_for(lambda: repl_counters(b).get("standby_file_jobs", 0) >= 1, 10,
+                         "the standby's open counted as a file job")
         qa, qb = queues_of(a)["orders"], queues_of(b)["orders"]
         self.assertEqual((qa["id"], qa["attributes"]), (qb["id"], qb["attributes"]))
         harness.wait_for(lambda: a.role().get("catalog_replicated"), 10, "catalog acked")
@@ -1811,24 +1821,55 @@ class ReplicationTest(unittest.TestCase):
         def payload_at(offset):
             return p.acked[0][0][2] if offset == 0 else lines[offset - 1].encode()
 
-        harness.wait_for(lambda: segments_of(b, queue_id, 0)[:1] not in ([], [0]) and
-                         len(segments_of(b, queue_id, 0)) <= len(segments_of(a, queue_id, 0)) + 1,
-                         15, "the standby to remove segments below the primary's start")
-        seg_a, seg_b = segments_of(a, queue_id, 0), segments_of(b, queue_id, 0)
-        start_a, start_b = seg_a[0], seg_b[0]
-        # Never what the primary still has: the standby starts at or below the primary.
-        self.assertLessEqual(start_b, start_a, (seg_a, seg_b))
-        self.assertLessEqual(len(seg_b), 6, seg_b)  # bounded (7 MiB were written)
-        # A replica read below the standby's start is out of range, as on the primary; EARLIEST
-        # starts at the standby's start, marked REPLICA.
         ca, cb = fetch_client(a), fetch_client(b, 14)
+        # The standby follows the primary's start a second or two later. A retention pass (the
+        # primary's or the standby's) takes segments out of the log at once (reads start above
+        # them) and unlinks their files through the ring in a chain (unlink, directory fsync,
+        # next segment), so a look at a directory during the chain, or just before the standby's
+        # next pass, sees segments the reads no longer serve; and the primary's retention may
+        # take more than one pass (the first ones ran while the stream was being written).
+        # Awaited: the primary done (at most 3 segments: with 1 MiB segments, the newest two
+        # hold less than the 2 MiB retention_bytes, so nothing more goes; no removal in flight:
+        # its EARLIEST at its first file), the standby's files the primary's (its segment
+        # boundaries are the primary's: it removes exactly what the primary removed) and its
+        # EARLIEST, marked REPLICA, at its first file. On the way the standby never starts above
+        # the primary (its files read first: the primary's start only grows) and its EARLIEST is
+        # never below its first file.
+        seen = []
+
+        def followed():
+            seg_b = segments_of(b, queue_id, 0)
+            seg_a = segments_of(a, queue_id, 0)
+            if seg_b[:1] in ([], [0]):
+                return None
+            self.assertLessEqual(seg_b[0], seg_a[0], (seg_a, seg_b))
+            first = fetch_from(cb, queue_id, 0, 1)
+            self.assertEqual(first[0], "MESSAGES", first[:2])
+            self.assertTrue(first[2] & 0x0008, "not marked REPLICA")
+            self.assertGreaterEqual(first[1][0][0], seg_b[0], (seg_b, first[1][0][0]))
+            first_a = fetch_from(ca, queue_id, 0, 1)
+            self.assertEqual(first_a[0], "MESSAGES", first_a[:2])
+            seen.append((seg_a, first_a[1][0][0], seg_b, first[1][0][0]))
+            if (len(seg_a) > 3 or first_a[1][0][0] != seg_a[0] or seg_b != seg_a or
+                    first[1][0][0] != seg_b[0] or segments_of(b, queue_id, 0) != seg_b):
+                return None
+            return seg_b, first
+        try:
+            seg_b, first = harness.wait_for(
+                followed, 15, "the primary's retention done, the standby to remove what it "
+                "removed, EARLIEST at the first segment", interval_s=0.05)
+        except AssertionError as e:
+            raise AssertionError(f"{e}; last seen (primary's segments and EARLIEST, standby's): "
+                                 f"{seen[-3:]}") from None
+        start_b = seg_b[0]
+        self.assertLessEqual(len(seg_b), 6, seg_b)  # bounded (7 MiB were written)
+        self.assertEqual(first[1][0], (start_b, payload_at(start_b)))
+        # A replica read below the standby's start is out of range, as on the primary.
         self.assertEqual(fetch_from(ca, queue_id, 0, 0, 0)[:2], ("ERROR", "OFFSET_OUT_OF_RANGE"))
         below = fetch_from(cb, queue_id, 0, 0, 0)
         self.assertEqual(below[:2], ("ERROR", "OFFSET_OUT_OF_RANGE"), below[:2])
-        first = fetch_from(cb, queue_id, 0, 1)
-        self.assertEqual(first[0], "MESSAGES", first[:2])
-        self.assertTrue(first[2] & 0x0008, "not marked REPLICA")
-        self.assertEqual(first[1][0], (start_b, payload_at(start_b)))
+        below = fetch_from(cb, queue_id, 0, 0, start_b - 1)
+        self.assertEqual(below[:2], ("ERROR", "OFFSET_OUT_OF_RANGE"), below[:2])
         # A replica SUBSCRIBE from below the start is refused the same way; from the start it
         # delivers from there.
         reply = cb.call(lambda r: wire.subscribe(queue_id, 0, 7, 0, 100, cb.client_id, r),

@@ -131,6 +131,51 @@ TEST(AckSender, ARingOverflowWhileStreamingAsksForASnapshot) {
   EXPECT_EQ(c.acklog_overflows, 1u);
 }
 
+// A primary reads the ack log for a snapshot on its file worker (docs/replication.md §13): the
+// records offered while the read runs are not in the state it hands over, so the generation goes
+// on from the first record offered after the flush (the live base), not from the end at the
+// time the state arrives; a ring that lost some of them meanwhile refuses the state.
+TEST(AckSender, ASnapshotReadOffTheLcoreGoesOnFromTheRecordsOfferedSinceTheFlush) {
+  AckStreamConfig cfg;
+  cfg.ring_bytes = 1024;
+  cfg.ring_records = 8;
+  LinkCounters c;
+  AckSender s(5, 0, 1, cfg);
+  for (uint64_t o = 0; o < 4; ++o) s.Offer({AckRecordKind::kDelete, 0, o, {}}, c);
+  s.OpenSession();
+  s.OnPosition({5, 0, 0, 0, 0, 0, 0}, 1, c);
+  ASSERT_TRUE(s.WantsSnapshot());
+  // Flushed with 4 offered; 3 more offered while the file is read, which holds the first 4.
+  const uint64_t live_base = s.offered();
+  for (uint64_t o = 4; o < 7; ++o) s.Offer({AckRecordKind::kDelete, 0, o, {}}, c);
+  storage::AckState st;
+  st.deleted_below = 4;
+  ASSERT_TRUE(s.SetSnapshot(st, live_base, 10, c));
+  ASSERT_TRUE(s.streaming());
+  Capture out;
+  uint32_t budget = 64;
+  s.Poll(20, 1, 1472, &budget, out, c);
+  ASSERT_EQ(out.headers.size(), 1u);
+  // BEGIN, DELETED_BELOW 4, END, then the 3 deletes offered during the read.
+  EXPECT_EQ(out.headers[0].count, 6u);
+  EXPECT_EQ(s.lag(), 6u);
+
+  // The ring (8 records) overflows during the read: records 4 and 5 are gone.
+  AckSender t(5, 0, 2, cfg);
+  for (uint64_t o = 0; o < 4; ++o) t.Offer({AckRecordKind::kDelete, 0, o, {}}, c);
+  t.OpenSession();
+  t.OnPosition({5, 0, 0, 0, 0, 0, 0}, 1, c);
+  const uint64_t base = t.offered();
+  for (uint64_t o = 4; o < 14; ++o) t.Offer({AckRecordKind::kDelete, 0, o, {}}, c);
+  EXPECT_FALSE(t.SetSnapshot(st, base, 10, c));
+  EXPECT_TRUE(t.WantsSnapshot());  // read again, flushed with 14 offered
+  storage::AckState all;
+  all.deleted_below = 14;
+  EXPECT_TRUE(t.SetSnapshot(all, t.offered(), 20, c));
+  EXPECT_TRUE(t.streaming());
+  EXPECT_EQ(t.lag(), 3u);
+}
+
 // What sync queues' replies wait for (docs/replication.md §13): applied_live() counts the live
 // records (numbered as offered() counts them) the standby wrote to its ack log, across the
 // snapshot that opens a generation, received-but-unwritten records not included, and it never

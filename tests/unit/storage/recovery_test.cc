@@ -7,6 +7,7 @@
 #include <chrono>
 #include <cstdio>
 #include <filesystem>
+#include <map>
 
 #include <chrono>
 #include <thread>
@@ -506,6 +507,53 @@ TEST(PartitionOpenJob, ANewPartitionIsCreatedOffTheLcore) {
   AdoptAndCheck(tmp.path(), *job, 0, 0);
   auto dir = PartitionDir::Open(tmp.path(), kId, false);
   EXPECT_EQ(*dir->ListSegments(), std::vector<uint64_t>{0});
+}
+
+// The ack snapshot's file work off the lcore (docs/replication.md §13): a standby's ack log
+// replaced whole (AckReplaceJob: the log it hands back takes appends), a primary's read back
+// (AckLoadJob); a replacement that cannot make its directory says so.
+TEST(AckJobs, AReplacementAndALoadRunOffTheLcore) {
+  TempDir tmp;
+  FileWorker w("test-files", 4);
+  {
+    auto dir = PartitionDir::Open(tmp.path(), kId, true);
+    ASSERT_TRUE(dir.ok()) << dir.status();
+    auto log = AckLog::Open(dir->path(), dir->AckLogPath(), AckState{});
+    ASSERT_TRUE(log.ok()) << log.status();
+    ASSERT_TRUE(log->Delete(3));
+    ASSERT_TRUE(log->Commit("0:g", 7));
+    ASSERT_TRUE(log->Flush().ok());
+  }
+  auto replace = std::make_shared<AckReplaceJob>();
+  replace->data_dir = tmp.path();
+  replace->id = kId;
+  replace->state.deleted_below = 10;
+  replace->state.deleted = {12};
+  replace->state.commits["0:g"] = 11;
+  ASSERT_TRUE(RunOffLcore(w, replace));
+  ASSERT_TRUE(replace->status().ok()) << replace->status();
+  ASSERT_TRUE(replace->acks.has_value());
+  ASSERT_TRUE(replace->acks->Delete(14));
+  ASSERT_TRUE(replace->acks->Flush().ok());
+  auto load = std::make_shared<AckLoadJob>();
+  load->data_dir = tmp.path();
+  load->id = kId;
+  ASSERT_TRUE(RunOffLcore(w, load));
+  ASSERT_TRUE(load->status().ok()) << load->status();
+  EXPECT_EQ(load->state.deleted_below, 10u);  // the old entries are gone
+  EXPECT_EQ(load->state.deleted, (std::vector<uint64_t>{12, 14}));
+  EXPECT_EQ(load->state.commits, (std::map<std::string, uint64_t>{{"0:g", 11}}));
+  // A data directory that is a file: no partition directory, no log.
+  const std::string file = tmp.path() + "/not-a-dir";
+  std::FILE* f = std::fopen(file.c_str(), "w");
+  ASSERT_NE(f, nullptr);
+  std::fclose(f);
+  auto refused = std::make_shared<AckReplaceJob>();
+  refused->data_dir = file;
+  refused->id = kId;
+  ASSERT_TRUE(RunOffLcore(w, refused));
+  EXPECT_FALSE(refused->status().ok());
+  EXPECT_FALSE(refused->acks.has_value());
 }
 
 }  // namespace
