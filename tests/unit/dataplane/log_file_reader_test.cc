@@ -13,13 +13,10 @@
 #include <unistd.h>
 
 #include <algorithm>
-#include <atomic>
 #include <chrono>
-#include <condition_variable>
 #include <cstdio>
 #include <filesystem>
 #include <map>
-#include <mutex>
 #include <string>
 #include <thread>
 #include <vector>
@@ -28,6 +25,7 @@
 
 #include "dataplane/storage_shell.h"
 #include "storage/batch_reader.h"
+#include "tests/unit/storage/gate_job.h"
 #include "tests/unit/storage/test_util.h"
 
 namespace sluice::dataplane {
@@ -43,49 +41,7 @@ std::chrono::steady_clock::time_point InSeconds(int s) {
   return std::chrono::steady_clock::now() + std::chrono::seconds(s);
 }
 
-// A job that holds the file worker until released (a slow disk), so that the reader's state
-// jobs queue behind it.
-class GateJob final : public storage::FileJob {
- public:
-  void Release() {
-    std::lock_guard<std::mutex> lock(mu_);
-    open_ = true;
-    cv_.notify_all();
-  }
-  bool started() const { return started_.load(); }
-
- protected:
-  absl::Status Run() override {
-    started_.store(true);
-    std::unique_lock<std::mutex> lock(mu_);
-    cv_.wait(lock, [&] { return open_; });
-    return absl::OkStatus();
-  }
-
- private:
-  std::mutex mu_;
-  std::condition_variable cv_;
-  bool open_ = false;
-  std::atomic<bool> started_{false};
-};
-
-// The reader's file worker, held busy until the gate is released (or the scope ends).
-class HeldWorker {
- public:
-  explicit HeldWorker(storage::FileWorker& w) : gate_(std::make_shared<GateJob>()) {
-    EXPECT_TRUE(w.Submit(gate_));
-    const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(10);
-    while (!gate_->started() && std::chrono::steady_clock::now() < deadline) {
-      std::this_thread::yield();
-    }
-    EXPECT_TRUE(gate_->started());
-  }
-  ~HeldWorker() { gate_->Release(); }
-  void Release() { gate_->Release(); }
-
- private:
-  std::shared_ptr<GateJob> gate_;
-};
+using storage::testing::HeldWorker;  // the reader's state jobs queue behind its gate
 
 struct Got {
   Errc errc = Errc::kOk;

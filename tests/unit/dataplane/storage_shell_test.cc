@@ -9,11 +9,11 @@
 #include <stdlib.h>
 
 #include <chrono>
-#include <condition_variable>
 #include <filesystem>
-#include <mutex>
 #include <string>
 #include <vector>
+
+#include "tests/unit/storage/gate_job.h"
 
 namespace sluice::dataplane {
 namespace {
@@ -153,28 +153,6 @@ TEST(StorageShell, AnAckLogWriteErrorFailsThePartitionAndIsReportedOnce) {
   s.Close(5, 1, false);
 }
 
-// Holds the shell's file worker (a disk that does not answer) until released.
-class HoldJob final : public storage::FileJob {
- public:
-  void Release() {
-    std::lock_guard<std::mutex> lock(mu_);
-    open_ = true;
-    cv_.notify_all();
-  }
-
- protected:
-  absl::Status Run() override {
-    std::unique_lock<std::mutex> lock(mu_);
-    cv_.wait(lock, [&] { return open_; });
-    return absl::OkStatus();
-  }
-
- private:
-  std::mutex mu_;
-  std::condition_variable cv_;
-  bool open_ = false;
-};
-
 TEST(StorageShell, ADeletedPartitionsDirectoryIsRemovedOffTheLcore) {
   TempDir tmp;
   StorageShellConfig config = Config(tmp.path);
@@ -196,7 +174,7 @@ TEST(StorageShell, ADeletedPartitionsDirectoryIsRemovedOffTheLcore) {
   s.Removed(6, 0, 0);  // an ack-log entry in the ring when the partition closes
   // The worker is busy (a slow disk): closing the deleted partition returns anyway, and the
   // lcore's passes go on while its directory is still there.
-  auto hold = std::make_shared<HoldJob>();
+  auto hold = std::make_shared<storage::testing::GateJob>();
   ASSERT_TRUE(s.file_worker().Submit(hold));
   s.Close(6, 0, /*remove=*/true);
   EXPECT_EQ(s.removals_pending(), 1u);
@@ -219,7 +197,7 @@ TEST(StorageShell, ADeletedPartitionsDirectoryIsRemovedOffTheLcore) {
   EXPECT_EQ(s.stats().dir_removal_errors.load(), 0u);
   EXPECT_TRUE(reports.empty());
   // A removal still with the worker when the shell goes is completed, not abandoned.
-  auto hold2 = std::make_shared<HoldJob>();
+  auto hold2 = std::make_shared<storage::testing::GateJob>();
   ASSERT_TRUE(s.file_worker().Submit(hold2));
   s.Close(6, 1, /*remove=*/true);
   EXPECT_TRUE(std::filesystem::exists(dir1));

@@ -15,48 +15,24 @@
 #include <thread>
 #include <vector>
 
+#include "tests/unit/storage/gate_job.h"
 #include "tests/unit/storage/test_util.h"
 
 namespace sluice::storage {
 namespace {
 
+using testing::GateJob;
 using testing::TempDir;
 
-// A job that blocks until released (a slow disk), then answers `result`.
-class GateJob final : public FileJob {
- public:
-  GateJob(absl::Status result, std::vector<int>* order, int id, std::mutex* order_mu)
-      : result_(std::move(result)), order_(order), id_(id), order_mu_(order_mu) {}
-  void Release() {
-    std::lock_guard<std::mutex> lock(mu_);
-    open_ = true;
-    cv_.notify_all();
-  }
-  void Open() { Release(); }
-  bool started() const { return started_.load(); }
-
- protected:
-  absl::Status Run() override {
-    started_.store(true);
-    std::unique_lock<std::mutex> lock(mu_);
-    cv_.wait(lock, [&] { return open_; });
-    if (order_ != nullptr) {
-      std::lock_guard<std::mutex> l(*order_mu_);
-      order_->push_back(id_);
-    }
-    return result_;
-  }
-
- private:
-  const absl::Status result_;
-  std::vector<int>* order_;
-  const int id_;
-  std::mutex* order_mu_;
-  std::mutex mu_;
-  std::condition_variable cv_;
-  bool open_ = false;
-  std::atomic<bool> started_{false};
-};
+// A gate that records its id in `order` when it runs (after its release).
+std::shared_ptr<GateJob> Gate(absl::Status result, std::vector<int>* order, int id,
+                              std::mutex* order_mu) {
+  if (order == nullptr) return std::make_shared<GateJob>(std::move(result));
+  return std::make_shared<GateJob>(std::move(result), [order, id, order_mu] {
+    std::lock_guard<std::mutex> l(*order_mu);
+    order->push_back(id);
+  });
+}
 
 // Waits (bounded) for a job to be done, polling as the lcore does.
 bool AwaitDone(const FileJob& job) {
@@ -75,8 +51,8 @@ TEST(FileWorker, JobsRunInOrderAndHandBackTheirResults) {
   std::vector<std::shared_ptr<GateJob>> jobs;
   for (int i = 0; i < 5; ++i) {
     absl::Status r = i == 3 ? absl::DataLossError("job 3 failed") : absl::OkStatus();
-    jobs.push_back(std::make_shared<GateJob>(r, &order, i, &order_mu));
-    jobs.back()->Open();  // no waiting
+    jobs.push_back(Gate(r, &order, i, &order_mu));
+    jobs.back()->Release();  // no waiting
     ASSERT_TRUE(w.Submit(jobs.back()));
   }
   for (const auto& j : jobs) ASSERT_TRUE(AwaitDone(*j));
@@ -95,7 +71,7 @@ TEST(FileWorker, JobsRunInOrderAndHandBackTheirResults) {
 
 TEST(FileWorker, ACallerNeverWaitsForAJobThatBlocks) {
   FileWorker w("test-files", 2);
-  auto slow = std::make_shared<GateJob>(absl::OkStatus(), nullptr, 0, nullptr);
+  auto slow = std::make_shared<GateJob>();
   ASSERT_TRUE(w.Submit(slow));
   // The job has started and is blocked (a disk that does not answer): every look the lcore
   // takes returns at once, and more work may be handed over meanwhile.
@@ -107,8 +83,8 @@ TEST(FileWorker, ACallerNeverWaitsForAJobThatBlocks) {
   const auto t0 = std::chrono::steady_clock::now();
   uint64_t looks = 0;
   for (int i = 0; i < 100000; ++i) looks += slow->done() ? 0 : 1;
-  auto second = std::make_shared<GateJob>(absl::OkStatus(), nullptr, 1, nullptr);
-  second->Open();
+  auto second = std::make_shared<GateJob>();
+  second->Release();
   ASSERT_TRUE(w.Submit(second));  // queued behind the blocked one
   const auto spent = std::chrono::steady_clock::now() - t0;
   EXPECT_EQ(looks, 100000u);
@@ -118,14 +94,14 @@ TEST(FileWorker, ACallerNeverWaitsForAJobThatBlocks) {
   // a loaded 2-CPU machine.
   EXPECT_LT(spent, std::chrono::seconds(1));
   // The bound: two jobs held, a third refused (untouched, for a later pass).
-  auto third = std::make_shared<GateJob>(absl::OkStatus(), nullptr, 2, nullptr);
+  auto third = std::make_shared<GateJob>();
   EXPECT_FALSE(w.Submit(third));
   EXPECT_EQ(third->state(), FileJob::kIdle);
   EXPECT_EQ(w.pending(), 2u);
   slow->Release();
   ASSERT_TRUE(AwaitDone(*slow));
   ASSERT_TRUE(AwaitDone(*second));
-  third->Open();
+  third->Release();
   EXPECT_TRUE(w.Submit(third));
   ASSERT_TRUE(AwaitDone(*third));
 }
@@ -134,12 +110,12 @@ TEST(FileWorker, JobsQueuedAtShutdownRunToTheEnd) {
   auto w = std::make_unique<FileWorker>("test-files", 8);
   std::vector<int> order;
   std::mutex order_mu;
-  auto blocked = std::make_shared<GateJob>(absl::OkStatus(), &order, 0, &order_mu);
+  auto blocked = Gate(absl::OkStatus(), &order, 0, &order_mu);
   ASSERT_TRUE(w->Submit(blocked));
   std::vector<std::shared_ptr<GateJob>> queued;
   for (int i = 1; i <= 3; ++i) {
-    queued.push_back(std::make_shared<GateJob>(absl::OkStatus(), &order, i, &order_mu));
-    queued.back()->Open();
+    queued.push_back(Gate(absl::OkStatus(), &order, i, &order_mu));
+    queued.back()->Release();
     ASSERT_TRUE(w->Submit(queued.back()));
   }
   // The destructor runs while a job is blocked and three wait: released only once the
@@ -170,8 +146,8 @@ TEST(FileWorker, TheLastOwnerOfAJobMayBeTheWorker) {
     auto job = std::make_shared<RemoveTreeJob>(dir);
     ASSERT_TRUE(w.Submit(job));
   }
-  auto marker = std::make_shared<GateJob>(absl::OkStatus(), nullptr, 0, nullptr);
-  marker->Open();
+  auto marker = std::make_shared<GateJob>();
+  marker->Release();
   ASSERT_TRUE(w.Submit(marker));
   ASSERT_TRUE(AwaitDone(*marker));  // in order: the removal ran before it
   EXPECT_FALSE(std::filesystem::exists(dir));
