@@ -30,8 +30,9 @@ CLIENT_PORT = 7411
 LINK_PORT = 7412
 # memif and af_packet queues have no RX interrupt fd, so an idle adaptive lcore polling the link
 # sleeps on a timer: at the default cap (50 µs) each box of an idle pair burns ~19 % of a CPU,
-# at 500 µs ~3 % (docs/architecture.md, idle policy). The suite runs many pairs side by side on
-# two CPUs; the added latency (up to 0.5 ms a hop after a quiet spell) is within every bound here.
+# at 500 µs ~14 % (docs/architecture.md, idle policy: the rest is the back-off's polling after
+# each heartbeat). The suite runs pairs side by side on two CPUs; the added latency (up to
+# 0.5 ms a hop after a quiet spell) is within every bound here.
 IDLE = "idle_sleep_max_us = 500"
 
 
