@@ -409,7 +409,7 @@ void ReplicationShell::PublishBoard(uint64_t now_ns) {
   });
 }
 
-void ReplicationShell::SendAckSnapshots(Persistence* storage) {
+void ReplicationShell::SendAckSnapshots(uint64_t now_ns, Persistence* storage) {
   // A standby that cannot continue a partition's ack-log stream gets the whole ack log: written
   // out first (so it holds every record offered), then read back on the file worker (rare: a
   // standby connecting, a restart, a ring overflow). At most 4 started a pass.
@@ -431,7 +431,10 @@ void ReplicationShell::SendAckSnapshots(Persistence* storage) {
                        "log for the standby: %s; retrying\n", q, p,
                        std::string(load.job->status().message()).c_str());
         }
-        continue;  // still wanted: read again
+        // Still wanted: read again, in a second (as a standby's failed replacement), not every
+        // pass: each start waits for the ack ring.
+        ack_load_retry_ns_ = now_ns + 1'000'000'000;
+        continue;
       }
       // Not taken (the standby went, or the ring lost records offered since the flush): a
       // partition that still wants one is read again below.
@@ -440,6 +443,7 @@ void ReplicationShell::SendAckSnapshots(Persistence* storage) {
       }
     }
   }
+  if (now_ns < ack_load_retry_ns_) return;
   ack_snapshots_.clear();
   primary_->ForEachAckSnapshot([&](uint32_t q, uint32_t p) {
     if (ack_snapshots_.size() < 4 && !ack_loads_.contains(Key(q, p))) {
@@ -834,7 +838,7 @@ uint32_t ReplicationShell::Poll(uint64_t now_ns, Persistence* storage, TxBuffer*
           [&](const Persistence::BatchRead& r) { OnCatchupRead(r, now_ns, storage); });
       StartCatchupReads(now_ns, storage);
       work += backfills_this_pass_;
-      SendAckSnapshots(storage);
+      SendAckSnapshots(now_ns, storage);
       SendLogStarts(now_ns, storage);
     }
     // A new catalog from the control plane (rare): copied under the mailbox's mutex. Channel 0

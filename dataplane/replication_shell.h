@@ -488,7 +488,7 @@ class ReplicationShell final : public Replicator,
   void OnStandbyAckFailed(storage::AckLog& log);
   // A dedicated replication lcore: the partition's start, for the shard lcores' replica reads.
   void PublishReplicaStart(const StandbyPart& p);
-  void SendAckSnapshots(Persistence* storage);
+  void SendAckSnapshots(uint64_t now_ns, Persistence* storage);
   // Primary: the ack logs being read for snapshots on the file worker (storage::AckLoadJob),
   // with the records offered when each was flushed (AckSender::SetSnapshot's live base). An
   // entry stays until its job is done (`stale`: its partition was removed meanwhile, the result
@@ -562,6 +562,7 @@ class ReplicationShell final : public Replicator,
   uint64_t next_read_error_log_ns_ = 0;
   std::vector<std::pair<uint32_t, uint32_t>> ack_snapshots_;  // reserved: partitions to snapshot
   bool ack_snapshot_error_logged_ = false;
+  uint64_t ack_load_retry_ns_ = 0;  // a snapshot's read failed: none started before this time
   std::vector<StandbyPart*> ack_dirty_;  // standby: ack logs with buffered records
   Persistence* storage_ = nullptr;
   uint32_t backfills_this_pass_ = 0;
