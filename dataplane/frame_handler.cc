@@ -46,7 +46,7 @@ FrameHandler::FrameHandler(Worker& worker, const SharedRuntime& shared)
   const hwconf::Lcore& conf = shared.layout->lcores[worker.index()];
   frontend_ = std::make_unique<Frontend>(worker.table(), worker.index(), conf.shards, *this,
                                          shared.min_message_bytes, worker.frontend_storage(),
-                                         worker.replicator());
+                                         worker.replicator(), shared.layout->shard_memory_mb);
 }
 
 FrameHandler::~FrameHandler() {

@@ -6,12 +6,13 @@
 
 namespace sluice::dataplane {
 
-shard::ShardConfig EngineShardConfig(uint32_t largest_message_bytes) {
+shard::ShardConfig EngineShardConfig(uint32_t largest_message_bytes, uint32_t shard_memory_mb) {
   // Chunks hold whole records: at least twice the largest message (plus its metadata) per chunk.
   shard::ShardConfig sc;
   sc.chunk_bytes = 256 * 1024;
   while (sc.chunk_bytes < 2 * largest_message_bytes + 16 * 1024) sc.chunk_bytes *= 2;
-  sc.pool_chunks = std::max<uint32_t>(16, (64u << 20) / sc.chunk_bytes);  // 64 MiB per shard
+  sc.pool_chunks = static_cast<uint32_t>(
+      std::max<uint64_t>(16, (uint64_t{shard_memory_mb} << 20) / sc.chunk_bytes));
   // Touched at start-up: a first write into a fresh page is a page fault (a huge-page one may
   // compact memory first), i.e. a kernel entry of up to milliseconds on the append path the
   // first time a shard fills its pool (docs/benchmarks.md, the work cycle at 10 M in flight).
@@ -33,12 +34,12 @@ uint32_t EngineMessageCap(uint32_t largest_message_bytes) {
 Frontend::Impl::Impl(const QueueTable& table, uint16_t worker, std::span<const uint32_t> shards,
                      ReplyChannel& replies, FrontendCounters& counters,
                      FrontendHistograms& histograms, uint32_t min_message_bytes,
-                     Persistence* persistence, Replicator* replicator)
+                     Persistence* persistence, Replicator* replicator, uint32_t shard_memory_mb)
     : table_(&table), worker_(worker), replies_(replies), counters_(counters),
       persistence_(persistence), replicator_(replicator) {
   shards_.resize(table.shard_count());
   const uint32_t largest = std::max(table.largest_message_bytes(), min_message_bytes);
-  shard::ShardConfig sc = EngineShardConfig(largest);
+  shard::ShardConfig sc = EngineShardConfig(largest, shard_memory_mb);
   sc.ack_latency_ns = &histograms.ack_latency_ns;
   sc.batch_bytes = &histograms.batch_bytes;
   sc.batch_messages = &histograms.batch_messages;
@@ -819,9 +820,10 @@ std::string Frontend::Impl::StatsJson() const {
 
 Frontend::Frontend(const QueueTable& table, uint16_t worker, std::span<const uint32_t> shards,
                    ReplyChannel& replies, uint32_t min_message_bytes, Persistence* persistence,
-                   Replicator* replicator)
+                   Replicator* replicator, uint32_t shard_memory_mb)
     : impl_(std::make_unique<Impl>(table, worker, shards, replies, counters_, histograms_,
-                                   min_message_bytes, persistence, replicator)) {}
+                                   min_message_bytes, persistence, replicator,
+                                   shard_memory_mb)) {}
 
 void Frontend::SetTable(const QueueTable& next) { impl_->SetTable(next); }
 

@@ -108,9 +108,12 @@ struct PartitionFigures {
   shard::PartitionCounters counters;  // messages and bytes in/out... since it was added here
 };
 
-// The engine's shard settings for a worker whose largest queue message is `largest` bytes, and
-// the largest message such shards take (chunks are sized once, at start).
-shard::ShardConfig EngineShardConfig(uint32_t largest_message_bytes);
+// The engine's shard settings for a worker whose largest queue message is `largest` bytes, with
+// `shard_memory_mb` of message memory per shard (the layout's dataplane.shard_memory_mb), and the
+// largest message such shards take (chunks are sized once, at start).
+inline constexpr uint32_t kDefaultShardMemoryMb = 64;
+shard::ShardConfig EngineShardConfig(uint32_t largest_message_bytes,
+                                     uint32_t shard_memory_mb = kDefaultShardMemoryMb);
 uint32_t EngineMessageCap(uint32_t largest_message_bytes);
 
 // Replies to this endpoint are suppressed: internal PRODUCEs between workers (dead letters).
@@ -122,9 +125,11 @@ class Frontend {
   // of max(min_message_bytes, the table's largest) bytes (queues added later must fit).
   // `persistence`: the worker's storage (null: every queue in memory, whatever its durability).
   // `replicator`: the worker's link to the standby, or its standby role (null: no replication).
+  // `shard_memory_mb`: each shard's chunk pool (EngineShardConfig).
   Frontend(const QueueTable& table, uint16_t worker, std::span<const uint32_t> shards,
            ReplyChannel& replies, uint32_t min_message_bytes = 0,
-           Persistence* persistence = nullptr, Replicator* replicator = nullptr);
+           Persistence* persistence = nullptr, Replicator* replicator = nullptr,
+           uint32_t shard_memory_mb = kDefaultShardMemoryMb);
   ~Frontend();
   Frontend(const Frontend&) = delete;
   Frontend& operator=(const Frontend&) = delete;

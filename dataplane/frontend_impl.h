@@ -50,7 +50,8 @@ class Frontend::Impl final : public shard::ShardSink {
  public:
   Impl(const QueueTable& table, uint16_t worker, std::span<const uint32_t> shards,
        ReplyChannel& replies, FrontendCounters& counters, FrontendHistograms& histograms,
-       uint32_t min_message_bytes, Persistence* persistence, Replicator* replicator);
+       uint32_t min_message_bytes, Persistence* persistence, Replicator* replicator,
+       uint32_t shard_memory_mb);
 
   void SetTable(const QueueTable& next);
   void CollectPartitionStats(std::vector<PartitionFigures>* out) const;

@@ -98,7 +98,8 @@ void FormatLcores(const Layout& l, std::ostream& out) {
 
 void FormatStorage(const Layout& l, std::ostream& out) {
   const Storage& s = l.storage;
-  out << "dataplane: " << l.shards << " shards, hand-off rings of " << l.ring_size << " entries\n"
+  out << "dataplane: " << l.shards << " shards of " << l.shard_memory_mb
+      << " MiB message memory, hand-off rings of " << l.ring_size << " entries\n"
       << "storage: " << absl::StrJoin(s.data_dirs, ", ") << "\n"
       << "  durability " << ToString(s.durability) << ", batch " << s.batch_bytes << " bytes or "
       << s.batch_time_us << " us, segment " << s.segment_bytes << " bytes, io_uring depth "

@@ -129,6 +129,7 @@ struct Layout {
   std::vector<Lcore> lcores; // worker lcores; eal.main_lcore is never a worker
   uint32_t shards = 0;       // number of shards; each owned by exactly one worker lcore
   uint32_t ring_size = 1024; // entries per (from, to) lcore hand-off ring, power of two
+  uint32_t shard_memory_mb = 64;  // message memory per shard (its chunk pool), touched at start
   Storage storage;
   Replication replication;
   Control control;

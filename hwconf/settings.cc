@@ -485,6 +485,13 @@ std::vector<Field<Layout>> DataplaneFields() {
       {.key = "ring_size", .codec = Int(&Layout::ring_size, 16, 65536, PowerOfTwo, "power of two"),
        .unit = "entries",
        .doc = "Size of each (from, to) lcore hand-off ring (rte_ring needs a power of two)."},
+      {.key = "shard_memory_mb", .codec = Int(&Layout::shard_memory_mb, 4, 1048576), .unit = "MiB",
+       .doc = "Message memory per shard: the chunk pool its partitions' records and batches live "
+              "in (each partition holds at most 64 chunks). Process memory, not the EAL's: "
+              "allocated and touched at start-up, so it costs start-up time and RAM whether used "
+              "or not. At least 16 chunks (256 KiB each, larger when a queue takes messages over "
+              "~120 KiB). When it is full, a stream partition gives up its oldest durable chunk (reads of "
+              "it then go to disk); otherwise the producer is answered THROTTLED."},
   };
 }
 

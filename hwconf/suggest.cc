@@ -287,7 +287,8 @@ void WriteToml(const Machine& m, const Suggestion& s, std::ostream& out) {
         << "]\nshards = [" << absl::StrJoin(c.shards, ", ") << "]\nidle = "
         << Quote(ToString(c.idle)) << "\n";
   }
-  out << "\n[dataplane]\nshards = " << l.shards << "\nring_size = " << l.ring_size << "\n"
+  out << "\n[dataplane]\nshards = " << l.shards << "\nring_size = " << l.ring_size
+      << "\nshard_memory_mb = " << l.shard_memory_mb << "\n"
       << "\n[storage]\ndata_dirs = ["
       << absl::StrJoin(l.storage.data_dirs, ", ",
                        [](std::string* o, const std::string& d) { o->append(Quote(d)); })

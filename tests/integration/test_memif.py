@@ -51,6 +51,7 @@ idle = "adaptive"
 
 [dataplane]
 shards = 1
+shard_memory_mb = {harness.SHARD_MEMORY_MB}
 
 [storage]
 data_dirs = ["{self.data_dir}"]

@@ -41,6 +41,19 @@ def frames(d):
         return 0
 
 
+class ShardMemoryTest(unittest.TestCase):
+    def setUp(self):
+        harness.require_root()
+
+    def test_each_shard_takes_the_layouts_message_memory(self):
+        """dataplane.shard_memory_mb sizes each shard's chunk pool (64 MiB when unset): a worker
+        with two shards at 8 MiB each says so when its storage starts."""
+        with Namespace(), Sluiced(shard_memory_mb=8) as d:
+            wait_for(lambda: "chunk pool(s)" in d.log(), 10, "the storage start-up line")
+            line = next(x for x in d.log().splitlines() if "chunk pool(s)" in x)
+            self.assertIn("2 chunk pool(s), 16 MiB", line)
+
+
 class ReceiveWaitDefaultTest(unittest.TestCase):
     def setUp(self):
         harness.require_root()

@@ -127,6 +127,7 @@ idle = "adaptive"
 {more_lcores}{lcore_extra}
 [dataplane]
 shards = {2 * workers}
+shard_memory_mb = {harness.SHARD_MEMORY_MB}
 
 [storage]
 data_dirs = ["{self.data_dir}"]

@@ -88,6 +88,17 @@ std::span<const std::byte> Bytes(const std::string& s) {
   return {reinterpret_cast<const std::byte*>(s.data()), s.size()};
 }
 
+// dataplane.shard_memory_mb sizes each shard's chunk pool; never below 16 chunks, whose size
+// follows the largest message.
+TEST(EngineShardConfigTest, TheLayoutsShardMemorySizesThePool) {
+  EXPECT_EQ(EngineShardConfig(0).pool_chunks, 256u);  // 64 MiB of 256 KiB chunks
+  EXPECT_EQ(EngineShardConfig(0, 16).pool_chunks, 64u);
+  EXPECT_EQ(EngineShardConfig(0, 4).pool_chunks, 16u);
+  const shard::ShardConfig large = EngineShardConfig(1 << 20, 16);
+  EXPECT_EQ(large.chunk_bytes, 4u << 20);
+  EXPECT_EQ(large.pool_chunks, 16u);  // the floor: 64 MiB, not 16
+}
+
 TEST_F(FrontendTest, ProduceIsAckedOnlyAfterServiceAndRetransmitIsDuplicate) {
   std::string a = "alpha", b = "beta";
   p::MessageSpec m1, m2;

@@ -104,6 +104,8 @@ std::vector<ErrorCase> Cases() {
        "value 0 out of range [1, 1024]"},
       {"RingSizeNotPowerOfTwo", {{"shards = 1\n", "shards = 1\nring_size = 1000 #<\n"}}, "",
        "dataplane.ring_size", "value 1000 is not a power of two"},
+      {"ShardMemoryTooSmall", {{"shards = 1\n", "shards = 1\nshard_memory_mb = 2 #<\n"}}, "",
+       "dataplane.shard_memory_mb", "value 2 out of range [4, 1048576]"},
       {"BatchBytesNotBlockMultiple", {{kDataDirs, kDataDirs + "\nbatch_bytes = 5000 #<"}}, "",
        "storage.batch_bytes", "value 5000 is not a multiple of 4096"},
       {"QueuePartitionsZero", {}, "\n[[queue]]\nname = \"q\"\npartitions = 0 #<\n",

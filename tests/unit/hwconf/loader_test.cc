@@ -56,6 +56,7 @@ TEST(LoaderTest, MinimalLayoutTakesTheDefaultsOfLayoutH) {
 
   EXPECT_EQ(l.shards, 1u);
   EXPECT_EQ(l.ring_size, d.ring_size);
+  EXPECT_EQ(l.shard_memory_mb, 64u);
   EXPECT_EQ(l.storage.data_dirs, (std::vector<std::string>{"/tmp/sluice-test"}))
       << "a list in the file replaces the default list";
   EXPECT_EQ(l.storage.batch_bytes, d.storage.batch_bytes);
@@ -116,6 +117,7 @@ shards = [0]
 [dataplane]
 shards = 3
 ring_size = 256
+shard_memory_mb = 32
 
 [storage]
 data_dirs = ["/d0", "/d1"]
@@ -183,6 +185,7 @@ type = "work"
 
   EXPECT_EQ(l.shards, 3u);
   EXPECT_EQ(l.ring_size, 256u);
+  EXPECT_EQ(l.shard_memory_mb, 32u);
   EXPECT_EQ(l.storage.data_dirs.size(), 2u);
   EXPECT_EQ(l.storage.uring_depth, 64u);
   EXPECT_TRUE(l.storage.sqpoll);
