@@ -26,8 +26,9 @@ SERVER_PORT = 7411
 # The REST API / metrics address: loopback of the namespace sluiced runs in (the test process is
 # in that namespace too), so the default port never collides between runs.
 REST_ADDRESS = "127.0.0.1:7480"
-# The tests' shards take 16 MiB of message memory each, not the default 64: sluiced touches it at
-# start-up, and the suites start sluiced some 170 times (a quarter of a second each, measured).
+# The tests' shards take 16 MiB of message memory each (16 chunks of 1 MiB: the floor with the
+# default 256 KiB message limit), not the default 64: sluiced touches it at start-up, and the
+# suites start sluiced some 170 times (a quarter of a second each, measured).
 SHARD_MEMORY_MB = 16
 
 BUILD_DIR = os.environ.get("SLUICE_BUILD_DIR", "")

@@ -47,11 +47,12 @@ class ShardMemoryTest(unittest.TestCase):
 
     def test_each_shard_takes_the_layouts_message_memory(self):
         """dataplane.shard_memory_mb sizes each shard's chunk pool (64 MiB when unset): a worker
-        with two shards at 8 MiB each says so when its storage starts."""
-        with Namespace(), Sluiced(shard_memory_mb=8) as d:
+        with two shards at 32 MiB each says so when its storage starts (the tests' other layouts
+        take 16 MiB, the floor of 16 chunks of 1 MiB with the default 256 KiB message limit)."""
+        with Namespace(), Sluiced(shard_memory_mb=32) as d:
             wait_for(lambda: "chunk pool(s)" in d.log(), 10, "the storage start-up line")
             line = next(x for x in d.log().splitlines() if "chunk pool(s)" in x)
-            self.assertIn("2 chunk pool(s), 16 MiB", line)
+            self.assertIn("2 chunk pool(s), 64 MiB", line)
 
 
 class ReceiveWaitDefaultTest(unittest.TestCase):
