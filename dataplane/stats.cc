@@ -45,12 +45,13 @@ std::string CountersJson(const Worker& w) {
         "\"throttled\": %u, \"ack_entries\": %u, \"ack_flush_errors\": %u, "
         "\"cold_fetches\": %u, \"segments_removed\": %u, \"retention_errors\": %u, "
         "\"fixed_writes\": %u, \"rolls_prepared\": %u, \"rolls_blocking\": %u, "
-        "\"roll_waits\": %u, \"spare_failures\": %u",
+        "\"roll_waits\": %u, \"spare_failures\": %u, \"writes_during_spare_sync\": %u",
         ss.opened.load() - ss.closed.load(), ss.failed.load(), ss.submitted.load(),
         ss.submitted_bytes.load(), ss.throttled.load(), ss.ack_entries.load(),
         ss.ack_flush_errors.load(), ss.cold_fetches.load(), ss.segments_removed.load(),
         ss.retention_errors.load(), ss.fixed_writes.load(), ss.rolls_prepared.load(),
-        ss.rolls_blocking.load(), ss.roll_waits.load(), ss.spare_failures.load());
+        ss.rolls_blocking.load(), ss.roll_waits.load(), ss.spare_failures.load(),
+        ss.writes_during_spare_sync.load());
     // The ack logs' and runtime opens' work off the lcore (docs/storage.md §6, §9).
     absl::StrAppendFormat(
         &s,

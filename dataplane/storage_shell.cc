@@ -601,6 +601,7 @@ uint32_t StorageShell::EnforceRetention(uint32_t queue, uint32_t partition,
 void StorageShell::SyncWriterStats() {
   const storage::WriterStats& ws = writer_->stats();
   stats_.fixed_writes.set(ws.fixed_writes);
+  stats_.writes_during_spare_sync.set(ws.writes_during_spare_sync);
   stats_.rolls_prepared.set(ws.rolls_prepared);
   stats_.rolls_blocking.set(ws.rolls_blocking);
   stats_.roll_waits.set(ws.roll_waits);

@@ -141,6 +141,7 @@ struct StorageShellStats {
   Counter segments_removed;  // retention: unlinked and the directory fsynced (through the ring)
   Counter retention_errors;
   Counter fixed_writes;      // writes from registered memory (the shards' chunk pools)
+  Counter writes_during_spare_sync;  // sent to io_uring's workers while a spare was synced
   Counter rolls_prepared;    // segment rolls into a spare prepared off the lcore
   Counter rolls_blocking;    // segment rolls that created the file on the lcore (spares off only)
   Counter roll_waits;        // rolls that held their batch until the spare was ready

@@ -3,12 +3,14 @@
 #include <pthread.h>
 
 #include <cstdio>
+#include <utility>
 
 #include "protocol/assert.h"
 
 namespace sluice::storage {
 
-SparePreparer::SparePreparer(uint32_t max_slots) {
+SparePreparer::SparePreparer(uint32_t max_slots, std::function<void()> while_preparing)
+    : while_preparing_(std::move(while_preparing)) {
   queue_.reserve(max_slots);
   thread_ = std::thread([this] { Run(); });
   pthread_setname_np(thread_.native_handle(), "sluice-spare");  // for top / perf / ps -L
@@ -66,7 +68,10 @@ void SparePreparer::Run() {
     slot->state.store(SpareSlot::kPreparing);
     lock.unlock();
     bool direct = false;
+    preparing_.store(true, std::memory_order_relaxed);
+    if (while_preparing_) while_preparing_();
     absl::StatusOr<Fd> fd = slot->dir.PrepareSpare(slot->bytes, slot->direct_io, &direct);
+    preparing_.store(false, std::memory_order_relaxed);
     lock.lock();
     if (fd.ok()) {
       slot->fd = std::move(*fd);

@@ -267,7 +267,9 @@ absl::Status UringWriter::Impl::Setup() {
   }
   requests.resize(depth);
   for (uint32_t i = depth; i-- > 0;) free_requests.push_back(i);
-  if (cfg.prepare_spares) preparer = std::make_unique<SparePreparer>(cfg.max_partitions);
+  if (cfg.prepare_spares) {
+    preparer = std::make_unique<SparePreparer>(cfg.max_partitions, cfg.while_preparing_spare);
+  }
   parts.reserve(cfg.max_partitions);
   dirty.reserve(cfg.max_partitions);
   deferred.reserve(cfg.max_partitions);
@@ -817,6 +819,10 @@ void UringWriter::Impl::PrepWrite(PartitionHandle h, Part& p, Flight& f) {
   }
   if (file.slot >= 0 && requests[id].inject_res == 0) sqe->flags |= IOSQE_FIXED_FILE;
   if (p.direct && p.spec.durability == shard::Durability::kDsync) sqe->rw_flags = RWF_DSYNC;
+  if (p.direct && requests[id].inject_res == 0 && preparer != nullptr && preparer->preparing()) {
+    sqe->flags |= IOSQE_ASYNC;
+    ++stats.writes_during_spare_sync;
+  }
   io_uring_sqe_set_data64(sqe, id);
   ++f.ops;
   ++file.ops;

@@ -77,6 +77,8 @@ struct WriterConfig {
   // spare_preparer.h) so that a roll on the lcore is a rename. false: every roll creates its
   // segment on the spot, blocking the calling thread (tests of that path).
   bool prepare_spares = true;
+  // Test seam: SparePreparer's `while_preparing` (called inside each spare's preparation).
+  std::function<void()> while_preparing_spare;
   // When the next spare is asked for: once the active segment is this full (percent). 0: at once
   // (when the partition opens and when a roll's rename completed), which gives the preparer a
   // whole segment's time but keeps a spare (segment_bytes of disk) beside every partition; 50:
@@ -155,6 +157,9 @@ struct WriterStats {
   uint64_t retention_removed = 0;  // of which: unlinked and the directory fsynced
   uint64_t failures = 0;     // partitions failed
   uint64_t fixed_writes = 0;  // write requests from a registered buffer (no page pinning per I/O)
+  // Segment writes sent to io_uring's worker threads (IOSQE_ASYNC) because a spare was being
+  // prepared (SparePreparer::preparing): the submitting thread does not wait out its fsync.
+  uint64_t writes_during_spare_sync = 0;
 };
 
 // Threads: Create and OpenPartition may run on any thread before the first Submit/Poll/Drain;

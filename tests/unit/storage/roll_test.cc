@@ -5,6 +5,7 @@
 #include <gtest/gtest.h>
 #include <unistd.h>
 
+#include <atomic>
 #include <chrono>
 #include <filesystem>
 #include <fstream>
@@ -124,6 +125,51 @@ TEST(Roll, RollsAfterTheFirstUseThePreparedSpare) {
   ExpectExactLog(r, n);
   EXPECT_FALSE(r.report.spare_removed);
   EXPECT_EQ(r.report.segments, 4u);
+}
+
+// While a spare is being prepared (its fsyncs: a journal commit and the disk's cache flush), a
+// direct write into unwritten extents would hold its submitter for as long (docs/storage.md §4):
+// the writes submitted meanwhile go to io_uring's worker threads (IOSQE_ASYNC), and are written
+// as any other. The preparation is held open here by the test seam.
+TEST(Roll, WritesSubmittedWhileASpareIsPreparedGoToTheKernelsWorkers) {
+  TempDir tmp;
+  Producer prod;
+  std::atomic<bool> entered{false};
+  std::atomic<bool> release{false};
+  WriterConfig c = Config(prod.pool.region());
+  c.while_preparing_spare = [&] {
+    entered.store(true);
+    const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(20);
+    while (!release.load() && std::chrono::steady_clock::now() < deadline) {
+      std::this_thread::yield();
+    }
+  };
+  auto w = UringWriter::Create(c);
+  ASSERT_TRUE(w.ok()) << w.status();
+  auto h = (*w)->OpenPartition({tmp.path(), kId, shard::Durability::kWrite, 1}, LogState{});
+  ASSERT_TRUE(h.ok()) << h.status();
+  // The partition asked for its first spare when it opened; the preparer is inside it now.
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(20);
+  while (!entered.load() && std::chrono::steady_clock::now() < deadline) std::this_thread::yield();
+  ASSERT_TRUE(entered.load());
+  for (int b = 0; b < 8; ++b) {
+    prod.Batch(4, 200);
+    prod.Flush(**w, *h);
+  }
+  const uint64_t during = (*w)->stats().writes_during_spare_sync;
+  EXPECT_GE(during, 8u);  // every one of them (a re-queued short write would count again)
+  release.store(true);
+  ASSERT_TRUE(AwaitSpare(**w, *h));
+  for (int b = 0; b < 8; ++b) {
+    prod.Batch(4, 200);
+    prod.Flush(**w, *h);
+  }
+  EXPECT_EQ((*w)->stats().writes_during_spare_sync, during);  // inline again
+  ASSERT_FALSE((*w)->failed(*h)) << (*w)->failure(*h);
+  const uint64_t n = prod.log.durable_end().value;
+  ASSERT_EQ(n, 64u);
+  w->reset();
+  ExpectExactLog(Recover(tmp.path()), n);
 }
 
 // A partition of a queue created at runtime: its files are opened on another thread
