@@ -490,8 +490,9 @@ std::vector<Field<Layout>> DataplaneFields() {
               "in (each partition holds at most 64 chunks). Process memory, not the EAL's: "
               "allocated and touched at start-up, so it costs start-up time and RAM whether used "
               "or not. At least 16 chunks, each at least twice the largest message a queue takes "
-              "(1 MiB with the default 256 KiB limit, so at least 16 MiB). When it is full, a stream partition gives up its oldest durable chunk (reads of "
-              "it then go to disk); otherwise the producer is answered THROTTLED."},
+              "(1 MiB with the default 256 KiB limit, so at least 16 MiB). When it is full, a "
+              "stream partition gives up its oldest durable chunk (reads of it then go to "
+              "disk); otherwise the producer is answered THROTTLED."},
   };
 }
 
