@@ -131,9 +131,15 @@ class Persistence {
   // Writes what the ack logs buffered (once per pass; cheap when nothing is buffered). Through
   // the worker's io_uring: the writes complete in later passes.
   virtual void FlushAcks() = 0;
-  // FlushAcks, then waits until every ack-log write and sync completed (blocking: for a reader
-  // of the ack-log files, e.g. a replication ack snapshot; not per pass).
-  virtual void SettleAcks() { FlushAcks(); }
+  // For a reader of a partition's ack-log file (a replication ack snapshot): the bytes appended
+  // to it so far (AckLogEnd), and whether the file holds them (AckLogWritten: asked each pass
+  // until true; true too once the log failed or the partition is gone). The writes go through
+  // the lcore's ring, so the reader polls instead of waiting. Defaults: no ack logs here.
+  virtual uint64_t AckLogEnd(uint32_t /*queue*/, uint32_t /*partition*/) const { return 0; }
+  virtual bool AckLogWritten(uint32_t /*queue*/, uint32_t /*partition*/,
+                             uint64_t /*end*/) const {
+    return true;
+  }
   // Blocks until nothing is in flight (shutdown), reporting as Poll does.
   virtual void Drain(absl::FunctionRef<void(uint32_t queue, uint32_t partition,
                                             shard::DurableOffset durable, Errc errc,

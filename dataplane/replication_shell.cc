@@ -2,6 +2,7 @@
 
 #include <unistd.h>
 
+#include <algorithm>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
@@ -459,16 +460,39 @@ void ReplicationShell::SendAckSnapshots(uint64_t now_ns, Persistence* storage) {
       if (h.acks_flushed[w].load(std::memory_order_acquire) < acks_drained_[w]) return;
     }
   }
-  // The ack logs' writes go through the ring: completed before the file is read (a wait on the
-  // ring, no file-system call here). Every record offered so far is then in the file.
-  storage->SettleAcks();
+  // The ack logs' writes go through the ring: a log is read once its file holds every record
+  // offered when its snapshot was first asked for (its end noted then, its progress looked at
+  // each pass: no wait on the ring). Records offered later may be in the file too; they also
+  // go live from the noted base, and applying one twice changes nothing.
+  for (auto it = ack_settles_.begin(); it != ack_settles_.end();) {
+    const std::pair<uint32_t, uint32_t> part(static_cast<uint32_t>(it->first >> 32),
+                                             static_cast<uint32_t>(it->first));
+    if (std::find(ack_snapshots_.begin(), ack_snapshots_.end(), part) == ack_snapshots_.end()) {
+      ack_settles_.erase(it++);  // no longer asked for this pass
+    } else {
+      ++it;
+    }
+  }
+  bool flushed = false;
+  bool written = true;
+  for (const auto& [q, p] : ack_snapshots_) {
+    auto [it, fresh] = ack_settles_.try_emplace(Key(q, p));
+    if (fresh) {
+      if (!flushed) storage->FlushAcks();
+      flushed = true;
+      it->second = AckSettle{storage->AckLogEnd(q, p), primary_->AckOffered(q, p)};
+    }
+    written = written && storage->AckLogWritten(q, p, it->second.end);
+  }
+  if (!written) return;
   for (const auto& [q, p] : ack_snapshots_) {
     auto job = std::make_shared<storage::AckLoadJob>();
     job->data_dir = DataDirOf(config_.storage, q, p);
     job->id = storage::PartitionId{q, p};
     const bool submitted = files_->Submit(job);
     SLUICE_ASSERT(submitted);  // at most kMaxFileJobs under way (all of them ack_loads_)
-    ack_loads_.emplace(Key(q, p), AckLoad{job, primary_->AckOffered(q, p), false});
+    ack_loads_.emplace(Key(q, p), AckLoad{job, ack_settles_[Key(q, p)].offered, false});
+    ack_settles_.erase(Key(q, p));
   }
 }
 

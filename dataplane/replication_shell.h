@@ -499,6 +499,13 @@ class ReplicationShell final : public Replicator,
     bool stale = false;
   };
   absl::flat_hash_map<uint64_t, AckLoad> ack_loads_;
+  // Primary: partitions whose ack-log file must hold what was appended when the snapshot was
+  // asked (`end`, Persistence::AckLogEnd) before it is read, with the records offered then.
+  struct AckSettle {
+    uint64_t end = 0;
+    uint64_t offered = 0;
+  };
+  absl::flat_hash_map<uint64_t, AckSettle> ack_settles_;
   // Standby batches being written: a FIFO over one aligned arena (O_DIRECT needs the alignment).
   struct Pending {
     StandbyPart* part;

@@ -637,6 +637,17 @@ bool StorageShell::AcksSettled() const {
   return true;
 }
 
+uint64_t StorageShell::AckLogEnd(uint32_t queue, uint32_t partition) const {
+  const Part* p = Find(queue, partition);
+  return p != nullptr && p->acks.has_value() ? p->acks->appended_bytes() : 0;
+}
+
+bool StorageShell::AckLogWritten(uint32_t queue, uint32_t partition, uint64_t end) const {
+  const Part* p = Find(queue, partition);
+  return p == nullptr || !p->acks.has_value() || p->acks->failed() ||
+         p->acks->file_bytes() >= end;
+}
+
 void StorageShell::SettleAcks() {
   FlushAcks();
   // A completion may queue the rest of a short write or the next buffer: until all is quiet.

@@ -203,8 +203,10 @@ class StorageShell final : public Persistence {
   bool AcksSettled() const;
   const storage::AckRingStats& ack_ring_stats() const { return ack_ring_->stats(); }
   void InjectAckFaults(const storage::AckFaultInjection& f) { ack_ring_->InjectFaults(f); }
-  // Every ack log written out and synced as asked (blocking; Close, shutdown, ack snapshots).
-  void SettleAcks() override;
+  // Every ack log written out and synced as asked (blocking; shutdown).
+  void SettleAcks();
+  uint64_t AckLogEnd(uint32_t queue, uint32_t partition) const override;
+  bool AckLogWritten(uint32_t queue, uint32_t partition, uint64_t end) const override;
   // Durable partitions open here (in-memory queues have none).
   bool Persisting() const { return !parts_.empty(); }
   // Directory removals (a deleted queue's partitions) handed to the file worker and not yet

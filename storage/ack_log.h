@@ -100,6 +100,8 @@ class AckLog {
 
   size_t buffered_bytes() const { return used_; }
   uint64_t file_bytes() const { return file_bytes_; }  // what the file holds (completed writes)
+  // What the file will hold once the write in flight and the buffered entries are written.
+  uint64_t appended_bytes() const { return file_bytes_ + flight_len_ + used_; }
 
  private:
   friend class AckRing;

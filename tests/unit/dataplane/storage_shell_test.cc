@@ -109,6 +109,38 @@ TEST(StorageShell, ARuntimePartitionIsAdoptedAndItsAcksGoThroughTheRing) {
   s.Close(3, 1, false);
 }
 
+// A reader of an ack-log file (a replication ack snapshot) notes what was appended when it asks
+// (AckLogEnd) and looks, pass by pass, whether the file holds it (AckLogWritten): the writes go
+// through the ring, and nothing waits for them.
+TEST(StorageShell, AnAckLogsReaderLooksForItsEndPassByPassWithoutWaiting) {
+  TempDir tmp;
+  const StorageShellConfig config = Config(tmp.path);
+  StartupRecovery store;
+  store.PrepareAll(config.storage, {{3, 0}});
+  auto shell = StorageShell::Create(config, &store);
+  ASSERT_TRUE(shell.ok()) << shell.status();
+  StorageShell& s = **shell;
+  ASSERT_TRUE(OpenEmpty(s, 3, 0).ok());
+  for (uint64_t o = 0; o < 10; ++o) s.Removed(3, 0, o);
+  const uint64_t end = s.AckLogEnd(3, 0);
+  EXPECT_GT(end, 0u);
+  EXPECT_FALSE(s.AckLogWritten(3, 0, end));  // buffered only: the pass's FlushAcks writes it
+  std::vector<Report> reports;
+  ASSERT_TRUE(Passes(s, &reports, [&] { return s.AckLogWritten(3, 0, end); }));
+  EXPECT_EQ(LoadAcks(tmp.path, 3, 0).deleted.size() + LoadAcks(tmp.path, 3, 0).deleted_below, 10u);
+  // Later entries move the end, not what was asked for.
+  s.Removed(3, 0, 10);
+  EXPECT_GT(s.AckLogEnd(3, 0), end);
+  EXPECT_TRUE(s.AckLogWritten(3, 0, end));
+  // A partition without an ack log here never holds a reader up.
+  EXPECT_EQ(s.AckLogEnd(9, 9), 0u);
+  EXPECT_TRUE(s.AckLogWritten(9, 9, 1));
+  EXPECT_EQ(s.stats().ack_write_waits.load(), 0u);
+  EXPECT_TRUE(reports.empty());
+  ASSERT_TRUE(Passes(s, &reports, [&] { return !s.AwaitingKernel(); }));
+  s.Close(3, 0, false);
+}
+
 TEST(StorageShell, AnAckLogWriteErrorFailsThePartitionAndIsReportedOnce) {
   TempDir tmp;
   StorageShellConfig config = Config(tmp.path);
