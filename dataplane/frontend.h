@@ -19,6 +19,7 @@
 #include "dataplane/queue_table.h"
 #include "dataplane/replicator.h"
 #include "dataplane/shard/types.h"
+#include "hwconf/layout.h"
 #include "protocol/codec.h"
 
 namespace sluice::dataplane {
@@ -111,9 +112,8 @@ struct PartitionFigures {
 // The engine's shard settings for a worker whose largest queue message is `largest` bytes, with
 // `shard_memory_mb` of message memory per shard (the layout's dataplane.shard_memory_mb), and the
 // largest message such shards take (chunks are sized once, at start).
-inline constexpr uint32_t kDefaultShardMemoryMb = 64;
 shard::ShardConfig EngineShardConfig(uint32_t largest_message_bytes,
-                                     uint32_t shard_memory_mb = kDefaultShardMemoryMb);
+                                     uint32_t shard_memory_mb = hwconf::kDefaultShardMemoryMb);
 uint32_t EngineMessageCap(uint32_t largest_message_bytes);
 
 // Replies to this endpoint are suppressed: internal PRODUCEs between workers (dead letters).
@@ -129,7 +129,7 @@ class Frontend {
   Frontend(const QueueTable& table, uint16_t worker, std::span<const uint32_t> shards,
            ReplyChannel& replies, uint32_t min_message_bytes = 0,
            Persistence* persistence = nullptr, Replicator* replicator = nullptr,
-           uint32_t shard_memory_mb = kDefaultShardMemoryMb);
+           uint32_t shard_memory_mb = hwconf::kDefaultShardMemoryMb);
   ~Frontend();
   Frontend(const Frontend&) = delete;
   Frontend& operator=(const Frontend&) = delete;

@@ -433,12 +433,12 @@ void ReplicationShell::SendAckSnapshots(uint64_t now_ns, Persistence* storage) {
                        std::string(load.job->status().message()).c_str());
         }
         // Still wanted: read again, in a second (as a standby's failed replacement), not every
-        // pass: each start waits for the ack ring.
+        // pass: a file that cannot be read now is not likely to be readable a pass later.
         ack_load_retry_ns_ = now_ns + 1'000'000'000;
         continue;
       }
-      // Not taken (the standby went, or the ring lost records offered since the flush): a
-      // partition that still wants one is read again below.
+      // Not taken (the standby went, or the ring lost records offered since the end was
+      // noted): a partition that still wants one is read again below.
       if (primary_->SetAckSnapshot(q, p, load.job->state, load.live_base)) {
         ++acklog_snapshot_jobs_;
       }
@@ -491,8 +491,9 @@ void ReplicationShell::SendAckSnapshots(uint64_t now_ns, Persistence* storage) {
     job->id = storage::PartitionId{q, p};
     const bool submitted = files_->Submit(job);
     SLUICE_ASSERT(submitted);  // at most kMaxFileJobs under way (all of them ack_loads_)
-    ack_loads_.emplace(Key(q, p), AckLoad{job, ack_settles_[Key(q, p)].offered, false});
-    ack_settles_.erase(Key(q, p));
+    const auto settle = ack_settles_.find(Key(q, p));  // noted above for every one of them
+    ack_loads_.emplace(Key(q, p), AckLoad{job, settle->second.offered, false});
+    ack_settles_.erase(settle);
   }
 }
 

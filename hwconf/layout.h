@@ -122,6 +122,9 @@ struct QueueDecl {
   std::string dead_letter_queue;
 };
 
+// dataplane.shard_memory_mb when unset: each shard's message memory (its chunk pool), in MiB.
+inline constexpr uint32_t kDefaultShardMemoryMb = 64;
+
 struct Layout {
   std::string source;        // file it was loaded from
   Eal eal;
@@ -129,7 +132,7 @@ struct Layout {
   std::vector<Lcore> lcores; // worker lcores; eal.main_lcore is never a worker
   uint32_t shards = 0;       // number of shards; each owned by exactly one worker lcore
   uint32_t ring_size = 1024; // entries per (from, to) lcore hand-off ring, power of two
-  uint32_t shard_memory_mb = 64;  // message memory per shard (its chunk pool), touched at start
+  uint32_t shard_memory_mb = kDefaultShardMemoryMb;  // per shard (its chunk pool), touched at start
   Storage storage;
   Replication replication;
   Control control;

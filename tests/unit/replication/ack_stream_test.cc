@@ -115,10 +115,16 @@ TEST(AckSender, ResumesFromTheRingOrSnapshotsAndNoticesALostGeneration) {
   EXPECT_TRUE(t.WantsSnapshot());
 }
 
-TEST(AckSender, ARingOverflowWhileStreamingAsksForASnapshot) {
+// A ring of 8 records: small enough for a test to overflow.
+AckStreamConfig SmallRing() {
   AckStreamConfig cfg;
   cfg.ring_bytes = 1024;
   cfg.ring_records = 8;
+  return cfg;
+}
+
+TEST(AckSender, ARingOverflowWhileStreamingAsksForASnapshot) {
+  const AckStreamConfig cfg = SmallRing();
   LinkCounters c;
   AckSender s(5, 0, 1, cfg);
   s.OpenSession();
@@ -133,12 +139,10 @@ TEST(AckSender, ARingOverflowWhileStreamingAsksForASnapshot) {
 
 // A primary reads the ack log for a snapshot on its file worker (docs/replication.md §13): the
 // records offered while the read runs are not in the state it hands over, so the generation goes
-// on from the first record offered after the flush (the live base), not from the end at the
-// time the state arrives; a ring that lost some of them meanwhile refuses the state.
+// on from the first record offered after the log's end was noted (the live base), not from the
+// end at the time the state arrives; a ring that lost some of them meanwhile refuses the state.
 TEST(AckSender, ASnapshotReadOffTheLcoreGoesOnFromTheRecordsOfferedSinceTheFlush) {
-  AckStreamConfig cfg;
-  cfg.ring_bytes = 1024;
-  cfg.ring_records = 8;
+  const AckStreamConfig cfg = SmallRing();
   LinkCounters c;
   AckSender s(5, 0, 1, cfg);
   for (uint64_t o = 0; o < 4; ++o) s.Offer({AckRecordKind::kDelete, 0, o, {}}, c);
