@@ -85,6 +85,7 @@ struct Args {
   bool check_only = false;
   std::optional<StorageFault> fault;  // test seam: --inject-storage-fault
   std::optional<LinkFault> link_fault;  // test seam: --inject-link-fault
+  uint32_t ack_delay_ms = 0;            // test seam: --inject-standby-ack-delay
 };
 
 void PrintUsage(FILE* out) {
@@ -106,6 +107,9 @@ void PrintUsage(FILE* out) {
       "                      test seam: the replication link drops, duplicates and (kernel UDP)\n"
       "                      swaps the datagrams this box sends with these probabilities (0..1),\n"
       "                      and sends nothing while CUT_FILE exists\n"
+      "  --inject-standby-ack-delay MS\n"
+      "                      test seam: a standby's ack-log writes stay in flight MS ms before\n"
+      "                      they run (a slow disk on demand); its lcore must go on meanwhile\n"
       "  -h, --help          this text\n"
       "\n"
       "Queues live in the catalog under [control] metadata_dir (the layout's [[queue]] entries\n"
@@ -159,6 +163,17 @@ int ParseArgs(int argc, char** argv, Args* args) {
       }
       f.cut_file = cut;
       args->link_fault = f;
+    } else if (a == "--inject-standby-ack-delay") {
+      const char* v = value("--inject-standby-ack-delay");
+      if (!v) return kExitUsage;
+      char* end = nullptr;
+      const unsigned long ms = std::strtoul(v, &end, 10);
+      if (end == v || *end != '\0' || ms == 0 || ms > 60'000) {
+        std::fprintf(stderr, "sluiced: --inject-standby-ack-delay wants milliseconds (1-60000), "
+                     "got '%s'\n", v);
+        return kExitUsage;
+      }
+      args->ack_delay_ms = static_cast<uint32_t>(ms);
     } else if (a == "--inject-storage-fault") {
       const char* v = value("--inject-storage-fault");
       if (!v) return kExitUsage;
@@ -906,6 +921,7 @@ int Main(int argc, char** argv) {
         c.state = repl.state;
         c.status = &repl.status;
         c.fault = args.link_fault;
+        c.ack_delay_ms = args.ack_delay_ms;
         auto shell = ReplicationShell::Create(c);
         if (!shell.ok()) {
           std::fprintf(stderr, "sluiced: replication: %s\n",

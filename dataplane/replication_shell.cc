@@ -68,6 +68,12 @@ absl::StatusOr<std::unique_ptr<ReplicationShell>> ReplicationShell::Create(
     auto acks = storage::AckRing::Create(ac);
     if (!acks.ok()) return acks.status();
     s->ack_ring_ = std::move(*acks);
+    if (c.ack_delay_ms > 0) {
+      storage::AckFaultInjection f;
+      f.count = UINT32_MAX;  // every write of every ack log
+      f.delay_ms = c.ack_delay_ms;
+      s->ack_ring_->InjectFaults(f);
+    }
     // Created on this thread: sluiced creates its shells on the main thread (the housekeeping
     // CPU), so the file worker never runs on a polling lcore's CPU (storage/file_worker.h).
     s->files_ = std::make_unique<storage::FileWorker>("sluice-sbfiles", kMaxFileJobs);
@@ -1068,6 +1074,7 @@ void ReplicationShell::PublishStatus() {
     }
   }
   f.Set(F::kAcklogSnapshotJobs, acklog_snapshot_jobs_);
+  f.Set(F::kAckReplaceWaits, ack_replace_waits_);
   if (primary_ != nullptr) {
     f.Set(F::kAcklogLag, primary_->ack_lag());
     uint64_t lag = 0, partitions = 0;
@@ -1732,12 +1739,21 @@ bool ReplicationShell::ReplaceAcks(uint32_t queue, uint32_t partition,
     // replaced meanwhile: this one is written next.
   }
   if (pass_ns_ < part->ack_retry_ns || FileJobsUnderWay() >= kMaxFileJobs) return false;
-  // The old log's requests complete first (the ring holds its address and buffers); from now
-  // on it takes nothing (AppendAck refuses), and the job's rename replaces its file.
-  if (part->acks.has_value()) SettleStandbyAcks(*part->acks);
+  // From now on the old log takes nothing (AppendAck refuses). Its requests complete before the
+  // job starts (the ring holds its address and buffers, and the job's rename replaces its
+  // file), but they are not waited for: a write held by the disk (a cache flush: 100 ms and
+  // more on a VM, docs/storage.md §4) would stop this lcore, and every partition's replication
+  // with it. The receiver offers the snapshot again each pass, and the pass's FlushStandbyAcks
+  // reaps the ring.
+  part->replacing_acks = true;
   if (part->ack_dirty) {
     part->ack_dirty = false;
     std::erase(ack_dirty_, part);
+  }
+  if (part->acks.has_value() && part->acks->busy() && !part->acks->failed()) {
+    part->acks->StartFlush();  // what is buffered, or a short write's rest; no-op while in flight
+    ++ack_replace_waits_;
+    return false;
   }
   auto job = std::make_shared<storage::AckReplaceJob>();
   job->data_dir = part->data_dir;
@@ -1746,7 +1762,6 @@ bool ReplicationShell::ReplaceAcks(uint32_t queue, uint32_t partition,
   const bool submitted = files_->Submit(job);
   SLUICE_ASSERT(submitted);  // fewer than kMaxFileJobs of this shell's under way
   ack_replaces_.emplace(k, AckReplace{job, part->incarnation});
-  part->replacing_acks = true;
   return false;
 }
 

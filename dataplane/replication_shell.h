@@ -109,6 +109,9 @@ enum class ReplicationFigure : uint8_t {
   // Ack-log snapshots whose file work ran on the shell's file worker (docs/replication.md §13):
   // on a primary, ack logs read for a snapshot and sent; on a standby, ack logs replaced by one.
   kAcklogSnapshotJobs,
+  // A standby: passes in which a snapshot's ack-log replacement found the old log's write still
+  // in flight and went on (ReplaceAcks starts the job in a later pass instead of waiting).
+  kAckReplaceWaits,
   kLagOffsets,  // primary: offered - acked, all partitions (/v1/role's replication_lag_bytes)
   kCount
 };
@@ -121,7 +124,7 @@ inline constexpr std::array<std::string_view, kReplicationFigures> kReplicationF
     "acklog_dropped", "acklog_lag", "link_steered", "link_steer_dropped", "handoff_batches",
     "handoff_from_log", "handoff_acks_lost", "replica_reads_served", "replica_reads_throttled",
     "log_reader_ring_reads", "log_reader_refreshes", "log_reader_rescans",
-    "standby_file_jobs", "acklog_snapshot_jobs", "lag_offsets"};
+    "standby_file_jobs", "acklog_snapshot_jobs", "ack_replace_waits", "lag_offsets"};
 static_assert(!kReplicationFigureNames.back().empty(), "a figure without a name");
 struct ReplicationFigures {
   std::array<std::atomic<uint64_t>, kReplicationFigures> v{};
@@ -267,6 +270,9 @@ struct ReplicationShellConfig {
   replication::ReplicationState state;  // epoch starts (primary)
   ReplicationStatus* status = nullptr;
   std::optional<LinkFault> fault;
+  // Test seam (sluiced --inject-standby-ack-delay): a standby's ack-log writes stay in flight
+  // this long before they run (storage::AckFaultInjection::delay_ms).
+  uint32_t ack_delay_ms = 0;
 };
 
 // What the workers that run no replication channel see of replication (they own no shard: see §1
@@ -421,6 +427,7 @@ class ReplicationShell final : public Replicator,
   };
   absl::flat_hash_map<uint64_t, AckReplace> ack_replaces_;
   uint64_t acklog_snapshot_jobs_ = 0;  // both roles: kAcklogSnapshotJobs
+  uint64_t ack_replace_waits_ = 0;     // standby: kAckReplaceWaits
   uint64_t incarnations_ = 0;
   uint64_t pass_ns_ = 0;  // the current pass's time (ReplaceAcks has none of its own)
   size_t FileJobsUnderWay() const { return standby_jobs_.size() + ack_replaces_.size(); }

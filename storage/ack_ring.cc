@@ -54,20 +54,36 @@ io_uring_sqe* AckRing::Sqe() {
 
 bool AckRing::PrepWrite(AckLog* log, int fd, const std::byte* buf, uint32_t len,
                         uint64_t position, bool linked_sync) {
-  // Both entries or neither: a write whose linked sync found no room would be a lone write.
-  if (io_uring_sq_space_left(&ring_) < (linked_sync ? 2u : 1u) && enabled_) Submit(false);
-  if (io_uring_sq_space_left(&ring_) < (linked_sync ? 2u : 1u)) return false;
-  io_uring_sqe* sqe = Sqe();
-  SLUICE_ASSERT(sqe != nullptr);
+  // Every entry of the chain or none: a write whose linked sync found no room would be a lone
+  // write (the fault seam's delay adds a timeout ahead of it).
+  const uint32_t need = (linked_sync ? 2u : 1u) + (faults_.delay_ms > 0 ? 1u : 0u);
+  if (io_uring_sq_space_left(&ring_) < need && enabled_) Submit(false);
+  if (io_uring_sq_space_left(&ring_) < need) return false;
   const auto base = reinterpret_cast<uint64_t>(log);
   log->inject_res_[kWrite] = 0;
+  bool delay = false;
   if (Inject(*log, false)) {
     if (faults_.short_write) {
       len = std::min<uint32_t>(len, 8);
+    } else if (faults_.delay_ms > 0) {
+      delay = true;
     } else {
       log->inject_res_[kWrite] = -faults_.error;
     }
   }
+  if (delay) {
+    io_uring_sqe* t = Sqe();
+    SLUICE_ASSERT(t != nullptr);
+    delay_.tv_sec = faults_.delay_ms / 1000;
+    delay_.tv_nsec = static_cast<long long>(faults_.delay_ms % 1000) * 1'000'000;
+    // ETIME_SUCCESS: the expiry counts as success, so the link goes on to the write.
+    io_uring_prep_timeout(t, &delay_, 0, IORING_TIMEOUT_ETIME_SUCCESS);
+    t->flags |= IOSQE_IO_LINK;
+    io_uring_sqe_set_data64(t, base | kDelay);
+    ++in_flight_;
+  }
+  io_uring_sqe* sqe = Sqe();
+  SLUICE_ASSERT(sqe != nullptr);
   if (log->inject_res_[kWrite] != 0) {
     io_uring_prep_nop(sqe);
     io_uring_sqe_set_data64(sqe, base | kWrite | kInjected);
@@ -138,6 +154,7 @@ uint32_t AckRing::Reap(absl::FunctionRef<void(AckLog&)> failed) {
       if ((data & kInjected) != 0) res = log->inject_res_[op];
       SLUICE_ASSERT(in_flight_ > 0);
       --in_flight_;
+      if ((data & kDelay) != 0) continue;  // the seam's timeout: its write completes next
       if (op == kWrite && res > 0) stats_.bytes += static_cast<uint64_t>(res);
       if (!log->OnCompletion(op, res)) {
         ++stats_.failures;

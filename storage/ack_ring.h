@@ -9,7 +9,7 @@
 // The lcore never makes a blocking file-system call for an ack log: AckLog::StartFlush prepares
 // a write of its pending entries (and a linked fdatasync for a purge mark) here, Poll submits and
 // reaps without blocking and hands each completion back to its log. Only Wait and Drain block
-// (partition close, shutdown, an ack snapshot, a log whose two buffers are both full).
+// (partition close, shutdown, a log whose two buffers are both full).
 #pragma once
 
 #include <liburing.h>
@@ -32,13 +32,16 @@ struct AckRingConfig {
 };
 
 // Test seam: the next `count` writes (or, with `sync`, fdatasyncs) complete with -error instead
-// of running; with short_write, writes are cut to 8 bytes instead (the rest is re-queued).
-// `only`: just the log with that cookie, after `skip` of its requests went through.
+// of running; with short_write, writes are cut to 8 bytes instead (the rest is re-queued); with
+// delay_ms, writes run (in full) only after that long in flight: a linked timeout ahead of each,
+// the slow disk of docs/storage.md §4 on demand. `only`: just the log with that cookie, after
+// `skip` of its requests went through.
 struct AckFaultInjection {
   uint32_t count = 0;
   int error = 0;
   bool sync = false;
   bool short_write = false;
+  uint32_t delay_ms = 0;
   std::optional<uint64_t> only;
   uint32_t skip = 0;
 };
@@ -76,7 +79,8 @@ class AckRing {
 
  private:
   friend class AckLog;
-  enum Op : uint64_t { kWrite = 0, kSync = 1, kInjected = 2 };  // low bits of user_data
+  // Low bits of user_data. kDelay: a fault seam's timeout linked ahead of a write (no log op).
+  enum Op : uint64_t { kWrite = 0, kSync = 1, kInjected = 2, kDelay = 4 };
   explicit AckRing(const AckRingConfig& config) : cfg_(config) {}
   void Adopt();
   io_uring_sqe* Sqe();
@@ -99,6 +103,7 @@ class AckRing {
   uint32_t pending_sqes_ = 0;
   AckRingStats stats_;
   AckFaultInjection faults_;
+  __kernel_timespec delay_{};  // faults_.delay_ms, read by the kernel when a timeout is submitted
 };
 
 }  // namespace sluice::storage

@@ -1955,6 +1955,45 @@ class ReplicationTest(unittest.TestCase):
               f"standby applied {cb['acklog_records_applied']}")
         self._failed = False
 
+    def test_acklog_snapshot_on_a_slow_standby_disk_does_not_stop_its_lcore(self):
+        """A standby replaces an ack log by a snapshot without waiting for the old log's write
+        in flight (docs/replication.md §13). Every ack-log write of the standby is held 6 s
+        (--inject-standby-ack-delay, a slow disk on demand); the primary restarts right after
+        the standby took deletes, so the new primary's snapshots arrive while that write is in
+        flight. The standby's passes go on meanwhile (ack_replace_waits counts those that found
+        the write still out), the snapshot goes in once the write is done, and after a
+        failover the deleted messages stay deleted."""
+        self.pair.close(False)
+        self.pair = Pair(queues=ACK_QUEUES)
+        a, b = self.pair.a, self.pair.b
+        a.start()
+        b.start(["--inject-standby-ack-delay", "6000"])
+        wait_in_sync(a, b)
+        jobs = [f"job-{i}" for i in range(20)]
+        cli_produce(a, "jobs", jobs)
+        leased = receive_all(a, "jobs")
+        deleted = {p for _, p in leased[:10]}
+        snapshots = repl_counters(b).get("acklog_snapshots_applied", 0)
+        cli(a, "delete", "jobs", *[r for r, p in leased if p in deleted])
+        harness.wait_for(lambda: repl_counters(b).get("acklog_records_applied", 0) >= len(deleted),
+                         10, f"{b.name} to take the deletes")
+        # b's write of those records is in flight now, for 6 s. The primary restarts: its new
+        # ack senders start with a snapshot of every partition.
+        a.stop()
+        a.start()
+        wait_in_sync(a, b)
+        ca, cb = wait_acks_replicated(a, b, len(deleted), snapshots_at_least=snapshots + 1)
+        self.assertGreater(cb.get("ack_replace_waits", 0), 1,
+                           "the snapshot never found the old log's write in flight, or waited")
+        kill_and_promote(a, b)
+        got = [p for _, p in receive_all(b, "jobs")]
+        self.assertEqual(sorted(got), sorted(set(jobs) - deleted),
+                         "deleted messages came back, or undeleted ones are missing")
+        print(f"\nack log, slow standby disk: {cb['ack_replace_waits']} passes of the standby "
+              f"went on while its ack-log write was held; {cb['acklog_snapshots_applied']} "
+              f"snapshots applied; after the failover exactly the {len(got)} undeleted jobs")
+        self._failed = False
+
     def test_acklog_rejoined_primary_takes_the_new_primarys_ack_state(self):
         a, b = self.start_ack_pair()
         jobs = [f"job-{i}" for i in range(30)]

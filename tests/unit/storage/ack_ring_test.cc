@@ -5,6 +5,7 @@
 
 #include <gtest/gtest.h>
 
+#include <chrono>
 #include <vector>
 
 #include "storage/ack_log.h"
@@ -131,6 +132,36 @@ TEST(AckRing, AShortWriteIsRequeuedAndItsSyncWaitsForTheRest) {
   EXPECT_TRUE(f.failed.empty());
   EXPECT_FALSE(f.log->failed());
   EXPECT_GE(f.ring->stats().requeued, 3u);
+  EXPECT_EQ(f.log->syncs_done(), 1u);
+  AckLoadReport rep;
+  const AckState st = f.Load(&rep);
+  EXPECT_EQ(rep.bytes_cut, 0u);
+  EXPECT_EQ(st.deleted_below, 10u);
+}
+
+TEST(AckRing, ADelayedWriteStaysInFlightForItsDelayThenLandsInFull) {
+  // The seam a slow disk stands in for (a cache flush holding every write): the write and its
+  // linked sync run only after the delay, and polling meanwhile never blocks.
+  Fixture f;
+  AckFaultInjection fi;
+  fi.count = 1;
+  fi.delay_ms = 200;
+  f.ring->InjectFaults(fi);
+  for (uint64_t o = 0; o < 10; ++o) ASSERT_TRUE(f.log->Delete(o));
+  const auto t0 = std::chrono::steady_clock::now();
+  f.log->StartFlush(/*sync=*/true);
+  EXPECT_EQ(f.ring->in_flight(), 3u);  // the timeout, the write, its sync
+  auto elapsed = [&] { return std::chrono::steady_clock::now() - t0; };
+  uint64_t polls = 0;
+  while (f.log->busy() && elapsed() < std::chrono::seconds(10)) {
+    f.Poll();
+    ++polls;
+  }
+  EXPECT_FALSE(f.log->busy());
+  EXPECT_GE(elapsed(), std::chrono::milliseconds(190));  // not done before its delay
+  EXPECT_GT(polls, 1u);  // each Poll returned: nothing waited for the timeout
+  EXPECT_EQ(f.ring->in_flight(), 0u);
+  EXPECT_TRUE(f.failed.empty());
   EXPECT_EQ(f.log->syncs_done(), 1u);
   AckLoadReport rep;
   const AckState st = f.Load(&rep);
