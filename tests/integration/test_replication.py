@@ -1957,7 +1957,7 @@ class ReplicationTest(unittest.TestCase):
 
     def test_acklog_snapshot_on_a_slow_standby_disk_does_not_stop_its_lcore(self):
         """A standby replaces an ack log by a snapshot without waiting for the old log's write
-        in flight (docs/replication.md §13). Every ack-log write of the standby is held 6 s
+        in flight (docs/replication.md §13). Every ack-log write of the standby is held 10 s
         (--inject-standby-ack-delay, a slow disk on demand); the primary restarts right after
         the standby took deletes, so the new primary's snapshots arrive while that write is in
         flight. The standby's passes go on meanwhile (ack_replace_waits counts those that found
@@ -1967,7 +1967,7 @@ class ReplicationTest(unittest.TestCase):
         self.pair = Pair(queues=ACK_QUEUES)
         a, b = self.pair.a, self.pair.b
         a.start()
-        b.start(["--inject-standby-ack-delay", "6000"])
+        b.start(["--inject-standby-ack-delay", "10000"])
         wait_in_sync(a, b)
         jobs = [f"job-{i}" for i in range(20)]
         cli_produce(a, "jobs", jobs)
@@ -1977,7 +1977,7 @@ class ReplicationTest(unittest.TestCase):
         cli(a, "delete", "jobs", *[r for r, p in leased if p in deleted])
         harness.wait_for(lambda: repl_counters(b).get("acklog_records_applied", 0) >= len(deleted),
                          10, f"{b.name} to take the deletes")
-        # b's write of those records is in flight now, for 6 s. The primary restarts: its new
+        # b's write of those records is in flight now, for 10 s. The primary restarts: its new
         # ack senders start with a snapshot of every partition.
         a.stop()
         a.start()
