@@ -631,6 +631,15 @@ def kill_and_promote(primary, standby):
                      f"{standby.name} to be primary")
 
 
+def promote_and_receive_jobs(test, primary, standby, undeleted, why):
+    """kill_and_promote, then every payload the promoted standby delivers from "jobs" (leases
+    died with the old primary): exactly `undeleted`, or the test fails saying `why`."""
+    kill_and_promote(primary, standby)
+    got = [p for _, p in receive_all(standby, "jobs")]
+    test.assertEqual(sorted(got), sorted(undeleted), why)
+    return got
+
+
 # ---- sync queues: DELETE / COMMIT replies wait for the standby's ack log (§13) ----
 
 def send_delete(sock, box, queue_id, receipts, request, client=31):
@@ -1802,10 +1811,9 @@ class ReplicationTest(unittest.TestCase):
         # log holds purged jobs, which must stay purged.
         self.assertLessEqual(s, 3000)
         self.assertEqual(segments_of(b, queue_id, 0)[0], s)
-        kill_and_promote(a, b)
-        got = [p for _, p in receive_all(b, "jobs")]
-        self.assertEqual(sorted(got), sorted(set(fresh) - deleted),
-                         "purged or deleted jobs came back, or undeleted ones are missing")
+        got = promote_and_receive_jobs(
+            self, a, b, set(fresh) - deleted,
+            "purged or deleted jobs came back, or undeleted ones are missing")
         print(f"\nwork queue behind the start: the wiped standby restarted at {s} (purged below "
               f"3000, {len(deleted)} of the next 200 deleted); promoted, it delivered exactly the "
               f"other {len(got)}")
@@ -1985,10 +1993,9 @@ class ReplicationTest(unittest.TestCase):
         ca, cb = wait_acks_replicated(a, b, len(deleted), snapshots_at_least=snapshots + 1)
         self.assertGreater(cb.get("ack_replace_waits", 0), 1,
                            "the snapshot never found the old log's write in flight, or waited")
-        kill_and_promote(a, b)
-        got = [p for _, p in receive_all(b, "jobs")]
-        self.assertEqual(sorted(got), sorted(set(jobs) - deleted),
-                         "deleted messages came back, or undeleted ones are missing")
+        got = promote_and_receive_jobs(
+            self, a, b, set(jobs) - deleted,
+            "deleted messages came back, or undeleted ones are missing")
         print(f"\nack log, slow standby disk: {cb['ack_replace_waits']} passes of the standby "
               f"went on while its ack-log write was held; {cb['acklog_snapshots_applied']} "
               f"snapshots applied; after the failover exactly the {len(got)} undeleted jobs")
@@ -2139,10 +2146,9 @@ class ReplicationTest(unittest.TestCase):
         ca, cb = wait_acks_replicated(a, b, len(deleted) + 1)
         self.assertGreater(ca["handoff_batches"], 0, ca)
         self.assertEqual(ca["handoff_acks_lost"], 0, ca)
-        kill_and_promote(a, b)
-        got = [p for _, p in receive_all(b, "jobs")]
-        self.assertEqual(sorted(got), sorted(set(jobs) - deleted),
-                         "deleted messages came back, or undeleted ones are missing")
+        got = promote_and_receive_jobs(
+            self, a, b, set(jobs) - deleted,
+            "deleted messages came back, or undeleted ones are missing")
         self.assertEqual(receive_all(b, "pw"), [], "purged work-queue messages came back")
         print(f"\nack log over a replication lcore: {len(deleted)} deletes and a purge handed "
               f"over ({ca['acklog_records_sent']} records sent, {cb['acklog_records_applied']} "
